@@ -1,0 +1,1 @@
+"""Subcommands of the `clgemm` CLI, one module per owner."""
