@@ -1,0 +1,325 @@
+"""The public door: `matmul`, `Info`, and the helpers to keep arrays on the device.
+
+Contract (rel_tol=None): the result is computed in float32 arithmetic (fused multiply-add,
+float32 accumulation), as BLAS sgemm does. float64 or integer input is refused rather than
+silently rounded: cast with `.astype(np.float32)` if float32 is what you want. NaN and Inf
+propagate as IEEE arithmetic makes them (as in BLAS); pass `nonfinite="raise"` to refuse them.
+When beta == 0, C's old content is not read (a NaN there does not propagate), as in BLAS.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+
+from .device import DeviceInfo
+from .errors import ContractError, DTypeError, NonFiniteError, OutOfDeviceMemoryError, ShapeError
+from .plan import GemmKernel, Operand, get_kernel, layout_for, search_space
+from .runtime import Runtime, get_runtime
+from .schedule import Schedule
+from .select.table import DEFAULT_CPU, DEFAULT_GPU, load_table
+
+# The last resort when neither the table's nor the default schedule fits a device:
+# 64 work-items, no vector loads, small local tiles.
+SAFE_SCHEDULE = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=2, tile_k=8, vec_a=1, vec_b=1,
+                         vec_c=1, stage_a=1, stage_b=1, unroll_k=1, double_buffer=0,
+                         strided=1, local_pad=0)
+
+
+@dataclass
+class Info:
+    """What happened in one call (returned with `return_info=True`)."""
+
+    method: str  # "exact" (float32), or a method named by later contracts
+    schedule: str  # Schedule.key() of the kernel that ran
+    device: str
+    shape: tuple[int, int, int]
+    kernel_s: float = 0.0  # device time of the GEMM kernel (OpenCL event profiling)
+    h2d_s: float = 0.0  # host-to-device copies (wall)
+    d2h_s: float = 0.0  # device-to-host copy (wall)
+    total_s: float = 0.0  # the whole call (wall)
+    build_s: float = 0.0  # compile or cache load paid in this call (0 when already built)
+    build_from_cache: bool | None = None
+    error_estimate: float | None = None  # filled by approximate methods
+    fell_back: bool = False  # an approximate method gave way to exact
+    checked: bool = False  # ABFT verified the result
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gflops(self) -> float:
+        m, n, k = self.shape
+        return 2.0 * m * n * k / self.kernel_s / 1e9 if self.kernel_s > 0 else 0.0
+
+
+def _is_device_array(x) -> bool:
+    return isinstance(x, cla.Array)
+
+
+def _check_dtype(name: str, x) -> None:
+    dtype = np.dtype(x.dtype)
+    if dtype != np.float32:
+        hint = (
+            f"cast it with {name}.astype(np.float32) if float32 precision is acceptable"
+            if dtype.kind in "fiub" else "pass a float32 array"
+        )
+        raise DTypeError(f"{name} has dtype {dtype}, clgemm computes float32 only; {hint}")
+
+
+def _check_scalar(name: str, value) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} must be a real number, got {value!r}") from exc
+    if not math.isfinite(f):
+        raise NonFiniteError(f"{name}={value!r} is not finite; pass a finite scaling factor")
+    return f
+
+
+def _validate_contract(rel_tol, check, nonfinite) -> None:
+    if rel_tol is not None:
+        try:
+            tol = float(rel_tol)
+        except (TypeError, ValueError) as exc:
+            raise ContractError(f"rel_tol must be None or a number, got {rel_tol!r}") from exc
+        if not (0.0 < tol < 1.0):
+            raise ContractError(
+                f"rel_tol={rel_tol!r} is outside (0, 1): it is a relative Frobenius error "
+                "budget, e.g. 1e-3; use None for the exact float32 contract"
+            )
+    if not isinstance(check, bool):
+        raise ContractError(f"check must be True or False, got {check!r}")
+    if nonfinite not in ("propagate", "raise"):
+        raise ContractError(f"nonfinite must be 'propagate' or 'raise', got {nonfinite!r}")
+
+
+def _logical_shape(x, trans: bool) -> tuple[int, int]:
+    if len(x.shape) != 2:
+        raise ShapeError(f"operands must be 2-D matrices, got shape {tuple(x.shape)}")
+    r, c = x.shape
+    return (c, r) if trans else (r, c)
+
+
+def _storage(shape: tuple[int, int], strides: tuple[int, int], itemsize: int = 4):
+    """(stored_transposed, ld) when rows or columns are unit-stride, else None."""
+    rows, cols = shape
+    s0, s1 = strides
+    if s0 < 0 or s1 < 0 or s0 % itemsize or s1 % itemsize:
+        return None
+    e0, e1 = s0 // itemsize, s1 // itemsize
+    if e1 == 1 or cols <= 1:
+        ld = e0 if rows > 1 else max(cols, 1)
+        if ld >= max(cols, 1):
+            return False, ld
+    if e0 == 1 or rows <= 1:
+        ld = e1 if cols > 1 else max(rows, 1)
+        if ld >= max(rows, 1):
+            return True, ld
+    return None
+
+
+def choose_schedule(rt: Runtime, m: int, n: int, k: int,
+                    schedule: Schedule | None = None) -> Schedule:
+    """The schedule a call will use: the caller's (checked), else the device table's, else a
+    default that is valid on the device."""
+    space = search_space(rt)
+    if schedule is not None:
+        space.check(schedule)
+        return schedule
+    table = load_table(rt.device)
+    for candidate in (table.lookup(m, n, k), table.default, DEFAULT_GPU, DEFAULT_CPU, SAFE_SCHEDULE):
+        if space.is_valid(candidate):
+            return candidate
+    raise ShapeError(f"no built-in schedule fits {rt.device.name!r}; pass schedule=...")
+
+
+def _reject_nonfinite(name: str, x) -> None:
+    host = x.get() if _is_device_array(x) else x
+    if host.size and not np.isfinite(host).all():
+        raise NonFiniteError(
+            f"{name} contains NaN or Inf and nonfinite='raise' was asked; clean the input or "
+            "pass nonfinite='propagate' for IEEE propagation as in BLAS"
+        )
+
+
+def _upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand, int]:
+    """Copy a host matrix to the device without repacking when its layout allows."""
+    if x.size == 0:
+        return Operand(rt.buffer(4, what=name), 0, max(x.shape[1], 1), trans), 0
+    layout = _storage(x.shape, x.strides)
+    if layout is None:
+        x = np.ascontiguousarray(x)
+        layout = _storage(x.shape, x.strides)
+    stored_t, ld = layout
+    rows, cols = x.shape
+    inner, outer = (rows, cols) if stored_t else (cols, rows)
+    n_elems = (outer - 1) * ld + inner
+    # The stored span from the first to the last element, leading-dimension gaps included.
+    span = np.lib.stride_tricks.as_strided(x, shape=(n_elems,), strides=(4,))
+    buf = rt.buffer(span.nbytes, what=name)
+    cl.enqueue_copy(rt.queue, buf, np.ascontiguousarray(span), is_blocking=True)
+    return Operand(buf, 0, ld, stored_t != trans), span.nbytes
+
+
+def _device_operand(rt: Runtime, name: str, x: cla.Array, trans: bool) -> Operand:
+    if x.context != rt.context:
+        raise ShapeError(
+            f"{name} lives in another OpenCL context; create device arrays with "
+            "clgemm.to_device(...) for the same device"
+        )
+    layout = _storage(x.shape, x.strides)
+    if layout is None or x.offset % 4:
+        raise ShapeError(
+            f"{name} has strides {x.strides}: clgemm needs unit stride along rows or columns; "
+            "make it contiguous first"
+        )
+    stored_t, ld = layout
+    return Operand(x.base_data, x.offset // 4, ld, stored_t != trans)
+
+
+def to_device(x: np.ndarray, device: "DeviceInfo | int | str | None" = None) -> cla.Array:
+    """A float32 device copy of a host array, usable with `matmul` on the same device."""
+    _check_dtype("x", x)
+    rt = get_runtime(device)
+    return cla.to_device(rt.queue, np.ascontiguousarray(x))
+
+
+def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
+           trans_a: bool = False, trans_b: bool = False, rel_tol: float | None = None,
+           check: bool = False, device: "DeviceInfo | int | str | None" = None,
+           schedule: Schedule | None = None, nonfinite: str = "propagate",
+           return_info: bool = False):
+    """C = alpha * op(A) @ op(B) + beta * C, in float32.
+
+    A, B (and C) are numpy arrays (a numpy array is returned) or pyopencl arrays from
+    `clgemm.to_device` (a pyopencl array is returned, nothing is copied to the host).
+    op(X) is X, or X.T when trans_x. With C given, the result is written into it.
+    rel_tol=None is the exact float32 contract. check=True verifies the result with
+    checksums (ABFT). `return_info=True` returns (result, Info).
+    """
+    start = time.perf_counter()
+    _validate_contract(rel_tol, check, nonfinite)
+    alpha = _check_scalar("alpha", alpha)
+    beta = _check_scalar("beta", beta)
+    on_device = _is_device_array(A)
+    operands = [("A", A), ("B", B)] + ([("C", C)] if C is not None else [])
+    for name, x in operands:
+        if on_device != _is_device_array(x):
+            raise ShapeError("pass all operands as numpy arrays or all as clgemm device arrays")
+        if not on_device and not isinstance(x, np.ndarray):
+            raise ShapeError(f"{name} must be a numpy array, got {type(x).__name__}")
+        _check_dtype(name, x)
+    m, k = _logical_shape(A, trans_a)
+    k2, n = _logical_shape(B, trans_b)
+    if k != k2:
+        raise ShapeError(
+            f"inner dimensions differ: op(A) is {m}x{k} and op(B) is {k2}x{n}; "
+            "check trans_a/trans_b or the operands' orientation"
+        )
+    if C is not None and tuple(C.shape) != (m, n):
+        raise ShapeError(f"C has shape {tuple(C.shape)} but the product is {m}x{n}")
+    if C is None and beta != 0.0:
+        raise ShapeError("beta != 0 needs an input C; pass C=... or beta=0")
+    if nonfinite == "raise":
+        for name, x in operands[:2]:
+            _reject_nonfinite(name, x)
+
+    if on_device:
+        rt = _runtime_of(A, device)
+    else:
+        rt = get_runtime(device)
+    chosen = choose_schedule(rt, m, n, k, schedule)
+    info = Info(method="exact", schedule=chosen.key(), device=rt.device.name, shape=(m, n, k))
+
+    if check:
+        from .guard import abft  # noqa: PLC0415 - optional station on the road
+
+        result, info = abft.checked_matmul(
+            rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b,
+            schedule=chosen, info=info)
+    elif rel_tol is not None:
+        from .guard import contract  # noqa: PLC0415
+
+        result, info = contract.approximate_matmul(
+            rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b,
+            rel_tol=float(rel_tol), schedule=chosen, info=info)
+    elif on_device:
+        result = _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info)
+    else:
+        result = _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info)
+    info.total_s = time.perf_counter() - start
+    return (result, info) if return_info else result
+
+
+def _runtime_of(x: cla.Array, device) -> Runtime:
+    if device is not None:
+        return get_runtime(device)
+    from .device import devices
+
+    for d in devices():
+        rt = get_runtime(d)
+        if rt.context == x.context:
+            return rt
+    raise ShapeError("device arrays must come from clgemm.to_device (unknown OpenCL context)")
+
+
+def _launch(rt: Runtime, schedule: Schedule, m: int, n: int, k: int, alpha: float,
+            beta: float, a: Operand, b: Operand, c: Operand, info: Info) -> None:
+    t0 = time.perf_counter()
+    kernel: GemmKernel = get_kernel(rt, schedule, layout_for(schedule, a, b, c))
+    info.build_s = time.perf_counter() - t0  # ~0 when this process already built it
+    info.build_from_cache = kernel.build_info.from_cache
+    event = kernel.enqueue(m, n, k, alpha, beta, a, b, c)
+    event.wait()
+    info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
+
+
+def _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info) -> np.ndarray:
+    m, n, k = info.shape
+    out = C if C is not None else np.empty((m, n), np.float32)
+    if m == 0 or n == 0:
+        return out
+    need = 4 * (A.size + B.size + m * n)
+    if need > rt.device.global_mem_bytes:
+        raise OutOfDeviceMemoryError(
+            f"the product needs {need / 2**30:.2f} GiB on the device but {rt.device.name!r} "
+            f"has {rt.device.global_mem_bytes / 2**30:.2f} GiB; split it into blocks"
+        )
+    t0 = time.perf_counter()
+    a, _ = _upload(rt, "A", A, trans_a)
+    b, _ = _upload(rt, "B", B, trans_b)
+    c_host = np.ascontiguousarray(C) if (C is not None and beta != 0.0) else None
+    c_buf = rt.buffer(4 * m * n, what="C", hostbuf=c_host)
+    info.h2d_s = time.perf_counter() - t0
+    _launch(rt, schedule, m, n, k, alpha, beta, a, b, Operand(c_buf, 0, n, False), info)
+    t1 = time.perf_counter()
+    if out.flags.c_contiguous:
+        cl.enqueue_copy(rt.queue, out, c_buf, is_blocking=True)
+    else:
+        tmp = np.empty((m, n), np.float32)
+        cl.enqueue_copy(rt.queue, tmp, c_buf, is_blocking=True)
+        out[...] = tmp
+    info.d2h_s = time.perf_counter() - t1
+    return out
+
+
+def _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info) -> cla.Array:
+    m, n, k = info.shape
+    out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
+    if m == 0 or n == 0:
+        return out
+    a = _device_operand(rt, "A", A, trans_a)
+    b = _device_operand(rt, "B", B, trans_b)
+    c = _device_operand(rt, "C", out, False)
+    if c.transposed:
+        # C stored column-major: compute C^T = op(B)^T op(A)^T into its row-major storage.
+        a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
+        m, n = n, m
+        c = replace(c, transposed=False)
+    _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
+    return out

@@ -1,0 +1,1 @@
+"""OpenCL C kernels generated from schedules."""

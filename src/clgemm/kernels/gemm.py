@@ -1,0 +1,302 @@
+"""Render a `Schedule` into OpenCL C for C = alpha * op(A) op(B) + beta * C.
+
+Storage is row-major with leading dimensions; `trans_a`/`trans_b` say whether A is stored
+K x M (instead of M x K) and B is stored N x K (instead of K x N). Column-major callers are
+mapped onto this by the planner. Every kernel handles any M, N, K >= 0: loads outside the
+matrix are zero-filled in local memory, stores are guarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..schedule import Schedule
+
+KERNEL_NAME = "clgemm_sgemm"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What of the operands' storage is baked into the kernel (each value is one binary)."""
+
+    trans_a: bool = False
+    trans_b: bool = False
+    aligned_a: bool = False  # lda and A's offset are multiples of vec_a: whole-vector loads
+    aligned_b: bool = False
+    aligned_c: bool = False  # ldc and C's offset are multiples of vec_c
+
+
+def _vtype(width: int) -> str:
+    return "float" if width == 1 else f"float{width}"
+
+
+def _lanes(width: int) -> list[str]:
+    return [""] if width == 1 else [f".s{i}" for i in range(width)]
+
+
+def _load_operand(name: str, s: Schedule, layout: Layout) -> dict[str, str]:
+    """Code that loads one K-step tile of A (or B) into registers, then into local memory.
+
+    Local tiles are k-major (`X_s[k][outer]`), so the inner product reads consecutive outer
+    indices. `outer` is m for A and n for B.
+    """
+    is_a = name == "A"
+    vec = s.vec_a if is_a else s.vec_b
+    tile_outer = s.tile_m if is_a else s.tile_n
+    # Contiguous along K: A stored M x K (not transposed) or B stored N x K (transposed).
+    k_contiguous = (not layout.trans_a) if is_a else layout.trans_b
+    aligned = layout.aligned_a if is_a else layout.aligned_b
+    outer_limit = "M" if is_a else "N"
+    outer0 = "m0" if is_a else "n0"
+    ld = "lda" if is_a else "ldb"
+    loads = (tile_outer * s.tile_k) // (s.threads * vec)
+    vt = _vtype(vec)
+    lanes = _lanes(vec)
+    reg = f"r{name.lower()}"
+    local = f"{name}_s"
+    per_row = (s.tile_k // vec) if k_contiguous else (tile_outer // vec)
+
+    body = []
+    for i in range(loads):
+        body.append("  {")
+        body.append(f"    const int idx = {i} * NT + tid;")
+        if k_contiguous:
+            body.append(f"    const int o = idx / {per_row}; const int kv = (idx % {per_row}) * {vec};")
+            body.append(f"    const int go = {outer0} + o; const int gk = k0 + kv;")
+            body.append(f"    __global const float* p = {name} + go * {ld} + gk;")
+            full = f"go < {outer_limit} && gk + {vec} <= K"
+            elem = [f"(go < {outer_limit} && gk + {x} < K)" for x in range(vec)]
+        else:
+            body.append(f"    const int kv = idx / {per_row}; const int o = (idx % {per_row}) * {vec};")
+            body.append(f"    const int go = {outer0} + o; const int gk = k0 + kv;")
+            body.append(f"    __global const float* p = {name} + gk * {ld} + go;")
+            full = f"gk < K && go + {vec} <= {outer_limit}"
+            elem = [f"(gk < K && go + {x} < {outer_limit})" for x in range(vec)]
+        if vec == 1:
+            body.append(f"    {reg}[{i}] = ({full}) ? p[0] : 0.0f;")
+        else:
+            whole = f"*((__global const {vt}*)p)" if aligned else f"vload{vec}(0, p)"
+            body.append(f"    if ({full}) {reg}[{i}] = {whole};")
+            body.append("    else {")
+            for x, lane in enumerate(lanes):
+                body.append(f"      {reg}[{i}]{lane} = {elem[x]} ? p[{x}] : 0.0f;")
+            body.append("    }")
+        body.append("  }")
+    store = []
+    for i in range(loads):
+        store.append("  {")
+        store.append(f"    const int idx = {i} * NT + tid;")
+        if k_contiguous:
+            store.append(f"    const int o = idx / {per_row}; const int kv = (idx % {per_row}) * {vec};")
+            for x, lane in enumerate(lanes):
+                store.append(f"    {local}[BUF + (kv + {x}) * LD{name}S + o] = {reg}[{i}]{lane};")
+        else:
+            store.append(f"    const int kv = idx / {per_row}; const int o = (idx % {per_row}) * {vec};")
+            for x, lane in enumerate(lanes):
+                store.append(f"    {local}[BUF + kv * LD{name}S + o + {x}] = {reg}[{i}]{lane};")
+        store.append("  }")
+    return {
+        "decl": f"  {vt} {reg}[{loads}];",
+        "global": "\n".join(body),
+        "local": "\n".join(store),
+    }
+
+
+def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
+    """OpenCL C source of one kernel. `fault_injection` adds a test-only hook that corrupts
+    one accumulator (for the ABFT harness); production builds never set it."""
+    tm, tn = s.tile_m, s.tile_n
+    lda_s, ldb_s = tm + s.local_pad, tn + s.local_pad
+    buf_a = s.tile_k * lda_s
+    buf_b = s.tile_k * ldb_s
+    nbuf = 2 if s.double_buffer else 1
+
+    # Where a work-item's r-th row / c-th column of outputs lies inside the tile.
+    def row(r: int | str) -> str:
+        return f"(tid_m + ({r}) * WGM)" if s.strided else f"(tid_m * OM + ({r}))"
+
+    def col(c: int | str) -> str:
+        return f"(tid_n + ({c}) * WGN)" if s.strided else f"(tid_n * ON + ({c}))"
+
+    a_op = "A[(gk) * lda + (gi)]" if layout.trans_a else "A[(gi) * lda + (gk)]"
+    b_op = "B[(gj) * ldb + (gk)]" if layout.trans_b else "B[(gk) * ldb + (gj)]"
+
+    parts: list[str] = []
+    emit = parts.append
+    emit(f"// clgemm generated kernel: {s.key()} {layout}")
+    emit(f"#define WGM {s.wg_m}\n#define WGN {s.wg_n}\n#define OM {s.out_m}\n#define ON {s.out_n}")
+    emit(f"#define TM {tm}\n#define TN {tn}\n#define TK {s.tile_k}\n#define NT {s.threads}")
+    emit(f"#define LDAS {lda_s}\n#define LDBS {ldb_s}")
+    emit(f"__attribute__((reqd_work_group_size(WGN, WGM, 1)))")
+    emit(
+        f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,\n"
+        "    const float alpha, const float beta,\n"
+        "    __global const float* restrict A, const int lda, const int a_off,\n"
+        "    __global const float* restrict B, const int ldb, const int b_off,\n"
+        "    __global float* C, const int ldc, const int c_off" + (", const int fault_at" if fault_injection else "") + ")\n{"
+    )
+    emit("  A += a_off; B += b_off; C += c_off;")
+    emit("  const int tid_n = get_local_id(0), tid_m = get_local_id(1);")
+    emit("  const int tid = tid_m * WGN + tid_n;")
+    emit("  const int m0 = get_group_id(1) * TM, n0 = get_group_id(0) * TN;")
+    emit("  float acc[OM][ON];")
+    emit("  #pragma unroll\n  for (int r = 0; r < OM; r++)\n    #pragma unroll\n    for (int c = 0; c < ON; c++) acc[r][c] = 0.0f;")
+    if s.stage_a:
+        emit(f"  __local float A_s[{nbuf * buf_a}] __attribute__((aligned(16)));")
+    if s.stage_b:
+        emit(f"  __local float B_s[{nbuf * buf_b}] __attribute__((aligned(16)));")
+    ops = {}
+    if s.stage_a:
+        ops["A"] = _load_operand("A", s, layout)
+        emit(ops["A"]["decl"])
+    if s.stage_b:
+        ops["B"] = _load_operand("B", s, layout)
+        emit(ops["B"]["decl"])
+    emit("  const int ntiles = (K + TK - 1) / TK;")
+
+    def load_global(k0_expr: str) -> str:
+        code = [f"  {{ const int k0 = {k0_expr};"]
+        for op in ops.values():
+            code.append(op["global"])
+        code.append("  }")
+        return "\n".join(code)
+
+    def store_local(buf_expr: str) -> str:
+        code = []
+        for name, op in ops.items():
+            size = buf_a if name == "A" else buf_b
+            code.append(f"  {{ const int BUF = ({buf_expr}) * {size};")
+            code.append(op["local"])
+            code.append("  }")
+        return "\n".join(code)
+
+    # Inner product over one K step, reading local tiles (or global memory for an unstaged operand).
+    vec_local_a = s.stage_a and not s.strided and s.out_m % 4 == 0 and lda_s % 4 == 0
+    vec_local_b = s.stage_b and not s.strided and s.out_n % 4 == 0 and ldb_s % 4 == 0
+    compute = [f"  #pragma unroll {s.unroll_k}", "  for (int kk = 0; kk < TK; kk++) {",
+               "    float a[OM], b[ON];"]
+    if s.stage_a:
+        if vec_local_a:
+            for q in range(s.out_m // 4):
+                compute.append(
+                    f"    {{ float4 t = *((__local const float4*)(A_s + ABUF + kk * LDAS + tid_m * OM + {4*q}));"
+                    f" a[{4*q}] = t.s0; a[{4*q+1}] = t.s1; a[{4*q+2}] = t.s2; a[{4*q+3}] = t.s3; }}"
+                )
+        else:
+            for r in range(s.out_m):
+                compute.append(f"    a[{r}] = A_s[ABUF + kk * LDAS + {row(r)}];")
+    else:
+        compute.append("    const int gk = k0 + kk;")
+        for r in range(s.out_m):
+            compute.append(f"    {{ const int gi = m0 + {row(r)}; a[{r}] = (gi < M && gk < K) ? {a_op} : 0.0f; }}")
+    if s.stage_b:
+        if vec_local_b:
+            for q in range(s.out_n // 4):
+                compute.append(
+                    f"    {{ float4 t = *((__local const float4*)(B_s + BBUF + kk * LDBS + tid_n * ON + {4*q}));"
+                    f" b[{4*q}] = t.s0; b[{4*q+1}] = t.s1; b[{4*q+2}] = t.s2; b[{4*q+3}] = t.s3; }}"
+                )
+        else:
+            for c in range(s.out_n):
+                compute.append(f"    b[{c}] = B_s[BBUF + kk * LDBS + {col(c)}];")
+    else:
+        if s.stage_a:
+            compute.append("    const int gk = k0 + kk;")
+        for c in range(s.out_n):
+            compute.append(f"    {{ const int gj = n0 + {col(c)}; b[{c}] = (gj < N && gk < K) ? {b_op} : 0.0f; }}")
+    compute.append("    #pragma unroll\n    for (int r = 0; r < OM; r++)\n      #pragma unroll\n"
+                   "      for (int c = 0; c < ON; c++) acc[r][c] = fma(a[r], b[c], acc[r][c]);")
+    compute.append("  }")
+    compute_code = "\n".join(compute)
+
+    staged = bool(ops)
+    if s.double_buffer and staged:
+        emit("  if (ntiles > 0) {")
+        emit(load_global("0"))
+        emit(store_local("0"))
+        emit("  }")
+        emit("  barrier(CLK_LOCAL_MEM_FENCE);")
+        emit("  for (int t = 0; t < ntiles; t++) {")
+        emit("    const int cur = t & 1;")
+        emit(f"    const int ABUF = cur * {buf_a}, BBUF = cur * {buf_b};")
+        emit("    const int k0 = t * TK;")
+        emit("    if (t + 1 < ntiles) {")
+        emit(load_global("(t + 1) * TK"))
+        emit("    }")
+        emit(compute_code)
+        emit("    if (t + 1 < ntiles) {")
+        emit(store_local("cur ^ 1"))
+        emit("    }")
+        emit("    barrier(CLK_LOCAL_MEM_FENCE);")
+        emit("  }")
+    else:
+        emit("  for (int t = 0; t < ntiles; t++) {")
+        emit("    const int k0 = t * TK;")
+        emit("    const int ABUF = 0, BBUF = 0;")
+        if staged:
+            emit("    barrier(CLK_LOCAL_MEM_FENCE);")
+            emit(load_global("t * TK"))
+            emit(store_local("0"))
+            emit("    barrier(CLK_LOCAL_MEM_FENCE);")
+        emit(compute_code)
+        emit("  }")
+
+    if fault_injection:
+        # Test-only: flip the sign and add 1 to one accumulator of the work-item that owns
+        # output index `fault_at` (row-major in C), simulating a corrupted register.
+        emit("  if (fault_at >= 0) {")
+        emit("    #pragma unroll\n    for (int r = 0; r < OM; r++)\n      #pragma unroll\n      for (int c = 0; c < ON; c++) {")
+        emit(f"        const int gi = m0 + {row('r')}, gj = n0 + {col('c')};")
+        emit("        if (gi * N + gj == fault_at) acc[r][c] = -acc[r][c] + 1.0f;")
+        emit("      }")
+        emit("  }")
+
+    # Epilogue: C = alpha * acc + beta * C; C is not read when beta == 0 (BLAS semantics).
+    vc = s.vec_c
+    emit("  #pragma unroll\n  for (int r = 0; r < OM; r++) {")
+    emit(f"    const int gi = m0 + {row('r')};")
+    emit("    if (gi >= M) continue;")
+    emit("    __global float* crow = C + gi * ldc;")
+    if vc == 1:
+        emit("    #pragma unroll\n    for (int c = 0; c < ON; c++) {")
+        emit(f"      const int gj = n0 + {col('c')};")
+        emit("      if (gj < N) {")
+        emit("        float v = alpha * acc[r][c];")
+        emit("        if (beta != 0.0f) v = fma(beta, crow[gj], v);")
+        emit("        crow[gj] = v;")
+        emit("      }")
+        emit("    }")
+    else:
+        vt = _vtype(vc)
+        lanes = _lanes(vc)
+        emit(f"    #pragma unroll\n    for (int c = 0; c < ON; c += {vc}) {{")
+        emit("      const int gj = n0 + tid_n * ON + c;")
+        emit(f"      if (gj + {vc} <= N) {{")
+        emit(f"        {vt} v;")
+        for x, lane in enumerate(lanes):
+            emit(f"        v{lane} = alpha * acc[r][c + {x}];")
+        store_ptr = f"((__global {vt}*)(crow + gj))" if layout.aligned_c else None
+        emit("        if (beta != 0.0f) {")
+        old = f"*{store_ptr}" if store_ptr else f"vload{vc}(0, crow + gj)"
+        emit(f"          {vt} o = {old};")
+        emit("          v = fma((" + vt + ")(beta), o, v);")
+        emit("        }")
+        emit(f"        {('*' + store_ptr + ' = v;') if store_ptr else f'vstore{vc}(v, 0, crow + gj);'}")
+        emit("      } else {")
+        emit(f"        #pragma unroll\n        for (int x = 0; x < {vc}; x++) {{")
+        emit("          if (gj + x < N) {")
+        emit("            float v = alpha * acc[r][c + x];")
+        emit("            if (beta != 0.0f) v = fma(beta, crow[gj + x], v);")
+        emit("            crow[gj + x] = v;")
+        emit("          }")
+        emit("        }")
+        emit("      }")
+        emit("    }")
+    emit("  }")
+    emit("}")
+    return "\n".join(parts) + "\n"
+
+
+def source_lines(source: str) -> int:
+    """Lines of kernel code (KPI-5's code cost): non-blank, non-comment lines."""
+    return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("//"))

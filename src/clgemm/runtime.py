@@ -1,0 +1,186 @@
+"""One context and queue per device, buffers, and a build cache on disk.
+
+The cache key is the source hash + build options + device + driver version, so a second
+process loads a binary instead of compiling. Binaries are written atomically (temp + rename),
+so a killed process never leaves a torn entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .device import DeviceInfo, cl_device, get_device
+from .errors import CompileError, OutOfDeviceMemoryError
+
+import pyopencl as cl
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("CLGEMM_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("clgemm")) / "kernels"
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    seconds: float  # wall time of this build (compile, or load from the cache)
+    from_cache: bool  # True when the binary came from the on-disk cache
+    key: str
+
+
+@dataclass
+class Built:
+    program: "cl.Program"
+    info: BuildInfo
+
+    def kernel(self, name: str) -> "cl.Kernel":
+        return cl.Kernel(self.program, name)
+
+
+class Runtime:
+    """Everything clgemm holds for one device."""
+
+    def __init__(self, info: DeviceInfo) -> None:
+        self.device = info
+        self.cl_device = cl_device(info)
+        self.context = cl.Context([self.cl_device])
+        self.queue = cl.CommandQueue(
+            self.context, properties=cl.command_queue_properties.PROFILING_ENABLE
+        )
+        self._programs: dict[str, Built] = {}
+        self._lock = threading.Lock()
+        self._inline_ptx: bool | None = None
+
+    # ---- building -------------------------------------------------------------------
+    def cache_key(self, source: str, options: str) -> str:
+        d = self.device
+        text = "\x1f".join([source, options, d.platform, d.platform_version, d.name,
+                            d.driver_version, d.version])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def build(self, source: str, options: str = "", use_disk_cache: bool = True) -> Built:
+        """Compile `source` (or load it from the memory or disk cache)."""
+        key = self.cache_key(source, options)
+        with self._lock:
+            if key in self._programs:
+                return self._programs[key]
+        start = time.perf_counter()
+        path = cache_dir() / f"{key}.bin"
+        program = None
+        from_cache = False
+        if use_disk_cache and path.exists():
+            try:
+                program = cl.Program(self.context, [self.cl_device], [path.read_bytes()])
+                program.build(options=options)
+                from_cache = True
+            except (cl.Error, OSError):
+                program = None  # stale or corrupt entry: rebuild from source below
+        if program is None:
+            program = self._compile(source, options)
+            if use_disk_cache:
+                self._store(path, program)
+        built = Built(program, BuildInfo(time.perf_counter() - start, from_cache, key))
+        with self._lock:
+            self._programs[key] = built
+        return built
+
+    def _compile(self, source: str, options: str) -> "cl.Program":
+        # pyopencl's own cache is bypassed on purpose: ours is keyed on the driver too,
+        # and cold build times must be measurable.
+        raw = cl._cl._Program(self.context, source)
+        try:
+            raw.build(options.encode(), [self.cl_device])
+        except cl.Error as exc:
+            try:
+                log = raw.get_build_info(self.cl_device, cl.program_build_info.LOG)
+            except cl.Error:
+                log = ""
+            raise CompileError(
+                f"the OpenCL compiler of {self.device.name!r} rejected a generated kernel: "
+                f"{exc}. Try another schedule, or report the log (CompileError.log) "
+                "with `clgemm devices` output.",
+                log=log,
+            ) from exc
+        return cl.Program(raw)
+
+    def _store(self, path: Path, program: "cl.Program") -> None:
+        try:
+            binary = program.get_info(cl.program_info.BINARIES)[0]
+            if not binary:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(binary)
+            os.replace(tmp, path)
+        except (OSError, cl.Error):
+            pass  # a cache that cannot be written only costs a compile next time
+
+    # ---- memory ---------------------------------------------------------------------
+    def check_alloc(self, nbytes: int, what: str) -> None:
+        d = self.device
+        if nbytes > d.max_alloc_bytes:
+            raise OutOfDeviceMemoryError(
+                f"{what} needs {nbytes / 2**20:.1f} MiB in one buffer but "
+                f"{d.name!r} allows at most {d.max_alloc_bytes / 2**20:.1f} MiB per buffer; "
+                "split the product into blocks or use a device with more memory"
+            )
+
+    def buffer(self, nbytes: int, what: str = "buffer", hostbuf=None) -> "cl.Buffer":
+        self.check_alloc(max(nbytes, 4), what)
+        flags = cl.mem_flags.READ_WRITE
+        if hostbuf is not None:
+            flags |= cl.mem_flags.COPY_HOST_PTR
+        try:
+            return cl.Buffer(self.context, flags, size=max(nbytes, 4), hostbuf=hostbuf)
+        except cl.MemoryError as exc:
+            raise OutOfDeviceMemoryError(
+                f"could not allocate {nbytes / 2**20:.1f} MiB for {what} on "
+                f"{self.device.name!r} ({exc}); free device memory or use smaller blocks"
+            ) from exc
+
+    # ---- capabilities ---------------------------------------------------------------
+    def probe_inline_ptx(self) -> bool:
+        """Whether this device runs inline PTX from OpenCL C (NVIDIA only); cached."""
+        if self._inline_ptx is None:
+            self._inline_ptx = False
+            if self.device.is_nvidia:
+                src = (
+                    "__kernel void probe(__global float* x) {"
+                    " float v = x[0]; float r;"
+                    ' asm volatile("add.f32 %0, %1, %1;" : "=f"(r) : "f"(v));'
+                    " x[0] = r; }"
+                )
+                try:
+                    built = self.build(src)
+                    buf = self.buffer(4, hostbuf=__import__("numpy").array([1.5], "f4"))
+                    built.kernel("probe")(self.queue, (1,), (1,), buf)
+                    out = __import__("numpy").empty(1, "f4")
+                    cl.enqueue_copy(self.queue, out, buf)
+                    self._inline_ptx = bool(out[0] == 3.0)
+                except (CompileError, cl.Error):
+                    self._inline_ptx = False
+        return self._inline_ptx
+
+
+_runtimes: dict[str, Runtime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def get_runtime(device: "DeviceInfo | int | str | None" = None) -> Runtime:
+    """The one Runtime of a device (created on first use)."""
+    info = get_device(device)
+    key = f"{info.index}:{info.fingerprint}"
+    with _runtimes_lock:
+        if key not in _runtimes:
+            _runtimes[key] = Runtime(info)
+        return _runtimes[key]

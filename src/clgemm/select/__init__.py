@@ -1,0 +1,1 @@
+"""Kernel selection: the static per-device tables (and, later, the online selector)."""
