@@ -1,0 +1,163 @@
+//! Strategy tests on synthetic landscapes with a known optimum.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::*;
+use crate::space::{Param, Space, DEFAULT_MAX_ENUMERATE};
+
+/// 6 parameters of 6-8 values with two constraints; the landscape is a bowl around
+/// `target` plus a deterministic ripple, and every 13th point fails.
+fn landscape() -> (Arc<Space>, impl Fn(&[u32]) -> Option<f64>, u64) {
+    let params: Vec<Param> = [8, 8, 6, 6, 7, 6]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Param { name: format!("p{i}"), values: (1..=n).collect() })
+        .collect();
+    let mut limits = HashMap::new();
+    limits.insert("lim".to_string(), 40);
+    let rules = vec!["p0 * p1 <= lim".to_string(), "p2 + p3 != 7 or p4 > 2".to_string()];
+    let space = Arc::new(Space::constrained(params, &limits, &rules, DEFAULT_MAX_ENUMERATE).unwrap());
+    let target = [4u32, 5, 2, 3, 5, 1];
+    let t_index = space.index_of(&target);
+    assert!(space.is_valid(&target));
+    let f = move |p: &[u32]| -> Option<f64> {
+        let idx: u64 = p.iter().fold(0u64, |a, &x| a * 8 + u64::from(x));
+        if p != target && idx % 13 == 5 {
+            return None;
+        }
+        let bowl: f64 =
+            p.iter().zip(&target).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
+        let ripple = 0.05 * ((idx % 7) as f64);
+        Some(1.0 + 0.3 * bowl + if p == target { 0.0 } else { 0.05 + ripple })
+    };
+    (space, f, t_index)
+}
+
+fn run(name: &str, seed: u64, budget: usize, batch: usize) -> (Vec<u64>, Option<(u64, f64)>) {
+    let (space, f, _) = landscape();
+    let mut opts = HashMap::new();
+    if name != "random" && name != "model" {
+        opts.insert("budget".to_string(), budget as f64);
+    }
+    let mut s = make(name, space.clone(), seed, opts).unwrap();
+    let mut order = Vec::new();
+    while order.len() < budget {
+        let asked = s.ask(batch);
+        if asked.is_empty() {
+            break;
+        }
+        for p in asked {
+            assert!(space.is_valid(&p), "{name} proposed an invalid point {p:?}");
+            order.push(space.index_of(&p));
+            s.tell(&p, f(&p));
+        }
+    }
+    (order, s.memory().best)
+}
+
+#[test]
+fn proposals_are_valid_distinct_and_deterministic() {
+    for name in STRATEGIES {
+        for batch in [1, 5] {
+            let (a, best_a) = run(name, 11, 300, batch);
+            let (b, best_b) = run(name, 11, 300, batch);
+            let (c, _) = run(name, 12, 300, batch);
+            assert_eq!(a, b, "{name} is not deterministic per seed");
+            assert_eq!(best_a, best_b);
+            assert_ne!(a, c, "{name} ignores its seed");
+            let unique: HashSet<&u64> = a.iter().collect();
+            assert_eq!(unique.len(), a.len(), "{name} proposed a point twice");
+        }
+    }
+}
+
+#[test]
+fn each_strategy_finds_the_known_optimum() {
+    let (space, _, target) = landscape();
+    let valid = space.valid_count().unwrap() as usize;
+    // Smooth bowl: the guided strategies need a small fraction of the space.
+    for name in ["annealing", "genetic", "sqa"] {
+        let mut hits = 0;
+        for seed in 0..5 {
+            let (order, best) = run(name, seed, valid / 8, 1);
+            if best.map(|b| b.0) == Some(target) {
+                hits += 1;
+            }
+            assert!(order.len() == valid / 8);
+        }
+        assert!(hits >= 4, "{name} found the optimum in only {hits}/5 runs (budget {})", valid / 8);
+    }
+    // Random search is without replacement: with the whole space as budget it must measure
+    // every valid point exactly once, the optimum included, and then stop.
+    let (order, best) = run("random", 3, valid + 10, 7);
+    assert_eq!(order.len(), valid);
+    assert_eq!(best.map(|b| b.0), Some(target));
+}
+
+#[test]
+fn model_guided_follows_scores_and_explores() {
+    let (space, f, target) = landscape();
+    let valid: Vec<u64> = space.valid_indices().unwrap().to_vec();
+    // A perfect model: the first proposal is the optimum.
+    let scores: Vec<(Point, f64)> = valid
+        .iter()
+        .map(|&i| {
+            let p = space.point_of(i).unwrap();
+            let t = f(&p).unwrap_or(1e9);
+            (p, t)
+        })
+        .collect();
+    let mut opts = HashMap::new();
+    opts.insert("epsilon".to_string(), 0.0);
+    let mut s = make("model", space.clone(), 1, opts).unwrap();
+    s.set_scores(scores.clone()).unwrap();
+    let first = s.ask(1);
+    assert_eq!(space.index_of(&first[0]), target);
+    // epsilon = 1: pure exploration, not the ranking.
+    let mut opts = HashMap::new();
+    opts.insert("epsilon".to_string(), 1.0);
+    let mut s = make("model", space.clone(), 1, opts).unwrap();
+    s.set_scores(scores).unwrap();
+    let asked: Vec<u64> = s.ask(5).iter().map(|p| space.index_of(p)).collect();
+    assert!(!asked.contains(&target) || asked[0] != target);
+    // Other strategies refuse scores.
+    let mut r = make("random", space, 1, HashMap::new()).unwrap();
+    assert!(r.set_scores(vec![]).is_err());
+}
+
+#[test]
+fn failures_are_never_the_best_and_never_reproposed() {
+    let (space, _, _) = landscape();
+    for name in STRATEGIES {
+        let mut s = make(name, space.clone(), 5, HashMap::new()).unwrap();
+        let mut failed = HashSet::new();
+        for round in 0..60 {
+            for p in s.ask(2) {
+                let i = space.index_of(&p);
+                assert!(!failed.contains(&i), "{name} re-proposed a failed point");
+                if round % 2 == 0 {
+                    failed.insert(i);
+                    s.tell(&p, None);
+                } else {
+                    s.tell(&p, Some(1.0 + (i % 97) as f64));
+                }
+            }
+        }
+        let best = s.memory().best.unwrap();
+        assert!(!failed.contains(&best.0), "{name} kept a failure as best");
+        assert!(s.memory().failures >= 50);
+    }
+}
+
+#[test]
+fn unknown_names_and_options_are_refused() {
+    let (space, _, _) = landscape();
+    let e = make("tabu", space.clone(), 0, HashMap::new()).err().unwrap();
+    assert!(e.contains("random"), "{e}");
+    let mut o = HashMap::new();
+    o.insert("temprature".to_string(), 1.0);
+    let e = make("annealing", space.clone(), 0, o).err().unwrap();
+    assert!(e.contains("temprature") && e.contains("t0"), "{e}");
+    assert!(make("evolutionary", space, 0, HashMap::new()).is_ok());
+}
