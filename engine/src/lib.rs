@@ -9,3 +9,5 @@ pub mod rng;
 pub mod simulator;
 pub mod space;
 pub mod strategies;
+pub mod telemetry;
+mod py;

@@ -24,7 +24,7 @@ pub use model::ModelGuided;
 pub use random::RandomSearch;
 pub use sqa::QuantumAnnealing;
 
-pub trait Strategy: Send {
+pub trait Strategy: Send + Sync {
     fn ask(&mut self, n: usize) -> Vec<Point>;
     fn tell(&mut self, point: &[u32], time: Option<f64>);
     fn memory(&self) -> &Memory;
