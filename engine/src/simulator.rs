@@ -63,6 +63,10 @@ pub fn simulate(rec: &Recorded, cfg: &SimConfig) -> Result<SimResult, String> {
             return Err(format!("scores has {} entries, the space {} records", s.len(), rec.time.len()));
         }
     }
+    // Annealing schedules run over the simulated budget unless told otherwise.
+    let mut cfg = cfg.clone();
+    cfg.options.entry("budget".into()).or_insert(cfg.budget as f64);
+    let cfg = &cfg;
     // Fail fast on a bad name or option, before spawning threads.
     strategies::make(&cfg.strategy, rec.space.clone(), 0, cfg.options.clone())?;
     let run = |&seed: &u64| replay(rec, cfg, seed, best_known);
