@@ -1,0 +1,200 @@
+"""`clgemm bench`, `roofline`, `report`, `gate` and `lab`: the harness, its reports and the
+lab's promotion gate."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="measure clgemm and its peers; writes one JSON artifact")
+    p.add_argument("--suite", default="kpi", help="kpi (1400/2048/3072 square), shapes, or none")
+    p.add_argument("--shapes", help="extra shapes, e.g. 1024x512x256,2000 (MxNxK or N)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="scale the suite's dimensions (odd stay odd), e.g. 0.0625 on a CPU")
+    p.add_argument("--device", help="index, fingerprint or name substring")
+    p.add_argument("-o", "--out", help="artifact path (default bench-<device>-<time>.json)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--input-sets", type=int, default=3, help="rotated input sets")
+    p.add_argument("--max-measure-s", type=float, default=10.0,
+                   help="stop repeating one measurement after this long (>= 3 repeats)")
+    p.add_argument("--host-repeats", type=int, default=5, help="numpy-in/numpy-out calls timed")
+    p.add_argument("--no-host-path", action="store_true", help="skip the end-to-end path")
+    p.add_argument("--sustained-seconds", type=float, default=None,
+                   help="continuous run length (default 60 on a GPU, 2 otherwise; 0 = none)")
+    p.add_argument("--sustained-size", help="shape of the sustained run (default 2048 or largest)")
+    p.add_argument("--window", type=float, default=0.5, help="sustained series window (s)")
+    p.add_argument("--sessions", type=int, default=1,
+                   help="N > 1: N separate processes, merged (CV across sessions)")
+    p.add_argument("--baselines", default="numpy,clblast,cublas",
+                   help="comma list of numpy, clblast, cublas; or none")
+    p.add_argument("--clblast-tuned", action="append", default=[], metavar="FILE",
+                   help="CLBlast tuner JSON (clblast_xgemm_*_32.json) or a folder of them")
+    p.add_argument("--schedule", action="append", default=[], metavar="KEY",
+                   help="also measure this clgemm schedule (Schedule.key()), as method clgemm:KEY")
+    p.add_argument("--label", default="clgemm", help="method name of clgemm's chosen kernel")
+    p.add_argument("--rank-schedules", type=int, default=None,
+                   help="rank this many schedules per session for the reproducibility score "
+                        "(default 4 with --sessions > 1, else 0)")
+    p.add_argument("--load", action="store_true",
+                   help="also measure while another process loads the device with GEMMs")
+    p.add_argument("--no-build-cost", action="store_true", help="skip cold/warm build timing")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--session-index", type=int, default=None, help=argparse_hidden())
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("roofline", help="measure FMA peak and bandwidth; place kernels on the roof")
+    p.add_argument("--device")
+    p.add_argument("-o", "--out", default="roofline.json")
+    p.add_argument("--png", default=None, help="plot path (default: beside --out, .png)")
+    p.add_argument("--from", dest="artifacts", action="append", default=[],
+                   help="bench artifact whose clgemm kernels to place (measured GFLOPS)")
+    p.add_argument("--k", type=int, default=2048, help="K used for the intensity of a tile")
+    p.add_argument("--quick", action="store_true", help="short microbenchmarks (tests, CPU)")
+    p.set_defaults(func=_roofline)
+
+    p = sub.add_parser("report", help="Markdown + HTML report (with plots) from artifacts")
+    p.add_argument("artifacts", nargs="+", help="bench and roofline artifacts (JSON)")
+    p.add_argument("-o", "--out", default="report", help="output folder")
+    p.add_argument("--name", default="report", help="file stem (report.md, report.html)")
+    p.add_argument("--embed", action="store_true",
+                   help="images inline (base64) in the Markdown too: no PNG files written")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("gate", help="promotion gate: candidate artifact vs baseline artifact")
+    p.add_argument("candidate")
+    p.add_argument("--baseline", required=True)
+    p.add_argument("--candidate-method", default=None, help="method in the candidate (default clgemm)")
+    p.add_argument("--baseline-method", default=None, help="method in the baseline (default clgemm)")
+    p.add_argument("--metric", choices=["peak", "sustained"], default="peak")
+    p.add_argument("--sizes", default=None, help="target shapes (default: KPI sizes in both)")
+    p.add_argument("--min-speedup", type=float, default=0.10)
+    p.add_argument("--speed-rule", choices=["all", "any"], default="all",
+                   help="the speed-up must hold at all target sizes, or at any one")
+    p.add_argument("--error-ratio", type=float, default=2.0,
+                   help="exact contract: rel. error <= this x numpy float32's on the same inputs")
+    p.add_argument("--rel-budget", type=float, default=None,
+                   help="approximate contract: rel. Frobenius error <= this (replaces the ratio)")
+    p.add_argument("--max-cv", type=float, default=0.05, help="CV across sessions")
+    p.add_argument("--allow-single-session", action="store_true",
+                   help="use within-run CV when the candidate has no sessions")
+    p.add_argument("--max-cold-build-s", type=float, default=30.0)
+    p.add_argument("--max-warm-build-s", type=float, default=2.0)
+    p.add_argument("--max-source-lines", type=int, default=2000)
+    p.add_argument("--max-lines-ratio", type=float, default=2.0,
+                   help="candidate kernel lines <= this x baseline's")
+    p.add_argument("--card", help="write the decision into this card's [gate]")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_gate)
+
+    p = sub.add_parser("lab", help="list the lab's cards and their gate state")
+    p.add_argument("--root", default="research/breakthrough_lab")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lab)
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _bench(args) -> int:
+    from ..bench.protocol import Protocol
+    from ..bench.runner import BenchOptions, run_bench
+    from ..device import get_device
+
+    if args.out is None:
+        import time
+
+        args.out = f"bench-{get_device(args.device).slug}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    baselines = tuple(b.strip() for b in args.baselines.split(",")
+                      if b.strip() and b.strip() != "none")
+    rank = args.rank_schedules if args.rank_schedules is not None else (4 if args.sessions > 1 else 0)
+    opts = BenchOptions(
+        suite=None if args.suite in (None, "none", "") else args.suite,
+        shapes=args.shapes, scale=args.scale, device=args.device, out=args.out,
+        protocol=Protocol(warmup=args.warmup, repeats=args.repeats, input_sets=args.input_sets,
+                          max_measure_s=args.max_measure_s, host_repeats=args.host_repeats,
+                          window_s=args.window, sessions=max(1, args.sessions), seed=args.seed),
+        baselines=baselines, clblast_tuned=tuple(args.clblast_tuned),
+        schedules=tuple(args.schedule), label=args.label, rank_schedules=rank,
+        sustained_seconds=args.sustained_seconds, sustained_size=args.sustained_size,
+        load=args.load, build_cost=not args.no_build_cost, host_path=not args.no_host_path,
+        quiet=args.quiet, session_index=args.session_index,
+    )
+    argv = ["clgemm"] + sys.argv[1:] if sys.argv and "clgemm" in sys.argv[0] else list(sys.argv)
+    artifact, errors = run_bench(opts, getattr(args, "_argv", None) or argv)
+    if errors:
+        print(f"clgemm bench: artifact {args.out} does not match its schema:", file=sys.stderr)
+        for e in errors[:20]:
+            print("  " + e, file=sys.stderr)
+        return 3
+    if not args.quiet:
+        print(f"wrote {args.out} (complete={artifact['complete']}"
+              + (", schema validated" if errors is not None else ", jsonschema absent: not validated")
+              + ")")
+    return 0 if artifact["complete"] else 1
+
+
+def _roofline(args) -> int:
+    from ..bench.roofline import run_roofline
+
+    data, png = run_roofline(args.device, args.out, args.png, args.artifacts, k=args.k,
+                             quick=args.quick)
+    r = data["roofline"]
+    print(f"peak {r['peak_gflops']:.1f} GFLOPS, bandwidth {r['bandwidth_gbs']:.1f} GB/s, ridge "
+          f"{r['ridge_flop_per_byte']:.2f} flop/byte -> {args.out}" + (f", {png}" if png else ""))
+    return 0
+
+
+def _report(args) -> int:
+    from ..report import write_report
+
+    paths = write_report(args.artifacts, args.out, name=args.name, embed=args.embed)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _gate(args) -> int:
+    from ..lab.gate import GateConfig, decide, format_decision
+
+    cfg = GateConfig(
+        candidate_method=args.candidate_method, baseline_method=args.baseline_method,
+        metric=args.metric, sizes=args.sizes, min_speedup=args.min_speedup,
+        speed_rule=args.speed_rule, error_ratio=args.error_ratio, rel_budget=args.rel_budget,
+        max_cv=args.max_cv, allow_single_session=args.allow_single_session,
+        max_cold_build_s=args.max_cold_build_s, max_warm_build_s=args.max_warm_build_s,
+        max_source_lines=args.max_source_lines, max_lines_ratio=args.max_lines_ratio,
+    )
+    decision = decide(args.candidate, args.baseline, cfg)
+    if args.card:
+        from ..lab.cards import write_gate
+
+        write_gate(args.card, decision)
+    if args.json:
+        print(json.dumps(decision, indent=2))
+    else:
+        print(format_decision(decision))
+    return 0 if decision["decision"] == "promoted" else 1
+
+
+def _lab(args) -> int:
+    from ..lab.cards import list_cards
+
+    rows = list_cards(args.root)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0 if all(r["valid"] for r in rows) else 1
+    if not rows:
+        print(f"no cards under {args.root}")
+        return 1
+    for r in rows:
+        gate = r.get("gate") or {}
+        mark = "" if r["valid"] else "  INVALID: " + "; ".join(r["errors"][:3])
+        print(f"{r.get('track', '?'):>3}  {r.get('id', '?'):<28} {r.get('status', '?'):<9} "
+              f"gate={gate.get('decision', 'none'):<9} {r.get('title', '')}{mark}")
+    return 0 if all(r["valid"] for r in rows) else 1

@@ -1,0 +1,1 @@
+"""The breakthrough lab: experiment cards (TOML) and the promotion gate to production."""
