@@ -20,18 +20,25 @@ from clgemm.schedule import DOMAINS, DeviceLimits, Schedule, SearchSpace
 
 DATA = Path(__file__).parent / "data"
 
+def _filled(domains):
+    """Parameters added to Schedule later keep their default value (meant to be valid)."""
+    default = Schedule()
+    return {n: domains.get(n, (getattr(default, n),)) for n in DOMAINS}
+
+
 # Two values per parameter: 2^14 = 16384 points, brute-forceable in Python in about a second.
-SMALL = {
+SMALL = _filled({
     "wg_m": (4, 16), "wg_n": (8, 32), "out_m": (1, 4), "out_n": (2, 8), "tile_k": (4, 16),
     "vec_a": (1, 4), "vec_b": (1, 2), "vec_c": (1, 2), "stage_a": (0, 1), "stage_b": (0, 1),
     "unroll_k": (1, 8), "double_buffer": (0, 1), "strided": (0, 1), "local_pad": (0, 4),
-}
+})
 LIMITS = [
     DeviceLimits(max_work_group_size=256, local_mem_bytes=16384, max_accumulators=40, min_work_group_size=32),
     DeviceLimits(max_work_group_size=1024, local_mem_bytes=49152),
 ]
 # Three values on a few parameters: a bigger landscape (for the strategies).
 MEDIUM = {**SMALL, "wg_m": (4, 8, 16), "out_m": (1, 2, 4), "out_n": (2, 4, 8), "tile_k": (4, 8, 16)}
+N_SMALL = math.prod(len(v) for v in SMALL.values())
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +53,7 @@ def test_enumeration_matches_python_brute_force(limits):
     space = engine.Space.from_search_space(ss)
     expected = list(ss.iter_valid())
     assert 0 < len(expected) < ss.size()  # the constraints bite but leave something
-    assert space.size() == ss.size() == 2**14
+    assert space.size() == ss.size() == N_SMALL
     assert space.valid_count() == len(expected)
     assert space.valid() == expected  # same set, same (itertools.product) order
 
@@ -202,7 +209,7 @@ def test_errors_are_clgemm_exceptions_that_say_what_to_do(medium):
     with pytest.raises(EngineError, match="t0"):
         engine.Strategy("annealing", space, temprature=1.0)
     with pytest.raises(ScheduleError, match="domain"):
-        space.index([3] * 14)
+        space.index([3] * len(DOMAINS))
     with pytest.raises(ScheduleError, match="known names"):
         engine.Space.from_spec({"params": [["a", [1, 2]]], "limits": {}, "constraints": ["b > 1"]})
     with pytest.raises(ScheduleError, match="//"):

@@ -345,7 +345,7 @@ impl PyStrategy {
         guard(|| {
             let mut pts = Vec::with_capacity(scores.len());
             for (values, s) in scores {
-                pts.push((point_of(&self.space, &values)?, s));
+                pts.push((self.space.index_of(&point_of(&self.space, &values)?), s));
             }
             self.inner.set_scores(pts).map_err(engine_err)
         })

@@ -11,7 +11,6 @@ use rayon::prelude::*;
 
 use crate::recorded::Recorded;
 use crate::rng::Rng;
-use crate::space::Point;
 use crate::strategies;
 
 #[derive(Debug, Clone)]
@@ -82,7 +81,7 @@ pub fn simulate(rec: &Recorded, cfg: &SimConfig) -> Result<SimResult, String> {
     Ok(SimResult { best_known, runs: runs? })
 }
 
-fn model_scores(rec: &Recorded, cfg: &SimConfig, seed: u64) -> Option<Vec<(Point, f64)>> {
+fn model_scores(rec: &Recorded, cfg: &SimConfig, seed: u64) -> Option<Vec<(u64, f64)>> {
     let valid = rec.space.valid_indices()?;
     let scores: Vec<f64> = match (&cfg.scores, cfg.oracle_noise) {
         (Some(s), _) => s.clone(),
@@ -99,13 +98,7 @@ fn model_scores(rec: &Recorded, cfg: &SimConfig, seed: u64) -> Option<Vec<(Point
         }
         (None, None) => return None,
     };
-    Some(
-        valid
-            .iter()
-            .zip(scores)
-            .filter_map(|(&i, s)| rec.space.point_of(i).ok().map(|p| (p, s)))
-            .collect(),
-    )
+    Some(valid.iter().copied().zip(scores).collect())
 }
 
 fn replay(rec: &Recorded, cfg: &SimConfig, seed: u64, best_known: f64) -> Result<RunResult, String> {

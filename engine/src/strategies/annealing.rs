@@ -50,9 +50,12 @@ impl Annealing {
     }
 
     fn propose(&mut self) -> Option<Point> {
+        // Points already proposed but not yet told block the walk; a few of those (a batch
+        // has used up this neighbourhood) and we jump instead of spinning.
+        let mut blocked = 0;
         for _ in 0..64 {
             let Some((cur, _)) = &self.current else { break };
-            let Some(q) = self.space.random_neighbour(cur, &mut self.rng, self.p_adjacent, 32)
+            let Some(q) = self.space.random_neighbour(cur, &mut self.rng, self.p_adjacent, 16)
             else {
                 break;
             };
@@ -60,7 +63,12 @@ impl Annealing {
             match self.mem.seen.get(&index) {
                 // Known result: walk on through it for free (a real tuner's cache hit).
                 Some(&known) => self.step(q, known),
-                None if self.mem.pending.contains(&index) => {}
+                None if self.mem.pending.contains(&index) => {
+                    blocked += 1;
+                    if blocked >= 8 {
+                        break;
+                    }
+                }
                 None => return Some(q),
             }
         }

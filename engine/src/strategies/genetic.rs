@@ -61,7 +61,7 @@ impl Genetic {
     /// take a valid neighbour of the first parent.
     fn repair(&mut self, mut child: Point, a: &[u32], b: &[u32]) -> Option<Point> {
         let dims = child.len();
-        for _ in 0..4 * dims {
+        for _ in 0..2 * dims {
             if self.space.is_valid(&child) {
                 return Some(child);
             }
@@ -75,14 +75,14 @@ impl Genetic {
         if self.space.is_valid(&child) {
             return Some(child);
         }
-        self.space.random_neighbour(a, &mut self.rng, 0.5, 32)
+        self.space.random_neighbour(a, &mut self.rng, 0.5, 16)
     }
 
     fn breed(&mut self) -> Option<Point> {
         if self.population.len() < self.size {
             return fresh_random(&self.space, &mut self.rng, &self.mem);
         }
-        for _ in 0..16 {
+        for _ in 0..8 {
             let (ia, ib) = (self.pick(), self.pick());
             let a = self.population[ia].0.clone();
             let b = self.population[ib].0.clone();

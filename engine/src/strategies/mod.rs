@@ -28,8 +28,8 @@ pub trait Strategy: Send + Sync {
     fn ask(&mut self, n: usize) -> Vec<Point>;
     fn tell(&mut self, point: &[u32], time: Option<f64>);
     fn memory(&self) -> &Memory;
-    /// Predicted times from a cost model (model-guided strategy only).
-    fn set_scores(&mut self, _scores: Vec<(Point, f64)>) -> Result<(), String> {
+    /// Predicted times from a cost model, keyed by full-space index (model-guided only).
+    fn set_scores(&mut self, _scores: Vec<(u64, f64)>) -> Result<(), String> {
         Err("only the 'model' strategy takes scores; create Strategy('model', ...) to use a cost model".into())
     }
 }

@@ -13,7 +13,10 @@ pub struct ModelGuided {
     space: Arc<Space>,
     rng: Rng,
     mem: Memory,
-    ranked: Vec<u64>,
+    /// (predicted, index); sorted only up to `sorted`: a tuning run reads the first few
+    /// hundred of a ranking that may hold millions, so it is sorted in doubling chunks.
+    ranked: Vec<(f64, u64)>,
+    sorted: usize,
     cursor: usize,
     epsilon: f64,
 }
@@ -25,6 +28,7 @@ impl ModelGuided {
             rng,
             mem: Memory::default(),
             ranked: Vec::new(),
+            sorted: 0,
             cursor: 0,
             epsilon: opts.get("epsilon", 0.1).clamp(0.0, 1.0),
         }
@@ -32,13 +36,28 @@ impl ModelGuided {
 
     fn next_ranked(&mut self) -> Option<Point> {
         while self.cursor < self.ranked.len() {
-            let index = self.ranked[self.cursor];
+            if self.cursor == self.sorted {
+                self.sort_next_chunk();
+            }
+            let index = self.ranked[self.cursor].1;
             self.cursor += 1;
             if !self.mem.known(index) {
                 return self.space.point_of(index).ok();
             }
         }
         None
+    }
+
+    fn sort_next_chunk(&mut self) {
+        let by = |a: &(f64, u64), b: &(f64, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let end = (self.sorted + self.sorted.max(256)).min(self.ranked.len());
+        let rest = &mut self.ranked[self.sorted..];
+        let k = end - self.sorted;
+        if k < rest.len() {
+            rest.select_nth_unstable_by(k - 1, by);
+        }
+        rest[..k].sort_unstable_by(by);
+        self.sorted = end;
     }
 }
 
@@ -68,14 +87,13 @@ impl Strategy for ModelGuided {
 
     /// Replace the ranking. Invalid points and non-finite predictions are dropped (a model
     /// may score the whole product space); ties break by index, for determinism.
-    fn set_scores(&mut self, scores: Vec<(Point, f64)>) -> Result<(), String> {
-        let mut scored: Vec<(f64, u64)> = scores
+    fn set_scores(&mut self, scores: Vec<(u64, f64)>) -> Result<(), String> {
+        self.ranked = scores
             .into_iter()
-            .filter(|(p, s)| s.is_finite() && self.space.is_valid(p))
-            .map(|(p, s)| (s, self.space.index_of(&p)))
+            .filter(|&(i, s)| s.is_finite() && self.space.is_valid_index(i))
+            .map(|(i, s)| (s, i))
             .collect();
-        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        self.ranked = scored.into_iter().map(|(_, i)| i).collect();
+        self.sorted = 0;
         self.cursor = 0;
         Ok(())
     }

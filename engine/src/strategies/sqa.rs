@@ -44,7 +44,9 @@ pub struct QuantumAnnealing {
 impl QuantumAnnealing {
     pub fn new(space: Arc<Space>, rng: Rng, opts: &mut Options) -> QuantumAnnealing {
         let p = opts.get("replicas", 6.0).clamp(1.0, 256.0) as usize;
-        let pt = opts.get("temperature", 0.3).max(1e-9);
+        // PT = 0.1 in ln-time units: a 10% slower move is accepted with probability ~0.4. SQA
+        // anneals Gamma, not T, so T must already be low (0.3 kept replicas too hot to settle).
+        let pt = opts.get("temperature", 0.1).max(1e-9);
         QuantumAnnealing {
             space,
             rng,
@@ -100,16 +102,24 @@ impl QuantumAnnealing {
     }
 
     fn propose(&mut self, k: usize) -> Option<Point> {
+        // Points already proposed but not yet told block the walk; a few of those (a batch
+        // has used up this neighbourhood) and we jump instead of spinning.
+        let mut blocked = 0;
         for _ in 0..64 {
             let Some((cur, _)) = &self.replicas[k] else { break };
-            let Some(q) = self.space.random_neighbour(cur, &mut self.rng, self.p_adjacent, 32)
+            let Some(q) = self.space.random_neighbour(cur, &mut self.rng, self.p_adjacent, 16)
             else {
                 break;
             };
             let index = self.space.index_of(&q);
             match self.mem.seen.get(&index) {
                 Some(&known) => self.step(k, q, known),
-                None if self.mem.pending.contains(&index) => {}
+                None if self.mem.pending.contains(&index) => {
+                    blocked += 1;
+                    if blocked >= 8 {
+                        break;
+                    }
+                }
                 None => return Some(q),
             }
         }

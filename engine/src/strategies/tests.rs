@@ -100,13 +100,9 @@ fn model_guided_follows_scores_and_explores() {
     let (space, f, target) = landscape();
     let valid: Vec<u64> = space.valid_indices().unwrap().to_vec();
     // A perfect model: the first proposal is the optimum.
-    let scores: Vec<(Point, f64)> = valid
+    let scores: Vec<(u64, f64)> = valid
         .iter()
-        .map(|&i| {
-            let p = space.point_of(i).unwrap();
-            let t = f(&p).unwrap_or(1e9);
-            (p, t)
-        })
+        .map(|&i| (i, f(&space.point_of(i).unwrap()).unwrap_or(1e9)))
         .collect();
     let mut opts = HashMap::new();
     opts.insert("epsilon".to_string(), 0.0);
@@ -160,4 +156,22 @@ fn unknown_names_and_options_are_refused() {
     let e = make("annealing", space.clone(), 0, o).err().unwrap();
     assert!(e.contains("temprature") && e.contains("t0"), "{e}");
     assert!(make("evolutionary", space, 0, HashMap::new()).is_ok());
+}
+
+#[test]
+fn model_ranking_is_exact_across_sorted_chunks() {
+    let (space, _, _) = landscape();
+    let valid: Vec<u64> = space.valid_indices().unwrap().to_vec();
+    let mut rng = crate::rng::Rng::new(9);
+    let scores: Vec<(u64, f64)> = valid.iter().map(|&i| (i, rng.unit())).collect();
+    let mut expected = scores.clone();
+    expected.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let mut opts = HashMap::new();
+    opts.insert("epsilon".to_string(), 0.0);
+    let mut s = make("model", space.clone(), 1, opts).unwrap();
+    s.set_scores(scores).unwrap();
+    let got: Vec<u64> = s.ask(3000).iter().map(|p| space.index_of(p)).collect();
+    let want: Vec<u64> = expected.iter().take(3000).map(|x| x.0).collect();
+    assert!(valid.len() > 3000);
+    assert_eq!(got, want);
 }
