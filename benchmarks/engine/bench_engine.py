@@ -242,7 +242,7 @@ def bench_simulator(rec: engine.RecordedSpace, rows, seeds: int, budget: int, py
             }
         s = res.summary()
         per["evals_per_s_per_core"] = per["1_core"]["evals_per_s"]
-        per["summary"] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in s.items()}
+        per["summary"] = {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in s.items()}
         out[name] = per
 
     # Plain Python baseline of the same replay, one core (the GIL), values as position tuples.
