@@ -1,0 +1,2 @@
+"""The guard: ABFT checksums (check=True) and approximate products under an error budget
+(rel_tol=...)."""

@@ -1,0 +1,260 @@
+"""Campaigns of the guard: clean products (false positives, calibration) and fault injection
+(detection, localisation, correction). Used by the CLI, the H100 script and the tests."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..runtime import get_runtime
+from . import abft, faults
+from .device import guard_device
+
+KINDS = ("normal", "uniform", "const", "rowscaled", "colscaled", "int", "sparse", "lowrank",
+         "mixedsign", "heavy", "tiny", "huge")
+
+
+def gen(rng, kind: str, shape) -> np.ndarray:
+    r, c = shape
+    if kind == "normal":
+        x = rng.standard_normal(shape)
+    elif kind == "uniform":
+        x = rng.random(shape)
+    elif kind == "const":
+        x = np.full(shape, rng.uniform(0.01, 1.0))
+    elif kind == "rowscaled":
+        x = rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, (r, 1))
+    elif kind == "colscaled":
+        x = rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, (1, c))
+    elif kind == "int":
+        x = rng.integers(-3, 4, shape).astype(np.float64)
+    elif kind == "sparse":
+        x = rng.standard_normal(shape) * (rng.random(shape) < 0.05)
+    elif kind == "lowrank":
+        x = rng.standard_normal((r, 3)) @ rng.standard_normal((3, c))
+    elif kind == "mixedsign":
+        x = rng.random(shape) + 0.3 * rng.standard_normal(shape)
+    elif kind == "heavy":
+        x = np.clip(rng.standard_cauchy(shape), -1e6, 1e6)
+    elif kind == "tiny":
+        x = rng.standard_normal(shape) * 1e-15
+    elif kind == "huge":
+        x = rng.standard_normal(shape) * 1e15
+    else:
+        raise ValueError(kind)
+    return x.astype(np.float32)
+
+
+def random_case(rng, max_dim: int = 256, kinds=KINDS):
+    """(A, B, C_old, alpha, beta, trans_a, trans_b, kind) of a random clean product."""
+    m, n, k = (int(x) for x in np.exp(rng.uniform(0, math.log(max_dim), 3)).round().clip(1))
+    kind = kinds[rng.integers(len(kinds))]
+    ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
+    A = gen(rng, kind, (k, m) if ta else (m, k))
+    B = gen(rng, kind, (n, k) if tb else (k, n))
+    alpha = float(rng.choice([1.0, -1.0, 0.5, 3.0, rng.uniform(-2, 2)]))
+    beta = float(rng.choice([0.0, 0.0, 1.0, -0.75, rng.uniform(-2, 2)]))
+    C0 = gen(rng, kind, (m, n)) if beta != 0.0 else None
+    return A, B, C0, alpha, beta, ta, tb, kind
+
+
+def clean_campaign(count: int, seed: int = 0, max_dim: int = 256, device=None,
+                   kinds=KINDS, on_device: bool = False) -> dict:
+    """check=True on `count` clean products: every flagged one is a false positive."""
+    import clgemm
+
+    rng = np.random.default_rng(seed)
+    false_pos, ratios, worst = [], [], None
+    per_kind: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for t in range(count):
+        A, B, C0, alpha, beta, ta, tb, kind = random_case(rng, max_dim, kinds)
+        per_kind[kind] = per_kind.get(kind, 0) + 1
+        args = (A, B, None if C0 is None else C0.copy())
+        if on_device:
+            args = tuple(None if x is None else clgemm.to_device(x, device) for x in args)
+        _, info = clgemm.matmul(args[0], args[1], C=args[2], alpha=alpha, beta=beta,
+                                trans_a=ta, trans_b=tb, check=True, device=device,
+                                return_info=True)
+        v = info.extra["abft"]
+        ratios.append(v["max_ratio"])
+        if v["detected"]:
+            false_pos.append({"case": t, "kind": kind, "shape": v["shape"],
+                              "max_ratio": v["max_ratio"], "attempts": v["attempts"]})
+        if worst is None or v["max_ratio"] > worst["max_ratio"]:
+            worst = {"case": t, "kind": kind, "shape": v["shape"], "max_ratio": v["max_ratio"],
+                     "alpha": alpha, "beta": beta, "trans": [ta, tb]}
+    r = np.array(ratios)
+    return {
+        "products": count, "false_positives": len(false_pos), "false_positive_cases": false_pos[:20],
+        "max_ratio": float(r.max()) if r.size else 0.0,
+        "p99_ratio": float(np.percentile(r, 99)) if r.size else 0.0,
+        "worst": worst, "kinds": per_kind, "seconds": time.perf_counter() - t0,
+    }
+
+
+def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=None,
+              store: bool = True, margin: float = 2.0) -> dict:
+    """Measure the statistical constant c_dev on clean products of this device.
+
+    For each side (rows, columns) of each clean product: the largest |r|/scale that the
+    side's robust level (KAPPA x 75th percentile) does not already cover. c_dev is the
+    largest of these times `margin` (at least 2)."""
+    import clgemm
+
+    rt = get_runtime(device)
+    gd = guard_device(rt)
+    rng = np.random.default_rng(seed)
+    needed = []
+    for _ in range(count):
+        A, B, C0, alpha, beta, ta, tb, kind = random_case(rng, max_dim)
+        C = clgemm.matmul(A, B, C=None if C0 is None else C0.copy(), alpha=alpha, beta=beta,
+                          trans_a=ta, trans_b=tb, device=device)
+        keep: list = []
+        a = abft._as_view(rt, "A", A, ta, keep)
+        b = abft._as_view(rt, "B", B, tb, keep)
+        c = abft._as_view(rt, "C", C, False, keep)
+        o = abft._as_view(rt, "C_old", C0, False, keep) if beta != 0.0 else None
+        ck = abft.operand_checksums(gd, a, b, alpha, beta, o)
+        row_s, row_q, col_s, col_q = abft.result_sums(gd, c)
+        k = a.cols
+        for sums, sq, exp, absb, length in ((row_s, row_q, ck.exp_row, ck.abs_row, c.cols),
+                                            (col_s, col_q, ck.exp_col, ck.abs_col, c.rows)):
+            resid, rig, scale, ok = abft._side(sums, sq, exp, absb, length, k)
+            if len(resid) < abft.MIN_SIDE:
+                continue
+            with np.errstate(all="ignore"):
+                z = np.abs(resid) / scale
+            z = z[ok & np.isfinite(z)]
+            if z.size < abft.MIN_SIDE:
+                continue
+            level = abft.KAPPA * float(np.percentile(z, 75))
+            zmax = float(z.max())
+            needed.append(zmax if zmax > level else 0.0)
+    need = max(needed) if needed else 0.0
+    c = max(2.0, margin * need)
+    result = {"c": c, "max_uncovered_z": need, "products": count, "margin": margin,
+              "kappa": abft.KAPPA, "seed": seed, "max_dim": max_dim}
+    if store:
+        result["path"] = str(abft.store_calibration(rt, c, {k: v for k, v in result.items()
+                                                            if k != "c"}))
+    return result
+
+
+# ---- fault injection ----------------------------------------------------------------------
+FAULT_MODELS = ("bit_mantissa", "bit_exponent", "multi_bit", "scaled", "rel_1e-5",
+                "rel_1e-4", "rel_1e-3", "nan", "inf", "row", "accumulator")
+
+
+def _fault(rng, model: str, C: np.ndarray, m: int, n: int):
+    """(hook kwargs, description, expected-detectable) for one injected fault."""
+    i, j = int(rng.integers(m)), int(rng.integers(n))
+    big = float(np.abs(C).max()) if C.size else 0.0
+    if model == "bit_mantissa":
+        bit = int(rng.integers(0, 23))
+        fn = faults.bit_flip([bit])
+    elif model == "bit_exponent":
+        bit = int(rng.integers(23, 31))
+        fn = faults.bit_flip([bit])
+    elif model == "multi_bit":
+        bits = rng.choice(32, size=int(rng.integers(2, 5)), replace=False)
+        fn = faults.bit_flip(list(bits))
+    elif model == "scaled":
+        fn = faults.add(float(rng.choice([-1, 1]) * big * 10.0 ** rng.uniform(-5, 0)))
+    elif model.startswith("rel_"):
+        fn = faults.add(float(rng.choice([-1, 1]) * big * float(model[4:]) * 1.01))
+    elif model == "nan":
+        fn = faults.set_value(np.nan)
+    elif model == "inf":
+        fn = faults.set_value(float(rng.choice([np.inf, -np.inf])))
+    elif model == "row":
+        fn = faults.add(float(big * 1e-3))
+        return {"result": lambda v: fn(v) * 1 + rng.standard_normal(v.shape).astype(np.float32) * big * 1e-3,
+                "cells": [(i, jj) for jj in range(n)]}, (i, -1)
+    elif model == "accumulator":
+        return {"accumulator_at": i * n + j}, (i, j)
+    else:
+        raise ValueError(model)
+    return {"result": fn, "cells": [(i, j)]}, (i, j)
+
+
+def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
+                   models=FAULT_MODELS, kinds=("normal", "uniform", "rowscaled", "lowrank")) -> dict:
+    """Inject one fault per product (check=True) and count detection, localisation and
+    correction. A fault is 'significant' when it changes the entry by more than 1e-5 of
+    the largest |entry|, or makes it non-finite; only those must be detected."""
+    import clgemm
+    from ..errors import FaultError
+
+    rng = np.random.default_rng(seed)
+    stats: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    for t in range(count):
+        model = models[t % len(models)]
+        m, n, k = (int(x) for x in rng.integers(8, max_dim, 3))
+        kind = kinds[rng.integers(len(kinds))]
+        A, B = gen(rng, kind, (m, k)), gen(rng, kind, (k, n))
+        clean = clgemm.matmul(A, B)
+        hook, (fi, fj) = _fault(rng, model, clean, m, n)
+        # What the fault does to the entry (or row), measured on a host replica.
+        if "cells" in hook:
+            cells = hook["cells"]
+            rep = faults.corrupt_host(clean, cells, hook["result"]) if model != "row" else None
+            if rep is None:
+                delta = np.inf
+            else:
+                d = rep[fi, fj].astype(np.float64) - clean[fi, fj]
+                delta = abs(d) if np.isfinite(rep[fi, fj]) else np.inf
+        else:
+            delta = abs(-2.0 * clean[fi, fj] + 1.0)  # acc -> -acc + 1
+        big = float(np.abs(clean).max()) or 1.0
+        significant = bool(delta > 1e-5 * big)
+        s = stats.setdefault(model, {"injected": 0, "significant": 0, "detected": 0,
+                                     "detected_significant": 0, "localised": 0,
+                                     "corrected": 0, "recomputed": 0, "fault_error": 0,
+                                     "wrong_result": 0, "rel_sizes_missed": []})
+        s["injected"] += 1
+        s["significant"] += significant
+        with faults.inject(**hook):
+            try:
+                out, info = clgemm.matmul(A, B, check=True, device=device, return_info=True)
+            except FaultError:
+                s["fault_error"] += 1
+                s["detected"] += 1
+                s["detected_significant"] += significant
+                continue
+        v = info.extra["abft"]
+        if v["detected"]:
+            s["detected"] += 1
+            s["detected_significant"] += significant
+            first = v.get("first", {})
+            if fi in first.get("rows", []) and (fj < 0 or fj in first.get("cols", [])
+                                               or not first.get("cols")):
+                s["localised"] += 1
+            s["corrected"] += bool(v["corrected"])
+            s["recomputed"] += bool(v["recomputed"])
+        elif significant:
+            s["rel_sizes_missed"].append(float(delta / big))
+        # Whatever came back must be right (repaired) or the fault insignificant.
+        err = np.abs(out.astype(np.float64) - clean)
+        tol = 1e-5 * big
+        if not np.isfinite(out).all() or err.max() > tol and v["detected"]:
+            s["wrong_result"] += 1
+    summary = {}
+    for model, s in stats.items():
+        sig = max(s["significant"], 1)
+        det = max(s["detected"], 1)
+        summary[model] = {
+            **{k: v for k, v in s.items() if k != "rel_sizes_missed"},
+            "detection_rate_significant": s["detected_significant"] / sig,
+            "localisation_rate": s["localised"] / det,
+            "correction_rate": (s["corrected"] + s["recomputed"]) / det,
+            "missed_significant_rel_sizes": sorted(s["rel_sizes_missed"])[-10:],
+        }
+    tot_sig = sum(s["significant"] for s in stats.values())
+    tot_det = sum(s["detected_significant"] for s in stats.values())
+    return {"products": count, "models": summary,
+            "detection_rate_significant": tot_det / max(tot_sig, 1),
+            "seconds": time.perf_counter() - t0}
