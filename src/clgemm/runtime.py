@@ -12,6 +12,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,9 @@ class Runtime:
         # and cold build times must be measurable.
         raw = cl._cl._Program(self.context, source)
         try:
-            raw.build(options.encode(), [self.cl_device])
+            with warnings.catch_warnings():  # compiler chatter is not the user's business
+                warnings.simplefilter("ignore", cl.CompilerWarning)
+                raw.build(options.encode(), [self.cl_device])
         except cl.Error as exc:
             try:
                 log = raw.get_build_info(self.cl_device, cl.program_build_info.LOG)

@@ -141,6 +141,16 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
     emit("  const int m0 = get_group_id(1) * TM, n0 = get_group_id(0) * TN;")
     emit("  float acc[OM][ON];")
     emit("  #pragma unroll\n  for (int r = 0; r < OM; r++)\n    #pragma unroll\n    for (int c = 0; c < ON; c++) acc[r][c] = 0.0f;")
+    chunk_tiles = s.acc_chunk // s.tile_k if s.acc_chunk else 0
+    if chunk_tiles:
+        # Blocked summation: `acc` holds the current chunk's partial sums, `tot` the total.
+        emit("  float tot[OM][ON];")
+        emit("  #pragma unroll\n  for (int r = 0; r < OM; r++)\n    #pragma unroll\n    for (int c = 0; c < ON; c++) tot[r][c] = 0.0f;")
+    fold = (
+        "  #pragma unroll\n  for (int r = 0; r < OM; r++)\n    #pragma unroll\n"
+        "    for (int c = 0; c < ON; c++) { tot[r][c] += acc[r][c]; acc[r][c] = 0.0f; }"
+    )
+    fold_in_loop = f"    if ((t + 1) % {chunk_tiles} == 0) {{\n{fold}\n    }}" if chunk_tiles else ""
     if s.stage_a:
         emit(f"  __local float A_s[{nbuf * buf_a}] __attribute__((aligned(16)));")
     if s.stage_b:
@@ -224,6 +234,8 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
         emit(load_global("(t + 1) * TK"))
         emit("    }")
         emit(compute_code)
+        if fold_in_loop:
+            emit(fold_in_loop)
         emit("    if (t + 1 < ntiles) {")
         emit(store_local("cur ^ 1"))
         emit("    }")
@@ -239,7 +251,14 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
             emit(store_local("0"))
             emit("    barrier(CLK_LOCAL_MEM_FENCE);")
         emit(compute_code)
+        if fold_in_loop:
+            emit(fold_in_loop)
         emit("  }")
+    if chunk_tiles:
+        emit(fold)
+        emit("  #define RESULT tot")
+    else:
+        emit("  #define RESULT acc")
 
     if fault_injection:
         # Test-only: flip the sign and add 1 to one accumulator of the work-item that owns
@@ -247,7 +266,7 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
         emit("  if (fault_at >= 0) {")
         emit("    #pragma unroll\n    for (int r = 0; r < OM; r++)\n      #pragma unroll\n      for (int c = 0; c < ON; c++) {")
         emit(f"        const int gi = m0 + {row('r')}, gj = n0 + {col('c')};")
-        emit("        if (gi * N + gj == fault_at) acc[r][c] = -acc[r][c] + 1.0f;")
+        emit("        if (gi * N + gj == fault_at) RESULT[r][c] = -RESULT[r][c] + 1.0f;")
         emit("      }")
         emit("  }")
 
@@ -261,7 +280,7 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
         emit("    #pragma unroll\n    for (int c = 0; c < ON; c++) {")
         emit(f"      const int gj = n0 + {col('c')};")
         emit("      if (gj < N) {")
-        emit("        float v = alpha * acc[r][c];")
+        emit("        float v = alpha * RESULT[r][c];")
         emit("        if (beta != 0.0f) v = fma(beta, crow[gj], v);")
         emit("        crow[gj] = v;")
         emit("      }")
@@ -274,7 +293,7 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
         emit(f"      if (gj + {vc} <= N) {{")
         emit(f"        {vt} v;")
         for x, lane in enumerate(lanes):
-            emit(f"        v{lane} = alpha * acc[r][c + {x}];")
+            emit(f"        v{lane} = alpha * RESULT[r][c + {x}];")
         store_ptr = f"((__global {vt}*)(crow + gj))" if layout.aligned_c else None
         emit("        if (beta != 0.0f) {")
         old = f"*{store_ptr}" if store_ptr else f"vload{vc}(0, crow + gj)"
@@ -285,7 +304,7 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
         emit("      } else {")
         emit(f"        #pragma unroll\n        for (int x = 0; x < {vc}; x++) {{")
         emit("          if (gj + x < N) {")
-        emit("            float v = alpha * acc[r][c + x];")
+        emit("            float v = alpha * RESULT[r][c + x];")
         emit("            if (beta != 0.0f) v = fma(beta, crow[gj + x], v);")
         emit("            crow[gj + x] = v;")
         emit("          }")

@@ -1,0 +1,1 @@
+"""The auto-scheduler: measurement, tuning database, strategies' driver, distillation."""

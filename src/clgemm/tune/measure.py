@@ -1,0 +1,191 @@
+"""Measure schedules on a device: compile in parallel worker processes, check, then time.
+
+Compilation runs in a pool of processes (one OpenCL context each) that fill the on-disk build
+cache, so the measuring process only loads binaries while the device is kept busy. Every
+candidate's result is compared with a float64 reference before its time counts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..kernels.gemm import Layout
+from ..schedule import Schedule
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One product shape, row-major and contiguous, as the tuner times it."""
+
+    m: int
+    n: int
+    k: int
+    trans_a: bool = False
+    trans_b: bool = False
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.m * self.n * self.k
+
+    def layout(self, s: Schedule) -> Layout:
+        lda = self.m if self.trans_a else self.k
+        ldb = self.k if self.trans_b else self.n
+        return Layout(trans_a=self.trans_a, trans_b=self.trans_b,
+                      aligned_a=s.vec_a > 1 and lda % s.vec_a == 0,
+                      aligned_b=s.vec_b > 1 and ldb % s.vec_b == 0,
+                      aligned_c=s.vec_c > 1 and self.n % s.vec_c == 0)
+
+
+@dataclass
+class Measurement:
+    schedule: Schedule
+    time_s: float | None  # median kernel time; None when the candidate failed
+    compile_s: float | None
+    error: str | None = None  # "compile", "wrong", "launch", "timeout", with detail
+    rel_error: float | None = None
+    times_s: list[float] = field(default_factory=list)
+    inaccurate_time_s: float | None = None  # time of a kernel whose error broke the contract
+
+    @property
+    def ok(self) -> bool:
+        return self.time_s is not None
+
+
+# ---- compile workers ---------------------------------------------------------------------
+def _worker_init(device_spec: str | None) -> None:
+    if device_spec is not None:
+        os.environ["CLGEMM_DEVICE"] = device_spec
+
+
+def _compile_one(key: str, problem: Problem) -> tuple[str, float | None, str | None]:
+    from ..plan import GemmKernel
+    from ..runtime import get_runtime
+
+    schedule = Schedule.from_key(key)
+    start = time.perf_counter()
+    try:
+        GemmKernel(get_runtime(), schedule, problem.layout(schedule))
+    except Exception as exc:  # any failure is a recorded result, never fatal
+        return key, time.perf_counter() - start, f"compile: {type(exc).__name__}: {str(exc)[:300]}"
+    return key, time.perf_counter() - start, None
+
+
+class CompilePool:
+    """Compiles schedules ahead of measurement in worker processes."""
+
+    def __init__(self, workers: int, device_spec: str | None) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.workers = max(1, workers)
+        self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                            initializer=_worker_init, initargs=(device_spec,))
+
+    def compile(self, schedules: Iterable[Schedule], problem: Problem
+                ) -> Iterator[tuple[Schedule, float | None, str | None]]:
+        """Yields (schedule, compile seconds, error) as compilations finish, in order given."""
+        futures = [self._pool.submit(_compile_one, s.key(), problem) for s in schedules]
+        for fut in futures:
+            key, seconds, error = fut.result()
+            yield Schedule.from_key(key), seconds, error
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---- measuring -------------------------------------------------------------------------
+class Bench:
+    """Device buffers, a float64 reference and the timing protocol for one problem."""
+
+    def __init__(self, rt, problem: Problem, repeats: int = 5, warmup: int = 1,
+                 input_sets: int = 2, seed: int | None = None) -> None:
+        import pyopencl as cl
+
+        from ..plan import Operand
+
+        self.rt, self.problem, self.repeats, self.warmup = rt, problem, repeats, warmup
+        rng = np.random.default_rng(seed)
+        p = problem
+        a_shape = (p.k, p.m) if p.trans_a else (p.m, p.k)
+        b_shape = (p.n, p.k) if p.trans_b else (p.k, p.n)
+        self.sets = []
+        for _ in range(max(1, input_sets)):
+            A = rng.standard_normal(a_shape).astype(np.float32)
+            B = rng.standard_normal(b_shape).astype(np.float32)
+            self.sets.append((A, B))
+        A, B = self.sets[0]
+        a64 = (A.T if p.trans_a else A).astype(np.float64)
+        b64 = (B.T if p.trans_b else B).astype(np.float64)
+        self.ref = a64 @ b64
+        f32 = (A.T if p.trans_a else A) @ (B.T if p.trans_b else B)
+        self.numpy_error = float(np.linalg.norm(f32 - self.ref) / np.linalg.norm(self.ref))
+        mf = cl.mem_flags
+        self.operands = []
+        for A, B in self.sets:
+            a_buf = cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A)
+            b_buf = cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B)
+            self.operands.append((
+                Operand(a_buf, 0, a_shape[1], p.trans_a),
+                Operand(b_buf, 0, b_shape[1], p.trans_b),
+            ))
+        self.c_buf = cl.Buffer(rt.context, mf.READ_WRITE, size=4 * p.m * p.n)
+        self.c = Operand(self.c_buf, 0, p.n, False)
+        self.poison = np.full((p.m, p.n), np.nan, np.float32)
+
+    def check(self, kernel) -> float:
+        """Relative Frobenius error of the kernel's result on input set 0 (C poisoned first)."""
+        import pyopencl as cl
+
+        p = self.problem
+        cl.enqueue_copy(self.rt.queue, self.c_buf, self.poison)
+        a, b = self.operands[0]
+        kernel.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c).wait()
+        out = np.empty((p.m, p.n), np.float32)
+        cl.enqueue_copy(self.rt.queue, out, self.c_buf)
+        if not np.isfinite(out).all():
+            return float("inf")
+        return float(np.linalg.norm(out - self.ref) / np.linalg.norm(self.ref))
+
+    def time(self, kernel) -> list[float]:
+        p = self.problem
+        times = []
+        for i in range(self.warmup + self.repeats):
+            a, b = self.operands[i % len(self.operands)]
+            ev = kernel.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c)
+            ev.wait()
+            if i >= self.warmup:
+                times.append((ev.profile.end - ev.profile.start) * 1e-9)
+        return times
+
+    def measure(self, schedule: Schedule, compile_s: float | None = None,
+                max_error_ratio: float = 2.0) -> Measurement:
+        from ..errors import ClgemmError
+        from ..plan import get_kernel
+
+        try:
+            kernel = get_kernel(self.rt, schedule, self.problem.layout(schedule))
+        except ClgemmError as exc:
+            return Measurement(schedule, None, compile_s, f"compile: {str(exc)[:300]}")
+        try:
+            err = self.check(kernel)
+            if not err <= 10 * self.numpy_error:
+                return Measurement(schedule, None, compile_s,
+                                   f"wrong: rel error {err:.3e} vs numpy {self.numpy_error:.3e}",
+                                   rel_error=err)
+            times = self.time(kernel)
+        except Exception as exc:  # launch failures (out of resources, ...) are results
+            return Measurement(schedule, None, compile_s, f"launch: {type(exc).__name__}: {exc}"[:300])
+        median = float(np.median(times))
+        if err > max_error_ratio * self.numpy_error:
+            # Right answer, but outside the exact contract: its time is kept for study only.
+            m = Measurement(schedule, None, compile_s,
+                            f"inaccurate: rel error {err:.3e} > {max_error_ratio} x numpy "
+                            f"{self.numpy_error:.3e}", err, times)
+            m.inaccurate_time_s = median
+            return m
+        return Measurement(schedule, median, compile_s, None, err, times)

@@ -1,0 +1,88 @@
+"""Record a sample of a device's schedule space at one shape (the offline benchmark's data).
+
+Output is the engine's recorded-space format `clgemm.space/1`: every sampled schedule with
+its measured kernel time, compile time, or the reason it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from ..schedule import DOMAINS, Schedule, SearchSpace
+from .measure import Bench, CompilePool, Problem
+
+SPACE_SCHEMA = "clgemm.space/1"
+
+
+def sample_valid(space: SearchSpace, count: int, seed: int) -> list[Schedule]:
+    """A uniform sample of distinct valid schedules, by rejection (each draw is uniform over
+    the product of the domains, so accepted draws are uniform over the valid set)."""
+    rng = random.Random(seed)
+    names = list(DOMAINS)
+    seen: dict[Schedule, None] = {}
+    draws = 0
+    while len(seen) < count and draws < 200 * count:
+        draws += 1
+        s = Schedule(**{n: rng.choice(space.domains[n]) for n in names})
+        if s not in seen and space.is_valid(s):
+            seen[s] = None
+    return list(seen)
+
+
+def record_space(problem: Problem, schedules: list[Schedule], out: Path, *,
+                 workers: int | None = None, repeats: int = 5, device=None,
+                 deadline_s: float | None = None, log=sys.stderr) -> dict:
+    from ..plan import search_space
+    from ..runtime import get_runtime
+
+    rt = get_runtime(device)
+    bench = Bench(rt, problem, repeats=repeats)
+    workers = workers or max(1, (os.cpu_count() or 2) - 1)
+    pool = CompilePool(workers, device_spec=str(rt.device.index))
+    space = search_space(rt)
+    data = {
+        "schema": SPACE_SCHEMA,
+        "device": rt.device.summary(),
+        "shape": [problem.m, problem.n, problem.k],
+        "params": [[n, list(v)] for n, v in space.domains.items()],
+        "limits": space.limits.as_dict(),
+        "numpy_error": bench.numpy_error,
+        "protocol": {"repeats": repeats, "warmup": bench.warmup, "statistic": "median",
+                     "timer": "OpenCL event profiling", "input_sets": len(bench.sets)},
+        "complete": False,
+        "records": [],
+    }
+    start = time.monotonic()
+    try:
+        for i, (schedule, compile_s, error) in enumerate(pool.compile(schedules, problem)):
+            if deadline_s is not None and time.monotonic() - start > deadline_s:
+                print(f"record: deadline reached after {i} schedules", file=log)
+                break
+            if error is not None:
+                rec = {"schedule": schedule.as_dict(), "time_s": None, "compile_s": compile_s,
+                       "error": error}
+            else:
+                m = bench.measure(schedule, compile_s)
+                rec = {"schedule": schedule.as_dict(), "time_s": m.time_s,
+                       "compile_s": compile_s, "error": m.error, "rel_error": m.rel_error,
+                       "inaccurate_time_s": m.inaccurate_time_s}
+            data["records"].append(rec)
+            if (i + 1) % 100 == 0:
+                ok = [r["time_s"] for r in data["records"] if r["time_s"]]
+                best = problem.flops / min(ok) / 1e9 if ok else 0.0
+                print(f"record: {i + 1}/{len(schedules)} done, best {best:.0f} GFLOPS, "
+                      f"{time.monotonic() - start:.0f} s", file=log, flush=True)
+        else:
+            data["complete"] = True
+    finally:
+        pool.close()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, out)
+    return data

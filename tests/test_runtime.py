@@ -1,0 +1,84 @@
+"""Devices, fingerprints, the build cache and the static tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import clgemm
+from clgemm.runtime import get_runtime
+from clgemm.select.table import Table, default_table, load_table, shape_class
+from clgemm import Schedule
+
+
+def test_devices_have_stable_fingerprints():
+    found = clgemm.devices()
+    assert found, "the test machine has PoCL"
+    again = clgemm.devices()
+    assert [d.fingerprint for d in found] == [d.fingerprint for d in again]
+    d = clgemm.get_device()
+    assert d.type in ("CPU", "GPU", "ACCELERATOR", "OTHER")
+    assert d.capabilities.local_mem_bytes == d.local_mem_bytes > 0
+    assert clgemm.get_device(d.fingerprint) == d
+    if not d.is_nvidia:  # inline PTX is offered only where NVIDIA's compiler runs it
+        assert get_runtime(d).probe_inline_ptx() is False
+
+
+def test_second_process_pays_no_compile(tmp_path):
+    """Cold build in one process, disk-cache load in the next."""
+    script = textwrap.dedent("""
+        import json, numpy as np, clgemm
+        from clgemm import Schedule
+        s = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=4, tile_k=8, vec_a=2, vec_b=4, vec_c=2,
+                     stage_a=1, stage_b=1, unroll_k=2, double_buffer=0, strided=0, local_pad=0)
+        a = np.random.default_rng().standard_normal((9, 10)).astype(np.float32)
+        _, info = clgemm.matmul(a, a.T.copy(), schedule=s, return_info=True)
+        print(json.dumps({"from_cache": info.build_from_cache, "build_s": info.build_s}))
+    """)
+    env = {**os.environ, "CLGEMM_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                      capture_output=True, text=True).stdout)
+            for _ in range(2)]
+    assert runs[0]["from_cache"] is False
+    assert runs[1]["from_cache"] is True
+    assert list((tmp_path / "cache").glob("*.bin"))
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLGEMM_CACHE_DIR", str(tmp_path))
+    rt = clgemm.runtime.Runtime(clgemm.get_device())
+    src = "__kernel void k(__global float* x) { x[get_global_id(0)] *= 2.0f; }"
+    first = rt.build(src)
+    (tmp_path / f"{first.info.key}.bin").write_bytes(b"garbage")
+    fresh = clgemm.runtime.Runtime(clgemm.get_device())
+    again = fresh.build(src)
+    assert again.info.from_cache is False
+
+
+def test_shape_classes_and_lookup():
+    assert shape_class(2048, 2048, 2048) == shape_class(2000, 1500, 2500)
+    assert shape_class(1, 2048, 2048) != shape_class(2048, 2048, 2048)
+    big = Schedule(wg_m=16, wg_n=16, out_m=8, out_n=8)
+    small = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=2)
+    table = Table("dev", {shape_class(2048, 2048, 2048): big, shape_class(16, 16, 16): small},
+                  Schedule(), "test")
+    assert table.lookup(3000, 3000, 3000) is big  # nearest class
+    assert table.lookup(10, 12, 9) is small
+    assert set(table.candidates()) == {big, small, Schedule()}
+    round_trip = Table.from_json(table.to_json(), "mem")
+    assert round_trip.entries == table.entries
+
+
+def test_shipped_table_or_default_is_valid_here():
+    from clgemm.plan import search_space
+
+    d = clgemm.get_device()
+    rt = get_runtime(d)
+    table = load_table(d)
+    space = search_space(rt)
+    for s in table.candidates():
+        assert space.is_valid(s), s.key()
+    assert default_table(d).default in (clgemm.select.table.DEFAULT_CPU, clgemm.select.table.DEFAULT_GPU)
