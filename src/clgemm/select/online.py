@@ -410,7 +410,10 @@ class OnlineSelector:
             self._noise_var = max(self.noise_floor**2, 0.98 * self._noise_var + 0.02 * clipped)
             self._drift = 0.9 * self._drift + 0.1 * innov
             ph = self._ph.setdefault((cls, a), PageHinkley(self.drift_delta, self.drift_threshold))
-            direction = ph.update(innov)
+            # Clipped at 4 sd: one outlier (a preempted run) is not a change of level, while a
+            # real shift keeps coming and crosses the threshold within a few calls.
+            bound = 4.0 * math.sqrt(self._noise_var)
+            direction = ph.update(max(-bound, min(bound, innov)))
             if direction != 0:
                 self._on_drift(cls, direction)
                 st = self._shape_stats(skey, a)

@@ -1,0 +1,75 @@
+"""`clgemm replay` and the online selector on the real PoCL device (small sizes).
+
+The PoCL arms differ in speed by 2-5x (see traces/tiny/pocl_candidates.txt), so the
+assertions hold on a busy 2-core machine too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clgemm.cli import main
+from clgemm.select.online import OnlineSelector
+from clgemm.select.replay import Call, OpenCLBackend, read_candidates, read_trace, replay
+from clgemm.select.table import DEFAULT_CPU
+
+ROOT = Path(__file__).parent.parent
+TINY = ROOT / "traces" / "tiny"
+CANDIDATES = TINY / "pocl_candidates.txt"
+
+
+@pytest.fixture(scope="module")
+def rt():
+    from clgemm.runtime import get_runtime
+
+    return get_runtime()
+
+
+def test_replay_cli_mixed_tiny(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(["replay", str(TINY / "mixed_tiny.jsonl"), "--candidates", str(CANDIDATES),
+                 "--json", str(out), "--quiet"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "regret" in text and "quality" in text
+    data = json.loads(out.read_text())
+    r = data["traces"][0]
+    assert data["device"]["type"] == "CPU" and len(data["arms"]) == 4
+    assert r["calls"] == sum(c.repeat for c in read_trace(TINY / "mixed_tiny.jsonl")
+                             if isinstance(c, Call))
+    assert r["online"]["explore_share"] <= 0.10
+    t = r["total_s"]
+    assert t["oracle"] <= t["static"] * 1.05 and t["oracle"] > 0
+    # The table's choice (DEFAULT_CPU) is ~2x slower than the best arm here: online wins.
+    assert t["online"] < t["static"]
+    for row in r["shapes"].values():
+        assert not row["rejected"]  # every candidate passed the float64 check
+
+
+def test_online_converges_to_the_faster_arm_on_the_device(rt):
+    slow, fast = read_candidates(CANDIDATES)[1], read_candidates(CANDIDATES)[0]
+    arms = [slow, fast, DEFAULT_CPU]
+    sel = OnlineSelector(rt.device.fingerprint, arms, lambda m, n, k: slow, persist=False)
+    events = [Call(128, 128, 128, repeat=40), Call(64, 192, 96, repeat=40)]
+    backend = OpenCLBackend(rt)
+    report = replay(events, backend, sel, arms)
+    call, picks = Call(128, 128, 128), []
+    for _ in range(5):
+        d = sel.choose(128, 128, 128)
+        sel.observe(d, backend.run(d.schedule, call))
+        picks.append(d.schedule)
+    assert picks.count(fast) >= 4, [p.key() for p in picks]
+    assert report["total_s"]["online"] < 0.8 * report["total_s"]["static"]
+    assert report["online"]["explore_share"] <= 0.10
+
+
+def test_replay_with_load_phases(tmp_path):
+    out = tmp_path / "d.json"
+    code = main(["replay", str(TINY / "drift_tiny.jsonl"), "--candidates", str(CANDIDATES),
+                 "--load", "--load-size", "128", "--json", str(out), "--quiet"])
+    assert code == 0
+    r = json.loads(out.read_text())["traces"][0]
+    assert r["phases"]["load"]["calls"] > 0 and r["phases"]["quiet"]["calls"] > 0
+    assert r["online"]["explore_share"] <= 0.10
