@@ -73,3 +73,25 @@ def test_replay_with_load_phases(tmp_path):
     r = json.loads(out.read_text())["traces"][0]
     assert r["phases"]["load"]["calls"] > 0 and r["phases"]["quiet"]["calls"] > 0
     assert r["online"]["explore_share"] <= 0.10
+
+
+def test_get_selector_drives_real_calls(rt, tmp_path, monkeypatch):
+    """What the proposed api.py hook does: choose, run through matmul, observe."""
+    import numpy as np
+
+    from clgemm.api import matmul
+    from clgemm.select import online
+
+    monkeypatch.setenv("CLGEMM_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(online, "_selectors", {})
+    sel = online.get_selector(rt)
+    assert online.get_selector(rt) is sel and sel.arms  # one per device, table candidates
+    A = np.ones((64, 48), np.float32)
+    B = np.ones((48, 80), np.float32)
+    for _ in range(3):
+        d = sel.choose(64, 80, 48)
+        C, info = matmul(A, B, schedule=d.schedule, return_info=True)
+        sel.observe(d, info.kernel_s)
+        assert np.allclose(C, 48.0) and info.schedule == d.schedule.key()
+    sel.close()
+    assert (tmp_path / "selector" / f"{rt.device.fingerprint}.sqlite3").exists()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import threading
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -177,6 +178,7 @@ class OnlineSelector:
         self._alarms: dict[str, tuple[int, int]] = {}  # class -> (call, direction) of its alarm
         self._clock_cache: tuple[int, float | None] = (-1, None)
         self._since_sync = 0
+        self._lock = threading.RLock()
 
         # Persistent statistics: flat float vectors, keyed (kind, key).
         self._cur: dict[tuple[str, str], np.ndarray] = {}
@@ -239,6 +241,10 @@ class OnlineSelector:
 
     def flush(self) -> bool:
         """Send this instance's changes to the state file and load everyone's; True when synced."""
+        with self._lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
         if self.store is None or not self._dirty:
             return self.store is not None
         deltas = {}
@@ -319,7 +325,11 @@ class OnlineSelector:
     def choose(self, m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False,
                queue_depth: float = 0.0, allowed: Iterable[Schedule] | None = None) -> Decision:
         """The schedule for this call. `allowed` narrows the arms (e.g. those validated for
-        this layout); the static choice is used whenever nothing else may be."""
+        this layout); the static choice is used whenever nothing else may be. Thread-safe."""
+        with self._lock:
+            return self._choose(m, n, k, trans_a, trans_b, queue_depth, allowed)
+
+    def _choose(self, m, n, k, trans_a, trans_b, queue_depth, allowed) -> Decision:
         self.calls += 1
         static = self._static(m, n, k)
         allowed_set = None if allowed is None else set(allowed)
@@ -393,6 +403,10 @@ class OnlineSelector:
     # ---- learning -----------------------------------------------------------------------
     def observe(self, decision: Decision, kernel_s: float) -> None:
         """Feed back the kernel time of the decision's schedule (event-profiled, seconds)."""
+        with self._lock:
+            self._observe(decision, kernel_s)
+
+    def _observe(self, decision: Decision, kernel_s: float) -> None:
         if not (kernel_s > 0 and math.isfinite(kernel_s)):
             return
         y = math.log(decision.flops / kernel_s / 1e9)
@@ -542,3 +556,18 @@ class OnlineSelector:
             "state_file": str(self.store.path) if self.store is not None else None,
             "state_note": self.note,
         }
+
+
+_selectors: dict[str, OnlineSelector] = {}
+_selectors_lock = threading.Lock()
+
+
+def get_selector(rt, **kwargs) -> OnlineSelector:
+    """The process's one online selector of a runtime's device (persistent state), created on
+    first use with the device table's candidates as arms. For `matmul(..., selector="online")`."""
+    key = f"{rt.device.index}:{rt.device.fingerprint}"
+    with _selectors_lock:
+        sel = _selectors.get(key)
+        if sel is None:
+            sel = _selectors[key] = OnlineSelector.for_runtime(rt, **kwargs)
+        return sel
