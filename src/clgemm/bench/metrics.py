@@ -66,6 +66,7 @@ def write_json(path: str | Path, data: dict) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump(_clean(data), handle, indent=1, allow_nan=False)
             handle.write("\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,9 +1,12 @@
 """Device clock, temperature and power during a run: the engine's sampler
-(`clgemm.engine.Telemetry`) when importable, else NVML through pynvml, else absent."""
+(`clgemm.engine.Telemetry`) when importable, else NVML through pynvml, else a streaming
+`nvidia-smi` query, else absent (with the reasons)."""
 
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 import threading
 import time
 
@@ -48,7 +51,13 @@ class ClockSampler:
             self.source = "pynvml"
         except Exception as exc:  # noqa: BLE001
             reasons.append(f"pynvml unavailable ({type(exc).__name__}: {exc})")
-            self.reason = "; ".join(reasons)
+            self._smi = shutil.which("nvidia-smi")
+            if self._smi:
+                self.source = "nvidia-smi"
+                self._period_ms = max(100, int(1000 / rate_hz))
+            else:
+                reasons.append("no nvidia-smi on PATH")
+                self.reason = "; ".join(reasons)
 
     def _nvml_loop(self) -> None:
         nv = self._nvml
@@ -66,9 +75,32 @@ class ClockSampler:
             self._rows.append(tuple(row))
             self._stop.wait(self._period)
 
+    def _smi_loop(self) -> None:
+        cmd = [self._smi, "--query-gpu=clocks.sm,temperature.gpu,power.draw",
+               "--format=csv,noheader,nounits", f"-lms={self._period_ms}", "-i", "0"]
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                          text=True)
+        except OSError as exc:
+            self.reason = f"nvidia-smi failed: {exc}"
+            return
+        for line in self._proc.stdout:
+            parts = [p.strip() for p in line.split(",")]
+            row = [time.monotonic()]
+            for p in parts[:3]:
+                try:
+                    row.append(float(p))
+                except ValueError:
+                    row.append(None)
+            self._rows.append(tuple(row + [None] * (4 - len(row))))
+
     def start(self) -> None:
         if self._impl is not None:
             self._impl.start()
+        elif self.source == "nvidia-smi":
+            self._proc = None
+            self._thread = threading.Thread(target=self._smi_loop, daemon=True)
+            self._thread.start()
         elif self.source == "pynvml":
             self._stop.clear()
             self._thread = threading.Thread(target=self._nvml_loop, daemon=True)
@@ -77,11 +109,23 @@ class ClockSampler:
     def stop(self) -> None:
         if self._impl is not None:
             self._impl.stop()
-            for s in self._impl.samples():
-                row = tuple(s) if isinstance(s, (tuple, list)) else (
-                    s.t, s.sm_mhz, s.temp_c, s.power_w)
-                self._rows.append(tuple(None if (isinstance(v, float) and math.isnan(v)) else v
-                                        for v in row))
+            got = self._impl.samples()
+            if hasattr(got, "t") and hasattr(got, "sm_mhz"):  # columns (TelemetrySamples)
+                rows = zip(got.t, got.sm_mhz, got.temp_c, got.power_w)
+            else:  # rows, tuples or objects
+                rows = (tuple(s) if isinstance(s, (tuple, list)) else
+                        (s.t, s.sm_mhz, s.temp_c, s.power_w) for s in got)
+            for row in rows:
+                row = tuple(float(v) for v in row)
+                self._rows.append(tuple(None if math.isnan(v) else v for v in row))
+        elif self.source == "nvidia-smi" and self._thread is not None:
+            if getattr(self, "_proc", None) is not None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+            self._thread.join(timeout=5)
         elif self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=5)
