@@ -1,0 +1,148 @@
+"""matmul(rel_tol=...): the cheapest method that meets a relative Frobenius error budget.
+
+    ||C_returned - C_exact||_F <= rel_tol ||C_exact||_F, C_exact = alpha op(A) op(B) + beta C
+
+Planner, in order of cost:
+  1. reduced-precision tensor-core products: a hook, skipped until such a kernel exists on
+     the device (`tensor_core_method` returns None);
+  2. randomized low rank (guard/lowrank.py) when the shape can pay for it: an adaptive range
+     finder grows a sketch of op(A) op(B) in blocks until a fresh block says the budget is met,
+     and gives up early when the product looks full rank (its work is then capped at about
+     WASTE_FRAC of the exact product's flops);
+  3. exact float32.
+Every approximate result is checked by an a-posteriori estimate on fresh Gaussian probes
+before it is returned; above the budget the call falls back to exact.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pyopencl.array as cla
+
+from ..runtime import Runtime
+from . import lowrank
+
+MIN_DIM = 96  # below this in m, n or k a low-rank product cannot pay for its sketches
+WASTE_FRAC = 0.12  # flops spent on sketches before giving up, relative to the exact product
+MAX_RANK_FRAC = 0.25  # never beyond this fraction of min(m, n, k)
+
+
+def tensor_core_method(rt: Runtime, budget: float):
+    """Hook for reduced-precision (fp16/bf16/tf32) tensor-core GEMMs: None until a kernel
+    exists. When built, return a callable (A, B, ...) -> result with its own error model."""
+    return None
+
+
+def block_size(m: int, n: int, k: int) -> int:
+    return 32 if min(m, n, k) >= 1024 else 16
+
+
+def rank_cap(m: int, n: int, k: int, block: int) -> int:
+    """Largest rank of Q the sketches may reach: sketching p columns costs about
+    2 p (m k + k n) flops, i.e. p (1/m + 1/n) of the exact 2 m n k."""
+    cap = int(WASTE_FRAC / (1.0 / m + 1.0 / n))
+    return max(0, min(cap, int(MAX_RANK_FRAC * min(m, n, k))))
+
+
+def plan(rt: Runtime, m: int, n: int, k: int, budget: float) -> tuple[list[str], dict]:
+    """Methods to try in order, and why the others were skipped."""
+    skipped = {}
+    methods = []
+    if tensor_core_method(rt, budget) is not None:
+        methods.append("tensor_core")
+    else:
+        skipped["tensor_core"] = "no reduced-precision kernel on this device yet"
+    b = block_size(m, n, k)
+    if min(m, n, k) < MIN_DIM:
+        skipped["lowrank"] = f"min(m, n, k) = {min(m, n, k)} < {MIN_DIM}"
+    elif rank_cap(m, n, k, b) < b:
+        skipped["lowrank"] = "the affordable rank is too small for this shape"
+    else:
+        methods.append("lowrank")
+    methods.append("exact")
+    return methods, skipped
+
+
+def _to_device(rt: Runtime, x):
+    if x is None or isinstance(x, cla.Array):
+        return x
+    return cla.to_device(rt.queue, np.ascontiguousarray(x))
+
+
+def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
+                       trans_a: bool = False, trans_b: bool = False, rel_tol: float,
+                       schedule, info, seed: int | None = None):
+    from ..api import _matmul_device, _matmul_host
+
+    m, n, k = info.shape
+    on_device = isinstance(A, cla.Array)
+    methods, skipped = plan(rt, m, n, k, rel_tol)
+    extra = {"budget": rel_tol, "plan": methods, "skipped": skipped}
+    info.extra["approx"] = extra
+    t0 = time.perf_counter()
+
+    def exact(reason: str):
+        extra["exact_reason"] = reason
+        info.method = "exact"
+        if on_device:
+            return _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info)
+        return _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info)
+
+    if "lowrank" not in methods or m == 0 or n == 0:
+        return exact("planner: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())), info
+
+    P = lowrank.Products(rt)
+    dA, dB = _to_device(rt, A), _to_device(rt, B)
+    rng = np.random.default_rng(seed)
+    b = block_size(m, n, k)
+    cap = rank_cap(m, n, k, b)
+    rr = lowrank.range_finder(P, dA, dB, trans_a, trans_b, m, n, k, rel_tol, cap, b, rng)
+    extra.update(rank=rr.rank, sketch_cols=rr.sketch_cols, rank_cap=cap, block=b,
+                 history=[(p, round(r, 6)) for p, r in rr.history], stop=rr.reason,
+                 range_s=rr.seconds)
+    if rr.Z is None:  # the loop gave up: full rank, flat spectrum or cap
+        info.fell_back = True
+        info.error_estimate = None
+        extra["wasted_s"] = time.perf_counter() - t0
+        return exact(f"low rank gave up: {rr.reason}"), info
+
+    W = None
+    if rr.rank > 0:
+        QA = P.mm(rr.Qt[:rr.rank], dA, tb=trans_a)  # p x k
+        W = P.mm(QA, dB, tb=trans_b)  # p x n
+    dC = _to_device(rt, C) if (C is not None and beta != 0.0) else None
+    c_old_omega = P.mm(dC, rr.omega).get().astype(np.float64) if dC is not None else None
+    est, raw = lowrank.estimate(P, rr, W, alpha, beta, c_old_omega)
+    info.error_estimate = est
+    extra.update(estimate_raw=raw, safety=lowrank.SAFETY, probes=rr.omega.shape[1],
+                 confidence=lowrank.confidence(rr.omega.shape[1]))
+    if not (est <= rel_tol):
+        info.fell_back = True
+        extra["wasted_s"] = time.perf_counter() - t0
+        return exact(f"estimate {est:.3g} > budget {rel_tol:.3g}"), info
+
+    info.method = "lowrank"
+    info.schedule = "lowrank"
+    if on_device:
+        out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
+    else:
+        out = dC if dC is not None else cla.empty(rt.queue, (m, n), np.float32)
+    if rr.rank > 0:
+        P.mm(rr.Qt[:rr.rank], W, ta=True, C=out, alpha=alpha, beta=beta)
+    else:
+        if beta != 0.0 and out is not None:
+            out *= np.float32(beta)
+        else:
+            out.fill(np.float32(0))
+    rt.queue.finish()
+    extra["approx_s"] = time.perf_counter() - t0
+    if on_device:
+        return out, info
+    host = out.get()
+    if C is not None:
+        C[...] = host
+        return C, info
+    return host, info

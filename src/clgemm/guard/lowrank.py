@@ -1,0 +1,266 @@
+"""Randomized low-rank products on the device: an adaptive range finder for op(A) op(B)
+(Y = A (B Omega) in blocks, orthonormalised against what is kept), and a-posteriori error
+estimates on fresh Gaussian probes.
+
+All big products go through clgemm's own GEMM on device arrays; only b x b Gram matrices and
+m x b probe blocks come to the host (eigendecompositions and norms in float64).
+Q is kept transposed (p x m, row-major) so that its first p columns are a contiguous view.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyopencl.array as cla
+
+# Gaussian probes: with b >= 16 probes and a safety factor 2 on the ratio, the estimate
+# under-states the true relative error with probability < 1% even when the error (or the
+# product) is rank one (chi-square tails); see `confidence`.
+SAFETY = 2.0
+
+
+def confidence(b: int, safety: float = SAFETY) -> float:
+    """Lower bound on P(true rel. error <= safety * estimate) for b Gaussian probes: the
+    worst case is a rank-one error (numerator chi2_b / b below 1/safety) or a rank-one
+    product (denominator chi2_b / b above safety)."""
+    from math import exp, lgamma, log
+
+    def chi2_cdf(x, k):  # regularized lower gamma P(k/2, x/2), series
+        a, z = k / 2.0, x / 2.0
+        if z <= 0:
+            return 0.0
+        term = exp(-z + a * log(z) - lgamma(a + 1))
+        s, t, n = term, term, 0
+        while t > 1e-16 * s and n < 10000:
+            n += 1
+            t *= z / (a + n)
+            s += t
+        return min(1.0, s)
+
+    low = chi2_cdf(b / safety**2, b)
+    high = 1.0 - chi2_cdf(b * safety, b)  # denominator: ||C w||^2 / ||C||^2 > safety (norm ratio sqrt)
+    return max(0.0, 1.0 - low - high)
+
+
+@dataclass
+class RangeResult:
+    rank: int  # columns of Q kept
+    sketch_cols: int  # probe columns drawn (all blocks, the estimator block included)
+    Qt: cla.Array | None  # p x m (rows: orthonormal basis vectors), None when rank 0
+    Z: cla.Array | None  # last block A (B Omega') (m x b), fresh w.r.t. Q
+    omega: cla.Array | None  # its probes (n x b)
+    rho: float  # relative residual of the last block against Q (the error estimate)
+    history: list = field(default_factory=list)  # (rank, rho) per block
+    reason: str = ""  # why the loop stopped
+    seconds: float = 0.0
+
+
+class Products:
+    """GEMMs on device arrays of one runtime with the library's own kernels, enqueued without
+    waiting (the queue is in order; reading a result synchronises). Schedules are chosen once
+    per shape class (api.choose_schedule is too slow to call per product)."""
+
+    def __init__(self, rt) -> None:
+        import pyopencl.tools as cltools
+
+        self.rt = rt
+        self.queue = rt.queue
+        self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(rt.queue))
+        self._schedules: dict = {}
+        self.launches = 0
+
+    def _schedule(self, m: int, n: int, k: int):
+        from ..api import choose_schedule
+        from ..select.table import shape_class
+
+        key = shape_class(m, n, k)
+        s = self._schedules.get(key)
+        if s is None:
+            s = self._schedules[key] = choose_schedule(self.rt, m, n, k)
+        return s
+
+    def mm(self, A, B, *, ta=False, tb=False, C=None, alpha=1.0, beta=0.0):
+        """alpha op(A) op(B) + beta C for device arrays; returns C (new if not given)."""
+        from dataclasses import replace
+
+        from ..api import _device_operand, _logical_shape
+        from ..plan import get_kernel, layout_for
+
+        m, k = _logical_shape(A, ta)
+        _, n = _logical_shape(B, tb)
+        out = C if C is not None else self.empty((m, n))
+        if m == 0 or n == 0:
+            return out
+        if k == 0:
+            if beta == 0.0:
+                out.fill(np.float32(0))
+            else:
+                out *= np.float32(beta)
+            return out
+        a = _device_operand(self.rt, "A", A, ta)
+        b = _device_operand(self.rt, "B", B, tb)
+        c = _device_operand(self.rt, "C", out, False)
+        if c.transposed:
+            a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
+            m, n = n, m
+            c = replace(c, transposed=False)
+        s = self._schedule(m, n, k)
+        kernel = get_kernel(self.rt, s, layout_for(s, a, b, c))
+        kernel.enqueue(m, n, k, alpha, beta, a, b, c)
+        self.launches += 1
+        return out
+
+    def upload(self, x: np.ndarray) -> cla.Array:
+        return cla.to_device(self.queue, np.ascontiguousarray(x, np.float32),
+                             allocator=self.pool)
+
+    def empty(self, shape) -> cla.Array:
+        return cla.empty(self.queue, shape, np.float32, allocator=self.pool)
+
+
+def _orth_block(P: Products, R: cla.Array, ref_norm2: float, rel_cut: float = 1e-3):
+    """An orthonormal basis (transposed, r x m) of the columns of R (m x b) that stand out of
+    float32 noise, by two passes of Gram-eigen orthonormalisation; None when R is noise."""
+    G = P.mm(R, R, ta=True).get().astype(np.float64)
+    lam, V = np.linalg.eigh(0.5 * (G + G.T))
+    keep = lam > max(lam[-1] * rel_cut**2, ref_norm2 * 1e-12, 1e-300)
+    if not keep.any():
+        return None
+    W = (V[:, keep] / np.sqrt(lam[keep])).astype(np.float32)  # b x r
+    Xt = P.mm(P.upload(W), R, ta=True, tb=True)  # (R W)^T: r x m
+    G2 = P.mm(Xt, Xt, tb=True).get().astype(np.float64)
+    lam2, V2 = np.linalg.eigh(0.5 * (G2 + G2.T))
+    keep2 = lam2 > lam2[-1] * 1e-6
+    W2 = (V2[:, keep2] / np.sqrt(lam2[keep2])).astype(np.float32)
+    return P.mm(P.upload(W2), Xt, ta=True)  # (X W2)^T
+
+
+def _gram_eig(G: np.ndarray, floor: float, rel_cut: float = 1e-3):
+    lam, V = np.linalg.eigh(0.5 * (G + G.T))
+    keep = lam > max(lam[-1] * rel_cut**2, floor, 1e-300)
+    return lam[keep], V[:, keep]
+
+
+def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int,
+                 budget: float, p_cap: int, block: int, rng: np.random.Generator) -> RangeResult:
+    """Grow Q until a fresh block's residual meets budget / SAFETY, the rank would exceed
+    p_cap, or the residual says the product is (numerically) full rank.
+
+    The first step draws two blocks in one sketch and decides from their Gram matrix alone
+    (host, 2b x 2b) whether the second block is explained by the first: a full-rank product is
+    turned away after one sketch pair, one Gram product and one small read."""
+    t0 = time.perf_counter()
+    Qt = P.empty((max(p_cap, 1), m))
+    history = []
+
+    def done(p, drawn, Z, omega, rho, reason, ok=True):
+        return RangeResult(p, drawn, Qt if (ok and p > 0) else None, Z if ok else None,
+                           omega if ok else None, rho if ok else float("inf"), history,
+                           reason, time.perf_counter() - t0)
+
+    def gives_up(p, rho, prev_rho):
+        if p == 0:
+            return ""
+        captured = max(1.0 - rho * rho, 1e-12)
+        if p / captured > 2 * p_cap:
+            return f"full rank (needs ~{min(p / captured, 1e9):.0f} columns > 2x cap {p_cap})"
+        if prev_rho is not None and rho > 0.8 * prev_rho:
+            return "residual stagnates"
+        return ""
+
+    # ---- step 1: two blocks, decided on the host from their Gram matrix ----------------
+    omega2 = P.upload(rng.standard_normal((n, 2 * block)))
+    Y2 = P.mm(dA, P.mm(dB, omega2, ta=tb), ta=ta)  # m x 2b
+    G = P.mm(Y2, Y2, ta=True).get().astype(np.float64)
+    G11, G12, G22 = G[:block, :block], G[:block, block:], G[block:, block:]
+    ny2 = float(np.trace(G22))
+    if float(np.trace(G)) == 0.0:
+        Z, om = _columns(P, Y2, block, 2 * block), _columns(P, omega2, block, 2 * block)
+        history.append((0, 0.0))
+        return done(0, 2 * block, Z, om, 0.0, "zero product")
+    lam, V = _gram_eig(G11, float(np.trace(G11)) * 1e-12 / block)
+    proj = (V / np.sqrt(lam)).T @ G12  # Q1^T Y2 (r x b)
+    res = max(ny2 - float(np.sum(proj * proj)), 0.0)
+    rho = math.sqrt(res / ny2) if ny2 > 0 else 0.0
+    history.append((len(lam), rho))
+    why = gives_up(len(lam), rho, None)
+    if why:
+        return done(0, 2 * block, None, None, rho, why, ok=False)
+    # Keep the first block's basis (two orthonormalisation passes on the device).
+    Y1 = _columns(P, Y2, 0, block)
+    basis_t = _orth_block(P, Y1, float(np.trace(G11)) / block)
+    p = 0
+    if basis_t is not None:
+        _copy_rows(P, Qt, 0, basis_t)
+        p = basis_t.shape[0]
+    Y = _columns(P, Y2, block, 2 * block)
+    omega = _columns(P, omega2, block, 2 * block)
+    drawn = 2 * block
+    prev_rho = None
+    while True:
+        GY = P.mm(Y, Y, ta=True).get().astype(np.float64)
+        ny2 = float(np.trace(GY))
+        if p > 0:
+            Qp = Qt[:p]
+            R = Y.copy()
+            for _ in range(2):  # block Gram-Schmidt with re-orthogonalisation
+                T = P.mm(Qp, R)  # p x b
+                P.mm(Qp, T, ta=True, C=R, alpha=-1.0, beta=1.0)
+            GR = P.mm(R, R, ta=True).get().astype(np.float64)
+            rho = math.sqrt(max(float(np.trace(GR)), 0.0) / ny2) if ny2 > 0 else 0.0
+        else:
+            R, rho = Y, 1.0 if ny2 > 0 else 0.0
+        history.append((p, rho))
+        if rho * SAFETY <= budget:
+            return done(p, drawn, Y, omega, rho, "budget met")
+        why = gives_up(p, rho, prev_rho)
+        if why:
+            return done(p, drawn, None, None, rho, why, ok=False)
+        prev_rho = rho if p > 0 else None
+        basis_t = _orth_block(P, R, ny2 / max(block, 1))
+        if basis_t is None:
+            return done(p, drawn, None, None, rho, "no new direction", ok=False)
+        r = basis_t.shape[0]
+        if p + r > p_cap:
+            return done(p, drawn, None, None, rho, f"rank cap {p_cap} reached", ok=False)
+        _copy_rows(P, Qt, p, basis_t)
+        p += r
+        omega = P.upload(rng.standard_normal((n, block)))
+        drawn += block
+        Y = P.mm(dA, P.mm(dB, omega, ta=tb), ta=ta)  # m x b
+
+
+def _columns(P: Products, X: cla.Array, c0: int, c1: int) -> cla.Array:
+    """Columns c0:c1 of a row-major device matrix, as a new contiguous array."""
+    rows, cols = X.shape
+    sel = np.zeros((cols, c1 - c0), np.float32)
+    sel[np.arange(c0, c1), np.arange(c1 - c0)] = 1.0
+    return P.mm(X, P.upload(sel))
+
+
+def _copy_rows(P: Products, Qt: cla.Array, p: int, rows: cla.Array) -> None:
+    import pyopencl as cl
+
+    r, m = rows.shape
+    cl.enqueue_copy(P.queue, Qt.base_data, rows.base_data, byte_count=4 * r * m,
+                    src_offset=rows.offset, dst_offset=Qt.offset + 4 * p * m)
+
+
+def estimate(P: Products, rr: RangeResult, W: cla.Array, alpha: float, beta: float,
+             c_old_omega: np.ndarray | None) -> tuple[float, float]:
+    """(estimate, raw ratio) of ||C_exact - C_approx||_F / ||C_exact||_F on the fresh probes
+    of the last block: C_exact Omega' = alpha Z + beta C_old Omega', C_approx Omega' =
+    alpha Q (W Omega') + beta C_old Omega'. The estimate carries the SAFETY factor."""
+    Z = rr.Z.get().astype(np.float64)
+    approx = np.zeros_like(Z)
+    if rr.rank > 0 and W is not None:
+        WO = P.mm(W, rr.omega)  # p x b
+        approx = P.mm(rr.Qt[:rr.rank], WO, ta=True).get().astype(np.float64)
+    truth = alpha * Z + (beta * c_old_omega if c_old_omega is not None else 0.0)
+    num = abs(alpha) * np.linalg.norm(Z - approx)
+    den = np.linalg.norm(truth)
+    ratio = num / den if den > 0 else (0.0 if num == 0 else math.inf)
+    return ratio * SAFETY, ratio
