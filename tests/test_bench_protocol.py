@@ -73,3 +73,27 @@ def test_suites_and_shapes():
     assert len({c.shape for c in small}) == len(small)
     with pytest.raises(ValueError):
         cases("nope")
+
+
+def test_accuracy_block_detects_unwritten_and_measures_error():
+    import numpy as np
+
+    from clgemm.bench.inputs import InputSets
+
+    inputs = InputSets(32, 24, 16, 2, np.random.default_rng(1))
+    a, b = inputs.sets[0]
+    assert (a != 0).all() and a.dtype == np.float32 and len(inputs) == 2
+    exact = inputs.reference.astype(np.float32)
+    good = inputs.accuracy(exact)
+    assert good["all_written"] and good["unwritten"] == 0
+    assert good["rel_frobenius_error"] < 1e-7  # float64 rounded once to float32
+    off = exact.copy()
+    off[3, 4] += 0.5
+    worse = inputs.accuracy(off)
+    assert worse["max_abs_error"] == pytest.approx(0.5 + abs(float(exact[3, 4]) - inputs.reference[3, 4]), abs=1e-6)
+    assert worse["ratio_to_numpy"] > 10
+    poisoned = exact.copy()
+    poisoned[-1, -1] = np.nan  # one element left as the poison
+    bad = inputs.accuracy(poisoned)
+    assert bad["all_written"] is False and bad["unwritten"] == 1
+    assert bad["rel_frobenius_error"] is None and bad["ratio_to_numpy"] is None

