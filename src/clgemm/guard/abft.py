@@ -330,7 +330,7 @@ def _copy_span(rt: Runtime, dst: View, src: View) -> None:
     n = src.span_elems()
     if n:
         cl.enqueue_copy(rt.queue, dst.buffer, src.buffer, byte_count=4 * n,
-                        src_offset=4 * src.offset, dest_offset=4 * dst.offset)
+                        src_offset=4 * src.offset, dst_offset=4 * dst.offset)
 
 
 def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: float,

@@ -115,10 +115,10 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
         W = P.mm(QA, dB, tb=trans_b)  # p x n
     dC = _to_device(rt, C) if (C is not None and beta != 0.0) else None
     c_old_omega = P.mm(dC, rr.omega).get().astype(np.float64) if dC is not None else None
-    est, raw = lowrank.estimate(P, rr, W, alpha, beta, c_old_omega)
+    est, raw, safety = lowrank.estimate(P, rr, W, alpha, beta, c_old_omega)
     info.error_estimate = est
-    extra.update(estimate_raw=raw, safety=lowrank.SAFETY, probes=rr.omega.shape[1],
-                 confidence=lowrank.confidence(rr.omega.shape[1]))
+    extra.update(estimate_raw=raw, safety=safety, probes=rr.omega.shape[1],
+                 confidence=lowrank.confidence(rr.omega.shape[1], safety))
     if not (est <= rel_tol):
         info.fell_back = True
         extra["wasted_s"] = time.perf_counter() - t0

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyopencl.array as cla
 
-# Gaussian probes: with b >= 16 probes and a safety factor 2 on the ratio, the estimate
-# under-states the true relative error with probability < 1% even when the error (or the
-# product) is rank one (chi-square tails); see `confidence`.
-SAFETY = 2.0
+# Gaussian probes: the ratio estimate times a safety factor (safety_for(b)) under-states the
+# true relative error with probability < 1% even when the error or the product is rank one
+# (chi-square tails, see `confidence`); spread-out errors are estimated much more tightly.
+TARGET_CONFIDENCE = 0.99
 
 
-def confidence(b: int, safety: float = SAFETY) -> float:
+def confidence(b: int, safety: float) -> float:
     """Lower bound on P(true rel. error <= safety * estimate) for b Gaussian probes: the
     worst case is a rank-one error (numerator chi2_b / b below 1/safety) or a rank-one
     product (denominator chi2_b / b above safety)."""
@@ -40,9 +40,18 @@ def confidence(b: int, safety: float = SAFETY) -> float:
             s += t
         return min(1.0, s)
 
-    low = chi2_cdf(b / safety**2, b)
-    high = 1.0 - chi2_cdf(b * safety, b)  # denominator: ||C w||^2 / ||C||^2 > safety (norm ratio sqrt)
+    # estimate * safety < true needs num^2 / E num^2 < 1 / safety or den^2 / E den^2 > safety
+    low = chi2_cdf(b / safety, b)
+    high = 1.0 - chi2_cdf(b * safety, b)
     return max(0.0, 1.0 - low - high)
+
+
+def safety_for(b: int, target: float = TARGET_CONFIDENCE) -> float:
+    """Smallest safety factor (grid of 0.25) whose worst-case confidence reaches target."""
+    f = 1.5
+    while confidence(b, f) < target and f < 20:
+        f += 0.25
+    return f
 
 
 @dataclass
@@ -155,6 +164,7 @@ def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int
     t0 = time.perf_counter()
     Qt = P.empty((max(p_cap, 1), m))
     history = []
+    SAFETY = safety_for(block)
 
     def done(p, drawn, Z, omega, rho, reason, ok=True):
         return RangeResult(p, drawn, Qt if (ok and p > 0) else None, Z if ok else None,
@@ -250,7 +260,7 @@ def _copy_rows(P: Products, Qt: cla.Array, p: int, rows: cla.Array) -> None:
 
 
 def estimate(P: Products, rr: RangeResult, W: cla.Array, alpha: float, beta: float,
-             c_old_omega: np.ndarray | None) -> tuple[float, float]:
+             c_old_omega: np.ndarray | None) -> tuple[float, float, float]:
     """(estimate, raw ratio) of ||C_exact - C_approx||_F / ||C_exact||_F on the fresh probes
     of the last block: C_exact Omega' = alpha Z + beta C_old Omega', C_approx Omega' =
     alpha Q (W Omega') + beta C_old Omega'. The estimate carries the SAFETY factor."""
@@ -263,4 +273,5 @@ def estimate(P: Products, rr: RangeResult, W: cla.Array, alpha: float, beta: flo
     num = abs(alpha) * np.linalg.norm(Z - approx)
     den = np.linalg.norm(truth)
     ratio = num / den if den > 0 else (0.0 if num == 0 else math.inf)
-    return ratio * SAFETY, ratio
+    safety = safety_for(Z.shape[1])
+    return ratio * safety, ratio, safety

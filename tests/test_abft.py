@@ -1,0 +1,156 @@
+"""ABFT (check=True, clgemm.abft.verify): no false positives on clean products, detection,
+localisation and repair of injected faults, NaN/Inf, products computed elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import clgemm
+import clgemm.abft
+from clgemm.guard import campaign, faults
+from conftest import rand
+
+
+def test_clean_products_never_flagged():
+    r = campaign.clean_campaign(240, seed=int(np.random.SeedSequence().entropy % 2**31),
+                                max_dim=160)
+    assert r["false_positives"] == 0, r["false_positive_cases"]
+    assert r["max_ratio"] < 1.0
+
+
+def test_clean_device_arrays_and_transposes(rng):
+    r = campaign.clean_campaign(40, seed=int(rng.integers(2**31)), max_dim=96, on_device=True)
+    assert r["false_positives"] == 0, r["false_positive_cases"]
+
+
+def test_check_result_matches_exact(rng):
+    A, B, C0 = rand(rng, (70, 50)), rand(rng, (90, 50)), rand(rng, (70, 90))
+    out, info = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-1.5, trans_b=True,
+                              check=True, return_info=True)
+    ref = 0.5 * A.astype(np.float64) @ B.T.astype(np.float64) - 1.5 * C0
+    assert np.abs(out - ref).max() < 1e-4 * np.abs(ref).max()
+    assert info.checked and info.extra["abft"]["ok"] and not info.extra["abft"]["detected"]
+
+
+@pytest.mark.parametrize("model", ["bit_exponent", "scaled", "nan", "inf", "row"])
+def test_result_faults_detected_located_corrected(rng, model):
+    m, n, k = 64, 48, 80
+    A, B = rand(rng, (m, k)), rand(rng, (k, n))
+    clean = clgemm.matmul(A, B)
+    i, j = int(rng.integers(m)), int(rng.integers(n))
+    big = float(np.abs(clean).max())
+    fn = {"bit_exponent": faults.bit_flip([30]),  # exponent MSB: the value explodes or vanishes
+          "scaled": faults.add(big * 1e-3), "nan": faults.set_value(np.nan),
+          "inf": faults.set_value(-np.inf), "row": faults.add(big * 1e-2)}[model]
+    cells = [(i, jj) for jj in range(n)] if model == "row" else [(i, j)]
+    with faults.inject(result=fn, cells=cells) as hooks:
+        out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    assert hooks.applied == 1
+    v = info.extra["abft"]
+    assert v["detected"] and v["ok"] and v["corrected"], v
+    assert i in v["first"]["rows"]
+    if model != "row":
+        assert v["first"]["cols"] == [j]
+        assert v["repaired_elements"] == 1  # the intersection alone was recomputed
+    np.testing.assert_allclose(out, clean, rtol=1e-5, atol=1e-5 * big)
+
+
+def test_accumulator_fault_flag_detected_and_corrected(rng):
+    m, n, k = 40, 56, 72
+    A, B = rand(rng, (m, k)), rand(rng, (k, n))
+    clean = clgemm.matmul(A, B)
+    i, j = 17, 33
+    with faults.inject(accumulator_at=i * n + j):
+        out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    v = info.extra["abft"]
+    assert v["detected"] and v["corrected"]
+    assert v["first"]["rows"] == [i] and v["first"]["cols"] == [j]
+    assert abs(v["delta_estimate"] - (-2 * clean[i, j] + 1)) < 1e-3 * (1 + abs(clean[i, j]))
+    np.testing.assert_allclose(out, clean, rtol=1e-5, atol=1e-4)
+
+
+def test_unchecked_accumulator_fault_is_really_wrong(rng):
+    """The flag corrupts the product (so the test above is not vacuous)."""
+    from clgemm.guard.abft import View, _launch
+    from clgemm.api import _upload, choose_schedule
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    A, B = rand(rng, (24, 24)), rand(rng, (24, 24))
+    a, _ = _upload(rt, "A", A, False)
+    b, _ = _upload(rt, "B", B, False)
+    buf = rt.buffer(4 * 24 * 24)
+    c = View(buf, 0, 24, False, 24, 24)
+    s = choose_schedule(rt, 24, 24, 24)
+
+    class I:
+        kernel_s = 0.0
+    _launch(rt, s, 24, 24, 24, 1.0, 0.0, View.of(a, 24, 24), View.of(b, 24, 24), c, I, 5 * 24 + 7)
+    out = np.empty((24, 24), np.float32)
+    import pyopencl as cl
+    cl.enqueue_copy(rt.queue, out, buf)
+    ref = A @ B
+    assert abs(out[5, 7] - (-ref[5, 7] + 1)) < 1e-4
+    v = clgemm.abft.verify(A, B, out)
+    assert not v.ok and v.rows == [5] and v.cols == [7]
+
+
+def test_persistent_fault_raises(rng):
+    A, B = rand(rng, (32, 40)), rand(rng, (40, 36))
+    with faults.inject(result=faults.set_value(1e6), cells=[(3, 4)], persistent=True):
+        with pytest.raises(clgemm.FaultError):
+            clgemm.matmul(A, B, check=True)
+
+
+def test_verify_numpy_product(rng):
+    A, B, C0 = rand(rng, (120, 70)), rand(rng, (70, 90)), rand(rng, (120, 90))
+    C = (2.0 * (A @ B) + 0.5 * C0).astype(np.float32)  # computed by numpy
+    v = clgemm.abft.verify(A, B, C, alpha=2.0, beta=0.5, C_old=C0)
+    assert v.ok and v.max_ratio < 1.0, v
+    bad = C.copy()
+    bad[11, 22] += 1e-3 * np.abs(C).max()
+    v = clgemm.abft.verify(A, B, bad, alpha=2.0, beta=0.5, C_old=C0)
+    assert not v.ok and v.rows == [11] and v.cols == [22]
+    assert abs(v.delta_estimate - 1e-3 * np.abs(C).max()) < 1e-4 * np.abs(C).max()
+    # Wrong beta is a fault too.
+    assert not clgemm.abft.verify(A, B, C, alpha=2.0, beta=0.25, C_old=C0).ok
+
+
+def test_verify_transposed_and_nonfinite(rng):
+    A, B = rand(rng, (50, 30)), rand(rng, (40, 50))
+    C = (A.T @ B.T).astype(np.float32)
+    assert clgemm.abft.verify(A, B, C, trans_a=True, trans_b=True).ok
+    for val in (np.nan, np.inf):
+        bad = C.copy()
+        bad[7, 9] = val
+        v = clgemm.abft.verify(A, B, bad, trans_a=True, trans_b=True)
+        assert not v.ok and v.nonfinite and 7 in v.rows and 9 in v.cols
+
+
+def test_nonfinite_input_is_not_a_fault(rng):
+    A, B = rand(rng, (20, 30)), rand(rng, (30, 25))
+    A[3, 4] = np.nan
+    out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    assert np.isnan(out[3]).all()
+    v = info.extra["abft"]
+    assert v["ok"] and v["unverifiable"] > 0
+
+
+def test_fault_campaign_small():
+    r = campaign.fault_campaign(44, seed=3, max_dim=64,
+                                models=("bit_exponent", "nan", "inf", "scaled", "accumulator",
+                                        "rel_1e-3"))
+    for model, s in r["models"].items():
+        assert s["detected_significant"] == s["significant"], (model, s)
+        assert s["wrong_result"] == 0, (model, s)
+        assert s["correction_rate"] == 1.0, (model, s)
+
+
+def test_calibration_roundtrip(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLGEMM_STATE_DIR", str(tmp_path))
+    from clgemm.runtime import get_runtime
+
+    r = clgemm.abft.calibrate(count=20, max_dim=64)
+    assert r["c"] >= 2.0
+    assert clgemm.abft.calibration_for(get_runtime()) == pytest.approx(r["c"])

@@ -1,0 +1,108 @@
+"""matmul(rel_tol=...): budgets respected on low-rank inputs, exact fallback on full rank,
+Info fields, beta and device arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import clgemm
+from clgemm.guard import contract, lowrank
+
+
+def _lowrank(rng, m, k, r, noise=0.0):
+    X = rng.standard_normal((m, r)) @ rng.standard_normal((r, k)) / np.sqrt(r)
+    return (X + noise * rng.standard_normal((m, k))).astype(np.float32)
+
+
+def _rel(x, ref):
+    return np.linalg.norm(np.asarray(x, np.float64) - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("budget", [1e-1, 1e-2, 1e-3, 1e-4])
+def test_lowrank_budget_respected(rng, budget):
+    n = 384
+    A, B = _lowrank(rng, n, n, 8), rng.standard_normal((n, n)).astype(np.float32)
+    ref = A.astype(np.float64) @ B
+    C, info = clgemm.matmul(A, B, rel_tol=budget, return_info=True)
+    assert info.method == "lowrank" and not info.fell_back, info.extra
+    assert _rel(C, ref) <= budget
+    assert info.error_estimate is not None and info.error_estimate <= budget
+    assert 8 <= info.extra["approx"]["rank"] <= 16
+    assert info.extra["approx"]["skipped"]["tensor_core"]
+
+
+def test_noisy_lowrank_within_budget_or_exact(rng):
+    n = 384
+    for noise, budget in [(1e-3, 1e-1), (1e-3, 1e-4), (3e-2, 1e-2)]:
+        A = _lowrank(rng, n, n, 8, noise)
+        B = _lowrank(rng, n, n, 300)
+        ref = A.astype(np.float64) @ B
+        C, info = clgemm.matmul(A, B, rel_tol=budget, return_info=True)
+        err = _rel(C, ref)
+        assert err <= budget, (noise, budget, err, info.extra)
+        if info.method == "exact":
+            assert err < 1e-5
+
+
+def test_full_rank_falls_back_early(rng):
+    n = 384
+    A, B = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
+    C, info = clgemm.matmul(A, B, rel_tol=1e-2, return_info=True)
+    x = info.extra["approx"]
+    assert info.method == "exact" and info.fell_back
+    assert "full rank" in x["stop"]
+    assert x["sketch_cols"] <= 2 * x["block"]  # turned away after one sketch pair
+    assert _rel(C, A.astype(np.float64) @ B) < 1e-5
+
+
+def test_small_shapes_go_exact(rng):
+    A, B = rng.standard_normal((40, 30)).astype(np.float32), rng.standard_normal((30, 50)).astype(np.float32)
+    C, info = clgemm.matmul(A, B, rel_tol=0.5, return_info=True)
+    assert info.method == "exact" and not info.fell_back
+    assert "lowrank" in info.extra["approx"]["skipped"]
+
+
+def test_beta_transposes_device_arrays(rng):
+    n = 384
+    A = _lowrank(rng, n, n, 6)  # used transposed
+    B = _lowrank(rng, n, n, 6)
+    C0 = rng.standard_normal((n, n)).astype(np.float32)
+    ref = 0.5 * (A.T.astype(np.float64) @ B.T) - 0.01 * C0
+    dA, dB, dC = clgemm.to_device(A), clgemm.to_device(B), clgemm.to_device(C0)
+    out, info = clgemm.matmul(dA, dB, C=dC, alpha=0.5, beta=-0.01, trans_a=True, trans_b=True,
+                              rel_tol=1e-3, return_info=True)
+    assert out is dC and info.method == "lowrank"
+    assert _rel(out.get(), ref) <= 1e-3
+
+
+def test_estimator_catches_a_bad_approximation(rng, monkeypatch):
+    """Force the range finder to stop early with a too-small basis: the a-posteriori check must
+    see the error and fall back to exact."""
+    n = 384
+    A, B = _lowrank(rng, n, n, 24), rng.standard_normal((n, n)).astype(np.float32)
+    real = lowrank.range_finder
+
+    def truncated(P, dA, dB, ta, tb, m, nn, k, budget, p_cap, block, rr):
+        res = real(P, dA, dB, ta, tb, m, nn, k, 10.0, p_cap, block, rr)  # stops at once
+        return res
+    monkeypatch.setattr(lowrank, "range_finder", truncated)
+    C, info = clgemm.matmul(A, B, rel_tol=1e-3, return_info=True)
+    assert info.fell_back and info.method == "exact"
+    assert info.error_estimate > 1e-3
+    assert _rel(C, A.astype(np.float64) @ B) < 1e-5
+
+
+def test_confidence_statement():
+    for b in (16, 32):
+        f = lowrank.safety_for(b)
+        assert lowrank.confidence(b, f) >= 0.99
+        assert lowrank.confidence(b, f - 0.25) < 0.99  # the smallest such factor
+    assert lowrank.confidence(16, 1.0) < 0.5
+
+
+def test_tensor_core_hook_skipped():
+    from clgemm.runtime import get_runtime
+
+    methods, skipped = contract.plan(get_runtime(), 3072, 3072, 3072, 1e-2)
+    assert methods == ["lowrank", "exact"] and "tensor_core" in skipped
