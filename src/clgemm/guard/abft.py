@@ -363,7 +363,10 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     while not v.ok:
         step += 1
         rows, cols = np.asarray(v.rows, np.int64), np.asarray(v.cols, np.int64)
-        if step == 1 and len(rows) and len(cols) and len(rows) * len(cols) <= MAX_REPAIR:
+        # A whole-row (or column) pattern: many suspect sums on one side, few on the other.
+        line_pattern = len(cols) > max(n // 4, 2) or len(rows) > max(m // 4, 2)
+        if (step == 1 and len(rows) and len(cols) and not line_pattern
+                and len(rows) * len(cols) <= MAX_REPAIR):
             ii, jj = np.meshgrid(rows, cols, indexing="ij")
             kind = "intersections"
         elif step <= 2 and len(rows) * n + len(cols) * m <= MAX_REPAIR and (len(rows) or len(cols)):

@@ -258,3 +258,150 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
     return {"products": count, "models": summary,
             "detection_rate_significant": tot_det / max(tot_sig, 1),
             "seconds": time.perf_counter() - t0}
+
+
+# ---- timings --------------------------------------------------------------------------------
+def _median_wall(fn, reps: int, queue) -> float:
+    fn()
+    queue.finish()
+    times = []
+    for _ in range(reps):
+        queue.finish()
+        t = time.perf_counter()
+        fn()
+        queue.finish()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> dict:
+    """Median wall time of matmul on device arrays with and without check=True."""
+    import clgemm
+
+    rt = get_runtime(device)
+    rng = np.random.default_rng(seed)
+    A = clgemm.to_device(rng.standard_normal((n, n)).astype(np.float32), rt.device)
+    B = clgemm.to_device(rng.standard_normal((n, n)).astype(np.float32), rt.device)
+    C = clgemm.to_device(np.zeros((n, n), np.float32), rt.device)
+    kernel, checks = [], []
+
+    def plain():
+        _, info = clgemm.matmul(A, B, C=C, device=rt.device, return_info=True)
+        kernel.append(info.kernel_s)
+
+    def checked():
+        _, info = clgemm.matmul(A, B, C=C, check=True, device=rt.device, return_info=True)
+        checks.append(info.extra["abft"]["check_s"])
+        assert info.extra["abft"]["ok"]
+
+    def checked_beta():
+        clgemm.matmul(A, B, C=C, beta=0.5, check=True, device=rt.device)
+
+    t_plain = _median_wall(plain, reps, rt.queue)
+    t_check = _median_wall(checked, reps, rt.queue)
+    t_check_beta = _median_wall(checked_beta, max(3, reps // 3), rt.queue)
+    k_s = float(np.median(kernel))
+    return {
+        "n": n, "reps": reps, "device": rt.device.name,
+        "plain_wall_s": t_plain, "checked_wall_s": t_check, "checked_beta_wall_s": t_check_beta,
+        "gemm_kernel_s": k_s, "check_s_median": float(np.median(checks)),
+        "overhead_vs_plain_wall": (t_check - t_plain) / t_plain,
+        "overhead_vs_gemm_kernel": (t_check - t_plain) / k_s if k_s > 0 else None,
+        "overhead_beta_vs_plain_wall": (t_check_beta - t_plain) / t_plain,
+    }
+
+
+# ---- approximate products -------------------------------------------------------------------
+def lowrank_operands(rng, n: int, rank: int, noise: float = 0.0):
+    """A = X Y / sqrt(rank) (+ noise N(0, noise^2)), B Gaussian: op(A) op(B) has rank <= rank
+    (plus noise)."""
+    X = rng.standard_normal((n, rank)).astype(np.float32)
+    Y = rng.standard_normal((rank, n)).astype(np.float32)
+    A = (X @ Y) / np.float32(math.sqrt(rank))
+    if noise:
+        A += rng.standard_normal((n, n)).astype(np.float32) * np.float32(noise)
+    B = rng.standard_normal((n, n)).astype(np.float32)
+    return A.astype(np.float32), B
+
+
+def approx_campaign(sizes=(384, 512), budgets=(1e-1, 1e-2, 1e-3, 1e-4), reps: int = 3,
+                    seed: int = 2, device=None) -> dict:
+    """True error vs budget over low-rank, low-rank + noise and full-rank inputs."""
+    import clgemm
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    within = total = 0
+    for n in sizes:
+        kinds = [("lowrank", max(2, n // 32), 0.0), ("lowrank+noise1e-3", max(2, n // 32), 1e-3),
+                 ("lowrank+noise1e-2", max(2, n // 32), 1e-2), ("fullrank", n, 0.0)]
+        for kind, rank, noise in kinds:
+            for _ in range(reps):
+                if kind == "fullrank":
+                    A = rng.standard_normal((n, n)).astype(np.float32)
+                    B = rng.standard_normal((n, n)).astype(np.float32)
+                else:
+                    A, B = lowrank_operands(rng, n, rank, noise)
+                ref = A.astype(np.float64) @ B.astype(np.float64)
+                for budget in budgets:
+                    C, info = clgemm.matmul(A, B, rel_tol=budget, device=device,
+                                            return_info=True)
+                    err = float(np.linalg.norm(C - ref) / np.linalg.norm(ref))
+                    ok = err <= budget
+                    within += ok
+                    total += 1
+                    x = info.extra.get("approx", {})
+                    cases.append({"n": n, "kind": kind, "budget": budget, "err": err,
+                                  "within": ok, "method": info.method,
+                                  "fell_back": info.fell_back,
+                                  "estimate": info.error_estimate, "rank": x.get("rank"),
+                                  "stop": x.get("stop") or x.get("exact_reason")})
+    by_kind: dict = {}
+    for c in cases:
+        key = f"{c['kind']}@{c['budget']:g}"
+        d = by_kind.setdefault(key, {"calls": 0, "within": 0, "lowrank": 0, "fell_back": 0,
+                                     "max_err_over_budget": 0.0})
+        d["calls"] += 1
+        d["within"] += c["within"]
+        d["lowrank"] += c["method"] == "lowrank"
+        d["fell_back"] += c["fell_back"]
+        d["max_err_over_budget"] = max(d["max_err_over_budget"], c["err"] / c["budget"])
+    return {"calls": total, "within_budget": within, "within_rate": within / max(total, 1),
+            "by_kind_budget": by_kind, "cases": cases}
+
+
+def approx_timing(n: int = 3072, budget: float = 1e-2, reps: int = 5, device=None,
+                  seed: int = 3) -> dict:
+    """Wall time (device arrays, queue.finish) of exact vs rel_tol on rank n/32 and full rank."""
+    import clgemm
+
+    rt = get_runtime(device)
+    rng = np.random.default_rng(seed)
+    out = {"n": n, "budget": budget, "reps": reps, "device": rt.device.name}
+    A_lr, B_lr = lowrank_operands(rng, n, max(2, n // 32))
+    A_fr = rng.standard_normal((n, n)).astype(np.float32)
+    for name, A, B in (("rank_n_over_32", A_lr, B_lr), ("fullrank", A_fr, B_lr)):
+        dA, dB = clgemm.to_device(A, rt.device), clgemm.to_device(B, rt.device)
+        dC = clgemm.to_device(np.zeros((n, n), np.float32), rt.device)
+        infos = []
+
+        def exact():
+            clgemm.matmul(dA, dB, C=dC, device=rt.device)
+
+        def approx():
+            _, info = clgemm.matmul(dA, dB, C=dC, rel_tol=budget, device=rt.device,
+                                    return_info=True)
+            infos.append(info)
+
+        t_exact = _median_wall(exact, reps, rt.queue)
+        t_approx = _median_wall(approx, reps, rt.queue)
+        ref = A.astype(np.float64) @ B.astype(np.float64)
+        err = float(np.linalg.norm(dC.get() - ref) / np.linalg.norm(ref))
+        last = infos[-1]
+        x = last.extra.get("approx", {})
+        out[name] = {"exact_s": t_exact, "approx_s": t_approx, "speedup": t_exact / t_approx,
+                     "method": last.method, "fell_back": last.fell_back, "rank": x.get("rank"),
+                     "estimate": last.error_estimate, "true_err": err,
+                     "wasted_s": x.get("wasted_s"), "stop": x.get("stop"),
+                     "wasted_over_exact": (t_approx - t_exact) / t_exact}
+    return out

@@ -94,7 +94,7 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     if "lowrank" not in methods or m == 0 or n == 0:
         return exact("planner: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())), info
 
-    P = lowrank.Products(rt)
+    P = lowrank.Products.of(rt)
     dA, dB = _to_device(rt, A), _to_device(rt, B)
     rng = np.random.default_rng(seed)
     b = block_size(m, n, k)

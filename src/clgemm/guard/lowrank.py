@@ -67,6 +67,12 @@ class RangeResult:
     seconds: float = 0.0
 
 
+import threading
+
+_products: dict = {}
+_products_lock = threading.Lock()
+
+
 class Products:
     """GEMMs on device arrays of one runtime with the library's own kernels, enqueued without
     waiting (the queue is in order; reading a result synchronises). Schedules are chosen once
@@ -121,6 +127,15 @@ class Products:
         kernel.enqueue(m, n, k, alpha, beta, a, b, c)
         self.launches += 1
         return out
+
+    @classmethod
+    def of(cls, rt) -> "Products":
+        """The one Products of a runtime (schedules and memory pool kept across calls)."""
+        with _products_lock:
+            p = _products.get(id(rt))
+            if p is None:
+                p = _products[id(rt)] = cls(rt)
+            return p
 
     def upload(self, x: np.ndarray) -> cla.Array:
         return cla.to_device(self.queue, np.ascontiguousarray(x, np.float32),

@@ -1,0 +1,98 @@
+"""The guard's campaign of record (ABFT overhead / false positives / fault injection, approximate
+GEMM errors and timings). Writes abft.json, approx.json and summary.json into OUT.
+
+    python benchmarks/guard/h100_guard.py OUT [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0] if argv else ".")
+    quick = "--quick" in argv
+    out.mkdir(parents=True, exist_ok=True)
+    from clgemm.commands.guard import _device_summary
+    from clgemm.guard import abft, campaign
+    from clgemm.runtime import get_runtime
+
+    t0 = time.perf_counter()
+    rt = get_runtime()
+    n = 512 if quick else 3072
+    device = _device_summary(None)
+    print(f"[guard] device {device['name']} ({device['fingerprint']})", flush=True)
+
+    cal = campaign.calibrate(60 if quick else 300, max_dim=128 if quick else 256)
+    print(f"[guard] calibration c={cal['c']:.3g} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    overhead = campaign.abft_overhead(n, reps=3 if quick else 10)
+    print(f"[guard] ABFT overhead at {n}: {overhead['overhead_vs_plain_wall']:.3%} of the plain "
+          f"call ({time.perf_counter() - t0:.0f}s)", flush=True)
+    clean = campaign.clean_campaign(100 if quick else 1000, seed=7, max_dim=256 if quick else 1024)
+    clean_dev = campaign.clean_campaign(30 if quick else 200, seed=8,
+                                        max_dim=256 if quick else 2048, on_device=True)
+    print(f"[guard] clean: {clean['false_positives']} + {clean_dev['false_positives']} false "
+          f"positives ({time.perf_counter() - t0:.0f}s)", flush=True)
+    faults = campaign.fault_campaign(66 if quick else 550, seed=9, max_dim=192 if quick else 512)
+    faults_big = campaign.fault_campaign(11 if quick else 44, seed=10,
+                                         max_dim=384 if quick else 2048)
+    print(f"[guard] faults: detection {faults['detection_rate_significant']:.4f} "
+          f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    abft_data = {"schema": "clgemm.guard-h100/abft/1", "device": device, "calibration": cal,
+                 "overhead": overhead, "clean": clean, "clean_device_arrays": clean_dev,
+                 "faults": faults, "faults_large": faults_big}
+    (out / "abft.json").write_text(json.dumps(abft_data, indent=2, default=str))
+
+    sizes = (384, 512) if quick else (1024, 3072)
+    errors = campaign.approx_campaign(sizes, reps=1 if quick else 2)
+    errors.pop("cases_full", None)
+    print(f"[guard] approx within budget {errors['within_rate']:.4f} of {errors['calls']} "
+          f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    timing = {b: campaign.approx_timing(n, b, reps=3 if quick else 5) for b in (1e-2, 1e-4)}
+    print(f"[guard] approx timing done ({time.perf_counter() - t0:.0f}s)", flush=True)
+    approx_data = {"schema": "clgemm.guard-h100/approx/1", "device": device, "errors": errors,
+                   "timing": {f"{b:g}": t for b, t in timing.items()}}
+    (out / "approx.json").write_text(json.dumps(approx_data, indent=2, default=str))
+
+    def rate(fc, model):
+        return fc["models"].get(model, {}).get("detection_rate_significant")
+
+    t = timing[1e-2]
+    summary = {
+        "device": device, "n": n, "seconds": time.perf_counter() - t0,
+        "abft": {
+            "overhead_vs_plain_wall": overhead["overhead_vs_plain_wall"],
+            "overhead_vs_gemm_kernel": overhead["overhead_vs_gemm_kernel"],
+            "goal_overhead": "<= 0.10 (target 0.05)",
+            "clean_products": clean["products"] + clean_dev["products"],
+            "false_positives": clean["false_positives"] + clean_dev["false_positives"],
+            "detection_rate_significant": faults["detection_rate_significant"],
+            "detection_rate_significant_large": faults_big["detection_rate_significant"],
+            "detection_nan": rate(faults, "nan"), "detection_inf": rate(faults, "inf"),
+            "detection_rel_1e-5": rate(faults, "rel_1e-5"),
+            "detection_rel_1e-4": rate(faults, "rel_1e-4"),
+            "correction_rate": {m: s["correction_rate"] for m, s in faults["models"].items()},
+            "calibration_c": cal["c"],
+        },
+        "approx": {
+            "within_budget_rate": errors["within_rate"], "calls": errors["calls"],
+            "goal_within": ">= 0.99",
+            "speedup_rank_n_over_32_budget_1e-2": t["rank_n_over_32"]["speedup"],
+            "speedup_rank_n_over_32_budget_1e-4": timing[1e-4]["rank_n_over_32"]["speedup"],
+            "goal_speedup": ">= 3",
+            "fullrank_wasted_over_exact": t["fullrank"]["wasted_over_exact"],
+            "goal_wasted": "<= 0.15",
+        },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

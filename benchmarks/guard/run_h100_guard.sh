@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The guard's H100 campaign (issue 7): ABFT overhead at 3072, false positives on clean
+# products, fault-injection rates; approximate GEMM errors vs budget and timings at 3072.
+# Assumes `source .carry/gpu-env.sh` and PYTHONPATH=src. Writes 3 JSON files under $OUT.
+# Whole run: a few minutes on an H100. `--quick` for a smoke run at small sizes.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-out}"
+mkdir -p "$OUT"
+export PYTHONPATH="${PYTHONPATH:-src}"
+# Calibration is stored per device fingerprint; keep it with the artifacts.
+export CLGEMM_STATE_DIR="${CLGEMM_STATE_DIR:-$OUT/state}"
+python -c "import clgemm, sys; [print(d.index, d.name, d.fingerprint) for d in clgemm.devices()]"
+exec python benchmarks/guard/h100_guard.py "$OUT" "$@"

@@ -1,0 +1,106 @@
+"""`clgemm abft-campaign`, `clgemm abft-calibrate`, `clgemm approx-campaign`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("abft-campaign",
+                       help="ABFT: clean products (false positives), fault injection, overhead")
+    p.add_argument("--clean", type=int, default=1000, help="clean products (0: skip)")
+    p.add_argument("--faults", type=int, default=550, help="fault-injected products (0: skip)")
+    p.add_argument("--max-dim", type=int, default=512, help="largest m, n, k of clean products")
+    p.add_argument("--fault-max-dim", type=int, default=384)
+    p.add_argument("--overhead-n", type=int, default=0, help="also time check=True at n^3")
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("-o", "--out", help="JSON artifact (default: stdout)")
+    p.set_defaults(func=_abft_campaign)
+
+    p = sub.add_parser("abft-calibrate",
+                       help="measure and store this device's ABFT statistical constant")
+    p.add_argument("--count", type=int, default=300)
+    p.add_argument("--max-dim", type=int, default=256)
+    p.add_argument("--device")
+    p.add_argument("--dry-run", action="store_true", help="measure, do not store")
+    p.set_defaults(func=_abft_calibrate)
+
+    p = sub.add_parser("approx-campaign",
+                       help="rel_tol: true error vs budget, and approximate vs exact timings")
+    p.add_argument("--sizes", default="384,512", help="comma-separated n for the error campaign")
+    p.add_argument("--budgets", default="1e-1,1e-2,1e-3,1e-4")
+    p.add_argument("--reps", type=int, default=3, help="inputs per (size, kind)")
+    p.add_argument("--timing-n", type=int, default=0, help="also time exact vs approx at n^3")
+    p.add_argument("--timing-budget", type=float, default=1e-2)
+    p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--device")
+    p.add_argument("-o", "--out", help="JSON artifact (default: stdout)")
+    p.set_defaults(func=_approx_campaign)
+
+
+def _emit(data: dict, out: str | None) -> None:
+    text = json.dumps(data, indent=2, default=str)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        print(text)
+
+
+def _device_summary(device) -> dict:
+    from ..runtime import get_runtime
+
+    d = get_runtime(device).device
+    return {"name": d.name, "platform": d.platform, "fingerprint": d.fingerprint,
+            "type": d.type, "driver": d.driver_version}
+
+
+def _abft_campaign(args) -> int:
+    from ..guard import abft, campaign
+    from ..runtime import get_runtime
+
+    rt = get_runtime(args.device)
+    data = {"schema": "clgemm.abft-campaign/1", "device": _device_summary(args.device),
+            "calibration": abft.calibration_for(rt)}
+    if args.clean:
+        data["clean"] = campaign.clean_campaign(args.clean, seed=args.seed,
+                                                max_dim=args.max_dim, device=args.device)
+    if args.faults:
+        data["faults"] = campaign.fault_campaign(args.faults, seed=args.seed + 1,
+                                                 max_dim=args.fault_max_dim, device=args.device)
+    if args.overhead_n:
+        data["overhead"] = campaign.abft_overhead(args.overhead_n, reps=args.reps,
+                                                  device=args.device)
+    _emit(data, args.out)
+    clean_ok = data.get("clean", {}).get("false_positives", 0) == 0
+    return 0 if clean_ok else 1
+
+
+def _abft_calibrate(args) -> int:
+    from ..guard import campaign
+
+    r = campaign.calibrate(args.count, max_dim=args.max_dim, device=args.device,
+                           store=not args.dry_run)
+    _emit(r, None)
+    return 0
+
+
+def _approx_campaign(args) -> int:
+    from ..guard import campaign
+
+    data = {"schema": "clgemm.approx-campaign/1", "device": _device_summary(args.device)}
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s)
+    budgets = tuple(float(b) for b in args.budgets.split(",") if b)
+    if sizes:
+        data["errors"] = campaign.approx_campaign(sizes, budgets, reps=args.reps,
+                                                  seed=args.seed, device=args.device)
+    if args.timing_n:
+        data["timing"] = campaign.approx_timing(args.timing_n, args.timing_budget,
+                                                device=args.device)
+    _emit(data, args.out)
+    return 0
