@@ -1,0 +1,291 @@
+"""The tensor-core lane: TF32 and 3xTF32 GEMM kernels (kernels/tensorcore.py) launched like
+plan.GemmKernel, the capability check, and the hook that guard/contract.py calls.
+
+Supported: any M, N, K >= 0; alpha, beta (C unread when beta == 0); A stored M x K or K x M
+(trans_a), B stored K x N or N x K (trans_b), any leading dimensions and offsets (16-byte
+copies where lda/ldb and the offsets are multiples of 4, element copies otherwise); C
+row-major (a column-major C is mapped by swapping operands, as api._matmul_device does).
+
+Offered only on NVIDIA devices of compute capability >= 8.0 whose OpenCL compiler runs the
+PTX (a test compile + run of a small product); elsewhere `tensorcore_available` is False and
+the float32 family serves unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pyopencl as cl
+
+from .errors import ClgemmError, ShapeError
+from .kernels.tensorcore import (KERNEL_NAME, Dialect, TcLayout, TcSchedule, TcSearchSpace,
+                                 render_tc)
+from .plan import Operand
+from .runtime import BuildInfo, Runtime
+
+_INT_MAX = 2**31 - 1
+
+# Unit roundoff of each mode, and the safety factor of the a-posteriori estimate.
+TF32_U = 2.0**-11
+MODE_TOL = {"tf32": 5e-3, "3xtf32": None}  # rel_tol from which a mode may serve; None: exact
+
+# Defaults until a device table says otherwise (H100 measurements: benchmarks/tc/).
+DEFAULT_SCHEDULES = {
+    "tf32": TcSchedule(block_m=128, block_n=128, block_k=16, warps_m=2, warps_n=2, stages=2,
+                       mode="tf32", fold=0, async_copy=1, raster=1),
+    "3xtf32": TcSchedule(block_m=128, block_n=128, block_k=16, warps_m=2, warps_n=2, stages=2,
+                         mode="3xtf32", fold=1, async_copy=1, raster=1),
+}
+
+
+def default_dialect() -> Dialect:
+    """PTX, or (CLGEMM_TC_EMULATE=1, for tests and dry runs) its plain OpenCL C stand-ins."""
+    return Dialect(emulate=os.environ.get("CLGEMM_TC_EMULATE") == "1")
+
+
+def search_space(rt: Runtime) -> TcSearchSpace:
+    d = rt.device
+    return TcSearchSpace(local_mem_bytes=d.local_mem_bytes, max_work_group_size=d.max_work_group_size)
+
+
+def layout_for(a: Operand, b: Operand) -> TcLayout:
+    return TcLayout(trans_a=a.transposed, trans_b=b.transposed,
+                    aligned_a=a.ld % 4 == 0 and a.offset % 4 == 0,
+                    aligned_b=b.ld % 4 == 0 and b.offset % 4 == 0)
+
+
+class TcKernel:
+    """One compiled tensor-core kernel (schedule + layout) for any M, N, K."""
+
+    def __init__(self, rt: Runtime, schedule: TcSchedule, layout: TcLayout,
+                 dialect: Dialect | None = None) -> None:
+        dialect = dialect or default_dialect()
+        space = search_space(rt) if not dialect.emulate else TcSearchSpace(
+            rt.device.local_mem_bytes, rt.device.max_work_group_size)
+        space.check(schedule)
+        self.rt, self.schedule, self.layout, self.dialect = rt, schedule, layout, dialect
+        self.source = render_tc(schedule, layout, dialect)
+        built = rt.build(self.source, options="-cl-mad-enable")
+        self.build_info: BuildInfo = built.info
+        self.program = built.program
+        self._kernel = built.kernel(KERNEL_NAME)
+        self._lock = threading.Lock()
+
+    def global_size(self, m: int, n: int) -> int:
+        s = self.schedule
+        return (-(-m // s.block_m)) * (-(-n // s.block_n)) * s.threads
+
+    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float,
+                a: Operand, b: Operand, c: Operand, queue=None, wait_for=None) -> "cl.Event":
+        if a.transposed != self.layout.trans_a or b.transposed != self.layout.trans_b:
+            raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
+        if c.transposed:
+            raise ShapeError("the tensor-core kernel writes row-major C; map column-major C first")
+        for name, value in (("M", m), ("N", n), ("K", k)):
+            if value > _INT_MAX:
+                raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
+        queue = queue or self.rt.queue
+        args = [np.int32(m), np.int32(n), np.int32(k), np.float32(alpha), np.float32(beta),
+                a.buffer, np.int32(a.ld), np.int32(a.offset),
+                b.buffer, np.int32(b.ld), np.int32(b.offset),
+                c.buffer, np.int32(c.ld), np.int32(c.offset)]
+        gsize = max(self.global_size(m, n), self.schedule.threads)  # an empty C: one idle group
+        with self._lock:
+            self._kernel.set_args(*args)
+            return cl.enqueue_nd_range_kernel(queue, self._kernel, (gsize,),
+                                              (self.schedule.threads,), wait_for=wait_for)
+
+
+_kernels: dict[tuple, TcKernel] = {}
+_kernels_lock = threading.Lock()
+
+
+def get_kernel(rt: Runtime, schedule: TcSchedule, layout: TcLayout,
+               dialect: Dialect | None = None) -> TcKernel:
+    dialect = dialect or default_dialect()
+    key = (id(rt), schedule, layout, dialect)
+    with _kernels_lock:
+        kernel = _kernels.get(key)
+    if kernel is None:
+        kernel = TcKernel(rt, schedule, layout, dialect)
+        with _kernels_lock:
+            _kernels.setdefault(key, kernel)
+    return kernel
+
+
+# ---- capability ------------------------------------------------------------------------
+@dataclass
+class TcSupport:
+    available: bool
+    reason: str
+    async_copy: bool = False  # cp.async staging ran correctly (else register staging only)
+    errors: dict = field(default_factory=dict)
+
+
+_support: dict[int, TcSupport] = {}
+_support_lock = threading.Lock()
+
+PROBE_SCHEDULE = TcSchedule(block_m=32, block_n=32, block_k=8, warps_m=1, warps_n=1, stages=2,
+                            mode="tf32", fold=0, async_copy=1, raster=1)
+
+
+def _probe_product(rt: Runtime, schedule: TcSchedule, dialect: Dialect | None = None) -> float:
+    """Relative error of a small odd-shaped product (37 x 45 x 29) through `schedule`."""
+    rng = np.random.default_rng(1234)
+    m, n, k = 37, 45, 29
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    mf = cl.mem_flags
+    a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, k, False)
+    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
+    out = np.full((m, n), np.nan, np.float32)
+    c = Operand(cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=out), 0, n, False)
+    kernel = get_kernel(rt, schedule, layout_for(a, b), dialect)
+    kernel.enqueue(m, n, k, 1.0, 0.0, a, b, c).wait()
+    cl.enqueue_copy(rt.queue, out, c.buffer)
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    if not np.isfinite(out).all():
+        return float("inf")
+    return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
+
+
+def tensorcore_support(rt: Runtime) -> TcSupport:
+    """Whether the tensor-core lane is offered on this device (probed once per runtime)."""
+    with _support_lock:
+        known = _support.get(id(rt))
+    if known is not None:
+        return known
+    d = rt.device
+    cc = d.capabilities.nv_compute_capability
+    if not d.is_nvidia:
+        support = TcSupport(False, "not an NVIDIA device: no inline PTX")
+    elif cc is None or tuple(cc) < (8, 0):
+        support = TcSupport(False, f"compute capability {cc} < 8.0: no TF32 mma.sync")
+    elif not rt.probe_inline_ptx():
+        support = TcSupport(False, "the OpenCL compiler did not run inline PTX")
+    else:
+        support = TcSupport(False, "probe failed")
+        for async_copy in (1, 0):
+            s = replace(PROBE_SCHEDULE, async_copy=async_copy)
+            try:
+                err = _probe_product(rt, s)
+            except (ClgemmError, cl.Error) as exc:
+                support.errors[s.key()] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                continue
+            if err <= 1e-2:
+                support = TcSupport(True, "ok", async_copy=bool(async_copy), errors=support.errors)
+                break
+            support.errors[s.key()] = f"wrong result: rel error {err:.3e}"
+    with _support_lock:
+        _support[id(rt)] = support
+    return support
+
+
+def tensorcore_available(rt: Runtime) -> bool:
+    return tensorcore_support(rt).available
+
+
+# ---- a product on the device --------------------------------------------------------------
+def schedule_for(rt: Runtime, mode: str, m: int, n: int, k: int) -> TcSchedule:
+    s = DEFAULT_SCHEDULES[mode]
+    if not tensorcore_support(rt).async_copy:
+        s = replace(s, async_copy=0, stages=2)
+    return s
+
+
+def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float, beta: float,
+                    a: Operand, b: Operand, c: Operand,
+                    schedule: TcSchedule | None = None) -> "cl.Event":
+    """C = alpha op(A) op(B) + beta C through the tensor cores; returns the kernel's event."""
+    if c.transposed:
+        # column-major C: C^T = op(B)^T op(A)^T into its row-major storage
+        a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
+        m, n = n, m
+        c = replace(c, transposed=False)
+    s = schedule or schedule_for(rt, mode, m, n, k)
+    if s.mode != mode:
+        s = replace(s, mode=mode)
+    return get_kernel(rt, s, layout_for(a, b)).enqueue(m, n, k, alpha, beta, a, b, c)
+
+
+def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alpha: float = 1.0,
+              beta: float = 0.0, trans_a: bool = False, trans_b: bool = False,
+              mode: str = "3xtf32", rt: Runtime | None = None,
+              schedule: TcSchedule | None = None) -> tuple[np.ndarray, float]:
+    """Host arrays in, (result, kernel seconds) out. For tests and benchmarks; the public
+    door stays clgemm.matmul (see `contract_method`)."""
+    from .runtime import get_runtime
+
+    rt = rt or get_runtime()
+    if not tensorcore_available(rt):
+        raise ClgemmError(f"no tensor-core lane on {rt.device.name!r}: "
+                          f"{tensorcore_support(rt).reason}")
+    A = np.ascontiguousarray(A, np.float32)
+    B = np.ascontiguousarray(B, np.float32)
+    m, k = (A.shape[1], A.shape[0]) if trans_a else A.shape
+    k2, n = (B.shape[1], B.shape[0]) if trans_b else B.shape
+    if k != k2:
+        raise ShapeError(f"inner dimensions differ: {k} and {k2}")
+    mf = cl.mem_flags
+    a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0,
+                max(A.shape[1], 1), trans_a)
+    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0,
+                max(B.shape[1], 1), trans_b)
+    out = (np.ascontiguousarray(C, np.float32).copy() if (C is not None and beta != 0.0)
+           else np.empty((m, n), np.float32))
+    c = Operand(cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=out), 0,
+                max(n, 1), False)
+    if m == 0 or n == 0:
+        return out, 0.0
+    ev = enqueue_product(rt, mode, m, n, k, alpha, beta, a, b, c, schedule)
+    ev.wait()
+    cl.enqueue_copy(rt.queue, out, c.buffer)
+    return out, (ev.profile.end - ev.profile.start) * 1e-9
+
+
+# ---- a-posteriori error estimate and the contract hook -------------------------------------
+def estimate_error(A, B, result, *, alpha=1.0, beta=0.0, C_old=None, trans_a=False,
+                   trans_b=False, probes: int = 4, seed: int | None = None) -> float:
+    """Relative Frobenius error of `result` against alpha op(A) op(B) + beta C, estimated with
+    Gaussian probes in float64: ||(R - X) w|| / ||X w|| over `probes` vectors w (matrix-vector
+    products only: O(probes (mk + kn + mn)))."""
+    rng = np.random.default_rng(seed)
+    opA = (A.T if trans_a else A)
+    opB = (B.T if trans_b else B)
+    w = rng.standard_normal((opB.shape[1], probes))
+    exact = alpha * (opA.astype(np.float64) @ (opB.astype(np.float64) @ w))
+    if beta != 0.0 and C_old is not None:
+        exact = exact + beta * (C_old.astype(np.float64) @ w)
+    got = np.asarray(result, np.float64) @ w
+    denom = np.linalg.norm(exact)
+    return float(np.linalg.norm(got - exact) / denom) if denom > 0 else float(np.linalg.norm(got))
+
+
+def contract_method(rt: Runtime, budget: float | None):
+    """What guard/contract.py's `tensor_core_method(rt, budget)` hook returns: None when no
+    tensor-core mode fits (device or budget), else a callable
+
+        method(A, B, C=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False) -> (out, extra)
+
+    on host arrays, with extra = {"mode", "kernel_s", "error_estimate", "schedule"}. TF32
+    serves budgets >= 5e-3 (its error is ~1e-3 on well-scaled data, and the a-posteriori
+    probe estimate guards the rest); 3xTF32 serves budget None (the exact contract) and any
+    smaller budget."""
+    if not tensorcore_available(rt):
+        return None
+    mode = "tf32" if (budget is not None and budget >= MODE_TOL["tf32"]) else "3xtf32"
+
+    def method(A, B, C=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+        C_old = None if C is None else np.array(C, np.float32, copy=True)
+        out, kernel_s = tc_matmul(A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a,
+                                  trans_b=trans_b, mode=mode, rt=rt)
+        est = estimate_error(A, B, out, alpha=alpha, beta=beta, C_old=C_old,
+                             trans_a=trans_a, trans_b=trans_b) if mode == "tf32" else None
+        return out, {"mode": mode, "kernel_s": kernel_s, "error_estimate": est,
+                     "schedule": DEFAULT_SCHEDULES[mode].key()}
+
+    method.mode = mode
+    return method
