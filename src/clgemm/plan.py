@@ -41,8 +41,15 @@ def device_limits(rt: Runtime) -> DeviceLimits:
     )
 
 
+_spaces: dict[str, SearchSpace] = {}
+
+
 def search_space(rt: Runtime) -> SearchSpace:
-    return SearchSpace(device_limits(rt))
+    """The device's valid schedules (built once per device: parsing the rules is not free)."""
+    key = rt.device.fingerprint
+    if key not in _spaces:
+        _spaces[key] = SearchSpace(device_limits(rt))
+    return _spaces[key]
 
 
 class GemmKernel:

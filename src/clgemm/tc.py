@@ -65,7 +65,7 @@ class TcKernel:
         dialect = dialect or default_dialect()
         space = search_space(rt) if not dialect.emulate else TcSearchSpace(
             rt.device.local_mem_bytes, rt.device.max_work_group_size)
-        space.check(schedule)
+        space.check(schedule, layout)
         self.rt, self.schedule, self.layout, self.dialect = rt, schedule, layout, dialect
         self.source = render_tc(schedule, layout, dialect)
         built = rt.build(self.source, options="-cl-mad-enable")
@@ -208,7 +208,11 @@ def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float
     s = schedule or schedule_for(rt, mode, m, n, k)
     if s.mode != mode:
         s = replace(s, mode=mode)
-    return get_kernel(rt, s, layout_for(a, b)).enqueue(m, n, k, alpha, beta, a, b, c)
+    layout = layout_for(a, b)
+    if not search_space(rt).is_valid(s, layout):  # e.g. a transposed layout's pads overflow
+        s = replace(DEFAULT_SCHEDULES[mode], async_copy=s.async_copy,
+                    stages=s.stages if s.async_copy else 2)
+    return get_kernel(rt, s, layout).enqueue(m, n, k, alpha, beta, a, b, c)
 
 
 def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alpha: float = 1.0,

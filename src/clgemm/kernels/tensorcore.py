@@ -188,7 +188,8 @@ class TcSearchSpace:
         self.max_work_group_size = max_work_group_size
         self.domains = dict(domains or TC_DOMAINS)
 
-    def violations(self, s: TcSchedule) -> list[str]:
+    def violations(self, s: TcSchedule, layout: "TcLayout | None" = None) -> list[str]:
+        """Broken rules; local memory is checked for `layout`, or for the worst layout."""
         bad = []
         if s.mode not in MODES:
             bad.append(f"mode must be one of {MODES}")
@@ -211,7 +212,9 @@ class TcSearchSpace:
         if s.raster < 1:
             bad.append("raster >= 1")
         if not bad:
-            if s.local_bytes() > self.local_mem_bytes:
+            need = (4 * s.local_floats(layout.trans_a, layout.trans_b) if layout is not None
+                    else s.local_bytes())
+            if need > self.local_mem_bytes:
                 bad.append("local memory")
             # each thread copies whole 16-byte chunks (and, unaligned, whole elements)
             for rows in (s.block_m, s.block_n):
@@ -222,11 +225,11 @@ class TcSearchSpace:
                 bad.append("registers")
         return bad
 
-    def is_valid(self, s: TcSchedule) -> bool:
-        return not self.violations(s)
+    def is_valid(self, s: TcSchedule, layout: "TcLayout | None" = None) -> bool:
+        return not self.violations(s, layout)
 
-    def check(self, s: TcSchedule) -> None:
-        broken = self.violations(s)
+    def check(self, s: TcSchedule, layout: "TcLayout | None" = None) -> None:
+        broken = self.violations(s, layout)
         if broken:
             raise ScheduleError(f"tensor-core schedule {s.key()} is not valid here: breaks "
                                 + ", ".join(broken))

@@ -6,6 +6,7 @@ get a default chosen by device type. Tables are data written by `clgemm tune`'s 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -118,7 +119,14 @@ def load_table(device: DeviceInfo, path: str | Path | None = None) -> Table:
     """The table for a device: an explicit file, else a shipped one matching its name."""
     if path is not None:
         return Table.from_json(json.loads(Path(path).read_text()), str(path))
+    return _shipped_table(device.name, device.type)
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_table(device_name: str, device_type: str) -> Table:
+    """Shipped tables are read once per process (matmul looks one up on every call)."""
     for name, data in _shipped_tables():
-        if data.get("device", {}).get("name") == device.name:
+        if data.get("device", {}).get("name") == device_name:
             return Table.from_json(data, name)
-    return default_table(device)
+    schedule = DEFAULT_GPU if device_type == "GPU" else DEFAULT_CPU
+    return Table(device_name, {}, schedule, "builtin default")
