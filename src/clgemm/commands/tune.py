@@ -1,0 +1,107 @@
+"""`clgemm tune` and `clgemm distill`."""
+
+from __future__ import annotations
+
+import json
+
+
+def _parse_shape(text: str):
+    from ..tune.measure import Problem
+
+    parts = [int(x) for x in text.lower().split("x")]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or min(parts) < 1:
+        raise SystemExit(f"bad shape {text!r}: use N or MxNxK")
+    return Problem(*parts)
+
+
+def _parse_budget(text: str) -> tuple[int | None, float | None]:
+    text = text.strip().lower()
+    if text.endswith("s"):
+        return None, float(text[:-1])
+    return int(text), None
+
+
+def register(sub) -> None:
+    from ..engine import STRATEGIES
+
+    p = sub.add_parser("tune", help="search schedules for a shape; results go to the tuning DB")
+    p.add_argument("--size", "--shape", dest="shapes", action="append", required=True,
+                   help="N (square) or MxNxK; repeat for several shapes")
+    p.add_argument("--strategy", default="annealing", choices=list(STRATEGIES))
+    p.add_argument("--budget", default="100",
+                   help="evaluations per shape in the database (e.g. 200), or seconds (300s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--db", help="tuning database (default: $CLGEMM_TUNE_DB or user data dir)")
+    p.add_argument("--device")
+    p.add_argument("--workers", type=int, default=None,
+                   help="compile processes (default: CPU cores - 1)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--trans-a", action="store_true")
+    p.add_argument("--trans-b", action="store_true")
+    p.add_argument("--json", help="write the run summary here")
+    p.set_defaults(func=_tune)
+
+    p = sub.add_parser("distill", help="replay the best schedules, write the device's table")
+    p.add_argument("--db")
+    p.add_argument("--device")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--sessions", type=int, default=3, help="replay sessions (separate processes)")
+    p.add_argument("-o", "--out", help="table path (default: the package's data/tables/<device>.json)")
+    p.set_defaults(func=_distill)
+
+
+def _tune(args) -> int:
+    import dataclasses
+    import os
+
+    from ..tune.db import TuningDB
+    from ..tune.loop import TuneConfig, tune
+
+    evals, seconds = _parse_budget(args.budget)
+    workers = args.workers or max(1, (os.cpu_count() or 2) - 1)
+    summaries = []
+    with TuningDB(args.db) as db:
+        for text in args.shapes:
+            problem = dataclasses.replace(_parse_shape(text), trans_a=args.trans_a,
+                                          trans_b=args.trans_b)
+            config = TuneConfig(problem, args.strategy, evals, seconds, args.seed, workers,
+                                args.repeats)
+            r = tune(config, db, device=args.device)
+            gf = f"{r.best_gflops:,.1f} GFLOPS" if r.best_gflops else "nothing valid"
+            print(f"{problem.m}x{problem.n}x{problem.k}: best {gf} "
+                  f"({r.best.key() if r.best else '-'}), {r.evaluations} evaluated now "
+                  f"({r.failures} failed), {r.resumed} resumed, {r.wall_s:.0f} s, {r.status}")
+            summaries.append({
+                "shape": [problem.m, problem.n, problem.k], "strategy": args.strategy,
+                "run_id": r.run_id, "evaluations": r.evaluations, "resumed": r.resumed,
+                "failures": r.failures, "best": r.best.key() if r.best else None,
+                "best_time_s": r.best_time_s, "best_gflops": r.best_gflops,
+                "wall_s": r.wall_s, "space_size": r.space_size, "valid_count": r.valid_count,
+                "status": r.status, "db": str(db.path),
+            })
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summaries, f, indent=1)
+    return 0
+
+
+def _distill(args) -> int:
+    from importlib import resources
+
+    from ..tune.db import TuningDB
+    from ..tune.distill import distill, write_table
+
+    with TuningDB(args.db) as db:
+        table = distill(db, args.device, top_k=args.top_k, sessions=args.sessions)
+    out = args.out
+    if out is None:
+        from ..device import get_device
+
+        out = resources.files("clgemm") / "data" / "tables" / f"{get_device(args.device).slug}.json"
+    write_table(table, str(out))
+    for cls, s in sorted(table.entries.items()):
+        print(f"{cls}: {s.key()}")
+    print(f"default: {table.default.key()} -> {out}")
+    return 0

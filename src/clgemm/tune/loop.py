@@ -1,0 +1,145 @@
+"""`clgemm tune`: drive one of the engine's strategies over a device's schedule space.
+
+Candidates are compiled in worker processes while the device measures, checked against a
+float64 reference before their time counts, and written to the tuning database one by one.
+Re-running the same command resumes: what the database holds is told to the strategy and
+never measured again.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from ..engine import Space, Strategy
+from ..schedule import Schedule
+from .db import TuningDB
+from .measure import Bench, CompilePool, Measurement, Problem
+from .model import CostModel
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    problem: Problem
+    strategy: str = "annealing"
+    budget_evals: int | None = 100  # total evaluations for this problem in the database
+    budget_seconds: float | None = None  # wall seconds of this invocation
+    seed: int = 0
+    workers: int | None = None
+    repeats: int = 5
+    model_pool: int = 4000  # candidates the cost model scores each round (model strategy)
+    options: dict = field(default_factory=dict)  # strategy options (engine keywords)
+
+
+@dataclass
+class TuneResult:
+    run_id: str
+    problem: Problem
+    evaluations: int  # in this invocation
+    resumed: int  # results already in the database, told to the strategy
+    failures: int
+    best: Schedule | None
+    best_time_s: float | None
+    wall_s: float
+    space_size: int
+    valid_count: int | None
+    status: str
+
+    @property
+    def best_gflops(self) -> float | None:
+        return self.problem.flops / self.best_time_s / 1e9 if self.best_time_s else None
+
+
+def _score_pool(space: Space, model: CostModel, size: int, rng: random.Random) -> list:
+    count = space.valid_count() or 0
+    if count == 0:
+        return []
+    ranks = rng.sample(range(count), min(size, count))
+    pool = [space.valid(r, 1)[0] for r in ranks]
+    return list(zip(pool, model.predict(pool)))
+
+
+def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneResult:
+    from ..plan import search_space
+    from ..runtime import get_runtime
+
+    start = time.monotonic()
+    rt = get_runtime(device)
+    fp = rt.device.fingerprint
+    search = search_space(rt)
+    space = Space.from_search_space(search)
+    options = dict(config.options)
+    if config.budget_evals and config.strategy in ("annealing", "sqa"):
+        options.setdefault("budget", config.budget_evals)  # cooling schedule length
+    strategy = Strategy(config.strategy, space, seed=config.seed, **options)
+    run_id = uuid.uuid4().hex[:12]
+    db.start_run(run_id, fp, config.problem, config.strategy, config.seed,
+                 {"budget_evals": config.budget_evals, "budget_seconds": config.budget_seconds,
+                  "repeats": config.repeats, "options": options})
+    done = db.measured(fp, config.problem)
+    for key, t in done.items():
+        strategy.tell(Schedule.from_key(key), t)
+    resumed = len(done)
+    print(f"tune: {rt.device.name}: space {space.size():,} points, "
+          f"{space.valid_count() or 0:,} valid; {resumed} results already in {db.path}",
+          file=log)
+
+    bench = Bench(rt, config.problem, repeats=config.repeats, seed=config.seed)
+    protocol = {"repeats": config.repeats, "warmup": bench.warmup, "statistic": "median",
+                "timer": "OpenCL event profiling", "input_sets": len(bench.sets),
+                "check": "rel. Frobenius error <= 2 x numpy float32's vs float64"}
+    pool = CompilePool(config.workers or 1, device_spec=str(rt.device.index))
+    model = CostModel(rt.device.local_mem_bytes) if config.strategy == "model" else None
+    rng = random.Random(config.seed)
+    evals = failures = 0
+    status = "budget"
+
+    def out_of_budget() -> bool:
+        if config.budget_evals is not None and len(done) >= config.budget_evals:
+            return True
+        return config.budget_seconds is not None and time.monotonic() - start >= config.budget_seconds
+
+    try:
+        while not out_of_budget():
+            if model is not None:
+                measured = [(Schedule.from_key(k), t) for k, t in done.items() if t]
+                model.fit([s for s, _ in measured], [t for _, t in measured])
+                strategy.set_scores(_score_pool(space, model, config.model_pool, rng))
+            want = pool.workers
+            if config.budget_evals is not None:
+                want = min(want, config.budget_evals - len(done))
+            batch = [s for s in strategy.ask(max(want, 1)) if s.key() not in done]
+            if not batch:
+                status = "space exhausted"
+                break
+            for schedule, compile_s, error in pool.compile(batch, config.problem):
+                if error is not None:
+                    m = Measurement(schedule, None, compile_s, error)
+                else:
+                    m = bench.measure(schedule, compile_s)
+                db.record(fp, rt.device.name, config.problem, m, protocol, run_id)
+                strategy.tell(schedule, m.time_s)
+                done[schedule.key()] = m.time_s
+                evals += 1
+                failures += m.time_s is None
+                best = strategy.best()
+                best_txt = (f"{config.problem.flops / best[1] / 1e9:,.1f} GFLOPS"
+                            if best else "none yet")
+                print(f"tune: {len(done)} evaluated ({evals} now, {failures} failed), "
+                      f"best {best_txt}", file=log, flush=True)
+                if out_of_budget():
+                    break
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        pool.close()
+        db.finish_run(run_id, status)
+    best_rows = db.best(fp, config.problem, top=1)
+    best_s = Schedule.from_key(best_rows[0][0]) if best_rows else None
+    return TuneResult(run_id, config.problem, evals, resumed, failures, best_s,
+                      best_rows[0][1] if best_rows else None, time.monotonic() - start,
+                      space.size(), space.valid_count(), status)
