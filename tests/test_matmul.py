@@ -168,3 +168,14 @@ def test_info_reports_the_call(rng):
     assert info.method == "exact" and info.shape == (64, 64, 64)
     assert info.kernel_s > 0 and info.total_s >= info.kernel_s
     assert Schedule.from_key(info.schedule)
+
+
+def test_online_selector_path(rng):
+    A, B = _operands(rng, 64, 48, 80, False, False)
+    for _ in range(3):
+        out, info = clgemm.matmul(A, B, selector="online", return_info=True)
+        ref, np_err = reference(A, B)
+        assert_close_to_reference(out, ref, np_err)
+        assert info.extra["selector"] in ("exploit", "explore", "probe", "baseline", "fallback", "only")
+    with pytest.raises(clgemm.ContractError):
+        clgemm.matmul(A, B, selector="bandit")

@@ -193,17 +193,21 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
            trans_a: bool = False, trans_b: bool = False, rel_tol: float | None = None,
            check: bool = False, device: "DeviceInfo | int | str | None" = None,
            schedule: Schedule | None = None, nonfinite: str = "propagate",
-           return_info: bool = False):
+           selector: str = "static", return_info: bool = False):
     """C = alpha * op(A) @ op(B) + beta * C, in float32.
 
     A, B (and C) are numpy arrays (a numpy array is returned) or pyopencl arrays from
     `clgemm.to_device` (a pyopencl array is returned, nothing is copied to the host).
     op(X) is X, or X.T when trans_x. With C given, the result is written into it.
     rel_tol=None is the exact float32 contract. check=True verifies the result with
-    checksums (ABFT). `return_info=True` returns (result, Info).
+    checksums (ABFT). `selector="online"` lets the online bandit pick among the device
+    table's validated schedules (learning from each call's kernel time) instead of the
+    static table. `return_info=True` returns (result, Info).
     """
     start = time.perf_counter()
     _validate_contract(rel_tol, check, nonfinite)
+    if selector not in ("static", "online"):
+        raise ContractError(f"selector must be 'static' or 'online', got {selector!r}")
     alpha = _check_scalar("alpha", alpha)
     beta = _check_scalar("beta", beta)
     on_device = _is_device_array(A)
@@ -233,7 +237,14 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
         rt = _runtime_of(A, device)
     else:
         rt = get_runtime(device)
-    chosen = choose_schedule(rt, m, n, k, schedule)
+    decision = None
+    if selector == "online" and schedule is None and not check and rel_tol is None:
+        from .select.online import get_selector  # noqa: PLC0415 - optional station
+
+        decision = get_selector(rt).choose(m, n, k, trans_a, trans_b)
+        chosen = decision.schedule
+    else:
+        chosen = choose_schedule(rt, m, n, k, schedule)
     info = Info(method="exact", schedule=chosen.key(), device=rt.device.name, shape=(m, n, k))
 
     if check:
@@ -252,6 +263,9 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
         result = _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info)
     else:
         result = _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info)
+    if decision is not None and info.kernel_s > 0:
+        get_selector(rt).observe(decision, info.kernel_s)
+        info.extra["selector"] = decision.reason
     info.total_s = time.perf_counter() - start
     return (result, info) if return_info else result
 
