@@ -7,11 +7,12 @@
 //! schedule's speed, i.e. the first time best-so-far <= best_known / 0.95 (resp. 0.99).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use crate::recorded::Recorded;
-use crate::rng::Rng;
-use crate::strategies;
+use crate::strategies::{self, OracleBands, SharedOrder};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -24,7 +25,8 @@ pub struct SimConfig {
     /// Model-guided only: predicted times, one per valid point (row order) or absent.
     pub scores: Option<Vec<f64>>,
     /// Model-guided only: when no scores are given, a synthetic model = recorded time times
-    /// exp(noise * N(0,1)), drawn per seed (failures predicted as the median time).
+    /// exp(noise * N(0,1)), drawn per seed (failures predicted as the median time),
+    /// generated lazily in ranked order (see `strategies::OracleBands`).
     pub oracle_noise: Option<f64>,
     /// Candidates per ask (1 = fully sequential tuning).
     pub batch: usize,
@@ -34,7 +36,11 @@ pub struct SimConfig {
 pub struct RunResult {
     pub seed: u64,
     pub curve: Vec<f64>,
+    /// Measurements: distinct recorded points proposed and told (each costs its compile +
+    /// run seconds). Free steps through already measured points are not evaluations.
     pub evaluations: usize,
+    /// Free steps of the walkers through already measured points (cache hits).
+    pub revisits: usize,
     pub failures: usize,
     pub seconds: f64,
     pub best_time: Option<f64>,
@@ -68,7 +74,8 @@ pub fn simulate(rec: &Recorded, cfg: &SimConfig) -> Result<SimResult, String> {
     let cfg = &cfg;
     // Fail fast on a bad name or option, before spawning threads.
     strategies::make(&cfg.strategy, rec.space.clone(), 0, cfg.options.clone())?;
-    let run = |&seed: &u64| replay(rec, cfg, seed, best_known);
+    let model = model_input(rec, cfg)?;
+    let run = |&seed: &u64| replay(rec, cfg, &model, seed, best_known);
     let runs: Result<Vec<RunResult>, String> = if cfg.threads == 1 {
         cfg.seeds.iter().map(run).collect()
     } else {
@@ -81,36 +88,44 @@ pub fn simulate(rec: &Recorded, cfg: &SimConfig) -> Result<SimResult, String> {
     Ok(SimResult { best_known, runs: runs? })
 }
 
-fn model_scores(rec: &Recorded, cfg: &SimConfig, seed: u64) -> Option<Vec<(u64, f64)>> {
-    let valid = rec.space.valid_indices()?;
-    let scores: Vec<f64> = match (&cfg.scores, cfg.oracle_noise) {
-        (Some(s), _) => s.clone(),
-        (None, Some(noise)) => {
-            let mut ok: Vec<f64> = rec.time.iter().copied().filter(|t| t.is_finite()).collect();
-            ok.sort_by(f64::total_cmp);
-            let median = ok.get(ok.len() / 2).copied().unwrap_or(1.0);
-            // A separate stream from the strategy's, so the model does not shift its draws.
-            let mut rng = Rng::new(seed ^ 0x5EED_0F0D_E1A5_0000);
-            rec.time
-                .iter()
-                .map(|&t| (if t.is_finite() { t } else { median }) * (noise * rng.normal()).exp())
-                .collect()
-        }
-        (None, None) => return None,
-    };
-    Some(valid.iter().copied().zip(scores).collect())
+/// The model-guided strategy's input, prepared once per simulation and shared by seeds.
+enum ModelInput {
+    None,
+    Order(Arc<Vec<u64>>),
+    Oracle(Arc<OracleBands>),
 }
 
-fn replay(rec: &Recorded, cfg: &SimConfig, seed: u64, best_known: f64) -> Result<RunResult, String> {
+fn model_input(rec: &Recorded, cfg: &SimConfig) -> Result<ModelInput, String> {
+    let valid = rec.space.valid_indices().ok_or("a recorded space lists its points")?;
+    Ok(match (&cfg.scores, cfg.oracle_noise) {
+        (Some(s), _) => ModelInput::Order(SharedOrder::sort(valid, s)),
+        (None, Some(noise)) => ModelInput::Oracle(Arc::new(OracleBands::new(valid, &rec.time, noise))),
+        (None, None) => ModelInput::None,
+    })
+}
+
+fn replay(
+    rec: &Recorded,
+    cfg: &SimConfig,
+    model: &ModelInput,
+    seed: u64,
+    best_known: f64,
+) -> Result<RunResult, String> {
     let mut strat = strategies::make(&cfg.strategy, rec.space.clone(), seed, cfg.options.clone())?;
-    if let Some(scores) = model_scores(rec, cfg, seed) {
-        strat.set_scores(scores)?;
+    match model {
+        ModelInput::None => {}
+        ModelInput::Order(order) => strat.set_ranking(Box::new(SharedOrder::new(order.clone())))?,
+        // A separate stream from the strategy's, so the model does not shift its draws.
+        ModelInput::Oracle(bands) => {
+            strat.set_ranking(Box::new(bands.ranking(seed ^ 0x5EED_0F0D_E1A5_0000)))?
+        }
     }
     let (goal95, goal99) = (best_known / 0.95, best_known / 0.99);
     let mut r = RunResult {
         seed,
         curve: Vec::with_capacity(cfg.budget),
         evaluations: 0,
+        revisits: 0,
         failures: 0,
         seconds: 0.0,
         best_time: None,
@@ -121,19 +136,21 @@ fn replay(rec: &Recorded, cfg: &SimConfig, seed: u64, best_known: f64) -> Result
         seconds_to_99: None,
     };
     let batch = cfg.batch.max(1);
+    let mut asked = Vec::with_capacity(batch);
     while r.evaluations < cfg.budget {
-        let asked = strat.ask(batch.min(cfg.budget - r.evaluations));
+        asked.clear();
+        strat.ask_indices(batch.min(cfg.budget - r.evaluations), &mut asked);
         if asked.is_empty() {
             break; // every recorded point measured
         }
-        for p in asked {
+        for &index in &asked {
             let row = rec
                 .space
-                .valid_rank(rec.space.index_of(&p))
+                .valid_rank(index)
                 .ok_or("a strategy proposed an unrecorded point (engine bug)")?;
             let t = rec.time[row];
             let time = t.is_finite().then_some(t);
-            strat.tell(&p, time);
+            strat.tell_index(index, time);
             r.evaluations += 1;
             r.seconds += rec.cost[row];
             match time {
@@ -156,6 +173,7 @@ fn replay(rec: &Recorded, cfg: &SimConfig, seed: u64, best_known: f64) -> Result
             }
         }
     }
+    r.revisits = strat.memory().revisits;
     Ok(r)
 }
 

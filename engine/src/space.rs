@@ -414,6 +414,85 @@ impl Space {
         out
     }
 
+    /// The allocation-free form of `random_neighbour` for walkers: `point` (whose full-space
+    /// index is `index`) is left as it was; the move is returned as (parameter, new position,
+    /// new index), the index updated by one stride instead of recomputed. Validity is one
+    /// bitset load when the space has one (every enumerated or recorded space).
+    #[inline]
+    pub fn neighbour_move(
+        &self,
+        point: &mut [u32],
+        index: u64,
+        rng: &mut Rng,
+        p_adjacent: f64,
+        tries: usize,
+    ) -> Option<(usize, u32, u64)> {
+        let dims = self.params.len();
+        for _ in 0..tries {
+            let d = rng.index(dims);
+            let n = self.params[d].values.len() as u32;
+            if n < 2 {
+                continue;
+            }
+            let here = point[d];
+            let to = if rng.chance(p_adjacent) {
+                match (here == 0, here + 1 == n) {
+                    (true, _) => 1,
+                    (_, true) => here - 1,
+                    _ if rng.chance(0.5) => here - 1,
+                    _ => here + 1,
+                }
+            } else {
+                let r = rng.index(n as usize - 1) as u32;
+                if r >= here {
+                    r + 1
+                } else {
+                    r
+                }
+            };
+            let q = index - u64::from(here) * self.strides[d] + u64::from(to) * self.strides[d];
+            let ok = match &self.bits {
+                Some(b) => b.contains(q),
+                None => {
+                    point[d] = to;
+                    let ok = self.is_valid(point);
+                    point[d] = here;
+                    ok
+                }
+            };
+            if ok {
+                return Some((d, to, q));
+            }
+        }
+        None
+    }
+
+    /// `point_of` into a reused buffer (no allocation). `index` must be < `size()`.
+    #[inline]
+    pub fn point_into(&self, mut index: u64, out: &mut Point) {
+        out.clear();
+        for &s in &self.strides {
+            out.push((index / s) as u32);
+            index %= s;
+        }
+    }
+
+    /// Validity of `point` whose full-space index is `index`: one bitset load when the space
+    /// has a bitset, else the full check.
+    #[inline]
+    pub fn valid_at(&self, point: &[u32], index: u64) -> bool {
+        match &self.bits {
+            Some(b) => b.contains(index),
+            None => self.is_valid(point),
+        }
+    }
+
+    /// Stride of parameter d in the mixed-radix index.
+    #[inline]
+    pub fn stride(&self, d: usize) -> u64 {
+        self.strides[d]
+    }
+
     /// One random valid neighbour: a random parameter moved to an adjacent value (with
     /// probability `p_adjacent`) or to any other value. None after `tries` invalid draws.
     pub fn random_neighbour(

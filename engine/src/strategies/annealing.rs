@@ -4,32 +4,40 @@
 
 use std::sync::Arc;
 
-use super::{accept, fresh_random, geometric, Memory, Options, Strategy};
-use crate::rng::Rng;
+use super::{accept, fresh_random, geometric, Memory, Options, Strategy, MAX_FREE_STEPS};
+use crate::rng::{FastMap, Rng};
 use crate::space::{Point, Space};
 
 pub struct Annealing {
     space: Arc<Space>,
     rng: Rng,
     mem: Memory,
-    current: Option<(Point, f64)>,
+    /// The walker: point, its full-space index, its energy (ln seconds).
+    current: Option<(Point, u64, f64)>,
+    /// Proposed points awaiting their result, and spare buffers (no allocation per step).
+    outstanding: FastMap<u64, Point>,
+    spare: Vec<Point>,
     t0: f64,
     t_end: f64,
     budget: f64,
     p_adjacent: f64,
+    max_free_steps: usize,
 }
 
 impl Annealing {
     pub fn new(space: Arc<Space>, rng: Rng, opts: &mut Options) -> Annealing {
         Annealing {
+            mem: Memory::new(&space),
             space,
             rng,
-            mem: Memory::default(),
             current: None,
+            outstanding: FastMap::default(),
+            spare: Vec::new(),
             t0: opts.get("t0", 0.5).max(1e-9),
             t_end: opts.get("t_end", 0.005).max(1e-12),
             budget: opts.get("budget", 500.0).max(1.0),
             p_adjacent: opts.get("p_adjacent", 0.7).clamp(0.0, 1.0),
+            max_free_steps: opts.get("max_free_steps", MAX_FREE_STEPS).max(1.0) as usize,
         }
     }
 
@@ -37,63 +45,99 @@ impl Annealing {
         geometric(self.t0, self.t_end, self.mem.told as f64 / self.budget)
     }
 
-    fn step(&mut self, point: Point, time: Option<f64>) {
-        let Some(t) = time else { return };
-        let energy = t.ln();
-        let take = match &self.current {
-            None => true,
-            Some((_, e)) => accept(energy - e, self.temperature(), &mut self.rng),
-        };
-        if take {
-            self.current = Some((point, energy));
-        }
-    }
-
-    fn propose(&mut self) -> Option<Point> {
+    fn propose(&mut self) -> Option<(u64, Point)> {
+        // The temperature depends on the number of measurements only: fixed while we walk.
+        let temp = self.temperature();
+        let Annealing { space, rng, mem, current, spare, p_adjacent, max_free_steps, .. } = self;
         // Points already proposed but not yet told block the walk; a few of those (a batch
         // has used up this neighbourhood) and we jump instead of spinning.
         let mut blocked = 0;
-        for _ in 0..64 {
-            let Some((cur, _)) = &self.current else { break };
-            let Some(q) = self.space.random_neighbour(cur, &mut self.rng, self.p_adjacent, 16)
-            else {
+        for _ in 0..*max_free_steps {
+            let Some((cur, ci, ce)) = current.as_mut() else { break };
+            let Some((d, to, q)) = space.neighbour_move(cur, *ci, rng, *p_adjacent, 16) else {
                 break;
             };
-            let index = self.space.index_of(&q);
-            match self.mem.seen.get(&index) {
-                // Known result: walk on through it for free (a real tuner's cache hit).
-                Some(&known) => self.step(q, known),
-                None if self.mem.pending.contains(&index) => {
-                    blocked += 1;
-                    if blocked >= 8 {
-                        break;
-                    }
+            if !mem.known(q) {
+                let mut p = spare.pop().unwrap_or_default();
+                p.clear();
+                p.extend_from_slice(cur);
+                p[d] = to;
+                return Some((q, p));
+            }
+            if mem.is_pending(q) {
+                blocked += 1;
+                if blocked >= 8 {
+                    break;
                 }
-                None => return Some(q),
+                continue;
+            }
+            // Known result: walk on through it for free (a real tuner's cache hit).
+            mem.revisits += 1;
+            if let Some(&e) = mem.seen.get(&q).filter(|e| !e.is_nan()) {
+                if accept(e - *ce, temp, rng) {
+                    cur[d] = to;
+                    *ci = q;
+                    *ce = e;
+                }
             }
         }
         // No fresh neighbour (start, or a fully explored basin): jump somewhere new.
-        fresh_random(&self.space, &mut self.rng, &self.mem)
+        let i = fresh_random(space, rng, mem)?;
+        let mut p = spare.pop().unwrap_or_default();
+        space.point_into(i, &mut p);
+        Some((i, p))
     }
 }
 
 impl Strategy for Annealing {
-    fn ask(&mut self, n: usize) -> Vec<Point> {
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let Some(p) = self.propose() else { break };
-            self.mem.propose(self.space.index_of(&p));
-            out.push(p);
+    fn ask_indices(&mut self, n: usize, out: &mut Vec<u64>) {
+        for _ in 0..n {
+            let Some((i, p)) = self.propose() else { break };
+            self.mem.propose(i);
+            if let Some(old) = self.outstanding.insert(i, p) {
+                self.spare.push(old);
+            }
+            out.push(i);
         }
-        out
     }
 
-    fn tell(&mut self, point: &[u32], time: Option<f64>) {
-        self.mem.record(self.space.index_of(point), time);
-        self.step(point.to_vec(), time.filter(|t| t.is_finite() && *t > 0.0));
+    fn tell_index(&mut self, index: u64, time: Option<f64>) {
+        self.mem.record(index, time);
+        let p = self.outstanding.remove(&index);
+        let Some(t) = time.filter(|t| t.is_finite() && *t > 0.0) else {
+            self.spare.extend(p);
+            return;
+        };
+        let energy = t.ln();
+        let take = match &self.current {
+            None => true,
+            Some((_, _, e)) => {
+                let temp = self.temperature();
+                accept(energy - e, temp, &mut self.rng)
+            }
+        };
+        if !take {
+            self.spare.extend(p);
+            return;
+        }
+        let p = match p {
+            Some(p) => p,
+            None => {
+                let mut p = self.spare.pop().unwrap_or_default();
+                self.space.point_into(index, &mut p);
+                p
+            }
+        };
+        if let Some((old, _, _)) = self.current.replace((p, index, energy)) {
+            self.spare.push(old);
+        }
     }
 
     fn memory(&self) -> &Memory {
         &self.mem
+    }
+
+    fn space(&self) -> &Space {
+        &self.space
     }
 }

@@ -14,6 +14,8 @@ pub struct Genetic {
     rng: Rng,
     mem: Memory,
     population: Vec<(Point, f64)>,
+    /// The child being bred (reused: no allocation per candidate).
+    child: Point,
     size: usize,
     tournament: usize,
     crossover: f64,
@@ -26,8 +28,9 @@ impl Genetic {
         let mutation = opts.get("mutation", 0.0);
         Genetic {
             rng,
-            mem: Memory::default(),
+            mem: Memory::new(&space),
             population: Vec::new(),
+            child: Vec::new(),
             size: opts.get("population", 20.0).max(2.0) as usize,
             tournament: opts.get("tournament", 3.0).max(1.0) as usize,
             crossover: opts.get("crossover", 0.9).clamp(0.0, 1.0),
@@ -48,55 +51,75 @@ impl Genetic {
         best
     }
 
-    fn mutate(&mut self, child: &mut [u32]) {
-        for (d, gene) in child.iter_mut().enumerate() {
-            if self.rng.chance(self.mutation) {
-                let n = self.space.params()[d].values.len();
-                *gene = self.rng.index(n) as u32;
+    /// Breed one child of population members ia and ib into `self.child`: uniform
+    /// crossover, per-gene mutation, then repair (re-draw single genes from a parent or at
+    /// random; failing that, a valid neighbour of the first parent). The child's index, or
+    /// None when no valid child came out.
+    fn breed_child(&mut self, ia: usize, ib: usize) -> Option<u64> {
+        let Genetic { space, rng, population, child, crossover, mutation, .. } = self;
+        let (a, b) = (&population[ia].0, &population[ib].0);
+        child.clear();
+        child.extend_from_slice(a);
+        let dims = child.len();
+        // Uniform crossover: one fair coin per gene, 64 coins per draw.
+        if rng.chance(*crossover) {
+            let mut coins = 0u64;
+            for (d, g) in child.iter_mut().enumerate() {
+                if d % 64 == 0 {
+                    coins = rng.next_u64();
+                }
+                if coins >> (d % 64) & 1 == 1 {
+                    *g = b[d];
+                }
             }
         }
-    }
-
-    /// Make `child` valid: re-draw single genes from a parent or at random; failing that,
-    /// take a valid neighbour of the first parent.
-    fn repair(&mut self, mut child: Point, a: &[u32], b: &[u32]) -> Option<Point> {
-        let dims = child.len();
-        for _ in 0..2 * dims {
-            if self.space.is_valid(&child) {
-                return Some(child);
+        // Per-gene mutation with probability `mutation`: the gaps between mutated genes are
+        // geometric, so one draw per mutation instead of one per gene (same distribution).
+        let mut d = 0usize;
+        while d < dims {
+            if *mutation < 1.0 {
+                let gap = ((1.0 - rng.unit()).ln() / (1.0 - *mutation).ln()).floor();
+                if gap >= (dims - d) as f64 {
+                    break;
+                }
+                d += gap as usize;
             }
-            let d = self.rng.index(dims);
-            child[d] = match self.rng.index(3) {
+            child[d] = rng.index(space.params()[d].values.len()) as u32;
+            d += 1;
+        }
+        // Repair, keeping the index up to date (one stride per changed gene).
+        let mut index = space.index_of(child);
+        for _ in 0..2 * dims {
+            if space.valid_at(child, index) {
+                return Some(index);
+            }
+            let d = rng.index(dims);
+            let to = match rng.index(3) {
                 0 => a[d],
                 1 => b[d],
-                _ => self.rng.index(self.space.params()[d].values.len()) as u32,
+                _ => rng.index(space.params()[d].values.len()) as u32,
             };
+            index = index - u64::from(child[d]) * space.stride(d) + u64::from(to) * space.stride(d);
+            child[d] = to;
         }
-        if self.space.is_valid(&child) {
-            return Some(child);
+        if space.valid_at(child, index) {
+            return Some(index);
         }
-        self.space.random_neighbour(a, &mut self.rng, 0.5, 16)
+        child.clear();
+        child.extend_from_slice(a);
+        let (d, to, q) = space.neighbour_move(child, space.index_of(a), rng, 0.5, 16)?;
+        child[d] = to;
+        Some(q)
     }
 
-    fn breed(&mut self) -> Option<Point> {
+    fn breed(&mut self) -> Option<u64> {
         if self.population.len() < self.size {
             return fresh_random(&self.space, &mut self.rng, &self.mem);
         }
         for _ in 0..8 {
             let (ia, ib) = (self.pick(), self.pick());
-            let a = self.population[ia].0.clone();
-            let b = self.population[ib].0.clone();
-            let mut child = a.clone();
-            if self.rng.chance(self.crossover) {
-                for (d, g) in child.iter_mut().enumerate() {
-                    if self.rng.chance(0.5) {
-                        *g = b[d];
-                    }
-                }
-            }
-            self.mutate(&mut child);
-            if let Some(c) = self.repair(child, &a, &b) {
-                if !self.mem.known(self.space.index_of(&c)) {
+            if let Some(c) = self.breed_child(ia, ib) {
+                if !self.mem.known(c) {
                     return Some(c);
                 }
             }
@@ -107,35 +130,41 @@ impl Genetic {
 }
 
 impl Strategy for Genetic {
-    fn ask(&mut self, n: usize) -> Vec<Point> {
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let Some(p) = self.breed() else { break };
-            self.mem.propose(self.space.index_of(&p));
-            out.push(p);
+    fn ask_indices(&mut self, n: usize, out: &mut Vec<u64>) {
+        for _ in 0..n {
+            let Some(i) = self.breed() else { break };
+            self.mem.propose(i);
+            out.push(i);
         }
-        out
     }
 
-    fn tell(&mut self, point: &[u32], time: Option<f64>) {
-        let first = self.mem.record(self.space.index_of(point), time);
+    fn tell_index(&mut self, index: u64, time: Option<f64>) {
+        let first = self.mem.record(index, time);
         let Some(t) = time.filter(|t| t.is_finite() && *t > 0.0) else { return };
         if !first {
             return;
         }
         if self.population.len() < self.size {
-            self.population.push((point.to_vec(), t));
+            let mut p = Vec::new();
+            self.space.point_into(index, &mut p);
+            self.population.push((p, t));
             return;
         }
         let worst = (0..self.population.len())
             .max_by(|&i, &j| self.population[i].1.total_cmp(&self.population[j].1))
             .unwrap_or(0);
         if t < self.population[worst].1 {
-            self.population[worst] = (point.to_vec(), t);
+            let slot = &mut self.population[worst];
+            self.space.point_into(index, &mut slot.0);
+            slot.1 = t;
         }
     }
 
     fn memory(&self) -> &Memory {
         &self.mem
+    }
+
+    fn space(&self) -> &Space {
+        &self.space
     }
 }

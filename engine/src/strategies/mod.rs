@@ -12,6 +12,8 @@ use std::sync::Arc;
 use crate::rng::{FastMap, FastSet, Rng};
 use crate::space::{Point, Space};
 
+pub use model::{OracleBands, SharedOrder};
+
 mod annealing;
 mod genetic;
 mod model;
@@ -25,41 +27,163 @@ pub use random::RandomSearch;
 pub use sqa::QuantumAnnealing;
 
 pub trait Strategy: Send + Sync {
-    fn ask(&mut self, n: usize) -> Vec<Point>;
-    fn tell(&mut self, point: &[u32], time: Option<f64>);
+    /// Up to n new candidates as full-space indices, appended to `out` (the simulator's
+    /// allocation-free path; `ask` is built on it).
+    fn ask_indices(&mut self, n: usize, out: &mut Vec<u64>);
+    /// Report the result of the point with this full-space index.
+    fn tell_index(&mut self, index: u64, time: Option<f64>);
     fn memory(&self) -> &Memory;
+    fn space(&self) -> &Space;
+    fn ask(&mut self, n: usize) -> Vec<Point> {
+        let mut idx = Vec::with_capacity(n);
+        self.ask_indices(n, &mut idx);
+        idx.iter().filter_map(|&i| self.space().point_of(i).ok()).collect()
+    }
+    fn tell(&mut self, point: &[u32], time: Option<f64>) {
+        let index = self.space().index_of(point);
+        self.tell_index(index, time);
+    }
     /// Predicted times from a cost model, keyed by full-space index (model-guided only).
     fn set_scores(&mut self, _scores: Vec<(u64, f64)>) -> Result<(), String> {
         Err("only the 'model' strategy takes scores; create Strategy('model', ...) to use a cost model".into())
     }
+    /// A ready-made ranking (full-space indices, best predicted first), model-guided only;
+    /// the simulator shares one sorted ranking or a lazy noisy oracle between seeds.
+    fn set_ranking(&mut self, _ranking: Box<dyn Ranking>) -> Result<(), String> {
+        Err("only the 'model' strategy takes a ranking".into())
+    }
+}
+
+/// A source of full-space indices in increasing predicted time.
+pub trait Ranking: Send + Sync {
+    fn next(&mut self) -> Option<u64>;
+}
+
+/// Largest space whose per-strategy index sets are bitsets (2^27 bits = 16 MiB each);
+/// above it they are hash sets.
+const MAX_BITSET_POINTS: u64 = 1 << 27;
+
+/// A set of full-space indices: a bitset when the space is small enough, else a hash set.
+#[derive(Debug, Clone)]
+pub enum IndexSet {
+    Bits(Vec<u64>),
+    Hash(FastSet<u64>),
+}
+
+impl Default for IndexSet {
+    fn default() -> Self {
+        IndexSet::Hash(FastSet::default())
+    }
+}
+
+impl IndexSet {
+    pub fn for_space(space: &Space) -> IndexSet {
+        if space.size() <= MAX_BITSET_POINTS {
+            IndexSet::Bits(vec![0; space.size().div_ceil(64) as usize])
+        } else {
+            IndexSet::default()
+        }
+    }
+
+    #[inline]
+    pub fn contains(&self, i: u64) -> bool {
+        match self {
+            IndexSet::Bits(w) => w.get((i / 64) as usize).is_some_and(|w| w >> (i % 64) & 1 == 1),
+            IndexSet::Hash(h) => h.contains(&i),
+        }
+    }
+
+    #[inline]
+    pub fn insert(&mut self, i: u64) {
+        match self {
+            IndexSet::Bits(w) => w[(i / 64) as usize] |= 1 << (i % 64),
+            IndexSet::Hash(h) => {
+                h.insert(i);
+            }
+        }
+    }
+
+    #[inline]
+    pub fn remove(&mut self, i: u64) {
+        match self {
+            IndexSet::Bits(w) => w[(i / 64) as usize] &= !(1 << (i % 64)),
+            IndexSet::Hash(h) => {
+                h.remove(&i);
+            }
+        }
+    }
 }
 
 /// What every strategy remembers: measured points (None = failed), points proposed but not
-/// yet told, and the best measurement.
+/// yet told, and the best measurement. `seen` maps each measured index to its energy
+/// ln(seconds) (what the walkers compare), NaN for a failure. `known` (measured or pending) and `pending` are
+/// bitsets over the full space where it is small enough, so the hot "have I seen this
+/// point?" test is one load; `seen` keeps the measured times.
+///
+/// `revisits` counts free steps: a walker (annealing, sqa) that lands on a point already
+/// measured reads the cached result and walks on without spending an evaluation. They are
+/// capped (`MAX_FREE_STEPS` per proposal) so a walk in a fully measured basin cannot spin.
 #[derive(Debug, Default, Clone)]
 pub struct Memory {
-    pub seen: FastMap<u64, Option<f64>>,
-    pub pending: FastSet<u64>,
+    pub seen: FastMap<u64, f64>,
+    known: IndexSet,
+    pending: IndexSet,
     pub best: Option<(u64, f64)>,
     pub told: usize,
     pub failures: usize,
+    pub revisits: usize,
+    /// Points proposed and not yet told.
+    pub pending_count: usize,
 }
 
+/// Default for the walkers' `max_free_steps` option: most tries (free steps through
+/// measured points, blocked or invalid moves) per proposal before jumping to a fresh
+/// random point.
+/// 16: on the benchmark's recorded space the walkers reach 99% of the best in as few
+/// evaluations as with 64 (annealing median 796 both, sqa 543 vs 566 over 30 seeds), at a
+/// quarter of the free steps; a walk stuck in a fully measured basin jumps sooner.
+pub const MAX_FREE_STEPS: f64 = 16.0;
+
 impl Memory {
-    #[inline]
-    pub fn known(&self, index: u64) -> bool {
-        self.seen.contains_key(&index) || self.pending.contains(&index)
+    pub fn new(space: &Space) -> Memory {
+        Memory { known: IndexSet::for_space(space), pending: IndexSet::for_space(space), ..Memory::default() }
     }
 
+    /// Measured or pending.
+    #[inline]
+    pub fn known(&self, index: u64) -> bool {
+        self.known.contains(index)
+    }
+
+    #[inline]
+    pub fn is_pending(&self, index: u64) -> bool {
+        self.pending.contains(index)
+    }
+
+    /// ln(seconds) of a measured point: None if never told, Some(NaN) if it failed.
+    #[inline]
+    pub fn energy(&self, index: u64) -> Option<f64> {
+        self.seen.get(&index).copied()
+    }
+
+    #[inline]
     pub fn propose(&mut self, index: u64) {
+        if !self.pending.contains(index) {
+            self.pending_count += 1;
+        }
         self.pending.insert(index);
+        self.known.insert(index);
     }
 
     /// Record a result; false when the point had been told before (the later result is kept).
     pub fn record(&mut self, index: u64, time: Option<f64>) -> bool {
-        self.pending.remove(&index);
+        if self.pending.contains(index) {
+            self.pending_count -= 1;
+            self.pending.remove(index);
+        }
+        self.known.insert(index);
         let time = time.filter(|t| t.is_finite() && *t > 0.0);
-        let first = self.seen.insert(index, time).is_none();
+        let first = self.seen.insert(index, time.map_or(f64::NAN, f64::ln)).is_none();
         if first {
             self.told += 1;
         }
@@ -145,22 +269,32 @@ pub fn make(
     Ok(strategy)
 }
 
-/// A random valid point not yet known to `mem`. Tries random draws first; near exhaustion of
-/// an enumerated space it scans the valid list from a random offset, so it returns None only
-/// when every valid point is known.
-pub fn fresh_random(space: &Space, rng: &mut Rng, mem: &Memory) -> Option<Point> {
+/// A random valid point not yet known to `mem`, as a full-space index. Uniform draws over
+/// the valid list (rejecting known points) first; near exhaustion of an enumerated space it
+/// scans the valid list from a random offset, so it returns None only when every valid
+/// point is known.
+pub fn fresh_random(space: &Space, rng: &mut Rng, mem: &Memory) -> Option<u64> {
+    if let Some(valid) = space.valid_indices() {
+        if valid.is_empty() {
+            return None;
+        }
+        for _ in 0..64 {
+            let i = valid[rng.index(valid.len())];
+            if !mem.known(i) {
+                return Some(i);
+            }
+        }
+        let start = rng.index(valid.len());
+        return (0..valid.len()).map(|k| valid[(start + k) % valid.len()]).find(|&i| !mem.known(i));
+    }
     for _ in 0..64 {
         let p = space.random_valid(rng)?;
-        if !mem.known(space.index_of(&p)) {
-            return Some(p);
+        let i = space.index_of(&p);
+        if !mem.known(i) {
+            return Some(i);
         }
     }
-    let valid = space.valid_indices()?;
-    let start = rng.index(valid.len());
-    (0..valid.len())
-        .map(|k| valid[(start + k) % valid.len()])
-        .find(|&i| !mem.known(i))
-        .and_then(|i| space.point_of(i).ok())
+    None
 }
 
 /// Metropolis acceptance of an energy change at temperature `t`.

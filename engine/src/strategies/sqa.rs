@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use super::{accept, fresh_random, geometric, Memory, Options, Strategy};
+use super::{accept, fresh_random, geometric, Memory, Options, Strategy, MAX_FREE_STEPS};
 use crate::rng::{FastMap, Rng};
 use crate::space::{Point, Space};
 
@@ -30,15 +30,30 @@ pub struct QuantumAnnealing {
     space: Arc<Space>,
     rng: Rng,
     mem: Memory,
-    replicas: Vec<Option<(Point, f64)>>,
-    /// Which replica proposed each pending point.
-    owner: FastMap<u64, usize>,
+    /// Per replica: point, full-space index, energy (ln seconds).
+    replicas: Vec<Option<(Point, u64, f64)>>,
+    /// Which replica proposed each pending point, and the point (buffers are recycled).
+    outstanding: FastMap<u64, (usize, Point)>,
+    spare: Vec<Point>,
     next: usize,
     pt: f64,
     gamma0: f64,
     gamma_end: f64,
     budget: f64,
     p_adjacent: f64,
+    max_free_steps: usize,
+}
+
+/// Number of coordinates where `point` agrees with replica k's two ring neighbours.
+fn agreement(replicas: &[Option<(Point, u64, f64)>], k: usize, point: &[u32]) -> usize {
+    let p = replicas.len();
+    let mut agree = 0usize;
+    for n in [(k + p - 1) % p, (k + 1) % p] {
+        if let Some((q, _, _)) = &replicas[n] {
+            agree += point.iter().zip(q).filter(|(a, b)| a == b).count();
+        }
+    }
+    agree
 }
 
 impl QuantumAnnealing {
@@ -48,11 +63,12 @@ impl QuantumAnnealing {
         // anneals Gamma, not T, so T must already be low (0.3 kept replicas too hot to settle).
         let pt = opts.get("temperature", 0.1).max(1e-9);
         QuantumAnnealing {
+            mem: Memory::new(&space),
             space,
             rng,
-            mem: Memory::default(),
             replicas: vec![None; p],
-            owner: FastMap::default(),
+            outstanding: FastMap::default(),
+            spare: Vec::new(),
             next: 0,
             pt,
             // Relative to PT: Gamma/PT = 3 leaves J ~ 0.0025 PT; 0.01 gives J ~ 2.3 PT.
@@ -60,6 +76,7 @@ impl QuantumAnnealing {
             gamma_end: opts.get("gamma_end", 0.01).max(1e-12) * pt,
             budget: opts.get("budget", 500.0).max(1.0),
             p_adjacent: opts.get("p_adjacent", 0.7).clamp(0.0, 1.0),
+            max_free_steps: opts.get("max_free_steps", MAX_FREE_STEPS).max(1.0) as usize,
         }
     }
 
@@ -70,90 +87,126 @@ impl QuantumAnnealing {
         0.5 * self.pt * (-(x.tanh()).ln()).max(0.0)
     }
 
-    /// Coupling energy of replica k sitting at `point` (constant offsets dropped).
-    fn coupling(&self, k: usize, point: &[u32], j: f64) -> f64 {
-        let p = self.replicas.len();
-        if p < 2 {
-            return 0.0;
-        }
-        let mut agree = 0usize;
-        for n in [(k + p - 1) % p, (k + 1) % p] {
-            if let Some((q, _)) = &self.replicas[n] {
-                agree += point.iter().zip(q).filter(|(a, b)| a == b).count();
-            }
-        }
-        -4.0 * j * agree as f64
-    }
-
-    fn step(&mut self, k: usize, point: Point, time: Option<f64>) {
-        let Some(t) = time else { return };
-        let energy = t.ln();
-        let take = match &self.replicas[k] {
-            None => true,
-            Some((cur, e)) => {
-                let j = self.coupling_strength();
-                let delta = (energy - e) + self.coupling(k, &point, j) - self.coupling(k, cur, j);
-                accept(delta, self.pt, &mut self.rng)
-            }
-        };
-        if take {
-            self.replicas[k] = Some((point, energy));
-        }
-    }
-
-    fn propose(&mut self, k: usize) -> Option<Point> {
+    fn propose(&mut self, k: usize) -> Option<(u64, Point)> {
+        // J depends on the number of measurements only: fixed while replica k walks.
+        let j = self.coupling_strength();
+        let QuantumAnnealing { space, rng, mem, replicas, spare, p_adjacent, pt, max_free_steps, .. } = self;
+        let p = replicas.len();
+        let ring = [(k + p - 1) % p, (k + 1) % p];
         // Points already proposed but not yet told block the walk; a few of those (a batch
         // has used up this neighbourhood) and we jump instead of spinning.
         let mut blocked = 0;
-        for _ in 0..64 {
-            let Some((cur, _)) = &self.replicas[k] else { break };
-            let Some(q) = self.space.random_neighbour(cur, &mut self.rng, self.p_adjacent, 16)
-            else {
+        for _ in 0..*max_free_steps {
+            let Some((mut cur, ci, ce)) = replicas[k].take() else { break };
+            let Some((d, to, q)) = space.neighbour_move(&mut cur, ci, rng, *p_adjacent, 16) else {
+                replicas[k] = Some((cur, ci, ce));
                 break;
             };
-            let index = self.space.index_of(&q);
-            match self.mem.seen.get(&index) {
-                Some(&known) => self.step(k, q, known),
-                None if self.mem.pending.contains(&index) => {
-                    blocked += 1;
-                    if blocked >= 8 {
-                        break;
+            if !mem.known(q) {
+                let mut np = spare.pop().unwrap_or_default();
+                np.clear();
+                np.extend_from_slice(&cur);
+                np[d] = to;
+                replicas[k] = Some((cur, ci, ce));
+                return Some((q, np));
+            }
+            if mem.is_pending(q) {
+                replicas[k] = Some((cur, ci, ce));
+                blocked += 1;
+                if blocked >= 8 {
+                    break;
+                }
+                continue;
+            }
+            // Known result: walk on through it for free. A one-parameter move changes the
+            // coupling only through that parameter's agreement with the ring neighbours.
+            mem.revisits += 1;
+            let (mut ci, mut ce) = (ci, ce);
+            if let Some(&e) = mem.seen.get(&q).filter(|e| !e.is_nan()) {
+                let mut change = 0i64;
+                if p >= 2 {
+                    for &n in &ring {
+                        if let Some((nb, _, _)) = &replicas[n] {
+                            change += i64::from(nb[d] == to) - i64::from(nb[d] == cur[d]);
+                        }
                     }
                 }
-                None => return Some(q),
+                let delta = (e - ce) - 4.0 * j * change as f64;
+                if accept(delta, *pt, rng) {
+                    cur[d] = to;
+                    ci = q;
+                    ce = e;
+                }
             }
+            replicas[k] = Some((cur, ci, ce));
         }
-        fresh_random(&self.space, &mut self.rng, &self.mem)
+        let i = fresh_random(space, rng, mem)?;
+        let mut np = spare.pop().unwrap_or_default();
+        space.point_into(i, &mut np);
+        Some((i, np))
     }
 }
 
 impl Strategy for QuantumAnnealing {
-    fn ask(&mut self, n: usize) -> Vec<Point> {
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
+    fn ask_indices(&mut self, n: usize, out: &mut Vec<u64>) {
+        for _ in 0..n {
             let k = self.next;
             self.next = (self.next + 1) % self.replicas.len();
-            let Some(p) = self.propose(k) else { break };
-            let index = self.space.index_of(&p);
-            self.mem.propose(index);
-            self.owner.insert(index, k);
-            out.push(p);
+            let Some((i, p)) = self.propose(k) else { break };
+            self.mem.propose(i);
+            if let Some((_, old)) = self.outstanding.insert(i, (k, p)) {
+                self.spare.push(old);
+            }
+            out.push(i);
         }
-        out
     }
 
-    fn tell(&mut self, point: &[u32], time: Option<f64>) {
-        let index = self.space.index_of(point);
+    fn tell_index(&mut self, index: u64, time: Option<f64>) {
         self.mem.record(index, time);
         // A point told without being asked goes to the replica that would take it best: the
         // emptiest slot, else the current replica in turn.
-        let k = self.owner.remove(&index).unwrap_or_else(|| {
-            self.replicas.iter().position(Option::is_none).unwrap_or(self.next)
-        });
-        self.step(k, point.to_vec(), time.filter(|t| t.is_finite() && *t > 0.0));
+        let (k, point) = match self.outstanding.remove(&index) {
+            Some((k, p)) => (k, p),
+            None => {
+                let k = self.replicas.iter().position(Option::is_none).unwrap_or(self.next);
+                let mut p = self.spare.pop().unwrap_or_default();
+                self.space.point_into(index, &mut p);
+                (k, p)
+            }
+        };
+        let Some(t) = time.filter(|t| t.is_finite() && *t > 0.0) else {
+            self.spare.push(point);
+            return;
+        };
+        let energy = t.ln();
+        let take = match &self.replicas[k] {
+            None => true,
+            Some((cur, _, e)) => {
+                let j = self.coupling_strength();
+                let coupling = if self.replicas.len() < 2 {
+                    0.0
+                } else {
+                    -4.0 * j
+                        * (agreement(&self.replicas, k, &point) as f64
+                            - agreement(&self.replicas, k, cur) as f64)
+                };
+                accept((energy - e) + coupling, self.pt, &mut self.rng)
+            }
+        };
+        if !take {
+            self.spare.push(point);
+            return;
+        }
+        if let Some((old, _, _)) = self.replicas[k].replace((point, index, energy)) {
+            self.spare.push(old);
+        }
     }
 
     fn memory(&self) -> &Memory {
         &self.mem
+    }
+
+    fn space(&self) -> &Space {
+        &self.space
     }
 }

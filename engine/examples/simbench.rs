@@ -1,0 +1,56 @@
+//! Timing harness for the simulator (no Python): `cargo run --release --example simbench --
+//! SPACE.json [seeds] [budget] [strategies...]`. Prints evaluations/s on one thread and the
+//! median evaluations to 99% of the best, so a speed change that alters search behaviour shows.
+use std::collections::HashMap;
+use std::time::Instant;
+
+use _engine::recorded::Recorded;
+use _engine::simulator::{simulate, SimConfig};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rec = Recorded::load(&args[1]).expect("load");
+    let seeds: u64 = args.get(2).map_or(30, |s| s.parse().unwrap());
+    let budget: usize = args.get(3).map_or(2000, |s| s.parse().unwrap());
+    let names: Vec<String> = if args.len() > 4 {
+        args[4..].to_vec()
+    } else {
+        ["random", "genetic", "annealing", "sqa", "model"].iter().map(|s| s.to_string()).collect()
+    };
+    for name in names {
+        let cfg = SimConfig {
+            strategy: name.clone(),
+            options: HashMap::new(),
+            seeds: (0..seeds).collect(),
+            budget,
+            threads: 1,
+            scores: None,
+            oracle_noise: (name == "model").then_some(0.3),
+            batch: 1,
+        };
+        let mut best = f64::INFINITY;
+        let mut out = None;
+        for _ in 0..std::env::var("REPS").map_or(3, |s| s.parse().unwrap()) {
+            let t0 = Instant::now();
+            let r = simulate(&rec, &cfg).unwrap();
+            best = best.min(t0.elapsed().as_secs_f64());
+            if std::env::var("VERBOSE").is_ok() { eprintln!("  rep {:.4}s", t0.elapsed().as_secs_f64()); }
+            out = Some(r);
+        }
+        let out = out.unwrap();
+        let evals: usize = out.runs.iter().map(|r| r.evaluations).sum();
+        let mut e99: Vec<f64> =
+            out.runs.iter().map(|r| r.evals_to_99.map_or(f64::INFINITY, |e| e as f64)).collect();
+        e99.sort_by(f64::total_cmp);
+        let revisits: usize = out.runs.iter().map(|r| r.revisits).sum();
+        eprintln!("  revisits per evaluation {:.1}", revisits as f64 / evals as f64);
+        let reached = out.runs.iter().filter(|r| r.evals_to_99.is_some()).count();
+        println!(
+            "{name:10} {:>12.0} evals/s  ({:.1} ns/eval)  median evals to 99%: {}  reached {reached}/{}",
+            evals as f64 / best,
+            best / evals as f64 * 1e9,
+            e99[e99.len() / 2],
+            out.runs.len()
+        );
+    }
+}
