@@ -43,6 +43,11 @@ def register(sub) -> None:
     p.add_argument("--json", help="write the run summary here")
     p.set_defaults(func=_tune)
 
+    p = sub.add_parser("tune-import", help="add a recorded space (clgemm.space/1) to the tuning DB")
+    p.add_argument("space", nargs="+")
+    p.add_argument("--db")
+    p.set_defaults(func=_tune_import)
+
     p = sub.add_parser("distill", help="replay the best schedules, write the device's table")
     p.add_argument("--db")
     p.add_argument("--device")
@@ -84,6 +89,16 @@ def _tune(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summaries, f, indent=1)
+    return 0
+
+
+def _tune_import(args) -> int:
+    from ..tune.db import TuningDB
+    from ..tune.record import import_space
+
+    with TuningDB(args.db) as db:
+        for path in args.space:
+            print(f"{path}: {import_space(db, path)} measurements added to {db.path}")
     return 0
 
 

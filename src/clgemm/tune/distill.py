@@ -37,8 +37,13 @@ class Confirmed:
 
 def replay(db: TuningDB, device_fp: str, problems: list[Problem], top_k: int, sessions: int,
            device_index: int, log=sys.stderr) -> list[Confirmed]:
-    """Re-measure each problem's top-k in `sessions` separate processes."""
-    plans = {p: [key for key, _ in db.best(device_fp, p, top=top_k)] for p in problems}
+    """Re-measure the union of every problem's top-k on every problem, in `sessions` separate
+    processes: a schedule second-best at one size may be the one that covers all sizes."""
+    union: dict[str, None] = {}
+    for p in problems:
+        for key, _ in db.best(device_fp, p, top=top_k):
+            union.setdefault(key, None)
+    plans = {p: list(union) for p in problems}
     for i in range(sessions):
         session = f"replay-{i}"
         for p, keys in plans.items():

@@ -37,11 +37,17 @@ class CostModel:
     bias: float = 0.0
     samples: int = 0
 
-    def fit(self, schedules: list[Schedule], times: list[float]) -> "CostModel":
+    def features(self, schedules: list[Schedule]) -> tuple[np.ndarray, np.ndarray]:
+        """(feature matrix, log prior) of schedules: compute once, fit and predict often."""
+        x = np.stack([_features(s, self.local_mem) for s in schedules])
+        return x, np.log([prior_time(s) for s in schedules])
+
+    def fit(self, schedules: list[Schedule], times: list[float],
+            cached: tuple[np.ndarray, np.ndarray] | None = None) -> "CostModel":
         if not schedules:
             return self
-        x = np.stack([_features(s, self.local_mem) for s in schedules])
-        y = np.log(np.asarray(times)) - np.log([prior_time(s) for s in schedules])
+        x, log_prior = cached if cached is not None else self.features(schedules)
+        y = np.log(np.asarray(times)) - log_prior
         self.bias = float(y.mean())
         y = y - self.bias
         a = x.T @ x + self.ridge * np.eye(x.shape[1])
@@ -49,9 +55,9 @@ class CostModel:
         self.samples = len(schedules)
         return self
 
-    def predict(self, schedules: list[Schedule]) -> np.ndarray:
-        prior = np.log([prior_time(s) for s in schedules])
+    def predict(self, schedules: list[Schedule],
+                cached: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        x, log_prior = cached if cached is not None else self.features(schedules)
         if self.weights is None:
-            return np.exp(prior)
-        x = np.stack([_features(s, self.local_mem) for s in schedules])
-        return np.exp(prior + self.bias + x @ self.weights)
+            return np.exp(log_prior)
+        return np.exp(log_prior + self.bias + x @ self.weights)

@@ -86,3 +86,29 @@ def record_space(problem: Problem, schedules: list[Schedule], out: Path, *,
         tmp.write_text(json.dumps(data))
         os.replace(tmp, out)
     return data
+
+
+def import_space(db, path: str | Path) -> int:
+    """Add a recorded space's measurements to the tuning database (same device only), so
+    distillation weighs them with the tuner's own; returns the rows added."""
+    from ..errors import ClgemmError
+    from .measure import Measurement
+
+    data = json.loads(Path(path).read_text())
+    if data.get("schema") != SPACE_SCHEMA:
+        raise ClgemmError(f"{path} is not a clgemm recorded space ({data.get('schema')!r})")
+    device = data["device"]
+    problem = Problem(*data["shape"])
+    protocol = {**data.get("protocol", {}), "imported_from": str(path)}
+    known = db.measured(device["fingerprint"], problem)
+    added = 0
+    for rec in data["records"]:
+        schedule = Schedule.from_dict(rec["schedule"])
+        if schedule.key() in known:
+            continue
+        m = Measurement(schedule, rec["time_s"], rec.get("compile_s"), rec.get("error"),
+                        rec.get("rel_error"))
+        db.record(device["fingerprint"], device["name"], problem, m, protocol,
+                  run_id=f"import:{Path(path).name}")
+        added += 1
+    return added
