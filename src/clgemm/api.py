@@ -260,7 +260,8 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
             rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b,
             rel_tol=float(rel_tol), schedule=chosen, info=info)
     elif on_device:
-        result = _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info)
+        wait = return_info or decision is not None
+        result = _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info, wait)
     else:
         result = _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info)
     if decision is not None and info.kernel_s > 0:
@@ -283,14 +284,18 @@ def _runtime_of(x: cla.Array, device) -> Runtime:
 
 
 def _launch(rt: Runtime, schedule: Schedule, m: int, n: int, k: int, alpha: float,
-            beta: float, a: Operand, b: Operand, c: Operand, info: Info) -> None:
+            beta: float, a: Operand, b: Operand, c: Operand, info: Info,
+            wait: bool = True) -> None:
+    """Enqueue the kernel; with `wait`, block and record its device time in `info`
+    (device-array callers who need no Info keep the queue flowing instead)."""
     t0 = time.perf_counter()
     kernel: GemmKernel = get_kernel(rt, schedule, layout_for(schedule, a, b, c))
     info.build_s = time.perf_counter() - t0  # ~0 when this process already built it
     info.build_from_cache = kernel.build_info.from_cache
     event = kernel.enqueue(m, n, k, alpha, beta, a, b, c)
-    event.wait()
-    info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
+    if wait:
+        event.wait()
+        info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
 
 
 def _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info) -> np.ndarray:
@@ -322,7 +327,8 @@ def _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info) -> 
     return out
 
 
-def _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info) -> cla.Array:
+def _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info,
+                   wait: bool = True) -> cla.Array:
     m, n, k = info.shape
     out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
     if m == 0 or n == 0:
@@ -335,5 +341,5 @@ def _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info) -
         a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
         m, n = n, m
         c = replace(c, transposed=False)
-    _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
+    _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, wait)
     return out

@@ -46,7 +46,7 @@ class DeviceInfo:
     extensions: tuple[str, ...] = field(repr=False)
     capabilities: Capabilities = field(repr=False)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """Hash of what decides kernel behaviour: the same device and driver give the same one."""
         parts = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 import pyopencl as cl
 
 from .errors import ShapeError
@@ -66,6 +67,12 @@ class GemmKernel:
         built = rt.build(self.source, options="-cl-mad-enable")
         self.build_info: BuildInfo = built.info
         self._kernel = built.kernel(KERNEL_NAME)
+        # Declared once so each launch packs plain Python numbers (set_args is per call).
+        scalar = [np.int32, np.int32, np.int32, np.float32, np.float32,
+                  None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int32]
+        if fault_injection:
+            scalar.append(np.int32)
+        self._kernel.set_scalar_arg_dtypes(scalar)
         self._lock = threading.Lock()  # kernel arguments are shared state
 
     @property
@@ -88,14 +95,10 @@ class GemmKernel:
             if value > _INT_MAX:
                 raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
         queue = queue or self.rt.queue
-        import numpy as np
-
-        args = [np.int32(m), np.int32(n), np.int32(k), np.float32(alpha), np.float32(beta),
-                a.buffer, np.int32(a.ld), np.int32(a.offset),
-                b.buffer, np.int32(b.ld), np.int32(b.offset),
-                c.buffer, np.int32(c.ld), np.int32(c.offset)]
+        args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
+                c.buffer, c.ld, c.offset]
         if self.fault_injection:
-            args.append(np.int32(fault_at))
+            args.append(fault_at)
         s = self.schedule
         with self._lock:
             self._kernel.set_args(*args)

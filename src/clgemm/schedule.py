@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import itertools
 import operator
 from dataclasses import dataclass, fields
@@ -73,7 +74,7 @@ class Schedule:
 
     def key(self) -> str:
         """A short, stable, human-readable name (used in databases and artifacts)."""
-        return "-".join(f"{_SHORT[f.name]}{getattr(self, f.name)}" for f in fields(self))
+        return _key(self)
 
     @classmethod
     def from_key(cls, key: str) -> "Schedule":
@@ -91,6 +92,11 @@ class Schedule:
 
     def accumulators(self) -> int:
         return self.out_m * self.out_n * (2 if self.acc_chunk else 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _key(schedule: Schedule) -> str:
+    return "-".join(f"{_SHORT[f.name]}{getattr(schedule, f.name)}" for f in fields(schedule))
 
 
 _SHORT = {
@@ -177,10 +183,17 @@ class SearchSpace:
             raise ScheduleError(f"domains missing for {sorted(missing)}")
         self.constraints = constraints
         self._compiled = [(name, _compile(expr)) for name, expr in constraints]
+        # matmul asks about the same few schedules on every call; the rules cost ~100 us.
+        self._verdicts: dict[Schedule, tuple[str, ...]] = {}
 
     def violations(self, schedule: Schedule) -> list[str]:
-        env = {**schedule.as_dict(), **self.limits.as_dict()}
-        return [name for name, tree in self._compiled if not _eval_tree(tree, env)]
+        verdict = self._verdicts.get(schedule)
+        if verdict is None:
+            env = {**schedule.as_dict(), **self.limits.as_dict()}
+            verdict = tuple(name for name, tree in self._compiled if not _eval_tree(tree, env))
+            if len(self._verdicts) < 65536:  # a search may ask about millions: bound the memo
+                self._verdicts[schedule] = verdict
+        return list(verdict)
 
     def is_valid(self, schedule: Schedule) -> bool:
         return not self.violations(schedule)
