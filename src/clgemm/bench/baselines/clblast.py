@@ -145,6 +145,9 @@ def measure(rt, case, inputs, protocol, variants: list[tuple[str, dict | None]])
                     if status != 0:
                         raise RuntimeError(f"CLBlastOverrideParameters({kernel}) returned {status}")
                 entry["tuned_parameters"] = applied
+                # CLBlast caches compiled programs per routine, not per parameter set: without
+                # this the shipped variant's kernel (built just before) would run again.
+                sgemm.lib.CLBlastClearCache()
             for i in range(protocol.warmup):
                 a, b = bufs[i % len(bufs)]
                 status = sgemm(m, n, k, a, b, c_buf)
