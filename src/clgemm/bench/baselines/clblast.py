@@ -123,7 +123,58 @@ class Sgemm:
 
 
 def measure(rt, case, inputs, protocol, variants: list[tuple[str, dict | None]]) -> list[dict]:
-    """One entry per variant: ("clblast", None) shipped, ("clblast_tuned", tuned) etc."""
+    """One entry per variant: ("clblast", None) shipped, ("clblast_tuned", tuned) etc.
+
+    Tuned variants run in a child process: CLBlastOverrideParameters stays in CLBlast's
+    database cache for the life of a process (CLBlastClearCache does not reset it), so a
+    shipped measurement taken after an override in the same process would be a tuned one.
+    """
+    entries = []
+    for method, tuned in variants:
+        if tuned is None:
+            entries.append(_measure_variant(rt, case, inputs, protocol, method, None))
+        else:
+            entries.append(_measure_in_child(rt, case, inputs, protocol, method, tuned))
+    return entries
+
+
+def _measure_in_child(rt, case, inputs, protocol, method, tuned) -> dict:
+    import concurrent.futures as cf
+    import multiprocessing
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, (a, b) in enumerate(inputs.sets):
+            pa, pb = f"{tmp}/a{i}.npy", f"{tmp}/b{i}.npy"
+            np.save(pa, a)
+            np.save(pb, b)
+            paths.append((pa, pb))
+        ctx = multiprocessing.get_context("spawn")
+        try:
+            with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                return pool.submit(_child, rt.device.index, case, paths, protocol, method,
+                                   tuned).result()
+        except Exception as exc:  # noqa: BLE001 - a failing peer is recorded, not fatal
+            return {"method": method, "family": "clblast", "shape": list(case.shape),
+                    "tag": case.tag, "schedule": None, "status": "error",
+                    "reason": f"child process: {type(exc).__name__}: {exc}"}
+
+
+def _child(device_index, case, paths, protocol, method, tuned) -> dict:
+    from ...runtime import get_runtime
+    from ..inputs import InputSets
+
+    rt = get_runtime(device_index)
+    inputs = InputSets.__new__(InputSets)
+    inputs.shape = tuple(case.shape)
+    inputs.sets = [(np.load(pa), np.load(pb)) for pa, pb in paths]
+    inputs._ref = None
+    inputs._numpy_err = None
+    return _measure_variant(rt, case, inputs, protocol, method, tuned)
+
+
+def _measure_variant(rt, case, inputs, protocol, method, tuned) -> dict:
     import pyopencl as cl
 
     m, n, k = case.shape
@@ -132,55 +183,45 @@ def measure(rt, case, inputs, protocol, variants: list[tuple[str, dict | None]])
             for a, b in inputs.sets]
     c_buf = rt.buffer(4 * m * n, "C")
     poison = np.full((m, n), np.nan, np.float32)
-    entries = []
-    for method, tuned in variants:
-        entry = {"method": method, "family": "clblast", "shape": list(case.shape), "tag": case.tag,
-                 "schedule": None}
-        try:
-            if tuned is not None:
-                applied = {}
-                for kernel, best in tuned.items():
-                    status = override(rt, kernel, best["parameters"])
-                    applied[kernel] = {"status": status, **best}
-                    if status != 0:
-                        raise RuntimeError(f"CLBlastOverrideParameters({kernel}) returned {status}")
-                entry["tuned_parameters"] = applied
-                # CLBlast caches compiled programs per routine, not per parameter set: without
-                # this the shipped variant's kernel (built just before) would run again.
-                sgemm.lib.CLBlastClearCache()
-            for i in range(protocol.warmup):
-                a, b = bufs[i % len(bufs)]
-                status = sgemm(m, n, k, a, b, c_buf)
+    entry = {"method": method, "family": "clblast", "shape": list(case.shape), "tag": case.tag,
+             "schedule": None}
+    try:
+        if tuned is not None:
+            applied = {}
+            for kernel, best in tuned.items():
+                status = override(rt, kernel, best["parameters"])
+                applied[kernel] = {"status": status, **best}
                 if status != 0:
-                    raise RuntimeError(f"CLBlastSgemm returned status {status}")
+                    raise RuntimeError(f"CLBlastOverrideParameters({kernel}) returned {status}")
+            entry["tuned_parameters"] = applied
+            sgemm.lib.CLBlastClearCache()  # drop any program built with other parameters
+        for i in range(protocol.warmup):
+            a, b = bufs[i % len(bufs)]
+            status = sgemm(m, n, k, a, b, c_buf)
+            if status != 0:
+                raise RuntimeError(f"CLBlastSgemm returned status {status}")
+        rt.queue.finish()
+        times, start = [], time.perf_counter()
+        for r in range(protocol.repeats):
+            a, b = bufs[r % len(bufs)]
+            t0 = time.perf_counter()
+            sgemm(m, n, k, a, b, c_buf)
             rt.queue.finish()
-            times, start = [], time.perf_counter()
-            for r in range(protocol.repeats):
-                a, b = bufs[r % len(bufs)]
-                t0 = time.perf_counter()
-                sgemm(m, n, k, a, b, c_buf)
-                rt.queue.finish()
-                times.append(time.perf_counter() - t0)
-                if r >= 2 and time.perf_counter() - start > protocol.max_measure_s:
-                    break
-            cl.enqueue_copy(rt.queue, c_buf, poison, is_blocking=True)
-            status = sgemm(m, n, k, bufs[0][0], bufs[0][1], c_buf)
-            result = np.empty((m, n), np.float32)
-            cl.enqueue_copy(rt.queue, result, c_buf, is_blocking=True)
-            entry.update({
-                "status": "ok", "reason": None,
-                "timing": summarize_times(times, m, n, k, "wall-drained"),
-                "accuracy": inputs.accuracy(result),
-                "note": ("CLBlastSgemm as a user calls it: wall time per call, queue drained; "
-                         "beta=0 into a NaN-poisoned C"),
-            })
-        except Exception as exc:  # noqa: BLE001 - a failing peer is recorded, not fatal
-            entry.update({"status": "error", "reason": f"{type(exc).__name__}: {exc}"})
-        entries.append(entry)
-    if any(t is not None for _, t in variants):
-        # Later calls (other shapes, shipped variant) must start from shipped parameters again.
-        try:
-            load().CLBlastClearCache()
-        except Exception:  # noqa: BLE001
-            pass
-    return entries
+            times.append(time.perf_counter() - t0)
+            if r >= 2 and time.perf_counter() - start > protocol.max_measure_s:
+                break
+        cl.enqueue_copy(rt.queue, c_buf, poison, is_blocking=True)
+        status = sgemm(m, n, k, bufs[0][0], bufs[0][1], c_buf)
+        result = np.empty((m, n), np.float32)
+        cl.enqueue_copy(rt.queue, result, c_buf, is_blocking=True)
+        entry.update({
+            "status": "ok", "reason": None,
+            "timing": summarize_times(times, m, n, k, "wall-drained"),
+            "accuracy": inputs.accuracy(result),
+            "note": ("CLBlastSgemm as a user calls it: wall time per call, queue drained; "
+                     "beta=0 into a NaN-poisoned C" + ("; tuned parameters applied in a "
+                                                      "separate process" if tuned else "")),
+        })
+    except Exception as exc:  # noqa: BLE001 - a failing peer is recorded, not fatal
+        entry.update({"status": "error", "reason": f"{type(exc).__name__}: {exc}"})
+    return entry
