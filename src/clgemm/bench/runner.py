@@ -36,6 +36,7 @@ class BenchOptions:
     clblast_tuned: tuple[str, ...] = ()
     schedules: tuple[str, ...] = ()  # extra clgemm schedules (keys), one method each
     label: str = "clgemm"  # method name of clgemm's own choice of schedule
+    tc_modes: tuple[str, ...] = ()  # lab: tensor-core modes measured beside (tf32, 3xtf32)
     rank_schedules: int = 0  # schedules ranked per session (reproducibility score)
     sustained_seconds: float | None = None  # None: 60 s on a GPU, 2 s otherwise
     sustained_size: str | None = None
@@ -72,6 +73,8 @@ def _child_argv(opts: BenchOptions, out: str, index: int, seed: int) -> list[str
         argv += ["--clblast-tuned", path]
     for key in opts.schedules:
         argv += ["--schedule", key]
+    if opts.tc_modes:
+        argv += ["--tc", ",".join(opts.tc_modes)]
     if not opts.host_path:
         argv.append("--no-host-path")
     return argv
@@ -186,6 +189,12 @@ class _Run:
             for method, schedule in self._methods():
                 entry, _ = measure_clgemm(self.rt, case, inputs, p, schedule, method,
                                           with_host=self.opts.host_path)
+                w.add("results", entry)
+                progress.step(_line(entry))
+            for mode in self.opts.tc_modes:
+                from .tensorcore import measure_tc
+
+                entry = measure_tc(self.rt, case, inputs, p, mode)
                 w.add("results", entry)
                 progress.step(_line(entry))
             if "numpy" in present:
