@@ -18,10 +18,23 @@ knows to be much slower on similar shapes are therefore not tried on new shapes.
 Safety.
   * Arms: only the schedules given (validated: the table's candidates, the class's entry, and
     extras that passed a float64 check), filtered per call by `allowed`.
-  * Exploration: a call explores only while explored + 1 <= explore_share * calls (a counter
-    per selector instance; the share can never exceed the bound). Static probes (below) and
-    the static choice itself are not exploration.
-  * Drift: a two-sided Page-Hinkley test per (shape class, arm) on the innovations of y. An
+  * Exploration: every call that runs an arm other than the one the policy would exploit
+    (reason "explore": an upper-bound pick; reason "probe": a re-measurement of the static
+    choice while another arm is the greedy one) is exploration and spends the budget. Such a
+    call is made only while explored + 1 <= explore_share * calls, counted over the current
+    *epoch* (from construction or the last `begin_epoch()`; the replay opens one per trace),
+    so the share can exceed the bound neither in an epoch nor over the instance's lifetime
+    (a sum of epochs), and budget saved in a quiet epoch is not spent in a burst in the
+    next. Not exploration: "exploit" and "baseline" (the greedy arm, which is the static
+    choice while nothing is known about the shape), "fallback" (the safety policy's static
+    choice) and "only" (a single allowed arm).
+  * Noise: estimated per shape class (short kernels are far noisier than long ones: ~0.15
+    vs ~0.02 log-sd on the H100) from innovations clipped at 4 sd; it sets the posteriors'
+    data variance and the drift test's scale.
+  * Drift: a two-sided Page-Hinkley test per (shape class, arm) on the innovations of y, with
+    delta = max(drift_delta, drift_delta_sd * sd) and threshold = max(drift_threshold,
+    drift_threshold_sd * sd) for the class's noise sd (a fixed threshold of a few tenths
+    alarms every few dozen calls on a 0.15-sd stream; 8 sd alarms on a 0.5 shift in ~3). An
     alarm forgets that class's per-shape statistics (the static choice is probed again at once
     and the model re-learns from its regression prior) and widens exploration
     (beta x drift_beta) there for `drift_boost` calls.
@@ -53,6 +66,8 @@ from ..schedule import Schedule
 from .drift import PageHinkley
 from .table import Table, shape_class
 
+# Feature slice describing the shape alone (log sizes, aspect, depth, small, transposes).
+GEOMETRY = slice(1, 9)
 FEATURES = ("bias", "log_m", "log_n", "log_k", "aspect", "depth", "small", "trans_a",
             "trans_b", "drift", "queue", "clock")
 D = len(FEATURES)
@@ -78,6 +93,9 @@ def features(m: int, n: int, k: int, trans_a: bool, trans_b: bool, drift: float 
     ])
 
 
+EXPLORATION = ("explore", "probe")  # reasons that run a non-exploit arm
+
+
 @dataclass
 class Decision:
     schedule: Schedule
@@ -92,7 +110,8 @@ class Decision:
 
     @property
     def explored(self) -> bool:
-        return self.reason == "explore"
+        """True when this call spends the exploration budget (see EXPLORATION)."""
+        return self.reason in EXPLORATION
 
     @property
     def flops(self) -> float:
@@ -118,6 +137,7 @@ class OnlineSelector:
         clock_proxy: Callable[[], float | None] | None = None,
         beta: float = 2.0,
         prior_sd: float = 0.15,
+        distance_sd: float = 0.6,
         lin_sd: float = 0.25,
         ridge: float = 1.0,
         static_margin: float = 0.01,
@@ -127,6 +147,8 @@ class OnlineSelector:
         noise_floor: float = 0.02,
         drift_delta: float = 0.02,
         drift_threshold: float = 0.35,
+        drift_delta_sd: float = 0.5,
+        drift_threshold_sd: float = 8.0,
         drift_boost: int = 64,
         drift_beta: float = 1.5,
         safety_window: int = 48,
@@ -136,6 +158,7 @@ class OnlineSelector:
         probe_min: int = 32,
         probe_max: int = 1024,
         sync_every: int = 64,
+        probe_reserve: float = 0.4,
         exploit_override: Callable[[Decision, list[Schedule]], Schedule] | None = None,
     ) -> None:
         if not 0.0 <= explore_share <= 1.0:
@@ -150,19 +173,28 @@ class OnlineSelector:
         self.explore_share = explore_share
         self.clock_proxy = clock_proxy
         self.beta, self.prior_sd, self.lin_sd, self.ridge = beta, prior_sd, lin_sd, ridge
+        self.distance_sd = distance_sd
         self.static_margin, self.discount, self.lin_discount = static_margin, discount, lin_discount
         self.noise_floor = noise_floor
         self._noise_var = noise_sd**2
+        self.noise_sd = noise_sd
         self.drift_delta, self.drift_threshold = drift_delta, drift_threshold
+        self.drift_delta_sd, self.drift_threshold_sd = drift_delta_sd, drift_threshold_sd
         self.drift_boost, self.drift_beta = drift_boost, drift_beta
         self.safety_window, self.safety_min, self.safety_tol = safety_window, safety_min, safety_tol
         self.cooldown, self.probe_min, self.probe_max = cooldown, probe_min, probe_max
         self.sync_every = sync_every
+        self.probe_reserve = probe_reserve
         self.exploit_override = exploit_override
 
-        # Per-instance counters (the exploration bound is enforced on these).
+        # Per-instance counters; the exploration bound is enforced on the current epoch's.
         self.calls = 0
         self.explored = 0
+        self.epoch_calls = 0
+        self.epoch_explored = 0
+        self._noise: dict[str, list[float]] = {}  # class -> [variance, observations, MAD]
+        self._seen: dict[str, dict[str, np.ndarray]] = {}  # arm -> shape key -> geometry
+        self._seen_arr: dict[str, np.ndarray] = {}
         self.counts: dict[str, int] = {r: 0 for r in
                                        ("exploit", "explore", "probe", "baseline", "fallback", "only")}
         self.trips = 0
@@ -223,6 +255,9 @@ class OnlineSelector:
                 continue
             self._cur[key] = arr.copy()
             self._base[key] = arr.copy()
+            if key[0] == "shape" and arr.size == 3 and arr[0] > 1e-9:
+                skey, _, arm = key[1].partition("|")
+                self._note_seen(arm, skey)
         if bad:
             msg = f"{bad} unreadable selector state item(s) ignored"
             self.note = f"{self.note}; {msg}" if self.note else msg
@@ -279,6 +314,30 @@ class OnlineSelector:
             return np.concatenate([(self.ridge * np.eye(D)).ravel(), np.zeros(D)])
         return self._get("lin", arm, D * D + D, init)
 
+    # ---- where each arm has been measured (for the prior's distance term) ----------------
+    def _note_seen(self, arm: str, skey: str) -> None:
+        seen = self._seen.setdefault(arm, {})
+        if skey in seen:
+            return
+        try:
+            x = features(*parse_shape_key(skey))[GEOMETRY]
+        except ValueError:
+            return
+        if len(seen) >= 1024:  # keep the most recent shapes
+            seen.pop(next(iter(seen)))
+        seen[skey] = x
+        self._seen_arr.pop(arm, None)
+
+    def _distance(self, arm: str, xg: np.ndarray) -> float:
+        """Distance (geometric features) from this shape to the nearest one the arm ran on."""
+        arr = self._seen_arr.get(arm)
+        if arr is None:
+            seen = self._seen.get(arm)
+            if not seen:
+                return 1.0
+            arr = self._seen_arr[arm] = np.array(list(seen.values()))
+        return float(min(1.0, np.sqrt(((arr - xg) ** 2).sum(axis=1).min())))
+
     def _lin_predict(self, arm: str, x: np.ndarray) -> tuple[float, float]:
         v = self._lin(arm)
         A, b = v[: D * D].reshape(D, D), v[D * D:]
@@ -321,6 +380,23 @@ class OnlineSelector:
     def static_choice(self, m: int, n: int, k: int) -> Schedule:
         return self._static(m, n, k)
 
+    def begin_epoch(self) -> None:
+        """Start a new accounting period for the exploration bound (e.g. one per trace or
+        per job): from here on explored <= explore_share * calls holds over this epoch."""
+        with self._lock:
+            self.epoch_calls = 0
+            self.epoch_explored = 0
+
+    def _may_explore(self, reserve: float = 0.0) -> bool:
+        # Checked on the current call (already counted in epoch_calls). `reserve`: the part
+        # of the budget that upper-bound exploration leaves to static probes.
+        share = self.explore_share * (1.0 - reserve)
+        return self.epoch_explored + 1 <= share * self.epoch_calls + 1e-9
+
+    def _class_noise_var(self, cls: str) -> float:
+        v = self._noise.get(cls)
+        return v[0] if v is not None else self._noise_var
+
     # ---- the policy ---------------------------------------------------------------------
     def choose(self, m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False,
                queue_depth: float = 0.0, allowed: Iterable[Schedule] | None = None) -> Decision:
@@ -331,6 +407,7 @@ class OnlineSelector:
 
     def _choose(self, m, n, k, trans_a, trans_b, queue_depth, allowed) -> Decision:
         self.calls += 1
+        self.epoch_calls += 1
         static = self._static(m, n, k)
         allowed_set = None if allowed is None else set(allowed)
         arms = [a for a in dict.fromkeys([static, *self.arms])
@@ -346,8 +423,9 @@ class OnlineSelector:
 
         def decide(schedule: Schedule, reason: str, est=None) -> Decision:
             self.counts[reason] += 1
-            if reason == "explore":
+            if reason in EXPLORATION:
                 self.explored += 1
+                self.epoch_explored += 1
             return Decision(schedule, reason, static, (m, n, k, trans_a, trans_b), skey, cls, x,
                             flags, est or {})
 
@@ -359,17 +437,38 @@ class OnlineSelector:
         skey_static = static.key()
         mean_st, n_st = self._mean(self._shape_stats(skey, skey_static))
         est: dict[str, tuple[float, float]] = {}
+        noise_var = self._class_noise_var(cls)
+        prior: dict[str, tuple[float, float, float, float]] = {}
+        for arm in arms:
+            a = arm.key()
+            if arm == static:
+                continue
+            p, vp = self._lin_predict(a, x)
+            # The linear model extrapolates badly across scales (an arm slow on big squares
+            # can be the best on small products): its bias floor grows with the distance to
+            # the nearest shape where the arm was measured, so untried regions get tried.
+            d = self._distance(a, x[GEOMETRY])
+            vp += (self.prior_sd + self.distance_sd * d) ** 2 - self.prior_sd**2
+            prior[a] = (p, vp, *self._mean(self._shape_stats(skey, a)))
+        # The static choice's level on this shape: its own mean when measured; otherwise
+        # inferred from the arms that were (y_a - prior r_a, precision-weighted), so that two
+        # measured arms are compared with each other before the static one is probed.
+        level, level_var = mean_st, (noise_var / n_st if n_st > 1e-9 else math.inf)
+        if n_st <= 1e-9:
+            w = {a: 1.0 / (v[1] + noise_var / v[3]) for a, v in prior.items() if v[3] > 1e-9}
+            if len(w) >= 2:
+                level = sum(wa * (prior[a][2] - prior[a][0]) for a, wa in w.items()) / sum(w.values())
+                level_var = 1.0 / sum(w.values())
         for arm in arms:
             a = arm.key()
             if arm == static:
                 est[a] = (self.static_margin, 0.0)
                 continue
-            p, vp = self._lin_predict(a, x)
-            mean_a, n_a = self._mean(self._shape_stats(skey, a))
-            if n_a > 1e-9 and n_st > 1e-9:
-                vd = self._noise_var * (1.0 / n_a + 1.0 / n_st)
+            p, vp, mean_a, n_a = prior[a]
+            if n_a > 1e-9 and math.isfinite(level_var):
+                vd = noise_var / n_a + level_var
                 post_var = 1.0 / (1.0 / vp + 1.0 / vd)
-                est[a] = (post_var * (p / vp + (mean_a - mean_st) / vd), post_var)
+                est[a] = (post_var * (p / vp + (mean_a - level) / vd), post_var)
             else:
                 est[a] = (p, vp)
         by_key = {a.key(): a for a in arms}
@@ -380,7 +479,10 @@ class OnlineSelector:
             return decide(static, "baseline", est)
         if greedy_key != skey_static:
             probe[0] += 1
-            if n_st <= 1e-9 and probe[0] >= 2 or probe[0] >= probe[1]:
+            due = n_st <= 1e-9 and probe[0] >= 2 or probe[0] >= probe[1]
+            # A probe runs the static choice, not the greedy arm: it spends the budget, and
+            # waits (stays due) while there is none.
+            if due and self._may_explore():
                 return decide(static, "probe", est)
 
         beta = self.beta * (self.drift_beta if self._boost_until.get(cls, 0) >= self.calls else 1.0)
@@ -388,7 +490,7 @@ class OnlineSelector:
         # exploration (and needs the budget); when it is, the greedy arm is simply played.
         explore_key = max(est, key=lambda a: (est[a][0] + beta * math.sqrt(est[a][1]),
                                               a == greedy_key))
-        if explore_key != greedy_key and self.explored + 1 <= self.explore_share * self.calls:
+        if explore_key != greedy_key and self._may_explore(self.probe_reserve):
             return decide(by_key[explore_key], "explore", est)
 
         choice = by_key[greedy_key]
@@ -420,13 +522,29 @@ class OnlineSelector:
             innov = y - mean_before
             # Noise is estimated from innovations clipped at 3 sd: a level shift is drift
             # (the detector's business), not noise, and must not widen every posterior.
+            # Per class (short kernels are much noisier than long ones), robust: a running
+            # mean absolute innovation (clipped at 4 sd, sd = 1.25 x MAD), started from the
+            # prior noise_sd with the weight of 8 observations, then 1/n down to 0.02, so the
+            # drift test's scale is right after a few dozen observations and one early
+            # outlier does not inflate it for long.
+            nv = self._noise.get(cls)
+            if nv is None:
+                nv = self._noise[cls] = [self.noise_sd**2, 0.0, self.noise_sd / 1.25]
+            dev = min(abs(innov) * math.sqrt(n_before / (n_before + 1)), 4.0 * 1.25 * nv[2])
+            w = max(0.02, 1.0 / (nv[1] + 9.0))
+            nv[2] = (1.0 - w) * nv[2] + w * dev
+            nv[1] += 1.0
+            nv[0] = max(self.noise_floor, 1.25 * nv[2]) ** 2
             clipped = min(innov**2 * n_before / (n_before + 1), 9.0 * self._noise_var)
             self._noise_var = max(self.noise_floor**2, 0.98 * self._noise_var + 0.02 * clipped)
             self._drift = 0.9 * self._drift + 0.1 * innov
+            sd = math.sqrt(nv[0])
             ph = self._ph.setdefault((cls, a), PageHinkley(self.drift_delta, self.drift_threshold))
+            ph.delta = max(self.drift_delta, self.drift_delta_sd * sd)
+            ph.threshold = max(self.drift_threshold, self.drift_threshold_sd * sd)
             # Clipped at 4 sd: one outlier (a preempted run) is not a change of level, while a
             # real shift keeps coming and crosses the threshold within a few calls.
-            bound = 4.0 * math.sqrt(self._noise_var)
+            bound = 4.0 * sd
             direction = ph.update(max(-bound, min(bound, innov)))
             if direction != 0:
                 self._on_drift(cls, direction)
@@ -435,6 +553,7 @@ class OnlineSelector:
         g = self.discount
         st *= g
         st += (1.0, y, y * y)
+        self._note_seen(a, skey)
         self._touch("shape", f"{skey}|{a}")
 
         static_key = decision.static.key()
@@ -494,7 +613,15 @@ class OnlineSelector:
             except ValueError:
                 continue
             if f"{shape_class(m, n, k)}{'T' if ta else 'N'}{'T' if tb else 'N'}" in classes:
-                st[:] = 0.0  # forget: the device changed, old means would mislead
+                # Forget: the device changed, old means would mislead. The static choice's
+                # mean is kept as one pseudo-observation (a stale level, re-probed at once)
+                # so the other arms' new measurements are used from their first one
+                # instead of the regression's guess until the probe; theirs are zeroed (a
+                # stale ranking is what the change invalidates).
+                if key.split("|", 1)[1] == self._static(m, n, k).key():
+                    self._shrink(st)
+                else:
+                    st[:] = 0.0
                 self._dirty.add((kind, key))
                 # probe the static choice at the next opportunity: its estimate is stale
                 self._probe[skey] = [self.probe_min, self.probe_min]
@@ -544,11 +671,14 @@ class OnlineSelector:
             "explored": self.explored,
             "explore_share": self.explored / self.calls if self.calls else 0.0,
             "explore_bound": self.explore_share,
+            "explore_counts": list(EXPLORATION),
+            "epoch": {"calls": self.epoch_calls, "explored": self.epoch_explored},
             "decisions": dict(self.counts),
             "safety_trips": self.trips,
             "fallback_active": self.fallback_active,
             "drift_alarms": self.drift_alarms,
             "noise_sd": math.sqrt(self._noise_var),
+            "noise_sd_by_class": {c: round(math.sqrt(v[0]), 4) for c, v in self._noise.items()},
             "arms": [a.key() for a in self.arms],
             "clock_feature": "absent (0, flagged)" if self.clock_proxy is None else "callable",
             "persisted_totals": {"observations": float(totals[0]), "explored": float(totals[1]),

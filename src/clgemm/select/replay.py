@@ -368,6 +368,7 @@ def replay(events: Sequence[Event], backend: Backend, selector: OnlineSelector,
     reasons: dict[str, int] = {}
     per_shape: dict[str, dict] = {}
     rotate = 0
+    selector.begin_epoch()  # the exploration bound holds per trace (and so over the suite)
     explore_before = selector.explored
     calls_before = selector.calls
     try:
