@@ -42,14 +42,20 @@ fn main() {
         let mut e99: Vec<f64> =
             out.runs.iter().map(|r| r.evals_to_99.map_or(f64::INFINITY, |e| e as f64)).collect();
         e99.sort_by(f64::total_cmp);
+        let mut e95: Vec<f64> =
+            out.runs.iter().map(|r| r.evals_to_95.map_or(f64::INFINITY, |e| e as f64)).collect();
+        e95.sort_by(f64::total_cmp);
+        let mean99: f64 = out.runs.iter().map(|r| r.evals_to_99.map_or(cfg.budget as f64 + 1.0, |e| e as f64)).sum::<f64>() / out.runs.len() as f64;
         let revisits: usize = out.runs.iter().map(|r| r.revisits).sum();
         eprintln!("  revisits per evaluation {:.1}", revisits as f64 / evals as f64);
         let reached = out.runs.iter().filter(|r| r.evals_to_99.is_some()).count();
         println!(
-            "{name:10} {:>12.0} evals/s  ({:.1} ns/eval)  median evals to 99%: {}  reached {reached}/{}",
+            "{name:10} {:>12.0} evals/s  ({:.1} ns/eval)  median evals to 95%: {} 99%: {} (mean {:.0})  reached {reached}/{}",
             evals as f64 / best,
             best / evals as f64 * 1e9,
+            e95[e95.len() / 2],
             e99[e99.len() / 2],
+            mean99,
             out.runs.len()
         );
     }

@@ -418,7 +418,7 @@ impl Space {
     /// index is `index`) is left as it was; the move is returned as (parameter, new position,
     /// new index), the index updated by one stride instead of recomputed. Validity is one
     /// bitset load when the space has one (every enumerated or recorded space).
-    #[inline]
+    #[inline(always)]
     pub fn neighbour_move(
         &self,
         point: &mut [u32],

@@ -20,13 +20,27 @@ pub struct Genetic {
     tournament: usize,
     crossover: f64,
     mutation: f64,
+    /// keep[k] = (1 - mutation)^k, k = 0..=dims: P(the next k genes are not mutated).
+    keep: Vec<f64>,
+    /// Children bred for the next evaluation before a random immigrant is injected:
+    /// `max_children` after a breed that found a fresh child, halved (down to 1) after one
+    /// whose children were all known points. A converged population then costs about one
+    /// child per evaluation instead of `max_children`, and is back to full effort as soon
+    /// as breeding finds something new.
+    attempts: usize,
+    max_children: usize,
 }
 
 impl Genetic {
     pub fn new(space: Arc<Space>, rng: Rng, opts: &mut Options) -> Genetic {
         let dims = space.dims().max(1) as f64;
         let mutation = opts.get("mutation", 0.0);
+        let mutation = if mutation > 0.0 { mutation.min(1.0) } else { 1.0 / dims };
+        let max_children = opts.get("max_children", 8.0).max(1.0) as usize;
         Genetic {
+            keep: (0..=space.dims()).map(|k| ((1.0 - mutation).ln() * k as f64).exp()).collect(),
+            attempts: max_children,
+            max_children,
             rng,
             mem: Memory::new(&space),
             population: Vec::new(),
@@ -35,18 +49,22 @@ impl Genetic {
             tournament: opts.get("tournament", 3.0).max(1.0) as usize,
             crossover: opts.get("crossover", 0.9).clamp(0.0, 1.0),
             // 0 = default: one gene in `dims` mutates on average.
-            mutation: if mutation > 0.0 { mutation.min(1.0) } else { 1.0 / dims },
+            mutation,
             space,
         }
     }
 
     fn pick(&mut self) -> usize {
-        let mut best = self.rng.index(self.population.len());
+        let n = self.population.len();
+        let mut best = self.rng.index(n);
+        let mut best_t = self.population[best].1;
         for _ in 1..self.tournament {
-            let c = self.rng.index(self.population.len());
-            if self.population[c].1 < self.population[best].1 {
-                best = c;
-            }
+            let c = self.rng.index(n);
+            let t = self.population[c].1;
+            // Select without a data-dependent branch (random outcomes mispredict).
+            let better = t < best_t;
+            best = if better { c } else { best };
+            best_t = if better { t } else { best_t };
         }
         best
     }
@@ -56,21 +74,22 @@ impl Genetic {
     /// random; failing that, a valid neighbour of the first parent). The child's index, or
     /// None when no valid child came out.
     fn breed_child(&mut self, ia: usize, ib: usize) -> Option<u64> {
-        let Genetic { space, rng, population, child, crossover, mutation, .. } = self;
+        let Genetic { space, rng, population, child, crossover, mutation, keep, .. } = self;
         let (a, b) = (&population[ia].0, &population[ib].0);
         child.clear();
         child.extend_from_slice(a);
         let dims = child.len();
         // Uniform crossover: one fair coin per gene, 64 coins per draw.
         if rng.chance(*crossover) {
+            // Branch-free select (the coins are random, so a branch per gene would be
+            // mispredicted half the time).
             let mut coins = 0u64;
-            for (d, g) in child.iter_mut().enumerate() {
+            for (d, (g, &from_b)) in child.iter_mut().zip(b.iter()).enumerate() {
                 if d % 64 == 0 {
                     coins = rng.next_u64();
                 }
-                if coins >> (d % 64) & 1 == 1 {
-                    *g = b[d];
-                }
+                let take_b = (coins >> (d % 64) & 1) as u32;
+                *g ^= (*g ^ from_b) & take_b.wrapping_neg();
             }
         }
         // Per-gene mutation with probability `mutation`: the gaps between mutated genes are
@@ -78,11 +97,19 @@ impl Genetic {
         let mut d = 0usize;
         while d < dims {
             if *mutation < 1.0 {
-                let gap = ((1.0 - rng.unit()).ln() / (1.0 - *mutation).ln()).floor();
-                if gap >= (dims - d) as f64 {
+                // gap = floor(ln(v) / ln(1 - mutation)), v uniform in (0, 1], i.e. the
+                // largest k with v <= (1 - mutation)^k: a short scan of the table instead
+                // of a logarithm.
+                let v = 1.0 - rng.unit();
+                let rest = dims - d;
+                if v <= keep[rest] {
                     break;
                 }
-                d += gap as usize;
+                let mut gap = 0;
+                while v <= keep[gap + 1] {
+                    gap += 1;
+                }
+                d += gap;
             }
             child[d] = rng.index(space.params()[d].values.len()) as u32;
             d += 1;
@@ -116,15 +143,18 @@ impl Genetic {
         if self.population.len() < self.size {
             return fresh_random(&self.space, &mut self.rng, &self.mem);
         }
-        for _ in 0..8 {
+        for _ in 0..self.attempts {
             let (ia, ib) = (self.pick(), self.pick());
             if let Some(c) = self.breed_child(ia, ib) {
                 if !self.mem.known(c) {
+                    self.attempts = self.max_children;
                     return Some(c);
                 }
             }
         }
-        // The population has converged onto known points: inject a fresh individual.
+        // The population has converged onto known points: inject a fresh individual, and
+        // breed fewer children next time while it stays converged.
+        self.attempts = (self.attempts / 2).max(1);
         fresh_random(&self.space, &mut self.rng, &self.mem)
     }
 }

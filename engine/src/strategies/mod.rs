@@ -297,10 +297,28 @@ pub fn fresh_random(space: &Space, rng: &mut Rng, mem: &Memory) -> Option<u64> {
     None
 }
 
-/// Metropolis acceptance of an energy change at temperature `t`.
+/// Metropolis acceptance of an energy change at temperature `t`: u < exp(-x), x = delta/t.
+/// Bounds decide most draws without the exponential: exp(-x) <= 1/(1+x) (reject when
+/// u (1+x) >= 1, no division) and exp(-x) >= 1-x (accept when u is below it); the 1e-9 margins keep the
+/// decision the same as the exact test despite rounding, so the outcome (and the random
+/// stream: one draw either way) is identical to `u < exp(-x)`.
 #[inline]
 pub fn accept(delta: f64, t: f64, rng: &mut Rng) -> bool {
-    delta <= 0.0 || (t > 0.0 && rng.unit() < (-delta / t).exp())
+    if delta <= 0.0 {
+        return true;
+    }
+    if t <= 0.0 {
+        return false;
+    }
+    let u = rng.unit();
+    let x = delta / t;
+    if u * (1.0 + x) >= 1.0 + 1e-9 {
+        return false;
+    }
+    if u < 1.0 - x - 1e-9 {
+        return true;
+    }
+    u < (-x).exp()
 }
 
 /// Exponential interpolation from `start` to `end` as `frac` goes 0 -> 1.

@@ -42,6 +42,9 @@ pub struct QuantumAnnealing {
     budget: f64,
     p_adjacent: f64,
     max_free_steps: usize,
+    /// J for a number of measurements (J depends on nothing else): computed once per
+    /// measurement instead of at every proposal and every result.
+    coupling_at: (usize, f64),
 }
 
 /// Number of coordinates where `point` agrees with replica k's two ring neighbours.
@@ -77,10 +80,18 @@ impl QuantumAnnealing {
             budget: opts.get("budget", 500.0).max(1.0),
             p_adjacent: opts.get("p_adjacent", 0.7).clamp(0.0, 1.0),
             max_free_steps: opts.get("max_free_steps", MAX_FREE_STEPS).max(1.0) as usize,
+            coupling_at: (usize::MAX, 0.0),
         }
     }
 
-    fn coupling_strength(&self) -> f64 {
+    fn coupling_strength(&mut self) -> f64 {
+        if self.coupling_at.0 != self.mem.told {
+            self.coupling_at = (self.mem.told, self.coupling_uncached());
+        }
+        self.coupling_at.1
+    }
+
+    fn coupling_uncached(&self) -> f64 {
         let gamma = geometric(self.gamma0, self.gamma_end, self.mem.told as f64 / self.budget);
         let x = gamma / self.pt;
         // ln coth x = -ln tanh x, computed stably for small and large x.
@@ -151,7 +162,7 @@ impl Strategy for QuantumAnnealing {
     fn ask_indices(&mut self, n: usize, out: &mut Vec<u64>) {
         for _ in 0..n {
             let k = self.next;
-            self.next = (self.next + 1) % self.replicas.len();
+            self.next = if self.next + 1 == self.replicas.len() { 0 } else { self.next + 1 };
             let Some((i, p)) = self.propose(k) else { break };
             self.mem.propose(i);
             if let Some((_, old)) = self.outstanding.insert(i, (k, p)) {
@@ -179,10 +190,10 @@ impl Strategy for QuantumAnnealing {
             return;
         };
         let energy = t.ln();
+        let j = self.coupling_strength();
         let take = match &self.replicas[k] {
             None => true,
             Some((cur, _, e)) => {
-                let j = self.coupling_strength();
                 let coupling = if self.replicas.len() < 2 {
                     0.0
                 } else {

@@ -175,3 +175,17 @@ fn model_ranking_is_exact_across_sorted_chunks() {
     assert!(valid.len() > 3000);
     assert_eq!(got, want);
 }
+
+#[test]
+fn accept_bounds_match_the_exact_metropolis_test() {
+    // The bounds short-cut must decide exactly as u < exp(-delta/t) on the same draw.
+    let mut a = Rng::new(7);
+    let mut b = Rng::new(7);
+    for i in 0..200_000 {
+        let delta = [1e-12, 1e-6, 0.01, 0.3, 1.0, 5.0, 50.0][i % 7] * (1.0 + (i % 13) as f64 / 7.0);
+        let t = [0.001, 0.1, 0.5, 2.0][i % 4];
+        let exact = b.unit() < (-delta / t).exp();
+        assert_eq!(super::accept(delta, t, &mut a), exact, "delta {delta} t {t}");
+    }
+    assert!(super::accept(-1.0, 0.1, &mut a) && !super::accept(1.0, 0.0, &mut a));
+}
