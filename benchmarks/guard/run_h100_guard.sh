@@ -11,4 +11,6 @@ export PYTHONPATH="${PYTHONPATH:-src}"
 # Calibration is stored per device fingerprint; keep it with the artifacts.
 export CLGEMM_STATE_DIR="${CLGEMM_STATE_DIR:-$OUT/state}"
 python -c "import clgemm, sys; [print(d.index, d.name, d.fingerprint) for d in clgemm.devices()]"
-exec python benchmarks/guard/h100_guard.py "$OUT" "$@"
+python benchmarks/guard/h100_guard.py "$OUT" "$@"
+# Skinny-product plans of the low-rank path (schedule x K slices), model vs measured.
+python benchmarks/guard/skinny_sweep.py "$OUT" "${SKINNY_N:-3072}"

@@ -104,7 +104,25 @@ def _load_calibrations() -> dict:
         return {}
 
 
+_cal_cache: dict = {}
+
+
 def calibration_for(rt: Runtime) -> float:
+    path = calibration_path()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    key = (str(path), rt.device.fingerprint)
+    hit = _cal_cache.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    c = _calibration_uncached(rt)
+    _cal_cache[key] = (stamp, c)
+    return c
+
+
+def _calibration_uncached(rt: Runtime) -> float:
     entry = _load_calibrations().get(rt.device.fingerprint)
     if entry and isinstance(entry.get("c"), (int, float)) and entry["c"] > 0:
         return float(entry["c"])
@@ -133,57 +151,88 @@ class Checksums:
     abs_col: np.ndarray
 
 
-def _operand_sums(gd: GuardDevice, a: View, b: View):
-    """Device vectors: rowside (s, a) of op(A)(op(B)1) and colside (s, a) of (1^T op(A)) op(B)."""
-    k = a.cols
-    b_rows, _ = gd.view_stats(b, row_stats=S_SUM | S_ABS)  # op(B) 1, |op(B)| 1   (k)
-    a_rows, a_cols = gd.view_stats(a, row_stats=S_SUM | S_ABS, col_stats=S_SUM | S_ABS,
-                                   row_w=(b_rows[0], b_rows[1]))
-    _, b_cols = gd.view_stats(b, col_stats=S_SUM | S_ABS,
-                              col_w=(a_cols[0], a_cols[1]))
-    return a_rows, b_cols
+def enqueue_operand_sums(gd: GuardDevice, sink, a: View, b: View, c_old: View | None,
+                         beta: float):
+    """Enqueue (no host wait) the operand vectors: rowside (s, a) of op(A)(op(B)1), colside
+    (s, a) of (1^T op(A)) op(B), and C_old's row and column sums (s, a) when beta != 0.
+    B is read twice, A and C_old once."""
+    out = {"a_rows": None, "b_cols": None, "o_rows": None, "o_cols": None}
+    if a.cols > 0:
+        b_rows, _ = gd.view_stats(sink, b, row_stats=S_SUM | S_ABS)  # op(B) 1, |op(B)| 1
+        a_rows, a_cols = gd.view_stats(sink, a, row_stats=S_SUM | S_ABS,
+                                       col_stats=S_SUM | S_ABS, row_w=(b_rows[0], b_rows[1]))
+        _, b_cols = gd.view_stats(sink, b, col_stats=S_SUM | S_ABS,
+                                  col_w=(a_cols[0], a_cols[1]))
+        out["a_rows"], out["b_cols"] = a_rows, b_cols
+    if beta != 0.0 and c_old is not None:
+        out["o_rows"], out["o_cols"] = gd.view_stats(sink, c_old, row_stats=S_SUM | S_ABS,
+                                                     col_stats=S_SUM | S_ABS)
+    return out
 
 
-def _get(x, n: int, stat: int) -> np.ndarray:
-    if x is None or n == 0 or x[stat] is None:
-        return np.zeros(n)
-    return x[stat].get().astype(np.float64)
+def sink_size(m: int, n: int, k: int) -> int:
+    return 6 * (m + n + k) + 64
+
+
+def collect_checksums(sink, vecs: dict, m: int, n: int, alpha: float, beta: float) -> Checksums:
+    def g(x, stat, length):
+        return np.zeros(length) if x is None else sink.get(x[stat], length)
+
+    exp_row, abs_row = alpha * g(vecs["a_rows"], 0, m), abs(alpha) * g(vecs["a_rows"], 1, m)
+    exp_col, abs_col = alpha * g(vecs["b_cols"], 0, n), abs(alpha) * g(vecs["b_cols"], 1, n)
+    if vecs["o_rows"] is not None:
+        exp_row = exp_row + beta * g(vecs["o_rows"], 0, m)
+        abs_row = abs_row + abs(beta) * g(vecs["o_rows"], 1, m)
+        exp_col = exp_col + beta * g(vecs["o_cols"], 0, n)
+        abs_col = abs_col + abs(beta) * g(vecs["o_cols"], 1, n)
+    return Checksums(exp_row, abs_row, exp_col, abs_col)
+
+
+def enqueue_result_sums(gd: GuardDevice, sink, c: View):
+    return gd.view_stats(sink, c, row_stats=S_SUM | S_SQ, col_stats=S_SUM | S_SQ)
+
+
+def collect_result_sums(sink, vecs, m: int, n: int):
+    rows, cols = vecs
+    return (sink.get(rows[0], m), sink.get(rows[2], m), sink.get(cols[0], n),
+            sink.get(cols[2], n))
 
 
 def operand_checksums(gd: GuardDevice, a: View, b: View, alpha: float, beta: float,
                       c_old: View | None) -> Checksums:
+    """Synchronous form (verify, calibration)."""
+    from .device import Sink
+
     m, n = a.rows, b.cols
-    if a.cols == 0:
-        z = (np.zeros(m), np.zeros(m), np.zeros(n), np.zeros(n))
-        rows_s, rows_a, cols_s, cols_a = z
-    else:
-        a_rows, b_cols = _operand_sums(gd, a, b)
-        rows_s, rows_a = _get(a_rows, m, 0), _get(a_rows, m, 1)
-        cols_s, cols_a = _get(b_cols, n, 0), _get(b_cols, n, 1)
-    exp_row, abs_row = alpha * rows_s, abs(alpha) * rows_a
-    exp_col, abs_col = alpha * cols_s, abs(alpha) * cols_a
-    if beta != 0.0 and c_old is not None:
-        o_rows, o_cols = gd.view_stats(c_old, row_stats=S_SUM | S_ABS, col_stats=S_SUM | S_ABS)
-        exp_row = exp_row + beta * _get(o_rows, m, 0)
-        abs_row = abs_row + abs(beta) * _get(o_rows, m, 1)
-        exp_col = exp_col + beta * _get(o_cols, n, 0)
-        abs_col = abs_col + abs(beta) * _get(o_cols, n, 1)
-    return Checksums(exp_row, abs_row, exp_col, abs_col)
+    _sum_term[0] = 0.0 if gd.fp64 else 1.0
+    sink = Sink(gd, sink_size(m, n, a.cols))
+    vecs = enqueue_operand_sums(gd, sink, a, b, c_old, beta)
+    sink.read()
+    return collect_checksums(sink, vecs, m, n, alpha, beta)
 
 
 def result_sums(gd: GuardDevice, c: View):
-    rows, cols = gd.view_stats(c, row_stats=S_SUM | S_SQ, col_stats=S_SUM | S_SQ)
-    m, n = c.rows, c.cols
-    return _get(rows, m, 0), _get(rows, m, 2), _get(cols, n, 0), _get(cols, n, 2)
+    from .device import Sink
+
+    sink = Sink(gd, sink_size(c.rows, c.cols, 0))
+    vecs = enqueue_result_sums(gd, sink, c)
+    sink.read()
+    return collect_result_sums(sink, vecs, c.rows, c.cols)
 
 
 # ---- judgement ----------------------------------------------------------------------------
+SUM_TERM = {"fp64": 0.0, "fp32": 1.0}  # weight of the checksum's own length in the scale
+_sum_term = [1.0]
+
+
 def _side(sums, sq, exp, absb, length: int, k: int):
-    """residual, rigorous bound, scale, expected-finite mask for rows (length = n) or cols."""
+    """residual, rigorous bound, scale, expected-finite mask for rows (length = n) or cols.
+    With double-precision checksums (the device has fp64) the scale is the product's own
+    roundoff, u sqrt(K) ||C_i,:||; with float32 checksums their summation adds u sqrt(n)."""
     with np.errstate(all="ignore"):
         resid = sums - exp
         rig = (k + 2 * length + 8) * U * absb * 1.02 + (k + length + 4) * TINY
-        scale = U * math.sqrt(k + length) * (np.sqrt(np.maximum(sq, 0.0))
+        scale = U * math.sqrt(k + _sum_term[0] * length + 4) * (np.sqrt(np.maximum(sq, 0.0))
                                             + absb / math.sqrt(max(length * k, 1)))
         checkable = np.isfinite(exp) & np.isfinite(absb) & np.isfinite(rig)
     return resid, rig, scale, checkable
@@ -316,12 +365,14 @@ def _alternative_schedule(rt: Runtime, chosen: Schedule) -> Schedule:
 
 
 def _launch(rt, schedule, m, n, k, alpha, beta, a: View, b: View, c: View, info,
-            fault_at: int = -1) -> float:
+            fault_at: int = -1, wait: bool = True):
     ao, bo, co = a.operand(), b.operand(), c.operand()
     kernel = get_kernel(rt, schedule, layout_for(schedule, ao, bo, co),
                         fault_injection=fault_at >= 0)
     event = kernel.enqueue(m, n, k, alpha, beta, ao, bo, co,
                            **({"fault_at": fault_at} if fault_at >= 0 else {}))
+    if not wait:
+        return event
     event.wait()
     return (event.profile.end - event.profile.start) * 1e-9
 
@@ -336,26 +387,38 @@ def _copy_span(rt: Runtime, dst: View, src: View) -> None:
 def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: float,
                  schedule: Schedule, info) -> Verdict:
     """Compute C = alpha op(A) op(B) + beta C into view c (not transposed), verify, repair."""
+    from .device import Sink
+
     m, n, k = a.rows, b.cols, a.cols
     gd = guard_device(rt)
+    _sum_term[0] = 0.0 if gd.fp64 else 1.0
     hooks = faults.active()
     t0 = time.perf_counter()
     saved = None
+    sink = Sink(gd, sink_size(m, n, k))
+    o_vecs = None
     if beta != 0.0:
         span = c.span_elems()
         buf = rt.buffer(4 * max(span, 1), what="C_old copy")
         saved = View(buf, 0, c.ld, False, m, n)
         _copy_span(rt, saved, c)
-    ck = operand_checksums(gd, a, b, alpha, beta, saved)
-    pre_s = time.perf_counter() - t0
-
+    # One queue, one wait: the product first (its host-side enqueue returns at once), then
+    # every checksum pass behind it, then a single read of all the vectors.
     fault_at = hooks.accumulator_fault(0) if hooks else -1
-    info.kernel_s = _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at)
+    if beta != 0.0:
+        o_vecs = enqueue_operand_sums(gd, sink, a, b, saved, beta)
+    event = _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at, wait=False)
     if hooks:
+        event.wait()
         hooks.corrupt(gd, c, "gemm")
-    t1 = time.perf_counter()
+    if o_vecs is None:
+        o_vecs = enqueue_operand_sums(gd, sink, a, b, saved, beta)
+    r_vecs = enqueue_result_sums(gd, sink, c)
+    sink.read()
+    info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
+    ck = collect_checksums(sink, o_vecs, m, n, alpha, beta)
     c_dev = calibration_for(rt)
-    v = judge(ck, result_sums(gd, c), k, c_dev)
+    v = judge(ck, collect_result_sums(sink, r_vecs, m, n), k, c_dev)
     attempts: list[str] = []
     detected = not v.ok
     first = v
@@ -407,7 +470,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     v.attempts = attempts
     v.detected = detected
     v.delta_estimate = first.delta_estimate
-    v.check_s = pre_s + time.perf_counter() - t1
+    v.check_s = max(time.perf_counter() - t0 - info.kernel_s, 0.0)  # wall, less the GEMM
     info.checked = True
     info.extra["abft"] = v.as_dict()
     if detected:

@@ -44,6 +44,46 @@ class View:
         return 0 if r == 0 or s == 0 else (r - 1) * self.ld + s
 
 
+@dataclass(frozen=True)
+class Vec:
+    """A device vector of `real` (the guard's accumulation type) at an element offset of a
+    buffer; buffer None: all zeros."""
+
+    buffer: object
+    offset: int
+    n: int
+
+
+class Sink:
+    """One device buffer that collects every checksum vector of a check, read back once."""
+
+    def __init__(self, gd: "GuardDevice", cap: int) -> None:
+        self.gd = gd
+        self.cap = max(int(cap), 1)
+        self.buf = gd.raw(self.cap * gd.rsize)
+        self.used = 0
+        self.host: np.ndarray | None = None
+
+    def alloc(self, n: int) -> Vec:
+        off = self.used
+        self.used += max(int(n), 1)
+        if self.used > self.cap:
+            raise RuntimeError("guard sink overflow (clgemm bug)")
+        return Vec(self.buf, off, int(n))
+
+    def read(self) -> None:
+        host = np.empty(max(self.used, 1), self.gd.rdtype)
+        cl.enqueue_copy(self.gd.queue, host, self.buf, is_blocking=True)
+        self.host = host
+
+    def get(self, v: Vec | None, n: int) -> np.ndarray:
+        if v is None or v.buffer is None or n == 0:
+            return np.zeros(n)
+        if self.host is None:
+            self.read()
+        return self.host[v.offset:v.offset + n].astype(np.float64)
+
+
 class GuardDevice:
     """Per-runtime state: built kernels, a memory pool, cached ones-vectors."""
 
@@ -52,87 +92,112 @@ class GuardDevice:
         self.queue = rt.queue
         self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(rt.queue))
         self._kernels: dict = {}
-        self._ones: cla.Array | None = None
+        self._ones = None
+        self._ones_n = 0
         self._lock = threading.Lock()
+        self.fp64 = "cl_khr_fp64" in (getattr(rt.device, "extensions", ()) or ())
+        self.rdtype = np.float64 if self.fp64 else np.float32
+        self.rsize = 8 if self.fp64 else 4
+
+    def raw(self, nbytes: int):
+        return self.pool.allocate(max(int(nbytes), 4))
 
     def empty(self, n: int) -> cla.Array:
         return cla.empty(self.queue, (max(int(n), 1),), np.float32, allocator=self.pool)
 
-    def ones(self, n: int) -> cla.Array:
+    def ones(self, n: int) -> Vec:
         with self._lock:
-            if self._ones is None or self._ones.size < n:
+            if self._ones is None or self._ones_n < n:
                 size = max(n, 1024)
-                self._ones = cla.to_device(self.queue, np.ones(size, np.float32))
-            return self._ones
+                host = np.ones(size, self.rdtype)
+                self._ones = cl.Buffer(self.rt.context,
+                                       cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR,
+                                       hostbuf=host)
+                self._ones_n = size
+            return Vec(self._ones, 0, n)
 
     def kernel(self, name: str, row_stats: int = 0, col_stats: int = 0) -> "cl.Kernel":
         key = (name, row_stats, col_stats)
         with self._lock:
             kern = self._kernels.get(key)
         if kern is None:
-            built = self.rt.build(K.stats_source(row_stats, col_stats), options="")
+            built = self.rt.build(K.stats_source(row_stats, col_stats, self.fp64), options="")
             kern = built.kernel(name)
             with self._lock:
                 self._kernels[key] = kern
         return kern
 
     # ---- statistics of a stored matrix -------------------------------------------------
-    def stored_stats(self, buf, off: int, ld: int, R: int, S: int, row_stats: int,
-                     col_stats: int, vr=None, vra=None, vc=None, vca=None):
-        """Stored row stats and column stats: lists [s, a, q] of device vectors (or None)."""
-        ones_r = self.ones(max(R, S))
-        vr = ones_r if vr is None else vr
-        vra = ones_r if vra is None else vra
-        vc = ones_r if vc is None else vc
-        vca = ones_r if vca is None else vca
+    def stored_stats(self, sink: Sink, buf, off: int, ld: int, R: int, S: int,
+                     row_stats: int, col_stats: int, vr=None, vra=None, vc=None, vca=None):
+        """Stored row stats and column stats: lists [s, a, q] of Vecs in `sink` (or None)."""
+        ones = self.ones(max(R, S))
+        vr, vra, vc, vca = (ones if v is None else v for v in (vr, vra, vc, vca))
         nbx = -(-S // K.TX)
         nby = -(-R // K.TILE_ROWS)
-        prow = self.empty(3 * nbx * R) if row_stats else self.empty(1)
-        pcol = self.empty(3 * nby * S) if col_stats else self.empty(1)
+        prow = self.raw(3 * nbx * R * self.rsize) if row_stats else self.raw(self.rsize)
+        pcol = self.raw(3 * nby * S * self.rsize) if col_stats else self.raw(self.rsize)
         kern = self.kernel("guard_stats", row_stats, col_stats)
+        i32 = np.int32
         with self._lock:
-            kern.set_args(np.int32(R), np.int32(S), buf, np.int32(ld), np.int32(off),
-                          vr.data, vra.data, vc.data, vca.data, prow.data, pcol.data)
+            kern.set_args(i32(R), i32(S), buf, i32(ld), i32(off),
+                          vr.buffer, i32(vr.offset), vra.buffer, i32(vra.offset),
+                          vc.buffer, i32(vc.offset), vca.buffer, i32(vca.offset), prow, pcol)
             cl.enqueue_nd_range_kernel(self.queue, kern, (nbx * K.TX, nby * K.TY),
                                        (K.TX, K.TY))
-        rows = self._finalize(prow, R, nbx, row_stats) if row_stats else None
-        cols = self._finalize(pcol, S, nby, col_stats) if col_stats else None
+        rows = self._finalize(sink, prow, R, nbx, row_stats) if row_stats else None
+        cols = self._finalize(sink, pcol, S, nby, col_stats) if col_stats else None
         return rows, cols
 
-    def _finalize(self, part: cla.Array, L: int, nb: int, mask: int) -> cla.Array:
-        out = [self.empty(L) if (mask >> st) & 1 else None for st in range(3)]
-        dummy = next(o for o in out if o is not None)
+    def _finalize(self, sink: Sink, part, L: int, nb: int, mask: int) -> list:
+        out = [sink.alloc(L) if (mask >> st) & 1 else None for st in range(3)]
+        offs = [o.offset if o is not None else 0 for o in out]
         kern = self.kernel("guard_finalize")
         local = 64
         with self._lock:
-            kern.set_args(np.int32(L), np.int32(nb), np.int32(mask), part.data,
-                          *[(o if o is not None else dummy).data for o in out])
+            kern.set_args(np.int32(L), np.int32(nb), np.int32(mask), part, sink.buf,
+                          *[np.int32(o) for o in offs])
             cl.enqueue_nd_range_kernel(self.queue, kern, (-(-L // local) * local, 3),
                                        (local, 1))
         return out
 
-    def view_stats(self, v: View, row_stats: int = 0, col_stats: int = 0,
+    def view_stats(self, sink: Sink, v: View, row_stats: int = 0, col_stats: int = 0,
                    row_w=None, col_w=None):
-        """Logical row stats ([s, a, q], each a device vector over rows, None where not asked: sum_j x_ij w_j, sum_j |x_ij| wa_j, sum_j x_ij^2) and
-        column stats (3 x cols) of a view; row_w = (w, wa) over logical columns, col_w over
-        logical rows (None: ones)."""
+        """Logical row stats ([s, a, q] Vecs over rows, None where not asked: sum_j x_ij w_j,
+        sum_j |x_ij| wa_j, sum_j x_ij^2) and column stats of a view; row_w = (w, wa) over
+        logical columns, col_w over logical rows (None: ones)."""
         if v.rows == 0 or v.cols == 0:
-            return ([self._zeros(v.rows)] * 3 if row_stats else None,
-                    [self._zeros(v.cols)] * 3 if col_stats else None)
+            z = Vec(None, 0, 0)
+            return ([z] * 3 if row_stats else None, [z] * 3 if col_stats else None)
         rw = row_w or (None, None)
         cw = col_w or (None, None)
         if not v.transposed:
-            r, c = self.stored_stats(v.buffer, v.offset, v.ld, v.rows, v.cols, row_stats,
+            r, c = self.stored_stats(sink, v.buffer, v.offset, v.ld, v.rows, v.cols, row_stats,
                                      col_stats, vr=cw[0], vra=cw[1], vc=rw[0], vca=rw[1])
             return r, c
-        c, r = self.stored_stats(v.buffer, v.offset, v.ld, v.cols, v.rows, col_stats,
+        c, r = self.stored_stats(sink, v.buffer, v.offset, v.ld, v.cols, v.rows, col_stats,
                                  row_stats, vr=rw[0], vra=rw[1], vc=cw[0], vca=cw[1])
         return r, c
 
-    def _zeros(self, n: int) -> cla.Array:
-        z = self.empty(n)
-        z.fill(np.float32(0))
-        return z
+    # ---- small helpers of the low-rank path --------------------------------------------
+    def randn(self, out: cla.Array, seed: int) -> None:
+        n = out.size
+        kern = self.kernel("guard_randn")
+        local = 128
+        with self._lock:
+            kern.set_args(np.int32(n), np.uint32(seed & 0xFFFFFFFF),
+                          np.uint32((seed >> 32) & 0xFFFFFFFF), out.base_data,
+                          np.int32(out.offset // 4))
+            cl.enqueue_nd_range_kernel(self.queue, kern, (-(-((n + 1) // 2) // local) * local,),
+                                       (local,))
+
+    def sum_slabs(self, part, L: int, nb: int, stride: int, out_buf, out_off: int) -> None:
+        kern = self.kernel("guard_sum_slabs")
+        local = 128
+        with self._lock:
+            kern.set_args(np.int32(L), np.int32(nb), np.int32(stride), part, out_buf,
+                          np.int32(out_off))
+            cl.enqueue_nd_range_kernel(self.queue, kern, (-(-L // local) * local,), (local,))
 
     def recompute(self, rows: np.ndarray, cols: np.ndarray, k: int, alpha: float,
                   beta: float, a: View, b: View, c: View, c_old: View | None) -> None:

@@ -22,76 +22,75 @@ STATS_SOURCE = r"""
 // ROW_STATS / COL_STATS: bit 0 = s, bit 1 = a, bit 2 = q
 #define ROW_STATS %(ROW)d
 #define COL_STATS %(COL)d
+#if %(FP64)d
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double real;
+#else
+typedef float real;
+#endif
 
+// Statistics accumulate in `real` (double where the device has it): the checksums' own
+// roundoff then sits far below the product's, whatever the signs of the data.
 __attribute__((reqd_work_group_size(TX, TY, 1)))
 __kernel void guard_stats(const int R, const int S,
     __global const float* X, const int ld, const int off,
-    __global const float* vr, __global const float* vra,
-    __global const float* vc, __global const float* vca,
-    __global float* prow, __global float* pcol)
+    __global const real* vr, const int vr_o, __global const real* vra, const int vra_o,
+    __global const real* vc, const int vc_o, __global const real* vca, const int vca_o,
+    __global real* prow, __global real* pcol)
 {
   const int lx = get_local_id(0), ly = get_local_id(1);
   const int bx = get_group_id(0), by = get_group_id(1);
   const int nbx = get_num_groups(0), nby = get_num_groups(1);
   const int c = bx * TX + lx;
   const int r0 = by * TR;
+  const int tid = ly * TX + lx;
   X += off;
-#if ROW_STATS
-  __local float lr[3][TR][TX + 1];
-  float wc = 0.0f, wca = 0.0f;
-  if (c < S) { wc = vc[c]; wca = vca[c]; }
-#endif
-#if COL_STATS
-  __local float lc[3][TY][TX];
-  float cs = 0.0f, ca = 0.0f, cq = 0.0f;
-#endif
+  float xs[RPT];
   for (int t = 0; t < RPT; t++) {
-    const int rl = t * TY + ly;
-    const int r = r0 + rl;
-    const float x = (r < R && c < S) ? X[(long)r * ld + c] : 0.0f;
-    const float ax = fabs(x);
-#if COL_STATS
-    float wr = 0.0f, wra = 0.0f;
-    if (r < R) { wr = vr[r]; wra = vra[r]; }
-#if COL_STATS & 1
-    cs = fma(wr, x, cs);
-#endif
-#if COL_STATS & 2
-    ca = fma(wra, ax, ca);
-#endif
-#if COL_STATS & 4
-    cq = fma(x, x, cq);
-#endif
-#endif
-#if ROW_STATS & 1
-    lr[0][rl][lx] = (c < S) ? wc * x : 0.0f;
-#endif
-#if ROW_STATS & 2
-    lr[1][rl][lx] = (c < S) ? wca * ax : 0.0f;
-#endif
-#if ROW_STATS & 4
-    lr[2][rl][lx] = x * x;
-#endif
+    const int r = r0 + t * TY + ly;
+    xs[t] = (r < R && c < S) ? X[(long)r * ld + c] : 0.0f;
   }
 #if COL_STATS
+  __local real lc[3][TY][TX];
+  real cs = 0, ca = 0, cq = 0;
+  for (int t = 0; t < RPT; t++) {
+    const int r = r0 + t * TY + ly;
+    const real x = xs[t];
+    real wr = 0, wra = 0;
+    if (r < R) { wr = vr[vr_o + r]; wra = vra[vra_o + r]; }
+    cs += wr * x; ca += wra * fabs(x); cq += x * x;
+  }
   lc[0][ly][lx] = cs; lc[1][ly][lx] = ca; lc[2][ly][lx] = cq;
 #endif
-  barrier(CLK_LOCAL_MEM_FENCE);
-  const int tid = ly * TX + lx;
 #if ROW_STATS
-  for (int job = tid; job < 3 * TR; job += TX * TY) {
-    const int st = job / TR, rl = job %% TR, r = r0 + rl;
-    if (!((ROW_STATS >> st) & 1) || r >= R) continue;
-    float s = 0.0f;
-    for (int q = 0; q < TX; q++) s += lr[st][rl][q];
-    prow[((long)st * nbx + bx) * R + r] = s;
-  }
+  __local real lr[TR][TX + 1];
+  real wc = 0, wca = 0;
+  if (c < S) { wc = vc[vc_o + c]; wca = vca[vca_o + c]; }
+#define ROW_PASS(ST, EXPR) \
+  for (int t = 0; t < RPT; t++) { const real x = xs[t]; lr[t * TY + ly][lx] = (EXPR); } \
+  barrier(CLK_LOCAL_MEM_FENCE); \
+  if (tid < TR && r0 + tid < R) { \
+    real s_ = 0; \
+    for (int q = 0; q < TX; q++) s_ += lr[tid][q]; \
+    prow[((long)(ST) * nbx + bx) * R + r0 + tid] = s_; \
+  } \
+  barrier(CLK_LOCAL_MEM_FENCE);
+#if ROW_STATS & 1
+  ROW_PASS(0, wc * x)
+#endif
+#if ROW_STATS & 2
+  ROW_PASS(1, wca * fabs(x))
+#endif
+#if ROW_STATS & 4
+  ROW_PASS(2, x * x)
+#endif
 #endif
 #if COL_STATS
+  barrier(CLK_LOCAL_MEM_FENCE);
   if (tid < 3 * TX) {
     const int st = tid / TX, cx = tid %% TX, cc = bx * TX + cx;
     if (((COL_STATS >> st) & 1) && cc < S) {
-      float s = 0.0f;
+      real s = 0;
       for (int q = 0; q < TY; q++) s += lc[st][q][cx];
       pcol[((long)st * nby + by) * S + cc] = s;
     }
@@ -99,22 +98,48 @@ __kernel void guard_stats(const int R, const int S,
 #endif
 }
 
-// out[st][i] = sum_b part[st][b][i] for the stats in MASK (pairwise over b).
+// out[o_st + i] = sum_b part[st][b][i] for the stats in MASK.
 __kernel void guard_finalize(const int L, const int NB, const int MASK,
-    __global const float* part, __global float* out0, __global float* out1,
-    __global float* out2)
+    __global const real* part, __global real* out, const int o0, const int o1, const int o2)
 {
   const int i = get_global_id(0), st = get_global_id(1);
   if (i >= L || !((MASK >> st) & 1)) return;
-  __global float* out = st == 0 ? out0 : (st == 1 ? out1 : out2);
-  __global const float* p = part + (long)st * NB * L + i;
-  float s = 0.0f, blk = 0.0f;
-  int cnt = 0;
-  for (int b = 0; b < NB; b++) {
-    blk += p[(long)b * L];
-    if (++cnt == 16) { s += blk; blk = 0.0f; cnt = 0; }
-  }
-  out[i] = s + blk;
+  __global const real* p = part + (long)st * NB * L + i;
+  real s = 0;
+  for (int b = 0; b < NB; b++) s += p[(long)b * L];
+  out[(st == 0 ? o0 : (st == 1 ? o1 : o2)) + i] = s;
+}
+
+// Sum of NB float slabs of L elements (split-K partial products): out[i] = sum_b part[b][i].
+__kernel void guard_sum_slabs(const int L, const int NB, const int stride,
+    __global const float* part, __global float* out, const int out_off)
+{
+  const int i = get_global_id(0);
+  if (i >= L) return;
+  float s = 0.0f;
+  for (int b = 0; b < NB; b++) s += part[(long)b * stride + i];
+  out[out_off + i] = s;
+}
+
+uint guard_hash(uint x) {
+  x ^= x >> 16; x *= 0x7feb352dU; x ^= x >> 15; x *= 0x846ca68bU; x ^= x >> 16;
+  return x;
+}
+
+// Standard normal variates (counter-based hash + Box-Muller), n of them from a 64-bit seed.
+__kernel void guard_randn(const int n, const uint s0, const uint s1, __global float* out,
+                          const int out_off)
+{
+  const int i = get_global_id(0);
+  if (2 * i >= n) return;
+  const uint h1 = guard_hash(guard_hash((uint)i * 2u + 0x68bc21ebU) ^ s0) ^ guard_hash(s1);
+  const uint h2 = guard_hash(guard_hash((uint)i * 2u + 1u) ^ s1 ^ 0x02e5be93U) ^ guard_hash(s0 + 0x9e3779b9U);
+  const float u1 = ((float)(h1 >> 8) + 1.0f) * (1.0f / 16777216.0f);
+  const float u2 = (float)(h2 >> 8) * (1.0f / 16777216.0f);
+  const float rad = sqrt(-2.0f * log(u1));
+  const float ang = 6.283185307179586f * u2;
+  out[out_off + 2 * i] = rad * cos(ang);
+  if (2 * i + 1 < n) out[out_off + 2 * i + 1] = rad * sin(ang);
 }
 
 // Recompute listed elements: C[i,j] = alpha * sum_k opA[i,k] opB[k,j] + beta * Cold[i,j].
@@ -142,5 +167,6 @@ __kernel void guard_recompute(const int n_items, __global const int* rows,
 """
 
 
-def stats_source(row_stats: int, col_stats: int) -> str:
-    return STATS_SOURCE % {"TX": TX, "TY": TY, "RPT": RPT, "ROW": row_stats, "COL": col_stats}
+def stats_source(row_stats: int, col_stats: int, fp64: bool = False) -> str:
+    return STATS_SOURCE % {"TX": TX, "TY": TY, "RPT": RPT, "ROW": row_stats, "COL": col_stats,
+                           "FP64": int(fp64)}

@@ -9,6 +9,7 @@ Q is kept transposed (p x m, row-major) so that its first p columns are a contig
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -85,7 +86,11 @@ class Products:
         self.queue = rt.queue
         self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(rt.queue))
         self._schedules: dict = {}
+        self._plans: dict = {}
         self.launches = 0
+        from .device import guard_device
+
+        self.gd = guard_device(rt)
 
     def _schedule(self, m: int, n: int, k: int):
         from ..api import choose_schedule
@@ -97,12 +102,23 @@ class Products:
             s = self._schedules[key] = choose_schedule(self.rt, m, n, k)
         return s
 
+    def _plan(self, m: int, n: int, k: int, split: bool):
+        from . import splitk
+
+        key = (m, n, k, split)
+        p = self._plans.get(key)
+        if p is None:
+            p = self._plans[key] = splitk.plan(self.rt, m, n, k, self._schedule(m, n, k),
+                                               allow_split=split)
+        return p
+
     def mm(self, A, B, *, ta=False, tb=False, C=None, alpha=1.0, beta=0.0):
         """alpha op(A) op(B) + beta C for device arrays; returns C (new if not given)."""
         from dataclasses import replace
 
         from ..api import _device_operand, _logical_shape
-        from ..plan import get_kernel, layout_for
+        from ..plan import Operand, layout_for
+        from . import splitk
 
         m, k = _logical_shape(A, ta)
         _, n = _logical_shape(B, tb)
@@ -122,11 +138,25 @@ class Products:
             a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
             m, n = n, m
             c = replace(c, transposed=False)
-        s = self._schedule(m, n, k)
-        kernel = get_kernel(self.rt, s, layout_for(s, a, b, c))
-        kernel.enqueue(m, n, k, alpha, beta, a, b, c)
+        plan = self._plan(m, n, k, beta == 0.0 and c.ld == n)
+        self.launches += 1
+        if plan.slices <= 1:
+            splitk.launch_plain(self.rt, plan.schedule, m, n, k, alpha, beta, a, b, c)
+            return out
+        stride = splitk.slab_stride(m, n)
+        part = self.gd.raw(4 * stride * plan.slices)
+        po = Operand(part, 0, n, False)
+        sk = splitk.get_splitk(self.rt, plan.schedule, layout_for(plan.schedule, a, b, po))
+        used, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, plan.slices)
+        self.gd.sum_slabs(part, m * n, used, stride, c.buffer, c.offset)
         self.launches += 1
         return out
+
+    def randn(self, shape, rng) -> cla.Array:
+        """Standard normal probes drawn on the device (seeded from rng)."""
+        x = self.empty(shape)
+        self.gd.randn(x, int(rng.integers(1, 2**62)))
+        return x
 
     @classmethod
     def of(cls, rt) -> "Products":
@@ -168,18 +198,47 @@ def _gram_eig(G: np.ndarray, floor: float, rel_cut: float = 1e-3):
     return lam[keep], V[:, keep]
 
 
+@functools.lru_cache(maxsize=None)
+def _safety(b: int) -> float:
+    return safety_for(b)
+
+
+def _orth(P: Products, R: cla.Array, G: np.ndarray, ref_norm2: float, rel_cut: float = 1e-3):
+    """An orthonormal basis (transposed, r x m) of the columns of R (m x b) that stand out of
+    float32 noise, from its Gram matrix G (already on the host): one Gram-eigen pass, and a
+    second one (one more small read) unless the first was well conditioned."""
+    lam, V = np.linalg.eigh(0.5 * (G + G.T))
+    keep = lam > max(lam[-1] * rel_cut**2, ref_norm2 * 1e-12, 1e-300)
+    if not keep.any():
+        return None
+    W = (V[:, keep] / np.sqrt(lam[keep])).astype(np.float32)  # b x r
+    if lam[keep].max() / lam[keep].min() <= 30.0:
+        # orthogonality error ~ u * cond^2 < 1e-6: no second pass
+        return P.mm(P.upload(W), R, ta=True, tb=True)  # (R W)^T: r x m
+    Xt = P.mm(P.upload(W), R, ta=True, tb=True)  # r x m
+    G2 = P.mm(Xt, Xt, tb=True).get().astype(np.float64)
+    lam2, V2 = np.linalg.eigh(0.5 * (G2 + G2.T))
+    keep2 = lam2 > lam2[-1] * 1e-6
+    W2 = (V2[:, keep2] / np.sqrt(lam2[keep2])).astype(np.float32)
+    return P.mm(P.upload(W2), Xt, ta=True)  # (X W2)^T
+
+
 def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int,
                  budget: float, p_cap: int, block: int, rng: np.random.Generator) -> RangeResult:
     """Grow Q until a fresh block's residual meets budget / SAFETY, the rank would exceed
     p_cap, or the residual says the product is (numerically) full rank.
 
-    The first step draws two blocks in one sketch and decides from their Gram matrix alone
-    (host, 2b x 2b) whether the second block is explained by the first: a full-rank product is
-    turned away after one sketch pair, one Gram product and one small read."""
+    Step 1 is a rank test on a small sketch: two blocks of block/2 probes, decided on the host
+    from their Gram matrix alone (a full-rank product is turned away after one small sketch,
+    one Gram product and one small read). Otherwise both blocks join the basis and the next
+    block is sized from the step's rank estimate (p / captured energy), so a rank-r product
+    takes about three sketch rounds whatever r; every block is first a fresh estimator of the
+    basis so far. Probes are drawn on the device; each round reads back only small matrices.
+    """
     t0 = time.perf_counter()
     Qt = P.empty((max(p_cap, 1), m))
     history = []
-    SAFETY = safety_for(block)
+    b0 = max(4, block // 2)
 
     def done(p, drawn, Z, omega, rho, reason, ok=True):
         return RangeResult(p, drawn, Qt if (ok and p > 0) else None, Z if ok else None,
@@ -196,56 +255,60 @@ def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int
             return "residual stagnates"
         return ""
 
-    # ---- step 1: two blocks, decided on the host from their Gram matrix ----------------
-    omega2 = P.upload(rng.standard_normal((n, 2 * block)))
-    Y2 = P.mm(dA, P.mm(dB, omega2, ta=tb), ta=ta)  # m x 2b
+    # ---- step 1: two small blocks, decided on the host from their Gram matrix ----------
+    omega2 = P.randn((n, 2 * b0), rng)
+    Y2 = P.mm(dA, P.mm(dB, omega2, ta=tb), ta=ta)  # m x 2b0
     G = P.mm(Y2, Y2, ta=True).get().astype(np.float64)
-    G11, G12, G22 = G[:block, :block], G[:block, block:], G[block:, block:]
+    G11, G12, G22 = G[:b0, :b0], G[:b0, b0:], G[b0:, b0:]
     ny2 = float(np.trace(G22))
     if float(np.trace(G)) == 0.0:
-        Z, om = _columns(P, Y2, block, 2 * block), _columns(P, omega2, block, 2 * block)
         history.append((0, 0.0))
-        return done(0, 2 * block, Z, om, 0.0, "zero product")
-    lam, V = _gram_eig(G11, float(np.trace(G11)) * 1e-12 / block)
-    proj = (V / np.sqrt(lam)).T @ G12  # Q1^T Y2 (r x b)
+        return done(0, 2 * b0, Y2, omega2, 0.0, "zero product")
+    lam, V = _gram_eig(G11, float(np.trace(G11)) * 1e-12 / b0)
+    proj = (V / np.sqrt(lam)).T @ G12  # Q1^T Y2 (r x b0)
     res = max(ny2 - float(np.sum(proj * proj)), 0.0)
     rho = math.sqrt(res / ny2) if ny2 > 0 else 0.0
     history.append((len(lam), rho))
     why = gives_up(len(lam), rho, None)
     if why:
-        return done(0, 2 * block, None, None, rho, why, ok=False)
-    # Keep the first block's basis (two orthonormalisation passes on the device).
-    Y1 = _columns(P, Y2, 0, block)
-    basis_t = _orth_block(P, Y1, float(np.trace(G11)) / block)
+        return done(0, 2 * b0, None, None, rho, why, ok=False)
+    r_hat = len(lam) / max(1.0 - rho * rho, 1e-12)
+    basis_t = _orth(P, Y2, G, float(np.trace(G)) / (2 * b0))
     p = 0
     if basis_t is not None:
         _copy_rows(P, Qt, 0, basis_t)
         p = basis_t.shape[0]
-    Y = _columns(P, Y2, block, 2 * block)
-    omega = _columns(P, omega2, block, 2 * block)
-    drawn = 2 * block
+    drawn = 2 * b0
     prev_rho = None
     while True:
-        GY = P.mm(Y, Y, ta=True).get().astype(np.float64)
-        ny2 = float(np.trace(GY))
+        want = int(math.ceil(1.1 * r_hat)) - p + 8
+        b = block if want <= block else min(-(-want // 8) * 8, max(p_cap - p, block))
+        omega = P.randn((n, b), rng)
+        drawn += b
+        Y = P.mm(dA, P.mm(dB, omega, ta=tb), ta=ta)  # m x b, fresh w.r.t. Q
         if p > 0:
             Qp = Qt[:p]
             R = Y.copy()
             for _ in range(2):  # block Gram-Schmidt with re-orthogonalisation
                 T = P.mm(Qp, R)  # p x b
                 P.mm(Qp, T, ta=True, C=R, alpha=-1.0, beta=1.0)
-            GR = P.mm(R, R, ta=True).get().astype(np.float64)
-            rho = math.sqrt(max(float(np.trace(GR)), 0.0) / ny2) if ny2 > 0 else 0.0
         else:
-            R, rho = Y, 1.0 if ny2 > 0 else 0.0
+            R = Y
+        GY = P.mm(Y, Y, ta=True)
+        GR = P.mm(R, R, ta=True) if p > 0 else GY
+        GY, GR = GY.get().astype(np.float64), GR.get().astype(np.float64)
+        ny2 = float(np.trace(GY))
+        rho = math.sqrt(max(float(np.trace(GR)), 0.0) / ny2) if ny2 > 0 else 0.0
         history.append((p, rho))
-        if rho * SAFETY <= budget:
+        if rho * _safety(b) <= budget:
             return done(p, drawn, Y, omega, rho, "budget met")
         why = gives_up(p, rho, prev_rho)
         if why:
             return done(p, drawn, None, None, rho, why, ok=False)
         prev_rho = rho if p > 0 else None
-        basis_t = _orth_block(P, R, ny2 / max(block, 1))
+        if p > 0:
+            r_hat = max(r_hat, p / max(1.0 - rho * rho, 1e-12))
+        basis_t = _orth(P, R, GR, ny2 / max(b, 1))
         if basis_t is None:
             return done(p, drawn, None, None, rho, "no new direction", ok=False)
         r = basis_t.shape[0]
@@ -253,9 +316,6 @@ def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int
             return done(p, drawn, None, None, rho, f"rank cap {p_cap} reached", ok=False)
         _copy_rows(P, Qt, p, basis_t)
         p += r
-        omega = P.upload(rng.standard_normal((n, block)))
-        drawn += block
-        Y = P.mm(dA, P.mm(dB, omega, ta=tb), ta=ta)  # m x b
 
 
 def _columns(P: Products, X: cla.Array, c0: int, c1: int) -> cla.Array:
@@ -288,5 +348,5 @@ def estimate(P: Products, rr: RangeResult, W: cla.Array, alpha: float, beta: flo
     num = abs(alpha) * np.linalg.norm(Z - approx)
     den = np.linalg.norm(truth)
     ratio = num / den if den > 0 else (0.0 if num == 0 else math.inf)
-    safety = safety_for(Z.shape[1])
+    safety = _safety(Z.shape[1])
     return ratio * safety, ratio, safety

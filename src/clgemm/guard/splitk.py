@@ -1,0 +1,178 @@
+"""Skinny products for the guard: the library's generated GEMM kernels, launched with split K
+(one launch, a third grid dimension over K slices, partial products summed by one small
+kernel), and a schedule chosen for the shape (small tiles where the output is thin).
+
+The production table holds square-ish shape classes only; a 3072 x 64 x 3072 product with the
+table's 128 x 128 tile runs 24 work-groups on a 132-unit GPU. Products of the low-rank path
+(sketches, projections, Gram matrices) go through `plan` here instead. Candidate schedules are
+those measured correct on the H100 in the tuning database (benchmarks/h100/campaign-b); a
+guard-owned file (guard/data/skinny-<device>.json, written by benchmarks/guard) may pin the
+choice per shape class on a device. The production table is never edited.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyopencl as cl
+
+from ..kernels.gemm import KERNEL_NAME, render
+from ..plan import GemmKernel, Operand, get_kernel, layout_for, search_space
+from ..schedule import Schedule
+
+# (schedule key, sustained TFLOP/s on 3072^3 on the H100) of validated schedules by tile.
+CANDIDATES = (
+    ("wm16-wn32-om8-on4-tk16-va4-vb4-vc1-sa1-sb1-uk4-db1-st0-lp4-ac512", 33.7),  # 128x128
+    ("wm16-wn16-om8-on4-tk16-va4-vb4-vc4-sa1-sb1-uk4-db1-st0-lp1-ac64", 34.0),  # 128x64
+    ("wm16-wn8-om8-on4-tk32-va4-vb4-vc4-sa1-sb1-uk2-db0-st0-lp1-ac512", 29.9),  # 128x32
+    ("wm8-wn16-om8-on4-tk16-va4-vb4-vc1-sa1-sb1-uk4-db0-st1-lp4-ac512", 28.1),  # 64x64
+    ("wm8-wn8-om8-on4-tk16-va1-vb4-vc1-sa1-sb1-uk8-db1-st1-lp4-ac512", 24.6),  # 64x32
+)
+LAUNCH_S = 8e-6  # host cost of one launch (enqueue), in the cost model
+MIN_SLICE = 128  # K elements per slice at least
+
+
+@dataclass(frozen=True)
+class Plan:
+    schedule: Schedule
+    slices: int  # 1: a plain launch
+
+    def key(self) -> str:
+        return f"{self.schedule.key()}/s{self.slices}"
+
+
+_pins: dict = {}
+
+
+def _pinned(device_name: str) -> dict:
+    if device_name not in _pins:
+        slug = "".join(c if c.isalnum() else "-" for c in device_name.lower()).strip("-")
+        path = Path(__file__).parent / "data" / f"skinny-{slug}.json"
+        try:
+            data = json.loads(path.read_text())
+            _pins[device_name] = {c: (Schedule.from_key(v["schedule"]), int(v["slices"]))
+                                  for c, v in data.get("entries", {}).items()}
+        except (OSError, ValueError, KeyError):
+            _pins[device_name] = {}
+    return _pins[device_name]
+
+
+def skinny_class(m: int, n: int, k: int) -> str:
+    """A finer class than the table's: powers of two of m, n, k."""
+    def b(x):
+        return int(round(math.log2(max(x, 1))))
+    return f"m{b(m)}n{b(n)}k{b(k)}"
+
+
+def candidates(rt, table_schedule: Schedule | None = None) -> list[tuple[Schedule, float]]:
+    space = search_space(rt)
+    out = []
+    if table_schedule is not None and space.is_valid(table_schedule):
+        out.append((table_schedule, 34.0))
+    for key, tf in CANDIDATES:
+        s = Schedule.from_key(key)
+        if space.is_valid(s) and all(s != o for o, _ in out):
+            out.append((s, tf))
+    return out
+
+
+def model_time(rt, s: Schedule, tf: float, m: int, n: int, k: int, slices: int) -> float:
+    cu = max(getattr(rt.device, "compute_units", 1), 1)
+    tiles = -(-m // s.tile_m) * -(-n // s.tile_n)
+    flops = 2.0 * tiles * s.tile_m * s.tile_n * k
+    groups = tiles * slices
+    util = min(1.0, groups / (2.0 * cu))  # two resident groups per unit to hide latency
+    t = flops / (tf * 1e12 * util) + LAUNCH_S
+    if slices > 1:
+        t += 2.0 * 4 * slices * m * n / 1.5e12 + LAUNCH_S
+    return t
+
+
+def plan(rt, m: int, n: int, k: int, table_schedule: Schedule | None = None,
+         allow_split: bool = True) -> Plan:
+    pin = _pinned(rt.device.name).get(skinny_class(m, n, k))
+    if pin is not None and search_space(rt).is_valid(pin[0]):
+        return Plan(pin[0], pin[1] if allow_split else 1)
+    best = None
+    for s, tf in candidates(rt, table_schedule):
+        max_s = max(1, k // MIN_SLICE) if allow_split else 1
+        for sl in sorted({1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48}):
+            if sl > max_s:
+                continue
+            t = model_time(rt, s, tf, m, n, k, sl)
+            if best is None or t < best[0]:
+                best = (t, Plan(s, sl))
+    return best[1]
+
+
+class SplitK:
+    """The split-K variant of one generated kernel (schedule + layout)."""
+
+    def __init__(self, rt, schedule: Schedule, layout) -> None:
+        src = render(schedule, layout)
+        head = f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,"
+        assert head in src, "generated kernel header changed"
+        src = src.replace(head, "__kernel void guard_splitk(const int M, const int N, "
+                                "const int K_all,", 1)
+        tail = "__global float* C, const int ldc, const int c_off)"
+        assert tail in src
+        src = src.replace(tail, tail[:-1] + ", const int kc, const long slab)", 1)
+        body = "  A += a_off; B += b_off; C += c_off;"
+        assert body in src
+        a_step = "(long)ks_ * kc * lda" if layout.trans_a else "(long)ks_ * kc"
+        b_step = "(long)ks_ * kc" if layout.trans_b else "(long)ks_ * kc * ldb"
+        src = src.replace(body, (
+            "  const int ks_ = get_group_id(2);\n"
+            "  const int K = min(kc, K_all - ks_ * kc);\n"
+            f"  A += a_off + {a_step}; B += b_off + {b_step}; C += c_off + ks_ * slab;"), 1)
+        self.schedule = schedule
+        self.layout = layout
+        built = rt.build(src, options="-cl-mad-enable")
+        self.kernel = built.kernel("guard_splitk")
+        self.kernel.set_scalar_arg_dtypes(
+            [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
+             None, np.int32, np.int32, None, np.int32, np.int32, np.int32, np.int64])
+        self.lock = threading.Lock()
+
+    def enqueue(self, queue, m, n, k, alpha, a: Operand, b: Operand, part, slices: int):
+        s = self.schedule
+        kc = -(-k // slices)
+        kc = -(-kc // 16) * 16  # keeps vector alignment of the slices' offsets
+        slices = -(-k // kc)
+        gx = -(-n // s.tile_n) * s.wg_n
+        gy = -(-m // s.tile_m) * s.wg_m
+        with self.lock:
+            self.kernel.set_args(m, n, k, alpha, 0.0, a.buffer, a.ld, a.offset, b.buffer, b.ld,
+                                 b.offset, part, n, 0, kc, slab_stride(m, n))
+            cl.enqueue_nd_range_kernel(queue, self.kernel, (gx, gy, slices),
+                                       (s.wg_n, s.wg_m, 1))
+        return slices, kc
+
+
+def slab_stride(m: int, n: int) -> int:
+    return -(-(m * n) // 4) * 4
+
+
+_splitk: dict = {}
+_splitk_lock = threading.Lock()
+
+
+def get_splitk(rt, schedule: Schedule, layout) -> SplitK:
+    key = (id(rt), schedule, layout)
+    with _splitk_lock:
+        sk = _splitk.get(key)
+    if sk is None:
+        sk = SplitK(rt, schedule, layout)
+        with _splitk_lock:
+            _splitk.setdefault(key, sk)
+    return sk
+
+
+def launch_plain(rt, schedule: Schedule, m, n, k, alpha, beta, a, b, c) -> None:
+    kernel: GemmKernel = get_kernel(rt, schedule, layout_for(schedule, a, b, c))
+    kernel.enqueue(m, n, k, alpha, beta, a, b, c)
