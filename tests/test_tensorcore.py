@@ -143,7 +143,7 @@ def test_estimate_error_tracks_the_true_error(rng):
 def test_card_is_valid():
     from clgemm.lab.cards import load_card
 
-    card, errors = load_card(ROOT / "research/breakthrough_lab/t4_approximate_gemm/tensorcore-card.toml")
+    card, errors = load_card(ROOT / "research/breakthrough_lab/t4_approximate_gemm/tensorcore/card.toml")
     assert errors == [] and card["track"] == "T4"
 
 
