@@ -29,7 +29,8 @@ def register(sub) -> None:
     p = sub.add_parser("tune", help="search schedules for a shape; results go to the tuning DB")
     p.add_argument("--size", "--shape", dest="shapes", action="append", required=True,
                    help="N (square) or MxNxK; repeat for several shapes")
-    p.add_argument("--strategy", default="annealing", choices=list(STRATEGIES))
+    p.add_argument("--strategy", default="model", choices=list(STRATEGIES),
+                   help="model (default: best in the offline benchmark), random, genetic, annealing, sqa")
     p.add_argument("--budget", default="100",
                    help="evaluations per shape in the database (e.g. 200), or seconds (300s)")
     p.add_argument("--seed", type=int, default=0)
