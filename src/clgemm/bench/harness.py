@@ -100,6 +100,24 @@ def host_path(rt, case, inputs, schedule, repeats: int) -> tuple[dict, bool]:
     return result, all_written
 
 
+def measured_entry(prob: "DeviceProblem", inputs, protocol) -> dict:
+    """Kernel (event) and call (wall, drained) timings, accuracy and build facts of a problem."""
+    from ..kernels.gemm import source_lines
+
+    m, n, k = prob.case.shape
+    times = prob.kernel_times(protocol.warmup, protocol.repeats, protocol.max_measure_s)
+    calls = prob.call_times(len(times), protocol.max_measure_s)
+    return {
+        "status": "ok", "reason": None,
+        "timing": summarize_times(times, m, n, k, "opencl-event"),
+        "call": summarize_times(calls, m, n, k, "wall-drained"),
+        "accuracy": inputs.accuracy(prob.checked_result()),
+        "build": {"source_lines": source_lines(prob.kernel.source), "cold_s": None,
+                  "warm_s": None, "in_run_s": prob.first_build_s,
+                  "in_run_from_cache": prob.kernel.build_info.from_cache},
+    }
+
+
 def measure_clgemm(rt, case, inputs, protocol, schedule: Schedule | None, method: str,
                    with_host: bool = True) -> tuple[dict, "DeviceProblem | None"]:
     m, n, k = case.shape
@@ -108,17 +126,7 @@ def measure_clgemm(rt, case, inputs, protocol, schedule: Schedule | None, method
         chosen = choose_schedule(rt, m, n, k, schedule)
         entry["schedule"] = chosen.key()
         prob = DeviceProblem(rt, case, inputs, chosen)
-        times = prob.kernel_times(protocol.warmup, protocol.repeats, protocol.max_measure_s)
-        calls = prob.call_times(len(times), protocol.max_measure_s)
-        entry.update({
-            "status": "ok", "reason": None,
-            "timing": summarize_times(times, m, n, k, "opencl-event"),
-            "call": summarize_times(calls, m, n, k, "wall-drained"),
-            "accuracy": inputs.accuracy(prob.checked_result()),
-            "build": {"source_lines": prob.kernel.source_lines, "cold_s": None, "warm_s": None,
-                      "in_run_s": prob.first_build_s,
-                      "in_run_from_cache": prob.kernel.build_info.from_cache},
-        })
+        entry.update(measured_entry(prob, inputs, protocol))
         if with_host:
             host, written = host_path(rt, case, inputs, chosen, protocol.host_repeats)
             entry["host_path"] = host

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import time
 
-from ..kernels.gemm import source_lines
 from ..plan import Operand
 from ..schedule import Schedule
-from .harness import DeviceProblem
-from .protocol import summarize_times
+from .harness import DeviceProblem, measured_entry
 
 MODES = ("tf32", "3xtf32")
 
@@ -43,7 +41,6 @@ class TcProblem(DeviceProblem):
 def measure_tc(rt, case, inputs, protocol, mode: str) -> dict:
     from .. import tc
 
-    m, n, k = case.shape
     entry = {"method": f"clgemm-{mode}", "family": "clgemm-tensorcore", "shape": list(case.shape),
              "tag": case.tag}
     try:
@@ -53,17 +50,7 @@ def measure_tc(rt, case, inputs, protocol, mode: str) -> dict:
             return entry
         prob = TcProblem(rt, case, inputs, mode)
         entry["schedule"] = str(prob.tc_schedule)
-        times = prob.kernel_times(protocol.warmup, protocol.repeats, protocol.max_measure_s)
-        calls = prob.call_times(len(times), protocol.max_measure_s)
-        entry.update({
-            "status": "ok", "reason": None,
-            "timing": summarize_times(times, m, n, k, "opencl-event"),
-            "call": summarize_times(calls, m, n, k, "wall-drained"),
-            "accuracy": inputs.accuracy(prob.checked_result()),
-            "build": {"source_lines": source_lines(prob.kernel.source), "cold_s": None,
-                      "warm_s": None, "in_run_s": prob.first_build_s,
-                      "in_run_from_cache": prob.kernel.build_info.from_cache},
-        })
+        entry.update(measured_entry(prob, inputs, protocol))
     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
         entry.update({"status": "error", "reason": f"{type(exc).__name__}: {exc}"})
     return entry
