@@ -82,3 +82,14 @@ def test_shipped_table_or_default_is_valid_here():
     for s in table.candidates():
         assert space.is_valid(s), s.key()
     assert default_table(d).default in (clgemm.select.table.DEFAULT_CPU, clgemm.select.table.DEFAULT_GPU)
+
+
+def test_fingerprint_ignores_free_memory():
+    """PoCL reports free host memory as global memory; the identity must not move with it."""
+    import dataclasses
+
+    d = clgemm.get_device()
+    moved = dataclasses.replace(d, global_mem_bytes=d.global_mem_bytes // 2)
+    assert moved.fingerprint == d.fingerprint
+    other_driver = dataclasses.replace(d, driver_version=d.driver_version + "-other")
+    assert other_driver.fingerprint != d.fingerprint

@@ -48,11 +48,14 @@ class DeviceInfo:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """Hash of what decides kernel behaviour: the same device and driver give the same one."""
+        """Hash of what decides kernel behaviour: the same device and driver give the same one.
+
+        Global memory size is left out: PoCL reports the host's free memory there, which moves
+        between processes, and it changes no kernel's behaviour."""
         parts = [
             self.platform, self.platform_version, self.name, self.vendor, self.version,
-            self.driver_version, str(self.compute_units), str(self.global_mem_bytes),
-            str(self.local_mem_bytes), str(self.max_work_group_size), " ".join(self.extensions),
+            self.driver_version, str(self.compute_units), str(self.local_mem_bytes),
+            str(self.max_work_group_size), " ".join(self.extensions),
         ]
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
