@@ -90,8 +90,44 @@ def main(argv: list[str]) -> int:
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if not quick:
+        profile(out, n)
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def profile(out: Path, n: int) -> None:
+    """Host-side profile (cProfile, top by own time) of 3 calls each: check=True, rel_tol on
+    rank n/32 and on full rank, all on device arrays. Written to profile.txt."""
+    import cProfile
+    import io
+    import pstats
+
+    import clgemm
+    from clgemm.guard import campaign
+
+    rng = np.random.default_rng(5)
+    A_lr, B = campaign.lowrank_operands(rng, n, n // 32)
+    A_fr = rng.standard_normal((n, n)).astype(np.float32)
+    dA, dB, dF = clgemm.to_device(A_lr), clgemm.to_device(B), clgemm.to_device(A_fr)
+    dC = clgemm.to_device(np.zeros((n, n), np.float32))
+    text = io.StringIO()
+    for name, fn in (("check", lambda: clgemm.matmul(dF, dB, C=dC, check=True)),
+                     ("lowrank", lambda: clgemm.matmul(dA, dB, C=dC, rel_tol=1e-2)),
+                     ("fullrank", lambda: clgemm.matmul(dF, dB, C=dC, rel_tol=1e-2))):
+        fn()
+        pr = cProfile.Profile()
+        t = time.perf_counter()
+        pr.enable()
+        for _ in range(3):
+            fn()
+        pr.disable()
+        text.write(f"==== {name}: {(time.perf_counter() - t) / 3 * 1e3:.2f} ms per call\n")
+        pstats.Stats(pr, stream=text).sort_stats("tottime").print_stats(14)
+    (out / "profile.txt").write_text(text.getvalue())
+    for line in text.getvalue().splitlines():
+        if line.startswith("====") or "{" in line and "method" in line:
+            print("[profile]", line.strip()[:150], flush=True)
 
 
 if __name__ == "__main__":

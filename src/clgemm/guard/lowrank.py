@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyopencl as cl
 import pyopencl.array as cla
 
 # Gaussian probes: the ratio estimate times a safety factor (safety_for(b)) under-states the
@@ -23,6 +24,7 @@ import pyopencl.array as cla
 TARGET_CONFIDENCE = 0.99
 
 
+@functools.lru_cache(maxsize=None)
 def confidence(b: int, safety: float) -> float:
     """Lower bound on P(true rel. error <= safety * estimate) for b Gaussian probes: the
     worst case is a rank-one error (numerator chi2_b / b below 1/safety) or a rank-one
@@ -47,6 +49,7 @@ def confidence(b: int, safety: float) -> float:
     return max(0.0, 1.0 - low - high)
 
 
+@functools.lru_cache(maxsize=None)
 def safety_for(b: int, target: float = TARGET_CONFIDENCE) -> float:
     """Smallest safety factor (grid of 0.25) whose worst-case confidence reaches target."""
     f = 1.5
@@ -87,6 +90,7 @@ class Products:
         self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(rt.queue))
         self._schedules: dict = {}
         self._plans: dict = {}
+        self._keep: list = []
         self.launches = 0
         from .device import guard_device
 
@@ -168,8 +172,24 @@ class Products:
             return p
 
     def upload(self, x: np.ndarray) -> cla.Array:
-        return cla.to_device(self.queue, np.ascontiguousarray(x, np.float32),
-                             allocator=self.pool)
+        """Non-blocking upload (a blocking write would wait for the whole queue)."""
+        host = np.ascontiguousarray(x, np.float32)
+        out = self.empty(host.shape)
+        cl.enqueue_copy(self.queue, out.base_data, host, dst_offset=out.offset,
+                        is_blocking=False)
+        self._keep.append(host)
+        if len(self._keep) > 64:
+            del self._keep[:32]
+        return out
+
+    def read(self, *arrays) -> list[np.ndarray]:
+        """Host copies (float64) of device arrays with one wait (the queue is in order)."""
+        hosts = [np.empty(a.shape, np.float32) for a in arrays]
+        for i, (h, a) in enumerate(zip(hosts, arrays)):
+            cl.enqueue_copy(self.queue, h, a.base_data, src_offset=a.offset,
+                            is_blocking=i == len(arrays) - 1)
+        self._keep.clear()
+        return [h.astype(np.float64) for h in hosts]
 
     def empty(self, shape) -> cla.Array:
         return cla.empty(self.queue, shape, np.float32, allocator=self.pool)
@@ -185,7 +205,7 @@ def _orth_block(P: Products, R: cla.Array, ref_norm2: float, rel_cut: float = 1e
         return None
     W = (V[:, keep] / np.sqrt(lam[keep])).astype(np.float32)  # b x r
     Xt = P.mm(P.upload(W), R, ta=True, tb=True)  # (R W)^T: r x m
-    G2 = P.mm(Xt, Xt, tb=True).get().astype(np.float64)
+    (G2,) = P.read(P.mm(Xt, Xt, tb=True))
     lam2, V2 = np.linalg.eigh(0.5 * (G2 + G2.T))
     keep2 = lam2 > lam2[-1] * 1e-6
     W2 = (V2[:, keep2] / np.sqrt(lam2[keep2])).astype(np.float32)
@@ -216,7 +236,7 @@ def _orth(P: Products, R: cla.Array, G: np.ndarray, ref_norm2: float, rel_cut: f
         # orthogonality error ~ u * cond^2 < 1e-6: no second pass
         return P.mm(P.upload(W), R, ta=True, tb=True)  # (R W)^T: r x m
     Xt = P.mm(P.upload(W), R, ta=True, tb=True)  # r x m
-    G2 = P.mm(Xt, Xt, tb=True).get().astype(np.float64)
+    (G2,) = P.read(P.mm(Xt, Xt, tb=True))
     lam2, V2 = np.linalg.eigh(0.5 * (G2 + G2.T))
     keep2 = lam2 > lam2[-1] * 1e-6
     W2 = (V2[:, keep2] / np.sqrt(lam2[keep2])).astype(np.float32)
@@ -258,7 +278,7 @@ def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int
     # ---- step 1: two small blocks, decided on the host from their Gram matrix ----------
     omega2 = P.randn((n, 2 * b0), rng)
     Y2 = P.mm(dA, P.mm(dB, omega2, ta=tb), ta=ta)  # m x 2b0
-    G = P.mm(Y2, Y2, ta=True).get().astype(np.float64)
+    (G,) = P.read(P.mm(Y2, Y2, ta=True))
     G11, G12, G22 = G[:b0, :b0], G[:b0, b0:], G[b0:, b0:]
     ny2 = float(np.trace(G22))
     if float(np.trace(G)) == 0.0:
@@ -282,7 +302,7 @@ def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int
     prev_rho = None
     while True:
         want = int(math.ceil(1.1 * r_hat)) - p + 8
-        b = block if want <= block else min(-(-want // 8) * 8, max(p_cap - p, block))
+        b = block if want <= block else min(-(-want // 16) * 16, max(p_cap - p, block))
         omega = P.randn((n, b), rng)
         drawn += b
         Y = P.mm(dA, P.mm(dB, omega, ta=tb), ta=ta)  # m x b, fresh w.r.t. Q
@@ -296,7 +316,7 @@ def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int
             R = Y
         GY = P.mm(Y, Y, ta=True)
         GR = P.mm(R, R, ta=True) if p > 0 else GY
-        GY, GR = GY.get().astype(np.float64), GR.get().astype(np.float64)
+        GY, GR = P.read(GY, GR)
         ny2 = float(np.trace(GY))
         rho = math.sqrt(max(float(np.trace(GR)), 0.0) / ny2) if ny2 > 0 else 0.0
         history.append((p, rho))
@@ -339,11 +359,12 @@ def estimate(P: Products, rr: RangeResult, W: cla.Array, alpha: float, beta: flo
     """(estimate, raw ratio) of ||C_exact - C_approx||_F / ||C_exact||_F on the fresh probes
     of the last block: C_exact Omega' = alpha Z + beta C_old Omega', C_approx Omega' =
     alpha Q (W Omega') + beta C_old Omega'. The estimate carries the SAFETY factor."""
-    Z = rr.Z.get().astype(np.float64)
-    approx = np.zeros_like(Z)
     if rr.rank > 0 and W is not None:
         WO = P.mm(W, rr.omega)  # p x b
-        approx = P.mm(rr.Qt[:rr.rank], WO, ta=True).get().astype(np.float64)
+        Z, approx = P.read(rr.Z, P.mm(rr.Qt[:rr.rank], WO, ta=True))
+    else:
+        (Z,) = P.read(rr.Z)
+        approx = np.zeros_like(Z)
     truth = alpha * Z + (beta * c_old_omega if c_old_omega is not None else 0.0)
     num = abs(alpha) * np.linalg.norm(Z - approx)
     den = np.linalg.norm(truth)
