@@ -31,6 +31,10 @@ class TuneConfig:
     workers: int | None = None
     repeats: int = 5
     model_pool: int = 4000  # candidates the cost model scores each round (model strategy)
+    # Successful measurements taken at random before the model is trusted: a regression fitted
+    # on the prior's own first picks has no variance to learn from (on PoCL the roofline prior
+    # sent every first pick to 32x32 work-groups, 0.1-4.6 GFLOPS, and the fit never left them).
+    model_warmup: int = 8
     options: dict = field(default_factory=dict)  # strategy options (engine keywords)
 
 
@@ -53,13 +57,20 @@ class TuneResult:
         return self.problem.flops / self.best_time_s / 1e9 if self.best_time_s else None
 
 
-def _score_pool(space: Space, model: CostModel, size: int, rng: random.Random) -> list:
+def _sample(space: Space, size: int, rng: random.Random) -> list:
     count = space.valid_count() or 0
-    if count == 0:
-        return []
     ranks = rng.sample(range(count), min(size, count))
-    pool = [space.valid(r, 1)[0] for r in ranks]
-    return list(zip(pool, model.predict(pool)))
+    return [space.valid(r, 1)[0] for r in ranks]
+
+
+def _score_pool(space: Space, model: CostModel, size: int, rng: random.Random) -> list:
+    pool = _sample(space, size, rng)
+    return list(zip(pool, model.predict(pool))) if pool else []
+
+
+def _random_pool(space: Space, size: int, rng: random.Random) -> list:
+    """Uniform random scores: the model strategy then picks uniformly (warm-up)."""
+    return [(s, rng.random()) for s in _sample(space, size, rng)]
 
 
 def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneResult:
@@ -106,8 +117,11 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
         while not out_of_budget():
             if model is not None:
                 measured = [(Schedule.from_key(k), t) for k, t in done.items() if t]
-                model.fit([s for s, _ in measured], [t for _, t in measured])
-                strategy.set_scores(_score_pool(space, model, config.model_pool, rng))
+                if len(measured) < config.model_warmup:
+                    strategy.set_scores(_random_pool(space, config.model_pool, rng))
+                else:
+                    model.fit([s for s, _ in measured], [t for _, t in measured])
+                    strategy.set_scores(_score_pool(space, model, config.model_pool, rng))
             want = pool.workers
             if config.budget_evals is not None:
                 want = min(want, config.budget_evals - len(done))
