@@ -6,6 +6,7 @@ figure in a table links to the artifact (and the entry in it) it comes from."""
 from __future__ import annotations
 
 import base64
+import json
 import html
 import io
 import os
@@ -291,6 +292,30 @@ def _blocks(bench, roof, link) -> list[tuple]:
     return B
 
 
+def _selector_blocks(replays, link) -> list[tuple]:
+    """Secondary KPI: selector decision quality against the oracle (`clgemm replay`)."""
+    if not replays:
+        return []
+    rows = []
+    for p, r in replays:
+        for i, t in enumerate(r.get("traces", [])):
+            total, regret, quality = t["total_s"], t["regret"], t["decision_quality"]
+            rows.append([t["trace"], t["calls"], _fmt(total["static"] * 1e3, ".2f"),
+                         _fmt(total["online"] * 1e3, ".2f"), _fmt(total["oracle"] * 1e3, ".2f"),
+                         _fmt(regret["static"]["relative"], ".2%"),
+                         _fmt(regret["online"]["relative"], ".2%"),
+                         _fmt(t["online_vs_static"], "+.2%"), _fmt(quality["static"], ".0%"),
+                         _fmt(quality["online"], ".0%"),
+                         Link(f"{Path(p).name}#traces[{i}]", link(p))])
+    return [("h", 2, "Selector: static table vs online bandit vs oracle"),
+            ("p", ["Total kernel time of each policy over each trace (ms), regret against the oracle "
+                   "(the best validated schedule per shape, measured), and decision quality (share "
+                   "of calls within 5% of the oracle's schedule)."]),
+            ("table", ["trace", "calls", "static ms", "online ms", "oracle ms", "static regret",
+                       "online regret", "online vs static", "static quality", "online quality",
+                       "source"], rows)]
+
+
 # ---- renderers ------------------------------------------------------------------------------
 
 def _md_cell(x) -> str:
@@ -356,17 +381,21 @@ def write_report(paths: list[str], out_dir: str | Path, name: str = "report",
     """Write <out_dir>/<name>.md and <name>.html (and PNGs beside, unless embed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bench, roof = [], []
+    bench, roof, replays = [], [], []
     for p in paths:
+        raw = json.loads(Path(p).read_text())
+        if str(raw.get("schema", "")).startswith("clgemm.replay/"):
+            replays.append((p, raw))  # `clgemm replay` artifacts: the selector section
+            continue
         a = load_artifact(p)
         (roof if a["kind"] == "roofline" else bench).append((p, a))
     if not bench and not roof:
-        raise ValueError("no artifacts to report")
+        raise ValueError("no bench or roofline artifact to report")
 
     def link(p) -> str:
         return os.path.relpath(Path(p).resolve(), out_dir.resolve()).replace(os.sep, "/")
 
-    blocks = _blocks(bench, roof, link)
+    blocks = _blocks(bench, roof, link) + _selector_blocks(replays, link)
     written = []
     images = {}
     for b in blocks:
