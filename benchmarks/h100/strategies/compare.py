@@ -6,7 +6,7 @@ recorded H100 space at 2048 (benchmarks/h100/space-2048.json), 30 seeds each.
 The engine's simulator replays random, genetic, annealing and sqa. The model-guided strategy
 is replayed twice: with the roofline prior as fixed scores (engine simulator), and as the tuner
 runs it, the cost model refitted on what was measured every 10 evaluations (Python drives the
-engine's strategy; the recorded time stands in for the device). Seconds count compile + run
+engine's strategy after 8 random warm-up picks; the recorded time stands in for the device). Seconds count compile + run
 time of every evaluated schedule as recorded. Writes compare.json and curves.png beside this.
 """
 
@@ -30,24 +30,28 @@ SPACE = HERE.parent / "space-2048.json"
 SEEDS = 30
 BUDGET = 3000  # the whole recorded space: random search's median is then not censored
 REFIT = 10
+WARMUP = 8  # TuneConfig.model_warmup
 
 
 def model_online(rs, schedules, times, cost, seed: int, local_mem: int,
                  best_known: float) -> dict:
     """The tuner's loop on recorded data: refit, score, ask, tell."""
     strategy = engine.Strategy("model", rs, seed=seed)
+    rng = np.random.default_rng(seed)
     model = CostModel(local_mem)
     cached = model.features(schedules)
     index = {s: i for i, s in enumerate(schedules)}
     measured: dict[int, float | None] = {}
     curve, spent, seconds = [], 0.0, []
     while len(measured) < BUDGET:
-        if len(measured) % REFIT == 0:
+        if len(measured) % REFIT == 0 or len(measured) == WARMUP:
             ok = [i for i, t in measured.items() if t]
-            if ok:
+            if len(ok) < WARMUP:  # as the tuner does: random picks until the fit has data
+                strategy.set_scores(list(zip(schedules, rng.random(len(schedules)))))
+            else:
                 sub = (cached[0][ok], cached[1][ok])
                 model.fit([schedules[i] for i in ok], [times[i] for i in ok], cached=sub)
-            strategy.set_scores(list(zip(schedules, model.predict(schedules, cached=cached))))
+                strategy.set_scores(list(zip(schedules, model.predict(schedules, cached=cached))))
         asked = strategy.ask(1)
         if not asked:
             break
