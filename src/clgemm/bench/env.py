@@ -29,9 +29,14 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 
 def code_version() -> dict:
-    """git commit, describe and dirty flag of the source tree this package runs from."""
+    """git commit, describe and dirty flag of the source tree this package runs from; for an
+    installed (non-editable) package, of the checkout it is run from (`source: "cwd"`)."""
     here = Path(__file__).resolve().parent
     commit = _git(["rev-parse", "HEAD"], here)
+    source = "package"
+    if commit is None:
+        here, source = Path.cwd(), "cwd"
+        commit = _git(["rev-parse", "HEAD"], here)
     if commit is None:
         return {"commit": None, "describe": None, "dirty": None, "package_version": _own_version()}
     status = _git(["status", "--porcelain", "--untracked-files=no"], here)
@@ -40,6 +45,7 @@ def code_version() -> dict:
         "describe": _git(["describe", "--always", "--dirty", "--tags"], here),
         "dirty": bool(status) if status is not None else None,
         "package_version": _own_version(),
+        "source": source,
     }
 
 
