@@ -73,13 +73,14 @@ def test_accumulator_fault_flag_detected_and_corrected(rng):
 def test_unchecked_accumulator_fault_is_really_wrong(rng):
     """The flag corrupts the product (so the test above is not vacuous)."""
     from clgemm.guard.abft import View, _launch
-    from clgemm.api import _upload, choose_schedule
+    from clgemm.api import choose_schedule
+    from clgemm.operands import upload
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()
     A, B = rand(rng, (24, 24)), rand(rng, (24, 24))
-    a, _ = _upload(rt, "A", A, False)
-    b, _ = _upload(rt, "B", B, False)
+    a, _ = upload(rt, "A", A, False)
+    b, _ = upload(rt, "B", B, False)
     buf = rt.buffer(4 * 24 * 24)
     c = View(buf, 0, 24, False, 24, 24)
     s = choose_schedule(rt, 24, 24, 24)

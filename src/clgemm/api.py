@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyopencl as cl
 import pyopencl.array as cla
 
 from .device import DeviceInfo
-from .errors import ContractError, DTypeError, NonFiniteError, OutOfDeviceMemoryError, ShapeError
+from .errors import ContractError, DTypeError, NonFiniteError, ShapeError
+from .operands import logical_shape, run_product
 from .plan import GemmKernel, Operand, get_kernel, layout_for, search_space
 from .runtime import Runtime, get_runtime
 from .schedule import Schedule
@@ -98,31 +98,6 @@ def _validate_contract(rel_tol, check, nonfinite) -> None:
         raise ContractError(f"nonfinite must be 'propagate' or 'raise', got {nonfinite!r}")
 
 
-def _logical_shape(x, trans: bool) -> tuple[int, int]:
-    if len(x.shape) != 2:
-        raise ShapeError(f"operands must be 2-D matrices, got shape {tuple(x.shape)}")
-    r, c = x.shape
-    return (c, r) if trans else (r, c)
-
-
-def _storage(shape: tuple[int, int], strides: tuple[int, int], itemsize: int = 4):
-    """(stored_transposed, ld) when rows or columns are unit-stride, else None."""
-    rows, cols = shape
-    s0, s1 = strides
-    if s0 < 0 or s1 < 0 or s0 % itemsize or s1 % itemsize:
-        return None
-    e0, e1 = s0 // itemsize, s1 // itemsize
-    if e1 == 1 or cols <= 1:
-        ld = e0 if rows > 1 else max(cols, 1)
-        if ld >= max(cols, 1):
-            return False, ld
-    if e0 == 1 or rows <= 1:
-        ld = e1 if cols > 1 else max(rows, 1)
-        if ld >= max(rows, 1):
-            return True, ld
-    return None
-
-
 def choose_schedule(rt: Runtime, m: int, n: int, k: int,
                     schedule: Schedule | None = None) -> Schedule:
     """The schedule a call will use: the caller's (checked), else the device table's, else a
@@ -145,41 +120,6 @@ def _reject_nonfinite(name: str, x) -> None:
             f"{name} contains NaN or Inf and nonfinite='raise' was asked; clean the input or "
             "pass nonfinite='propagate' for IEEE propagation as in BLAS"
         )
-
-
-def _upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand, int]:
-    """Copy a host matrix to the device without repacking when its layout allows."""
-    if x.size == 0:
-        return Operand(rt.buffer(4, what=name), 0, max(x.shape[1], 1), trans), 0
-    layout = _storage(x.shape, x.strides)
-    if layout is None:
-        x = np.ascontiguousarray(x)
-        layout = _storage(x.shape, x.strides)
-    stored_t, ld = layout
-    rows, cols = x.shape
-    inner, outer = (rows, cols) if stored_t else (cols, rows)
-    n_elems = (outer - 1) * ld + inner
-    # The stored span from the first to the last element, leading-dimension gaps included.
-    span = np.lib.stride_tricks.as_strided(x, shape=(n_elems,), strides=(4,))
-    buf = rt.buffer(span.nbytes, what=name)
-    cl.enqueue_copy(rt.queue, buf, np.ascontiguousarray(span), is_blocking=True)
-    return Operand(buf, 0, ld, stored_t != trans), span.nbytes
-
-
-def _device_operand(rt: Runtime, name: str, x: cla.Array, trans: bool) -> Operand:
-    if x.context != rt.context:
-        raise ShapeError(
-            f"{name} lives in another OpenCL context; create device arrays with "
-            "clgemm.to_device(...) for the same device"
-        )
-    layout = _storage(x.shape, x.strides)
-    if layout is None or x.offset % 4:
-        raise ShapeError(
-            f"{name} has strides {x.strides}: clgemm needs unit stride along rows or columns; "
-            "make it contiguous first"
-        )
-    stored_t, ld = layout
-    return Operand(x.base_data, x.offset // 4, ld, stored_t != trans)
 
 
 def to_device(x: np.ndarray, device: "DeviceInfo | int | str | None" = None) -> cla.Array:
@@ -218,8 +158,8 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
         if not on_device and not isinstance(x, np.ndarray):
             raise ShapeError(f"{name} must be a numpy array, got {type(x).__name__}")
         _check_dtype(name, x)
-    m, k = _logical_shape(A, trans_a)
-    k2, n = _logical_shape(B, trans_b)
+    m, k = logical_shape(A, trans_a)
+    k2, n = logical_shape(B, trans_b)
     if k != k2:
         raise ShapeError(
             f"inner dimensions differ: op(A) is {m}x{k} and op(B) is {k2}x{n}; "
@@ -259,11 +199,10 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
         result, info = contract.approximate_matmul(
             rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b,
             rel_tol=float(rel_tol), schedule=chosen, info=info)
-    elif on_device:
-        wait = return_info or decision is not None
-        result = _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info, wait)
     else:
-        result = _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info)
+        # Device-array callers who want no Info keep the queue flowing (no wait per call).
+        wait = not on_device or return_info or decision is not None
+        result = exact_product(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info, wait)
     if decision is not None and info.kernel_s > 0:
         get_selector(rt).observe(decision, info.kernel_s)
         info.extra["selector"] = decision.reason
@@ -298,48 +237,13 @@ def _launch(rt: Runtime, schedule: Schedule, m: int, n: int, k: int, alpha: floa
         info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
 
 
-def _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info) -> np.ndarray:
-    m, n, k = info.shape
-    out = C if C is not None else np.empty((m, n), np.float32)
-    if m == 0 or n == 0:
-        return out
-    need = 4 * (A.size + B.size + m * n)
-    if need > rt.device.global_mem_bytes:
-        raise OutOfDeviceMemoryError(
-            f"the product needs {need / 2**30:.2f} GiB on the device but {rt.device.name!r} "
-            f"has {rt.device.global_mem_bytes / 2**30:.2f} GiB; split it into blocks"
-        )
-    t0 = time.perf_counter()
-    a, _ = _upload(rt, "A", A, trans_a)
-    b, _ = _upload(rt, "B", B, trans_b)
-    c_host = np.ascontiguousarray(C) if (C is not None and beta != 0.0) else None
-    c_buf = rt.buffer(4 * m * n, what="C", hostbuf=c_host)
-    info.h2d_s = time.perf_counter() - t0
-    _launch(rt, schedule, m, n, k, alpha, beta, a, b, Operand(c_buf, 0, n, False), info)
-    t1 = time.perf_counter()
-    if out.flags.c_contiguous:
-        cl.enqueue_copy(rt.queue, out, c_buf, is_blocking=True)
-    else:
-        tmp = np.empty((m, n), np.float32)
-        cl.enqueue_copy(rt.queue, tmp, c_buf, is_blocking=True)
-        out[...] = tmp
-    info.d2h_s = time.perf_counter() - t1
-    return out
+def exact_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool,
+                  trans_b: bool, schedule: Schedule, info: Info, wait: bool = True):
+    """The exact float32 product with one schedule: matmul's own path, and the fallback the
+    guards (ABFT recompute, approximate methods) return to."""
+    k = info.shape[2]
 
+    def compute(a, b, c, m, n):
+        _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, wait)
 
-def _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info,
-                   wait: bool = True) -> cla.Array:
-    m, n, k = info.shape
-    out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
-    if m == 0 or n == 0:
-        return out
-    a = _device_operand(rt, "A", A, trans_a)
-    b = _device_operand(rt, "B", B, trans_b)
-    c = _device_operand(rt, "C", out, False)
-    if c.transposed:
-        # C stored column-major: compute C^T = op(B)^T op(A)^T into its row-major storage.
-        a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
-        m, n = n, m
-        c = replace(c, transposed=False)
-    _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, wait)
-    return out
+    return run_product(rt, A, B, C, beta, trans_a, trans_b, info, compute)

@@ -4,7 +4,7 @@ plan.GemmKernel, the capability check, and the hook that guard/contract.py calls
 Supported: any M, N, K >= 0; alpha, beta (C unread when beta == 0); A stored M x K or K x M
 (trans_a), B stored K x N or N x K (trans_b), any leading dimensions and offsets (16-byte
 copies where lda/ldb and the offsets are multiples of 4, element copies otherwise); C
-row-major (a column-major C is mapped by swapping operands, as api._matmul_device does).
+row-major (a column-major C is mapped by swapping operands, as clgemm.operands.run_product does).
 
 Offered only on NVIDIA devices of compute capability >= 8.0 whose OpenCL compiler runs the
 PTX (a test compile + run of a small product); elsewhere `tensorcore_available` is False and

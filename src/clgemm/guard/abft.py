@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ import pyopencl as cl
 import pyopencl.array as cla
 
 from ..errors import FaultError, ShapeError
-from ..plan import Operand, get_kernel, layout_for, search_space
+from ..plan import get_kernel, layout_for, search_space
 from ..runtime import Runtime, get_runtime
 from ..schedule import Schedule
 from . import faults
@@ -315,18 +315,18 @@ def normalized_residuals(ck: Checksums, c_sums, k: int) -> np.ndarray:
 
 # ---- public verify ------------------------------------------------------------------------
 def _as_view(rt: Runtime, name: str, x, trans: bool, keep: list) -> View:
-    from ..api import _device_operand, _logical_shape, _upload
+    from ..operands import device_operand, logical_shape, upload
 
-    rows, cols = _logical_shape(x, trans)
+    rows, cols = logical_shape(x, trans)
     if isinstance(x, cla.Array):
-        op = _device_operand(rt, name, x, trans)
+        op = device_operand(rt, name, x, trans)
     else:
         x = np.asarray(x)
         if x.dtype != np.float32:
             from ..errors import DTypeError
 
             raise DTypeError(f"{name} has dtype {x.dtype}; verify checks float32 products")
-        op, _ = _upload(rt, name, x, trans)
+        op, _ = upload(rt, name, x, trans)
     keep.append(op)
     return View.of(op, rows, cols)
 
@@ -500,42 +500,12 @@ def checked_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float
                    trans_a: bool = False, trans_b: bool = False, schedule: Schedule,
                    info):
     """matmul(check=True): the product, verified by checksums (repaired when possible)."""
-    from ..api import _device_operand, _upload
+    from ..operands import run_product
 
-    m, n, k = info.shape
-    on_device = isinstance(A, cla.Array)
-    t0 = time.perf_counter()
-    if on_device:
-        out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
-        if m == 0 or n == 0:
-            return out, info
-        a = _device_operand(rt, "A", A, trans_a)
-        b = _device_operand(rt, "B", B, trans_b)
-        c = _device_operand(rt, "C", out, False)
-        mm, nn = m, n
-        if c.transposed:
-            a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
-            mm, nn = n, m
-            c = replace(c, transposed=False)
-        checked_core(rt, View.of(a, mm, k), View.of(b, k, nn), View.of(c, mm, nn),
+    k = info.shape[2]
+
+    def compute(a, b, c, m, n):
+        checked_core(rt, View.of(a, m, k), View.of(b, k, n), View.of(c, m, n),
                      alpha, beta, schedule, info)
-        return out, info
-    out = C if C is not None else np.empty((m, n), np.float32)
-    if m == 0 or n == 0:
-        return out, info
-    a, _ = _upload(rt, "A", A, trans_a)
-    b, _ = _upload(rt, "B", B, trans_b)
-    c_host = np.ascontiguousarray(C) if (C is not None and beta != 0.0) else None
-    c_buf = rt.buffer(4 * m * n, what="C", hostbuf=c_host)
-    info.h2d_s = time.perf_counter() - t0
-    checked_core(rt, View.of(a, m, k), View.of(b, k, n), View(c_buf, 0, n, False, m, n),
-                 alpha, beta, schedule, info)
-    t1 = time.perf_counter()
-    if out.flags.c_contiguous:
-        cl.enqueue_copy(rt.queue, out, c_buf, is_blocking=True)
-    else:
-        tmp = np.empty((m, n), np.float32)
-        cl.enqueue_copy(rt.queue, tmp, c_buf, is_blocking=True)
-        out[...] = tmp
-    info.d2h_s = time.perf_counter() - t1
-    return out, info
+
+    return run_product(rt, A, B, C, beta, trans_a, trans_b, info, compute), info

@@ -16,7 +16,6 @@ before it is returned; above the budget the call falls back to exact.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -75,7 +74,7 @@ def _to_device(rt: Runtime, x):
 def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
                        trans_a: bool = False, trans_b: bool = False, rel_tol: float,
                        schedule, info, seed: int | None = None):
-    from ..api import _matmul_device, _matmul_host
+    from ..api import exact_product
 
     m, n, k = info.shape
     on_device = isinstance(A, cla.Array)
@@ -87,9 +86,7 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     def exact(reason: str):
         extra["exact_reason"] = reason
         info.method = "exact"
-        if on_device:
-            return _matmul_device(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info)
-        return _matmul_host(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info)
+        return exact_product(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info)
 
     if "lowrank" not in methods or m == 0 or n == 0:
         return exact("planner: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())), info

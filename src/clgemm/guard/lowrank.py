@@ -120,12 +120,12 @@ class Products:
         """alpha op(A) op(B) + beta C for device arrays; returns C (new if not given)."""
         from dataclasses import replace
 
-        from ..api import _device_operand, _logical_shape
+        from ..operands import device_operand, logical_shape
         from ..plan import Operand, layout_for
         from . import splitk
 
-        m, k = _logical_shape(A, ta)
-        _, n = _logical_shape(B, tb)
+        m, k = logical_shape(A, ta)
+        _, n = logical_shape(B, tb)
         out = C if C is not None else self.empty((m, n))
         if m == 0 or n == 0:
             return out
@@ -135,9 +135,9 @@ class Products:
             else:
                 out *= np.float32(beta)
             return out
-        a = _device_operand(self.rt, "A", A, ta)
-        b = _device_operand(self.rt, "B", B, tb)
-        c = _device_operand(self.rt, "C", out, False)
+        a = device_operand(self.rt, "A", A, ta)
+        b = device_operand(self.rt, "B", B, tb)
+        c = device_operand(self.rt, "C", out, False)
         if c.transposed:
             a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
             m, n = n, m

@@ -1,0 +1,127 @@
+"""Where a product's operands live: host arrays staged to the device without repacking when
+their strides allow, device arrays used in place, and C read back. Every station on the road
+(the plain product, ABFT's checked product, the approximate methods) stages through here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+
+from .errors import OutOfDeviceMemoryError, ShapeError
+from .plan import Operand
+from .runtime import Runtime
+
+
+def logical_shape(x, trans: bool) -> tuple[int, int]:
+    if len(x.shape) != 2:
+        raise ShapeError(f"operands must be 2-D matrices, got shape {tuple(x.shape)}")
+    r, c = x.shape
+    return (c, r) if trans else (r, c)
+
+
+def storage(shape: tuple[int, int], strides: tuple[int, int], itemsize: int = 4):
+    """(stored_transposed, ld) when rows or columns are unit-stride, else None."""
+    rows, cols = shape
+    s0, s1 = strides
+    if s0 < 0 or s1 < 0 or s0 % itemsize or s1 % itemsize:
+        return None
+    e0, e1 = s0 // itemsize, s1 // itemsize
+    if e1 == 1 or cols <= 1:
+        ld = e0 if rows > 1 else max(cols, 1)
+        if ld >= max(cols, 1):
+            return False, ld
+    if e0 == 1 or rows <= 1:
+        ld = e1 if cols > 1 else max(rows, 1)
+        if ld >= max(rows, 1):
+            return True, ld
+    return None
+
+
+def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand, int]:
+    """Copy a host matrix to the device without repacking when its layout allows."""
+    if x.size == 0:
+        return Operand(rt.buffer(4, what=name), 0, max(x.shape[1], 1), trans), 0
+    layout = storage(x.shape, x.strides)
+    if layout is None:
+        x = np.ascontiguousarray(x)
+        layout = storage(x.shape, x.strides)
+    stored_t, ld = layout
+    rows, cols = x.shape
+    inner, outer = (rows, cols) if stored_t else (cols, rows)
+    n_elems = (outer - 1) * ld + inner
+    # The stored span from the first to the last element, leading-dimension gaps included.
+    span = np.lib.stride_tricks.as_strided(x, shape=(n_elems,), strides=(4,))
+    buf = rt.buffer(span.nbytes, what=name)
+    cl.enqueue_copy(rt.queue, buf, np.ascontiguousarray(span), is_blocking=True)
+    return Operand(buf, 0, ld, stored_t != trans), span.nbytes
+
+
+def device_operand(rt: Runtime, name: str, x: cla.Array, trans: bool) -> Operand:
+    if x.context != rt.context:
+        raise ShapeError(
+            f"{name} lives in another OpenCL context; create device arrays with "
+            "clgemm.to_device(...) for the same device"
+        )
+    layout = storage(x.shape, x.strides)
+    if layout is None or x.offset % 4:
+        raise ShapeError(
+            f"{name} has strides {x.strides}: clgemm needs unit stride along rows or columns; "
+            "make it contiguous first"
+        )
+    stored_t, ld = layout
+    return Operand(x.base_data, x.offset // 4, ld, stored_t != trans)
+
+
+# compute(a, b, c, m, n): the product into row-major C storage of m x n.
+Compute = Callable[[Operand, Operand, Operand, int, int], None]
+
+
+def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool, info,
+                compute: Compute):
+    """Stage the operands, run `compute`, and return the result: a numpy array (read back,
+    into C when given) for host operands, the device array itself for device operands."""
+    m, n, _ = info.shape
+    if isinstance(A, cla.Array):
+        out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
+        if m == 0 or n == 0:
+            return out
+        a = device_operand(rt, "A", A, trans_a)
+        b = device_operand(rt, "B", B, trans_b)
+        c = device_operand(rt, "C", out, False)
+        if c.transposed:
+            # C stored column-major: compute C^T = op(B)^T op(A)^T into its row-major storage.
+            a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
+            m, n = n, m
+            c = replace(c, transposed=False)
+        compute(a, b, c, m, n)
+        return out
+    out = C if C is not None else np.empty((m, n), np.float32)
+    if m == 0 or n == 0:
+        return out
+    need = 4 * (A.size + B.size + m * n)
+    if need > rt.device.global_mem_bytes:
+        raise OutOfDeviceMemoryError(
+            f"the product needs {need / 2**30:.2f} GiB on the device but {rt.device.name!r} "
+            f"has {rt.device.global_mem_bytes / 2**30:.2f} GiB; split it into blocks"
+        )
+    t0 = time.perf_counter()
+    a, _ = upload(rt, "A", A, trans_a)
+    b, _ = upload(rt, "B", B, trans_b)
+    c_host = np.ascontiguousarray(C) if (C is not None and beta != 0.0) else None
+    c_buf = rt.buffer(4 * m * n, what="C", hostbuf=c_host)
+    info.h2d_s = time.perf_counter() - t0
+    compute(a, b, Operand(c_buf, 0, n, False), m, n)
+    t1 = time.perf_counter()
+    if out.flags.c_contiguous:
+        cl.enqueue_copy(rt.queue, out, c_buf, is_blocking=True)
+    else:
+        tmp = np.empty((m, n), np.float32)
+        cl.enqueue_copy(rt.queue, tmp, c_buf, is_blocking=True)
+        out[...] = tmp
+    info.d2h_s = time.perf_counter() - t1
+    return out
