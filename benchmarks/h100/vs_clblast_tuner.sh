@@ -8,8 +8,13 @@ export CLGEMM_DEVICE=NVIDIA
 CLB_SECONDS=${CLB_SECONDS:-450}
 mkdir -p $OUT/clb
 t0=$EPOCHREALTIME
+# The ocl-icd loader unpacked by the tune script honours OCL_ICD_VENDORS (only NVIDIA's driver);
+# without it the system loader found PoCL alone and the tuner timed a CPU (first attempt).
+export LD_LIBRARY_PATH=/tmp/oclroot/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 OUT=$OUT/clb bash .carry/clblast-src/clblast-tune.sh 2048 $CLB_SECONDS 2>&1 | tail -5 | tee $OUT/log
 t1=$EPOCHREALTIME
+unset LD_LIBRARY_PATH
+grep -a "reference" $OUT/clb/clblast-tune-2048.log | head -2 | tee -a $OUT/log
 mkdir -p /tmp/clblast-tuned && cp $OUT/clb/clblast_xgemm_*_32.json /tmp/clblast-tuned/
 export CLGEMM_TUNE_DB=$OUT/tune-vs-clblast.sqlite
 t2=$EPOCHREALTIME
