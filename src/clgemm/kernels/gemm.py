@@ -185,39 +185,39 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
         return "\n".join(code)
 
     # Inner product over one K step, reading local tiles (or global memory for an unstaged operand).
-    vec_local_a = s.stage_a and not s.strided and s.out_m % 4 == 0 and lda_s % 4 == 0
-    vec_local_b = s.stage_b and not s.strided and s.out_n % 4 == 0 and ldb_s % 4 == 0
+    def fragment(name: str) -> list[str]:
+        """Lines loading this step's register fragment of A (`a[OM]`) or B (`b[ON]`)."""
+        is_a = name == "A"
+        staged = s.stage_a if is_a else s.stage_b
+        count, reg = (s.out_m, "a") if is_a else (s.out_n, "b")
+        tid, width = ("tid_m", "OM") if is_a else ("tid_n", "ON")
+        where = row if is_a else col
+        lines = []
+        if staged:
+            lds = "LDAS" if is_a else "LDBS"
+            base = f"{name}_s + {name}BUF + kk * {lds}"
+            if not s.strided and count % 4 == 0 and (lda_s if is_a else ldb_s) % 4 == 0:
+                for q in range(count // 4):  # 16-byte local loads of contiguous outputs
+                    lines.append(
+                        f"    {{ float4 t = *((__local const float4*)({base} + {tid} * {width} + {4*q}));"
+                        f" {reg}[{4*q}] = t.s0; {reg}[{4*q+1}] = t.s1; {reg}[{4*q+2}] = t.s2;"
+                        f" {reg}[{4*q+3}] = t.s3; }}")
+            else:
+                lines += [f"    {reg}[{i}] = {name}_s[{name}BUF + kk * {lds} + {where(i)}];"
+                          for i in range(count)]
+        else:
+            idx, limit, op = ("gi", "M", a_op) if is_a else ("gj", "N", b_op)
+            origin = "m0" if is_a else "n0"
+            for i in range(count):
+                lines.append(f"    {{ const int {idx} = {origin} + {where(i)}; "
+                             f"{reg}[{i}] = ({idx} < {limit} && gk < K) ? {op} : 0.0f; }}")
+        return lines
+
     compute = [f"  #pragma unroll {s.unroll_k}", "  for (int kk = 0; kk < TK; kk++) {",
                "    float a[OM], b[ON];"]
-    if s.stage_a:
-        if vec_local_a:
-            for q in range(s.out_m // 4):
-                compute.append(
-                    f"    {{ float4 t = *((__local const float4*)(A_s + ABUF + kk * LDAS + tid_m * OM + {4*q}));"
-                    f" a[{4*q}] = t.s0; a[{4*q+1}] = t.s1; a[{4*q+2}] = t.s2; a[{4*q+3}] = t.s3; }}"
-                )
-        else:
-            for r in range(s.out_m):
-                compute.append(f"    a[{r}] = A_s[ABUF + kk * LDAS + {row(r)}];")
-    else:
-        compute.append("    const int gk = k0 + kk;")
-        for r in range(s.out_m):
-            compute.append(f"    {{ const int gi = m0 + {row(r)}; a[{r}] = (gi < M && gk < K) ? {a_op} : 0.0f; }}")
-    if s.stage_b:
-        if vec_local_b:
-            for q in range(s.out_n // 4):
-                compute.append(
-                    f"    {{ float4 t = *((__local const float4*)(B_s + BBUF + kk * LDBS + tid_n * ON + {4*q}));"
-                    f" b[{4*q}] = t.s0; b[{4*q+1}] = t.s1; b[{4*q+2}] = t.s2; b[{4*q+3}] = t.s3; }}"
-                )
-        else:
-            for c in range(s.out_n):
-                compute.append(f"    b[{c}] = B_s[BBUF + kk * LDBS + {col(c)}];")
-    else:
-        if s.stage_a:
-            compute.append("    const int gk = k0 + kk;")
-        for c in range(s.out_n):
-            compute.append(f"    {{ const int gj = n0 + {col(c)}; b[{c}] = (gj < N && gk < K) ? {b_op} : 0.0f; }}")
+    if not (s.stage_a and s.stage_b):
+        compute.append("    const int gk = k0 + kk;")  # an unstaged operand reads global memory
+    compute += fragment("A") + fragment("B")
     compute.append("    #pragma unroll\n    for (int r = 0; r < OM; r++)\n      #pragma unroll\n"
                    "      for (int c = 0; c < ON; c++) acc[r][c] = a[r] * b[c] + acc[r][c];")
     compute.append("  }")
