@@ -414,6 +414,36 @@ impl Space {
         out
     }
 
+    /// One random move of one parameter, validity not checked: (parameter, new position), to
+    /// an adjacent value with probability `p_adjacent` else to any other value; None when the
+    /// parameter drawn has a single value. Both neighbour forms draw through here, so a seed
+    /// gives the same walk whichever form a strategy uses.
+    #[inline(always)]
+    fn draw_move(&self, point: &[u32], rng: &mut Rng, p_adjacent: f64) -> Option<(usize, u32)> {
+        let d = rng.index(self.params.len());
+        let n = self.params[d].values.len() as u32;
+        if n < 2 {
+            return None;
+        }
+        let here = point[d];
+        let to = if rng.chance(p_adjacent) {
+            match (here == 0, here + 1 == n) {
+                (true, _) => 1,
+                (_, true) => here - 1,
+                _ if rng.chance(0.5) => here - 1,
+                _ => here + 1,
+            }
+        } else {
+            let r = rng.index(n as usize - 1) as u32;
+            if r >= here {
+                r + 1
+            } else {
+                r
+            }
+        };
+        Some((d, to))
+    }
+
     /// The allocation-free form of `random_neighbour` for walkers: `point` (whose full-space
     /// index is `index`) is left as it was; the move is returned as (parameter, new position,
     /// new index), the index updated by one stride instead of recomputed. Validity is one
@@ -427,29 +457,11 @@ impl Space {
         p_adjacent: f64,
         tries: usize,
     ) -> Option<(usize, u32, u64)> {
-        let dims = self.params.len();
         for _ in 0..tries {
-            let d = rng.index(dims);
-            let n = self.params[d].values.len() as u32;
-            if n < 2 {
+            let Some((d, to)) = self.draw_move(point, rng, p_adjacent) else {
                 continue;
-            }
-            let here = point[d];
-            let to = if rng.chance(p_adjacent) {
-                match (here == 0, here + 1 == n) {
-                    (true, _) => 1,
-                    (_, true) => here - 1,
-                    _ if rng.chance(0.5) => here - 1,
-                    _ => here + 1,
-                }
-            } else {
-                let r = rng.index(n as usize - 1) as u32;
-                if r >= here {
-                    r + 1
-                } else {
-                    r
-                }
             };
+            let here = point[d];
             let q = index - u64::from(here) * self.strides[d] + u64::from(to) * self.strides[d];
             let ok = match &self.bits {
                 Some(b) => b.contains(q),
@@ -504,27 +516,10 @@ impl Space {
     ) -> Option<Point> {
         let mut q = point.to_vec();
         for _ in 0..tries {
-            let d = rng.index(self.params.len());
-            let n = self.params[d].values.len() as u32;
-            if n < 2 {
+            let Some((d, to)) = self.draw_move(point, rng, p_adjacent) else {
                 continue;
-            }
-            let here = point[d];
-            let to = if rng.chance(p_adjacent) {
-                match (here == 0, here + 1 == n) {
-                    (true, _) => 1,
-                    (_, true) => here - 1,
-                    _ if rng.chance(0.5) => here - 1,
-                    _ => here + 1,
-                }
-            } else {
-                let r = rng.index(n as usize - 1) as u32;
-                if r >= here {
-                    r + 1
-                } else {
-                    r
-                }
             };
+            let here = point[d];
             q[d] = to;
             if self.is_valid(&q) {
                 return Some(q);
