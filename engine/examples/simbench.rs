@@ -15,7 +15,10 @@ fn main() {
     let names: Vec<String> = if args.len() > 4 {
         args[4..].to_vec()
     } else {
-        ["random", "genetic", "annealing", "sqa", "model"].iter().map(|s| s.to_string()).collect()
+        ["random", "genetic", "annealing", "sqa", "model"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     for name in names {
         let cfg = SimConfig {
@@ -34,20 +37,36 @@ fn main() {
             let t0 = Instant::now();
             let r = simulate(&rec, &cfg).unwrap();
             best = best.min(t0.elapsed().as_secs_f64());
-            if std::env::var("VERBOSE").is_ok() { eprintln!("  rep {:.4}s", t0.elapsed().as_secs_f64()); }
+            if std::env::var("VERBOSE").is_ok() {
+                eprintln!("  rep {:.4}s", t0.elapsed().as_secs_f64());
+            }
             out = Some(r);
         }
         let out = out.unwrap();
         let evals: usize = out.runs.iter().map(|r| r.evaluations).sum();
-        let mut e99: Vec<f64> =
-            out.runs.iter().map(|r| r.evals_to_99.map_or(f64::INFINITY, |e| e as f64)).collect();
+        let mut e99: Vec<f64> = out
+            .runs
+            .iter()
+            .map(|r| r.evals_to_99.map_or(f64::INFINITY, |e| e as f64))
+            .collect();
         e99.sort_by(f64::total_cmp);
-        let mut e95: Vec<f64> =
-            out.runs.iter().map(|r| r.evals_to_95.map_or(f64::INFINITY, |e| e as f64)).collect();
+        let mut e95: Vec<f64> = out
+            .runs
+            .iter()
+            .map(|r| r.evals_to_95.map_or(f64::INFINITY, |e| e as f64))
+            .collect();
         e95.sort_by(f64::total_cmp);
-        let mean99: f64 = out.runs.iter().map(|r| r.evals_to_99.map_or(cfg.budget as f64 + 1.0, |e| e as f64)).sum::<f64>() / out.runs.len() as f64;
+        let mean99: f64 = out
+            .runs
+            .iter()
+            .map(|r| r.evals_to_99.map_or(cfg.budget as f64 + 1.0, |e| e as f64))
+            .sum::<f64>()
+            / out.runs.len() as f64;
         let revisits: usize = out.runs.iter().map(|r| r.revisits).sum();
-        eprintln!("  revisits per evaluation {:.1}", revisits as f64 / evals as f64);
+        eprintln!(
+            "  revisits per evaluation {:.1}",
+            revisits as f64 / evals as f64
+        );
         let reached = out.runs.iter().filter(|r| r.evals_to_99.is_some()).count();
         println!(
             "{name:10} {:>12.0} evals/s  ({:.1} ns/eval)  median evals to 95%: {} 99%: {} (mean {:.0})  reached {reached}/{}",

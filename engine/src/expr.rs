@@ -83,7 +83,13 @@ impl Program {
         limits: &HashMap<String, i64>,
     ) -> Result<Program, String> {
         let tokens = lex(source)?;
-        let mut parser = Parser { tokens, pos: 0, params, limits, source };
+        let mut parser = Parser {
+            tokens,
+            pos: 0,
+            params,
+            limits,
+            source,
+        };
         let ast = parser.or_expr()?;
         if parser.pos != parser.tokens.len() {
             return Err(format!(
@@ -107,7 +113,11 @@ impl Program {
                 _ => None,
             })
             .max();
-        Ok(Program { ops, last_param, source: source.to_string() })
+        Ok(Program {
+            ops,
+            last_param,
+            source: source.to_string(),
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -180,12 +190,20 @@ fn binop(b: Bin, x: i64, y: i64) -> Result<i64, EvalError> {
         Bin::FloorDiv => {
             let q = x.checked_div(y).ok_or(EvalError)?;
             // Python floors; Rust truncates towards zero.
-            Ok(if (x % y != 0) && ((x < 0) != (y < 0)) { q - 1 } else { q })
+            Ok(if (x % y != 0) && ((x < 0) != (y < 0)) {
+                q - 1
+            } else {
+                q
+            })
         }
         Bin::Mod => {
             let r = x.checked_rem(y).ok_or(EvalError)?;
             // Python's remainder takes the divisor's sign.
-            Ok(if r != 0 && ((r < 0) != (y < 0)) { r + y } else { r })
+            Ok(if r != 0 && ((r < 0) != (y < 0)) {
+                r + y
+            } else {
+                r
+            })
         }
     }
 }
@@ -212,8 +230,9 @@ enum Tok {
 }
 
 fn lex(src: &str) -> Result<Vec<Tok>, String> {
-    const SYMS: [&str; 14] =
-        ["//", "==", "!=", "<=", ">=", "<", ">", "+", "-", "*", "%", "(", ")", "/"];
+    const SYMS: [&str; 14] = [
+        "//", "==", "!=", "<=", ">=", "<", ">", "+", "-", "*", "%", "(", ")", "/",
+    ];
     let bytes = src.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -229,9 +248,12 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                 i += 1;
             }
             let text: String = src[start..i].chars().filter(|&ch| ch != '_').collect();
-            let value = text
-                .parse::<i64>()
-                .map_err(|_| format!("constraint {src:?}: bad integer literal {:?}", &src[start..i]))?;
+            let value = text.parse::<i64>().map_err(|_| {
+                format!(
+                    "constraint {src:?}: bad integer literal {:?}",
+                    &src[start..i]
+                )
+            })?;
             out.push(Tok::Int(value));
             continue;
         }
@@ -297,7 +319,10 @@ impl Parser<'_> {
     fn err(&self, what: &str) -> String {
         match self.peek() {
             Some(t) => format!("constraint {:?}: expected {what}, found {t:?}", self.source),
-            None => format!("constraint {:?}: expected {what}, found the end", self.source),
+            None => format!(
+                "constraint {:?}: expected {what}, found the end",
+                self.source
+            ),
         }
     }
 
@@ -306,7 +331,11 @@ impl Parser<'_> {
         while self.eat_word("or") {
             items.push(self.and_expr()?);
         }
-        Ok(if items.len() == 1 { items.pop().unwrap_or(Ast::Const(0)) } else { Ast::Or(items) })
+        Ok(if items.len() == 1 {
+            items.pop().unwrap_or(Ast::Const(0))
+        } else {
+            Ast::Or(items)
+        })
     }
 
     fn and_expr(&mut self) -> Result<Ast, String> {
@@ -314,7 +343,11 @@ impl Parser<'_> {
         while self.eat_word("and") {
             items.push(self.not_expr()?);
         }
-        Ok(if items.len() == 1 { items.pop().unwrap_or(Ast::Const(0)) } else { Ast::And(items) })
+        Ok(if items.len() == 1 {
+            items.pop().unwrap_or(Ast::Const(0))
+        } else {
+            Ast::And(items)
+        })
     }
 
     fn not_expr(&mut self) -> Result<Ast, String> {
@@ -340,7 +373,11 @@ impl Parser<'_> {
             self.pos += 1;
             rest.push((op, self.sum()?));
         }
-        Ok(if rest.is_empty() { first } else { Ast::Compare(Box::new(first), rest) })
+        Ok(if rest.is_empty() {
+            first
+        } else {
+            Ast::Compare(Box::new(first), rest)
+        })
     }
 
     fn sum(&mut self) -> Result<Ast, String> {
@@ -470,7 +507,10 @@ fn fold(ast: Ast) -> Ast {
             consts.extend(rest.iter().map(|(_, a)| as_const(a)));
             if consts.iter().all(Option::is_some) {
                 let vals: Vec<i64> = consts.into_iter().flatten().collect();
-                let ok = rest.iter().enumerate().all(|(i, (c, _))| cmp(*c, vals[i], vals[i + 1]));
+                let ok = rest
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (c, _))| cmp(*c, vals[i], vals[i + 1]));
                 return Ast::Const(i64::from(ok));
             }
             Ast::Compare(Box::new(first), rest)
@@ -502,7 +542,11 @@ fn fold_bool(items: Vec<Ast>, is_and: bool) -> Ast {
     match kept.len() {
         0 => Ast::Const(i64::from(is_and)),
         // A lone operand that is already 0/1 needs no normalising `Bool`.
-        1 if matches!(kept[0], Ast::Compare(..) | Ast::Not(_) | Ast::And(_) | Ast::Or(_)) => {
+        1 if matches!(
+            kept[0],
+            Ast::Compare(..) | Ast::Not(_) | Ast::And(_) | Ast::Or(_)
+        ) =>
+        {
             kept.pop().unwrap_or(Ast::Const(0))
         }
         _ if is_and => Ast::And(kept),
@@ -565,7 +609,11 @@ fn emit(ast: &Ast, ops: &mut Vec<Op>) {
             ops.push(Op::Bool);
             let end = ops.len() as u32;
             for p in patches {
-                ops[p] = if is_and { Op::JumpIfFalse(end) } else { Op::JumpIfTrue(end) };
+                ops[p] = if is_and {
+                    Op::JumpIfFalse(end)
+                } else {
+                    Op::JumpIfTrue(end)
+                };
             }
         }
     }

@@ -4,10 +4,10 @@
 //! the pyo3 bindings and is the only place that knows about Python.
 
 pub mod expr;
+mod py;
 pub mod recorded;
 pub mod rng;
 pub mod simulator;
 pub mod space;
 pub mod strategies;
 pub mod telemetry;
-mod py;

@@ -68,7 +68,10 @@ fn params_arg(items: Vec<Vec<Bound<'_, PyAny>>>) -> PyResult<Vec<Param>> {
     items
         .into_iter()
         .map(|pair| match pair.as_slice() {
-            [name, values] => Ok(Param { name: name.extract()?, values: values.extract()? }),
+            [name, values] => Ok(Param {
+                name: name.extract()?,
+                values: values.extract()?,
+            }),
             _ => Err(schedule_err("params must be [name, [values...]] pairs")),
         })
         .collect()
@@ -99,7 +102,9 @@ impl PySpace {
             let space = py
                 .allow_threads(|| Space::constrained(params, &limits, &constraints, max_enumerate))
                 .map_err(schedule_err)?;
-            Ok(PySpace { inner: Arc::new(space) })
+            Ok(PySpace {
+                inner: Arc::new(space),
+            })
         })
     }
 
@@ -135,7 +140,12 @@ impl PySpace {
     fn neighbours(&self, values: Vec<i64>, any: bool) -> PyResult<Vec<Vec<i64>>> {
         guard(|| {
             let p = point_of(&self.inner, &values)?;
-            Ok(self.inner.neighbours(&p, any).iter().map(|q| self.inner.values_of(q)).collect())
+            Ok(self
+                .inner
+                .neighbours(&p, any)
+                .iter()
+                .map(|q| self.inner.values_of(q))
+                .collect())
         })
     }
 
@@ -162,12 +172,20 @@ impl PySpace {
 
     #[getter]
     fn domains(&self) -> Vec<Vec<i64>> {
-        self.inner.params().iter().map(|p| p.values.clone()).collect()
+        self.inner
+            .params()
+            .iter()
+            .map(|p| p.values.clone())
+            .collect()
     }
 
     #[getter]
     fn constraints(&self) -> Vec<String> {
-        self.inner.rule_sources().into_iter().map(str::to_string).collect()
+        self.inner
+            .rule_sources()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -184,16 +202,24 @@ impl PyRecorded {
     #[staticmethod]
     fn load(py: Python<'_>, path: String) -> PyResult<PyRecorded> {
         guard(|| {
-            let rec = py.allow_threads(|| Recorded::load(&path)).map_err(engine_err)?;
-            Ok(PyRecorded { inner: Arc::new(rec) })
+            let rec = py
+                .allow_threads(|| Recorded::load(&path))
+                .map_err(engine_err)?;
+            Ok(PyRecorded {
+                inner: Arc::new(rec),
+            })
         })
     }
 
     #[staticmethod]
     fn loads(py: Python<'_>, text: String) -> PyResult<PyRecorded> {
         guard(|| {
-            let rec = py.allow_threads(|| Recorded::load_str(&text)).map_err(engine_err)?;
-            Ok(PyRecorded { inner: Arc::new(rec) })
+            let rec = py
+                .allow_threads(|| Recorded::load_str(&text))
+                .map_err(engine_err)?;
+            Ok(PyRecorded {
+                inner: Arc::new(rec),
+            })
         })
     }
 
@@ -208,17 +234,28 @@ impl PyRecorded {
     ) -> PyResult<PyRecorded> {
         guard(|| {
             let params = params_arg(params)?;
-            let labels = params.iter().map(|p| p.values.iter().map(i64::to_string).collect()).collect();
-            let rows = rows.into_iter().map(|(values, time, cost)| Row { values, time, cost }).collect();
-            let rec = Recorded::from_rows(params, labels, rows, device, shape, "memory", Vec::new())
-                .map_err(engine_err)?;
-            Ok(PyRecorded { inner: Arc::new(rec) })
+            let labels = params
+                .iter()
+                .map(|p| p.values.iter().map(i64::to_string).collect())
+                .collect();
+            let rows = rows
+                .into_iter()
+                .map(|(values, time, cost)| Row { values, time, cost })
+                .collect();
+            let rec =
+                Recorded::from_rows(params, labels, rows, device, shape, "memory", Vec::new())
+                    .map_err(engine_err)?;
+            Ok(PyRecorded {
+                inner: Arc::new(rec),
+            })
         })
     }
 
     #[getter]
     fn space(&self) -> PySpace {
-        PySpace { inner: self.inner.space.clone() }
+        PySpace {
+            inner: self.inner.space.clone(),
+        }
     }
 
     #[getter]
@@ -262,10 +299,14 @@ impl PyRecorded {
     fn lookup(&self, values: Vec<i64>) -> PyResult<Option<(Option<f64>, f64)>> {
         guard(|| {
             let p = point_of(&self.inner.space, &values)?;
-            Ok(self.inner.space.valid_rank(self.inner.space.index_of(&p)).map(|row| {
-                let t = self.inner.time[row];
-                (t.is_finite().then_some(t), self.inner.cost[row])
-            }))
+            Ok(self
+                .inner
+                .space
+                .valid_rank(self.inner.space.index_of(&p))
+                .map(|row| {
+                    let t = self.inner.time[row];
+                    (t.is_finite().then_some(t), self.inner.cost[row])
+                }))
         })
     }
 }
@@ -279,7 +320,9 @@ fn space_of(obj: &Bound<'_, PyAny>) -> PyResult<Arc<Space>> {
     if let Ok(r) = obj.downcast::<PyRecorded>() {
         return Ok(r.get().inner.space.clone());
     }
-    Err(engine_err("space must be a clgemm._engine.Space or RecordedSpace"))
+    Err(engine_err(
+        "space must be a clgemm._engine.Space or RecordedSpace",
+    ))
 }
 
 /// One search run: ask for candidates, tell their times (None = failed).
@@ -312,13 +355,27 @@ impl PyStrategy {
     /// Up to n new valid candidates as value vectors (fewer once the space is exhausted).
     #[pyo3(signature = (n = 1))]
     fn ask(&mut self, n: usize) -> PyResult<Vec<Vec<i64>>> {
-        guard(|| Ok(self.inner.ask(n).iter().map(|p| self.space.values_of(p)).collect()))
+        guard(|| {
+            Ok(self
+                .inner
+                .ask(n)
+                .iter()
+                .map(|p| self.space.values_of(p))
+                .collect())
+        })
     }
 
     /// Like ask, as full-space indices (cheaper to pass around).
     #[pyo3(signature = (n = 1))]
     fn ask_indices(&mut self, n: usize) -> PyResult<Vec<u64>> {
-        guard(|| Ok(self.inner.ask(n).iter().map(|p| self.space.index_of(p)).collect()))
+        guard(|| {
+            Ok(self
+                .inner
+                .ask(n)
+                .iter()
+                .map(|p| self.space.index_of(p))
+                .collect())
+        })
     }
 
     /// Report a measurement (seconds) or a failure (None).
@@ -355,7 +412,10 @@ impl PyStrategy {
     fn best(&self) -> PyResult<Option<(Vec<i64>, f64)>> {
         guard(|| {
             Ok(self.inner.memory().best.and_then(|(i, t)| {
-                self.space.point_of(i).ok().map(|p| (self.space.values_of(&p), t))
+                self.space
+                    .point_of(i)
+                    .ok()
+                    .map(|p| (self.space.values_of(&p), t))
             }))
         })
     }
@@ -415,14 +475,20 @@ fn simulate<'py>(
         for r in &out.runs {
             let d = PyDict::new(py);
             d.set_item("seed", r.seed)?;
-            d.set_item("curve", r.curve.iter().map(|&x| nan_to_none(x)).collect::<Vec<_>>())?;
+            d.set_item(
+                "curve",
+                r.curve.iter().map(|&x| nan_to_none(x)).collect::<Vec<_>>(),
+            )?;
             d.set_item("evaluations", r.evaluations)?;
             d.set_item("failures", r.failures)?;
             d.set_item("seconds", r.seconds)?;
             d.set_item("best_time", r.best_time)?;
             let best_values = r.best_row.and_then(|row| {
                 let index = rec.space.valid_indices()?[row];
-                rec.space.point_of(index).ok().map(|p| rec.space.values_of(&p))
+                rec.space
+                    .point_of(index)
+                    .ok()
+                    .map(|p| rec.space.values_of(&p))
             });
             d.set_item("best_values", best_values)?;
             d.set_item("evals_to_95", r.evals_to_95)?;
@@ -448,7 +514,13 @@ pub struct PyTelemetry {
 impl PyTelemetry {
     #[new]
     #[pyo3(signature = (source = "auto".to_string(), rate_hz = 1000.0, capacity = 600_000, device = 0, hwmon_root = "/sys/class/drm".to_string()))]
-    fn new(source: String, rate_hz: f64, capacity: usize, device: u32, hwmon_root: String) -> PyResult<PyTelemetry> {
+    fn new(
+        source: String,
+        rate_hz: f64,
+        capacity: usize,
+        device: u32,
+        hwmon_root: String,
+    ) -> PyResult<PyTelemetry> {
         guard(|| {
             let (src, status) = Source::open(&source, device, Path::new(&hwmon_root)).map_err(|e| {
                 engine_err(format!("telemetry source {source:?} is unavailable: {e}; use source='auto' to fall back to 'absent'"))

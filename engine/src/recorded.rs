@@ -105,7 +105,11 @@ impl Recorded {
 
     pub fn load_str(text: &str) -> Result<Recorded, String> {
         let doc: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-        if doc.get("schema").and_then(Value::as_str).is_some_and(|s| s.starts_with("clgemm.space/")) {
+        if doc
+            .get("schema")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with("clgemm.space/"))
+        {
             load_clgemm(&doc)
         } else if doc.get("cache").is_some() && doc.get("tune_params").is_some() {
             load_kernel_tuner(&doc)
@@ -124,7 +128,9 @@ impl Recorded {
 fn load_clgemm(doc: &Value) -> Result<Recorded, String> {
     let schema = doc["schema"].as_str().unwrap_or("");
     if schema != "clgemm.space/1" {
-        return Err(format!("schema {schema:?} is not supported; this engine reads clgemm.space/1"));
+        return Err(format!(
+            "schema {schema:?} is not supported; this engine reads clgemm.space/1"
+        ));
     }
     let params_json = doc["params"]
         .as_array()
@@ -134,16 +140,29 @@ fn load_clgemm(doc: &Value) -> Result<Recorded, String> {
         let name = p.get(0).and_then(Value::as_str);
         let values = p.get(1).and_then(Value::as_array);
         let (Some(name), Some(values)) = (name, values) else {
-            return Err(format!("bad parameter entry {p}; expected [name, [values...]]"));
+            return Err(format!(
+                "bad parameter entry {p}; expected [name, [values...]]"
+            ));
         };
         let values = values
             .iter()
-            .map(|v| v.as_i64().ok_or_else(|| format!("parameter {name:?}: value {v} is not an integer")))
+            .map(|v| {
+                v.as_i64()
+                    .ok_or_else(|| format!("parameter {name:?}: value {v} is not an integer"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        params.push(Param { name: name.to_string(), values });
+        params.push(Param {
+            name: name.to_string(),
+            values,
+        });
     }
-    let labels = params.iter().map(|p| p.values.iter().map(i64::to_string).collect()).collect();
-    let records = doc["records"].as_array().ok_or("\"records\" must be a list")?;
+    let labels = params
+        .iter()
+        .map(|p| p.values.iter().map(i64::to_string).collect())
+        .collect();
+    let records = doc["records"]
+        .as_array()
+        .ok_or("\"records\" must be a list")?;
     let mut rows = Vec::with_capacity(records.len());
     for (n, r) in records.iter().enumerate() {
         let sched = r
@@ -154,14 +173,25 @@ fn load_clgemm(doc: &Value) -> Result<Recorded, String> {
             .iter()
             .map(|p| {
                 sched.get(&p.name).and_then(Value::as_i64).ok_or_else(|| {
-                    format!("record {n}: schedule lacks an integer value for {:?}", p.name)
+                    format!(
+                        "record {n}: schedule lacks an integer value for {:?}",
+                        p.name
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let failed = r.get("error").is_some_and(|e| !e.is_null());
-        let time = if failed { None } else { r.get("time_s").and_then(Value::as_f64) };
+        let time = if failed {
+            None
+        } else {
+            r.get("time_s").and_then(Value::as_f64)
+        };
         let compile = r.get("compile_s").and_then(Value::as_f64).unwrap_or(0.0);
-        rows.push(Row { values, time, cost: compile + time.unwrap_or(0.0) });
+        rows.push(Row {
+            values,
+            time,
+            cost: compile + time.unwrap_or(0.0),
+        });
     }
     let shape = doc
         .get("shape")
@@ -169,7 +199,15 @@ fn load_clgemm(doc: &Value) -> Result<Recorded, String> {
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
         .unwrap_or_default();
     let device = doc.get("device").map(describe).unwrap_or_default();
-    Recorded::from_rows(params, labels, rows, device, shape, "clgemm.space/1", Vec::new())
+    Recorded::from_rows(
+        params,
+        labels,
+        rows,
+        device,
+        shape,
+        "clgemm.space/1",
+        Vec::new(),
+    )
 }
 
 /// A device field may be a string or an object; keep something printable.
@@ -204,11 +242,16 @@ fn same_value(part: &str, v: &Value) -> bool {
 }
 
 fn load_kernel_tuner(doc: &Value) -> Result<Recorded, String> {
-    let tune = doc["tune_params"].as_object().ok_or("\"tune_params\" must be an object")?;
+    let tune = doc["tune_params"]
+        .as_object()
+        .ok_or("\"tune_params\" must be an object")?;
     // Key order: tune_params_keys when given, else the object's order (serde_json keeps
     // insertion order with its preserve_order feature only, so prefer the explicit list).
     let names: Vec<String> = match doc.get("tune_params_keys").and_then(Value::as_array) {
-        Some(keys) => keys.iter().filter_map(|k| k.as_str().map(str::to_string)).collect(),
+        Some(keys) => keys
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect(),
         None => tune.keys().cloned().collect(),
     };
     let mut params = Vec::new();
@@ -221,17 +264,26 @@ fn load_kernel_tuner(doc: &Value) -> Result<Recorded, String> {
             .ok_or_else(|| format!("tune_params has no list for {name:?}"))?;
         let ints: Option<Vec<i64>> = values.iter().map(Value::as_i64).collect();
         let domain = ints.unwrap_or_else(|| (0..values.len() as i64).collect());
-        params.push(Param { name: name.clone(), values: domain });
+        params.push(Param {
+            name: name.clone(),
+            values: domain,
+        });
         labels.push(values.iter().map(label_of).collect());
         raw.push(values.clone());
     }
-    let cache = doc["cache"].as_object().ok_or("\"cache\" must be an object")?;
+    let cache = doc["cache"]
+        .as_object()
+        .ok_or("\"cache\" must be an object")?;
     let mut rows = Vec::with_capacity(cache.len());
     let mut skipped = Vec::new();
     'entries: for (key, entry) in cache {
         let parts: Vec<&str> = key.split(',').collect();
         if parts.len() != names.len() {
-            skipped.push(format!("cache key {key:?} has {} values, expected {}", parts.len(), names.len()));
+            skipped.push(format!(
+                "cache key {key:?} has {} values, expected {}",
+                parts.len(),
+                names.len()
+            ));
             continue;
         }
         let mut values = Vec::with_capacity(names.len());
@@ -239,7 +291,10 @@ fn load_kernel_tuner(doc: &Value) -> Result<Recorded, String> {
             match raw[d].iter().position(|v| same_value(part, v)) {
                 Some(i) => values.push(params[d].values[i]),
                 None => {
-                    skipped.push(format!("cache key {key:?}: {part:?} is not a value of {:?}", names[d]));
+                    skipped.push(format!(
+                        "cache key {key:?}: {part:?} is not a value of {:?}",
+                        names[d]
+                    ));
                     continue 'entries;
                 }
             }
@@ -316,7 +371,10 @@ mod tests {
     #[test]
     fn unknown_format_is_refused_with_a_hint() {
         let e = Recorded::load_str("{\"x\": 1}").unwrap_err();
-        assert!(e.contains("clgemm.space/1") && e.contains("Kernel Tuner"), "{e}");
+        assert!(
+            e.contains("clgemm.space/1") && e.contains("Kernel Tuner"),
+            "{e}"
+        );
         assert!(Recorded::load_str("nope").is_err());
     }
 }

@@ -65,12 +65,18 @@ pub fn simulate(rec: &Recorded, cfg: &SimConfig) -> Result<SimResult, String> {
     }
     if let Some(s) = &cfg.scores {
         if s.len() != rec.time.len() {
-            return Err(format!("scores has {} entries, the space {} records", s.len(), rec.time.len()));
+            return Err(format!(
+                "scores has {} entries, the space {} records",
+                s.len(),
+                rec.time.len()
+            ));
         }
     }
     // Annealing schedules run over the simulated budget unless told otherwise.
     let mut cfg = cfg.clone();
-    cfg.options.entry("budget".into()).or_insert(cfg.budget as f64);
+    cfg.options
+        .entry("budget".into())
+        .or_insert(cfg.budget as f64);
     let cfg = &cfg;
     // Fail fast on a bad name or option, before spawning threads.
     strategies::make(&cfg.strategy, rec.space.clone(), 0, cfg.options.clone())?;
@@ -85,7 +91,10 @@ pub fn simulate(rec: &Recorded, cfg: &SimConfig) -> Result<SimResult, String> {
             .map_err(|e| format!("cannot start {} simulator threads: {e}", cfg.threads))?;
         pool.install(|| cfg.seeds.par_iter().map(run).collect())
     };
-    Ok(SimResult { best_known, runs: runs? })
+    Ok(SimResult {
+        best_known,
+        runs: runs?,
+    })
 }
 
 /// The model-guided strategy's input, prepared once per simulation and shared by seeds.
@@ -96,10 +105,15 @@ enum ModelInput {
 }
 
 fn model_input(rec: &Recorded, cfg: &SimConfig) -> Result<ModelInput, String> {
-    let valid = rec.space.valid_indices().ok_or("a recorded space lists its points")?;
+    let valid = rec
+        .space
+        .valid_indices()
+        .ok_or("a recorded space lists its points")?;
     Ok(match (&cfg.scores, cfg.oracle_noise) {
         (Some(s), _) => ModelInput::Order(SharedOrder::sort(valid, s)),
-        (None, Some(noise)) => ModelInput::Oracle(Arc::new(OracleBands::new(valid, &rec.time, noise))),
+        (None, Some(noise)) => {
+            ModelInput::Oracle(Arc::new(OracleBands::new(valid, &rec.time, noise)))
+        }
         (None, None) => ModelInput::None,
     })
 }
@@ -185,12 +199,19 @@ mod tests {
 
     /// 4 points: a in {0,1,2,3}; times 4, fail, 2, 1.9 (best 1.9 -> 95% goal 2.0).
     fn tiny() -> Recorded {
-        let params = vec![Param { name: "a".into(), values: vec![0, 1, 2, 3] }];
+        let params = vec![Param {
+            name: "a".into(),
+            values: vec![0, 1, 2, 3],
+        }];
         let times = [Some(4.0), None, Some(2.0), Some(1.9)];
         let rows = times
             .iter()
             .enumerate()
-            .map(|(i, &t)| Row { values: vec![i as i64], time: t, cost: 10.0 + i as f64 })
+            .map(|(i, &t)| Row {
+                values: vec![i as i64],
+                time: t,
+                cost: 10.0 + i as f64,
+            })
             .collect();
         Recorded::from_rows(params, vec![], rows, "t".into(), vec![], "test", vec![]).unwrap()
     }
@@ -238,7 +259,10 @@ mod tests {
         let b = simulate(&rec, &serial).unwrap();
         // Debug text, since NaN (before the first success) != NaN.
         assert_eq!(format!("{:?}", a.runs), format!("{:?}", b.runs));
-        assert!(a.runs.iter().all(|r| r.evaluations == 3 && r.curve.len() == 3));
+        assert!(a
+            .runs
+            .iter()
+            .all(|r| r.evaluations == 3 && r.curve.len() == 3));
     }
 
     #[test]

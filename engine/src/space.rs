@@ -71,7 +71,9 @@ impl BitIndex {
 
     #[inline]
     fn contains(&self, i: u64) -> bool {
-        self.words.get((i / 64) as usize).is_some_and(|w| w >> (i % 64) & 1 == 1)
+        self.words
+            .get((i / 64) as usize)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
     }
 
     #[inline]
@@ -101,13 +103,19 @@ impl Space {
         }
         for p in params {
             if p.values.is_empty() {
-                return Err(format!("parameter {:?} has an empty domain; give it at least one value", p.name));
+                return Err(format!(
+                    "parameter {:?} has an empty domain; give it at least one value",
+                    p.name
+                ));
             }
             let mut sorted = p.values.clone();
             sorted.sort_unstable();
             sorted.dedup();
             if sorted.len() != p.values.len() {
-                return Err(format!("parameter {:?} lists a value twice: {:?}", p.name, p.values));
+                return Err(format!(
+                    "parameter {:?} lists a value twice: {:?}",
+                    p.name, p.values
+                ));
             }
         }
         for (i, p) in params.iter().enumerate() {
@@ -119,9 +127,11 @@ impl Space {
         let mut size: u64 = 1;
         for i in (0..params.len()).rev() {
             strides[i] = size;
-            size = size.checked_mul(params[i].values.len() as u64).ok_or_else(|| {
-                "the space has more than 2^64 points; shrink the domains".to_string()
-            })?;
+            size = size
+                .checked_mul(params[i].values.len() as u64)
+                .ok_or_else(|| {
+                    "the space has more than 2^64 points; shrink the domains".to_string()
+                })?;
         }
         Ok((strides, size))
     }
@@ -159,7 +169,10 @@ impl Space {
             bits: None,
         };
         space.valid = space.enumerate(max_enumerate);
-        space.bits = space.valid.as_ref().and_then(|v| BitIndex::build(space.size, v));
+        space.bits = space
+            .valid
+            .as_ref()
+            .and_then(|v| BitIndex::build(space.size, v));
         Ok(space)
     }
 
@@ -211,12 +224,19 @@ impl Space {
 
     #[inline]
     pub fn index_of(&self, point: &[u32]) -> u64 {
-        point.iter().zip(&self.strides).map(|(&p, &s)| u64::from(p) * s).sum()
+        point
+            .iter()
+            .zip(&self.strides)
+            .map(|(&p, &s)| u64::from(p) * s)
+            .sum()
     }
 
     pub fn point_of(&self, mut index: u64) -> Result<Point, String> {
         if index >= self.size {
-            return Err(format!("index {index} is outside the space (size {})", self.size));
+            return Err(format!(
+                "index {index} is outside the space (size {})",
+                self.size
+            ));
         }
         let mut point = Vec::with_capacity(self.params.len());
         for (p, &s) in self.params.iter().zip(&self.strides) {
@@ -229,7 +249,11 @@ impl Space {
     }
 
     pub fn values_of(&self, point: &[u32]) -> Vec<i64> {
-        point.iter().zip(&self.params).map(|(&i, p)| p.values[i as usize]).collect()
+        point
+            .iter()
+            .zip(&self.params)
+            .map(|(&i, p)| p.values[i as usize])
+            .collect()
     }
 
     /// Positions of a vector of parameter values (in parameter order).
@@ -238,7 +262,11 @@ impl Space {
             return Err(format!(
                 "expected {} parameter values ({}), got {}",
                 self.params.len(),
-                self.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                self.params
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 values.len()
             ));
         }
@@ -246,9 +274,11 @@ impl Space {
             .iter()
             .zip(&self.params)
             .map(|(v, p)| {
-                p.values.iter().position(|x| x == v).map(|i| i as u32).ok_or_else(|| {
-                    format!("{} = {v} is not in its domain {:?}", p.name, p.values)
-                })
+                p.values
+                    .iter()
+                    .position(|x| x == v)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| format!("{} = {v} is not in its domain {:?}", p.name, p.values))
             })
             .collect()
     }
@@ -265,7 +295,10 @@ impl Space {
     #[inline]
     pub fn is_valid(&self, point: &[u32]) -> bool {
         if point.len() != self.params.len()
-            || point.iter().zip(&self.params).any(|(&i, p)| i as usize >= p.values.len())
+            || point
+                .iter()
+                .zip(&self.params)
+                .any(|(&i, p)| i as usize >= p.values.len())
         {
             return false;
         }
@@ -345,8 +378,11 @@ impl Space {
             return self.point_of(valid[rng.index(valid.len())]).ok();
         }
         for _ in 0..256 {
-            let p: Point =
-                self.params.iter().map(|p| rng.index(p.values.len()) as u32).collect();
+            let p: Point = self
+                .params
+                .iter()
+                .map(|p| rng.index(p.values.len()) as u32)
+                .collect();
             if self.is_valid(&p) {
                 return Some(p);
             }
@@ -401,7 +437,10 @@ impl Space {
             let candidates: Vec<u32> = if any {
                 (0..n).filter(|&i| i != here).collect()
             } else {
-                [here.checked_sub(1), (here + 1 < n).then_some(here + 1)].into_iter().flatten().collect()
+                [here.checked_sub(1), (here + 1 < n).then_some(here + 1)]
+                    .into_iter()
+                    .flatten()
+                    .collect()
             };
             for c in candidates {
                 let mut q = point.to_vec();
@@ -536,9 +575,18 @@ pub(crate) mod tests {
 
     pub fn toy() -> Space {
         let params = vec![
-            Param { name: "a".into(), values: vec![1, 2, 4, 8] },
-            Param { name: "b".into(), values: vec![1, 2, 4, 8] },
-            Param { name: "c".into(), values: vec![0, 1] },
+            Param {
+                name: "a".into(),
+                values: vec![1, 2, 4, 8],
+            },
+            Param {
+                name: "b".into(),
+                values: vec![1, 2, 4, 8],
+            },
+            Param {
+                name: "c".into(),
+                values: vec![0, 1],
+            },
         ];
         let mut limits = HashMap::new();
         limits.insert("cap".to_string(), 16);
@@ -576,8 +624,14 @@ pub(crate) mod tests {
     #[test]
     fn bitset_rank_matches_binary_search() {
         let params = vec![
-            Param { name: "a".into(), values: (0..50).collect() },
-            Param { name: "b".into(), values: (0..37).collect() },
+            Param {
+                name: "a".into(),
+                values: (0..50).collect(),
+            },
+            Param {
+                name: "b".into(),
+                values: (0..37).collect(),
+            },
         ];
         let picked: Vec<u64> = (0..50 * 37).filter(|i| (i * 7919) % 13 < 4).collect();
         let s = Space::listed(params, picked.clone()).unwrap();
@@ -589,7 +643,10 @@ pub(crate) mod tests {
         assert!(t.bits.is_some());
         for i in 0..t.size() {
             let p = t.point_of(i).unwrap();
-            assert_eq!(t.is_valid(&p), t.rules.iter().all(|r| r.holds(&t.values_of(&p))));
+            assert_eq!(
+                t.is_valid(&p),
+                t.rules.iter().all(|r| r.holds(&t.values_of(&p)))
+            );
         }
     }
 
@@ -614,7 +671,10 @@ pub(crate) mod tests {
         let adj = s.neighbours(&p, false);
         let vals: Vec<Vec<i64>> = adj.iter().map(|q| s.values_of(q)).collect();
         // a: 1 (c=1 needs a>=2: invalid), 4 (4*4=16 ok); b: 2, 8 (2*8 ok); c: 0
-        assert_eq!(vals, vec![vec![4, 4, 1], vec![2, 2, 1], vec![2, 8, 1], vec![2, 4, 0]]);
+        assert_eq!(
+            vals,
+            vec![vec![4, 4, 1], vec![2, 2, 1], vec![2, 8, 1], vec![2, 4, 0]]
+        );
         let any = s.neighbours(&p, true);
         assert!(any.len() > adj.len());
         assert!(any.iter().all(|q| s.is_valid(q)));
@@ -629,8 +689,14 @@ pub(crate) mod tests {
     #[test]
     fn cap_switches_to_sampling() {
         let params = vec![
-            Param { name: "a".into(), values: (0..100).collect() },
-            Param { name: "b".into(), values: (0..100).collect() },
+            Param {
+                name: "a".into(),
+                values: (0..100).collect(),
+            },
+            Param {
+                name: "b".into(),
+                values: (0..100).collect(),
+            },
         ];
         let rules = vec!["(a + b) % 7 == 3".to_string()];
         let s = Space::constrained(params, &HashMap::new(), &rules, 10).unwrap();
@@ -645,7 +711,10 @@ pub(crate) mod tests {
 
     #[test]
     fn false_constant_rule_empties_the_space() {
-        let params = vec![Param { name: "a".into(), values: vec![1, 2] }];
+        let params = vec![Param {
+            name: "a".into(),
+            values: vec![1, 2],
+        }];
         let mut limits = HashMap::new();
         limits.insert("m".to_string(), 1);
         let s = Space::constrained(params, &limits, &["m > 5".to_string()], 100).unwrap();
@@ -657,15 +726,24 @@ pub(crate) mod tests {
     #[test]
     fn listed_space_validity_is_membership() {
         let params = vec![
-            Param { name: "x".into(), values: vec![10, 20, 30] },
-            Param { name: "y".into(), values: vec![1, 2] },
+            Param {
+                name: "x".into(),
+                values: vec![10, 20, 30],
+            },
+            Param {
+                name: "y".into(),
+                values: vec![1, 2],
+            },
         ];
         let s = Space::listed(params, vec![5, 0, 3]).unwrap();
         assert_eq!(s.valid_count(), Some(3));
         assert!(s.is_valid(&[0, 0]) && s.is_valid(&[1, 1]) && s.is_valid(&[2, 1]));
         assert!(!s.is_valid(&[0, 1]));
         assert_eq!(s.valid_rank(3), Some(1));
-        let bad = vec![Param { name: "x".into(), values: vec![1, 1] }];
+        let bad = vec![Param {
+            name: "x".into(),
+            values: vec![1, 1],
+        }];
         assert!(Space::listed(bad, vec![]).is_err());
     }
 }

@@ -28,7 +28,10 @@ pub struct Sample {
 
 /// Seconds on CLOCK_MONOTONIC (same clock as Python's time.monotonic()).
 pub fn monotonic() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec through a valid, exclusive pointer.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     if rc != 0 {
@@ -79,7 +82,9 @@ mod nvml {
                 };
                 (
                     std::mem::transmute::<*mut c_void, InitFn>(sym(b"nvmlInit_v2\0")?),
-                    std::mem::transmute::<*mut c_void, HandleFn>(sym(b"nvmlDeviceGetHandleByIndex_v2\0")?),
+                    std::mem::transmute::<*mut c_void, HandleFn>(sym(
+                        b"nvmlDeviceGetHandleByIndex_v2\0",
+                    )?),
                     std::mem::transmute::<*mut c_void, ClockFn>(sym(b"nvmlDeviceGetClockInfo\0")?),
                     std::mem::transmute::<*mut c_void, TempFn>(sym(b"nvmlDeviceGetTemperature\0")?),
                     std::mem::transmute::<*mut c_void, PowerFn>(sym(b"nvmlDeviceGetPowerUsage\0")?),
@@ -89,7 +94,9 @@ mod nvml {
             // SAFETY: plain NVML calls with valid out-pointers.
             let rc = unsafe { init() };
             if rc != NVML_SUCCESS {
-                return Err(format!("nvmlInit_v2 failed (NVML error {rc}); is the NVIDIA driver loaded?"));
+                return Err(format!(
+                    "nvmlInit_v2 failed (NVML error {rc}); is the NVIDIA driver loaded?"
+                ));
             }
             let mut device: Device = std::ptr::null_mut();
             // SAFETY: as above.
@@ -97,9 +104,18 @@ mod nvml {
             if rc != NVML_SUCCESS {
                 // SAFETY: balances the successful nvmlInit_v2.
                 unsafe { shutdown() };
-                return Err(format!("NVML has no GPU {index} (NVML error {rc}); pick an index below the GPU count"));
+                return Err(format!(
+                    "NVML has no GPU {index} (NVML error {rc}); pick an index below the GPU count"
+                ));
             }
-            Ok(Nvml { _lib: lib, device: device as usize, clock, temp, power, shutdown })
+            Ok(Nvml {
+                _lib: lib,
+                device: device as usize,
+                clock,
+                temp,
+                power,
+                shutdown,
+            })
         }
 
         fn read(&self, f: impl FnOnce(Device, *mut u32) -> i32) -> Option<u32> {
@@ -113,9 +129,12 @@ mod nvml {
             // each call writes one u32 through a valid pointer.
             unsafe {
                 (
-                    self.read(|d, p| (self.clock)(d, NVML_CLOCK_SM, p)).map(f64::from),
-                    self.read(|d, p| (self.temp)(d, NVML_TEMPERATURE_GPU, p)).map(f64::from),
-                    self.read(|d, p| (self.power)(d, p)).map(|mw| f64::from(mw) / 1000.0),
+                    self.read(|d, p| (self.clock)(d, NVML_CLOCK_SM, p))
+                        .map(f64::from),
+                    self.read(|d, p| (self.temp)(d, NVML_TEMPERATURE_GPU, p))
+                        .map(f64::from),
+                    self.read(|d, p| (self.power)(d, p))
+                        .map(|mw| f64::from(mw) / 1000.0),
                 )
             }
         }
@@ -163,7 +182,8 @@ impl Hwmon {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.strip_prefix("card").is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+                    n.strip_prefix("card")
+                        .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
                 })
             })
             .collect();
@@ -174,7 +194,9 @@ impl Hwmon {
             if vendor.trim() != "0x1002" {
                 continue;
             }
-            let Ok(entries) = std::fs::read_dir(card.join("device/hwmon")) else { continue };
+            let Ok(entries) = std::fs::read_dir(card.join("device/hwmon")) else {
+                continue;
+            };
             let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             dirs.sort();
             for dir in dirs {
@@ -192,17 +214,28 @@ impl Hwmon {
             }
         }
         let n = found.len();
-        found
-            .into_iter()
-            .nth(index)
-            .ok_or_else(|| format!("no AMD GPU {index} with hwmon sensors under {} ({n} found)", root.display()))
+        found.into_iter().nth(index).ok_or_else(|| {
+            format!(
+                "no AMD GPU {index} with hwmon sensors under {} ({n} found)",
+                root.display()
+            )
+        })
     }
 
     pub fn sample(&mut self) -> (Option<f64>, Option<f64>, Option<f64>) {
         (
-            self.freq.as_mut().and_then(SysFile::read).map(|hz| hz / 1e6),
-            self.temp.as_mut().and_then(SysFile::read).map(|m| m / 1000.0),
-            self.power.as_mut().and_then(SysFile::read).map(|uw| uw / 1e6),
+            self.freq
+                .as_mut()
+                .and_then(SysFile::read)
+                .map(|hz| hz / 1e6),
+            self.temp
+                .as_mut()
+                .and_then(SysFile::read)
+                .map(|m| m / 1000.0),
+            self.power
+                .as_mut()
+                .and_then(SysFile::read)
+                .map(|uw| uw / 1e6),
         )
     }
 }
@@ -231,16 +264,29 @@ impl Source {
             Source::Hwmon(h) => h.sample(),
             Source::Synthetic(n) => {
                 *n += 1;
-                (Some(1000.0 + (*n % 100) as f64), Some(50.0 + (*n % 10) as f64), Some(100.0))
+                (
+                    Some(1000.0 + (*n % 100) as f64),
+                    Some(50.0 + (*n % 10) as f64),
+                    Some(100.0),
+                )
             }
         };
         let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
-        Sample { t: monotonic(), sm_mhz: nan(sm), temp_c: nan(temp), power_w: nan(power) }
+        Sample {
+            t: monotonic(),
+            sm_mhz: nan(sm),
+            temp_c: nan(temp),
+            power_w: nan(power),
+        }
     }
 
     /// Open `kind` ("auto", "nvml", "hwmon", "synthetic", "none"). Ok(None) with the reasons
     /// when "auto" finds nothing; an explicit kind that is unavailable is an error.
-    pub fn open(kind: &str, device: u32, hwmon_root: &Path) -> Result<(Option<Source>, String), String> {
+    pub fn open(
+        kind: &str,
+        device: u32,
+        hwmon_root: &Path,
+    ) -> Result<(Option<Source>, String), String> {
         match kind {
             "nvml" => nvml::Nvml::open(device).map(|n| (Some(Source::Nvml(n)), "nvml".into())),
             "hwmon" => Hwmon::discover(hwmon_root, device as usize)
@@ -277,7 +323,13 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(capacity: usize) -> Ring {
-        Ring { buf: Vec::with_capacity(capacity.min(1 << 20)), capacity: capacity.max(1), head: 0, len: 0, dropped: 0 }
+        Ring {
+            buf: Vec::with_capacity(capacity.min(1 << 20)),
+            capacity: capacity.max(1),
+            head: 0,
+            len: 0,
+            dropped: 0,
+        }
     }
 
     pub fn push(&mut self, s: Sample) {
@@ -297,7 +349,9 @@ impl Ring {
     /// Samples oldest first; `clear` empties the ring (a drain).
     pub fn snapshot(&mut self, clear: bool) -> Vec<Sample> {
         let start = (self.head + self.capacity - self.len) % self.capacity;
-        let out = (0..self.len).map(|k| self.buf[(start + k) % self.capacity]).collect();
+        let out = (0..self.len)
+            .map(|k| self.buf[(start + k) % self.capacity])
+            .collect();
         if clear {
             self.len = 0;
         }
@@ -327,7 +381,12 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(source: Option<Source>, status: String, rate_hz: f64, capacity: usize) -> Result<Sampler, String> {
+    pub fn new(
+        source: Option<Source>,
+        status: String,
+        rate_hz: f64,
+        capacity: usize,
+    ) -> Result<Sampler, String> {
         if !(rate_hz > 0.0 && rate_hz <= 100_000.0) {
             return Err(format!("rate_hz must be in (0, 100000], got {rate_hz}"));
         }
@@ -335,7 +394,10 @@ impl Sampler {
             return Err("capacity must be at least 1 sample".into());
         }
         Ok(Sampler {
-            shared: Arc::new(Shared { ring: Mutex::new(Ring::new(capacity)), stop: AtomicBool::new(false) }),
+            shared: Arc::new(Shared {
+                ring: Mutex::new(Ring::new(capacity)),
+                stop: AtomicBool::new(false),
+            }),
             thread: None,
             period: Duration::from_secs_f64(1.0 / rate_hz),
             name: source.as_ref().map(Source::name),
@@ -357,7 +419,9 @@ impl Sampler {
         if self.thread.is_some() {
             return Ok(true);
         }
-        let Some(mut source) = self.source.take() else { return Ok(false) };
+        let Some(mut source) = self.source.take() else {
+            return Ok(false);
+        };
         self.shared.stop.store(false, Ordering::SeqCst);
         let shared = self.shared.clone();
         let period = self.period;
@@ -386,14 +450,18 @@ impl Sampler {
     }
 
     pub fn stop(&mut self) -> Result<(), String> {
-        let Some(handle) = self.thread.take() else { return Ok(()) };
+        let Some(handle) = self.thread.take() else {
+            return Ok(());
+        };
         self.shared.stop.store(true, Ordering::SeqCst);
         match handle.join() {
             Ok(source) => {
                 self.source = Some(source);
                 Ok(())
             }
-            Err(_) => Err("the telemetry thread failed; its samples up to the failure are kept".into()),
+            Err(_) => {
+                Err("the telemetry thread failed; its samples up to the failure are kept".into())
+            }
         }
     }
 
@@ -420,14 +488,24 @@ mod tests {
     fn ring_keeps_the_newest_and_counts_drops() {
         let mut r = Ring::new(3);
         for i in 0..5 {
-            r.push(Sample { t: f64::from(i), sm_mhz: 0.0, temp_c: 0.0, power_w: 0.0 });
+            r.push(Sample {
+                t: f64::from(i),
+                sm_mhz: 0.0,
+                temp_c: 0.0,
+                power_w: 0.0,
+            });
         }
         let ts: Vec<f64> = r.snapshot(false).iter().map(|s| s.t).collect();
         assert_eq!(ts, vec![2.0, 3.0, 4.0]);
         assert_eq!(r.dropped, 2);
         assert_eq!(r.snapshot(true).len(), 3);
         assert!(r.snapshot(false).is_empty());
-        r.push(Sample { t: 9.0, sm_mhz: 0.0, temp_c: 0.0, power_w: 0.0 });
+        r.push(Sample {
+            t: 9.0,
+            sm_mhz: 0.0,
+            temp_c: 0.0,
+            power_w: 0.0,
+        });
         assert_eq!(r.snapshot(false)[0].t, 9.0);
     }
 
@@ -442,7 +520,11 @@ mod tests {
         s.stop().unwrap();
         let t1 = monotonic();
         let got = s.samples(false);
-        assert!(got.len() > 50 && got.len() <= 220, "{} samples in 200 ms at 1 kHz", got.len());
+        assert!(
+            got.len() > 50 && got.len() <= 220,
+            "{} samples in 200 ms at 1 kHz",
+            got.len()
+        );
         assert!(got.windows(2).all(|w| w[0].t < w[1].t));
         assert!(got[0].t >= t0 && got[got.len() - 1].t <= t1);
         assert_eq!(got[0].sm_mhz, 1001.0);

@@ -48,12 +48,23 @@ impl Annealing {
     fn propose(&mut self) -> Option<(u64, Point)> {
         // The temperature depends on the number of measurements only: fixed while we walk.
         let temp = self.temperature();
-        let Annealing { space, rng, mem, current, spare, p_adjacent, max_free_steps, .. } = self;
+        let Annealing {
+            space,
+            rng,
+            mem,
+            current,
+            spare,
+            p_adjacent,
+            max_free_steps,
+            ..
+        } = self;
         // Points already proposed but not yet told block the walk; a few of those (a batch
         // has used up this neighbourhood) and we jump instead of spinning.
         let mut blocked = 0;
         for _ in 0..*max_free_steps {
-            let Some((cur, ci, ce)) = current.as_mut() else { break };
+            let Some((cur, ci, ce)) = current.as_mut() else {
+                break;
+            };
             let Some((d, to, q)) = space.neighbour_move(cur, *ci, rng, *p_adjacent, 16) else {
                 break;
             };

@@ -35,10 +35,16 @@ impl Genetic {
     pub fn new(space: Arc<Space>, rng: Rng, opts: &mut Options) -> Genetic {
         let dims = space.dims().max(1) as f64;
         let mutation = opts.get("mutation", 0.0);
-        let mutation = if mutation > 0.0 { mutation.min(1.0) } else { 1.0 / dims };
+        let mutation = if mutation > 0.0 {
+            mutation.min(1.0)
+        } else {
+            1.0 / dims
+        };
         let max_children = opts.get("max_children", 8.0).max(1.0) as usize;
         Genetic {
-            keep: (0..=space.dims()).map(|k| ((1.0 - mutation).ln() * k as f64).exp()).collect(),
+            keep: (0..=space.dims())
+                .map(|k| ((1.0 - mutation).ln() * k as f64).exp())
+                .collect(),
             attempts: max_children,
             max_children,
             rng,
@@ -74,7 +80,16 @@ impl Genetic {
     /// random; failing that, a valid neighbour of the first parent). The child's index, or
     /// None when no valid child came out.
     fn breed_child(&mut self, ia: usize, ib: usize) -> Option<u64> {
-        let Genetic { space, rng, population, child, crossover, mutation, keep, .. } = self;
+        let Genetic {
+            space,
+            rng,
+            population,
+            child,
+            crossover,
+            mutation,
+            keep,
+            ..
+        } = self;
         let (a, b) = (&population[ia].0, &population[ib].0);
         child.clear();
         child.extend_from_slice(a);
@@ -170,7 +185,9 @@ impl Strategy for Genetic {
 
     fn tell_index(&mut self, index: u64, time: Option<f64>) {
         let first = self.mem.record(index, time);
-        let Some(t) = time.filter(|t| t.is_finite() && *t > 0.0) else { return };
+        let Some(t) = time.filter(|t| t.is_finite() && *t > 0.0) else {
+            return;
+        };
         if !first {
             return;
         }

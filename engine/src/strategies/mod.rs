@@ -37,7 +37,9 @@ pub trait Strategy: Send + Sync {
     fn ask(&mut self, n: usize) -> Vec<Point> {
         let mut idx = Vec::with_capacity(n);
         self.ask_indices(n, &mut idx);
-        idx.iter().filter_map(|&i| self.space().point_of(i).ok()).collect()
+        idx.iter()
+            .filter_map(|&i| self.space().point_of(i).ok())
+            .collect()
     }
     fn tell(&mut self, point: &[u32], time: Option<f64>) {
         let index = self.space().index_of(point);
@@ -88,7 +90,9 @@ impl IndexSet {
     #[inline]
     pub fn contains(&self, i: u64) -> bool {
         match self {
-            IndexSet::Bits(w) => w.get((i / 64) as usize).is_some_and(|w| w >> (i % 64) & 1 == 1),
+            IndexSet::Bits(w) => w
+                .get((i / 64) as usize)
+                .is_some_and(|w| w >> (i % 64) & 1 == 1),
             IndexSet::Hash(h) => h.contains(&i),
         }
     }
@@ -146,7 +150,11 @@ pub const MAX_FREE_STEPS: f64 = 16.0;
 
 impl Memory {
     pub fn new(space: &Space) -> Memory {
-        Memory { known: IndexSet::for_space(space), pending: IndexSet::for_space(space), ..Memory::default() }
+        Memory {
+            known: IndexSet::for_space(space),
+            pending: IndexSet::for_space(space),
+            ..Memory::default()
+        }
     }
 
     /// Measured or pending.
@@ -183,7 +191,10 @@ impl Memory {
         }
         self.known.insert(index);
         let time = time.filter(|t| t.is_finite() && *t > 0.0);
-        let first = self.seen.insert(index, time.map_or(f64::NAN, f64::ln)).is_none();
+        let first = self
+            .seen
+            .insert(index, time.map_or(f64::NAN, f64::ln))
+            .is_none();
         if first {
             self.told += 1;
         }
@@ -208,7 +219,10 @@ pub struct Options {
 
 impl Options {
     pub fn new(map: HashMap<String, f64>) -> Options {
-        Options { map, used: Vec::new() }
+        Options {
+            map,
+            used: Vec::new(),
+        }
     }
 
     pub fn get(&mut self, name: &'static str, default: f64) -> f64 {
@@ -223,8 +237,11 @@ impl Options {
     }
 
     fn finish(self, strategy: &str) -> Result<(), String> {
-        let mut unknown: Vec<&String> =
-            self.map.keys().filter(|k| !self.used.contains(&k.as_str())).collect();
+        let mut unknown: Vec<&String> = self
+            .map
+            .keys()
+            .filter(|k| !self.used.contains(&k.as_str()))
+            .collect();
         unknown.sort();
         if unknown.is_empty() {
             return Ok(());
@@ -262,7 +279,9 @@ pub fn make(
         "sqa" => Box::new(QuantumAnnealing::new(space, rng, &mut opts)),
         "model" => Box::new(ModelGuided::new(space, rng, &mut opts)),
         other => {
-            return Err(format!("unknown strategy {other:?}; choose one of {STRATEGIES:?}"));
+            return Err(format!(
+                "unknown strategy {other:?}; choose one of {STRATEGIES:?}"
+            ));
         }
     };
     opts.finish(canonical)?;
@@ -285,7 +304,9 @@ pub fn fresh_random(space: &Space, rng: &mut Rng, mem: &Memory) -> Option<u64> {
             }
         }
         let start = rng.index(valid.len());
-        return (0..valid.len()).map(|k| valid[(start + k) % valid.len()]).find(|&i| !mem.known(i));
+        return (0..valid.len())
+            .map(|k| valid[(start + k) % valid.len()])
+            .find(|&i| !mem.known(i));
     }
     for _ in 0..64 {
         let p = space.random_valid(rng)?;

@@ -20,7 +20,11 @@ use crate::space::Space;
 enum Source {
     None,
     /// (predicted, index), sorted only up to `sorted`.
-    Sorted { ranked: Vec<(f64, u64)>, sorted: usize, cursor: usize },
+    Sorted {
+        ranked: Vec<(f64, u64)>,
+        sorted: usize,
+        cursor: usize,
+    },
     External(Box<dyn Ranking>),
 }
 
@@ -48,7 +52,11 @@ impl ModelGuided {
             let index = match &mut self.source {
                 Source::None => return None,
                 Source::External(r) => r.next()?,
-                Source::Sorted { ranked, sorted, cursor } => {
+                Source::Sorted {
+                    ranked,
+                    sorted,
+                    cursor,
+                } => {
                     if *cursor >= ranked.len() {
                         return None;
                     }
@@ -114,7 +122,11 @@ impl Strategy for ModelGuided {
             .filter(|&(i, s)| s.is_finite() && self.space.is_valid_index(i))
             .map(|(i, s)| (s, i))
             .collect();
-        self.source = Source::Sorted { ranked, sorted: 0, cursor: 0 };
+        self.source = Source::Sorted {
+            ranked,
+            sorted: 0,
+            cursor: 0,
+        };
         Ok(())
     }
 
@@ -133,8 +145,12 @@ pub struct SharedOrder {
 impl SharedOrder {
     /// Indices with finite scores, by (score, index).
     pub fn sort(indices: &[u64], scores: &[f64]) -> Arc<Vec<u64>> {
-        let mut v: Vec<(f64, u64)> =
-            indices.iter().zip(scores).filter(|(_, s)| s.is_finite()).map(|(&i, &s)| (s, i)).collect();
+        let mut v: Vec<(f64, u64)> = indices
+            .iter()
+            .zip(scores)
+            .filter(|(_, s)| s.is_finite())
+            .map(|(&i, &s)| (s, i))
+            .collect();
         v.sort_unstable_by(by_score);
         Arc::new(v.into_iter().map(|(_, i)| i).collect())
     }
@@ -177,22 +193,32 @@ impl OracleBands {
     /// `indices` and `times` per record (NaN = failed); `sigma` the lognormal noise.
     pub fn new(indices: &[u64], times: &[f64], sigma: f64) -> OracleBands {
         // O(n) throughout (selection, bucketing): this runs once per simulation.
-        let mut ok: Vec<f64> = times.iter().copied().filter(|t| t.is_finite() && *t > 0.0).collect();
+        let mut ok: Vec<f64> = times
+            .iter()
+            .copied()
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .collect();
         let median = if ok.is_empty() {
             1.0
         } else {
             let mid = ok.len() / 2;
             *ok.select_nth_unstable_by(mid, f64::total_cmp).1
         };
-        let lnt: Vec<f64> =
-            times.iter().map(|&t| if t.is_finite() && t > 0.0 { t } else { median }.ln()).collect();
+        let lnt: Vec<f64> = times
+            .iter()
+            .map(|&t| if t.is_finite() && t > 0.0 { t } else { median }.ln())
+            .collect();
         let sigma = sigma.max(0.0);
         let lo = lnt.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = lnt.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let range = if lnt.is_empty() { 0.0 } else { hi - lo };
         // Narrow bands keep the lower bounds tight; at most ~512 of them.
         let width = (0.25 * sigma).max(range / 512.0).max(1e-12);
-        let nb = if lnt.is_empty() { 0 } else { ((range / width) as usize).min(1024) + 1 };
+        let nb = if lnt.is_empty() {
+            0
+        } else {
+            ((range / width) as usize).min(1024) + 1
+        };
         let mut bands: Vec<(f64, Vec<u32>)> = vec![(f64::INFINITY, Vec::new()); nb];
         for (r, &l) in lnt.iter().enumerate() {
             let b = (((l - lo) / width) as usize).min(nb - 1);
@@ -200,7 +226,12 @@ impl OracleBands {
             bands[b].1.push(r as u32);
         }
         bands.retain(|(_, m)| !m.is_empty());
-        OracleBands { index: indices.to_vec(), lnt, bands, sigma }
+        OracleBands {
+            index: indices.to_vec(),
+            lnt,
+            bands,
+            sigma,
+        }
     }
 
     pub fn ranking(self: &Arc<Self>, seed: u64) -> LazyOracle {
@@ -210,7 +241,10 @@ impl OracleBands {
         for (b, (lo, members)) in self.bands.iter().enumerate() {
             let u1 = next_order_stat(0.0, members.len(), &mut rng);
             u.push(u1);
-            heap.push(Entry { key: lo + self.z(u1), tag: BAND_TAG | b as u64 });
+            heap.push(Entry {
+                key: lo + self.z(u1),
+                tag: BAND_TAG | b as u64,
+            });
         }
         LazyOracle {
             bands: self.clone(),
@@ -244,19 +278,34 @@ fn next_order_stat(u: f64, m: usize, rng: &mut Rng) -> f64 {
 #[allow(clippy::excessive_precision)] // Acklam's published coefficients, verbatim
 pub fn inv_normal(p: f64) -> f64 {
     const A: [f64; 6] = [
-        -3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
-        1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00,
+        -3.969683028665376e+01,
+        2.209460984245205e+02,
+        -2.759285104469687e+02,
+        1.383577518672690e+02,
+        -3.066479806614716e+01,
+        2.506628277459239e+00,
     ];
     const B: [f64; 5] = [
-        -5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-        6.680131188771972e+01, -1.328068155288572e+01,
+        -5.447609879822406e+01,
+        1.615858368580409e+02,
+        -1.556989798598866e+02,
+        6.680131188771972e+01,
+        -1.328068155288572e+01,
     ];
     const C: [f64; 6] = [
-        -7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
-        -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00,
+        -7.784894002430293e-03,
+        -3.223964580411365e-01,
+        -2.400758277161838e+00,
+        -2.549732539343734e+00,
+        4.374664141464968e+00,
+        2.938163982698783e+00,
     ];
-    const D: [f64; 4] =
-        [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
+    const D: [f64; 4] = [
+        7.784695709041462e-03,
+        3.224671290700398e-01,
+        2.445134137142996e+00,
+        3.754408661907416e+00,
+    ];
     const P_LOW: f64 = 0.02425;
     if p <= 0.0 {
         return f64::NEG_INFINITY;
@@ -335,12 +384,18 @@ impl LazyOracle {
             self.swaps.insert(key(j), at_k as u32);
             let row = members[at_j] as usize;
             let u = self.u[b];
-            self.heap.push(Entry { key: self.bands.lnt[row] + self.bands.z(u), tag: row as u64 });
+            self.heap.push(Entry {
+                key: self.bands.lnt[row] + self.bands.z(u),
+                tag: row as u64,
+            });
             self.drawn[b] += 1;
             if k + 1 < n {
                 let next = next_order_stat(u, n - k - 1, &mut self.rng);
                 self.u[b] = next;
-                self.heap.push(Entry { key: lo + self.bands.z(next), tag: BAND_TAG | b as u64 });
+                self.heap.push(Entry {
+                    key: lo + self.bands.z(next),
+                    tag: BAND_TAG | b as u64,
+                });
             }
         }
     }
@@ -360,8 +415,15 @@ mod tests {
     fn lazy_oracle_is_exactly_sorted_and_normal() {
         let mut rng = Rng::new(4);
         let n = 20_000;
-        let times: Vec<f64> =
-            (0..n).map(|i| if i % 17 == 0 { f64::NAN } else { 1e-3 * (1.0 + 9.0 * rng.unit()) }).collect();
+        let times: Vec<f64> = (0..n)
+            .map(|i| {
+                if i % 17 == 0 {
+                    f64::NAN
+                } else {
+                    1e-3 * (1.0 + 9.0 * rng.unit())
+                }
+            })
+            .collect();
         let index: Vec<u64> = (0..n as u64).map(|i| 3 * i).collect();
         let bands = Arc::new(OracleBands::new(&index, &times, 0.3));
         let mut o = bands.ranking(9);
@@ -380,7 +442,10 @@ mod tests {
         assert!(seen.iter().all(|&s| s));
         let mean = s1 / n as f64;
         let var = s2 / n as f64 - mean * mean;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "mean {mean} var {var}"
+        );
         // Deterministic per seed; different across seeds.
         let a: Vec<u64> = (0..50).filter_map(|_| bands.ranking(1).next()).collect();
         let mut r1 = bands.ranking(1);
@@ -392,6 +457,9 @@ mod tests {
         let mut r3 = bands.ranking(2);
         let d: Vec<u64> = (0..50).filter_map(|_| r3.next()).collect();
         assert_ne!(b, d);
-        assert!((inv_normal(0.975) - 1.959964).abs() < 1e-6 && (inv_normal(1e-10) + 6.361341).abs() < 1e-5);
+        assert!(
+            (inv_normal(0.975) - 1.959964).abs() < 1e-6
+                && (inv_normal(1e-10) + 6.361341).abs() < 1e-5
+        );
     }
 }

@@ -22,7 +22,13 @@ pub struct RandomSearch {
 impl RandomSearch {
     pub fn new(space: Arc<Space>, rng: Rng) -> RandomSearch {
         let mem = Memory::new(&space);
-        RandomSearch { space, rng, mem, swaps: FastMap::default(), drawn: 0 }
+        RandomSearch {
+            space,
+            rng,
+            mem,
+            swaps: FastMap::default(),
+            drawn: 0,
+        }
     }
 
     fn draw(&mut self) -> Option<u64> {

@@ -92,7 +92,11 @@ impl QuantumAnnealing {
     }
 
     fn coupling_uncached(&self) -> f64 {
-        let gamma = geometric(self.gamma0, self.gamma_end, self.mem.told as f64 / self.budget);
+        let gamma = geometric(
+            self.gamma0,
+            self.gamma_end,
+            self.mem.told as f64 / self.budget,
+        );
         let x = gamma / self.pt;
         // ln coth x = -ln tanh x, computed stably for small and large x.
         0.5 * self.pt * (-(x.tanh()).ln()).max(0.0)
@@ -101,14 +105,26 @@ impl QuantumAnnealing {
     fn propose(&mut self, k: usize) -> Option<(u64, Point)> {
         // J depends on the number of measurements only: fixed while replica k walks.
         let j = self.coupling_strength();
-        let QuantumAnnealing { space, rng, mem, replicas, spare, p_adjacent, pt, max_free_steps, .. } = self;
+        let QuantumAnnealing {
+            space,
+            rng,
+            mem,
+            replicas,
+            spare,
+            p_adjacent,
+            pt,
+            max_free_steps,
+            ..
+        } = self;
         let p = replicas.len();
         let ring = [(k + p - 1) % p, (k + 1) % p];
         // Points already proposed but not yet told block the walk; a few of those (a batch
         // has used up this neighbourhood) and we jump instead of spinning.
         let mut blocked = 0;
         for _ in 0..*max_free_steps {
-            let Some((mut cur, ci, ce)) = replicas[k].take() else { break };
+            let Some((mut cur, ci, ce)) = replicas[k].take() else {
+                break;
+            };
             let Some((d, to, q)) = space.neighbour_move(&mut cur, ci, rng, *p_adjacent, 16) else {
                 replicas[k] = Some((cur, ci, ce));
                 break;
@@ -162,7 +178,11 @@ impl Strategy for QuantumAnnealing {
     fn ask_indices(&mut self, n: usize, out: &mut Vec<u64>) {
         for _ in 0..n {
             let k = self.next;
-            self.next = if self.next + 1 == self.replicas.len() { 0 } else { self.next + 1 };
+            self.next = if self.next + 1 == self.replicas.len() {
+                0
+            } else {
+                self.next + 1
+            };
             let Some((i, p)) = self.propose(k) else { break };
             self.mem.propose(i);
             if let Some((_, old)) = self.outstanding.insert(i, (k, p)) {
@@ -179,7 +199,11 @@ impl Strategy for QuantumAnnealing {
         let (k, point) = match self.outstanding.remove(&index) {
             Some((k, p)) => (k, p),
             None => {
-                let k = self.replicas.iter().position(Option::is_none).unwrap_or(self.next);
+                let k = self
+                    .replicas
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or(self.next);
                 let mut p = self.spare.pop().unwrap_or_default();
                 self.space.point_into(index, &mut p);
                 (k, p)

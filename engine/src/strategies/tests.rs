@@ -12,12 +12,19 @@ fn landscape() -> (Arc<Space>, impl Fn(&[u32]) -> Option<f64>, u64) {
     let params: Vec<Param> = [8, 8, 6, 6, 7, 6]
         .iter()
         .enumerate()
-        .map(|(i, &n)| Param { name: format!("p{i}"), values: (1..=n).collect() })
+        .map(|(i, &n)| Param {
+            name: format!("p{i}"),
+            values: (1..=n).collect(),
+        })
         .collect();
     let mut limits = HashMap::new();
     limits.insert("lim".to_string(), 40);
-    let rules = vec!["p0 * p1 <= lim".to_string(), "p2 + p3 != 7 or p4 > 2".to_string()];
-    let space = Arc::new(Space::constrained(params, &limits, &rules, DEFAULT_MAX_ENUMERATE).unwrap());
+    let rules = vec![
+        "p0 * p1 <= lim".to_string(),
+        "p2 + p3 != 7 or p4 > 2".to_string(),
+    ];
+    let space =
+        Arc::new(Space::constrained(params, &limits, &rules, DEFAULT_MAX_ENUMERATE).unwrap());
     let target = [4u32, 5, 2, 3, 5, 1];
     let t_index = space.index_of(&target);
     assert!(space.is_valid(&target));
@@ -26,8 +33,11 @@ fn landscape() -> (Arc<Space>, impl Fn(&[u32]) -> Option<f64>, u64) {
         if p != target && idx % 13 == 5 {
             return None;
         }
-        let bowl: f64 =
-            p.iter().zip(&target).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
+        let bowl: f64 = p
+            .iter()
+            .zip(&target)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum();
         let ripple = 0.05 * ((idx % 7) as f64);
         Some(1.0 + 0.3 * bowl + if p == target { 0.0 } else { 0.05 + ripple })
     };
@@ -86,7 +96,11 @@ fn each_strategy_finds_the_known_optimum() {
             }
             assert!(order.len() == valid / 8);
         }
-        assert!(hits >= 4, "{name} found the optimum in only {hits}/5 runs (budget {})", valid / 8);
+        assert!(
+            hits >= 4,
+            "{name} found the optimum in only {hits}/5 runs (budget {})",
+            valid / 8
+        );
     }
     // Random search is without replacement: with the whole space as budget it must measure
     // every valid point exactly once, the optimum included, and then stop.
@@ -149,7 +163,9 @@ fn failures_are_never_the_best_and_never_reproposed() {
 #[test]
 fn unknown_names_and_options_are_refused() {
     let (space, _, _) = landscape();
-    let e = make("tabu", space.clone(), 0, HashMap::new()).err().unwrap();
+    let e = make("tabu", space.clone(), 0, HashMap::new())
+        .err()
+        .unwrap();
     assert!(e.contains("random"), "{e}");
     let mut o = HashMap::new();
     o.insert("temprature".to_string(), 1.0);
@@ -185,7 +201,11 @@ fn accept_bounds_match_the_exact_metropolis_test() {
         let delta = [1e-12, 1e-6, 0.01, 0.3, 1.0, 5.0, 50.0][i % 7] * (1.0 + (i % 13) as f64 / 7.0);
         let t = [0.001, 0.1, 0.5, 2.0][i % 4];
         let exact = b.unit() < (-delta / t).exp();
-        assert_eq!(super::accept(delta, t, &mut a), exact, "delta {delta} t {t}");
+        assert_eq!(
+            super::accept(delta, t, &mut a),
+            exact,
+            "delta {delta} t {t}"
+        );
     }
     assert!(super::accept(-1.0, 0.1, &mut a) && !super::accept(1.0, 0.0, &mut a));
 }
