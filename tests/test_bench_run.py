@@ -4,7 +4,6 @@ sustained run, the artifact against the schema, the report and the roofline from
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 

@@ -5,7 +5,6 @@ Brute force is `SearchSpace.iter_valid()`: the Python definition of validity is 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import random

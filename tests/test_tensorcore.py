@@ -32,7 +32,7 @@ def test_generated_ptx_structure():
     assert "cvt.rna.tf32.f32" in src
     assert "cp.async.cg.shared.global" in src and "cp.async.commit_group" in src
     assert "cp.async.wait_group" in src
-    assert f"reqd_work_group_size(NT, 1, 1)" in src and f"#define NT {s.threads}" in src
+    assert "reqd_work_group_size(NT, 1, 1)" in src and f"#define NT {s.threads}" in src
     # three mma per 16x8 tile per k8 step, small terms first, each chain folded in float32
     calls = re.findall(r"^\s+MMA\((.*)\);", src, re.M)
     assert len(calls) == s.mt * s.nt * (s.block_k // 8) * 3

@@ -22,7 +22,6 @@ import pytest
 from clgemm import engine, plan
 from clgemm.schedule import DeviceLimits, Schedule, SearchSpace
 from clgemm.select.table import Table, load_table, shape_class
-from clgemm.tune import distill as distill_mod
 from clgemm.tune import loop
 from clgemm.tune.db import TuningDB
 from clgemm.tune.distill import COVER_TOLERANCE, Confirmed, build_table, cover, distill, write_table

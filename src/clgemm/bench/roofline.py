@@ -8,7 +8,6 @@ B by the wg_m of a column (caches may do better; the model is the pessimistic pr
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np

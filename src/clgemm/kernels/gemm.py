@@ -131,7 +131,7 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
     emit(f"#define WGM {s.wg_m}\n#define WGN {s.wg_n}\n#define OM {s.out_m}\n#define ON {s.out_n}")
     emit(f"#define TM {tm}\n#define TN {tn}\n#define TK {s.tile_k}\n#define NT {s.threads}")
     emit(f"#define LDAS {lda_s}\n#define LDBS {ldb_s}")
-    emit(f"__attribute__((reqd_work_group_size(WGN, WGM, 1)))")
+    emit("__attribute__((reqd_work_group_size(WGN, WGM, 1)))")
     emit(
         f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,\n"
         "    const float alpha, const float beta,\n"
