@@ -55,20 +55,24 @@ def _load_operand(name: str, s: Schedule, layout: Layout) -> dict[str, str]:
     reg = f"r{name.lower()}"
     local = f"{name}_s"
     per_row = (s.tile_k // vec) if k_contiguous else (tile_outer // vec)
+    # Where vector `idx` of the tile lies: outer index `o` and K offset `kv` (the same split for
+    # the global load and the local store).
+    if k_contiguous:
+        coords = f"    const int o = idx / {per_row}; const int kv = (idx % {per_row}) * {vec};"
+    else:
+        coords = f"    const int kv = idx / {per_row}; const int o = (idx % {per_row}) * {vec};"
 
     body = []
     for i in range(loads):
         body.append("  {")
         body.append(f"    const int idx = {i} * NT + tid;")
+        body.append(coords)
+        body.append(f"    const int go = {outer0} + o; const int gk = k0 + kv;")
         if k_contiguous:
-            body.append(f"    const int o = idx / {per_row}; const int kv = (idx % {per_row}) * {vec};")
-            body.append(f"    const int go = {outer0} + o; const int gk = k0 + kv;")
             body.append(f"    __global const float* p = {name} + go * {ld} + gk;")
             full = f"go < {outer_limit} && gk + {vec} <= K"
             elem = [f"(go < {outer_limit} && gk + {x} < K)" for x in range(vec)]
         else:
-            body.append(f"    const int kv = idx / {per_row}; const int o = (idx % {per_row}) * {vec};")
-            body.append(f"    const int go = {outer0} + o; const int gk = k0 + kv;")
             body.append(f"    __global const float* p = {name} + gk * {ld} + go;")
             full = f"gk < K && go + {vec} <= {outer_limit}"
             elem = [f"(gk < K && go + {x} < {outer_limit})" for x in range(vec)]
@@ -86,12 +90,11 @@ def _load_operand(name: str, s: Schedule, layout: Layout) -> dict[str, str]:
     for i in range(loads):
         store.append("  {")
         store.append(f"    const int idx = {i} * NT + tid;")
+        store.append(coords)
         if k_contiguous:
-            store.append(f"    const int o = idx / {per_row}; const int kv = (idx % {per_row}) * {vec};")
             for x, lane in enumerate(lanes):
                 store.append(f"    {local}[BUF + (kv + {x}) * LD{name}S + o] = {reg}[{i}]{lane};")
         else:
-            store.append(f"    const int kv = idx / {per_row}; const int o = (idx % {per_row}) * {vec};")
             for x, lane in enumerate(lanes):
                 store.append(f"    {local}[BUF + kv * LD{name}S + o + {x}] = {reg}[{i}]{lane};")
         store.append("  }")
