@@ -123,18 +123,24 @@ def layout_for(schedule: Schedule, a: Operand, b: Operand, c: Operand) -> Layout
     )
 
 
-_kernels: dict[tuple, GemmKernel] = {}
+_kernels: dict[tuple, object] = {}
 _kernels_lock = threading.Lock()
+
+
+def cached_kernel(key: tuple, build):
+    """The kernel under `key`, built by `build()` once per process (every kernel family's
+    memo: the lock is not held while compiling, a racing duplicate build is discarded)."""
+    with _kernels_lock:
+        kernel = _kernels.get(key)
+    if kernel is None:
+        kernel = build()
+        with _kernels_lock:
+            kernel = _kernels.setdefault(key, kernel)
+    return kernel
 
 
 def get_kernel(rt: Runtime, schedule: Schedule, layout: Layout,
                fault_injection: bool = False) -> GemmKernel:
     """The kernel for (device, schedule, layout), built once per process."""
-    key = (id(rt), schedule, layout, fault_injection)
-    with _kernels_lock:
-        kernel = _kernels.get(key)
-    if kernel is None:
-        kernel = GemmKernel(rt, schedule, layout, fault_injection)
-        with _kernels_lock:
-            _kernels.setdefault(key, kernel)
-    return kernel
+    return cached_kernel(("fp32", id(rt), schedule, layout, fault_injection),
+                         lambda: GemmKernel(rt, schedule, layout, fault_injection))

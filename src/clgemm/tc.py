@@ -23,7 +23,7 @@ import pyopencl as cl
 from .errors import ClgemmError, ShapeError
 from .kernels.tensorcore import (KERNEL_NAME, Dialect, TcLayout, TcSchedule, TcSearchSpace,
                                  render_tc)
-from .plan import Operand
+from .plan import Operand, cached_kernel
 from .runtime import BuildInfo, Runtime
 
 _INT_MAX = 2**31 - 1
@@ -99,21 +99,11 @@ class TcKernel:
                                               (self.schedule.threads,), wait_for=wait_for)
 
 
-_kernels: dict[tuple, TcKernel] = {}
-_kernels_lock = threading.Lock()
-
-
 def get_kernel(rt: Runtime, schedule: TcSchedule, layout: TcLayout,
                dialect: Dialect | None = None) -> TcKernel:
     dialect = dialect or default_dialect()
-    key = (id(rt), schedule, layout, dialect)
-    with _kernels_lock:
-        kernel = _kernels.get(key)
-    if kernel is None:
-        kernel = TcKernel(rt, schedule, layout, dialect)
-        with _kernels_lock:
-            _kernels.setdefault(key, kernel)
-    return kernel
+    return cached_kernel(("tc", id(rt), schedule, layout, dialect),
+                         lambda: TcKernel(rt, schedule, layout, dialect))
 
 
 # ---- capability ------------------------------------------------------------------------
