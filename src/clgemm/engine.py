@@ -17,6 +17,7 @@ order (`clgemm.schedule.DOMAINS` order). This module converts between value vect
 from __future__ import annotations
 
 import json
+import random
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,6 +106,11 @@ class Space:
     def valid(self, start: int = 0, count: int | None = None) -> list[Candidate]:
         """Valid candidates in index order (the order of `SearchSpace.iter_valid()`)."""
         return [self.candidate(v) for v in self._raw.valid_values(start, count)]
+
+    def sample_valid(self, count: int, rng: "random.Random") -> list[Candidate]:
+        """`count` distinct valid candidates drawn uniformly (all of them if fewer exist)."""
+        total = self.valid_count() or 0
+        return [self.valid(r, 1)[0] for r in rng.sample(range(total), min(count, total))]
 
 
 class RecordedSpace:

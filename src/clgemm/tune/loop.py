@@ -57,20 +57,14 @@ class TuneResult:
         return self.problem.flops / self.best_time_s / 1e9 if self.best_time_s else None
 
 
-def _sample(space: Space, size: int, rng: random.Random) -> list:
-    count = space.valid_count() or 0
-    ranks = rng.sample(range(count), min(size, count))
-    return [space.valid(r, 1)[0] for r in ranks]
-
-
 def _score_pool(space: Space, model: CostModel, size: int, rng: random.Random) -> list:
-    pool = _sample(space, size, rng)
+    pool = space.sample_valid(size, rng)
     return list(zip(pool, model.predict(pool))) if pool else []
 
 
 def _random_pool(space: Space, size: int, rng: random.Random) -> list:
     """Uniform random scores: the model strategy then picks uniformly (warm-up)."""
-    return [(s, rng.random()) for s in _sample(space, size, rng)]
+    return [(s, rng.random()) for s in space.sample_valid(size, rng)]
 
 
 def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneResult:

@@ -13,25 +13,17 @@ import sys
 import time
 from pathlib import Path
 
-from ..schedule import DOMAINS, Schedule, SearchSpace
+from ..schedule import Schedule, SearchSpace
 from .measure import Bench, CompilePool, Problem
 
 SPACE_SCHEMA = "clgemm.space/1"
 
 
 def sample_valid(space: SearchSpace, count: int, seed: int) -> list[Schedule]:
-    """A uniform sample of distinct valid schedules, by rejection (each draw is uniform over
-    the product of the domains, so accepted draws are uniform over the valid set)."""
-    rng = random.Random(seed)
-    names = list(DOMAINS)
-    seen: dict[Schedule, None] = {}
-    draws = 0
-    while len(seen) < count and draws < 200 * count:
-        draws += 1
-        s = Schedule(**{n: rng.choice(space.domains[n]) for n in names})
-        if s not in seen and space.is_valid(s):
-            seen[s] = None
-    return list(seen)
+    """A uniform sample of distinct valid schedules, drawn by the engine from its valid set."""
+    from ..engine import Space
+
+    return Space.from_search_space(space).sample_valid(count, random.Random(seed))
 
 
 def record_space(problem: Problem, schedules: list[Schedule], out: Path, *,
