@@ -111,8 +111,12 @@ def _shipped_tables() -> list[tuple[str, dict]]:
 
 
 def default_table(device: DeviceInfo) -> Table:
-    schedule = DEFAULT_GPU if device.type == "GPU" else DEFAULT_CPU
-    return Table(device.name, {}, schedule, "builtin default")
+    return _builtin_default(device.name, device.type)
+
+
+def _builtin_default(device_name: str, device_type: str) -> Table:
+    schedule = DEFAULT_GPU if device_type == "GPU" else DEFAULT_CPU
+    return Table(device_name, {}, schedule, "builtin default")
 
 
 def load_table(device: DeviceInfo, path: str | Path | None = None) -> Table:
@@ -128,5 +132,4 @@ def _shipped_table(device_name: str, device_type: str) -> Table:
     for name, data in _shipped_tables():
         if data.get("device", {}).get("name") == device_name:
             return Table.from_json(data, name)
-    schedule = DEFAULT_GPU if device_type == "GPU" else DEFAULT_CPU
-    return Table(device_name, {}, schedule, "builtin default")
+    return _builtin_default(device_name, device_type)
