@@ -19,6 +19,7 @@ from pathlib import Path
 from .device import DeviceInfo, cl_device, get_device
 from .errors import CompileError, OutOfDeviceMemoryError
 
+import numpy as np
 import pyopencl as cl
 
 
@@ -165,9 +166,9 @@ class Runtime:
                 )
                 try:
                     built = self.build(src)
-                    buf = self.buffer(4, hostbuf=__import__("numpy").array([1.5], "f4"))
+                    buf = self.buffer(4, hostbuf=np.array([1.5], np.float32))
                     built.kernel("probe")(self.queue, (1,), (1,), buf)
-                    out = __import__("numpy").empty(1, "f4")
+                    out = np.empty(1, np.float32)
                     cl.enqueue_copy(self.queue, out, buf)
                     self._inline_ptx = bool(out[0] == 3.0)
                 except (CompileError, cl.Error):
