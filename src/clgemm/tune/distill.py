@@ -58,9 +58,12 @@ def replay(db: TuningDB, device_fp: str, problems: list[Problem], top_k: int, se
     confirmed = []
     for p, keys in plans.items():
         medians = {}
+        replayed: dict[str, list[float]] = {}
+        for r in db.rows(device_fp, p):  # one query per problem, not one per schedule
+            if r.session.startswith("replay-") and r.time_s:
+                replayed.setdefault(r.schedule, []).append(r.time_s)
         for key in keys:
-            times = [r.time_s for r in db.rows(device_fp, p)
-                     if r.schedule == key and r.session.startswith("replay-") and r.time_s]
+            times = replayed.get(key, [])
             if len(times) == sessions:
                 medians[key] = statistics.median(times)
         if medians:
