@@ -35,18 +35,21 @@ def test_generated_ptx_structure():
     assert "reqd_work_group_size(NT, 1, 1)" in src and f"#define NT {s.threads}" in src
     # three mma per 16x8 tile per k8 step, small terms first, each chain folded in float32
     calls = re.findall(r"^\s+MMA\((.*)\);", src, re.M)
-    assert len(calls) == s.mt * s.nt * (s.block_k // 8) * 3
+    assert len(calls) == 3
     first = calls[0].split(", ")
-    assert first[4].endswith("l") and first[8].endswith("h")  # a_lo * b_hi first
-    assert "c0_0_0 += d0;" in src
+    assert first[4].startswith("al[") and first[8].startswith("bh[")  # a_lo * b_hi first
+    assert "acc[i][j][0] += d[0];" in src
+    assert f"#define MT {s.mt}" in src and f"#define NTL {s.nt}" in src and "k8 < BK / 8" in src
     tf32 = render_tc(replace(s, mode="tf32", fold=0), NN)
     calls = re.findall(r"^\s+MMA\((.*)\);", tf32, re.M)
-    assert len(calls) == s.mt * s.nt * (s.block_k // 8)
-    assert "l, " not in calls[0]
+    assert len(calls) == 1 and "al[" not in calls[0] and calls[0].startswith("acc[i][j][0]")
     # unaligned storage copies elements (cp.async.ca, 4 bytes); register staging has no cp.async
     assert "CP4(As" in render_tc(s, TcLayout(True, True, False, False))
     reg = render_tc(replace(s, async_copy=0), NN)
-    assert "CP16(As" not in reg and "float4 rA0" in reg
+    assert "CP16(As" not in reg and "float4 rA[A_CHUNKS]" in reg
+    # compact: loops, not unrolled text (the gate's code-cost criterion counts these lines)
+    from clgemm.kernels.tensorcore import source_lines
+    assert source_lines(src) < 250
 
 
 def test_schedule_key_and_space():
@@ -116,7 +119,15 @@ def _emulated(rt, s, m, n, k, ta, tb, alpha=1.0, beta=0.0, pad=0, off=0, seed=0)
     dict(s=SMALL, m=37, n=45, k=29, ta=False, tb=False, alpha=0.5, beta=-2.0),
     dict(s=SMALL, m=33, n=18, k=40, ta=True, tb=True, pad=3, off=1),
     dict(s=replace(SMALL, mode="3xtf32", fold=1, stages=3), m=20, n=35, k=41, ta=False, tb=True),
-], ids=["tf32-NN-beta", "tf32-TT-unaligned", "3xtf32-NT-3stages"])
+    # several copy chunks per thread, a 96-row tile, register staging, per-tile fold
+    dict(s=TcSchedule(block_m=96, block_n=32, block_k=16, warps_m=2, warps_n=1, stages=2,
+                      mode="3xtf32", fold=2, async_copy=0, raster=2), m=101, n=40, k=21,
+         ta=False, tb=False, beta=0.5),
+    dict(s=TcSchedule(block_m=32, block_n=64, block_k=16, warps_m=1, warps_n=2, stages=3,
+                      mode="tf32", fold=0, async_copy=1, raster=1), m=40, n=70, k=21,
+         ta=True, tb=False, pad=1),
+], ids=["tf32-NN-beta", "tf32-TT-unaligned", "3xtf32-NT-3stages", "3xtf32-96rows-regs-fold2",
+        "tf32-TN-chunks"])
 def test_emulated_kernel_indexing(case):
     """The generated kernel with plain OpenCL C stand-ins for the PTX (same layouts, same
     copies and pipeline): edges, transposes, offsets, alpha/beta."""
@@ -193,3 +204,84 @@ def test_nvidia_3xtf32_wide_exponents(rng):
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     np_err = np.linalg.norm(A @ B - ref) / np.linalg.norm(ref)
     assert err <= 2.0 * np_err
+
+
+# ---- the exact lane through matmul (emulated on PoCL) ----------------------------------------
+@pytest.fixture
+def promoted_lane(monkeypatch):
+    """A device table whose tensor-core lane the gate promoted (3xTF32 serves rel_tol=None),
+    with the PTX emulated so that the whole road runs on any OpenCL device."""
+    from clgemm.select import table as table_mod
+
+    rt = get_runtime()
+    base = table_mod.load_table(rt.device)
+    s = replace(SMALL, mode="3xtf32", fold=1)
+    lane = table_mod.TcLane({}, {"3xtf32": s}, exact="3xtf32",
+                            evidence={"gate": "test"})
+    promoted = replace(base, tensorcore=lane)
+    monkeypatch.setattr(table_mod, "load_table", lambda device, path=None: promoted)
+    monkeypatch.setattr(tc, "tensorcore_available", lambda rt: True)
+    monkeypatch.setattr(tc, "tensorcore_support",
+                        lambda rt: tc.TcSupport(True, "emulated", async_copy=True))
+    monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
+    return s
+
+
+def test_exact_lane_serves_matmul_when_promoted(promoted_lane, rng, monkeypatch):
+    import clgemm
+
+    m, n, k = 37, 29, 21
+    A = rng.standard_normal((k, m)).astype(np.float32)  # trans_a
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    C = C0.copy()
+    out, info = clgemm.matmul(A, B, C=C, alpha=0.75, beta=-0.5, trans_a=True, return_info=True)
+    assert info.extra.get("lane") == "3xtf32" and info.schedule == promoted_lane.key()
+    ref = 0.75 * (A.T.astype(np.float64) @ B.astype(np.float64)) - 0.5 * C0.astype(np.float64)
+    f32 = np.float32(0.75) * (A.T @ B) - np.float32(0.5) * C0
+    err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
+    assert err <= 2.0 * np.linalg.norm(f32 - ref) / np.linalg.norm(ref) + 1e-7
+    # the switch back to the float32 family, and an explicit schedule, bypass the lane
+    monkeypatch.setenv("CLGEMM_EXACT_LANE", "fp32")
+    _, info = clgemm.matmul(A, B, trans_a=True, return_info=True)
+    assert "lane" not in info.extra and not info.schedule.startswith("tc-")
+
+
+def test_exact_lane_keeps_ieee_propagation(promoted_lane, rng):
+    """An Inf operand: the split makes NaN (Inf - Inf); the flag sends the product to the
+    float32 family, with beta's old C kept, so the result is the IEEE one."""
+    import clgemm
+
+    m, n, k = 19, 23, 17
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = np.abs(rng.standard_normal((k, n))).astype(np.float32) + 0.5
+    A[3, 5] = np.inf
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    out, info = clgemm.matmul(A, B, C=C0.copy(), beta=2.0, return_info=True)
+    assert "lane_fallback" in info.extra
+    expect = clgemm.matmul(A, B, C=C0.copy(), beta=2.0, schedule=clgemm.api.SAFE_SCHEDULE)
+    assert np.isposinf(out[3]).all() and np.isposinf(expect[3]).all()
+    rest = np.arange(m) != 3
+    ref = A[rest].astype(np.float64) @ B.astype(np.float64) + 2.0 * C0[rest]
+    assert np.allclose(out[rest], ref, rtol=1e-5, atol=1e-5)
+    # the flag was cleared: a clean product right after stays on the lane
+    _, info = clgemm.matmul(np.nan_to_num(A, posinf=1.0), B, return_info=True)
+    assert info.extra.get("lane") == "3xtf32" and "lane_fallback" not in info.extra
+
+
+def test_lane_lookup_fills_waves():
+    """The first candidate unless its last wave is mostly empty and another fills it."""
+    from clgemm.select.table import TcChoice, TcLane, Table, wave_efficiency
+
+    big = TcSchedule(128, 128, 16, 2, 2, 2, "3xtf32", 1, 1, 1)
+    slim = replace(big, block_m=96)
+    lane = TcLane({"3xtf32": {"m5n5k5": [TcChoice(big, 2), TcChoice(slim, 2)]}}, {})
+    assert wave_efficiency(576, 264) < 0.75 and wave_efficiency(768, 264) > 0.95
+    assert lane.lookup("3xtf32", 3072, 3072, 3072, compute_units=132) == slim
+    assert lane.lookup("3xtf32", 4096, 4096, 4096, compute_units=132) == big
+    assert lane.lookup("3xtf32", 1400, 1400, 1400, compute_units=132) == big  # under one wave
+    assert lane.lookup("tf32", 3072, 3072, 3072, 132) is None
+    t = Table("dev", {}, tc.DEFAULT_SCHEDULES and __import__("clgemm.select.table", fromlist=["x"]).DEFAULT_GPU,
+              "test", tensorcore=lane)
+    again = Table.from_json(t.to_json(), "roundtrip").tensorcore
+    assert again.modes == lane.modes and again.exact is None

@@ -57,7 +57,19 @@ def candidates(spec: str | None) -> list[TcSchedule]:
     if spec:
         return [TcSchedule.from_key(k) for k in spec.split(",")]
     out = []
-    if os.environ.get("TC_ROUND", "2") == "2":
+    if os.environ.get("TC_ROUND", "3") == "3":
+        # round 3: the compact generator; 96/192-row tiles for whole waves at 3072 (132 SMs);
+        # fold=2 (a fresh chain per k-tile, fewer float32 adds) on 32-row warp tiles
+        for mode in ("3xtf32", "tf32"):
+            f = 1 if mode == "3xtf32" else 0
+            out += [S(128, 128, 16, 2, 2, 2, mode, f), S(128, 128, 16, 2, 2, 2, mode, f, 1, 4),
+                    S(96, 128, 16, 2, 2, 2, mode, f), S(96, 128, 16, 2, 2, 2, mode, f, 1, 4),
+                    S(96, 128, 16, 1, 4, 2, mode, f), S(192, 64, 16, 4, 1, 2, mode, f),
+                    S(96, 64, 16, 2, 1, 3, mode, f), S(64, 128, 16, 1, 2, 3, mode, f),
+                    S(128, 128, 8, 2, 2, 4, mode, f, 1, 4), S(128, 256, 8, 2, 4, 3, mode, f)]
+        out += [S(128, 128, 16, 4, 2, 2, "3xtf32", 2), S(128, 128, 16, 4, 2, 2, "3xtf32", 1)]
+        return list(dict.fromkeys(out))
+    if os.environ.get("TC_ROUND") == "2":
         for mode in ("3xtf32", "tf32"):
             f = 1 if mode == "3xtf32" else 0
             out += [S(128, 128, 16, 2, 2, 2, mode, f), S(128, 128, 16, 2, 2, 2, mode, f, 1, 4),
@@ -283,6 +295,46 @@ def cublas_error(p: "Problem", tf32: bool):
     return p.rel(out)
 
 
+LEGACY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy_unrolled.py")
+
+
+def legacy_times(rt, p: "Problem") -> list:
+    """The previous (fully unrolled) generator's kernels for the default schedules, timed on
+    the same problem: does the compact source cost speed? Present only in a campaign's
+    working tree (benchmarks/tc/legacy_unrolled.py, the old module), else skipped."""
+    if not os.path.exists(LEGACY) or DRY:
+        return []
+    import importlib.util
+
+    from clgemm import tc
+    from clgemm.runtime import get_runtime  # noqa: F401
+
+    spec = importlib.util.spec_from_file_location("legacy_unrolled", LEGACY)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    res = []
+    for mode, s in tc.DEFAULT_SCHEDULES.items():
+        try:
+            k = object.__new__(tc.TcKernel)
+            k.rt, k.schedule, k.layout, k.dialect = rt, s, p.layout(), Dialect()
+            old = mod.TcSchedule(**s.as_dict())
+            k.source = mod.render_tc(old, mod.TcLayout(*vars(p.layout()).values()), mod.Dialect())
+            built = rt.build(k.source, options="-cl-mad-enable")
+            k.build_info, k.program = built.info, built.program
+            k._kernel = built.kernel(tc.KERNEL_NAME)
+            k.takes_flag = False  # the old kernels have no non-finite flag argument
+            import threading
+            k._lock = threading.Lock()
+            err = p.rel(p.run(k))
+            t = p.time(k, reps=15)
+            res.append({"schedule": s.key(), "generator": "unrolled", "tflops": p.tflops(t),
+                        "rel_error": err, "source_lines": mod.source_lines(k.source)})
+        except Exception as exc:  # noqa: BLE001
+            res.append({"schedule": s.key(), "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--candidates", default=None, help="comma-separated TcSchedule keys")
@@ -381,6 +433,7 @@ def main():
                 except Exception as exc:  # noqa: BLE001
                     results.append({"schedule": s.key(), "error": str(exc)[:300]})
             row[mode] = results
+        row["legacy_unrolled"] = legacy_times(rt, p)
         row["cublas_again"] = cublas(n)
         table.append(row)
         log("  size", json.dumps(row, default=str))

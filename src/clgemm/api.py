@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyopencl as cl
 import pyopencl.array as cla
 
 from .device import DeviceInfo
@@ -22,6 +23,7 @@ from .errors import ContractError, DTypeError, NonFiniteError, ShapeError
 from .operands import logical_shape, run_product
 from .plan import GemmKernel, Operand, get_kernel, layout_for, search_space
 from .runtime import Runtime, get_runtime
+from .kernels.tensorcore import TcSchedule
 from .schedule import Schedule
 from .select.table import DEFAULT_CPU, DEFAULT_GPU, load_table
 
@@ -185,7 +187,13 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
         chosen = decision.schedule
     else:
         chosen = choose_schedule(rt, m, n, k, schedule)
-    info = Info(method="exact", schedule=chosen.key(), device=rt.device.name, shape=(m, n, k))
+    lane = None
+    if rel_tol is None and not check and schedule is None and decision is None:
+        from . import tc  # noqa: PLC0415 - the tensor-core lane, where the gate promoted it
+
+        lane = tc.exact_schedule(rt, m, n, k)
+    info = Info(method="exact", schedule=(lane or chosen).key(), device=rt.device.name,
+                shape=(m, n, k))
 
     if check:
         from .guard import abft  # noqa: PLC0415 - optional station on the road
@@ -202,7 +210,8 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
     else:
         # Device-array callers who want no Info keep the queue flowing (no wait per call).
         wait = not on_device or return_info or decision is not None
-        result = exact_product(rt, A, B, C, alpha, beta, trans_a, trans_b, chosen, info, wait)
+        result = exact_product(rt, A, B, C, alpha, beta, trans_a, trans_b, lane or chosen,
+                               info, wait)
     if decision is not None and info.kernel_s > 0:
         get_selector(rt).observe(decision, info.kernel_s)
         info.extra["selector"] = decision.reason
@@ -237,13 +246,47 @@ def _launch(rt: Runtime, schedule: Schedule, m: int, n: int, k: int, alpha: floa
         info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
 
 
+def _launch_tc(rt: Runtime, schedule: TcSchedule, m: int, n: int, k: int, alpha: float,
+               beta: float, a: Operand, b: Operand, c: Operand, info: Info) -> None:
+    """3xTF32 for the exact contract. It always waits: a non-finite output (an Inf or NaN
+    operand, or overflow) is recomputed by the float32 family, whose IEEE propagation the
+    split x = hi + lo would not keep (Inf - Inf is NaN). With beta != 0 the old C is kept
+    on the device for that case."""
+    from . import tc  # noqa: PLC0415
+
+    info.extra["lane"] = schedule.mode
+    span = (m - 1) * c.ld + n  # C's elements from its offset, in floats
+    saved = rt.buffer(4 * span, what="C (kept for a float32 recompute)") if beta != 0.0 else None
+    if saved is not None:
+        cl.enqueue_copy(rt.queue, saved, c.buffer, byte_count=4 * span, src_offset=4 * c.offset)
+    flag = tc.nonfinite_flag(rt)
+    with flag.lock:
+        event = tc.enqueue_product(rt, schedule.mode, m, n, k, alpha, beta, a, b, c, schedule,
+                                   flag=flag.buffer)
+        raised = flag.raised(wait_for=[event])
+    info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
+    if raised:
+        if saved is not None:
+            cl.enqueue_copy(rt.queue, c.buffer, saved, byte_count=4 * span, dst_offset=4 * c.offset)
+        fallback = choose_schedule(rt, m, n, k)
+        info.extra["lane_fallback"] = ("non-finite output: recomputed by the float32 family "
+                                       f"({fallback.key()}) for IEEE propagation")
+        info.schedule = fallback.key()
+        _launch(rt, fallback, m, n, k, alpha, beta, a, b, c, info, True)
+
+
 def exact_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool,
-                  trans_b: bool, schedule: Schedule, info: Info, wait: bool = True):
+                  trans_b: bool, schedule: "Schedule | TcSchedule", info: Info,
+                  wait: bool = True):
     """The exact float32 product with one schedule: matmul's own path, and the fallback the
-    guards (ABFT recompute, approximate methods) return to."""
+    guards (ABFT recompute, approximate methods) return to. A TcSchedule runs the 3xTF32
+    lane (float32-level accuracy on the tensor cores, where the gate promoted it)."""
     k = info.shape[2]
 
     def compute(a, b, c, m, n):
-        _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, wait)
+        if isinstance(schedule, TcSchedule):
+            _launch_tc(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
+        else:
+            _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, wait)
 
     return run_product(rt, A, B, C, beta, trans_a, trans_b, info, compute)

@@ -78,8 +78,13 @@ class TcKernel:
         s = self.schedule
         return (-(-m // s.block_m)) * (-(-n // s.block_n)) * s.threads
 
+    takes_flag = True  # the kernel's last argument: the non-finite output flag
+
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float,
-                a: Operand, b: Operand, c: Operand, queue=None, wait_for=None) -> "cl.Event":
+                a: Operand, b: Operand, c: Operand, queue=None, wait_for=None,
+                flag: "cl.Buffer | None" = None) -> "cl.Event":
+        """`flag` (an int32 buffer, zero before) becomes nonzero when an output is not
+        finite; without one, a scratch flag that nobody reads is used."""
         if a.transposed != self.layout.trans_a or b.transposed != self.layout.trans_b:
             raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
         if c.transposed:
@@ -92,11 +97,46 @@ class TcKernel:
                 a.buffer, np.int32(a.ld), np.int32(a.offset),
                 b.buffer, np.int32(b.ld), np.int32(b.offset),
                 c.buffer, np.int32(c.ld), np.int32(c.offset)]
+        if self.takes_flag:
+            args.append(flag if flag is not None else nonfinite_flag(self.rt).scratch)
         gsize = max(self.global_size(m, n), self.schedule.threads)  # an empty C: one idle group
         with self._lock:
             self._kernel.set_args(*args)
             return cl.enqueue_nd_range_kernel(queue, self._kernel, (gsize,),
                                               (self.schedule.threads,), wait_for=wait_for)
+
+
+class NonfiniteFlag:
+    """One int32 device flag per runtime that the kernels raise on a non-finite output. It is
+    zero between calls: only a call that finds it raised clears it (no write per call)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        zero = np.zeros(1, np.int32)
+        mf = cl.mem_flags
+        self.buffer = cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=zero)
+        self.scratch = cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=zero)
+        self.lock = threading.Lock()
+
+    def raised(self, wait_for=None) -> bool:
+        """Read the flag after the kernel (blocking) and clear it if it was raised."""
+        got = np.empty(1, np.int32)
+        cl.enqueue_copy(self.rt.queue, got, self.buffer, wait_for=wait_for, is_blocking=True)
+        if got[0]:
+            cl.enqueue_copy(self.rt.queue, self.buffer, np.zeros(1, np.int32), is_blocking=True)
+            return True
+        return False
+
+
+_FLAGS: dict[int, NonfiniteFlag] = {}
+_FLAGS_LOCK = threading.Lock()
+
+
+def nonfinite_flag(rt: Runtime) -> NonfiniteFlag:
+    with _FLAGS_LOCK:
+        if id(rt) not in _FLAGS:
+            _FLAGS[id(rt)] = NonfiniteFlag(rt)
+        return _FLAGS[id(rt)]
 
 
 def get_kernel(rt: Runtime, schedule: TcSchedule, layout: TcLayout,
@@ -180,15 +220,41 @@ def tensorcore_available(rt: Runtime) -> bool:
 
 # ---- a product on the device --------------------------------------------------------------
 def schedule_for(rt: Runtime, mode: str, m: int, n: int, k: int) -> TcSchedule:
-    s = DEFAULT_SCHEDULES[mode]
+    """The device table's tensor-core schedule for this shape (tuned per shape class), else
+    the built-in default."""
+    from .select.table import load_table
+
+    lane = load_table(rt.device).tensorcore
+    s = ((lane.lookup(mode, m, n, k, rt.device.compute_units) if lane is not None else None)
+         or DEFAULT_SCHEDULES[mode])
+    if s.mode != mode:
+        s = replace(s, mode=mode)
     if not tensorcore_support(rt).async_copy:
         s = replace(s, async_copy=0, stages=2)
     return s
 
 
+def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> TcSchedule | None:
+    """The 3xTF32 schedule that serves the exact contract (rel_tol=None) on this device, or
+    None: the float32 family serves. 3xTF32 serves only where the device table says the gate
+    promoted it (`tensorcore.exact`), the capability probe passes, and CLGEMM_EXACT_LANE is
+    not "fp32" (the switch back to the float32 family)."""
+    from .select.table import load_table
+
+    if os.environ.get("CLGEMM_EXACT_LANE", "").lower() == "fp32":
+        return None
+    lane = load_table(rt.device).tensorcore
+    if lane is None or lane.exact != "3xtf32" or min(m, n, k) == 0:
+        return None
+    if not tensorcore_available(rt):
+        return None
+    return schedule_for(rt, "3xtf32", m, n, k)
+
+
 def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float, beta: float,
                     a: Operand, b: Operand, c: Operand,
-                    schedule: TcSchedule | None = None) -> "cl.Event":
+                    schedule: TcSchedule | None = None,
+                    flag: "cl.Buffer | None" = None) -> "cl.Event":
     """C = alpha op(A) op(B) + beta C through the tensor cores; returns the kernel's event."""
     if c.transposed:
         # column-major C: C^T = op(B)^T op(A)^T into its row-major storage
@@ -202,7 +268,7 @@ def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float
     if not search_space(rt).is_valid(s, layout):  # e.g. a transposed layout's pads overflow
         s = replace(DEFAULT_SCHEDULES[mode], async_copy=s.async_copy,
                     stages=s.stages if s.async_copy else 2)
-    return get_kernel(rt, s, layout).enqueue(m, n, k, alpha, beta, a, b, c)
+    return get_kernel(rt, s, layout).enqueue(m, n, k, alpha, beta, a, b, c, flag=flag)
 
 
 def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alpha: float = 1.0,

@@ -152,17 +152,26 @@ def _probe_main() -> None:
     p.add_argument("--layout", required=True)
     args = p.parse_args()
     rt = get_runtime(args.device)
-    layout = Layout(**json.loads(args.layout))
     t0 = time.perf_counter()
-    kernel = get_kernel(rt, Schedule.from_key(args.schedule), layout)
+    if args.schedule.startswith("tc-"):  # the tensor-core family
+        from .. import tc
+        from ..kernels.tensorcore import TcLayout, TcSchedule, source_lines
+
+        kernel = tc.get_kernel(rt, TcSchedule.from_key(args.schedule),
+                               TcLayout(**json.loads(args.layout)))
+        lines = source_lines(kernel.source)
+    else:
+        kernel = get_kernel(rt, Schedule.from_key(args.schedule), Layout(**json.loads(args.layout)))
+        lines = kernel.source_lines
     wall = time.perf_counter() - t0
     print(json.dumps({"seconds": kernel.build_info.seconds, "from_cache": kernel.build_info.from_cache,
-                      "wall_s": wall, "source_lines": kernel.source_lines}))
+                      "wall_s": wall, "source_lines": lines}))
 
 
-def build_cost(device, schedule: Schedule, layout, timeout: float = 600) -> dict:
+def build_cost(device, schedule, layout, timeout: float = 600) -> dict:
     """Cold build (a fresh CLGEMM_CACHE_DIR, driver caches off) then warm (a second process
-    loading the binary from that cache), each in its own process."""
+    loading the binary from that cache), each in its own process. `schedule` is a Schedule
+    (with a kernels.gemm Layout) or a TcSchedule (with a TcLayout)."""
     from dataclasses import asdict
 
     with tempfile.TemporaryDirectory(prefix="clgemm-cold-") as tmp:

@@ -289,16 +289,17 @@ class _Run:
 
     # ---- extras measured once, in the parent ----------------------------------------------
     def extras(self, progress: Progress) -> None:
-        ok = [e for e in self.writer.data["results"] if e["family"] == "clgemm" and e["status"] == "ok"]
+        ok = [e for e in self.writer.data["results"]
+              if e["family"] in ("clgemm", "clgemm-tensorcore") and e["status"] == "ok"]
         if self.opts.build_cost:
             done = {}
             for e in ok:
                 m, n, k = e["shape"]
                 try:
-                    prob_layout = _layout_of(self.rt, Schedule.from_key(e["schedule"]), m, n, k)
+                    schedule, prob_layout = _schedule_and_layout(self.rt, e["schedule"], m, n, k)
                     key = (e["schedule"], prob_layout)
                     if key not in done:
-                        done[key] = build_cost(self.rt.device, Schedule.from_key(e["schedule"]), prob_layout)
+                        done[key] = build_cost(self.rt.device, schedule, prob_layout)
                         progress.step(f"build cost {e['schedule']}: cold {done[key]['cold_s']:.2f}s "
                                       f"warm {done[key]['warm_s']:.3f}s", advance=0)
                     e["build"].update(done[key])
@@ -359,6 +360,20 @@ class _Run:
                                  "rows": rows,
                                  "note": "kernel GFLOPS (median, event-timed) while another process "
                                          "runs GEMMs on the same device; unloaded = this run's median"})
+
+
+def _schedule_and_layout(rt, key: str, m: int, n: int, k: int):
+    """The schedule behind an entry's key and the layout its kernel was built for."""
+    from ..plan import Operand
+
+    if key.startswith("tc-"):
+        from ..kernels.tensorcore import TcSchedule
+        from ..tc import layout_for as tc_layout
+
+        return TcSchedule.from_key(key), tc_layout(Operand(None, 0, k, False),
+                                                   Operand(None, 0, n, False))
+    schedule = Schedule.from_key(key)
+    return schedule, _layout_of(rt, schedule, m, n, k)
 
 
 def _layout_of(rt, schedule: Schedule, m: int, n: int, k: int):

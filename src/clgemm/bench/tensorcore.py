@@ -49,7 +49,7 @@ def measure_tc(rt, case, inputs, protocol, mode: str) -> dict:
             entry.update({"status": "absent", "reason": f"tensor cores not offered: {support}"})
             return entry
         prob = TcProblem(rt, case, inputs, mode)
-        entry["schedule"] = str(prob.tc_schedule)
+        entry["schedule"] = prob.tc_schedule.key()
         entry.update(measured_entry(prob, inputs, protocol))
     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
         entry.update({"status": "error", "reason": f"{type(exc).__name__}: {exc}"})

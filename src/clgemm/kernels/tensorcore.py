@@ -163,7 +163,9 @@ def _stage_b(s: TcSchedule, trans_b: bool) -> int:
 
 # ---- the search space -------------------------------------------------------------------
 TC_DOMAINS: dict[str, tuple] = {
-    "block_m": (32, 64, 128, 256),
+    # 96 and 192 rows give whole waves where powers of two leave a last, part-empty one
+    # (3072 = 32 x 96: 768 tiles of 96 x 128 fill 132 SMs x 2 groups better than 576)
+    "block_m": (32, 64, 96, 128, 192, 256),
     "block_n": (32, 64, 128, 256),
     "block_k": (8, 16, 32),
     "warps_m": (1, 2, 4),
@@ -216,11 +218,10 @@ class TcSearchSpace:
                     else s.local_bytes())
             if need > self.local_mem_bytes:
                 bad.append("local memory")
-            # each thread copies whole 16-byte chunks (and, unaligned, whole elements)
-            for rows in (s.block_m, s.block_n):
-                if (rows * s.block_k // 4) % s.threads:
-                    bad.append("tiles split evenly into 16-byte chunks per thread")
-                    break
+            # each thread copies whole chunks, in a pattern fixed at compile time; without a
+            # layout, the common one (neither transposed, 16-byte aligned) is checked
+            if not copy_fits(s, layout or TcLayout(aligned_a=True, aligned_b=True)):
+                bad.append("tiles split evenly into chunks per thread")
             if s.registers_estimate() > MAX_REGISTERS_HINT:
                 bad.append("registers")
         return bad
@@ -299,310 +300,339 @@ class Dialect:
 
 
 def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> str:
-    """OpenCL C source of one tensor-core kernel."""
-    TcSearchSpace(local_mem_bytes=1 << 30, max_work_group_size=1 << 20).check(s)
+    """OpenCL C source of one tensor-core kernel.
+
+    The generator fixes every size at compile time and writes the loops over mma tiles, k8
+    steps, copy chunks and output elements as `#pragma unroll` loops over small arrays: the
+    compiler unrolls them and keeps the arrays in registers, and the source stays short
+    enough to read."""
+    TcSearchSpace(local_mem_bytes=1 << 30, max_work_group_size=1 << 20).check(s, layout)
     ta, tb = layout.trans_a, layout.trans_b
-    bm, bn, bk = s.block_m, s.block_n, s.block_k
-    nthreads = s.threads
-    lda_s = _mn_row_stride(bm) if ta else _k_row_stride(bk)
-    ldb_s = _k_row_stride(bk) if tb else _mn_row_stride(bn)
-    stage_a, stage_b = _stage_a(s, ta), _stage_b(s, tb)
     three = s.splits == 3
+    copy = _CopyPlan(s, layout)
 
     out: list[str] = []
     emit = out.append
     emit(f"// clgemm tensor-core kernel {s.key()} {layout}")
-    if dialect.memory_clobber:
-        emit('#define CLOBBER : "memory"')
-    else:
-        emit("#define CLOBBER")
+    emit('#define CLOBBER : "memory"' if dialect.memory_clobber else "#define CLOBBER")
     emit(_PRELUDE_EMULATED if dialect.emulate else _PRELUDE_PTX)
-    emit(f"#define BM {bm}\n#define BN {bn}\n#define BK {bk}\n#define NT {nthreads}")
-    emit(f"#define LDAS {lda_s}\n#define LDBS {ldb_s}\n#define STA {stage_a}\n#define STB {stage_b}")
+    consts = {
+        "BM": s.block_m, "BN": s.block_n, "BK": s.block_k, "NT": s.threads,
+        "WARPS_M": s.warps_m, "WARP_M": s.warp_m, "WARP_N": s.warp_n, "MT": s.mt, "NTL": s.nt,
+        "STAGES": s.stages, "RASTER": s.raster,
+        "LDAS": _mn_row_stride(s.block_m) if ta else _k_row_stride(s.block_k),
+        "LDBS": _k_row_stride(s.block_k) if tb else _mn_row_stride(s.block_n),
+        "STA": _stage_a(s, ta), "STB": _stage_b(s, tb),
+    }
+    emit("\n".join(f"#define {k} {v}" for k, v in consts.items()))
+    # Fragment offsets inside a stage (PTX m16n8k8 .tf32 layouts, see the module docstring):
+    # A element (m, k) of mma tile i, register r; B element (k, n) of tile j, register r.
+    a_mk = "(K8) * 8 + 4 * ((R) >> 1)", "(I) * 16 + 8 * ((R) & 1)"
+    emit("#define A_OFF(I, R, K8) " + (f"(({a_mk[0]}) * LDAS + {a_mk[1]})" if ta
+                                       else f"(({a_mk[1]}) * LDAS + {a_mk[0]})"))
+    emit("#define B_OFF(J, R, K8) " + ("((J) * 8 * LDBS + (K8) * 8 + 4 * (R))" if tb
+                                       else "(((K8) * 8 + 4 * (R)) * LDBS + (J) * 8)"))
+    if three:  # x = hi + lo, both TF32; lo = tf32(x - hi) is exact in float32
+        emit("#define SPLIT(HI, LO, X) { const float x_ = (X); TF32(HI, x_); "
+             "const float r_ = x_ - as_float(HI); TF32(LO, r_); }")
+    else:
+        emit("#define SPLIT(HI, LO, X) { const float x_ = (X); TF32(HI, x_); }")
+    emit(copy.defines())
     emit("__attribute__((reqd_work_group_size(NT, 1, 1)))")
     emit(f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,\n"
          "    const float alpha, const float beta,\n"
          "    __global const float* restrict A, const int lda, const int a_off,\n"
          "    __global const float* restrict B, const int ldb, const int b_off,\n"
-         "    __global float* C, const int ldc, const int c_off)\n{")
-    emit(f"  __local float As[{s.stages} * STA] __attribute__((aligned(16)));")
-    emit(f"  __local float Bs[{s.stages} * STB] __attribute__((aligned(16)));")
+         "    __global float* C, const int ldc, const int c_off,\n"
+         "    __global int* nonfinite)\n{")
+    emit("  __local float As[STAGES * STA] __attribute__((aligned(16)));")
+    emit("  __local float Bs[STAGES * STB] __attribute__((aligned(16)));")
     if dialect.emulate:
         emit(f"  __local float xch[{s.warps_m * s.warps_n * 192}];")
-    emit("  A += a_off; B += b_off; C += c_off;")
-    emit("  const int tid = get_local_id(0);")
-    emit("  const int lane = tid & 31, warp = tid >> 5;")
-    emit("  const int g = lane >> 2, t = lane & 3;")
-    emit(f"  const int wm = warp % {s.warps_m}, wn = warp / {s.warps_m};")
-    # Rasterised work-group order: `raster` M-tiles sweep the N tiles together.
-    emit("  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;")
-    emit("  const int pid = get_group_id(0);")
-    emit(f"  const int in_group = {s.raster} * tiles_n;")
-    emit(f"  const int first_m = (pid / in_group) * {s.raster};")
-    emit(f"  const int gsz = min(tiles_m - first_m, {s.raster});")
-    emit("  const int tm = first_m + (pid % in_group) % gsz;")
-    emit("  const int tn = (pid % in_group) / gsz;")
-    emit("  const int m0 = tm * BM, n0 = tn * BN;")
-    emit("  const int KT = (K + BK - 1) / BK;")
-
-    # --- global -> local copies: per-thread chunk bookkeeping, outside the K loop ---------
-    copy = _CopyPlan(s, layout)
+    emit("""  A += a_off; B += b_off; C += c_off;
+  const int tid = get_local_id(0);
+  const int lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+  // Rasterised work-group order: RASTER M-tiles sweep the N tiles together (L2 reuse).
+  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
+  const int pid = get_group_id(0);
+  const int first_m = (pid / (RASTER * tiles_n)) * RASTER;
+  const int gsz = min(tiles_m - first_m, RASTER);
+  const int tm = first_m + (pid % (RASTER * tiles_n)) % gsz;
+  const int tn = (pid % (RASTER * tiles_n)) / gsz;
+  const int m0 = tm * BM, n0 = tn * BN;
+  const int KT = (K + BK - 1) / BK;""")
     emit(copy.setup())
-
-    # --- accumulators ------------------------------------------------------------------
-    mt, nt = s.mt, s.nt
-    tiles = [(i, j) for i in range(mt) for j in range(nt)]
-    acc_names = [f"c{i}_{j}_{q}" for i, j in tiles for q in range(4)]
-    emit("  float " + ", ".join(f"{n} = 0.0f" for n in acc_names) + ";")
+    emit("  float acc[MT][NTL][4];")
     if s.fold == 2:
-        emit("  float " + ", ".join(f"{n}t = 0.0f" for n in acc_names) + ";")
+        emit("  float tot[MT][NTL][4];")
+    emit("  #pragma unroll\n  for (int i = 0; i < MT; i++)\n  #pragma unroll\n"
+         "  for (int j = 0; j < NTL; j++)\n  #pragma unroll\n  for (int q = 0; q < 4; q++)"
+         " { acc[i][j][q] = 0.0f;" + (" tot[i][j][q] = 0.0f;" if s.fold == 2 else "") + " }")
+    emit("  const int a_frag = " + ("t * LDAS + wm * WARP_M + g;" if ta
+                                   else "(wm * WARP_M + g) * LDAS + t;"))
+    emit("  const int b_frag = " + ("(wn * WARP_N + g) * LDBS + t;" if tb
+                                   else "t * LDBS + wn * WARP_N + g;"))
 
-    # --- fragment addressing: per-thread base + compile-time offsets ----------------------
-    if ta:
-        emit("  const int a_frag = t * LDAS + wm * %d + g;" % s.warp_m)
-    else:
-        emit("  const int a_frag = (wm * %d + g) * LDAS + t;" % s.warp_m)
-    if tb:
-        emit("  const int b_frag = (wn * %d + g) * LDBS + t;" % s.warp_n)
-    else:
-        emit("  const int b_frag = t * LDBS + wn * %d + g;" % s.warp_n)
-
-    def a_off(i: int, r: int, kk: int) -> int:
-        m = i * 16 + 8 * (r & 1)
-        k = kk * 8 + 4 * (r >> 1)
-        return k * lda_s + m if ta else m * lda_s + k
-
-    def b_off(j: int, r: int, kk: int) -> int:
-        n = j * 8
-        k = kk * 8 + 4 * r
-        return n * ldb_s + k if tb else k * ldb_s + n
-
-    def compute(stage_expr: str) -> str:
-        code = [f"    {{ const __local float* Ap = As + ({stage_expr}) * STA + a_frag;",
-                f"      const __local float* Bp = Bs + ({stage_expr}) * STB + b_frag;"]
-        for kk in range(bk // 8):
-            code.append("      {")
-            for i in range(mt):
-                for r in range(4):
-                    code.append(_split(f"a{i}_{r}", f"Ap[{a_off(i, r, kk)}]", three))
-            for j in range(nt):
-                for r in range(2):
-                    code.append(_split(f"b{j}_{r}", f"Bp[{b_off(j, r, kk)}]", three))
-            for i, j in tiles:
-                a_hi = [f"a{i}_{r}h" for r in range(4)]
-                b_hi = [f"b{j}_{r}h" for r in range(2)]
-                a_lo = [f"a{i}_{r}l" for r in range(4)]
-                b_lo = [f"b{j}_{r}l" for r in range(2)]
-                c = [f"c{i}_{j}_{q}" for q in range(4)]
-                products = ([(a_lo, b_hi), (a_hi, b_lo)] if three else []) + [(a_hi, b_hi)]
-                if s.fold == 1:
-                    d = [f"d{q}" for q in range(4)]
-                    code.append("        { float " + ", ".join(f"{x} = 0.0f" for x in d) + ";")
-                    for a, b in products:
-                        code.append("          MMA(" + ", ".join(d + a + b) + ");")
-                    code.append("          " + " ".join(f"{cq} += {dq};" for cq, dq in zip(c, d)) + " }")
-                else:
-                    for a, b in products:
-                        code.append("        MMA(" + ", ".join(c + a + b) + ");")
-            code.append("      }")
-        if s.fold == 2:
-            code.append("      " + " ".join(f"{n}t += {n}; {n} = 0.0f;" for n in acc_names))
-        code.append("    }")
-        return "\n".join(code)
-
-    # --- the main loop ------------------------------------------------------------------
     if s.async_copy:
         emit("  const uint sA = SHARED_ADDR(As), sB = SHARED_ADDR(Bs);")
-        emit(f"  for (int p = 0; p < {s.stages - 1}; p++) {{")
+        emit("  for (int p = 0; p < STAGES - 1; p++) {")
         emit("    if (p < KT) {")
-        emit("      const int k0 = p * BK, ws = p;")
-        emit(copy.async_copy())
+        emit(copy.async_copy("p * BK", "p", "      "))
         emit("    }")
         emit("    CP_COMMIT();")
         emit("  }")
-        emit("  int rs = 0;")
-        emit(f"  int ws = {s.stages - 1};")
+        emit("  int rs = 0, ws = STAGES - 1;")
         emit("  for (int kt = 0; kt < KT; kt++) {")
         emit(f"    CP_WAIT({s.stages - 2});")
         emit("    barrier(CLK_LOCAL_MEM_FENCE);")
-        emit(f"    if (kt + {s.stages - 1} < KT) {{")
-        emit(f"      const int k0 = (kt + {s.stages - 1}) * BK;")
-        emit(copy.async_copy())
+        emit("    if (kt + STAGES - 1 < KT) {")
+        emit(copy.async_copy("(kt + STAGES - 1) * BK", "ws", "      "))
         emit("    }")
         emit("    CP_COMMIT();")
-        emit(compute("rs"))
-        emit(f"    rs = (rs + 1 == {s.stages}) ? 0 : rs + 1;")
-        emit(f"    ws = (ws + 1 == {s.stages}) ? 0 : ws + 1;")
+        emit(_compute(s, "rs"))
+        emit("    rs = (rs + 1 == STAGES) ? 0 : rs + 1;")
+        emit("    ws = (ws + 1 == STAGES) ? 0 : ws + 1;")
         emit("  }")
         emit("  CP_WAIT(0);")
     else:
         emit(copy.reg_decl())
         emit("  if (KT > 0) {")
-        emit("    const int k0 = 0;")
-        emit(copy.reg_load())
-        emit("    const int ws = 0;")
-        emit(copy.reg_store())
+        emit(copy.reg_load("0", "    "))
+        emit(copy.reg_store("0", "    "))
         emit("  }")
         emit("  barrier(CLK_LOCAL_MEM_FENCE);")
         emit("  for (int kt = 0; kt < KT; kt++) {")
         emit("    const int rs = kt & 1;")
         emit("    if (kt + 1 < KT) {")
-        emit("      const int k0 = (kt + 1) * BK;")
-        emit(copy.reg_load())
+        emit(copy.reg_load("(kt + 1) * BK", "      "))
         emit("    }")
-        emit(compute("rs"))
+        emit(_compute(s, "rs"))
         emit("    if (kt + 1 < KT) {")
-        emit("      const int ws = rs ^ 1;")
-        emit(copy.reg_store())
+        emit(copy.reg_store("rs ^ 1", "      "))
         emit("    }")
         emit("    barrier(CLK_LOCAL_MEM_FENCE);")
         emit("  }")
 
-    # --- epilogue: C = alpha * acc + beta * C (C unread when beta == 0) -------------------
-    suffix = "t" if s.fold == 2 else ""
-    emit(f"  const int crow = m0 + wm * {s.warp_m} + g, ccol = n0 + wn * {s.warp_n} + 2 * t;")
-    for i in range(mt):
-        for h in range(2):
-            emit(f"  {{ const int r = crow + {i * 16 + 8 * h};")
-            emit("    if (r < M) {")
-            emit("      __global float* cp = C + (long)r * ldc;")
-            for j in range(nt):
-                for e in range(2):
-                    q = 2 * h + e
-                    emit(f"      {{ const int cc = ccol + {j * 8 + e};")
-                    emit(f"        if (cc < N) {{ float v = alpha * c{i}_{j}_{q}{suffix};"
-                         " if (beta != 0.0f) v = fma(beta, cp[cc], v); cp[cc] = v; } }")
-            emit("    }")
-            emit("  }")
-    emit("}")
+    # Epilogue: C = alpha * acc + beta * C (C unread when beta == 0). Register q of tile
+    # (i, j) holds row g + 8 (q >> 1), column 2 t + (q & 1).
+    total = "tot" if s.fold == 2 else "acc"
+    # A non-finite output raises `nonfinite` (never cleared here): the split x = hi + lo
+    # turns an Inf operand into NaN (Inf - Inf), so the caller recomputes such products with
+    # the float32 family to keep IEEE propagation.
+    emit(f"""  const int crow = m0 + wm * WARP_M + g, ccol = n0 + wn * WARP_N + 2 * t;
+  int bad = 0;
+  #pragma unroll
+  for (int i = 0; i < MT; i++) {{
+    #pragma unroll
+    for (int h = 0; h < 2; h++) {{
+      const int r = crow + i * 16 + 8 * h;
+      if (r < M) {{
+        __global float* cp = C + (long)r * ldc;
+        #pragma unroll
+        for (int j = 0; j < NTL; j++) {{
+          #pragma unroll
+          for (int e = 0; e < 2; e++) {{
+            const int cc = ccol + j * 8 + e;
+            if (cc < N) {{
+              float v = alpha * {total}[i][j][2 * h + e];
+              if (beta != 0.0f) v = fma(beta, cp[cc], v);
+              if (!isfinite(v)) bad = 1;
+              cp[cc] = v;
+            }}
+          }}
+        }}
+      }}
+    }}
+  }}
+  if (bad) nonfinite[0] = 1;
+}}""")
     return "\n".join(out) + "\n"
 
 
-def _split(name: str, load: str, three: bool) -> str:
-    """Load one operand element and round it to TF32 (and its remainder, in 3xTF32)."""
-    if not three:
-        return f"        uint {name}h; {{ const float x = {load}; TF32({name}h, x); }}"
-    return (f"        uint {name}h, {name}l; {{ const float x = {load}; TF32({name}h, x);"
-            f" const float r = x - as_float({name}h); TF32({name}l, r); }}")
+def _compute(s: TcSchedule, stage: str) -> str:
+    """One k-tile of mma work from local stage `stage`: per k8 step, split the warp's A and
+    B fragments once, then every (i, j) mma tile. 3xTF32 issues small terms first
+    (a_lo b_hi, a_hi b_lo, a_hi b_hi; a_lo b_lo is below float32's resolution)."""
+    three = s.splits == 3
+    lo = "al[i][0], al[i][1], al[i][2], al[i][3]", "bl[j][0], bl[j][1]"
+    hi = "ah[i][0], ah[i][1], ah[i][2], ah[i][3]", "bh[j][0], bh[j][1]"
+    pairs = ([(lo[0], hi[1]), (hi[0], lo[1])] if three else []) + [(hi[0], hi[1])]
+    if s.fold == 1:
+        # A fresh chain per k8 step, folded into the float32 total with a round-to-nearest
+        # add: the tensor core's own accumulate does not round to nearest.
+        body = ["        float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};"]
+        body += [f"        MMA(d[0], d[1], d[2], d[3], {a}, {b});" for a, b in pairs]
+        body.append("        acc[i][j][0] += d[0]; acc[i][j][1] += d[1];"
+                    " acc[i][j][2] += d[2]; acc[i][j][3] += d[3];")
+    else:
+        body = [f"        MMA(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3], {a}, {b});"
+                for a, b in pairs]
+    lines = [f"    {{ const __local float* Ap = As + ({stage}) * STA + a_frag;",
+             f"      const __local float* Bp = Bs + ({stage}) * STB + b_frag;",
+             "      #pragma unroll",
+             "      for (int k8 = 0; k8 < BK / 8; k8++) {",
+             "        uint ah[MT][4], al[MT][4], bh[NTL][2], bl[NTL][2];",
+             "        #pragma unroll",
+             "        for (int i = 0; i < MT; i++)",
+             "          #pragma unroll",
+             "          for (int r = 0; r < 4; r++) SPLIT(ah[i][r], al[i][r], Ap[A_OFF(i, r, k8)]);",
+             "        #pragma unroll",
+             "        for (int j = 0; j < NTL; j++)",
+             "          #pragma unroll",
+             "          for (int r = 0; r < 2; r++) SPLIT(bh[j][r], bl[j][r], Bp[B_OFF(j, r, k8)]);",
+             "        #pragma unroll",
+             "        for (int i = 0; i < MT; i++)",
+             "        #pragma unroll",
+             "        for (int j = 0; j < NTL; j++) {",
+             *body,
+             "        }",
+             "      }"]
+    if s.fold == 2:
+        lines += ["      #pragma unroll",
+                  "      for (int i = 0; i < MT; i++)",
+                  "      #pragma unroll",
+                  "      for (int j = 0; j < NTL; j++)",
+                  "      #pragma unroll",
+                  "      for (int q = 0; q < 4; q++) { tot[i][j][q] += acc[i][j][q]; acc[i][j][q] = 0.0f; }"]
+    lines.append("    }")
+    return "\n".join(lines)
 
 
 class _CopyPlan:
     """Which thread copies which chunk of the A and B tiles from global to local memory.
 
-    Chunk q of a thread covers tile row r0 + R_q, columns c0 + C_q .. + vec - 1, where
-    (r0, c0) come from the thread id and (R_q, C_q) are compile-time constants (the tile
-    widths and the thread count are powers of two, so one divides the other)."""
+    Chunk q of a thread covers tile row r0 + R(q), columns c0 + C(q) .. + vec - 1, where
+    (r0, c0) come from the thread id and R(q), C(q) are compile-time expressions: the row of
+    `vec`-wide chunks either fits the thread count a whole number of times or is a whole
+    number of thread counts wide (checked by TcSearchSpace)."""
 
     def __init__(self, s: TcSchedule, layout: TcLayout) -> None:
         self.s, self.layout = s, layout
 
     def _ops(self):
         s, lay = self.s, self.layout
-        # (name, k_contiguous, outer tile width, aligned, local row stride)
-        yield ("A", not lay.trans_a, s.block_m, lay.aligned_a,
-               _mn_row_stride(s.block_m) if lay.trans_a else _k_row_stride(s.block_k))
-        yield ("B", lay.trans_b, s.block_n, lay.aligned_b,
-               _k_row_stride(s.block_k) if lay.trans_b else _mn_row_stride(s.block_n))
+        # (name, k_contiguous, outer tile width, aligned)
+        yield "A", not lay.trans_a, s.block_m, lay.aligned_a
+        yield "B", lay.trans_b, s.block_n, lay.aligned_b
 
-    def _geometry(self, kcont: bool, outer: int, aligned: bool):
-        s = self.s
-        vec = 4 if aligned else 1
-        per_row = (s.block_k if kcont else outer) // vec
-        nt = s.threads
-        chunks = outer * s.block_k // vec // nt
-        if nt % per_row and per_row % nt:
-            raise ScheduleError("tile widths and thread count must divide one another")
-        offsets = []
-        for q in range(chunks):
+    def defines(self) -> str:
+        code = []
+        nt = self.s.threads
+        for name, kcont, outer, aligned in self._ops():
+            vec, per_row, chunks = _geometry(self.s, kcont, outer, aligned)
             if nt % per_row == 0:
-                offsets.append((q * (nt // per_row), 0))
+                r, c = f"((Q) * {nt // per_row})", "0"
             else:
                 f = per_row // nt
-                offsets.append((q // f, (q % f) * nt * vec))
-        return vec, per_row, offsets
+                r, c = f"((Q) / {f})", f"(((Q) % {f}) * {nt * vec})"
+            lim = "M" if name == "A" else "N"
+            ld = "lda" if name == "A" else "ldb"
+            lds = "LDAS" if name == "A" else "LDBS"
+            code.append(f"#define {name}_VEC {vec}\n#define {name}_PER_ROW {per_row}\n"
+                        f"#define {name}_CHUNKS {chunks}\n#define {name}_R(Q) {r}\n#define {name}_C(Q) {c}")
+            # bytes of chunk Q inside the matrix (zero-filled beyond), and its source
+            if kcont:  # tile row = outer index, column = k
+                code.append(f"#define {name}_BYTES(Q, K0) ((o{name} + {name}_R(Q)) < {lim} ? "
+                            f"clamp(K - ((K0) + {name}c + {name}_C(Q)), 0, {vec}) * 4 : 0)")
+                code.append(f"#define {name}_SRC(Q, K0) ({name} + g{name} + (long){name}_R(Q) * {ld}"
+                            f" + {name}_C(Q) + (K0))")
+            else:  # tile row = k, column = outer index
+                code.append(f"#define {name}_BYTES(Q, K0) (((K0) + {name}r + {name}_R(Q)) < K ? "
+                            f"clamp({lim} - (o{name} + {name}_C(Q)), 0, {vec}) * 4 : 0)")
+                code.append(f"#define {name}_SRC(Q, K0) ({name} + g{name} + (long)((K0) + {name}_R(Q))"
+                            f" * {ld} + {name}_C(Q))")
+            code.append(f"#define {name}_LOC(Q) (l{name} + {name}_R(Q) * {lds} + {name}_C(Q))")
+        return "\n".join(code)
 
     def setup(self) -> str:
         code = []
-        for name, kcont, outer, aligned, lds in self._ops():
-            vec, per_row, _ = self._geometry(kcont, outer, aligned)
+        for name, kcont, outer, aligned in self._ops():
             o0 = "m0" if name == "A" else "n0"
             ld = "lda" if name == "A" else "ldb"
-            code.append(f"  const int {name}r = tid / {per_row}, {name}c = (tid % {per_row}) * {vec};")
-            if kcont:  # tile row = outer index, column = k
+            lds = "LDAS" if name == "A" else "LDBS"
+            code.append(f"  const int {name}r = tid / {name}_PER_ROW, "
+                        f"{name}c = (tid % {name}_PER_ROW) * {name}_VEC;")
+            if kcont:
                 code.append(f"  const long g{name} = (long)({o0} + {name}r) * {ld} + {name}c;")
                 code.append(f"  const int o{name} = {o0} + {name}r;")
-            else:  # tile row = k, column = outer index
+            else:
                 code.append(f"  const long g{name} = (long){name}r * {ld} + {o0} + {name}c;")
                 code.append(f"  const int o{name} = {o0} + {name}c;")
             code.append(f"  const int l{name} = {name}r * {lds} + {name}c;")
         return "\n".join(code)
 
-    def _chunk(self, name: str, kcont: bool, vec: int, lds: int, R: int, Cq: int):
-        """(bytes in range, source pointer expression, local offset expression)."""
-        ld = "lda" if name == "A" else "ldb"
-        lim = "M" if name == "A" else "N"
-        if kcont:
-            nbytes = (f"((o{name} + {R}) < {lim} ? clamp(K - (k0 + {name}c + {Cq}), 0, {vec}) * 4 : 0)")
-            src = f"{name} + g{name} + (long){R} * {ld} + {Cq} + k0"
-        else:
-            nbytes = (f"((k0 + {name}r + {R}) < K ? clamp({lim} - (o{name} + {Cq}), 0, {vec}) * 4 : 0)")
-            src = f"{name} + g{name} + (long)(k0 + {R}) * {ld} + {Cq}"
-        return nbytes, src, f"l{name} + {R * lds + Cq}"
+    def _vec(self, name: str, kcont: bool, outer: int, aligned: bool) -> int:
+        return _geometry(self.s, kcont, outer, aligned)[0]
 
-    def async_copy(self) -> str:
+    def async_copy(self, k0: str, ws: str, indent: str) -> str:
+        """cp.async of k-tile starting at k0 into stage ws (zero-filled beyond the edges)."""
         code = []
-        for name, kcont, outer, aligned, lds in self._ops():
-            vec, _, offsets = self._geometry(kcont, outer, aligned)
-            base = "sA" if name == "A" else "sB"
-            local = "As" if name == "A" else "Bs"
-            stage = "STA" if name == "A" else "STB"
-            op = "CP16" if vec == 4 else "CP4"
-            for R, Cq in offsets:
-                nbytes, src, loc = self._chunk(name, kcont, vec, lds, R, Cq)
-                code.append(f"      {{ const int nb = {nbytes};")
-                code.append(f"        __global const float* src = nb > 0 ? {src} : {name};")
-                code.append(f"        {op}({local}, {base} + (uint)((ws * {stage} + {loc}) * 4), src, nb); }}")
-        return "\n".join(code)
+        for name, kcont, outer, aligned in self._ops():
+            op = "CP16" if self._vec(name, kcont, outer, aligned) == 4 else "CP4"
+            base, local, stage = ("sA", "As", "STA") if name == "A" else ("sB", "Bs", "STB")
+            code += ["#pragma unroll",
+                     f"for (int q = 0; q < {name}_CHUNKS; q++) {{",
+                     f"  const int nb = {name}_BYTES(q, {k0});",
+                     f"  {op}({local}, {base} + (uint)((({ws}) * {stage} + {name}_LOC(q)) * 4),"
+                     f" nb > 0 ? {name}_SRC(q, {k0}) : {name}, nb);",
+                     "}"]
+        return "\n".join(indent + line for line in code)
 
     def reg_decl(self) -> str:
-        code = []
-        for name, kcont, outer, aligned, lds in self._ops():
-            vec, _, offsets = self._geometry(kcont, outer, aligned)
-            vt = "float4" if vec == 4 else "float"
-            code.append(f"  {vt} " + ", ".join(f"r{name}{q}" for q in range(len(offsets))) + ";")
-        return "\n".join(code)
+        return "\n".join(
+            f"  {'float4' if self._vec(*op) == 4 else 'float'} r{op[0]}[{op[0]}_CHUNKS];"
+            for op in self._ops())
 
-    def reg_load(self) -> str:
+    def reg_load(self, k0: str, indent: str) -> str:
+        """Registers <- k-tile starting at k0 (two-stage staging without cp.async)."""
         code = []
-        for name, kcont, outer, aligned, lds in self._ops():
-            vec, _, offsets = self._geometry(kcont, outer, aligned)
-            for q, (R, Cq) in enumerate(offsets):
-                nbytes, src, _ = self._chunk(name, kcont, vec, lds, R, Cq)
-                code.append(f"      {{ const int nb = {nbytes};")
-                code.append(f"        __global const float* src = nb > 0 ? {src} : {name};")
-                if vec == 4:
-                    code.append(f"        if (nb == 16) r{name}{q} = *((__global const float4*)src);")
-                    code.append(f"        else {{ r{name}{q} = (float4)(0.0f);")
-                    code.append(f"          if (nb > 0) r{name}{q}.s0 = src[0];")
-                    code.append(f"          if (nb > 4) r{name}{q}.s1 = src[1];")
-                    code.append(f"          if (nb > 8) r{name}{q}.s2 = src[2]; }} }}")
-                else:
-                    code.append(f"        r{name}{q} = nb > 0 ? src[0] : 0.0f; }}")
-        return "\n".join(code)
+        for name, kcont, outer, aligned in self._ops():
+            code += ["#pragma unroll",
+                     f"for (int q = 0; q < {name}_CHUNKS; q++) {{",
+                     f"  const int nb = {name}_BYTES(q, {k0});",
+                     f"  __global const float* src = nb > 0 ? {name}_SRC(q, {k0}) : {name};"]
+            if self._vec(name, kcont, outer, aligned) == 4:
+                code += ["  float4 v = (float4)(0.0f);",
+                         "  if (nb == 16) v = *((__global const float4*)src);",
+                         "  else { if (nb > 0) v.s0 = src[0]; if (nb > 4) v.s1 = src[1];"
+                         " if (nb > 8) v.s2 = src[2]; }",
+                         f"  r{name}[q] = v;"]
+            else:
+                code.append(f"  r{name}[q] = nb > 0 ? src[0] : 0.0f;")
+            code.append("}")
+        return "\n".join(indent + line for line in code)
 
-    def reg_store(self) -> str:
+    def reg_store(self, ws: str, indent: str) -> str:
         code = []
-        for name, kcont, outer, aligned, lds in self._ops():
-            vec, _, offsets = self._geometry(kcont, outer, aligned)
-            local = "As" if name == "A" else "Bs"
-            stage = "STA" if name == "A" else "STB"
-            for q, (R, Cq) in enumerate(offsets):
-                loc = f"l{name} + {R * lds + Cq}"
-                if vec == 4:
-                    code.append(f"      *((__local float4*)({local} + ws * {stage} + {loc})) = r{name}{q};")
-                else:
-                    code.append(f"      {local}[ws * {stage} + {loc}] = r{name}{q};")
-        return "\n".join(code)
+        for name, kcont, outer, aligned in self._ops():
+            local, stage = ("As", "STA") if name == "A" else ("Bs", "STB")
+            code += ["#pragma unroll", f"for (int q = 0; q < {name}_CHUNKS; q++)"]
+            if self._vec(name, kcont, outer, aligned) == 4:
+                code.append(f"  *((__local float4*)({local} + ({ws}) * {stage} + {name}_LOC(q)))"
+                            f" = r{name}[q];")
+            else:
+                code.append(f"  {local}[({ws}) * {stage} + {name}_LOC(q)] = r{name}[q];")
+        return "\n".join(indent + line for line in code)
+
+
+def _geometry(s: TcSchedule, kcont: bool, outer: int, aligned: bool) -> tuple[int, int, int]:
+    """(vector width, chunks per tile row, chunks per thread) of one operand's tile copy."""
+    vec = 4 if aligned else 1
+    per_row = (s.block_k if kcont else outer) // vec
+    return vec, per_row, outer * s.block_k // vec // s.threads
+
+
+def copy_fits(s: TcSchedule, layout: TcLayout) -> bool:
+    """The tile copy's chunk rows and the thread count divide one another (both operands)."""
+    nt = s.threads
+    for kcont, outer, aligned in ((not layout.trans_a, s.block_m, layout.aligned_a),
+                                  (layout.trans_b, s.block_n, layout.aligned_b)):
+        vec, per_row, _ = _geometry(s, kcont, outer, aligned)
+        if (outer * s.block_k) % (vec * nt) or (nt % per_row and per_row % nt):
+            return False
+    return True
 
 
 def source_lines(source: str) -> int:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ..device import DeviceInfo
 from ..errors import ScheduleError
+from ..kernels.tensorcore import MODES as TC_MODES
+from ..kernels.tensorcore import TcSchedule
 from ..schedule import Schedule
 
 TABLE_SCHEMA = "clgemm.table/1"
@@ -50,6 +52,96 @@ def _class_coords(name: str) -> tuple[int, int, int]:
     return int(m), int(n), int(k)
 
 
+@dataclass(frozen=True)
+class TcChoice:
+    """A tensor-core schedule and how many of its work-groups one compute unit holds at once
+    (from its measured registers and local memory): what a wave of the device is."""
+
+    schedule: TcSchedule
+    groups_per_cu: int = 1
+
+
+def wave_efficiency(tiles: int, slots: int) -> float:
+    """Share of the last wave's slots that hold work (1.0 when the tiles fill whole waves).
+    Under one wave the device is not full whatever the tile, so that counts as 1.0."""
+    if tiles <= slots or slots <= 0:
+        return 1.0
+    waves = -(-tiles // slots)
+    return tiles / (waves * slots)
+
+
+@dataclass
+class TcLane:
+    """The tensor-core kernels a device table ships: per mode and shape class, candidates in
+    order of measured speed at full waves; a shape gets the first unless its tiles leave a
+    mostly empty last wave that another candidate fills better (3072 on 132 SMs with
+    128 x 128 tiles runs 2.18 waves; 96 x 128 tiles run 2.91).
+
+    `exact` names the mode that serves the exact contract (rel_tol=None), "3xtf32" or None;
+    it is set only when `clgemm gate` promoted the lane on this device, and `evidence` keeps
+    that decision (artifact and criteria)."""
+
+    modes: dict[str, dict[str, list[TcChoice]]]
+    defaults: dict[str, TcSchedule]
+    exact: str | None = None
+    evidence: dict = field(default_factory=dict)
+
+    MIN_WAVE_EFFICIENCY = 0.85
+
+    def lookup(self, mode: str, m: int, n: int, k: int,
+               compute_units: int = 1) -> TcSchedule | None:
+        entries = self.modes.get(mode, {})
+        if not entries:
+            return self.defaults.get(mode)
+        choices = _nearest(entries, m, n, k)
+
+        def eff(c: TcChoice) -> float:
+            s = c.schedule
+            tiles = -(-m // s.block_m) * -(-n // s.block_n)
+            return wave_efficiency(tiles, compute_units * c.groups_per_cu)
+
+        first = choices[0]
+        if eff(first) >= self.MIN_WAVE_EFFICIENCY:
+            return first.schedule
+        return max(choices, key=lambda c: (eff(c), -choices.index(c))).schedule
+
+    def to_json(self) -> dict:
+        out = {}
+        for mode in sorted(set(self.modes) | set(self.defaults)):
+            out[mode] = {
+                "default": self.defaults[mode].key() if mode in self.defaults else None,
+                "entries": {c: [{"schedule": x.schedule.key(), "groups_per_cu": x.groups_per_cu}
+                                for x in lst] for c, lst in sorted(self.modes.get(mode, {}).items())},
+            }
+        return {"exact": self.exact, "evidence": self.evidence, "modes": out}
+
+    @classmethod
+    def from_json(cls, data: dict, source: str) -> "TcLane":
+        modes, defaults = {}, {}
+        for mode, spec in data.get("modes", {}).items():
+            if mode not in TC_MODES:
+                raise ScheduleError(f"{source}: unknown tensor-core mode {mode!r}")
+            modes[mode] = {
+                c: [TcChoice(TcSchedule.from_key(x["schedule"]), int(x.get("groups_per_cu", 1)))
+                    for x in lst]
+                for c, lst in spec.get("entries", {}).items() if lst}
+            if spec.get("default"):
+                defaults[mode] = TcSchedule.from_key(spec["default"])
+        exact = data.get("exact")
+        if exact not in (None, "3xtf32"):
+            raise ScheduleError(f"{source}: only 3xtf32 may serve the exact contract, not {exact!r}")
+        return cls(modes, defaults, exact, data.get("evidence", {}))
+
+
+def _nearest(entries: dict, m: int, n: int, k: int):
+    """The entry of a shape's class, else of the nearest class."""
+    cls = shape_class(m, n, k)
+    if cls in entries:
+        return entries[cls]
+    want = _class_coords(cls)
+    return entries[min(entries, key=lambda c: (math.dist(_class_coords(c), want), c))]
+
+
 @dataclass
 class Table:
     device_name: str
@@ -57,20 +149,13 @@ class Table:
     default: Schedule
     source: str  # where it came from (file name, or "builtin default")
     evidence: dict = field(default_factory=dict)
+    tensorcore: TcLane | None = None
 
     def lookup(self, m: int, n: int, k: int) -> Schedule:
         """The schedule for a shape: its class's entry, else the nearest class's, else default."""
         if not self.entries:
             return self.default
-        cls = shape_class(m, n, k)
-        if cls in self.entries:
-            return self.entries[cls]
-        want = _class_coords(cls)
-        nearest = min(
-            self.entries,
-            key=lambda c: (math.dist(_class_coords(c), want), c),
-        )
-        return self.entries[nearest]
+        return _nearest(self.entries, m, n, k)
 
     def candidates(self) -> list[Schedule]:
         """Every validated schedule this table ships (the online selector's arms)."""
@@ -80,13 +165,16 @@ class Table:
         return list(seen)
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "schema": TABLE_SCHEMA,
             "device": {"name": self.device_name},
             "default": self.default.as_dict(),
             "entries": {c: s.as_dict() for c, s in sorted(self.entries.items())},
             "evidence": self.evidence,
         }
+        if self.tensorcore is not None:
+            data["tensorcore"] = self.tensorcore.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> "Table":
@@ -98,6 +186,8 @@ class Table:
             default=Schedule.from_dict(data["default"]),
             source=source,
             evidence=data.get("evidence", {}),
+            tensorcore=(TcLane.from_json(data["tensorcore"], source)
+                        if data.get("tensorcore") else None),
         )
 
 
