@@ -461,3 +461,41 @@ def test_distill_end_to_end_on_pocl(rt, device_space, tmp_path, monkeypatch, tig
     assert prob["shape"] == [64, 64, 64] and set(prob["replay_median_s"]) == {k for k, _ in tuned}
     best_replayed = min(replayed, key=lambda r: r.time_s)
     assert prob["confirmed_best"] == best_replayed.schedule == chosen[0]
+
+
+def test_cost_model_transfer_pretrains_ranking_and_ignores_shape_speed():
+    """Transfer: other shapes' measurements rank schedules before any target measurement; a
+    shape's absolute speed (its intercept) does not carry over."""
+    import random as _random
+
+    rng = _random.Random(3)
+    pool = [Schedule(wg_m=rng.choice([4, 8, 16]), wg_n=rng.choice([4, 8, 16]),
+                     out_m=rng.choice([1, 2, 4]), out_n=rng.choice([1, 2, 4]),
+                     unroll_k=rng.choice([1, 2, 4, 8])) for _ in range(60)]
+
+    def truth(s, scale):  # unroll helps; each shape has its own speed
+        return scale * (1.0 + 1.0 / s.unroll_k)
+
+    groups = [(pool[:30], [truth(s, 1.0) for s in pool[:30]]),
+              (pool[30:], [truth(s, 50.0) for s in pool[30:]])]
+    m = CostModel(49152, ridge=0.1).set_transfer(groups)
+    assert m.transfer_samples == 60 and m.samples == 0
+    fast, slow = Schedule(unroll_k=8), Schedule(unroll_k=1)
+    p_fast, p_slow = m.predict([fast, slow])
+    assert p_fast < p_slow
+    # Two target measurements set the target's intercept; the ranking stays.
+    m.fit([fast, slow], [truth(fast, 7.0), truth(slow, 7.0)])
+    p = m.predict([fast, slow])
+    assert p[0] < p[1] and 0.5 < p[0] / truth(fast, 7.0) < 2.0
+
+
+def test_db_observations_exclude_the_target_problem(tmp_path):
+    db = TuningDB(tmp_path / "t.sqlite")
+    s = Schedule()
+    for size, t in ((512, 1e-3), (1024, 8e-3)):
+        db.record("fp-old", "dev", Problem(size, size, size), Measurement(s, t, 1.0, None),
+                  {}, "r")
+    db.record("fp-new", "dev", Problem(256, 256, 256), Measurement(s, None, 1.0, "x"), {}, "r")
+    obs = db.observations("dev", exclude=Problem(1024, 1024, 1024))
+    assert obs == {Problem(512, 512, 512): {s.key(): 1e-3}}  # failures left out
+    assert db.observations("other") == {}

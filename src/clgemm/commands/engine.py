@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="strategy option, e.g. t0=0.5 or population=30 (repeatable)")
     p.add_argument("--oracle-noise", type=float, default=0.3,
                    help="model strategy: synthetic cost model = true time x exp(noise*N(0,1)) (default 0.3)")
+    p.add_argument("--transfer-db", action="append", default=[], metavar="DB",
+                   help="also replay 'model+transfer': the tuner's ridge cost model pretrained on "
+                        "this tuning database's measurements of OTHER shapes on the space's device "
+                        "(the space's own shape is excluded); repeatable")
     p.add_argument("--json", dest="json_out", help="write full results (curves included) here")
     p.set_defaults(func=_run)
 
@@ -72,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         out = res.to_json()
         out["wall_s"] = wall
         results[name] = out
+    if args.transfer_db:
+        results["model+transfer"] = _transfer_run(args, space)
     if args.json_out:
         doc = {
             "command": "clgemm " + " ".join(sys.argv[1:]),
@@ -85,3 +91,40 @@ def _run(args: argparse.Namespace) -> int:
         Path(args.json_out).write_text(json.dumps(doc, indent=1))
         print(f"wrote {args.json_out}")
     return 0
+
+
+def _transfer_run(args: argparse.Namespace, space) -> dict:
+    import statistics
+
+    from ..tune.measure import Problem
+    from ..tune.offline import replay_model, transfer_groups
+
+    doc = json.loads(Path(args.space).read_text())
+    device = (doc.get("device") or {}).get("name")
+    if not device or not doc.get("shape"):
+        raise SystemExit("--transfer-db needs a clgemm.space/1 file with its device and shape")
+    prior = transfer_groups(args.transfer_db, device, exclude=Problem(*doc["shape"]))
+    t0 = time.perf_counter()
+    runs, best = replay_model(args.space, list(range(args.seeds)), args.budget, transfer=prior)
+    wall = time.perf_counter() - t0
+    out: dict = {"strategy": "model+transfer", "budget": args.budget, "best_known": best,
+                 "transfer": {"databases": args.transfer_db, "measurements": prior.samples,
+                              "shapes": [[p.m, p.n, p.k] for p in prior.problems]},
+                 "runs": [], "wall_s": wall}
+    def reach(curve, goal):
+        return next((i + 1 for i, b in enumerate(curve) if b is not None and b <= best / goal),
+                    None)
+
+    for r in runs:
+        out["runs"].append({"seed": r.seed, "curve": r.curve, "evals_to_95": reach(r.curve, 0.95),
+                            "evals_to_99": reach(r.curve, 0.99)})
+    for goal in ("95", "99"):
+        evals = [r[f"evals_to_{goal}"] for r in out["runs"]]
+        out[f"reached_{goal}"] = sum(e is not None for e in evals) / len(evals)
+        out[f"median_evals_to_{goal}"] = statistics.median(
+            [e if e is not None else args.budget + 1 for e in evals])
+    print(f"  {'model+transfer':10s} reached95 {out['reached_95']:.0%} median evals "
+          f"{out['median_evals_to_95']} | reached99 {out['reached_99']:.0%} median evals "
+          f"{out['median_evals_to_99']} | {wall:.2f} s ({prior.samples} prior measurements "
+          f"of {len(prior.problems)} other shapes)")
+    return out

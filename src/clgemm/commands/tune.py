@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--trans-a", action="store_true")
     p.add_argument("--trans-b", action="store_true")
+    p.add_argument("--transfer", action="store_true",
+                   help="model strategy: pretrain the cost model on this device's measurements of "
+                        "other shapes in the database (no random warm-up)")
     p.add_argument("--json", help="write the run summary here")
     p.set_defaults(func=_tune)
 
@@ -73,7 +76,7 @@ def _tune(args) -> int:
             problem = dataclasses.replace(_parse_shape(text), trans_a=args.trans_a,
                                           trans_b=args.trans_b)
             config = TuneConfig(problem, args.strategy, evals, seconds, args.seed, workers,
-                                args.repeats)
+                                args.repeats, transfer=args.transfer)
             r = tune(config, db, device=args.device)
             gf = f"{r.best_gflops:,.1f} GFLOPS" if r.best_gflops else "nothing valid"
             print(f"{problem.m}x{problem.n}x{problem.k}: best {gf} "
@@ -85,7 +88,7 @@ def _tune(args) -> int:
                 "failures": r.failures, "best": r.best.key() if r.best else None,
                 "best_time_s": r.best_time_s, "best_gflops": r.best_gflops,
                 "wall_s": r.wall_s, "space_size": r.space_size, "valid_count": r.valid_count,
-                "status": r.status, "db": str(db.path),
+                "status": r.status, "db": str(db.path), "transfer": args.transfer,
             })
     if args.json:
         with open(args.json, "w") as f:

@@ -141,6 +141,23 @@ class TuningDB:
         return [Row(s, sess, t, c, e, Problem(m, n, k, bool(ta), bool(tb)))
                 for s, sess, t, c, e, m, n, k, ta, tb in self._conn.execute(sql, args)]
 
+    def observations(self, device_name: str, exclude: Problem | None = None,
+                     session: str = TUNE_SESSION) -> dict[Problem, dict[str, float]]:
+        """Successful tune measurements of a device, by problem: the transfer prior of the
+        model strategy. Matched by device NAME, not fingerprint (a fingerprint changes with
+        the driver or, on PoCL, used to follow free memory); `exclude` leaves out the problem
+        being tuned (its own rows are the target's, and offline they would be leakage)."""
+        out: dict[Problem, dict[str, float]] = {}
+        for key, t, m, n, k, ta, tb in self._conn.execute(
+                "SELECT schedule, MIN(time_s), m, n, k, trans_a, trans_b FROM measurements "
+                "WHERE device_name=? AND session=? AND time_s IS NOT NULL "
+                "GROUP BY schedule, m, n, k, trans_a, trans_b", (device_name, session)):
+            p = Problem(m, n, k, bool(ta), bool(tb))
+            if exclude is not None and p == exclude:
+                continue
+            out.setdefault(p, {})[key] = t
+        return out
+
     def best(self, device_fp: str, problem: Problem, top: int = 5,
              session: str = TUNE_SESSION) -> list[tuple[str, float]]:
         p = problem

@@ -35,6 +35,9 @@ class TuneConfig:
     # on the prior's own first picks has no variance to learn from (on PoCL the roofline prior
     # sent every first pick to 32x32 work-groups, 0.1-4.6 GFLOPS, and the fit never left them).
     model_warmup: int = 8
+    # Model strategy: pretrain the cost model on this device's measurements of OTHER shapes in
+    # the database (matched by device name); with such a prior there is no random warm-up.
+    transfer: bool = False
     options: dict = field(default_factory=dict)  # strategy options (engine keywords)
 
 
@@ -98,6 +101,14 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
                 "check": "rel. Frobenius error <= 2 x numpy float32's vs float64"}
     pool = CompilePool(config.workers or 1, device_spec=str(rt.device.index))
     model = CostModel(rt.device.local_mem_bytes) if config.strategy == "model" else None
+    if model is not None and config.transfer:
+        prior = db.observations(rt.device.name, exclude=config.problem)
+        model.set_transfer([([Schedule.from_key(k) for k in obs], list(obs.values()))
+                            for obs in prior.values()])
+        shapes = ", ".join(f"{p.m}x{p.n}x{p.k}" for p in prior) or "none"
+        print(f"tune: transfer prior: {model.transfer_samples} measurements of other shapes "
+              f"({shapes})", file=log)
+    warmup = 0 if model is not None and model.transfer_samples else config.model_warmup
     rng = random.Random(config.seed)
     evals = failures = 0
     status = "budget"
@@ -111,7 +122,7 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
         while not out_of_budget():
             if model is not None:
                 measured = [(Schedule.from_key(k), t) for k, t in done.items() if t]
-                if len(measured) < config.model_warmup:
+                if len(measured) < warmup:
                     strategy.set_scores(_random_pool(space, config.model_pool, rng))
                 else:
                     model.fit([s for s, _ in measured], [t for _, t in measured])

@@ -1,5 +1,10 @@
 """The cost model of the model-guided strategy: ridge regression on schedule features, learned
-as a correction to the roofline prior (T1), so it predicts sensibly before any measurement."""
+as a correction to the roofline prior (T1), so it predicts sensibly before any measurement.
+
+Transfer (`set_transfer`): measurements of OTHER shapes on the same device pretrain the model.
+Each shape gets its own intercept (features and log-time residuals are centred per shape, a
+fixed-effects fit), so only how schedules rank against each other carries over, not the shape's
+absolute speed; the target shape's own measurements join the same fit with a larger weight."""
 
 from __future__ import annotations
 
@@ -36,6 +41,29 @@ class CostModel:
     weights: np.ndarray | None = None
     bias: float = 0.0
     samples: int = 0
+    # With transfer: weight of one target-shape measurement against one of another shape.
+    # Offline (H100 2048 space, 30 seeds) median evals to 95%: 10 -> 69, 100 -> 42.5,
+    # 1000 -> 32.5: the other shapes act as a strong prior the target's data corrects.
+    target_weight: float = 1000.0
+    transfer_samples: int = 0
+    _transfer: tuple[np.ndarray, np.ndarray] | None = None  # per-shape centred (x, y)
+
+    def set_transfer(self, groups: list[tuple[list[Schedule], list[float]]]) -> "CostModel":
+        """Pretrain on other shapes' measurements: one (schedules, times) group per shape
+        (failures left out). Fits at once, so `predict` ranks before any target measurement."""
+        xs, ys = [], []
+        for schedules, times in groups:
+            if len(schedules) < 2:
+                continue  # one point has no ranking to teach
+            x, log_prior = self.features(schedules)
+            y = np.log(np.asarray(times, dtype=np.float64)) - log_prior
+            xs.append(x - x.mean(axis=0))
+            ys.append(y - y.mean())
+        if xs:
+            self._transfer = (np.vstack(xs), np.concatenate(ys))
+            self.transfer_samples = len(self._transfer[1])
+            self.fit([], [])
+        return self
 
     def features(self, schedules: list[Schedule]) -> tuple[np.ndarray, np.ndarray]:
         """(feature matrix, log prior) of schedules: compute once, fit and predict often."""
@@ -44,6 +72,8 @@ class CostModel:
 
     def fit(self, schedules: list[Schedule], times: list[float],
             cached: tuple[np.ndarray, np.ndarray] | None = None) -> "CostModel":
+        if self._transfer is not None:
+            return self._fit_transfer(schedules, times, cached)
         if not schedules:
             return self
         x, log_prior = cached if cached is not None else self.features(schedules)
@@ -53,6 +83,25 @@ class CostModel:
         a = x.T @ x + self.ridge * np.eye(x.shape[1])
         self.weights = np.linalg.solve(a, x.T @ y)
         self.samples = len(schedules)
+        return self
+
+    def _fit_transfer(self, schedules, times, cached) -> "CostModel":
+        tx, ty = self._transfer
+        xs, ys, ws = [tx], [ty], [np.ones(len(ty))]
+        x = y = None
+        if schedules:
+            x, log_prior = cached if cached is not None else self.features(schedules)
+            y = np.log(np.asarray(times)) - log_prior
+            if len(y) >= 2:
+                xs.append(x - x.mean(axis=0))
+                ys.append(y - y.mean())
+                ws.append(np.full(len(y), self.target_weight))
+        xa, ya, wa = np.vstack(xs), np.concatenate(ys), np.concatenate(ws)
+        xw = xa * wa[:, None]
+        self.weights = np.linalg.solve(xw.T @ xa + self.ridge * np.eye(xa.shape[1]), xw.T @ ya)
+        # The target's intercept: its residual mean (no target data: 0, ranking unaffected).
+        self.bias = float((y - x @ self.weights).mean()) if y is not None else 0.0
+        self.samples = 0 if y is None else len(y)
         return self
 
     def predict(self, schedules: list[Schedule],
