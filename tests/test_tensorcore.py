@@ -224,7 +224,9 @@ def promoted_lane(monkeypatch):
     monkeypatch.setattr(tc, "tensorcore_support",
                         lambda rt: tc.TcSupport(True, "emulated", async_copy=True))
     monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
-    return s
+    tc._schedule_memo.clear()
+    yield s
+    tc._schedule_memo.clear()
 
 
 def test_exact_lane_serves_matmul_when_promoted(promoted_lane, rng, monkeypatch):

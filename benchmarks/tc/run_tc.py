@@ -324,6 +324,9 @@ def legacy_times(rt, p: "Problem") -> list:
             k.build_info, k.program = built.info, built.program
             k._kernel = built.kernel(tc.KERNEL_NAME)
             k.takes_flag = False  # the old kernels have no non-finite flag argument
+            k._kernel.set_scalar_arg_dtypes([np.int32, np.int32, np.int32, np.float32, np.float32,
+                                             None, np.int32, np.int32, None, np.int32, np.int32,
+                                             None, np.int32, np.int32])
             import threading
             k._lock = threading.Lock()
             err = p.rel(p.run(k))

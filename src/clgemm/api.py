@@ -5,6 +5,13 @@ float32 accumulation), as BLAS sgemm does. float64 or integer input is refused r
 silently rounded: cast with `.astype(np.float32)` if float32 is what you want. NaN and Inf
 propagate as IEEE arithmetic makes them (as in BLAS); pass `nonfinite="raise"` to refuse them.
 When beta == 0, C's old content is not read (a NaN there does not propagate), as in BLAS.
+
+On a device whose table carries a tensor-core lane that `clgemm gate` promoted (the H100's
+does), rel_tol=None runs 3xTF32 instead: float32-level accuracy (relative Frobenius error
+within 2x numpy float32's, checked by the gate and the tests), not float32 arithmetic
+operation for operation. A product with a non-finite output there is recomputed by the
+float32 family, so Inf and NaN propagate as above. CLGEMM_EXACT_LANE=fp32 (or an explicit
+`schedule=`) keeps the float32 family.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ the float32 family serves unchanged.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass, field, replace
@@ -72,6 +73,10 @@ class TcKernel:
         self.build_info: BuildInfo = built.info
         self.program = built.program
         self._kernel = built.kernel(KERNEL_NAME)
+        # Declared once so each launch packs plain Python numbers (set_args is per call).
+        self._kernel.set_scalar_arg_dtypes(
+            [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
+             None, np.int32, np.int32, None, np.int32, np.int32, None])
         self._lock = threading.Lock()
 
     def global_size(self, m: int, n: int) -> int:
@@ -93,10 +98,8 @@ class TcKernel:
             if value > _INT_MAX:
                 raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
         queue = queue or self.rt.queue
-        args = [np.int32(m), np.int32(n), np.int32(k), np.float32(alpha), np.float32(beta),
-                a.buffer, np.int32(a.ld), np.int32(a.offset),
-                b.buffer, np.int32(b.ld), np.int32(b.offset),
-                c.buffer, np.int32(c.ld), np.int32(c.offset)]
+        args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
+                c.buffer, c.ld, c.offset]
         if self.takes_flag:
             args.append(flag if flag is not None else nonfinite_flag(self.rt).scratch)
         gsize = max(self.global_size(m, n), self.schedule.threads)  # an empty C: one idle group
@@ -221,7 +224,18 @@ def tensorcore_available(rt: Runtime) -> bool:
 # ---- a product on the device --------------------------------------------------------------
 def schedule_for(rt: Runtime, mode: str, m: int, n: int, k: int) -> TcSchedule:
     """The device table's tensor-core schedule for this shape (tuned per shape class), else
-    the built-in default."""
+    the built-in default; memoized per runtime and shape (matmul asks on every call)."""
+    key = (id(rt), mode, m, n, k)
+    s = _schedule_memo.get(key)
+    if s is None:
+        s = _schedule_memo.setdefault(key, _schedule_for(rt, mode, m, n, k))
+    return s
+
+
+_schedule_memo: dict[tuple, TcSchedule] = {}
+
+
+def _schedule_for(rt: Runtime, mode: str, m: int, n: int, k: int) -> TcSchedule:
     from .select.table import load_table
 
     lane = load_table(rt.device).tensorcore
@@ -265,10 +279,22 @@ def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float
     if s.mode != mode:
         s = replace(s, mode=mode)
     layout = layout_for(a, b)
-    if not search_space(rt).is_valid(s, layout):  # e.g. a transposed layout's pads overflow
+    if not _valid_for(rt, s, layout):  # e.g. a transposed layout's pads overflow
         s = replace(DEFAULT_SCHEDULES[mode], async_copy=s.async_copy,
                     stages=s.stages if s.async_copy else 2)
     return get_kernel(rt, s, layout).enqueue(m, n, k, alpha, beta, a, b, c, flag=flag)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_memo(local_mem: int, max_wg: int, s: TcSchedule, layout: TcLayout) -> bool:
+    return TcSearchSpace(local_mem, max_wg).is_valid(s, layout)
+
+
+def _valid_for(rt: Runtime, s: TcSchedule, layout: TcLayout) -> bool:
+    """Validity of a schedule for a layout on this device, computed once per combination
+    (every launch asks)."""
+    d = rt.device
+    return _valid_memo(d.local_mem_bytes, d.max_work_group_size, s, layout)
 
 
 def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alpha: float = 1.0,
