@@ -126,8 +126,11 @@ def _emulated(rt, s, m, n, k, ta, tb, alpha=1.0, beta=0.0, pad=0, off=0, seed=0)
     dict(s=TcSchedule(block_m=32, block_n=64, block_k=16, warps_m=1, warps_n=2, stages=3,
                       mode="tf32", fold=0, async_copy=1, raster=1), m=40, n=70, k=21,
          ta=True, tb=False, pad=1),
+    dict(s=TcSchedule(block_m=32, block_n=16, block_k=16, warps_m=2, warps_n=1, stages=2,
+                      mode="3xtf32", fold=3, async_copy=1, raster=1), m=37, n=22, k=45,
+         ta=False, tb=True, alpha=-1.5),
 ], ids=["tf32-NN-beta", "tf32-TT-unaligned", "3xtf32-NT-3stages", "3xtf32-96rows-regs-fold2",
-        "tf32-TN-chunks"])
+        "tf32-TN-chunks", "3xtf32-fold3-per-tile-chains"])
 def test_emulated_kernel_indexing(case):
     """The generated kernel with plain OpenCL C stand-ins for the PTX (same layouts, same
     copies and pipeline): edges, transposes, offsets, alpha/beta."""

@@ -57,7 +57,16 @@ def candidates(spec: str | None) -> list[TcSchedule]:
     if spec:
         return [TcSchedule.from_key(k) for k in spec.split(",")]
     out = []
-    if os.environ.get("TC_ROUND", "3") == "3":
+    if os.environ.get("TC_ROUND", "4") == "4":
+        # round 4: fold=3 (one chain per mma tile per k-tile) against fold=1, same tiles
+        for f in (1, 3):
+            out += [S(128, 128, 16, 2, 2, 2, "3xtf32", f), S(128, 128, 16, 2, 2, 2, "3xtf32", f, 1, 4),
+                    S(96, 128, 16, 2, 2, 2, "3xtf32", f), S(96, 128, 16, 1, 4, 2, "3xtf32", f),
+                    S(64, 128, 16, 1, 2, 3, "3xtf32", f), S(128, 64, 16, 2, 1, 3, "3xtf32", f),
+                    S(192, 64, 16, 4, 1, 2, "3xtf32", f)]
+        out += [S(128, 128, 16, 2, 2, 2, "tf32", 0), S(96, 128, 16, 2, 2, 2, "tf32", 0)]
+        return list(dict.fromkeys(out))
+    if os.environ.get("TC_ROUND") == "3":
         # round 3: the compact generator; 96/192-row tiles for whole waves at 3072 (132 SMs);
         # fold=2 (a fresh chain per k-tile, fewer float32 adds) on 32-row warp tiles
         for mode in ("3xtf32", "tf32"):

@@ -18,7 +18,10 @@ Fold (how mma results reach the float32 total)
      float32 total with an ordinary (round-to-nearest) add: no long chain through the
      tensor core's own accumulate, whose rounding is not IEEE round-to-nearest;
   2  a fresh accumulator per k-tile (block_k deep), added into the total after each tile
-     (twice the accumulator registers).
+     (twice the accumulator registers);
+  3  (3xTF32) the same chain length as 2 without the second accumulators: loops run mma
+     tile by mma tile over the whole k-tile, holding the k-tile's A fragments and one
+     column of B fragments; half fold 1's float32 adds at block_k = 16.
 
 Fragment layouts of m16n8k8 .tf32 (PTX ISA, "Matrix Fragments for mma.m16n8k8"), with
 g = lane >> 2, t = lane & 3:
@@ -95,7 +98,10 @@ class TcSchedule:
     def registers_estimate(self) -> int:
         """Accumulators plus live fragments, 32-bit registers per thread (a hint)."""
         acc = self.mt * self.nt * 4 * (2 if self.fold == 2 else 1)
-        frag = (self.mt * 4 + self.nt * 2) * (2 if self.splits == 3 else 1)
+        if self.fold == 3:  # the k-tile's A fragments, one column of B fragments
+            frag = (self.block_k // 8) * (self.mt * 4 + 2) * 2 + 4
+        else:
+            frag = (self.mt * 4 + self.nt * 2) * (2 if self.splits == 3 else 1)
         return acc + frag + 24
 
     def as_dict(self) -> dict:
@@ -172,7 +178,7 @@ TC_DOMAINS: dict[str, tuple] = {
     "warps_n": (1, 2, 4),
     "stages": (2, 3, 4),
     "mode": MODES,
-    "fold": (0, 1, 2),
+    "fold": (0, 1, 2, 3),
     "async_copy": (0, 1),
     "raster": (1, 4, 8),
 }
@@ -203,8 +209,10 @@ class TcSearchSpace:
             bad.append("block_k is whole k8 steps")
         if s.threads > self.max_work_group_size:
             bad.append("work-group size")
-        if s.fold not in (0, 1, 2):
-            bad.append("fold is 0, 1 or 2")
+        if s.fold not in (0, 1, 2, 3):
+            bad.append("fold is 0, 1, 2 or 3")
+        elif s.fold == 3 and s.mode != "3xtf32":
+            bad.append("fold 3 is a 3xTF32 chain order")
         if s.async_copy not in (0, 1):
             bad.append("async_copy is 0 or 1")
         if s.async_copy == 0 and s.stages != 2:
@@ -459,6 +467,8 @@ def _compute(s: TcSchedule, stage: str) -> str:
     lo = "al[i][0], al[i][1], al[i][2], al[i][3]", "bl[j][0], bl[j][1]"
     hi = "ah[i][0], ah[i][1], ah[i][2], ah[i][3]", "bh[j][0], bh[j][1]"
     pairs = ([(lo[0], hi[1]), (hi[0], lo[1])] if three else []) + [(hi[0], hi[1])]
+    if s.fold == 3:
+        return _compute_per_tile(s, stage)
     if s.fold == 1:
         # A fresh chain per k8 step, folded into the float32 total with a round-to-nearest
         # add: the tensor core's own accumulate does not round to nearest.
@@ -498,6 +508,47 @@ def _compute(s: TcSchedule, stage: str) -> str:
                   "      for (int q = 0; q < 4; q++) { tot[i][j][q] += acc[i][j][q]; acc[i][j][q] = 0.0f; }"]
     lines.append("    }")
     return "\n".join(lines)
+
+
+def _compute_per_tile(s: TcSchedule, stage: str) -> str:
+    """fold=3 (3xTF32): one chain per mma tile per k-tile, folded into the float32 total
+    once per k-tile (half the float32 adds of fold=1 at block_k=16) without fold=2's second
+    set of accumulators: the loops run tile by tile, so only the warp's A fragments of the
+    whole k-tile and one column of B fragments are live."""
+    prods = ["MMA(d[0], d[1], d[2], d[3], al[k8][i][0], al[k8][i][1], al[k8][i][2], al[k8][i][3],"
+             " bh[k8][0], bh[k8][1]);",
+             "MMA(d[0], d[1], d[2], d[3], ah[k8][i][0], ah[k8][i][1], ah[k8][i][2], ah[k8][i][3],"
+             " bl[k8][0], bl[k8][1]);",
+             "MMA(d[0], d[1], d[2], d[3], ah[k8][i][0], ah[k8][i][1], ah[k8][i][2], ah[k8][i][3],"
+             " bh[k8][0], bh[k8][1]);"]
+    return "\n".join([
+        f"    {{ const __local float* Ap = As + ({stage}) * STA + a_frag;",
+        f"      const __local float* Bp = Bs + ({stage}) * STB + b_frag;",
+        "      uint ah[BK / 8][MT][4], al[BK / 8][MT][4];",
+        "      #pragma unroll",
+        "      for (int k8 = 0; k8 < BK / 8; k8++)",
+        "        #pragma unroll",
+        "        for (int i = 0; i < MT; i++)",
+        "          #pragma unroll",
+        "          for (int r = 0; r < 4; r++) SPLIT(ah[k8][i][r], al[k8][i][r], Ap[A_OFF(i, r, k8)]);",
+        "      #pragma unroll",
+        "      for (int j = 0; j < NTL; j++) {",
+        "        uint bh[BK / 8][2], bl[BK / 8][2];",
+        "        #pragma unroll",
+        "        for (int k8 = 0; k8 < BK / 8; k8++)",
+        "          #pragma unroll",
+        "          for (int r = 0; r < 2; r++) SPLIT(bh[k8][r], bl[k8][r], Bp[B_OFF(j, r, k8)]);",
+        "        #pragma unroll",
+        "        for (int i = 0; i < MT; i++) {",
+        "          float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};",
+        "          #pragma unroll",
+        "          for (int k8 = 0; k8 < BK / 8; k8++) {",
+        *("            " + p for p in prods),
+        "          }",
+        "          acc[i][j][0] += d[0]; acc[i][j][1] += d[1]; acc[i][j][2] += d[2]; acc[i][j][3] += d[3];",
+        "        }",
+        "      }",
+        "    }"])
 
 
 class _CopyPlan:
