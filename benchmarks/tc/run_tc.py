@@ -57,7 +57,15 @@ def candidates(spec: str | None) -> list[TcSchedule]:
     if spec:
         return [TcSchedule.from_key(k) for k in spec.split(",")]
     out = []
-    if os.environ.get("TC_ROUND", "4") == "4":
+    if os.environ.get("TC_ROUND", "5") == "5":
+        # round 5: L2 rasterisation and staging around the fold=3 winner
+        for r in (1, 2, 4, 8, 16):
+            out.append(S(128, 128, 16, 2, 2, 2, "3xtf32", 3, 1, r))
+        out += [S(96, 128, 16, 2, 2, 2, "3xtf32", 3, 1, 4), S(96, 128, 16, 2, 2, 2, "3xtf32", 3, 1, 8),
+                S(128, 128, 16, 2, 2, 2, "3xtf32", 3, 0, 4), S(64, 64, 32, 2, 1, 2, "3xtf32", 3, 1, 4),
+                S(128, 128, 16, 2, 2, 2, "tf32", 0, 1, 8), S(96, 128, 16, 2, 2, 2, "tf32", 0, 1, 8)]
+        return list(dict.fromkeys(out))
+    if os.environ.get("TC_ROUND") == "4":
         # round 4: fold=3 (one chain per mma tile per k-tile) against fold=1, same tiles
         for f in (1, 3):
             out += [S(128, 128, 16, 2, 2, 2, "3xtf32", f), S(128, 128, 16, 2, 2, 2, "3xtf32", f, 1, 4),

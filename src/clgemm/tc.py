@@ -38,7 +38,7 @@ DEFAULT_SCHEDULES = {
     "tf32": TcSchedule(block_m=128, block_n=128, block_k=16, warps_m=2, warps_n=2, stages=2,
                        mode="tf32", fold=0, async_copy=1, raster=1),
     "3xtf32": TcSchedule(block_m=128, block_n=128, block_k=16, warps_m=2, warps_n=2, stages=2,
-                         mode="3xtf32", fold=1, async_copy=1, raster=1),
+                         mode="3xtf32", fold=3, async_copy=1, raster=1),
 }
 
 
