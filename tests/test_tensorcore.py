@@ -232,6 +232,12 @@ def promoted_lane(monkeypatch):
     tc._schedule_memo.clear()
 
 
+def promoted_lane_table():
+    from clgemm.select import table as table_mod
+
+    return table_mod.load_table(get_runtime().device).tensorcore
+
+
 def test_exact_lane_serves_matmul_when_promoted(promoted_lane, rng, monkeypatch):
     import clgemm
 
@@ -246,6 +252,11 @@ def test_exact_lane_serves_matmul_when_promoted(promoted_lane, rng, monkeypatch)
     f32 = np.float32(0.75) * (A.T @ B) - np.float32(0.5) * C0
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert err <= 2.0 * np.linalg.norm(f32 - ref) / np.linalg.norm(ref) + 1e-7
+    # below the lane's min_flops the float32 family serves
+    monkeypatch.setattr(promoted_lane_table(), "min_flops", 2.0 * m * n * k + 1)
+    _, info = clgemm.matmul(A, B, trans_a=True, return_info=True)
+    assert "lane" not in info.extra and not info.schedule.startswith("tc-")
+    monkeypatch.setattr(promoted_lane_table(), "min_flops", 0.0)
     # the switch back to the float32 family, and an explicit schedule, bypass the lane
     monkeypatch.setenv("CLGEMM_EXACT_LANE", "fp32")
     _, info = clgemm.matmul(A, B, trans_a=True, return_info=True)

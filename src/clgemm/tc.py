@@ -119,11 +119,18 @@ class NonfiniteFlag:
         mf = cl.mem_flags
         self.buffer = cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=zero)
         self.scratch = cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=zero)
+        # The read lands in page-locked host memory (a mapped ALLOC_HOST_PTR buffer): a small
+        # read into pageable memory goes through a staging copy that cost ~100 us per call on
+        # NVIDIA's OpenCL.
+        self._pinned_buffer = cl.Buffer(rt.context, mf.READ_WRITE | mf.ALLOC_HOST_PTR, size=4)
+        self._pinned, _ = cl.enqueue_map_buffer(rt.queue, self._pinned_buffer,
+                                                cl.map_flags.READ | cl.map_flags.WRITE, 0, (1,),
+                                                np.int32, is_blocking=True)
         self.lock = threading.Lock()
 
     def raised(self, wait_for=None) -> bool:
         """Read the flag after the kernel (blocking) and clear it if it was raised."""
-        got = np.empty(1, np.int32)
+        got = self._pinned
         cl.enqueue_copy(self.rt.queue, got, self.buffer, wait_for=wait_for, is_blocking=True)
         if got[0]:
             cl.enqueue_copy(self.rt.queue, self.buffer, np.zeros(1, np.int32), is_blocking=True)
@@ -251,14 +258,17 @@ def _schedule_for(rt: Runtime, mode: str, m: int, n: int, k: int) -> TcSchedule:
 def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> TcSchedule | None:
     """The 3xTF32 schedule that serves the exact contract (rel_tol=None) on this device, or
     None: the float32 family serves. 3xTF32 serves only where the device table says the gate
-    promoted it (`tensorcore.exact`), the capability probe passes, and CLGEMM_EXACT_LANE is
-    not "fp32" (the switch back to the float32 family)."""
+    promoted it (`tensorcore.exact`), for products of at least the table's `min_flops`, where
+    the capability probe passes and CLGEMM_EXACT_LANE is not "fp32" (the switch back to the
+    float32 family)."""
     from .select.table import load_table
 
     if os.environ.get("CLGEMM_EXACT_LANE", "").lower() == "fp32":
         return None
     lane = load_table(rt.device).tensorcore
     if lane is None or lane.exact != "3xtf32" or min(m, n, k) == 0:
+        return None
+    if 2.0 * m * n * k < lane.min_flops:
         return None
     if not tensorcore_available(rt):
         return None

@@ -85,6 +85,10 @@ class TcLane:
     defaults: dict[str, TcSchedule]
     exact: str | None = None
     evidence: dict = field(default_factory=dict)
+    # Below this many flops (2 m n k) the exact contract stays on the float32 family: the
+    # lane's per-call check of its non-finite flag (a synchronous read) costs more than its
+    # faster kernel saves on small products.
+    min_flops: float = 0.0
 
     MIN_WAVE_EFFICIENCY = 0.85
 
@@ -113,7 +117,8 @@ class TcLane:
                 "entries": {c: [{"schedule": x.schedule.key(), "groups_per_cu": x.groups_per_cu}
                                 for x in lst] for c, lst in sorted(self.modes.get(mode, {}).items())},
             }
-        return {"exact": self.exact, "evidence": self.evidence, "modes": out}
+        return {"exact": self.exact, "min_flops": self.min_flops, "evidence": self.evidence,
+                "modes": out}
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> "TcLane":
@@ -130,7 +135,8 @@ class TcLane:
         exact = data.get("exact")
         if exact not in (None, "3xtf32"):
             raise ScheduleError(f"{source}: only 3xtf32 may serve the exact contract, not {exact!r}")
-        return cls(modes, defaults, exact, data.get("evidence", {}))
+        return cls(modes, defaults, exact, data.get("evidence", {}),
+                   float(data.get("min_flops", 0.0)))
 
 
 def _nearest(entries: dict, m: int, n: int, k: int):
