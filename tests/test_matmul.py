@@ -27,6 +27,18 @@ def _poisoned(m, n):
     return np.full((m, n), np.nan, np.float32)
 
 
+def _direct_schedule():
+    return Schedule.from_key("wm16-wn4-om6-on16-tk16-va1-vb1-vc1-sa0-sb0-uk4-db0-st0-lp0-ac256-dr1")
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_shapes_direct_schedule(rng, m, n, k):
+    A, B = _operands(rng, m, n, k, False, False)
+    out = clgemm.matmul(A, B, C=_poisoned(m, n), schedule=_direct_schedule())
+    ref, np_err = reference(A, B)
+    assert_close_to_reference(out, ref, np_err, f"direct at {m}x{n}x{k}")
+
+
 @pytest.mark.parametrize("m,n,k", SHAPES)
 def test_shapes_default_schedule(rng, m, n, k):
     A, B = _operands(rng, m, n, k, False, False)
@@ -37,11 +49,13 @@ def test_shapes_default_schedule(rng, m, n, k):
     assert_close_to_reference(out, ref, np_err, f"at {m}x{n}x{k}")
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["table", "direct"])
 @pytest.mark.parametrize("trans_a,trans_b", list(itertools.product([False, True], repeat=2)))
 @pytest.mark.parametrize("m,n,k", [(37, 53, 71), (128, 64, 16), (1, 9, 130)])
-def test_transposes(rng, trans_a, trans_b, m, n, k):
+def test_transposes(rng, trans_a, trans_b, m, n, k, direct):
     A, B = _operands(rng, m, n, k, trans_a, trans_b)
-    out = clgemm.matmul(A, B, C=_poisoned(m, n), trans_a=trans_a, trans_b=trans_b)
+    out = clgemm.matmul(A, B, C=_poisoned(m, n), trans_a=trans_a, trans_b=trans_b,
+                        schedule=_direct_schedule() if direct else None)
     ref, np_err = reference(A, B, trans_a=trans_a, trans_b=trans_b)
     assert_close_to_reference(out, ref, np_err, f"trans={trans_a},{trans_b}")
 
@@ -77,8 +91,12 @@ def test_empty_output():
     assert out.shape == (0, 5)
 
 
+DIRECT = Schedule.from_key("wm8-wn4-om2-on4-tk4-va1-vb1-vc1-sa0-sb0-uk1-db0-st0-lp0-ac64-dr1")
+
+
+@pytest.mark.parametrize("schedule", [None, DIRECT], ids=["table", "direct"])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
-def test_leading_dimensions_and_column_major(rng, trans_a, trans_b):
+def test_leading_dimensions_and_column_major(rng, trans_a, trans_b, schedule):
     m, n, k = 61, 43, 87
     # Padded views (leading dimension > width), Fortran-ordered and plain operands.
     big_a = rand(rng, (k + 3, m + 5) if trans_a else (m + 3, k + 5))
@@ -86,7 +104,7 @@ def test_leading_dimensions_and_column_major(rng, trans_a, trans_b):
     B = np.asfortranarray(rand(rng, (n, k) if trans_b else (k, n)))
     big_c = np.full((m + 2, n + 7), np.nan, np.float32)
     C = big_c[1:1 + m, 3:3 + n]
-    out = clgemm.matmul(A, B, C=C, trans_a=trans_a, trans_b=trans_b)
+    out = clgemm.matmul(A, B, C=C, trans_a=trans_a, trans_b=trans_b, schedule=schedule)
     ref, np_err = reference(A, B, trans_a=trans_a, trans_b=trans_b)
     assert_close_to_reference(out, ref, np_err)
     assert np.isnan(big_c[0]).all() and np.isnan(big_c[:, :3]).all(), "wrote outside C's view"
@@ -119,6 +137,12 @@ SCHEDULES = [
              acc_chunk=64),
     Schedule(wg_m=16, wg_n=16, out_m=8, out_n=8, tile_k=16, vec_a=4, vec_b=4, vec_c=1,
              stage_a=1, stage_b=1, unroll_k=4, double_buffer=1, strided=1, local_pad=1),
+    # The direct (CPU) form: 6 x 16 micro-tiles (float16 rows), 4 x 8, 2 x 4 and scalar ones;
+    # chunks of 64 over K = 67 leave a remainder inside and outside the unrolled K steps.
+    *(Schedule.from_key(f"wm{wm}-wn{wn}-om{om}-on{on}-tk{tk}-va1-vb1-vc1-sa0-sb0-uk{uk}-db0"
+                        f"-st0-lp0-ac{ac}-dr1")
+      for wm, wn, om, on, tk, uk, ac in [(16, 4, 6, 16, 16, 4, 64), (4, 8, 4, 8, 8, 2, 128),
+                                         (8, 4, 2, 4, 4, 1, 64), (4, 4, 1, 1, 32, 8, 64)]),
 ]
 
 
@@ -134,11 +158,16 @@ def test_schedules(rng, schedule, trans_a, trans_b):
     assert_close_to_reference(out, ref, np_err, schedule.key())
 
 
+@pytest.mark.parametrize("direct", [0, 1])
 @pytest.mark.parametrize("acc_chunk", [64, 128, 512])
-def test_blocked_accumulation(rng, acc_chunk):
+def test_blocked_accumulation(rng, acc_chunk, direct):
     """Chunked partial sums fold into the total at every chunk boundary and at the end."""
-    s = Schedule(wg_m=8, wg_n=8, out_m=4, out_n=4, tile_k=16, acc_chunk=acc_chunk,
-                 double_buffer=acc_chunk == 128)
+    if direct:
+        s = Schedule(wg_m=8, wg_n=4, out_m=6, out_n=16, tile_k=16, acc_chunk=acc_chunk, vec_a=1,
+                     vec_b=1, vec_c=1, stage_a=0, stage_b=0, direct=1)
+    else:
+        s = Schedule(wg_m=8, wg_n=8, out_m=4, out_n=4, tile_k=16, acc_chunk=acc_chunk,
+                     double_buffer=acc_chunk == 128)
     m, n, k = 70, 90, 1000  # e.g. 7 chunks of 128 and a remainder
     A, B = _operands(rng, m, n, k, False, False)
     out = clgemm.matmul(A, B, schedule=s)

@@ -34,6 +34,8 @@ def main() -> int:
     ap.add_argument("--with-default", action="store_true", help="add the untuned CPU default")
     ap.add_argument("--with-table", action="store_true", help="add the shipped table's choice")
     ap.add_argument("-o", "--out")
+    ap.add_argument("--space-out", help="also write the rounds as a clgemm.space/1 recording "
+                    "(median of rounds per schedule), for `clgemm tune-import`")
     args = ap.parse_args()
     rt = get_runtime()
     p = Problem(args.size, args.size, args.size)
@@ -79,6 +81,26 @@ def main() -> int:
             json.dump({"device": rt.device.name, "size": args.size, "rounds": args.rounds,
                        "repeats": args.repeats, "command": " ".join(sys.argv),
                        "results": rows, "failed": errors}, f, indent=1)
+    if args.space_out:
+        from clgemm.plan import search_space
+        from clgemm.tune.record import SPACE_SCHEMA
+
+        space = search_space(rt)
+        records = [{"schedule": Schedule.from_key(r["schedule"]).as_dict(),
+                    "time_s": statistics.median(r["round_times_s"]), "compile_s": None,
+                    "error": None} for r in rows]
+        records += [{"schedule": Schedule.from_key(k).as_dict(), "time_s": None,
+                     "compile_s": None, "error": e} for k, e in errors.items()]
+        with open(args.space_out, "w") as f:
+            json.dump({"schema": SPACE_SCHEMA, "device": rt.device.summary(),
+                       "shape": [p.m, p.n, p.k],
+                       "params": [[n, list(v)] for n, v in space.domains.items()],
+                       "limits": space.limits.as_dict(), "numpy_error": bench.numpy_error,
+                       "protocol": {"repeats": args.repeats, "rounds": args.rounds,
+                                    "statistic": "median over interleaved rounds of the median "
+                                                 "of repeats", "timer": "OpenCL event profiling",
+                                    "command": " ".join(sys.argv)},
+                       "complete": True, "records": records}, f, indent=1)
     return 0
 
 

@@ -43,6 +43,7 @@ Values = tuple[int, ...]
 Candidate = Union[Schedule, Values]
 
 _SCHEDULE_NAMES = list(DOMAINS)
+assert _SCHEDULE_NAMES[-1] == "direct"
 
 
 class Space:
@@ -51,8 +52,9 @@ class Space:
     def __init__(self, raw: "_engine.Space") -> None:
         self._raw = raw
         self.names: list[str] = list(raw.names)
-        # Value vectors convert to Schedules only when the parameters are exactly Schedule's.
-        self.schedules: bool = self.names == _SCHEDULE_NAMES
+        # Value vectors convert to Schedules only when the parameters are exactly Schedule's,
+        # or those of a space recorded before `direct` was added (it then takes its default).
+        self.schedules: bool = self.names in (_SCHEDULE_NAMES, _SCHEDULE_NAMES[:-1])
 
     @classmethod
     def from_search_space(

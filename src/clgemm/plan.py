@@ -39,6 +39,7 @@ def device_limits(rt: Runtime) -> DeviceLimits:
     return DeviceLimits(
         max_work_group_size=d.max_work_group_size,
         local_mem_bytes=d.local_mem_bytes,
+        cpu_device=int(d.type == "CPU"),
     )
 
 

@@ -46,6 +46,14 @@ class Schedule:
     # of K errs 2.2x numpy's at K=2048 on the H100 host, outside the exact contract, so the
     # generator's 0 (no blocking) is not a valid schedule. Costs a second set of accumulators.
     acc_chunk: int = 256
+    # Kernel form. 0: the work-group form above (tiles staged through local memory, barriers).
+    # 1: the direct (CPU-shaped) form: no local memory and no barriers; each work-item reads
+    # its operands from global memory into `out_m` rows of C held as float`out_n` vectors,
+    # with whole-vector loads of B rows and no per-element bounds checks inside the matrix (a
+    # clamped edge path handles the borders). For CPU OpenCL (PoCL), where a work-group runs
+    # as loops over work-items between barriers. Left out of `key()` when 0, so the keys of
+    # every earlier schedule (databases, tables, artifacts) still name the same schedule.
+    direct: int = 0
 
     @property
     def tile_m(self) -> int:
@@ -96,21 +104,28 @@ class Schedule:
 
 @functools.lru_cache(maxsize=4096)
 def _key(schedule: Schedule) -> str:
-    return "-".join(f"{_SHORT[f.name]}{getattr(schedule, f.name)}" for f in fields(schedule))
+    return "-".join(f"{_SHORT[f.name]}{getattr(schedule, f.name)}" for f in fields(schedule)
+                    if f.name not in _OMITTED_AT_DEFAULT or getattr(schedule, f.name) != f.default)
+
+
+# Parameters added after keys were first recorded: named in a key only away from their default.
+_OMITTED_AT_DEFAULT = frozenset({"direct"})
 
 
 _SHORT = {
     "wg_m": "wm", "wg_n": "wn", "out_m": "om", "out_n": "on", "tile_k": "tk",
     "vec_a": "va", "vec_b": "vb", "vec_c": "vc", "stage_a": "sa", "stage_b": "sb",
     "unroll_k": "uk", "double_buffer": "db", "strided": "st", "local_pad": "lp",
-    "acc_chunk": "ac",
+    "acc_chunk": "ac", "direct": "dr",
 }
 
 # The values each parameter may take in a search. Booleans are 0/1.
 DOMAINS: dict[str, tuple[int, ...]] = {
     "wg_m": (4, 8, 16, 32),
     "wg_n": (4, 8, 16, 32),
-    "out_m": (1, 2, 4, 8, 16),
+    # 6 (last, so that the work-group form's neighbours stay 4 <-> 8) only in the direct form:
+    # 6 rows of 16 floats are 12 AVX2 registers of accumulators, the classic CPU micro-tile.
+    "out_m": (1, 2, 4, 8, 16, 6),
     "out_n": (1, 2, 4, 8, 16),
     "tile_k": (4, 8, 16, 32),
     "vec_a": (1, 2, 4),
@@ -123,6 +138,7 @@ DOMAINS: dict[str, tuple[int, ...]] = {
     "strided": (0, 1),
     "local_pad": (0, 1, 4),
     "acc_chunk": (64, 128, 256, 512),
+    "direct": (0, 1),
 }
 assert list(DOMAINS) == [f.name for f in fields(Schedule)]
 
@@ -138,7 +154,7 @@ CONSTRAINTS: tuple[tuple[str, str], ...] = (
     ("work-group size", "wg_m * wg_n <= max_work_group_size"),
     ("work-group at least a warp's worth", "wg_m * wg_n >= min_work_group_size"),
     ("local memory", _LOCAL_BYTES_EXPR + " <= local_mem_bytes"),
-    ("registers", "out_m * out_n * (1 + (acc_chunk > 0)) + out_m + out_n <= max_accumulators"),
+    ("registers", "direct == 1 or out_m * out_n * (1 + (acc_chunk > 0)) + out_m + out_n <= max_accumulators"),
     ("chunks are whole K steps", "acc_chunk % tile_k == 0"),
     ("blocked summation (exact contract)", "acc_chunk > 0"),
     ("A loads tile evenly", "stage_a == 0 or (wg_m * out_m * tile_k) % (wg_m * wg_n * vec_a) == 0"),
@@ -151,6 +167,16 @@ CONSTRAINTS: tuple[tuple[str, str], ...] = (
     ("unroll divides the K step", "tile_k % unroll_k == 0"),
     ("double buffering needs staging", "double_buffer == 0 or stage_a + stage_b >= 1"),
     ("padding only when staged", "local_pad == 0 or stage_a + stage_b >= 1"),
+    # The direct form ignores the work-group form's staging and store parameters: they are
+    # pinned to one value so that each direct kernel has one schedule.
+    ("direct form only on CPU devices", "direct == 0 or cpu_device == 1"),
+    ("work-group form tiles are powers of two", "direct == 1 or out_m != 6"),
+    # A direct work-item's partials are out_m vectors of out_n floats (totals are folded once
+    # per chunk, outside the hot loop): 6 x 16 and 8 x 8 fill 12 and 8 AVX2 registers.
+    ("direct form registers", "direct == 0 or out_m * out_n <= 128"),
+    ("direct form has no local memory",
+     "direct == 0 or (stage_a + stage_b + double_buffer + local_pad + strided == 0)"),
+    ("direct form stores whole rows", "direct == 0 or vec_c == 1"),
 )
 
 
@@ -162,6 +188,7 @@ class DeviceLimits:
     local_mem_bytes: int
     max_accumulators: int = 168  # register hint: above this, spills are near certain
     min_work_group_size: int = 1
+    cpu_device: int = 0  # 1 on CPU devices: the direct kernel form is allowed
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -108,6 +108,8 @@ def _load_operand(name: str, s: Schedule, layout: Layout) -> dict[str, str]:
 def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
     """OpenCL C source of one kernel. `fault_injection` adds a test-only hook that corrupts
     one accumulator (for the ABFT harness); production builds never set it."""
+    if s.direct:
+        return _render_direct(s, layout, fault_injection)
     tm, tn = s.tile_m, s.tile_n
     lda_s, ldb_s = tm + s.local_pad, tn + s.local_pad
     buf_a = s.tile_k * lda_s
@@ -317,6 +319,140 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
         emit("          }")
         emit("        }")
         emit("      }")
+        emit("    }")
+    emit("  }")
+    emit("}")
+    return "\n".join(parts) + "\n"
+
+
+def _vload(width: int, ptr: str) -> str:
+    """An unaligned vector load written as consecutive scalar loads, which the compiler merges
+    into one vector load. Not vloadN: PoCL does not inline it, and a call in the K loop
+    spills every accumulator (all vector registers are caller-saved); vload16 even aborts
+    PoCL's LLVM 14 on a CPU without AVX-512."""
+    return f"({_vtype(width)})(" + ", ".join(f"({ptr})[{i}]" for i in range(width)) + ")"
+
+
+def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
+    """The direct (CPU-shaped) form: no local memory, no barriers. A work-item owns `out_m`
+    rows x `out_n` columns of C, held as one float`out_n` vector per row; each K step loads
+    one vector row of op(B) and broadcasts one element of op(A) per row. Inside the matrix
+    there are no bounds checks; a border work-item takes the same loop with clamped indices
+    (reads stay inside the operands, the extra results are not stored). Accumulation is
+    blocked over K exactly as in the work-group form: `acc_chunk` elements into a partial,
+    partials into the total."""
+    om, on = s.out_m, s.out_n
+    vt = _vtype(on)
+    lanes = [""] if on == 1 else [f".s{i:x}" for i in range(on)]
+
+    def bcast(x: str) -> str:
+        return x if on == 1 else f"({vt})({x})"
+
+    parts: list[str] = []
+    emit = parts.append
+    emit(f"// clgemm generated kernel (direct form): {s.key()} {layout}")
+    emit("#pragma OPENCL FP_CONTRACT ON")
+    emit(f"#define WGM {s.wg_m}\n#define WGN {s.wg_n}\n#define OM {om}\n#define ON {on}")
+    emit(f"#define TM {s.tile_m}\n#define TN {s.tile_n}\n#define TK {s.tile_k}\n#define ACC {s.acc_chunk}")
+    emit("__attribute__((reqd_work_group_size(WGN, WGM, 1)))")
+    emit(
+        f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,\n"
+        "    const float alpha, const float beta,\n"
+        "    __global const float* restrict A, const int lda, const int a_off,\n"
+        "    __global const float* restrict B, const int ldb, const int b_off,\n"
+        "    __global float* C, const int ldc, const int c_off" + (", const int fault_at" if fault_injection else "") + ")\n{"
+    )
+    emit("  A += a_off; B += b_off; C += c_off;")
+    # Consecutive work-items walk M: PoCL runs a group's work-items as a loop with dimension
+    # 0 innermost, so they share one K x out_n panel of B (cache resident) while A rows stream.
+    emit("  const int lid = get_local_id(1) * WGN + get_local_id(0);")
+    emit("  const int tid_m = lid % WGM, tid_n = lid / WGM;")
+    emit("  const int gm0 = get_group_id(1) * TM + tid_m * OM;")
+    emit("  const int gn0 = get_group_id(0) * TN + tid_n * ON;")
+    emit("  if (gm0 >= M || gn0 >= N) return;")
+    for r in range(om):
+        emit(f"  {vt} t{r} = 0.0f;")
+
+    def kloop(edge: bool) -> list[str]:
+        """The blocked K loop; `edge` clamps rows and columns to the matrix."""
+        out = []
+        for r in range(om):
+            row = f"min(gm0 + {r}, M - 1)" if edge else f"gm0 + {r}"
+            out.append(f"    __global const float* a{r} = A + " + (f"({row});" if layout.trans_a else f"({row}) * lda;"))
+        if layout.trans_b or edge:
+            for c in range(on):
+                col = f"min(gn0 + {c}, N - 1)" if edge else f"gn0 + {c}"
+                out.append(f"    __global const float* b{c} = B + " + (f"({col}) * ldb;" if layout.trans_b else f"({col});"))
+        else:
+            out.append("    __global const float* brow = B + gn0;")
+
+        def step(k: str) -> list[str]:
+            if layout.trans_b:
+                elems = [f"b{c}[{k}]" for c in range(on)]
+            elif edge:
+                elems = [f"b{c}[({k}) * ldb]" for c in range(on)]
+            else:
+                elems = None
+            if elems is None:
+                load = "brow[(" + k + ") * ldb]" if on == 1 else _vload(on, f"brow + ({k}) * ldb")
+            else:
+                load = elems[0] if on == 1 else f"({vt})(" + ", ".join(elems) + ")"
+            lines = [f"        {{ const {vt} b = {load};"]
+            for r in range(om):
+                a = f"a{r}[({k}) * lda]" if layout.trans_a else f"a{r}[{k}]"
+                lines.append(f"          c{r} = {bcast(a)} * b + c{r};")
+            lines.append("        }")
+            return lines
+
+        out.append("    for (int kc = 0; kc < K; kc += ACC) {")
+        out.append("      const int kend = min(K, kc + ACC);")
+        for r in range(om):
+            out.append(f"      {vt} c{r} = 0.0f;")
+        out.append("      int k = kc;")
+        out.append("      for (; k + TK <= kend; k += TK) {")
+        out.append(f"        #pragma unroll {s.unroll_k}")
+        out.append("        for (int kk = 0; kk < TK; kk++)")
+        out += step("k + kk")
+        out.append("      }")
+        out.append("      for (; k < kend; k++)")
+        out += step("k")
+        for r in range(om):
+            out.append(f"      t{r} += c{r};")
+        out.append("    }")
+        return out
+
+    emit("  const int inside = gm0 + OM <= M && gn0 + ON <= N;")
+    emit("  if (inside) {")
+    parts.extend(kloop(edge=False))
+    emit("  } else {")
+    parts.extend(kloop(edge=True))
+    emit("  }")
+
+    if fault_injection:
+        emit("  if (fault_at >= 0) {")
+        for r in range(om):
+            for c, lane in enumerate(lanes):
+                emit(f"    if ((gm0 + {r}) * N + gn0 + {c} == fault_at && gm0 + {r} < M && gn0 + {c} < N)"
+                     f" t{r}{lane} = -t{r}{lane} + 1.0f;")
+        emit("  }")
+
+    # Epilogue: C = alpha * total + beta * C; C is not read when beta == 0 (BLAS semantics).
+    emit("  if (inside) {")
+    for r in range(om):
+        emit(f"    {{ __global float* crow = C + (gm0 + {r}) * ldc + gn0;")
+        emit(f"      {vt} v = alpha * t{r};")
+        if on == 1:
+            emit("      if (beta != 0.0f) v = beta * crow[0] + v;")
+            emit("      crow[0] = v; }")
+        else:
+            emit(f"      if (beta != 0.0f) v = ({vt})(beta) * {_vload(on, 'crow')} + v;")
+            emit("      " + " ".join(f"crow[{c}] = v{lane};" for c, lane in enumerate(lanes)) + " }")
+    emit("  } else {")
+    for r in range(om):
+        emit(f"    if (gm0 + {r} < M) {{ __global float* crow = C + (gm0 + {r}) * ldc + gn0;")
+        for c, lane in enumerate(lanes):
+            emit(f"      if (gn0 + {c} < N) {{ float v = alpha * t{r}{lane};"
+                 f" if (beta != 0.0f) v = beta * crow[{c}] + v; crow[{c}] = v; }}")
         emit("    }")
     emit("  }")
     emit("}")
