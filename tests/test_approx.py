@@ -106,3 +106,62 @@ def test_tensor_core_hook_skipped():
 
     methods, skipped = contract.plan(get_runtime(), 3072, 3072, 3072, 1e-2)
     assert methods == ["lowrank", "exact"] and "tensor_core" in skipped
+
+
+@pytest.fixture
+def tc_lane(monkeypatch):
+    """Tensor cores claimed present, the PTX emulated in plain OpenCL C (runs on PoCL)."""
+    from clgemm import tc
+
+    monkeypatch.setattr(tc, "tensorcore_available", lambda rt: True)
+    monkeypatch.setattr(tc, "tensorcore_support",
+                        lambda rt: tc.TcSupport(True, "emulated", async_copy=True))
+    monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
+    return tc
+
+
+def test_tf32_serves_loose_budgets(tc_lane, rng):
+    m, n, k = 70, 52, 90
+    A = rng.standard_normal((k, m)).astype(np.float32)  # used transposed
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    ref = 0.5 * (A.T.astype(np.float64) @ B) - 0.25 * C0
+    C = C0.copy()
+    out, info = clgemm.matmul(A, B, C=C, alpha=0.5, beta=-0.25, trans_a=True, rel_tol=2e-2,
+                              return_info=True)
+    assert info.method == "tf32" and not info.fell_back, info.extra
+    assert out is C
+    err = _rel(out, ref)
+    assert err <= 2e-2
+    assert err > 1e-6  # really reduced precision, not the float32 product
+    assert 0 < info.error_estimate <= 2e-2
+    assert info.extra["approx"]["plan"][0] == "tensor_core"
+    # tighter than TF32 serves: the lane is skipped, with the reason
+    methods, skipped = contract.plan(__import__("clgemm.runtime").runtime.get_runtime(),
+                                     m, n, k, 1e-3)
+    assert "tensor_core" not in methods and "tensor_core" in skipped
+
+
+def test_tf32_bad_result_falls_back(tc_lane, rng, monkeypatch):
+    """A TF32 result far off the product must be caught by the estimate: exact comes back."""
+    from clgemm import tc
+
+    real = tc.contract_method
+
+    def poisoned(rt, budget):
+        meth = real(rt, budget)
+        if meth is None:
+            return None
+
+        def bad(A, B, **kw):
+            out, x = meth(A, B, **kw)
+            return out * np.float32(1.1), x
+        bad.mode = meth.mode
+        return bad
+    monkeypatch.setattr(tc, "contract_method", poisoned)
+    A = rng.standard_normal((50, 60)).astype(np.float32)  # same layout as above: one compile
+    B = rng.standard_normal((50, 40)).astype(np.float32)
+    out, info = clgemm.matmul(A, B, trans_a=True, rel_tol=1e-2, return_info=True)
+    assert info.method == "exact" and info.fell_back
+    assert info.extra["approx"]["tensor_core"]["estimate"] > 1e-2
+    assert _rel(out, A.T.astype(np.float64) @ B) < 1e-5

@@ -7,6 +7,7 @@ GEMM errors and timings). Writes abft.json, approx.json and summary.json into OU
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ def main(argv: list[str]) -> int:
 
     t0 = time.perf_counter()
     rt = get_runtime()
-    n = 512 if quick else 3072
+    n = int(os.environ.get("GUARD_N", 512 if quick else 3072))
     device = _device_summary(None)
     print(f"[guard] device {device['name']} ({device['fingerprint']})", flush=True)
 
@@ -33,19 +34,30 @@ def main(argv: list[str]) -> int:
     overhead = campaign.abft_overhead(n, reps=3 if quick else 10)
     print(f"[guard] ABFT overhead at {n}: {overhead['overhead_vs_plain_wall']:.3%} of the plain "
           f"call ({time.perf_counter() - t0:.0f}s)", flush=True)
-    clean = campaign.clean_campaign(100 if quick else 1000, seed=7, max_dim=256 if quick else 1024)
-    clean_dev = campaign.clean_campaign(30 if quick else 200, seed=8,
+    print(f"[guard]   events: guard {overhead['guard_device_s'] * 1e6:.0f} us vs GEMM "
+          f"{overhead['gemm_kernel_s'] * 1e6:.0f} us = {overhead['overhead_events_vs_gemm_kernel']:.3%}"
+          f" (block {overhead['block_rows']} rows, {overhead['guard_commands']} commands)",
+          flush=True)
+    clean = campaign.clean_campaign(100 if quick else 2000, seed=7, max_dim=256 if quick else 1024)
+    clean_dev = campaign.clean_campaign(30 if quick else 300, seed=8,
                                         max_dim=256 if quick else 2048, on_device=True)
-    print(f"[guard] clean: {clean['false_positives']} + {clean_dev['false_positives']} false "
-          f"positives ({time.perf_counter() - t0:.0f}s)", flush=True)
-    faults = campaign.fault_campaign(66 if quick else 550, seed=9, max_dim=192 if quick else 512)
+    clean_n = campaign.clean_large(n, 6 if quick else 24)
+    print(f"[guard] clean: {clean['false_positives']} + {clean_dev['false_positives']} + "
+          f"{clean_n['false_positives']} (at {n}) false positives, max ratio "
+          f"{max(clean['max_ratio'], clean_dev['max_ratio'], clean_n['max_ratio']):.3g} "
+          f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    faults = campaign.fault_campaign(66 if quick else 1100, seed=9, max_dim=192 if quick else 512)
     faults_big = campaign.fault_campaign(11 if quick else 44, seed=10,
                                          max_dim=384 if quick else 2048)
-    print(f"[guard] faults: detection {faults['detection_rate_significant']:.4f} "
+    faults_n = campaign.fault_campaign(11 if quick else 33, seed=11, max_dim=n, min_dim=n)
+    print(f"[guard] faults: detection {faults['detection_rate_significant']:.4f} (<=512), "
+          f"{faults_big['detection_rate_significant']:.4f} (<=2048), "
+          f"{faults_n['detection_rate_significant']:.4f} (at {n}) "
           f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    abft_data = {"schema": "clgemm.guard-h100/abft/1", "device": device, "calibration": cal,
+    abft_data = {"schema": "clgemm.guard-h100/abft/2", "device": device, "calibration": cal,
                  "overhead": overhead, "clean": clean, "clean_device_arrays": clean_dev,
-                 "faults": faults, "faults_large": faults_big}
+                 "clean_at_n": clean_n, "faults": faults, "faults_large": faults_big,
+                 "faults_at_n": faults_n}
     (out / "abft.json").write_text(json.dumps(abft_data, indent=2, default=str))
 
     sizes = (384, 512) if quick else (1024, 3072)
@@ -68,11 +80,23 @@ def main(argv: list[str]) -> int:
         "abft": {
             "overhead_vs_plain_wall": overhead["overhead_vs_plain_wall"],
             "overhead_vs_gemm_kernel": overhead["overhead_vs_gemm_kernel"],
+            "overhead_events_vs_gemm_kernel": overhead["overhead_events_vs_gemm_kernel"],
+            "guard_device_us": overhead["guard_device_s"] * 1e6,
+            "gemm_kernel_us": overhead["gemm_kernel_s"] * 1e6,
+            "block_rows_at_n": overhead["block_rows"],
             "goal_overhead": "<= 0.10 (target 0.05)",
-            "clean_products": clean["products"] + clean_dev["products"],
-            "false_positives": clean["false_positives"] + clean_dev["false_positives"],
+            "clean_products": clean["products"] + clean_dev["products"] + clean_n["products"],
+            "false_positives": (clean["false_positives"] + clean_dev["false_positives"]
+                                + clean_n["false_positives"]),
+            "false_positives_at_n": clean_n["false_positives"],
+            "clean_max_ratio": max(clean["max_ratio"], clean_dev["max_ratio"],
+                                   clean_n["max_ratio"]),
             "detection_rate_significant": faults["detection_rate_significant"],
             "detection_rate_significant_large": faults_big["detection_rate_significant"],
+            "detection_rate_significant_at_n": faults_n["detection_rate_significant"],
+            "detection_rel_1e-5_at_n": rate(faults_n, "rel_1e-5"),
+            "detection_per_model": {m: s["detection_rate_significant"]
+                                    for m, s in faults["models"].items()},
             "detection_nan": rate(faults, "nan"), "detection_inf": rate(faults, "inf"),
             "detection_rel_1e-5": rate(faults, "rel_1e-5"),
             "detection_rel_1e-4": rate(faults, "rel_1e-4"),
@@ -86,6 +110,9 @@ def main(argv: list[str]) -> int:
             "speedup_rank_n_over_32_budget_1e-4": timing[1e-4]["rank_n_over_32"]["speedup"],
             "goal_speedup": ">= 3",
             "fullrank_wasted_over_exact": t["fullrank"]["wasted_over_exact"],
+            "fullrank_wasted_over_exact_budget_1e-4": timing[1e-4]["fullrank"]["wasted_over_exact"],
+            "method_rank_n_over_32": [t["rank_n_over_32"]["method"],
+                                      timing[1e-4]["rank_n_over_32"]["method"]],
             "goal_wasted": "<= 0.15",
         },
     }

@@ -1,24 +1,26 @@
-"""ABFT-lite: Huang-Abraham checksums of C = alpha op(A) op(B) + beta C_old, computed on the
-device, with tolerances that follow the roundoff of the actual data.
+"""ABFT-lite: blocked Huang-Abraham checksums of C = alpha op(A) op(B) + beta C_old, computed
+and judged on the device, with tolerances that follow the roundoff of the actual data.
 
-Checks. Column sums of the result against alpha (1^T op(A)) op(B) + beta 1^T C_old, row sums
-against alpha op(A) (op(B) 1) + beta C_old 1. Every vector is made by one-pass statistics
-kernels (guard/kernels.py): B is read twice, A, C and C_old once; only vectors of length
-m + n + k come to the host.
+Checks. The rows of C are cut into blocks of Bs rows (block_rows: small where K is small, so a
+fault of 1e-5 max|C| stands out of the summed roundoff; larger for big products, whose
+expected sums cost 1/Bs of the GEMM's flops). For block b and column j the residual is
+    r[b, j] = sum_{i in b} C[i, j] - alpha (U op(B))[b, j] - beta sum_{i in b} C_old[i, j],
+U[b, :] = sum_{i in b} op(A)[i, :]; U, the product U op(B) and every sum accumulate in
+double where the device has cl_khr_fp64 (float otherwise, with doubled bounds). Five kernels
+(abft_kernels.py) and one read of a small packed summary per check; no host work on vectors.
 
-Tolerance of a row (columns alike, with m and n swapped). Let r_i be the residual, K the inner
-dimension, u = 2^-24.
-  * rigorous_i = (K + 2n + 8) u (|alpha| |op(A)| |op(B)| 1 + |beta| |C_old| 1)_i: no clean
-    result can exceed it (worst-case float32 error of the product and of the checksums).
-  * scale_i = u sqrt(K + n) (||C_i,:||_2 + abs_i / sqrt(n K)): the size of accumulated random
-    roundoff (square-root growth), per row of the actual data.
-  * tau_i = min(rigorous_i, T scale_i) + tiny, with T = max(c_dev, kappa * robust level of
-    |r| / scale over all rows and columns); c_dev is calibrated per device (clean products,
-    stored per device fingerprint), the robust level lifts T for data whose roundoff is
-    systematic (constant matrices), where every row and column errs alike.
-A row or column is suspect when |r| > tau or r is not finite while the expected sum is finite.
-A fault shows as suspect rows and columns; their intersections are recomputed on the device
-and checked again, then whole rows/columns, then the whole product with another schedule;
+Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of the block:
+  * rigorous = (K + 2 len + 8) u (|alpha| |U| |op(B)| + |beta| sum |C_old|) (+ tiny): no
+    clean result can exceed it (worst-case float32 error of the product);
+  * scale = u sqrt(K + 4) (||C[b, j]||_2 + rigorous-part / sqrt(len K)): the size of
+    accumulated random roundoff of the block's entries;
+  * tau = min(rigorous, T scale) + tiny, T = max(c_dev, KAPPA x the 75th percentile of
+    |r| / scale over all block-columns) (a device histogram; the robust level lifts T for
+    data whose roundoff is systematic). c_dev is calibrated per device on clean products.
+A block-column is flagged when |r| > tau or r is not finite while the expected sum is finite.
+Repair: the cells of the flagged block-columns are recomputed on the device (double
+accumulation), which also locates the faulty cell (largest departure); then the check runs
+again (the operand side is reused), then the whole product with another schedule;
 FaultError only when the fault persists.
 """
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +43,12 @@ from ..plan import get_kernel, layout_for, search_space
 from ..runtime import Runtime, get_runtime
 from ..schedule import Schedule
 from . import faults
-from .device import S_ABS, S_SQ, S_SUM, GuardDevice, View, guard_device
+from . import abft_kernels as AK
+from .device import GuardDevice, View, guard_device
 
 U = 2.0**-24
 TINY = 2.0**-126
-KAPPA = 10.0  # robust-level multiplier (systematic roundoff)
-DEFAULT_C = 8.0  # statistical multiplier used until a device is calibrated
+DEFAULT_C = 3.0  # floor of T (in scale units) used until a device is calibrated
 MAX_REPAIR = 1 << 16  # elements recomputed one by one before a full recompute
 
 
@@ -73,6 +76,8 @@ class Verdict:
     repaired_elements: int = 0
     attempts: list[str] = field(default_factory=list)
     check_s: float = 0.0
+    block: int = 0  # rows per checksum block
+    flagged: int = 0  # block-columns over tolerance
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -142,175 +147,272 @@ def store_calibration(rt: Runtime, c: float, evidence: dict) -> Path:
     return path
 
 
-# ---- checksum vectors ---------------------------------------------------------------------
-@dataclass
-class Checksums:
-    """Host copies (float64) of the vectors that decide a verdict."""
-
-    exp_row: np.ndarray  # alpha op(A) op(B) 1 + beta C_old 1
-    abs_row: np.ndarray
-    exp_col: np.ndarray
-    abs_col: np.ndarray
+# ---- blocked checksums on the device ------------------------------------------------------
+KAPPA = AK.KAPPA_DEFAULT
+MIN_SIDE = 8  # fewer checkable block sums: judged against the rigorous bound only
 
 
-def enqueue_operand_sums(gd: GuardDevice, sink, a: View, b: View, c_old: View | None,
-                         beta: float):
-    """Enqueue (no host wait) the operand vectors: rowside (s, a) of op(A)(op(B)1), colside
-    (s, a) of (1^T op(A)) op(B), and C_old's row and column sums (s, a) when beta != 0.
-    B is read twice, A and C_old once."""
-    out = {"a_rows": None, "b_cols": None, "o_rows": None, "o_cols": None}
-    if a.cols > 0:
-        b_rows, _ = gd.view_stats(sink, b, row_stats=S_SUM | S_ABS)  # op(B) 1, |op(B)| 1
-        a_rows, a_cols = gd.view_stats(sink, a, row_stats=S_SUM | S_ABS,
-                                       col_stats=S_SUM | S_ABS, row_w=(b_rows[0], b_rows[1]))
-        _, b_cols = gd.view_stats(sink, b, col_stats=S_SUM | S_ABS,
-                                  col_w=(a_cols[0], a_cols[1]))
-        out["a_rows"], out["b_cols"] = a_rows, b_cols
-    if beta != 0.0 and c_old is not None:
-        out["o_rows"], out["o_cols"] = gd.view_stats(sink, c_old, row_stats=S_SUM | S_ABS,
-                                                     col_stats=S_SUM | S_ABS)
-    return out
+def block_rows(m: int, n: int, k: int) -> int:
+    """Rows per checksum block. Small blocks sum less roundoff (a residual of Bs entries has
+    noise ~ u sqrt(K Bs) |C|), so a fault of 1e-5 max|C| stands out when Bs K <~ 2048; the
+    expected sums cost 2 (m / Bs) k n flops (1 / Bs of the GEMM), so big products take bigger
+    blocks ($CLGEMM_ABFT_BLOCK overrides)."""
+    env = os.environ.get("CLGEMM_ABFT_BLOCK")
+    if env:
+        return max(1, min(int(env), max(m, 1)))
+    det = 1 << max(0, int(math.floor(math.log2(max(2048.0 / max(k, 1), 1.0)))))
+    det = min(max(det, 4), 256)
+    work = float(m) * n * k
+    cost = (128 if work >= 2.0**33 else 32 if work >= 2.0**30 else 8 if work >= 2.0**27
+            else 4)
+    return max(1, min(max(det, cost), max(m, 1)))
 
 
-def sink_size(m: int, n: int, k: int) -> int:
-    return 6 * (m + n + k) + 64
+_sdt = {}
 
 
-def collect_checksums(sink, vecs: dict, m: int, n: int, alpha: float, beta: float) -> Checksums:
-    def g(x, stat, length):
-        return np.zeros(length) if x is None else sink.get(x[stat], length)
+class BlockCheck:
+    """Buffers and launches of the blocked check of one shape (cached per shape)."""
 
-    exp_row, abs_row = alpha * g(vecs["a_rows"], 0, m), abs(alpha) * g(vecs["a_rows"], 1, m)
-    exp_col, abs_col = alpha * g(vecs["b_cols"], 0, n), abs(alpha) * g(vecs["b_cols"], 1, n)
-    if vecs["o_rows"] is not None:
-        exp_row = exp_row + beta * g(vecs["o_rows"], 0, m)
-        abs_row = abs_row + abs(beta) * g(vecs["o_rows"], 1, m)
-        exp_col = exp_col + beta * g(vecs["o_cols"], 0, n)
-        abs_col = abs_col + abs(beta) * g(vecs["o_cols"], 1, n)
-    return Checksums(exp_row, abs_row, exp_col, abs_col)
+    def __init__(self, gd: GuardDevice, m: int, n: int, k: int, bs: int) -> None:
+        self.gd, self.m, self.n, self.k, self.bs = gd, m, n, k, bs
+        self.nb = -(-m // bs)
+        self.ns = max(1, min(32, -(-k // 256)))
+        self.kc = -(-max(k, 1) // self.ns)
+        rs = gd.rsize
+        nbn = self.nb * n
+        raw = gd.rt.buffer
+        self.U = raw(rs * max(self.nb * k, 1), what="abft U")
+        self.Ua = raw(4 * max(self.nb * k, 1), what="abft Ua")
+        self.Ep = raw(rs * self.ns * nbn, what="abft E")
+        self.Eap = raw(4 * self.ns * nbn, what="abft Ea")
+        self.Sc, self.Qc, self.Sac = (raw(rs * nbn, what="abft S") for _ in range(3))
+        self.So, self.Qo, self.Soa = (raw(rs * nbn, what="abft O") for _ in range(3))
+        self.R, self.SC, self.RG = (raw(rs * nbn, what="abft R") for _ in range(3))
+        self.words = AK.HEAD + AK.NH + 4 * AK.CAP
+        self.sum = raw(4 * self.words, what="abft summary")
+        self.host = np.empty(self.words, np.uint32)
+        self.lock = threading.Lock()
+        self.has_old = False
+        self.events: list | None = None  # a list: guard kernels' events are kept (profiling)
+        kern = _abft_kernels(gd)
+        self.k_u, self.k_e, self.k_c = kern["abft_ublock"], kern["abft_expect"], kern["abft_cblock"]
+        self.k_j1, self.k_j2, self.k_cells = kern["abft_judge1"], kern["abft_judge2"], kern["abft_cells"]
+        self.g64 = -(-n // 64) * 64
+
+    # -- enqueue (no host wait) --
+    def expected(self, a: View, b: View) -> None:
+        q = self.gd.queue
+        if self.k > 0:
+            self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset, int(a.transposed),
+                              self.U, self.Ua)
+            self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, (self.k, self.nb), None))
+        self.k_e.set_args(self.k, self.n, self.nb, self.kc, self.U, self.Ua, b.buffer, b.ld,
+                          b.offset, int(b.transposed), self.Ep, self.Eap)
+        self._ev(cl.enqueue_nd_range_kernel(q, self.k_e, (self.g64, -(-self.nb // AK.RB),
+                                                         self.ns), (64, 1, 1)))
+
+    def _cblock(self, v: View, S, Q, Sa) -> None:
+        self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),
+                          S, Q, Sa)
+        self._ev(cl.enqueue_nd_range_kernel(self.gd.queue, self.k_c, (self.g64, self.nb),
+                                            (64, 1)))
+
+    def old(self, o: View | None) -> None:
+        self.has_old = o is not None
+        if o is not None:
+            self._cblock(o, self.So, self.Qo, self.Soa)
+
+    def result(self, c: View, alpha: float, beta: float, c_dev: float) -> None:
+        q = self.gd.queue
+        self._ev(cl.enqueue_fill_buffer(q, self.sum, np.uint32(0), 0, 4 * self.words))
+        self._cblock(c, self.Sc, self.Qc, self.Sac)
+        g = (self.g64, self.nb)
+        self.k_j1.set_args(self.n, self.nb, self.m, self.bs, self.k, self.ns, alpha, beta,
+                           int(self.has_old), self.Ep, self.Eap, self.Sc, self.Qc, self.So,
+                           self.Soa, self.R, self.SC, self.RG, self.sum)
+        self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1)))
+        self.k_j2.set_args(self.n, self.nb, c_dev, KAPPA, MIN_SIDE, self.R, self.SC, self.RG,
+                           self.sum)
+        self._ev(cl.enqueue_nd_range_kernel(q, self.k_j2, g, (64, 1)))
+
+    def _ev(self, event) -> None:
+        if self.events is not None:
+            self.events.append(event)
+
+    def device_seconds(self) -> float:
+        """Device time of the recorded guard commands (OpenCL profiling)."""
+        return sum((e.profile.end - e.profile.start) * 1e-9 for e in (self.events or []))
+
+    def read(self) -> dict:
+        self._ev(cl.enqueue_copy(self.gd.queue, self.host, self.sum, is_blocking=True))
+        h = self.host
+        f = h[:AK.HEAD].view(np.float32)
+        flagged = int(h[0])
+        nl = min(flagged, AK.CAP)
+        ent = h[AK.HEAD + AK.NH:AK.HEAD + AK.NH + 4 * nl].reshape(nl, 4)
+        idx = ent[:, 0].astype(np.int64)
+        if self.gd.fp64:
+            r = np.ascontiguousarray(ent[:, 2:4]).view(np.float64).ravel()
+        else:
+            r = ent[:, 2].copy().view(np.float32).astype(np.float64)
+        hist = h[AK.HEAD:AK.HEAD + AK.NH].astype(np.int64)
+        tot = int(h[2])
+        level = 0.0
+        if tot:
+            need = math.ceil(0.75 * tot)
+            b = int(np.searchsorted(np.cumsum(hist), need))
+            level = 2.0 ** ((min(b, AK.NH - 1) + 1) * 0.25 - 48.0)
+        return {"flagged": flagged, "unverifiable": int(h[1]), "checkable": tot,
+                "max_ratio": float(f[3]), "max_z": float(f[4]), "max_rig": float(f[5]),
+                "nonfinite": bool(h[6]), "idx": idx, "r": r, "level": level}
+
+    def verdict(self, s: dict, c_dev: float) -> Verdict:
+        T = max(c_dev, KAPPA * s["level"]) if s["checkable"] >= MIN_SIDE else math.inf
+        cols = sorted({int(i % self.n) for i in s["idx"]})
+        blocks = sorted({int(i // self.n) for i in s["idx"]})
+        rows = [i for b in blocks for i in range(b * self.bs, min(self.m, (b + 1) * self.bs))]
+        v = Verdict(ok=s["flagged"] == 0, shape=(self.m, self.n, self.k), rows=rows, cols=cols,
+                    nonfinite=s["nonfinite"], max_ratio=s["max_ratio"],
+                    max_col_ratio=s["max_ratio"], max_rigorous_ratio=s["max_rig"],
+                    threshold=T, calibration=c_dev, unverifiable=s["unverifiable"])
+        v.detected = not v.ok
+        v.block = self.bs
+        v.flagged = s["flagged"]
+        if s["flagged"] == 1 and np.isfinite(s["r"][0]):
+            v.delta_estimate = float(s["r"][0])
+        return v
+
+    def cells(self, s: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(rows, cols, pair) of every cell of the flagged block-columns, None when they are
+        not all listed or too many."""
+        if s["flagged"] > AK.CAP or s["flagged"] * self.bs > MAX_REPAIR:
+            return None
+        rr, cc, pp = [], [], []
+        for p, t in enumerate(s["idx"]):
+            b, j = divmod(int(t), self.n)
+            r = np.arange(b * self.bs, min(self.m, (b + 1) * self.bs))
+            rr.append(r)
+            cc.append(np.full(r.size, j))
+            pp.append(np.full(r.size, p))
+        return (np.concatenate(rr).astype(np.int32), np.concatenate(cc).astype(np.int32),
+                np.concatenate(pp))
+
+    def recompute(self, rows, cols, alpha, beta, a: View, b: View, c: View,
+                  c_old: View | None, write: bool):
+        """Recompute the listed cells (double accumulation where the device has it); returns
+        host (old, new) values; with write, C takes the new ones."""
+        gd, n_items = self.gd, len(rows)
+        mf = cl.mem_flags
+        ctx = gd.rt.context
+        r_d = cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=np.ascontiguousarray(rows))
+        c_d = cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=np.ascontiguousarray(cols))
+        old_d = cl.Buffer(ctx, mf.READ_WRITE, 4 * max(n_items, 1))
+        new_d = cl.Buffer(ctx, mf.READ_WRITE, gd.rsize * max(n_items, 1))
+        o = c_old if c_old is not None else c
+        self.k_cells.set_args(n_items, r_d, c_d, self.k, alpha, beta, a.buffer, a.ld, a.offset,
+                              int(a.transposed), b.buffer, b.ld, b.offset, int(b.transposed),
+                              c.buffer, c.ld, c.offset, int(c.transposed), o.buffer, o.ld,
+                              o.offset, int(o.transposed), int(c_old is not None), old_d, new_d,
+                              int(write))
+        cl.enqueue_nd_range_kernel(gd.queue, self.k_cells, (-(-n_items // 64) * 64,), (64,))
+        old = np.empty(n_items, np.float32)
+        new = np.empty(n_items, gd.rdtype)
+        cl.enqueue_copy(gd.queue, old, old_d, is_blocking=False)
+        cl.enqueue_copy(gd.queue, new, new_d, is_blocking=True)
+        return old.astype(np.float64), new.astype(np.float64)
 
 
-def enqueue_result_sums(gd: GuardDevice, sink, c: View):
-    return gd.view_stats(sink, c, row_stats=S_SUM | S_SQ, col_stats=S_SUM | S_SQ)
+def locate(s: dict, cells, old: np.ndarray, new: np.ndarray, n: int):
+    """The faulty cell of each flagged block-column: the one whose stored value departs most
+    from its recomputation. Returns (rows, cols, delta of the largest)."""
+    rows_c, cols_c, pair = cells
+    with np.errstate(invalid="ignore"):
+        d = np.abs(old - new)
+    d = np.where(np.isnan(d), np.inf, d)
+    located = []
+    for p in range(len(s["idx"])):
+        sel = np.flatnonzero(pair == p)
+        if sel.size:
+            located.append(sel[int(np.argmax(d[sel]))])
+    located = np.asarray(located, np.int64)
+    rows = sorted({int(rows_c[t]) for t in located})
+    cols = sorted({int(cols_c[t]) for t in located})
+    delta = None
+    if located.size:
+        t = located[int(np.argmax(d[located]))]
+        delta = float(old[t] - new[t])
+    return rows, cols, delta
 
 
-def collect_result_sums(sink, vecs, m: int, n: int):
-    rows, cols = vecs
-    return (sink.get(rows[0], m), sink.get(rows[2], m), sink.get(cols[0], n),
-            sink.get(cols[2], n))
+_kern_cache: dict = {}
 
 
-def operand_checksums(gd: GuardDevice, a: View, b: View, alpha: float, beta: float,
-                      c_old: View | None) -> Checksums:
-    """Synchronous form (verify, calibration)."""
-    from .device import Sink
-
-    m, n = a.rows, b.cols
-    _sum_term[0] = 0.0 if gd.fp64 else 1.0
-    sink = Sink(gd, sink_size(m, n, a.cols))
-    vecs = enqueue_operand_sums(gd, sink, a, b, c_old, beta)
-    sink.read()
-    return collect_checksums(sink, vecs, m, n, alpha, beta)
-
-
-def result_sums(gd: GuardDevice, c: View):
-    from .device import Sink
-
-    sink = Sink(gd, sink_size(c.rows, c.cols, 0))
-    vecs = enqueue_result_sums(gd, sink, c)
-    sink.read()
-    return collect_result_sums(sink, vecs, c.rows, c.cols)
-
-
-# ---- judgement ----------------------------------------------------------------------------
-SUM_TERM = {"fp64": 0.0, "fp32": 1.0}  # weight of the checksum's own length in the scale
-_sum_term = [1.0]
+def _abft_kernels(gd: GuardDevice) -> dict:
+    key = id(gd)
+    ks = _kern_cache.get(key)
+    if ks is None:
+        built = gd.rt.build(AK.source(gd.fp64), options="")
+        i32, f32 = np.int32, np.float32
+        sig = {
+            "abft_ublock": [i32, i32, i32, None, i32, i32, i32, None, None],
+            "abft_expect": [i32, i32, i32, i32, None, None, None, i32, i32, i32, None, None],
+            "abft_cblock": [i32, i32, i32, None, i32, i32, i32, None, None, None],
+            "abft_judge1": [i32, i32, i32, i32, i32, i32, f32, f32, i32] + [None] * 10,
+            "abft_judge2": [i32, i32, f32, f32, i32, None, None, None, None],
+            "abft_cells": [i32, None, None, i32, f32, f32, None, i32, i32, i32, None, i32, i32,
+                           i32, None, i32, i32, i32, None, i32, i32, i32, i32, None, None, i32],
+        }
+        ks = {}
+        for name, dt in sig.items():
+            kern = built.kernel(name)
+            kern.set_scalar_arg_dtypes(dt)
+            ks[name] = kern
+        _kern_cache[key] = ks
+    return ks
 
 
-def _side(sums, sq, exp, absb, length: int, k: int):
-    """residual, rigorous bound, scale, expected-finite mask for rows (length = n) or cols.
-    With double-precision checksums (the device has fp64) the scale is the product's own
-    roundoff, u sqrt(K) ||C_i,:||; with float32 checksums their summation adds u sqrt(n)."""
-    with np.errstate(all="ignore"):
-        resid = sums - exp
-        rig = (k + 2 * length + 8) * U * absb * 1.02 + (k + length + 4) * TINY
-        scale = U * math.sqrt(k + _sum_term[0] * length + 4) * (np.sqrt(np.maximum(sq, 0.0))
-                                            + absb / math.sqrt(max(length * k, 1)))
-        checkable = np.isfinite(exp) & np.isfinite(absb) & np.isfinite(rig)
-    return resid, rig, scale, checkable
+_checks: dict = {}
+_checks_lock = threading.Lock()
 
 
-MIN_SIDE = 8  # a side with fewer sums is checked against the rigorous bound only
+def block_check(gd: GuardDevice, m: int, n: int, k: int) -> BlockCheck:
+    bs = block_rows(m, n, k)
+    key = (id(gd), m, n, k, bs)
+    with _checks_lock:
+        ck = _checks.get(key)
+        if ck is None:
+            if len(_checks) >= 8:
+                _checks.pop(next(iter(_checks)))
+            ck = _checks[key] = BlockCheck(gd, m, n, k, bs)
+        else:
+            _checks[key] = _checks.pop(key)  # most recent last
+        return ck
 
 
-def _threshold(resid, scale, ok, c_dev: float) -> float:
-    """T of one side: the calibrated c_dev, lifted to KAPPA x the side's robust level of
-    |r| / scale (its 75th percentile, which a few faulty sums cannot move)."""
-    if len(resid) < MIN_SIDE:
-        return math.inf
-    with np.errstate(all="ignore"):
-        z = np.abs(resid) / scale
-    z = z[ok & np.isfinite(z)]
-    if z.size < MIN_SIDE:
-        return max(c_dev, math.inf)
-    # 75th percentile (linear interpolation, as np.percentile) by two O(n) selections
-    pos = 0.75 * (z.size - 1)
-    lo = int(math.floor(pos))
-    part = np.partition(z, (lo, min(lo + 1, z.size - 1)))
-    level = float(part[lo] + (pos - lo) * (part[min(lo + 1, z.size - 1)] - part[lo]))
-    return max(c_dev, KAPPA * level)
-
-
-def judge(ck: Checksums, c_sums, k: int, c_dev: float) -> Verdict:
-    row_s, row_q, col_s, col_q = c_sums
-    m, n = len(row_s), len(col_s)
-    rr, rig_r, sc_r, ok_r = _side(row_s, row_q, ck.exp_row, ck.abs_row, n, k)
-    rc, rig_c, sc_c, ok_c = _side(col_s, col_q, ck.exp_col, ck.abs_col, m, k)
-    T_r = _threshold(rr, sc_r, ok_r, c_dev)
-    T_c = _threshold(rc, sc_c, ok_c, c_dev)
-
-    def flags(resid, rig, sc, ok, T):
-        with np.errstate(all="ignore"):
-            tau = np.fmin(rig, T * sc) + TINY  # fmin: inf * 0 (no statistic) -> rigorous
-            ratio = np.abs(resid) / tau
-            bad = ok & ~(np.abs(resid) <= tau)  # NaN residual is bad
-            ratio = np.where(ok, ratio, 0.0)
-            rig_ratio = np.where(ok, np.abs(resid) / (rig + TINY), 0.0)
-        return bad, ratio, rig_ratio
-
-    bad_r, ratio_r, rig_ratio_r = flags(rr, rig_r, sc_r, ok_r, T_r)
-    bad_c, ratio_c, rig_ratio_c = flags(rc, rig_c, sc_c, ok_c, T_c)
-    rows = np.flatnonzero(bad_r).tolist()
-    cols = np.flatnonzero(bad_c).tolist()
-
-    def fmax(x):
-        if not x.size:
-            return 0.0
-        v = float(x.max())
-        return math.inf if math.isnan(v) else v
-
-    nonfinite = bool((~np.isfinite(rr[bad_r])).any() or (~np.isfinite(rc[bad_c])).any())
-    v = Verdict(
-        ok=not rows and not cols, shape=(m, n, k), rows=rows, cols=cols, nonfinite=nonfinite,
-        max_row_ratio=fmax(ratio_r), max_col_ratio=fmax(ratio_c),
-        max_rigorous_ratio=max(fmax(rig_ratio_r), fmax(rig_ratio_c)), threshold=max(T_r, T_c),
-        calibration=c_dev, unverifiable=int((~ok_r).sum() + (~ok_c).sum()),
-    )
-    v.max_ratio = max(v.max_row_ratio, v.max_col_ratio)
-    v.detected = not v.ok
-    if len(rows) == 1 and len(cols) == 1 and np.isfinite(rr[rows[0]]):
-        v.delta_estimate = float(0.5 * (rr[rows[0]] + rc[cols[0]]))
-    return v
-
-
-def normalized_residuals(ck: Checksums, c_sums, k: int) -> np.ndarray:
-    """|residual| / scale over rows and columns (calibration statistic)."""
-    row_s, row_q, col_s, col_q = c_sums
-    rr, _, sc_r, ok_r = _side(row_s, row_q, ck.exp_row, ck.abs_row, len(col_s), k)
-    rc, _, sc_c, ok_c = _side(col_s, col_q, ck.exp_col, ck.abs_col, len(row_s), k)
-    with np.errstate(all="ignore"):
-        z = np.concatenate([np.abs(rr) / sc_r, np.abs(rc) / sc_c])
-    return z[np.concatenate([ok_r, ok_c]) & np.isfinite(z)]
+def check_views(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: float,
+                o: View | None, c_dev: float, locate_cells: bool = True):
+    """Verdict of C against alpha op(A) op(B) + beta O (nothing written), and the raw summary."""
+    gd = guard_device(rt)
+    m, n, k = a.rows, b.cols, a.cols
+    if m == 0 or n == 0:
+        return Verdict(ok=True, shape=(m, n, k)), None
+    ck = block_check(gd, m, n, k)
+    with ck.lock:
+        ck.old(o if beta != 0.0 else None)
+        ck.expected(a, b)
+        ck.result(c, alpha, beta, c_dev)
+        s = ck.read()
+        v = ck.verdict(s, c_dev)
+        if not v.ok and locate_cells:
+            cells = ck.cells(s)
+            if cells is not None:
+                old, new = ck.recompute(cells[0], cells[1], alpha, beta, a, b, c,
+                                        o if beta != 0.0 else None, write=False)
+                v.rows, v.cols, d = locate(s, cells, old, new, n)
+                if v.delta_estimate is None:
+                    v.delta_estimate = d
+    return v, s
 
 
 # ---- public verify ------------------------------------------------------------------------
@@ -354,9 +456,7 @@ def verify(A, B, C, *, alpha: float = 1.0, beta: float = 0.0, C_old=None,
                          f"{b.rows}x{b.cols}, C {c.rows}x{c.cols}")
     o = _as_view(rt, "C_old", C_old, False, keep) if beta != 0.0 else None
     t0 = time.perf_counter()
-    gd = guard_device(rt)
-    ck = operand_checksums(gd, a, b, float(alpha), float(beta), o)
-    v = judge(ck, result_sums(gd, c), a.cols, calibration_for(rt))
+    v, _ = check_views(rt, a, b, c, float(alpha), float(beta), o, calibration_for(rt))
     v.check_s = time.perf_counter() - t0
     return v
 
@@ -396,103 +496,98 @@ def _copy_span(rt: Runtime, dst: View, src: View) -> None:
 
 def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: float,
                  schedule: Schedule, info) -> Verdict:
-    """Compute C = alpha op(A) op(B) + beta C into view c (not transposed), verify, repair."""
-    from .device import Sink
+    """Compute C = alpha op(A) op(B) + beta C into view c (not transposed), verify, repair.
 
+    One queue, one wait: (C_old's block sums), the operand side (U, then E = U op(B)), the
+    product, C's block sums and the two judging kernels are enqueued back to back; a single
+    read brings the summary."""
     m, n, k = a.rows, b.cols, a.cols
     gd = guard_device(rt)
-    _sum_term[0] = 0.0 if gd.fp64 else 1.0
     hooks = faults.active()
     t0 = time.perf_counter()
     saved = None
-    sink = Sink(gd, sink_size(m, n, k))
-    o_vecs = None
-    if beta != 0.0:
-        span = c.span_elems()
-        buf = rt.buffer(4 * max(span, 1), what="C_old copy")
-        saved = View(buf, 0, c.ld, False, m, n)
-        _copy_span(rt, saved, c)
-    # One queue, one wait: the product first (its host-side enqueue returns at once), then
-    # every checksum pass behind it, then a single read of all the vectors.
-    fault_at = hooks.accumulator_fault(0) if hooks else -1
-    if beta != 0.0:
-        o_vecs = enqueue_operand_sums(gd, sink, a, b, saved, beta)
-    event = _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at, wait=False)
-    if hooks:
-        event.wait()
-        hooks.corrupt(gd, c, "gemm")
-    if o_vecs is None:
-        o_vecs = enqueue_operand_sums(gd, sink, a, b, saved, beta)
-    r_vecs = enqueue_result_sums(gd, sink, c)
-    sink.read()
-    info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
-    ck = collect_checksums(sink, o_vecs, m, n, alpha, beta)
     c_dev = calibration_for(rt)
-    v = judge(ck, collect_result_sums(sink, r_vecs, m, n), k, c_dev)
-    attempts: list[str] = []
-    detected = not v.ok
-    first = v
-    step = 0
-    while not v.ok:
-        step += 1
-        rows, cols = np.asarray(v.rows, np.int64), np.asarray(v.cols, np.int64)
-        # A whole-row (or column) pattern: many suspect sums on one side, few on the other.
-        line_pattern = len(cols) > max(n // 4, 2) or len(rows) > max(m // 4, 2)
-        if (step == 1 and len(rows) and len(cols) and not line_pattern
-                and len(rows) * len(cols) <= MAX_REPAIR):
-            ii, jj = np.meshgrid(rows, cols, indexing="ij")
-            kind = "intersections"
-        elif step <= 2 and len(rows) * n + len(cols) * m <= MAX_REPAIR and (len(rows) or len(cols)):
-            parts_i, parts_j = [], []
-            if len(rows):
-                ii, jj = np.meshgrid(rows, np.arange(n), indexing="ij")
-                parts_i.append(ii.ravel()); parts_j.append(jj.ravel())
-            if len(cols):
-                ii, jj = np.meshgrid(np.arange(m), cols, indexing="ij")
-                parts_i.append(ii.ravel()); parts_j.append(jj.ravel())
-            ii, jj = np.concatenate(parts_i), np.concatenate(parts_j)
-            step = 2
-            kind = "rows+cols"
-        elif step <= 3:
-            step = 3
-            kind = "recompute"
-        else:
-            break
-        if kind == "recompute":
-            alt = _alternative_schedule(rt, schedule)
-            if saved is not None:
-                _copy_span(rt, c, saved)
-            fault_at = hooks.accumulator_fault(len(attempts) + 1) if hooks else -1
-            _launch(rt, alt, m, n, k, alpha, beta, a, b, c, info, fault_at)
-            attempts.append(f"recompute:{alt.key()}")
-        else:
-            ii, jj = ii.ravel(), jj.ravel()
-            gd.recompute(ii, jj, k, alpha, beta, a, b, c, saved)
-            attempts.append(f"{kind}:{len(ii)}")
+    if m == 0 or n == 0:
+        _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
+        v = Verdict(ok=True, shape=(m, n, k))
+        info.checked = True
+        info.extra["abft"] = v.as_dict()
+        return v
+    ck = block_check(gd, m, n, k)
+    with ck.lock:
+        if beta != 0.0:
+            span = c.span_elems()
+            buf = rt.buffer(4 * max(span, 1), what="C_old copy")
+            saved = View(buf, 0, c.ld, c.transposed, m, n)
+            _copy_span(rt, saved, c)
+        ck.old(saved)
+        ck.expected(a, b)
+        fault_at = hooks.accumulator_fault(0) if hooks else -1
+        event = _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at,
+                        wait=False)
         if hooks:
-            hooks.corrupt(gd, c, kind)
-        v = judge(ck, result_sums(gd, c), k, c_dev)
-        if v.ok:
-            v.detected = True
-            v.corrected = kind != "recompute"
-            v.recomputed = kind == "recompute"
-            v.repaired_elements = 0 if kind == "recompute" else len(ii)
+            event.wait()
+            hooks.corrupt(gd, c, "gemm")
+        ck.result(c, alpha, beta, c_dev)
+        s = ck.read()
+        info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
+        v = ck.verdict(s, c_dev)
+        attempts: list[str] = []
+        detected = not v.ok
+        first = v
+        first_loc = None
+        step = 0
+        while not v.ok:
+            step += 1
+            cells = ck.cells(s) if step == 1 else None
+            if cells is not None:
+                kind = "cells"
+                old, new = ck.recompute(cells[0], cells[1], alpha, beta, a, b, c, saved,
+                                        write=True)
+                rows, cols, d = locate(s, cells, old, new, n)
+                first_loc = (rows, cols, d)
+                attempts.append(f"cells:{len(cells[0])}")
+            elif step <= 2:
+                step = 2
+                kind = "recompute"
+                alt = _alternative_schedule(rt, schedule)
+                if saved is not None:
+                    _copy_span(rt, c, saved)
+                fault_at = hooks.accumulator_fault(len(attempts) + 1) if hooks else -1
+                _launch(rt, alt, m, n, k, alpha, beta, a, b, c, info, fault_at)
+                attempts.append(f"recompute:{alt.key()}")
+            else:
+                break
+            if hooks:
+                hooks.corrupt(gd, c, kind)
+            ck.result(c, alpha, beta, c_dev)
+            s = ck.read()
+            v = ck.verdict(s, c_dev)
+            if v.ok:
+                v.corrected = kind == "cells"
+                v.recomputed = kind == "recompute"
+                v.repaired_elements = len(cells[0]) if kind == "cells" else 0
     v.attempts = attempts
     v.detected = detected
     v.delta_estimate = first.delta_estimate
+    if first_loc is not None:
+        first.rows, first.cols = first_loc[0], first_loc[1]
+        if v.delta_estimate is None:
+            v.delta_estimate = first_loc[2]
     v.check_s = max(time.perf_counter() - t0 - info.kernel_s, 0.0)  # wall, less the GEMM
     info.checked = True
     info.extra["abft"] = v.as_dict()
     if detected:
         info.extra["abft"]["first"] = {"rows": first.rows[:32], "cols": first.cols[:32],
                                        "max_ratio": first.max_ratio,
-                                       "nonfinite": first.nonfinite}
+                                       "nonfinite": first.nonfinite,
+                                       "flagged": first.flagged}
     if not v.ok:
         raise FaultError(
             f"ABFT: the {m}x{n}x{k} product still fails its checksums after "
-            f"{', '.join(attempts) or 'no repair'} (suspect rows {v.rows[:8]}, columns "
-            f"{v.cols[:8]}, max residual/tolerance {v.max_ratio:.3g}); the device may be "
-            "faulty: rerun elsewhere or report it")
+            f"{', '.join(attempts) or 'no repair'} (suspect block-columns: columns "
+            f"{v.cols[:8]}, blocks of {v.block} rows; max residual/tolerance "
+            f"{v.max_ratio:.3g}); the device may be faulty: rerun elsewhere or report it")
     return v
 
 

@@ -101,11 +101,10 @@ def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=No
 
     For each side (rows, columns) of each clean product: the largest |r|/scale that the
     side's robust level (KAPPA x 75th percentile) does not already cover. c_dev is the
-    largest of these times `margin` (at least 2)."""
+    largest of these times `margin` (at least abft.DEFAULT_C)."""
     import clgemm
 
     rt = get_runtime(device)
-    gd = guard_device(rt)
     rng = np.random.default_rng(seed)
     needed = []
     for _ in range(count):
@@ -117,24 +116,15 @@ def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=No
         b = abft._as_view(rt, "B", B, tb, keep)
         c = abft._as_view(rt, "C", C, False, keep)
         o = abft._as_view(rt, "C_old", C0, False, keep) if beta != 0.0 else None
-        ck = abft.operand_checksums(gd, a, b, alpha, beta, o)
-        row_s, row_q, col_s, col_q = abft.result_sums(gd, c)
-        k = a.cols
-        for sums, sq, exp, absb, length in ((row_s, row_q, ck.exp_row, ck.abs_row, c.cols),
-                                            (col_s, col_q, ck.exp_col, ck.abs_col, c.rows)):
-            resid, rig, scale, ok = abft._side(sums, sq, exp, absb, length, k)
-            if len(resid) < abft.MIN_SIDE:
-                continue
-            with np.errstate(all="ignore"):
-                z = np.abs(resid) / scale
-            z = z[ok & np.isfinite(z)]
-            if z.size < abft.MIN_SIDE:
-                continue
-            level = abft.KAPPA * float(np.percentile(z, 75))
-            zmax = float(z.max())
-            needed.append(zmax if zmax > level else 0.0)
+        # c_dev = 0: the threshold is the robust level alone; what it leaves uncovered is
+        # what c_dev must cover.
+        _, s = abft.check_views(rt, a, b, c, alpha, beta, o, 0.0, locate_cells=False)
+        if s is None or s["checkable"] < abft.MIN_SIDE:
+            continue
+        level = abft.KAPPA * s["level"]
+        needed.append(s["max_z"] if s["max_z"] > level else 0.0)
     need = max(needed) if needed else 0.0
-    c = max(2.0, margin * need)
+    c = max(abft.DEFAULT_C, margin * need)
     result = {"c": c, "max_uncovered_z": need, "products": count, "margin": margin,
               "kappa": abft.KAPPA, "seed": seed, "max_dim": max_dim}
     if store:
@@ -181,7 +171,8 @@ def _fault(rng, model: str, C: np.ndarray, m: int, n: int):
 
 
 def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
-                   models=FAULT_MODELS, kinds=("normal", "uniform", "rowscaled", "lowrank")) -> dict:
+                   models=FAULT_MODELS, kinds=("normal", "uniform", "rowscaled", "lowrank"),
+                   min_dim: int = 8) -> dict:
     """Inject one fault per product (check=True) and count detection, localisation and
     correction. A fault is 'significant' when it changes the entry by more than 1e-5 of
     the largest |entry|, or makes it non-finite; only those must be detected."""
@@ -193,7 +184,7 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
     t0 = time.perf_counter()
     for t in range(count):
         model = models[t % len(models)]
-        m, n, k = (int(x) for x in rng.integers(8, max_dim, 3))
+        m, n, k = (int(x) for x in rng.integers(min_dim, max(max_dim, min_dim + 1), 3))
         kind = kinds[rng.integers(len(kinds))]
         A, B = gen(rng, kind, (m, k)), gen(rng, kind, (k, n))
         clean = clgemm.matmul(A, B)
@@ -283,7 +274,7 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
     A = clgemm.to_device(rng.standard_normal((n, n)).astype(np.float32), rt.device)
     B = clgemm.to_device(rng.standard_normal((n, n)).astype(np.float32), rt.device)
     C = clgemm.to_device(np.zeros((n, n), np.float32), rt.device)
-    kernel, checks = [], []
+    kernel, checks, ck_kernel = [], [], []
 
     def plain():
         _, info = clgemm.matmul(A, B, C=C, device=rt.device, return_info=True)
@@ -292,6 +283,7 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
     def checked():
         _, info = clgemm.matmul(A, B, C=C, check=True, device=rt.device, return_info=True)
         checks.append(info.extra["abft"]["check_s"])
+        ck_kernel.append(info.kernel_s)
         assert info.extra["abft"]["ok"]
 
     def checked_beta():
@@ -299,10 +291,23 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
 
     t_plain = _median_wall(plain, reps, rt.queue)
     t_check = _median_wall(checked, reps, rt.queue)
+    # Device time of the guard's own commands (OpenCL events), per checked call.
+    ck = abft.block_check(guard_device(rt), n, n, n)
+    ck.events = []
+    guard_dev = []
+    for _ in range(reps):
+        ck.events.clear()
+        checked()
+        guard_dev.append(ck.device_seconds())
+    n_commands = len(ck.events)
+    ck.events = None
     t_check_beta = _median_wall(checked_beta, max(3, reps // 3), rt.queue)
     k_s = float(np.median(kernel))
+    g_s = float(np.median(guard_dev))
     return {
-        "n": n, "reps": reps, "device": rt.device.name,
+        "n": n, "reps": reps, "device": rt.device.name, "block_rows": ck.bs,
+        "guard_device_s": g_s, "guard_commands": n_commands,
+        "overhead_events_vs_gemm_kernel": g_s / k_s if k_s > 0 else None,
         "plain_wall_s": t_plain, "checked_wall_s": t_check, "checked_beta_wall_s": t_check_beta,
         "gemm_kernel_s": k_s, "check_s_median": float(np.median(checks)),
         "overhead_vs_plain_wall": (t_check - t_plain) / t_plain,
@@ -322,6 +327,36 @@ def lowrank_operands(rng, n: int, rank: int, noise: float = 0.0):
         A += rng.standard_normal((n, n)).astype(np.float32) * np.float32(noise)
     B = rng.standard_normal((n, n)).astype(np.float32)
     return A.astype(np.float32), B
+
+
+def clean_large(n: int = 3072, count: int = 12, seed: int = 21, device=None,
+                kinds=KINDS) -> dict:
+    """check=True on clean n x n x n products (device arrays), kinds cycled, random
+    transposes, alpha and beta: every flagged one is a false positive."""
+    import clgemm
+
+    rt = get_runtime(device)
+    rng = np.random.default_rng(seed)
+    fps, ratios, per = [], [], []
+    for t in range(count):
+        kind = kinds[t % len(kinds)]
+        ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
+        A = clgemm.to_device(gen(rng, kind, (n, n)), rt.device)
+        B = clgemm.to_device(gen(rng, kind, (n, n)), rt.device)
+        alpha = float(rng.choice([1.0, -0.5, rng.uniform(-2, 2)]))
+        beta = float(rng.choice([0.0, 1.0, rng.uniform(-2, 2)]))
+        C = clgemm.to_device(gen(rng, kind, (n, n)), rt.device)
+        _, info = clgemm.matmul(A, B, C=C, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb,
+                                check=True, device=rt.device, return_info=True)
+        v = info.extra["abft"]
+        ratios.append(v["max_ratio"])
+        per.append({"kind": kind, "max_ratio": v["max_ratio"], "threshold": v["threshold"],
+                    "block": v["block"]})
+        if v["detected"]:
+            fps.append({"case": t, "kind": kind, "max_ratio": v["max_ratio"],
+                        "attempts": v["attempts"]})
+    return {"n": n, "products": count, "false_positives": len(fps), "false_positive_cases": fps,
+            "max_ratio": float(max(ratios)) if ratios else 0.0, "cases": per}
 
 
 def approx_campaign(sizes=(384, 512), budgets=(1e-1, 1e-2, 1e-3, 1e-4), reps: int = 3,

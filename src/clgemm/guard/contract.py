@@ -29,10 +29,24 @@ WASTE_FRAC = 0.12  # flops spent on sketches before giving up, relative to the e
 MAX_RANK_FRAC = 0.25  # never beyond this fraction of min(m, n, k)
 
 
+TC_MIN_BUDGET = 5e-3  # TF32 (10-bit mantissa products) serves budgets from here on
+TC_PROBES = 16  # Gaussian probes of the a-posteriori estimate of a TF32 result
+
+
 def tensor_core_method(rt: Runtime, budget: float):
-    """Hook for reduced-precision (fp16/bf16/tf32) tensor-core GEMMs: None until a kernel
-    exists. When built, return a callable (A, B, ...) -> result with its own error model."""
-    return None
+    """The tensor-core lane's TF32 product (clgemm.tc.contract_method) for budgets >= 5e-3,
+    None where the device has no tensor cores or the budget is tighter (the exact contract and
+    3xTF32 stay with the api)."""
+    if budget is None or not budget >= TC_MIN_BUDGET:
+        return None
+    try:
+        from .. import tc
+    except ImportError:  # pragma: no cover - the lane is optional
+        return None
+    method = tc.contract_method(rt, budget)
+    if method is None or getattr(method, "mode", None) != "tf32":
+        return None
+    return method
 
 
 def block_size(m: int, n: int, k: int) -> int:
@@ -52,8 +66,10 @@ def plan(rt: Runtime, m: int, n: int, k: int, budget: float) -> tuple[list[str],
     methods = []
     if tensor_core_method(rt, budget) is not None:
         methods.append("tensor_core")
+    elif budget is None or not budget >= TC_MIN_BUDGET:
+        skipped["tensor_core"] = f"budget {budget:g} < {TC_MIN_BUDGET:g} (TF32)"
     else:
-        skipped["tensor_core"] = "no reduced-precision kernel on this device yet"
+        skipped["tensor_core"] = "no tensor-core lane on this device"
     b = block_size(m, n, k)
     if min(m, n, k) < MIN_DIM:
         skipped["lowrank"] = f"min(m, n, k) = {min(m, n, k)} < {MIN_DIM}"
@@ -69,6 +85,53 @@ def _to_device(rt: Runtime, x):
     if x is None or isinstance(x, cla.Array):
         return x
     return cla.to_device(rt.queue, np.ascontiguousarray(x))
+
+
+def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, info, extra):
+    """TF32 on the tensor cores, kept when its a-posteriori estimate (TC_PROBES Gaussian
+    probes in float64, times the safety factor of lowrank.confidence) meets the budget; None
+    (and the next method) otherwise."""
+    from .. import tc
+
+    method = tensor_core_method(rt, budget)
+    if method is None:
+        return None
+    t0 = time.perf_counter()
+    on_device = isinstance(A, cla.Array)
+    hA = A.get() if on_device else A
+    hB = B.get() if isinstance(B, cla.Array) else B
+    hC = None
+    if C is not None and beta != 0.0:
+        hC = C.get() if isinstance(C, cla.Array) else np.array(C, np.float32, copy=True)
+    out, x = method(hA, hB, C=hC, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+    raw = tc.estimate_error(hA, hB, out, alpha=alpha, beta=beta, C_old=hC, trans_a=trans_a,
+                            trans_b=trans_b, probes=TC_PROBES,
+                            seed=int(np.random.default_rng().integers(2**31)))
+    safety = lowrank.safety_for(TC_PROBES)
+    est = raw * safety
+    extra["tensor_core"] = {"mode": x.get("mode"), "estimate": est, "estimate_raw": raw,
+                            "safety": safety, "kernel_s": x.get("kernel_s"),
+                            "schedule": x.get("schedule"),
+                            "seconds": time.perf_counter() - t0}
+    if not (est <= budget):
+        extra["tensor_core"]["rejected"] = f"estimate {est:.3g} > budget {budget:.3g}"
+        info.fell_back = True
+        return None
+    info.method = "tf32"
+    info.schedule = x.get("schedule") or "tf32"
+    info.kernel_s = float(x.get("kernel_s") or 0.0)
+    info.error_estimate = est
+    info.fell_back = False
+    extra["confidence"] = lowrank.confidence(TC_PROBES, safety)
+    if on_device:
+        if C is not None:
+            C.set(np.ascontiguousarray(out, np.float32))
+            return C
+        return cla.to_device(rt.queue, np.ascontiguousarray(out, np.float32))
+    if C is not None:
+        C[...] = out
+        return C
+    return out
 
 
 def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
@@ -88,7 +151,13 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
         info.method = "exact"
         return exact_product(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info)
 
+    if "tensor_core" in methods and m and n:
+        got = _tensor_core(rt, A, B, C, alpha, beta, trans_a, trans_b, rel_tol, info, extra)
+        if got is not None:
+            return got, info
+
     if "lowrank" not in methods or m == 0 or n == 0:
+        info.fell_back = "tensor_core" in extra  # tried, and its estimate said no
         return exact("planner: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())), info
 
     P = lowrank.Products.of(rt)

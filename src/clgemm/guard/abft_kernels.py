@@ -1,0 +1,231 @@
+"""OpenCL kernels of the blocked ABFT check (guard/abft.py).
+
+Column checksums over row blocks of Bs rows: for block b and column j of C (m x n),
+
+    S[b, j] = sum_{i in b} C[i, j]                     (abft_cblock, one pass over C)
+    E[b, j] = sum_k U[b, k] op(B)[k, j],  U[b, k] = sum_{i in b} op(A)[i, k]
+                                                        (abft_ublock + abft_expect)
+and the residual S - alpha E - beta O (O: the same sums of C_old) is judged on the device
+(abft_judge1 / abft_judge2): only a small packed summary (counters, a histogram of
+|r|/scale, the first flagged block-columns with their residuals) comes back to the host,
+in one read. `real` is double where the device has cl_khr_fp64, else float.
+"""
+
+from __future__ import annotations
+
+RB = 16  # block rows per work-item in abft_expect
+NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48
+CAP = 1024  # flagged block-columns listed in the summary
+HEAD = 8  # summary header words
+KAPPA_DEFAULT = 6.0
+
+SOURCE = r"""
+#if %(FP64)d
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double real;
+#define RSQRT(x) sqrt(x)
+#else
+typedef float real;
+#define RSQRT(x) sqrt(x)
+#endif
+#define RB %(RB)d
+#define NH %(NH)d
+#define CAP %(CAP)d
+#define HEAD %(HEAD)d
+#define U_RND 5.9604644775390625e-8
+#define TINY_F 1.1754943508222875e-38
+
+// U[b, k] = sum_{i in block b} op(A)[i, k] (real), Ua[b, k] = sum |op(A)[i, k]| (float).
+// op(A)[i, k] = A[off + (TA ? k * ld + i : i * ld + k)].  global (K, NB)
+__kernel void abft_ublock(const int M, const int Kd, const int Bs,
+    __global const float* A, const int ld, const int off, const int ta,
+    __global real* U, __global float* Ua)
+{
+  const int k = get_global_id(0), b = get_global_id(1);
+  if (k >= Kd) return;
+  const int i0 = b * Bs, i1 = min(M, i0 + Bs);
+  real s = 0; float sa = 0.0f;
+  for (int i = i0; i < i1; i++) {
+    const float x = ta ? A[off + (long)k * ld + i] : A[off + (long)i * ld + k];
+    s += (real)x; sa += fabs(x);
+  }
+  U[(long)b * Kd + k] = s;
+  Ua[(long)b * Kd + k] = sa;
+}
+
+// Partial expected sums over K slices: Ep[s][b][j] = sum_{k in slice s} U[b,k] op(B)[k,j],
+// Eap likewise with Ua and |op(B)| (float).  global (ceil(N/64)*64, ceil(NB/RB), S)
+__kernel void abft_expect(const int Kd, const int N, const int NB, const int kc,
+    __global const real* U, __global const float* Ua,
+    __global const float* B, const int ld, const int off, const int tb,
+    __global real* Ep, __global float* Eap)
+{
+  const int j = get_global_id(0), b0 = get_global_id(1) * RB, s = get_global_id(2);
+  if (j >= N) return;
+  const int k0 = s * kc, k1 = min(Kd, k0 + kc);
+  const int nb = min(RB, NB - b0);
+  real acc[RB]; float acca[RB];
+  for (int r = 0; r < RB; r++) { acc[r] = 0; acca[r] = 0.0f; }
+  for (int k = k0; k < k1; k++) {
+    const float x = tb ? B[off + (long)j * ld + k] : B[off + (long)k * ld + j];
+    const real xr = (real)x; const float xa = fabs(x);
+    #pragma unroll
+    for (int r = 0; r < RB; r++) {
+      if (r < nb) {
+        acc[r] += U[(long)(b0 + r) * Kd + k] * xr;
+        acca[r] = fma(Ua[(long)(b0 + r) * Kd + k], xa, acca[r]);
+      }
+    }
+  }
+  const long base = (long)s * NB * N;
+  for (int r = 0; r < nb; r++) {
+    Ep[base + (long)(b0 + r) * N + j] = acc[r];
+    Eap[base + (long)(b0 + r) * N + j] = acca[r];
+  }
+}
+
+// Block-column sums of a row-major M x N matrix: S = sum, Q = sum of squares, Sa = sum |x|.
+// global (N, NB)
+__kernel void abft_cblock(const int M, const int N, const int Bs,
+    __global const float* X, const int ld, const int off, const int tx,
+    __global real* S, __global real* Q, __global real* Sa)
+{
+  const int j = get_global_id(0), b = get_global_id(1);
+  if (j >= N) return;
+  const int i0 = b * Bs, i1 = min(M, i0 + Bs);
+  real s = 0, q = 0, a = 0;
+  for (int i = i0; i < i1; i++) {
+    const real x = (real)X[off + (tx ? (long)j * ld + i : (long)i * ld + j)];
+    s += x; q += x * x; a += fabs(x);
+  }
+  const long t = (long)b * N + j;
+  S[t] = s; Q[t] = q; Sa[t] = a;
+}
+
+uint abft_bits(float x) { return as_uint(x); }
+
+// Residual, tolerances and the histogram of z = |r| / scale.  global (N, NB)
+// sum[0] flagged, [1] unverifiable, [2] checkable, [3] max ratio, [4] max z,
+// [5] max rigorous ratio, [6] non-finite flagged, [HEAD..HEAD+NH) histogram,
+// then CAP entries of 4 words: index b*N+j, 0, residual (real as 2 words, or float + 0).
+__kernel void abft_judge1(const int N, const int NB, const int M, const int Bs,
+    const int Kd, const int NS, const float alpha, const float beta, const int has_old,
+    __global const real* Ep, __global const float* Eap,
+    __global const real* Sc, __global const real* Qc,
+    __global const real* So, __global const real* Soa,
+    __global real* R, __global real* SC, __global real* RG, __global uint* sum)
+{
+  const int j = get_global_id(0), b = get_global_id(1);
+  if (j >= N) return;
+  const long t = (long)b * N + j;
+  real e = 0; real ea = 0;
+  for (int s = 0; s < NS; s++) { e += Ep[(long)s * NB * N + t]; ea += (real)Eap[(long)s * NB * N + t]; }
+  ea *= (real)(1.0 + (Kd + 2) * 6.0e-8);  // float accumulation of a sum of positive terms
+  const int len = min(M, b * Bs + Bs) - b * Bs;
+  real ex = (real)alpha * e;
+  real absb = fabs((real)alpha) * ea;
+  if (has_old) { ex += (real)beta * So[t]; absb += fabs((real)beta) * Soa[t]; }
+  const real r = Sc[t] - ex;
+  const real kk = (real)Kd;
+#if %(FP64)d
+  const real rig = (kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
+  const real scale = U_RND * sqrt(kk + 4) * (sqrt(max(Qc[t], (real)0))
+                       + absb / sqrt(max((real)len * kk, (real)1)));
+#else
+  const real rig = 2 * (2 * kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
+  const real scale = U_RND * sqrt(2 * kk + len + 4) * (sqrt(max(Qc[t], (real)0))
+                       + absb / sqrt(max((real)len, (real)1)));
+#endif
+  const int ok = isfinite(ex) && isfinite(absb) && isfinite(rig);
+  R[t] = r; SC[t] = scale; RG[t] = ok ? rig : (real)NAN;
+  if (!ok) { atomic_inc(&sum[1]); return; }
+  atomic_inc(&sum[2]);
+  const float z = (r == 0) ? 0.0f : (float)(fabs(r) / scale);
+  if (!(z <= 3.0e38f)) { atomic_max(&sum[4], 0x7f800000u); atomic_inc(&sum[HEAD + NH - 1]); return; }
+  atomic_max(&sum[4], abft_bits(z));
+  int bin = 0;
+  if (z > 0.0f) bin = (int)floor((log2(z) + 48.0f) * 4.0f);
+  bin = clamp(bin, 0, NH - 1);
+  atomic_inc(&sum[HEAD + bin]);
+}
+
+// T from the histogram (kappa x its 75th percentile, at least c_dev; infinite with fewer
+// than min_side checkable sums), then the verdict per block-column.  global (N, NB)
+__kernel void abft_judge2(const int N, const int NB, const float c_dev, const float kappa,
+    const int min_side, __global const real* R, __global const real* SC,
+    __global const real* RG, __global uint* sum)
+{
+  __local float T_;
+  if (get_local_id(0) == 0 && get_local_id(1) == 0) {
+    const uint tot = sum[2];
+    float T = INFINITY;
+    if (tot >= (uint)min_side) {
+      const uint need = (uint)ceil(0.75f * (float)tot);
+      uint c = 0; int bin = NH - 1;
+      for (int h = 0; h < NH; h++) { c += sum[HEAD + h]; if (c >= need) { bin = h; break; } }
+      const float level = exp2((float)(bin + 1) * 0.25f - 48.0f);
+      T = fmax(c_dev, kappa * level);
+    }
+    T_ = T;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const int j = get_global_id(0), b = get_global_id(1);
+  if (j >= N) return;
+  const long t = (long)b * N + j;
+  const real rig = RG[t];
+  if (!isfinite(rig)) return;  // unverifiable (counted by judge1)
+  const real r = R[t];
+  const real tau = fmin(rig, (real)T_ * SC[t]) + TINY_F;
+  const real ar = fabs(r);
+  float ratio = (float)(ar / tau);
+  float rr = (float)(ar / (rig + TINY_F));
+  if (!(ratio <= 3.0e38f)) ratio = INFINITY;
+  if (!(rr <= 3.0e38f)) rr = INFINITY;
+  atomic_max(&sum[3], abft_bits(ratio));
+  atomic_max(&sum[5], abft_bits(rr));
+  if (!(ar <= tau)) {
+    const uint pos = atomic_inc(&sum[0]);
+    if (!isfinite(r)) sum[6] = 1u;
+    if (pos < CAP) {
+      __global uint* e = sum + HEAD + NH + 4 * pos;
+      e[0] = (uint)t; e[1] = 0u;
+#if %(FP64)d
+      const ulong u = as_ulong(r); e[2] = (uint)u; e[3] = (uint)(u >> 32);
+#else
+      e[2] = as_uint(r); e[3] = 0u;
+#endif
+    }
+  }
+}
+
+// Listed cells: new = alpha * sum_k opA[i,k] opB[k,j] (in real) + beta * Cold[i,j]; the old
+// value of C and the new one go to old_out / new_out; with write, C[i,j] = (float)new.
+__kernel void abft_cells(const int n_items, __global const int* rows,
+    __global const int* cols, const int Kd, const float alpha, const float beta,
+    __global const float* A, const int lda, const int a_off, const int ta,
+    __global const float* B, const int ldb, const int b_off, const int tb,
+    __global float* C, const int ldc, const int c_off, const int tc,
+    __global const float* Cold, const int ldo, const int o_off, const int to, const int has_old,
+    __global float* old_out, __global real* new_out, const int write)
+{
+  const int t = get_global_id(0);
+  if (t >= n_items) return;
+  const int i = rows[t], j = cols[t];
+  real acc = 0;
+  for (int k = 0; k < Kd; k++) {
+    const float a = ta ? A[a_off + (long)k * lda + i] : A[a_off + (long)i * lda + k];
+    const float b = tb ? B[b_off + (long)j * ldb + k] : B[b_off + (long)k * ldb + j];
+    acc += (real)a * (real)b;
+  }
+  real v = (real)alpha * acc;
+  if (has_old) v += (real)beta * (real)Cold[o_off + (to ? (long)j * ldo + i : (long)i * ldo + j)];
+  const long ci = c_off + (tc ? (long)j * ldc + i : (long)i * ldc + j);
+  old_out[t] = C[ci];
+  new_out[t] = v;
+  if (write) C[ci] = (float)v;
+}
+"""
+
+
+def source(fp64: bool) -> str:
+    return SOURCE % {"FP64": int(fp64), "RB": RB, "NH": NH, "CAP": CAP, "HEAD": HEAD}
