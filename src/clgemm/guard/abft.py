@@ -12,7 +12,7 @@ double where the device has cl_khr_fp64 (float otherwise, with doubled bounds). 
 Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of the block:
   * rigorous = (K + 2 len + 8) u (|alpha| |U| |op(B)| + |beta| sum |C_old|) (+ tiny): no
     clean result can exceed it (worst-case float32 error of the product);
-  * scale = u sqrt(K + 4) (||C[b, j]||_2 + rigorous-part / sqrt(len K)): the size of
+  * scale = u sqrt(K + 4) (||C[b, j]||_2 + (rigorous part) / sqrt(K)): the size of
     accumulated random roundoff of the block's entries;
   * tau = min(rigorous, T scale) + tiny, T = max(c_dev, KAPPA x the 75th percentile of
     |r| / scale over all block-columns) (a device histogram; the robust level lifts T for
@@ -48,7 +48,7 @@ from .device import GuardDevice, View, guard_device
 
 U = 2.0**-24
 TINY = 2.0**-126
-DEFAULT_C = 3.0  # floor of T (in scale units) used until a device is calibrated
+DEFAULT_C = 4.0  # floor of T (in scale units) used until a device is calibrated
 MAX_REPAIR = 1 << 16  # elements recomputed one by one before a full recompute
 
 
@@ -154,17 +154,17 @@ MIN_SIDE = 8  # fewer checkable block sums: judged against the rigorous bound on
 
 def block_rows(m: int, n: int, k: int) -> int:
     """Rows per checksum block. Small blocks sum less roundoff (a residual of Bs entries has
-    noise ~ u sqrt(K Bs) |C|), so a fault of 1e-5 max|C| stands out when Bs K <~ 2048; the
+    noise ~ u sqrt(K Bs) |C|), so a fault of 1e-5 max|C| stands out when Bs K <~ 1024; the
     expected sums cost 2 (m / Bs) k n flops (1 / Bs of the GEMM), so big products take bigger
     blocks ($CLGEMM_ABFT_BLOCK overrides)."""
     env = os.environ.get("CLGEMM_ABFT_BLOCK")
     if env:
         return max(1, min(int(env), max(m, 1)))
-    det = 1 << max(0, int(math.floor(math.log2(max(2048.0 / max(k, 1), 1.0)))))
-    det = min(max(det, 4), 256)
+    det = 1 << max(0, int(math.floor(math.log2(max(1024.0 / max(k, 1), 1.0)))))
+    det = min(max(det, 2), 256)
     work = float(m) * n * k
     cost = (128 if work >= 2.0**33 else 32 if work >= 2.0**30 else 8 if work >= 2.0**27
-            else 4)
+            else 2)
     return max(1, min(max(det, cost), max(m, 1)))
 
 

@@ -129,8 +129,10 @@ __kernel void abft_judge1(const int N, const int NB, const int M, const int Bs,
   const real kk = (real)Kd;
 #if %(FP64)d
   const real rig = (kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
+  // absb / sqrt(K), not / sqrt(len K): one entry of the block may carry all of it (rows of
+  // very different scales), and its cancellation roundoff is u |A||B| of that entry alone.
   const real scale = U_RND * sqrt(kk + 4) * (sqrt(max(Qc[t], (real)0))
-                       + absb / sqrt(max((real)len * kk, (real)1)));
+                       + absb / sqrt(max(kk, (real)1)));
 #else
   const real rig = 2 * (2 * kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
   const real scale = U_RND * sqrt(2 * kk + len + 4) * (sqrt(max(Qc[t], (real)0))
