@@ -146,19 +146,11 @@ def test_tf32_bad_result_falls_back(tc_lane, rng, monkeypatch):
     """A TF32 result far off the product must be caught by the estimate: exact comes back."""
     from clgemm import tc
 
-    real = tc.contract_method
+    real = tc.enqueue_product
 
-    def poisoned(rt, budget):
-        meth = real(rt, budget)
-        if meth is None:
-            return None
-
-        def bad(A, B, **kw):
-            out, x = meth(A, B, **kw)
-            return out * np.float32(1.1), x
-        bad.mode = meth.mode
-        return bad
-    monkeypatch.setattr(tc, "contract_method", poisoned)
+    def poisoned(rt, mode, m, n, k, alpha, *args, **kw):  # a 10% wrong TF32 product
+        return real(rt, mode, m, n, k, alpha * 1.1, *args, **kw)
+    monkeypatch.setattr(tc, "enqueue_product", poisoned)
     A = rng.standard_normal((50, 60)).astype(np.float32)  # same layout as above: one compile
     B = rng.standard_normal((50, 40)).astype(np.float32)
     out, info = clgemm.matmul(A, B, trans_a=True, rel_tol=1e-2, return_info=True)

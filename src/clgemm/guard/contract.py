@@ -100,18 +100,15 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
     if method is None:
         return None
     t0 = time.perf_counter()
-    on_device = isinstance(A, cla.Array)
-    hA = A.get() if on_device else A
-    hB = B.get() if isinstance(B, cla.Array) else B
-    hC = None
-    if C is not None and beta != 0.0:
-        hC = C.get() if isinstance(C, cla.Array) else np.array(C, np.float32, copy=True)
-    out, x = method(hA, hB, C=hC, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
-    raw = tc.estimate_error(hA, hB, out, alpha=alpha, beta=beta, C_old=hC, trans_a=trans_a,
-                            trans_b=trans_b, probes=TC_PROBES,
-                            seed=int(np.random.default_rng().integers(2**31)))
+    # Everything on the device: the TF32 product and its probe estimate (tc.tf32_product);
+    # when the estimate rejects it, C's old content is restored for the next method.
+    saved = _keep_c(rt, C) if (C is not None and beta != 0.0) else None
+    got = tc.tf32_product(rt, A, B, C, alpha, beta, trans_a, trans_b, info, TC_PROBES,
+                          seed=int(np.random.default_rng().integers(2**31)))
+    raw = got.estimate
     safety = lowrank.safety_for(TC_PROBES)
     est = raw * safety
+    x = {"mode": "tf32", "kernel_s": got.kernel_s, "schedule": got.schedule}
     extra["tensor_core"] = {"mode": x.get("mode"), "estimate": est, "estimate_raw": raw,
                             "safety": safety, "kernel_s": x.get("kernel_s"),
                             "schedule": x.get("schedule"),
@@ -119,6 +116,8 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
     if not (est <= budget):
         extra["tensor_core"]["rejected"] = f"estimate {est:.3g} > budget {budget:.3g}"
         info.fell_back = True
+        if saved is not None:
+            _restore_c(C, saved)
         return None
     info.method = "tf32"
     info.schedule = x.get("schedule") or "tf32"
@@ -126,15 +125,19 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
     info.error_estimate = est
     info.fell_back = False
     extra["confidence"] = lowrank.confidence(TC_PROBES, safety)
-    if on_device:
-        if C is not None:
-            C.set(np.ascontiguousarray(out, np.float32))
-            return C
-        return cla.to_device(rt.queue, np.ascontiguousarray(out, np.float32))
-    if C is not None:
-        C[...] = out
-        return C
-    return out
+    return got.result
+
+
+def _keep_c(rt: Runtime, C):
+    """A copy of C's old content (beta != 0), for the method after a rejected TF32 try."""
+    return C.copy() if isinstance(C, cla.Array) else np.array(C, copy=True)
+
+
+def _restore_c(C, saved) -> None:
+    if isinstance(C, cla.Array):
+        C.set(saved.get())  # rare: a rejected estimate on device arrays
+    else:
+        C[...] = saved
 
 
 def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
