@@ -14,6 +14,9 @@ in one read. `real` is double where the device has cl_khr_fp64, else float.
 from __future__ import annotations
 
 RB = 16  # block rows per work-item in abft_expect
+# The column-sum loops are unrolled (8 rows, 4 k) so that each thread keeps several loads in
+# flight: one dependent add chain per thread was latency-bound (the same order of additions,
+# so the same bits).
 NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48
 CAP = 1024  # flagged block-columns listed in the summary
 HEAD = 8  # summary header words
@@ -45,6 +48,7 @@ __kernel void abft_ublock(const int M, const int Kd, const int Bs,
   if (k >= Kd) return;
   const int i0 = b * Bs, i1 = min(M, i0 + Bs);
   real s = 0; float sa = 0.0f;
+  #pragma unroll 8
   for (int i = i0; i < i1; i++) {
     const float x = ta ? A[off + (long)k * ld + i] : A[off + (long)i * ld + k];
     s += (real)x; sa += fabs(x);
@@ -66,6 +70,7 @@ __kernel void abft_expect(const int Kd, const int N, const int NB, const int kc,
   const int nb = min(RB, NB - b0);
   real acc[RB]; float acca[RB];
   for (int r = 0; r < RB; r++) { acc[r] = 0; acca[r] = 0.0f; }
+  #pragma unroll 4
   for (int k = k0; k < k1; k++) {
     const float x = tb ? B[off + (long)j * ld + k] : B[off + (long)k * ld + j];
     const real xr = (real)x; const float xa = fabs(x);
@@ -94,6 +99,7 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
   if (j >= N) return;
   const int i0 = b * Bs, i1 = min(M, i0 + Bs);
   real s = 0, q = 0, a = 0;
+  #pragma unroll 8
   for (int i = i0; i < i1; i++) {
     const real x = (real)X[off + (tx ? (long)j * ld + i : (long)i * ld + j)];
     s += x; q += x * x; a += fabs(x);
