@@ -52,7 +52,8 @@ def test_full_rank_falls_back_early(rng):
     x = info.extra["approx"]
     assert info.method == "exact" and info.fell_back
     assert "full rank" in x["stop"]
-    assert x["sketch_cols"] <= 2 * x["block"]  # turned away after one sketch pair
+    assert x["sketch_cols"] == x["basis_cols"] + lowrank.PROBES  # turned away after one sketch
+    assert x["sketch_cols"] * 2 / n <= 0.25  # its flops vs the exact ones (9% at 3072)
     assert _rel(C, A.astype(np.float64) @ B) < 1e-5
 
 
@@ -72,25 +73,47 @@ def test_beta_transposes_device_arrays(rng):
     dA, dB, dC = clgemm.to_device(A), clgemm.to_device(B), clgemm.to_device(C0)
     out, info = clgemm.matmul(dA, dB, C=dC, alpha=0.5, beta=-0.01, trans_a=True, trans_b=True,
                               rel_tol=1e-3, return_info=True)
-    assert out is dC and info.method == "lowrank"
+    assert out is dC and info.method == "lowrank", info.extra
     assert _rel(out.get(), ref) <= 1e-3
 
 
 def test_estimator_catches_a_bad_approximation(rng, monkeypatch):
-    """Force the range finder to stop early with a too-small basis: the a-posteriori check must
-    see the error and fall back to exact."""
+    """Force a too-small sketch (12 columns for a rank-24 product) with the early give-up off:
+    the a-posteriori check on the probes must see the error and fall back to exact."""
     n = 384
     A, B = _lowrank(rng, n, n, 24), rng.standard_normal((n, n)).astype(np.float32)
-    real = lowrank.range_finder
-
-    def truncated(P, dA, dB, ta, tb, m, nn, k, budget, p_cap, block, rr):
-        res = real(P, dA, dB, ta, tb, m, nn, k, 10.0, p_cap, block, rr)  # stops at once
-        return res
-    monkeypatch.setattr(lowrank, "range_finder", truncated)
+    monkeypatch.setattr(lowrank, "sketch_cols", lambda m, nn, k, cap: 12)
+    monkeypatch.setattr(lowrank, "GIVE_UP_FLOOR", float("inf"))
     C, info = clgemm.matmul(A, B, rel_tol=1e-3, return_info=True)
     assert info.fell_back and info.method == "exact"
     assert info.error_estimate > 1e-3
+    assert "estimate" in info.extra["approx"]["stop"]
     assert _rel(C, A.astype(np.float64) @ B) < 1e-5
+
+
+def test_full_rank_turned_away_at_every_budget(rng):
+    n = 384
+    A = rng.standard_normal((n, n)).astype(np.float32)
+    B = rng.standard_normal((n, n)).astype(np.float32)
+    ref = A.astype(np.float64) @ B
+    for budget in (1e-1, 1e-4):
+        C, info = clgemm.matmul(A, B, rel_tol=budget, return_info=True)
+        x = info.extra["approx"]
+        assert info.method == "exact" and "full rank" in x["stop"] and x["rank"] == 0
+        assert _rel(C, ref) < 1e-5
+
+
+def test_beta_kept_when_falling_back_on_device(rng):
+    """beta != 0 on device arrays: a rejected approximation leaves C's old content for exact."""
+    n = 384
+    A, B = _lowrank(rng, n, n, 8, 1e-2), _lowrank(rng, n, n, 300)
+    C0 = rng.standard_normal((n, n)).astype(np.float32)
+    ref = 2.0 * (A.astype(np.float64) @ B) + 0.5 * C0
+    dC = clgemm.to_device(C0)
+    out, info = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), C=dC, alpha=2.0,
+                              beta=0.5, rel_tol=1e-4, return_info=True)
+    assert info.method == "exact" and info.fell_back
+    assert _rel(out.get(), ref) < 1e-5
 
 
 def test_confidence_statement():

@@ -1,10 +1,15 @@
-"""Randomized low-rank products on the device: an adaptive range finder for op(A) op(B)
-(Y = A (B Omega) in blocks, orthonormalised against what is kept), and a-posteriori error
-estimates on fresh Gaussian probes.
+"""Randomized low-rank products on the device, in one sketch: Y = op(A) (op(B) Omega) with
+Omega = [Omega_basis | probes] (n x (l + q), Gaussian, drawn on the device), one Gram matrix
+read back, then the projection C~ = Q (Q^T op(A) op(B)) with Q from a Cholesky of the
+sketch's Gram matrix (re-orthogonalised through a second Gram, CholeskyQR2 style, whose
+correction is applied to the small factor only), and an a-posteriori error estimate on the
+q probe columns, which are fresh w.r.t. the basis.
 
-All big products go through clgemm's own GEMM on device arrays; only b x b Gram matrices and
-m x b probe blocks come to the host (eigendecompositions and norms in float64).
-Q is kept transposed (p x m, row-major) so that its first p columns are a contiguous view.
+Two host round-trips on the success path (the sketch's Gram; the small estimator matrices),
+one when the product is turned away (full rank: the probes' residual against the sketch is
+large). All big products go through clgemm's own kernels (splitk.py plans); intermediates
+live in device buffers cached by shape. Sketch vectors are kept as rows (row-major,
+transposed) so that slices of them are contiguous.
 """
 
 from __future__ import annotations
@@ -58,19 +63,6 @@ def safety_for(b: int, target: float = TARGET_CONFIDENCE) -> float:
     return f
 
 
-@dataclass
-class RangeResult:
-    rank: int  # columns of Q kept
-    sketch_cols: int  # probe columns drawn (all blocks, the estimator block included)
-    Qt: cla.Array | None  # p x m (rows: orthonormal basis vectors), None when rank 0
-    Z: cla.Array | None  # last block A (B Omega') (m x b), fresh w.r.t. Q
-    omega: cla.Array | None  # its probes (n x b)
-    rho: float  # relative residual of the last block against Q (the error estimate)
-    history: list = field(default_factory=list)  # (rank, rho) per block
-    reason: str = ""  # why the loop stopped
-    seconds: float = 0.0
-
-
 import threading
 
 _products: dict = {}
@@ -91,6 +83,8 @@ class Products:
         self._schedules: dict = {}
         self._plans: dict = {}
         self._keep: list = []
+        self._ws: dict = {}
+        self.lock = threading.RLock()  # one low-rank call at a time uses the workspace
         self.launches = 0
         from .device import guard_device
 
@@ -194,180 +188,148 @@ class Products:
     def empty(self, shape) -> cla.Array:
         return cla.empty(self.queue, shape, np.float32, allocator=self.pool)
 
+    def ws(self, name: str, shape) -> cla.Array:
+        """A scratch device array cached by (name, shape): the queue is in order, so the
+        next call's writes come after this call's reads; callers hold self.lock."""
+        key = (name, tuple(shape))
+        x = self._ws.get(key)
+        if x is None:
+            if len(self._ws) > 64:
+                self._ws.clear()
+            x = self._ws[key] = self.empty(shape)
+        return x
 
-def _orth_block(P: Products, R: cla.Array, ref_norm2: float, rel_cut: float = 1e-3):
-    """An orthonormal basis (transposed, r x m) of the columns of R (m x b) that stand out of
-    float32 noise, by two passes of Gram-eigen orthonormalisation; None when R is noise."""
-    G = P.mm(R, R, ta=True).get().astype(np.float64)
-    lam, V = np.linalg.eigh(0.5 * (G + G.T))
-    keep = lam > max(lam[-1] * rel_cut**2, ref_norm2 * 1e-12, 1e-300)
-    if not keep.any():
-        return None
-    W = (V[:, keep] / np.sqrt(lam[keep])).astype(np.float32)  # b x r
-    Xt = P.mm(P.upload(W), R, ta=True, tb=True)  # (R W)^T: r x m
-    (G2,) = P.read(P.mm(Xt, Xt, tb=True))
-    lam2, V2 = np.linalg.eigh(0.5 * (G2 + G2.T))
-    keep2 = lam2 > lam2[-1] * 1e-6
-    W2 = (V2[:, keep2] / np.sqrt(lam2[keep2])).astype(np.float32)
-    return P.mm(P.upload(W2), Xt, ta=True)  # (X W2)^T
+    def copy_into(self, dst: cla.Array, src: cla.Array) -> None:
+        cl.enqueue_copy(self.queue, dst.base_data, src.base_data, byte_count=4 * src.size,
+                        src_offset=src.offset, dst_offset=dst.offset)
 
 
-def _gram_eig(G: np.ndarray, floor: float, rel_cut: float = 1e-3):
-    lam, V = np.linalg.eigh(0.5 * (G + G.T))
-    keep = lam > max(lam[-1] * rel_cut**2, floor, 1e-300)
-    return lam[keep], V[:, keep]
 
 
-@functools.lru_cache(maxsize=None)
-def _safety(b: int) -> float:
-    return safety_for(b)
+# ---- the one-sketch low-rank product -------------------------------------------------------
+PROBES = 16  # Gaussian probe columns of the a-posteriori estimate (safety_for(16) = 3)
+SHIFT = 1e-6  # Cholesky shift of the sketch Gram, relative to its largest diagonal entry
+GIVE_UP_FLOOR = 3e-2  # the Gram-based residual (shifted Cholesky) decides "full rank" above this
 
 
-def _orth(P: Products, R: cla.Array, G: np.ndarray, ref_norm2: float, rel_cut: float = 1e-3):
-    """An orthonormal basis (transposed, r x m) of the columns of R (m x b) that stand out of
-    float32 noise, from its Gram matrix G (already on the host): one Gram-eigen pass, and a
-    second one (one more small read) unless the first was well conditioned."""
-    lam, V = np.linalg.eigh(0.5 * (G + G.T))
-    keep = lam > max(lam[-1] * rel_cut**2, ref_norm2 * 1e-12, 1e-300)
-    if not keep.any():
-        return None
-    W = (V[:, keep] / np.sqrt(lam[keep])).astype(np.float32)  # b x r
-    if lam[keep].max() / lam[keep].min() <= 30.0:
-        # orthogonality error ~ u * cond^2 < 1e-6: no second pass
-        return P.mm(P.upload(W), R, ta=True, tb=True)  # (R W)^T: r x m
-    Xt = P.mm(P.upload(W), R, ta=True, tb=True)  # r x m
-    (G2,) = P.read(P.mm(Xt, Xt, tb=True))
-    lam2, V2 = np.linalg.eigh(0.5 * (G2 + G2.T))
-    keep2 = lam2 > lam2[-1] * 1e-6
-    W2 = (V2[:, keep2] / np.sqrt(lam2[keep2])).astype(np.float32)
-    return P.mm(P.upload(W2), Xt, ta=True)  # (X W2)^T
+def sketch_cols(m: int, n: int, k: int, cap: int) -> int:
+    """Basis columns l of the sketch: about min(m, n) / 24 (rank n/32 plus oversampling),
+    at least 32, at most the affordable cap."""
+    want = max(32, -(-int(math.ceil(min(m, n) / 24)) // 16) * 16)
+    return max(1, min(cap, want, min(m, n, k)))
 
 
-def range_finder(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int,
-                 budget: float, p_cap: int, block: int, rng: np.random.Generator) -> RangeResult:
-    """Grow Q until a fresh block's residual meets budget / SAFETY, the rank would exceed
-    p_cap, or the residual says the product is (numerically) full rank.
+@dataclass
+class Sketch:
+    ok: bool
+    reason: str
+    l: int
+    q: int
+    rank: int = 0
+    rho: float = float("nan")  # Gram-based residual of the probes against the sketch
+    estimate: float = float("inf")  # a-posteriori estimate (safety included)
+    raw: float = float("inf")
+    safety: float = 0.0
+    times: dict = field(default_factory=dict)
 
-    Step 1 is a rank test on a small sketch: two blocks of block/2 probes, decided on the host
-    from their Gram matrix alone (a full-rank product is turned away after one small sketch,
-    one Gram product and one small read). Otherwise both blocks join the basis and the next
-    block is sized from the step's rank estimate (p / captured energy), so a rank-r product
-    takes about three sketch rounds whatever r; every block is first a fresh estimator of the
-    basis so far. Probes are drawn on the device; each round reads back only small matrices.
-    """
+
+def _chol(G: np.ndarray, s: float) -> np.ndarray:
+    """Upper R with R^T R = G + s' I (s' = s, raised until the factorisation goes through)."""
+    eye = np.eye(G.shape[0])
+    for _ in range(6):
+        try:
+            return np.linalg.cholesky(G + s * eye).T
+        except np.linalg.LinAlgError:
+            s *= 10.0
+    raise np.linalg.LinAlgError("sketch Gram not factorisable")
+
+
+def sketch_product(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int,
+                   budget: float, l: int, rng: np.random.Generator, alpha: float,
+                   beta: float, dC, out, q: int = PROBES) -> Sketch:
+    """alpha op(A) op(B) + beta C into `out` by a rank <= l projection when the estimate meets
+    budget; otherwise out is untouched when beta != 0 (ok False: the caller computes exact).
+    `dC` is C's old content on the device (beta != 0) and may be `out` itself."""
     t0 = time.perf_counter()
-    Qt = P.empty((max(p_cap, 1), m))
-    history = []
-    b0 = max(4, block // 2)
-
-    def done(p, drawn, Z, omega, rho, reason, ok=True):
-        return RangeResult(p, drawn, Qt if (ok and p > 0) else None, Z if ok else None,
-                           omega if ok else None, rho if ok else float("inf"), history,
-                           reason, time.perf_counter() - t0)
-
-    def gives_up(p, rho, prev_rho):
-        if p == 0:
-            return ""
-        captured = max(1.0 - rho * rho, 1e-12)
-        if p / captured > 2 * p_cap:
-            return f"full rank (needs ~{min(p / captured, 1e9):.0f} columns > 2x cap {p_cap})"
-        if prev_rho is not None and rho > 0.8 * prev_rho:
-            return "residual stagnates"
-        return ""
-
-    # ---- step 1: two small blocks, decided on the host from their Gram matrix ----------
-    omega2 = P.randn((n, 2 * b0), rng)
-    Y2 = P.mm(dA, P.mm(dB, omega2, ta=tb), ta=ta)  # m x 2b0
-    (G,) = P.read(P.mm(Y2, Y2, ta=True))
-    G11, G12, G22 = G[:b0, :b0], G[:b0, b0:], G[b0:, b0:]
-    ny2 = float(np.trace(G22))
-    if float(np.trace(G)) == 0.0:
-        history.append((0, 0.0))
-        return done(0, 2 * b0, Y2, omega2, 0.0, "zero product")
-    lam, V = _gram_eig(G11, float(np.trace(G11)) * 1e-12 / b0)
-    proj = (V / np.sqrt(lam)).T @ G12  # Q1^T Y2 (r x b0)
-    res = max(ny2 - float(np.sum(proj * proj)), 0.0)
-    rho = math.sqrt(res / ny2) if ny2 > 0 else 0.0
-    history.append((len(lam), rho))
-    why = gives_up(len(lam), rho, None)
-    if why:
-        return done(0, 2 * b0, None, None, rho, why, ok=False)
-    r_hat = len(lam) / max(1.0 - rho * rho, 1e-12)
-    basis_t = _orth(P, Y2, G, float(np.trace(G)) / (2 * b0))
-    p = 0
-    if basis_t is not None:
-        _copy_rows(P, Qt, 0, basis_t)
-        p = basis_t.shape[0]
-    drawn = 2 * b0
-    prev_rho = None
-    while True:
-        want = int(math.ceil(1.1 * r_hat)) - p + 8
-        b = block if want <= block else min(-(-want // 16) * 16, max(p_cap - p, block))
-        omega = P.randn((n, b), rng)
-        drawn += b
-        Y = P.mm(dA, P.mm(dB, omega, ta=tb), ta=ta)  # m x b, fresh w.r.t. Q
-        if p > 0:
-            Qp = Qt[:p]
-            R = Y.copy()
-            for _ in range(2):  # block Gram-Schmidt with re-orthogonalisation
-                T = P.mm(Qp, R)  # p x b
-                P.mm(Qp, T, ta=True, C=R, alpha=-1.0, beta=1.0)
-        else:
-            R = Y
-        GY = P.mm(Y, Y, ta=True)
-        GR = P.mm(R, R, ta=True) if p > 0 else GY
-        GY, GR = P.read(GY, GR)
-        ny2 = float(np.trace(GY))
-        rho = math.sqrt(max(float(np.trace(GR)), 0.0) / ny2) if ny2 > 0 else 0.0
-        history.append((p, rho))
-        if rho * _safety(b) <= budget:
-            return done(p, drawn, Y, omega, rho, "budget met")
-        why = gives_up(p, rho, prev_rho)
-        if why:
-            return done(p, drawn, None, None, rho, why, ok=False)
-        prev_rho = rho if p > 0 else None
-        if p > 0:
-            r_hat = max(r_hat, p / max(1.0 - rho * rho, 1e-12))
-        basis_t = _orth(P, R, GR, ny2 / max(b, 1))
-        if basis_t is None:
-            return done(p, drawn, None, None, rho, "no new direction", ok=False)
-        r = basis_t.shape[0]
-        if p + r > p_cap:
-            return done(p, drawn, None, None, rho, f"rank cap {p_cap} reached", ok=False)
-        _copy_rows(P, Qt, p, basis_t)
-        p += r
-
-
-def _columns(P: Products, X: cla.Array, c0: int, c1: int) -> cla.Array:
-    """Columns c0:c1 of a row-major device matrix, as a new contiguous array."""
-    rows, cols = X.shape
-    sel = np.zeros((cols, c1 - c0), np.float32)
-    sel[np.arange(c0, c1), np.arange(c1 - c0)] = 1.0
-    return P.mm(X, P.upload(sel))
-
-
-def _copy_rows(P: Products, Qt: cla.Array, p: int, rows: cla.Array) -> None:
-    import pyopencl as cl
-
-    r, m = rows.shape
-    cl.enqueue_copy(P.queue, Qt.base_data, rows.base_data, byte_count=4 * r * m,
-                    src_offset=rows.offset, dst_offset=Qt.offset + 4 * p * m)
-
-
-def estimate(P: Products, rr: RangeResult, W: cla.Array, alpha: float, beta: float,
-             c_old_omega: np.ndarray | None) -> tuple[float, float, float]:
-    """(estimate, raw ratio) of ||C_exact - C_approx||_F / ||C_exact||_F on the fresh probes
-    of the last block: C_exact Omega' = alpha Z + beta C_old Omega', C_approx Omega' =
-    alpha Q (W Omega') + beta C_old Omega'. The estimate carries the SAFETY factor."""
-    if rr.rank > 0 and W is not None:
-        WO = P.mm(W, rr.omega)  # p x b
-        Z, approx = P.read(rr.Z, P.mm(rr.Qt[:rr.rank], WO, ta=True))
-    else:
-        (Z,) = P.read(rr.Z)
-        approx = np.zeros_like(Z)
-    truth = alpha * Z + (beta * c_old_omega if c_old_omega is not None else 0.0)
-    num = abs(alpha) * np.linalg.norm(Z - approx)
-    den = np.linalg.norm(truth)
-    ratio = num / den if den > 0 else (0.0 if num == 0 else math.inf)
-    safety = _safety(Z.shape[1])
-    return ratio * safety, ratio, safety
+    times = {}
+    L = l + q
+    # ---- phase A: the sketch and its Gram matrix (one read) ------------------------------
+    OmT = P.ws("omega", (L, n))
+    P.gd.randn(OmT, int(rng.integers(1, 2**62)))
+    Tt = P.mm(OmT, dB, tb=not tb, C=P.ws("t", (L, k)))  # (op(B) Omega)^T: L x k
+    Yt = P.mm(Tt, dA, tb=not ta, C=P.ws("y", (L, m)))  # (op(A) op(B) Omega)^T: L x m
+    (G,) = P.read(P.mm(Yt, Yt, tb=True, C=P.ws("g", (L, L))))
+    times["sketch_s"] = time.perf_counter() - t0
+    res = Sketch(False, "", l, q)
+    res.times = times
+    gyy = np.diag(G)[:l]
+    tz = float(np.trace(G[l:, l:]))
+    if not np.all(np.isfinite(G)):
+        res.reason = "non-finite sketch"
+        return res
+    if tz == 0.0 or float(gyy.max()) == 0.0:
+        res.reason = "zero product"
+        return res
+    s = SHIFT * float(max(gyy.max(), np.diag(G)[l:].max()))
+    R = _chol(G, s)
+    res.rho = rho = math.sqrt(float(np.sum(R[l:, l:] ** 2)) / tz)
+    res.safety = safety = safety_for(q)
+    if rho > GIVE_UP_FLOOR and rho * safety > 1.5 * budget:
+        res.reason = (f"full rank for this budget: probe residual {rho:.3g} against the "
+                      f"{l}-column sketch")
+        return res
+    gyy_m = G[:l, :l]
+    lam, V = np.linalg.eigh(0.5 * (gyy_m + gyy_m.T))
+    keep = lam > max(lam[-1] * 1e-6, 0.0)  # singular values above 1e-3 of the largest
+    r = res.rank = int(keep.sum())
+    if r == 0:
+        res.reason = "no direction above the noise"
+        return res
+    W1 = (V[:, keep] / np.sqrt(lam[keep])).astype(np.float32)  # Q1 = Y W1
+    times["host1_s"] = time.perf_counter() - t0 - times["sketch_s"]
+    # ---- phase B: basis, projection, estimator pieces (one read) -----------------------
+    Qt = P.mm(P.upload(W1), Yt[:l], ta=True, C=P.ws("q", (r, m)))  # r x m
+    G2 = P.mm(Qt, Qt, tb=True, C=P.ws("g2", (r, r)))
+    QA = P.mm(Qt, dA, tb=ta, C=P.ws("qa", (r, k)))  # Q^T op(A): r x k
+    Wp = P.mm(QA, dB, tb=tb, C=P.ws("w", (r, n)))  # Q^T op(A) op(B): r x n
+    probes = OmT[l:]
+    Ww = P.mm(Wp, probes, tb=True, C=P.ws("ww", (r, q)))  # r x q
+    Zt = Yt[l:]  # (C_exact / alpha - beta part) on the probes, transposed: q x m
+    D = P.ws("d", (q, m))
+    P.copy_into(D, Zt)
+    P.mm(Ww, Qt, ta=True, C=D, alpha=-1.0, beta=1.0)  # Z - Q1 Q1^T C w (transposed)
+    H = P.mm(Qt, D, tb=True, C=P.ws("h", (r, q)))
+    DG = P.mm(D, D, tb=True, C=P.ws("dg", (q, q)))
+    reads = [G2, Ww, H, DG]
+    if dC is not None and beta != 0.0:
+        T = P.ws("truth", (q, m))
+        P.copy_into(T, Zt)
+        P.mm(probes, dC, tb=True, C=T, alpha=beta, beta=alpha)  # (alpha Z + beta C_old w)^T
+        reads.append(P.mm(T, T, tb=True, C=P.ws("tg", (q, q))))
+    got = P.read(*reads)
+    t1 = time.perf_counter()
+    g2, ww, h_, dg = got[:4]
+    den2 = float(np.trace(got[4])) if len(got) > 4 else alpha * alpha * tz
+    try:
+        g2inv = np.linalg.inv(0.5 * (g2 + g2.T))
+    except np.linalg.LinAlgError:
+        res.reason = "singular second Gram"
+        return res
+    # C~ w = Q1 G2^-1 Q1^T C w: D_true = D - Q1 h, h = (G2^-1 - I) Ww (all error-sized terms)
+    h = g2inv @ ww - ww
+    num2 = float(np.trace(dg)) - 2.0 * float(np.sum(h * h_)) + float(np.sum(h * (g2 @ h)))
+    num = abs(alpha) * math.sqrt(max(num2, 0.0))
+    den = math.sqrt(max(den2, 0.0))
+    res.raw = num / den if den > 0 else (0.0 if num == 0 else math.inf)
+    res.estimate = res.raw * safety
+    times["host2_s"] = time.perf_counter() - t1
+    if not (res.estimate <= budget):
+        res.reason = f"estimate {res.estimate:.3g} > budget {budget:.3g}"
+        return res
+    # ---- the product: out = alpha Q1 (G2^-1 W) + beta C ---------------------------------
+    Z = P.mm(P.upload(g2inv.astype(np.float32)), Wp, C=P.ws("z", (r, n)))
+    P.mm(Qt, Z, ta=True, C=out, alpha=alpha, beta=beta)
+    res.ok = True
+    res.reason = "estimate met the budget"
+    times["total_s"] = time.perf_counter() - t0
+    return res
