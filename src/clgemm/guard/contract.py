@@ -5,10 +5,11 @@
 Planner, in order of cost:
   1. reduced-precision tensor-core products: a hook, skipped until such a kernel exists on
      the device (`tensor_core_method` returns None);
-  2. randomized low rank (guard/lowrank.py) when the shape can pay for it: an adaptive range
-     finder grows a sketch of op(A) op(B) in blocks until a fresh block says the budget is met,
-     and gives up early when the product looks full rank (its work is then capped at about
-     WASTE_FRAC of the exact product's flops);
+  2. randomized low rank (guard/lowrank.py) when the shape can pay for it: one sketch
+     op(A) op(B) [Omega | probes] of l + 16 columns (l ~ min(m, n) / 24, capped so that the
+     sketch costs about WASTE_FRAC of the exact product's flops); a product whose probes stand
+     out of the sketch is turned away after that sketch and one small read (full rank);
+     otherwise the projection onto the sketch, with its probe estimate, one more small read;
   3. exact float32.
 Every approximate result is checked by an a-posteriori estimate on fresh Gaussian probes
 before it is returned; above the budget the call falls back to exact.
@@ -171,46 +172,34 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     rng = np.random.default_rng(seed)
     b = block_size(m, n, k)
     cap = rank_cap(m, n, k, b)
-    rr = lowrank.range_finder(P, dA, dB, trans_a, trans_b, m, n, k, rel_tol, cap, b, rng)
-    extra.update(rank=rr.rank, sketch_cols=rr.sketch_cols, rank_cap=cap, block=b,
-                 history=[(p, round(r, 6)) for p, r in rr.history], stop=rr.reason,
-                 range_s=rr.seconds)
-    if rr.Z is None:  # the loop gave up: full rank, flat spectrum or cap
-        info.fell_back = True
+    l = lowrank.sketch_cols(m, n, k, cap)
+    if on_device:
+        out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
+    elif C is not None and beta != 0.0:
+        out = _to_device(rt, C)
+    else:
+        out = cla.empty(rt.queue, (m, n), np.float32)
+    dC = out if (C is not None and beta != 0.0) else None
+    with P.lock:
+        sk = lowrank.sketch_product(P, dA, dB, trans_a, trans_b, m, n, k, rel_tol, l, rng,
+                                    alpha, beta, dC, out)
+    extra.update(rank=sk.rank, sketch_cols=sk.l + sk.q, basis_cols=sk.l, rank_cap=cap,
+                 block=b, rho=sk.rho, stop=sk.reason, phases=sk.times,
+                 range_s=sk.times.get("sketch_s"))
+    if sk.rank > 0 and sk.estimate != float("inf"):
+        info.error_estimate = sk.estimate
+        extra.update(estimate_raw=sk.raw, safety=sk.safety, probes=sk.q,
+                     confidence=lowrank.confidence(sk.q, sk.safety))
+    else:
         info.error_estimate = None
-        extra["wasted_s"] = time.perf_counter() - t0
-        return exact(f"low rank gave up: {rr.reason}"), info
-
-    W = None
-    if rr.rank > 0:
-        QA = P.mm(rr.Qt[:rr.rank], dA, tb=trans_a)  # p x k
-        W = P.mm(QA, dB, tb=trans_b)  # p x n
-    dC = _to_device(rt, C) if (C is not None and beta != 0.0) else None
-    c_old_omega = P.mm(dC, rr.omega).get().astype(np.float64) if dC is not None else None
-    est, raw, safety = lowrank.estimate(P, rr, W, alpha, beta, c_old_omega)
-    info.error_estimate = est
-    extra.update(estimate_raw=raw, safety=safety, probes=rr.omega.shape[1],
-                 confidence=lowrank.confidence(rr.omega.shape[1], safety))
-    if not (est <= rel_tol):
+    if not sk.ok:  # turned away (full rank) or the estimate said no: C is untouched
         info.fell_back = True
         extra["wasted_s"] = time.perf_counter() - t0
-        return exact(f"estimate {est:.3g} > budget {rel_tol:.3g}"), info
+        return exact(f"low rank gave up: {sk.reason}"), info
 
     info.method = "lowrank"
     info.schedule = "lowrank"
-    if on_device:
-        out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
-    else:
-        out = dC if dC is not None else cla.empty(rt.queue, (m, n), np.float32)
-    if rr.rank > 0:
-        P.mm(rr.Qt[:rr.rank], W, ta=True, C=out, alpha=alpha, beta=beta)
-    else:
-        if beta != 0.0 and out is not None:
-            out *= np.float32(beta)
-        else:
-            out.fill(np.float32(0))
-    rt.queue.finish()
-    extra["approx_s"] = time.perf_counter() - t0
+    extra["approx_s"] = time.perf_counter() - t0  # enqueued (device arrays are not waited on)
     if on_device:
         return out, info
     host = out.get()
