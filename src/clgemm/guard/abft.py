@@ -182,9 +182,8 @@ class BlockCheck:
         rs = gd.rsize
         nbn = self.nb * n
         raw = gd.rt.buffer
-        self.nbp = -(-self.nb // AK.RB) * AK.RB  # U's row of blocks, padded for vector loads
-        self.U = raw(rs * max(self.nbp * k, 1), what="abft U")
-        self.Ua = raw(4 * max(self.nbp * k, 1), what="abft Ua")
+        self.U = raw(rs * max(self.nb * k, 1), what="abft U")
+        self.Ua = raw(4 * max(self.nb * k, 1), what="abft Ua")
         self.Ep = raw(rs * self.ns * nbn, what="abft E")
         self.Eap = raw(4 * self.ns * nbn, what="abft Ea")
         self.Sc, self.Qc, self.Sac = (raw(rs * nbn, what="abft S") for _ in range(3))
@@ -206,10 +205,10 @@ class BlockCheck:
         q = self.gd.queue
         if self.k > 0:
             self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset, int(a.transposed),
-                              self.U, self.Ua, self.nbp)
+                              self.U, self.Ua)
             self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, (self.k, self.nb), None))
         self.k_e.set_args(self.k, self.n, self.nb, self.kc, self.U, self.Ua, b.buffer, b.ld,
-                          b.offset, int(b.transposed), self.Ep, self.Eap, self.nbp)
+                          b.offset, int(b.transposed), self.Ep, self.Eap)
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_e, (self.g64, -(-self.nb // AK.RB),
                                                          self.ns), (64, 1, 1)))
 
@@ -356,8 +355,8 @@ def _abft_kernels(gd: GuardDevice) -> dict:
         built = gd.rt.build(AK.source(gd.fp64), options="")
         i32, f32 = np.int32, np.float32
         sig = {
-            "abft_ublock": [i32, i32, i32, None, i32, i32, i32, None, None, i32],
-            "abft_expect": [i32, i32, i32, i32, None, None, None, i32, i32, i32, None, None, i32],
+            "abft_ublock": [i32, i32, i32, None, i32, i32, i32, None, None],
+            "abft_expect": [i32, i32, i32, i32, None, None, None, i32, i32, i32, None, None],
             "abft_cblock": [i32, i32, i32, None, i32, i32, i32, None, None, None],
             "abft_judge1": [i32, i32, i32, i32, i32, i32, f32, f32, i32] + [None] * 10,
             "abft_judge2": [i32, i32, f32, f32, i32, None, None, None, None],

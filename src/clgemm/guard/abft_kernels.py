@@ -26,11 +26,9 @@ SOURCE = r"""
 #if %(FP64)d
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 typedef double real;
-typedef double4 real4;
 #define RSQRT(x) sqrt(x)
 #else
 typedef float real;
-typedef float4 real4;
 #define RSQRT(x) sqrt(x)
 #endif
 #define RB %(RB)d
@@ -40,13 +38,11 @@ typedef float4 real4;
 #define U_RND 5.9604644775390625e-8
 #define TINY_F 1.1754943508222875e-38
 
-// U[b, k] = sum_{i in block b} op(A)[i, k] (real), Ua[b, k] = sum |op(A)[i, k]| (float),
-// stored k-major (U[k * NBP + b], NBP = NB rounded up to RB) so that abft_expect reads the
-// RB blocks of one k as aligned vectors.
+// U[b, k] = sum_{i in block b} op(A)[i, k] (real), Ua[b, k] = sum |op(A)[i, k]| (float).
 // op(A)[i, k] = A[off + (TA ? k * ld + i : i * ld + k)].  global (K, NB)
 __kernel void abft_ublock(const int M, const int Kd, const int Bs,
     __global const float* A, const int ld, const int off, const int ta,
-    __global real* U, __global float* Ua, const int NBP)
+    __global real* U, __global float* Ua)
 {
   const int k = get_global_id(0), b = get_global_id(1);
   if (k >= Kd) return;
@@ -57,8 +53,8 @@ __kernel void abft_ublock(const int M, const int Kd, const int Bs,
     const float x = ta ? A[off + (long)k * ld + i] : A[off + (long)i * ld + k];
     s += (real)x; sa += fabs(x);
   }
-  U[(long)k * NBP + b] = s;
-  Ua[(long)k * NBP + b] = sa;
+  U[(long)b * Kd + k] = s;
+  Ua[(long)b * Kd + k] = sa;
 }
 
 // Partial expected sums over K slices: Ep[s][b][j] = sum_{k in slice s} U[b,k] op(B)[k,j],
@@ -66,7 +62,7 @@ __kernel void abft_ublock(const int M, const int Kd, const int Bs,
 __kernel void abft_expect(const int Kd, const int N, const int NB, const int kc,
     __global const real* U, __global const float* Ua,
     __global const float* B, const int ld, const int off, const int tb,
-    __global real* Ep, __global float* Eap, const int NBP)
+    __global real* Ep, __global float* Eap)
 {
   const int j = get_global_id(0), b0 = get_global_id(1) * RB, s = get_global_id(2);
   if (j >= N) return;
@@ -78,18 +74,12 @@ __kernel void abft_expect(const int Kd, const int N, const int NB, const int kc,
   for (int k = k0; k < k1; k++) {
     const float x = tb ? B[off + (long)j * ld + k] : B[off + (long)k * ld + j];
     const real xr = (real)x; const float xa = fabs(x);
-    // blocks b0 .. b0 + RB - 1 of this k (padding past NB is computed and never stored)
-    const __global real4* u4 = (const __global real4*)(U + (long)k * NBP + b0);
-    const __global float4* a4 = (const __global float4*)(Ua + (long)k * NBP + b0);
     #pragma unroll
-    for (int q = 0; q < RB / 4; q++) {
-      const real4 u = u4[q];
-      const float4 ua = a4[q];
-      acc[4 * q] += u.x * xr; acc[4 * q + 1] += u.y * xr;
-      acc[4 * q + 2] += u.z * xr; acc[4 * q + 3] += u.w * xr;
-      acca[4 * q] = fma(ua.x, xa, acca[4 * q]); acca[4 * q + 1] = fma(ua.y, xa, acca[4 * q + 1]);
-      acca[4 * q + 2] = fma(ua.z, xa, acca[4 * q + 2]);
-      acca[4 * q + 3] = fma(ua.w, xa, acca[4 * q + 3]);
+    for (int r = 0; r < RB; r++) {
+      if (r < nb) {
+        acc[r] += U[(long)(b0 + r) * Kd + k] * xr;
+        acca[r] = fma(Ua[(long)(b0 + r) * Kd + k], xa, acca[r]);
+      }
     }
   }
   const long base = (long)s * NB * N;
