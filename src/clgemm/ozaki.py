@@ -254,14 +254,11 @@ def ozaki_support(rt: Runtime) -> OzSupport:
         known = _support.get(id(rt))
     if known is not None:
         return known
-    d = rt.device
-    cc = d.capabilities.nv_compute_capability
-    if not d.is_nvidia:
-        sup = OzSupport(False, "not an NVIDIA device: no inline PTX")
-    elif cc is None or tuple(cc) < (8, 0):
-        sup = OzSupport(False, f"compute capability {cc} < 8.0: no m16n8k32 s8 mma.sync")
-    elif not rt.probe_inline_ptx():
-        sup = OzSupport(False, "the OpenCL compiler did not run inline PTX")
+    from .tc import ptx_blocker
+
+    blocker = ptx_blocker(rt, "m16n8k32 s8 mma.sync")
+    if blocker:
+        sup = OzSupport(False, blocker)
     else:
         try:
             err = probe_error(rt, PROBE_SCHEDULE, OzDialect())

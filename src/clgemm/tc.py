@@ -192,20 +192,29 @@ def _probe_product(rt: Runtime, schedule: TcSchedule, dialect: Dialect | None = 
     return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
 
 
+def ptx_blocker(rt: Runtime, what: str) -> str | None:
+    """Why inline-PTX mma lanes cannot run on this device (None: they may; a probe product
+    decides): NVIDIA's OpenCL, compute capability 8.0 or newer, inline PTX compiled and run."""
+    d = rt.device
+    cc = d.capabilities.nv_compute_capability
+    if not d.is_nvidia:
+        return "not an NVIDIA device: no inline PTX"
+    if cc is None or tuple(cc) < (8, 0):
+        return f"compute capability {cc} < 8.0: no {what}"
+    if not rt.probe_inline_ptx():
+        return "the OpenCL compiler did not run inline PTX"
+    return None
+
+
 def tensorcore_support(rt: Runtime) -> TcSupport:
     """Whether the tensor-core lane is offered on this device (probed once per runtime)."""
     with _support_lock:
         known = _support.get(id(rt))
     if known is not None:
         return known
-    d = rt.device
-    cc = d.capabilities.nv_compute_capability
-    if not d.is_nvidia:
-        support = TcSupport(False, "not an NVIDIA device: no inline PTX")
-    elif cc is None or tuple(cc) < (8, 0):
-        support = TcSupport(False, f"compute capability {cc} < 8.0: no TF32 mma.sync")
-    elif not rt.probe_inline_ptx():
-        support = TcSupport(False, "the OpenCL compiler did not run inline PTX")
+    blocker = ptx_blocker(rt, "TF32 mma.sync")
+    if blocker:
+        support = TcSupport(False, blocker)
     else:
         support = TcSupport(False, "probe failed")
         for async_copy in (1, 0):

@@ -137,13 +137,7 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
     emit(f"#define TM {tm}\n#define TN {tn}\n#define TK {s.tile_k}\n#define NT {s.threads}")
     emit(f"#define LDAS {lda_s}\n#define LDBS {ldb_s}")
     emit("__attribute__((reqd_work_group_size(WGN, WGM, 1)))")
-    emit(
-        f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,\n"
-        "    const float alpha, const float beta,\n"
-        "    __global const float* restrict A, const int lda, const int a_off,\n"
-        "    __global const float* restrict B, const int ldb, const int b_off,\n"
-        "    __global float* C, const int ldc, const int c_off" + (", const int fault_at" if fault_injection else "") + ")\n{"
-    )
+    emit(_signature(fault_injection))
     emit("  A += a_off; B += b_off; C += c_off;")
     emit("  const int tid_n = get_local_id(0), tid_m = get_local_id(1);")
     emit("  const int tid = tid_m * WGN + tid_n;")
@@ -355,13 +349,7 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
     emit(f"#define WGM {s.wg_m}\n#define WGN {s.wg_n}\n#define OM {om}\n#define ON {on}")
     emit(f"#define TM {s.tile_m}\n#define TN {s.tile_n}\n#define TK {s.tile_k}\n#define ACC {s.acc_chunk}")
     emit("__attribute__((reqd_work_group_size(WGN, WGM, 1)))")
-    emit(
-        f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,\n"
-        "    const float alpha, const float beta,\n"
-        "    __global const float* restrict A, const int lda, const int a_off,\n"
-        "    __global const float* restrict B, const int ldb, const int b_off,\n"
-        "    __global float* C, const int ldc, const int c_off" + (", const int fault_at" if fault_injection else "") + ")\n{"
-    )
+    emit(_signature(fault_injection))
     emit("  A += a_off; B += b_off; C += c_off;")
     # Consecutive work-items walk M: PoCL runs a group's work-items as a loop with dimension
     # 0 innermost, so they share one K x out_n panel of B (cache resident) while A rows stream.
@@ -457,6 +445,16 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
     emit("  }")
     emit("}")
     return "\n".join(parts) + "\n"
+
+
+def _signature(fault_injection: bool) -> str:
+    """The kernel's parameter list, shared by both forms (launchers pass the same arguments)."""
+    return (f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,\n"
+            "    const float alpha, const float beta,\n"
+            "    __global const float* restrict A, const int lda, const int a_off,\n"
+            "    __global const float* restrict B, const int ldb, const int b_off,\n"
+            "    __global float* C, const int ldc, const int c_off"
+            + (", const int fault_at" if fault_injection else "") + ")\n{")
 
 
 def source_lines(source: str) -> int:
