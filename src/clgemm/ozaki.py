@@ -24,10 +24,9 @@ import pyopencl as cl
 from .errors import ClgemmError, ShapeError
 from .kernels.ozaki import (KERNEL_PRODUCT, KERNEL_SCALE, KERNEL_SPLIT, SPLIT_TILE, OzDialect,
                             OzSchedule, check, render_product, render_split)
-from .plan import Operand, cached_kernel
+from .plan import Operand, cached_kernel, check_index_range
 from .runtime import Runtime
 
-_INT_MAX = 2**31 - 1
 
 DEFAULT_SCHEDULE = OzSchedule(slices=4, levels=4, block_m=64, block_n=64, block_k=32,
                               warps_m=2, warps_n=2, stages=3, raster=1)
@@ -153,9 +152,7 @@ class OzKernel:
             raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
         if c.transposed:
             raise ShapeError("the Ozaki kernel writes row-major C; map column-major C first")
-        for name, value in (("M", m), ("N", n), ("K", k)):
-            if value > _INT_MAX:
-                raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
+        check_index_range(m, n, k)
         s = self.schedule
         queue = queue or self.rt.queue
         flag = flag if flag is not None else self.scratch_flag()

@@ -92,9 +92,7 @@ class GemmKernel:
         """Enqueue C = alpha * op(A) op(B) + beta * C; returns the kernel's event."""
         if a.transposed != self.layout.trans_a or b.transposed != self.layout.trans_b:
             raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
-        for name, value in (("M", m), ("N", n), ("K", k)):
-            if value > _INT_MAX:
-                raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
+        check_index_range(m, n, k)
         queue = queue or self.rt.queue
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset]
@@ -107,6 +105,13 @@ class GemmKernel:
                 queue, self._kernel, self.global_size(m, n), (s.wg_n, s.wg_m),
                 wait_for=wait_for,
             )
+
+
+def check_index_range(m: int, n: int, k: int) -> None:
+    """Every kernel family indexes M, N and K with 32-bit ints."""
+    for name, value in (("M", m), ("N", n), ("K", k)):
+        if value > _INT_MAX:
+            raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
 
 
 def layout_for(schedule: Schedule, a: Operand, b: Operand, c: Operand) -> Layout:

@@ -24,10 +24,9 @@ import pyopencl as cl
 from .errors import ClgemmError, ShapeError
 from .kernels.tensorcore import (KERNEL_NAME, Dialect, TcLayout, TcSchedule, TcSearchSpace,
                                  render_tc)
-from .plan import Operand, cached_kernel
+from .plan import Operand, cached_kernel, check_index_range
 from .runtime import BuildInfo, Runtime
 
-_INT_MAX = 2**31 - 1
 
 # Unit roundoff of each mode, and the safety factor of the a-posteriori estimate.
 TF32_U = 2.0**-11
@@ -94,9 +93,7 @@ class TcKernel:
             raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
         if c.transposed:
             raise ShapeError("the tensor-core kernel writes row-major C; map column-major C first")
-        for name, value in (("M", m), ("N", n), ("K", k)):
-            if value > _INT_MAX:
-                raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
+        check_index_range(m, n, k)
         queue = queue or self.rt.queue
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset]
