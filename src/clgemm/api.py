@@ -27,10 +27,10 @@ import pyopencl.array as cla
 
 from .device import DeviceInfo
 from .errors import ContractError, DTypeError, NonFiniteError, ShapeError
+from .kernels.tensorcore import TcSchedule
 from .operands import logical_shape, run_product
 from .plan import GemmKernel, Operand, get_kernel, layout_for, search_space
 from .runtime import Runtime, get_runtime
-from .kernels.tensorcore import TcSchedule
 from .schedule import Schedule
 from .select.table import DEFAULT_CPU, DEFAULT_GPU, load_table
 
