@@ -60,6 +60,8 @@ def layout_for(a: Operand, b: Operand) -> TcLayout:
 class TcKernel:
     """One compiled tensor-core kernel (schedule + layout) for any M, N, K."""
 
+    takes_flag = True  # the kernel's last argument: the non-finite output flag
+
     def __init__(self, rt: Runtime, schedule: TcSchedule, layout: TcLayout,
                  dialect: Dialect | None = None) -> None:
         dialect = dialect or default_dialect()
@@ -81,8 +83,6 @@ class TcKernel:
     def global_size(self, m: int, n: int) -> int:
         s = self.schedule
         return (-(-m // s.block_m)) * (-(-n // s.block_n)) * s.threads
-
-    takes_flag = True  # the kernel's last argument: the non-finite output flag
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float,
                 a: Operand, b: Operand, c: Operand, queue=None, wait_for=None,
