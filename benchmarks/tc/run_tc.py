@@ -312,49 +312,6 @@ def cublas_error(p: "Problem", tf32: bool):
     return p.rel(out)
 
 
-LEGACY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy_unrolled.py")
-
-
-def legacy_times(rt, p: "Problem") -> list:
-    """The previous (fully unrolled) generator's kernels for the default schedules, timed on
-    the same problem: does the compact source cost speed? Present only in a campaign's
-    working tree (benchmarks/tc/legacy_unrolled.py, the old module), else skipped."""
-    if not os.path.exists(LEGACY) or DRY:
-        return []
-    import importlib.util
-
-    from clgemm import tc
-    from clgemm.runtime import get_runtime  # noqa: F401
-
-    spec = importlib.util.spec_from_file_location("legacy_unrolled", LEGACY)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    res = []
-    for mode, s in tc.DEFAULT_SCHEDULES.items():
-        try:
-            k = object.__new__(tc.TcKernel)
-            k.rt, k.schedule, k.layout, k.dialect = rt, s, p.layout(), Dialect()
-            old = mod.TcSchedule(**s.as_dict())
-            k.source = mod.render_tc(old, mod.TcLayout(*vars(p.layout()).values()), mod.Dialect())
-            built = rt.build(k.source, options="-cl-mad-enable")
-            k.build_info, k.program = built.info, built.program
-            k._kernel = built.kernel(tc.KERNEL_NAME)
-            k.takes_flag = False  # the old kernels have no non-finite flag argument
-            k._kernel.set_scalar_arg_dtypes([np.int32, np.int32, np.int32, np.float32, np.float32,
-                                             None, np.int32, np.int32, None, np.int32, np.int32,
-                                             None, np.int32, np.int32])
-            import threading
-            k._lock = threading.Lock()
-            err = p.rel(p.run(k))
-            t = p.time(k, reps=15)
-            res.append({"schedule": s.key(), "generator": "unrolled", "tflops": p.tflops(t),
-                        "rel_error": err, "source_lines": mod.source_lines(k.source)})
-        except Exception as exc:  # noqa: BLE001
-            res.append({"schedule": s.key(), "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
-    return res
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--candidates", default=None, help="comma-separated TcSchedule keys")
@@ -453,7 +410,6 @@ def main():
                 except Exception as exc:  # noqa: BLE001
                     results.append({"schedule": s.key(), "error": str(exc)[:300]})
             row[mode] = results
-        row["legacy_unrolled"] = legacy_times(rt, p)
         row["cublas_again"] = cublas(n)
         table.append(row)
         log("  size", json.dumps(row, default=str))

@@ -1,5 +1,5 @@
 """The tensor-core lane: TF32 and 3xTF32 GEMM kernels (kernels/tensorcore.py) launched like
-plan.GemmKernel, the capability check, and the hook that guard/contract.py calls.
+plan.GemmKernel, the capability check, and the budgeted TF32 product that guard/contract.py calls.
 
 Supported: any M, N, K >= 0; alpha, beta (C unread when beta == 0); A stored M x K or K x M
 (trans_a), B stored K x N or N x K (trans_b), any leading dimensions and offsets (16-byte
@@ -27,10 +27,6 @@ from .kernels.tensorcore import (KERNEL_NAME, Dialect, TcLayout, TcSchedule, TcS
 from .plan import Operand, cached_kernel, check_index_range
 from .runtime import BuildInfo, Runtime
 
-
-# Unit roundoff of each mode, and the safety factor of the a-posteriori estimate.
-TF32_U = 2.0**-11
-MODE_TOL = {"tf32": 5e-3, "3xtf32": None}  # rel_tol from which a mode may serve; None: exact
 
 # Defaults until a device table says otherwise (H100 measurements: benchmarks/tc/).
 DEFAULT_SCHEDULES = {
@@ -318,7 +314,7 @@ def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alph
               mode: str = "3xtf32", rt: Runtime | None = None,
               schedule: TcSchedule | None = None) -> tuple[np.ndarray, float]:
     """Host arrays in, (result, kernel seconds) out. For tests and benchmarks; the public
-    door stays clgemm.matmul (see `contract_method`)."""
+    door stays clgemm.matmul (the exact lane, and `tf32_product` under rel_tol)."""
     from .runtime import get_runtime
 
     rt = rt or get_runtime()
@@ -348,7 +344,7 @@ def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alph
     return out, (ev.profile.end - ev.profile.start) * 1e-9
 
 
-# ---- a-posteriori error estimate and the contract hook -------------------------------------
+# ---- a host-side a-posteriori error estimate --------------------------------------------------
 def estimate_error(A, B, result, *, alpha=1.0, beta=0.0, C_old=None, trans_a=False,
                    trans_b=False, probes: int = 4, seed: int | None = None) -> float:
     """Relative Frobenius error of `result` against alpha op(A) op(B) + beta C, estimated with
@@ -364,33 +360,6 @@ def estimate_error(A, B, result, *, alpha=1.0, beta=0.0, C_old=None, trans_a=Fal
     got = np.asarray(result, np.float64) @ w
     denom = np.linalg.norm(exact)
     return float(np.linalg.norm(got - exact) / denom) if denom > 0 else float(np.linalg.norm(got))
-
-
-def contract_method(rt: Runtime, budget: float | None):
-    """What guard/contract.py's `tensor_core_method(rt, budget)` hook returns: None when no
-    tensor-core mode fits (device or budget), else a callable
-
-        method(A, B, C=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False) -> (out, extra)
-
-    on host arrays, with extra = {"mode", "kernel_s", "error_estimate", "schedule"}. TF32
-    serves budgets >= 5e-3 (its error is ~1e-3 on well-scaled data, and the a-posteriori
-    probe estimate guards the rest); 3xTF32 serves budget None (the exact contract) and any
-    smaller budget."""
-    if not tensorcore_available(rt):
-        return None
-    mode = "tf32" if (budget is not None and budget >= MODE_TOL["tf32"]) else "3xtf32"
-
-    def method(A, B, C=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
-        C_old = None if C is None else np.array(C, np.float32, copy=True)
-        out, kernel_s = tc_matmul(A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a,
-                                  trans_b=trans_b, mode=mode, rt=rt)
-        est = estimate_error(A, B, out, alpha=alpha, beta=beta, C_old=C_old,
-                             trans_a=trans_a, trans_b=trans_b) if mode == "tf32" else None
-        return out, {"mode": mode, "kernel_s": kernel_s, "error_estimate": est,
-                     "schedule": DEFAULT_SCHEDULES[mode].key()}
-
-    method.mode = mode
-    return method
 
 
 # ---- TF32 under an error budget, on the device ----------------------------------------------

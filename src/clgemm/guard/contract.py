@@ -3,8 +3,8 @@
     ||C_returned - C_exact||_F <= rel_tol ||C_exact||_F, C_exact = alpha op(A) op(B) + beta C
 
 Planner, in order of cost:
-  1. reduced-precision tensor-core products: a hook, skipped until such a kernel exists on
-     the device (`tensor_core_method` returns None);
+  1. TF32 on the tensor cores (budgets >= TC_MIN_BUDGET, where the device has the lane:
+     `tensor_cores_serve`), kept when its probe estimate meets the budget;
   2. randomized low rank (guard/lowrank.py) when the shape can pay for it: one sketch
      op(A) op(B) [Omega | probes] of l + 16 columns (l ~ min(m, n) / 24, capped so that the
      sketch costs about WASTE_FRAC of the exact product's flops); a product whose probes stand
@@ -35,22 +35,16 @@ TC_MIN_BUDGET = 5e-3  # TF32 (10-bit mantissa products) serves budgets from here
 TC_PROBES = 16  # Gaussian probes of the a-posteriori estimate of a TF32 result
 
 
-def tensor_core_method(rt: Runtime, budget: float):
-    """The tensor-core lane's TF32 product (clgemm.tc.contract_method) for budgets >= 5e-3,
-    None where the device has no tensor cores or the budget is tighter (the exact contract and
-    3xTF32 stay with the api)."""
+def tensor_cores_serve(rt: Runtime, budget: float) -> bool:
+    """Whether the TF32 lane may be tried for this budget: >= TC_MIN_BUDGET and a device with
+    the tensor-core lane (the exact contract and 3xTF32 stay with the api)."""
     if budget is None or not budget >= TC_MIN_BUDGET:
-        return None
+        return False
     if os.environ.get("CLGEMM_APPROX_TC", "1") == "0":  # measure the other methods alone
-        return None
-    try:
-        from .. import tc
-    except ImportError:  # pragma: no cover - the lane is optional
-        return None
-    method = tc.contract_method(rt, budget)
-    if method is None or getattr(method, "mode", None) != "tf32":
-        return None
-    return method
+        return False
+    from .. import tc
+
+    return tc.tensorcore_available(rt)
 
 
 def block_size(m: int, n: int, k: int) -> int:
@@ -68,7 +62,7 @@ def plan(rt: Runtime, m: int, n: int, k: int, budget: float) -> tuple[list[str],
     """Methods to try in order, and why the others were skipped."""
     skipped = {}
     methods = []
-    if tensor_core_method(rt, budget) is not None:
+    if tensor_cores_serve(rt, budget):
         methods.append("tensor_core")
     elif budget is None or not budget >= TC_MIN_BUDGET:
         skipped["tensor_core"] = f"budget {budget:g} < {TC_MIN_BUDGET:g} (TF32)"
@@ -97,13 +91,10 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
     (and the next method) otherwise."""
     from .. import tc
 
-    method = tensor_core_method(rt, budget)
-    if method is None:
-        return None
     t0 = time.perf_counter()
     # Everything on the device: the TF32 product and its probe estimate (tc.tf32_product);
     # when the estimate rejects it, C's old content is restored for the next method.
-    saved = _keep_c(rt, C) if (C is not None and beta != 0.0) else None
+    saved = _keep_c(C) if (C is not None and beta != 0.0) else None
     got = tc.tf32_product(rt, A, B, C, alpha, beta, trans_a, trans_b, info, TC_PROBES,
                           seed=int(np.random.default_rng().integers(2**31)))
     raw = got.estimate
@@ -129,7 +120,7 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
     return got.result
 
 
-def _keep_c(rt: Runtime, C):
+def _keep_c(C):
     """A copy of C's old content (beta != 0), for the method after a rejected TF32 try."""
     return C.copy() if isinstance(C, cla.Array) else np.array(C, copy=True)
 
