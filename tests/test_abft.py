@@ -160,3 +160,40 @@ def test_calibration_roundtrip(tmp_path, monkeypatch):
     r = clgemm.abft.calibrate(count=20, max_dim=64)
     assert r["c"] >= 2.0
     assert clgemm.abft.calibration_for(get_runtime()) == pytest.approx(r["c"])
+
+
+@pytest.mark.parametrize("m,n,k,bs,ta,tb", [
+    (203, 131, 77, 8, False, False),   # n not a multiple of the 4-column tile, 26 blocks
+    (97, 66, 300, 16, True, False),    # several K slices, a partial last block
+    (150, 45, 129, 4, False, True),    # transposed B: the scalar path
+    (33, 257, 65, 2, True, True),
+])
+def test_expected_block_sums_match_float64(rng, monkeypatch, m, n, k, bs, ta, tb):
+    """E[b, j] = sum_{i in b} (op(A) op(B))[i, j] from the expected-sums kernel, in fp64, against
+    numpy in float64 (the check's reference side; every other kernel judges against it)."""
+    import pyopencl as cl
+
+    from clgemm.guard import abft
+    from clgemm.guard.device import View, guard_device
+    from clgemm.operands import upload
+    from clgemm.runtime import get_runtime
+
+    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", str(bs))
+    rt = get_runtime()
+    gd = guard_device(rt)
+    A = rand(rng, (k, m) if ta else (m, k))
+    B = rand(rng, (n, k) if tb else (k, n))
+    a_op, _ = upload(rt, "A", A, ta)
+    b_op, _ = upload(rt, "B", B, tb)
+    ck = abft.BlockCheck(gd, m, n, k, bs)
+    ck.expected(View.of(a_op, m, k), View.of(b_op, k, n))
+    ep = np.empty(ck.ns * ck.nb * n, gd.rdtype)
+    cl.enqueue_copy(rt.queue, ep, ck.Ep, is_blocking=True)
+    got = ep.reshape(ck.ns, ck.nb, n).sum(axis=0)
+    opa = (A.T if ta else A).astype(np.float64)
+    opb = (B.T if tb else B).astype(np.float64)
+    u = np.add.reduceat(opa, np.arange(0, m, bs), axis=0)
+    want = u @ opb
+    scale = (np.add.reduceat(np.abs(opa), np.arange(0, m, bs), axis=0) @ np.abs(opb)).max()
+    tol = (1e-12 if gd.fp64 else 1e-5) * k * scale
+    assert np.abs(got - want).max() <= tol

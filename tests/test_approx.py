@@ -143,6 +143,19 @@ def tc_lane(monkeypatch):
     return tc
 
 
+@pytest.fixture
+def small_tc_tiles(monkeypatch):
+    """Small tensor-core schedules: PoCL compiles the emulated 128 x 128 kernels for minutes."""
+    from dataclasses import replace
+
+    from clgemm import tc
+
+    small = {mode: replace(s, block_m=32, block_n=16, block_k=16, warps_m=2, warps_n=1)
+             for mode, s in tc.DEFAULT_SCHEDULES.items()}
+    monkeypatch.setattr(tc, "DEFAULT_SCHEDULES", small)
+    return small
+
+
 def test_tf32_serves_loose_budgets(tc_lane, rng):
     m, n, k = 70, 52, 90
     A = rng.standard_normal((k, m)).astype(np.float32)  # used transposed
@@ -180,3 +193,67 @@ def test_tf32_bad_result_falls_back(tc_lane, rng, monkeypatch):
     assert info.method == "exact" and info.fell_back
     assert info.extra["approx"]["tensor_core"]["estimate"] > 1e-2
     assert _rel(out, A.T.astype(np.float64) @ B) < 1e-5
+
+
+@pytest.mark.parametrize("mode,ta,tb", [("3xtf32", False, False), ("tf32", True, False),
+                                         ("3xtf32", False, True)])
+def test_tensor_core_split_k_products(tc_lane, small_tc_tiles, rng, mode, ta, tb):
+    """The split-K variant of the tensor-core kernel (low-rank path's skinny products): slabs
+    over K summed, against float64, at odd shapes where K does not divide into the slices."""
+    import pyopencl as cl
+
+    from clgemm.guard import splitk
+    from clgemm.guard.device import guard_device
+    from clgemm.operands import upload
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    m, n, k, slices = 70, 37, 301, 3
+    A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    a, _ = upload(rt, "A", A, ta)
+    b, _ = upload(rt, "B", B, tb)
+    s = tc_lane.DEFAULT_SCHEDULES[mode]
+    sk = splitk.get_tc_splitk(rt, s, tc_lane.layout_for(a, b))
+    stride = splitk.slab_stride(m, n)
+    part = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, 4 * stride * slices)
+    out = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
+                    hostbuf=np.full(m * n, np.nan, np.float32))
+    used, kc = sk.enqueue(rt.queue, m, n, k, 0.5, a, b, part, slices,
+                          tc_lane.nonfinite_flag(rt).scratch)
+    assert used == 3 and kc % s.block_k == 0
+    guard_device(rt).sum_slabs(part, m * n, used, stride, out, 0)
+    got = np.empty(m * n, np.float32)
+    cl.enqueue_copy(rt.queue, got, out)
+    ref = 0.5 * (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+    err = _rel(got.reshape(m, n), ref)
+    assert err < (1e-6 if mode == "3xtf32" else 3e-3), err
+
+
+@pytest.mark.parametrize("budget,lane", [(1e-4, "3xtf32"), (3e-2, "tf32")])
+def test_lowrank_products_on_tensor_cores(tc_lane, small_tc_tiles, rng, monkeypatch, budget,
+                                          lane):
+    """With the tensor-core lane, the low-rank path's big products run there (TF32 for loose
+    budgets, 3xTF32 for tight ones) and the result still meets the budget."""
+    from clgemm.guard import lowrank
+
+    monkeypatch.setattr(contract, "tensor_cores_serve", lambda rt, b: False)
+    monkeypatch.setattr(lowrank, "TC_MIN_FLOPS", 0.0)
+    modes = []
+    real = lowrank.Products._tc
+
+    def spy(self, lane, *args):
+        took = real(self, lane, *args)
+        modes.append(lane if took else None)
+        return took
+    monkeypatch.setattr(lowrank.Products, "_tc", spy)
+    n, rank = 384, 8
+    X = rng.standard_normal((n, rank)).astype(np.float32)
+    A = (X @ rng.standard_normal((rank, n)).astype(np.float32)) / np.float32(rank)
+    B = rng.standard_normal((n, n)).astype(np.float32)
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    out, info = clgemm.matmul(A, B, rel_tol=budget, return_info=True)
+    assert info.method == "lowrank", info.extra["approx"]
+    assert info.extra["approx"]["lane"] == lane
+    assert modes and set(modes) == {lane}
+    assert _rel(out, ref) <= budget

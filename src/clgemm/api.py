@@ -195,8 +195,10 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
     else:
         chosen = choose_schedule(rt, m, n, k, schedule)
     lane = None
-    if rel_tol is None and not check and schedule is None and decision is None:
-        from . import tc  # noqa: PLC0415 - the tensor-core lane, where the gate promoted it
+    if not check and schedule is None and decision is None:
+        # The tensor-core lane where the gate promoted it: the exact product, and the
+        # fallback of an approximate call whose estimate says no.
+        from . import tc  # noqa: PLC0415
 
         lane = tc.exact_schedule(rt, m, n, k)
     info = Info(method="exact", schedule=(lane or chosen).key(), device=rt.device.name,
@@ -213,7 +215,7 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
 
         result, info = contract.approximate_matmul(
             rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b,
-            rel_tol=float(rel_tol), schedule=chosen, info=info)
+            rel_tol=float(rel_tol), schedule=lane or chosen, info=info)
     else:
         # Device-array callers who want no Info keep the queue flowing (no wait per call).
         wait = not on_device or return_info or decision is not None

@@ -376,49 +376,44 @@ class BudgetedProduct:
 def tf32_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool, trans_b: bool,
                  info, probes: int, seed: int | None = None) -> BudgetedProduct:
     """C = alpha op(A) op(B) + beta C with TF32 operands, estimated on the device: with a
-    Gaussian W (n x probes), ||(R - X) W|| / ||X W|| where X W = alpha op(A) (op(B) W) +
-    beta C_old W is formed by the float32 family's skinny products (float32 is ~1e-7 exact,
-    far below the >= 5e-3 budgets TF32 serves). Only the two m x probes blocks come back to
-    the host; host or device operands stay where they are (operands.run_product)."""
-    from .api import choose_schedule
+    Gaussian W (n x probes, drawn on the device), ||(R - X) W|| / ||X W|| where X W = alpha
+    op(A) (op(B) W) + beta C_old W is formed by the float32 family's skinny products, split
+    over K (guard.lowrank.Products; float32 is ~1e-7 exact, far below the >= 5e-3 budgets TF32
+    serves). Only the m x probes blocks come back to the host, in one wait; host or device
+    operands stay where they are (operands.run_product)."""
+    from .guard.lowrank import Products
     from .operands import run_product
-    from .plan import get_kernel as fp32_kernel
-    from .plan import layout_for as fp32_layout
 
     rng = np.random.default_rng(seed)
     k = info.shape[2]
     box: dict = {}
-
-    def skinny(a: Operand, b: Operand, rows: int, cols: int, inner: int) -> "cl.Buffer":
-        out = rt.buffer(4 * max(rows * cols, 1), what="estimate block")
-        c = Operand(out, 0, max(cols, 1), False)
-        s = choose_schedule(rt, rows, cols, inner)
-        fp32_kernel(rt, s, fp32_layout(s, a, b, c)).enqueue(rows, cols, inner, 1.0, 0.0, a, b, c)
-        return out
+    P = Products.of(rt)
 
     def compute(a: Operand, b: Operand, c: Operand, m: int, n: int) -> None:
-        mf = cl.mem_flags
-        w = rng.standard_normal((n, probes)).astype(np.float32)
-        w_buf = cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=w)
-        w_op = Operand(w_buf, 0, probes, False)
-        c_old_w = None
-        if beta != 0.0:  # C's old content, probed before the product overwrites it
-            c_old_w = skinny(c, w_op, m, probes, n)
-        bw = skinny(b, w_op, k, probes, n)  # op(B) W
-        abw = skinny(a, Operand(bw, 0, probes, False), m, probes, k)  # op(A) (op(B) W)
-        s = schedule_for(rt, "tf32", m, n, k)
-        event = enqueue_product(rt, "tf32", m, n, k, alpha, beta, a, b, c, s)
-        rw = skinny(c, w_op, m, probes, n)  # R W
-        got = {}
-        for name, buf in (("abw", abw), ("rw", rw)) + ((("cw", c_old_w),) if c_old_w else ()):
-            got[name] = np.empty((m, probes), np.float32)
-            cl.enqueue_copy(rt.queue, got[name], buf, is_blocking=False)
-        rt.queue.finish()
-        exact = alpha * got["abw"].astype(np.float64)
-        if "cw" in got:
-            exact += beta * got["cw"].astype(np.float64)
+        with P.lock:
+            wt = P.ws("tf32 probes", (probes, n))  # W^T: rows are probes
+            P.gd.randn(wt, int(rng.integers(1, 2**62)))
+            w_op = Operand(wt.base_data, wt.offset // 4, n, True)
+
+            def skinny(x: Operand, y: Operand, rows: int, inner: int, name: str):
+                out = P.ws(name, (rows, probes))
+                P.mm_operands(x, y, Operand(out.base_data, out.offset // 4, probes, False),
+                              rows, probes, inner)
+                return out
+
+            c_old_w = skinny(c, w_op, m, n, "tf32 cw") if beta != 0.0 else None
+            bw = skinny(b, w_op, k, n, "tf32 bw")  # op(B) W
+            abw = skinny(a, Operand(bw.base_data, bw.offset // 4, probes, False), m, k,
+                         "tf32 abw")  # op(A) (op(B) W)
+            s = schedule_for(rt, "tf32", m, n, k)
+            event = enqueue_product(rt, "tf32", m, n, k, alpha, beta, a, b, c, s)
+            rw = skinny(c, w_op, m, n, "tf32 rw")  # R W
+            got = P.read(*([abw, rw] + ([c_old_w] if c_old_w is not None else [])))
+        exact = alpha * got[0]
+        if len(got) > 2:
+            exact += beta * got[2]
         denom = np.linalg.norm(exact)
-        diff = np.linalg.norm(got["rw"].astype(np.float64) - exact)
+        diff = np.linalg.norm(got[1] - exact)
         box["estimate"] = float(diff / denom) if denom > 0 else float(diff)
         box["kernel_s"] = (event.profile.end - event.profile.start) * 1e-9
         box["schedule"] = s.key()

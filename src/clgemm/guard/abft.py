@@ -177,8 +177,13 @@ class BlockCheck:
     def __init__(self, gd: GuardDevice, m: int, n: int, k: int, bs: int) -> None:
         self.gd, self.m, self.n, self.k, self.bs = gd, m, n, k, bs
         self.nb = -(-m // bs)
-        self.ns = max(1, min(32, -(-k // 256)))
+        # K slices of the expected sums: enough work-groups to fill the device about six
+        # times over, each slice at least 128 deep (the partial sums cost ns x the output).
+        tiles = -(-self.nb // AK.EB) * -(-n // (AK.EJ * AK.EW))
+        fill = -(-6 * max(gd.rt.device.compute_units, 1) // tiles)
+        self.ns = max(1, min(32, -(-k // 128), fill))
         self.kc = -(-max(k, 1) // self.ns)
+        self.expect_groups = tiles * self.ns
         rs = gd.rsize
         nbn = self.nb * n
         raw = gd.rt.buffer
@@ -209,8 +214,8 @@ class BlockCheck:
             self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, (self.k, self.nb), None))
         self.k_e.set_args(self.k, self.n, self.nb, self.kc, self.U, self.Ua, b.buffer, b.ld,
                           b.offset, int(b.transposed), self.Ep, self.Eap)
-        self._ev(cl.enqueue_nd_range_kernel(q, self.k_e, (self.g64, -(-self.nb // AK.RB),
-                                                         self.ns), (64, 1, 1)))
+        self._ev(cl.enqueue_nd_range_kernel(q, self.k_e, (self.expect_groups * AK.EW,),
+                                            (AK.EW,)))
 
     def _cblock(self, v: View, S, Q, Sa) -> None:
         self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),

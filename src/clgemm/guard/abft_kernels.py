@@ -13,11 +13,15 @@ in one read. `real` is double where the device has cl_khr_fp64, else float.
 
 from __future__ import annotations
 
-RB = 16  # block rows per work-item in abft_expect
+EB = 8  # checksum blocks per work-item in abft_expect
+EJ = 4  # columns per work-item in abft_expect (one float4 load of op(B))
+EK = 64  # k per local-memory stage of U in abft_expect
+EW = 64  # work-items per work-group in abft_expect
+EP = 8  # rows of op(B) in flight per work-item in abft_expect (EK is a multiple)
 # The column-sum loops are unrolled (8 rows, 4 k) so that each thread keeps several loads in
 # flight: one dependent add chain per thread was latency-bound (the same order of additions,
 # so the same bits).
-NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48
+NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48 (a multiple of 64)
 CAP = 1024  # flagged block-columns listed in the summary
 HEAD = 8  # summary header words
 KAPPA_DEFAULT = 6.0
@@ -31,7 +35,11 @@ typedef double real;
 typedef float real;
 #define RSQRT(x) sqrt(x)
 #endif
-#define RB %(RB)d
+#define EB %(EB)d
+#define EJ %(EJ)d
+#define EK %(EK)d
+#define EW %(EW)d
+#define EP %(EP)d
 #define NH %(NH)d
 #define CAP %(CAP)d
 #define HEAD %(HEAD)d
@@ -58,34 +66,97 @@ __kernel void abft_ublock(const int M, const int Kd, const int Bs,
 }
 
 // Partial expected sums over K slices: Ep[s][b][j] = sum_{k in slice s} U[b,k] op(B)[k,j],
-// Eap likewise with Ua and |op(B)| (float).  global (ceil(N/64)*64, ceil(NB/RB), S)
-__kernel void abft_expect(const int Kd, const int N, const int NB, const int kc,
+// Eap likewise with Ua and |op(B)| (float). A register tile per work-item: EJ columns x EB
+// blocks, so each op(B) load feeds 2 EB FMAs (one load per FMA was the old kernel's limit)
+// and U's slice is staged k-major in local memory, read as broadcasts. Work-groups of one
+// (column tile, slice) and all block groups are adjacent in the 1-D grid, so op(B)'s tile
+// comes from DRAM once and from L2 for the other block groups.
+// 1-D grid: NG * NJ * S work-groups of EW work-items, g = block group fastest.
+__kernel __attribute__((reqd_work_group_size(EW, 1, 1)))
+void abft_expect(const int Kd, const int N, const int NB, const int kc,
     __global const real* U, __global const float* Ua,
     __global const float* B, const int ld, const int off, const int tb,
     __global real* Ep, __global float* Eap)
 {
-  const int j = get_global_id(0), b0 = get_global_id(1) * RB, s = get_global_id(2);
-  if (j >= N) return;
+  __local real Us[EK * EB];
+  __local float Uas[EK * EB];
+  const int lid = get_local_id(0);
+  const int ng = (NB + EB - 1) / EB, nj = (N + EJ * EW - 1) / (EJ * EW);
+  const int wg = get_group_id(0);
+  const int g = wg %% ng, jt = (wg / ng) %% nj, s = wg / (ng * nj);
+  const int b0 = g * EB, j0 = (jt * EW + lid) * EJ;
+  const int nb = min(EB, NB - b0);
   const int k0 = s * kc, k1 = min(Kd, k0 + kc);
-  const int nb = min(RB, NB - b0);
-  real acc[RB]; float acca[RB];
-  for (int r = 0; r < RB; r++) { acc[r] = 0; acca[r] = 0.0f; }
-  #pragma unroll 4
-  for (int k = k0; k < k1; k++) {
-    const float x = tb ? B[off + (long)j * ld + k] : B[off + (long)k * ld + j];
-    const real xr = (real)x; const float xa = fabs(x);
+  const int vec = !tb && j0 + EJ <= N;
+  real acc[EB][EJ]; float acca[EB][EJ];
+  #pragma unroll
+  for (int r = 0; r < EB; r++) {
     #pragma unroll
-    for (int r = 0; r < RB; r++) {
-      if (r < nb) {
-        acc[r] += U[(long)(b0 + r) * Kd + k] * xr;
-        acca[r] = fma(Ua[(long)(b0 + r) * Kd + k], xa, acca[r]);
+    for (int c = 0; c < EJ; c++) { acc[r][c] = 0; acca[r][c] = 0.0f; }
+  }
+  for (int kb = k0; kb < k1; kb += EK) {
+    const int kn = min(EK, k1 - kb);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int t = lid; t < EK * EB; t += EW) {
+      const int kk = t %% EK, r = t / EK;  // coalesced over k of U[b][k]
+      real u = 0; float ua = 0.0f;
+      if (kk < kn && r < nb) {
+        const long src = (long)(b0 + r) * Kd + kb + kk;
+        u = U[src]; ua = Ua[src];
+      }
+      Us[kk * EB + r] = u; Uas[kk * EB + r] = ua;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (j0 < N) {
+      // EP rows of op(B) are loaded before any of them is used: few work-groups fit per
+      // unit (the accumulators' registers), so each must keep loads in flight itself.
+      for (int kp = 0; kp < kn; kp += EP) {
+        float x[EP][EJ];
+        #pragma unroll
+        for (int p = 0; p < EP; p++) {
+          const int k = kb + kp + p;
+          if (kp + p >= kn) {
+            #pragma unroll
+            for (int c = 0; c < EJ; c++) x[p][c] = 0.0f;
+          } else if (vec) {
+            const float4 v = vload4(0, B + off + (long)k * ld + j0);
+            x[p][0] = v.x; x[p][1] = v.y; x[p][2] = v.z; x[p][3] = v.w;
+          } else {
+            #pragma unroll
+            for (int c = 0; c < EJ; c++)
+              x[p][c] = (j0 + c < N) ? (tb ? B[off + (long)(j0 + c) * ld + k]
+                                           : B[off + (long)k * ld + j0 + c]) : 0.0f;
+          }
+        }
+        #pragma unroll
+        for (int p = 0; p < EP; p++) {
+          const int kk = kp + p;  // past kn: U is zero in local memory, x is zero
+          #pragma unroll
+          for (int r = 0; r < EB; r++) {
+            const real u = Us[kk * EB + r]; const float ua = Uas[kk * EB + r];
+            #pragma unroll
+            for (int c = 0; c < EJ; c++) {
+              acc[r][c] += u * (real)x[p][c];
+              acca[r][c] = fma(ua, fabs(x[p][c]), acca[r][c]);
+            }
+          }
+        }
       }
     }
   }
+  if (j0 >= N) return;
   const long base = (long)s * NB * N;
-  for (int r = 0; r < nb; r++) {
-    Ep[base + (long)(b0 + r) * N + j] = acc[r];
-    Eap[base + (long)(b0 + r) * N + j] = acca[r];
+  #pragma unroll
+  for (int r = 0; r < EB; r++) {
+    if (r < nb) {
+      #pragma unroll
+      for (int c = 0; c < EJ; c++) {
+        if (j0 + c < N) {
+          Ep[base + (long)(b0 + r) * N + j0 + c] = acc[r][c];
+          Eap[base + (long)(b0 + r) * N + j0 + c] = acca[r][c];
+        }
+      }
+    }
   }
 }
 
@@ -110,100 +181,148 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
 
 uint abft_bits(float x) { return as_uint(x); }
 
-// Residual, tolerances and the histogram of z = |r| / scale.  global (N, NB)
+// Counters, maxima and the histogram are gathered per work-group in local memory first and
+// merged with one global atomic per counter and per non-empty bin: one global atomic per
+// block-column on a handful of addresses serialised in L2.
+#define JW 64
+void abft_flush_max(__local uint* lm, __global uint* g) { if (*lm) atomic_max(g, *lm); }
+
+// Residual, tolerances and the histogram of z = |r| / scale.  global (N, NB), local (JW, 1)
 // sum[0] flagged, [1] unverifiable, [2] checkable, [3] max ratio, [4] max z,
 // [5] max rigorous ratio, [6] non-finite flagged, [HEAD..HEAD+NH) histogram,
 // then CAP entries of 4 words: index b*N+j, 0, residual (real as 2 words, or float + 0).
-__kernel void abft_judge1(const int N, const int NB, const int M, const int Bs,
+__kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
+void abft_judge1(const int N, const int NB, const int M, const int Bs,
     const int Kd, const int NS, const float alpha, const float beta, const int has_old,
     __global const real* Ep, __global const float* Eap,
     __global const real* Sc, __global const real* Qc,
     __global const real* So, __global const real* Soa,
     __global real* R, __global real* SC, __global real* RG, __global uint* sum)
 {
+  __local uint hist[NH];
+  __local uint cnt[3];  // unverifiable, checkable, max z (bits)
+  const int lid = get_local_id(0);
+  for (int h = lid; h < NH; h += JW) hist[h] = 0u;
+  if (lid < 3) cnt[lid] = 0u;
+  barrier(CLK_LOCAL_MEM_FENCE);
   const int j = get_global_id(0), b = get_global_id(1);
-  if (j >= N) return;
-  const long t = (long)b * N + j;
-  real e = 0; real ea = 0;
-  for (int s = 0; s < NS; s++) { e += Ep[(long)s * NB * N + t]; ea += (real)Eap[(long)s * NB * N + t]; }
-  ea *= (real)(1.0 + (Kd + 2) * 6.0e-8);  // float accumulation of a sum of positive terms
-  const int len = min(M, b * Bs + Bs) - b * Bs;
-  real ex = (real)alpha * e;
-  real absb = fabs((real)alpha) * ea;
-  if (has_old) { ex += (real)beta * So[t]; absb += fabs((real)beta) * Soa[t]; }
-  const real r = Sc[t] - ex;
-  const real kk = (real)Kd;
+  if (j < N) {
+    const long t = (long)b * N + j;
+    real e = 0; real ea = 0;
+    for (int s = 0; s < NS; s++) { e += Ep[(long)s * NB * N + t]; ea += (real)Eap[(long)s * NB * N + t]; }
+    ea *= (real)(1.0 + (Kd + 2) * 6.0e-8);  // float accumulation of a sum of positive terms
+    const int len = min(M, b * Bs + Bs) - b * Bs;
+    real ex = (real)alpha * e;
+    real absb = fabs((real)alpha) * ea;
+    if (has_old) { ex += (real)beta * So[t]; absb += fabs((real)beta) * Soa[t]; }
+    const real r = Sc[t] - ex;
+    const real kk = (real)Kd;
 #if %(FP64)d
-  const real rig = (kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
-  // absb / sqrt(K), not / sqrt(len K): one entry of the block may carry all of it (rows of
-  // very different scales), and its cancellation roundoff is u |A||B| of that entry alone.
-  const real scale = U_RND * sqrt(kk + 4) * (sqrt(max(Qc[t], (real)0))
-                       + absb / sqrt(max(kk, (real)1)));
+    const real rig = (kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
+    // absb / sqrt(K), not / sqrt(len K): one entry of the block may carry all of it (rows of
+    // very different scales), and its cancellation roundoff is u |A||B| of that entry alone.
+    const real scale = U_RND * sqrt(kk + 4) * (sqrt(max(Qc[t], (real)0))
+                         + absb / sqrt(max(kk, (real)1)));
 #else
-  const real rig = 2 * (2 * kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
-  const real scale = U_RND * sqrt(2 * kk + len + 4) * (sqrt(max(Qc[t], (real)0))
-                       + absb / sqrt(max((real)len, (real)1)));
+    const real rig = 2 * (2 * kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
+    const real scale = U_RND * sqrt(2 * kk + len + 4) * (sqrt(max(Qc[t], (real)0))
+                         + absb / sqrt(max((real)len, (real)1)));
 #endif
-  const int ok = isfinite(ex) && isfinite(absb) && isfinite(rig);
-  R[t] = r; SC[t] = scale; RG[t] = ok ? rig : (real)NAN;
-  if (!ok) { atomic_inc(&sum[1]); return; }
-  atomic_inc(&sum[2]);
-  const float z = (r == 0) ? 0.0f : (float)(fabs(r) / scale);
-  if (!(z <= 3.0e38f)) { atomic_max(&sum[4], 0x7f800000u); atomic_inc(&sum[HEAD + NH - 1]); return; }
-  atomic_max(&sum[4], abft_bits(z));
-  int bin = 0;
-  if (z > 0.0f) bin = (int)floor((log2(z) + 48.0f) * 4.0f);
-  bin = clamp(bin, 0, NH - 1);
-  atomic_inc(&sum[HEAD + bin]);
+    const int ok = isfinite(ex) && isfinite(absb) && isfinite(rig);
+    R[t] = r; SC[t] = scale; RG[t] = ok ? rig : (real)NAN;
+    if (!ok) {
+      atomic_inc(&cnt[0]);
+    } else {
+      atomic_inc(&cnt[1]);
+      const float z = (r == 0) ? 0.0f : (float)(fabs(r) / scale);
+      if (!(z <= 3.0e38f)) {
+        atomic_max(&cnt[2], 0x7f800000u); atomic_inc(&hist[NH - 1]);
+      } else {
+        atomic_max(&cnt[2], abft_bits(z));
+        int bin = 0;
+        if (z > 0.0f) bin = (int)floor((log2(z) + 48.0f) * 4.0f);
+        atomic_inc(&hist[clamp(bin, 0, NH - 1)]);
+      }
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int h = lid; h < NH; h += JW) if (hist[h]) atomic_add(&sum[HEAD + h], hist[h]);
+  if (lid == 0) {
+    if (cnt[0]) atomic_add(&sum[1], cnt[0]);
+    if (cnt[1]) atomic_add(&sum[2], cnt[1]);
+    abft_flush_max(&cnt[2], &sum[4]);
+  }
 }
 
 // T from the histogram (kappa x its 75th percentile, at least c_dev; infinite with fewer
-// than min_side checkable sums), then the verdict per block-column.  global (N, NB)
-__kernel void abft_judge2(const int N, const int NB, const float c_dev, const float kappa,
+// than min_side checkable sums), then the verdict per block-column.  global (N, NB),
+// local (JW, 1)
+__kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
+void abft_judge2(const int N, const int NB, const float c_dev, const float kappa,
     const int min_side, __global const real* R, __global const real* SC,
     __global const real* RG, __global uint* sum)
 {
   __local float T_;
-  if (get_local_id(0) == 0 && get_local_id(1) == 0) {
+  __local uint mx[2];  // max ratio, max rigorous ratio (bits)
+  __local uint part[JW];  // histogram counts per chunk of NH / JW bins
+  const int lid = get_local_id(0);
+  const int per = NH / JW;
+  uint own = 0u;
+  for (int h = 0; h < per; h++) own += sum[HEAD + lid * per + h];
+  part[lid] = own;  // the chunks are read in parallel; one serial walk over JW sums
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (lid == 0) {
     const uint tot = sum[2];
     float T = INFINITY;
     if (tot >= (uint)min_side) {
       const uint need = (uint)ceil(0.75f * (float)tot);
       uint c = 0; int bin = NH - 1;
-      for (int h = 0; h < NH; h++) { c += sum[HEAD + h]; if (c >= need) { bin = h; break; } }
+      for (int q = 0; q < JW; q++) {
+        if (c + part[q] >= need) {
+          for (int h = q * per; h < q * per + per; h++) {
+            c += sum[HEAD + h];
+            if (c >= need) { bin = h; break; }
+          }
+          break;
+        }
+        c += part[q];
+      }
       const float level = exp2((float)(bin + 1) * 0.25f - 48.0f);
       T = fmax(c_dev, kappa * level);
     }
     T_ = T;
+    mx[0] = 0u; mx[1] = 0u;
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   const int j = get_global_id(0), b = get_global_id(1);
-  if (j >= N) return;
   const long t = (long)b * N + j;
-  const real rig = RG[t];
-  if (!isfinite(rig)) return;  // unverifiable (counted by judge1)
-  const real r = R[t];
-  const real tau = fmin(rig, (real)T_ * SC[t]) + TINY_F;
-  const real ar = fabs(r);
-  float ratio = (float)(ar / tau);
-  float rr = (float)(ar / (rig + TINY_F));
-  if (!(ratio <= 3.0e38f)) ratio = INFINITY;
-  if (!(rr <= 3.0e38f)) rr = INFINITY;
-  atomic_max(&sum[3], abft_bits(ratio));
-  atomic_max(&sum[5], abft_bits(rr));
-  if (!(ar <= tau)) {
-    const uint pos = atomic_inc(&sum[0]);
-    if (!isfinite(r)) sum[6] = 1u;
-    if (pos < CAP) {
-      __global uint* e = sum + HEAD + NH + 4 * pos;
-      e[0] = (uint)t; e[1] = 0u;
+  const real rig = (j < N) ? RG[t] : (real)NAN;
+  if (isfinite(rig)) {  // unverifiable ones were counted by judge1
+    const real r = R[t];
+    const real tau = fmin(rig, (real)T_ * SC[t]) + TINY_F;
+    const real ar = fabs(r);
+    float ratio = (float)(ar / tau);
+    float rr = (float)(ar / (rig + TINY_F));
+    if (!(ratio <= 3.0e38f)) ratio = INFINITY;
+    if (!(rr <= 3.0e38f)) rr = INFINITY;
+    atomic_max(&mx[0], abft_bits(ratio));
+    atomic_max(&mx[1], abft_bits(rr));
+    if (!(ar <= tau)) {
+      const uint pos = atomic_inc(&sum[0]);
+      if (!isfinite(r)) sum[6] = 1u;
+      if (pos < CAP) {
+        __global uint* e = sum + HEAD + NH + 4 * pos;
+        e[0] = (uint)t; e[1] = 0u;
 #if %(FP64)d
-      const ulong u = as_ulong(r); e[2] = (uint)u; e[3] = (uint)(u >> 32);
+        const ulong u = as_ulong(r); e[2] = (uint)u; e[3] = (uint)(u >> 32);
 #else
-      e[2] = as_uint(r); e[3] = 0u;
+        e[2] = as_uint(r); e[3] = 0u;
 #endif
+      }
     }
   }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (lid == 0) { abft_flush_max(&mx[0], &sum[3]); abft_flush_max(&mx[1], &sum[5]); }
 }
 
 // Listed cells: new = alpha * sum_k opA[i,k] opB[k,j] (in real) + beta * Cold[i,j]; the old
@@ -236,4 +355,5 @@ __kernel void abft_cells(const int n_items, __global const int* rows,
 
 
 def source(fp64: bool) -> str:
-    return SOURCE % {"FP64": int(fp64), "RB": RB, "NH": NH, "CAP": CAP, "HEAD": HEAD}
+    return SOURCE % {"FP64": int(fp64), "EB": EB, "EJ": EJ, "EK": EK, "EW": EW, "EP": EP, "NH": NH,
+                     "CAP": CAP, "HEAD": HEAD}

@@ -47,6 +47,22 @@ def tensor_cores_serve(rt: Runtime, budget: float) -> bool:
     return tc.tensorcore_available(rt)
 
 
+LOWRANK_TF32_MIN_BUDGET = 1e-2  # low-rank products in TF32 from here on (3xTF32 below)
+
+
+def lowrank_lane(rt: Runtime, budget: float) -> str | None:
+    """Where the low-rank path's big products run: TF32 for loose budgets (its ~3e-4 error
+    is under 3% of them, so the probe estimate stays meaningful), 3xTF32 (float32-level)
+    for tighter ones, the float32 family without the tensor-core lane."""
+    if os.environ.get("CLGEMM_APPROX_TC", "1") == "0":
+        return None
+    from .. import tc
+
+    if not tc.tensorcore_available(rt):
+        return None
+    return "tf32" if budget >= LOWRANK_TF32_MIN_BUDGET else "3xtf32"
+
+
 def block_size(m: int, n: int, k: int) -> int:
     return 32 if min(m, n, k) >= 1024 else 16
 
@@ -164,6 +180,8 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     b = block_size(m, n, k)
     cap = rank_cap(m, n, k, b)
     l = lowrank.sketch_cols(m, n, k, cap)
+    lane = lowrank_lane(rt, rel_tol)
+    extra["lane"] = lane or "float32"
     if on_device:
         out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
     elif C is not None and beta != 0.0:
@@ -173,7 +191,7 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     dC = out if (C is not None and beta != 0.0) else None
     with P.lock:
         sk = lowrank.sketch_product(P, dA, dB, trans_a, trans_b, m, n, k, rel_tol, l, rng,
-                                    alpha, beta, dC, out)
+                                    alpha, beta, dC, out, lane=lane)
     extra.update(rank=sk.rank, sketch_cols=sk.l + sk.q, basis_cols=sk.l, rank_cap=cap,
                  block=b, rho=sk.rho, stop=sk.reason, phases=sk.times,
                  range_s=sk.times.get("sketch_s"))

@@ -110,13 +110,11 @@ class Products:
                                                allow_split=split)
         return p
 
-    def mm(self, A, B, *, ta=False, tb=False, C=None, alpha=1.0, beta=0.0):
-        """alpha op(A) op(B) + beta C for device arrays; returns C (new if not given)."""
-        from dataclasses import replace
-
+    def mm(self, A, B, *, ta=False, tb=False, C=None, alpha=1.0, beta=0.0, lane=None):
+        """alpha op(A) op(B) + beta C for device arrays; returns C (new if not given).
+        lane "tf32" or "3xtf32": big products go to the tensor cores (split over K where the
+        output has few tiles); None, or a small product: the float32 family."""
         from ..operands import device_operand, logical_shape
-        from ..plan import Operand, layout_for
-        from . import splitk
 
         m, k = logical_shape(A, ta)
         _, n = logical_shape(B, tb)
@@ -132,15 +130,29 @@ class Products:
         a = device_operand(self.rt, "A", A, ta)
         b = device_operand(self.rt, "B", B, tb)
         c = device_operand(self.rt, "C", out, False)
+        self.mm_operands(a, b, c, m, n, k, alpha, beta, lane)
+        return out
+
+    def mm_operands(self, a, b, c, m: int, n: int, k: int, alpha=1.0, beta=0.0,
+                    lane=None) -> None:
+        """mm on operands (m, n, k > 0): C = alpha op(A) op(B) + beta C."""
+        from dataclasses import replace
+
+        from ..plan import Operand, layout_for
+        from . import splitk
+
         if c.transposed:
             a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
             m, n = n, m
             c = replace(c, transposed=False)
+        if lane is not None and 2.0 * m * n * k >= TC_MIN_FLOPS and self._tc(
+                lane, m, n, k, alpha, beta, a, b, c):
+            return
         plan = self._plan(m, n, k, beta == 0.0 and c.ld == n)
         self.launches += 1
         if plan.slices <= 1:
             splitk.launch_plain(self.rt, plan.schedule, m, n, k, alpha, beta, a, b, c)
-            return out
+            return
         stride = splitk.slab_stride(m, n)
         part = self.gd.raw(4 * stride * plan.slices)
         po = Operand(part, 0, n, False)
@@ -148,7 +160,33 @@ class Products:
         used, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, plan.slices)
         self.gd.sum_slabs(part, m * n, used, stride, c.buffer, c.offset)
         self.launches += 1
-        return out
+
+    def _tc(self, lane, m, n, k, alpha, beta, a, b, c) -> bool:
+        """The product on the tensor cores; False where the lane cannot take it here."""
+        from dataclasses import replace
+
+        from .. import tc
+        from . import splitk
+
+        s = tc.DEFAULT_SCHEDULES[lane]
+        if not tc.tensorcore_support(self.rt).async_copy:
+            s = replace(s, async_copy=0, stages=2)
+        layout = tc.layout_for(a, b)
+        if not tc._valid_for(self.rt, s, layout):
+            return False
+        flag = tc.nonfinite_flag(self.rt).scratch
+        slices = splitk.tc_slices(self.rt, s, m, n, k) if beta == 0.0 and c.ld == n else 1
+        self.launches += 1
+        if slices <= 1:
+            tc.get_kernel(self.rt, s, layout).enqueue(m, n, k, alpha, beta, a, b, c, flag=flag)
+            return True
+        stride = splitk.slab_stride(m, n)
+        part = self.gd.raw(4 * stride * slices)
+        sk = splitk.get_tc_splitk(self.rt, s, layout)
+        used, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, slices, flag)
+        self.gd.sum_slabs(part, m * n, used, stride, c.buffer, c.offset)
+        self.launches += 1
+        return True
 
     def randn(self, shape, rng) -> cla.Array:
         """Standard normal probes drawn on the device (seeded from rng)."""
@@ -207,6 +245,7 @@ class Products:
 
 
 # ---- the one-sketch low-rank product -------------------------------------------------------
+TC_MIN_FLOPS = 2.0**28  # products from here on may take the tensor cores (lane given)
 PROBES = 16  # Gaussian probe columns of the a-posteriori estimate (safety_for(16) = 3)
 SHIFT = 1e-6  # Cholesky shift of the sketch Gram, relative to its largest diagonal entry
 GIVE_UP_FLOOR = 3e-2  # the Gram-based residual (shifted Cholesky) decides "full rank" above this
@@ -246,18 +285,19 @@ def _chol(G: np.ndarray, s: float) -> np.ndarray:
 
 def sketch_product(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: int,
                    budget: float, l: int, rng: np.random.Generator, alpha: float,
-                   beta: float, dC, out, q: int = PROBES) -> Sketch:
+                   beta: float, dC, out, q: int = PROBES, lane: str | None = None) -> Sketch:
     """alpha op(A) op(B) + beta C into `out` by a rank <= l projection when the estimate meets
     budget; otherwise out is untouched when beta != 0 (ok False: the caller computes exact).
-    `dC` is C's old content on the device (beta != 0) and may be `out` itself."""
+    `dC` is C's old content on the device (beta != 0) and may be `out` itself. `lane`
+    ("tf32", "3xtf32" or None) is where the big products run (Products.mm)."""
     t0 = time.perf_counter()
     times = {}
     L = l + q
     # ---- phase A: the sketch and its Gram matrix (one read) ------------------------------
     OmT = P.ws("omega", (L, n))
     P.gd.randn(OmT, int(rng.integers(1, 2**62)))
-    Tt = P.mm(OmT, dB, tb=not tb, C=P.ws("t", (L, k)))  # (op(B) Omega)^T: L x k
-    Yt = P.mm(Tt, dA, tb=not ta, C=P.ws("y", (L, m)))  # (op(A) op(B) Omega)^T: L x m
+    Tt = P.mm(OmT, dB, tb=not tb, C=P.ws("t", (L, k)), lane=lane)  # (op(B) Omega)^T: L x k
+    Yt = P.mm(Tt, dA, tb=not ta, C=P.ws("y", (L, m)), lane=lane)  # (C Omega)^T: L x m
     (G,) = P.read(P.mm(Yt, Yt, tb=True, C=P.ws("g", (L, L))))
     times["sketch_s"] = time.perf_counter() - t0
     res = Sketch(False, "", l, q)
@@ -278,6 +318,12 @@ def sketch_product(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: i
         res.reason = (f"full rank for this budget: probe residual {rho:.3g} against the "
                       f"{l}-column sketch")
         return res
+    # The big projections need only the sketch: Y_l^T op(A) op(B) is enqueued now and runs
+    # while the host takes the eigendecomposition (Q^T = W1^T Y_l^T, so Q^T op(A) op(B) =
+    # W1^T (Y_l^T op(A) op(B)) afterwards, a small product).
+    YA = P.mm(Yt[:l], dA, tb=ta, C=P.ws("ya", (l, k)), lane=lane)  # Y_l^T op(A): l x k
+    YAB = P.mm(YA, dB, tb=tb, C=P.ws("yab", (l, n)), lane=lane)  # Y_l^T op(A) op(B): l x n
+    P.queue.flush()
     gyy_m = G[:l, :l]
     lam, V = np.linalg.eigh(0.5 * (gyy_m + gyy_m.T))
     keep = lam > max(lam[-1] * 1e-6, 0.0)  # singular values above 1e-3 of the largest
@@ -288,10 +334,10 @@ def sketch_product(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: i
     W1 = (V[:, keep] / np.sqrt(lam[keep])).astype(np.float32)  # Q1 = Y W1
     times["host1_s"] = time.perf_counter() - t0 - times["sketch_s"]
     # ---- phase B: basis, projection, estimator pieces (one read) -----------------------
-    Qt = P.mm(P.upload(W1), Yt[:l], ta=True, C=P.ws("q", (r, m)))  # r x m
+    dW1 = P.upload(W1)
+    Qt = P.mm(dW1, Yt[:l], ta=True, C=P.ws("q", (r, m)))  # r x m
     G2 = P.mm(Qt, Qt, tb=True, C=P.ws("g2", (r, r)))
-    QA = P.mm(Qt, dA, tb=ta, C=P.ws("qa", (r, k)))  # Q^T op(A): r x k
-    Wp = P.mm(QA, dB, tb=tb, C=P.ws("w", (r, n)))  # Q^T op(A) op(B): r x n
+    Wp = P.mm(dW1, YAB, ta=True, C=P.ws("w", (r, n)))  # Q^T op(A) op(B): r x n
     probes = OmT[l:]
     Ww = P.mm(Wp, probes, tb=True, C=P.ws("ww", (r, q)))  # r x q
     Zt = Yt[l:]  # (C_exact / alpha - beta part) on the probes, transposed: q x m
@@ -328,7 +374,7 @@ def sketch_product(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: i
         return res
     # ---- the product: out = alpha Q1 (G2^-1 W) + beta C ---------------------------------
     Z = P.mm(P.upload(g2inv.astype(np.float32)), Wp, C=P.ws("z", (r, n)))
-    P.mm(Qt, Z, ta=True, C=out, alpha=alpha, beta=beta)
+    P.mm(Qt, Z, ta=True, C=out, alpha=alpha, beta=beta, lane=lane)
     res.ok = True
     res.reason = "estimate met the budget"
     times["total_s"] = time.perf_counter() - t0

@@ -154,6 +154,82 @@ class SplitK:
         return slices, kc
 
 
+class TcSplitK:
+    """The split-K variant of one tensor-core kernel (tc.py): a second grid dimension over K
+    slices, each writing alpha op(A)[:, slice] op(B)[slice, :] to its own slab. Skinny
+    products (3072 x 128 x 3072) have 24 output tiles of 128 x 128: without slices they would
+    occupy 24 of 132 units."""
+
+    def __init__(self, rt, schedule, layout, dialect=None) -> None:
+        from ..kernels.tensorcore import KERNEL_NAME as TC_NAME
+        from ..kernels.tensorcore import render_tc
+        from ..tc import default_dialect
+
+        src = render_tc(schedule, layout, dialect or default_dialect())
+        head = f"__kernel void {TC_NAME}(const int M, const int N, const int K,"
+        assert head in src, "generated tensor-core kernel header changed"
+        src = src.replace(head, "__kernel void guard_tc_splitk(const int M, const int N, "
+                                "const int K_all,", 1)
+        tail = "__global int* nonfinite)"
+        assert tail in src
+        src = src.replace(tail, tail[:-1] + ", const int kc, const long slab)", 1)
+        body = "  A += a_off; B += b_off; C += c_off;"
+        assert body in src
+        a_step = "(long)ks_ * kc * lda" if layout.trans_a else "(long)ks_ * kc"
+        b_step = "(long)ks_ * kc" if layout.trans_b else "(long)ks_ * kc * ldb"
+        src = src.replace(body, (
+            "  const int ks_ = get_group_id(1);\n"
+            "  const int K = min(kc, K_all - ks_ * kc);\n"
+            f"  A += a_off + {a_step}; B += b_off + {b_step}; C += c_off + ks_ * slab;"), 1)
+        self.schedule = schedule
+        self.layout = layout
+        built = rt.build(src, options="-cl-mad-enable")
+        self.kernel = built.kernel("guard_tc_splitk")
+        self.kernel.set_scalar_arg_dtypes(
+            [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
+             None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int64])
+        self.lock = threading.Lock()
+
+    def enqueue(self, queue, m, n, k, alpha, a: Operand, b: Operand, part, slices: int,
+                flag) -> tuple[int, int]:
+        s = self.schedule
+        kc = -(-k // slices)
+        kc = -(-kc // s.block_k) * s.block_k  # slices start on k-tiles (16-byte aligned)
+        slices = -(-k // kc)
+        gx = -(-m // s.block_m) * -(-n // s.block_n) * s.threads
+        with self.lock:
+            self.kernel.set_args(m, n, k, alpha, 0.0, a.buffer, a.ld, a.offset, b.buffer, b.ld,
+                                 b.offset, part, n, 0, flag, kc, slab_stride(m, n))
+            cl.enqueue_nd_range_kernel(queue, self.kernel, (gx, slices), (s.threads, 1))
+        return slices, kc
+
+
+def tc_slices(rt, schedule, m: int, n: int, k: int) -> int:
+    """K slices that give about two work-groups per compute unit, each slice at least
+    MIN_SLICE deep; 1: a plain launch."""
+    cu = max(getattr(rt.device, "compute_units", 1), 1)
+    tiles = -(-m // schedule.block_m) * -(-n // schedule.block_n)
+    want = -(-2 * cu // tiles)
+    return max(1, min(want, k // MIN_SLICE, 48))
+
+
+_tc_splitk: dict = {}
+
+
+def get_tc_splitk(rt, schedule, layout) -> TcSplitK:
+    from ..tc import default_dialect
+
+    dialect = default_dialect()
+    key = (id(rt), schedule, layout, dialect)
+    with _splitk_lock:
+        sk = _tc_splitk.get(key)
+    if sk is None:
+        sk = TcSplitK(rt, schedule, layout, dialect)
+        with _splitk_lock:
+            _tc_splitk.setdefault(key, sk)
+    return sk
+
+
 def slab_stride(m: int, n: int) -> int:
     return -(-(m * n) // 4) * 4
 

@@ -1,0 +1,152 @@
+"""Per-command device time of one checked call (check=True) and of the approximate paths at one
+size: every kernel launch and copy the call enqueues is recorded (pyopencl's enqueue functions
+wrapped for the duration of the call), with its OpenCL profiling times, so the guard's cost
+can be split by kernel and the gaps between commands (launch latency, host work) seen.
+
+    python benchmarks/guard/profile_commands.py OUT [N]     (CLGEMM_DEVICE picks the device,
+    PROFILE_CASES=checked,exact a subset of the cases)
+
+Writes OUT/profile-commands.json. The wrapped calls are the library's own; nothing is changed
+in what they enqueue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyopencl as cl
+
+
+@contextlib.contextmanager
+def recording():
+    """Record (name, event) of every kernel launch and copy enqueued inside the block."""
+    got: list[tuple[str, cl.Event]] = []
+    orig_nd, orig_copy, orig_fill = (cl.enqueue_nd_range_kernel, cl.enqueue_copy,
+                                     cl.enqueue_fill_buffer)
+
+    def nd(queue, kernel, *a, **kw):
+        ev = orig_nd(queue, kernel, *a, **kw)
+        got.append((kernel.function_name, ev))
+        return ev
+
+    def copy(queue, dest, src, **kw):
+        ev = orig_copy(queue, dest, src, **kw)
+        kind = "read" if isinstance(dest, np.ndarray) else (
+            "write" if isinstance(src, np.ndarray) else "copy")
+        got.append((f"copy:{kind}", ev))
+        return ev
+
+    def fill(queue, *a, **kw):
+        ev = orig_fill(queue, *a, **kw)
+        got.append(("fill", ev))
+        return ev
+
+    cl.enqueue_nd_range_kernel, cl.enqueue_copy, cl.enqueue_fill_buffer = nd, copy, fill
+    try:
+        yield got
+    finally:
+        cl.enqueue_nd_range_kernel, cl.enqueue_copy, cl.enqueue_fill_buffer = (
+            orig_nd, orig_copy, orig_fill)
+
+
+def summarise(got, wall_s: float) -> dict:
+    rows = []
+    for name, ev in got:
+        try:
+            ev.wait()
+            s, e = ev.profile.start, ev.profile.end
+        except cl.Error:  # an event without profiling info (user event, host copy)
+            continue
+        rows.append((name, s, e))
+    if not rows:
+        return {"wall_s": wall_s, "commands": []}
+    t0 = min(s for _, s, _ in rows)
+    t1 = max(e for _, _, e in rows)
+    by: dict = {}
+    for name, s, e in rows:
+        d = by.setdefault(name, {"count": 0, "device_s": 0.0})
+        d["count"] += 1
+        d["device_s"] += (e - s) * 1e-9
+    busy = sum((e - s) for _, s, e in rows) * 1e-9
+    return {"wall_s": wall_s, "span_s": (t1 - t0) * 1e-9, "busy_s": busy,
+            "by_name": dict(sorted(by.items(), key=lambda kv: -kv[1]["device_s"])),
+            "commands": [(n, (s - t0) * 1e-9, (e - s) * 1e-9) for n, s, e in rows]}
+
+
+def profile(fn, queue, reps: int = 5) -> dict:
+    for _ in range(2):
+        fn()
+    queue.finish()
+    best = None
+    for _ in range(reps):
+        queue.finish()
+        with recording() as got:
+            t = time.perf_counter()
+            fn()
+            queue.finish()
+            wall = time.perf_counter() - t
+        s = summarise(got, wall)
+        if best is None or s["wall_s"] < best["wall_s"]:
+            best = s
+    return best
+
+
+def main() -> None:
+    import clgemm
+    from clgemm.guard import campaign
+    from clgemm.runtime import get_runtime
+
+    out = Path(sys.argv[1])
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 3072
+    rt = get_runtime()
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((n, n)).astype(np.float32)
+    B = rng.standard_normal((n, n)).astype(np.float32)
+    A_lr, B_lr = campaign.lowrank_operands(rng, n, max(2, n // 32))
+    dA, dB = clgemm.to_device(A, rt.device), clgemm.to_device(B, rt.device)
+    dAl, dBl = clgemm.to_device(A_lr, rt.device), clgemm.to_device(B_lr, rt.device)
+    dC = clgemm.to_device(rng.standard_normal((n, n)).astype(np.float32), rt.device)
+    from clgemm.api import choose_schedule
+
+    same = choose_schedule(rt, n, n, n)
+    res: dict = {"n": n, "device": rt.device.name}
+    cases = {
+        "exact": lambda: clgemm.matmul(dA, dB, C=dC, device=rt.device),
+        "plain_fp32": lambda: clgemm.matmul(dA, dB, C=dC, schedule=same, device=rt.device),
+        "checked": lambda: clgemm.matmul(dA, dB, C=dC, check=True, device=rt.device),
+        "checked_beta": lambda: clgemm.matmul(dA, dB, C=dC, beta=0.5, check=True,
+                                              device=rt.device),
+    }
+    for budget in (1e-2, 1e-4):
+        cases[f"approx_lowrank_{budget:g}"] = (
+            lambda b=budget: clgemm.matmul(dAl, dBl, C=dC, rel_tol=b, device=rt.device))
+        cases[f"approx_fullrank_{budget:g}"] = (
+            lambda b=budget: clgemm.matmul(dA, dB, C=dC, rel_tol=b, device=rt.device))
+    only = os.environ.get("PROFILE_CASES")  # comma-separated names: a subset
+    if only:
+        cases = {k: v for k, v in cases.items() if k in only.split(",")}
+    for name, fn in cases.items():
+        try:
+            res[name] = profile(fn, rt.queue)
+        except Exception as e:  # keep the other cases
+            res[name] = {"error": f"{type(e).__name__}: {e}"}
+        r = res[name]
+        if "by_name" in r:
+            top = ", ".join(f"{k} {v['device_s'] * 1e6:.0f}us x{v['count']}"
+                            for k, v in list(r["by_name"].items())[:8])
+            print(f"[profile] {name}: wall {r['wall_s'] * 1e6:.0f} us, span "
+                  f"{r['span_s'] * 1e6:.0f}, busy {r['busy_s'] * 1e6:.0f}; {top}", flush=True)
+        else:
+            print(f"[profile] {name}: {r}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profile-commands.json").write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
