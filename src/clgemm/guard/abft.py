@@ -100,8 +100,17 @@ def _state_dir() -> Path:
     return Path(user_state_dir("clgemm"))
 
 
+_paths: dict = {}
+
+
 def calibration_path() -> Path:
-    return _state_dir() / "abft_calibration.json"
+    # Resolved once per CLGEMM_STATE_DIR value: platformdirs and pathlib cost tens of
+    # microseconds, paid on every checked call otherwise.
+    env = os.environ.get("CLGEMM_STATE_DIR")
+    path = _paths.get(env)
+    if path is None:
+        path = _paths[env] = _state_dir() / "abft_calibration.json"
+    return path
 
 
 def _load_calibrations() -> dict:
@@ -530,6 +539,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
         fault_at = hooks.accumulator_fault(0) if hooks else -1
         event = _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at,
                         wait=False)
+        rt.queue.flush()  # the device starts now, not at the summary's blocking read
         if hooks:
             event.wait()
             hooks.corrupt(gd, c, "gemm")

@@ -13,11 +13,19 @@ in one read. `real` is double where the device has cl_khr_fp64, else float.
 
 from __future__ import annotations
 
+import os
+
+# The register tile of abft_expect, from a sweep on the H100 at 3072 (128-row blocks; guard
+# device time of the expected sums): (EB, EJ, EP) = (8, 4, 8) 90 us, (4, 4, 8) 76, (8, 4, 4)
+# 69, (8, 2, 8) 68, (16, 2, 8) 116; the old one-column kernel 220 (benchmarks/guard/h100).
 EB = 8  # checksum blocks per work-item in abft_expect
-EJ = 4  # columns per work-item in abft_expect (one float4 load of op(B))
+EJ = 2  # columns per work-item in abft_expect (one float2 / float4 load of op(B): 2 or 4)
 EK = 64  # k per local-memory stage of U in abft_expect
 EW = 64  # work-items per work-group in abft_expect
 EP = 8  # rows of op(B) in flight per work-item in abft_expect (EK is a multiple)
+# Benchmarks sweep the register tile: CLGEMM_ABFT_EXPECT="EB,EJ,EP,EW".
+if os.environ.get("CLGEMM_ABFT_EXPECT"):
+    EB, EJ, EP, EW = (int(x) for x in os.environ["CLGEMM_ABFT_EXPECT"].split(","))
 # The column-sum loops are unrolled (8 rows, 4 k) so that each thread keeps several loads in
 # flight: one dependent add chain per thread was latency-bound (the same order of additions,
 # so the same bits).
@@ -119,8 +127,13 @@ void abft_expect(const int Kd, const int N, const int NB, const int kc,
             #pragma unroll
             for (int c = 0; c < EJ; c++) x[p][c] = 0.0f;
           } else if (vec) {
+#if EJ == 4
             const float4 v = vload4(0, B + off + (long)k * ld + j0);
             x[p][0] = v.x; x[p][1] = v.y; x[p][2] = v.z; x[p][3] = v.w;
+#else
+            const float2 v = vload2(0, B + off + (long)k * ld + j0);
+            x[p][0] = v.x; x[p][1] = v.y;
+#endif
           } else {
             #pragma unroll
             for (int c = 0; c < EJ; c++)
