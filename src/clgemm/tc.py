@@ -403,12 +403,14 @@ def tf32_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool,
                 return out
 
             c_old_w = skinny(c, w_op, m, n, "tf32 cw") if beta != 0.0 else None
-            bw = skinny(b, w_op, k, n, "tf32 bw")  # op(B) W
-            abw = skinny(a, Operand(bw.base_data, bw.offset // 4, probes, False), m, k,
-                         "tf32 abw")  # op(A) (op(B) W)
+            # The product first: the estimate's small launches are enqueued while it runs
+            # (issued one by one from Python, they would otherwise keep the device waiting).
             s = schedule_for(rt, "tf32", m, n, k)
             event = enqueue_product(rt, "tf32", m, n, k, alpha, beta, a, b, c, s)
             P.queue.flush()
+            bw = skinny(b, w_op, k, n, "tf32 bw")  # op(B) W
+            abw = skinny(a, Operand(bw.base_data, bw.offset // 4, probes, False), m, k,
+                         "tf32 abw")  # op(A) (op(B) W)
             rw = skinny(c, w_op, m, n, "tf32 rw")  # R W
             got = P.read(*([abw, rw] + ([c_old_w] if c_old_w is not None else [])))
         exact = alpha * got[0]

@@ -44,7 +44,7 @@ from ..runtime import Runtime, get_runtime
 from ..schedule import Schedule
 from . import faults
 from . import abft_kernels as AK
-from .device import GuardDevice, View, guard_device
+from .device import GuardDevice, View, guard_device, pinned_host
 
 U = 2.0**-24
 TINY = 2.0**-126
@@ -205,7 +205,7 @@ class BlockCheck:
         self.R, self.SC, self.RG = (raw(rs * nbn, what="abft R") for _ in range(3))
         self.words = AK.HEAD + AK.NH + 4 * AK.CAP
         self.sum = raw(4 * self.words, what="abft summary")
-        self.host = np.empty(self.words, np.uint32)
+        self.host, self._host_buffer = pinned_host(gd.rt, (self.words,), np.uint32)
         self.lock = threading.Lock()
         self.has_old = False
         self.events: list | None = None  # a list: guard kernels' events are kept (profiling)
