@@ -234,7 +234,8 @@ def test_tensor_core_split_k_products(tc_lane, small_tc_tiles, rng, mode, ta, tb
 def test_lowrank_products_on_tensor_cores(tc_lane, small_tc_tiles, rng, monkeypatch, budget,
                                           lane):
     """With the tensor-core lane, the low-rank path's big products run there (TF32 for loose
-    budgets, 3xTF32 for tight ones) and the result still meets the budget."""
+    budgets, 3xTF32 for tight ones, after a TF32 sketch decided the product is worth it) and
+    the result still meets the budget."""
     from clgemm.guard import lowrank
 
     monkeypatch.setattr(contract, "tensor_cores_serve", lambda rt, b: False)
@@ -255,5 +256,53 @@ def test_lowrank_products_on_tensor_cores(tc_lane, small_tc_tiles, rng, monkeypa
     out, info = clgemm.matmul(A, B, rel_tol=budget, return_info=True)
     assert info.method == "lowrank", info.extra["approx"]
     assert info.extra["approx"]["lane"] == lane
-    assert modes and set(modes) == {lane}
+    # the decision sketch is TF32; a float32-level budget sketches again in 3xTF32
+    assert modes[:2] == ["tf32", "tf32"] and set(modes[2:]) == {lane}, modes
     assert _rel(out, ref) <= budget
+
+
+@pytest.mark.parametrize("rows,inner,q,wt", [(517, 300, 16, True), (130, 1000, 7, False),
+                                             (256, 65, 32, True)])
+def test_tall_skinny_products(rng, rows, inner, q, wt):
+    """The guard's tall-skinny kernel (probe products): odd shapes, both layouts of W, against
+    float64, output poisoned before."""
+    import pyopencl as cl
+
+    from clgemm.guard import tall_skinny
+    from clgemm.plan import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    mf = cl.mem_flags
+    X = rng.standard_normal((rows, inner + 3)).astype(np.float32)  # ld > inner
+    W = rng.standard_normal((q, inner) if wt else (inner, q)).astype(np.float32)
+    xb = cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=X)
+    wb = cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=W)
+    y = np.full((rows, q), np.nan, np.float32)
+    yb = cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=y)
+    x_op = Operand(xb, 1, inner + 3, False)  # offset 1: columns 1..inner of X
+    w_op = Operand(wb, 0, inner if wt else q, wt)
+    assert tall_skinny.fits(rows, q, x_op, rt.device.local_mem_bytes)
+    tall_skinny.enqueue(rt, rt.queue, rows, inner, q, -0.5, x_op, w_op,
+                        Operand(yb, 0, q, False))
+    cl.enqueue_copy(rt.queue, y, yb)
+    Wl = (W.T if wt else W).astype(np.float64)
+    ref = -0.5 * X[:, 1:inner + 1].astype(np.float64) @ Wl
+    assert _rel(y, ref) < 1e-6
+
+
+def test_participation_ratio_separates_low_rank_from_full_rank(rng):
+    """The cheap full-rank test: the sketch Gram of a product of rank <= l stays near or below
+    l / 2; a large full-rank product's fills most of l; never above the rank."""
+    from clgemm.guard import lowrank
+
+    n, l = 1536, 64
+    Om = rng.standard_normal((n, l))
+    full = rng.standard_normal((n, n)) @ rng.standard_normal((n, n))
+    for r in (8, 48, 64):
+        low = rng.standard_normal((n, r)) @ rng.standard_normal((r, n))
+        Y = low @ Om
+        pr = lowrank.participation_ratio(Y.T @ Y)
+        assert pr <= r + 1e-9 and pr < lowrank.PR_GIVE_UP * l, (r, pr)
+    Y = full @ Om
+    assert lowrank.participation_ratio(Y.T @ Y) > lowrank.PR_GIVE_UP * l

@@ -150,6 +150,12 @@ class Products:
         if lane is not None and 2.0 * m * n * k >= TC_MIN_FLOPS and self._tc(
                 lane, m, n, k, alpha, beta, a, b, c):
             return
+        from . import tall_skinny
+
+        if beta == 0.0 and tall_skinny.fits(m, n, a, self.rt.device.local_mem_bytes):
+            tall_skinny.enqueue(self.rt, self.queue, m, k, n, alpha, a, b, c)
+            self.launches += 1
+            return
         plan = self._plan(m, n, k, beta == 0.0 and c.ld == n)
         self.launches += 1
         if plan.slices <= 1:
@@ -292,6 +298,20 @@ class Sketch:
     times: dict = field(default_factory=dict)
 
 
+PR_GIVE_UP = 0.75  # a sketch Gram whose participation ratio exceeds this share of l: full rank
+
+
+def participation_ratio(G: np.ndarray) -> float:
+    """(sum of eigenvalues)^2 / sum of their squares for a symmetric PSD G, without an
+    eigendecomposition: trace(G)^2 / ||G||_F^2. It never exceeds rank(G). For the Gram of an
+    l-column Gaussian sketch of a product with r comparable singular values it is about
+    r l / (r + l): below l / 2 whenever r <= l, near l for a full-rank product of a large
+    size (the numpy on the host is O(l^2), no LAPACK call)."""
+    tr = float(np.trace(G))
+    ss = float(np.square(G).sum())
+    return tr * tr / ss if ss > 0 else 0.0
+
+
 def _chol(G: np.ndarray, s: float) -> np.ndarray:
     """Upper R with R^T R = G + s' I (s' = s, raised until the factorisation goes through)."""
     eye = np.eye(G.shape[0])
@@ -316,10 +336,19 @@ def sketch_product(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: i
     # ---- phase A: the sketch and its Gram matrix (one read) ------------------------------
     OmT = P.ws("omega", (L, n))
     P.gd.randn(OmT, int(rng.integers(1, 2**62)))
-    Tt = P.mm(OmT, dB, tb=not tb, C=P.ws("t", (L, k)), lane=lane)  # (op(B) Omega)^T: L x k
-    Yt = P.mm(Tt, dA, tb=not ta, C=P.ws("y", (L, m)), lane=lane)  # (C Omega)^T: L x m
-    P.queue.flush()  # the device starts on the sketch while the Gram is enqueued
-    (G,) = P.read(P.mm(Yt, Yt, tb=True, C=P.ws("g", (L, L))))
+    # The decision (full rank or not) needs only a TF32 sketch: the give-up thresholds below
+    # sit far above TF32's ~3e-4 error. A budget that needs float32-level products sketches
+    # again in 3xTF32 once the product is found worth it.
+    decide = "tf32" if lane is not None else None
+
+    def sketch(sketch_lane):
+        Tt = P.mm(OmT, dB, tb=not tb, C=P.ws("t", (L, k)), lane=sketch_lane)  # L x k
+        Yt = P.mm(Tt, dA, tb=not ta, C=P.ws("y", (L, m)), lane=sketch_lane)  # (C Omega)^T
+        P.queue.flush()  # the device starts on the sketch while the Gram is enqueued
+        (G,) = P.read(P.mm(Yt, Yt, tb=True, C=P.ws("g", (L, L))))
+        return Yt, G
+
+    Yt, G = sketch(decide)
     times["sketch_s"] = time.perf_counter() - t0
     res = Sketch(False, "", l, q)
     res.times = times
@@ -331,6 +360,11 @@ def sketch_product(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: i
     if tz == 0.0 or float(gyy.max()) == 0.0:
         res.reason = "zero product"
         return res
+    pr = participation_ratio(G[:l, :l])
+    if pr > PR_GIVE_UP * l:
+        res.reason = (f"full rank: the {l}-column sketch spreads over {pr:.0f} directions "
+                      f"(participation ratio; a product of rank <= {l} stays near {l // 2})")
+        return res
     s = SHIFT * float(max(gyy.max(), np.diag(G)[l:].max()))
     R = _chol(G, s)
     res.rho = rho = math.sqrt(float(np.sum(R[l:, l:] ** 2)) / tz)
@@ -339,6 +373,13 @@ def sketch_product(P: Products, dA, dB, ta: bool, tb: bool, m: int, n: int, k: i
         res.reason = (f"full rank for this budget: probe residual {rho:.3g} against the "
                       f"{l}-column sketch")
         return res
+    if lane != decide:
+        Yt, G = sketch(lane)
+        times["resketch_s"] = time.perf_counter() - t0 - times["sketch_s"]
+        tz = float(np.trace(G[l:, l:]))
+        if not np.all(np.isfinite(G)) or tz == 0.0:
+            res.reason = "non-finite or zero sketch"
+            return res
     # The big projections need only the sketch: Y_l^T op(A) op(B) is enqueued now and runs
     # while the host takes the eigendecomposition (Q^T = W1^T Y_l^T, so Q^T op(A) op(B) =
     # W1^T (Y_l^T op(A) op(B)) afterwards, a small product).
