@@ -261,36 +261,6 @@ def test_lowrank_products_on_tensor_cores(tc_lane, small_tc_tiles, rng, monkeypa
     assert _rel(out, ref) <= budget
 
 
-@pytest.mark.parametrize("rows,inner,q,wt", [(517, 300, 16, True), (130, 1000, 7, False),
-                                             (256, 65, 32, True)])
-def test_tall_skinny_products(rng, rows, inner, q, wt):
-    """The guard's tall-skinny kernel (probe products): odd shapes, both layouts of W, against
-    float64, output poisoned before."""
-    import pyopencl as cl
-
-    from clgemm.guard import tall_skinny
-    from clgemm.plan import Operand
-    from clgemm.runtime import get_runtime
-
-    rt = get_runtime()
-    mf = cl.mem_flags
-    X = rng.standard_normal((rows, inner + 3)).astype(np.float32)  # ld > inner
-    W = rng.standard_normal((q, inner) if wt else (inner, q)).astype(np.float32)
-    xb = cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=X)
-    wb = cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=W)
-    y = np.full((rows, q), np.nan, np.float32)
-    yb = cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=y)
-    x_op = Operand(xb, 1, inner + 3, False)  # offset 1: columns 1..inner of X
-    w_op = Operand(wb, 0, inner if wt else q, wt)
-    assert tall_skinny.fits(rows, q, x_op, rt.device.local_mem_bytes)
-    tall_skinny.enqueue(rt, rt.queue, rows, inner, q, -0.5, x_op, w_op,
-                        Operand(yb, 0, q, False))
-    cl.enqueue_copy(rt.queue, y, yb)
-    Wl = (W.T if wt else W).astype(np.float64)
-    ref = -0.5 * X[:, 1:inner + 1].astype(np.float64) @ Wl
-    assert _rel(y, ref) < 1e-6
-
-
 def test_participation_ratio_separates_low_rank_from_full_rank(rng):
     """The cheap full-rank test: the sketch Gram of a product of rank <= l stays near or below
     l / 2; a large full-rank product's fills most of l; never above the rank."""

@@ -150,12 +150,6 @@ class Products:
         if lane is not None and 2.0 * m * n * k >= TC_MIN_FLOPS and self._tc(
                 lane, m, n, k, alpha, beta, a, b, c):
             return
-        from . import tall_skinny
-
-        if beta == 0.0 and tall_skinny.fits(m, n, a, self.rt.device.local_mem_bytes):
-            tall_skinny.enqueue(self.rt, self.queue, m, k, n, alpha, a, b, c)
-            self.launches += 1
-            return
         plan = self._plan(m, n, k, beta == 0.0 and c.ld == n)
         self.launches += 1
         if plan.slices <= 1:
