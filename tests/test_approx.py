@@ -19,8 +19,15 @@ def _rel(x, ref):
     return np.linalg.norm(np.asarray(x, np.float64) - ref) / np.linalg.norm(ref)
 
 
+@pytest.fixture
+def no_tc_lane(monkeypatch):
+    """The low-rank path and the planner alone: on a device with the tensor-core lane (the
+    H100), TF32 would serve the loose budgets first."""
+    monkeypatch.setenv("CLGEMM_APPROX_TC", "0")
+
+
 @pytest.mark.parametrize("budget", [1e-1, 1e-2, 1e-3, 1e-4])
-def test_lowrank_budget_respected(rng, budget):
+def test_lowrank_budget_respected(no_tc_lane, rng, budget):
     n = 384
     A, B = _lowrank(rng, n, n, 8), rng.standard_normal((n, n)).astype(np.float32)
     ref = A.astype(np.float64) @ B
@@ -45,7 +52,7 @@ def test_noisy_lowrank_within_budget_or_exact(rng):
             assert err < 1e-5
 
 
-def test_full_rank_falls_back_early(rng):
+def test_full_rank_falls_back_early(no_tc_lane, rng):
     n = 384
     A, B = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
     C, info = clgemm.matmul(A, B, rel_tol=1e-2, return_info=True)
@@ -57,7 +64,7 @@ def test_full_rank_falls_back_early(rng):
     assert _rel(C, A.astype(np.float64) @ B) < 1e-5
 
 
-def test_small_shapes_go_exact(rng):
+def test_small_shapes_go_exact(no_tc_lane, rng):
     A, B = rng.standard_normal((40, 30)).astype(np.float32), rng.standard_normal((30, 50)).astype(np.float32)
     C, info = clgemm.matmul(A, B, rel_tol=0.5, return_info=True)
     assert info.method == "exact" and not info.fell_back
@@ -91,7 +98,7 @@ def test_estimator_catches_a_bad_approximation(rng, monkeypatch):
     assert _rel(C, A.astype(np.float64) @ B) < 1e-5
 
 
-def test_full_rank_turned_away_at_every_budget(rng):
+def test_full_rank_turned_away_at_every_budget(no_tc_lane, rng):
     n = 384
     A = rng.standard_normal((n, n)).astype(np.float32)
     B = rng.standard_normal((n, n)).astype(np.float32)
@@ -124,7 +131,7 @@ def test_confidence_statement():
     assert lowrank.confidence(16, 1.0) < 0.5
 
 
-def test_tensor_core_hook_skipped():
+def test_tensor_core_hook_skipped(no_tc_lane):
     from clgemm.runtime import get_runtime
 
     methods, skipped = contract.plan(get_runtime(), 3072, 3072, 3072, 1e-2)
