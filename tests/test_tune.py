@@ -499,3 +499,20 @@ def test_db_observations_exclude_the_target_problem(tmp_path):
     obs = db.observations("dev", exclude=Problem(1024, 1024, 1024))
     assert obs == {Problem(512, 512, 512): {s.key(): 1e-3}}  # failures left out
     assert db.observations("other") == {}
+
+
+def test_transfer_prior_reads_no_replay_session(tmp_path):
+    """distill's replay sessions measure every shape's top-k at every other shape (on the H100
+    that put the 2048 space's best schedule into 1400 and 3072 rows): a transfer prior that read
+    them would leak the target's answer, so only the tuner's own session counts."""
+    from clgemm.tune.offline import transfer_groups
+
+    db = TuningDB(tmp_path / "t.sqlite")
+    tuned, leaked = Schedule(), Schedule(wg_m=8)
+    db.record("fp", "dev", Problem(512, 512, 512), Measurement(tuned, 2e-3, 1.0, None), {}, "r")
+    db.record("fp", "dev", Problem(512, 512, 512), Measurement(leaked, 1e-3, 1.0, None), {},
+              "replay-0", session="replay-0")
+    assert db.observations("dev") == {Problem(512, 512, 512): {tuned.key(): 2e-3}}
+    db.close()
+    prior = transfer_groups([tmp_path / "t.sqlite"], "dev", exclude=Problem(64, 64, 64))
+    assert prior.groups == [([tuned], [2e-3])] and prior.samples == 1

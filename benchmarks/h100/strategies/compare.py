@@ -1,17 +1,21 @@
 """Offline strategy benchmark (issue 5, track T6): every engine strategy replayed over the
-recorded H100 space at 2048 (benchmarks/h100/space-2048.json), 30 seeds each.
+recorded H100 space at 2048 (benchmarks/h100/space-2048.json), 100 seeds each.
 
+    PYTHONPATH=src python3 benchmarks/h100/strategies/loso.py      # off-space selection first
     PYTHONPATH=src python3 benchmarks/h100/strategies/compare.py
 
 The engine's simulator replays random, genetic, annealing and sqa. The model-guided strategy
-is replayed three times: with the roofline prior as fixed scores (engine simulator); as the
-tuner runs it (`clgemm.tune.offline.replay_model`: the cost model refitted on what was measured
-before every pick, after 8 random warm-up picks; the recorded time stands in for the device);
-and as `clgemm tune --transfer` runs it (model+transfer: the cost model pretrained on the H100
-tuning databases' measurements of the OTHER shapes, 1400 and 3072, no warm-up). The 2048 rows of
-those databases are excluded: the recorded space is 2048, so they would be leakage. Seconds
-count compile + run time of every evaluated schedule as recorded. Writes compare.json and
-curves.png beside this.
+is replayed with the roofline prior as fixed scores (engine simulator); as the tuner runs it
+(`clgemm.tune.offline.replay_model`: the cost model refitted on what was measured before every
+pick, after 8 random warm-up picks; the recorded time stands in for the device); and as
+`clgemm tune --transfer` runs it (model+transfer: the cost model pretrained on the H100 tuning
+databases' `tune` measurements of the OTHER shapes, 1400 and 3072, no warm-up), once per
+target weight of the sweep. The 2048 rows of those databases are excluded (the recorded space
+is 2048: leakage), and so are their `replay-*` sessions (distill's cross-shape replays of every
+shape's top-k, 2048's included). `model+transfer` is the tuner's default target weight, which
+was chosen on THIS space (optimistic); `model+transfer@loso` is the weight loso.py chose on the
+other shapes and PoCL (loso.json), the unbiased figure. Seconds count compile + run time of
+every evaluated schedule as recorded. Writes compare.json and curves.png beside this.
 """
 
 from __future__ import annotations
@@ -33,14 +37,13 @@ from clgemm.tune.offline import replay_model, transfer_groups
 
 HERE = Path(__file__).parent
 SPACE = HERE.parent / "space-2048.json"
-SEEDS = 30
+SEEDS = 100
 BUDGET = 3000  # the whole recorded space: random search's median is then not censored
 REFIT = 1  # the tuner refits before every ask (one compile worker)
 WARMUP = 8  # TuneConfig.model_warmup
-TARGET_WEIGHT = 1000.0  # CostModel.target_weight
-# Chosen on THIS space (selection on the evaluation set, so optimistic): median evals to 95% of
-# model+transfer, 30 seeds, by target weight (10 would be plain pooling).
-WEIGHT_SWEEP = {"10": 69.0, "30": 59.5, "100": 42.5, "300": 37.0, "1000": 32.5}
+TARGET_WEIGHT = CostModel(0).target_weight  # the tuner's default (chosen on this space)
+WEIGHTS = [10.0, 30.0, 100.0, 300.0, 1000.0]  # the sweep (10 would be plain pooling)
+LOSO = HERE / "loso.json"  # loso.py: the weight chosen off this space
 TRANSFER_DBS = [HERE.parent / "tune" / "tune.sqlite", HERE.parent / "campaign-b" / "tune.sqlite"]
 
 
@@ -76,16 +79,23 @@ def main() -> int:
     transfer = transfer_groups(TRANSFER_DBS, data["device"]["name"],
                                exclude=Problem(*data["shape"]))
     assert all(p.m != 2048 for p in transfer.problems), "leakage: 2048 rows in the prior"
-    variants = {"model-online": None, "model+transfer": transfer}
-    for name, prior in variants.items():
+    loso_weight = json.loads(LOSO.read_text())["chosen_target_weight"]
+    variants = [("model-online", None, TARGET_WEIGHT)]
+    variants += [(f"model+transfer@{w:g}", transfer, w) for w in WEIGHTS]
+    for name, prior, weight in variants:
         model_runs, _ = replay_model(SPACE, list(range(SEEDS)), BUDGET, transfer=prior,
-                                     warmup=WARMUP, refit=REFIT, target_weight=TARGET_WEIGHT)
+                                     warmup=WARMUP, refit=REFIT, target_weight=weight)
         runs[name] = []
         for r in model_runs:
             e95, s95 = reach(r.curve, r.seconds, best, 0.95)
             e99, s99 = reach(r.curve, r.seconds, best, 0.99)
             runs[name].append({"curve": r.curve, "evals_95": e95, "evals_99": e99,
                                "seconds_95": s95, "seconds_99": s99})
+    sweep = {f"{w:g}": runs[f"model+transfer@{w:g}"] for w in WEIGHTS}
+    runs["model+transfer"] = sweep[f"{TARGET_WEIGHT:g}"]  # what `clgemm tune --transfer` does
+    runs["model+transfer@loso"] = sweep[f"{loso_weight:g}"]
+    for w in WEIGHTS:
+        del runs[f"model+transfer@{w:g}"]
     summary = {}
     base_third = statistics.median(
         [r["evals_95"] if r["evals_95"] else BUDGET + 1 for r in runs["random"]]) / 3
@@ -119,8 +129,12 @@ def main() -> int:
         "cost_model": "seconds = recorded compile_s + 6 x kernel time (warm-up + 5 repeats)",
         "model": {"refit_every": REFIT, "warmup_random_picks": WARMUP,
                   "ridge": CostModel(0).ridge, "target_weight": TARGET_WEIGHT,
-                  "target_weight_sweep_median_evals_to_95": WEIGHT_SWEEP,
-                  "target_weight_note": "chosen on this same space: optimistic selection"},
+                  "target_weight_loso": loso_weight,
+                  "target_weight_sweep": {w: _sweep_row(rr, one_percent) for w, rr in sweep.items()},
+                  "target_weight_note": (
+                      "model+transfer uses the tuner default, chosen on this same space "
+                      "(optimistic selection); model+transfer@loso uses the weight loso.py "
+                      "chose on other shapes and PoCL (benchmarks/h100/strategies/loso.json)")},
         "transfer": {
             "databases": [str(Path(p).relative_to(HERE.parent.parent.parent)) for p in TRANSFER_DBS],
             "device_name": data["device"]["name"],
@@ -128,7 +142,9 @@ def main() -> int:
             "measurements": transfer.samples,
             "distinct_schedules": len({s for g, _ in transfer.groups for s in g}),
             "overlap_with_space": len({s for g, _ in transfer.groups for s in g} & set(schedules)),
-            "excluded": "every 2048x2048x2048 row (the recorded space's shape): leakage",
+            "excluded": ("every 2048x2048x2048 row (the recorded space's shape) and every "
+                         "replay-* session row (distill's cross-shape replays of each shape's "
+                         "top-k, 2048's included): leakage"),
         },
         "criterion": ("best strategy reaches 95% of the best known schedule within 1% of the "
                       "space (evaluations <= one_percent_of_space) in >= 90% of seeds, with a "
@@ -145,12 +161,19 @@ def main() -> int:
     (HERE / "compare.json").write_text(json.dumps(out, indent=1))
     _plot(runs, best, one_percent)
     for name, s in summary.items():
-        print(f"{name:13s} median evals to 95%: {s['median_evals_to_95']:6.1f} "
+        print(f"{name:18s} median evals to 95%: {s['median_evals_to_95']:6.1f} "
               f"({s['evals_to_95_vs_random']:.2f} x random), reached {s['reached_95']:.0%}, "
               f"within 1% of space: {s['share_95_within_1pct']:.0%} "
               f"(95% CP bounds {s['share_95_within_1pct_lower95']:.0%}-"
               f"{s['share_95_within_1pct_upper95']:.0%}), criterion met: {s['criterion_met']}")
     return 0
+
+
+def _sweep_row(rr, one_percent) -> dict:
+    e95 = [r["evals_95"] if r["evals_95"] else BUDGET + 1 for r in rr]
+    within = sum(1 for e in e95 if e <= one_percent)
+    return {"median_evals_to_95": statistics.median(e95), "share_95_within_1pct": within / len(rr),
+            "share_95_within_1pct_lower95": _cp_lower(within, len(rr))}
 
 
 def _cp_upper(successes: int, n: int, alpha: float = 0.05) -> float:
@@ -187,12 +210,13 @@ def _plot(runs, best, one_percent) -> None:
         curves = np.array([[best / c if c else 0.0 for c in
                             (r["curve"] + [r["curve"][-1]] * (BUDGET - len(r["curve"])))]
                            for r in rr])
-        ax.plot(np.arange(1, BUDGET + 1), np.median(curves, axis=0), label=name)
+        ax.plot(np.arange(1, BUDGET + 1), np.median(curves, axis=0), label=name,
+                ls="--" if name.endswith("@loso") else "-")
     ax.axhline(0.95, color="grey", ls=":", lw=1)
     ax.axvline(one_percent, color="grey", ls="--", lw=1, label="1% of recorded space")
     ax.set_xscale("log")
     ax.set_xlabel("evaluations (log)")
-    ax.set_ylabel("best-so-far / best known speed (median of 30 seeds)")
+    ax.set_ylabel(f"best-so-far / best known speed (median of {SEEDS} seeds)")
     ax.set_title("Strategies on the recorded H100 space (2048^3, 3000 schedules)")
     ax.legend()
     fig.tight_layout()

@@ -42,8 +42,10 @@ class CostModel:
     bias: float = 0.0
     samples: int = 0
     # With transfer: weight of one target-shape measurement against one of another shape.
-    # Offline (H100 2048 space, 30 seeds) median evals to 95%: 10 -> 69, 100 -> 42.5,
-    # 1000 -> 32.5: the other shapes act as a strong prior the target's data corrects.
+    # Offline (H100 2048 space, 100 seeds, benchmarks/h100/strategies/compare.json) median
+    # evals to 95%: 10 -> 69.5, 100 -> 43, 1000 -> 37.5: the other shapes act as a strong prior
+    # the target's data corrects. Chosen on that same space (optimistic); chosen off it
+    # (leave one shape out, strategies/loso.json) 100 wins by a hair, 100-1000 being flat there.
     target_weight: float = 1000.0
     transfer_samples: int = 0
     _transfer: tuple[np.ndarray, np.ndarray] | None = None  # per-shape centred (x, y)
