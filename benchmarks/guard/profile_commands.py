@@ -55,26 +55,36 @@ def recording():
             orig_nd, orig_copy, orig_fill)
 
 
-def summarise(got, wall_s: float) -> dict:
+def summarise(got, wall_s: float, marks=None) -> dict:
+    """`marks`: (before, after) marker events enqueued around the call: their QUEUED times
+    put the host's progress (when each command was enqueued) on the device's clock."""
     rows = []
     for name, ev in got:
         try:
             ev.wait()
-            s, e = ev.profile.start, ev.profile.end
+            q, s, e = ev.profile.queued, ev.profile.start, ev.profile.end
         except cl.Error:  # an event without profiling info (user event, host copy)
             continue
-        rows.append((name, s, e))
+        rows.append((name, q, s, e))
     if not rows:
         return {"wall_s": wall_s, "commands": []}
-    t0 = min(s for _, s, _ in rows)
-    t1 = max(e for _, _, e in rows)
+    t0 = min(s for _, _, s, _ in rows)
+    t1 = max(e for _, _, _, e in rows)
+    host = {}
+    if marks is not None:
+        h0, h1 = (m.profile.queued for m in marks)
+        host = {"call_to_first_enqueue_s": (rows[0][1] - h0) * 1e-9,
+                "call_to_first_start_s": (t0 - h0) * 1e-9,
+                "last_end_to_return_s": (h1 - t1) * 1e-9,
+                "enqueued_at_s": [(n, (q - h0) * 1e-9) for n, q, _, _ in rows]}
+    rows = [(n, s, e) for n, _, s, e in rows]
     by: dict = {}
     for name, s, e in rows:
         d = by.setdefault(name, {"count": 0, "device_s": 0.0})
         d["count"] += 1
         d["device_s"] += (e - s) * 1e-9
     busy = sum((e - s) for _, s, e in rows) * 1e-9
-    return {"wall_s": wall_s, "span_s": (t1 - t0) * 1e-9, "busy_s": busy,
+    return {"wall_s": wall_s, "span_s": (t1 - t0) * 1e-9, "busy_s": busy, **host,
             "by_name": dict(sorted(by.items(), key=lambda kv: -kv[1]["device_s"])),
             "commands": [(n, (s - t0) * 1e-9, (e - s) * 1e-9) for n, s, e in rows]}
 
@@ -88,10 +98,13 @@ def profile(fn, queue, reps: int = 5) -> dict:
         queue.finish()
         with recording() as got:
             t = time.perf_counter()
+            before = cl.enqueue_marker(queue)
             fn()
             queue.finish()
+            after = cl.enqueue_marker(queue)
             wall = time.perf_counter() - t
-        s = summarise(got, wall)
+        after.wait()
+        s = summarise(got, wall, (before, after))
         if best is None or s["wall_s"] < best["wall_s"]:
             best = s
     return best
@@ -142,6 +155,13 @@ def main() -> None:
                             for k, v in list(r["by_name"].items())[:8])
             print(f"[profile] {name}: wall {r['wall_s'] * 1e6:.0f} us, span "
                   f"{r['span_s'] * 1e6:.0f}, busy {r['busy_s'] * 1e6:.0f}; {top}", flush=True)
+            if "call_to_first_enqueue_s" in r:
+                print(f"[profile]   host: call -> first enqueue "
+                      f"{r['call_to_first_enqueue_s'] * 1e6:.0f} us, -> first start "
+                      f"{r['call_to_first_start_s'] * 1e6:.0f} us, last end -> return "
+                      f"{r['last_end_to_return_s'] * 1e6:.0f} us; enqueued at "
+                      + ", ".join(f"{n} {q * 1e6:.0f}" for n, q in r["enqueued_at_s"][:12]),
+                      flush=True)
         else:
             print(f"[profile] {name}: {r}", flush=True)
     out.mkdir(parents=True, exist_ok=True)

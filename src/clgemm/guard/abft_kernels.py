@@ -174,11 +174,18 @@ void abft_expect(const int Kd, const int N, const int NB, const int kc,
 }
 
 // Block-column sums of a row-major M x N matrix: S = sum, Q = sum of squares, Sa = sum |x|.
-// global (N, NB)
+// With zero_sum, the first work-group also clears the summary's counters and histogram for
+// the judges that follow (one command fewer than a fill).  global (N, NB)
 __kernel void abft_cblock(const int M, const int N, const int Bs,
     __global const float* X, const int ld, const int off, const int tx,
-    __global real* S, __global real* Q, __global real* Sa)
+    __global real* S, __global real* Q, __global real* Sa,
+    __global uint* sum, const int zero_sum)
 {
+  if (zero_sum && get_group_id(0) == 0 && get_group_id(1) == 0) {
+    const int lsz = get_local_size(0) * get_local_size(1);
+    for (int w = get_local_id(1) * get_local_size(0) + get_local_id(0); w < HEAD + NH; w += lsz)
+      sum[w] = 0u;
+  }
   const int j = get_global_id(0), b = get_global_id(1);
   if (j >= N) return;
   const int i0 = b * Bs, i1 = min(M, i0 + Bs);
@@ -202,7 +209,7 @@ void abft_flush_max(__local uint* lm, __global uint* g) { if (*lm) atomic_max(g,
 
 // Residual, tolerances and the histogram of z = |r| / scale.  global (N, NB), local (JW, 1)
 // sum[0] flagged, [1] unverifiable, [2] checkable, [3] max ratio, [4] max z,
-// [5] max rigorous ratio, [6] non-finite flagged, [HEAD..HEAD+NH) histogram,
+// [5] max rigorous ratio, [6] non-finite flagged, [7] T (judge2), [HEAD..HEAD+NH) histogram,
 // then CAP entries of 4 words: index b*N+j, 0, residual (real as 2 words, or float + 0).
 __kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
 void abft_judge1(const int N, const int NB, const int M, const int Bs,
@@ -304,6 +311,7 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float kappa
       T = fmax(c_dev, kappa * level);
     }
     T_ = T;
+    if (get_group_id(0) == 0 && get_group_id(1) == 0) sum[7] = as_uint(T);
     mx[0] = 0u; mx[1] = 0u;
   }
   barrier(CLK_LOCAL_MEM_FENCE);

@@ -121,7 +121,7 @@ def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=No
         _, s = abft.check_views(rt, a, b, c, alpha, beta, o, 0.0, locate_cells=False)
         if s is None or s["checkable"] < abft.MIN_SIDE:
             continue
-        level = abft.KAPPA * s["level"]
+        level = abft.KAPPA * abft.summary_level(s)
         needed.append(s["max_z"] if s["max_z"] > level else 0.0)
     need = max(needed) if needed else 0.0
     c = max(abft.DEFAULT_C, margin * need)
