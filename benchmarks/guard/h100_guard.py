@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
 
     cal = campaign.calibrate(60 if quick else 1500, max_dim=128 if quick else 256)
     print(f"[guard] calibration c={cal['c']:.3g} ({time.perf_counter() - t0:.0f}s)", flush=True)
-    overhead = campaign.abft_overhead(n, reps=3 if quick else 10)
+    overhead = campaign.abft_overhead(n, reps=3 if quick else 20)
     print(f"[guard] ABFT overhead at {n}: {overhead['overhead_vs_plain_wall']:.3%} of the plain "
           f"call ({time.perf_counter() - t0:.0f}s)", flush=True)
     print(f"[guard]   events: guard {overhead['guard_device_s'] * 1e6:.0f} us vs GEMM "
@@ -65,11 +65,11 @@ def main(argv: list[str]) -> int:
     errors.pop("cases_full", None)
     print(f"[guard] approx within budget {errors['within_rate']:.4f} of {errors['calls']} "
           f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    timing = {b: campaign.approx_timing(n, b, reps=3 if quick else 5) for b in (1e-2, 1e-4)}
+    timing = {b: campaign.approx_timing(n, b, reps=3 if quick else 7) for b in (1e-2, 1e-4)}
     # budget 1e-2 is served by the TF32 lane where the device has one (host-staged, with a
     # float64 probe estimate); the low-rank path alone, for comparison:
     os.environ["CLGEMM_APPROX_TC"] = "0"
-    timing_lr = campaign.approx_timing(n, 1e-2, reps=3 if quick else 5)
+    timing_lr = campaign.approx_timing(n, 1e-2, reps=3 if quick else 7)
     os.environ.pop("CLGEMM_APPROX_TC")
     print(f"[guard] approx timing done ({time.perf_counter() - t0:.0f}s)", flush=True)
     approx_data = {"schema": "clgemm.guard-h100/approx/1", "device": device, "errors": errors,

@@ -265,6 +265,23 @@ def _median_wall(fn, reps: int, queue) -> float:
     return float(np.median(times))
 
 
+def _interleaved_walls(fns, reps: int, queue) -> list[float]:
+    """Median wall of each function, the functions timed in turn within every repetition:
+    the host's drift (this machine's Python runs 2-5x slower at times) hits all alike."""
+    for fn in fns:
+        fn()
+    queue.finish()
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for fn, got in zip(fns, times):
+            queue.finish()
+            t = time.perf_counter()
+            fn()
+            queue.finish()
+            got.append(time.perf_counter() - t)
+    return [float(np.median(t)) for t in times]
+
+
 def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> dict:
     """Median wall time of matmul on device arrays with and without check=True."""
     import clgemm
@@ -295,8 +312,7 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
     def checked_beta():
         clgemm.matmul(A, B, C=C, beta=0.5, check=True, device=rt.device)
 
-    t_plain = _median_wall(plain, reps, rt.queue)
-    t_check = _median_wall(checked, reps, rt.queue)
+    t_plain, t_check = _interleaved_walls((plain, checked), reps, rt.queue)
     # Device time of the guard's own commands (OpenCL events), per checked call.
     ck = abft.block_check(guard_device(rt), n, n, n)
     ck.events = []
@@ -435,8 +451,7 @@ def approx_timing(n: int = 3072, budget: float = 1e-2, reps: int = 5, device=Non
                                     return_info=True)
             infos.append(info)
 
-        t_exact = _median_wall(exact, reps, rt.queue)
-        t_approx = _median_wall(approx, reps, rt.queue)
+        t_exact, t_approx = _interleaved_walls((exact, approx), reps, rt.queue)
         ref = A.astype(np.float64) @ B.astype(np.float64)
         err = float(np.linalg.norm(dC.get() - ref) / np.linalg.norm(ref))
         last = infos[-1]
