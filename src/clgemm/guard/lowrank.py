@@ -218,13 +218,18 @@ class Products:
 
     def read(self, *arrays) -> list[np.ndarray]:
         """Host copies (float64) of device arrays with one wait (the queue is in order)."""
+        return [h.astype(np.float64) for h in self.read_float32(*arrays)]
+
+    def read_float32(self, *arrays) -> list[np.ndarray]:
+        """The device arrays in page-locked host arrays, one wait; valid until the next read
+        (callers hold self.lock)."""
         self._pin_used.clear()
         hosts = [self._pinned(a.shape) for a in arrays]
         for i, (h, a) in enumerate(zip(hosts, arrays)):
             cl.enqueue_copy(self.queue, h, a.base_data, src_offset=a.offset,
                             is_blocking=i == len(arrays) - 1)
         self._keep.clear()
-        return [h.astype(np.float64) for h in hosts]
+        return hosts
 
     def _pinned(self, shape) -> np.ndarray:
         """Page-locked host arrays by shape, reused: a read into pageable memory costs an
