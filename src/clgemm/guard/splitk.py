@@ -110,26 +110,33 @@ def plan(rt, m: int, n: int, k: int, table_schedule: Schedule | None = None,
     return best[1]
 
 
+def split_source(src: str, name: str, new_name: str, last_param: str, layout,
+                 slice_dim: int) -> str:
+    """A generated kernel's source made split-K: K becomes the slice of K_all that work-group
+    dimension `slice_dim` selects (kc deep), the operands start at that slice and C at its
+    slab. The generators keep these three lines stable (asserted)."""
+    head = f"__kernel void {name}(const int M, const int N, const int K,"
+    assert head in src, "generated kernel header changed"
+    src = src.replace(head, f"__kernel void {new_name}(const int M, const int N, "
+                            "const int K_all,", 1)
+    assert last_param in src
+    src = src.replace(last_param, last_param[:-1] + ", const int kc, const long slab)", 1)
+    body = "  A += a_off; B += b_off; C += c_off;"
+    assert body in src
+    a_step = "(long)ks_ * kc * lda" if layout.trans_a else "(long)ks_ * kc"
+    b_step = "(long)ks_ * kc" if layout.trans_b else "(long)ks_ * kc * ldb"
+    return src.replace(body, (
+        f"  const int ks_ = get_group_id({slice_dim});\n"
+        "  const int K = min(kc, K_all - ks_ * kc);\n"
+        f"  A += a_off + {a_step}; B += b_off + {b_step}; C += c_off + ks_ * slab;"), 1)
+
+
 class SplitK:
     """The split-K variant of one generated kernel (schedule + layout)."""
 
     def __init__(self, rt, schedule: Schedule, layout) -> None:
-        src = render(schedule, layout)
-        head = f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,"
-        assert head in src, "generated kernel header changed"
-        src = src.replace(head, "__kernel void guard_splitk(const int M, const int N, "
-                                "const int K_all,", 1)
-        tail = "__global float* C, const int ldc, const int c_off)"
-        assert tail in src
-        src = src.replace(tail, tail[:-1] + ", const int kc, const long slab)", 1)
-        body = "  A += a_off; B += b_off; C += c_off;"
-        assert body in src
-        a_step = "(long)ks_ * kc * lda" if layout.trans_a else "(long)ks_ * kc"
-        b_step = "(long)ks_ * kc" if layout.trans_b else "(long)ks_ * kc * ldb"
-        src = src.replace(body, (
-            "  const int ks_ = get_group_id(2);\n"
-            "  const int K = min(kc, K_all - ks_ * kc);\n"
-            f"  A += a_off + {a_step}; B += b_off + {b_step}; C += c_off + ks_ * slab;"), 1)
+        src = split_source(render(schedule, layout), KERNEL_NAME, "guard_splitk",
+                           "__global float* C, const int ldc, const int c_off)", layout, 2)
         self.schedule = schedule
         self.layout = layout
         built = rt.build(src, options="-cl-mad-enable")
@@ -165,22 +172,8 @@ class TcSplitK:
         from ..kernels.tensorcore import render_tc
         from ..tc import default_dialect
 
-        src = render_tc(schedule, layout, dialect or default_dialect())
-        head = f"__kernel void {TC_NAME}(const int M, const int N, const int K,"
-        assert head in src, "generated tensor-core kernel header changed"
-        src = src.replace(head, "__kernel void guard_tc_splitk(const int M, const int N, "
-                                "const int K_all,", 1)
-        tail = "__global int* nonfinite)"
-        assert tail in src
-        src = src.replace(tail, tail[:-1] + ", const int kc, const long slab)", 1)
-        body = "  A += a_off; B += b_off; C += c_off;"
-        assert body in src
-        a_step = "(long)ks_ * kc * lda" if layout.trans_a else "(long)ks_ * kc"
-        b_step = "(long)ks_ * kc" if layout.trans_b else "(long)ks_ * kc * ldb"
-        src = src.replace(body, (
-            "  const int ks_ = get_group_id(1);\n"
-            "  const int K = min(kc, K_all - ks_ * kc);\n"
-            f"  A += a_off + {a_step}; B += b_off + {b_step}; C += c_off + ks_ * slab;"), 1)
+        src = split_source(render_tc(schedule, layout, dialect or default_dialect()), TC_NAME,
+                           "guard_tc_splitk", "__global int* nonfinite)", layout, 1)
         self.schedule = schedule
         self.layout = layout
         built = rt.build(src, options="-cl-mad-enable")
