@@ -26,6 +26,15 @@ def _isolated_cache(tmp_path_factory):
     os.environ.setdefault("CLGEMM_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_method_costs():
+    """Each test starts with no measured costs in the approximate planner (it remembers, per
+    shape, whether low rank beat exact)."""
+    from clgemm.guard import contract
+
+    contract._costs.clear()
+
+
 def rand(rng, shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 

@@ -283,3 +283,33 @@ def test_participation_ratio_separates_low_rank_from_full_rank(rng):
         assert pr <= r + 1e-9 and pr < lowrank.PR_GIVE_UP * l, (r, pr)
     Y = full @ Om
     assert lowrank.participation_ratio(Y.T @ Y) > lowrank.PR_GIVE_UP * l
+
+
+def test_planner_remembers_that_low_rank_lost(no_tc_lane, rng):
+    """Per shape the planner measures low rank against exact and skips low rank where it
+    lost, trying it again every EXPLORE_EVERY calls; where it won it keeps it."""
+    from clgemm.runtime import get_runtime
+
+    n = 384
+    A, B = _lowrank(rng, n, n, 6), rng.standard_normal((n, n)).astype(np.float32)
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    _, info = clgemm.matmul(A, B, rel_tol=1e-3, return_info=True)
+    assert info.method == "lowrank"  # first encounter: tried
+    _, info = clgemm.matmul(A, B, rel_tol=1e-3, return_info=True)
+    assert info.method == "exact" and "timing the exact product" in info.extra["approx"][
+        "exact_reason"]
+    costs = contract.method_costs(get_runtime(), n, n, n, None, 1e-3)
+    assert costs.lowrank_s > 0 and costs.exact_s > 0
+    costs.lowrank_s, costs.exact_s = 1.0, 1e-3  # low rank lost
+    methods, reasons = [], []
+    for _ in range(contract.EXPLORE_EVERY):
+        out, info = clgemm.matmul(A, B, rel_tol=1e-3, return_info=True)
+        methods.append(info.method)
+        reasons.append(info.extra["approx"].get("exact_reason", ""))
+        assert _rel(out, ref) <= 1e-3
+    assert methods[:-1] == ["exact"] * (contract.EXPLORE_EVERY - 1)
+    assert all("measured slower than exact" in r for r in reasons[:-1])
+    assert methods[-1] == "lowrank"  # the periodic re-try
+    costs.lowrank_s, costs.exact_s = 1e-3, 1.0  # low rank won
+    _, info = clgemm.matmul(A, B, rel_tol=1e-3, return_info=True)
+    assert info.method == "lowrank"

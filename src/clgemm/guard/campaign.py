@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ..runtime import get_runtime
-from . import abft, faults
+from . import abft, contract, faults
 from .device import guard_device
 
 KINDS = ("normal", "uniform", "const", "rowscaled", "colscaled", "int", "sparse", "lowrank",
@@ -402,6 +402,7 @@ def approx_campaign(sizes=(384, 512), budgets=(1e-1, 1e-2, 1e-3, 1e-4), reps: in
                     A, B = lowrank_operands(rng, n, rank, noise)
                 ref = A.astype(np.float64) @ B.astype(np.float64)
                 for budget in budgets:
+                    contract._costs.clear()  # each call runs its method (no memory)
                     C, info = clgemm.matmul(A, B, rel_tol=budget, device=device,
                                             return_info=True)
                     err = float(np.linalg.norm(C - ref) / np.linalg.norm(ref))
@@ -429,8 +430,11 @@ def approx_campaign(sizes=(384, 512), budgets=(1e-1, 1e-2, 1e-3, 1e-4), reps: in
 
 
 def approx_timing(n: int = 3072, budget: float = 1e-2, reps: int = 5, device=None,
-                  seed: int = 3) -> dict:
-    """Wall time (device arrays, queue.finish) of exact vs rel_tol on rank n/32 and full rank."""
+                  seed: int = 3, remember: bool = True) -> dict:
+    """Wall time (device arrays, queue.finish) of exact vs rel_tol on rank n/32 and full rank.
+    remember=False clears the planner's measured costs before every call: each call is a
+    first encounter (it tries low rank); True: the planner's steady state, where low rank
+    measured slower than exact is tried once every contract.EXPLORE_EVERY calls."""
     import clgemm
 
     rt = get_runtime(device)
@@ -447,6 +451,8 @@ def approx_timing(n: int = 3072, budget: float = 1e-2, reps: int = 5, device=Non
             clgemm.matmul(dA, dB, C=dC, device=rt.device)
 
         def approx():
+            if not remember:
+                contract._costs.clear()
             _, info = clgemm.matmul(dA, dB, C=dC, rel_tol=budget, device=rt.device,
                                     return_info=True)
             infos.append(info)

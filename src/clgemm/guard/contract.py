@@ -12,13 +12,18 @@ Planner, in order of cost:
      otherwise the projection onto the sketch, with its probe estimate, one more small read;
   3. exact float32.
 Every approximate result is checked by an a-posteriori estimate on fresh Gaussian probes
-before it is returned; above the budget the call falls back to exact.
+before it is returned; above the budget the call falls back to exact. The planner remembers,
+per shape, lane and decade of budget, the measured wall of low rank and of exact
+(MethodCosts): where low rank lost it goes exact, trying low rank again every EXPLORE_EVERY
+calls.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyopencl.array as cla
@@ -61,6 +66,55 @@ def lowrank_lane(rt: Runtime, budget: float) -> str | None:
     if not tc.tensorcore_available(rt):
         return None
     return "tf32" if budget >= LOWRANK_TF32_MIN_BUDGET else "3xtf32"
+
+
+EXPLORE_EVERY = 32  # calls between re-tries of low rank where it was measured slower
+
+
+@dataclass
+class MethodCosts:
+    """Measured wall of a low-rank attempt (a success, or a give-up with its exact fallback)
+    and of the exact product, per device, shape and lane. Where low rank lost, the planner
+    goes exact and tries low rank again every EXPLORE_EVERY calls: the data (its rank) and
+    the host's speed decide, neither known before the first attempt."""
+
+    lowrank_s: float | None = None
+    exact_s: float | None = None
+    skipped: int = 0
+
+
+_costs: dict = {}
+_costs_lock = threading.Lock()
+
+
+def method_costs(rt: Runtime, m: int, n: int, k: int, lane: str | None,
+                 budget: float) -> MethodCosts:
+    # per decade of budget: a looser budget may keep a sketch a tighter one turns away
+    key = (rt.device.fingerprint, m, n, k, lane, int(np.floor(np.log10(budget))))
+    with _costs_lock:
+        c = _costs.get(key)
+        if c is None:
+            if len(_costs) >= 256:
+                _costs.clear()
+            c = _costs[key] = MethodCosts()
+        return c
+
+
+def lowrank_turn(c: MethodCosts) -> str | None:
+    """None: this call tries low rank; otherwise why it goes exact."""
+    if c.lowrank_s is None:
+        return None
+    if c.exact_s is None:
+        return (f"timing the exact product once at this shape, to compare with low rank "
+                f"({c.lowrank_s * 1e3:.3g} ms)")
+    if c.lowrank_s <= c.exact_s:
+        return None
+    c.skipped += 1
+    if c.skipped >= EXPLORE_EVERY:
+        c.skipped = 0
+        return None
+    return (f"low rank measured slower than exact at this shape ({c.lowrank_s * 1e3:.3g} vs "
+            f"{c.exact_s * 1e3:.3g} ms); tried again every {EXPLORE_EVERY} calls")
 
 
 def block_size(m: int, n: int, k: int) -> int:
@@ -177,13 +231,23 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
         info.fell_back = "tensor_core" in extra  # tried, and its estimate said no
         return exact("planner: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())), info
 
+    lane = lowrank_lane(rt, rel_tol)
+    costs = method_costs(rt, m, n, k, lane, rel_tol)
+    turn = lowrank_turn(costs)
+    if turn is not None:
+        info.fell_back = "tensor_core" in extra
+        t1 = time.perf_counter()
+        got = exact(f"planner: {turn}")  # waits for its kernel: a measured wall
+        costs.exact_s = time.perf_counter() - t1
+        extra["costs"] = dict(costs.__dict__)
+        return got, info
+
     P = lowrank.Products.of(rt)
     dA, dB = _to_device(rt, A), _to_device(rt, B)
     rng = np.random.default_rng(seed)
     b = block_size(m, n, k)
     cap = rank_cap(m, n, k, b)
     l = lowrank.sketch_cols(m, n, k, cap)
-    lane = lowrank_lane(rt, rel_tol)
     extra["lane"] = lane or "float32"
     if on_device:
         out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
@@ -206,12 +270,19 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
         info.error_estimate = None
     if not sk.ok:  # turned away (full rank) or the estimate said no: C is untouched
         info.fell_back = True
-        extra["wasted_s"] = time.perf_counter() - t0
-        return exact(f"low rank gave up: {sk.reason}"), info
+        t1 = time.perf_counter()
+        extra["wasted_s"] = t1 - t0
+        got = exact(f"low rank gave up: {sk.reason}")
+        t2 = time.perf_counter()
+        costs.exact_s, costs.lowrank_s = t2 - t1, t2 - t0
+        extra["costs"] = dict(costs.__dict__)
+        return got, info
 
     info.method = "lowrank"
     info.schedule = "lowrank"
-    extra["approx_s"] = time.perf_counter() - t0  # enqueued (device arrays are not waited on)
+    rt.queue.finish()  # the last product too: the wall the planner compares with exact
+    costs.lowrank_s = extra["approx_s"] = time.perf_counter() - t0
+    extra["costs"] = dict(costs.__dict__)
     if on_device:
         return out, info
     host = out.get()
