@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyopencl.array as cla
+import pytest
 
 import clgemm
 from conftest import assert_close_to_reference, rand, reference
@@ -40,3 +41,23 @@ def test_device_column_major_output(rng):
     out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), C=c)
     ref, np_err = reference(A, B)
     assert_close_to_reference(out.get(), ref, np_err)
+
+
+def test_output_sharing_an_operand_is_refused(rng):
+    """C aliasing A or B (the same device array, or an overlapping view) would be read after
+    it is overwritten: a clear error, nothing written; disjoint views of one buffer are fine."""
+    from clgemm.errors import ShapeError
+
+    A = clgemm.to_device(rng.standard_normal((64, 64)).astype(np.float32))
+    B = clgemm.to_device(rng.standard_normal((64, 64)).astype(np.float32))
+    before = A.get()
+    for kw in (dict(C=A), dict(C=B), dict(C=A[8:40])):
+        with pytest.raises(ShapeError, match="shares device memory"):
+            clgemm.matmul(A if kw["C"].shape == (64, 64) else A[8:40], B, **kw)
+    assert np.array_equal(A.get(), before)
+    big = clgemm.to_device(np.zeros((128, 64), np.float32))
+    top, bottom = big[:64], big[64:]
+    top.set(rng.standard_normal((64, 64)).astype(np.float32))
+    out = clgemm.matmul(top, B, C=bottom)  # disjoint halves of one buffer
+    ref = top.get().astype(np.float64) @ B.get().astype(np.float64)
+    assert np.abs(out.get() - ref).max() < 1e-4 * np.abs(ref).max()

@@ -81,12 +81,31 @@ def device_operand(rt: Runtime, name: str, x: cla.Array, trans: bool) -> Operand
 Compute = Callable[[Operand, Operand, Operand, int, int], None]
 
 
+def _byte_span(x: cla.Array) -> tuple[int, int]:
+    last = sum((d - 1) * abs(st) for d, st in zip(x.shape, x.strides)) if x.size else -4
+    return x.offset, x.offset + last + x.dtype.itemsize
+
+
+def shares_memory(x: cla.Array, y: cla.Array) -> bool:
+    """Whether two device arrays' element ranges overlap in one buffer."""
+    if x.base_data is None or y.base_data is None or x.base_data != y.base_data:
+        return False
+    (a0, a1), (b0, b1) = _byte_span(x), _byte_span(y)
+    return a0 < b1 and b0 < a1
+
+
 def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool, info,
                 compute: Compute):
     """Stage the operands, run `compute`, and return the result: a numpy array (read back,
     into C when given) for host operands, the device array itself for device operands."""
     m, n, _ = info.shape
     if isinstance(A, cla.Array):
+        if C is not None and (shares_memory(C, A) or shares_memory(C, B)):
+            # The kernels read A and B while they write C: an overlap would be read after
+            # it is overwritten, a wrong result with no error.
+            raise ShapeError("C shares device memory with A or B: the product would read "
+                             "entries it has already overwritten; pass a separate C "
+                             "(C = A.copy() first if in-place is what you need)")
         out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
         if m == 0 or n == 0:
             return out
