@@ -35,6 +35,18 @@ def _fresh_method_costs():
     contract._costs.clear()
 
 
+def require_valid(schedule) -> None:
+    """Skip, with the reason, where the device's search space rejects the schedule (the
+    direct form exists on CPU devices only): the suite also runs on the GPU machine."""
+    from clgemm.plan import search_space
+    from clgemm.runtime import get_runtime
+
+    space = search_space(get_runtime())
+    if schedule is not None and not space.is_valid(schedule):
+        pytest.skip(f"{schedule.key()} is not valid on this device: "
+                    + ", ".join(space.violations(schedule)))
+
+
 def rand(rng, shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 

@@ -9,7 +9,7 @@ import pytest
 
 import clgemm
 from clgemm import Schedule
-from conftest import assert_close_to_reference, rand, reference
+from conftest import assert_close_to_reference, rand, reference, require_valid
 
 SHAPES = [  # (M, N, K): odd, tiny, tall-skinny, no multiple of any tile
     (1, 1, 1), (7, 7, 7), (1, 129, 7), (129, 1, 65), (33, 65, 129), (200, 17, 301),
@@ -33,6 +33,7 @@ def _direct_schedule():
 
 @pytest.mark.parametrize("m,n,k", SHAPES)
 def test_shapes_direct_schedule(rng, m, n, k):
+    require_valid(_direct_schedule())
     A, B = _operands(rng, m, n, k, False, False)
     out = clgemm.matmul(A, B, C=_poisoned(m, n), schedule=_direct_schedule())
     ref, np_err = reference(A, B)
@@ -53,6 +54,8 @@ def test_shapes_default_schedule(rng, m, n, k):
 @pytest.mark.parametrize("trans_a,trans_b", list(itertools.product([False, True], repeat=2)))
 @pytest.mark.parametrize("m,n,k", [(37, 53, 71), (128, 64, 16), (1, 9, 130)])
 def test_transposes(rng, trans_a, trans_b, m, n, k, direct):
+    if direct:
+        require_valid(_direct_schedule())
     A, B = _operands(rng, m, n, k, trans_a, trans_b)
     out = clgemm.matmul(A, B, C=_poisoned(m, n), trans_a=trans_a, trans_b=trans_b,
                         schedule=_direct_schedule() if direct else None)
@@ -97,6 +100,7 @@ DIRECT = Schedule.from_key("wm8-wn4-om2-on4-tk4-va1-vb1-vc1-sa0-sb0-uk1-db0-st0-
 @pytest.mark.parametrize("schedule", [None, DIRECT], ids=["table", "direct"])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
 def test_leading_dimensions_and_column_major(rng, trans_a, trans_b, schedule):
+    require_valid(schedule)
     m, n, k = 61, 43, 87
     # Padded views (leading dimension > width), Fortran-ordered and plain operands.
     big_a = rand(rng, (k + 3, m + 5) if trans_a else (m + 3, k + 5))
@@ -149,6 +153,7 @@ SCHEDULES = [
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: s.key())
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True), (False, True)])
 def test_schedules(rng, schedule, trans_a, trans_b):
+    require_valid(schedule)
     m, n, k = 77, 101, 67
     A, B = _operands(rng, m, n, k, trans_a, trans_b, scale=3.0)
     C0 = rand(rng, (m, n))
@@ -168,6 +173,7 @@ def test_blocked_accumulation(rng, acc_chunk, direct):
     else:
         s = Schedule(wg_m=8, wg_n=8, out_m=4, out_n=4, tile_k=16, acc_chunk=acc_chunk,
                      double_buffer=acc_chunk == 128)
+    require_valid(s)
     m, n, k = 70, 90, 1000  # e.g. 7 chunks of 128 and a remainder
     A, B = _operands(rng, m, n, k, False, False)
     out = clgemm.matmul(A, B, schedule=s)
