@@ -48,6 +48,7 @@ from dataclasses import dataclass, fields
 from typing import Mapping
 
 from ..errors import ScheduleError
+from .tensorcore import RASTER_TILE_C, WarpTiling
 
 KERNEL_SCALE = "clgemm_oz_scale"
 KERNEL_SPLIT = "clgemm_oz_split"
@@ -57,7 +58,7 @@ DIGIT_BOUND = 64  # |d_t| <= 64
 
 
 @dataclass(frozen=True, order=True)
-class OzSchedule:
+class OzSchedule(WarpTiling):
     """One Ozaki product kernel. A work-group of warps_m x warps_n warps computes a
     block_m x block_n tile of C from S = `slices` int8 planes per operand, keeping the
     weights w = 2 .. levels + 1 (pairs t + u = w); K advances block_k bytes per stage."""
@@ -71,26 +72,6 @@ class OzSchedule:
     warps_n: int = 2
     stages: int = 3
     raster: int = 1
-
-    @property
-    def warp_m(self) -> int:
-        return self.block_m // self.warps_m
-
-    @property
-    def warp_n(self) -> int:
-        return self.block_n // self.warps_n
-
-    @property
-    def mt(self) -> int:
-        return self.warp_m // 16
-
-    @property
-    def nt(self) -> int:
-        return self.warp_n // 8
-
-    @property
-    def threads(self) -> int:
-        return 32 * self.warps_m * self.warps_n
 
     def pairs(self) -> list[tuple[int, int]]:
         """(t, u), 1-based slice indices, with t + u <= levels + 1, grouped by weight."""
@@ -390,13 +371,7 @@ def render_product(s: OzSchedule, dialect: OzDialect = OzDialect()) -> str:
   const int lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, q = lane & 3;
   const int wm = warp % WARPS_M, wn = warp / WARPS_M;
-  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-  const int pid = get_group_id(0);
-  const int first_m = (pid / (RASTER * tiles_n)) * RASTER;
-  const int gsz = min(tiles_m - first_m, RASTER);
-  const int tm = first_m + (pid % (RASTER * tiles_n)) % gsz;
-  const int tn = (pid % (RASTER * tiles_n)) / gsz;
-  const int m0 = tm * BM, n0 = tn * BN;
+""" + RASTER_TILE_C + """
   const int KT = KP / BK, KW = KP / 4;
   const int swz = (g >> SH) & (CPR - 1);
   // this thread's 16-byte chunk column (NT is a multiple of CPR) and its sources

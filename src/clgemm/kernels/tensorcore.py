@@ -47,22 +47,15 @@ KERNEL_NAME = "clgemm_tc"
 MODES = ("tf32", "3xtf32")
 
 
-@dataclass(frozen=True, order=True)
-class TcSchedule:
-    """One tensor-core kernel. A work-group of warps_m x warps_n warps computes a
-    block_m x block_n tile of C; each warp a (block_m/warps_m) x (block_n/warps_n) warp tile
-    made of 16x8 mma tiles; K advances block_k per stage, `stages` tiles in flight."""
+class WarpTiling:
+    """Work-group geometry shared by the mma kernel families (TcSchedule, the Ozaki lab's
+    OzSchedule): warps_m x warps_n warps split a block_m x block_n tile into 16 x 8 mma
+    tiles."""
 
-    block_m: int = 128
-    block_n: int = 128
-    block_k: int = 16
-    warps_m: int = 2
-    warps_n: int = 2
-    stages: int = 2
-    mode: str = "3xtf32"
-    fold: int = 1
-    async_copy: int = 1
-    raster: int = 1  # work-groups of `raster` M-tiles sweep N together (L2 reuse)
+    block_m: int
+    block_n: int
+    warps_m: int
+    warps_n: int
 
     @property
     def warp_m(self) -> int:
@@ -83,6 +76,35 @@ class TcSchedule:
     @property
     def threads(self) -> int:
         return 32 * self.warps_m * self.warps_n
+
+
+# Rasterised work-group order, in OpenCL C: RASTER M-tiles sweep the N tiles together (L2
+# reuse); defines m0 and n0, the tile's first row and column (needs M, N, BM, BN, RASTER).
+RASTER_TILE_C = """  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
+  const int pid = get_group_id(0);
+  const int first_m = (pid / (RASTER * tiles_n)) * RASTER;
+  const int gsz = min(tiles_m - first_m, RASTER);
+  const int tm = first_m + (pid % (RASTER * tiles_n)) % gsz;
+  const int tn = (pid % (RASTER * tiles_n)) / gsz;
+  const int m0 = tm * BM, n0 = tn * BN;"""
+
+
+@dataclass(frozen=True, order=True)
+class TcSchedule(WarpTiling):
+    """One tensor-core kernel. A work-group of warps_m x warps_n warps computes a
+    block_m x block_n tile of C; each warp a (block_m/warps_m) x (block_n/warps_n) warp tile
+    made of 16x8 mma tiles; K advances block_k per stage, `stages` tiles in flight."""
+
+    block_m: int = 128
+    block_n: int = 128
+    block_k: int = 16
+    warps_m: int = 2
+    warps_n: int = 2
+    stages: int = 2
+    mode: str = "3xtf32"
+    fold: int = 1
+    async_copy: int = 1
+    raster: int = 1  # work-groups of `raster` M-tiles sweep N together (L2 reuse)
 
     @property
     def splits(self) -> int:
@@ -363,13 +385,7 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> 
   const int g = lane >> 2, t = lane & 3;
   const int wm = warp % WARPS_M, wn = warp / WARPS_M;
   // Rasterised work-group order: RASTER M-tiles sweep the N tiles together (L2 reuse).
-  const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-  const int pid = get_group_id(0);
-  const int first_m = (pid / (RASTER * tiles_n)) * RASTER;
-  const int gsz = min(tiles_m - first_m, RASTER);
-  const int tm = first_m + (pid % (RASTER * tiles_n)) % gsz;
-  const int tn = (pid % (RASTER * tiles_n)) / gsz;
-  const int m0 = tm * BM, n0 = tn * BN;
+""" + RASTER_TILE_C + """
   const int KT = (K + BK - 1) / BK;""")
     emit(copy.setup())
     emit("  float acc[MT][NTL][4];")
