@@ -157,9 +157,23 @@ def test_calibration_roundtrip(tmp_path, monkeypatch):
     monkeypatch.setenv("CLGEMM_STATE_DIR", str(tmp_path))
     from clgemm.runtime import get_runtime
 
-    r = clgemm.abft.calibrate(count=20, max_dim=64)
-    assert r["c"] >= 2.0
-    assert clgemm.abft.calibration_for(get_runtime()) == pytest.approx(r["c"])
+    rt = get_runtime()
+    r = clgemm.abft.calibrate(count=20, max_dim=64, max_k=1024, deep=4, deep_dim=48)
+    assert r["c"] >= clgemm.abft.DEFAULT_C
+    floors = r["floors"]["fp32"]
+    assert set(floors) >= {"9", "10"}, floors  # the deep octaves were measured
+    assert all(f >= clgemm.abft.DEFAULT_C for o, f in floors.items() if int(o) < 9)
+    # from K = 512 up: margin x the largest |r|/scale seen in the octave
+    assert floors["9"] == pytest.approx(r["margin"] * r["max_z"]["fp32:9"])
+    # the stored table answers per lane and K: the octave at or below K, else the lowest
+    assert clgemm.abft.calibration_for(rt, "fp32", 600) == pytest.approx(floors["9"])
+    assert clgemm.abft.calibration_for(rt, "fp32", 9000) == pytest.approx(floors["10"])
+    low = min(floors, key=int)
+    assert clgemm.abft.calibration_for(rt, "fp32", 1) == pytest.approx(floors[low])
+    # no K (an older caller) or a lane the device has no floors for: the global floor c
+    assert clgemm.abft.calibration_for(rt) == pytest.approx(r["c"])
+    assert clgemm.abft.calibration_for(rt, "3xtf32", 600) in (
+        pytest.approx(r["c"]), pytest.approx(r["floors"].get("3xtf32", {}).get("9", -1)))
 
 
 @pytest.mark.parametrize("m,n,k,bs,ta,tb", [
@@ -197,3 +211,73 @@ def test_expected_block_sums_match_float64(rng, monkeypatch, m, n, k, bs, ta, tb
     scale = (np.add.reduceat(np.abs(opa), np.arange(0, m, bs), axis=0) @ np.abs(opb)).max()
     tol = (1e-12 if gd.fp64 else 1e-5) * k * scale
     assert np.abs(got - want).max() <= tol
+    # the tolerances' norms: sum over slices of Bq = ||op(B)[:, j]||^2, of Aq = ||rows of b||_F^2
+    bq = np.empty(ck.ns * n, gd.rdtype)
+    aq = np.empty(ck.ns * ck.nb, gd.rdtype)
+    cl.enqueue_copy(rt.queue, bq, ck.Bq)
+    cl.enqueue_copy(rt.queue, aq, ck.Aq, is_blocking=True)
+    rel = 1e-12 if gd.fp64 else 1e-5
+    np.testing.assert_allclose(bq.reshape(ck.ns, n).sum(axis=0), (opb**2).sum(axis=0),
+                               rtol=rel * k)
+    want_aq = np.add.reduceat((opa**2).sum(axis=1), np.arange(0, m, bs))
+    np.testing.assert_allclose(aq.reshape(ck.ns, ck.nb).sum(axis=0), want_aq, rtol=rel * k)
+
+
+@pytest.fixture
+def exact_tc_lane(monkeypatch):
+    """A promoted 3xTF32 exact lane, tensor cores claimed present and the PTX emulated in
+    plain OpenCL C, with small tiles (the emulated 128 x 128 kernels compile for minutes)."""
+    from dataclasses import replace
+
+    from clgemm import tc
+
+    small = replace(tc.DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
+                    warps_m=2, warps_n=1)
+    monkeypatch.setattr(tc, "tensorcore_available", lambda rt: True)
+    monkeypatch.setattr(tc, "tensorcore_support",
+                        lambda rt: tc.TcSupport(True, "emulated", async_copy=True))
+    monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
+    monkeypatch.setattr(tc, "exact_schedule", lambda rt, m, n, k: small)
+    return small
+
+
+def test_check_runs_the_promoted_lane(rng, exact_tc_lane):
+    """check=True computes with the exact lane the unchecked call takes, at float32 accuracy."""
+    m, n, k = 70, 45, 300
+    A, B, C0 = rand(rng, (k, m)), rand(rng, (k, n)), rand(rng, (m, n))
+    out, info = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-1.5, trans_a=True,
+                              check=True, return_info=True)
+    assert info.extra.get("lane") == "3xtf32" and info.schedule == exact_tc_lane.key()
+    ref = 0.5 * A.T.astype(np.float64) @ B.astype(np.float64) - 1.5 * C0
+    assert np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+    v = info.extra["abft"]
+    assert v["ok"] and not v["detected"], v
+
+
+def test_check_on_the_lane_repairs_a_fault(rng, exact_tc_lane):
+    m, n, k = 64, 40, 96
+    A, B = rand(rng, (m, k)), rand(rng, (k, n))
+    ref = A.astype(np.float64) @ B
+    big = float(np.abs(ref).max())
+    # a fault in the lane's result: found in its block-column and repaired there
+    with faults.inject(result=faults.add(big * 1e-2), cells=[(5, 7)]) as hooks:
+        out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    assert hooks.applied == 1
+    v = info.extra["abft"]
+    assert v["detected"] and v["ok"] and (v["corrected"] or v["recomputed"]), v
+    assert 5 in v["first"]["rows"] and v["first"]["cols"] == [7]
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * big)
+
+
+def test_check_on_the_lane_keeps_ieee_propagation(rng, exact_tc_lane):
+    """An Inf operand: the split hi + lo would turn Inf into NaN; the checked call hands the
+    product to the float32 family, as the unchecked lane does."""
+    A, B = rand(rng, (40, 50)), rand(rng, (50, 30))
+    A[3, 4] = np.inf
+    out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    want = clgemm.matmul(A, B, schedule=clgemm.api.choose_schedule(
+        __import__("clgemm.runtime").runtime.get_runtime(), 40, 30, 50))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(want))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    assert "lane_fallback" in info.extra
+    assert info.extra["abft"]["ok"] and info.extra["abft"]["unverifiable"] > 0

@@ -83,6 +83,29 @@ def test_compile_failure_is_a_clgemm_error():
     assert "undefined_name" in info.value.log or info.value.log == ""
 
 
+def test_compiler_that_does_not_know_the_cpu_says_what_to_do(monkeypatch):
+    """PoCL whose LLVM does not know the host CPU rejects every kernel ('unknown target
+    CPU'): the error names the cause and another device to use."""
+    import pyopencl as cl
+
+    rt = get_runtime()
+
+    class Refusing:
+        def __init__(self, context, source):
+            pass
+
+        def build(self, options, devices):
+            raise cl.Error("clBuildProgram failed: BUILD_PROGRAM_FAILURE")
+
+        def get_build_info(self, device, what):
+            return "error: unknown target CPU 'generic'"
+
+    monkeypatch.setattr(cl._cl, "_Program", Refusing)
+    with pytest.raises(clgemm.CompileError, match="does not know this host CPU.*rusticl"):
+        rt.build("__kernel void fine(__global float* x) { x[0] = 1.0f; }",
+                 use_disk_cache=False)
+
+
 def test_allocation_too_large():
     rt = get_runtime()
     with pytest.raises(clgemm.OutOfDeviceMemoryError, match="split"):

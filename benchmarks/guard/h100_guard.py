@@ -29,8 +29,10 @@ def main(argv: list[str]) -> int:
     device = _device_summary(None)
     print(f"[guard] device {device['name']} ({device['fingerprint']})", flush=True)
 
-    cal = campaign.calibrate(60 if quick else 1500, max_dim=128 if quick else 256)
-    print(f"[guard] calibration c={cal['c']:.3g} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    cal = campaign.calibrate(60 if quick else 1500, max_dim=128 if quick else 256,
+                             max_k=1024 if quick else 8192, deep=4 if quick else 24)
+    print(f"[guard] calibration c={cal['c']:.3g} floors {cal['floors']} "
+          f"({time.perf_counter() - t0:.0f}s)", flush=True)
     overhead = campaign.abft_overhead(n, reps=3 if quick else 20)
     print(f"[guard] ABFT overhead at {n}: {overhead['overhead_vs_plain_wall']:.3%} of the plain "
           f"call ({time.perf_counter() - t0:.0f}s)", flush=True)
@@ -50,14 +52,20 @@ def main(argv: list[str]) -> int:
     faults_big = campaign.fault_campaign(11 if quick else 44, seed=10,
                                          max_dim=384 if quick else 2048)
     faults_n = campaign.fault_campaign(11 if quick else 33, seed=11, max_dim=n, min_dim=n)
+    # Faults of 1e-5 of the largest entry at n, per kind of data (the hardest case: the
+    # roundoff of a block's sum grows with K and the block's rows).
+    small_n = {kind: campaign.fault_campaign(3 if quick else 12, seed=12 + i, max_dim=n,
+                                             min_dim=n, models=("rel_1e-5",), kinds=(kind,))
+               for i, kind in enumerate(("normal", "uniform", "rowscaled", "lowrank"))}
     print(f"[guard] faults: detection {faults['detection_rate_significant']:.4f} (<=512), "
           f"{faults_big['detection_rate_significant']:.4f} (<=2048), "
-          f"{faults_n['detection_rate_significant']:.4f} (at {n}) "
+          f"{faults_n['detection_rate_significant']:.4f} (at {n}); 1e-5 at {n} per kind "
+          f"{ {k: round(v['detection_rate_significant'], 3) for k, v in small_n.items()} } "
           f"({time.perf_counter() - t0:.0f}s)", flush=True)
     abft_data = {"schema": "clgemm.guard-h100/abft/2", "device": device, "calibration": cal,
                  "overhead": overhead, "clean": clean, "clean_device_arrays": clean_dev,
                  "clean_at_n": clean_n, "faults": faults, "faults_large": faults_big,
-                 "faults_at_n": faults_n}
+                 "faults_at_n": faults_n, "faults_rel_1e-5_at_n_per_kind": small_n}
     (out / "abft.json").write_text(json.dumps(abft_data, indent=2, default=str))
 
     sizes = (384, 512) if quick else (1024, 3072)
@@ -103,13 +111,21 @@ def main(argv: list[str]) -> int:
             "detection_rate_significant_large": faults_big["detection_rate_significant"],
             "detection_rate_significant_at_n": faults_n["detection_rate_significant"],
             "detection_rel_1e-5_at_n": rate(faults_n, "rel_1e-5"),
+            "detection_rel_1e-5_at_n_per_kind": {k: v["detection_rate_significant"]
+                                                 for k, v in small_n.items()},
+            "missed_rel_sizes_1e-5_at_n_per_kind": {
+                k: v["models"]["rel_1e-5"]["missed_significant_rel_sizes"]
+                for k, v in small_n.items()},
+            "checked_lane": overhead["gemm_schedule"],
+            "plain_wall_us": overhead["plain_wall_s"] * 1e6,
+            "checked_wall_us": overhead["checked_wall_s"] * 1e6,
             "detection_per_model": {m: s["detection_rate_significant"]
                                     for m, s in faults["models"].items()},
             "detection_nan": rate(faults, "nan"), "detection_inf": rate(faults, "inf"),
             "detection_rel_1e-5": rate(faults, "rel_1e-5"),
             "detection_rel_1e-4": rate(faults, "rel_1e-4"),
             "correction_rate": {m: s["correction_rate"] for m, s in faults["models"].items()},
-            "calibration_c": cal["c"],
+            "calibration_c": cal["c"], "calibration_floors": cal["floors"],
         },
         "approx": {
             "within_budget_rate": errors["within_rate"], "calls": errors["calls"],

@@ -195,9 +195,9 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
     else:
         chosen = choose_schedule(rt, m, n, k, schedule)
     lane = None
-    if not check and schedule is None and decision is None:
-        # The tensor-core lane where the gate promoted it: the exact product, and the
-        # fallback of an approximate call whose estimate says no.
+    if schedule is None and decision is None:
+        # The tensor-core lane where the gate promoted it: the exact product (checked or
+        # not), and the fallback of an approximate call whose estimate says no.
         from . import tc  # noqa: PLC0415
 
         lane = tc.exact_schedule(rt, m, n, k)
@@ -209,7 +209,7 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
 
         result, info = abft.checked_matmul(
             rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b,
-            schedule=chosen, info=info)
+            schedule=chosen, lane=lane, info=info)
     elif rel_tol is not None:
         from .guard import contract  # noqa: PLC0415
 

@@ -108,6 +108,16 @@ class Runtime:
                 log = raw.get_build_info(self.cl_device, cl.program_build_info.LOG)
             except cl.Error:
                 log = ""
+            text = f"{exc} {log}"
+            if "unknown target CPU" in text:
+                # PoCL's LLVM does not know this host CPU (seen: PoCL 3.0-rc2 with LLVM 14
+                # on an AMD family-26 EPYC): no kernel of anyone's compiles on this device.
+                raise CompileError(
+                    f"{self.device.name!r} cannot compile any OpenCL kernel: its compiler's "
+                    "LLVM does not know this host CPU ('unknown target CPU'). Use another "
+                    "OpenCL device: e.g. Rusticl on llvmpipe (Debian: `apt install "
+                    "mesa-opencl-icd`, then RUSTICL_ENABLE=llvmpipe CLGEMM_DEVICE=rusticl), "
+                    "or a PoCL built with a newer LLVM.", log=log) from exc
             raise CompileError(
                 f"the OpenCL compiler of {self.device.name!r} rejected a generated kernel: "
                 f"{exc}. Try another schedule, or report the log (CompileError.log) "

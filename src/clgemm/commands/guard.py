@@ -25,6 +25,9 @@ def register(sub) -> None:
                        help="measure and store this device's ABFT statistical constant")
     p.add_argument("--count", type=int, default=300)
     p.add_argument("--max-dim", type=int, default=256)
+    p.add_argument("--max-k", type=int, default=4096,
+                   help="calibrate K octaves from 512 up to this inner dimension")
+    p.add_argument("--deep", type=int, default=16, help="products per K octave from 512 up")
     p.add_argument("--device")
     p.add_argument("--dry-run", action="store_true", help="measure, do not store")
     p.set_defaults(func=_abft_calibrate)
@@ -66,7 +69,7 @@ def _abft_campaign(args) -> int:
 
     rt = get_runtime(args.device)
     data = {"schema": "clgemm.abft-campaign/1", "device": _device_summary(args.device),
-            "calibration": abft.calibration_for(rt)}
+            "calibration": abft.calibration_entry(rt) or {"c": abft.DEFAULT_C}}
     if args.clean:
         data["clean"] = campaign.clean_campaign(args.clean, seed=args.seed,
                                                 max_dim=args.max_dim, device=args.device)
@@ -85,7 +88,7 @@ def _abft_calibrate(args) -> int:
     from ..guard import campaign
 
     r = campaign.calibrate(args.count, max_dim=args.max_dim, device=args.device,
-                           store=not args.dry_run)
+                           store=not args.dry_run, max_k=args.max_k, deep=args.deep)
     _emit(r, None)
     return 0
 

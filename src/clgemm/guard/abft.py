@@ -10,13 +10,19 @@ double where the device has cl_khr_fp64 (float otherwise, with doubled bounds). 
 (abft_kernels.py) and one read of a small packed summary per check; no host work on vectors.
 
 Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of the block:
-  * rigorous = (K + 2 len + 8) u (|alpha| |U| |op(B)| + |beta| sum |C_old|) (+ tiny): no
-    clean result can exceed it (worst-case float32 error of the product);
-  * scale = u sqrt(K + 4) (||C[b, j]||_2 + (rigorous part) / sqrt(K)): the size of
-    accumulated random roundoff of the block's entries;
-  * tau = min(rigorous, T scale) + tiny, T = max(c_dev, KAPPA x the 75th percentile of
-    |r| / scale over all block-columns) (a device histogram; the robust level lifts T for
-    data whose roundoff is systematic). c_dev is calibrated per device on clean products.
+  * ab = |alpha| ||op(A) rows of b||_F ||op(B)[:, j]||_2, which bounds (Cauchy-Schwarz) the
+    l2 norm over the block's rows of sum_k |a_ik| |b_kj|;
+  * rigorous = (K + 2 len + 8) u (sqrt(len) ab + |beta| sum |C_old|) (+ tiny): no clean
+    result can exceed it (worst-case float32 error of the product);
+  * scale = u sqrt(K + 4) (||C[b, j]||_2 + (ab + |beta| ||C_old[b, j]||_2) / sqrt(K)): the
+    size of the accumulated random roundoff of the block's entries (the second term where
+    the entries cancel);
+  * tau = min(rigorous, T scale) + tiny, T = max(c_dev, KAPPA x the 75th percentile of the
+    non-zero |r| / scale over all block-columns) (a device histogram; the robust level lifts
+    T for data whose roundoff is systematic). c_dev, the floor, is calibrated per device, per
+    lane (the float32 family; 3xTF32 on tensor cores) and per octave of K on clean products
+    (guard/campaign.py: calibrate): the roundoff a kernel makes at large K is what hides a
+    small fault, and a lane that accumulates in blocks makes less of it.
 A block-column is flagged when |r| > tau or r is not finite while the expected sum is finite.
 Repair: the cells of the flagged block-columns are recomputed on the device (double
 accumulation), which also locates the faulty cell (largest departure); then the check runs
@@ -126,35 +132,72 @@ _cal_cache: dict = {}
 RECHECK_S = 1.0  # a calibration file written by another process is seen within this
 
 
-def calibration_for(rt: Runtime) -> float:
+def k_octave(k: int) -> int:
+    """The calibration bucket of an inner dimension: floor(log2 K)."""
+    return max(int(k), 1).bit_length() - 1
+
+
+def calibration_for(rt: Runtime, lane: str | None = None, k: int | None = None) -> float:
+    """c_dev, the floor of T, for products of inner dimension k computed by `lane` ("fp32",
+    "3xtf32"; None: a product computed elsewhere, the largest floor of any lane)."""
     path = calibration_path()
     key = (path, rt.device.fingerprint)
     hit = _cal_cache.get(key)
     now = time.monotonic()
-    if hit is not None and now - hit[2] < RECHECK_S:
-        return hit[1]
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        stamp = None
-    if hit is not None and hit[0] == stamp:
-        _cal_cache[key] = (stamp, hit[1], now)
-        return hit[1]
-    c = _calibration_uncached(rt)
-    _cal_cache[key] = (stamp, c, now)
-    return c
+    if hit is None or now - hit[2] >= RECHECK_S:
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        entry = hit[1] if hit is not None and hit[0] == stamp else _entry_uncached(rt)
+        hit = _cal_cache[key] = (stamp, entry, now)
+    return _floor_of(hit[1], lane, k)
 
 
-def _calibration_uncached(rt: Runtime) -> float:
+def calibration_entry(rt: Runtime) -> dict:
+    """The device's stored calibration (c, floors per lane and K octave, evidence); {} when
+    the device was never calibrated."""
+    return dict(_entry_uncached(rt))
+
+
+def _entry_uncached(rt: Runtime) -> dict:
     entry = _load_calibrations().get(rt.device.fingerprint)
-    if entry and isinstance(entry.get("c"), (int, float)) and entry["c"] > 0:
-        return float(entry["c"])
+    return entry if isinstance(entry, dict) else {}
+
+
+def _floor_of(entry: dict, lane: str | None, k: int | None) -> float:
+    """The floor of the calibrated K octave nearest below k (else the lowest calibrated one)
+    of the lane; the entry's global "c" where the lane has no floors (an older
+    calibration); DEFAULT_C on an uncalibrated device."""
+    floors = entry.get("floors")
+    if isinstance(floors, dict) and k is not None:
+        lanes = [lane] if lane is not None else list(floors)
+        got = []
+        for name in lanes:
+            table = floors.get(name)
+            if not isinstance(table, dict) or not table:
+                continue
+            octaves = sorted(int(o) for o in table)
+            o = k_octave(k)
+            below = [x for x in octaves if x <= o]
+            got.append(float(table[str(below[-1] if below else octaves[0])]))
+        if got:
+            return max(got)
+    c = entry.get("c")
+    if isinstance(c, (int, float)) and c > 0:
+        return float(c)
     return DEFAULT_C
 
 
-def store_calibration(rt: Runtime, c: float, evidence: dict) -> Path:
+def store_calibration(rt: Runtime, c: float, evidence: dict,
+                      floors: dict[str, dict[str, float]] | None = None) -> Path:
+    """Record c (the floor for products the per-lane table does not cover) and the floors per
+    lane and K octave; written to a temporary file and renamed (never a torn file)."""
     data = _load_calibrations()
-    data[rt.device.fingerprint] = {"c": float(c), "device": rt.device.name, **evidence}
+    entry = {"c": float(c), "device": rt.device.name, **evidence}
+    if floors:
+        entry["floors"] = floors
+    data[rt.device.fingerprint] = entry
     path = calibration_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -205,9 +248,10 @@ class BlockCheck:
         nbn = self.nb * n
         raw = gd.rt.buffer
         self.U = raw(rs * max(self.nb * k, 1), what="abft U")
-        self.Ua = raw(4 * max(self.nb * k, 1), what="abft Ua")
+        self.Ua = raw(rs * max(self.nb * k, 1), what="abft Ua")
         self.Ep = raw(rs * self.ns * nbn, what="abft E")
-        self.Eap = raw(4 * self.ns * nbn, what="abft Ea")
+        self.Bq = raw(rs * self.ns * n, what="abft Bq")
+        self.Aq = raw(rs * self.ns * self.nb, what="abft Aq")
         self.Sc, self.Qc, self.Sac = (raw(rs * nbn, what="abft S") for _ in range(3))
         self.So, self.Qo, self.Soa = (raw(rs * nbn, what="abft O") for _ in range(3))
         self.R, self.SC, self.RG = (raw(rs * nbn, what="abft R") for _ in range(3))
@@ -230,7 +274,7 @@ class BlockCheck:
                               self.U, self.Ua)
             self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, (self.k, self.nb), None))
         self.k_e.set_args(self.k, self.n, self.nb, self.kc, self.U, self.Ua, b.buffer, b.ld,
-                          b.offset, int(b.transposed), self.Ep, self.Eap)
+                          b.offset, int(b.transposed), self.Ep, self.Bq, self.Aq)
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_e, (self.expect_groups * AK.EW,),
                                             (AK.EW,)))
 
@@ -250,8 +294,8 @@ class BlockCheck:
         self._cblock(c, self.Sc, self.Qc, self.Sac, zero_summary=True)
         g = (self.g64, self.nb)
         self.k_j1.set_args(self.n, self.nb, self.m, self.bs, self.k, self.ns, alpha, beta,
-                           int(self.has_old), self.Ep, self.Eap, self.Sc, self.Qc, self.So,
-                           self.Soa, self.R, self.SC, self.RG, self.sum)
+                           int(self.has_old), self.Ep, self.Bq, self.Aq, self.Sc, self.Qc,
+                           self.So, self.Qo, self.Soa, self.R, self.SC, self.RG, self.sum)
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1)))
         self.k_j2.set_args(self.n, self.nb, c_dev, KAPPA, MIN_SIDE, self.R, self.SC, self.RG,
                            self.sum)
@@ -347,13 +391,14 @@ _NO_R = np.zeros(0, np.float64)
 
 
 def summary_level(s: dict) -> float:
-    """The 75th percentile of |r| / scale over the checkable block-columns (histogram bin
-    edge), as the judges compute it: T = max(c_dev, KAPPA x level)."""
-    tot = s["checkable"]
+    """The 75th percentile of the non-zero |r| / scale over the checkable block-columns
+    (histogram bin edge), as the judges compute it: T = max(c_dev, KAPPA x level)."""
+    counts = np.cumsum(s["hist"].astype(np.int64))
+    tot = int(counts[-1])
     if not tot:
         return 0.0
     need = math.ceil(0.75 * tot)
-    b = int(np.searchsorted(np.cumsum(s["hist"].astype(np.int64)), need))
+    b = int(np.searchsorted(counts, need))
     return 2.0 ** ((min(b, AK.NH - 1) + 1) * 0.25 - 48.0)
 
 
@@ -390,9 +435,10 @@ def _abft_kernels(gd: GuardDevice) -> dict:
         i32, f32 = np.int32, np.float32
         sig = {
             "abft_ublock": [i32, i32, i32, None, i32, i32, i32, None, None],
-            "abft_expect": [i32, i32, i32, i32, None, None, None, i32, i32, i32, None, None],
+            "abft_expect": [i32, i32, i32, i32, None, None, None, i32, i32, i32, None, None,
+                            None],
             "abft_cblock": [i32, i32, i32, None, i32, i32, i32, None, None, None, None, i32],
-            "abft_judge1": [i32, i32, i32, i32, i32, i32, f32, f32, i32] + [None] * 10,
+            "abft_judge1": [i32, i32, i32, i32, i32, i32, f32, f32, i32] + [None] * 12,
             "abft_judge2": [i32, i32, f32, f32, i32, None, None, None, None],
             "abft_cells": [i32, None, None, i32, f32, f32, None, i32, i32, i32, None, i32, i32,
                            i32, None, i32, i32, i32, None, i32, i32, i32, i32, None, None, i32],
@@ -490,7 +536,9 @@ def verify(A, B, C, *, alpha: float = 1.0, beta: float = 0.0, C_old=None,
                          f"{b.rows}x{b.cols}, C {c.rows}x{c.cols}")
     o = _as_view(rt, "C_old", C_old, False, keep) if beta != 0.0 else None
     t0 = time.perf_counter()
-    v, _ = check_views(rt, a, b, c, float(alpha), float(beta), o, calibration_for(rt))
+    # lane None: a product computed elsewhere gets the largest floor of any lane of the device
+    v, _ = check_views(rt, a, b, c, float(alpha), float(beta), o,
+                       calibration_for(rt, None, a.cols))
     v.check_s = time.perf_counter() - t0
     return v
 
@@ -528,9 +576,27 @@ def _copy_span(rt: Runtime, dst: View, src: View) -> None:
                         src_offset=4 * src.offset, dst_offset=4 * dst.offset)
 
 
+def _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a: View, b: View, c: View,
+                     info, fault_at: int):
+    """The product's kernel, not waited for: the tensor-core lane's where the call has one
+    (the default exact product of a promoted device), else the float32 family's."""
+    if lane is not None:
+        from .. import tc  # noqa: PLC0415
+
+        info.extra["lane"] = lane.mode
+        return tc.enqueue_product(rt, lane.mode, m, n, k, alpha, beta, a.operand(),
+                                  b.operand(), c.operand(), lane)
+    return _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at, wait=False)
+
+
 def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: float,
-                 schedule: Schedule, info) -> Verdict:
+                 schedule: Schedule, info, lane=None) -> Verdict:
     """Compute C = alpha op(A) op(B) + beta C into view c (not transposed), verify, repair.
+
+    `lane`: the tensor-core schedule (3xTF32) that serves the exact contract on this device,
+    or None. The check is the same; where an operand is not finite (unverifiable sums) the
+    lane's result is replaced by the float32 family's, whose IEEE propagation the split does
+    not keep, and the float32 family is the recompute's other kernel.
 
     One queue, one wait: (C_old's block sums), the operand side (U, then E = U op(B)), the
     product, C's block sums and the two judging kernels are enqueued back to back; a single
@@ -538,9 +604,13 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     m, n, k = a.rows, b.cols, a.cols
     gd = guard_device(rt)
     hooks = faults.active()
+    fault_at = hooks.accumulator_fault(0) if hooks else -1
+    if fault_at >= 0 and lane is not None:
+        lane = None  # the accumulator-fault build flag exists in the float32 family only
+        info.schedule = schedule.key()
     t0 = time.perf_counter()
     saved = None
-    c_dev = calibration_for(rt)
+    c_dev = calibration_for(rt, "fp32" if lane is None else lane.mode, k)
     if m == 0 or n == 0:
         _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
         v = Verdict(ok=True, shape=(m, n, k))
@@ -556,9 +626,8 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
             _copy_span(rt, saved, c)
         ck.old(saved)
         ck.expected(a, b)
-        fault_at = hooks.accumulator_fault(0) if hooks else -1
-        event = _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at,
-                        wait=False)
+        event = _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a, b, c, info,
+                                 fault_at)
         rt.queue.flush()  # the device starts now, not at the summary's blocking read
         if hooks:
             event.wait()
@@ -567,6 +636,19 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
         s = ck.read()
         info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
         v = ck.verdict(s, c_dev)
+        if lane is not None and v.unverifiable:
+            # Inf/NaN operands: the float32 family's IEEE result, checked as any other.
+            info.extra["lane_fallback"] = ("non-finite operand: recomputed by the float32 "
+                                           f"family ({schedule.key()}) for IEEE propagation")
+            info.schedule = schedule.key()
+            lane = None
+            c_dev = calibration_for(rt, "fp32", k)
+            if saved is not None:
+                _copy_span(rt, c, saved)
+            info.kernel_s += _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
+            ck.result(c, alpha, beta, c_dev)
+            s = ck.read()
+            v = ck.verdict(s, c_dev)
         attempts: list[str] = []
         detected = not v.ok
         first = v
@@ -585,7 +667,8 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
             elif step <= 2:
                 step = 2
                 kind = "recompute"
-                alt = _alternative_schedule(rt, schedule)
+                # another kernel: the float32 family's own where the lane computed it
+                alt = schedule if lane is not None else _alternative_schedule(rt, schedule)
                 if saved is not None:
                     _copy_span(rt, c, saved)
                 fault_at = hooks.accumulator_fault(len(attempts) + 1) if hooks else -1
@@ -628,14 +711,15 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
 
 def checked_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
                    trans_a: bool = False, trans_b: bool = False, schedule: Schedule,
-                   info):
-    """matmul(check=True): the product, verified by checksums (repaired when possible)."""
+                   info, lane=None):
+    """matmul(check=True): the product, verified by checksums (repaired when possible);
+    computed by `lane` (the promoted tensor-core schedule) where given, else `schedule`."""
     from ..operands import run_product
 
     k = info.shape[2]
 
     def compute(a, b, c, m, n):
         checked_core(rt, View.of(a, m, k), View.of(b, k, n), View.of(c, m, n),
-                     alpha, beta, schedule, info)
+                     alpha, beta, schedule, info, lane)
 
     return run_product(rt, A, B, C, beta, trans_a, trans_b, info, compute), info

@@ -32,7 +32,7 @@ if os.environ.get("CLGEMM_ABFT_EXPECT"):
 NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48 (a multiple of 64)
 CAP = 1024  # flagged block-columns listed in the summary
 HEAD = 8  # summary header words
-KAPPA_DEFAULT = 6.0
+KAPPA_DEFAULT = 10.0
 
 SOURCE = r"""
 #if %(FP64)d
@@ -54,40 +54,48 @@ typedef float real;
 #define U_RND 5.9604644775390625e-8
 #define TINY_F 1.1754943508222875e-38
 
-// U[b, k] = sum_{i in block b} op(A)[i, k] (real), Ua[b, k] = sum |op(A)[i, k]| (float).
+// U[b, k] = sum_{i in block b} op(A)[i, k], Ua[b, k] = sum op(A)[i, k]^2 (both real).
 // op(A)[i, k] = A[off + (TA ? k * ld + i : i * ld + k)].  global (K, NB)
+// Two interleaved chains per sum: one dependent double add per row was latency-bound.
 __kernel void abft_ublock(const int M, const int Kd, const int Bs,
     __global const float* A, const int ld, const int off, const int ta,
-    __global real* U, __global float* Ua)
+    __global real* U, __global real* Ua)
 {
   const int k = get_global_id(0), b = get_global_id(1);
   if (k >= Kd) return;
   const int i0 = b * Bs, i1 = min(M, i0 + Bs);
-  real s = 0; float sa = 0.0f;
-  #pragma unroll 8
-  for (int i = i0; i < i1; i++) {
-    const float x = ta ? A[off + (long)k * ld + i] : A[off + (long)i * ld + k];
-    s += (real)x; sa += fabs(x);
+  real s0 = 0, s1 = 0, q0 = 0, q1 = 0;
+  int i = i0;
+  #pragma unroll 4
+  for (; i + 1 < i1; i += 2) {
+    const real x0 = (real)(ta ? A[off + (long)k * ld + i] : A[off + (long)i * ld + k]);
+    const real x1 = (real)(ta ? A[off + (long)k * ld + i + 1] : A[off + (long)(i + 1) * ld + k]);
+    s0 += x0; s1 += x1; q0 += x0 * x0; q1 += x1 * x1;
   }
-  U[(long)b * Kd + k] = s;
-  Ua[(long)b * Kd + k] = sa;
+  if (i < i1) {
+    const real x0 = (real)(ta ? A[off + (long)k * ld + i] : A[off + (long)i * ld + k]);
+    s0 += x0; q0 += x0 * x0;
+  }
+  U[(long)b * Kd + k] = s0 + s1;
+  Ua[(long)b * Kd + k] = q0 + q1;
 }
 
-// Partial expected sums over K slices: Ep[s][b][j] = sum_{k in slice s} U[b,k] op(B)[k,j],
-// Eap likewise with Ua and |op(B)| (float). A register tile per work-item: EJ columns x EB
-// blocks, so each op(B) load feeds 2 EB FMAs (one load per FMA was the old kernel's limit)
+// Partial expected sums over K slices: Ep[s][b][j] = sum_{k in slice s} U[b,k] op(B)[k,j];
+// and for the tolerances, Bq[s][j] = sum_{k in slice} op(B)[k,j]^2 (block group 0 writes it)
+// and Aq[s][b] = sum_{k in slice} Ua[b,k] = ||op(A) rows of b, slice||_F^2 (column tile 0).
+// A register tile per work-item: EJ columns x EB blocks, so each op(B) load feeds EB FMAs
 // and U's slice is staged k-major in local memory, read as broadcasts. Work-groups of one
 // (column tile, slice) and all block groups are adjacent in the 1-D grid, so op(B)'s tile
 // comes from DRAM once and from L2 for the other block groups.
 // 1-D grid: NG * NJ * S work-groups of EW work-items, g = block group fastest.
 __kernel __attribute__((reqd_work_group_size(EW, 1, 1)))
 void abft_expect(const int Kd, const int N, const int NB, const int kc,
-    __global const real* U, __global const float* Ua,
+    __global const real* U, __global const real* Ua,
     __global const float* B, const int ld, const int off, const int tb,
-    __global real* Ep, __global float* Eap)
+    __global real* Ep, __global real* Bq, __global real* Aq)
 {
   __local real Us[EK * EB];
-  __local float Uas[EK * EB];
+  __local real Uas[EK * EB];
   const int lid = get_local_id(0);
   const int ng = (NB + EB - 1) / EB, nj = (N + EJ * EW - 1) / (EJ * EW);
   const int wg = get_group_id(0);
@@ -96,18 +104,20 @@ void abft_expect(const int Kd, const int N, const int NB, const int kc,
   const int nb = min(EB, NB - b0);
   const int k0 = s * kc, k1 = min(Kd, k0 + kc);
   const int vec = !tb && j0 + EJ <= N;
-  real acc[EB][EJ]; float acca[EB][EJ];
+  real acc[EB][EJ]; real bq[EJ]; real aq = 0;
   #pragma unroll
   for (int r = 0; r < EB; r++) {
     #pragma unroll
-    for (int c = 0; c < EJ; c++) { acc[r][c] = 0; acca[r][c] = 0.0f; }
+    for (int c = 0; c < EJ; c++) acc[r][c] = 0;
   }
+  #pragma unroll
+  for (int c = 0; c < EJ; c++) bq[c] = 0;
   for (int kb = k0; kb < k1; kb += EK) {
     const int kn = min(EK, k1 - kb);
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int t = lid; t < EK * EB; t += EW) {
       const int kk = t %% EK, r = t / EK;  // coalesced over k of U[b][k]
-      real u = 0; float ua = 0.0f;
+      real u = 0, ua = 0;
       if (kk < kn && r < nb) {
         const long src = (long)(b0 + r) * Kd + kb + kk;
         u = U[src]; ua = Ua[src];
@@ -115,6 +125,8 @@ void abft_expect(const int Kd, const int N, const int NB, const int kc,
       Us[kk * EB + r] = u; Uas[kk * EB + r] = ua;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+    if (jt == 0 && lid < EB)
+      for (int kk = 0; kk < kn; kk++) aq += Uas[kk * EB + lid];
     if (j0 < N) {
       // EP rows of op(B) are loaded before any of them is used: few work-groups fit per
       // unit (the accumulators' registers), so each must keep loads in flight itself.
@@ -146,19 +158,25 @@ void abft_expect(const int Kd, const int N, const int NB, const int kc,
           const int kk = kp + p;  // past kn: U is zero in local memory, x is zero
           #pragma unroll
           for (int r = 0; r < EB; r++) {
-            const real u = Us[kk * EB + r]; const float ua = Uas[kk * EB + r];
+            const real u = Us[kk * EB + r];
             #pragma unroll
-            for (int c = 0; c < EJ; c++) {
-              acc[r][c] += u * (real)x[p][c];
-              acca[r][c] = fma(ua, fabs(x[p][c]), acca[r][c]);
-            }
+            for (int c = 0; c < EJ; c++) acc[r][c] += u * (real)x[p][c];
+          }
+          if (g == 0) {
+            #pragma unroll
+            for (int c = 0; c < EJ; c++) bq[c] += (real)x[p][c] * (real)x[p][c];
           }
         }
       }
     }
   }
+  if (jt == 0 && lid < nb) Aq[(long)s * NB + b0 + lid] = aq;
   if (j0 >= N) return;
   const long base = (long)s * NB * N;
+  if (g == 0) {
+    #pragma unroll
+    for (int c = 0; c < EJ; c++) if (j0 + c < N) Bq[(long)s * N + j0 + c] = bq[c];
+  }
   #pragma unroll
   for (int r = 0; r < EB; r++) {
     if (r < nb) {
@@ -166,7 +184,6 @@ void abft_expect(const int Kd, const int N, const int NB, const int kc,
       for (int c = 0; c < EJ; c++) {
         if (j0 + c < N) {
           Ep[base + (long)(b0 + r) * N + j0 + c] = acc[r][c];
-          Eap[base + (long)(b0 + r) * N + j0 + c] = acca[r][c];
         }
       }
     }
@@ -214,9 +231,9 @@ void abft_flush_max(__local uint* lm, __global uint* g) { if (*lm) atomic_max(g,
 __kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
 void abft_judge1(const int N, const int NB, const int M, const int Bs,
     const int Kd, const int NS, const float alpha, const float beta, const int has_old,
-    __global const real* Ep, __global const float* Eap,
+    __global const real* Ep, __global const real* Bq, __global const real* Aq,
     __global const real* Sc, __global const real* Qc,
-    __global const real* So, __global const real* Soa,
+    __global const real* So, __global const real* Qo, __global const real* Soa,
     __global real* R, __global real* SC, __global real* RG, __global uint* sum)
 {
   __local uint hist[NH];
@@ -228,25 +245,34 @@ void abft_judge1(const int N, const int NB, const int M, const int Bs,
   const int j = get_global_id(0), b = get_global_id(1);
   if (j < N) {
     const long t = (long)b * N + j;
-    real e = 0; real ea = 0;
-    for (int s = 0; s < NS; s++) { e += Ep[(long)s * NB * N + t]; ea += (real)Eap[(long)s * NB * N + t]; }
-    ea *= (real)(1.0 + (Kd + 2) * 6.0e-8);  // float accumulation of a sum of positive terms
+    real e = 0, aq = 0, bq = 0;
+    for (int s = 0; s < NS; s++) {
+      e += Ep[(long)s * NB * N + t]; aq += Aq[(long)s * NB + b]; bq += Bq[(long)s * N + j];
+    }
     const int len = min(M, b * Bs + Bs) - b * Bs;
+    // ||op(A)_b||_F ||op(B)_j||_2 bounds the l2 norm over the block's rows of the entries'
+    // sum_k |a_ik| |b_kj| (Cauchy-Schwarz), and sqrt(len) times it bounds their sum.
+    const real ab = fabs((real)alpha) * sqrt(max(aq, (real)0)) * sqrt(max(bq, (real)0));
     real ex = (real)alpha * e;
-    real absb = fabs((real)alpha) * ea;
-    if (has_old) { ex += (real)beta * So[t]; absb += fabs((real)beta) * Soa[t]; }
+    real absb = ab * sqrt((real)len) * (real)(1.0 + (Kd + len + 4) * 1.2e-7);
+    real spread = ab;
+    if (has_old) {
+      ex += (real)beta * So[t]; absb += fabs((real)beta) * Soa[t];
+      spread += fabs((real)beta) * sqrt(max(Qo[t], (real)0));
+    }
     const real r = Sc[t] - ex;
     const real kk = (real)Kd;
 #if %(FP64)d
     const real rig = (kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
-    // absb / sqrt(K), not / sqrt(len K): one entry of the block may carry all of it (rows of
-    // very different scales), and its cancellation roundoff is u |A||B| of that entry alone.
+    // The roundoff of the block's sum: u sqrt(K) times the l2 norm of its entries (random
+    // walk of each entry's accumulation), or of their |a||b| sums over sqrt(K) where the
+    // entries cancel: a row of the block may carry all of it (rows of very different scales).
     const real scale = U_RND * sqrt(kk + 4) * (sqrt(max(Qc[t], (real)0))
-                         + absb / sqrt(max(kk, (real)1)));
+                         + spread / sqrt(max(kk, (real)1)));
 #else
     const real rig = 2 * (2 * kk + 2 * len + 8) * U_RND * absb * 1.02 + (kk + len + 4) * TINY_F;
     const real scale = U_RND * sqrt(2 * kk + len + 4) * (sqrt(max(Qc[t], (real)0))
-                         + absb / sqrt(max((real)len, (real)1)));
+                         + spread / sqrt(max(kk, (real)1)));
 #endif
     const int ok = isfinite(ex) && isfinite(absb) && isfinite(rig);
     R[t] = r; SC[t] = scale; RG[t] = ok ? rig : (real)NAN;
@@ -254,13 +280,17 @@ void abft_judge1(const int N, const int NB, const int M, const int Bs,
       atomic_inc(&cnt[0]);
     } else {
       atomic_inc(&cnt[1]);
+      // An exact residual (r == 0: integer data, zeros) stays out of the histogram: the
+      // robust level is the percentile of the roundoff that did happen, which a majority
+      // of exact sums would otherwise pull to zero.
       const float z = (r == 0) ? 0.0f : (float)(fabs(r) / scale);
-      if (!(z <= 3.0e38f)) {
+      if (z == 0.0f) {
+        // never flagged (|r| = 0 <= tau), not in the histogram
+      } else if (!(z <= 3.0e38f)) {
         atomic_max(&cnt[2], 0x7f800000u); atomic_inc(&hist[NH - 1]);
       } else {
         atomic_max(&cnt[2], abft_bits(z));
-        int bin = 0;
-        if (z > 0.0f) bin = (int)floor((log2(z) + 48.0f) * 4.0f);
+        const int bin = (int)floor((log2(z) + 48.0f) * 4.0f);
         atomic_inc(&hist[clamp(bin, 0, NH - 1)]);
       }
     }
@@ -274,8 +304,8 @@ void abft_judge1(const int N, const int NB, const int M, const int Bs,
   }
 }
 
-// T from the histogram (kappa x its 75th percentile, at least c_dev; infinite with fewer
-// than min_side checkable sums), then the verdict per block-column.  global (N, NB),
+// T from the histogram (kappa x the 75th percentile of the non-zero |r| / scale, at least
+// c_dev (0 when every residual is exact); infinite with fewer than min_side checkable sums), then the verdict per block-column.  global (N, NB),
 // local (JW, 1)
 __kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
 void abft_judge2(const int N, const int NB, const float c_dev, const float kappa,
@@ -292,9 +322,10 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float kappa
   part[lid] = own;  // the chunks are read in parallel; one serial walk over JW sums
   barrier(CLK_LOCAL_MEM_FENCE);
   if (lid == 0) {
-    const uint tot = sum[2];
+    uint tot = 0u;  // the non-zero residuals (the histogram's population)
+    for (int q = 0; q < JW; q++) tot += part[q];
     float T = INFINITY;
-    if (tot >= (uint)min_side) {
+    if (sum[2] >= (uint)min_side) {
       const uint need = (uint)ceil(0.75f * (float)tot);
       uint c = 0; int bin = NH - 1;
       for (int q = 0; q < JW; q++) {

@@ -95,42 +95,129 @@ def clean_campaign(count: int, seed: int = 0, max_dim: int = 256, device=None,
     }
 
 
-def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=None,
-              store: bool = True, margin: float = 2.0) -> dict:
-    """Measure the statistical constant c_dev on clean products of this device.
+DEEP_FROM = 9  # K octaves from here up (K >= 512) are calibrated with their own products
 
-    For each side (rows, columns) of each clean product: the largest |r|/scale that the
-    side's robust level (KAPPA x 75th percentile) does not already cover. c_dev is the
-    largest of these times `margin` (at least abft.DEFAULT_C)."""
+
+def _lanes(rt) -> list[str]:
+    from .. import tc  # noqa: PLC0415
+
+    return ["fp32"] + (["3xtf32"] if tc.tensorcore_available(rt) else [])
+
+
+def _lane_product(rt, lane: str, A, B, C0, alpha, beta, ta, tb):
+    """The product as `lane` computes it: the float32 family's table schedule, or the
+    tensor-core 3xTF32 kernel (the exact lane of a promoted device)."""
     import clgemm
 
+    if lane == "fp32":
+        from ..api import choose_schedule
+
+        m = A.shape[1] if ta else A.shape[0]
+        k = A.shape[0] if ta else A.shape[1]
+        n = B.shape[0] if tb else B.shape[1]
+        return clgemm.matmul(A, B, C=None if C0 is None else C0.copy(), alpha=alpha, beta=beta,
+                             trans_a=ta, trans_b=tb, device=rt.device,
+                             schedule=choose_schedule(rt, m, n, k))
+    from .. import tc  # noqa: PLC0415
+
+    out, _ = tc.tc_matmul(A, B, C=C0, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb,
+                          mode=lane, rt=rt)
+    return out
+
+
+def _clean_z(rt, A, B, C, C0, alpha, beta, ta, tb) -> tuple[float, float] | None:
+    """(the largest |r| / scale of a clean product that the robust level (KAPPA x the 75th
+    percentile) leaves uncovered, 0 when it covers all; the largest |r| / scale); None: too
+    few checkable sums."""
+    keep: list = []
+    a = abft._as_view(rt, "A", A, ta, keep)
+    b = abft._as_view(rt, "B", B, tb, keep)
+    c = abft._as_view(rt, "C", C, False, keep)
+    o = abft._as_view(rt, "C_old", C0, False, keep) if beta != 0.0 else None
+    # c_dev = 0: the threshold is the robust level alone; what it leaves uncovered is what
+    # c_dev must cover.
+    _, s = abft.check_views(rt, a, b, c, alpha, beta, o, 0.0, locate_cells=False)
+    if s is None or s["checkable"] < abft.MIN_SIDE:
+        return None
+    level = abft.KAPPA * abft.summary_level(s)
+    return (s["max_z"] if s["max_z"] > level else 0.0), s["max_z"]
+
+
+def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=None,
+              store: bool = True, margin: float = 2.0, max_k: int = 4096,
+              deep: int = 16, deep_dim: int = 256) -> dict:
+    """Measure the floors c_dev of T on clean products of this device, per lane (the float32
+    family; 3xTF32 where the device has tensor cores) and per octave of K.
+
+    `count` products of every kind with dimensions up to max_dim, then `deep` products per
+    octave of K from 512 up to max_k (m, n up to deep_dim). A floor is `margin` times the
+    largest |r|/scale that the robust level (KAPPA x 75th percentile) did not cover in its
+    octave; below K = 512 it is at least abft.DEFAULT_C (a fault of 1e-5 max|C| stands far
+    above it there, so the floor costs no detection; the tail of |r|/scale of small products
+    is wide, up to 3 at K = 256-511 on an H200, which the robust level covers: a floor from
+    the tail there cost detection of small faults). From K = 512 up, where the roundoff of
+    a block's sum is what hides a small fault, the floor is `margin` times the largest
+    |r|/scale of any clean product of its octave, covered or not: a sample of a few dozen
+    products shows the tail of |r|/scale, not how often the robust level leaves it
+    uncovered (a first H200 run whose floors followed the uncovered part alone, near 0 at
+    K = 512, flagged a clean 5x98x865 product). The floor follows the roundoff the kernel
+    makes, so a lane that accumulates in blocks can keep a lower one."""
     rt = get_runtime(device)
     rng = np.random.default_rng(seed)
-    needed = []
+    lanes = _lanes(rt)
+    need: dict[tuple[str, int], float] = {}
+    tail: dict[tuple[str, int], float] = {}
+    seen: dict[tuple[str, int], int] = {}
+
+    def record(case) -> None:
+        A, B, C0, alpha, beta, ta, tb, _kind = case
+        k = A.shape[0] if ta else A.shape[1]
+        o = abft.k_octave(k)
+        for lane in lanes:
+            C = _lane_product(rt, lane, A, B, C0, alpha, beta, ta, tb)
+            got = _clean_z(rt, A, B, C, C0, alpha, beta, ta, tb)
+            if got is None:
+                continue
+            need[(lane, o)] = max(need.get((lane, o), 0.0), got[0])
+            tail[(lane, o)] = max(tail.get((lane, o), 0.0), got[1])
+            seen[(lane, o)] = seen.get((lane, o), 0) + 1
+
     for _ in range(count):
-        A, B, C0, alpha, beta, ta, tb, kind = random_case(rng, max_dim)
-        C = clgemm.matmul(A, B, C=None if C0 is None else C0.copy(), alpha=alpha, beta=beta,
-                          trans_a=ta, trans_b=tb, device=device)
-        keep: list = []
-        a = abft._as_view(rt, "A", A, ta, keep)
-        b = abft._as_view(rt, "B", B, tb, keep)
-        c = abft._as_view(rt, "C", C, False, keep)
-        o = abft._as_view(rt, "C_old", C0, False, keep) if beta != 0.0 else None
-        # c_dev = 0: the threshold is the robust level alone; what it leaves uncovered is
-        # what c_dev must cover.
-        _, s = abft.check_views(rt, a, b, c, alpha, beta, o, 0.0, locate_cells=False)
-        if s is None or s["checkable"] < abft.MIN_SIDE:
-            continue
-        level = abft.KAPPA * abft.summary_level(s)
-        needed.append(s["max_z"] if s["max_z"] > level else 0.0)
-    need = max(needed) if needed else 0.0
-    c = max(abft.DEFAULT_C, margin * need)
-    result = {"c": c, "max_uncovered_z": need, "products": count, "margin": margin,
-              "kappa": abft.KAPPA, "seed": seed, "max_dim": max_dim}
+        record(random_case(rng, max_dim))
+    for o in range(DEEP_FROM, abft.k_octave(max_k) + 1):
+        for _ in range(deep):
+            record(deep_case(rng, o, deep_dim))
+    floors: dict[str, dict[str, float]] = {}
+    for (lane, o), z in sorted(need.items()):
+        floor = max(abft.DEFAULT_C, margin * z) if o < DEEP_FROM else margin * tail[(lane, o)]
+        floors.setdefault(lane, {})[str(o)] = floor
+    top = max(need.values()) if need else 0.0
+    c = max(abft.DEFAULT_C, margin * top)
+    result = {"c": c, "floors": floors, "max_uncovered_z": top,
+              "uncovered_z": {f"{lane}:{o}": z for (lane, o), z in sorted(need.items())},
+              "max_z": {f"{lane}:{o}": z for (lane, o), z in sorted(tail.items())},
+              "products": {f"{lane}:{o}": n for (lane, o), n in sorted(seen.items())},
+              "count": count, "deep": deep, "max_k": max_k, "margin": margin,
+              "kappa": abft.KAPPA, "seed": seed, "max_dim": max_dim, "lanes": lanes}
     if store:
-        result["path"] = str(abft.store_calibration(rt, c, {k: v for k, v in result.items()
-                                                            if k != "c"}))
+        evidence = {k: v for k, v in result.items() if k not in ("c", "floors")}
+        result["path"] = str(abft.store_calibration(rt, c, evidence, floors))
     return result
+
+
+def deep_case(rng, octave: int, max_dim: int = 256, kinds=KINDS):
+    """A clean product of inner dimension K in [2^octave, 2^(octave+1)): the kinds of
+    random_case, m and n log-uniform up to max_dim."""
+    m, n = (int(x) for x in np.exp(rng.uniform(math.log(2), math.log(max_dim), 2)).round())
+    k = int(rng.integers(1 << octave, 1 << (octave + 1)))
+    kind = kinds[rng.integers(len(kinds))]
+    ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
+    A = gen(rng, kind, (k, m) if ta else (m, k))
+    B = gen(rng, kind, (n, k) if tb else (k, n))
+    alpha = float(rng.choice([1.0, -1.0, 0.5, 3.0, rng.uniform(-2, 2)]))
+    beta = float(rng.choice([0.0, 0.0, 1.0, -0.75, rng.uniform(-2, 2)]))
+    C0 = gen(rng, kind, (m, n)) if beta != 0.0 else None
+    return A, B, C0, alpha, beta, ta, tb, kind
 
 
 # ---- fault injection ----------------------------------------------------------------------
@@ -292,22 +379,26 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
     B = clgemm.to_device(rng.standard_normal((n, n)).astype(np.float32), rt.device)
     C = clgemm.to_device(np.zeros((n, n), np.float32), rt.device)
     kernel, checks, ck_kernel = [], [], []
-    # The checked call runs the float32 family's kernel (check=True does not take the
-    # tensor-core exact lane): the plain call is timed with that same kernel, so the overhead
-    # is the guard's alone.
+    # Both calls take the device's default exact product (the tensor-core 3xTF32 lane where
+    # the gate promoted it, else the float32 family's table schedule): the overhead is the
+    # guard's alone, and against what the caller would run without check=True.
+    from .. import tc
     from ..api import choose_schedule
 
-    same = choose_schedule(rt, n, n, n)
+    lane = tc.exact_schedule(rt, n, n, n)
+    same = lane or choose_schedule(rt, n, n, n)
 
     def plain():
-        _, info = clgemm.matmul(A, B, C=C, device=rt.device, schedule=same, return_info=True)
+        _, info = clgemm.matmul(A, B, C=C, device=rt.device, return_info=True)
         kernel.append(info.kernel_s)
+        assert info.schedule == same.key(), (info.schedule, same.key())
 
     def checked():
         _, info = clgemm.matmul(A, B, C=C, check=True, device=rt.device, return_info=True)
         checks.append(info.extra["abft"]["check_s"])
         ck_kernel.append(info.kernel_s)
         assert info.extra["abft"]["ok"]
+        assert info.schedule == same.key(), (info.schedule, same.key())
 
     def checked_beta():
         clgemm.matmul(A, B, C=C, beta=0.5, check=True, device=rt.device)
@@ -332,7 +423,8 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
         "guard_device_s": g_s, "guard_commands": n_commands,
         "overhead_events_vs_gemm_kernel": g_s / k_s if k_s > 0 else None,
         "plain_wall_s": t_plain, "checked_wall_s": t_check, "checked_beta_wall_s": t_check_beta,
-        "gemm_kernel_s": k_s, "check_s_median": float(np.median(checks)),
+        "gemm_kernel_s": k_s, "checked_gemm_kernel_s": float(np.median(ck_kernel)),
+        "check_s_median": float(np.median(checks)),
         "overhead_vs_plain_wall": (t_check - t_plain) / t_plain,
         "overhead_vs_gemm_kernel": (t_check - t_plain) / k_s if k_s > 0 else None,
         "overhead_beta_vs_plain_wall": (t_check_beta - t_plain) / t_plain,
