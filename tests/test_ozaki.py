@@ -25,6 +25,15 @@ SMALL = OzSchedule(slices=4, levels=4, block_m=32, block_n=32, block_k=32, warps
                    stages=2, raster=1)
 
 
+def _has_fp64() -> bool:
+    return "cl_khr_fp64" in get_runtime().cl_device.extensions
+
+
+# the lane's split and recombination run in double: a device without it (Rusticl on llvmpipe)
+# is never offered the lane, and its emulated kernels cannot be built there
+needs_fp64 = pytest.mark.skipif(not _has_fp64(), reason="the device has no cl_khr_fp64")
+
+
 def test_schedule_key_and_space():
     for s in (ozaki.DEFAULT_SCHEDULE, SMALL, ozaki.PROBE_SCHEDULE):
         assert OzSchedule.from_key(s.key()) == s
@@ -151,6 +160,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=["s4l4-NN-beta", "s4l5-TT-bk64-unaligned",
                                              "s3l3-TN-raster"])
+@needs_fp64
 def test_emulated_kernel(case):
     """The generated kernels with plain OpenCL C stand-ins for the PTX: the device result is
     the host model of the scheme (same split, same pairs, float64 recombination) rounded once
@@ -169,6 +179,7 @@ def test_emulated_kernel(case):
         assert r["np_err"] < r["err"] < 1e-4
 
 
+@needs_fp64
 def test_digit_planes_bit_exact():
     """The split kernel's int8 planes and row/column maxima equal the host model's
     (zero padding included), for a k-contiguous A and a k-strided B."""
@@ -191,6 +202,7 @@ def test_digit_planes_bit_exact():
         assert (mx[:rows] == np.abs(X).max(axis=1).view(np.uint32)).all()
 
 
+@needs_fp64
 def test_emulated_k_chunks_and_wide_exponents():
     """K cut into chunks (each chunk scaled on its own, beta folded once), and entries scaled
     by 2^U(-20,20): the row-wise scale loses the small entries' low bits. The Frobenius error
@@ -212,6 +224,7 @@ def test_emulated_k_chunks_and_wide_exponents():
     print(f"elementwise relative error: median {np.median(rel):.1e}, max {rel.max():.1e}")
 
 
+@needs_fp64
 def test_edges_zero_k_and_nonfinite(monkeypatch):
     rt = get_runtime()
     monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")

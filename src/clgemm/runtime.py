@@ -48,6 +48,24 @@ class Built:
         return cl.Kernel(self.program, name)
 
 
+_SEAL = b"clgemm-bin/1\n"
+
+
+def _seal(binary: bytes) -> bytes:
+    return _SEAL + hashlib.sha256(binary).digest() + binary
+
+
+def _unseal(data: bytes) -> bytes | None:
+    """The binary of a sealed cache file, None when the file is not one or was damaged."""
+    head = len(_SEAL) + 32
+    if len(data) <= head or not data.startswith(_SEAL):
+        return None
+    binary = data[head:]
+    if hashlib.sha256(binary).digest() != data[len(_SEAL):head]:
+        return None
+    return binary
+
+
 class Runtime:
     """Everything clgemm holds for one device."""
 
@@ -63,6 +81,8 @@ class Runtime:
         self._inline_ptx: bool | None = None
 
     # ---- building -------------------------------------------------------------------
+    # Cached binaries carry a digest: a torn or corrupt file is rebuilt, never handed to the
+    # driver (Rusticl aborts the whole process on a garbage binary).
     def cache_key(self, source: str, options: str) -> str:
         d = self.device
         text = "\x1f".join([source, options, d.platform, d.platform_version, d.name,
@@ -81,11 +101,13 @@ class Runtime:
         from_cache = False
         if use_disk_cache and path.exists():
             try:
-                program = cl.Program(self.context, [self.cl_device], [path.read_bytes()])
-                program.build(options=options)
-                from_cache = True
+                binary = _unseal(path.read_bytes())
+                if binary is not None:
+                    program = cl.Program(self.context, [self.cl_device], [binary])
+                    program.build(options=options)
+                    from_cache = True
             except (cl.Error, OSError):
-                program = None  # stale or corrupt entry: rebuild from source below
+                program = None  # stale entry: rebuild from source below
         if program is None:
             program = self._compile(source, options)
             if use_disk_cache:
@@ -134,7 +156,7 @@ class Runtime:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
-                handle.write(binary)
+                handle.write(_seal(bytes(binary)))
             os.replace(tmp, path)
         except (OSError, cl.Error):
             pass  # a cache that cannot be written only costs a compile next time

@@ -17,9 +17,12 @@ Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of t
   * scale = u sqrt(K + 4) (||C[b, j]||_2 + (ab + |beta| ||C_old[b, j]||_2) / sqrt(K)): the
     size of the accumulated random roundoff of the block's entries (the second term where
     the entries cancel);
-  * tau = min(rigorous, T scale) + tiny, T = max(c_dev, KAPPA x the 75th percentile of the
-    non-zero |r| / scale over all block-columns) (a device histogram; the robust level lifts
-    T for data whose roundoff is systematic). c_dev, the floor, is calibrated per device, per
+  * tau = min(rigorous, T scale) + tiny, T = max(KAPPA p75, min(c_dev, max(KAPPA99 p99,
+    c_min))), p75 and p99 the percentiles of the non-zero |r| / scale over all block-columns
+    (a device histogram): the robust level KAPPA p75 lifts T for data whose roundoff is
+    systematic; the floor c_dev covers the heavy tails of any data, and from K = 512 up a
+    product whose own tail (p99) sits below it gets a lower T, down to c_min = c_dev / 2, the
+    largest clean |r| / scale of the calibration. c_dev, the floor, is calibrated per device, per
     lane (the float32 family; 3xTF32 on tensor cores) and per octave of K on clean products
     (guard/campaign.py: calibrate): the roundoff a kernel makes at large K is what hides a
     small fault, and a lane that accumulates in blocks makes less of it.
@@ -56,6 +59,9 @@ U = 2.0**-24
 TINY = 2.0**-126
 DEFAULT_C = 4.0  # floor of T (in scale units) used until a device is calibrated
 MAX_REPAIR = 1 << 16  # elements recomputed one by one before a full recompute
+# The summary read: enqueued, then waited for as the plain call waits for its kernel; on the
+# H200 host 8 us less per call than a blocking read (benchmarks/guard/h200, host_split.json).
+READ_BY_EVENT = True
 
 
 # ---- verdict ---------------------------------------------------------------------------
@@ -209,6 +215,17 @@ def store_calibration(rt: Runtime, c: float, evidence: dict,
 
 # ---- blocked checksums on the device ------------------------------------------------------
 KAPPA = AK.KAPPA_DEFAULT
+KAPPA99 = AK.KAPPA99_DEFAULT
+DEEP_FROM = 9  # K octaves from here up (K >= 512) have floors from their own clean tail
+FLOOR_MARGIN = 2.0  # a deep floor is this times the largest clean |r| / scale of its octave
+
+
+def floor_min(c_dev: float, k: int) -> float:
+    """How far T may drop below the floor c_dev on the product's own tail (KAPPA99 p99): to
+    the largest clean |r| / scale the calibration saw (c_dev / FLOOR_MARGIN) where K is
+    large (there a fault of 1e-5 max|C| is within a few times the roundoff); not at all
+    below K = 512, where faults stand far above the floor."""
+    return c_dev / FLOOR_MARGIN if k_octave(k) >= DEEP_FROM else c_dev
 MIN_SIDE = 8  # fewer checkable block sums: judged against the rigorous bound only
 
 
@@ -261,22 +278,36 @@ class BlockCheck:
         self.lock = threading.Lock()
         self.has_old = False
         self.events: list | None = None  # a list: guard kernels' events are kept (profiling)
+        self.side_done: "cl.Event | None" = None  # the expected sums on the side queue
+        self.product_event: "cl.Event | None" = None  # the last checked product's kernel
         kern = _abft_kernels(gd)
         self.k_u, self.k_e, self.k_c = kern["abft_ublock"], kern["abft_expect"], kern["abft_cblock"]
         self.k_j1, self.k_j2, self.k_cells = kern["abft_judge1"], kern["abft_judge2"], kern["abft_cells"]
         self.g64 = -(-n // 64) * 64
 
     # -- enqueue (no host wait) --
-    def expected(self, a: View, b: View) -> None:
-        q = self.gd.queue
+    def expected(self, a: View, b: View, ready: "cl.Event | None" = None) -> None:
+        """The operand side (U, then E = U op(B) with the norms of the tolerances). With
+        `ready` (a marker of the main queue placed before the product: A and B may be uploads
+        in flight), on the side queue after it, so that it runs while the product runs; the
+        judge then waits for it. Only where the product does not write A's or B's memory."""
+        beside = ready is not None
+        q = self.gd.side_queue if beside else self.gd.queue
+        after = [ready] if beside else None
         if self.k > 0:
             self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset, int(a.transposed),
                               self.U, self.Ua)
-            self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, (self.k, self.nb), None))
+            self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, (self.k, self.nb), None,
+                                                wait_for=after))
+            after = None
         self.k_e.set_args(self.k, self.n, self.nb, self.kc, self.U, self.Ua, b.buffer, b.ld,
                           b.offset, int(b.transposed), self.Ep, self.Bq, self.Aq)
-        self._ev(cl.enqueue_nd_range_kernel(q, self.k_e, (self.expect_groups * AK.EW,),
-                                            (AK.EW,)))
+        done = cl.enqueue_nd_range_kernel(q, self.k_e, (self.expect_groups * AK.EW,),
+                                          (AK.EW,), wait_for=after)
+        self._ev(done)
+        self.side_done = done if beside else None
+        if beside:
+            q.flush()
 
     def _cblock(self, v: View, S, Q, Sa, zero_summary: bool = False) -> None:
         self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),
@@ -296,8 +327,10 @@ class BlockCheck:
         self.k_j1.set_args(self.n, self.nb, self.m, self.bs, self.k, self.ns, alpha, beta,
                            int(self.has_old), self.Ep, self.Bq, self.Aq, self.Sc, self.Qc,
                            self.So, self.Qo, self.Soa, self.R, self.SC, self.RG, self.sum)
-        self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1)))
-        self.k_j2.set_args(self.n, self.nb, c_dev, KAPPA, MIN_SIDE, self.R, self.SC, self.RG,
+        side = [self.side_done] if self.side_done is not None else None
+        self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1), wait_for=side))
+        self.k_j2.set_args(self.n, self.nb, c_dev, floor_min(c_dev, self.k), KAPPA, KAPPA99,
+                           MIN_SIDE, self.R, self.SC, self.RG,
                            self.sum)
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_j2, g, (64, 1)))
 
@@ -306,11 +339,26 @@ class BlockCheck:
             self.events.append(event)
 
     def device_seconds(self) -> float:
-        """Device time of the recorded guard commands (OpenCL profiling)."""
+        """Device busy time of the recorded guard commands (OpenCL profiling), overlapped
+        with the product or not."""
         return sum((e.profile.end - e.profile.start) * 1e-9 for e in (self.events or []))
 
+    def span_extra_seconds(self, product: "cl.Event") -> float:
+        """What the recorded guard commands add to the product's own device time: the span
+        from the first start to the last end of them and the product, less the product's
+        duration (commands run beside it on the side queue add nothing)."""
+        evs = list(self.events or []) + [product]
+        start = min(e.profile.start for e in evs)
+        end = max(e.profile.end for e in evs)
+        return max(end - start - (product.profile.end - product.profile.start), 0) * 1e-9
+
     def read(self) -> dict:
-        self._ev(cl.enqueue_copy(self.gd.queue, self.host, self.sum, is_blocking=True))
+        if READ_BY_EVENT:
+            done = cl.enqueue_copy(self.gd.queue, self.host, self.sum, is_blocking=False)
+            done.wait()
+            self._ev(done)
+        else:
+            self._ev(cl.enqueue_copy(self.gd.queue, self.host, self.sum, is_blocking=True))
         h = self.host
         head = h[:AK.HEAD].tolist()  # plain ints: the clean path does no numpy work
         f = h[:AK.HEAD].view(np.float32).tolist()
@@ -331,7 +379,7 @@ class BlockCheck:
                 "hist": h[AK.HEAD:AK.HEAD + AK.NH].copy()}
 
     def verdict(self, s: dict, c_dev: float) -> Verdict:
-        T = s["threshold"]  # max(c_dev, KAPPA x the histogram's 75th percentile), on the device
+        T = s["threshold"]  # max(KAPPA p75, min(c_dev, max(KAPPA99 p99, c_min))), on device
         cols = sorted({int(i % self.n) for i in s["idx"]})
         blocks = sorted({int(i // self.n) for i in s["idx"]})
         rows = [i for b in blocks for i in range(b * self.bs, min(self.m, (b + 1) * self.bs))]
@@ -390,14 +438,15 @@ _NO_IDX = np.zeros(0, np.int64)
 _NO_R = np.zeros(0, np.float64)
 
 
-def summary_level(s: dict) -> float:
-    """The 75th percentile of the non-zero |r| / scale over the checkable block-columns
-    (histogram bin edge), as the judges compute it: T = max(c_dev, KAPPA x level)."""
+def summary_level(s: dict, q: float = 0.75) -> float:
+    """The q-quantile of the non-zero |r| / scale over the checkable block-columns (histogram
+    bin edge), as the judges compute it: T = max(KAPPA p75, min(c_dev, max(KAPPA99 p99,
+    c_min)))."""
     counts = np.cumsum(s["hist"].astype(np.int64))
     tot = int(counts[-1])
     if not tot:
         return 0.0
-    need = math.ceil(0.75 * tot)
+    need = math.ceil(q * tot)
     b = int(np.searchsorted(counts, need))
     return 2.0 ** ((min(b, AK.NH - 1) + 1) * 0.25 - 48.0)
 
@@ -439,7 +488,7 @@ def _abft_kernels(gd: GuardDevice) -> dict:
                             None],
             "abft_cblock": [i32, i32, i32, None, i32, i32, i32, None, None, None, None, i32],
             "abft_judge1": [i32, i32, i32, i32, i32, i32, f32, f32, i32] + [None] * 12,
-            "abft_judge2": [i32, i32, f32, f32, i32, None, None, None, None],
+            "abft_judge2": [i32, i32, f32, f32, f32, f32, i32, None, None, None, None],
             "abft_cells": [i32, None, None, i32, f32, f32, None, i32, i32, i32, None, i32, i32,
                            i32, None, i32, i32, i32, None, i32, i32, i32, i32, None, None, i32],
         }
@@ -589,6 +638,11 @@ def _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a: View, b: View,
     return _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at, wait=False)
 
 
+def _apart(c: View, *others: View) -> bool:
+    """C's buffer is none of the operands' (the product cannot write what they read)."""
+    return all(c.buffer.int_ptr != o.buffer.int_ptr for o in others)
+
+
 def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: float,
                  schedule: Schedule, info, lane=None) -> Verdict:
     """Compute C = alpha op(A) op(B) + beta C into view c (not transposed), verify, repair.
@@ -598,37 +652,45 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     lane's result is replaced by the float32 family's, whose IEEE propagation the split does
     not keep, and the float32 family is the recompute's other kernel.
 
-    One queue, one wait: (C_old's block sums), the operand side (U, then E = U op(B)), the
-    product, C's block sums and the two judging kernels are enqueued back to back; a single
-    read brings the summary."""
+    One wait: on the main queue the product, then (C_old's block sums,) C's block sums and
+    the two judging kernels (the first waits for the operand side); the operand side (U,
+    then E = U op(B)) on a second queue beside the product; a single read brings the
+    summary."""
     m, n, k = a.rows, b.cols, a.cols
-    gd = guard_device(rt)
     hooks = faults.active()
     fault_at = hooks.accumulator_fault(0) if hooks else -1
     if fault_at >= 0 and lane is not None:
         lane = None  # the accumulator-fault build flag exists in the float32 family only
         info.schedule = schedule.key()
     t0 = time.perf_counter()
-    saved = None
-    c_dev = calibration_for(rt, "fp32" if lane is None else lane.mode, k)
     if m == 0 or n == 0:
         _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
         v = Verdict(ok=True, shape=(m, n, k))
         info.checked = True
         info.extra["abft"] = v.as_dict()
         return v
+    # The product is enqueued first: the guard's own host work (its state, the calibration,
+    # the check's buffers and launches) then runs while the device computes. Before it only
+    # what must precede it: a copy of C_old (beta != 0) and a marker after which the expected
+    # sums may run beside it on another queue (unless the product writes the memory they
+    # read, C in A's or B's buffer, or a fault hook needs the order).
+    saved = None
+    if beta != 0.0:
+        span = c.span_elems()
+        buf = rt.buffer(4 * max(span, 1), what="C_old copy")
+        saved = View(buf, 0, c.ld, c.transposed, m, n)
+        _copy_span(rt, saved, c)
+    ready = cl.enqueue_marker(rt.queue) if not hooks and _apart(c, a, b) else None
+    event = _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a, b, c, info, fault_at)
+    rt.queue.flush()  # the device starts now, not at the summary's blocking read
+    gd = guard_device(rt)
+    c_dev = calibration_for(rt, "fp32" if lane is None else lane.mode, k)
     ck = block_check(gd, m, n, k)
     with ck.lock:
-        if beta != 0.0:
-            span = c.span_elems()
-            buf = rt.buffer(4 * max(span, 1), what="C_old copy")
-            saved = View(buf, 0, c.ld, c.transposed, m, n)
-            _copy_span(rt, saved, c)
+        ck.product_event = event  # for span_extra_seconds (the campaign's device cost)
+        # the main queue runs C_old's sums after the product: they read the copy
         ck.old(saved)
-        ck.expected(a, b)
-        event = _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a, b, c, info,
-                                 fault_at)
-        rt.queue.flush()  # the device starts now, not at the summary's blocking read
+        ck.expected(a, b, ready)  # beside the product, or after it on the main queue
         if hooks:
             event.wait()
             hooks.corrupt(gd, c, "gemm")

@@ -68,6 +68,18 @@ class GuardDevice:
         self.fp64 = "cl_khr_fp64" in (getattr(rt.device, "extensions", ()) or ())
         self.rdtype = np.float64 if self.fp64 else np.float32
         self.rsize = 8 if self.fp64 else 4
+        self._side: "cl.CommandQueue | None" = None
+
+    @property
+    def side_queue(self) -> "cl.CommandQueue":
+        """A second in-order queue for work that depends on the operands only (the check's
+        expected sums): the device may run it beside the product, whose float32 or tensor
+        pipes it does not use (the expected sums run in double)."""
+        with self._lock:
+            if self._side is None:
+                self._side = cl.CommandQueue(
+                    self.rt.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
+            return self._side
 
     def raw(self, nbytes: int):
         return self.pool.allocate(max(int(nbytes), 4))
