@@ -204,7 +204,15 @@ def sustained(prob: DeviceProblem, seconds: float, window_s: float, method: str)
     flops = 2.0 * m * n * k
     sampler = ClockSampler(prob.rt.device)
     one = median(prob.kernel_times(1, 3, 5.0))
-    batch = max(1, int(window_s / 8 / one))
+    if one < 1e-6:
+        # No kernel launch takes under a microsecond: the driver's profiling clock is not
+        # to be trusted (Rusticl on llvmpipe reports ~1 ns); size the batches by wall time.
+        t0 = time.perf_counter()
+        for j in range(3):
+            prob.enqueue(j)
+        prob.rt.queue.finish()
+        one = max((time.perf_counter() - t0) / 3, 1e-6)
+    batch = max(1, min(int(window_s / 8 / one), 4096))
     series = []
     sampler.start()
     start = time.monotonic()

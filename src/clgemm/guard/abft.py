@@ -330,8 +330,7 @@ class BlockCheck:
         side = [self.side_done] if self.side_done is not None else None
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1), wait_for=side))
         self.k_j2.set_args(self.n, self.nb, c_dev, floor_min(c_dev, self.k), KAPPA, KAPPA99,
-                           MIN_SIDE, self.R, self.SC, self.RG,
-                           self.sum)
+                           MIN_SIDE, self.R, self.SC, self.RG, self.sum)
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_j2, g, (64, 1)))
 
     def _ev(self, event) -> None:

@@ -50,6 +50,11 @@ def gen(rng, kind: str, shape) -> np.ndarray:
 def random_case(rng, max_dim: int = 256, kinds=KINDS):
     """(A, B, C_old, alpha, beta, trans_a, trans_b, kind) of a random clean product."""
     m, n, k = (int(x) for x in np.exp(rng.uniform(0, math.log(max_dim), 3)).round().clip(1))
+    return _case_of_shape(rng, m, n, k, kinds)
+
+
+def _case_of_shape(rng, m: int, n: int, k: int, kinds):
+    """A random kind, transposes, operands, alpha, beta (and C_old) for an m x n x k product."""
     kind = kinds[rng.integers(len(kinds))]
     ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
     A = gen(rng, kind, (k, m) if ta else (m, k))
@@ -216,14 +221,7 @@ def deep_case(rng, octave: int, max_dim: int = 256, kinds=KINDS):
     random_case, m and n log-uniform up to max_dim."""
     m, n = (int(x) for x in np.exp(rng.uniform(math.log(2), math.log(max_dim), 2)).round())
     k = int(rng.integers(1 << octave, 1 << (octave + 1)))
-    kind = kinds[rng.integers(len(kinds))]
-    ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
-    A = gen(rng, kind, (k, m) if ta else (m, k))
-    B = gen(rng, kind, (n, k) if tb else (k, n))
-    alpha = float(rng.choice([1.0, -1.0, 0.5, 3.0, rng.uniform(-2, 2)]))
-    beta = float(rng.choice([0.0, 0.0, 1.0, -0.75, rng.uniform(-2, 2)]))
-    C0 = gen(rng, kind, (m, n)) if beta != 0.0 else None
-    return A, B, C0, alpha, beta, ta, tb, kind
+    return _case_of_shape(rng, m, n, k, kinds)
 
 
 # ---- fault injection ----------------------------------------------------------------------
