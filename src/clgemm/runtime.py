@@ -66,6 +66,37 @@ def _unseal(data: bytes) -> bytes | None:
     return binary
 
 
+_SPIN = """
+__kernel void clgemm_spin(__global float* x, const int n) {
+  float a = x[get_global_id(0)];
+  for (int i = 0; i < n; i++) a = a * 0.999999f + 1e-7f;
+  x[get_global_id(0)] = a;
+}
+"""
+
+
+def _probe_profiling(rt: "Runtime") -> bool:
+    """A dependent chain of multiply-adds long enough to take >= 2 ms of wall time; the
+    clock is plausible when its interval is at least a quarter of that wall time."""
+    import numpy as np
+
+    kern = rt.build(_SPIN).kernel("clgemm_spin")
+    buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, 4 * 1024)
+    cl.enqueue_fill_buffer(rt.queue, buf, np.float32(1.0), 0, 4 * 1024)
+    n = 1 << 14
+    for _ in range(8):
+        kern.set_args(buf, np.int32(n))
+        rt.queue.finish()
+        t0 = time.perf_counter()
+        ev = cl.enqueue_nd_range_kernel(rt.queue, kern, (1024,), None)
+        ev.wait()
+        wall = time.perf_counter() - t0
+        if wall >= 2e-3:
+            return (ev.profile.end - ev.profile.start) * 1e-9 >= 0.25 * wall
+        n *= 4
+    return True  # a device too fast to time this way: its clock is the better judge
+
+
 class Runtime:
     """Everything clgemm holds for one device."""
 
@@ -79,6 +110,29 @@ class Runtime:
         self._programs: dict[str, Built] = {}
         self._lock = threading.Lock()
         self._inline_ptx: bool | None = None
+        self._profiling_ok: bool | None = None
+
+    # ---- timing ---------------------------------------------------------------------
+    @property
+    def profiling_ok(self) -> bool:
+        """Whether this device's profiling clock measures kernels: checked once, on a kernel
+        that runs a few milliseconds, against the host's wall time around it. Rusticl on
+        llvmpipe reports ~1 ns for any kernel: its figures would be absurd."""
+        if self._profiling_ok is None:
+            self._profiling_ok = _probe_profiling(self)
+        return self._profiling_ok
+
+    def timed(self, enqueue) -> float:
+        """Seconds of the kernel that `enqueue()` launches (its event returned), waited for:
+        its profiling interval, or where the device's profiling clock is implausible the
+        host's wall time from enqueue to completion (launch latency included)."""
+        t0 = time.perf_counter()
+        ev = enqueue()
+        ev.wait()
+        wall = time.perf_counter() - t0
+        if self.profiling_ok:
+            return (ev.profile.end - ev.profile.start) * 1e-9
+        return wall
 
     # ---- building -------------------------------------------------------------------
     # Cached binaries carry a digest: a torn or corrupt file is rebuilt, never handed to the

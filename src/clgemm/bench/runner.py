@@ -136,6 +136,13 @@ class _Run:
         })
         if opts.session_index is not None:
             self.writer.data["session_index"] = opts.session_index
+        # Kernel times come from OpenCL events, or from the host's wall time where the
+        # device's profiling clock is implausible (Rusticl on llvmpipe): the artifact says so.
+        self.writer.data["protocol"]["timer"] = "events" if self.rt.profiling_ok else "wall"
+        if not self.rt.profiling_ok:
+            self.writer.data["notes"].append(
+                "kernel times are host wall times from enqueue to completion (launch latency "
+                "included): this device's OpenCL profiling clock is implausible")
         self._tuned = None
 
     # ---- peers ---------------------------------------------------------------------------

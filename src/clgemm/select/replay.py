@@ -289,10 +289,9 @@ class OpenCLBackend:
 
     def run(self, schedule: Schedule, call: Call) -> float:
         p = self._problem(call)
-        ev = self._kernel(schedule, p).enqueue(call.m, call.n, call.k, 1.0, 0.0,
-                                               p["a"], p["b"], p["c"])
-        ev.wait()
-        return (ev.profile.end - ev.profile.start) * 1e-9
+        kernel = self._kernel(schedule, p)
+        return self.rt.timed(lambda: kernel.enqueue(call.m, call.n, call.k, 1.0, 0.0,
+                                                    p["a"], p["b"], p["c"]))
 
     def set_load(self, on: bool) -> None:
         if self.load_size is None:
