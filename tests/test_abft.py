@@ -73,6 +73,42 @@ def test_accumulator_fault_flag_detected_and_corrected(rng):
     np.testing.assert_allclose(out, clean, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("persistent_cells", [False, True])
+def test_repairs_with_beta_use_the_kept_copy_of_c(rng, persistent_cells):
+    """beta != 0: C_old is overwritten by the product, so the repairs (cells recomputed in
+    double; the whole product again) read the copy check=True keeps. Persistent on the first
+    product and the cell repair, the fault sends the call to the full recompute."""
+    m, n, k = 48, 40, 64
+    A, B, C0 = rand(rng, (m, k)), rand(rng, (k, n)), rand(rng, (m, n))
+    ref = 0.5 * A.astype(np.float64) @ B - 0.75 * C0
+    big = float(np.abs(ref).max())
+    hits = []
+
+    def fault(x):
+        hits.append(1)
+        return x + np.float32(big * 1e-2)
+
+    class FirstTwo(faults.Hooks):  # the product's result and the cell repair, not the recompute
+        def corrupt(self, gd, view, stage):
+            if persistent_cells and stage in ("gemm", "cells"):
+                faults.corrupt_cells(gd.queue, view, self.cells, self.result)
+            elif not persistent_cells and stage == "gemm":
+                faults.corrupt_cells(gd.queue, view, self.cells, self.result)
+
+    hooks = FirstTwo(result=fault, cells=[(5, 7)])
+    prev = faults.active()
+    faults._state.hooks = hooks
+    try:
+        out, info = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-0.75, check=True,
+                                  return_info=True)
+    finally:
+        faults._state.hooks = prev
+    v = info.extra["abft"]
+    assert v["detected"] and v["ok"], v
+    assert v["recomputed"] if persistent_cells else v["corrected"], v
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * big)
+
+
 def test_unchecked_accumulator_fault_is_really_wrong(rng):
     """The flag corrupts the product (so the test above is not vacuous)."""
     from clgemm.guard.abft import View, _launch

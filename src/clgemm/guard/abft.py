@@ -47,7 +47,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from ..errors import FaultError, ShapeError
+from ..errors import FaultError, OutOfDeviceMemoryError, ShapeError
 from ..plan import get_kernel, layout_for, search_space
 from ..runtime import Runtime, get_runtime
 from ..schedule import Schedule
@@ -675,8 +675,18 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     # read, C in A's or B's buffer, or a fault hook needs the order).
     saved = None
     if beta != 0.0:
+        # From the guard's memory pool: a fresh buffer of C's size per call cost more than
+        # the copy (the pool keeps it for the next call; every command using it is done when
+        # this call returns).
         span = c.span_elems()
-        buf = rt.buffer(4 * max(span, 1), what="C_old copy")
+        rt.check_alloc(4 * max(span, 1), "C_old copy")
+        try:
+            buf = guard_device(rt).raw(4 * max(span, 1))
+        except cl.MemoryError as exc:
+            raise OutOfDeviceMemoryError(
+                f"could not allocate {4 * span / 2**20:.1f} MiB for the copy of C that "
+                f"check=True keeps (beta != 0) on {rt.device.name!r} ({exc}); free device "
+                "memory, or check the product in blocks") from exc
         saved = View(buf, 0, c.ld, c.transposed, m, n)
         _copy_span(rt, saved, c)
     ready = cl.enqueue_marker(rt.queue) if not hooks and _apart(c, a, b) else None
