@@ -65,6 +65,15 @@ def test_schedule_key_and_space():
     # local memory is checked per layout when one is given (pads differ by layout)
     wide = TcSchedule(block_m=128, block_n=256, block_k=8, warps_m=2, warps_n=4, stages=3)
     assert space.is_valid(wide, NN) and not space.is_valid(wide)
+    # convert and interior came later: named in a key only when set, so old keys still parse
+    late = replace(tc.DEFAULT_SCHEDULES["3xtf32"], convert=1, interior=1)
+    assert late.key().endswith("-c1-i1") and TcSchedule.from_key(late.key()) == late
+    assert "-c" not in tc.DEFAULT_SCHEDULES["3xtf32"].key()
+    assert TcSchedule.from_key("tc-tf32-b128x128x16-w2x2-s2-f0-a1-r1-i1").interior == 1
+    assert "the interior copy is a cp.async path" in space.violations(
+        replace(SMALL, async_copy=0, interior=1))
+    with pytest.raises(ScheduleError):
+        TcSchedule.from_key("tc-tf32-b128x128x16-w2x2-s2-f0-a1-r1-z1")
     with pytest.raises(ScheduleError):
         TcSchedule.from_key("tc-nonsense")
     with pytest.raises(ScheduleError):
@@ -131,8 +140,17 @@ def _emulated(rt, s, m, n, k, ta, tb, alpha=1.0, beta=0.0, pad=0, off=0, seed=0)
     dict(s=TcSchedule(block_m=32, block_n=16, block_k=16, warps_m=2, warps_n=1, stages=2,
                       mode="3xtf32", fold=3, async_copy=1, raster=1), m=37, n=22, k=45,
          ta=False, tb=True, alpha=-1.5),
+    # integer-rounded split / raw TF32 bits, and the unbounded copy of interior tiles: shapes
+    # with whole interior tiles, edge tiles on both sides and a partial last k-tile
+    dict(s=replace(SMALL, mode="3xtf32", fold=3, convert=1, interior=1, stages=3), m=53, n=41,
+         k=61, ta=False, tb=False, alpha=0.75, beta=0.5),
+    dict(s=replace(SMALL, convert=1, interior=1), m=48, n=50, k=67, ta=True, tb=True),
+    dict(s=TcSchedule(block_m=32, block_n=32, block_k=16, warps_m=2, warps_n=1, stages=2,
+                      mode="3xtf32", fold=1, convert=1, interior=1), m=70, n=66, k=35,
+         ta=False, tb=True, pad=2, off=1),
 ], ids=["tf32-NN-beta", "tf32-TT-unaligned", "3xtf32-NT-3stages", "3xtf32-96rows-regs-fold2",
-        "tf32-TN-chunks", "3xtf32-fold3-per-tile-chains"])
+        "tf32-TN-chunks", "3xtf32-fold3-per-tile-chains", "3xtf32-convert-interior",
+        "tf32-raw-bits-interior-TT", "3xtf32-interior-unaligned"])
 def test_emulated_kernel_indexing(case):
     """The generated kernel with plain OpenCL C stand-ins for the PTX (same layouts, same
     copies and pipeline): edges, transposes, offsets, alpha/beta."""
@@ -141,9 +159,19 @@ def test_emulated_kernel_indexing(case):
     s = case.pop("s")
     err, np_err = _emulated(rt, s, **case)
     if s.mode == "tf32":
-        assert err < 2e-3
+        assert err < (4e-3 if s.convert else 2e-3)  # raw bits: the tensor core truncates
     else:
         assert err <= 2.0 * np_err + 1e-7
+
+
+def test_raw_tf32_bits_are_truncated_by_the_emulated_tensor_core():
+    """convert=1 hands the mma float32 bits; the hardware (and the emulation) reads only the
+    top 19: a truncation, biased towards zero, so its error clearly exceeds rna's. An
+    emulation that used all 32 bits would show float32's error here instead."""
+    rt = get_runtime()
+    rna, _ = _emulated(rt, SMALL, 64, 48, 256, False, False, seed=3)
+    raw, np_err = _emulated(rt, replace(SMALL, convert=1), 64, 48, 256, False, False, seed=3)
+    assert 1e-4 < rna < 1e-3 and raw > 1.5 * rna and raw < 4e-3 and np_err < 1e-5
 
 
 def test_estimate_error_tracks_the_true_error(rng):
@@ -265,25 +293,36 @@ def test_exact_lane_serves_matmul_when_promoted(promoted_lane, rng, monkeypatch)
     assert "lane" not in info.extra and not info.schedule.startswith("tc-")
 
 
-def test_exact_lane_keeps_ieee_propagation(promoted_lane, rng):
+@pytest.mark.parametrize("bad", ["inf", "nan-all-ones"])
+@pytest.mark.parametrize("convert", [0, 1])
+def test_exact_lane_keeps_ieee_propagation(promoted_lane, rng, monkeypatch, convert, bad):
     """An Inf operand: the split makes NaN (Inf - Inf); the flag sends the product to the
-    float32 family, with beta's old C kept, so the result is the IEEE one."""
+    float32 family, with beta's old C kept, so the result is the IEEE one. With the integer
+    rounding of convert=1, a NaN whose payload is all ones wraps hi to -0: lo keeps it NaN."""
     import clgemm
+    from clgemm.select import table as table_mod
 
+    if convert:
+        lane = replace(promoted_lane, convert=1, interior=1)
+        monkeypatch.setitem(promoted_lane_table().defaults, "3xtf32", lane)
+        assert table_mod.load_table(get_runtime().device).tensorcore.defaults["3xtf32"] == lane
     m, n, k = 19, 23, 17
     A = rng.standard_normal((m, k)).astype(np.float32)
     B = np.abs(rng.standard_normal((k, n))).astype(np.float32) + 0.5
-    A[3, 5] = np.inf
+    A[3, 5] = np.inf if bad == "inf" else np.array(0x7FFFFFFF, np.uint32).view(np.float32)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
     out, info = clgemm.matmul(A, B, C=C0.copy(), beta=2.0, return_info=True)
     assert "lane_fallback" in info.extra
     expect = clgemm.matmul(A, B, C=C0.copy(), beta=2.0, schedule=clgemm.api.SAFE_SCHEDULE)
-    assert np.isposinf(out[3]).all() and np.isposinf(expect[3]).all()
+    if bad == "inf":
+        assert np.isposinf(out[3]).all() and np.isposinf(expect[3]).all()
+    else:
+        assert np.isnan(out[3]).all() and np.isnan(expect[3]).all()
     rest = np.arange(m) != 3
     ref = A[rest].astype(np.float64) @ B.astype(np.float64) + 2.0 * C0[rest]
     assert np.allclose(out[rest], ref, rtol=1e-5, atol=1e-5)
     # the flag was cleared: a clean product right after stays on the lane
-    _, info = clgemm.matmul(np.nan_to_num(A, posinf=1.0), B, return_info=True)
+    _, info = clgemm.matmul(np.nan_to_num(A, nan=1.0, posinf=1.0), B, return_info=True)
     assert info.extra.get("lane") == "3xtf32" and "lane_fallback" not in info.extra
 
 

@@ -12,6 +12,16 @@ Modes
           a_lo b_hi + a_hi b_lo + a_hi b_hi (small terms first, a_lo b_lo dropped, ~2^-22
           relative): float32-level accuracy at three mma per step.
 
+Convert (how float32 operands become the mma's TF32 inputs)
+  0  `cvt.rna.tf32.f32` per fragment element (ptxas: a finiteness test and a predicated add,
+     two instructions per element, every warp that reads the element);
+  1  tf32: the raw float32 bits; the tensor core reads the top 19 bits, i.e. truncates
+     (about twice rna's relative error, still near 1e-3); no instruction at all.
+     3xtf32: hi = (bits + 0x1000) & ~0x1fff (round to nearest, ties away: two integer
+     instructions), lo = x - hi exact, lo handed over raw (its truncation drops bits below
+     float32's 2^-22 of x). A NaN x gives a NaN lo, an Inf x an Inf hi and a NaN lo: the
+     non-finite flag still sends such products to the float32 family.
+
 Fold (how mma results reach the float32 total)
   0  one accumulator per output, the mma chain accumulates all of K inside the tensor core;
   1  each k8 step starts its mma chain from zero and the step's result is added into the
@@ -105,6 +115,10 @@ class TcSchedule(WarpTiling):
     fold: int = 1
     async_copy: int = 1
     raster: int = 1  # work-groups of `raster` M-tiles sweep N together (L2 reuse)
+    # Added after keys were first recorded: named in a key only away from 0, so every earlier
+    # key (tables, artifacts) still names the same kernel.
+    convert: int = 0  # 0: cvt.rna per fragment element; 1: integer rounding / raw bits
+    interior: int = 0  # 1: tiles wholly inside M, N and K copy without per-chunk bounds
 
     @property
     def splits(self) -> int:
@@ -132,16 +146,20 @@ class TcSchedule(WarpTiling):
     def key(self) -> str:
         return (f"tc-{self.mode}-b{self.block_m}x{self.block_n}x{self.block_k}"
                 f"-w{self.warps_m}x{self.warps_n}-s{self.stages}-f{self.fold}"
-                f"-a{self.async_copy}-r{self.raster}")
+                f"-a{self.async_copy}-r{self.raster}"
+                + (f"-c{self.convert}" if self.convert else "")
+                + (f"-i{self.interior}" if self.interior else ""))
 
     @classmethod
     def from_key(cls, key: str) -> "TcSchedule":
         try:
-            _, mode, b, w, s, f, a, r = key.split("-")
+            _, mode, b, w, s, f, a, r, *late = key.split("-")
             bm, bn, bk = (int(x) for x in b[1:].split("x"))
             wm, wn = (int(x) for x in w[1:].split("x"))
-            return cls(bm, bn, bk, wm, wn, int(s[1:]), mode, int(f[1:]), int(a[1:]), int(r[1:]))
-        except (ValueError, IndexError) as exc:
+            extra = {_LATE_FIELDS[part[0]]: int(part[1:]) for part in late}
+            return cls(bm, bn, bk, wm, wn, int(s[1:]), mode, int(f[1:]), int(a[1:]), int(r[1:]),
+                       **extra)
+        except (ValueError, IndexError, KeyError) as exc:
             raise ScheduleError(f"bad tensor-core schedule key {key!r}") from exc
 
     @classmethod
@@ -151,6 +169,9 @@ class TcSchedule(WarpTiling):
         if unknown:
             raise ScheduleError(f"unknown TcSchedule parameter(s) {sorted(unknown)}")
         return cls(**{k: (str(v) if k == "mode" else int(v)) for k, v in values.items()})
+
+
+_LATE_FIELDS = {"c": "convert", "i": "interior"}  # key letter -> field, see TcSchedule.key
 
 
 @dataclass(frozen=True)
@@ -203,6 +224,8 @@ TC_DOMAINS: dict[str, tuple] = {
     "fold": (0, 1, 2, 3),
     "async_copy": (0, 1),
     "raster": (1, 4, 8),
+    "convert": (0, 1),
+    "interior": (0, 1),
 }
 assert list(TC_DOMAINS) == [f.name for f in fields(TcSchedule)]
 
@@ -239,10 +262,14 @@ class TcSearchSpace:
             bad.append("async_copy is 0 or 1")
         if s.async_copy == 0 and s.stages != 2:
             bad.append("register staging has two stages")
+        if s.async_copy == 0 and s.interior:
+            bad.append("the interior copy is a cp.async path")
         if s.stages < 2:
             bad.append("at least two stages")
         if s.raster < 1:
             bad.append("raster >= 1")
+        if s.convert not in (0, 1) or s.interior not in (0, 1):
+            bad.append("convert and interior are 0 or 1")
         if not bad:
             need = (4 * s.local_floats(layout.trans_a, layout.trans_b) if layout is not None
                     else s.local_bytes())
@@ -293,16 +320,19 @@ _PRELUDE_PTX = r"""
 #define CP_WAIT(n) asm volatile("cp.async.wait_group " #n ";" ::: "memory")
 """
 
-# The same kernel on any OpenCL device, for tests: cvt.rna emulated on the bits, each mma
-# emulated by exchanging the warp's fragments through local memory (PTX's layouts), copies
-# synchronous. Slow; it checks the generator's indexing, edges and pipeline, not speed.
+# The same kernel on any OpenCL device, for tests: cvt.rna emulated on the bits (non-finite
+# values pass unchanged, as ptxas's finiteness test does), each mma
+# emulated by exchanging the warp's fragments through local memory (PTX's layouts), with
+# the tensor core's reading of an operand (its top 19 bits), copies synchronous. Slow; it
+# checks the generator's indexing, edges, pipeline and rounding, not speed.
 _PRELUDE_EMULATED = r"""
-#define TF32(dst, x) dst = ((as_uint(x) + 0x1000u) & 0xffffe000u)
+#define TF32(dst, x) dst = isfinite(x) ? ((as_uint(x) + 0x1000u) & 0xffffe000u) : as_uint(x)
+#define TC_IN(bits) as_float((uint)(bits) & 0xffffe000u)
 #define MMA(d0, d1, d2, d3, a0, a1, a2, a3, b0, b1) do { \
   __local float* xa_ = xch + warp * 192; __local float* xb_ = xa_ + 128; \
-  xa_[g * 8 + t] = as_float(a0); xa_[(g + 8) * 8 + t] = as_float(a1); \
-  xa_[g * 8 + t + 4] = as_float(a2); xa_[(g + 8) * 8 + t + 4] = as_float(a3); \
-  xb_[t * 8 + g] = as_float(b0); xb_[(t + 4) * 8 + g] = as_float(b1); \
+  xa_[g * 8 + t] = TC_IN(a0); xa_[(g + 8) * 8 + t] = TC_IN(a1); \
+  xa_[g * 8 + t + 4] = TC_IN(a2); xa_[(g + 8) * 8 + t + 4] = TC_IN(a3); \
+  xb_[t * 8 + g] = TC_IN(b0); xb_[(t + 4) * 8 + g] = TC_IN(b1); \
   barrier(CLK_LOCAL_MEM_FENCE); \
   float s0_ = 0.0f, s1_ = 0.0f, s2_ = 0.0f, s3_ = 0.0f; \
   for (int k_ = 0; k_ < 8; k_++) { \
@@ -362,9 +392,14 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> 
                                        else f"(({a_mk[1]}) * LDAS + {a_mk[0]})"))
     emit("#define B_OFF(J, R, K8) " + ("((J) * 8 * LDBS + (K8) * 8 + 4 * (R))" if tb
                                        else "(((K8) * 8 + 4 * (R)) * LDBS + (J) * 8)"))
-    if three:  # x = hi + lo, both TF32; lo = tf32(x - hi) is exact in float32
+    if three and s.convert:  # hi rounded on the integer bits, lo = x - hi exact, handed raw
+        emit("#define SPLIT(HI, LO, X) { const float x_ = (X); "
+             "HI = (as_uint(x_) + 0x1000u) & 0xffffe000u; LO = as_uint(x_ - as_float(HI)); }")
+    elif three:  # x = hi + lo, both TF32; lo = tf32(x - hi) is exact in float32
         emit("#define SPLIT(HI, LO, X) { const float x_ = (X); TF32(HI, x_); "
              "const float r_ = x_ - as_float(HI); TF32(LO, r_); }")
+    elif s.convert:  # the raw bits: the tensor core truncates them to TF32
+        emit("#define SPLIT(HI, LO, X) { HI = as_uint(X); }")
     else:
         emit("#define SPLIT(HI, LO, X) { const float x_ = (X); TF32(HI, x_); }")
     emit(copy.defines())
@@ -401,6 +436,8 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> 
 
     if s.async_copy:
         emit("  const uint sA = SHARED_ADDR(As), sB = SHARED_ADDR(Bs);")
+        if s.interior:
+            emit("  const int inner_mn = m0 + BM <= M && n0 + BN <= N;")
         emit("  for (int p = 0; p < STAGES - 1; p++) {")
         emit("    if (p < KT) {")
         emit(copy.async_copy("p * BK", "p", "      "))
@@ -634,17 +671,38 @@ class _CopyPlan:
         return _geometry(self.s, kcont, outer, aligned)[0]
 
     def async_copy(self, k0: str, ws: str, indent: str) -> str:
-        """cp.async of k-tile starting at k0 into stage ws (zero-filled beyond the edges)."""
+        """cp.async of k-tile starting at k0 into stage ws (zero-filled beyond the edges).
+
+        With `interior`, a tile wholly inside the matrices (the work-group's rows and
+        columns, decided once, and this k-tile) takes a copy with no per-chunk bounds: ptxas
+        spends about a dozen instructions per chunk on the clamps, as many as the k-tile's
+        mma work issues in the TF32 kernel."""
+        if not self.s.interior:
+            return self._async_copy(k0, ws, indent, bounded=True)
+        return "\n".join([
+            f"{indent}if (inner_mn && ({k0}) + BK <= K) {{",
+            self._async_copy(k0, ws, indent + "  ", bounded=False),
+            f"{indent}}} else {{",
+            self._async_copy(k0, ws, indent + "  ", bounded=True),
+            f"{indent}}}"])
+
+    def _async_copy(self, k0: str, ws: str, indent: str, bounded: bool) -> str:
         code = []
         for name, kcont, outer, aligned in self._ops():
-            op = "CP16" if self._vec(name, kcont, outer, aligned) == 4 else "CP4"
+            vec = self._vec(name, kcont, outer, aligned)
+            op = "CP16" if vec == 4 else "CP4"
             base, local, stage = ("sA", "As", "STA") if name == "A" else ("sB", "Bs", "STB")
-            code += ["#pragma unroll",
-                     f"for (int q = 0; q < {name}_CHUNKS; q++) {{",
-                     f"  const int nb = {name}_BYTES(q, {k0});",
-                     f"  {op}({local}, {base} + (uint)((({ws}) * {stage} + {name}_LOC(q)) * 4),"
-                     f" nb > 0 ? {name}_SRC(q, {k0}) : {name}, nb);",
-                     "}"]
+            dst = f"{base} + (uint)((({ws}) * {stage} + {name}_LOC(q)) * 4)"
+            if bounded:
+                code += ["#pragma unroll",
+                         f"for (int q = 0; q < {name}_CHUNKS; q++) {{",
+                         f"  const int nb = {name}_BYTES(q, {k0});",
+                         f"  {op}({local}, {dst}, nb > 0 ? {name}_SRC(q, {k0}) : {name}, nb);",
+                         "}"]
+            else:
+                code += ["#pragma unroll",
+                         f"for (int q = 0; q < {name}_CHUNKS; q++)",
+                         f"  {op}({local}, {dst}, {name}_SRC(q, {k0}), {4 * vec});"]
         return "\n".join(indent + line for line in code)
 
     def reg_decl(self) -> str:
