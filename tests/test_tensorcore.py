@@ -70,6 +70,12 @@ def test_schedule_key_and_space():
     assert late.key().endswith("-c1-i1") and TcSchedule.from_key(late.key()) == late
     assert "-c" not in tc.DEFAULT_SCHEDULES["3xtf32"].key()
     assert TcSchedule.from_key("tc-tf32-b128x128x16-w2x2-s2-f0-a1-r1-i1").interior == 1
+    # swizzle: no pads, so 128 x 128 x 16 fits three stages and 256 x 128 x 16 two in 48 KB
+    for tile in (TcSchedule(128, 128, 16, 2, 2, 3, swizzle=1), TcSchedule(256, 128, 16, 4, 2, 2, swizzle=1)):
+        assert tile.local_bytes() == 49152 and space.is_valid(tile)
+        assert "local memory" in space.violations(replace(tile, swizzle=0))
+    assert TcSchedule.from_key(tile.key()) == tile and tile.key().endswith("-x1")
+    assert "swizzle needs" in " ".join(space.violations(replace(SMALL, swizzle=1)))
     assert "the interior copy is a cp.async path" in space.violations(
         replace(SMALL, async_copy=0, interior=1))
     with pytest.raises(ScheduleError):
@@ -148,9 +154,22 @@ def _emulated(rt, s, m, n, k, ta, tb, alpha=1.0, beta=0.0, pad=0, off=0, seed=0)
     dict(s=TcSchedule(block_m=32, block_n=32, block_k=16, warps_m=2, warps_n=1, stages=2,
                       mode="3xtf32", fold=1, convert=1, interior=1), m=70, n=66, k=35,
          ta=False, tb=True, pad=2, off=1),
+    # swizzled (unpadded) local tiles: every layout, k-tiles of 8, 16 and 32, register staging
+    dict(s=TcSchedule(block_m=64, block_n=32, block_k=16, warps_m=2, warps_n=1, stages=2,
+                      mode="tf32", fold=0, swizzle=1), m=70, n=45, k=53, ta=False, tb=False),
+    dict(s=TcSchedule(block_m=32, block_n=64, block_k=8, warps_m=1, warps_n=2, stages=3,
+                      mode="3xtf32", fold=1, swizzle=1, interior=1), m=45, n=70, k=37,
+         ta=True, tb=True, beta=0.5),
+    dict(s=TcSchedule(block_m=32, block_n=32, block_k=32, warps_m=1, warps_n=1, stages=2,
+                      mode="3xtf32", fold=3, swizzle=1, convert=1), m=41, n=39, k=77,
+         ta=True, tb=False, pad=1, off=1),
+    dict(s=TcSchedule(block_m=32, block_n=32, block_k=16, warps_m=1, warps_n=2, stages=2,
+                      mode="tf32", fold=0, async_copy=0, swizzle=1), m=36, n=50, k=40,
+         ta=False, tb=True),
 ], ids=["tf32-NN-beta", "tf32-TT-unaligned", "3xtf32-NT-3stages", "3xtf32-96rows-regs-fold2",
         "tf32-TN-chunks", "3xtf32-fold3-per-tile-chains", "3xtf32-convert-interior",
-        "tf32-raw-bits-interior-TT", "3xtf32-interior-unaligned"])
+        "tf32-raw-bits-interior-TT", "3xtf32-interior-unaligned", "swizzle-NN-k16",
+        "swizzle-TT-k8-3stages", "swizzle-TN-k32-unaligned", "swizzle-NT-registers"])
 def test_emulated_kernel_indexing(case):
     """The generated kernel with plain OpenCL C stand-ins for the PTX (same layouts, same
     copies and pipeline): edges, transposes, offsets, alpha/beta."""

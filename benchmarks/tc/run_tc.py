@@ -57,7 +57,31 @@ def candidates(spec: str | None) -> list[TcSchedule]:
     if spec:
         return [TcSchedule.from_key(k) for k in spec.split(",")]
     out = []
-    if os.environ.get("TC_ROUND", "8") == "8":
+    if os.environ.get("TC_ROUND", "9") == "9":
+        # round 9: swizzled local tiles (no pads) fit 128x128x16 in three stages and
+        # 256x128x16 / 128x256x16 (one work-group of 8 warps per SM, a third less L2 traffic
+        # per flop than two 128x128 groups) in two, within OpenCL's 48 KB.
+        def v(s, **kw):
+            return replace(s, **kw)
+        tf = S(128, 128, 16, 2, 2, 2, "tf32", 0)
+        out += [tf, v(tf, convert=1), v(tf, swizzle=1), v(tf, stages=3, swizzle=1),
+                v(tf, stages=3, swizzle=1, convert=1)]
+        for big in (S(256, 128, 16, 4, 2, 2, "tf32", 0), S(128, 256, 16, 2, 4, 2, "tf32", 0),
+                    S(192, 128, 16, 4, 2, 2, "tf32", 0)):
+            out += [v(big, swizzle=1), v(big, swizzle=1, convert=1), v(big, swizzle=1, raster=4)]
+        out += [v(S(96, 128, 16, 2, 2, 3, "tf32", 0), swizzle=1),
+                v(S(96, 128, 16, 2, 2, 2, "tf32", 0), swizzle=1, convert=1),
+                v(S(128, 64, 32, 2, 1, 2, "tf32", 0), swizzle=1),
+                v(S(64, 128, 32, 1, 2, 2, "tf32", 0), swizzle=1)]
+        x3 = S(128, 128, 16, 2, 2, 2, "3xtf32", 3, 1, 4)
+        out += [x3, v(x3, swizzle=1), v(x3, stages=3, swizzle=1)]
+        x96 = S(96, 128, 16, 2, 2, 2, "3xtf32", 3, 1, 4, 1, 1)
+        out += [x96, v(x96, swizzle=1), v(x96, stages=3, swizzle=1)]
+        for big in (S(256, 128, 16, 4, 2, 2, "3xtf32", 3, 1, 4), S(128, 256, 16, 2, 4, 2, "3xtf32", 3, 1, 4),
+                    S(192, 128, 16, 4, 2, 2, "3xtf32", 3, 1, 4)):
+            out += [v(big, swizzle=1), v(big, swizzle=1, convert=1, interior=1)]
+        return list(dict.fromkeys(out))
+    if os.environ.get("TC_ROUND") == "8":
         # round 8: the instruction budget. Local SASS (clang + libclc + ptxas sm_90) counts 410
         # instructions per k-tile in the TF32 table kernel for 64 HMMA (cvt.rna: two per
         # fragment element; the bounded copy: ~110): issue-bound. convert=1 (raw TF32 bits;

@@ -119,6 +119,7 @@ class TcSchedule(WarpTiling):
     # key (tables, artifacts) still names the same kernel.
     convert: int = 0  # 0: cvt.rna per fragment element; 1: integer rounding / raw bits
     interior: int = 0  # 1: tiles wholly inside M, N and K copy without per-chunk bounds
+    swizzle: int = 0  # 1: unpadded local tiles, 16-byte chunks XOR-permuted per row
 
     @property
     def splits(self) -> int:
@@ -148,7 +149,8 @@ class TcSchedule(WarpTiling):
                 f"-w{self.warps_m}x{self.warps_n}-s{self.stages}-f{self.fold}"
                 f"-a{self.async_copy}-r{self.raster}"
                 + (f"-c{self.convert}" if self.convert else "")
-                + (f"-i{self.interior}" if self.interior else ""))
+                + (f"-i{self.interior}" if self.interior else "")
+                + (f"-x{self.swizzle}" if self.swizzle else ""))
 
     @classmethod
     def from_key(cls, key: str) -> "TcSchedule":
@@ -171,7 +173,7 @@ class TcSchedule(WarpTiling):
         return cls(**{k: (str(v) if k == "mode" else int(v)) for k, v in values.items()})
 
 
-_LATE_FIELDS = {"c": "convert", "i": "interior"}  # key letter -> field, see TcSchedule.key
+_LATE_FIELDS = {"c": "convert", "i": "interior", "x": "swizzle"}  # key letter -> field, see TcSchedule.key
 
 
 @dataclass(frozen=True)
@@ -202,12 +204,33 @@ def _mn_row_stride(width: int) -> int:
     return stride
 
 
+def _row_stride(s: TcSchedule, kcont: bool, width: int) -> int:
+    """Floats per local tile row: a k-contiguous row holds block_k, an m/n-contiguous one
+    `width`; padded against bank conflicts unless the schedule swizzles."""
+    if s.swizzle:
+        return s.block_k if kcont else width
+    return _k_row_stride(s.block_k) if kcont else _mn_row_stride(width)
+
+
 def _stage_a(s: TcSchedule, trans_a: bool) -> int:
-    return s.block_k * _mn_row_stride(s.block_m) if trans_a else s.block_m * _k_row_stride(s.block_k)
+    rows = s.block_k if trans_a else s.block_m
+    return rows * _row_stride(s, not trans_a, s.block_m)
 
 
 def _stage_b(s: TcSchedule, trans_b: bool) -> int:
-    return s.block_n * _k_row_stride(s.block_k) if trans_b else s.block_k * _mn_row_stride(s.block_n)
+    rows = s.block_n if trans_b else s.block_k
+    return rows * _row_stride(s, trans_b, s.block_n)
+
+
+# Swizzled tiles (swizzle=1): no pads; the 16-byte chunk q of row r sits at chunk q ^ f(r).
+# A k-contiguous row (block_k floats, CPR = block_k / 4 chunks) is read as 8 rows x 4 words
+# of one chunk: f(r) = (r * CPR / 8) mod CPR puts the 8 rows on 8 distinct 4-bank groups.
+# An m/n-contiguous row (width a multiple of 32) is read as 4 rows x 8 words (two chunks):
+# f(r) = 2 (r mod 4) moves each of the 4 rows to its own pair of groups. cp.async chunks stay
+# whole, so copies and fragment loads are both conflict-free without the pads' 20-25%.
+SWIZZLE_C = """#define SWK(row) ((((row) * (BK / 4)) >> 3) & (BK / 4 - 1))
+#define SWLOC_K(row, col) ((row) * BK + (((((col) >> 2) ^ SWK(row)) << 2) | ((col) & 3)))
+#define SWLOC_MN(row, col, W) ((row) * (W) + (((((col) >> 2) ^ (((row) & 3) << 1)) << 2) | ((col) & 3)))"""
 
 
 # ---- the search space -------------------------------------------------------------------
@@ -226,6 +249,7 @@ TC_DOMAINS: dict[str, tuple] = {
     "raster": (1, 4, 8),
     "convert": (0, 1),
     "interior": (0, 1),
+    "swizzle": (0, 1),
 }
 assert list(TC_DOMAINS) == [f.name for f in fields(TcSchedule)]
 
@@ -268,8 +292,10 @@ class TcSearchSpace:
             bad.append("at least two stages")
         if s.raster < 1:
             bad.append("raster >= 1")
-        if s.convert not in (0, 1) or s.interior not in (0, 1):
-            bad.append("convert and interior are 0 or 1")
+        if s.convert not in (0, 1) or s.interior not in (0, 1) or s.swizzle not in (0, 1):
+            bad.append("convert, interior and swizzle are 0 or 1")
+        elif s.swizzle and (s.block_m % 32 or s.block_n % 32 or s.block_k not in (8, 16, 32)):
+            bad.append("swizzle needs 32-float tile widths and 8, 16 or 32-deep k-tiles")
         if not bad:
             need = (4 * s.local_floats(layout.trans_a, layout.trans_b) if layout is not None
                     else s.local_bytes())
@@ -380,18 +406,29 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> 
         "BM": s.block_m, "BN": s.block_n, "BK": s.block_k, "NT": s.threads,
         "WARPS_M": s.warps_m, "WARP_M": s.warp_m, "WARP_N": s.warp_n, "MT": s.mt, "NTL": s.nt,
         "STAGES": s.stages, "RASTER": s.raster,
-        "LDAS": _mn_row_stride(s.block_m) if ta else _k_row_stride(s.block_k),
-        "LDBS": _k_row_stride(s.block_k) if tb else _mn_row_stride(s.block_n),
+        "LDAS": _row_stride(s, not ta, s.block_m),
+        "LDBS": _row_stride(s, tb, s.block_n),
         "STA": _stage_a(s, ta), "STB": _stage_b(s, tb),
     }
     emit("\n".join(f"#define {k} {v}" for k, v in consts.items()))
     # Fragment offsets inside a stage (PTX m16n8k8 .tf32 layouts, see the module docstring):
     # A element (m, k) of mma tile i, register r; B element (k, n) of tile j, register r.
     a_mk = "(K8) * 8 + 4 * ((R) >> 1)", "(I) * 16 + 8 * ((R) & 1)"
-    emit("#define A_OFF(I, R, K8) " + (f"(({a_mk[0]}) * LDAS + {a_mk[1]})" if ta
-                                       else f"(({a_mk[1]}) * LDAS + {a_mk[0]})"))
-    emit("#define B_OFF(J, R, K8) " + ("((J) * 8 * LDBS + (K8) * 8 + 4 * (R))" if tb
-                                       else "(((K8) * 8 + 4 * (R)) * LDBS + (J) * 8)"))
+    if s.swizzle:
+        # The thread's part (g, t) goes into a_frag / b_frag; the rest of each row and the
+        # chunk come here, XORed with the thread's row function (swk: SWK(g); 2t: rows t).
+        emit(SWIZZLE_C)
+        emit("#define A_OFF(I, R, K8) " + (
+            f"(({a_mk[0]}) * LDAS + ((((wm * WARP_M + {a_mk[1]}) >> 2) ^ (2 * t)) << 2))" if ta
+            else f"(({a_mk[1]}) * LDAS + (((2 * (K8) + ((R) >> 1)) ^ swk) << 2))"))
+        emit("#define B_OFF(J, R, K8) " + (
+            "((J) * 8 * LDBS + (((2 * (K8) + (R)) ^ swk) << 2))" if tb
+            else "(((K8) * 8 + 4 * (R)) * LDBS + ((((wn * WARP_N + (J) * 8) >> 2) ^ (2 * t)) << 2))"))
+    else:
+        emit("#define A_OFF(I, R, K8) " + (f"(({a_mk[0]}) * LDAS + {a_mk[1]})" if ta
+                                           else f"(({a_mk[1]}) * LDAS + {a_mk[0]})"))
+        emit("#define B_OFF(J, R, K8) " + ("((J) * 8 * LDBS + (K8) * 8 + 4 * (R))" if tb
+                                           else "(((K8) * 8 + 4 * (R)) * LDBS + (J) * 8)"))
     if three and s.convert:  # hi rounded on the integer bits, lo = x - hi exact, handed raw
         emit("#define SPLIT(HI, LO, X) { const float x_ = (X); "
              "HI = (as_uint(x_) + 0x1000u) & 0xffffe000u; LO = as_uint(x_ - as_float(HI)); }")
@@ -429,10 +466,15 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> 
     emit("  #pragma unroll\n  for (int i = 0; i < MT; i++)\n  #pragma unroll\n"
          "  for (int j = 0; j < NTL; j++)\n  #pragma unroll\n  for (int q = 0; q < 4; q++)"
          " { acc[i][j][q] = 0.0f;" + (" tot[i][j][q] = 0.0f;" if s.fold == 2 else "") + " }")
-    emit("  const int a_frag = " + ("t * LDAS + wm * WARP_M + g;" if ta
-                                   else "(wm * WARP_M + g) * LDAS + t;"))
-    emit("  const int b_frag = " + ("(wn * WARP_N + g) * LDBS + t;" if tb
-                                   else "t * LDBS + wn * WARP_N + g;"))
+    if s.swizzle:  # the warp's m/n offset of an m/n-contiguous tile lies inside the XOR
+        emit("  const int swk = SWK(g);")
+        emit("  const int a_frag = " + ("t * LDAS + g;" if ta else "(wm * WARP_M + g) * LDAS + t;"))
+        emit("  const int b_frag = " + ("(wn * WARP_N + g) * LDBS + t;" if tb else "t * LDBS + g;"))
+    else:
+        emit("  const int a_frag = " + ("t * LDAS + wm * WARP_M + g;" if ta
+                                       else "(wm * WARP_M + g) * LDAS + t;"))
+        emit("  const int b_frag = " + ("(wn * WARP_N + g) * LDBS + t;" if tb
+                                       else "t * LDBS + wn * WARP_N + g;"))
 
     if s.async_copy:
         emit("  const uint sA = SHARED_ADDR(As), sB = SHARED_ADDR(Bs);")
@@ -647,7 +689,12 @@ class _CopyPlan:
                             f"clamp({lim} - (o{name} + {name}_C(Q)), 0, {vec}) * 4 : 0)")
                 code.append(f"#define {name}_SRC(Q, K0) ({name} + g{name} + (long)((K0) + {name}_R(Q))"
                             f" * {ld} + {name}_C(Q))")
-            code.append(f"#define {name}_LOC(Q) (l{name} + {name}_R(Q) * {lds} + {name}_C(Q))")
+            if self.s.swizzle:
+                loc = (f"SWLOC_K({name}r + {name}_R(Q), {name}c + {name}_C(Q))" if kcont else
+                       f"SWLOC_MN({name}r + {name}_R(Q), {name}c + {name}_C(Q), {lds})")
+                code.append(f"#define {name}_LOC(Q) ({loc})")
+            else:
+                code.append(f"#define {name}_LOC(Q) (l{name} + {name}_R(Q) * {lds} + {name}_C(Q))")
         return "\n".join(code)
 
     def setup(self) -> str:
