@@ -15,6 +15,7 @@ figures should match the OpenCL event times of `run_tc.py` (a check of the metho
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import numpy as np
@@ -35,6 +36,13 @@ def dump(out_dir: str, keys: list[str]) -> None:
         print("dumped", key, len(ptx), "bytes")
 
 
+def _write(directory: str, name: str, text: str) -> str:
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def launch(ptx_dir: str, n: int, reps: int = 5) -> None:
     import cupy as cp
 
@@ -50,7 +58,12 @@ def launch(ptx_dir: str, n: int, reps: int = 5) -> None:
         if not name.endswith(".ptx"):
             continue
         s = TcSchedule.from_key(name[:-4])
-        fn = cp.RawModule(path=os.path.join(ptx_dir, name)).get_function("clgemm_tc")
+        # OpenCL's get_group_id adds %envreg0 (the launch's global offset in groups), which a
+        # CUDA launch leaves undefined: pin it to 0, as clgemm's OpenCL launches have it.
+        with open(os.path.join(ptx_dir, name)) as f:
+            ptx = re.sub(r"mov\.b32\s+(%r\d+),\s*%envreg0;", r"mov.b32 \1, 0;", f.read())
+        assert "%envreg" not in ptx, "another OpenCL environment register: map it first"
+        fn = cp.RawModule(path=_write(ptx_dir, name + ".cuda", ptx)).get_function("clgemm_tc")
         grid = (-(-n // s.block_m)) * (-(-n // s.block_n))
         args = (np.int32(n), np.int32(n), np.int32(n), np.float32(1.0), np.float32(0.0),
                 a, np.int32(n), np.int32(0), b, np.int32(n), np.int32(0),
