@@ -83,10 +83,57 @@ def launch(ptx_dir: str, n: int, reps: int = 5) -> None:
               f"rel err {err:.2e}", flush=True)
 
 
+# What `metrics` asks ncu for: every stall reason (cycles per issued instruction), the tensor
+# pipe, shared-memory wavefronts and bank conflicts, L2, DRAM and issue activity.
+METRICS = ",".join([
+    r"regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio",
+    "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active",
+    "sm__inst_executed_pipe_tensor_op_hmma.avg.pct_of_peak_sustained_active",
+    "l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum",
+    "l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum",
+    "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum",
+    "l1tex__data_pipe_lsu_wavefronts_mem_shared.sum",
+    "l1tex__throughput.avg.pct_of_peak_sustained_active",
+    "lts__throughput.avg.pct_of_peak_sustained_elapsed",
+    "lts__t_sector_hit_rate.pct",
+    "dram__throughput.avg.pct_of_peak_sustained_elapsed",
+    "sm__warps_active.avg.per_cycle_active",
+    "smsp__issue_active.avg.pct_of_peak_sustained_active",
+    "gpu__time_duration.sum",
+])
+
+
+def summary(csv_path: str) -> None:
+    """The ncu --csv --page raw output as one row per metric, one column per kernel."""
+    import csv
+    import io
+
+    with open(csv_path) as f:
+        lines = [line for line in f.read().splitlines() if line.startswith('"')]
+    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    header, data = rows[0], rows[2:]
+    for i, name in enumerate(header):
+        values = [r[i] for r in data]
+        if name.startswith("smsp__average_warps_issue_stalled_"):
+            try:
+                if max(float(v) for v in values) < 0.05:
+                    continue
+            except ValueError:
+                pass
+            name = "stall " + name[len("smsp__average_warps_issue_stalled_"):-len("_per_issue_active.ratio")]
+        elif not name.startswith(("sm__", "l1tex", "lts", "gpu__time", "dram", "smsp__issue", "Grid")):
+            continue
+        print(f"{name[:58]:58s}", " ".join(f"{v[:9]:>9s}" for v in values))
+
+
 if __name__ == "__main__":
     verb = sys.argv[1]
     if verb == "dump":
         dump(sys.argv[2], sys.argv[3:])
+    elif verb == "metrics":
+        print(METRICS)
+    elif verb == "summary":
+        summary(sys.argv[2])
     elif verb == "launch":
         launch(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 5)
     else:
