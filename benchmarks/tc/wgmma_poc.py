@@ -1,0 +1,261 @@
+"""Lab proof of concept: TF32 GEMM on Hopper's warpgroup MMA (`wgmma`) from NVIDIA's OpenCL.
+
+NVIDIA's OpenCL compiler targets sm_90, where `wgmma` is refused (probe_sm90a.py). The kernel
+below is OpenCL C whose inline assembly holds *comments* that name the wgmma operands
+(`// WGMMA {%0, ..., %63}, %64, %65, %66;`): the compiler allocates the registers as for any
+asm statement and prints the comment with their names into the PTX. The PTX is then patched
+(comments -> wgmma instructions, `.target sm_90` -> `sm_90a`) and built again as a program
+binary, which the driver JIT-compiles for the chip.
+
+Layout: C = A B^T-stored, A row-major M x K, B stored N x K (K-major: tf32 wgmma reads both
+operands K-major from shared memory), C row-major. Work-group = one warpgroup (128 threads)
+computing a BM x 128 tile as BM/64 wgmma m64n128k8 per k8 step. Shared tiles are stored in
+the no-swizzle (interleaved) canonical layout: 8-row x 16-byte core matrices, 128 bytes
+each, core matrices along K adjacent (LBO = 128 bytes), rows of core matrices SBO apart.
+
+    source .carry/gpu-env.sh; PYTHONPATH=src CLGEMM_DEVICE=NVIDIA python3 benchmarks/tc/wgmma_poc.py OUT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyopencl as cl
+
+
+@dataclass(frozen=True)
+class Poc:
+    bm: int = 128  # rows per work-group (a multiple of 64: one wgmma m64 per 64 rows)
+    bk: int = 16  # floats of K per stage (a multiple of 8)
+    stages: int = 3
+    swap_lbo_sbo: int = 0  # 1: the other reading of the descriptor's two offsets
+
+    @property
+    def key(self) -> str:
+        return f"wg-tf32-m{self.bm}n128k{self.bk}-s{self.stages}-d{self.swap_lbo_sbo}"
+
+
+BN = 128
+NACC = 64  # f32 accumulators per thread per m64n128 (64 x 128 / 128 threads)
+
+
+def source(p: Poc) -> str:
+    halves = p.bm // 64
+    acc_list = ", ".join(f"%{i}" for i in range(NACC))
+    wgmma_args = ", ".join(f'"+f"(acc[H][{i}])' for i in range(NACC))
+    return f"""
+#define BM {p.bm}
+#define BK {p.bk}
+#define STAGES {p.stages}
+#define HALVES {halves}
+#define SBO ((BK / 4) * 128)
+#define LBO 128
+#define SHARED_ADDR(x) ((uint)(size_t)(x))
+// the byte offset of element (r, k) in a K-major no-swizzle tile of 16-byte core rows
+#define TILE_OFF(r, k) (((r) >> 3) * SBO + ((k) >> 2) * LBO + ((r) & 7) * 16 + ((k) & 3) * 4)
+#define CP16(dst, src, bytes) asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(bytes) : "memory")
+#define CP_COMMIT() asm volatile("cp.async.commit_group;" ::: "memory")
+#define CP_WAIT(n) asm volatile("cp.async.wait_group " #n ";" ::: "memory")
+#define MARK(text) asm volatile("// " text ::: "memory")
+#define WAIT0(H) asm volatile("// WGMMA_WAIT0" : {wgmma_args} :: "memory")
+#define WGMMA(H, da, db) asm volatile("// WGMMA_M64N128K8 {{{acc_list}}}, %64, %65, %66;" : {wgmma_args} : "l"(da), "l"(db), "r"(one))
+
+ulong desc(uint addr) {{
+  // start address >> 4 (14 bits), LBO >> 4 at bit 16, SBO >> 4 at bit 32, no swizzle
+  const ulong lead = {"SBO" if p.swap_lbo_sbo else "LBO"}, stride = {"LBO" if p.swap_lbo_sbo else "SBO"};
+  return (ulong)((addr & 0x3FFFF) >> 4) | ((lead >> 4) << 16) | ((stride >> 4) << 32);
+}}
+
+__attribute__((reqd_work_group_size(128, 1, 1)))
+__kernel void wg_tf32(const int M, const int N, const int K,
+                      __global const float* restrict A, const int lda,
+                      __global const float* restrict Bt, const int ldb,
+                      __global float* C, const int ldc)
+{{
+  __local float As[STAGES * BM * BK] __attribute__((aligned(128)));
+  __local float Bs[STAGES * 128 * BK] __attribute__((aligned(128)));
+  const int tid = get_local_id(0);
+  const int tiles_n = (N + 127) / 128;
+  const int m0 = (get_group_id(0) / tiles_n) * BM, n0 = (get_group_id(0) % tiles_n) * 128;
+  const int KT = (K + BK - 1) / BK;
+  const uint sA = SHARED_ADDR(As), sB = SHARED_ADDR(Bs);
+  const int one = get_local_size(0) > 0;  // 1, as a register: wgmma's scale-d predicate
+  float acc[HALVES][{NACC}];
+  #pragma unroll
+  for (int h = 0; h < HALVES; h++)
+    #pragma unroll
+    for (int i = 0; i < {NACC}; i++) acc[h][i] = 0.0f;
+
+  // chunk c of a tile (16 bytes): row c / (BK/4), K quad c % (BK/4)
+  #define COPY(kt, st) do {{ \\
+    const int k0_ = (kt) * BK; \\
+    _Pragma("unroll") for (int q = 0; q < BM * BK / 4 / 128; q++) {{ \\
+      const int c = tid + q * 128, r = c / (BK / 4), kq = (c % (BK / 4)) * 4; \\
+      const int ok = (m0 + r < M) && (k0_ + kq < K); \\
+      CP16(sA + (st) * BM * BK * 4 + TILE_OFF(r, kq), ok ? A + (long)(m0 + r) * lda + k0_ + kq : A, ok ? 16 : 0); }} \\
+    _Pragma("unroll") for (int q = 0; q < 128 * BK / 4 / 128; q++) {{ \\
+      const int c = tid + q * 128, r = c / (BK / 4), kq = (c % (BK / 4)) * 4; \\
+      const int ok = (n0 + r < N) && (k0_ + kq < K); \\
+      CP16(sB + (st) * 128 * BK * 4 + TILE_OFF(r, kq), ok ? Bt + (long)(n0 + r) * ldb + k0_ + kq : Bt, ok ? 16 : 0); }} \\
+  }} while (0)
+
+  for (int p = 0; p < STAGES - 1; p++) {{
+    if (p < KT) COPY(p, p);
+    CP_COMMIT();
+  }}
+  for (int kt = 0; kt < KT; kt++) {{
+    const int st = kt % STAGES;
+    CP_WAIT({p.stages - 2});
+    MARK("FENCE_PROXY_ASYNC");
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (kt + STAGES - 1 < KT) COPY(kt + STAGES - 1, (kt + STAGES - 1) % STAGES);
+    CP_COMMIT();
+    MARK("WGMMA_FENCE");
+    #pragma unroll
+    for (int s = 0; s < BK / 8; s++) {{
+      const ulong db = desc(sB + st * 128 * BK * 4 + s * 2 * LBO);
+      #pragma unroll
+      for (int H = 0; H < HALVES; H++) {{
+        const ulong da = desc(sA + st * BM * BK * 4 + H * 8 * SBO + s * 2 * LBO);
+        WGMMA(H, da, db);
+      }}
+    }}
+    MARK("WGMMA_COMMIT");
+    // the accumulators change when the group completes, not at the (comment) wgmma: the wait
+    // names them all, so the compiler keeps them in place across it
+    #pragma unroll
+    for (int H = 0; H < HALVES; H++) WAIT0(H);
+  }}
+  CP_WAIT(0);
+  // accumulator layout of m64nNk8 (f32): warp w holds rows 16w..16w+15; register 4j+e of
+  // lane (g = lane/4, q = lane%4) is row g + 8 (e >> 1), column 8j + 2q + (e & 1)
+  const int w = tid >> 5, g = (tid & 31) >> 2, q = tid & 3;
+  #pragma unroll
+  for (int H = 0; H < HALVES; H++)
+    #pragma unroll
+    for (int j = 0; j < {NACC // 4}; j++)
+      #pragma unroll
+      for (int e = 0; e < 4; e++) {{
+        const int r = m0 + H * 64 + 16 * w + g + 8 * (e >> 1), c = n0 + 8 * j + 2 * q + (e & 1);
+        if (r < M && c < N) C[(long)r * ldc + c] = acc[H][4 * j + e];
+      }}
+}}
+"""
+
+
+def patch(ptx: str) -> str:
+    """The marker comments -> sm_90a instructions; the target -> sm_90a."""
+    out, n = re.subn(r"//\s*WGMMA_M64N128K8\s*(\{[^}]*\}),\s*([^,]+),\s*([^,]+),\s*([^;\s]+);",
+                     r"{ .reg .pred p; setp.ne.b32 p, \4, 0; "
+                     r"wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 \1, \2, \3, p, 1, 1; }",
+                     ptx)
+    if n == 0:
+        raise RuntimeError("no wgmma marker in the PTX")
+    for marker, instr in (("FENCE_PROXY_ASYNC", "fence.proxy.async.shared::cta;"),
+                          ("WGMMA_FENCE", "wgmma.fence.sync.aligned;"),
+                          ("WGMMA_COMMIT", "wgmma.commit_group.sync.aligned;"),
+                          ("WGMMA_WAIT0", "wgmma.wait_group.sync.aligned 0;")):
+        out = re.sub(r"//\s*" + marker + r"\b", instr, out)
+    return re.sub(r"\.target sm_90\b", ".target sm_90a", out)
+
+
+def build(ctx, dev, p: Poc):
+    prog = cl.Program(ctx, source(p)).build(options="-cl-mad-enable")
+    ptx = prog.binaries[0].rstrip(b"\x00").decode()
+    patched = patch(ptx)
+    built = cl.Program(ctx, [dev], [patched.encode() + b"\x00"]).build()
+    return built.wg_tf32, patched
+
+
+def main() -> None:
+    import torch
+
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgmma"
+    os.makedirs(out_dir, exist_ok=True)
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    ctx, dev, queue = rt.context, rt.cl_device, rt.queue
+    report = {"device": rt.device.name, "variants": {}}
+    variants = [Poc(128, 16, 3, 0), Poc(128, 16, 3, 1), Poc(64, 32, 2, 0), Poc(128, 8, 4, 0)]
+    kernels = {}
+    for p in variants:
+        try:
+            kernels[p] = build(ctx, dev, p)
+            with open(os.path.join(out_dir, p.key + ".ptx"), "w") as f:
+                f.write(kernels[p][1])
+            report["variants"][p.key] = {"built": True}
+        except Exception as exc:  # noqa: BLE001
+            report["variants"][p.key] = {"built": False, "error": str(exc)[:1500]}
+        print(p.key, report["variants"][p.key], flush=True)
+
+    def run(kern, p, m, n, k, reps=0):
+        rng = np.random.default_rng(m + n + k)
+        A = rng.standard_normal((m, k)).astype(np.float32)
+        Bt = rng.standard_normal((n, k)).astype(np.float32)
+        mf = cl.mem_flags
+        a = cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A)
+        b = cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=Bt)
+        c = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=np.full((m, n), np.nan, np.float32))
+        groups = -(-m // p.bm) * -(-n // BN)
+        args = (np.int32(m), np.int32(n), np.int32(k), a, np.int32(k), b, np.int32(k), c, np.int32(n))
+        kern(queue, (groups * 128,), (128,), *args).wait()
+        got = np.empty((m, n), np.float32)
+        cl.enqueue_copy(queue, got, c)
+        ref = (torch.from_numpy(A).cuda().double() @ torch.from_numpy(Bt).cuda().double().T).cpu().numpy()
+        err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref)) if np.isfinite(got).all() else float("nan")
+        res = {"rel_err": err, "nonfinite": int((~np.isfinite(got)).sum())}
+        if not np.isfinite(err) or err > 1e-2:
+            bad = np.abs(got - ref) > 1e-2 * np.abs(ref).max()
+            res["bad_rows"] = np.flatnonzero(bad.any(1))[:16].tolist()
+            res["bad_cols"] = np.flatnonzero(bad.any(0))[:16].tolist()
+            res["sample"] = [[float(got[i, j]), float(ref[i, j])] for i, j in ((0, 0), (0, 1), (1, 0), (8, 0), (0, 8), (16, 0))]
+        if reps:
+            ts = []
+            for _ in range(reps):
+                ev = kern(queue, (groups * 128,), (128,), *args)
+                ev.wait()
+                ts.append((ev.profile.end - ev.profile.start) * 1e-9)
+            res["tflops"] = 2.0 * m * n * k / float(np.median(ts)) / 1e12
+        return res
+
+    def cublas_tf32(n, reps=20):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        a = torch.randn(n, n, device="cuda")
+        b = torch.randn(n, n, device="cuda")
+        for _ in range(3):
+            a @ b
+        torch.cuda.synchronize()
+        ts = []
+        for _ in range(reps):
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            a @ b
+            e1.record()
+            e1.synchronize()
+            ts.append(e0.elapsed_time(e1) * 1e-3)
+        return 2.0 * n ** 3 / float(np.median(ts)) / 1e12
+
+    for p, (kern, _) in kernels.items():
+        entry = report["variants"][p.key]
+        entry["tile"] = run(kern, p, p.bm, 128, p.bk)
+        entry["small"] = run(kern, p, 200, 264, 72)
+        print(p.key, "tile", entry["tile"], "small", entry["small"], flush=True)
+        if entry["small"]["rel_err"] < 1e-2:
+            for n in (1400, 2048, 3072, 4096):
+                entry[str(n)] = run(kern, p, n, n, n, reps=15)
+                print(p.key, n, entry[str(n)], flush=True)
+    report["cublas_tf32"] = {str(n): cublas_tf32(n) for n in (1400, 2048, 3072, 4096)}
+    print("cublas tf32", report["cublas_tf32"], flush=True)
+    with open(os.path.join(out_dir, "wgmma-poc.json"), "w") as f:
+        json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
