@@ -31,29 +31,42 @@ import pyopencl as cl
 
 @dataclass(frozen=True)
 class Poc:
-    bm: int = 128  # rows per work-group (a multiple of 64: one wgmma m64 per 64 rows)
+    bm: int = 128  # rows per work-group: 64 per wgmma m64, `wgs` warpgroups side by side
     bk: int = 16  # floats of K per stage (a multiple of 8)
     stages: int = 3
     swap_lbo_sbo: int = 0  # 1: the other reading of the descriptor's two offsets
+    bn: int = 128  # columns per work-group: one wgmma m64n{bn}k8 covers them
+    wgs: int = 1  # warpgroups (128 threads each) per work-group
+    depth: int = 0  # wgmma groups left in flight across k-tiles (0: wait for each)
 
     @property
     def key(self) -> str:
-        return f"wg-tf32-m{self.bm}n128k{self.bk}-s{self.stages}-d{self.swap_lbo_sbo}"
+        return (f"wg-tf32-m{self.bm}n{self.bn}k{self.bk}-s{self.stages}-w{self.wgs}"
+                f"-q{self.depth}-d{self.swap_lbo_sbo}")
 
+    @property
+    def nacc(self) -> int:  # f32 accumulators per thread per m64 x bn
+        return self.bn // 2
 
-BN = 128
-NACC = 64  # f32 accumulators per thread per m64n128 (64 x 128 / 128 threads)
+    @property
+    def hpw(self) -> int:  # m64 blocks per warpgroup
+        return self.bm // 64 // self.wgs
 
 
 def source(p: Poc) -> str:
-    halves = p.bm // 64
-    acc_list = ", ".join(f"%{i}" for i in range(NACC))
-    wgmma_args = ", ".join(f'"+f"(acc[H][{i}])' for i in range(NACC))
+    nacc, threads = p.nacc, 128 * p.wgs
+    acc_list = ", ".join(f"%{i}" for i in range(nacc))
+    acc_args = ", ".join(f'"+f"(acc[H][{i}])' for i in range(nacc))
+    a_chunks, b_chunks = p.bm * p.bk // 4 // threads, p.bn * p.bk // 4 // threads
+    assert a_chunks * threads * 4 == p.bm * p.bk and b_chunks * threads * 4 == p.bn * p.bk
+    copy_next = "if (kt + STAGES - 1 < KT) COPY(kt + STAGES - 1, (kt + STAGES - 1) % STAGES);\n    CP_COMMIT();"
     return f"""
 #define BM {p.bm}
+#define BN {p.bn}
 #define BK {p.bk}
 #define STAGES {p.stages}
-#define HALVES {halves}
+#define HPW {p.hpw}
+#define NT {threads}
 #define SBO ((BK / 4) * 128)
 #define LBO 128
 #define SHARED_ADDR(x) ((uint)(size_t)(x))
@@ -63,8 +76,8 @@ def source(p: Poc) -> str:
 #define CP_COMMIT() asm volatile("cp.async.commit_group;" ::: "memory")
 #define CP_WAIT(n) asm volatile("cp.async.wait_group " #n ";" ::: "memory")
 #define MARK(text) asm volatile("// " text ::: "memory")
-#define WAIT0(H) asm volatile("// WGMMA_WAIT0" : {wgmma_args} :: "memory")
-#define WGMMA(H, da, db) asm volatile("// WGMMA_M64N128K8 {{{acc_list}}}, %64, %65, %66;" : {wgmma_args} : "l"(da), "l"(db), "r"(one))
+#define WAIT(H, n) asm volatile("// WGMMA_WAIT" #n : {acc_args} :: "memory")
+#define WGMMA(H, da, db) asm volatile("// WGMMA_M64N{p.bn}K8 {{{acc_list}}}, %{nacc}, %{nacc + 1}, %{nacc + 2};" : {acc_args} : "l"(da), "l"(db), "r"(one))
 
 ulong desc(uint addr) {{
   // start address >> 4 (14 bits), LBO >> 4 at bit 16, SBO >> 4 at bit 32, no swizzle
@@ -72,37 +85,37 @@ ulong desc(uint addr) {{
   return (ulong)((addr & 0x3FFFF) >> 4) | ((lead >> 4) << 16) | ((stride >> 4) << 32);
 }}
 
-__attribute__((reqd_work_group_size(128, 1, 1)))
+__attribute__((reqd_work_group_size(NT, 1, 1)))
 __kernel void wg_tf32(const int M, const int N, const int K,
                       __global const float* restrict A, const int lda,
                       __global const float* restrict Bt, const int ldb,
                       __global float* C, const int ldc)
 {{
   __local float As[STAGES * BM * BK] __attribute__((aligned(128)));
-  __local float Bs[STAGES * 128 * BK] __attribute__((aligned(128)));
-  const int tid = get_local_id(0);
-  const int tiles_n = (N + 127) / 128;
-  const int m0 = (get_group_id(0) / tiles_n) * BM, n0 = (get_group_id(0) % tiles_n) * 128;
+  __local float Bs[STAGES * BN * BK] __attribute__((aligned(128)));
+  const int tid = get_local_id(0), wg = tid >> 7;
+  const int tiles_n = (N + BN - 1) / BN;
+  const int m0 = (get_group_id(0) / tiles_n) * BM, n0 = (get_group_id(0) % tiles_n) * BN;
   const int KT = (K + BK - 1) / BK;
   const uint sA = SHARED_ADDR(As), sB = SHARED_ADDR(Bs);
   const int one = get_local_size(0) > 0;  // 1, as a register: wgmma's scale-d predicate
-  float acc[HALVES][{NACC}];
+  float acc[HPW][{nacc}];
   #pragma unroll
-  for (int h = 0; h < HALVES; h++)
+  for (int h = 0; h < HPW; h++)
     #pragma unroll
-    for (int i = 0; i < {NACC}; i++) acc[h][i] = 0.0f;
+    for (int i = 0; i < {nacc}; i++) acc[h][i] = 0.0f;
 
   // chunk c of a tile (16 bytes): row c / (BK/4), K quad c % (BK/4)
-  #define COPY(kt, st) do {{ \\
-    const int k0_ = (kt) * BK; \\
-    _Pragma("unroll") for (int q = 0; q < BM * BK / 4 / 128; q++) {{ \\
-      const int c = tid + q * 128, r = c / (BK / 4), kq = (c % (BK / 4)) * 4; \\
-      const int ok = (m0 + r < M) && (k0_ + kq < K); \\
-      CP16(sA + (st) * BM * BK * 4 + TILE_OFF(r, kq), ok ? A + (long)(m0 + r) * lda + k0_ + kq : A, ok ? 16 : 0); }} \\
-    _Pragma("unroll") for (int q = 0; q < 128 * BK / 4 / 128; q++) {{ \\
-      const int c = tid + q * 128, r = c / (BK / 4), kq = (c % (BK / 4)) * 4; \\
-      const int ok = (n0 + r < N) && (k0_ + kq < K); \\
-      CP16(sB + (st) * 128 * BK * 4 + TILE_OFF(r, kq), ok ? Bt + (long)(n0 + r) * ldb + k0_ + kq : Bt, ok ? 16 : 0); }} \\
+  #define COPY(kt, st) do {{ \
+    const int k0_ = (kt) * BK; \
+    _Pragma("unroll") for (int q = 0; q < {a_chunks}; q++) {{ \
+      const int c = tid + q * NT, r = c / (BK / 4), kq = (c % (BK / 4)) * 4; \
+      const int ok = (m0 + r < M) && (k0_ + kq < K); \
+      CP16(sA + (st) * BM * BK * 4 + TILE_OFF(r, kq), ok ? A + (long)(m0 + r) * lda + k0_ + kq : A, ok ? 16 : 0); }} \
+    _Pragma("unroll") for (int q = 0; q < {b_chunks}; q++) {{ \
+      const int c = tid + q * NT, r = c / (BK / 4), kq = (c % (BK / 4)) * 4; \
+      const int ok = (n0 + r < N) && (k0_ + kq < K); \
+      CP16(sB + (st) * BN * BK * 4 + TILE_OFF(r, kq), ok ? Bt + (long)(n0 + r) * ldb + k0_ + kq : Bt, ok ? 16 : 0); }} \
   }} while (0)
 
   for (int p = 0; p < STAGES - 1; p++) {{
@@ -114,35 +127,37 @@ __kernel void wg_tf32(const int M, const int N, const int K,
     CP_WAIT({p.stages - 2});
     MARK("FENCE_PROXY_ASYNC");
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (kt + STAGES - 1 < KT) COPY(kt + STAGES - 1, (kt + STAGES - 1) % STAGES);
-    CP_COMMIT();
+    {copy_next if p.depth == 0 else ""}
     MARK("WGMMA_FENCE");
     #pragma unroll
     for (int s = 0; s < BK / 8; s++) {{
-      const ulong db = desc(sB + st * 128 * BK * 4 + s * 2 * LBO);
+      const ulong db = desc(sB + st * BN * BK * 4 + s * 2 * LBO);
       #pragma unroll
-      for (int H = 0; H < HALVES; H++) {{
-        const ulong da = desc(sA + st * BM * BK * 4 + H * 8 * SBO + s * 2 * LBO);
+      for (int H = 0; H < HPW; H++) {{
+        const ulong da = desc(sA + st * BM * BK * 4 + (wg * HPW + H) * 8 * SBO + s * 2 * LBO);
         WGMMA(H, da, db);
       }}
     }}
     MARK("WGMMA_COMMIT");
-    // the accumulators change when the group completes, not at the (comment) wgmma: the wait
+    // the accumulators change when a group completes, not at the (comment) wgmma: the wait
     // names them all, so the compiler keeps them in place across it
     #pragma unroll
-    for (int H = 0; H < HALVES; H++) WAIT0(H);
+    for (int H = 0; H < HPW; H++) WAIT(H, {p.depth});
+    {copy_next if p.depth == 1 else ""}
   }}
+  #pragma unroll
+  for (int H = 0; H < HPW; H++) WAIT(H, 0);
   CP_WAIT(0);
   // accumulator layout of m64nNk8 (f32): warp w holds rows 16w..16w+15; register 4j+e of
   // lane (g = lane/4, q = lane%4) is row g + 8 (e >> 1), column 8j + 2q + (e & 1)
-  const int w = tid >> 5, g = (tid & 31) >> 2, q = tid & 3;
+  const int w = (tid & 127) >> 5, g = (tid & 31) >> 2, q = tid & 3;
   #pragma unroll
-  for (int H = 0; H < HALVES; H++)
+  for (int H = 0; H < HPW; H++)
     #pragma unroll
-    for (int j = 0; j < {NACC // 4}; j++)
+    for (int j = 0; j < {nacc // 4}; j++)
       #pragma unroll
       for (int e = 0; e < 4; e++) {{
-        const int r = m0 + H * 64 + 16 * w + g + 8 * (e >> 1), c = n0 + 8 * j + 2 * q + (e & 1);
+        const int r = m0 + (wg * HPW + H) * 64 + 16 * w + g + 8 * (e >> 1), c = n0 + 8 * j + 2 * q + (e & 1);
         if (r < M && c < N) C[(long)r * ldc + c] = acc[H][4 * j + e];
       }}
 }}
@@ -151,16 +166,17 @@ __kernel void wg_tf32(const int M, const int N, const int K,
 
 def patch(ptx: str) -> str:
     """The marker comments -> sm_90a instructions; the target -> sm_90a."""
-    out, n = re.subn(r"//\s*WGMMA_M64N128K8\s*(\{[^}]*\}),\s*([^,]+),\s*([^,]+),\s*([^;\s]+);",
-                     r"{ .reg .pred p; setp.ne.b32 p, \4, 0; "
-                     r"wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 \1, \2, \3, p, 1, 1; }",
+    out, n = re.subn(r"//\s*WGMMA_M64N(\d+)K8\s*(\{[^}]*\}),\s*([^,]+),\s*([^,]+),\s*([^;\s]+);",
+                     r"{ .reg .pred p; setp.ne.b32 p, \5, 0; "
+                     r"wgmma.mma_async.sync.aligned.m64n\1k8.f32.tf32.tf32 \2, \3, \4, p, 1, 1; }",
                      ptx)
     if n == 0:
         raise RuntimeError("no wgmma marker in the PTX")
     for marker, instr in (("FENCE_PROXY_ASYNC", "fence.proxy.async.shared::cta;"),
                           ("WGMMA_FENCE", "wgmma.fence.sync.aligned;"),
                           ("WGMMA_COMMIT", "wgmma.commit_group.sync.aligned;"),
-                          ("WGMMA_WAIT0", "wgmma.wait_group.sync.aligned 0;")):
+                          ("WGMMA_WAIT0", "wgmma.wait_group.sync.aligned 0;"),
+                          ("WGMMA_WAIT1", "wgmma.wait_group.sync.aligned 1;")):
         out = re.sub(r"//\s*" + marker + r"\b", instr, out)
     return re.sub(r"\.target sm_90\b", ".target sm_90a", out)
 
@@ -183,7 +199,10 @@ def main() -> None:
     rt = get_runtime()
     ctx, dev, queue = rt.context, rt.cl_device, rt.queue
     report = {"device": rt.device.name, "variants": {}}
-    variants = [Poc(128, 16, 3, 0), Poc(128, 16, 3, 1), Poc(64, 32, 2, 0), Poc(128, 8, 4, 0)]
+    variants = [Poc(128, 8, 4), Poc(128, 8, 4, depth=1), Poc(128, 16, 3, depth=1),
+                Poc(128, 8, 4, wgs=2, depth=1), Poc(128, 8, 3, bn=256, wgs=2, depth=1),
+                Poc(128, 16, 2, bn=256, wgs=2, depth=1), Poc(64, 8, 4, bn=256, depth=1),
+                Poc(256, 8, 4, wgs=2, depth=1), Poc(64, 16, 2, bn=256, depth=1)]
     kernels = {}
     for p in variants:
         try:
@@ -203,9 +222,10 @@ def main() -> None:
         a = cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A)
         b = cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=Bt)
         c = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=np.full((m, n), np.nan, np.float32))
-        groups = -(-m // p.bm) * -(-n // BN)
+        groups = -(-m // p.bm) * -(-n // p.bn)
         args = (np.int32(m), np.int32(n), np.int32(k), a, np.int32(k), b, np.int32(k), c, np.int32(n))
-        kern(queue, (groups * 128,), (128,), *args).wait()
+        nt = 128 * p.wgs
+        kern(queue, (groups * nt,), (nt,), *args).wait()
         got = np.empty((m, n), np.float32)
         cl.enqueue_copy(queue, got, c)
         ref = (torch.from_numpy(A).cuda().double() @ torch.from_numpy(Bt).cuda().double().T).cpu().numpy()
@@ -219,7 +239,7 @@ def main() -> None:
         if reps:
             ts = []
             for _ in range(reps):
-                ev = kern(queue, (groups * 128,), (128,), *args)
+                ev = kern(queue, (groups * nt,), (nt,), *args)
                 ev.wait()
                 ts.append((ev.profile.end - ev.profile.start) * 1e-9)
             res["tflops"] = 2.0 * m * n * k / float(np.median(ts)) / 1e12
@@ -244,7 +264,7 @@ def main() -> None:
 
     for p, (kern, _) in kernels.items():
         entry = report["variants"][p.key]
-        entry["tile"] = run(kern, p, p.bm, 128, p.bk)
+        entry["tile"] = run(kern, p, p.bm, p.bn, p.bk)
         entry["small"] = run(kern, p, 200, 264, 72)
         print(p.key, "tile", entry["tile"], "small", entry["small"], flush=True)
         if entry["small"]["rel_err"] < 1e-2:
