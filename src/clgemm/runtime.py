@@ -171,6 +171,44 @@ class Runtime:
             self._programs[key] = built
         return built
 
+    def build_patched(self, source: str, options: str, patch, tag: str,
+                      use_disk_cache: bool = True) -> Built:
+        """`source` compiled, its program binary (PTX on NVIDIA) rewritten by `patch`
+        (bytes -> bytes), and that binary built into the program returned; cached like
+        `build` under the source, the options and `tag` (the patch's name and version).
+        A patch that raises, or a driver that refuses the binary, raises CompileError."""
+        key = self.cache_key(source + "\x1e" + tag, options)
+        with self._lock:
+            if key in self._programs:
+                return self._programs[key]
+        start = time.perf_counter()
+        path = cache_dir() / f"{key}.bin"
+        program, from_cache = None, False
+        if use_disk_cache and path.exists():
+            try:
+                binary = _unseal(path.read_bytes())
+                if binary is not None:
+                    program = cl.Program(self.context, [self.cl_device], [binary])
+                    program.build()
+                    from_cache = True
+            except (cl.Error, OSError):
+                program = None
+        if program is None:
+            base = self.build(source, options, use_disk_cache=use_disk_cache).program
+            try:
+                binary = patch(bytes(base.get_info(cl.program_info.BINARIES)[0]).rstrip(b"\x00"))
+                program = cl.Program(self.context, [self.cl_device], [binary + b"\x00"])
+                program.build()
+            except (ValueError, cl.Error) as exc:
+                raise CompileError(f"the patched program ({tag}) did not build on "
+                                   f"{self.device.name!r}: {str(exc)[:600]}") from exc
+            if use_disk_cache:
+                self._store(path, program)
+        built = Built(program, BuildInfo(time.perf_counter() - start, from_cache, key))
+        with self._lock:
+            self._programs[key] = built
+        return built
+
     def _compile(self, source: str, options: str) -> "cl.Program":
         # pyopencl's own cache is bypassed on purpose: ours is keyed on the driver too,
         # and cold build times must be measurable.

@@ -9,6 +9,11 @@ row-major (a column-major C is mapped by swapping operands, as clgemm.operands.r
 Offered only on NVIDIA devices of compute capability >= 8.0 whose OpenCL compiler runs the
 PTX (a test compile + run of a small product); elsewhere `tensorcore_available` is False and
 the float32 family serves unchanged.
+
+On compute capability 9.0 (Hopper), TF32 products go to the warpgroup-MMA kernel of
+kernels/wgmma.py where its own probe passes (sm_90a PTX built as a program binary) and the
+operands allow it (leading dimensions and offsets of multiples of 4 floats): operands that are
+not K-contiguous are transposed into scratch first. CLGEMM_WGMMA=0 keeps TF32 on mma.sync.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import pyopencl as cl
 
 from .errors import ClgemmError, ShapeError
+from .kernels import wgmma
 from .kernels.tensorcore import (KERNEL_NAME, Dialect, TcLayout, TcSchedule, TcSearchSpace,
                                  render_tc)
 from .plan import Operand, cached_kernel, check_index_range
@@ -288,6 +294,8 @@ def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float
         a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
         m, n = n, m
         c = replace(c, transposed=False)
+    if schedule is None and mode == "tf32" and wgmma_route(rt, a, b):
+        return enqueue_wgmma(rt, m, n, k, alpha, beta, a, b, c, flag=flag)
     s = schedule or schedule_for(rt, mode, m, n, k)
     if s.mode != mode:
         s = replace(s, mode=mode)
@@ -405,8 +413,10 @@ def tf32_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool,
             c_old_w = skinny(c, w_op, m, n, "tf32 cw") if beta != 0.0 else None
             # The product first: the estimate's small launches are enqueued while it runs
             # (issued one by one from Python, they would otherwise keep the device waiting).
-            s = schedule_for(rt, "tf32", m, n, k)
-            event = enqueue_product(rt, "tf32", m, n, k, alpha, beta, a, b, c, s)
+            s = (wgmma.DEFAULT if wgmma_route(rt, a, b)
+                 else schedule_for(rt, "tf32", m, n, k))
+            event = enqueue_product(rt, "tf32", m, n, k, alpha, beta, a, b, c,
+                                    s if isinstance(s, TcSchedule) else None)
             P.queue.flush()
             bw = skinny(b, w_op, k, n, "tf32 bw")  # op(B) W
             abw = skinny(a, Operand(bw.base_data, bw.offset // 4, probes, False), m, k,
@@ -430,3 +440,176 @@ def tf32_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool,
     result = run_product(rt, A, B, C, beta, trans_a, trans_b, info, compute)
     return BudgetedProduct(result, box.get("estimate", 0.0), box.get("kernel_s", 0.0),
                            box.get("schedule", ""))
+
+
+# ---- TF32 on the warpgroup MMA (Hopper, sm_90a) -----------------------------------------------
+_TRANSPOSE_C = """
+__kernel __attribute__((reqd_work_group_size(32, 8, 1)))
+void clgemm_transpose(const int R, const int Cn, __global const float* restrict X,
+                      const int ldx, const int x_off, __global float* restrict Y, const int ldy)
+{
+  // Y (Cn x R, leading dimension ldy) = X^T for X (R x Cn): 32 x 32 tiles through local
+  // memory, one padding column against bank conflicts
+  __local float tile[32][33];
+  X += x_off;
+  const int bx = get_group_id(0) * 32, by = get_group_id(1) * 32;
+  const int tx = get_local_id(0), ty = get_local_id(1);
+  for (int j = ty; j < 32; j += 8)
+    if (by + j < R && bx + tx < Cn) tile[j][tx] = X[(long)(by + j) * ldx + bx + tx];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int j = ty; j < 32; j += 8)
+    if (bx + j < Cn && by + tx < R) Y[(long)(bx + j) * ldy + by + tx] = tile[tx][j];
+}
+"""
+
+
+@dataclass
+class WgSupport:
+    available: bool
+    reason: str
+
+
+_wg_support: dict[int, WgSupport] = {}
+
+
+def wgmma_support(rt: Runtime) -> WgSupport:
+    """Whether TF32 products may take the wgmma kernel here (probed once per runtime): an
+    NVIDIA device of compute capability 9.0 exactly (sm_90a code runs on no other), the
+    inline-PTX lane, CLGEMM_WGMMA not "0", and a probe product of odd shape within TF32's
+    error."""
+    with _support_lock:
+        known = _wg_support.get(id(rt))
+    if known is not None:
+        return known
+    cc = rt.device.capabilities.nv_compute_capability
+    if os.environ.get("CLGEMM_WGMMA", "1") == "0":
+        support = WgSupport(False, "switched off (CLGEMM_WGMMA=0)")
+    elif not rt.device.is_nvidia or cc is None or tuple(cc) != (9, 0):
+        support = WgSupport(False, f"not an sm_90 NVIDIA device (compute capability {cc})")
+    elif not tensorcore_available(rt):
+        support = WgSupport(False, "no tensor-core lane: " + tensorcore_support(rt).reason)
+    else:
+        try:
+            err = _wg_probe(rt)
+            support = (WgSupport(True, "ok") if err <= 3e-3 else
+                       WgSupport(False, f"probe product wrong: rel error {err:.3e}"))
+        except (ClgemmError, cl.Error) as exc:
+            support = WgSupport(False, f"{type(exc).__name__}: {str(exc)[:300]}")
+    with _support_lock:
+        _wg_support[id(rt)] = support
+    return support
+
+
+def _wg_probe(rt: Runtime) -> float:
+    """Relative error of an odd-shaped product (200 x 264 x 70: edge tiles, a partial chunk
+    of K) through the wgmma kernel, against float64."""
+    rng = np.random.default_rng(4321)
+    m, n, k = 200, 264, 70
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    Bt = rng.standard_normal((n, k)).astype(np.float32)
+    mf = cl.mem_flags
+    a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=np.pad(A, ((0, 0), (0, 2)))),
+                0, k + 2, False)
+    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=np.pad(Bt, ((0, 0), (0, 2)))),
+                0, k + 2, True)
+    out = np.full((m, n), np.nan, np.float32)
+    c = Operand(cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=out), 0, n, False)
+    get_wg_kernel(rt, wgmma.DEFAULT).enqueue(m, n, k, 1.0, 0.0, a, b, c).wait()
+    cl.enqueue_copy(rt.queue, out, c.buffer)
+    ref = A.astype(np.float64) @ Bt.T.astype(np.float64)
+    if not np.isfinite(out).all():
+        return float("inf")
+    return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
+
+
+def wgmma_route(rt: Runtime, a: Operand, b: Operand) -> bool:
+    """Whether a TF32 product of these operands takes the wgmma kernel: the device passed its
+    probe and the operands stored K-contiguous have 16-byte rows (the others are transposed
+    into scratch, which is)."""
+    def fits(x: Operand, k_contiguous: bool) -> bool:
+        return not k_contiguous or (x.ld % 4 == 0 and x.offset % 4 == 0)
+
+    return (fits(a, not a.transposed) and fits(b, b.transposed)
+            and wgmma_support(rt).available)
+
+
+class WgKernel:
+    """The wgmma TF32 kernel of one schedule: A stored M x K, B stored N x K (K-major)."""
+
+    takes_flag = True
+
+    def __init__(self, rt: Runtime, schedule: wgmma.WgSchedule) -> None:
+        schedule.check(rt.device.local_mem_bytes)
+        self.rt, self.schedule = rt, schedule
+        self.source = wgmma.render_wgmma(schedule)
+        built = rt.build_patched(self.source, "-cl-mad-enable",
+                                 lambda ptx: wgmma.patch_ptx(ptx.decode()).encode(),
+                                 tag="wgmma-sm90a/1")
+        self.build_info: BuildInfo = built.info
+        self.program = built.program
+        self._kernel = built.kernel(wgmma.KERNEL_NAME)
+        self._kernel.set_scalar_arg_dtypes(
+            [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
+             None, np.int32, np.int32, None, np.int32, np.int32, None])
+        self._lock = threading.Lock()
+
+    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                b: Operand, c: Operand, queue=None, flag: "cl.Buffer | None" = None) -> "cl.Event":
+        if a.transposed or not b.transposed or c.transposed:
+            raise ShapeError("the wgmma kernel takes A as M x K and B as N x K; this is a clgemm bug")
+        check_index_range(m, n, k)
+        s = self.schedule
+        groups = (-(-m // s.block_m)) * (-(-n // s.block_n))
+        args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
+                c.buffer, c.ld, c.offset, flag if flag is not None else nonfinite_flag(self.rt).scratch]
+        with self._lock:
+            self._kernel.set_args(*args)
+            return cl.enqueue_nd_range_kernel(queue or self.rt.queue, self._kernel,
+                                              (max(groups, 1) * s.threads,), (s.threads,))
+
+
+def get_wg_kernel(rt: Runtime, schedule: wgmma.WgSchedule) -> WgKernel:
+    return cached_kernel(("wgmma", id(rt), schedule), lambda: WgKernel(rt, schedule))
+
+
+_scratch: dict[tuple, "cl.Buffer"] = {}
+# held from a transpose into scratch to the enqueue of the product that reads it, so that two
+# threads' products cannot read each other's operand from the shared scratch
+_wg_lock = threading.RLock()
+
+
+def _transpose_kernel(rt: Runtime) -> "cl.Kernel":
+    return cached_kernel(("transpose", id(rt)), lambda: rt.build(_TRANSPOSE_C).kernel("clgemm_transpose"))
+
+
+def _k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> Operand:
+    """x as a rows x K, K-contiguous operand: itself when it is stored so, else its transpose
+    in a scratch buffer of this runtime (reused by the next call: the queue is in order)."""
+    stored_k_contiguous = (not x.transposed) if name == "A" else x.transposed
+    if stored_k_contiguous:
+        return x
+    ld = -(-max(k, 1) // 4) * 4  # 16-byte rows
+    key = (id(rt), name)
+    buf = _scratch.get(key)
+    need = 4 * max(rows, 1) * ld
+    if buf is None or buf.size < need:
+        buf = _scratch[key] = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, need)
+    # x is stored K x rows: Y (rows x K) = X^T
+    if rows and k:
+        kern = _transpose_kernel(rt)
+        kern.set_args(np.int32(k), np.int32(rows), x.buffer, np.int32(x.ld), np.int32(x.offset),
+                      buf, np.int32(ld))
+        cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-rows // 32) * 32, -(-k // 32) * 8), (32, 8))
+    return Operand(buf, 0, ld, name == "B")
+
+
+def enqueue_wgmma(rt: Runtime, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                  b: Operand, c: Operand, flag: "cl.Buffer | None" = None,
+                  schedule: wgmma.WgSchedule | None = None) -> "cl.Event":
+    """C = alpha op(A) op(B) + beta C (row-major C) in TF32 on the wgmma kernel; operands not
+    stored K-contiguous are transposed into scratch first. Returns the product's event."""
+    kernel = get_wg_kernel(rt, schedule or wgmma.DEFAULT)
+    with _wg_lock:
+        a_k = _k_major(rt, a, m, k, "A")
+        b_k = _k_major(rt, b, n, k, "B")
+        return kernel.enqueue(m, n, k, alpha, beta, a_k, b_k, c, flag=flag)

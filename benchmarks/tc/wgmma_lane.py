@@ -1,0 +1,94 @@
+"""The library's TF32 product (tc.enqueue_product, mode "tf32") with the wgmma kernel against
+the mma.sync kernel and cuBLAS (TF32 and fp32, PyTorch), one process, NN layout (B stored
+K x N: the wgmma route transposes it into scratch, and that transpose is in the timing).
+
+    source .carry/gpu-env.sh; PYTHONPATH=src CLGEMM_DEVICE=NVIDIA python3 benchmarks/tc/wgmma_lane.py OUT
+
+Time per call: the device span between two markers around the call (every command the call
+enqueues, and the gaps between them), median of 20 after 3 warm-ups. Writes OUT/wgmma-lane.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pyopencl as cl
+
+
+def main() -> None:
+    import torch
+
+    from clgemm import tc
+    from clgemm.plan import Operand
+    from clgemm.runtime import get_runtime
+
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgmma-lane"
+    os.makedirs(out_dir, exist_ok=True)
+    rt = get_runtime()
+    report = {"device": rt.device.name, "wgmma": vars(tc.wgmma_support(rt)), "sizes": []}
+    print(report["wgmma"], flush=True)
+    mf = cl.mem_flags
+
+    def span(fn, reps=20):
+        for _ in range(3):
+            fn()
+        rt.queue.finish()
+        ts = []
+        for _ in range(reps):
+            before = cl.enqueue_marker(rt.queue)
+            fn()
+            after = cl.enqueue_marker(rt.queue)
+            after.wait()
+            ts.append((after.profile.end - before.profile.end) * 1e-9)
+        return float(np.median(ts))
+
+    def cublas(n, tf32, reps=20):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        a = torch.randn(n, n, device="cuda")
+        b = torch.randn(n, n, device="cuda")
+        for _ in range(3):
+            a @ b
+        torch.cuda.synchronize()
+        ts = []
+        for _ in range(reps):
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            a @ b
+            e1.record()
+            e1.synchronize()
+            ts.append(e0.elapsed_time(e1) * 1e-3)
+        return float(np.median(ts))
+
+    for n in (1400, 2048, 3072, 4096):
+        rng = np.random.default_rng(n)
+        A = rng.standard_normal((n, n)).astype(np.float32)
+        B = rng.standard_normal((n, n)).astype(np.float32)
+        a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, n, False)
+        b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
+        c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * n * n), 0, n, False)
+        mma = tc.schedule_for(rt, "tf32", n, n, n)
+        ref = (torch.from_numpy(A).cuda().double() @ torch.from_numpy(B).cuda().double()).cpu().numpy()
+        row = {"n": n, "mma_schedule": mma.key()}
+        for name, schedule in (("wgmma", None), ("mma_sync", mma)):
+            t = span(lambda: tc.enqueue_product(rt, "tf32", n, n, n, 1.0, 0.0, a, b, c, schedule))
+            got = np.empty((n, n), np.float32)
+            cl.enqueue_copy(rt.queue, got, c.buffer)
+            row[name] = {"s": t, "tflops": 2.0 * n ** 3 / t / 1e12,
+                         "rel_err": float(np.linalg.norm(got - ref) / np.linalg.norm(ref))}
+        for name, tf32 in (("cublas_tf32", True), ("cublas_fp32", False)):
+            t = cublas(n, tf32)
+            row[name] = {"s": t, "tflops": 2.0 * n ** 3 / t / 1e12}
+        row["cublas_tf32_again"] = {"tflops": 2.0 * n ** 3 / cublas(n, True) / 1e12}
+        best_ct = max(row["cublas_tf32"]["tflops"], row["cublas_tf32_again"]["tflops"])
+        row["wgmma_share_of_cublas_tf32"] = row["wgmma"]["tflops"] / best_ct
+        report["sizes"].append(row)
+        print(json.dumps(row), flush=True)
+    with open(os.path.join(out_dir, "wgmma-lane.json"), "w") as f:
+        json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

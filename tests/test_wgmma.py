@@ -1,0 +1,143 @@
+"""The wgmma TF32 kernel (kernels/wgmma.py, tc.py): schedule rules, the generated source and
+its PTX patch (on any host), the operand transpose into scratch (any OpenCL device), the
+capability probe (not offered off sm_90) and, on an NVIDIA sm_90 device only, accuracy over
+layouts, odd shapes, alpha/beta and the non-finite flag."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pyopencl as cl
+import pytest
+
+from clgemm import tc
+from clgemm.errors import ScheduleError
+from clgemm.kernels import wgmma
+from clgemm.kernels.wgmma import WgSchedule, patch_ptx, render_wgmma
+from clgemm.plan import Operand
+from clgemm.runtime import get_runtime
+
+
+def test_schedule_rules():
+    s = wgmma.DEFAULT
+    assert s.violations() == [] and s.local_bytes() == 49152 and s.threads == 256
+    assert s.accumulators == 64 and s.key() == "wg-tf32-m128n128k16-s3-w2-q1-z64"
+    assert "local memory" in replace(s, stages=4).violations()
+    assert any("swizzle" in v for v in replace(s, swizzle=128).violations())
+    assert any("m64 blocks" in v for v in replace(s, block_m=96).violations())
+    assert any("128 accumulators" in v for v in replace(s, block_n=256, warpgroups=1,
+                                                         stages=2, block_k=8, swizzle=32).violations())
+    assert replace(s, swizzle=0).violations() == []  # interleaved core matrices
+    with pytest.raises(ScheduleError):
+        render_wgmma(replace(s, block_n=96))
+
+
+def _fake_ptx(source: str) -> str:
+    """PTX as NVIDIA's OpenCL compiler prints inline-asm comments: operands replaced by
+    register names (only the lines the patch looks at)."""
+    lines = [".version 9.0", ".target sm_90, texmode_independent", ".address_size 64"]
+    regs = ", ".join(f"%f{i}" for i in range(64))
+    lines += [f"\t// CLGEMM_{m}" for m in re.findall(r'MARK\("([A-Z0-9_]+)"\)', source)]
+    lines += [f"\t// CLGEMM_WGMMA_WAIT{n}" for n in re.findall(r"WAIT\(H, (\d)\)", source)]
+    lines += [f"\t// {m} {{{regs}}}, %rd7, %rd8, %r9;"
+              for m in re.findall(r'"// (CLGEMM_WGMMA_M64N\d+K8)', source)]
+    return "\n".join(lines)
+
+
+def test_source_markers_and_patch():
+    src = render_wgmma(wgmma.DEFAULT)
+    assert "CLGEMM_WGMMA_M64N128K8" in src and "cp.async.cg.shared.global" in src
+    assert "#define STAGES 3" in src and "reqd_work_group_size(NT, 1, 1)" in src
+    ptx = patch_ptx(_fake_ptx(src))
+    mma = [line for line in ptx.splitlines() if "wgmma.mma_async" in line]
+    assert mma and all("m64n128k8.f32.tf32.tf32 {%f0," in x and "%rd7, %rd8, p, 1, 1;" in x
+                       and "setp.ne.b32 p, %r9, 0;" in x for x in mma)
+    for instr in ("fence.proxy.async.shared::cta;", "wgmma.fence.sync.aligned;",
+                  "wgmma.commit_group.sync.aligned;", "wgmma.wait_group.sync.aligned 1;",
+                  "wgmma.wait_group.sync.aligned 0;"):
+        assert instr in ptx, instr
+    assert ".target sm_90a, texmode_independent" in ptx and "CLGEMM_" not in ptx
+    with pytest.raises(ValueError, match="no wgmma marker"):
+        patch_ptx(".target sm_90\n\t// nothing here")
+    with pytest.raises(ValueError, match="does not target sm_90"):
+        patch_ptx(_fake_ptx(src).replace("sm_90,", "sm_80,"))
+
+
+def test_not_offered_off_sm90():
+    rt = get_runtime()
+    cc = rt.device.capabilities.nv_compute_capability
+    if rt.device.is_nvidia and cc is not None and tuple(cc) == (9, 0):
+        pytest.skip("an sm_90 device: see the NVIDIA tests below")
+    support = tc.wgmma_support(rt)
+    assert support.available is False and support.reason
+    a = Operand(None, 0, 8, False)
+    assert tc.wgmma_route(rt, a, Operand(None, 0, 8, True)) is False
+
+
+@pytest.mark.parametrize("name,transposed", [("A", True), ("B", False), ("A", False)])
+def test_operand_made_k_major(rng, name, transposed):
+    """A stored K x M (or B stored K x N) comes back transposed into scratch with 16-byte
+    rows; an operand already K-contiguous is returned as it is."""
+    rt = get_runtime()
+    k, rows, ld, off = 37, 45, 48, 2
+    X = rng.standard_normal(off + k * ld).astype(np.float32)
+    buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
+    x = Operand(buf, off, ld, transposed)
+    got = tc._k_major(rt, x, rows, k, name)
+    if (name == "A") != transposed:  # K-contiguous already
+        assert got is x
+        return
+    assert got.ld == 40 and got.offset == 0 and got.transposed == (name == "B")
+    Y = np.empty((rows, got.ld), np.float32)
+    cl.enqueue_copy(rt.queue, Y, got.buffer)
+    stored = X[off:off + k * ld].reshape(k, ld)[:, :rows]
+    assert np.array_equal(Y[:, :k], stored.T)
+
+
+# ---- NVIDIA sm_90 only ------------------------------------------------------------------------
+def _sm90():
+    from clgemm.device import devices
+
+    for d in devices():
+        if d.is_nvidia:
+            rt = get_runtime(d)
+            if tc.wgmma_support(rt).available:
+                return rt
+    pytest.skip("no sm_90 NVIDIA device with the wgmma kernel")
+
+
+@pytest.mark.parametrize("shape,ta,tb", [((1000, 1003, 776), False, True),
+                                         ((999, 1001, 1003), False, False),
+                                         ((1001, 999, 1002), True, True),
+                                         ((257, 130, 7), True, False),
+                                         ((3, 5, 2), False, False)])
+def test_nvidia_wgmma_accuracy(shape, ta, tb, rng):
+    rt = _sm90()
+    m, n, k = shape
+    A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    out, _ = tc.tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb, mode="tf32", rt=rt)
+    opA, opB = (A.T if ta else A), (B.T if tb else B)
+    ref = 1.5 * (opA.astype(np.float64) @ opB.astype(np.float64)) + 0.5 * C0
+    err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
+    assert err < 2e-3  # TF32 by truncation: ~8e-4 on normal data
+
+
+def test_nvidia_wgmma_serves_tf32_and_flags_nonfinite(rng):
+    rt = _sm90()
+    assert tc.wgmma_route(rt, Operand(None, 0, 64, False), Operand(None, 0, 64, True))
+    assert not tc.wgmma_route(rt, Operand(None, 1, 64, False), Operand(None, 0, 64, True))
+    m = n = k = 256
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    A[7, 3] = np.inf
+    flag = tc.nonfinite_flag(rt)
+    mf = cl.mem_flags
+    a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, k, False)
+    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
+    c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * m * n), 0, n, False)
+    tc.enqueue_product(rt, "tf32", m, n, k, 1.0, 0.0, a, b, c, flag=flag.buffer).wait()
+    assert flag.raised()
