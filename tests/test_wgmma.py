@@ -73,7 +73,25 @@ def test_not_offered_off_sm90():
     support = tc.wgmma_support(rt)
     assert support.available is False and support.reason
     a = Operand(None, 0, 8, False)
-    assert tc.wgmma_route(rt, a, Operand(None, 0, 8, True)) is False
+    assert tc.wgmma_route(rt, a, Operand(None, 0, 8, True), 8, 8, 8) is False
+
+
+def test_route_rules(monkeypatch):
+    """Where the probe passes: K-contiguous operands need 16-byte rows; a product that needs a
+    transpose takes wgmma only from WGMMA_TRANSPOSE_MIN_FLOPS on."""
+    rt = get_runtime()
+    monkeypatch.setitem(tc._wg_support, id(rt), tc.WgSupport(True, "test"))
+    a, bt = Operand(None, 0, 64, False), Operand(None, 0, 64, True)
+    assert tc.wgmma_route(rt, a, bt, 64, 64, 64)  # no transpose: any size
+    assert not tc.wgmma_route(rt, Operand(None, 2, 64, False), bt, 64, 64, 64)  # misaligned A
+    assert not tc.wgmma_route(rt, a, Operand(None, 0, 66, True), 64, 64, 64)  # B rows of 66
+    b = Operand(None, 0, 66, False)  # stored K x N: transposed into scratch, any ld
+    big = round((tc.WGMMA_TRANSPOSE_MIN_FLOPS / 2) ** (1 / 3)) + 1
+    assert not tc.wgmma_route(rt, a, b, 2048, 2048, 2048)
+    assert tc.wgmma_route(rt, a, b, big, big, big)
+    assert tc.wgmma_route(rt, Operand(None, 1, 63, True), b, big, big, big)  # A^T transposed too
+    monkeypatch.setitem(tc._wg_support, id(rt), tc.WgSupport(False, "test"))
+    assert not tc.wgmma_route(rt, a, bt, big, big, big)
 
 
 @pytest.mark.parametrize("name,transposed", [("A", True), ("B", False), ("A", False)])
@@ -113,8 +131,9 @@ def _sm90():
                                          ((1001, 999, 1002), True, True),
                                          ((257, 130, 7), True, False),
                                          ((3, 5, 2), False, False)])
-def test_nvidia_wgmma_accuracy(shape, ta, tb, rng):
+def test_nvidia_wgmma_accuracy(shape, ta, tb, rng, monkeypatch):
     rt = _sm90()
+    monkeypatch.setattr(tc, "WGMMA_TRANSPOSE_MIN_FLOPS", 0.0)  # every layout through wgmma
     m, n, k = shape
     A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
@@ -128,16 +147,16 @@ def test_nvidia_wgmma_accuracy(shape, ta, tb, rng):
 
 def test_nvidia_wgmma_serves_tf32_and_flags_nonfinite(rng):
     rt = _sm90()
-    assert tc.wgmma_route(rt, Operand(None, 0, 64, False), Operand(None, 0, 64, True))
-    assert not tc.wgmma_route(rt, Operand(None, 1, 64, False), Operand(None, 0, 64, True))
+    assert tc.wgmma_route(rt, Operand(None, 0, 64, False), Operand(None, 0, 64, True), 64, 64, 64)
+    assert not tc.wgmma_route(rt, Operand(None, 1, 64, False), Operand(None, 0, 64, True), 64, 64, 64)
     m = n = k = 256
     A = rng.standard_normal((m, k)).astype(np.float32)
-    B = rng.standard_normal((k, n)).astype(np.float32)
+    Bt = rng.standard_normal((n, k)).astype(np.float32)  # stored N x K: no transpose, wgmma
     A[7, 3] = np.inf
     flag = tc.nonfinite_flag(rt)
     mf = cl.mem_flags
     a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, k, False)
-    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
+    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=Bt), 0, k, True)
     c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * m * n), 0, n, False)
     tc.enqueue_product(rt, "tf32", m, n, k, 1.0, 0.0, a, b, c, flag=flag.buffer).wait()
     assert flag.raised()

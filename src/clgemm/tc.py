@@ -294,7 +294,7 @@ def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float
         a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
         m, n = n, m
         c = replace(c, transposed=False)
-    if schedule is None and mode == "tf32" and wgmma_route(rt, a, b):
+    if schedule is None and mode == "tf32" and wgmma_route(rt, a, b, m, n, k):
         return enqueue_wgmma(rt, m, n, k, alpha, beta, a, b, c, flag=flag)
     s = schedule or schedule_for(rt, mode, m, n, k)
     if s.mode != mode:
@@ -413,7 +413,7 @@ def tf32_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool,
             c_old_w = skinny(c, w_op, m, n, "tf32 cw") if beta != 0.0 else None
             # The product first: the estimate's small launches are enqueued while it runs
             # (issued one by one from Python, they would otherwise keep the device waiting).
-            s = (wgmma.DEFAULT if wgmma_route(rt, a, b)
+            s = (wgmma.DEFAULT if wgmma_route(rt, a, b, m, n, k)
                  else schedule_for(rt, "tf32", m, n, k))
             event = enqueue_product(rt, "tf32", m, n, k, alpha, beta, a, b, c,
                                     s if isinstance(s, TcSchedule) else None)
@@ -522,15 +522,26 @@ def _wg_probe(rt: Runtime) -> float:
     return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
 
 
-def wgmma_route(rt: Runtime, a: Operand, b: Operand) -> bool:
+# Below this many flops (2 m n k) a product whose operands must be transposed first stays on
+# mma.sync: with B stored K x N the call's span (transpose, host gaps, product) lost to
+# mma.sync at 1400 and 2048 and won at 3072 and 4096 on the H200 (benchmarks/tc/h200/wgmma,
+# lane3: 34 vs 52, 91 vs 104, 126 vs 100, 163 vs 132 TFLOPS); without a transpose it won at
+# every size (78, 140, 150, 182 TFLOPS).
+WGMMA_TRANSPOSE_MIN_FLOPS = 3.0e10
+
+
+def wgmma_route(rt: Runtime, a: Operand, b: Operand, m: int, n: int, k: int) -> bool:
     """Whether a TF32 product of these operands takes the wgmma kernel: the device passed its
-    probe and the operands stored K-contiguous have 16-byte rows (the others are transposed
-    into scratch, which is)."""
+    probe, the operands stored K-contiguous have 16-byte rows (the others are transposed into
+    scratch, which has), and a product that needs a transpose is big enough to pay for it."""
     def fits(x: Operand, k_contiguous: bool) -> bool:
         return not k_contiguous or (x.ld % 4 == 0 and x.offset % 4 == 0)
 
-    return (fits(a, not a.transposed) and fits(b, b.transposed)
-            and wgmma_support(rt).available)
+    if not (fits(a, not a.transposed) and fits(b, b.transposed)):
+        return False
+    if (a.transposed or not b.transposed) and 2.0 * m * n * k < WGMMA_TRANSPOSE_MIN_FLOPS:
+        return False
+    return wgmma_support(rt).available
 
 
 class WgKernel:
