@@ -114,6 +114,17 @@ def test_operand_made_k_major(rng, name, transposed):
     assert np.array_equal(Y[:, :k], stored.T)
 
 
+def test_card_is_valid():
+    from pathlib import Path
+
+    from clgemm.lab.cards import load_card
+
+    root = Path(__file__).resolve().parents[1] / "research/breakthrough_lab/t4_approximate_gemm"
+    for name in ("wgmma", "tensorcore"):
+        card, errors = load_card(root / name / "card.toml")
+        assert errors == [] and card["track"] == "T4", (name, errors)
+
+
 # ---- NVIDIA sm_90 only ------------------------------------------------------------------------
 def _sm90():
     from clgemm.device import devices
