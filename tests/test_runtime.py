@@ -123,3 +123,39 @@ def test_kernel_timer_falls_back_to_wall_time_where_the_clock_is_implausible(mon
     monkeypatch.setattr(rt, "_profiling_ok", True)
     ev_time = rt.timed(launch)
     assert ev_time > 0
+
+
+def test_build_patched_rewrites_the_binary_and_caches_it(tmp_path, monkeypatch):
+    """The program built from the patched binary is what runs; the second build of the same
+    (source, tag) comes from memory without patching again; a patch that raises is a
+    CompileError (the wgmma kernels are built this way on NVIDIA)."""
+    import numpy as np
+    import pyopencl as cl
+    import pytest
+
+    from clgemm.errors import CompileError
+
+    monkeypatch.setenv("CLGEMM_CACHE_DIR", str(tmp_path))
+    rt = get_runtime()
+    src = "__kernel void k(__global float* x) { x[get_global_id(0)] = 2.0f; }"
+    calls = []
+
+    def identity(binary: bytes) -> bytes:
+        calls.append(len(binary))
+        return binary
+
+    built = rt.build_patched(src, "", identity, tag="test/1")
+    buf = rt.buffer(16, hostbuf=np.zeros(4, np.float32))
+    built.kernel("k")(rt.queue, (4,), None, buf)
+    out = np.empty(4, np.float32)
+    cl.enqueue_copy(rt.queue, out, buf)
+    assert (out == 2.0).all() and len(calls) == 1
+    assert rt.build_patched(src, "", identity, tag="test/1") is built and len(calls) == 1
+
+    def broken(binary: bytes) -> bytes:
+        raise ValueError("no marker")
+
+    with pytest.raises(CompileError, match="test/2"):
+        rt.build_patched(src, "", broken, tag="test/2")
+    # (a binary the driver refuses is not tried here: Rusticl aborts the process on one;
+    # NVIDIA's driver refused sm_90 PTX with wgmma as a build error, benchmarks/tc/probe_sm90a.py)
