@@ -508,10 +508,13 @@ def _wg_probe(rt: Runtime) -> float:
     A = rng.standard_normal((m, k)).astype(np.float32)
     Bt = rng.standard_normal((n, k)).astype(np.float32)
     mf = cl.mem_flags
-    a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=np.pad(A, ((0, 0), (0, 2)))),
-                0, k + 2, False)
-    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=np.pad(Bt, ((0, 0), (0, 2)))),
-                0, k + 2, True)
+
+    def padded(x: np.ndarray) -> "cl.Buffer":  # rows of k + 2 = 72 floats: 16-byte rows
+        return cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR,
+                         hostbuf=np.pad(x, ((0, 0), (0, 2))))
+
+    a = Operand(padded(A), 0, k + 2, False)
+    b = Operand(padded(Bt), 0, k + 2, True)
     out = np.full((m, n), np.nan, np.float32)
     c = Operand(cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=out), 0, n, False)
     get_wg_kernel(rt, wgmma.DEFAULT).enqueue(m, n, k, 1.0, 0.0, a, b, c).wait()
@@ -567,12 +570,14 @@ class WgKernel:
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue=None, flag: "cl.Buffer | None" = None) -> "cl.Event":
         if a.transposed or not b.transposed or c.transposed:
-            raise ShapeError("the wgmma kernel takes A as M x K and B as N x K; this is a clgemm bug")
+            raise ShapeError("the wgmma kernel takes A as M x K and B as N x K; "
+                             "this is a clgemm bug")
         check_index_range(m, n, k)
         s = self.schedule
         groups = (-(-m // s.block_m)) * (-(-n // s.block_n))
+        flag = flag if flag is not None else nonfinite_flag(self.rt).scratch
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
-                c.buffer, c.ld, c.offset, flag if flag is not None else nonfinite_flag(self.rt).scratch]
+                c.buffer, c.ld, c.offset, flag]
         with self._lock:
             self._kernel.set_args(*args)
             return cl.enqueue_nd_range_kernel(queue or self.rt.queue, self._kernel,
@@ -590,7 +595,8 @@ _wg_lock = threading.RLock()
 
 
 def _transpose_kernel(rt: Runtime) -> "cl.Kernel":
-    return cached_kernel(("transpose", id(rt)), lambda: rt.build(_TRANSPOSE_C).kernel("clgemm_transpose"))
+    return cached_kernel(("transpose", id(rt)),
+                         lambda: rt.build(_TRANSPOSE_C).kernel("clgemm_transpose"))
 
 
 def _k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> Operand:
@@ -610,7 +616,8 @@ def _k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> Operand:
         kern = _transpose_kernel(rt)
         kern.set_args(np.int32(k), np.int32(rows), x.buffer, np.int32(x.ld), np.int32(x.offset),
                       buf, np.int32(ld))
-        cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-rows // 32) * 32, -(-k // 32) * 8), (32, 8))
+        cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-rows // 32) * 32, -(-k // 32) * 8),
+                                   (32, 8))
     return Operand(buf, 0, ld, name == "B")
 
 

@@ -69,7 +69,8 @@ class WgSchedule:
             bad.append("block_n is 64, 128 or 256 (one wgmma wide)")
         if self.block_k % 8 or self.block_k <= 0:
             bad.append("block_k is whole k8 steps")
-        if self.swizzle not in (0, 32, 64, 128) or (self.swizzle and self.swizzle != 4 * self.block_k):
+        one_row = self.swizzle == 4 * self.block_k
+        if self.swizzle not in (0, 32, 64, 128) or (self.swizzle and not one_row):
             bad.append("a swizzled tile row is one swizzle wide (block_k = swizzle / 4)")
         if self.stages < 2:
             bad.append("at least two stages")
@@ -108,14 +109,15 @@ def render_wgmma(s: WgSchedule) -> str:
         # chunk c ^ ((r * swizzle / 128) mod chunks): the hardware's swizzle pattern
         tile_off = (f"((r) * {s.swizzle} + ((((k) >> 2) ^ ((((r) * {s.swizzle}) >> 7) & "
                     f"{s.swizzle // 16 - 1})) << 4) + ((k) & 3) * 4)")
-        desc = (f"(ulong)((addr & 0x3FFFF) >> 4) | (1ul << 16) | ((ulong)({8 * s.swizzle} >> 4) << 32)"
-                f" | ((ulong){_LAYOUT_TYPE[s.swizzle]} << 62)")
+        desc = (f"(ulong)((addr & 0x3FFFF) >> 4) | (1ul << 16)"
+                f" | ((ulong)({8 * s.swizzle} >> 4) << 32) | ((ulong){_LAYOUT_TYPE[s.swizzle]} << 62)")
         m64_bytes, k8_bytes = 64 * s.swizzle, 32
     else:
         # 8-row x 16-byte core matrices: along K 128 bytes apart (LBO), along rows SBO
         sbo = s.block_k // 4 * 128
         tile_off = f"(((r) >> 3) * {sbo} + ((k) >> 2) * 128 + ((r) & 7) * 16 + ((k) & 3) * 4)"
-        desc = f"(ulong)((addr & 0x3FFFF) >> 4) | ((ulong)(128 >> 4) << 16) | ((ulong)({sbo} >> 4) << 32)"
+        desc = (f"(ulong)((addr & 0x3FFFF) >> 4) | ((ulong)(128 >> 4) << 16)"
+                f" | ((ulong)({sbo} >> 4) << 32)")
         m64_bytes, k8_bytes = 8 * sbo, 256
     copy_next = ("if (kt + STAGES - 1 < KT) COPY(kt + STAGES - 1, (kt + STAGES - 1) % STAGES);\n"
                  "    CP_COMMIT();")
