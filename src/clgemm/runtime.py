@@ -145,7 +145,34 @@ class Runtime:
 
     def build(self, source: str, options: str = "", use_disk_cache: bool = True) -> Built:
         """Compile `source` (or load it from the memory or disk cache)."""
-        key = self.cache_key(source, options)
+        return self._cached_build(self.cache_key(source, options), options,
+                                  lambda: self._compile(source, options), use_disk_cache)
+
+    def build_patched(self, source: str, options: str, patch, tag: str,
+                      use_disk_cache: bool = True) -> Built:
+        """`source` compiled, its program binary (PTX on NVIDIA) rewritten by `patch`
+        (bytes -> bytes), and that binary built into the program returned; cached like
+        `build` under the source, the options and `tag` (the patch's name and version).
+        A patch that raises, or a driver that refuses the binary, raises CompileError."""
+
+        def make() -> "cl.Program":
+            base = self.build(source, options, use_disk_cache=use_disk_cache).program
+            try:
+                binary = patch(bytes(base.get_info(cl.program_info.BINARIES)[0]).rstrip(b"\x00"))
+                program = cl.Program(self.context, [self.cl_device], [binary + b"\x00"])
+                program.build()
+            except (ValueError, cl.Error) as exc:
+                raise CompileError(f"the patched program ({tag}) did not build on "
+                                   f"{self.device.name!r}: {str(exc)[:600]}") from exc
+            return program
+
+        # the patched binary is built without the source's options, from disk as from `make`
+        return self._cached_build(self.cache_key(source + "\x1e" + tag, options), "", make,
+                                  use_disk_cache)
+
+    def _cached_build(self, key: str, binary_options: str, make, use_disk_cache: bool) -> Built:
+        """The program under `key`: from memory, else from its sealed disk entry (built with
+        `binary_options`), else `make()` (then stored on disk)."""
         with self._lock:
             if key in self._programs:
                 return self._programs[key]
@@ -158,50 +185,12 @@ class Runtime:
                 binary = _unseal(path.read_bytes())
                 if binary is not None:
                     program = cl.Program(self.context, [self.cl_device], [binary])
-                    program.build(options=options)
+                    program.build(options=binary_options)
                     from_cache = True
             except (cl.Error, OSError):
-                program = None  # stale entry: rebuild from source below
+                program = None  # stale entry: rebuild below
         if program is None:
-            program = self._compile(source, options)
-            if use_disk_cache:
-                self._store(path, program)
-        built = Built(program, BuildInfo(time.perf_counter() - start, from_cache, key))
-        with self._lock:
-            self._programs[key] = built
-        return built
-
-    def build_patched(self, source: str, options: str, patch, tag: str,
-                      use_disk_cache: bool = True) -> Built:
-        """`source` compiled, its program binary (PTX on NVIDIA) rewritten by `patch`
-        (bytes -> bytes), and that binary built into the program returned; cached like
-        `build` under the source, the options and `tag` (the patch's name and version).
-        A patch that raises, or a driver that refuses the binary, raises CompileError."""
-        key = self.cache_key(source + "\x1e" + tag, options)
-        with self._lock:
-            if key in self._programs:
-                return self._programs[key]
-        start = time.perf_counter()
-        path = cache_dir() / f"{key}.bin"
-        program, from_cache = None, False
-        if use_disk_cache and path.exists():
-            try:
-                binary = _unseal(path.read_bytes())
-                if binary is not None:
-                    program = cl.Program(self.context, [self.cl_device], [binary])
-                    program.build()
-                    from_cache = True
-            except (cl.Error, OSError):
-                program = None
-        if program is None:
-            base = self.build(source, options, use_disk_cache=use_disk_cache).program
-            try:
-                binary = patch(bytes(base.get_info(cl.program_info.BINARIES)[0]).rstrip(b"\x00"))
-                program = cl.Program(self.context, [self.cl_device], [binary + b"\x00"])
-                program.build()
-            except (ValueError, cl.Error) as exc:
-                raise CompileError(f"the patched program ({tag}) did not build on "
-                                   f"{self.device.name!r}: {str(exc)[:600]}") from exc
+            program = make()
             if use_disk_cache:
                 self._store(path, program)
         built = Built(program, BuildInfo(time.perf_counter() - start, from_cache, key))
