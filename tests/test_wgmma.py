@@ -22,13 +22,14 @@ from clgemm.runtime import get_runtime
 
 def test_schedule_rules():
     s = wgmma.DEFAULT
-    assert s.violations() == [] and s.local_bytes() == 49152 and s.threads == 256
-    assert s.accumulators == 64 and s.key() == "wg-tf32-m128n128k16-s3-w2-q1-z64"
+    assert s.violations() == [] and s.local_bytes() == 49152 and s.threads == 128
+    assert s.accumulators == 128 and s.key() == "wg-tf32-m128n128k16-s3-w1-q1-z64"
+    assert replace(s, warpgroups=2).accumulators == 64
     assert "local memory" in replace(s, stages=4).violations()
     assert any("swizzle" in v for v in replace(s, swizzle=128).violations())
     assert any("m64 blocks" in v for v in replace(s, block_m=96).violations())
-    assert any("128 accumulators" in v for v in replace(s, block_n=256, warpgroups=1,
-                                                         stages=2, block_k=8, swizzle=32).violations())
+    assert any("128 accumulators" in v for v in replace(s, block_n=256, stages=2, block_k=8,
+                                                         swizzle=32).violations())
     assert replace(s, swizzle=0).violations() == []  # interleaved core matrices
     with pytest.raises(ScheduleError):
         render_wgmma(replace(s, block_n=96))
@@ -40,7 +41,7 @@ def _fake_ptx(source: str) -> str:
     lines = [".version 9.0", ".target sm_90, texmode_independent", ".address_size 64"]
     regs = ", ".join(f"%f{i}" for i in range(64))
     lines += [f"\t// CLGEMM_{m}" for m in re.findall(r'MARK\("([A-Z0-9_]+)"\)', source)]
-    lines += [f"\t// CLGEMM_WGMMA_WAIT{n}" for n in re.findall(r"WAIT\(H, (\d)\)", source)]
+    lines += [f"\t// CLGEMM_WGMMA_WAIT{n}" for n in re.findall(r"WAIT\(\w+, H, (\d)\)", source)]
     lines += [f"\t// {m} {{{regs}}}, %rd7, %rd8, %r9;"
               for m in re.findall(r'"// (CLGEMM_WGMMA_M64N\d+K8)', source)]
     return "\n".join(lines)
@@ -51,6 +52,7 @@ def test_source_markers_and_patch():
     assert "CLGEMM_WGMMA_M64N128K8" in src and "cp.async.cg.shared.global" in src
     assert "#define STAGES 3" in src and "reqd_work_group_size(NT, 1, 1)" in src
     ptx = patch_ptx(_fake_ptx(src))
+    assert "inner_mn && ((kt) + 1) * BK <= K" in src  # interior k-tiles copy without bounds
     mma = [line for line in ptx.splitlines() if "wgmma.mma_async" in line]
     assert mma and all("m64n128k8.f32.tf32.tf32 {%f0," in x and "%rd7, %rd8, p, 1, 1;" in x
                        and "setp.ne.b32 p, %r9, 0;" in x for x in mma)
@@ -63,6 +65,77 @@ def test_source_markers_and_patch():
         patch_ptx(".target sm_90\n\t// nothing here")
     with pytest.raises(ValueError, match="does not target sm_90"):
         patch_ptx(_fake_ptx(src).replace("sm_90,", "sm_80,"))
+
+
+def test_3xtf32_schedule_rules():
+    s = wgmma.DEFAULT_3X
+    assert s.violations() == [] and s.mode == "3xtf32" and s.key().startswith("wg-3xtf32-")
+    assert s.local_bytes() == 49152  # four tiles per stage
+    assert s.registers() == 2 * s.accumulators == 128  # totals and one k-tile's chain
+    assert any("in_flight 0" in v for v in replace(s, in_flight=1).violations())
+    assert any("128 accumulators" in v for v in replace(s, warpgroups=1).violations())
+    assert any("local memory" in v for v in replace(s, block_k=16, swizzle=64).violations())
+    assert any("splits" in v for v in replace(s, splits=2).violations())
+
+
+def test_3xtf32_source_and_patch():
+    """Three wgmma per k8 step into a fresh chain whose first starts from zero (scale-d off),
+    waited for and folded into the totals after every k-tile; hi and lo tiles both copied."""
+    s = wgmma.DEFAULT_3X
+    src = render_wgmma(s)
+    body = src[src.index("for (int kt = 0; kt < KT; kt++)"):]
+    assert body.count("WGMMA(fr, H,") == 3 and "WGMMA(acc," not in body
+    assert "WGMMA(fr, H, al, bh, s8 ? one : zero)" in body
+    assert "acc[H][i] += fr[H][i]" in body and "WAIT(fr, H, 0)" in body
+    assert "s_ + a_lo" in src and "s_ + b_lo" in src and "const long a_lo, const long b_lo" in src
+    ptx = patch_ptx(_fake_ptx(src))
+    assert "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32" in ptx
+    assert "wgmma.wait_group.sync.aligned 0;" in ptx and "wait_group.sync.aligned 1" not in ptx
+    tf32 = render_wgmma(wgmma.DEFAULT)
+    assert "a_lo" not in tf32 and "fr[" not in tf32  # the TF32 kernel is unchanged by it
+
+
+@pytest.mark.parametrize("name,transposed", [("A", False), ("A", True), ("B", False),
+                                             ("B", True)])
+def test_operand_split_for_3xtf32(rng, name, transposed):
+    """Each layout comes back K-major with 16-byte rows as hi and lo: hi has TF32's 10
+    mantissa bits (round to nearest), hi + lo is x exactly, |lo| <= 2^-11 |x|; wide
+    exponents, signs and zeros included; Inf gives a NaN lo (flagged downstream)."""
+    rt = get_runtime()
+    k, rows, ld, off = 37, 45, 48, 3
+    stored = (k, rows) if (name == "A") == transposed else (rows, k)
+    X = (rng.standard_normal(off + stored[0] * ld)
+         * np.exp2(rng.uniform(-30, 30, off + stored[0] * ld))).astype(np.float32)
+    X[off + 5] = 0.0
+    X[off + 7] = -X[off + 7]
+    buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
+    hi_op, lo = tc._split_k_major(rt, Operand(buf, off, ld, transposed), rows, k, name)
+    assert hi_op.ld == 40 and hi_op.offset == 0 and lo == rows * 40
+    assert hi_op.transposed == (name == "B")
+    Y = np.empty(2 * lo, np.float32)
+    cl.enqueue_copy(rt.queue, Y, hi_op.buffer)
+    hi = Y[:lo].reshape(rows, 40)[:, :k]
+    low = Y[lo:].reshape(rows, 40)[:, :k]
+    M = X[off:off + stored[0] * ld].reshape(stored[0], ld)[:, :stored[1]]
+    x = M.T if stored[0] == k else M  # rows x K
+    assert np.all(hi.view(np.uint32) & 0x1FFF == 0)
+    assert np.array_equal(hi.astype(np.float64) + low.astype(np.float64), x.astype(np.float64))
+    assert np.all(np.abs(low) <= np.abs(x) * 2.0 ** -11)
+
+
+def test_split_of_inf_is_flagged_not_hidden():
+    rt = get_runtime()
+    X = np.array([np.inf, -np.inf, 1.0, np.finfo(np.float32).max] * 4, np.float32)
+    buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
+    hi_op, lo = tc._split_k_major(rt, Operand(buf, 0, 4, False), 4, 4, "A")
+    Y = np.empty(2 * lo, np.float32)
+    cl.enqueue_copy(rt.queue, Y, hi_op.buffer)
+    hi, low = Y[:lo], Y[lo:]
+    assert np.isinf(hi[0]) and np.isnan(low[0]) and np.isnan(low[1])
+    assert hi[2] == 1.0 and low[2] == 0.0
+    # rounding float32's largest value up overflows hi to Inf: lo becomes -Inf and the
+    # product non-finite (flagged: the exact lane recomputes it in float32)
+    assert hi[3] == np.inf and low[3] == -np.inf
 
 
 def test_not_offered_off_sm90():
@@ -80,7 +153,7 @@ def test_route_rules(monkeypatch):
     """Where the probe passes: K-contiguous operands need 16-byte rows; a product that needs a
     transpose takes wgmma only from WGMMA_TRANSPOSE_MIN_FLOPS on."""
     rt = get_runtime()
-    monkeypatch.setitem(tc._wg_support, id(rt), tc.WgSupport(True, "test"))
+    monkeypatch.setitem(tc._wg_support, (id(rt), 1), tc.WgSupport(True, "test"))
     a, bt = Operand(None, 0, 64, False), Operand(None, 0, 64, True)
     assert tc.wgmma_route(rt, a, bt, 64, 64, 64)  # no transpose: any size
     assert not tc.wgmma_route(rt, Operand(None, 2, 64, False), bt, 64, 64, 64)  # misaligned A
@@ -90,7 +163,7 @@ def test_route_rules(monkeypatch):
     assert not tc.wgmma_route(rt, a, b, 2048, 2048, 2048)
     assert tc.wgmma_route(rt, a, b, big, big, big)
     assert tc.wgmma_route(rt, Operand(None, 1, 63, True), b, big, big, big)  # A^T transposed too
-    monkeypatch.setitem(tc._wg_support, id(rt), tc.WgSupport(False, "test"))
+    monkeypatch.setitem(tc._wg_support, (id(rt), 1), tc.WgSupport(False, "test"))
     assert not tc.wgmma_route(rt, a, bt, big, big, big)
 
 
@@ -171,3 +244,77 @@ def test_nvidia_wgmma_serves_tf32_and_flags_nonfinite(rng):
     c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * m * n), 0, n, False)
     tc.enqueue_product(rt, "tf32", m, n, k, 1.0, 0.0, a, b, c, flag=flag.buffer).wait()
     assert flag.raised()
+
+
+def _np_err(opA, opB, ref):
+    return np.linalg.norm(opA @ opB - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("shape,ta,tb", [((1000, 1003, 776), False, True),
+                                         ((999, 1001, 1003), False, False),
+                                         ((1001, 999, 1002), True, True),
+                                         ((257, 130, 7), True, False),
+                                         ((3, 5, 2), False, False)])
+def test_nvidia_wgmma_3xtf32_accuracy(shape, ta, tb, rng):
+    """3xTF32 on wgmma: within twice numpy float32's error on the same inputs, every layout,
+    odd shapes, alpha/beta."""
+    rt = _sm90()
+    if not tc.wgmma_support(rt, 3).available:
+        pytest.fail("3xTF32 wgmma probe failed: " + tc.wgmma_support(rt, 3).reason)
+    m, n, k = shape
+    A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    out, _ = tc.tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb,
+                          mode="3xtf32", rt=rt, schedule=wgmma.DEFAULT_3X)
+    opA, opB = (A.T if ta else A), (B.T if tb else B)
+    ref = 1.5 * (opA.astype(np.float64) @ opB.astype(np.float64)) + 0.5 * C0
+    np_out = np.float32(1.5) * (opA @ opB) + np.float32(0.5) * C0
+    err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
+    assert err <= 2.0 * np.linalg.norm(np_out - ref) / np.linalg.norm(ref) + 1e-12
+
+
+@pytest.mark.parametrize("spread", [8, 20, 40])
+def test_nvidia_wgmma_3xtf32_wide_exponents(rng, spread):
+    rt = _sm90()
+    n = 768
+    A = (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-spread, spread, (n, n)))).astype(np.float32)
+    B = (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-spread, spread, (n, n)))).astype(np.float32)
+    out, _ = tc.tc_matmul(A, B, mode="3xtf32", rt=rt, schedule=wgmma.DEFAULT_3X)
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
+    assert err <= 2.0 * _np_err(A, B, ref)
+
+
+def test_nvidia_wgmma_3xtf32_flags_nonfinite_and_serves_exact_lane(rng, monkeypatch):
+    """An Inf operand raises the flag (the exact lane then recomputes in float32); where the
+    table promotes 3xTF32, matmul's exact product runs on the wgmma kernel."""
+    rt = _sm90()
+    m = n = k = 256
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    A[7, 3] = np.inf
+    flag = tc.nonfinite_flag(rt)
+    mf = cl.mem_flags
+    a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, k, False)
+    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
+    c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * m * n), 0, n, False)
+    tc.enqueue_product(rt, "3xtf32", m, n, k, 1.0, 0.0, a, b, c, wgmma.DEFAULT_3X,
+                       flag=flag.buffer).wait()
+    assert flag.raised()
+
+    import clgemm
+    from clgemm.select import table as table_mod
+
+    base = table_mod.load_table(rt.device)
+    lane = table_mod.TcLane({}, {}, exact="3xtf32", evidence={"gate": "test"})
+    monkeypatch.setattr(table_mod, "load_table",
+                        lambda device, path=None: replace(base, tensorcore=lane))
+    A[7, 3] = 1.0
+    out, info = clgemm.matmul(A, B, device=rt.device, return_info=True)
+    assert info.schedule == wgmma.DEFAULT_3X.key() and info.extra["lane"] == "3xtf32"
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    assert np.linalg.norm(out - ref) <= 2.0 * np.linalg.norm(A @ B - ref)
+    A[7, 3] = np.inf  # the non-finite output goes back to the float32 family
+    out, info = clgemm.matmul(A, B, device=rt.device, return_info=True)
+    assert "lane_fallback" in info.extra and np.isinf(out[7]).all()

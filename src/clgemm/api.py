@@ -28,6 +28,7 @@ import pyopencl.array as cla
 from .device import DeviceInfo
 from .errors import ContractError, DTypeError, NonFiniteError, ShapeError
 from .kernels.tensorcore import TcSchedule
+from .kernels.wgmma import WgSchedule
 from .operands import logical_shape, run_product
 from .plan import GemmKernel, Operand, get_kernel, layout_for, search_space
 from .runtime import Runtime, get_runtime
@@ -255,7 +256,7 @@ def _launch(rt: Runtime, schedule: Schedule, m: int, n: int, k: int, alpha: floa
         info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
 
 
-def _launch_tc(rt: Runtime, schedule: TcSchedule, m: int, n: int, k: int, alpha: float,
+def _launch_tc(rt: Runtime, schedule: "TcSchedule | WgSchedule", m: int, n: int, k: int, alpha: float,
                beta: float, a: Operand, b: Operand, c: Operand, info: Info) -> None:
     """3xTF32 for the exact contract. It always waits: a non-finite output (an Inf or NaN
     operand, or overflow) is recomputed by the float32 family, whose IEEE propagation the
@@ -285,15 +286,16 @@ def _launch_tc(rt: Runtime, schedule: TcSchedule, m: int, n: int, k: int, alpha:
 
 
 def exact_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool,
-                  trans_b: bool, schedule: "Schedule | TcSchedule", info: Info,
+                  trans_b: bool, schedule: "Schedule | TcSchedule | WgSchedule", info: Info,
                   wait: bool = True):
     """The exact float32 product with one schedule: matmul's own path, and the fallback the
-    guards (ABFT recompute, approximate methods) return to. A TcSchedule runs the 3xTF32
-    lane (float32-level accuracy on the tensor cores, where the gate promoted it)."""
+    guards (ABFT recompute, approximate methods) return to. A tensor-core schedule (mma.sync
+    or wgmma) runs the 3xTF32 lane (float32-level accuracy on the tensor cores, where the
+    gate promoted it)."""
     k = info.shape[2]
 
     def compute(a, b, c, m, n):
-        if isinstance(schedule, TcSchedule):
+        if isinstance(schedule, (TcSchedule, WgSchedule)):
             _launch_tc(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
         else:
             _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, wait)

@@ -264,12 +264,12 @@ def _schedule_for(rt: Runtime, mode: str, m: int, n: int, k: int) -> TcSchedule:
     return s
 
 
-def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> TcSchedule | None:
+def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.WgSchedule | None":
     """The 3xTF32 schedule that serves the exact contract (rel_tol=None) on this device, or
     None: the float32 family serves. 3xTF32 serves only where the device table says the gate
     promoted it (`tensorcore.exact`), for products of at least the table's `min_flops`, where
     the capability probe passes and CLGEMM_EXACT_LANE is not "fp32" (the switch back to the
-    float32 family)."""
+    float32 family). On sm_90 the wgmma 3xTF32 kernel serves where its own probe passes."""
     from .select.table import load_table
 
     if os.environ.get("CLGEMM_EXACT_LANE", "").lower() == "fp32":
@@ -281,19 +281,24 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> TcSchedule | None:
         return None
     if not tensorcore_available(rt):
         return None
-    return schedule_for(rt, "3xtf32", m, n, k)
+    return wgmma_exact_schedule(rt) or schedule_for(rt, "3xtf32", m, n, k)
 
 
 def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float, beta: float,
                     a: Operand, b: Operand, c: Operand,
-                    schedule: TcSchedule | None = None,
+                    schedule: "TcSchedule | wgmma.WgSchedule | None" = None,
                     flag: "cl.Buffer | None" = None) -> "cl.Event":
-    """C = alpha op(A) op(B) + beta C through the tensor cores; returns the kernel's event."""
+    """C = alpha op(A) op(B) + beta C through the tensor cores; returns the kernel's event.
+    A wgmma schedule (of the product's mode) runs the wgmma kernel."""
     if c.transposed:
         # column-major C: C^T = op(B)^T op(A)^T into its row-major storage
         a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
         m, n = n, m
         c = replace(c, transposed=False)
+    if isinstance(schedule, wgmma.WgSchedule):
+        if schedule.mode != mode:
+            raise ClgemmError(f"a {schedule.mode} schedule for a {mode} product; this is a clgemm bug")
+        return enqueue_wgmma(rt, m, n, k, alpha, beta, a, b, c, flag=flag, schedule=schedule)
     if schedule is None and mode == "tf32" and wgmma_route(rt, a, b, m, n, k):
         return enqueue_wgmma(rt, m, n, k, alpha, beta, a, b, c, flag=flag)
     s = schedule or schedule_for(rt, mode, m, n, k)
@@ -321,7 +326,7 @@ def _valid_for(rt: Runtime, s: TcSchedule, layout: TcLayout) -> bool:
 def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alpha: float = 1.0,
               beta: float = 0.0, trans_a: bool = False, trans_b: bool = False,
               mode: str = "3xtf32", rt: Runtime | None = None,
-              schedule: TcSchedule | None = None) -> tuple[np.ndarray, float]:
+              schedule: "TcSchedule | wgmma.WgSchedule | None" = None) -> tuple[np.ndarray, float]:
     """Host arrays in, (result, kernel seconds) out. For tests and benchmarks; the public
     door stays clgemm.matmul (the exact lane, and `tf32_product` under rel_tol)."""
     from .runtime import get_runtime
@@ -460,6 +465,45 @@ void clgemm_transpose(const int R, const int Cn, __global const float* restrict 
   for (int j = ty; j < 32; j += 8)
     if (bx + j < Cn && by + tx < R) Y[(long)(bx + j) * ldy + by + tx] = tile[tx][j];
 }
+
+// 3xTF32's operand split: hi = x rounded to TF32 on its bits (to nearest, ties away: the top
+// 19 bits after adding half of the dropped part), lo = x - hi (exact in float32). An Inf x
+// gives a NaN lo (Inf - Inf), so the product is flagged non-finite, never silently wrong.
+#define TF32_HI(x) as_float((as_uint(x) + 0x1000u) & 0xffffe000u)
+
+__kernel __attribute__((reqd_work_group_size(32, 8, 1)))
+void clgemm_split_tf32(const int R, const int Cn, __global const float* restrict X,
+                       const int ldx, const int x_off, const int transpose,
+                       __global float* restrict Y, const int ldy, const long lo)
+{
+  // X is R x Cn; Y = X (transpose 0) or X^T (transpose 1), hi at Y and lo at Y + lo.
+  // transpose is the same for the whole work-group: the early return skips no barrier
+  // that other work-items wait at
+  __local float tile[32][33];
+  X += x_off;
+  const int bx = get_group_id(0) * 32, by = get_group_id(1) * 32;
+  const int tx = get_local_id(0), ty = get_local_id(1);
+  if (!transpose) {
+    for (int j = ty; j < 32; j += 8)
+      if (by + j < R && bx + tx < Cn) {
+        const float x = X[(long)(by + j) * ldx + bx + tx], h = TF32_HI(x);
+        const long at = (long)(by + j) * ldy + bx + tx;
+        Y[at] = h;
+        Y[lo + at] = x - h;
+      }
+    return;
+  }
+  for (int j = ty; j < 32; j += 8)
+    if (by + j < R && bx + tx < Cn) tile[j][tx] = X[(long)(by + j) * ldx + bx + tx];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int j = ty; j < 32; j += 8)
+    if (bx + j < Cn && by + tx < R) {
+      const float x = tile[tx][j], h = TF32_HI(x);
+      const long at = (long)(bx + j) * ldy + by + tx;
+      Y[at] = h;
+      Y[lo + at] = x - h;
+    }
+}
 """
 
 
@@ -469,16 +513,21 @@ class WgSupport:
     reason: str
 
 
-_wg_support: dict[int, WgSupport] = {}
+_wg_support: dict[tuple[int, int], WgSupport] = {}
+
+# The probe's bound per mode: TF32 errs ~8e-4 (truncated operands); 3xTF32 must stay at
+# float32's level (numpy float32 errs ~3e-8 on the probe's product).
+_WG_PROBE_BOUND = {1: 3e-3, 3: 1e-6}
 
 
-def wgmma_support(rt: Runtime) -> WgSupport:
-    """Whether TF32 products may take the wgmma kernel here (probed once per runtime): an
-    NVIDIA device of compute capability 9.0 exactly (sm_90a code runs on no other), the
-    inline-PTX lane, CLGEMM_WGMMA not "0", and a probe product of odd shape within TF32's
-    error."""
+def wgmma_support(rt: Runtime, splits: int = 1) -> WgSupport:
+    """Whether TF32 (splits=1) or 3xTF32 (splits=3) products may take the wgmma kernel here
+    (probed once per runtime and mode): an NVIDIA device of compute capability 9.0 exactly
+    (sm_90a code runs on no other), the inline-PTX lane, CLGEMM_WGMMA not "0", and a probe
+    product of odd shape within the mode's error."""
+    key = (id(rt), splits)
     with _support_lock:
-        known = _wg_support.get(id(rt))
+        known = _wg_support.get(key)
     if known is not None:
         return known
     cc = rt.device.capabilities.nv_compute_capability
@@ -490,19 +539,19 @@ def wgmma_support(rt: Runtime) -> WgSupport:
         support = WgSupport(False, "no tensor-core lane: " + tensorcore_support(rt).reason)
     else:
         try:
-            err = _wg_probe(rt)
-            support = (WgSupport(True, "ok") if err <= 3e-3 else
+            err = _wg_probe(rt, wgmma.DEFAULT if splits == 1 else wgmma.DEFAULT_3X)
+            support = (WgSupport(True, "ok") if err <= _WG_PROBE_BOUND[splits] else
                        WgSupport(False, f"probe product wrong: rel error {err:.3e}"))
         except (ClgemmError, cl.Error) as exc:
             support = WgSupport(False, f"{type(exc).__name__}: {str(exc)[:300]}")
     with _support_lock:
-        _wg_support[id(rt)] = support
+        _wg_support[key] = support
     return support
 
 
-def _wg_probe(rt: Runtime) -> float:
+def _wg_probe(rt: Runtime, schedule: wgmma.WgSchedule) -> float:
     """Relative error of an odd-shaped product (200 x 264 x 70: edge tiles, a partial chunk
-    of K) through the wgmma kernel, against float64."""
+    of K) through the wgmma kernel (3xTF32: through its split too), against float64."""
     rng = np.random.default_rng(4321)
     m, n, k = 200, 264, 70
     A = rng.standard_normal((m, k)).astype(np.float32)
@@ -517,7 +566,7 @@ def _wg_probe(rt: Runtime) -> float:
     b = Operand(padded(Bt), 0, k + 2, True)
     out = np.full((m, n), np.nan, np.float32)
     c = Operand(cl.Buffer(rt.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=out), 0, n, False)
-    get_wg_kernel(rt, wgmma.DEFAULT).enqueue(m, n, k, 1.0, 0.0, a, b, c).wait()
+    enqueue_wgmma(rt, m, n, k, 1.0, 0.0, a, b, c, schedule=schedule).wait()
     cl.enqueue_copy(rt.queue, out, c.buffer)
     ref = A.astype(np.float64) @ Bt.T.astype(np.float64)
     if not np.isfinite(out).all():
@@ -547,8 +596,16 @@ def wgmma_route(rt: Runtime, a: Operand, b: Operand, m: int, n: int, k: int) -> 
     return wgmma_support(rt).available
 
 
+def wgmma_exact_schedule(rt: Runtime) -> "wgmma.WgSchedule | None":
+    """The 3xTF32 wgmma schedule for the exact lane on this device, or None (the mma.sync
+    3xTF32 kernel serves): its probe passed. Any layout goes: both operands are split into
+    K-major scratch anyway."""
+    return wgmma.DEFAULT_3X if wgmma_support(rt, 3).available else None
+
+
 class WgKernel:
-    """The wgmma TF32 kernel of one schedule: A stored M x K, B stored N x K (K-major)."""
+    """The wgmma kernel of one schedule: A stored M x K, B stored N x K (K-major); 3xTF32
+    reads each as hi and lo arrays a fixed number of floats apart."""
 
     takes_flag = True
 
@@ -562,13 +619,16 @@ class WgKernel:
         self.build_info: BuildInfo = built.info
         self.program = built.program
         self._kernel = built.kernel(wgmma.KERNEL_NAME)
+        lo = [np.int64, np.int64] if schedule.splits == 3 else []
         self._kernel.set_scalar_arg_dtypes(
             [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
-             None, np.int32, np.int32, None, np.int32, np.int32, None])
+             None, np.int32, np.int32, None, np.int32, np.int32, None] + lo)
         self._lock = threading.Lock()
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
-                b: Operand, c: Operand, queue=None, flag: "cl.Buffer | None" = None) -> "cl.Event":
+                b: Operand, c: Operand, queue=None, flag: "cl.Buffer | None" = None,
+                lo: tuple[int, int] = (0, 0)) -> "cl.Event":
+        """`lo`: (3xTF32) the floats from A's and B's hi elements to their lo ones."""
         if a.transposed or not b.transposed or c.transposed:
             raise ShapeError("the wgmma kernel takes A as M x K and B as N x K; "
                              "this is a clgemm bug")
@@ -578,6 +638,8 @@ class WgKernel:
         flag = flag if flag is not None else nonfinite_flag(self.rt).scratch
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset, flag]
+        if s.splits == 3:
+            args += list(lo)
         with self._lock:
             self._kernel.set_args(*args)
             return cl.enqueue_nd_range_kernel(queue or self.rt.queue, self._kernel,
@@ -594,46 +656,77 @@ _scratch: dict[tuple, "cl.Buffer"] = {}
 _wg_lock = threading.RLock()
 
 
-def _transpose_kernel(rt: Runtime) -> "cl.Kernel":
+def _helper_kernel(rt: Runtime, name: str, arg_types: list) -> "cl.Kernel":
     def build() -> "cl.Kernel":
-        kernel = rt.build(_TRANSPOSE_C).kernel("clgemm_transpose")
+        kernel = rt.build(_TRANSPOSE_C).kernel(name)
         # typed once: set_args then packs plain ints (31 -> 5 us per call on this host's
         # Python; the whole NN route costs host time the device waits through)
-        kernel.set_scalar_arg_dtypes([np.int32, np.int32, None, np.int32, np.int32, None,
-                                      np.int32])
+        kernel.set_scalar_arg_dtypes(arg_types)
         return kernel
 
-    return cached_kernel(("transpose", id(rt)), build)
+    return cached_kernel((name, id(rt)), build)
+
+
+def _scratch_buffer(rt: Runtime, key: str, nbytes: int) -> "cl.Buffer":
+    """This runtime's scratch buffer `key`, grown to `nbytes` (reused by the next call: the
+    queue is in order)."""
+    buf = _scratch.get((id(rt), key))
+    if buf is None or buf.size < nbytes:
+        _scratch.pop((id(rt), key), None)  # released before its larger successor is made
+        buf = _scratch[(id(rt), key)] = rt.buffer(nbytes, what=f"the wgmma {key} scratch")
+    return buf
 
 
 def _k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> Operand:
     """x as a rows x K, K-contiguous operand: itself when it is stored so, else its transpose
-    in a scratch buffer of this runtime (reused by the next call: the queue is in order)."""
+    in a scratch buffer of this runtime."""
     stored_k_contiguous = (not x.transposed) if name == "A" else x.transposed
     if stored_k_contiguous:
         return x
     ld = -(-max(k, 1) // 4) * 4  # 16-byte rows
-    key = (id(rt), name)
-    buf = _scratch.get(key)
-    need = 4 * max(rows, 1) * ld
-    if buf is None or buf.size < need:
-        buf = _scratch[key] = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, need)
+    buf = _scratch_buffer(rt, name, 4 * max(rows, 1) * ld)
     # x is stored K x rows: Y (rows x K) = X^T
     if rows and k:
-        kern = _transpose_kernel(rt)
+        kern = _helper_kernel(rt, "clgemm_transpose",
+                              [np.int32, np.int32, None, np.int32, np.int32, None, np.int32])
         kern.set_args(k, rows, x.buffer, x.ld, x.offset, buf, ld)
         cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-rows // 32) * 32, -(-k // 32) * 8),
                                    (32, 8))
     return Operand(buf, 0, ld, name == "B")
 
 
+def _split_k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> tuple[Operand, int]:
+    """x split for 3xTF32 into hi and lo, both rows x K and K-contiguous with 16-byte rows, in
+    one scratch buffer (lo after hi): the hi operand and the floats from hi to lo."""
+    ld = -(-max(k, 1) // 4) * 4
+    lo = max(rows, 1) * ld
+    buf = _scratch_buffer(rt, name + " hi/lo", 8 * lo)
+    if rows and k:
+        transpose = x.transposed if name == "A" else not x.transposed
+        r, cn = (k, rows) if transpose else (rows, k)  # x's stored rows and columns
+        kern = _helper_kernel(rt, "clgemm_split_tf32",
+                              [np.int32, np.int32, None, np.int32, np.int32, np.int32, None,
+                               np.int32, np.int64])
+        kern.set_args(r, cn, x.buffer, x.ld, x.offset, int(transpose), buf, ld, lo)
+        cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-cn // 32) * 32, -(-r // 32) * 8),
+                                   (32, 8))
+    return Operand(buf, 0, ld, name == "B"), lo
+
+
 def enqueue_wgmma(rt: Runtime, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                   b: Operand, c: Operand, flag: "cl.Buffer | None" = None,
                   schedule: wgmma.WgSchedule | None = None) -> "cl.Event":
-    """C = alpha op(A) op(B) + beta C (row-major C) in TF32 on the wgmma kernel; operands not
-    stored K-contiguous are transposed into scratch first. Returns the product's event."""
-    kernel = get_wg_kernel(rt, schedule or wgmma.DEFAULT)
+    """C = alpha op(A) op(B) + beta C (row-major C) on the wgmma kernel, TF32 or (a 3xTF32
+    schedule) 3xTF32: TF32 operands not stored K-contiguous are transposed into scratch
+    first, 3xTF32 operands are always split into scratch. Returns the product's event."""
+    s = schedule or wgmma.DEFAULT
+    kernel = get_wg_kernel(rt, s)
     with _wg_lock:
+        if s.splits == 3:
+            a_k, a_lo = _split_k_major(rt, a, m, k, "A")
+            b_k, b_lo = _split_k_major(rt, b, n, k, "B")
+            return kernel.enqueue(m, n, k, alpha, beta, a_k, b_k, c, flag=flag,
+                                  lo=(a_lo, b_lo))
         a_k = _k_major(rt, a, m, k, "A")
         b_k = _k_major(rt, b, n, k, "B")
         return kernel.enqueue(m, n, k, alpha, beta, a_k, b_k, c, flag=flag)

@@ -20,6 +20,15 @@ swizzle wide: block_k = swizzle / 4 floats), or none (the interleaved core-matri
 slower on the H200: benchmarks/tc/h200/wgmma). A work-group is `warpgroups` x 128 threads;
 each warpgroup computes block_m / warpgroups rows as m64 blocks of one wgmma m64n{block_n}k8
 per k8 step; `in_flight` wgmma groups stay outstanding across k-tiles.
+
+3xTF32 (`splits=3`): float32-level accuracy on the tensor cores. Each operand arrives split
+(tc.py's split kernel: hi = float32 rounded to TF32 on its bits, lo = x - hi, exact in
+float32) as two K-major arrays, hi and lo, `a_lo` / `b_lo` floats apart; a stage holds four
+tiles. Per k8 step three wgmma (a_lo b_hi, a_hi b_lo, a_hi b_hi: small terms first, a_lo b_lo
+below float32's resolution) chain into a fresh accumulator that starts each k-tile from zero
+(scale-d off) and is added into the float32 total with an ordinary add after the tile: the
+tensor core's own accumulate does not round to nearest, and a chain over all of K erred 39x
+numpy's float32 error in the mma.sync family (research/.../tensorcore/card.toml, fold0).
 """
 
 from __future__ import annotations
@@ -38,9 +47,18 @@ class WgSchedule:
     block_n: int = 128
     block_k: int = 16
     stages: int = 3
-    warpgroups: int = 2
+    warpgroups: int = 1
     in_flight: int = 1
     swizzle: int = 64  # bytes; 0: interleaved core matrices, no swizzle
+    splits: int = 1  # 1: TF32; 3: 3xTF32 (hi/lo operands, three products, folded per k-tile)
+
+    @property
+    def mode(self) -> str:
+        return "tf32" if self.splits == 1 else "3xtf32"
+
+    @property
+    def tiles_per_operand(self) -> int:  # shared tiles per operand and stage: hi (and lo)
+        return 1 if self.splits == 1 else 2
 
     @property
     def threads(self) -> int:
@@ -54,11 +72,15 @@ class WgSchedule:
     def accumulators(self) -> int:  # float registers per thread
         return self.m64_per_warpgroup * self.block_n // 2
 
+    def registers(self) -> int:  # accumulator floats per thread: totals (and one k-tile's chain)
+        return self.accumulators * (1 if self.splits == 1 else 2)
+
     def local_bytes(self) -> int:
-        return 4 * self.stages * (self.block_m + self.block_n) * self.block_k
+        return (4 * self.stages * (self.block_m + self.block_n) * self.block_k
+                * self.tiles_per_operand)
 
     def key(self) -> str:
-        return (f"wg-tf32-m{self.block_m}n{self.block_n}k{self.block_k}-s{self.stages}"
+        return (f"wg-{self.mode}-m{self.block_m}n{self.block_n}k{self.block_k}-s{self.stages}"
                 f"-w{self.warpgroups}-q{self.in_flight}-z{self.swizzle}")
 
     def violations(self, local_mem_bytes: int = 49152) -> list[str]:
@@ -76,7 +98,11 @@ class WgSchedule:
             bad.append("at least two stages")
         if self.in_flight not in (0, 1):
             bad.append("in_flight is 0 or 1")
-        if self.accumulators > 128:
+        if self.splits not in (1, 3):
+            bad.append("splits is 1 (TF32) or 3 (3xTF32)")
+        if self.splits == 3 and self.in_flight != 0:
+            bad.append("3xTF32 folds each k-tile's chain when it completes: in_flight 0")
+        if self.registers() > 128:
             bad.append("at most 128 accumulators per thread")
         for rows in (self.block_m, self.block_n):
             if (rows * self.block_k // 4) % self.threads:
@@ -92,18 +118,22 @@ class WgSchedule:
             raise ScheduleError(f"wgmma schedule {self.key()} is not valid: " + ", ".join(bad))
 
 
-# Measured on the H200 (benchmarks/tc/h200/wgmma/record2): fastest of the tried schedules at
-# 1400, 2048 and 4096 (the one-warpgroup variant led at 3072: 208 against 183 TFLOPS).
+# The library's kernel on the H200 (benchmarks/tc/h200/wgmma/lane2, lane3): one warpgroup
+# ahead of two at 2048, 3072 and 4096 (174 against 158 TFLOPS at 3072), behind at 1400.
 DEFAULT = WgSchedule()
+# 3xTF32: four tiles per stage, so 48 KiB at 128 x 128 x 8 and three stages; two warpgroups
+# (one m64 block each) leave room for the totals and a fresh chain (128 registers)
+DEFAULT_3X = WgSchedule(block_k=8, stages=3, warpgroups=2, in_flight=0, swizzle=32, splits=3)
 
 _LAYOUT_TYPE = {128: 1, 64: 2, 32: 3}  # the descriptor's 2-bit layout field (bits 62-63)
 
 
 def render_wgmma(s: WgSchedule) -> str:
     s.check(1 << 30)
+    three = s.splits == 3
     nacc = s.block_n // 2
     acc_list = ", ".join(f"%{i}" for i in range(nacc))
-    acc_ops = ", ".join(f'"+f"(acc[H][{i}])' for i in range(nacc))
+    acc_ops = ", ".join(f'"+f"(ACC[H][{i}])' for i in range(nacc))
     if s.swizzle:
         # row r of a tile is one swizzle (block_k floats) wide; its 16-byte chunk c sits at
         # chunk c ^ ((r * swizzle / 128) mod chunks): the hardware's swizzle pattern
@@ -121,6 +151,57 @@ def render_wgmma(s: WgSchedule) -> str:
         m64_bytes, k8_bytes = 8 * sbo, 256
     copy_next = ("if (kt + STAGES - 1 < KT) COPY(kt + STAGES - 1, (kt + STAGES - 1) % STAGES);\n"
                  "    CP_COMMIT();")
+    # 3xTF32: each chunk copied twice, hi from X and lo from X + x_lo, into the stage's hi
+    # and lo tiles (BM * BK * 4 bytes apart)
+    lo_a = " CP16(d_ + BM * BK * 4, s_ + a_lo, nb);" if three else ""
+    lo_b = " CP16(d_ + BN * BK * 4, s_ + b_lo, nb);" if three else ""
+    if three:
+        mma = f"""#pragma unroll
+    for (int s8 = 0; s8 < BK / 8; s8++) {{
+      const uint b_ = sB + st * B_STAGE + s8 * {k8_bytes};
+      const ulong bh = wg_desc(b_), bl = wg_desc(b_ + BN * BK * 4);
+      #pragma unroll
+      for (int H = 0; H < HPW; H++) {{
+        const uint a_ = sA + st * A_STAGE + (wg * HPW + H) * {m64_bytes} + s8 * {k8_bytes};
+        const ulong ah = wg_desc(a_), al = wg_desc(a_ + BM * BK * 4);
+        WGMMA(fr, H, al, bh, s8 ? one : zero);  // the tile's chain starts from zero
+        WGMMA(fr, H, ah, bl, one);
+        WGMMA(fr, H, ah, bh, one);
+      }}
+    }}
+    MARK("WGMMA_COMMIT");
+    #pragma unroll
+    for (int H = 0; H < HPW; H++) WAIT(fr, H, 0);
+    #pragma unroll
+    for (int H = 0; H < HPW; H++)
+      #pragma unroll
+      for (int i = 0; i < {nacc}; i++) acc[H][i] += fr[H][i];  // round-to-nearest fold"""
+        lo_args = ",\n    const long a_lo, const long b_lo"
+        fresh = f"""float fr[HPW][{nacc}];  // one k-tile's chain
+  #pragma unroll
+  for (int h = 0; h < HPW; h++)
+    #pragma unroll
+    for (int i = 0; i < {nacc}; i++) fr[h][i] = 0.0f;
+  const int zero = K < 0;  // 0 in a register: scale-d off"""
+    else:
+        mma = f"""#pragma unroll
+    for (int s8 = 0; s8 < BK / 8; s8++) {{
+      const ulong db = wg_desc(sB + st * B_STAGE + s8 * {k8_bytes});
+      #pragma unroll
+      for (int H = 0; H < HPW; H++) {{
+        const ulong da = wg_desc(sA + st * A_STAGE + (wg * HPW + H) * {m64_bytes} + s8 * {k8_bytes});
+        WGMMA(acc, H, da, db, one);
+      }}
+    }}
+    MARK("WGMMA_COMMIT");
+    // the accumulators change when a group completes, not at the (comment) wgmma: the wait
+    // names them all, so the compiler keeps them in their registers across it
+    #pragma unroll
+    for (int H = 0; H < HPW; H++) WAIT(acc, H, {s.in_flight});"""
+        lo_args = fresh = ""
+    final_wait = "" if three else """#pragma unroll
+  for (int H = 0; H < HPW; H++) WAIT(acc, H, 0);"""
+    tiles = s.tiles_per_operand
     return f"""// clgemm wgmma kernel {s.key()}
 #define BM {s.block_m}
 #define BN {s.block_n}
@@ -128,14 +209,16 @@ def render_wgmma(s: WgSchedule) -> str:
 #define STAGES {s.stages}
 #define HPW {s.m64_per_warpgroup}
 #define NT {s.threads}
+#define A_STAGE ({tiles} * BM * BK * 4)
+#define B_STAGE ({tiles} * BN * BK * 4)
 #define SHARED_ADDR(x) ((uint)(size_t)(x))
 #define TILE_OFF(r, k) {tile_off}
 #define CP16(dst, src, bytes) asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(bytes) : "memory")
 #define CP_COMMIT() asm volatile("cp.async.commit_group;" ::: "memory")
 #define CP_WAIT(n) asm volatile("cp.async.wait_group " #n ";" ::: "memory")
 #define MARK(text) asm volatile("// CLGEMM_" text ::: "memory")
-#define WAIT(H, n) asm volatile("// CLGEMM_WGMMA_WAIT" #n : {acc_ops} :: "memory")
-#define WGMMA(H, da, db) asm volatile("// CLGEMM_WGMMA_M64N{s.block_n}K8 {{{acc_list}}}, %{nacc}, %{nacc + 1}, %{nacc + 2};" : {acc_ops} : "l"(da), "l"(db), "r"(one))
+#define WAIT(ACC, H, n) asm volatile("// CLGEMM_WGMMA_WAIT" #n : {acc_ops} :: "memory")
+#define WGMMA(ACC, H, da, db, d) asm volatile("// CLGEMM_WGMMA_M64N{s.block_n}K8 {{{acc_list}}}, %{nacc}, %{nacc + 1}, %{nacc + 2};" : {acc_ops} : "l"(da), "l"(db), "r"(d))
 
 ulong wg_desc(uint addr) {{ return {desc}; }}
 
@@ -145,10 +228,10 @@ __kernel void {KERNEL_NAME}(const int M, const int N, const int K,
     __global const float* restrict A, const int lda, const int a_off,
     __global const float* restrict B, const int ldb, const int b_off,
     __global float* C, const int ldc, const int c_off,
-    __global int* nonfinite)
+    __global int* nonfinite{lo_args})
 {{
-  __local float As[STAGES * BM * BK] __attribute__((aligned(1024)));
-  __local float Bs[STAGES * BN * BK] __attribute__((aligned(1024)));
+  __local float As[STAGES * {tiles} * BM * BK] __attribute__((aligned(1024)));
+  __local float Bs[STAGES * {tiles} * BN * BK] __attribute__((aligned(1024)));
   A += a_off; B += b_off; C += c_off;
   const int tid = get_local_id(0), wg = tid >> 7;
   const int tiles_n = (N + BN - 1) / BN;
@@ -161,19 +244,30 @@ __kernel void {KERNEL_NAME}(const int M, const int N, const int K,
   for (int h = 0; h < HPW; h++)
     #pragma unroll
     for (int i = 0; i < {nacc}; i++) acc[h][i] = 0.0f;
+  {fresh}
 
-  // 16-byte chunk c of a tile: row c / (BK / 4), K quad c % (BK / 4); a chunk past K is
-  // partly or wholly zero-filled (cp.async's source size), rows past M or N wholly
-  #define COPY(kt, st) do {{ \\
+  // 16-byte chunk c of a tile: row c / (BK / 4), K quad c % (BK / 4). A k-tile wholly inside
+  // the matrices copies without bounds (the clamps cost ~56 of the k-tile loop's 200
+  // instructions in a local sm_90a build); at the edges a chunk past K is partly or wholly
+  // zero-filled (cp.async's source size), rows past M or N wholly
+  const int inner_mn = m0 + BM <= M && n0 + BN <= N;
+  #define COPY_TILE(kt, st, BOUNDED) do {{ \\
     const int k0_ = (kt) * BK; \\
     _Pragma("unroll") for (int q = 0; q < BM * BK / 4 / NT; q++) {{ \\
       const int c = tid + q * NT, r = c / (BK / 4), kq = (c % (BK / 4)) * 4; \\
-      const int nb = m0 + r < M ? clamp(K - (k0_ + kq), 0, 4) * 4 : 0; \\
-      CP16(sA + (st) * BM * BK * 4 + TILE_OFF(r, kq), nb ? A + (long)(m0 + r) * lda + k0_ + kq : A, nb); }} \\
+      const int nb = !(BOUNDED) ? 16 : m0 + r < M ? clamp(K - (k0_ + kq), 0, 4) * 4 : 0; \\
+      const uint d_ = sA + (st) * A_STAGE + TILE_OFF(r, kq); \\
+      __global const float* s_ = nb ? A + (long)(m0 + r) * lda + k0_ + kq : A; \\
+      CP16(d_, s_, nb);{lo_a} }} \\
     _Pragma("unroll") for (int q = 0; q < BN * BK / 4 / NT; q++) {{ \\
       const int c = tid + q * NT, r = c / (BK / 4), kq = (c % (BK / 4)) * 4; \\
-      const int nb = n0 + r < N ? clamp(K - (k0_ + kq), 0, 4) * 4 : 0; \\
-      CP16(sB + (st) * BN * BK * 4 + TILE_OFF(r, kq), nb ? B + (long)(n0 + r) * ldb + k0_ + kq : B, nb); }} \\
+      const int nb = !(BOUNDED) ? 16 : n0 + r < N ? clamp(K - (k0_ + kq), 0, 4) * 4 : 0; \\
+      const uint d_ = sB + (st) * B_STAGE + TILE_OFF(r, kq); \\
+      __global const float* s_ = nb ? B + (long)(n0 + r) * ldb + k0_ + kq : B; \\
+      CP16(d_, s_, nb);{lo_b} }} \\
+  }} while (0)
+  #define COPY(kt, st) do {{ \\
+    if (inner_mn && ((kt) + 1) * BK <= K) COPY_TILE(kt, st, 0); else COPY_TILE(kt, st, 1); \\
   }} while (0)
 
   for (int p = 0; p < STAGES - 1; p++) {{
@@ -187,24 +281,10 @@ __kernel void {KERNEL_NAME}(const int M, const int N, const int K,
     barrier(CLK_LOCAL_MEM_FENCE);
     {copy_next if s.in_flight == 0 else ""}
     MARK("WGMMA_FENCE");
-    #pragma unroll
-    for (int s8 = 0; s8 < BK / 8; s8++) {{
-      const ulong db = wg_desc(sB + st * BN * BK * 4 + s8 * {k8_bytes});
-      #pragma unroll
-      for (int H = 0; H < HPW; H++) {{
-        const ulong da = wg_desc(sA + st * BM * BK * 4 + (wg * HPW + H) * {m64_bytes} + s8 * {k8_bytes});
-        WGMMA(H, da, db);
-      }}
-    }}
-    MARK("WGMMA_COMMIT");
-    // the accumulators change when a group completes, not at the (comment) wgmma: the wait
-    // names them all, so the compiler keeps them in their registers across it
-    #pragma unroll
-    for (int H = 0; H < HPW; H++) WAIT(H, {s.in_flight});
+    {mma}
     {copy_next if s.in_flight == 1 else ""}
   }}
-  #pragma unroll
-  for (int H = 0; H < HPW; H++) WAIT(H, 0);
+  {final_wait}
   CP_WAIT(0);
   // accumulators of m64nNk8 (f32): warp w of the warpgroup holds rows 16w..16w+15; register
   // 4j+e of lane (g = lane / 4, q = lane % 4) is row g + 8 (e >> 1), column 8j + 2q + (e & 1)

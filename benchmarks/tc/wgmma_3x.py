@@ -1,0 +1,191 @@
+"""Issue 6's measurement in one process: 3xTF32 and TF32 on the wgmma kernel against cuBLAS
+(PyTorch, float32 with and without TF32), the mma.sync 3xTF32 kernel and the float32 OpenCL
+family, at 1400, 2048, 3072 and 4096; NN layout (A stored M x K, B stored K x N, row-major),
+fresh normal inputs per size.
+
+    source .carry/gpu-env.sh; PYTHONPATH=src CLGEMM_DEVICE=NVIDIA python3 benchmarks/tc/wgmma_3x.py OUT
+
+Per kernel: the call's device span (every command the call enqueues, the split or transpose
+kernels and the host's gaps between them, between two markers; median of 20 after 3 warm-ups)
+and the product kernel's own event time (median of 10). cuBLAS: CUDA events around `a @ b`,
+median of 20, measured before and after the OpenCL kernels (both kept). Accuracy: relative
+Frobenius error against float64 (PyTorch on the GPU), and numpy float32's error on the same
+inputs (the issue's bar for 3xTF32: at most twice it); plus entries scaled by 2^U(-20, 20) at
+2048. Writes OUT/wgmma-3x.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pyopencl as cl
+
+SIZES = (1400, 2048, 3072, 4096)
+
+
+def candidates_3x():
+    from clgemm.kernels.wgmma import DEFAULT_3X, WgSchedule
+
+    z = dict(in_flight=0, splits=3)
+    return [DEFAULT_3X, replace(DEFAULT_3X, stages=2),
+            WgSchedule(block_m=64, block_k=16, stages=2, warpgroups=1, swizzle=64, **z),
+            WgSchedule(block_m=64, block_k=8, stages=3, warpgroups=1, swizzle=32, **z),
+            WgSchedule(block_m=128, block_n=64, block_k=16, stages=2, warpgroups=2, swizzle=64, **z)]
+
+
+def main() -> None:
+    import torch
+
+    from clgemm import tc
+    from clgemm.api import choose_schedule
+    from clgemm.kernels.wgmma import DEFAULT, WgSchedule
+    from clgemm.plan import Operand, get_kernel, layout_for
+    from clgemm.runtime import get_runtime
+
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgmma-3x"
+    os.makedirs(out_dir, exist_ok=True)
+    rt = get_runtime()
+    t0 = time.perf_counter()
+    report = {"device": rt.device.name, "wgmma_tf32": vars(tc.wgmma_support(rt)),
+              "wgmma_3xtf32": vars(tc.wgmma_support(rt, 3)),
+              "probe_s": time.perf_counter() - t0, "sizes": []}
+    print(json.dumps(report), flush=True)
+    mf = cl.mem_flags
+
+    def span(fn, reps=20):
+        for _ in range(3):
+            fn()
+        rt.queue.finish()
+        ts = []
+        for _ in range(reps):
+            before = cl.enqueue_marker(rt.queue)
+            fn()
+            after = cl.enqueue_marker(rt.queue)
+            after.wait()
+            ts.append((after.profile.end - before.profile.end) * 1e-9)
+        return float(np.median(ts))
+
+    def kernel_time(fn, reps=10):
+        ts = []
+        for _ in range(reps):
+            ev = fn()
+            ev.wait()
+            ts.append((ev.profile.end - ev.profile.start) * 1e-9)
+        return float(np.median(ts))
+
+    def cublas(n, tf32, reps=20):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        a = torch.randn(n, n, device="cuda")
+        b = torch.randn(n, n, device="cuda")
+        for _ in range(3):
+            a @ b
+        torch.cuda.synchronize()
+        ts = []
+        for _ in range(reps):
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            a @ b
+            e1.record()
+            e1.synchronize()
+            ts.append(e0.elapsed_time(e1) * 1e-3)
+        return 2.0 * n ** 3 / float(np.median(ts)) / 1e12
+
+    def f64(x):
+        return torch.from_numpy(x).cuda().double()
+
+    for n in SIZES:
+        flops = 2.0 * n ** 3
+        row = {"n": n, "cublas_before": {"fp32": cublas(n, False), "tf32": cublas(n, True)}}
+        rng = np.random.default_rng(1000 + n)
+        A = rng.standard_normal((n, n)).astype(np.float32)
+        B = rng.standard_normal((n, n)).astype(np.float32)
+        ref = (f64(A) @ f64(B)).cpu().numpy()
+        norm = np.linalg.norm(ref)
+        row["numpy_fp32_err"] = float(np.linalg.norm(A @ B - ref) / norm)
+        a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, n, False)
+        b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
+        bt = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR,
+                               hostbuf=np.ascontiguousarray(B.T)), 0, n, True)
+        c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * n * n), 0, n, False)
+        poison = np.full((n, n), np.nan, np.float32)
+
+        fp32 = choose_schedule(rt, n, n, n)
+        fp32_kernel = get_kernel(rt, fp32, layout_for(fp32, a, b, c))
+        mma3 = tc.schedule_for(rt, "3xtf32", n, n, n)
+        runs = [("fp32_family", fp32.key(),
+                 lambda: fp32_kernel.enqueue(n, n, n, 1.0, 0.0, a, b, c)),
+                ("mma_sync_3xtf32", mma3.key(),
+                 lambda: tc.enqueue_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, mma3))]
+        for s in candidates_3x():
+            runs.append(("wgmma_3xtf32", s.key(),
+                         lambda s=s: tc.enqueue_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, s)))
+        for s in (DEFAULT, replace(DEFAULT, warpgroups=3 - DEFAULT.warpgroups)):
+            runs.append(("wgmma_tf32", s.key(),
+                         lambda s=s: tc.enqueue_wgmma(rt, n, n, n, 1.0, 0.0, a, b, c, schedule=s)))
+            runs.append(("wgmma_tf32_nt", s.key(),
+                         lambda s=s: tc.enqueue_wgmma(rt, n, n, n, 1.0, 0.0, a, bt, c, schedule=s)))
+        row["runs"] = []
+        for name, key, fn in runs:
+            try:
+                cl.enqueue_copy(rt.queue, c.buffer, poison)
+                fn().wait()
+                got = np.empty((n, n), np.float32)
+                cl.enqueue_copy(rt.queue, got, c.buffer)
+                err = float(np.linalg.norm(got - ref) / norm)
+                t = span(fn)
+                k_s = kernel_time(fn)
+            except Exception as exc:  # noqa: BLE001 - a failing candidate is data, not the end
+                row["runs"].append({"name": name, "schedule": key,
+                                    "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                print(name, key, "FAILED", exc, flush=True)
+                continue
+            r = {"name": name, "schedule": key, "span_s": t, "tflops": flops / t / 1e12,
+                 "kernel_s": k_s, "kernel_tflops": flops / k_s / 1e12, "rel_err": err,
+                 "err_over_numpy": err / row["numpy_fp32_err"]}
+            row["runs"].append(r)
+            print(n, json.dumps(r), flush=True)
+        row["cublas_after"] = {"fp32": cublas(n, False), "tf32": cublas(n, True)}
+        if n == 2048:  # wide exponents: where a naive split loses accuracy
+            W = lambda: (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-20, 20, (n, n)))).astype(np.float32)  # noqa: E731
+            Aw, Bw = W(), W()
+            refw = (f64(Aw) @ f64(Bw)).cpu().numpy()
+            np_w = float(np.linalg.norm(Aw @ Bw - refw) / np.linalg.norm(refw))
+            wide = {"numpy_fp32_err": np_w}
+            for s in candidates_3x()[:1]:
+                out, _ = tc.tc_matmul(Aw, Bw, mode="3xtf32", rt=rt, schedule=s)
+                e = float(np.linalg.norm(out - refw) / np.linalg.norm(refw))
+                wide[s.key()] = {"rel_err": e, "err_over_numpy": e / np_w}
+            out, _ = tc.tc_matmul(Aw, Bw, mode="3xtf32", rt=rt, schedule=mma3)
+            e = float(np.linalg.norm(out - refw) / np.linalg.norm(refw))
+            wide[mma3.key()] = {"rel_err": e, "err_over_numpy": e / np_w}
+            row["wide_exponents"] = wide
+            print(json.dumps(wide), flush=True)
+        report["sizes"].append(row)
+        with open(os.path.join(out_dir, "wgmma-3x.json"), "w") as f:
+            json.dump(report, f, indent=1)
+
+    # summary: best of each kind by span against the better cuBLAS of the two measurements
+    print(f"{'n':>5} {'cuBLAS32':>8} {'cuBLAStf':>8} {'fp32fam':>7} {'mma3x':>6} {'wg3x':>6} "
+          f"{'x/cu32':>6} {'err/np':>6} {'wgtf32':>6} {'/cutf':>5}")
+    for row in report["sizes"]:
+        cu32 = max(row["cublas_before"]["fp32"], row["cublas_after"]["fp32"])
+        cutf = max(row["cublas_before"]["tf32"], row["cublas_after"]["tf32"])
+
+        def best(name):
+            rs = [r for r in row["runs"] if r["name"] == name and "tflops" in r]
+            return max(rs, key=lambda r: r["tflops"]) if rs else {"tflops": 0, "err_over_numpy": 0}
+
+        w3, tf = best("wgmma_3xtf32"), best("wgmma_tf32")
+        print(f"{row['n']:>5} {cu32:8.1f} {cutf:8.1f} {best('fp32_family')['tflops']:7.1f} "
+              f"{best('mma_sync_3xtf32')['tflops']:6.1f} {w3['tflops']:6.1f} "
+              f"{w3['tflops'] / cu32:6.2f} {w3['err_over_numpy']:6.2f} {tf['tflops']:6.1f} "
+              f"{tf['tflops'] / cutf:5.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
