@@ -281,7 +281,7 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
         return None
     if not tensorcore_available(rt):
         return None
-    return wgmma_exact_schedule(rt) or schedule_for(rt, "3xtf32", m, n, k)
+    return wgmma_exact_schedule(rt, m, n) or schedule_for(rt, "3xtf32", m, n, k)
 
 
 def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float, beta: float,
@@ -471,16 +471,13 @@ void clgemm_transpose(const int R, const int Cn, __global const float* restrict 
 // gives a NaN lo (Inf - Inf), so the product is flagged non-finite, never silently wrong.
 #define TF32_HI(x) as_float((as_uint(x) + 0x1000u) & 0xffffe000u)
 
-__kernel __attribute__((reqd_work_group_size(32, 8, 1)))
-void clgemm_split_tf32(const int R, const int Cn, __global const float* restrict X,
-                       const int ldx, const int x_off, const int transpose,
-                       __global float* restrict Y, const int ldy, const long lo)
+void split_tile(const int R, const int Cn, __global const float* restrict X, const int ldx,
+                const int transpose, __global float* restrict Y, const int ldy, const long lo,
+                __local float (*tile)[33])
 {
   // X is R x Cn; Y = X (transpose 0) or X^T (transpose 1), hi at Y and lo at Y + lo.
   // transpose is the same for the whole work-group: the early return skips no barrier
   // that other work-items wait at
-  __local float tile[32][33];
-  X += x_off;
   const int bx = get_group_id(0) * 32, by = get_group_id(1) * 32;
   const int tx = get_local_id(0), ty = get_local_id(1);
   if (!transpose) {
@@ -503,6 +500,20 @@ void clgemm_split_tf32(const int R, const int Cn, __global const float* restrict
       Y[at] = h;
       Y[lo + at] = x - h;
     }
+}
+
+// Both operands of a product in one launch (one enqueue less of host time per call):
+// work-groups of z = 0 split A, of z = 1 split B
+__kernel __attribute__((reqd_work_group_size(32, 8, 1)))
+void clgemm_split_tf32(
+    const int Ra, const int Ca, __global const float* restrict Xa, const int lda, const int a_off,
+    const int ta, __global float* restrict Ya, const long a_lo,
+    const int Rb, const int Cb, __global const float* restrict Xb, const int ldb, const int b_off,
+    const int tb, __global float* restrict Yb, const long b_lo, const int ldy)
+{
+  __local float tile[32][33];
+  if (get_group_id(2) == 0) split_tile(Ra, Ca, Xa + a_off, lda, ta, Ya, ldy, a_lo, tile);
+  else split_tile(Rb, Cb, Xb + b_off, ldb, tb, Yb, ldy, b_lo, tile);
 }
 """
 
@@ -596,11 +607,35 @@ def wgmma_route(rt: Runtime, a: Operand, b: Operand, m: int, n: int, k: int) -> 
     return wgmma_support(rt).available
 
 
-def wgmma_exact_schedule(rt: Runtime) -> "wgmma.WgSchedule | None":
+# Below this wave efficiency (work-groups over the slots of the waves they need) the 3xTF32
+# route tries the other wgmma schedule (the same bar as the device tables' tensor-core lane).
+WGMMA_3X_MIN_WAVE_EFFICIENCY = 0.85
+
+
+def _wave_efficiency(s: "wgmma.WgSchedule", m: int, n: int, compute_units: int) -> tuple[float, int, int]:
+    """(efficiency, work-groups, slots of one wave) of `s` on an m x n output."""
+    groups = (-(-m // s.block_m)) * (-(-n // s.block_n))
+    slots = wgmma.resident_groups(s) * max(compute_units, 1)
+    return groups / (-(-groups // slots) * slots), groups, slots
+
+
+def wgmma_3x_schedule(rt: Runtime, m: int, n: int) -> "wgmma.WgSchedule":
+    """The 3xTF32 wgmma schedule for an m x n output: DEFAULT_3X unless its work-groups need
+    more than one wave and leave the last mostly empty (efficiency < 0.85) where WIDE_3X's
+    fill theirs better (2048 on 132 SMs: 512 groups on 396 slots, 0.65, against 0.97)."""
+    cu = rt.device.compute_units
+    eff, groups, slots = _wave_efficiency(wgmma.DEFAULT_3X, m, n, cu)
+    if groups <= slots or eff >= WGMMA_3X_MIN_WAVE_EFFICIENCY:
+        return wgmma.DEFAULT_3X
+    wide, _, _ = _wave_efficiency(wgmma.WIDE_3X, m, n, cu)
+    return wgmma.WIDE_3X if wide > eff else wgmma.DEFAULT_3X
+
+
+def wgmma_exact_schedule(rt: Runtime, m: int, n: int) -> "wgmma.WgSchedule | None":
     """The 3xTF32 wgmma schedule for the exact lane on this device, or None (the mma.sync
     3xTF32 kernel serves): its probe passed. Any layout goes: both operands are split into
     K-major scratch anyway."""
-    return wgmma.DEFAULT_3X if wgmma_support(rt, 3).available else None
+    return wgmma_3x_schedule(rt, m, n) if wgmma_support(rt, 3).available else None
 
 
 class WgKernel:
@@ -695,22 +730,27 @@ def _k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> Operand:
     return Operand(buf, 0, ld, name == "B")
 
 
-def _split_k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> tuple[Operand, int]:
-    """x split for 3xTF32 into hi and lo, both rows x K and K-contiguous with 16-byte rows, in
-    one scratch buffer (lo after hi): the hi operand and the floats from hi to lo."""
+def _split_operands(rt: Runtime, a: Operand, b: Operand, m: int, n: int,
+                    k: int) -> tuple[Operand, int, Operand, int]:
+    """A and B split for 3xTF32 into hi and lo, each rows x K and K-contiguous with 16-byte
+    rows, lo after hi in one scratch buffer per operand, by one launch: (A's hi operand, the
+    floats from its hi to its lo, B's hi operand, the same for B)."""
     ld = -(-max(k, 1) // 4) * 4
-    lo = max(rows, 1) * ld
-    buf = _scratch_buffer(rt, name + " hi/lo", 8 * lo)
-    if rows and k:
-        transpose = x.transposed if name == "A" else not x.transposed
-        r, cn = (k, rows) if transpose else (rows, k)  # x's stored rows and columns
+    a_lo, b_lo = max(m, 1) * ld, max(n, 1) * ld
+    ya = _scratch_buffer(rt, "A hi/lo", 8 * a_lo)
+    yb = _scratch_buffer(rt, "B hi/lo", 8 * b_lo)
+    if m and n and k:
+        ta, tb = a.transposed, not b.transposed  # 1: stored K x rows, transposed here
+        ra, ca = (k, m) if ta else (m, k)  # the operands' stored rows and columns
+        rb, cb = (k, n) if tb else (n, k)
         kern = _helper_kernel(rt, "clgemm_split_tf32",
                               [np.int32, np.int32, None, np.int32, np.int32, np.int32, None,
-                               np.int32, np.int64])
-        kern.set_args(r, cn, x.buffer, x.ld, x.offset, int(transpose), buf, ld, lo)
-        cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-cn // 32) * 32, -(-r // 32) * 8),
-                                   (32, 8))
-    return Operand(buf, 0, ld, name == "B"), lo
+                               np.int64] * 2 + [np.int32])
+        kern.set_args(ra, ca, a.buffer, a.ld, a.offset, int(ta), ya, a_lo,
+                      rb, cb, b.buffer, b.ld, b.offset, int(tb), yb, b_lo, ld)
+        cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-max(ca, cb) // 32) * 32,
+                                                    -(-max(ra, rb) // 32) * 8, 2), (32, 8, 1))
+    return Operand(ya, 0, ld, False), a_lo, Operand(yb, 0, ld, True), b_lo
 
 
 def enqueue_wgmma(rt: Runtime, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
@@ -723,8 +763,7 @@ def enqueue_wgmma(rt: Runtime, m: int, n: int, k: int, alpha: float, beta: float
     kernel = get_wg_kernel(rt, s)
     with _wg_lock:
         if s.splits == 3:
-            a_k, a_lo = _split_k_major(rt, a, m, k, "A")
-            b_k, b_lo = _split_k_major(rt, b, n, k, "B")
+            a_k, a_lo, b_k, b_lo = _split_operands(rt, a, b, m, n, k)
             return kernel.enqueue(m, n, k, alpha, beta, a_k, b_k, c, flag=flag,
                                   lo=(a_lo, b_lo))
         a_k = _k_major(rt, a, m, k, "A")

@@ -121,9 +121,29 @@ class WgSchedule:
 # The library's kernel on the H200 (benchmarks/tc/h200/wgmma/lane2, lane3): one warpgroup
 # ahead of two at 2048, 3072 and 4096 (174 against 158 TFLOPS at 3072), behind at 1400.
 DEFAULT = WgSchedule()
-# 3xTF32: four tiles per stage, so 48 KiB at 128 x 128 x 8 and three stages; two warpgroups
-# (one m64 block each) leave room for the totals and a fresh chain (128 registers)
-DEFAULT_3X = WgSchedule(block_k=8, stages=3, warpgroups=2, in_flight=0, swizzle=32, splits=3)
+# 3xTF32: four tiles per stage, so 48 KiB at 64 x 128 x 16 and two stages. One warpgroup per
+# work-group (totals and one chain: 128 registers) lets three work-groups share an SM, whose
+# waits and folds then overlap each other's wgmma: fastest of five schedules at 1400, 3072 and
+# 4096 on the H200 (benchmarks/tc/h200/wgmma3/run1: 92 TFLOPS at 3072 against 57-63 for the
+# two-warpgroup ones); 128 x 64 x 16 with two warpgroups led at 2048, where 64 x 128 tiles
+# leave a mostly empty second wave (tc.wgmma_3x_schedule picks between them).
+DEFAULT_3X = WgSchedule(block_m=64, block_k=16, stages=2, warpgroups=1, in_flight=0,
+                        swizzle=64, splits=3)
+WIDE_3X = WgSchedule(block_m=128, block_n=64, block_k=16, stages=2, warpgroups=2, in_flight=0,
+                     swizzle=64, splits=3)
+
+
+def resident_groups(s: WgSchedule, sm_registers: int = 65536, sm_local_bytes: int = 233472,
+                    sm_threads: int = 2048) -> int:
+    """Work-groups of `s` one SM holds at once (Hopper's limits by default), estimated: the
+    registers per thread are taken as the accumulators plus 40 (a local sm_90a build of the
+    3xTF32 schedules used 96-168, within 8 of this), the driver's 1 KiB per work-group of
+    shared memory added."""
+    regs = -(-(s.registers() + 40) // 8) * 8
+    return max(1, min(sm_registers // (s.threads * regs),
+                      sm_local_bytes // (s.local_bytes() + 1024),
+                      sm_threads // s.threads))
+
 
 _LAYOUT_TYPE = {128: 1, 64: 2, 32: 3}  # the descriptor's 2-bit layout field (bits 62-63)
 
