@@ -354,3 +354,66 @@ def test_few_live_sums_among_near_exact_ones_are_not_flagged(rng, monkeypatch):
     v = clgemm.abft.verify(A, B, C)
     assert v.ok, (v.threshold, v.max_ratio, v.flagged)
     assert v.threshold >= clgemm.abft.calibration_for(get_runtime(), None, k) / 2
+
+
+def test_gaussian_top_bounds():
+    """The Gaussian-tail branch's bar: 1.3 x the level 10 of N |Gaussian| draws exceed; off
+    below K = 512 and below 2000 block sums."""
+    from clgemm.guard import abft
+
+    z = abft.gaussian_top(24 * 3072, 3072)
+    assert abs(z / 1.3 - 3.816) < 0.01  # P(|Z| > 3.816) = 10 / 73728
+    assert abft.gaussian_top(24 * 3072, 511) == 0.0 and abft.gaussian_top(1999, 4096) == 0.0
+
+
+def _noisy_product(rng, m, n, k, noise):
+    """An exact product rounded to float32 plus independent noise of `noise` per entry (far
+    above float32's roundoff, so the residuals are the noise's block sums)."""
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    exact = A.astype(np.float64) @ B.astype(np.float64)
+    return A, B, exact, (exact + noise(exact.shape)).astype(np.float32)
+
+
+def test_gaussian_residuals_lower_T_to_find_a_9_sigma_fault(rng, monkeypatch):
+    """Gaussian residuals (64-row block sums of Gaussian noise): T falls from kappa p75
+    (11.5 sigma) to about 6.5 sigma; the clean product passes and a fault of 9 block sigmas
+    is flagged. With a heavy tail (Student t, 2 degrees of freedom) the branch stays off."""
+    from clgemm.guard import abft
+
+    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "64")
+    m, n, k, e = 1024, 256, 768, 1e-3
+    rt = get_runtime()
+    A, B, exact, C = _noisy_product(rng, m, n, k, lambda s: e * rng.standard_normal(s))
+    keep: list = []
+    a = abft._as_view(rt, "A", A, False, keep)
+    b = abft._as_view(rt, "B", B, False, keep)
+    vc, s = abft.check_views(rt, a, b, abft._as_view(rt, "C", C, False, keep), 1.0, 0.0,
+                             None, 4.0, locate_cells=False)
+    level = abft.summary_level(s)  # p75 as the old rule reads it (its bin's upper edge)
+    assert vc.ok and vc.threshold < 0.75 * abft.KAPPA * level, (vc.threshold, level)
+    found = 0
+    for _ in range(10):
+        bad = C.copy()
+        bad[rng.integers(m), rng.integers(n)] += np.float32(9.0 * e * 8.0)  # 9 x e sqrt(64)
+        vf, _ = abft.check_views(rt, a, b, abft._as_view(rt, "C", bad, False, keep), 1.0,
+                                 0.0, None, 4.0, locate_cells=False)
+        found += not vf.ok
+    assert found >= 9
+    H = (exact + e * rng.standard_t(2, exact.shape)).astype(np.float32)
+    vh, sh = abft.check_views(rt, a, b, abft._as_view(rt, "C", H, False, keep), 1.0, 0.0,
+                              None, 4.0, locate_cells=False)
+    assert vh.threshold >= 0.999 * abft.KAPPA * abft.summary_level(sh)  # the old rule's T
+
+
+def test_a_fault_in_an_exact_product_is_flagged(rng):
+    """Integer data: every clean sum is exact, so a faulty sum is the histogram's only entry;
+    its percentiles must not set T (they made T = kappa x the fault's own ratio)."""
+    m, n, k = 256, 200, 600
+    A = rng.integers(-3, 4, (m, k)).astype(np.float32)
+    B = rng.integers(-3, 4, (k, n)).astype(np.float32)
+    C = (A.astype(np.float64) @ B).astype(np.float32)
+    assert clgemm.abft.verify(A, B, C).ok
+    C[17, 33] += np.float32(1e-4 * np.abs(C).max())
+    v = clgemm.abft.verify(A, B, C)
+    assert not v.ok and 17 in v.rows and 33 in v.cols

@@ -22,7 +22,12 @@ Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of t
     (a device histogram): the robust level KAPPA p75 lifts T for data whose roundoff is
     systematic; the floor c_dev covers the heavy tails of any data, and from K = 512 up a
     product whose own tail (p99) sits below it gets a lower T, down to c_min = c_dev / 2, the
-    largest clean |r| / scale of the calibration. c_dev, the floor, is calibrated per device, per
+    largest clean |r| / scale of the calibration. Also from K = 512 up, where the residuals
+    are Gaussian by their own tail (their 10th largest within 1.3x what 10 of that many
+    Gaussian draws reach, sigma = p75 / 1.15, both interpolated in the histogram), T is
+    lowered to max(6.5 sigma, 1.5 x the 10th largest): the faults of 1e-5 max|C| on
+    non-negative data at 3072 stand ~10 sigma out, below the other rules' T
+    (abft_kernels.GAUSS_*). c_dev, the floor, is calibrated per device, per
     lane (the float32 family; 3xTF32 on tensor cores) and per octave of K on clean products
     (guard/campaign.py: calibrate): the roundoff a kernel makes at large K is what hides a
     small fault, and a lane that accumulates in blocks makes less of it.
@@ -220,6 +225,21 @@ DEEP_FROM = 9  # K octaves from here up (K >= 512) have floors from their own cl
 FLOOR_MARGIN = 2.0  # a deep floor is this times the largest clean |r| / scale of its octave
 
 
+def gaussian_top(sums: int, k: int) -> float:
+    """z_top of the judge's Gaussian-tail branch for `sums` block sums of inner dimension k:
+    GAUSS_TOP_MARGIN x the level that 10 of `sums` |N(0, 1)| draws exceed (P(|Z| > x) =
+    10 / sums), in sigmas; 0 (the branch off) below K = 512 or GAUSS_MIN_SUMS sums, where
+    faults stand far above the other rules' T anyway."""
+    if k_octave(k) < DEEP_FROM or sums < AK.GAUSS_MIN_SUMS:
+        return 0.0
+    target = 10.0 / sums
+    lo, hi = 0.0, 40.0
+    for _ in range(60):  # erfc(x / sqrt 2) falls with x: bisection
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if math.erfc(mid / math.sqrt(2.0)) > target else (lo, mid)
+    return AK.GAUSS_TOP_MARGIN * hi
+
+
 def floor_min(c_dev: float, k: int) -> float:
     """How far T may drop below the floor c_dev on the product's own tail (KAPPA99 p99): to
     the largest clean |r| / scale the calibration saw (c_dev / FLOOR_MARGIN) where K is
@@ -254,6 +274,7 @@ class BlockCheck:
     def __init__(self, gd: GuardDevice, m: int, n: int, k: int, bs: int) -> None:
         self.gd, self.m, self.n, self.k, self.bs = gd, m, n, k, bs
         self.nb = -(-m // bs)
+        self.z_top = gaussian_top(self.nb * n, k)
         # K slices of the expected sums: enough work-groups to fill the device about six
         # times over, each slice at least 128 deep (the partial sums cost ns x the output).
         tiles = -(-self.nb // AK.EB) * -(-n // (AK.EJ * AK.EW))
@@ -330,7 +351,7 @@ class BlockCheck:
         side = [self.side_done] if self.side_done is not None else None
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1), wait_for=side))
         self.k_j2.set_args(self.n, self.nb, c_dev, floor_min(c_dev, self.k), KAPPA, KAPPA99,
-                           MIN_SIDE, self.R, self.SC, self.RG, self.sum)
+                           MIN_SIDE, self.z_top, AK.GAUSS_Z, self.R, self.SC, self.RG, self.sum)
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_j2, g, (64, 1)))
 
     def _ev(self, event) -> None:
@@ -487,7 +508,7 @@ def _abft_kernels(gd: GuardDevice) -> dict:
                             None],
             "abft_cblock": [i32, i32, i32, None, i32, i32, i32, None, None, None, None, i32],
             "abft_judge1": [i32, i32, i32, i32, i32, i32, f32, f32, i32] + [None] * 12,
-            "abft_judge2": [i32, i32, f32, f32, f32, f32, i32, None, None, None, None],
+            "abft_judge2": [i32, i32, f32, f32, f32, f32, i32, f32, f32, None, None, None, None],
             "abft_cells": [i32, None, None, i32, f32, f32, None, i32, i32, i32, None, i32, i32,
                            i32, None, i32, i32, i32, None, i32, i32, i32, i32, None, None, i32],
         }
