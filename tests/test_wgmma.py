@@ -342,3 +342,49 @@ def test_nvidia_wgmma_3xtf32_flags_nonfinite_and_serves_exact_lane(rng, monkeypa
     A[7, 3] = np.inf  # the non-finite output goes back to the float32 family
     out, info = clgemm.matmul(A, B, device=rt.device, return_info=True)
     assert "lane_fallback" in info.extra and np.isinf(out[7]).all()
+
+
+def test_bench_refuses_an_unknown_tc_mode(capsys, tmp_path):
+    from clgemm.cli import main
+
+    rc = main(["bench", "--suite", "none", "--shapes", "64", "--tc", "wgmma-4xtf32", "--quiet",
+               "-o", str(tmp_path / "x.json")])
+    assert rc == 2 and "unknown --tc mode wgmma-4xtf32" in capsys.readouterr().err
+
+
+def test_harness_times_a_wgmma_call_as_its_span():
+    """The wgmma methods' time runs from the first command (the split or transpose) to the
+    product's end: the harness charges the pre-pass to the kernel."""
+    from clgemm.bench.tensorcore import CommandSpan
+
+    class Ev:
+        def __init__(self, start, end):
+            self.profile = type("P", (), {"start": start, "end": end})()
+            self.waited = False
+
+        def wait(self):
+            self.waited = True
+
+    split, product = Ev(100, 150), Ev(160, 400)
+    span = CommandSpan([split, product])
+    span.wait()
+    assert product.waited and (span.profile.start, span.profile.end) == (100, 400)
+    rt = get_runtime()
+    if rt.profiling_ok:
+        assert rt.timed(lambda: span) == pytest.approx(300e-9)
+
+
+def test_wgmma_modes_absent_off_sm90(rng):
+    rt = get_runtime()
+    if tc.wgmma_support(rt, 3).available:
+        pytest.skip("an sm_90 device")
+    from clgemm.bench.inputs import InputSets
+    from clgemm.bench.protocol import Protocol
+    from clgemm.bench.suites import Case
+    from clgemm.bench.tensorcore import measure_tc
+
+    case = Case(64, 64, 64, "test")
+    for mode in ("wgmma-tf32", "wgmma-3xtf32"):
+        entry = measure_tc(rt, case, InputSets(64, 64, 64, 1, rng), Protocol(), mode)
+        assert entry["method"] == f"clgemm-{mode}" and entry["status"] == "absent"
+        assert entry["reason"]

@@ -712,9 +712,10 @@ def _scratch_buffer(rt: Runtime, key: str, nbytes: int) -> "cl.Buffer":
     return buf
 
 
-def _k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> Operand:
+def _k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str,
+             events: list | None = None) -> Operand:
     """x as a rows x K, K-contiguous operand: itself when it is stored so, else its transpose
-    in a scratch buffer of this runtime."""
+    in a scratch buffer of this runtime (its event appended to `events`)."""
     stored_k_contiguous = (not x.transposed) if name == "A" else x.transposed
     if stored_k_contiguous:
         return x
@@ -725,13 +726,15 @@ def _k_major(rt: Runtime, x: Operand, rows: int, k: int, name: str) -> Operand:
         kern = _helper_kernel(rt, "clgemm_transpose",
                               [np.int32, np.int32, None, np.int32, np.int32, None, np.int32])
         kern.set_args(k, rows, x.buffer, x.ld, x.offset, buf, ld)
-        cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-rows // 32) * 32, -(-k // 32) * 8),
-                                   (32, 8))
+        ev = cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-rows // 32) * 32, -(-k // 32) * 8),
+                                        (32, 8))
+        if events is not None:
+            events.append(ev)
     return Operand(buf, 0, ld, name == "B")
 
 
-def _split_operands(rt: Runtime, a: Operand, b: Operand, m: int, n: int,
-                    k: int) -> tuple[Operand, int, Operand, int]:
+def _split_operands(rt: Runtime, a: Operand, b: Operand, m: int, n: int, k: int,
+                    events: list | None = None) -> tuple[Operand, int, Operand, int]:
     """A and B split for 3xTF32 into hi and lo, each rows x K and K-contiguous with 16-byte
     rows, lo after hi in one scratch buffer per operand, by one launch: (A's hi operand, the
     floats from its hi to its lo, B's hi operand, the same for B)."""
@@ -748,24 +751,32 @@ def _split_operands(rt: Runtime, a: Operand, b: Operand, m: int, n: int,
                                np.int64] * 2 + [np.int32])
         kern.set_args(ra, ca, a.buffer, a.ld, a.offset, int(ta), ya, a_lo,
                       rb, cb, b.buffer, b.ld, b.offset, int(tb), yb, b_lo, ld)
-        cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-max(ca, cb) // 32) * 32,
-                                                    -(-max(ra, rb) // 32) * 8, 2), (32, 8, 1))
+        ev = cl.enqueue_nd_range_kernel(rt.queue, kern, (-(-max(ca, cb) // 32) * 32,
+                                                         -(-max(ra, rb) // 32) * 8, 2),
+                                        (32, 8, 1))
+        if events is not None:
+            events.append(ev)
     return Operand(ya, 0, ld, False), a_lo, Operand(yb, 0, ld, True), b_lo
 
 
 def enqueue_wgmma(rt: Runtime, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                   b: Operand, c: Operand, flag: "cl.Buffer | None" = None,
-                  schedule: wgmma.WgSchedule | None = None) -> "cl.Event":
+                  schedule: wgmma.WgSchedule | None = None,
+                  events: list | None = None) -> "cl.Event":
     """C = alpha op(A) op(B) + beta C (row-major C) on the wgmma kernel, TF32 or (a 3xTF32
     schedule) 3xTF32: TF32 operands not stored K-contiguous are transposed into scratch
-    first, 3xTF32 operands are always split into scratch. Returns the product's event."""
+    first, 3xTF32 operands are always split into scratch. Returns the product's event;
+    `events` (a list) receives every command's, in order (the harness times the span)."""
     s = schedule or wgmma.DEFAULT
     kernel = get_wg_kernel(rt, s)
     with _wg_lock:
         if s.splits == 3:
-            a_k, a_lo, b_k, b_lo = _split_operands(rt, a, b, m, n, k)
-            return kernel.enqueue(m, n, k, alpha, beta, a_k, b_k, c, flag=flag,
-                                  lo=(a_lo, b_lo))
-        a_k = _k_major(rt, a, m, k, "A")
-        b_k = _k_major(rt, b, n, k, "B")
-        return kernel.enqueue(m, n, k, alpha, beta, a_k, b_k, c, flag=flag)
+            a_k, a_lo, b_k, b_lo = _split_operands(rt, a, b, m, n, k, events)
+            ev = kernel.enqueue(m, n, k, alpha, beta, a_k, b_k, c, flag=flag, lo=(a_lo, b_lo))
+        else:
+            a_k = _k_major(rt, a, m, k, "A", events)
+            b_k = _k_major(rt, b, n, k, "B", events)
+            ev = kernel.enqueue(m, n, k, alpha, beta, a_k, b_k, c, flag=flag)
+    if events is not None:
+        events.append(ev)
+    return ev

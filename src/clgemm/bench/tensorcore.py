@@ -1,15 +1,40 @@
 """The tensor-core lane (lab, T1/T4) measured by the one harness, beside the float32 family:
-methods `clgemm-tf32` and `clgemm-3xtf32`, same protocol, same inputs, same accuracy block."""
+methods `clgemm-tf32` and `clgemm-3xtf32` (mma.sync), `clgemm-wgmma-tf32` and
+`clgemm-wgmma-3xtf32` (Hopper's warpgroup MMA), same protocol, same inputs, same accuracy
+block. A wgmma product's time is its span on the device: from the start of its first command
+(the operand split or transpose into scratch) to the end of the product."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from ..plan import Operand
 from ..schedule import Schedule
 from .harness import DeviceProblem, measured_entry
 
-MODES = ("tf32", "3xtf32")
+MODES = ("tf32", "3xtf32", "wgmma-tf32", "wgmma-3xtf32")
+
+
+@dataclass
+class _Profile:
+    start: int
+    end: int
+
+
+class CommandSpan:
+    """The commands of one call as one event: waits for the last, profiles first start to
+    last end (what Runtime.timed reads)."""
+
+    def __init__(self, events: list) -> None:
+        self.events = events
+
+    def wait(self) -> None:
+        self.events[-1].wait()
+
+    @property
+    def profile(self) -> _Profile:
+        return _Profile(self.events[0].profile.start, self.events[-1].profile.end)
 
 
 class TcProblem(DeviceProblem):
@@ -17,16 +42,23 @@ class TcProblem(DeviceProblem):
 
     def __init__(self, rt, case, inputs, mode: str) -> None:
         from .. import tc
+        from ..kernels import wgmma
 
         m, n, k = case.shape
         self.mode = mode
-        self.tc_schedule = tc.schedule_for(rt, mode, m, n, k)
+        self.wgmma = mode.startswith("wgmma-")
+        if self.wgmma:
+            self.tc_schedule = (tc.wgmma_3x_schedule(rt, m, n) if mode == "wgmma-3xtf32"
+                                else wgmma.DEFAULT)
+        else:
+            self.tc_schedule = tc.schedule_for(rt, mode, m, n, k)
         # The float32 parent sets up buffers; its own kernel is not used for timing.
         super().__init__(rt, case, inputs, Schedule())
         a0 = Operand(self.bufs[0][0], 0, k, False)
         b0 = Operand(self.bufs[0][1], 0, n, False)
         t0 = time.perf_counter()
-        self.kernel = tc.get_kernel(rt, self.tc_schedule, tc.layout_for(a0, b0))
+        self.kernel = (tc.get_wg_kernel(rt, self.tc_schedule) if self.wgmma
+                       else tc.get_kernel(rt, self.tc_schedule, tc.layout_for(a0, b0)))
         self.first_build_s = time.perf_counter() - t0
 
     def enqueue(self, i: int):
@@ -34,8 +66,14 @@ class TcProblem(DeviceProblem):
 
         m, n, k = self.case.shape
         a, b = self.bufs[i % len(self.bufs)]
-        return tc.enqueue_product(self.rt, self.mode, m, n, k, 1.0, 0.0, Operand(a, 0, k, False),
-                                  Operand(b, 0, n, False), self.c, schedule=self.tc_schedule)
+        a, b = Operand(a, 0, k, False), Operand(b, 0, n, False)
+        if self.wgmma:
+            events: list = []
+            tc.enqueue_wgmma(self.rt, m, n, k, 1.0, 0.0, a, b, self.c, schedule=self.tc_schedule,
+                             events=events)
+            return CommandSpan(events)
+        return tc.enqueue_product(self.rt, self.mode, m, n, k, 1.0, 0.0, a, b, self.c,
+                                  schedule=self.tc_schedule)
 
 
 def measure_tc(rt, case, inputs, protocol, mode: str) -> dict:
@@ -48,6 +86,11 @@ def measure_tc(rt, case, inputs, protocol, mode: str) -> dict:
         if not support.available:
             entry.update({"status": "absent", "reason": f"tensor cores not offered: {support}"})
             return entry
+        if mode.startswith("wgmma-"):
+            wg = tc.wgmma_support(rt, 3 if mode == "wgmma-3xtf32" else 1)
+            if not wg.available:
+                entry.update({"status": "absent", "reason": f"wgmma not offered: {wg.reason}"})
+                return entry
         prob = TcProblem(rt, case, inputs, mode)
         entry["schedule"] = prob.tc_schedule.key()
         entry.update(measured_entry(prob, inputs, protocol))

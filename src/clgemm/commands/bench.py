@@ -35,8 +35,9 @@ def register(sub) -> None:
     p.add_argument("--schedule", action="append", default=[], metavar="KEY",
                    help="also measure this clgemm schedule (Schedule.key()), as method clgemm:KEY")
     p.add_argument("--label", default="clgemm", help="method name of clgemm's chosen kernel")
-    p.add_argument("--tc", default="", help="lab: also measure tensor-core modes, e.g. 3xtf32,tf32 "
-                   "(methods clgemm-<mode>; recorded absent where not offered)")
+    p.add_argument("--tc", default="", help="lab: also measure tensor-core modes: tf32, 3xtf32 "
+                   "(mma.sync), wgmma-tf32, wgmma-3xtf32 (Hopper) (methods clgemm-<mode>; "
+                   "recorded absent where not offered)")
     p.add_argument("--rank-schedules", type=int, default=None,
                    help="rank this many schedules per session for the reproducibility score "
                         "(default 4 with --sessions > 1, else 0)")
@@ -116,6 +117,14 @@ def _bench(args) -> int:
     baselines = tuple(b.strip() for b in args.baselines.split(",")
                       if b.strip() and b.strip() != "none")
     rank = args.rank_schedules if args.rank_schedules is not None else (4 if args.sessions > 1 else 0)
+    from ..bench.tensorcore import MODES
+
+    tc_modes = tuple(m.strip() for m in args.tc.split(",") if m.strip())
+    unknown = [m for m in tc_modes if m not in MODES]
+    if unknown:
+        print(f"clgemm bench: unknown --tc mode {', '.join(unknown)}; choose from "
+              f"{', '.join(MODES)}", file=sys.stderr)
+        return 2
     opts = BenchOptions(
         suite=None if args.suite in (None, "none", "") else args.suite,
         shapes=args.shapes, scale=args.scale, device=args.device, out=args.out,
@@ -124,7 +133,7 @@ def _bench(args) -> int:
                           window_s=args.window, sessions=max(1, args.sessions), seed=args.seed),
         baselines=baselines, clblast_tuned=tuple(args.clblast_tuned),
         schedules=tuple(args.schedule), label=args.label, rank_schedules=rank,
-        tc_modes=tuple(m.strip() for m in args.tc.split(",") if m.strip()),
+        tc_modes=tc_modes,
         sustained_seconds=args.sustained_seconds, sustained_size=args.sustained_size,
         load=args.load, build_cost=not args.no_build_cost, host_path=not args.no_host_path,
         quiet=args.quiet, session_index=args.session_index,
