@@ -69,6 +69,10 @@ def test_source_markers_and_patch():
 
 def test_3xtf32_schedule_rules():
     s = wgmma.DEFAULT_3X
+    for x in (s, wgmma.WIDE_3X, wgmma.DEFAULT):
+        assert wgmma.WgSchedule.from_key(x.key()) == x
+    with pytest.raises(ScheduleError):
+        wgmma.WgSchedule.from_key("tc-3xtf32-b128x128x16")
     assert s.violations() == [] and s.mode == "3xtf32" and s.key().startswith("wg-3xtf32-")
     assert s.local_bytes() == 49152  # four tiles per stage
     assert s.registers() == 2 * s.accumulators == 128  # totals and one k-tile's chain
@@ -129,8 +133,9 @@ def test_operands_split_for_3xtf32(rng, ta, tb):
 
     abuf, a_x = operand(m, not ta)
     bbuf, b_x = operand(n, tb)
-    a_hi, a_lo, b_hi, b_lo = tc._split_operands(
+    a_hi, a_lo, b_hi, b_lo, launch = tc._split_operands(
         rt, Operand(abuf, off, ld, ta), Operand(bbuf, off, ld, tb), m, n, k)
+    launch()
     assert (a_hi.ld, b_hi.ld, a_lo, b_lo) == (40, 40, m * 40, n * 40)
     assert not a_hi.transposed and b_hi.transposed and a_hi.offset == b_hi.offset == 0
     for op, lo, rows, x in ((a_hi, a_lo, m, a_x), (b_hi, b_lo, n, b_x)):
@@ -148,7 +153,8 @@ def test_split_of_inf_is_flagged_not_hidden():
     X = np.array([np.inf, -np.inf, 1.0, np.finfo(np.float32).max] * 4, np.float32)
     buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
     x = Operand(buf, 0, 4, False)
-    a_hi, lo, _, _ = tc._split_operands(rt, x, replace(x, transposed=True), 4, 4, 4)
+    a_hi, lo, _, _, launch = tc._split_operands(rt, x, replace(x, transposed=True), 4, 4, 4)
+    launch()
     Y = np.empty(2 * lo, np.float32)
     cl.enqueue_copy(rt.queue, Y, a_hi.buffer)
     hi, low = Y[:lo], Y[lo:]
@@ -197,10 +203,11 @@ def test_operand_made_k_major(rng, name, transposed):
     X = rng.standard_normal(off + k * ld).astype(np.float32)
     buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
     x = Operand(buf, off, ld, transposed)
-    got = tc._k_major(rt, x, rows, k, name)
+    got, launch = tc._k_major(rt, x, rows, k, name)
     if (name == "A") != transposed:  # K-contiguous already
-        assert got is x
+        assert got is x and launch is None
         return
+    launch()
     assert got.ld == 40 and got.offset == 0 and got.transposed == (name == "B")
     Y = np.empty((rows, got.ld), np.float32)
     cl.enqueue_copy(rt.queue, Y, got.buffer)
@@ -388,3 +395,10 @@ def test_wgmma_modes_absent_off_sm90(rng):
         entry = measure_tc(rt, case, InputSets(64, 64, 64, 1, rng), Protocol(), mode)
         assert entry["method"] == f"clgemm-{mode}" and entry["status"] == "absent"
         assert entry["reason"]
+
+
+def test_harness_resolves_wgmma_keys_for_build_cost():
+    from clgemm.bench.runner import _schedule_and_layout
+
+    s, layout = _schedule_and_layout(get_runtime(), wgmma.DEFAULT_3X.key(), 64, 64, 64)
+    assert s == wgmma.DEFAULT_3X and layout is None

@@ -152,7 +152,14 @@ def _probe_main() -> None:
     args = p.parse_args()
     rt = get_runtime(args.device)
     t0 = time.perf_counter()
-    if args.schedule.startswith("tc-"):  # the tensor-core family
+    if args.schedule.startswith("wg-"):  # the wgmma kernel (its layout is fixed)
+        from .. import tc
+        from ..kernels.tensorcore import source_lines
+        from ..kernels.wgmma import WgSchedule
+
+        kernel = tc.get_wg_kernel(rt, WgSchedule.from_key(args.schedule))
+        lines = source_lines(kernel.source)
+    elif args.schedule.startswith("tc-"):  # the tensor-core family
         from .. import tc
         from ..kernels.tensorcore import TcLayout, TcSchedule, source_lines
 
@@ -170,7 +177,7 @@ def _probe_main() -> None:
 def build_cost(device, schedule, layout, timeout: float = 600) -> dict:
     """Cold build (a fresh CLGEMM_CACHE_DIR, driver caches off) then warm (a second process
     loading the binary from that cache), each in its own process. `schedule` is a Schedule
-    (with a kernels.gemm Layout) or a TcSchedule (with a TcLayout)."""
+    (with a kernels.gemm Layout), a TcSchedule (with a TcLayout) or a WgSchedule (None)."""
     from dataclasses import asdict
 
     with tempfile.TemporaryDirectory(prefix="clgemm-cold-") as tmp:
@@ -178,7 +185,7 @@ def build_cost(device, schedule, layout, timeout: float = 600) -> dict:
                    POCL_KERNEL_CACHE="0")
         cmd = [sys.executable, "-c", "from clgemm.bench.harness import _probe_main; _probe_main()",
                "--device", device.fingerprint, "--schedule", schedule.key(),
-               "--layout", json.dumps(asdict(layout))]
+               "--layout", json.dumps(asdict(layout) if layout is not None else None)]
         runs = []
         for _ in range(2):
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

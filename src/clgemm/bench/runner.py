@@ -373,6 +373,10 @@ def _schedule_and_layout(rt, key: str, m: int, n: int, k: int):
     """The schedule behind an entry's key and the layout its kernel was built for."""
     from ..plan import Operand
 
+    if key.startswith("wg-"):  # the wgmma kernel: one source for every layout
+        from ..kernels.wgmma import WgSchedule
+
+        return WgSchedule.from_key(key), None
     if key.startswith("tc-"):
         from ..kernels.tensorcore import TcSchedule
         from ..tc import layout_for as tc_layout

@@ -83,6 +83,17 @@ class WgSchedule:
         return (f"wg-{self.mode}-m{self.block_m}n{self.block_n}k{self.block_k}-s{self.stages}"
                 f"-w{self.warpgroups}-q{self.in_flight}-z{self.swizzle}")
 
+    @classmethod
+    def from_key(cls, key: str) -> "WgSchedule":
+        """The schedule of a key() ("wg-3xtf32-m64n128k16-s2-w1-q0-z64")."""
+        m = re.fullmatch(r"wg-(tf32|3xtf32)-m(\d+)n(\d+)k(\d+)-s(\d+)-w(\d+)-q(\d+)-z(\d+)", key)
+        if m is None:
+            raise ScheduleError(f"not a wgmma schedule key: {key!r}")
+        mode, *v = m.groups()
+        bm, bn, bk, st, wg, q, z = (int(x) for x in v)
+        return cls(block_m=bm, block_n=bn, block_k=bk, stages=st, warpgroups=wg, in_flight=q,
+                   swizzle=z, splits=1 if mode == "tf32" else 3)
+
     def violations(self, local_mem_bytes: int = 49152) -> list[str]:
         bad = []
         if self.warpgroups < 1 or self.block_m % (64 * self.warpgroups):
