@@ -221,7 +221,7 @@ def test_card_is_valid():
     from clgemm.lab.cards import load_card
 
     root = Path(__file__).resolve().parents[1] / "research/breakthrough_lab/t4_approximate_gemm"
-    for name in ("wgmma", "tensorcore"):
+    for name in ("wgmma", "wgmma_3xtf32", "tensorcore"):
         card, errors = load_card(root / name / "card.toml")
         assert errors == [] and card["track"] == "T4", (name, errors)
 
@@ -338,12 +338,19 @@ def test_nvidia_wgmma_3xtf32_flags_nonfinite_and_serves_exact_lane(rng, monkeypa
     from clgemm.select import table as table_mod
 
     base = table_mod.load_table(rt.device)
-    lane = table_mod.TcLane({}, {}, exact="3xtf32", evidence={"gate": "test"})
+    lane = table_mod.TcLane({}, {}, exact="3xtf32", evidence={"gate": "test"},
+                            exact_kernel="wgmma")
     monkeypatch.setattr(table_mod, "load_table",
                         lambda device, path=None: replace(base, tensorcore=lane))
     A[7, 3] = 1.0
     out, info = clgemm.matmul(A, B, device=rt.device, return_info=True)
     assert info.schedule == wgmma.DEFAULT_3X.key() and info.extra["lane"] == "3xtf32"
+    monkeypatch.setattr(table_mod, "load_table", lambda device, path=None: replace(
+        base, tensorcore=replace(lane, exact_kernel="mma.sync")))  # the H100 table's choice
+    _, info = clgemm.matmul(A, B, device=rt.device, return_info=True)
+    assert info.schedule.startswith("tc-3xtf32-")
+    monkeypatch.setattr(table_mod, "load_table",
+                        lambda device, path=None: replace(base, tensorcore=lane))
     ref = A.astype(np.float64) @ B.astype(np.float64)
     assert np.linalg.norm(out - ref) <= 2.0 * np.linalg.norm(A @ B - ref)
     A[7, 3] = np.inf  # the non-finite output goes back to the float32 family
@@ -402,3 +409,16 @@ def test_harness_resolves_wgmma_keys_for_build_cost():
 
     s, layout = _schedule_and_layout(get_runtime(), wgmma.DEFAULT_3X.key(), 64, 64, 64)
     assert s == wgmma.DEFAULT_3X and layout is None
+
+
+def test_table_names_the_exact_kernel(tmp_path):
+    """The tensor-core lane's exact_kernel round-trips through the table's JSON, defaults to
+    mma.sync (the shipped H100 table) and refuses anything else."""
+    from clgemm.errors import ScheduleError as TableError
+    from clgemm.select.table import TcLane
+
+    lane = TcLane({}, {}, exact="3xtf32", exact_kernel="wgmma")
+    assert TcLane.from_json(lane.to_json(), "t").exact_kernel == "wgmma"
+    assert TcLane.from_json({"exact": "3xtf32"}, "t").exact_kernel == "mma.sync"
+    with pytest.raises(TableError, match="exact_kernel"):
+        TcLane.from_json({"exact": "3xtf32", "exact_kernel": "hgmma"}, "t")

@@ -270,7 +270,8 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
     None: the float32 family serves. 3xTF32 serves only where the device table says the gate
     promoted it (`tensorcore.exact`), for products of at least the table's `min_flops`, where
     the capability probe passes and CLGEMM_EXACT_LANE is not "fp32" (the switch back to the
-    float32 family). On sm_90 the wgmma 3xTF32 kernel serves where its own probe passes."""
+    float32 family). The wgmma 3xTF32 kernel serves instead where the table names it
+    (`exact_kernel`, set where the gate promoted it over mma.sync) and its own probe passes."""
     from .select.table import load_table
 
     if os.environ.get("CLGEMM_EXACT_LANE", "").lower() == "fp32":
@@ -282,7 +283,8 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
         return None
     if not tensorcore_available(rt):
         return None
-    return wgmma_exact_schedule(rt, m, n) or schedule_for(rt, "3xtf32", m, n, k)
+    wg = wgmma_exact_schedule(rt, m, n) if lane.exact_kernel == "wgmma" else None
+    return wg or schedule_for(rt, "3xtf32", m, n, k)
 
 
 def enqueue_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float, beta: float,

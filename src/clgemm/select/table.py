@@ -89,6 +89,10 @@ class TcLane:
     # lane's per-call check of its non-finite flag (a synchronous read) costs more than its
     # faster kernel saves on small products.
     min_flops: float = 0.0
+    # Which 3xTF32 kernel serves the exact contract: "mma.sync" (kernels/tensorcore.py), or
+    # "wgmma" (kernels/wgmma.py, sm_90 only) where `clgemm gate` promoted it over mma.sync on
+    # this device.
+    exact_kernel: str = "mma.sync"
 
     MIN_WAVE_EFFICIENCY = 0.85
 
@@ -117,8 +121,8 @@ class TcLane:
                 "entries": {c: [{"schedule": x.schedule.key(), "groups_per_cu": x.groups_per_cu}
                                 for x in lst] for c, lst in sorted(self.modes.get(mode, {}).items())},
             }
-        return {"exact": self.exact, "min_flops": self.min_flops, "evidence": self.evidence,
-                "modes": out}
+        return {"exact": self.exact, "exact_kernel": self.exact_kernel,
+                "min_flops": self.min_flops, "evidence": self.evidence, "modes": out}
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> "TcLane":
@@ -135,8 +139,11 @@ class TcLane:
         exact = data.get("exact")
         if exact not in (None, "3xtf32"):
             raise ScheduleError(f"{source}: only 3xtf32 may serve the exact contract, not {exact!r}")
+        kernel = data.get("exact_kernel", "mma.sync")
+        if kernel not in ("mma.sync", "wgmma"):
+            raise ScheduleError(f"{source}: exact_kernel is mma.sync or wgmma, not {kernel!r}")
         return cls(modes, defaults, exact, data.get("evidence", {}),
-                   float(data.get("min_flops", 0.0)))
+                   float(data.get("min_flops", 0.0)), kernel)
 
 
 def _nearest(entries: dict, m: int, n: int, k: int):
