@@ -27,7 +27,9 @@ Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of t
     Gaussian draws reach, sigma = p75 / 1.15, both interpolated in the histogram), T is
     lowered to max(6.5 sigma, 1.5 x the 10th largest): the faults of 1e-5 max|C| on
     non-negative data at 3072 stand ~10 sigma out, below the other rules' T
-    (abft_kernels.GAUSS_*). c_dev, the floor, is calibrated per device, per
+    (abft_kernels.GAUSS_*). Where under 1% of the sums carry any roundoff (integer data),
+    T = c_min: the few non-zero residuals may be the faults, whose own percentiles must not
+    set T. c_dev, the floor, is calibrated per device, per
     lane (the float32 family; 3xTF32 on tensor cores) and per octave of K on clean products
     (guard/campaign.py: calibrate): the roundoff a kernel makes at large K is what hides a
     small fault, and a lane that accumulates in blocks makes less of it.
