@@ -238,71 +238,63 @@ def _sm90():
     pytest.skip("no sm_90 NVIDIA device with the wgmma kernel")
 
 
+@pytest.mark.parametrize("mode", ["tf32", "3xtf32"])
 @pytest.mark.parametrize("shape,ta,tb", [((1000, 1003, 776), False, True),
                                          ((999, 1001, 1003), False, False),
                                          ((1001, 999, 1002), True, True),
                                          ((257, 130, 7), True, False),
                                          ((3, 5, 2), False, False)])
-def test_nvidia_wgmma_accuracy(shape, ta, tb, rng, monkeypatch):
+def test_nvidia_wgmma_accuracy(mode, shape, ta, tb, rng, monkeypatch):
+    """Every layout, odd shapes, alpha/beta: TF32 (truncated operands) under 2e-3; 3xTF32
+    within twice numpy float32's error on the same inputs."""
     rt = _sm90()
     monkeypatch.setattr(tc, "WGMMA_TRANSPOSE_MIN_FLOPS", 0.0)  # every layout through wgmma
+    if mode == "3xtf32" and not tc.wgmma_support(rt, 3).available:
+        pytest.fail("3xTF32 wgmma probe failed: " + tc.wgmma_support(rt, 3).reason)
     m, n, k = shape
     A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
-    out, _ = tc.tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb, mode="tf32", rt=rt)
+    out, _ = tc.tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb, mode=mode,
+                          rt=rt, schedule=wgmma.DEFAULT_3X if mode == "3xtf32" else None)
     opA, opB = (A.T if ta else A), (B.T if tb else B)
     ref = 1.5 * (opA.astype(np.float64) @ opB.astype(np.float64)) + 0.5 * C0
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
-    assert err < 2e-3  # TF32 by truncation: ~8e-4 on normal data
+    np_out = np.float32(1.5) * (opA @ opB) + np.float32(0.5) * C0
+    if mode == "tf32":
+        assert err < 2e-3  # TF32 by truncation: ~8e-4 on normal data
+    elif m * n >= 256:
+        assert err <= 2.0 * np.linalg.norm(np_out - ref) / np.linalg.norm(ref)
+    else:  # K of 2: numpy rounds once (3e-8); 3xTF32's 2^-22 operands still keep < 1 ulp
+        assert err < 1e-6
 
 
 def test_nvidia_wgmma_serves_tf32_and_flags_nonfinite(rng):
     rt = _sm90()
     assert tc.wgmma_route(rt, Operand(None, 0, 64, False), Operand(None, 0, 64, True), 64, 64, 64)
     assert not tc.wgmma_route(rt, Operand(None, 1, 64, False), Operand(None, 0, 64, True), 64, 64, 64)
-    m = n = k = 256
-    A = rng.standard_normal((m, k)).astype(np.float32)
-    Bt = rng.standard_normal((n, k)).astype(np.float32)  # stored N x K: no transpose, wgmma
+    A = rng.standard_normal((256, 256)).astype(np.float32)
+    Bt = rng.standard_normal((256, 256)).astype(np.float32)  # stored N x K: no transpose
     A[7, 3] = np.inf
+    assert _flag_raised(rt, "tf32", A, Bt, True, None)
+
+
+def _flag_raised(rt, mode, A, B, b_stored_nk, schedule) -> bool:
+    """Whether the product of A (M x K) and B (K x N, or N x K) raises the non-finite flag."""
+    m, k = A.shape
+    n = B.shape[0] if b_stored_nk else B.shape[1]
     flag = tc.nonfinite_flag(rt)
     mf = cl.mem_flags
     a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, k, False)
-    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=Bt), 0, k, True)
+    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0,
+                B.shape[1], b_stored_nk)
     c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * m * n), 0, n, False)
-    tc.enqueue_product(rt, "tf32", m, n, k, 1.0, 0.0, a, b, c, flag=flag.buffer).wait()
-    assert flag.raised()
+    tc.enqueue_product(rt, mode, m, n, k, 1.0, 0.0, a, b, c, schedule, flag=flag.buffer).wait()
+    return flag.raised()
 
 
 def _np_err(opA, opB, ref):
     return np.linalg.norm(opA @ opB - ref) / np.linalg.norm(ref)
-
-
-@pytest.mark.parametrize("shape,ta,tb", [((1000, 1003, 776), False, True),
-                                         ((999, 1001, 1003), False, False),
-                                         ((1001, 999, 1002), True, True),
-                                         ((257, 130, 7), True, False),
-                                         ((3, 5, 2), False, False)])
-def test_nvidia_wgmma_3xtf32_accuracy(shape, ta, tb, rng):
-    """3xTF32 on wgmma: within twice numpy float32's error on the same inputs, every layout,
-    odd shapes, alpha/beta."""
-    rt = _sm90()
-    if not tc.wgmma_support(rt, 3).available:
-        pytest.fail("3xTF32 wgmma probe failed: " + tc.wgmma_support(rt, 3).reason)
-    m, n, k = shape
-    A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
-    B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-    C0 = rng.standard_normal((m, n)).astype(np.float32)
-    out, _ = tc.tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb,
-                          mode="3xtf32", rt=rt, schedule=wgmma.DEFAULT_3X)
-    opA, opB = (A.T if ta else A), (B.T if tb else B)
-    ref = 1.5 * (opA.astype(np.float64) @ opB.astype(np.float64)) + 0.5 * C0
-    np_out = np.float32(1.5) * (opA @ opB) + np.float32(0.5) * C0
-    err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
-    if m * n >= 256:
-        assert err <= 2.0 * np.linalg.norm(np_out - ref) / np.linalg.norm(ref)
-    else:  # K of 2: numpy rounds once (3e-8); 3xTF32's 2^-22 operands still keep < 1 ulp
-        assert err < 1e-6
 
 
 @pytest.mark.parametrize("spread", [8, 20, 40])
@@ -321,18 +313,10 @@ def test_nvidia_wgmma_3xtf32_flags_nonfinite_and_serves_exact_lane(rng, monkeypa
     """An Inf operand raises the flag (the exact lane then recomputes in float32); where the
     table promotes 3xTF32, matmul's exact product runs on the wgmma kernel."""
     rt = _sm90()
-    m = n = k = 256
-    A = rng.standard_normal((m, k)).astype(np.float32)
-    B = rng.standard_normal((k, n)).astype(np.float32)
+    A = rng.standard_normal((256, 256)).astype(np.float32)
+    B = rng.standard_normal((256, 256)).astype(np.float32)
     A[7, 3] = np.inf
-    flag = tc.nonfinite_flag(rt)
-    mf = cl.mem_flags
-    a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, k, False)
-    b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
-    c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * m * n), 0, n, False)
-    tc.enqueue_product(rt, "3xtf32", m, n, k, 1.0, 0.0, a, b, c, wgmma.DEFAULT_3X,
-                       flag=flag.buffer).wait()
-    assert flag.raised()
+    assert _flag_raised(rt, "3xtf32", A, B, False, wgmma.DEFAULT_3X)
 
     import clgemm
     from clgemm.select import table as table_mod

@@ -48,6 +48,7 @@ def candidates_tf32():
 
 def main() -> None:
     import torch
+    from timing import cublas_tflops, device_span
 
     from clgemm import tc
     from clgemm.api import choose_schedule
@@ -64,18 +65,8 @@ def main() -> None:
     print(json.dumps(report), flush=True)
     mf = cl.mem_flags
 
-    def span(fn, reps=20):
-        for _ in range(3):
-            fn()
-        rt.queue.finish()
-        ts = []
-        for _ in range(reps):
-            before = cl.enqueue_marker(rt.queue)
-            fn()
-            after = cl.enqueue_marker(rt.queue)
-            after.wait()
-            ts.append((after.profile.end - before.profile.end) * 1e-9)
-        return float(np.median(ts))
+    def span(fn):
+        return device_span(rt.queue, fn)
 
     def kernel_time(fn, reps=10):
         ts = []
@@ -85,22 +76,7 @@ def main() -> None:
             ts.append((ev.profile.end - ev.profile.start) * 1e-9)
         return float(np.median(ts))
 
-    def cublas(n, tf32, reps=20):
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        a = torch.randn(n, n, device="cuda")
-        b = torch.randn(n, n, device="cuda")
-        for _ in range(3):
-            a @ b
-        torch.cuda.synchronize()
-        ts = []
-        for _ in range(reps):
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            a @ b
-            e1.record()
-            e1.synchronize()
-            ts.append(e0.elapsed_time(e1) * 1e-3)
-        return 2.0 * n ** 3 / float(np.median(ts)) / 1e12
+    cublas = cublas_tflops
 
     def f64(x):
         return torch.from_numpy(x).cuda().double()

@@ -20,6 +20,7 @@ import pyopencl as cl
 
 def main() -> None:
     import torch
+    from timing import cublas_seconds, device_span
 
     from clgemm import tc
     from clgemm.plan import Operand
@@ -32,35 +33,10 @@ def main() -> None:
     print(report["wgmma"], flush=True)
     mf = cl.mem_flags
 
-    def span(fn, reps=20):
-        for _ in range(3):
-            fn()
-        rt.queue.finish()
-        ts = []
-        for _ in range(reps):
-            before = cl.enqueue_marker(rt.queue)
-            fn()
-            after = cl.enqueue_marker(rt.queue)
-            after.wait()
-            ts.append((after.profile.end - before.profile.end) * 1e-9)
-        return float(np.median(ts))
+    def span(fn):
+        return device_span(rt.queue, fn)
 
-    def cublas(n, tf32, reps=20):
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        a = torch.randn(n, n, device="cuda")
-        b = torch.randn(n, n, device="cuda")
-        for _ in range(3):
-            a @ b
-        torch.cuda.synchronize()
-        ts = []
-        for _ in range(reps):
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            a @ b
-            e1.record()
-            e1.synchronize()
-            ts.append(e0.elapsed_time(e1) * 1e-3)
-        return float(np.median(ts))
+    cublas = cublas_seconds
 
     for n in (1400, 2048, 3072, 4096):
         rng = np.random.default_rng(n)

@@ -225,6 +225,7 @@ def build(ctx, dev, p: Poc):
 
 def main() -> None:
     import torch
+    from timing import cublas_tflops
 
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgmma"
     os.makedirs(out_dir, exist_ok=True)
@@ -306,21 +307,7 @@ def main() -> None:
         return res
 
     def cublas_tf32(n, reps=20, tf32=True):
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        a = torch.randn(n, n, device="cuda")
-        b = torch.randn(n, n, device="cuda")
-        for _ in range(3):
-            a @ b
-        torch.cuda.synchronize()
-        ts = []
-        for _ in range(reps):
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            a @ b
-            e1.record()
-            e1.synchronize()
-            ts.append(e0.elapsed_time(e1) * 1e-3)
-        return 2.0 * n ** 3 / float(np.median(ts)) / 1e12
+        return cublas_tflops(n, tf32, reps)
 
     for p, (kern, _) in kernels.items():
         entry = report["variants"][p.key]
