@@ -610,11 +610,6 @@ def wgmma_route(rt: Runtime, a: Operand, b: Operand, m: int, n: int, k: int) -> 
     return wgmma_support(rt).available
 
 
-# Below this wave efficiency (work-groups over the slots of the waves they need) the 3xTF32
-# route tries the other wgmma schedule (the same bar as the device tables' tensor-core lane).
-WGMMA_3X_MIN_WAVE_EFFICIENCY = 0.85
-
-
 def _wave_efficiency(s: "wgmma.WgSchedule", m: int, n: int, compute_units: int) -> tuple[float, int, int]:
     """(efficiency, work-groups, slots of one wave) of `s` on an m x n output."""
     groups = (-(-m // s.block_m)) * (-(-n // s.block_n))
@@ -624,11 +619,14 @@ def _wave_efficiency(s: "wgmma.WgSchedule", m: int, n: int, compute_units: int) 
 
 def wgmma_3x_schedule(rt: Runtime, m: int, n: int) -> "wgmma.WgSchedule":
     """The 3xTF32 wgmma schedule for an m x n output: DEFAULT_3X unless its work-groups need
-    more than one wave and leave the last mostly empty (efficiency < 0.85) where WIDE_3X's
-    fill theirs better (2048 on 132 SMs: 512 groups on 396 slots, 0.65, against 0.97)."""
+    more than one wave and leave the last mostly empty (efficiency under the device tables'
+    bar, 0.85) where WIDE_3X's fill theirs better (2048 on 132 SMs: 512 groups on 396 slots,
+    0.65, against 0.97)."""
+    from .select.table import TcLane
+
     cu = rt.device.compute_units
     eff, groups, slots = _wave_efficiency(wgmma.DEFAULT_3X, m, n, cu)
-    if groups <= slots or eff >= WGMMA_3X_MIN_WAVE_EFFICIENCY:
+    if groups <= slots or eff >= TcLane.MIN_WAVE_EFFICIENCY:
         return wgmma.DEFAULT_3X
     wide, _, _ = _wave_efficiency(wgmma.WIDE_3X, m, n, cu)
     return wgmma.WIDE_3X if wide > eff else wgmma.DEFAULT_3X

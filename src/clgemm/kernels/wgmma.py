@@ -130,7 +130,8 @@ class WgSchedule:
 
 
 # The library's kernel on the H200 (benchmarks/tc/h200/wgmma/lane2, lane3): one warpgroup
-# ahead of two at 2048, 3072 and 4096 (174 against 158 TFLOPS at 3072), behind at 1400.
+# ahead of two at 2048, 3072 and 4096 (174 against 158 TFLOPS at 3072), behind at 1400; with
+# interior copies (wgmma3/run2) 210-215 against 169 at 3072.
 DEFAULT = WgSchedule()
 # 3xTF32: four tiles per stage, so 48 KiB at 64 x 128 x 16 and two stages. One warpgroup per
 # work-group (totals and one chain: 128 registers) lets three work-groups share an SM, whose
