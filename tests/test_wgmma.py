@@ -406,3 +406,23 @@ def test_table_names_the_exact_kernel(tmp_path):
     assert TcLane.from_json({"exact": "3xtf32"}, "t").exact_kernel == "mma.sync"
     with pytest.raises(TableError, match="exact_kernel"):
         TcLane.from_json({"exact": "3xtf32", "exact_kernel": "hgmma"}, "t")
+
+
+def test_shipped_exact_lanes_cite_a_promoting_gate():
+    """Every shipped table whose tensor-core lane serves the exact contract cites a gate
+    artifact that promoted it (and the H200's names the wgmma kernel)."""
+    import json
+    from pathlib import Path
+
+    from clgemm.select import table as table_mod
+
+    root = Path(__file__).resolve().parents[1]
+    seen = {}
+    for name, data in table_mod._shipped_tables():
+        lane = table_mod.Table.from_json(data, name).tensorcore
+        if lane is None or lane.exact is None:
+            continue
+        gate = json.loads((root / lane.evidence["promotion"]["gate"]).read_text())
+        assert gate["decision"] == "promoted", name
+        seen[data["device"]["name"]] = lane.exact_kernel
+    assert seen.get("NVIDIA H200") == "wgmma" and seen.get("NVIDIA H100 80GB HBM3") == "mma.sync"
