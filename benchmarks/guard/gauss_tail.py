@@ -2,7 +2,8 @@
 Gaussian-tail branch (abft_kernels.GAUSS_*), in one process:
 
 * detection: for every kind of campaign.KINDS, `products` clean products (the library's exact
-  product) and, in each, `faults` single-element faults of 1.01e-5 max|C| at random cells,
+  product, on the device table's exact lane where it has one, judged with that lane's floor)
+  and, in each, `faults` single-element faults of 1.01e-5 max|C| at random cells,
   each checked on its own (check_views, as clgemm.abft.verify does); the clean check's T and
   largest |r| / scale beside it;
 * false positives: check=True (matmul) on `deep` clean products of inner dimension 512-8191
@@ -43,11 +44,12 @@ def main(argv: list[str]) -> int:
         rows = []
         for _ in range(products):
             A, B = campaign.gen(rng, kind, (n, n)), campaign.gen(rng, kind, (n, n))
-            C = clgemm.matmul(A, B)
+            C, info = clgemm.matmul(A, B, return_info=True)
+            lane = info.extra.get("lane", "fp32")  # the exact lane's kernel where a table has one
             keep: list = []
             a = abft._as_view(rt, "A", A, False, keep)
             b = abft._as_view(rt, "B", B, False, keep)
-            c_dev = abft.calibration_for(rt, "fp32", n)
+            c_dev = abft.calibration_for(rt, lane, n)
             vc, s = abft.check_views(rt, a, b, abft._as_view(rt, "C", C, False, keep), 1.0,
                                      0.0, None, c_dev, locate_cells=False)
             fault = np.float32(1.01e-5 * float(np.abs(C).max()))
@@ -59,7 +61,8 @@ def main(argv: list[str]) -> int:
                 vf, _ = abft.check_views(rt, a, b, abft._as_view(rt, "C", bad, False, keep),
                                          1.0, 0.0, None, c_dev, locate_cells=False)
                 seen += int(not vf.ok)
-            rows.append({"clean_ok": vc.ok, "threshold": vc.threshold, "c_dev": c_dev,
+            rows.append({"lane": lane, "schedule": info.schedule, "clean_ok": vc.ok,
+                         "threshold": vc.threshold, "c_dev": c_dev,
                          "block": vc.block, "level_p75": abft.summary_level(s),
                          "clean_max_z": s["max_z"], "faults": faults, "detected": seen})
             print(kind, json.dumps(rows[-1]), flush=True)
