@@ -401,7 +401,7 @@ class BlockCheck:
                 "hist": h[AK.HEAD:AK.HEAD + AK.NH].copy()}
 
     def verdict(self, s: dict, c_dev: float) -> Verdict:
-        T = s["threshold"]  # max(KAPPA p75, min(c_dev, max(KAPPA99 p99, c_min))), on device
+        T = s["threshold"]  # as abft_judge2 computed it on the device (abft.py docstring)
         cols = sorted({int(i % self.n) for i in s["idx"]})
         blocks = sorted({int(i // self.n) for i in s["idx"]})
         rows = [i for b in blocks for i in range(b * self.bs, min(self.m, (b + 1) * self.bs))]
