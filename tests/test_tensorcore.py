@@ -276,7 +276,6 @@ def promoted_lane(monkeypatch):
     monkeypatch.setattr(tc, "tensorcore_support",
                         lambda rt: tc.TcSupport(True, "emulated", async_copy=True))
     monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
-    monkeypatch.setattr(tc, "wgmma_exact_schedule", lambda rt, m, n: None)  # emulated mma.sync
     tc._schedule_memo.clear()
     yield s
     tc._schedule_memo.clear()
