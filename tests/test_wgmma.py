@@ -395,7 +395,7 @@ def test_harness_resolves_wgmma_keys_for_build_cost():
     assert s == wgmma.DEFAULT_3X and layout is None
 
 
-def test_table_names_the_exact_kernel(tmp_path):
+def test_table_names_the_exact_kernel():
     """The tensor-core lane's exact_kernel round-trips through the table's JSON, defaults to
     mma.sync (the shipped H100 table) and refuses anything else."""
     from clgemm.errors import ScheduleError as TableError
