@@ -41,6 +41,7 @@ def main() -> None:
         for s in [tc.schedule_for(rt, "3xtf32", n, n, n), tc.wgmma_3x_schedule(rt, n, n)] + extra:
             try:
                 fn = lambda s=s: tc.enqueue_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, s)  # noqa: E731
+                cl.enqueue_copy(rt.queue, c.buffer, np.full((n, n), np.nan, np.float32))
                 fn().wait()
                 got = np.empty((n, n), np.float32)
                 cl.enqueue_copy(rt.queue, got, c.buffer)
