@@ -396,7 +396,10 @@ def test_cover_picks_fewest_schedules_within_tolerance():
     assert cover(confirmed, tolerance=0.06) == [B]  # 2.0 <= 1.9 * 1.06
     assert sorted(cover(confirmed, tolerance=0.0)) == sorted([A, B, C])
     assert cover([]) == []
-    # Ties between equally covering schedules go to the smallest key (reproducible).
+    # Between equally covering schedules the faster wins, whatever its key; exact ties go
+    # to the smallest key (reproducible).
+    near = [Confirmed(P_SMALL, {min(A, B): 1.03, max(A, B): 1.0}, 1)]
+    assert cover(near) == [max(A, B)]
     tie = [Confirmed(P_SMALL, {A: 1.0, B: 1.0}, 1)]
     assert cover(tie) == [min(A, B)]
     assert COVER_TOLERANCE == 0.05
