@@ -382,6 +382,7 @@ def test_gaussian_residuals_lower_T_to_find_a_9_sigma_fault(rng, monkeypatch):
     from clgemm.guard import abft
 
     monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "64")
+    monkeypatch.setattr(abft, "GAUSS_ON_FLOAT_SUMS", True)  # the noise dwarfs float sums' own
     m, n, k, e = 1024, 256, 768, 1e-3
     rt = get_runtime()
     A, B, exact, C = _noisy_product(rng, m, n, k, lambda s: e * rng.standard_normal(s))
@@ -406,6 +407,27 @@ def test_gaussian_residuals_lower_T_to_find_a_9_sigma_fault(rng, monkeypatch):
     assert vh.threshold >= 0.999 * abft.KAPPA * abft.summary_level(sh)  # the old rule's T
 
 
+def test_gaussian_branch_needs_double_sums(rng, monkeypatch):
+    """Where the check's sums are float (no cl_khr_fp64) their own rounding is half of every
+    residual and its tail follows the data, not a Gaussian: the branch and the centred rule
+    stay off there (T from the other rules, T_c infinite), on where the sums are double."""
+    from clgemm.guard import abft
+    from clgemm.guard.device import guard_device
+
+    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "64")
+    m, n, k, e = 1024, 256, 768, 1e-3
+    rt = get_runtime()
+    A, B, exact, C = _noisy_product(rng, m, n, k, lambda s: e * rng.standard_normal(s))
+    keep: list = []
+    vc, s = abft.check_views(rt, abft._as_view(rt, "A", A, False, keep),
+                             abft._as_view(rt, "B", B, False, keep),
+                             abft._as_view(rt, "C", C, False, keep), 1.0, 0.0, None, 4.0,
+                             locate_cells=False, centred=True)
+    lowered = vc.threshold < 0.75 * abft.KAPPA * abft.summary_level(s)
+    assert vc.ok and lowered == guard_device(rt).fp64
+    assert (vc.threshold_centred < float("inf")) == guard_device(rt).fp64
+
+
 def test_a_fault_in_an_exact_product_is_flagged(rng):
     """Integer data: every clean sum is exact, so a faulty sum is the histogram's only entry;
     its percentiles must not set T (they made T = kappa x the fault's own ratio)."""
@@ -417,3 +439,65 @@ def test_a_fault_in_an_exact_product_is_flagged(rng):
     C[17, 33] += np.float32(1e-4 * np.abs(C).max())
     v = clgemm.abft.verify(A, B, C)
     assert not v.ok and 17 in v.rows and 33 in v.cols
+
+
+def test_centred_rule_finds_a_fault_under_a_common_bias(rng, monkeypatch):
+    """Every entry off by the same +0.5 e plus Gaussian noise e (the correlated roundoff of a
+    truncating accumulator on same-sign data): |r| / scale sits ~4 sigma from zero, so the
+    uncentred T (kappa p75) hides a 9-sigma fault; the residuals centred per block row are
+    Gaussian again and T_c finds it. The clean product passes."""
+    from clgemm.guard import abft
+
+    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "64")
+    monkeypatch.setattr(abft, "GAUSS_ON_FLOAT_SUMS", True)
+    m, n, k, e = 1024, 256, 768, 1e-3
+    rt = get_runtime()
+    A, B, exact, C = _noisy_product(rng, m, n, k, lambda s: e * (0.5 + rng.standard_normal(s)))
+    keep: list = []
+    a = abft._as_view(rt, "A", A, False, keep)
+    b = abft._as_view(rt, "B", B, False, keep)
+    vc, s = abft.check_views(rt, a, b, abft._as_view(rt, "C", C, False, keep), 1.0, 0.0,
+                             None, 4.0, locate_cells=False, centred=True)
+    assert vc.ok, (vc.threshold, vc.threshold_centred, vc.max_ratio)
+    assert vc.threshold_centred < 0.5 * vc.threshold, (vc.threshold, vc.threshold_centred)
+    found = 0
+    for _ in range(10):
+        bad = C.copy()
+        i, j = rng.integers(m), rng.integers(n)
+        bad[i, j] += np.float32(np.sign(rng.standard_normal()) * 9.0 * e * 8.0)
+        vf, sf = abft.check_views(rt, a, b, abft._as_view(rt, "C", bad, False, keep), 1.0,
+                                  0.0, None, 4.0, locate_cells=False, centred=True)
+        found += (not vf.ok) and list(sf["idx"]) == [(i // 64) * n + j]
+    assert found >= 9
+
+
+def test_centred_rule_off_for_constant_data(rng, monkeypatch):
+    """Constant operands: every block sum has the same residual, the centred ratios are all
+    zero (or the sums' own rounding, ~1e-7, with float sums) and the rule stays off (T_c
+    infinite), so neither a clean product nor one with a column of other data is flagged."""
+    from clgemm.guard import abft
+
+    monkeypatch.setattr(abft, "GAUSS_ON_FLOAT_SUMS", True)
+    m, n, k = 640, 512, 1024
+    rt = get_runtime()
+    A = np.full((m, k), np.float32(0.37))
+    B = np.full((k, n), np.float32(0.61))
+    B2 = B.copy()
+    B2[:, 5] = np.float32(0.29)
+    keep: list = []
+    a = abft._as_view(rt, "A", A, False, keep)
+    for b_host in (B, B2):
+        C = clgemm.matmul(A, b_host)
+        v, _ = abft.check_views(rt, a, abft._as_view(rt, "B", b_host, False, keep),
+                                abft._as_view(rt, "C", C, False, keep), 1.0, 0.0, None, 4.0,
+                                locate_cells=False, centred=True)
+        assert v.ok and v.threshold_centred == float("inf"), (v.threshold, v.threshold_centred)
+
+
+def test_centred_rule_modes(monkeypatch):
+    """Lanes' products get the centred rule, others not; $CLGEMM_ABFT_CENTRED forces it."""
+    from clgemm.guard import abft
+
+    for mode, lane, other in (("auto", True, False), ("1", True, True), ("0", False, False)):
+        monkeypatch.setattr(abft, "CENTRED_MODE", mode)
+        assert abft.centred_rule(True) is lane and abft.centred_rule(False) is other

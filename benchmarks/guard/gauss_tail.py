@@ -50,8 +50,9 @@ def main(argv: list[str]) -> int:
             a = abft._as_view(rt, "A", A, False, keep)
             b = abft._as_view(rt, "B", B, False, keep)
             c_dev = abft.calibration_for(rt, lane, n)
+            by_lane = lane != "fp32"  # judged as check=True judges it (centred rule)
             vc, s = abft.check_views(rt, a, b, abft._as_view(rt, "C", C, False, keep), 1.0,
-                                     0.0, None, c_dev, locate_cells=False)
+                                     0.0, None, c_dev, locate_cells=False, centred=by_lane)
             fault = np.float32(1.01e-5 * float(np.abs(C).max()))
             seen = 0
             for _ in range(faults):
@@ -59,10 +60,12 @@ def main(argv: list[str]) -> int:
                 bad = C.copy()
                 bad[i, j] += fault
                 vf, _ = abft.check_views(rt, a, b, abft._as_view(rt, "C", bad, False, keep),
-                                         1.0, 0.0, None, c_dev, locate_cells=False)
+                                         1.0, 0.0, None, c_dev, locate_cells=False,
+                                         centred=by_lane)
                 seen += int(not vf.ok)
             rows.append({"lane": lane, "schedule": info.schedule, "clean_ok": vc.ok,
-                         "threshold": vc.threshold, "c_dev": c_dev,
+                         "threshold": vc.threshold,
+                         "threshold_centred": vc.threshold_centred, "c_dev": c_dev,
                          "block": vc.block, "level_p75": abft.summary_level(s),
                          "clean_max_z": s["max_z"], "faults": faults, "detected": seen})
             print(kind, json.dumps(rows[-1]), flush=True)
@@ -85,7 +88,8 @@ def main(argv: list[str]) -> int:
         ratios.append(v["max_ratio"])
         if v["detected"]:
             fps.append({"case": t, "kind": kind, "shape": v["shape"], "max_ratio": v["max_ratio"],
-                        "threshold": v["threshold"]})
+                        "threshold": v["threshold"],
+                        "threshold_centred": v["threshold_centred"]})
     report["deep_clean"] = {"products": deep, "false_positives": len(fps), "cases": fps[:20],
                             "max_ratio": float(max(ratios)) if ratios else 0.0,
                             "seconds": time.perf_counter() - t0}

@@ -133,6 +133,7 @@ def main() -> None:
         "exact": lambda: clgemm.matmul(dA, dB, C=dC, device=rt.device),
         "plain_fp32": lambda: clgemm.matmul(dA, dB, C=dC, schedule=same, device=rt.device),
         "checked": lambda: clgemm.matmul(dA, dB, C=dC, check=True, device=rt.device),
+        "plain_beta": lambda: clgemm.matmul(dA, dB, C=dC, beta=0.5, device=rt.device),
         "checked_beta": lambda: clgemm.matmul(dA, dB, C=dC, beta=0.5, check=True,
                                               device=rt.device),
     }

@@ -31,7 +31,12 @@ if os.environ.get("CLGEMM_ABFT_EXPECT"):
 # so the same bits).
 NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48 (a multiple of 64)
 CAP = 1024  # flagged block-columns listed in the summary
-HEAD = 8  # summary header words
+HEAD = 10  # summary header words
+# The summary: HEAD words, the histogram of |r| / scale (NH), that of the centred ratios
+# (NH), then CAP flagged entries of 4 words.
+CENTRED = HEAD + NH
+ENTRIES = HEAD + 2 * NH
+WORDS = ENTRIES + 4 * CAP
 KAPPA_DEFAULT = 10.0
 # The tail's own level: T may drop below the floor c_dev to KAPPA99 x the 99th percentile.
 # Over 142 clean products of 12 kinds at K = 512-8191 (Rusticl, 2026-12-02) the largest
@@ -49,6 +54,25 @@ KAPPA99_DEFAULT = 5.0
 GAUSS_Z = 6.5
 GAUSS_TOP_MARGIN = 1.3
 GAUSS_MIN_SUMS = 2000
+# Centred residuals (the same branch's conditions): a kernel whose roundoff is correlated
+# across a block's entries (tensor cores accumulate by truncation; same-sign data) gives every
+# block sum a common signed residual, so |r| / scale sits far from zero and KAPPA p75 with it:
+# on the H200's wgmma 3xTF32 lane p75 was 0.42 against 0.031 on the float32 family and no
+# fault of 1e-5 max|C| on uniform data was seen (benchmarks/guard/h200, gauss3-lane). Each
+# block row's signed z = r / scale is centred on its median (refined as the mean of the ratios
+# in the median's 1/CW_FINE of a histogram bin); where the centred |z - m| are Gaussian by
+# their own tail (the test above) a sum is also flagged beyond max(GAUSS_Z sigma_c,
+# 1.5 x their 10th largest). Where almost every centred ratio is exactly zero (constant data)
+# the rule stays off: a handful of sums that differ from all the others may be a fault or a
+# column of other data, and nothing in the residuals tells which.
+CW = 256  # work-items per block row in abft_centre
+CW_FINE = 256  # linear sub-bins of the median's bin
+CENTRE_MIN_COLS = 32  # fewer checkable sums in a block row: no centre for it
+# The centred ratios' sigma below which the rule is off: the typical |r| / scale of random
+# roundoff is 0.01-0.06 (p75 over the campaign kinds, sparse to normal); a spread far below
+# it is the arithmetic's own noise on data whose sums are all alike (constant operands: 1e-7
+# with float sums on Rusticl), and a T_c set on it would flag any sum of other data.
+CENTRE_MIN_SIGMA = 2e-3
 
 SOURCE = r"""
 #if %(FP64)d
@@ -67,6 +91,10 @@ typedef float real;
 #define NH %(NH)d
 #define CAP %(CAP)d
 #define HEAD %(HEAD)d
+#define CENTRED %(CENTRED)d
+#define ENTRIES %(ENTRIES)d
+#define CW %(CW)d
+#define CW_FINE %(CW_FINE)d
 #define U_RND 5.9604644775390625e-8
 #define TINY_F 1.1754943508222875e-38
 
@@ -216,7 +244,7 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
 {
   if (zero_sum && get_group_id(0) == 0 && get_group_id(1) == 0) {
     const int lsz = get_local_size(0) * get_local_size(1);
-    for (int w = get_local_id(1) * get_local_size(0) + get_local_id(0); w < HEAD + NH; w += lsz)
+    for (int w = get_local_id(1) * get_local_size(0) + get_local_id(0); w < ENTRIES; w += lsz)
       sum[w] = 0u;
   }
   const int j = get_global_id(0), b = get_global_id(1);
@@ -242,8 +270,10 @@ void abft_flush_max(__local uint* lm, __global uint* g) { if (*lm) atomic_max(g,
 
 // Residual, tolerances and the histogram of z = |r| / scale.  global (N, NB), local (JW, 1)
 // sum[0] flagged, [1] unverifiable, [2] checkable, [3] max ratio, [4] max z,
-// [5] max rigorous ratio, [6] non-finite flagged, [7] T (judge2), [HEAD..HEAD+NH) histogram,
-// then CAP entries of 4 words: index b*N+j, 0, residual (real as 2 words, or float + 0).
+// [5] max rigorous ratio, [6] non-finite flagged, [7] T (judge2), [8] T_c of the centred
+// rule (judge2), [9] centred ratios exactly zero (abft_centre); [HEAD, CENTRED) histogram of
+// |r| / scale, [CENTRED, ENTRIES) that of the centred ratios (abft_centre), then CAP entries
+// of 4 words: index b*N+j, 0, residual (real as 2 words, or float + 0).
 __kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
 void abft_judge1(const int N, const int NB, const int M, const int Bs,
     const int Kd, const int NS, const float alpha, const float beta, const int has_old,
@@ -320,7 +350,7 @@ void abft_judge1(const int N, const int NB, const int M, const int Bs,
   }
 }
 
-float abft_percentile_level(__global const uint* sum, __local const uint* part,
+float abft_percentile_level(__global const uint* hist, __local const uint* part,
                             const uint need)
 {
   // the upper edge of the histogram bin holding the need-th smallest ratio
@@ -329,7 +359,7 @@ float abft_percentile_level(__global const uint* sum, __local const uint* part,
   for (int q = 0; q < JW; q++) {
     if (c + part[q] >= need) {
       for (int h = q * per; h < q * per + per; h++) {
-        c += sum[HEAD + h];
+        c += hist[h];
         if (c >= need) { bin = h; break; }
       }
       break;
@@ -339,7 +369,7 @@ float abft_percentile_level(__global const uint* sum, __local const uint* part,
   return exp2((float)(bin + 1) * 0.25f - 48.0f);
 }
 
-float abft_percentile_interp(__global const uint* sum, __local const uint* part,
+float abft_percentile_interp(__global const uint* hist, __local const uint* part,
                              const uint need)
 {
   // the need-th smallest ratio, interpolated within its bin (log-uniform there): the upper
@@ -349,7 +379,7 @@ float abft_percentile_interp(__global const uint* sum, __local const uint* part,
   for (int q = 0; q < JW; q++) {
     if (c + part[q] >= need) {
       for (int h = q * per; h < q * per + per; h++) {
-        const uint in_bin = sum[HEAD + h];
+        const uint in_bin = hist[h];
         if (c + in_bin >= need)
           return exp2(((float)h + (float)(need - c) / (float)in_bin) * 0.25f - 48.0f);
         c += in_bin;
@@ -361,6 +391,141 @@ float abft_percentile_interp(__global const uint* sum, __local const uint* part,
   return exp2((float)NH * 0.25f - 48.0f);
 }
 
+// z = r / scale of a checkable block sum, NaN where it is unverifiable or not finite
+float abft_ratio(__global const real* R, __global const real* SC, __global const real* RG,
+                 const long t)
+{
+  if (!isfinite(RG[t])) return NAN;
+  const real r = R[t];
+  if (r == 0) return 0.0f;
+  const float z = (float)(r / SC[t]);
+  return (fabs(z) <= 3.0e38f) ? z : NAN;
+}
+
+// Signed bins in order: negative ratios by |z| (largest first), zero, positive ones.
+#define SB (2 * NH + 1)
+int abft_signed_bin(const float z)
+{
+  if (z == 0.0f) return NH;
+  const int bin = clamp((int)floor((log2(fabs(z)) + 48.0f) * 4.0f), 0, NH - 1);
+  return z < 0.0f ? NH - 1 - bin : NH + 1 + bin;
+}
+
+// The centre of each block row's signed ratios: the median, found in a histogram of signed
+// bins, then in CW_FINE linear sub-bins of its bin, refined as the mean of the ratios in
+// the median's sub-bin (exact where they are all equal); MC[b] = NaN with fewer than
+// min_cols checkable sums. Then the histogram of the non-zero |z - m| (sum[CENTRED..]) and
+// the count of zero ones (sum[9]). One work-group of CW per block row: global (CW * NB).
+__kernel __attribute__((reqd_work_group_size(CW, 1, 1)))
+void abft_centre(const int N, const int min_cols, __global const real* R,
+    __global const real* SC, __global const real* RG, __global float* MC, __global uint* sum)
+{
+  __local uint h[SB];
+  __local real ps[CW];
+  __local uint pn[CW];
+  __local int sel_, fsel_;
+  __local uint need_;
+  __local float lo_, w_, m_;
+  const int lid = get_local_id(0), b = get_group_id(0);
+  const long row = (long)b * N;
+  for (int q = lid; q < SB; q += CW) h[q] = 0u;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  uint mine = 0u;
+  for (int j = lid; j < N; j += CW) {
+    const float z = abft_ratio(R, SC, RG, row + j);
+    if (isfinite(z)) { atomic_inc(&h[abft_signed_bin(z)]); mine++; }
+  }
+  pn[lid] = mine;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (lid == 0) {
+    uint tot = 0u;
+    for (int q = 0; q < CW; q++) tot += pn[q];
+    int sel = -1;
+    uint need = 0u;
+    if (tot >= (uint)min_cols) {
+      need = (tot + 1u) / 2u;  // the median's rank
+      uint c = 0u;
+      for (int q = 0; q < SB; q++) {
+        if (c + h[q] >= need) { sel = q; break; }
+        c += h[q];
+      }
+      need -= c;  // its rank within the bin
+    }
+    sel_ = sel; need_ = need; m_ = 0.0f;
+    if (sel >= 0 && sel != NH) {
+      const int p = sel > NH ? sel - NH - 1 : NH - 1 - sel;
+      const float e0 = exp2((float)p * 0.25f - 48.0f), e1 = exp2((float)(p + 1) * 0.25f - 48.0f);
+      lo_ = sel > NH ? e0 : -e1;
+      w_ = e1 - e0;
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const int sel = sel_;
+  if (sel < 0) {  // uniform across the work-group
+    if (lid == 0) MC[b] = NAN;
+    return;
+  }
+  if (sel != NH) {  // the median is not an exact zero: refine it
+    const float lo = lo_, w = w_;
+    for (int q = lid; q < SB; q += CW) h[q] = 0u;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int j = lid; j < N; j += CW) {
+      const float z = abft_ratio(R, SC, RG, row + j);
+      if (isfinite(z) && abft_signed_bin(z) == sel)
+        atomic_inc(&h[clamp((int)((z - lo) / w * (float)CW_FINE), 0, CW_FINE - 1)]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+      uint c = 0u;
+      int f = CW_FINE - 1;
+      for (int q = 0; q < CW_FINE; q++) {
+        if (c + h[q] >= need_) { f = q; break; }
+        c += h[q];
+      }
+      fsel_ = f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int fsel = fsel_;
+    real s = 0;
+    uint cnt = 0u;
+    for (int j = lid; j < N; j += CW) {
+      const float z = abft_ratio(R, SC, RG, row + j);
+      if (isfinite(z) && abft_signed_bin(z) == sel &&
+          clamp((int)((z - lo) / w * (float)CW_FINE), 0, CW_FINE - 1) == fsel) {
+        s += (real)z; cnt++;
+      }
+    }
+    ps[lid] = s; pn[lid] = cnt;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+      real st = 0;
+      uint ct = 0u;
+      for (int q = 0; q < CW; q++) { st += ps[q]; ct += pn[q]; }
+      m_ = (float)(st / (real)max(ct, 1u));
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const float m = m_;
+  for (int q = lid; q < NH; q += CW) h[q] = 0u;
+  if (lid == 0) pn[0] = 0u;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  uint zeros = 0u;
+  for (int j = lid; j < N; j += CW) {
+    const float z = abft_ratio(R, SC, RG, row + j);
+    if (!isfinite(z)) continue;
+    const float d = fabs(z - m);
+    if (d == 0.0f) zeros++;
+    else atomic_inc(&h[clamp((int)floor((log2(d) + 48.0f) * 4.0f), 0, NH - 1)]);
+  }
+  if (zeros) atomic_add(&pn[0], zeros);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int q = lid; q < NH; q += CW) if (h[q]) atomic_add(&sum[CENTRED + q], h[q]);
+  if (lid == 0) {
+    if (pn[0]) atomic_add(&sum[9], pn[0]);
+    MC[b] = m;
+  }
+}
+
 // T from the histogram of the non-zero |r| / scale: max(kappa p75, min(c_dev, max(kappa99
 // p99, c_min))); lowered to max(gauss_z sigma, 1.5 top10) where the residuals' tail is
 // Gaussian (top10 <= z_top sigma; z_top 0: the branch is off);
@@ -369,17 +534,22 @@ float abft_percentile_interp(__global const uint* sum, __local const uint* part,
 __kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
 void abft_judge2(const int N, const int NB, const float c_dev, const float c_min,
     const float kappa, const float kappa99, const int min_side, const float z_top,
-    const float gauss_z, __global const real* R, __global const real* SC,
-    __global const real* RG, __global uint* sum)
+    const float gauss_z, const int centred, __global const real* R, __global const real* SC,
+    __global const real* RG, __global const float* MC, __global uint* sum)
 {
-  __local float T_;
+  __local float T_, Tc_;
   __local uint mx[2];  // max ratio, max rigorous ratio (bits)
   __local uint part[JW];  // histogram counts per chunk of NH / JW bins
+  __local uint partc[JW];  // the same of the centred ratios' histogram
   const int lid = get_local_id(0);
   const int per = NH / JW;
-  uint own = 0u;
-  for (int h = 0; h < per; h++) own += sum[HEAD + lid * per + h];
+  uint own = 0u, ownc = 0u;
+  for (int h = 0; h < per; h++) {
+    own += sum[HEAD + lid * per + h];
+    ownc += sum[CENTRED + lid * per + h];
+  }
   part[lid] = own;  // the chunks are read in parallel; one serial walk over JW sums
+  partc[lid] = ownc;
   barrier(CLK_LOCAL_MEM_FENCE);
   if (lid == 0) {
     uint tot = 0u;  // the non-zero residuals (the histogram's population)
@@ -391,8 +561,8 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
       // below it gets a lower T, never below c_min (the largest clean |r| / scale seen in
       // calibration: where all but a few sums are near-exact, p99 says nothing of the few).
       // Never above max(kappa p75, c_dev); one faulty sum cannot lower it.
-      const float p75 = abft_percentile_level(sum, part, (uint)ceil(0.75f * (float)tot));
-      const float p99 = abft_percentile_level(sum, part, (uint)ceil(0.99f * (float)tot));
+      const float p75 = abft_percentile_level(sum + HEAD, part, (uint)ceil(0.75f * (float)tot));
+      const float p99 = abft_percentile_level(sum + HEAD, part, (uint)ceil(0.99f * (float)tot));
       T = fmax(kappa * p75, fmin(c_dev, fmax(kappa99 * p99, c_min)));
       // Fewer than 1 in 100 checkable sums carry any roundoff (exact data: integers):
       // their percentiles describe the few, which may be the faults themselves (one faulty
@@ -404,13 +574,35 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
       if (z_top > 0.0f && tot >= %(GAUSS_MIN)d) {
         // one faulty sum moves neither the 75th percentile nor the 10th largest much; a
         // whole faulty row (n sums) lifts the 10th largest and the branch stays off
-        const float sigma = abft_percentile_interp(sum, part, (uint)ceil(0.75f * (float)tot)) / 1.1503f;
-        const float top10 = abft_percentile_interp(sum, part, tot - 9u);
+        const float sigma = abft_percentile_interp(sum + HEAD, part, (uint)ceil(0.75f * (float)tot)) / 1.1503f;
+        const float top10 = abft_percentile_interp(sum + HEAD, part, tot - 9u);
         if (top10 <= z_top * sigma) T = fmin(T, fmax(gauss_z * sigma, 1.5f * top10));
       }
     }
+    // The centred rule (abft_centre): the same Gaussian-tail test on |z - m_b|, from at
+    // least GAUSS_MIN centred sums of which at least 1 in 100 non-zero.
+    float Tc = INFINITY;
+    if (centred && z_top > 0.0f) {
+      uint totc = 0u;
+      for (int q = 0; q < JW; q++) totc += partc[q];
+      const uint popc = totc + sum[9];
+      if (popc >= %(GAUSS_MIN)du && totc >= 10u && totc * 100u >= popc) {
+        const float sigma = abft_percentile_interp(sum + CENTRED, partc, (uint)ceil(0.75f * (float)totc)) / 1.1503f;
+        const float top10 = abft_percentile_interp(sum + CENTRED, partc, totc - 9u);
+        // a whole column of block sums (NB of them) may differ from the rest by its data:
+        // with fewer than 10 block rows T_c stays above the NB-th largest, not the 10th
+        const uint q = (uint)clamp(NB, 1, 10);
+        const float topq = abft_percentile_interp(sum + CENTRED, partc, totc + 1u - q);
+        if (top10 <= z_top * sigma && sigma >= %(CENTRE_MIN_SIGMA)gf)
+          Tc = fmax(gauss_z * sigma, 1.5f * fmax(top10, topq));
+      }
+    }
     T_ = T;
-    if (get_group_id(0) == 0 && get_group_id(1) == 0) sum[7] = as_uint(T);
+    Tc_ = Tc;
+    if (get_group_id(0) == 0 && get_group_id(1) == 0) {
+      sum[7] = as_uint(T);
+      sum[8] = as_uint(Tc);
+    }
     mx[0] = 0u; mx[1] = 0u;
   }
   barrier(CLK_LOCAL_MEM_FENCE);
@@ -422,16 +614,21 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
     const real tau = fmin(rig, (real)T_ * SC[t]) + TINY_F;
     const real ar = fabs(r);
     float ratio = (float)(ar / tau);
+    const float mc = isfinite(Tc_) ? MC[b] : NAN;
+    if (isfinite(mc)) {  // |r - m_b scale| <= T_c scale, else flagged as well
+      const float rc = (float)(fabs(r - (real)mc * SC[t]) / ((real)Tc_ * SC[t] + TINY_F));
+      ratio = fmax(ratio, rc);
+    }
     float rr = (float)(ar / (rig + TINY_F));
     if (!(ratio <= 3.0e38f)) ratio = INFINITY;
     if (!(rr <= 3.0e38f)) rr = INFINITY;
     atomic_max(&mx[0], abft_bits(ratio));
     atomic_max(&mx[1], abft_bits(rr));
-    if (!(ar <= tau)) {
+    if (!(ar <= tau) || !(ratio <= 1.0f)) {
       const uint pos = atomic_inc(&sum[0]);
       if (!isfinite(r)) sum[6] = 1u;
       if (pos < CAP) {
-        __global uint* e = sum + HEAD + NH + 4 * pos;
+        __global uint* e = sum + ENTRIES + 4 * pos;
         e[0] = (uint)t; e[1] = 0u;
 #if %(FP64)d
         const ulong u = as_ulong(r); e[2] = (uint)u; e[3] = (uint)(u >> 32);
@@ -476,4 +673,6 @@ __kernel void abft_cells(const int n_items, __global const int* rows,
 
 def source(fp64: bool) -> str:
     return SOURCE % {"FP64": int(fp64), "EB": EB, "EJ": EJ, "EK": EK, "EW": EW, "EP": EP, "NH": NH,
-                     "CAP": CAP, "HEAD": HEAD, "GAUSS_MIN": GAUSS_MIN_SUMS}
+                     "CAP": CAP, "HEAD": HEAD, "CENTRED": CENTRED, "ENTRIES": ENTRIES,
+                     "CW": CW, "CW_FINE": CW_FINE, "GAUSS_MIN": GAUSS_MIN_SUMS,
+                     "CENTRE_MIN_SIGMA": CENTRE_MIN_SIGMA}
