@@ -501,3 +501,21 @@ def test_centred_rule_modes(monkeypatch):
     for mode, lane, other in (("auto", True, False), ("1", True, True), ("0", False, False)):
         monkeypatch.setattr(abft, "CENTRED_MODE", mode)
         assert abft.centred_rule(True) is lane and abft.centred_rule(False) is other
+
+
+def test_abft_is_an_attribute_after_a_plain_import():
+    """`import clgemm; clgemm.abft.verify(...)` in a fresh process (the issue's public API):
+    the submodule loads on first use."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)  # the clgemm this session imported, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(clgemm.__file__).parents[1]), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    code = ("import clgemm; assert callable(clgemm.abft.verify); "
+            "assert 'abft' in clgemm.__all__\n"
+            "try:\n    clgemm.nosuch\nexcept AttributeError:\n    pass\n"
+            "else:\n    raise SystemExit('clgemm.nosuch resolved')")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -10,9 +10,19 @@ from .schedule import Schedule, SearchSpace
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """`clgemm.abft` after a plain `import clgemm` (loaded on first use: the guard's kernels
+    and campaigns are not needed by every product)."""
+    if name == "abft":
+        import importlib
+
+        return importlib.import_module(".abft", __name__)
+    raise AttributeError(f"module 'clgemm' has no attribute {name!r}")
+
 __all__ = [
     "Capabilities", "ClgemmError", "CompileError", "ContractError", "DTypeError",
     "DeviceInfo", "EngineError", "FaultError", "Info", "NoDeviceError", "NonFiniteError",
     "OutOfDeviceMemoryError", "Schedule", "ScheduleError", "SearchSpace", "ShapeError",
-    "devices", "get_device", "matmul", "to_device", "__version__",
+    "abft", "devices", "get_device", "matmul", "to_device", "__version__",
 ]
