@@ -358,12 +358,16 @@ def test_few_live_sums_among_near_exact_ones_are_not_flagged(rng, monkeypatch):
 
 def test_gaussian_top_bounds():
     """The Gaussian-tail branch's bar: 1.3 x the level 10 of N |Gaussian| draws exceed; off
-    below K = 512 and below 2000 block sums."""
+    below K = 512, below 2000 block sums and below 32 rows a block."""
     from clgemm.guard import abft
 
     z = abft.gaussian_top(24 * 3072, 3072)
     assert abs(z / 1.3 - 3.816) < 0.01  # P(|Z| > 3.816) = 10 / 73728
     assert abft.gaussian_top(24 * 3072, 511) == 0.0 and abft.gaussian_top(1999, 4096) == 0.0
+    # blocks of few rows: a sum of few entries' errors is not Gaussian enough (off)
+    assert abft.gaussian_top(24 * 3072, 3072, 16) == 0.0
+    assert abft.gaussian_top(24 * 3072, 3072, 128) == z and abft.GAUSS_MIN_BLOCK == 32
+    assert abft.block_rows(3072, 3072, 3072) >= abft.GAUSS_MIN_BLOCK  # 3072 keeps it
 
 
 def _noisy_product(rng, m, n, k, noise):

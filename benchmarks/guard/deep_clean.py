@@ -1,10 +1,12 @@
 """False positives of check=True on clean products of inner dimension 512-8191 (campaign.deep_case:
 every kind of data, alpha/beta, transposes), where the judge's Gaussian-tail branch may engage.
 
-    python benchmarks/guard/deep_clean.py OUT [seeds] [per_seed] [--float-branch]
+    python benchmarks/guard/deep_clean.py OUT [seeds] [per_seed] [--float-branch] [--mid]
 
 `--float-branch` turns the branch on where the check's sums are float (abft.GAUSS_ON_FLOAT_SUMS;
-off by default since 2026-12-02), for the A/B on a device without cl_khr_fp64. Writes
+off by default since 2026-12-02), for the A/B on a device without cl_khr_fp64. `--mid`: m and n
+log-uniform in [384, 2048], K in [512, 4096] instead (blocks of 8-128 rows, where the branch
+may engage with blocks of 32 rows and more). Writes
 OUT/deep-clean.json: per seed the flagged products (kind, shape, first max ratio, T, T_c).
 """
 
@@ -24,26 +26,42 @@ def main(argv: list[str]) -> int:
     out = Path(args[0] if args else "/tmp/deep-clean")
     seeds = int(args[1]) if len(args) > 1 else 10
     per_seed = int(args[2]) if len(args) > 2 else 300
+    import math
+
     import clgemm
     from clgemm.guard import abft, campaign
     from clgemm.runtime import get_runtime
 
     abft.GAUSS_ON_FLOAT_SUMS = "--float-branch" in flags
     rt = get_runtime()
-    report: dict = {"device": rt.device.name, "float_branch": abft.GAUSS_ON_FLOAT_SUMS,
-                    "centred_mode": abft.CENTRED_MODE, "per_seed": per_seed, "seeds": {},
+    mid = "--mid" in flags
+    report: dict = {"device": rt.device.name, "mid": mid, "float_branch": abft.GAUSS_ON_FLOAT_SUMS,
+                    "centred_mode": abft.CENTRED_MODE, "gauss_min_block": abft.GAUSS_MIN_BLOCK, "per_seed": per_seed, "seeds": {},
                     "t0": time.time()}
     total, flagged = 0, 0
     for seed in range(1, seeds + 1):
         rng = np.random.default_rng(seed)
         hits = []
         for t in range(per_seed):
-            A, B, C0, alpha, beta, ta, tb, kind = campaign.deep_case(rng, int(rng.integers(9, 13)))
-            _, info = clgemm.matmul(A, B, C=C0, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb,
-                                    check=True, return_info=True)
+            if mid:
+                m, n = (int(x) for x in np.exp(rng.uniform(math.log(384), math.log(2048), 2)))
+                k = int(np.exp(rng.uniform(math.log(512), math.log(4096))))
+                A, B, C0, alpha, beta, ta, tb, kind = campaign._case_of_shape(
+                    rng, m, n, k, campaign.KINDS)
+            else:
+                A, B, C0, alpha, beta, ta, tb, kind = campaign.deep_case(
+                    rng, int(rng.integers(9, 13)))
+            try:
+                _, info = clgemm.matmul(A, B, C=C0, alpha=alpha, beta=beta, trans_a=ta,
+                                        trans_b=tb, check=True, return_info=True)
+            except clgemm.FaultError as exc:  # a clean product refused: the worst outcome
+                hits.append({"case": t, "kind": kind, "shape": [A.shape, B.shape],
+                             "fault_error": str(exc)})
+                continue
             v = info.extra["abft"]
             if v["detected"]:
                 hits.append({"case": t, "kind": kind, "shape": list(v["shape"]),
+                             "block": v["block"],
                              "first_max_ratio": v["first"]["max_ratio"],
                              "threshold": v["threshold"],
                              "threshold_centred": v["threshold_centred"]})

@@ -240,12 +240,22 @@ DEEP_FROM = 9  # K octaves from here up (K >= 512) have floors from their own cl
 FLOOR_MARGIN = 2.0  # a deep floor is this times the largest clean |r| / scale of its octave
 
 
-def gaussian_top(sums: int, k: int) -> float:
-    """z_top of the judge's Gaussian-tail branch for `sums` block sums of inner dimension k:
-    GAUSS_TOP_MARGIN x the level that 10 of `sums` |N(0, 1)| draws exceed (P(|Z| > x) =
-    10 / sums), in sigmas; 0 (the branch off) below K = 512 or GAUSS_MIN_SUMS sums, where
-    faults stand far above the other rules' T anyway."""
-    if k_octave(k) < DEEP_FROM or sums < AK.GAUSS_MIN_SUMS:
+# Rows per block from which a block sum's roundoff is taken for Gaussian (the sum of that
+# many entries' errors). With 2-row blocks (small products of large K) the Intel CPU OpenCL
+# runtime's double sums showed 5 false positives in 1,800 clean products and one FaultError
+# (sparse, rowscaled, lowrank, colscaled: a sum of few errors, each of few terms, is not
+# Gaussian beyond its 10th largest); faults there stand above the other rules' T anyway.
+# $CLGEMM_ABFT_GAUSS_MIN_BLOCK overrides it (A/B campaigns).
+GAUSS_MIN_BLOCK = int(os.environ.get("CLGEMM_ABFT_GAUSS_MIN_BLOCK", "32"))
+
+
+def gaussian_top(sums: int, k: int, block: int = GAUSS_MIN_BLOCK) -> float:
+    """z_top of the judge's Gaussian-tail branch for `sums` block sums of `block` rows and
+    inner dimension k: GAUSS_TOP_MARGIN x the level that 10 of `sums` |N(0, 1)| draws exceed
+    (P(|Z| > x) = 10 / sums), in sigmas; 0 (the branch off) below K = 512, GAUSS_MIN_SUMS
+    sums or GAUSS_MIN_BLOCK rows a block, where faults stand far above the other rules' T
+    anyway."""
+    if k_octave(k) < DEEP_FROM or sums < AK.GAUSS_MIN_SUMS or block < GAUSS_MIN_BLOCK:
         return 0.0
     target = 10.0 / sums
     lo, hi = 0.0, 40.0
@@ -306,7 +316,7 @@ class BlockCheck:
     def __init__(self, gd: GuardDevice, m: int, n: int, k: int, bs: int) -> None:
         self.gd, self.m, self.n, self.k, self.bs = gd, m, n, k, bs
         self.nb = -(-m // bs)
-        self.z_top = gaussian_top(self.nb * n, k)
+        self.z_top = gaussian_top(self.nb * n, k, bs)
         # K slices of the expected sums: enough work-groups to fill the device about six
         # times over, each slice at least 128 deep (the partial sums cost ns x the output).
         tiles = -(-self.nb // AK.EB) * -(-n // (AK.EJ * AK.EW))
