@@ -358,15 +358,15 @@ def test_few_live_sums_among_near_exact_ones_are_not_flagged(rng, monkeypatch):
 
 def test_gaussian_top_bounds():
     """The Gaussian-tail branch's bar: 1.3 x the level 10 of N |Gaussian| draws exceed; off
-    below K = 512, below 2000 block sums and below 32 rows a block."""
+    below K = 512, below 2000 block sums and below 128 rows a block."""
     from clgemm.guard import abft
 
     z = abft.gaussian_top(24 * 3072, 3072)
     assert abs(z / 1.3 - 3.816) < 0.01  # P(|Z| > 3.816) = 10 / 73728
     assert abft.gaussian_top(24 * 3072, 511) == 0.0 and abft.gaussian_top(1999, 4096) == 0.0
-    # blocks of few rows: a sum of few entries' errors is not Gaussian enough (off)
-    assert abft.gaussian_top(24 * 3072, 3072, 16) == 0.0
-    assert abft.gaussian_top(24 * 3072, 3072, 128) == z and abft.GAUSS_MIN_BLOCK == 32
+    # blocks of fewer rows: a sum of fewer entries' errors is not Gaussian enough (off)
+    assert abft.gaussian_top(24 * 3072, 3072, 64) == 0.0
+    assert abft.gaussian_top(24 * 3072, 3072, 128) == z and abft.GAUSS_MIN_BLOCK == 128
     assert abft.block_rows(3072, 3072, 3072) >= abft.GAUSS_MIN_BLOCK  # 3072 keeps it
 
 
@@ -380,14 +380,14 @@ def _noisy_product(rng, m, n, k, noise):
 
 
 def test_gaussian_residuals_lower_T_to_find_a_9_sigma_fault(rng, monkeypatch):
-    """Gaussian residuals (64-row block sums of Gaussian noise): T falls from kappa p75
+    """Gaussian residuals (128-row block sums of Gaussian noise): T falls from kappa p75
     (11.5 sigma) to about 6.5 sigma; the clean product passes and a fault of 9 block sigmas
     is flagged. With a heavy tail (Student t, 2 degrees of freedom) the branch stays off."""
     from clgemm.guard import abft
 
-    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "64")
+    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "128")
     monkeypatch.setattr(abft, "GAUSS_ON_FLOAT_SUMS", True)  # the noise dwarfs float sums' own
-    m, n, k, e = 1024, 256, 768, 1e-3
+    m, n, k, e = 1024, 320, 768, 1e-3
     rt = get_runtime()
     A, B, exact, C = _noisy_product(rng, m, n, k, lambda s: e * rng.standard_normal(s))
     keep: list = []
@@ -400,7 +400,7 @@ def test_gaussian_residuals_lower_T_to_find_a_9_sigma_fault(rng, monkeypatch):
     found = 0
     for _ in range(10):
         bad = C.copy()
-        bad[rng.integers(m), rng.integers(n)] += np.float32(9.0 * e * 8.0)  # 9 x e sqrt(64)
+        bad[rng.integers(m), rng.integers(n)] += np.float32(9.0 * e * np.sqrt(128.0))  # 9 x e sqrt(128)
         vf, _ = abft.check_views(rt, a, b, abft._as_view(rt, "C", bad, False, keep), 1.0,
                                  0.0, None, 4.0, locate_cells=False)
         found += not vf.ok
@@ -418,8 +418,8 @@ def test_gaussian_branch_needs_double_sums(rng, monkeypatch):
     from clgemm.guard import abft
     from clgemm.guard.device import guard_device
 
-    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "64")
-    m, n, k, e = 1024, 256, 768, 1e-3
+    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "128")
+    m, n, k, e = 1024, 320, 768, 1e-3
     rt = get_runtime()
     A, B, exact, C = _noisy_product(rng, m, n, k, lambda s: e * rng.standard_normal(s))
     keep: list = []
@@ -452,9 +452,9 @@ def test_centred_rule_finds_a_fault_under_a_common_bias(rng, monkeypatch):
     Gaussian again and T_c finds it. The clean product passes."""
     from clgemm.guard import abft
 
-    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "64")
+    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "128")
     monkeypatch.setattr(abft, "GAUSS_ON_FLOAT_SUMS", True)
-    m, n, k, e = 1024, 256, 768, 1e-3
+    m, n, k, e = 1024, 320, 768, 1e-3
     rt = get_runtime()
     A, B, exact, C = _noisy_product(rng, m, n, k, lambda s: e * (0.5 + rng.standard_normal(s)))
     keep: list = []
@@ -468,10 +468,10 @@ def test_centred_rule_finds_a_fault_under_a_common_bias(rng, monkeypatch):
     for _ in range(10):
         bad = C.copy()
         i, j = rng.integers(m), rng.integers(n)
-        bad[i, j] += np.float32(np.sign(rng.standard_normal()) * 9.0 * e * 8.0)
+        bad[i, j] += np.float32(np.sign(rng.standard_normal()) * 9.0 * e * np.sqrt(128.0))
         vf, sf = abft.check_views(rt, a, b, abft._as_view(rt, "C", bad, False, keep), 1.0,
                                   0.0, None, 4.0, locate_cells=False, centred=True)
-        found += (not vf.ok) and list(sf["idx"]) == [(i // 64) * n + j]
+        found += (not vf.ok) and list(sf["idx"]) == [(i // 128) * n + j]
     assert found >= 9
 
 

@@ -241,12 +241,15 @@ FLOOR_MARGIN = 2.0  # a deep floor is this times the largest clean |r| / scale o
 
 
 # Rows per block from which a block sum's roundoff is taken for Gaussian (the sum of that
-# many entries' errors). With 2-row blocks (small products of large K) the Intel CPU OpenCL
-# runtime's double sums showed 5 false positives in 1,800 clean products and one FaultError
-# (sparse, rowscaled, lowrank, colscaled: a sum of few errors, each of few terms, is not
-# Gaussian beyond its 10th largest); faults there stand above the other rules' T anyway.
-# $CLGEMM_ABFT_GAUSS_MIN_BLOCK overrides it (A/B campaigns).
-GAUSS_MIN_BLOCK = int(os.environ.get("CLGEMM_ABFT_GAUSS_MIN_BLOCK", "32"))
+# many entries' errors). On Intel's CPU OpenCL runtime (double sums, 2026-12-02) clean
+# products flagged by the branch: 11 of 733 with blocks of 2-32 rows (a sum of few errors,
+# each of few terms, is heavier-tailed than a Gaussian beyond its 10th largest: up to 9.4
+# sigma with 32-row blocks), none of 92 with 128-row ones (the largest 6.06 sigma), one of
+# them a FaultError on a clean product. 128-row blocks are what block_rows gives products of
+# 2^33 multiply-adds and more (2048^3 up), where a fault of 1e-5 max|C| needs the branch;
+# below, faults stand above the other rules' T anyway. $CLGEMM_ABFT_GAUSS_MIN_BLOCK
+# overrides it (A/B campaigns).
+GAUSS_MIN_BLOCK = int(os.environ.get("CLGEMM_ABFT_GAUSS_MIN_BLOCK", "128"))
 
 
 def gaussian_top(sums: int, k: int, block: int = GAUSS_MIN_BLOCK) -> float:
