@@ -466,7 +466,8 @@ def test_distill_end_to_end_on_pocl(rt, device_space, tmp_path, monkeypatch, tig
     assert prob["confirmed_best"] == best_replayed.schedule == chosen[0]
 
 
-def test_cost_model_transfer_pretrains_ranking_and_ignores_shape_speed():
+@pytest.mark.parametrize("objective", ["rank", "ridge"])
+def test_cost_model_transfer_pretrains_ranking_and_ignores_shape_speed(objective):
     """Transfer: other shapes' measurements rank schedules before any target measurement; a
     shape's absolute speed (its intercept) does not carry over."""
     import random as _random
@@ -481,15 +482,44 @@ def test_cost_model_transfer_pretrains_ranking_and_ignores_shape_speed():
 
     groups = [(pool[:30], [truth(s, 1.0) for s in pool[:30]]),
               (pool[30:], [truth(s, 50.0) for s in pool[30:]])]
-    m = CostModel(49152, ridge=0.1).set_transfer(groups)
+    m = CostModel(49152, ridge=0.1, objective=objective).set_transfer(groups)
     assert m.transfer_samples == 60 and m.samples == 0
     fast, slow = Schedule(unroll_k=8), Schedule(unroll_k=1)
     p_fast, p_slow = m.predict([fast, slow])
     assert p_fast < p_slow
-    # Two target measurements set the target's intercept; the ranking stays.
+    # Two target measurements: the ranking stays; the ridge fit also sets the target's
+    # intercept (the rank fit's scores order schedules, their scale is not a time).
     m.fit([fast, slow], [truth(fast, 7.0), truth(slow, 7.0)])
     p = m.predict([fast, slow])
-    assert p[0] < p[1] and 0.5 < p[0] / truth(fast, 7.0) < 2.0
+    assert p[0] < p[1]
+    if objective == "ridge":
+        assert 0.5 < p[0] / truth(fast, 7.0) < 2.0
+
+
+def test_rank_transfer_yields_to_the_targets_own_order():
+    """The rank fit: other shapes say unroll helps; the target's measurements say it hurts.
+    Before target data the prior's order stands; with the target's pairs (their weight, the
+    cap on pairs) the order flips. Bad objectives are refused."""
+    import random as _random
+
+    from clgemm.tune.model import RankSettings
+
+    rng = _random.Random(5)
+    pool = [Schedule(wg_m=rng.choice([4, 8, 16]), wg_n=rng.choice([4, 8, 16]),
+                     out_m=rng.choice([1, 2, 4]), out_n=rng.choice([1, 2, 4]),
+                     unroll_k=rng.choice([1, 2, 4, 8])) for _ in range(80)]
+    helps = [1.0 + 1.0 / s.unroll_k for s in pool[:40]]
+    m = CostModel(49152, rank=RankSettings(target_pairs=300)).set_transfer([(pool[:40], helps)])
+    fast, slow = Schedule(unroll_k=8), Schedule(unroll_k=1)
+    assert m.predict([fast, slow])[0] < m.predict([fast, slow])[1]
+    target = pool[40:]
+    hurts = [1.0 + s.unroll_k / 8.0 for s in target]  # 780 pairs, capped to 300
+    m.fit(target, hurts)
+    for _ in range(5):  # a few refits, as the tuner's loop makes (2 Newton steps each)
+        m.fit(target, hurts)
+    assert m.samples == 40 and m.predict([fast, slow])[0] > m.predict([fast, slow])[1]
+    with pytest.raises(ValueError, match="objective"):
+        CostModel(49152, objective="lasso")
 
 
 def test_db_observations_exclude_the_target_problem(tmp_path):

@@ -6,15 +6,17 @@ recorded H100 space at 2048 (benchmarks/h100/space-2048.json), 100 seeds each.
 
 The engine's simulator replays random, genetic, annealing and sqa. The model-guided strategy
 is replayed with the roofline prior as fixed scores (engine simulator); as the tuner runs it
-(`clgemm.tune.offline.replay_model`: the cost model refitted on what was measured before every
-pick, after 8 random warm-up picks; the recorded time stands in for the device); and as
-`clgemm tune --transfer` runs it (model+transfer: the cost model pretrained on the H100 tuning
-databases' `tune` measurements of the OTHER shapes, 1400 and 3072, no warm-up), once per
-target weight of the sweep. The 2048 rows of those databases are excluded (the recorded space
-is 2048: leakage), and so are their `replay-*` sessions (distill's cross-shape replays of every
-shape's top-k, 2048's included). `model+transfer` is the tuner's default target weight, which
-was chosen on THIS space (optimistic); `model+transfer@loso` is the weight loso.py chose on the
-other shapes and PoCL (loso.json), the unbiased figure. Seconds count compile + run time of
+without transfer (model-online: `clgemm.tune.offline.replay_model`, the ridge cost model
+refitted on what was measured before every pick, after 8 random warm-up picks; the recorded
+time stands in for the device); and as `clgemm tune --transfer` runs it (model+transfer: the
+cost model pretrained on the H100 tuning databases' `tune` measurements of the OTHER shapes,
+1400 and 3072, no warm-up) with the pairwise ranking fit it ships (tune.model.RankSettings,
+chosen by loso.py off this space). For comparison, the ridge transfer fit it shipped before
+2026-12-02, once per target weight: `model+transfer(ridge)` at its default weight, chosen on
+THIS space (optimistic), `model+transfer(ridge)@loso` at the weight loso.py chose off it. The
+2048 rows of those databases are excluded (the recorded space is 2048: leakage), and so are
+their `replay-*` sessions (distill's cross-shape replays of every shape's top-k, 2048's
+included). Seconds count compile + run time of
 every evaluated schedule as recorded. Writes compare.json and curves.png beside this.
 """
 
@@ -32,7 +34,7 @@ import numpy as np
 from clgemm import engine
 from clgemm.schedule import Schedule
 from clgemm.tune.measure import Problem
-from clgemm.tune.model import CostModel
+from clgemm.tune.model import CostModel, RankSettings
 from clgemm.tune.offline import replay_model, transfer_groups
 
 HERE = Path(__file__).parent
@@ -59,8 +61,6 @@ def main() -> int:
     records = data["records"]
     schedules = [Schedule.from_dict(r["schedule"]) for r in records]
     times = [r["time_s"] for r in records]
-    cost = [(r["compile_s"] or 0.0) + 6 * (r["time_s"] or r.get("inaccurate_time_s") or 0.0)
-            for r in records]
     rs = engine.RecordedSpace.load(str(SPACE))
     best = min(t for t in times if t)
     one_percent = math.ceil(0.01 * len([t for t in times if t is not None]))
@@ -79,23 +79,30 @@ def main() -> int:
     transfer = transfer_groups(TRANSFER_DBS, data["device"]["name"],
                                exclude=Problem(*data["shape"]))
     assert all(p.m != 2048 for p in transfer.problems), "leakage: 2048 rows in the prior"
-    loso_weight = json.loads(LOSO.read_text())["chosen_target_weight"]
-    variants = [("model-online", None, TARGET_WEIGHT)]
-    variants += [(f"model+transfer@{w:g}", transfer, w) for w in WEIGHTS]
-    for name, prior, weight in variants:
+    loso = json.loads(LOSO.read_text())
+    loso_weight = loso["chosen_target_weight"]
+    shipped = RankSettings()
+    assert loso["chosen_rank"] == {"temperature": shipped.temperature, "l2": shipped.l2,
+                                   "target_weight": shipped.target_weight}, \
+        "the tuner's RankSettings are not loso.py's choice"
+    variants = [("model-online", None, TARGET_WEIGHT, "ridge"),
+                ("model+transfer", transfer, TARGET_WEIGHT, "rank")]
+    variants += [(f"model+transfer(ridge)@{w:g}", transfer, w, "ridge") for w in WEIGHTS]
+    for name, prior, weight, objective in variants:
         model_runs, _ = replay_model(SPACE, list(range(SEEDS)), BUDGET, transfer=prior,
-                                     warmup=WARMUP, refit=REFIT, target_weight=weight)
+                                     warmup=WARMUP, refit=REFIT, target_weight=weight,
+                                     objective=objective)
         runs[name] = []
         for r in model_runs:
             e95, s95 = reach(r.curve, r.seconds, best, 0.95)
             e99, s99 = reach(r.curve, r.seconds, best, 0.99)
             runs[name].append({"curve": r.curve, "evals_95": e95, "evals_99": e99,
                                "seconds_95": s95, "seconds_99": s99})
-    sweep = {f"{w:g}": runs[f"model+transfer@{w:g}"] for w in WEIGHTS}
-    runs["model+transfer"] = sweep[f"{TARGET_WEIGHT:g}"]  # what `clgemm tune --transfer` does
-    runs["model+transfer@loso"] = sweep[f"{loso_weight:g}"]
+    sweep = {f"{w:g}": runs[f"model+transfer(ridge)@{w:g}"] for w in WEIGHTS}
+    runs["model+transfer(ridge)"] = sweep[f"{TARGET_WEIGHT:g}"]  # the tuner before 2026-12-02
+    runs["model+transfer(ridge)@loso"] = sweep[f"{loso_weight:g}"]
     for w in WEIGHTS:
-        del runs[f"model+transfer@{w:g}"]
+        del runs[f"model+transfer(ridge)@{w:g}"]
     summary = {}
     base_third = statistics.median(
         [r["evals_95"] if r["evals_95"] else BUDGET + 1 for r in runs["random"]]) / 3
@@ -128,13 +135,18 @@ def main() -> int:
         "one_percent_of_space": one_percent, "seeds": SEEDS, "budget": BUDGET,
         "cost_model": "seconds = recorded compile_s + 6 x kernel time (warm-up + 5 repeats)",
         "model": {"refit_every": REFIT, "warmup_random_picks": WARMUP,
+                  "transfer_fit": "rank (model+transfer, what `clgemm tune --transfer` runs)",
+                  "rank_settings": dict(shipped.__dict__),
+                  "rank_selection": ("loso.py, leave one shape out over the H100 and PoCL "
+                                     "databases, this space never read: score "
+                                     f"{loso['score_by_rank_setting']}"),
                   "ridge": CostModel(0).ridge, "target_weight": TARGET_WEIGHT,
                   "target_weight_loso": loso_weight,
                   "target_weight_sweep": {w: _sweep_row(rr, one_percent) for w, rr in sweep.items()},
                   "target_weight_note": (
-                      "model+transfer uses the tuner default, chosen on this same space "
-                      "(optimistic selection); model+transfer@loso uses the weight loso.py "
-                      "chose on other shapes and PoCL (benchmarks/h100/strategies/loso.json)")},
+                      "model+transfer(ridge) uses the ridge fit's default weight, chosen on "
+                      "this same space (optimistic selection); model+transfer(ridge)@loso uses "
+                      "the weight loso.py chose on other shapes and PoCL (loso.json)")},
         "transfer": {
             "databases": [str(Path(p).relative_to(HERE.parent.parent.parent)) for p in TRANSFER_DBS],
             "device_name": data["device"]["name"],
@@ -211,7 +223,7 @@ def _plot(runs, best, one_percent) -> None:
                             (r["curve"] + [r["curve"][-1]] * (BUDGET - len(r["curve"])))]
                            for r in rr])
         ax.plot(np.arange(1, BUDGET + 1), np.median(curves, axis=0), label=name,
-                ls="--" if name.endswith("@loso") else "-")
+                ls="--" if "(ridge)" in name else "-")
     ax.axhline(0.95, color="grey", ls=":", lw=1)
     ax.axvline(one_percent, color="grey", ls="--", lw=1, label="1% of recorded space")
     ax.set_xscale("log")

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..schedule import Schedule
 from .measure import Problem
-from .model import CostModel
+from .model import CostModel, RankSettings
 
 
 @dataclass
@@ -62,12 +62,14 @@ class ModelRun:
 def replay_model(space_path: str | Path, seeds: list[int], budget: int,
                  transfer: Transfer | None = None, warmup: int = 8, refit: int = 1,
                  target_weight: float = 1000.0, run_factor: int = 6,
-                 stop_at: float = 0.99, warmup_with_transfer: bool = False
+                 stop_at: float = 0.99, warmup_with_transfer: bool = False,
+                 objective: str = "rank", rank: RankSettings | None = None
                  ) -> tuple[list[ModelRun], float]:
     """Replays the tuner's model loop for each seed; returns the runs and the best recorded
     time. Without transfer the first `warmup` picks are uniform (TuneConfig.model_warmup);
     with transfer there is none (unless `warmup_with_transfer`). A run stops once it reaches `stop_at` of the best
-    (the rest of its curve is flat). Seconds = compile_s + run_factor x kernel time."""
+    (the rest of its curve is flat). Seconds = compile_s + run_factor x kernel time.
+    `objective`, `rank` and `target_weight` are the CostModel's (the transfer fit)."""
     from .. import engine
 
     data = json.loads(Path(space_path).read_text())
@@ -85,7 +87,8 @@ def replay_model(space_path: str | Path, seeds: list[int], budget: int,
     for seed in seeds:
         strategy = engine.Strategy("model", rs, seed=seed)
         rng = np.random.default_rng(seed)
-        model = CostModel(local_mem, target_weight=target_weight)
+        model = CostModel(local_mem, target_weight=target_weight, objective=objective,
+                          rank=rank or RankSettings())
         if transfer is not None:
             model.set_transfer(transfer.groups)
         warm = warmup if transfer is None or warmup_with_transfer else 0
