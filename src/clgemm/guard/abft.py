@@ -25,10 +25,10 @@ Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of t
     product whose own tail (p99) sits below it gets a lower T, down to c_min = c_dev / 2, the
     largest clean |r| / scale of the calibration. Also from K = 512 up, where the residuals
     are Gaussian by their own tail (their 10th largest within 1.3x what 10 of that many
-    Gaussian draws reach, sigma = p75 / 1.15, both interpolated in the histogram), T is
-    lowered to max(6.5 sigma, 1.5 x the 10th largest): the faults of 1e-5 max|C| on
-    non-negative data at 3072 stand ~10 sigma out, below the other rules' T
-    (abft_kernels.GAUSS_*). Where under 1% of the sums carry any roundoff (integer data),
+    Gaussian draws reach, sigma = p75 / 1.15, both interpolated in the histogram) and the
+    blocks have 128 rows or more, T is lowered to max(6.5 sigma, 1.5 x the 10th largest,
+    1.75 x the 3rd largest): the faults of 1e-5 max|C| on non-negative data at 3072 stand
+    ~10 sigma out, below the other rules' T (abft_kernels.GAUSS_*; GAUSS_MIN_BLOCK). Where under 1% of the sums carry any roundoff (integer data),
     T = c_min: the few non-zero residuals may be the faults, whose own percentiles must not
     set T. The Gaussian branch needs double sums: with float ones half of every residual is
     the check's own rounding, whose tail follows the data (it is off there).
