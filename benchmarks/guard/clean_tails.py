@@ -13,7 +13,6 @@ campaign.deep_case (m, n up to 1024, K 512-8191); `--big`: m, n in [1024, 3072] 
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 import numpy as np
@@ -34,10 +33,7 @@ def main(argv: list[str]) -> int:
     lo, hi = (1024, 3072) if big else (256, 2048)
     for t in range(count):
         if big or t % 2 == 0:
-            m, n = (int(x) for x in np.exp(rng.uniform(math.log(lo), math.log(hi), 2)))
-            k = int(np.exp(rng.uniform(math.log(512), math.log(4096))))
-            A, B, C0, alpha, beta, ta, tb, kind = campaign._case_of_shape(
-                rng, m, n, k, campaign.KINDS)
+            A, B, C0, alpha, beta, ta, tb, kind = campaign.sized_case(rng, lo, hi)
         else:
             A, B, C0, alpha, beta, ta, tb, kind = campaign.deep_case(
                 rng, int(rng.integers(9, 13)), max_dim=1024)

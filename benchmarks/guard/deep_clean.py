@@ -1,12 +1,13 @@
 """False positives of check=True on clean products of inner dimension 512-8191 (campaign.deep_case:
 every kind of data, alpha/beta, transposes), where the judge's Gaussian-tail branch may engage.
 
-    python benchmarks/guard/deep_clean.py OUT [seeds] [per_seed] [--float-branch] [--mid]
+    python benchmarks/guard/deep_clean.py OUT [seeds] [per_seed] [--float-branch] [--mid|--big]
 
 `--float-branch` turns the branch on where the check's sums are float (abft.GAUSS_ON_FLOAT_SUMS;
 off by default since 2026-12-02), for the A/B on a device without cl_khr_fp64. `--mid`: m and n
 log-uniform in [384, 2048], K in [512, 4096] instead (blocks of 8-128 rows, where the branch
-may engage with blocks of 32 rows and more). Writes
+may engage with blocks of 32 rows and more); `--big`: m and n in [1024, 3072] (blocks of 32 and
+128 rows: where the branch engages since it needs 128-row blocks). Writes
 OUT/deep-clean.json: per seed the flagged products (kind, shape, first max ratio, T, T_c).
 """
 
@@ -26,16 +27,15 @@ def main(argv: list[str]) -> int:
     out = Path(args[0] if args else "/tmp/deep-clean")
     seeds = int(args[1]) if len(args) > 1 else 10
     per_seed = int(args[2]) if len(args) > 2 else 300
-    import math
-
     import clgemm
     from clgemm.guard import abft, campaign
     from clgemm.runtime import get_runtime
 
     abft.GAUSS_ON_FLOAT_SUMS = "--float-branch" in flags
     rt = get_runtime()
-    mid = "--mid" in flags
-    report: dict = {"device": rt.device.name, "mid": mid, "float_branch": abft.GAUSS_ON_FLOAT_SUMS,
+    mid = "--mid" in flags or "--big" in flags
+    lo, hi = (1024, 3072) if "--big" in flags else (384, 2048)
+    report: dict = {"device": rt.device.name, "mid": mid, "m_n_range": [lo, hi] if mid else None, "float_branch": abft.GAUSS_ON_FLOAT_SUMS,
                     "centred_mode": abft.CENTRED_MODE, "gauss_min_block": abft.GAUSS_MIN_BLOCK, "per_seed": per_seed, "seeds": {},
                     "t0": time.time()}
     total, flagged = 0, 0
@@ -44,10 +44,7 @@ def main(argv: list[str]) -> int:
         hits = []
         for t in range(per_seed):
             if mid:
-                m, n = (int(x) for x in np.exp(rng.uniform(math.log(384), math.log(2048), 2)))
-                k = int(np.exp(rng.uniform(math.log(512), math.log(4096))))
-                A, B, C0, alpha, beta, ta, tb, kind = campaign._case_of_shape(
-                    rng, m, n, k, campaign.KINDS)
+                A, B, C0, alpha, beta, ta, tb, kind = campaign.sized_case(rng, lo, hi)
             else:
                 A, B, C0, alpha, beta, ta, tb, kind = campaign.deep_case(
                     rng, int(rng.integers(9, 13)))

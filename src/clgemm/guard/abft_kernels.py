@@ -70,7 +70,7 @@ GAUSS_TOP3 = float(os.environ.get("CLGEMM_ABFT_GAUSS_TOP3", "1.75"))
 # block row's signed z = r / scale is centred on its median (refined as the mean of the ratios
 # in the median's 1/CW_FINE of a histogram bin); where the centred |z - m| are Gaussian by
 # their own tail (the test above) a sum is also flagged beyond max(GAUSS_Z sigma_c,
-# 1.5 x their 10th largest). Where almost every centred ratio is exactly zero (constant data)
+# 1.5 x their 10th largest, GAUSS_TOP3 x their 3rd largest). Where almost every centred ratio is exactly zero (constant data)
 # the rule stays off: a handful of sums that differ from all the others may be a fault or a
 # column of other data, and nothing in the residuals tells which.
 CW = 256  # work-items per block row in abft_centre

@@ -188,7 +188,8 @@ class CostModel:
         self.weights = _rank_newton(np.vstack([d, td]), np.concatenate([o, to]),
                                     np.concatenate([w, tw]), self.weights, rank.refit_steps,
                                     rank)
-        # the target's intercept (predictions near its times; the ranking is unaffected)
+        # the target's intercept: the scores' mean sits at its mean log-time (their spread is
+        # the ranking loss's, not seconds; the order is what the strategy uses)
         self.bias = float((y - log_prior - x @ self.weights).mean())
         self.samples = len(y)
         return self
