@@ -7,6 +7,7 @@ tests drive `tune()` against a synthetic landscape (no device work), so they are
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -377,6 +378,25 @@ def test_model_strategy_learns_in_the_loop(device_space, tmp_path, monkeypatch):
     prior_pick = min(pool, key=prior_time)  # what the model asks first, unfitted
     assert best["model"] < best["random"]
     assert best["model"] < (landscape(prior_pick) or math.inf)
+
+
+def test_transfer_in_the_tuner_loop_uses_other_shapes(device_space, tmp_path, monkeypatch):
+    """`clgemm tune --transfer` end to end (synthetic landscape, the same for every shape):
+    after 40 random evaluations of another shape, the model strategy with transfer (the rank
+    fit, no warm-up) beats it without transfer at a budget of 6 evaluations."""
+    monkeypatch.setattr(loop, "Bench", SyntheticBench)
+    monkeypatch.setattr(loop, "CompilePool", NoCompilePool)
+    log = io.StringIO()
+    best = {}
+    for transfer in (False, True):
+        with TuningDB(tmp_path / f"t{int(transfer)}.sqlite") as db:
+            tune(TuneConfig(Problem(96, 96, 96), "random", budget_evals=40, workers=1, seed=1),
+                 db)
+            best[transfer] = tune(TuneConfig(TINY, "model", budget_evals=6, workers=1, seed=4,
+                                             model_pool=300, transfer=transfer), db,
+                                  log=log).best_time_s
+    assert "transfer prior: " in log.getvalue() and "96x96x96" in log.getvalue()
+    assert best[True] < best[False]
 
 
 # ---- distillation --------------------------------------------------------------------
