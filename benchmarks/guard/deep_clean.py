@@ -35,9 +35,11 @@ def main(argv: list[str]) -> int:
     rt = get_runtime()
     mid = "--mid" in flags or "--big" in flags
     lo, hi = (1024, 3072) if "--big" in flags else (384, 2048)
-    report: dict = {"device": rt.device.name, "mid": mid, "m_n_range": [lo, hi] if mid else None, "float_branch": abft.GAUSS_ON_FLOAT_SUMS,
-                    "centred_mode": abft.CENTRED_MODE, "gauss_min_block": abft.GAUSS_MIN_BLOCK, "per_seed": per_seed, "seeds": {},
-                    "t0": time.time()}
+    report: dict = {"device": rt.device.name, "mid": mid,
+                    "m_n_range": [lo, hi] if mid else None,
+                    "float_branch": abft.GAUSS_ON_FLOAT_SUMS, "centred_mode": abft.CENTRED_MODE,
+                    "gauss_min_block": abft.GAUSS_MIN_BLOCK, "per_seed": per_seed,
+                    "seeds": {}, "t0": time.time()}
     total, flagged = 0, 0
     for seed in range(1, seeds + 1):
         rng = np.random.default_rng(seed)

@@ -39,8 +39,9 @@ def main(paths: list[str]) -> int:
     products = []
     for p in paths:
         products += json.load(open(p))["products"]
+    blocks = sorted({r["bs"] for r in products})
     print(f"{len(products)} clean products; blocks:",
-          {b: sum(1 for r in products if r["bs"] == b) for b in sorted({r["bs"] for r in products})})
+          {b: sum(1 for r in products if r["bs"] == b) for b in blocks})
     for centred in (False, True):
         for min_block in (2, 8, 32, 128):
             for gauss_z, f3 in ((6.5, 0.0), (6.5, 1.5), (6.5, 1.75), (6.5, 2.0), (8.0, 0.0)):

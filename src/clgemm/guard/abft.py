@@ -28,7 +28,8 @@ Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of t
     Gaussian draws reach, sigma = p75 / 1.15, both interpolated in the histogram) and the
     blocks have 128 rows or more, T is lowered to max(6.5 sigma, 1.5 x the 10th largest,
     1.75 x the 3rd largest): the faults of 1e-5 max|C| on non-negative data at 3072 stand
-    ~10 sigma out, below the other rules' T (abft_kernels.GAUSS_*; GAUSS_MIN_BLOCK). Where under 1% of the sums carry any roundoff (integer data),
+    ~10 sigma out, below the other rules' T (abft_kernels.GAUSS_*; GAUSS_MIN_BLOCK). Where
+    under 1% of the sums carry any roundoff (integer data),
     T = c_min: the few non-zero residuals may be the faults, whose own percentiles must not
     set T. The Gaussian branch needs double sums: with float ones half of every residual is
     the check's own rounding, whose tail follows the data (it is off there).
@@ -36,10 +37,10 @@ Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of t
     of same-sign data shares a signed residual, which lifts KAPPA p75 over the faults):
     each block row's signed z = r / scale is centred on its median m_b, and where the
     |z - m_b| are Gaussian by the same tail test a block-column is also flagged when
-    |r - m_b scale| > T_c scale, T_c = max(6.5 sigma_c, 1.5 x their 10th largest, or their
-    NB-th with fewer than 10 block rows); off where the centred ratios are nearly all zero
-    or their sigma below 2e-3 (constant data: a few differing sums cannot be told from
-    faults). c_dev, the floor, is calibrated per device, per
+    |r - m_b scale| > T_c scale, T_c = max(6.5 sigma_c, 1.5 x their 10th largest (their
+    NB-th with fewer than 10 block rows), 1.75 x their 3rd largest); off where the centred
+    ratios are nearly all zero or their sigma below 2e-3 (constant data: a few differing
+    sums cannot be told from faults). c_dev, the floor, is calibrated per device, per
     lane (the float32 family; 3xTF32 on tensor cores) and per octave of K on clean products
     (guard/campaign.py: calibrate): the roundoff a kernel makes at large K is what hides a
     small fault, and a lane that accumulates in blocks makes less of it.
@@ -278,9 +279,9 @@ MIN_SIDE = 8  # fewer checkable block sums: judged against the rigorous bound on
 # The centred rule (abft_kernels.CW) judges the products of tensor-core lanes, whose roundoff
 # is correlated (check=True on a lane); the float32 family's needs none (11 of 12 kinds of
 # data at 100% without it on the H200, and the twelfth, constant data, is not served by it)
-# and a product computed elsewhere (verify) is not known to. It has not yet run on a device
-# with double sums (it was written when no device time was left): CLGEMM_ABFT_CENTRED=1
-# turns it on for every check, 0 off for all (A/B campaigns).
+# and a product computed elsewhere (verify) is not known to. It has run with double sums on
+# Intel's CPU OpenCL runtime only (benchmarks/guard/intel-cpu), not yet on a GPU:
+# CLGEMM_ABFT_CENTRED=1 turns it on for every check, 0 off for all (A/B campaigns).
 CENTRED_MODE = os.environ.get("CLGEMM_ABFT_CENTRED", "auto")
 
 

@@ -70,9 +70,10 @@ GAUSS_TOP3 = float(os.environ.get("CLGEMM_ABFT_GAUSS_TOP3", "1.75"))
 # block row's signed z = r / scale is centred on its median (refined as the mean of the ratios
 # in the median's 1/CW_FINE of a histogram bin); where the centred |z - m| are Gaussian by
 # their own tail (the test above) a sum is also flagged beyond max(GAUSS_Z sigma_c,
-# 1.5 x their 10th largest, GAUSS_TOP3 x their 3rd largest). Where almost every centred ratio is exactly zero (constant data)
-# the rule stays off: a handful of sums that differ from all the others may be a fault or a
-# column of other data, and nothing in the residuals tells which.
+# 1.5 x their 10th largest, GAUSS_TOP3 x their 3rd largest). Where almost every centred
+# ratio is exactly zero (constant data) the rule stays off: a handful of sums that differ
+# from all the others may be a fault or a column of other data, and nothing in the residuals
+# tells which.
 CW = 256  # work-items per block row in abft_centre
 CW_FINE = 256  # linear sub-bins of the median's bin
 CENTRE_MIN_COLS = 32  # fewer checkable sums in a block row: no centre for it
@@ -612,7 +613,8 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
       if (z_top > 0.0f && tot >= %(GAUSS_MIN)d) {
         // one faulty sum moves neither the 75th percentile nor the 10th largest much; a
         // whole faulty row (n sums) lifts the 10th largest and the branch stays off
-        const float sigma = abft_percentile_interp(sum + HEAD, part, (uint)ceil(0.75f * (float)tot)) / 1.1503f;
+        const float sigma =
+            abft_percentile_interp(sum + HEAD, part, (uint)ceil(0.75f * (float)tot)) / 1.1503f;
         const float top10 = abft_percentile_interp(sum + HEAD, part, tot - 9u);
         const float top3 = abft_percentile_interp(sum + HEAD, part, tot - 2u);
         if (top10 <= z_top * sigma)
@@ -627,7 +629,8 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
       for (int q = 0; q < JW; q++) totc += partc[q];
       const uint popc = totc + sum[9];
       if (popc >= %(GAUSS_MIN)du && totc >= 10u && totc * 100u >= popc) {
-        const float sigma = abft_percentile_interp(sum + CENTRED, partc, (uint)ceil(0.75f * (float)totc)) / 1.1503f;
+        const float sigma = abft_percentile_interp(
+            sum + CENTRED, partc, (uint)ceil(0.75f * (float)totc)) / 1.1503f;
         const float top10 = abft_percentile_interp(sum + CENTRED, partc, totc - 9u);
         // a whole column of block sums (NB of them) may differ from the rest by its data:
         // with fewer than 10 block rows T_c stays above the NB-th largest, not the 10th
