@@ -1,5 +1,6 @@
 """Timing shared by the tensor-core benchmark scripts: cuBLAS through PyTorch (CUDA events
-around `a @ b`), and an OpenCL call's device span between two markers."""
+around `a @ b`), an OpenCL call's device span between two markers, and one product's result
+read back from a poisoned C."""
 
 from __future__ import annotations
 
@@ -47,3 +48,14 @@ def device_span(queue, fn, reps: int = 20) -> float:
         after.wait()
         ts.append((after.profile.end - before.profile.end) * 1e-9)
     return float(np.median(ts))
+
+
+def poisoned_result(queue, c_buffer, n: int, fn) -> np.ndarray:
+    """C (n x n float32) after `fn()` (which enqueues one product into c_buffer and returns its
+    event), with C set to NaN first: a kernel that writes nothing shows NaN, not the previous
+    product's result."""
+    cl.enqueue_copy(queue, c_buffer, np.full((n, n), np.nan, np.float32))
+    fn().wait()
+    got = np.empty((n, n), np.float32)
+    cl.enqueue_copy(queue, got, c_buffer)
+    return got
