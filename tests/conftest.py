@@ -30,15 +30,35 @@ def _isolated_cache(tmp_path_factory):
 def _fresh_method_costs():
     """Each test starts with no measured costs in the approximate planner (it remembers, per
     shape, whether low rank beat exact)."""
-    from clgemm.guard import contract
+    from clgemm.approx import contract
+    from clgemm.runtime import get_runtime
 
-    contract._costs.clear()
+    get_runtime().forget(contract.COSTS_MEMO)
+
+
+def fresh_routes(monkeypatch, rt) -> None:
+    """Plans and tensor-core schedules decided anew for this test (and the runtime's own
+    restored after it): a test that changes the routing must not meet plans decided before."""
+    from clgemm.runtime import LruMemo
+
+    for key in ("plans", "tc schedules"):
+        monkeypatch.setitem(rt._memo, key, LruMemo(64))
+
+
+def emulate_tensor_cores(monkeypatch, rt) -> None:
+    """Tensor cores claimed present on `rt`, their PTX emulated in plain OpenCL C (runs on the
+    CPU devices), for this test only; routes decided anew."""
+    from clgemm.lanes.probe import TcSupport
+
+    monkeypatch.setitem(rt._memo, "tc support", TcSupport(True, "emulated", async_copy=True))
+    monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
+    fresh_routes(monkeypatch, rt)
 
 
 def require_valid(schedule) -> None:
     """Skip, with the reason, where the device's search space rejects the schedule (the
     direct form exists on CPU devices only): the suite also runs on the GPU machine."""
-    from clgemm.plan import search_space
+    from clgemm.lanes.fp32 import search_space
     from clgemm.runtime import get_runtime
 
     space = search_space(get_runtime())

@@ -8,7 +8,8 @@ import pytest
 
 import clgemm
 import clgemm.abft
-from clgemm.guard import campaign, faults
+from clgemm.guard import faults
+from clgemm.lab import guard_campaign as campaign
 from clgemm.guard.device import guard_device
 from clgemm.runtime import get_runtime
 from conftest import rand
@@ -112,7 +113,7 @@ def test_repairs_with_beta_use_the_kept_copy_of_c(rng, persistent_cells):
 def test_unchecked_accumulator_fault_is_really_wrong(rng):
     """The flag corrupts the product (so the test above is not vacuous)."""
     from clgemm.guard.abft import View, _launch
-    from clgemm.api import choose_schedule
+    from clgemm.lanes.fp32 import choose_schedule
     from clgemm.operands import upload
     from clgemm.runtime import get_runtime
 
@@ -273,15 +274,16 @@ def exact_tc_lane(monkeypatch):
     plain OpenCL C, with small tiles (the emulated 128 x 128 kernels compile for minutes)."""
     from dataclasses import replace
 
-    from clgemm import tc
+    from clgemm import route
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+    from clgemm.runtime import get_runtime
 
-    small = replace(tc.DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
+    from conftest import emulate_tensor_cores
+
+    small = replace(DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
                     warps_m=2, warps_n=1)
-    monkeypatch.setattr(tc, "tensorcore_available", lambda rt: True)
-    monkeypatch.setattr(tc, "tensorcore_support",
-                        lambda rt: tc.TcSupport(True, "emulated", async_copy=True))
-    monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
-    monkeypatch.setattr(tc, "exact_schedule", lambda rt, m, n, k: small)
+    emulate_tensor_cores(monkeypatch, get_runtime())
+    monkeypatch.setattr(route, "exact_schedule", lambda rt, m, n, k: small)
     return small
 
 

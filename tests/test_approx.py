@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import clgemm
-from clgemm.guard import contract, lowrank
+from clgemm.approx import contract, lowrank
 
 
 def _lowrank(rng, m, k, r, noise=0.0):
@@ -141,13 +141,11 @@ def test_tensor_core_hook_skipped(no_tc_lane):
 @pytest.fixture
 def tc_lane(monkeypatch):
     """Tensor cores claimed present, the PTX emulated in plain OpenCL C (runs on PoCL)."""
-    from clgemm import tc
+    from clgemm.runtime import get_runtime
 
-    monkeypatch.setattr(tc, "tensorcore_available", lambda rt: True)
-    monkeypatch.setattr(tc, "tensorcore_support",
-                        lambda rt: tc.TcSupport(True, "emulated", async_copy=True))
-    monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
-    return tc
+    from conftest import emulate_tensor_cores
+
+    emulate_tensor_cores(monkeypatch, get_runtime())
 
 
 @pytest.fixture
@@ -156,11 +154,12 @@ def small_tc_tiles(monkeypatch):
     and Rusticl on llvmpipe has too little local memory for them."""
     from dataclasses import replace
 
-    from clgemm import tc
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
 
     small = {mode: replace(s, block_m=32, block_n=16, block_k=16, warps_m=2, warps_n=1)
-             for mode, s in tc.DEFAULT_SCHEDULES.items()}
-    monkeypatch.setattr(tc, "DEFAULT_SCHEDULES", small)
+             for mode, s in DEFAULT_SCHEDULES.items()}
+    for mode, s in small.items():  # the one dict every module reads
+        monkeypatch.setitem(DEFAULT_SCHEDULES, mode, s)
     return small
 
 
@@ -188,13 +187,13 @@ def test_tf32_serves_loose_budgets(tc_lane, small_tc_tiles, rng):
 
 def test_tf32_bad_result_falls_back(tc_lane, small_tc_tiles, rng, monkeypatch):
     """A TF32 result far off the product must be caught by the estimate: exact comes back."""
-    from clgemm import tc
+    from clgemm.approx import tf32
 
-    real = tc.enqueue_product
+    real = tf32.tc_product
 
     def poisoned(rt, mode, m, n, k, alpha, *args, **kw):  # a 10% wrong TF32 product
         return real(rt, mode, m, n, k, alpha * 1.1, *args, **kw)
-    monkeypatch.setattr(tc, "enqueue_product", poisoned)
+    monkeypatch.setattr(tf32, "tc_product", poisoned)
     A = rng.standard_normal((50, 60)).astype(np.float32)  # same layout as above: one compile
     B = rng.standard_normal((50, 40)).astype(np.float32)
     out, info = clgemm.matmul(A, B, trans_a=True, rel_tol=1e-2, return_info=True)
@@ -210,7 +209,7 @@ def test_tensor_core_split_k_products(tc_lane, small_tc_tiles, rng, mode, ta, tb
     over K summed, against float64, at odd shapes where K does not divide into the slices."""
     import pyopencl as cl
 
-    from clgemm.guard import splitk
+    from clgemm.lanes import splitk
     from clgemm.guard.device import guard_device
     from clgemm.operands import upload
     from clgemm.runtime import get_runtime
@@ -244,7 +243,7 @@ def test_lowrank_products_on_tensor_cores(tc_lane, small_tc_tiles, rng, monkeypa
     """With the tensor-core lane, the low-rank path's big products run there (TF32 for loose
     budgets, 3xTF32 for tight ones, after a TF32 sketch decided the product is worth it) and
     the result still meets the budget."""
-    from clgemm.guard import lowrank
+    from clgemm.approx import lowrank
 
     monkeypatch.setattr(contract, "tensor_cores_serve", lambda rt, b: False)
     monkeypatch.setattr(lowrank, "TC_MIN_FLOPS", 0.0)
@@ -272,7 +271,7 @@ def test_lowrank_products_on_tensor_cores(tc_lane, small_tc_tiles, rng, monkeypa
 def test_participation_ratio_separates_low_rank_from_full_rank(rng):
     """The cheap full-rank test: the sketch Gram of a product of rank <= l stays near or below
     l / 2; a large full-rank product's fills most of l; never above the rank."""
-    from clgemm.guard import lowrank
+    from clgemm.approx import lowrank
 
     n, l = 1536, 64
     Om = rng.standard_normal((n, l))

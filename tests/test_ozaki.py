@@ -16,7 +16,7 @@ import pytest
 from clgemm import ozaki
 from clgemm.errors import ScheduleError
 from clgemm.kernels.ozaki import OzDialect, OzSchedule, render_product, render_split, violations
-from clgemm.plan import Operand
+from clgemm.operands import Operand
 from clgemm.runtime import get_runtime
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -73,7 +73,7 @@ def test_shape_classes_and_lookup():
 
 
 def test_shipped_table_or_default_is_valid_here():
-    from clgemm.plan import search_space
+    from clgemm.lanes.fp32 import search_space
 
     d = clgemm.get_device()
     rt = get_runtime(d)

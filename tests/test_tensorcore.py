@@ -15,9 +15,12 @@ import pytest
 from clgemm.errors import ScheduleError
 from clgemm.kernels.tensorcore import (Dialect, TcLayout, TcSchedule, TcSearchSpace,
                                        render_tc)
-from clgemm.plan import Operand
+from clgemm.operands import Operand
 from clgemm.runtime import get_runtime
-from clgemm import tc
+from clgemm.approx.tf32 import estimate_error
+from clgemm.lanes.mma import DEFAULT_SCHEDULES, get_kernel, layout_for
+from clgemm.lanes.probe import tensorcore_available, tensorcore_support
+from clgemm.lanes.tc import tc_matmul
 
 ROOT = Path(__file__).resolve().parents[1]
 NN = TcLayout(False, False, True, True)
@@ -26,7 +29,7 @@ SMALL = TcSchedule(block_m=16, block_n=16, block_k=8, warps_m=1, warps_n=1, stag
 
 
 def test_generated_ptx_structure():
-    s = tc.DEFAULT_SCHEDULES["3xtf32"]
+    s = DEFAULT_SCHEDULES["3xtf32"]
     src = render_tc(s, NN)
     assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in src
     assert "cvt.rna.tf32.f32" in src
@@ -54,21 +57,21 @@ def test_generated_ptx_structure():
 
 def test_schedule_key_and_space():
     space = TcSearchSpace(local_mem_bytes=49152, max_work_group_size=1024)
-    for s in tc.DEFAULT_SCHEDULES.values():
+    for s in DEFAULT_SCHEDULES.values():
         assert TcSchedule.from_key(s.key()) == s
         assert space.is_valid(s), space.violations(s)
     assert "warp tile is whole 16x8 mma tiles" in space.violations(replace(SMALL, block_m=24))
     assert "register staging has two stages" in space.violations(replace(SMALL, async_copy=0, stages=3))
     big = TcSchedule(block_m=128, block_n=128, block_k=32, warps_m=2, warps_n=2, stages=2)
     assert "local memory" in space.violations(big)
-    assert "registers" in space.violations(replace(tc.DEFAULT_SCHEDULES["3xtf32"], fold=2))
+    assert "registers" in space.violations(replace(DEFAULT_SCHEDULES["3xtf32"], fold=2))
     # local memory is checked per layout when one is given (pads differ by layout)
     wide = TcSchedule(block_m=128, block_n=256, block_k=8, warps_m=2, warps_n=4, stages=3)
     assert space.is_valid(wide, NN) and not space.is_valid(wide)
     # convert and interior came later: named in a key only when set, so old keys still parse
-    late = replace(tc.DEFAULT_SCHEDULES["3xtf32"], convert=1, interior=1)
+    late = replace(DEFAULT_SCHEDULES["3xtf32"], convert=1, interior=1)
     assert late.key().endswith("-c1-i1") and TcSchedule.from_key(late.key()) == late
-    assert "-c" not in tc.DEFAULT_SCHEDULES["3xtf32"].key()
+    assert "-c" not in DEFAULT_SCHEDULES["3xtf32"].key()
     assert TcSchedule.from_key("tc-tf32-b128x128x16-w2x2-s2-f0-a1-r1-i1").interior == 1
     # swizzle: no pads, so 128 x 128 x 16 fits three stages and 256 x 128 x 16 two in 48 KB
     for tile in (TcSchedule(128, 128, 16, 2, 2, 3, swizzle=1), TcSchedule(256, 128, 16, 4, 2, 2, swizzle=1)):
@@ -93,14 +96,14 @@ def test_not_offered_on_pocl():
     rt = get_runtime()
     if rt.device.is_nvidia:
         pytest.skip("an NVIDIA device: see the tests below")
-    support = tc.tensorcore_support(rt)
+    support = tensorcore_support(rt)
     assert support.available is False and support.reason
-    assert tc.tensorcore_available(rt) is False
-    from clgemm.guard import contract
+    assert tensorcore_available(rt) is False
+    from clgemm.approx import contract
 
     assert contract.tensor_cores_serve(rt, 1e-2) is False
     with pytest.raises(Exception):
-        tc.tc_matmul(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32), rt=rt)
+        tc_matmul(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32), rt=rt)
 
 
 def _emulated(rt, s, m, n, k, ta, tb, alpha=1.0, beta=0.0, pad=0, off=0, seed=0):
@@ -120,7 +123,7 @@ def _emulated(rt, s, m, n, k, ta, tb, alpha=1.0, beta=0.0, pad=0, off=0, seed=0)
     a, b = Operand(ab, off, lda, ta), Operand(bb, off, ldb, tb)
     init = C0.copy() if beta != 0.0 else np.full((m, n), np.nan, np.float32)
     cb = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=init)
-    kern = tc.get_kernel(rt, s, tc.layout_for(a, b), Dialect(emulate=True))
+    kern = get_kernel(rt, s, layout_for(a, b), Dialect(emulate=True))
     kern.enqueue(m, n, k, alpha, beta, a, b, Operand(cb, 0, n, False)).wait()
     out = np.empty((m, n), np.float32)
     cl.enqueue_copy(rt.queue, out, cb)
@@ -198,7 +201,7 @@ def test_estimate_error_tracks_the_true_error(rng):
     B = rng.standard_normal((50, 40)).astype(np.float32)
     exact = A.astype(np.float64) @ B.astype(np.float64)
     noisy = exact + 1e-3 * np.linalg.norm(exact) / np.sqrt(exact.size) * rng.standard_normal(exact.shape)
-    est = tc.estimate_error(A, B, noisy, probes=8, seed=1)
+    est = estimate_error(A, B, noisy, probes=8, seed=1)
     true = np.linalg.norm(noisy - exact) / np.linalg.norm(exact)
     assert 0.3 * true < est < 3 * true
 
@@ -217,7 +220,7 @@ def _nvidia_runtime():
     for d in devices():
         if d.is_nvidia:
             rt = get_runtime(d)
-            if tc.tensorcore_available(rt):
+            if tensorcore_available(rt):
                 return rt
     pytest.skip("no NVIDIA device with the tensor-core lane")
 
@@ -233,7 +236,7 @@ def test_nvidia_accuracy_odd_shapes(mode, shape, ta, tb, rng):
     A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
-    out, _ = tc.tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb, mode=mode, rt=rt)
+    out, _ = tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb, mode=mode, rt=rt)
     opA, opB = (A.T if ta else A), (B.T if tb else B)
     ref = 1.5 * (opA.astype(np.float64) @ opB.astype(np.float64)) + 0.5 * C0
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
@@ -251,7 +254,7 @@ def test_nvidia_3xtf32_wide_exponents(rng):
     n = 512
     A = (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-20, 20, (n, n)))).astype(np.float32)
     B = (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-20, 20, (n, n)))).astype(np.float32)
-    out, _ = tc.tc_matmul(A, B, mode="3xtf32", rt=rt)
+    out, _ = tc_matmul(A, B, mode="3xtf32", rt=rt)
     ref = A.astype(np.float64) @ B.astype(np.float64)
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     np_err = np.linalg.norm(A @ B - ref) / np.linalg.norm(ref)
@@ -265,6 +268,8 @@ def promoted_lane(monkeypatch):
     with the PTX emulated so that the whole road runs on any OpenCL device."""
     from clgemm.select import table as table_mod
 
+    from conftest import emulate_tensor_cores
+
     rt = get_runtime()
     base = table_mod.load_table(rt.device)
     s = replace(SMALL, mode="3xtf32", fold=1)
@@ -272,13 +277,8 @@ def promoted_lane(monkeypatch):
                             evidence={"gate": "test"})
     promoted = replace(base, tensorcore=lane)
     monkeypatch.setattr(table_mod, "load_table", lambda device, path=None: promoted)
-    monkeypatch.setattr(tc, "tensorcore_available", lambda rt: True)
-    monkeypatch.setattr(tc, "tensorcore_support",
-                        lambda rt: tc.TcSupport(True, "emulated", async_copy=True))
-    monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
-    tc._schedule_memo.clear()
+    emulate_tensor_cores(monkeypatch, rt)
     yield s
-    tc._schedule_memo.clear()
 
 
 def promoted_lane_table():
@@ -357,7 +357,7 @@ def test_lane_lookup_fills_waves():
     assert lane.lookup("3xtf32", 4096, 4096, 4096, compute_units=132) == big
     assert lane.lookup("3xtf32", 1400, 1400, 1400, compute_units=132) == big  # under one wave
     assert lane.lookup("tf32", 3072, 3072, 3072, 132) is None
-    t = Table("dev", {}, tc.DEFAULT_SCHEDULES and __import__("clgemm.select.table", fromlist=["x"]).DEFAULT_GPU,
+    t = Table("dev", {}, DEFAULT_SCHEDULES and __import__("clgemm.select.table", fromlist=["x"]).DEFAULT_GPU,
               "test", tensorcore=lane)
     again = Table.from_json(t.to_json(), "roundtrip").tensorcore
     assert again.modes == lane.modes and again.exact is None

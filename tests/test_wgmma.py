@@ -12,11 +12,18 @@ import numpy as np
 import pyopencl as cl
 import pytest
 
-from clgemm import tc
+from clgemm.lanes.mma import nonfinite_flag
+
+from clgemm.lanes.probe import WgSupport, wgmma_support
+
+from clgemm.lanes import tc as lanes_tc
+from clgemm.lanes.tc import WGMMA_TRANSPOSE_MIN_FLOPS, tc_matmul, tc_product, wgmma_3x_schedule, wgmma_route
+
+from clgemm.lanes.wgmma import _k_major, _split_operands
 from clgemm.errors import ScheduleError
 from clgemm.kernels import wgmma
 from clgemm.kernels.wgmma import patch_ptx, render_wgmma
-from clgemm.plan import Operand
+from clgemm.operands import Operand
 from clgemm.runtime import get_runtime
 
 
@@ -92,7 +99,7 @@ def test_3xtf32_schedule_by_waves(monkeypatch, size, wide):
     WIDE_3X fills its own: on 132 SMs that is 2048 (0.65 against 0.97)."""
     rt = get_runtime()
     monkeypatch.setattr(rt, "device", replace(rt.device, compute_units=132))
-    got = tc.wgmma_3x_schedule(rt, size, size)
+    got = wgmma_3x_schedule(rt, size, size)
     assert got == (wgmma.WIDE_3X if wide else wgmma.DEFAULT_3X)
 
 
@@ -133,7 +140,7 @@ def test_operands_split_for_3xtf32(rng, ta, tb):
 
     abuf, a_x = operand(m, not ta)
     bbuf, b_x = operand(n, tb)
-    a_hi, a_lo, b_hi, b_lo, launch = tc._split_operands(
+    a_hi, a_lo, b_hi, b_lo, launch = _split_operands(
         rt, Operand(abuf, off, ld, ta), Operand(bbuf, off, ld, tb), m, n, k)
     launch()
     assert (a_hi.ld, b_hi.ld, a_lo, b_lo) == (40, 40, m * 40, n * 40)
@@ -153,7 +160,7 @@ def test_split_of_inf_is_flagged_not_hidden():
     X = np.array([np.inf, -np.inf, 1.0, np.finfo(np.float32).max] * 4, np.float32)
     buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
     x = Operand(buf, 0, 4, False)
-    a_hi, lo, _, _, launch = tc._split_operands(rt, x, replace(x, transposed=True), 4, 4, 4)
+    a_hi, lo, _, _, launch = _split_operands(rt, x, replace(x, transposed=True), 4, 4, 4)
     launch()
     Y = np.empty(2 * lo, np.float32)
     cl.enqueue_copy(rt.queue, Y, a_hi.buffer)
@@ -170,28 +177,28 @@ def test_not_offered_off_sm90():
     cc = rt.device.capabilities.nv_compute_capability
     if rt.device.is_nvidia and cc is not None and tuple(cc) == (9, 0):
         pytest.skip("an sm_90 device: see the NVIDIA tests below")
-    support = tc.wgmma_support(rt)
+    support = wgmma_support(rt)
     assert support.available is False and support.reason
     a = Operand(None, 0, 8, False)
-    assert tc.wgmma_route(rt, a, Operand(None, 0, 8, True), 8, 8, 8) is False
+    assert wgmma_route(rt, a, Operand(None, 0, 8, True), 8, 8, 8) is False
 
 
 def test_route_rules(monkeypatch):
     """Where the probe passes: K-contiguous operands need 16-byte rows; a product that needs a
     transpose takes wgmma only from WGMMA_TRANSPOSE_MIN_FLOPS on."""
     rt = get_runtime()
-    monkeypatch.setitem(tc._wg_support, (id(rt), 1), tc.WgSupport(True, "test"))
+    monkeypatch.setitem(rt._memo, ("wgmma support", 1), WgSupport(True, "test"))
     a, bt = Operand(None, 0, 64, False), Operand(None, 0, 64, True)
-    assert tc.wgmma_route(rt, a, bt, 64, 64, 64)  # no transpose: any size
-    assert not tc.wgmma_route(rt, Operand(None, 2, 64, False), bt, 64, 64, 64)  # misaligned A
-    assert not tc.wgmma_route(rt, a, Operand(None, 0, 66, True), 64, 64, 64)  # B rows of 66
+    assert wgmma_route(rt, a, bt, 64, 64, 64)  # no transpose: any size
+    assert not wgmma_route(rt, Operand(None, 2, 64, False), bt, 64, 64, 64)  # misaligned A
+    assert not wgmma_route(rt, a, Operand(None, 0, 66, True), 64, 64, 64)  # B rows of 66
     b = Operand(None, 0, 66, False)  # stored K x N: transposed into scratch, any ld
-    big = round((tc.WGMMA_TRANSPOSE_MIN_FLOPS / 2) ** (1 / 3)) + 1
-    assert not tc.wgmma_route(rt, a, b, 2048, 2048, 2048)
-    assert tc.wgmma_route(rt, a, b, big, big, big)
-    assert tc.wgmma_route(rt, Operand(None, 1, 63, True), b, big, big, big)  # A^T transposed too
-    monkeypatch.setitem(tc._wg_support, (id(rt), 1), tc.WgSupport(False, "test"))
-    assert not tc.wgmma_route(rt, a, bt, big, big, big)
+    big = round((WGMMA_TRANSPOSE_MIN_FLOPS / 2) ** (1 / 3)) + 1
+    assert not wgmma_route(rt, a, b, 2048, 2048, 2048)
+    assert wgmma_route(rt, a, b, big, big, big)
+    assert wgmma_route(rt, Operand(None, 1, 63, True), b, big, big, big)  # A^T transposed too
+    monkeypatch.setitem(rt._memo, ("wgmma support", 1), WgSupport(False, "test"))
+    assert not wgmma_route(rt, a, bt, big, big, big)
 
 
 @pytest.mark.parametrize("name,transposed", [("A", True), ("B", False), ("A", False)])
@@ -203,7 +210,7 @@ def test_operand_made_k_major(rng, name, transposed):
     X = rng.standard_normal(off + k * ld).astype(np.float32)
     buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
     x = Operand(buf, off, ld, transposed)
-    got, launch = tc._k_major(rt, x, rows, k, name)
+    got, launch = _k_major(rt, x, rows, k, name)
     if (name == "A") != transposed:  # K-contiguous already
         assert got is x and launch is None
         return
@@ -233,7 +240,7 @@ def _sm90():
     for d in devices():
         if d.is_nvidia:
             rt = get_runtime(d)
-            if tc.wgmma_support(rt).available:
+            if wgmma_support(rt).available:
                 return rt
     pytest.skip("no sm_90 NVIDIA device with the wgmma kernel")
 
@@ -248,14 +255,14 @@ def test_nvidia_wgmma_accuracy(mode, shape, ta, tb, rng, monkeypatch):
     """Every layout, odd shapes, alpha/beta: TF32 (truncated operands) under 2e-3; 3xTF32
     within twice numpy float32's error on the same inputs."""
     rt = _sm90()
-    monkeypatch.setattr(tc, "WGMMA_TRANSPOSE_MIN_FLOPS", 0.0)  # every layout through wgmma
-    if mode == "3xtf32" and not tc.wgmma_support(rt, 3).available:
-        pytest.fail("3xTF32 wgmma probe failed: " + tc.wgmma_support(rt, 3).reason)
+    monkeypatch.setattr(lanes_tc, "WGMMA_TRANSPOSE_MIN_FLOPS", 0.0)  # every layout through wgmma
+    if mode == "3xtf32" and not wgmma_support(rt, 3).available:
+        pytest.fail("3xTF32 wgmma probe failed: " + wgmma_support(rt, 3).reason)
     m, n, k = shape
     A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
-    out, _ = tc.tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb, mode=mode,
+    out, _ = tc_matmul(A, B, C=C0, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb, mode=mode,
                           rt=rt, schedule=wgmma.DEFAULT_3X if mode == "3xtf32" else None)
     opA, opB = (A.T if ta else A), (B.T if tb else B)
     ref = 1.5 * (opA.astype(np.float64) @ opB.astype(np.float64)) + 0.5 * C0
@@ -271,8 +278,8 @@ def test_nvidia_wgmma_accuracy(mode, shape, ta, tb, rng, monkeypatch):
 
 def test_nvidia_wgmma_serves_tf32_and_flags_nonfinite(rng):
     rt = _sm90()
-    assert tc.wgmma_route(rt, Operand(None, 0, 64, False), Operand(None, 0, 64, True), 64, 64, 64)
-    assert not tc.wgmma_route(rt, Operand(None, 1, 64, False), Operand(None, 0, 64, True), 64, 64, 64)
+    assert wgmma_route(rt, Operand(None, 0, 64, False), Operand(None, 0, 64, True), 64, 64, 64)
+    assert not wgmma_route(rt, Operand(None, 1, 64, False), Operand(None, 0, 64, True), 64, 64, 64)
     A = rng.standard_normal((256, 256)).astype(np.float32)
     Bt = rng.standard_normal((256, 256)).astype(np.float32)  # stored N x K: no transpose
     A[7, 3] = np.inf
@@ -283,13 +290,13 @@ def _flag_raised(rt, mode, A, B, b_stored_nk, schedule) -> bool:
     """Whether the product of A (M x K) and B (K x N, or N x K) raises the non-finite flag."""
     m, k = A.shape
     n = B.shape[0] if b_stored_nk else B.shape[1]
-    flag = tc.nonfinite_flag(rt)
+    flag = nonfinite_flag(rt)
     mf = cl.mem_flags
     a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, k, False)
     b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0,
                 B.shape[1], b_stored_nk)
     c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * m * n), 0, n, False)
-    tc.enqueue_product(rt, mode, m, n, k, 1.0, 0.0, a, b, c, schedule, flag=flag.buffer).wait()
+    tc_product(rt, mode, m, n, k, 1.0, 0.0, a, b, c, schedule, flag=flag.buffer).wait()
     return flag.raised()
 
 
@@ -303,7 +310,7 @@ def test_nvidia_wgmma_3xtf32_wide_exponents(rng, spread):
     n = 768
     A = (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-spread, spread, (n, n)))).astype(np.float32)
     B = (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-spread, spread, (n, n)))).astype(np.float32)
-    out, _ = tc.tc_matmul(A, B, mode="3xtf32", rt=rt, schedule=wgmma.DEFAULT_3X)
+    out, _ = tc_matmul(A, B, mode="3xtf32", rt=rt, schedule=wgmma.DEFAULT_3X)
     ref = A.astype(np.float64) @ B.astype(np.float64)
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert err <= 2.0 * _np_err(A, B, ref)
@@ -374,7 +381,7 @@ def test_harness_times_a_wgmma_call_as_its_span():
 
 def test_wgmma_modes_absent_off_sm90(rng):
     rt = get_runtime()
-    if tc.wgmma_support(rt, 3).available:
+    if wgmma_support(rt, 3).available:
         pytest.skip("an sm_90 device")
     from clgemm.bench.inputs import InputSets
     from clgemm.bench.protocol import Protocol

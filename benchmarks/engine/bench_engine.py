@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from clgemm import _engine, engine
-from clgemm.schedule import DOMAINS, DeviceLimits, Schedule, SearchSpace
+from clgemm.schedule import DOMAINS, DeviceLimits, SearchSpace
 
 # An H100-like device as the constraints see it.
 LIMITS = DeviceLimits(max_work_group_size=1024, local_mem_bytes=49152, max_accumulators=160, min_work_group_size=32)

@@ -18,7 +18,7 @@ HEIGHTS = (32, 64, 128, 256, 512)
 
 
 def child(n: int) -> dict:
-    from clgemm.guard import campaign
+    from clgemm.lab import guard_campaign as campaign
 
     over = campaign.abft_overhead(n, reps=8)
     faults = campaign.fault_campaign(33, seed=11, max_dim=n, min_dim=n)
@@ -38,7 +38,7 @@ def main() -> None:
     if os.environ.get("SWEEP_CHILD"):
         print("RESULT " + json.dumps(child(n)), flush=True)
         return
-    from clgemm.guard import campaign
+    from clgemm.lab import guard_campaign as campaign
 
     cal = campaign.calibrate(300, max_dim=256)
     rows = []

@@ -28,7 +28,8 @@ def main(argv: list[str]) -> int:
     seeds = int(args[1]) if len(args) > 1 else 10
     per_seed = int(args[2]) if len(args) > 2 else 300
     import clgemm
-    from clgemm.guard import abft, campaign
+    from clgemm.guard import abft
+    from clgemm.lab import guard_campaign as campaign
     from clgemm.runtime import get_runtime
 
     abft.GAUSS_ON_FLOAT_SUMS = "--float-branch" in flags

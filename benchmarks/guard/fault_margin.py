@@ -18,8 +18,8 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else ".")
     n = int(argv[1]) if len(argv) > 1 else 3072
     import clgemm
-    from clgemm.guard import abft, campaign
-    from clgemm.guard.device import View
+    from clgemm.guard import abft
+    from clgemm.lab import guard_campaign as campaign
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()

@@ -32,7 +32,8 @@ def main(argv: list[str]) -> int:
     faults = int(argv[3]) if len(argv) > 3 else 25
     deep = int(argv[4]) if len(argv) > 4 else 400
     import clgemm
-    from clgemm.guard import abft, campaign
+    from clgemm.guard import abft
+    from clgemm.lab import guard_campaign as campaign
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()

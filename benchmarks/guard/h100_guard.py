@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     out.mkdir(parents=True, exist_ok=True)
     from clgemm.commands.guard import _device_summary
-    from clgemm.guard import abft, campaign
+    from clgemm.lab import guard_campaign as campaign
     from clgemm.runtime import get_runtime
 
     t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def profile(out: Path, n: int) -> None:
     import pstats
 
     import clgemm
-    from clgemm.guard import campaign
+    from clgemm.lab import guard_campaign as campaign
 
     rng = np.random.default_rng(5)
     A_lr, B = campaign.lowrank_operands(rng, n, n // 32)

@@ -41,7 +41,7 @@ def main() -> None:
     if os.environ.get("HOST_LINALG_ONLY"):
         return
     import clgemm
-    from clgemm.guard import campaign
+    from clgemm.lab import guard_campaign as campaign
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()

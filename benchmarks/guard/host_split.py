@@ -22,7 +22,8 @@ def main(argv: list[str]) -> int:
     import pyopencl as cl
 
     import clgemm
-    from clgemm.guard import abft, campaign
+    from clgemm.guard import abft
+    from clgemm.lab import guard_campaign as campaign
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()

@@ -112,7 +112,7 @@ def profile(fn, queue, reps: int = 5) -> dict:
 
 def main() -> None:
     import clgemm
-    from clgemm.guard import campaign
+    from clgemm.lab import guard_campaign as campaign
     from clgemm.runtime import get_runtime
 
     out = Path(sys.argv[1])
@@ -125,7 +125,7 @@ def main() -> None:
     dA, dB = clgemm.to_device(A, rt.device), clgemm.to_device(B, rt.device)
     dAl, dBl = clgemm.to_device(A_lr, rt.device), clgemm.to_device(B_lr, rt.device)
     dC = clgemm.to_device(rng.standard_normal((n, n)).astype(np.float32), rt.device)
-    from clgemm.api import choose_schedule
+    from clgemm.lanes.fp32 import choose_schedule
 
     same = choose_schedule(rt, n, n, n)
     res: dict = {"n": n, "device": rt.device.name}

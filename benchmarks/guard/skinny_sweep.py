@@ -19,11 +19,10 @@ def main(argv):
     out = Path(argv[0] if argv else ".")
     n = int(argv[1]) if len(argv) > 1 else 3072
     out.mkdir(parents=True, exist_ok=True)
-    import pyopencl as cl
     import pyopencl.array as cla
 
-    from clgemm.guard import splitk
-    from clgemm.guard.lowrank import Products
+    from clgemm.lanes import splitk
+    from clgemm.approx.lowrank import Products
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()

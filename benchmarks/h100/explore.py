@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clgemm.plan import search_space
+from clgemm.lanes.fp32 import search_space
 from clgemm.runtime import get_runtime
 from clgemm.tune.measure import Bench, Problem
 from clgemm.tune.record import record_space, sample_valid
@@ -97,7 +97,7 @@ def main() -> int:
     (OUT / "explore.json").write_text(json.dumps(results, indent=1))
     # PTX + resource usage of the best kernel, for reading registers and spills.
     if top:
-        from clgemm.plan import get_kernel
+        from clgemm.lanes.fp32 import get_kernel
         s = Schedule.from_dict(top[0])
         k = get_kernel(rt, s, Problem(2048, 2048, 2048).layout(s))
         import pyopencl as cl

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from clgemm.engine import Telemetry
-from clgemm.plan import get_kernel
+from clgemm.lanes.fp32 import get_kernel
 from clgemm.runtime import get_runtime
 from clgemm.select.table import load_table
 from clgemm.tune.measure import Bench, Problem

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from clgemm.plan import get_kernel
+from clgemm.lanes.fp32 import get_kernel
 from clgemm.runtime import get_runtime
 from clgemm.schedule import Schedule
 from clgemm.select.table import DEFAULT_CPU, load_table
@@ -82,7 +82,7 @@ def main() -> int:
                        "repeats": args.repeats, "command": " ".join(sys.argv),
                        "results": rows, "failed": errors}, f, indent=1)
     if args.space_out:
-        from clgemm.plan import search_space
+        from clgemm.lanes.fp32 import search_space
         from clgemm.tune.record import SPACE_SCHEMA
 
         space = search_space(rt)

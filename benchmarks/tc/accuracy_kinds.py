@@ -34,18 +34,20 @@ def reference(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from clgemm import tc
-    from clgemm.api import choose_schedule
-    from clgemm.guard import campaign
-    from clgemm.plan import Operand, get_kernel, layout_for
+    from clgemm.lanes.probe import tensorcore_available, wgmma_support
+    from clgemm.lanes.tc import schedule_for, tc_product, wgmma_3x_schedule
+    from clgemm.lanes.fp32 import choose_schedule
+    from clgemm.lab import guard_campaign as campaign
+    from clgemm.lanes.fp32 import get_kernel, layout_for
+    from clgemm.operands import Operand
     from clgemm.runtime import get_runtime
 
     out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/accuracy-kinds"
     sizes = [int(x) for x in sys.argv[2:]] or [1400, 3072]
     os.makedirs(out, exist_ok=True)
     rt = get_runtime()
-    has_tc = tc.tensorcore_available(rt)
-    has_wg = has_tc and tc.wgmma_support(rt, 3).available
+    has_tc = tensorcore_available(rt)
+    has_wg = has_tc and wgmma_support(rt, 3).available
     rng = np.random.default_rng(77)
     rows = []
     for n in sizes:
@@ -72,12 +74,12 @@ def main() -> None:
                 lambda: get_kernel(rt, fp32, layout_for(fp32, a, b, c)).enqueue(
                     n, n, n, 1.0, 0.0, a, b, c)))
             for name, schedule, offered in (
-                    ("mma_sync_3xtf32", tc.schedule_for(rt, "3xtf32", n, n, n) if has_tc else None, has_tc),
-                    ("wgmma_3xtf32", tc.wgmma_3x_schedule(rt, n, n), has_wg)):
+                    ("mma_sync_3xtf32", schedule_for(rt, "3xtf32", n, n, n) if has_tc else None, has_tc),
+                    ("wgmma_3xtf32", wgmma_3x_schedule(rt, n, n), has_wg)):
                 if not offered:
                     row[name] = {"status": "absent"}
                     continue
-                got = poisoned_result(rt.queue, c.buffer, n, lambda s=schedule: tc.enqueue_product(
+                got = poisoned_result(rt.queue, c.buffer, n, lambda s=schedule: tc_product(
                     rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, s))
                 row[name] = dict(ratio(got), schedule=schedule.key())
             rows.append(row)

@@ -24,7 +24,7 @@ import numpy as np
 def dump(out_dir: str, keys: list[str]) -> None:
     from clgemm.kernels.tensorcore import TcLayout, TcSchedule
     from clgemm.runtime import get_runtime
-    from clgemm.tc import TcKernel
+    from clgemm.lanes.mma import TcKernel
 
     os.makedirs(out_dir, exist_ok=True)
     rt = get_runtime()

@@ -214,7 +214,7 @@ def _ptxas_report(binary: bytes, tag: str) -> dict:
 
 def _compile(key: str, layout: tuple, report: bool) -> tuple:
     from clgemm.runtime import get_runtime
-    from clgemm.tc import TcKernel
+    from clgemm.lanes.mma import TcKernel
 
     s = TcSchedule.from_key(key)
     t0 = time.perf_counter()
@@ -250,7 +250,7 @@ def compile_all(jobs: list[tuple[TcSchedule, TcLayout]], report: bool, workers: 
 class Problem:
     def __init__(self, rt, m, n, k, ta=False, tb=False, wide=False, seed=0, pad=0, off=0):
         import pyopencl as cl
-        from clgemm.plan import Operand
+        from clgemm.operands import Operand
 
         self.rt, self.m, self.n, self.k = rt, m, n, k
         rng = np.random.default_rng(seed)
@@ -277,7 +277,7 @@ class Problem:
         self._np_err = None
 
     def layout(self):
-        from clgemm.tc import layout_for
+        from clgemm.lanes.mma import layout_for
 
         return layout_for(self.a, self.b)
 
@@ -383,21 +383,22 @@ def main():
     t_start = time.time()
 
     from clgemm.runtime import get_runtime
-    from clgemm.tc import get_kernel, search_space, tensorcore_support
+    from clgemm.lanes.mma import get_kernel, search_space
+    from clgemm.lanes.probe import tensorcore_support
 
     rt = get_runtime()
     RESULTS["device"] = rt.device.summary()
     log("device:", rt.device.name, rt.device.driver_version, rt.device.capabilities)
     sup = tensorcore_support(rt)
     if DRY:
-        from clgemm.tc import TcSupport
+        from clgemm.lanes.probe import TcSupport
         sup = TcSupport(True, "dry run", async_copy=True)
     RESULTS["support"] = vars(sup)
     log("support:", sup)
     save()
     if not sup.available:
         # Diagnose: try without the memory clobber, print the compiler's log.
-        from clgemm.tc import PROBE_SCHEDULE, _probe_product
+        from clgemm.lanes.probe import PROBE_SCHEDULE, _probe_product
 
         for d in (Dialect(memory_clobber=False),):
             for ac in (1, 0):

@@ -50,17 +50,22 @@ def main() -> None:
     import torch
     from timing import cublas_tflops, device_span
 
-    from clgemm import tc
-    from clgemm.api import choose_schedule
-    from clgemm.plan import Operand, get_kernel, layout_for
+    from clgemm.lanes.probe import wgmma_support
+
+    from clgemm.lanes.tc import schedule_for, tc_matmul, tc_product, wgmma_3x_schedule
+
+    from clgemm.lanes.wgmma import enqueue_wgmma
+    from clgemm.lanes.fp32 import choose_schedule
+    from clgemm.lanes.fp32 import get_kernel, layout_for
+    from clgemm.operands import Operand
     from clgemm.runtime import get_runtime
 
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgmma-3x"
     os.makedirs(out_dir, exist_ok=True)
     rt = get_runtime()
     t0 = time.perf_counter()
-    report = {"device": rt.device.name, "wgmma_tf32": vars(tc.wgmma_support(rt)),
-              "wgmma_3xtf32": vars(tc.wgmma_support(rt, 3)),
+    report = {"device": rt.device.name, "wgmma_tf32": vars(wgmma_support(rt)),
+              "wgmma_3xtf32": vars(wgmma_support(rt, 3)),
               "probe_s": time.perf_counter() - t0, "sizes": []}
     print(json.dumps(report), flush=True)
     mf = cl.mem_flags
@@ -99,21 +104,21 @@ def main() -> None:
 
         fp32 = choose_schedule(rt, n, n, n)
         fp32_kernel = get_kernel(rt, fp32, layout_for(fp32, a, b, c))
-        mma3 = tc.schedule_for(rt, "3xtf32", n, n, n)
+        mma3 = schedule_for(rt, "3xtf32", n, n, n)
         runs = [("fp32_family", fp32.key(),
                  lambda: fp32_kernel.enqueue(n, n, n, 1.0, 0.0, a, b, c)),
                 ("mma_sync_3xtf32", mma3.key(),
-                 lambda: tc.enqueue_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, mma3))]
-        auto = tc.wgmma_3x_schedule(rt, n, n)
+                 lambda: tc_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, mma3))]
+        auto = wgmma_3x_schedule(rt, n, n)
         row["wgmma_3xtf32_auto"] = auto.key()  # the route's choice for this shape
         for s in candidates_3x():
             runs.append(("wgmma_3xtf32", s.key(),
-                         lambda s=s: tc.enqueue_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, s)))
+                         lambda s=s: tc_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, s)))
         for s in candidates_tf32():
             runs.append(("wgmma_tf32", s.key(),
-                         lambda s=s: tc.enqueue_wgmma(rt, n, n, n, 1.0, 0.0, a, b, c, schedule=s)))
+                         lambda s=s: enqueue_wgmma(rt, n, n, n, 1.0, 0.0, a, b, c, schedule=s)))
             runs.append(("wgmma_tf32_nt", s.key(),
-                         lambda s=s: tc.enqueue_wgmma(rt, n, n, n, 1.0, 0.0, a, bt, c, schedule=s)))
+                         lambda s=s: enqueue_wgmma(rt, n, n, n, 1.0, 0.0, a, bt, c, schedule=s)))
         row["runs"] = []
         for name, key, fn in runs:
             try:
@@ -142,10 +147,10 @@ def main() -> None:
             np_w = float(np.linalg.norm(Aw @ Bw - refw) / np.linalg.norm(refw))
             wide = {"numpy_fp32_err": np_w}
             for s in candidates_3x()[:1]:
-                out, _ = tc.tc_matmul(Aw, Bw, mode="3xtf32", rt=rt, schedule=s)
+                out, _ = tc_matmul(Aw, Bw, mode="3xtf32", rt=rt, schedule=s)
                 e = float(np.linalg.norm(out - refw) / np.linalg.norm(refw))
                 wide[s.key()] = {"rel_err": e, "err_over_numpy": e / np_w}
-            out, _ = tc.tc_matmul(Aw, Bw, mode="3xtf32", rt=rt, schedule=mma3)
+            out, _ = tc_matmul(Aw, Bw, mode="3xtf32", rt=rt, schedule=mma3)
             e = float(np.linalg.norm(out - refw) / np.linalg.norm(refw))
             wide[mma3.key()] = {"rel_err": e, "err_over_numpy": e / np_w}
             row["wide_exponents"] = wide

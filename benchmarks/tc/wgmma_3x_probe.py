@@ -16,9 +16,9 @@ from timing import device_span, poisoned_result
 
 
 def main() -> None:
-    from clgemm import tc
+    from clgemm.lanes.tc import schedule_for, tc_product, wgmma_3x_schedule
     from clgemm.kernels.wgmma import WgSchedule
-    from clgemm.plan import Operand
+    from clgemm.operands import Operand
     from clgemm.runtime import get_runtime
 
     out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgmma-3x-probe"
@@ -38,9 +38,9 @@ def main() -> None:
         b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
         c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * n * n), 0, n, False)
         ref = A.astype(np.float64) @ B.astype(np.float64)
-        for s in [tc.schedule_for(rt, "3xtf32", n, n, n), tc.wgmma_3x_schedule(rt, n, n)] + extra:
+        for s in [schedule_for(rt, "3xtf32", n, n, n), wgmma_3x_schedule(rt, n, n)] + extra:
             try:
-                fn = lambda s=s: tc.enqueue_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, s)  # noqa: E731
+                fn = lambda s=s: tc_product(rt, "3xtf32", n, n, n, 1.0, 0.0, a, b, c, s)  # noqa: E731
                 got = poisoned_result(rt.queue, c.buffer, n, fn)
                 t = device_span(rt.queue, fn)
                 row = {"n": n, "schedule": s.key(), "tflops": 2.0 * n ** 3 / t / 1e12,

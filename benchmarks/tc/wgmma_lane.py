@@ -1,4 +1,4 @@
-"""The library's TF32 product (tc.enqueue_product, mode "tf32") with the wgmma kernel against
+"""The library's TF32 product (tc_product, mode "tf32") with the wgmma kernel against
 the mma.sync kernel and cuBLAS (TF32 and fp32, PyTorch), one process, NN layout (B stored
 K x N: the wgmma route transposes it into scratch, and that transpose is in the timing).
 
@@ -22,14 +22,18 @@ def main() -> None:
     import torch
     from timing import cublas_seconds, device_span
 
-    from clgemm import tc
-    from clgemm.plan import Operand
+    from clgemm.lanes.probe import wgmma_support
+
+    from clgemm.lanes.tc import schedule_for, tc_product
+
+    from clgemm.lanes.wgmma import enqueue_wgmma
+    from clgemm.operands import Operand
     from clgemm.runtime import get_runtime
 
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgmma-lane"
     os.makedirs(out_dir, exist_ok=True)
     rt = get_runtime()
-    report = {"device": rt.device.name, "wgmma": vars(tc.wgmma_support(rt)), "sizes": []}
+    report = {"device": rt.device.name, "wgmma": vars(wgmma_support(rt)), "sizes": []}
     print(report["wgmma"], flush=True)
     mf = cl.mem_flags
 
@@ -45,18 +49,18 @@ def main() -> None:
         a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0, n, False)
         b = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=B), 0, n, False)
         c = Operand(cl.Buffer(rt.context, mf.READ_WRITE, 4 * n * n), 0, n, False)
-        mma = tc.schedule_for(rt, "tf32", n, n, n)
+        mma = schedule_for(rt, "tf32", n, n, n)
         ref = (torch.from_numpy(A).cuda().double() @ torch.from_numpy(B).cuda().double()).cpu().numpy()
         row = {"n": n, "mma_schedule": mma.key()}
         bt = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR,
                                hostbuf=np.ascontiguousarray(B.T)), 0, n, True)  # B stored N x K
         from clgemm.kernels.wgmma import DEFAULT, WgSchedule
 
-        runs = (("wgmma", lambda: tc.enqueue_product(rt, "tf32", n, n, n, 1.0, 0.0, a, b, c)),
-                ("wgmma_nt", lambda: tc.enqueue_product(rt, "tf32", n, n, n, 1.0, 0.0, a, bt, c)),
-                ("wgmma_nt_1wg", lambda: tc.enqueue_wgmma(rt, n, n, n, 1.0, 0.0, a, bt, c,
+        runs = (("wgmma", lambda: tc_product(rt, "tf32", n, n, n, 1.0, 0.0, a, b, c)),
+                ("wgmma_nt", lambda: tc_product(rt, "tf32", n, n, n, 1.0, 0.0, a, bt, c)),
+                ("wgmma_nt_1wg", lambda: enqueue_wgmma(rt, n, n, n, 1.0, 0.0, a, bt, c,
                                                           schedule=WgSchedule(warpgroups=1))),
-                ("mma_sync", lambda: tc.enqueue_product(rt, "tf32", n, n, n, 1.0, 0.0, a, b, c, mma)))
+                ("mma_sync", lambda: tc_product(rt, "tf32", n, n, n, 1.0, 0.0, a, b, c, mma)))
         for name, fn in runs:
             t = span(fn)
             kernel = []

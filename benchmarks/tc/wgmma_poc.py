@@ -22,7 +22,6 @@ import json
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np

@@ -1,6 +1,7 @@
 """clgemm: fast, validated, self-tuning float32 GEMM on any OpenCL device."""
 
-from .api import Info, matmul, to_device
+from .api import Plan, matmul, plan, to_device
+from .info import Info
 from .device import Capabilities, DeviceInfo, devices, get_device
 from .errors import (
     ClgemmError, CompileError, ContractError, DTypeError, EngineError, FaultError,
@@ -23,6 +24,6 @@ def __getattr__(name: str):
 __all__ = [
     "Capabilities", "ClgemmError", "CompileError", "ContractError", "DTypeError",
     "DeviceInfo", "EngineError", "FaultError", "Info", "NoDeviceError", "NonFiniteError",
-    "OutOfDeviceMemoryError", "Schedule", "ScheduleError", "SearchSpace", "ShapeError",
-    "abft", "devices", "get_device", "matmul", "to_device", "__version__",
+    "OutOfDeviceMemoryError", "Plan", "Schedule", "ScheduleError", "SearchSpace", "ShapeError",
+    "abft", "devices", "get_device", "matmul", "plan", "to_device", "__version__",
 ]

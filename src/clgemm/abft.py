@@ -9,7 +9,7 @@
 from .guard.abft import (  # noqa: F401
     DEFAULT_C, KAPPA, Verdict, calibration_for, calibration_path, store_calibration, verify,
 )
-from .guard.campaign import calibrate  # noqa: F401
+from .lab.guard_campaign import calibrate  # noqa: F401
 from .guard import faults  # noqa: F401
 
 __all__ = ["Verdict", "verify", "calibrate", "calibration_for", "calibration_path",

@@ -1,4 +1,4 @@
-"""The public door: `matmul`, `Info`, and the helpers to keep arrays on the device.
+"""The public door: `matmul`, `plan`, `to_device`.
 
 Contract (rel_tol=None): the result is computed in float32 arithmetic (fused multiply-add,
 float32 accumulation), as BLAS sgemm does. float64 or integer input is refused rather than
@@ -12,131 +12,60 @@ within 2x numpy float32's, checked by the gate and the tests), not float32 arith
 operation for operation. A product with a non-finite output there is recomputed by the
 float32 family, so Inf and NaN propagate as above. CLGEMM_EXACT_LANE=fp32 (or an explicit
 `schedule=`) keeps the float32 family.
+
+Each call looks up its plan (clgemm.route decides it once per shape, layout, contract and
+device) and calls it; `clgemm.plan(...)` hands the plan to the caller, to print or to call.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import pyopencl as cl
 import pyopencl.array as cla
 
+from . import route
 from .device import DeviceInfo
-from .errors import ContractError, DTypeError, NonFiniteError, ShapeError
-from .kernels.tensorcore import TcSchedule
-from .kernels.wgmma import WgSchedule
-from .operands import logical_shape, run_product
-from .plan import GemmKernel, Operand, get_kernel, layout_for, search_space
-from .runtime import Runtime, get_runtime
+from .errors import ContractError
+from .info import Info
+from .plan import Contract, Plan, PlanKey
+from .runtime import get_runtime, runtime_of
 from .schedule import Schedule
-from .select.table import DEFAULT_CPU, DEFAULT_GPU, load_table
+from .validate import (check_dtype, check_operands, check_scalar, is_device_array,
+                       reject_nonfinite, validate_contract)
 
-# The last resort when neither the table's nor the default schedule fits a device:
-# 64 work-items, no vector loads, small local tiles.
-SAFE_SCHEDULE = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=2, tile_k=8, vec_a=1, vec_b=1,
-                         vec_c=1, stage_a=1, stage_b=1, unroll_k=1, double_buffer=0,
-                         strided=1, local_pad=0)
+__all__ = ["Info", "Plan", "matmul", "plan", "to_device"]
 
-
-@dataclass
-class Info:
-    """What happened in one call (returned with `return_info=True`)."""
-
-    method: str  # "exact" (float32), or a method named by later contracts
-    schedule: str  # Schedule.key() of the kernel that ran
-    device: str
-    shape: tuple[int, int, int]
-    kernel_s: float = 0.0  # device time of the GEMM kernel (OpenCL event profiling)
-    h2d_s: float = 0.0  # host-to-device copies (wall)
-    d2h_s: float = 0.0  # device-to-host copy (wall)
-    total_s: float = 0.0  # the whole call (wall)
-    build_s: float = 0.0  # compile or cache load paid in this call (0 when already built)
-    build_from_cache: bool | None = None
-    error_estimate: float | None = None  # filled by approximate methods
-    fell_back: bool = False  # an approximate method gave way to exact
-    checked: bool = False  # ABFT verified the result
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def gflops(self) -> float:
-        m, n, k = self.shape
-        return 2.0 * m * n * k / self.kernel_s / 1e9 if self.kernel_s > 0 else 0.0
+_SELECTORS = ("static", "online")
 
 
-def _is_device_array(x) -> bool:
-    return isinstance(x, cla.Array)
+def _contract(rel_tol, check, nonfinite) -> Contract:
+    validate_contract(rel_tol, check, nonfinite)
+    return Contract(None if rel_tol is None else float(rel_tol), check, nonfinite)
 
 
-def _check_dtype(name: str, x) -> None:
-    dtype = np.dtype(x.dtype)
-    if dtype != np.float32:
-        hint = (
-            f"cast it with {name}.astype(np.float32) if float32 precision is acceptable"
-            if dtype.kind in "fiub" else "pass a float32 array"
-        )
-        raise DTypeError(f"{name} has dtype {dtype}, clgemm computes float32 only; {hint}")
-
-
-def _check_scalar(name: str, value) -> float:
-    try:
-        f = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ShapeError(f"{name} must be a real number, got {value!r}") from exc
-    if not math.isfinite(f):
-        raise NonFiniteError(f"{name}={value!r} is not finite; pass a finite scaling factor")
-    return f
-
-
-def _validate_contract(rel_tol, check, nonfinite) -> None:
-    if rel_tol is not None:
-        try:
-            tol = float(rel_tol)
-        except (TypeError, ValueError) as exc:
-            raise ContractError(f"rel_tol must be None or a number, got {rel_tol!r}") from exc
-        if not (0.0 < tol < 1.0):
-            raise ContractError(
-                f"rel_tol={rel_tol!r} is outside (0, 1): it is a relative Frobenius error "
-                "budget, e.g. 1e-3; use None for the exact float32 contract"
-            )
-    if not isinstance(check, bool):
-        raise ContractError(f"check must be True or False, got {check!r}")
-    if nonfinite not in ("propagate", "raise"):
-        raise ContractError(f"nonfinite must be 'propagate' or 'raise', got {nonfinite!r}")
-
-
-def choose_schedule(rt: Runtime, m: int, n: int, k: int,
-                    schedule: Schedule | None = None) -> Schedule:
-    """The schedule a call will use: the caller's (checked), else the device table's, else a
-    default that is valid on the device."""
-    space = search_space(rt)
-    if schedule is not None:
-        space.check(schedule)
-        return schedule
-    table = load_table(rt.device)
-    for candidate in (table.lookup(m, n, k), table.default, DEFAULT_GPU, DEFAULT_CPU, SAFE_SCHEDULE):
-        if space.is_valid(candidate):
-            return candidate
-    raise ShapeError(f"no built-in schedule fits {rt.device.name!r}; pass schedule=...")
-
-
-def _reject_nonfinite(name: str, x) -> None:
-    host = x.get() if _is_device_array(x) else x
-    if host.size and not np.isfinite(host).all():
-        raise NonFiniteError(
-            f"{name} contains NaN or Inf and nonfinite='raise' was asked; clean the input or "
-            "pass nonfinite='propagate' for IEEE propagation as in BLAS"
-        )
+def plan(m: int, n: int, k: int, *, trans_a: bool = False, trans_b: bool = False,
+         rel_tol: float | None = None, check: bool = False, nonfinite: str = "propagate",
+         device: "DeviceInfo | int | str | None" = None, schedule: Schedule | None = None,
+         selector: str = "static") -> Plan:
+    """The plan of C[m x n] = alpha * op(A) @ op(B) + beta * C with inner dimension k:
+    decided once (and cached), printable, and callable as `p(A, B, C=None, alpha=1.0,
+    beta=0.0, return_info=False)` on operands of that shape."""
+    for name, v in (("m", m), ("n", n), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ContractError(f"{name} must be a non-negative integer, got {v!r}")
+    if selector not in _SELECTORS:
+        raise ContractError(f"selector must be 'static' or 'online', got {selector!r}")
+    key = PlanKey(int(m), int(n), int(k), bool(trans_a), bool(trans_b),
+                  _contract(rel_tol, check, nonfinite), schedule, selector)
+    return route.plan(get_runtime(device), key)
 
 
 def to_device(x: np.ndarray, device: "DeviceInfo | int | str | None" = None) -> cla.Array:
     """A float32 device copy of a host array, usable with `matmul` on the same device."""
-    _check_dtype("x", x)
+    check_dtype("x", x)
     rt = get_runtime(device)
-    return cla.to_device(rt.queue, np.ascontiguousarray(x))
+    return cla.to_device(rt.user_queue, np.ascontiguousarray(x), allocator=rt.pool)
 
 
 def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
@@ -153,151 +82,23 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
     checksums (ABFT). `selector="online"` lets the online bandit pick among the device
     table's validated schedules (learning from each call's kernel time) instead of the
     static table. `return_info=True` returns (result, Info).
+
+    On device arrays with the exact contract and no Info asked for, the call returns as
+    soon as its kernels are enqueued (reading the result, or the next call that waits,
+    synchronises); every other call returns with its work done.
     """
     start = time.perf_counter()
-    _validate_contract(rel_tol, check, nonfinite)
-    if selector not in ("static", "online"):
+    contract = _contract(rel_tol, check, nonfinite)
+    if selector not in _SELECTORS:
         raise ContractError(f"selector must be 'static' or 'online', got {selector!r}")
-    alpha = _check_scalar("alpha", alpha)
-    beta = _check_scalar("beta", beta)
-    on_device = _is_device_array(A)
-    operands = [("A", A), ("B", B)] + ([("C", C)] if C is not None else [])
-    for name, x in operands:
-        if on_device != _is_device_array(x):
-            raise ShapeError("pass all operands as numpy arrays or all as clgemm device arrays")
-        if not on_device and not isinstance(x, np.ndarray):
-            raise ShapeError(f"{name} must be a numpy array, got {type(x).__name__}")
-        _check_dtype(name, x)
-    m, k = logical_shape(A, trans_a)
-    k2, n = logical_shape(B, trans_b)
-    if k != k2:
-        raise ShapeError(
-            f"inner dimensions differ: op(A) is {m}x{k} and op(B) is {k2}x{n}; "
-            "check trans_a/trans_b or the operands' orientation"
-        )
-    if C is not None and tuple(C.shape) != (m, n):
-        raise ShapeError(f"C has shape {tuple(C.shape)} but the product is {m}x{n}")
-    if C is None and beta != 0.0:
-        raise ShapeError("beta != 0 needs an input C; pass C=... or beta=0")
+    if selector == "online" and (schedule is not None or check or rel_tol is not None):
+        selector = "static"  # the selector serves the plain exact product only
+    alpha = check_scalar("alpha", alpha)
+    beta = check_scalar("beta", beta)
+    m, n, k = check_operands(A, B, C, beta, trans_a, trans_b)
     if nonfinite == "raise":
-        for name, x in operands[:2]:
-            _reject_nonfinite(name, x)
-
-    if on_device:
-        rt = _runtime_of(A, device)
-    else:
-        rt = get_runtime(device)
-    decision = None
-    if selector == "online" and schedule is None and not check and rel_tol is None:
-        from .select.online import get_selector  # noqa: PLC0415 - optional station
-
-        decision = get_selector(rt).choose(m, n, k, trans_a, trans_b)
-        chosen = decision.schedule
-    else:
-        chosen = choose_schedule(rt, m, n, k, schedule)
-    lane = None
-    if schedule is None and decision is None:
-        # The tensor-core lane where the gate promoted it: the exact product (checked or
-        # not), and the fallback of an approximate call whose estimate says no.
-        from . import tc  # noqa: PLC0415
-
-        lane = tc.exact_schedule(rt, m, n, k)
-    info = Info(method="exact", schedule=(lane or chosen).key(), device=rt.device.name,
-                shape=(m, n, k))
-
-    if check:
-        from .guard import abft  # noqa: PLC0415 - optional station on the road
-
-        result, info = abft.checked_matmul(
-            rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b,
-            schedule=chosen, lane=lane, info=info)
-    elif rel_tol is not None:
-        from .guard import contract  # noqa: PLC0415
-
-        result, info = contract.approximate_matmul(
-            rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b,
-            rel_tol=float(rel_tol), schedule=lane or chosen, info=info)
-    else:
-        # Device-array callers who want no Info keep the queue flowing (no wait per call).
-        wait = not on_device or return_info or decision is not None
-        result = exact_product(rt, A, B, C, alpha, beta, trans_a, trans_b, lane or chosen,
-                               info, wait)
-    if decision is not None and info.kernel_s > 0:
-        get_selector(rt).observe(decision, info.kernel_s)
-        info.extra["selector"] = decision.reason
-    info.total_s = time.perf_counter() - start
-    return (result, info) if return_info else result
-
-
-def _runtime_of(x: cla.Array, device) -> Runtime:
-    if device is not None:
-        return get_runtime(device)
-    from .device import devices
-
-    for d in devices():
-        rt = get_runtime(d)
-        if rt.context == x.context:
-            return rt
-    raise ShapeError("device arrays must come from clgemm.to_device (unknown OpenCL context)")
-
-
-def _launch(rt: Runtime, schedule: Schedule, m: int, n: int, k: int, alpha: float,
-            beta: float, a: Operand, b: Operand, c: Operand, info: Info,
-            wait: bool = True) -> None:
-    """Enqueue the kernel; with `wait`, block and record its device time in `info`
-    (device-array callers who need no Info keep the queue flowing instead)."""
-    t0 = time.perf_counter()
-    kernel: GemmKernel = get_kernel(rt, schedule, layout_for(schedule, a, b, c))
-    info.build_s = time.perf_counter() - t0  # ~0 when this process already built it
-    info.build_from_cache = kernel.build_info.from_cache
-    event = kernel.enqueue(m, n, k, alpha, beta, a, b, c)
-    if wait:
-        event.wait()
-        info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
-
-
-def _launch_tc(rt: Runtime, schedule: "TcSchedule | WgSchedule", m: int, n: int, k: int, alpha: float,
-               beta: float, a: Operand, b: Operand, c: Operand, info: Info) -> None:
-    """3xTF32 for the exact contract. It always waits: a non-finite output (an Inf or NaN
-    operand, or overflow) is recomputed by the float32 family, whose IEEE propagation the
-    split x = hi + lo would not keep (Inf - Inf is NaN). With beta != 0 the old C is kept
-    on the device for that case."""
-    from . import tc  # noqa: PLC0415
-
-    info.extra["lane"] = schedule.mode
-    span = (m - 1) * c.ld + n  # C's elements from its offset, in floats
-    saved = rt.buffer(4 * span, what="C (kept for a float32 recompute)") if beta != 0.0 else None
-    if saved is not None:
-        cl.enqueue_copy(rt.queue, saved, c.buffer, byte_count=4 * span, src_offset=4 * c.offset)
-    flag = tc.nonfinite_flag(rt)
-    with flag.lock:
-        event = tc.enqueue_product(rt, schedule.mode, m, n, k, alpha, beta, a, b, c, schedule,
-                                   flag=flag.buffer)
-        raised = flag.raised(wait_for=[event])
-    info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
-    if raised:
-        if saved is not None:
-            cl.enqueue_copy(rt.queue, c.buffer, saved, byte_count=4 * span, dst_offset=4 * c.offset)
-        fallback = choose_schedule(rt, m, n, k)
-        info.extra["lane_fallback"] = ("non-finite output: recomputed by the float32 family "
-                                       f"({fallback.key()}) for IEEE propagation")
-        info.schedule = fallback.key()
-        _launch(rt, fallback, m, n, k, alpha, beta, a, b, c, info, True)
-
-
-def exact_product(rt: Runtime, A, B, C, alpha: float, beta: float, trans_a: bool,
-                  trans_b: bool, schedule: "Schedule | TcSchedule | WgSchedule", info: Info,
-                  wait: bool = True):
-    """The exact float32 product with one schedule: matmul's own path, and the fallback the
-    guards (ABFT recompute, approximate methods) return to. A tensor-core schedule (mma.sync
-    or wgmma) runs the 3xTF32 lane (float32-level accuracy on the tensor cores, where the
-    gate promoted it)."""
-    k = info.shape[2]
-
-    def compute(a, b, c, m, n):
-        if isinstance(schedule, (TcSchedule, WgSchedule)):
-            _launch_tc(rt, schedule, m, n, k, alpha, beta, a, b, c, info)
-        else:
-            _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, wait)
-
-    return run_product(rt, A, B, C, beta, trans_a, trans_b, info, compute)
+        for name, x in (("A", A), ("B", B)) + ((("C", C),) if beta != 0.0 else ()):
+            reject_nonfinite(name, x)
+    rt = runtime_of(A, device) if is_device_array(A) else get_runtime(device)
+    key = PlanKey(m, n, k, bool(trans_a), bool(trans_b), contract, schedule, selector)
+    return route.plan(rt, key).run(A, B, C, alpha, beta, return_info, start)

@@ -5,7 +5,7 @@ their strides allow, device arrays used in place, and C read back. Every station
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -13,8 +13,29 @@ import pyopencl as cl
 import pyopencl.array as cla
 
 from .errors import OutOfDeviceMemoryError, ShapeError
-from .plan import Operand
 from .runtime import Runtime
+
+_INT_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A matrix in a device buffer, row-major storage with leading dimension `ld` (elements).
+
+    `transposed` means the logical operand is the transpose of what is stored.
+    """
+
+    buffer: "cl.Buffer"
+    offset: int  # elements
+    ld: int  # elements between consecutive stored rows
+    transposed: bool
+
+
+def check_index_range(m: int, n: int, k: int) -> None:
+    """Every kernel family indexes M, N and K with 32-bit ints."""
+    for name, value in (("M", m), ("N", n), ("K", k)):
+        if value > _INT_MAX:
+            raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
 
 
 def logical_shape(x, trans: bool) -> tuple[int, int]:
@@ -106,7 +127,8 @@ def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool,
             raise ShapeError("C shares device memory with A or B: the product would read "
                              "entries it has already overwritten; pass a separate C "
                              "(C = A.copy() first if in-place is what you need)")
-        out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
+        out = C if C is not None else cla.empty(rt.user_queue, (m, n), np.float32,
+                                               allocator=rt.pool)
         if m == 0 or n == 0:
             return out
         a = device_operand(rt, "A", A, trans_a)

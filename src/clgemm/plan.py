@@ -1,152 +1,210 @@
-"""From a product request to a launched kernel: storage mapping, kernel choice, launch.
+"""A plan: the route of one kind of product, decided once by clgemm.route and then called.
 
-`Operand` describes where a matrix lives on the device (buffer, offset, leading dimension,
-whether it is stored transposed). `GemmKernel` is one built kernel (schedule + layout) that
-can be enqueued for any M, N, K.
+    p = clgemm.plan(1024, 768, 3072, trans_b=True)   # printable: lane, schedule, why
+    C = p(A, B)                                       # numpy or device arrays of that shape
+
+A call on device arrays with the exact contract is the hot path: no kernel argument set
+that is already bound, the output (when C is not given) from the runtime's memory pool, one
+enqueue per kernel on a queue without profiling, and no wait on the device. Everything else
+(numpy arrays, `return_info`, check=True, rel_tol, the online selector) passes a station
+that waits for its answer, on the runtime's profiling queue.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyopencl as cl
+import pyopencl.array as cla
 
+from .approx import contract as approx
 from .errors import ShapeError
-from .kernels.gemm import KERNEL_NAME, Layout, render, source_lines
-from .runtime import BuildInfo, Runtime
-from .schedule import DeviceLimits, Schedule, SearchSpace
-
-_INT_MAX = 2**31 - 1
+from .guard import abft
+from .info import Info
+from .lanes import Lane
+from .lanes.fp32 import Fp32Lane
+from .lanes.tc_exact import TcExactLane
+from .operands import Operand, check_index_range, device_operand, run_product, shares_memory
+from .runtime import Runtime
+from .schedule import Schedule
+from .validate import check_operands, check_scalar, is_device_array, reject_nonfinite
 
 
 @dataclass(frozen=True)
-class Operand:
-    """A matrix in a device buffer, row-major storage with leading dimension `ld` (elements).
+class Contract:
+    """What the caller asked of the result."""
 
-    `transposed` means the logical operand is the transpose of what is stored.
-    """
-
-    buffer: "cl.Buffer"
-    offset: int  # elements
-    ld: int  # elements between consecutive stored rows
-    transposed: bool
+    rel_tol: float | None = None  # None: the exact float32 contract
+    check: bool = False  # verify (and repair) with ABFT checksums
+    nonfinite: str = "propagate"  # or "raise": refuse NaN/Inf operands
 
 
-def device_limits(rt: Runtime) -> DeviceLimits:
-    d = rt.device
-    return DeviceLimits(
-        max_work_group_size=d.max_work_group_size,
-        local_mem_bytes=d.local_mem_bytes,
-        cpu_device=int(d.type == "CPU"),
-    )
+@dataclass(frozen=True)
+class PlanKey:
+    """What decides a route: the shape, the layout asked for, the contract, a schedule forced
+    by the caller, and the selector."""
+
+    m: int
+    n: int
+    k: int
+    trans_a: bool = False
+    trans_b: bool = False
+    contract: Contract = Contract()
+    schedule: Schedule | None = None
+    selector: str = "static"
 
 
-_spaces: dict[str, SearchSpace] = {}
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """One product's route, decided once: its lane (the kernel family and schedule of the
+    exact contract), the float32 family's schedule that backs it, the station the call passes
+    (exact, abft, approx or online) and why. Calling it runs the product."""
+
+    key: PlanKey
+    device: str
+    station: str
+    lane: Lane
+    fallback: Fp32Lane  # the float32 family: the exact lane itself, or the 3xTF32 lane's fallback
+    alternative: Schedule  # another float32 kernel, for the guard's recompute
+    why: str
+    rt: Runtime = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_index_range(self.key.m, self.key.n, self.key.k)
+
+    def __str__(self) -> str:
+        k = self.key
+        op = ("A.T" if k.trans_a else "A") + " @ " + ("B.T" if k.trans_b else "B")
+        c = k.contract
+        contract = ("exact float32" if c.rel_tol is None else f"rel_tol={c.rel_tol:g}") + \
+            (", checked (ABFT)" if c.check else "") + \
+            (", NaN/Inf refused" if c.nonfinite == "raise" else "")
+        return "\n".join([
+            f"plan: C[{k.m}x{k.n}] = alpha * {op} + beta * C, K={k.k}, on {self.device!r}",
+            f"  contract: {contract}",
+            f"  station:  {self.station}",
+            f"  lane:     {self.lane.name} {self.lane.schedule.key()}",
+            f"  fallback: fp32 {self.fallback.schedule.key()}",
+            f"  why:      {self.why}",
+        ])
+
+    # ---- calling ------------------------------------------------------------------------
+    def __call__(self, A, B, C=None, *, alpha: float = 1.0, beta: float = 0.0,
+                 return_info: bool = False):
+        """C = alpha * op(A) @ op(B) + beta * C for operands of this plan's shape; returns C
+        (numpy in, numpy out; device arrays in, a device array out), with an Info when
+        `return_info`."""
+        start = time.perf_counter()
+        alpha, beta = check_scalar("alpha", alpha), check_scalar("beta", beta)
+        k = self.key
+        shape = check_operands(A, B, C, beta, k.trans_a, k.trans_b)
+        if shape != (k.m, k.n, k.k):
+            raise ShapeError(
+                f"this plan is for a {k.m}x{k.n}x{k.k} product, these operands make "
+                f"{shape[0]}x{shape[1]}x{shape[2]}: make a plan for them with clgemm.plan(...)")
+        if is_device_array(A) and A.context != self.rt.context:
+            raise ShapeError("the operands live on another device than this plan's; make "
+                             "the plan with device=... of their device")
+        if k.contract.nonfinite == "raise":
+            for name, x in (("A", A), ("B", B)) + ((("C", C),) if beta != 0.0 else ()):
+                reject_nonfinite(name, x)
+        return self.run(A, B, C, alpha, beta, return_info, start)
+
+    def run(self, A, B, C, alpha: float, beta: float, return_info: bool, start: float):
+        """The call, its operands already checked (by __call__ or clgemm.matmul)."""
+        rt = self.rt
+        if (self.station == "exact" and not return_info and type(A) is cla.Array
+                and _on(rt.user_queue, A, B, C)):
+            return self._hot(A, B, C, alpha, beta)
+        k = self.key
+        info = Info(method="exact", schedule=self.lane.schedule.key(), device=self.device,
+                    shape=(k.m, k.n, k.k))
+        with rt.station():
+            if self.station == "abft":
+                tc = self.lane if isinstance(self.lane, TcExactLane) else None
+                result, info = abft.checked_matmul(
+                    rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=k.trans_a,
+                    trans_b=k.trans_b, schedule=self.fallback.schedule, lane=tc,
+                    alternative=self.alternative, info=info)
+            elif self.station == "approx":
+                result, info = approx.approximate_matmul(
+                    rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=k.trans_a,
+                    trans_b=k.trans_b, rel_tol=float(k.contract.rel_tol),
+                    exact=self.exact_product, info=info)
+            elif self.station == "online":
+                result = self._online(A, B, C, alpha, beta, info)
+            else:
+                result = self.exact_product(A, B, C, alpha, beta, info)
+        info.total_s = time.perf_counter() - start
+        return (result, info) if return_info else result
+
+    def _hot(self, A, B, C, alpha: float, beta: float):
+        """Device arrays, the exact contract, nothing reported: launch and return."""
+        rt = self.rt
+        k = self.key
+        m, n = k.m, k.n
+        if C is None:
+            out = cla.empty(rt.user_queue, (m, n), np.float32, allocator=rt.pool)
+        else:
+            if shares_memory(C, A) or shares_memory(C, B):
+                raise ShapeError(_OVERLAP)
+            out = C
+        if m == 0 or n == 0:
+            return out
+        a = device_operand(rt, "A", A, k.trans_a)
+        b = device_operand(rt, "B", B, k.trans_b)
+        c = device_operand(rt, "C", out, False)
+        if c.transposed:
+            a, b, c, m, n = _transposed_c(a, b, c, m, n)
+        self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
+        return out
+
+    def exact_product(self, A, B, C, alpha: float, beta: float, info: Info,
+                      lane: "Lane | None" = None):
+        """The exact product through the profiling queue, waited for, its kernel time in
+        `info`: the path of numpy operands and reported calls, and the fallback the stations
+        return to. `lane` replaces the plan's (the online selector's choice)."""
+        lane = lane or self.lane
+        k = self.key
+
+        def compute(a: Operand, b: Operand, c: Operand, m: int, n: int) -> None:
+            event = lane.enqueue(m, n, k.k, alpha, beta, a, b, c, self.rt.queue, info)
+            event.wait()
+            info.kernel_s = self.rt.seconds(event)
+
+        return run_product(self.rt, A, B, C, beta, k.trans_a, k.trans_b, info, compute)
+
+    def _online(self, A, B, C, alpha: float, beta: float, info: Info):
+        """The online selector's schedule for this call, its kernel time fed back."""
+        from .select.online import get_selector  # noqa: PLC0415 - optional station
+
+        k = self.key
+        selector = get_selector(self.rt)
+        decision = selector.choose(k.m, k.n, k.k, k.trans_a, k.trans_b)
+        lane = self.rt.cached(("fp32 lane", decision.schedule),
+                              lambda: Fp32Lane(self.rt, decision.schedule))
+        info.schedule = decision.schedule.key()
+        result = self.exact_product(A, B, C, alpha, beta, info, lane)
+        if info.kernel_s > 0:
+            selector.observe(decision, info.kernel_s)
+        info.extra["selector"] = decision.reason
+        return result
 
 
-def search_space(rt: Runtime) -> SearchSpace:
-    """The device's valid schedules (built once per device: parsing the rules is not free)."""
-    key = rt.device.fingerprint
-    if key not in _spaces:
-        _spaces[key] = SearchSpace(device_limits(rt))
-    return _spaces[key]
+_OVERLAP = ("C shares device memory with A or B: the product would read entries it has "
+            "already overwritten; pass a separate C (C = A.copy() first if in-place is what "
+            "you need)")
 
 
-class GemmKernel:
-    """A compiled kernel for one schedule and layout on one device."""
-
-    def __init__(self, rt: Runtime, schedule: Schedule, layout: Layout,
-                 fault_injection: bool = False) -> None:
-        search_space(rt).check(schedule)
-        self.rt = rt
-        self.schedule = schedule
-        self.layout = layout
-        self.source = render(schedule, layout, fault_injection=fault_injection)
-        self.fault_injection = fault_injection
-        built = rt.build(self.source, options="-cl-mad-enable")
-        self.build_info: BuildInfo = built.info
-        self._kernel = built.kernel(KERNEL_NAME)
-        # Declared once so each launch packs plain Python numbers (set_args is per call).
-        scalar = [np.int32, np.int32, np.int32, np.float32, np.float32,
-                  None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int32]
-        if fault_injection:
-            scalar.append(np.int32)
-        self._kernel.set_scalar_arg_dtypes(scalar)
-        self._lock = threading.Lock()  # kernel arguments are shared state
-
-    @property
-    def source_lines(self) -> int:
-        return source_lines(self.source)
-
-    def global_size(self, m: int, n: int) -> tuple[int, int]:
-        s = self.schedule
-        groups_n = -(-n // s.tile_n)
-        groups_m = -(-m // s.tile_m)
-        return (groups_n * s.wg_n, groups_m * s.wg_m)
-
-    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float,
-                a: Operand, b: Operand, c: Operand, queue=None, wait_for=None,
-                fault_at: int = -1) -> "cl.Event":
-        """Enqueue C = alpha * op(A) op(B) + beta * C; returns the kernel's event."""
-        if a.transposed != self.layout.trans_a or b.transposed != self.layout.trans_b:
-            raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
-        check_index_range(m, n, k)
-        queue = queue or self.rt.queue
-        args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
-                c.buffer, c.ld, c.offset]
-        if self.fault_injection:
-            args.append(fault_at)
-        s = self.schedule
-        with self._lock:
-            self._kernel.set_args(*args)
-            return cl.enqueue_nd_range_kernel(
-                queue, self._kernel, self.global_size(m, n), (s.wg_n, s.wg_m),
-                wait_for=wait_for,
-            )
+def _on(queue: "cl.CommandQueue", A, B, C) -> bool:
+    """Whether the arrays are bound to `queue`: arrays of another queue (made outside
+    clgemm.to_device) take the waiting path, which orders itself against every queue."""
+    return A.queue is queue and B.queue is queue and (C is None or C.queue is queue)
 
 
-def check_index_range(m: int, n: int, k: int) -> None:
-    """Every kernel family indexes M, N and K with 32-bit ints."""
-    for name, value in (("M", m), ("N", n), ("K", k)):
-        if value > _INT_MAX:
-            raise ShapeError(f"{name}={value} exceeds 2**31-1, which clgemm kernels index")
-
-
-def layout_for(schedule: Schedule, a: Operand, b: Operand, c: Operand) -> Layout:
-    """The kernel layout that fits these operands (vector casts only where aligned)."""
-
-    def aligned(op: Operand, vec: int) -> bool:
-        return vec > 1 and op.ld % vec == 0 and op.offset % vec == 0
-
-    return Layout(
-        trans_a=a.transposed,
-        trans_b=b.transposed,
-        aligned_a=aligned(a, schedule.vec_a),
-        aligned_b=aligned(b, schedule.vec_b),
-        aligned_c=aligned(c, schedule.vec_c),
-    )
-
-
-_kernels: dict[tuple, object] = {}
-_kernels_lock = threading.Lock()
-
-
-def cached_kernel(key: tuple, build):
-    """The kernel under `key`, built by `build()` once per process (every kernel family's
-    memo: the lock is not held while compiling, a racing duplicate build is discarded)."""
-    with _kernels_lock:
-        kernel = _kernels.get(key)
-    if kernel is None:
-        kernel = build()
-        with _kernels_lock:
-            kernel = _kernels.setdefault(key, kernel)
-    return kernel
-
-
-def get_kernel(rt: Runtime, schedule: Schedule, layout: Layout,
-               fault_injection: bool = False) -> GemmKernel:
-    """The kernel for (device, schedule, layout), built once per process."""
-    return cached_kernel(("fp32", id(rt), schedule, layout, fault_injection),
-                         lambda: GemmKernel(rt, schedule, layout, fault_injection))
+def _transposed_c(a: Operand, b: Operand, c: Operand, m: int, n: int):
+    """C stored column-major: C^T = op(B)^T op(A)^T into its row-major storage."""
+    return (replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed),
+            replace(c, transposed=False), n, m)

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 import tempfile
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Hashable, Iterator, TypeVar
 
-from .device import DeviceInfo, cl_device, get_device
-from .errors import CompileError, OutOfDeviceMemoryError
+from .device import DeviceInfo, cl_device, devices, get_device
+from .errors import CompileError, OutOfDeviceMemoryError, ShapeError
 
 import numpy as np
 import pyopencl as cl
+import pyopencl.tools as cltools
+
+T = TypeVar("T")
+_MISSING = object()
 
 
 def cache_dir() -> Path:
@@ -46,6 +53,35 @@ class Built:
 
     def kernel(self, name: str) -> "cl.Kernel":
         return cl.Kernel(self.program, name)
+
+
+class LruMemo:
+    """A bounded memo: the least recently used entry goes first (plans, schedules per shape:
+    a long-running process meets shapes without end)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        """Store `value` (or keep the one a racing thread stored first); returns the kept one."""
+        with self._lock:
+            value = self._items.setdefault(key, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return value
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 _SEAL = b"clgemm-bin/1\n"
@@ -98,7 +134,15 @@ def _probe_profiling(rt: "Runtime") -> bool:
 
 
 class Runtime:
-    """Everything clgemm holds for one device."""
+    """Everything clgemm holds for one device: its context and queues, built programs, a
+    memory pool for outputs, and the memos of every layer above (`cached`), so that state
+    lives and dies with the device object, not in module dicts.
+
+    Two in-order queues. `user_queue` has no profiling: user-visible arrays live on it and
+    the plain product's hot path launches on it (an enqueue on a profiling queue costs about
+    twice the host time on NVIDIA's OpenCL). `queue` has profiling on: the stations that time
+    or wait (the guard, approximate methods, tuner, harness, probes) work there, entering and
+    leaving through `station()` where they touch user arrays."""
 
     def __init__(self, info: DeviceInfo) -> None:
         self.device = info
@@ -107,10 +151,45 @@ class Runtime:
         self.queue = cl.CommandQueue(
             self.context, properties=cl.command_queue_properties.PROFILING_ENABLE
         )
+        self.user_queue = cl.CommandQueue(self.context)
+        # Outputs of calls made without C: a freed array's buffer returns here, so a chain
+        # of calls allocates nothing after its first round (cl.Buffer is allocated lazily, on
+        # first use, which cost 75-430 us a call on the H100).
+        self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(self.user_queue))
         self._programs: dict[str, Built] = {}
         self._lock = threading.Lock()
+        self._memo: dict = {}
+        self._memo_lock = threading.Lock()
         self._inline_ptx: bool | None = None
         self._profiling_ok: bool | None = None
+
+    # ---- memos ----------------------------------------------------------------------
+    def cached(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The value under `key` for this device, made by `build()` once (kernels, probes,
+        schedules, scratch). The lock is not held while building: a racing duplicate is
+        discarded, the first one stored wins."""
+        with self._memo_lock:
+            value = self._memo.get(key, _MISSING)
+        if value is _MISSING:
+            value = build()
+            with self._memo_lock:
+                value = self._memo.setdefault(key, value)
+        return value
+
+    def forget(self, key: Hashable) -> None:
+        """Drop a memo (a scratch buffer about to be replaced by a larger one)."""
+        with self._memo_lock:
+            self._memo.pop(key, None)
+
+    @contextmanager
+    def station(self) -> Iterator[None]:
+        """Work on `queue` that reads or writes user arrays: what the user queue holds is
+        finished first, and everything enqueued here before leaving."""
+        self.user_queue.finish()
+        try:
+            yield
+        finally:
+            self.queue.finish()
 
     # ---- timing ---------------------------------------------------------------------
     @property
@@ -121,6 +200,11 @@ class Runtime:
         if self._profiling_ok is None:
             self._profiling_ok = _probe_profiling(self)
         return self._profiling_ok
+
+    @staticmethod
+    def seconds(event: "cl.Event") -> float:
+        """The profiling interval of an event of `queue` (the profiling queue), in seconds."""
+        return (event.profile.end - event.profile.start) * 1e-9
 
     def timed(self, enqueue) -> float:
         """Seconds of the kernel that `enqueue()` launches (its event returned), waited for:
@@ -301,3 +385,21 @@ def get_runtime(device: "DeviceInfo | int | str | None" = None) -> Runtime:
         if key not in _runtimes:
             _runtimes[key] = Runtime(info)
         return _runtimes[key]
+
+
+_by_context: dict[int, Runtime] = {}
+
+
+def runtime_of(x, device=None) -> Runtime:
+    """The Runtime whose context holds device array `x` (or the one `device` names)."""
+    if device is not None:
+        return get_runtime(device)
+    rt = _by_context.get(x.context.int_ptr)
+    if rt is not None:
+        return rt
+    for d in devices():
+        rt = get_runtime(d)
+        if rt.context == x.context:
+            _by_context[x.context.int_ptr] = rt
+            return rt
+    raise ShapeError("device arrays must come from clgemm.to_device (unknown OpenCL context)")

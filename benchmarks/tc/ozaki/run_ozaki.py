@@ -6,7 +6,7 @@
 Phases: capability probe (the PTX compile log is recorded when it fails); compile the
 candidate schedules in worker processes (disk cache) with a ptxas -v / cuobjdump report of
 the product kernel; screen them at 2048 (accuracy vs float64, time); at 1400/2048/3072/4096
-time the best few beside the 3xTF32 kernel (clgemm.tc) and cuBLAS fp32 / TF32 (PyTorch),
+time the best few beside the 3xTF32 kernel (clgemm.lanes.mma) and cuBLAS fp32 / TF32 (PyTorch),
 the Ozaki figure being scale + split + product (first start to last end, OpenCL profiling)
 with the product kernel alone reported too; accuracy against float64 (GPU) and numpy
 float32's error on the same inputs, wide exponents (x 2^U(-20,20)), odd shapes, every
@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -122,7 +121,7 @@ def _ptxas_report(binary: bytes) -> dict:
 
 
 def _compile(key: str, vol: bool, ta: bool, tb: bool, report: bool) -> tuple:
-    from clgemm.ozaki import OzKernel, default_dialect
+    from clgemm.lanes.ozaki import OzKernel, default_dialect
     from clgemm.runtime import get_runtime
 
     s = OzSchedule.from_key(key)
@@ -162,7 +161,7 @@ def compile_all(jobs, report: bool, workers: int) -> dict:
 class Problem:
     def __init__(self, rt, m, n, k, ta=False, tb=False, wide=False, seed=0, pad=0, off=0):
         import pyopencl as cl
-        from clgemm.plan import Operand
+        from clgemm.operands import Operand
 
         self.rt, self.m, self.n, self.k, self.ta, self.tb = rt, m, n, k, ta, tb
         rng = np.random.default_rng(seed)
@@ -268,16 +267,16 @@ def oz_time(p: Problem, kern, reps=10, warmup=2) -> dict:
 
 
 def tc_entry(rt, p: Problem, sched, reps=10) -> dict:
-    """The 3xTF32 kernel (clgemm.tc) on the same problem: error and median kernel time."""
-    from clgemm import tc
+    """The 3xTF32 kernel (clgemm.lanes.mma) on the same problem: error and median kernel time."""
+    from clgemm.lanes.tc import tc_product
 
     try:
         p.poison()
-        tc.enqueue_product(rt, "3xtf32", p.m, p.n, p.k, 1.0, 0.0, p.a, p.b, p.c, sched).wait()
+        tc_product(rt, "3xtf32", p.m, p.n, p.k, 1.0, 0.0, p.a, p.b, p.c, sched).wait()
         err = p.rel(p.read())
         ts = []
         for i in range(reps + 2):
-            ev = tc.enqueue_product(rt, "3xtf32", p.m, p.n, p.k, 1.0, 0.0, p.a, p.b, p.c, sched)
+            ev = tc_product(rt, "3xtf32", p.m, p.n, p.k, 1.0, 0.0, p.a, p.b, p.c, sched)
             ev.wait()
             if i >= 2:
                 ts.append((ev.profile.end - ev.profile.start) * 1e-9)
@@ -333,7 +332,8 @@ def main():
     from clgemm import ozaki
     from clgemm.kernels.tensorcore import TcSchedule
     from clgemm.runtime import get_runtime
-    from clgemm import tc
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+    from clgemm.lanes.probe import tensorcore_support
 
     rt = get_runtime()
     RESULTS["device"] = rt.device.summary()
@@ -344,9 +344,9 @@ def main():
     else:
         sup = ozaki.ozaki_support(rt)
         RESULTS["support"] = vars(sup)
-        tsup = tc.tensorcore_support(rt)
+        tsup = tensorcore_support(rt)
         RESULTS["tc_support"] = vars(tsup)
-        tc_sched = tc.DEFAULT_SCHEDULES["3xtf32"]
+        tc_sched = DEFAULT_SCHEDULES["3xtf32"]
         if not tsup.async_copy:
             tc_sched = TcSchedule(**{**tc_sched.as_dict(), "async_copy": 0, "stages": 2})
         log("ozaki support:", sup, "| tc support:", tsup.available, tsup.reason)

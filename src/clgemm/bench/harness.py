@@ -14,8 +14,11 @@ import time
 import numpy as np
 import pyopencl as cl
 
-from ..api import choose_schedule, matmul
-from ..plan import Operand, get_kernel, layout_for
+from ..api import matmul
+
+from ..lanes.fp32 import choose_schedule
+from ..lanes.fp32 import get_kernel, layout_for
+from ..operands import Operand
 from ..schedule import Schedule
 from .protocol import cv, gflops, median, summarize_times
 from .telemetry import ClockSampler, window_means
@@ -153,17 +156,19 @@ def _probe_main() -> None:
     rt = get_runtime(args.device)
     t0 = time.perf_counter()
     if args.schedule.startswith("wg-"):  # the wgmma kernel (its layout is fixed)
-        from .. import tc
+        from ..lanes.mma import get_kernel
+        from ..lanes.wgmma import get_wg_kernel
         from ..kernels.tensorcore import source_lines
         from ..kernels.wgmma import WgSchedule
 
-        kernel = tc.get_wg_kernel(rt, WgSchedule.from_key(args.schedule))
+        kernel = get_wg_kernel(rt, WgSchedule.from_key(args.schedule))
         lines = source_lines(kernel.source)
     elif args.schedule.startswith("tc-"):  # the tensor-core family
-        from .. import tc
+        from ..lanes.mma import get_kernel
+        from ..lanes.wgmma import get_wg_kernel
         from ..kernels.tensorcore import TcLayout, TcSchedule, source_lines
 
-        kernel = tc.get_kernel(rt, TcSchedule.from_key(args.schedule),
+        kernel = get_kernel(rt, TcSchedule.from_key(args.schedule),
                                TcLayout(**json.loads(args.layout)))
         lines = source_lines(kernel.source)
     else:

@@ -137,7 +137,7 @@ def place(schedules: list[tuple[str, Schedule, float | None, list | None]], peak
 
 def run_roofline(device, out: str | Path, png: str | Path | None, artifacts: list[str],
                  k: int = 2048, quick: bool = False):
-    from ..api import SAFE_SCHEDULE
+    from ..lanes.fp32 import SAFE_SCHEDULE
     from ..runtime import get_runtime
     from ..select.table import DEFAULT_CPU, DEFAULT_GPU
     from .env import fingerprint, utc_now

@@ -82,8 +82,8 @@ def _child_argv(opts: BenchOptions, out: str, index: int, seed: int) -> list[str
 def ranking_candidates(rt, count: int) -> list[Schedule]:
     """Up to `count` distinct schedules valid on the device: the table's, the defaults, then
     small variations of them."""
-    from ..api import SAFE_SCHEDULE
-    from ..plan import search_space
+    from ..lanes.fp32 import SAFE_SCHEDULE
+    from ..lanes.fp32 import search_space
     from ..select.table import DEFAULT_CPU, DEFAULT_GPU, load_table
 
     space = search_space(rt)
@@ -317,7 +317,7 @@ class _Run:
         if secs > 0:
             case = self._sustained_case()
             inputs = InputSets(*case.shape, self.protocol.input_sets, self.rng)
-            from ..api import choose_schedule
+            from ..lanes.fp32 import choose_schedule
 
             prob = DeviceProblem(self.rt, case, inputs, choose_schedule(self.rt, *case.shape))
             progress.note(f"sustained run: {case.name} for {secs:.0f} s")
@@ -335,7 +335,7 @@ class _Run:
         return max(self.cases, key=lambda c: c.m * c.n * c.k)
 
     def _load(self, progress: Progress) -> None:
-        from ..api import choose_schedule
+        from ..lanes.fp32 import choose_schedule
 
         size = 2048 if self.rt.device.type == "GPU" else 256
         cmd = [sys.executable, "-m", "clgemm.bench.load", "--device", self.rt.device.fingerprint,
@@ -371,7 +371,7 @@ class _Run:
 
 def _schedule_and_layout(rt, key: str, m: int, n: int, k: int):
     """The schedule behind an entry's key and the layout its kernel was built for."""
-    from ..plan import Operand
+    from ..operands import Operand
 
     if key.startswith("wg-"):  # the wgmma kernel: one source for every layout
         from ..kernels.wgmma import WgSchedule
@@ -388,7 +388,8 @@ def _schedule_and_layout(rt, key: str, m: int, n: int, k: int):
 
 
 def _layout_of(rt, schedule: Schedule, m: int, n: int, k: int):
-    from ..plan import Operand, layout_for
+    from ..lanes.fp32 import layout_for
+    from ..operands import Operand
 
     return layout_for(schedule, Operand(None, 0, k, False), Operand(None, 0, n, False),
                       Operand(None, 0, n, False))

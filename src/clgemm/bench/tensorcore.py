@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..plan import Operand
+from ..operands import Operand
 from ..schedule import Schedule
 from .harness import DeviceProblem, measured_entry
 
@@ -41,53 +41,56 @@ class TcProblem(DeviceProblem):
     """DeviceProblem whose kernel is the tensor-core family's for `mode`."""
 
     def __init__(self, rt, case, inputs, mode: str) -> None:
-        from .. import tc
+        from ..lanes.mma import get_kernel, layout_for
+        from ..lanes.tc import schedule_for, wgmma_3x_schedule
+        from ..lanes.wgmma import get_wg_kernel
         from ..kernels import wgmma
 
         m, n, k = case.shape
         self.mode = mode
         self.wgmma = mode.startswith("wgmma-")
         if self.wgmma:
-            self.tc_schedule = (tc.wgmma_3x_schedule(rt, m, n) if mode == "wgmma-3xtf32"
+            self.tc_schedule = (wgmma_3x_schedule(rt, m, n) if mode == "wgmma-3xtf32"
                                 else wgmma.DEFAULT)
         else:
-            self.tc_schedule = tc.schedule_for(rt, mode, m, n, k)
+            self.tc_schedule = schedule_for(rt, mode, m, n, k)
         # The float32 parent sets up buffers; its own kernel is not used for timing.
         super().__init__(rt, case, inputs, Schedule())
         a0 = Operand(self.bufs[0][0], 0, k, False)
         b0 = Operand(self.bufs[0][1], 0, n, False)
         t0 = time.perf_counter()
-        self.kernel = (tc.get_wg_kernel(rt, self.tc_schedule) if self.wgmma
-                       else tc.get_kernel(rt, self.tc_schedule, tc.layout_for(a0, b0)))
+        self.kernel = (get_wg_kernel(rt, self.tc_schedule) if self.wgmma
+                       else get_kernel(rt, self.tc_schedule, layout_for(a0, b0)))
         self.first_build_s = time.perf_counter() - t0
 
     def enqueue(self, i: int):
-        from .. import tc
+        from ..lanes.tc import tc_product
+        from ..lanes.wgmma import enqueue_wgmma
 
         m, n, k = self.case.shape
         a, b = self.bufs[i % len(self.bufs)]
         a, b = Operand(a, 0, k, False), Operand(b, 0, n, False)
         if self.wgmma:
             events: list = []
-            tc.enqueue_wgmma(self.rt, m, n, k, 1.0, 0.0, a, b, self.c, schedule=self.tc_schedule,
+            enqueue_wgmma(self.rt, m, n, k, 1.0, 0.0, a, b, self.c, schedule=self.tc_schedule,
                              events=events)
             return CommandSpan(events)
-        return tc.enqueue_product(self.rt, self.mode, m, n, k, 1.0, 0.0, a, b, self.c,
+        return tc_product(self.rt, self.mode, m, n, k, 1.0, 0.0, a, b, self.c,
                                   schedule=self.tc_schedule)
 
 
 def measure_tc(rt, case, inputs, protocol, mode: str) -> dict:
-    from .. import tc
+    from ..lanes.probe import tensorcore_support, wgmma_support
 
     entry = {"method": f"clgemm-{mode}", "family": "clgemm-tensorcore", "shape": list(case.shape),
              "tag": case.tag}
     try:
-        support = tc.tensorcore_support(rt)
+        support = tensorcore_support(rt)
         if not support.available:
             entry.update({"status": "absent", "reason": f"tensor cores not offered: {support}"})
             return entry
         if mode.startswith("wgmma-"):
-            wg = tc.wgmma_support(rt, 3 if mode == "wgmma-3xtf32" else 1)
+            wg = wgmma_support(rt, 3 if mode == "wgmma-3xtf32" else 1)
             if not wg.available:
                 entry.update({"status": "absent", "reason": f"wgmma not offered: {wg.reason}"})
                 return entry

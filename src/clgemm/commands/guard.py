@@ -64,7 +64,8 @@ def _device_summary(device) -> dict:
 
 
 def _abft_campaign(args) -> int:
-    from ..guard import abft, campaign
+    from ..guard import abft
+    from ..lab import guard_campaign as campaign
     from ..runtime import get_runtime
 
     rt = get_runtime(args.device)
@@ -85,7 +86,7 @@ def _abft_campaign(args) -> int:
 
 
 def _abft_calibrate(args) -> int:
-    from ..guard import campaign
+    from ..lab import guard_campaign as campaign
 
     r = campaign.calibrate(args.count, max_dim=args.max_dim, device=args.device,
                            store=not args.dry_run, max_k=args.max_k, deep=args.deep)
@@ -94,7 +95,7 @@ def _abft_calibrate(args) -> int:
 
 
 def _approx_campaign(args) -> int:
-    from ..guard import campaign
+    from ..lab import guard_campaign as campaign
 
     data = {"schema": "clgemm.approx-campaign/1", "device": _device_summary(args.device)}
     sizes = tuple(int(s) for s in args.sizes.split(",") if s)

@@ -56,7 +56,7 @@ def _nvml_clock():
 
 
 def _replay(args) -> int:
-    from ..plan import search_space
+    from ..lanes.fp32 import search_space
     from ..runtime import get_runtime
     from ..select.online import OnlineSelector
     from ..select.replay import (OpenCLBackend, format_report, read_candidates, read_trace,

@@ -1,2 +1,1 @@
-"""The guard: ABFT checksums (check=True) and approximate products under an error budget
-(rel_tol=...)."""
+"""The guard: ABFT checksums (check=True) that verify, locate, repair or recompute a product."""

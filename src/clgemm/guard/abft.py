@@ -66,12 +66,14 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from ..errors import FaultError, OutOfDeviceMemoryError, ShapeError
-from ..plan import get_kernel, layout_for, search_space
-from ..runtime import Runtime, get_runtime
+from ..errors import DTypeError, FaultError, OutOfDeviceMemoryError, ShapeError
+from ..lanes.fp32 import get_kernel, layout_for
+from ..operands import device_operand, logical_shape, run_product, upload
+from ..runtime import Runtime, get_runtime, runtime_of
 from ..schedule import Schedule
 from . import faults
 from . import abft_kernels as AK
+from ..lanes.mma import nonfinite_flag
 from .device import GuardDevice, View, guard_device, pinned_host
 
 U = 2.0**-24
@@ -309,9 +311,6 @@ def block_rows(m: int, n: int, k: int) -> int:
     cost = (128 if work >= 2.0**33 else 32 if work >= 2.0**30 else 8 if work >= 2.0**27
             else 2)
     return max(1, min(max(det, cost), max(m, 1)))
-
-
-_sdt = {}
 
 
 class BlockCheck:
@@ -560,13 +559,12 @@ def locate(s: dict, cells, old: np.ndarray, new: np.ndarray, n: int):
     return rows, cols, delta
 
 
-_kern_cache: dict = {}
-
-
 def _abft_kernels(gd: GuardDevice) -> dict:
-    key = id(gd)
-    ks = _kern_cache.get(key)
-    if ks is None:
+    return gd.rt.cached("abft kernels", lambda: _build_abft_kernels(gd))
+
+
+def _build_abft_kernels(gd: GuardDevice) -> dict:
+    if True:
         built = gd.rt.build(AK.source(gd.fp64), options="")
         i32, f32 = np.int32, np.float32
         sig = {
@@ -586,25 +584,29 @@ def _abft_kernels(gd: GuardDevice) -> dict:
             kern = built.kernel(name)
             kern.set_scalar_arg_dtypes(dt)
             ks[name] = kern
-        _kern_cache[key] = ks
     return ks
 
 
-_checks: dict = {}
-_checks_lock = threading.Lock()
+class _Checks:
+    """The blocked checks of the last few shapes of one device (their buffers are kept)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: dict = {}
 
 
 def block_check(gd: GuardDevice, m: int, n: int, k: int) -> BlockCheck:
     bs = block_rows(m, n, k)
-    key = (id(gd), m, n, k, bs)
-    with _checks_lock:
-        ck = _checks.get(key)
+    key = (m, n, k, bs)
+    checks = gd.rt.cached("abft checks", _Checks)
+    with checks.lock:
+        ck = checks.items.get(key)
         if ck is None:
-            if len(_checks) >= 8:
-                _checks.pop(next(iter(_checks)))
-            ck = _checks[key] = BlockCheck(gd, m, n, k, bs)
+            if len(checks.items) >= 8:
+                checks.items.pop(next(iter(checks.items)))
+            ck = checks.items[key] = BlockCheck(gd, m, n, k, bs)
         else:
-            _checks[key] = _checks.pop(key)  # most recent last
+            checks.items[key] = checks.items.pop(key)  # most recent last
         return ck
 
 
@@ -637,16 +639,12 @@ def check_views(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: floa
 
 # ---- public verify ------------------------------------------------------------------------
 def _as_view(rt: Runtime, name: str, x, trans: bool, keep: list) -> View:
-    from ..operands import device_operand, logical_shape, upload
-
     rows, cols = logical_shape(x, trans)
     if isinstance(x, cla.Array):
         op = device_operand(rt, name, x, trans)
     else:
         x = np.asarray(x)
         if x.dtype != np.float32:
-            from ..errors import DTypeError
-
             raise DTypeError(f"{name} has dtype {x.dtype}; verify checks float32 products")
         op, _ = upload(rt, name, x, trans)
     keep.append(op)
@@ -661,12 +659,7 @@ def verify(A, B, C, *, alpha: float = 1.0, beta: float = 0.0, C_old=None,
     elsewhere; nothing is repaired. C_old is needed when beta != 0."""
     if beta != 0.0 and C_old is None:
         raise ShapeError("beta != 0: pass C_old, the C before the product was accumulated")
-    if isinstance(A, cla.Array):
-        from ..api import _runtime_of
-
-        rt = _runtime_of(A, device)
-    else:
-        rt = get_runtime(device)
+    rt = runtime_of(A, device) if isinstance(A, cla.Array) else get_runtime(device)
     keep: list = []
     a = _as_view(rt, "A", A, trans_a, keep)
     b = _as_view(rt, "B", B, trans_b, keep)
@@ -684,18 +677,6 @@ def verify(A, B, C, *, alpha: float = 1.0, beta: float = 0.0, C_old=None,
 
 
 # ---- checked product ----------------------------------------------------------------------
-def _alternative_schedule(rt: Runtime, chosen: Schedule) -> Schedule:
-    from ..api import SAFE_SCHEDULE
-    from ..select.table import DEFAULT_CPU, DEFAULT_GPU, load_table
-
-    space = search_space(rt)
-    cands = list(load_table(rt.device).candidates()) + [DEFAULT_GPU, DEFAULT_CPU, SAFE_SCHEDULE]
-    for s in cands:
-        if s != chosen and space.is_valid(s):
-            return s
-    return chosen
-
-
 def _launch(rt, schedule, m, n, k, alpha, beta, a: View, b: View, c: View, info,
             fault_at: int = -1, wait: bool = True):
     ao, bo, co = a.operand(), b.operand(), c.operand()
@@ -721,11 +702,9 @@ def _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a: View, b: View,
     """The product's kernel, not waited for: the tensor-core lane's where the call has one
     (the default exact product of a promoted device), else the float32 family's."""
     if lane is not None:
-        from .. import tc  # noqa: PLC0415
-
-        info.extra["lane"] = lane.mode
-        return tc.enqueue_product(rt, lane.mode, m, n, k, alpha, beta, a.operand(),
-                                  b.operand(), c.operand(), lane)
+        info.extra["lane"] = lane.schedule.mode
+        return lane.product(m, n, k, alpha, beta, a.operand(), b.operand(), c.operand(),
+                            rt.queue, nonfinite_flag(rt).scratch)
     return _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at, wait=False)
 
 
@@ -735,10 +714,11 @@ def _apart(c: View, *others: View) -> bool:
 
 
 def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: float,
-                 schedule: Schedule, info, lane=None) -> Verdict:
+                 schedule: Schedule, info, lane=None,
+                 alternative: Schedule | None = None) -> Verdict:
     """Compute C = alpha op(A) op(B) + beta C into view c (not transposed), verify, repair.
 
-    `lane`: the tensor-core schedule (3xTF32) that serves the exact contract on this device,
+    `lane`: the tensor-core lane (3xTF32, lanes.tc_exact) that serves the exact contract,
     or None. The check is the same; where an operand is not finite (unverifiable sums) the
     lane's result is replaced by the float32 family's, whose IEEE propagation the split does
     not keep, and the float32 family is the recompute's other kernel.
@@ -785,7 +765,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     event = _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a, b, c, info, fault_at)
     rt.queue.flush()  # the device starts now, not at the summary's blocking read
     gd = guard_device(rt)
-    c_dev = calibration_for(rt, "fp32" if lane is None else lane.mode, k)
+    c_dev = calibration_for(rt, "fp32" if lane is None else lane.schedule.mode, k)
     ck = block_check(gd, m, n, k)
     with ck.lock:
         ck.product_event = event  # for span_extra_seconds (the campaign's device cost)
@@ -833,7 +813,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
                 step = 2
                 kind = "recompute"
                 # another kernel: the float32 family's own where the lane computed it
-                alt = schedule if lane is not None else _alternative_schedule(rt, schedule)
+                alt = schedule if lane is not None else (alternative or schedule)
                 if saved is not None:
                     _copy_span(rt, c, saved)
                 fault_at = hooks.accumulator_fault(len(attempts) + 1) if hooks else -1
@@ -879,15 +859,14 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
 
 def checked_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
                    trans_a: bool = False, trans_b: bool = False, schedule: Schedule,
-                   info, lane=None):
+                   info, lane=None, alternative: Schedule | None = None):
     """matmul(check=True): the product, verified by checksums (repaired when possible);
-    computed by `lane` (the promoted tensor-core schedule) where given, else `schedule`."""
-    from ..operands import run_product
-
+    computed by `lane` (the promoted tensor-core lane) where given, else `schedule`; a
+    recompute runs `alternative` (another float32 kernel)."""
     k = info.shape[2]
 
     def compute(a, b, c, m, n):
         checked_core(rt, View.of(a, m, k), View.of(b, k, n), View.of(c, m, n),
-                     alpha, beta, schedule, info, lane)
+                     alpha, beta, schedule, info, lane, alternative)
 
     return run_product(rt, A, B, C, beta, trans_a, trans_b, info, compute), info

@@ -11,7 +11,7 @@ import pyopencl as cl
 import pyopencl.array as cla
 import pyopencl.tools as cltools
 
-from ..plan import Operand
+from ..operands import Operand
 from ..runtime import Runtime
 from . import kernels as K
 
@@ -114,13 +114,5 @@ class GuardDevice:
             cl.enqueue_nd_range_kernel(self.queue, kern, (-(-L // local) * local,), (local,))
 
 
-_devices: dict[int, GuardDevice] = {}
-_devices_lock = threading.Lock()
-
-
 def guard_device(rt: Runtime) -> GuardDevice:
-    with _devices_lock:
-        gd = _devices.get(id(rt))
-        if gd is None:
-            gd = _devices[id(rt)] = GuardDevice(rt)
-        return gd
+    return rt.cached("guard device", lambda: GuardDevice(rt))

@@ -105,11 +105,32 @@ def _load_operand(name: str, s: Schedule, layout: Layout) -> dict[str, str]:
     }
 
 
-def render(s: Schedule, layout: Layout, fault_injection: bool = False) -> str:
+def render(s: Schedule, layout: Layout, fault_injection: bool = False,
+           gated: bool = False) -> str:
     """OpenCL C source of one kernel. `fault_injection` adds a test-only hook that corrupts
-    one accumulator (for the ABFT harness); production builds never set it."""
-    if s.direct:
-        return _render_direct(s, layout, fault_injection)
+    one accumulator (for the ABFT harness); production builds never set it. `gated` adds two
+    flag arguments: the kernel computes only where `gate[0]` is nonzero (the tensor-core
+    lane's non-finite fallback, decided on the device) and clears `gate_clear[0]` (the flag
+    the next call's lane raises)."""
+    source = _render_direct(s, layout, fault_injection) if s.direct else \
+        _render_tiled(s, layout, fault_injection)
+    return _gate(source) if gated else source
+
+
+_GATE_PARAMS = ",\n    __global const int* gate, __global int* gate_clear)\n{"
+# Every work-item reads the same gate, so a work-group returns whole (no barrier is split).
+_GATE_BODY = ("\n  if (get_global_id(0) == 0 && get_global_id(1) == 0) gate_clear[0] = 0;"
+              "\n  if (gate[0] == 0) return;")
+
+
+def _gate(source: str) -> str:
+    head, sep, tail = source.partition(")\n{")
+    if not sep:
+        raise ValueError("kernel signature not found; this is a clgemm bug")
+    return head + _GATE_PARAMS + _GATE_BODY + tail
+
+
+def _render_tiled(s: Schedule, layout: Layout, fault_injection: bool) -> str:
     tm, tn = s.tile_m, s.tile_n
     lda_s, ldb_s = tm + s.local_pad, tn + s.local_pad
     buf_a = s.tile_k * lda_s

@@ -233,7 +233,7 @@ class OnlineSelector:
                     **kwargs) -> "OnlineSelector":
         """Arms = the device table's candidates (validated by the tuner) + `extra`, which the
         caller must have validated (see `replay.validate_schedule`), filtered by validity."""
-        from ..plan import search_space
+        from ..lanes.fp32 import search_space
         from .table import load_table
 
         table = table or load_table(rt.device)

@@ -154,7 +154,9 @@ def _load_worker(device_spec: str, size: int, ready, on, stop) -> None:  # pragm
     os.environ["CLGEMM_DEVICE"] = device_spec
     import pyopencl as cl
 
-    from ..plan import Operand, get_kernel, layout_for
+    from ..lanes.fp32 import get_kernel, layout_for
+
+    from ..operands import Operand
     from ..runtime import get_runtime
     from .table import load_table
 
@@ -218,7 +220,7 @@ class OpenCLBackend:
     def _problem(self, call: Call) -> dict:
         import pyopencl as cl
 
-        from ..plan import Operand
+        from ..operands import Operand
 
         key = call.shape
         p = self._problems.get(key)
@@ -242,7 +244,7 @@ class OpenCLBackend:
         return p
 
     def _kernel(self, schedule: Schedule, p: dict):
-        from ..plan import get_kernel, layout_for
+        from ..lanes.fp32 import get_kernel, layout_for
 
         return get_kernel(self.rt, schedule, layout_for(schedule, p["a"], p["b"], p["c"]))
 

@@ -71,7 +71,7 @@ def _random_pool(space: Space, size: int, rng: random.Random) -> list:
 
 
 def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneResult:
-    from ..plan import search_space
+    from ..lanes.fp32 import search_space
     from ..runtime import get_runtime
 
     start = time.monotonic()

@@ -65,7 +65,7 @@ def _worker_init(device_spec: str | None) -> None:
 
 
 def _compile_one(key: str, problem: Problem) -> tuple[str, float | None, str | None]:
-    from ..plan import GemmKernel
+    from ..lanes.fp32 import GemmKernel
     from ..runtime import get_runtime
 
     schedule = Schedule.from_key(key)
@@ -106,7 +106,7 @@ class Bench:
                  input_sets: int = 2, seed: int | None = None) -> None:
         import pyopencl as cl
 
-        from ..plan import Operand
+        from ..operands import Operand
 
         self.rt, self.problem, self.repeats, self.warmup = rt, problem, repeats, warmup
         rng = np.random.default_rng(seed)
@@ -164,7 +164,7 @@ class Bench:
     def measure(self, schedule: Schedule, compile_s: float | None = None,
                 max_error_ratio: float = 2.0) -> Measurement:
         from ..errors import ClgemmError
-        from ..plan import get_kernel
+        from ..lanes.fp32 import get_kernel
 
         try:
             kernel = get_kernel(self.rt, schedule, self.problem.layout(schedule))

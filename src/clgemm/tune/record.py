@@ -29,7 +29,7 @@ def sample_valid(space: SearchSpace, count: int, seed: int) -> list[Schedule]:
 def record_space(problem: Problem, schedules: list[Schedule], out: Path, *,
                  workers: int | None = None, repeats: int = 5, device=None,
                  deadline_s: float | None = None, log=sys.stderr) -> dict:
-    from ..plan import search_space
+    from ..lanes.fp32 import search_space
     from ..runtime import get_runtime
 
     rt = get_runtime(device)

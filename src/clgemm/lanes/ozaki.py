@@ -21,11 +21,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyopencl as cl
 
-from .errors import ClgemmError, ShapeError
-from .kernels.ozaki import (KERNEL_PRODUCT, KERNEL_SCALE, KERNEL_SPLIT, SPLIT_TILE, OzDialect,
+from ..errors import ClgemmError, ShapeError
+from ..kernels.ozaki import (KERNEL_PRODUCT, KERNEL_SCALE, KERNEL_SPLIT, SPLIT_TILE, OzDialect,
                             OzSchedule, check, render_product, render_split)
-from .plan import Operand, cached_kernel, check_index_range
-from .runtime import Runtime
+from ..operands import Operand, check_index_range
+from ..runtime import Runtime
+from .probe import ptx_blocker
 
 
 DEFAULT_SCHEDULE = OzSchedule(slices=4, levels=4, block_m=64, block_n=64, block_k=32,
@@ -200,7 +201,7 @@ class OzKernel:
 def get_kernel(rt: Runtime, schedule: OzSchedule, trans_a: bool, trans_b: bool,
                dialect: OzDialect | None = None) -> OzKernel:
     dialect = dialect or default_dialect()
-    return cached_kernel(("ozaki", id(rt), schedule, trans_a, trans_b, dialect),
+    return rt.cached(("ozaki", schedule, trans_a, trans_b, dialect),
                          lambda: OzKernel(rt, schedule, trans_a, trans_b, dialect))
 
 
@@ -225,8 +226,6 @@ class OzSupport:
     errors: dict = field(default_factory=dict)
 
 
-_support: dict[int, OzSupport] = {}
-_support_lock = threading.Lock()
 PROBE_SCHEDULE = OzSchedule(slices=4, levels=4, block_m=32, block_n=32, block_k=32,
                             warps_m=1, warps_n=1, stages=2, raster=1)
 
@@ -247,12 +246,10 @@ def probe_error(rt: Runtime, schedule: OzSchedule = PROBE_SCHEDULE,
 
 def ozaki_support(rt: Runtime) -> OzSupport:
     """Whether the int8 Ozaki lane runs here (probed once per runtime)."""
-    with _support_lock:
-        known = _support.get(id(rt))
-    if known is not None:
-        return known
-    from .tc import ptx_blocker
+    return rt.cached("ozaki support", lambda: _ozaki_support(rt))
 
+
+def _ozaki_support(rt: Runtime) -> OzSupport:
     blocker = ptx_blocker(rt, "m16n8k32 s8 mma.sync")
     if blocker:
         sup = OzSupport(False, blocker)
@@ -264,8 +261,6 @@ def ozaki_support(rt: Runtime) -> OzSupport:
         except (ClgemmError, cl.Error) as exc:
             sup = OzSupport(False, "probe failed", {PROBE_SCHEDULE.key(): f"{type(exc).__name__}: "
                                                     f"{str(exc)[:300]} {getattr(exc, 'log', '')[:2000]}"})
-    with _support_lock:
-        _support[id(rt)] = sup
     return sup
 
 
@@ -279,7 +274,7 @@ def ozaki_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None,
     """Host arrays in, (result, info) out, info = {"schedule", "seconds": {total, kernel,
     split}, "fallback"}. A non-finite operand or output (the flag) recomputes the product
     with the float32 family when `fallback` (IEEE propagation), else leaves the Ozaki result."""
-    from .runtime import get_runtime
+    from ..runtime import get_runtime
 
     rt = rt or get_runtime()
     dialect = dialect or default_dialect()

@@ -17,11 +17,22 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
+import pyopencl.tools as cltools
+
+from ..guard.device import guard_device, pinned_host
+from ..lanes import splitk
+from ..lanes.fp32 import choose_schedule, layout_for
+from ..lanes.mma import DEFAULT_SCHEDULES, nonfinite_flag, valid_for
+from ..lanes.mma import get_kernel as tc_kernel
+from ..lanes.mma import layout_for as tc_layout_for
+from ..lanes.probe import tensorcore_support
+from ..operands import Operand, device_operand, logical_shape
+from ..select.table import shape_class
 
 # Gaussian probes: the ratio estimate times a safety factor (safety_for(b)) under-states the
 # true relative error with probability < 1% even when the error or the product is rank one
@@ -65,9 +76,6 @@ def safety_for(b: int, target: float = TARGET_CONFIDENCE) -> float:
 
 import threading
 
-_products: dict = {}
-_products_lock = threading.Lock()
-
 
 class Products:
     """GEMMs on device arrays of one runtime with the library's own kernels, enqueued without
@@ -75,8 +83,6 @@ class Products:
     per shape class (api.choose_schedule is too slow to call per product)."""
 
     def __init__(self, rt) -> None:
-        import pyopencl.tools as cltools
-
         self.rt = rt
         self.queue = rt.queue
         self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(rt.queue))
@@ -88,14 +94,9 @@ class Products:
         self._pin_used: dict = {}
         self.lock = threading.RLock()  # one low-rank call at a time uses the workspace
         self.launches = 0
-        from .device import guard_device
-
         self.gd = guard_device(rt)
 
     def _schedule(self, m: int, n: int, k: int):
-        from ..api import choose_schedule
-        from ..select.table import shape_class
-
         key = shape_class(m, n, k)
         s = self._schedules.get(key)
         if s is None:
@@ -103,8 +104,6 @@ class Products:
         return s
 
     def _plan(self, m: int, n: int, k: int, split: bool):
-        from . import splitk
-
         key = (m, n, k, split)
         p = self._plans.get(key)
         if p is None:
@@ -116,18 +115,17 @@ class Products:
         """alpha op(A) op(B) + beta C for device arrays; returns C (new if not given).
         lane "tf32" or "3xtf32": big products go to the tensor cores (split over K where the
         output has few tiles); None, or a small product: the float32 family."""
-        from ..operands import device_operand, logical_shape
-
         m, k = logical_shape(A, ta)
         _, n = logical_shape(B, tb)
         out = C if C is not None else self.empty((m, n))
         if m == 0 or n == 0:
             return out
         if k == 0:
+            on_queue = out.with_queue(self.queue)  # C may be a user array, of another queue
             if beta == 0.0:
-                out.fill(np.float32(0))
+                on_queue.fill(np.float32(0))
             else:
-                out *= np.float32(beta)
+                on_queue *= np.float32(beta)
             return out
         a = device_operand(self.rt, "A", A, ta)
         b = device_operand(self.rt, "B", B, tb)
@@ -138,11 +136,6 @@ class Products:
     def mm_operands(self, a, b, c, m: int, n: int, k: int, alpha=1.0, beta=0.0,
                     lane=None) -> None:
         """mm on operands (m, n, k > 0): C = alpha op(A) op(B) + beta C."""
-        from dataclasses import replace
-
-        from ..plan import Operand, layout_for
-        from . import splitk
-
         if c.transposed:
             a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
             m, n = n, m
@@ -165,22 +158,17 @@ class Products:
 
     def _tc(self, lane, m, n, k, alpha, beta, a, b, c) -> bool:
         """The product on the tensor cores; False where the lane cannot take it here."""
-        from dataclasses import replace
-
-        from .. import tc
-        from . import splitk
-
-        s = tc.DEFAULT_SCHEDULES[lane]
-        if not tc.tensorcore_support(self.rt).async_copy:
+        s = DEFAULT_SCHEDULES[lane]
+        if not tensorcore_support(self.rt).async_copy:
             s = replace(s, async_copy=0, stages=2)
-        layout = tc.layout_for(a, b)
-        if not tc._valid_for(self.rt, s, layout):
+        layout = tc_layout_for(a, b)
+        if not valid_for(self.rt, s, layout):
             return False
-        flag = tc.nonfinite_flag(self.rt).scratch
+        flag = nonfinite_flag(self.rt).scratch
         slices = splitk.tc_slices(self.rt, s, m, n, k) if beta == 0.0 and c.ld == n else 1
         self.launches += 1
         if slices <= 1:
-            tc.get_kernel(self.rt, s, layout).enqueue(m, n, k, alpha, beta, a, b, c, flag=flag)
+            tc_kernel(self.rt, s, layout).enqueue(m, n, k, alpha, beta, a, b, c, flag=flag)
             return True
         stride = splitk.slab_stride(m, n)
         part = self.gd.raw(4 * stride * slices)
@@ -199,11 +187,7 @@ class Products:
     @classmethod
     def of(cls, rt) -> "Products":
         """The one Products of a runtime (schedules and memory pool kept across calls)."""
-        with _products_lock:
-            p = _products.get(id(rt))
-            if p is None:
-                p = _products[id(rt)] = cls(rt)
-            return p
+        return rt.cached("lowrank products", lambda: cls(rt))
 
     def upload(self, x: np.ndarray) -> cla.Array:
         """Non-blocking upload (a blocking write would wait for the whole queue)."""
@@ -242,8 +226,6 @@ class Products:
         used = self._pin_used.get(key, 0)
         pool = self._pin.setdefault(key, [])
         if used == len(pool):
-            from .device import pinned_host
-
             pool.append(pinned_host(self.rt, key, np.float32))
         self._pin_used[key] = used + 1
         return pool[used][0]

@@ -8,9 +8,14 @@ import time
 
 import numpy as np
 
+from ..approx import contract
+from ..guard import abft, faults
+from ..guard.device import guard_device
+from ..lanes.fp32 import choose_schedule
+from ..lanes.probe import tensorcore_available
+from ..lanes.tc import tc_matmul
+from ..route import exact_schedule
 from ..runtime import get_runtime
-from . import abft, contract, faults
-from .device import guard_device
 
 KINDS = ("normal", "uniform", "const", "rowscaled", "colscaled", "int", "sparse", "lowrank",
          "mixedsign", "heavy", "tiny", "huge")
@@ -104,9 +109,7 @@ DEEP_FROM = abft.DEEP_FROM  # K octaves from here up are calibrated with their o
 
 
 def _lanes(rt) -> list[str]:
-    from .. import tc  # noqa: PLC0415
-
-    return ["fp32"] + (["3xtf32"] if tc.tensorcore_available(rt) else [])
+    return ["fp32"] + (["3xtf32"] if tensorcore_available(rt) else [])
 
 
 def _lane_product(rt, lane: str, A, B, C0, alpha, beta, ta, tb):
@@ -115,18 +118,14 @@ def _lane_product(rt, lane: str, A, B, C0, alpha, beta, ta, tb):
     import clgemm
 
     if lane == "fp32":
-        from ..api import choose_schedule
-
         m = A.shape[1] if ta else A.shape[0]
         k = A.shape[0] if ta else A.shape[1]
         n = B.shape[0] if tb else B.shape[1]
         return clgemm.matmul(A, B, C=None if C0 is None else C0.copy(), alpha=alpha, beta=beta,
                              trans_a=ta, trans_b=tb, device=rt.device,
                              schedule=choose_schedule(rt, m, n, k))
-    from .. import tc  # noqa: PLC0415
-
-    out, _ = tc.tc_matmul(A, B, C=C0, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb,
-                          mode=lane, rt=rt)
+    out, _ = tc_matmul(A, B, C=C0, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb,
+                       mode=lane, rt=rt)
     return out
 
 
@@ -381,10 +380,8 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
     # Both calls take the device's default exact product (the tensor-core 3xTF32 lane where
     # the gate promoted it, else the float32 family's table schedule): the overhead is the
     # guard's alone, and against what the caller would run without check=True.
-    from .. import tc
-    from ..api import choose_schedule
 
-    lane = tc.exact_schedule(rt, n, n, n)
+    lane = exact_schedule(rt, n, n, n)
     same = lane or choose_schedule(rt, n, n, n)
 
     def plain():
@@ -490,6 +487,7 @@ def approx_campaign(sizes=(384, 512), budgets=(1e-1, 1e-2, 1e-3, 1e-4), reps: in
     """True error vs budget over low-rank, low-rank + noise and full-rank inputs."""
     import clgemm
 
+    rt = get_runtime(device)
     rng = np.random.default_rng(seed)
     cases = []
     within = total = 0
@@ -505,7 +503,7 @@ def approx_campaign(sizes=(384, 512), budgets=(1e-1, 1e-2, 1e-3, 1e-4), reps: in
                     A, B = lowrank_operands(rng, n, rank, noise)
                 ref = A.astype(np.float64) @ B.astype(np.float64)
                 for budget in budgets:
-                    contract._costs.clear()  # each call runs its method (no memory)
+                    rt.forget(contract.COSTS_MEMO)  # each call runs its method (no memory)
                     C, info = clgemm.matmul(A, B, rel_tol=budget, device=device,
                                             return_info=True)
                     err = float(np.linalg.norm(C - ref) / np.linalg.norm(ref))
@@ -555,7 +553,7 @@ def approx_timing(n: int = 3072, budget: float = 1e-2, reps: int = 5, device=Non
 
         def approx():
             if not remember:
-                contract._costs.clear()
+                rt.forget(contract.COSTS_MEMO)
             _, info = clgemm.matmul(dA, dB, C=dC, rel_tol=budget, device=rt.device,
                                     return_info=True)
             infos.append(info)

@@ -12,6 +12,7 @@ choice per shape class on a device. The production table is never edited.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -22,8 +23,12 @@ import numpy as np
 import pyopencl as cl
 
 from ..kernels.gemm import KERNEL_NAME, render
-from ..plan import GemmKernel, Operand, get_kernel, layout_for, search_space
+from ..kernels.tensorcore import KERNEL_NAME as TC_NAME
+from ..kernels.tensorcore import render_tc
+from ..operands import Operand
 from ..schedule import Schedule
+from .fp32 import GemmKernel, get_kernel, layout_for, search_space
+from .mma import default_dialect
 
 # (schedule key, sustained TFLOP/s on 3072^3 on the H100) of validated schedules by tile.
 CANDIDATES = (
@@ -46,20 +51,17 @@ class Plan:
         return f"{self.schedule.key()}/s{self.slices}"
 
 
-_pins: dict = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _pinned(device_name: str) -> dict:
-    if device_name not in _pins:
-        slug = "".join(c if c.isalnum() else "-" for c in device_name.lower()).strip("-")
-        path = Path(__file__).parent / "data" / f"skinny-{slug}.json"
-        try:
-            data = json.loads(path.read_text())
-            _pins[device_name] = {c: (Schedule.from_key(v["schedule"]), int(v["slices"]))
-                                  for c, v in data.get("entries", {}).items()}
-        except (OSError, ValueError, KeyError):
-            _pins[device_name] = {}
-    return _pins[device_name]
+    """Pinned skinny schedules of a device (clgemm/data/skinny-<device>.json), if any."""
+    slug = "".join(c if c.isalnum() else "-" for c in device_name.lower()).strip("-")
+    path = Path(__file__).parent.parent / "data" / f"skinny-{slug}.json"
+    try:
+        data = json.loads(path.read_text())
+        return {c: (Schedule.from_key(v["schedule"]), int(v["slices"]))
+                for c, v in data.get("entries", {}).items()}
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def skinny_class(m: int, n: int, k: int) -> str:
@@ -168,10 +170,6 @@ class TcSplitK:
     occupy 24 of 132 units."""
 
     def __init__(self, rt, schedule, layout, dialect=None) -> None:
-        from ..kernels.tensorcore import KERNEL_NAME as TC_NAME
-        from ..kernels.tensorcore import render_tc
-        from ..tc import default_dialect
-
         src = split_source(render_tc(schedule, layout, dialect or default_dialect()), TC_NAME,
                            "guard_tc_splitk", "__global int* nonfinite)", layout, 1)
         self.schedule = schedule
@@ -206,40 +204,18 @@ def tc_slices(rt, schedule, m: int, n: int, k: int) -> int:
     return max(1, min(want, k // MIN_SLICE, 48))
 
 
-_tc_splitk: dict = {}
-
-
 def get_tc_splitk(rt, schedule, layout) -> TcSplitK:
-    from ..tc import default_dialect
-
     dialect = default_dialect()
-    key = (id(rt), schedule, layout, dialect)
-    with _splitk_lock:
-        sk = _tc_splitk.get(key)
-    if sk is None:
-        sk = TcSplitK(rt, schedule, layout, dialect)
-        with _splitk_lock:
-            _tc_splitk.setdefault(key, sk)
-    return sk
+    return rt.cached(("tc splitk", schedule, layout, dialect),
+                     lambda: TcSplitK(rt, schedule, layout, dialect))
 
 
 def slab_stride(m: int, n: int) -> int:
     return -(-(m * n) // 4) * 4
 
 
-_splitk: dict = {}
-_splitk_lock = threading.Lock()
-
-
 def get_splitk(rt, schedule: Schedule, layout) -> SplitK:
-    key = (id(rt), schedule, layout)
-    with _splitk_lock:
-        sk = _splitk.get(key)
-    if sk is None:
-        sk = SplitK(rt, schedule, layout)
-        with _splitk_lock:
-            _splitk.setdefault(key, sk)
-    return sk
+    return rt.cached(("splitk", schedule, layout), lambda: SplitK(rt, schedule, layout))
 
 
 def launch_plain(rt, schedule: Schedule, m, n, k, alpha, beta, a, b, c) -> None:

@@ -28,8 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyopencl.array as cla
 
+from ..lanes.probe import tensorcore_available
 from ..runtime import Runtime
 from . import lowrank
+from .tf32 import tf32_product
 
 MIN_DIM = 96  # below this in m, n or k a low-rank product cannot pay for its sketches
 WASTE_FRAC = 0.12  # flops spent on sketches before giving up, relative to the exact product
@@ -47,9 +49,7 @@ def tensor_cores_serve(rt: Runtime, budget: float) -> bool:
         return False
     if os.environ.get("CLGEMM_APPROX_TC", "1") == "0":  # measure the other methods alone
         return False
-    from .. import tc
-
-    return tc.tensorcore_available(rt)
+    return tensorcore_available(rt)
 
 
 LOWRANK_TF32_MIN_BUDGET = 1e-2  # low-rank products in TF32 from here on (3xTF32 below)
@@ -61,9 +61,7 @@ def lowrank_lane(rt: Runtime, budget: float) -> str | None:
     for tighter ones, the float32 family without the tensor-core lane."""
     if os.environ.get("CLGEMM_APPROX_TC", "1") == "0":
         return None
-    from .. import tc
-
-    if not tc.tensorcore_available(rt):
+    if not tensorcore_available(rt):
         return None
     return "tf32" if budget >= LOWRANK_TF32_MIN_BUDGET else "3xtf32"
 
@@ -83,20 +81,28 @@ class MethodCosts:
     skipped: int = 0
 
 
-_costs: dict = {}
-_costs_lock = threading.Lock()
+COSTS_MEMO = "approx method costs"
+
+
+class _Costs:
+    """The measured costs of one runtime, per shape, lane and decade of budget."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: dict = {}
 
 
 def method_costs(rt: Runtime, m: int, n: int, k: int, lane: str | None,
                  budget: float) -> MethodCosts:
     # per decade of budget: a looser budget may keep a sketch a tighter one turns away
-    key = (rt.device.fingerprint, m, n, k, lane, int(np.floor(np.log10(budget))))
-    with _costs_lock:
-        c = _costs.get(key)
+    key = (m, n, k, lane, int(np.floor(np.log10(budget))))
+    costs = rt.cached(COSTS_MEMO, _Costs)
+    with costs.lock:
+        c = costs.items.get(key)
         if c is None:
-            if len(_costs) >= 256:
-                _costs.clear()
-            c = _costs[key] = MethodCosts()
+            if len(costs.items) >= 256:
+                costs.items.clear()
+            c = costs.items[key] = MethodCosts()
         return c
 
 
@@ -159,13 +165,11 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
     """TF32 on the tensor cores, kept when its a-posteriori estimate (TC_PROBES Gaussian
     probes in float64, times the safety factor of lowrank.confidence) meets the budget; None
     (and the next method) otherwise."""
-    from .. import tc
-
     t0 = time.perf_counter()
-    # Everything on the device: the TF32 product and its probe estimate (tc.tf32_product);
+    # Everything on the device: the TF32 product and its probe estimate (tf32_product);
     # when the estimate rejects it, C's old content is restored for the next method.
-    saved = _keep_c(C) if (C is not None and beta != 0.0) else None
-    got = tc.tf32_product(rt, A, B, C, alpha, beta, trans_a, trans_b, info, TC_PROBES,
+    saved = _keep_c(rt, C) if (C is not None and beta != 0.0) else None
+    got = tf32_product(rt, A, B, C, alpha, beta, trans_a, trans_b, info, TC_PROBES,
                           seed=int(_SEEDS.integers(2**31)))
     raw = got.estimate
     safety = lowrank.safety_for(TC_PROBES)
@@ -179,7 +183,7 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
         extra["tensor_core"]["rejected"] = f"estimate {est:.3g} > budget {budget:.3g}"
         info.fell_back = True
         if saved is not None:
-            _restore_c(C, saved)
+            _restore_c(rt, C, saved)
         return None
     info.method = "tf32"
     info.schedule = x.get("schedule") or "tf32"
@@ -193,23 +197,24 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
 _SEEDS = np.random.default_rng()  # probe seeds: one OS-entropy draw per process, not per call
 
 
-def _keep_c(C):
-    """A copy of C's old content (beta != 0), for the method after a rejected TF32 try."""
-    return C.copy() if isinstance(C, cla.Array) else np.array(C, copy=True)
+def _keep_c(rt: Runtime, C):
+    """A copy of C's old content (beta != 0), for the method after a rejected TF32 try
+    (device arrays: copied on the stations' queue, which every product here uses)."""
+    return C.copy(queue=rt.queue) if isinstance(C, cla.Array) else np.array(C, copy=True)
 
 
-def _restore_c(C, saved) -> None:
+def _restore_c(rt: Runtime, C, saved) -> None:
     if isinstance(C, cla.Array):
-        C.set(saved.get())  # rare: a rejected estimate on device arrays
+        C.set(saved.get(queue=rt.queue), queue=rt.queue)  # rare: a rejected estimate
     else:
         C[...] = saved
 
 
 def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
                        trans_a: bool = False, trans_b: bool = False, rel_tol: float,
-                       schedule, info, seed: int | None = None):
-    from ..api import exact_product
-
+                       exact, info, seed: int | None = None):
+    """The product within `rel_tol` by the cheapest method that holds it; `exact(A, B, C,
+    alpha, beta, info)` is the exact product the call falls back to (the plan's)."""
     m, n, k = info.shape
     on_device = isinstance(A, cla.Array)
     methods, skipped = plan(rt, m, n, k, rel_tol)
@@ -217,10 +222,10 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     info.extra["approx"] = extra
     t0 = time.perf_counter()
 
-    def exact(reason: str):
+    def exact_fallback(reason: str):
         extra["exact_reason"] = reason
         info.method = "exact"
-        return exact_product(rt, A, B, C, alpha, beta, trans_a, trans_b, schedule, info)
+        return exact(A, B, C, alpha, beta, info)
 
     if "tensor_core" in methods and m and n:
         got = _tensor_core(rt, A, B, C, alpha, beta, trans_a, trans_b, rel_tol, info, extra)
@@ -229,7 +234,7 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
 
     if "lowrank" not in methods or m == 0 or n == 0:
         info.fell_back = "tensor_core" in extra  # tried, and its estimate said no
-        return exact("planner: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())), info
+        return exact_fallback("planner: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())), info
 
     lane = lowrank_lane(rt, rel_tol)
     costs = method_costs(rt, m, n, k, lane, rel_tol)
@@ -237,7 +242,7 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     if turn is not None:
         info.fell_back = "tensor_core" in extra
         t1 = time.perf_counter()
-        got = exact(f"planner: {turn}")  # waits for its kernel: a measured wall
+        got = exact_fallback(f"planner: {turn}")  # waits for its kernel: a measured wall
         costs.exact_s = time.perf_counter() - t1
         extra["costs"] = dict(costs.__dict__)
         return got, info
@@ -249,8 +254,9 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     cap = rank_cap(m, n, k, b)
     l = lowrank.sketch_cols(m, n, k, cap)
     extra["lane"] = lane or "float32"
-    if on_device:
-        out = C if C is not None else cla.empty(rt.queue, (m, n), np.float32)
+    if on_device:  # a new output goes to the user: the user queue's
+        out = C if C is not None else cla.empty(rt.user_queue, (m, n), np.float32,
+                                                allocator=rt.pool)
     elif C is not None and beta != 0.0:
         out = _to_device(rt, C)
     else:
@@ -272,7 +278,7 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
         info.fell_back = True
         t1 = time.perf_counter()
         extra["wasted_s"] = t1 - t0
-        got = exact(f"low rank gave up: {sk.reason}")
+        got = exact_fallback(f"low rank gave up: {sk.reason}")
         t2 = time.perf_counter()
         costs.exact_s, costs.lowrank_s = t2 - t1, t2 - t0
         extra["costs"] = dict(costs.__dict__)
@@ -285,7 +291,7 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
     extra["costs"] = dict(costs.__dict__)
     if on_device:
         return out, info
-    host = out.get()
+    host = out.get(queue=rt.queue)
     if C is not None:
         C[...] = host
         return C, info

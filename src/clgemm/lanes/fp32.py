@@ -1,0 +1,221 @@
+"""The float32 family: one compiled kernel per (schedule, layout), launched for any M, N, K.
+
+Exact float32 arithmetic (FMA, float32 accumulation over K): every device runs it, and it is
+the fallback of every other lane.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pyopencl as cl
+
+from ..errors import ShapeError
+from ..kernels.gemm import KERNEL_NAME, Layout, render, source_lines
+from ..operands import Operand, check_index_range
+from ..runtime import BuildInfo, Runtime
+from ..schedule import DeviceLimits, Schedule, SearchSpace
+from ..select import table as tables
+from ..select.table import DEFAULT_CPU, DEFAULT_GPU
+
+_ARG_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
+              None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int32]
+
+
+def device_limits(rt: Runtime) -> DeviceLimits:
+    d = rt.device
+    return DeviceLimits(
+        max_work_group_size=d.max_work_group_size,
+        local_mem_bytes=d.local_mem_bytes,
+        cpu_device=int(d.type == "CPU"),
+    )
+
+
+def search_space(rt: Runtime) -> SearchSpace:
+    """The device's valid schedules (built once per device: parsing the rules is not free)."""
+    return rt.cached("fp32 space", lambda: SearchSpace(device_limits(rt)))
+
+
+class BoundArgs:
+    """A kernel's arguments as last set: a launch sets only those that changed (a call in
+    a chain of products changes its buffers, rarely its sizes). Held under the kernel's
+    lock from `bind` to the enqueue."""
+
+    def __init__(self, kernel: "cl.Kernel", types: list) -> None:
+        self.kernel = kernel
+        self.types = types
+        self.values: list = [_UNSET] * len(types)
+
+    def bind(self, args) -> None:
+        values, types, kernel = self.values, self.types, self.kernel
+        for i, x in enumerate(args):
+            old = values[i]
+            if x is old or (type(x) is type(old) and x == old):
+                continue
+            t = types[i]
+            kernel.set_arg(i, x if t is None else t(x))
+            values[i] = x  # a buffer kept here stays alive (and unreused) while bound
+
+
+_UNSET = object()
+
+
+class GemmKernel:
+    """A compiled kernel for one schedule and layout on one device."""
+
+    def __init__(self, rt: Runtime, schedule: Schedule, layout: Layout,
+                 fault_injection: bool = False, gated: bool = False) -> None:
+        search_space(rt).check(schedule)
+        self.rt = rt
+        self.schedule = schedule
+        self.layout = layout
+        self.source = render(schedule, layout, fault_injection=fault_injection, gated=gated)
+        self.fault_injection = fault_injection
+        self.gated = gated
+        built = rt.build(self.source, options="-cl-mad-enable")
+        self.build_info: BuildInfo = built.info
+        types = list(_ARG_TYPES)
+        if fault_injection:
+            types.append(np.int32)
+        if gated:
+            types += [None, None]
+        self._args = BoundArgs(built.kernel(KERNEL_NAME), types)
+        self._lock = threading.Lock()  # kernel arguments are shared state
+        self.local_size = (schedule.wg_n, schedule.wg_m)
+
+    @property
+    def source_lines(self) -> int:
+        return source_lines(self.source)
+
+    def global_size(self, m: int, n: int) -> tuple[int, int]:
+        s = self.schedule
+        groups_n = -(-n // s.tile_n)
+        groups_m = -(-m // s.tile_m)
+        return (groups_n * s.wg_n, groups_m * s.wg_m)
+
+    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float,
+                a: Operand, b: Operand, c: Operand, queue=None, wait_for=None,
+                fault_at: int = -1, gate: "tuple[cl.Buffer, cl.Buffer] | None" = None
+                ) -> "cl.Event":
+        """Enqueue C = alpha * op(A) op(B) + beta * C; returns the kernel's event. `gate`
+        (gated kernels only): the flag to compute on and the flag to clear."""
+        if a.transposed != self.layout.trans_a or b.transposed != self.layout.trans_b:
+            raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
+        check_index_range(m, n, k)
+        args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
+                c.buffer, c.ld, c.offset]
+        if self.fault_injection:
+            args.append(fault_at)
+        if self.gated:
+            args += list(gate)
+        return self.launch(args, self.global_size(m, n), queue or self.rt.queue, wait_for)
+
+    def launch(self, args: list, global_size: tuple[int, int], queue,
+               wait_for=None) -> "cl.Event":
+        """The launch with arguments already checked (a plan's hot path)."""
+        with self._lock:
+            self._args.bind(args)
+            return cl.enqueue_nd_range_kernel(queue, self._args.kernel, global_size,
+                                              self.local_size, wait_for=wait_for)
+
+
+def layout_for(schedule: Schedule, a: Operand, b: Operand, c: Operand) -> Layout:
+    """The kernel layout that fits these operands (vector casts only where aligned)."""
+
+    def aligned(op: Operand, vec: int) -> bool:
+        return vec > 1 and op.ld % vec == 0 and op.offset % vec == 0
+
+    return Layout(
+        trans_a=a.transposed,
+        trans_b=b.transposed,
+        aligned_a=aligned(a, schedule.vec_a),
+        aligned_b=aligned(b, schedule.vec_b),
+        aligned_c=aligned(c, schedule.vec_c),
+    )
+
+
+def get_kernel(rt: Runtime, schedule: Schedule, layout: Layout,
+               fault_injection: bool = False, gated: bool = False) -> GemmKernel:
+    """The kernel for (device, schedule, layout), built once per runtime."""
+    return rt.cached(("fp32", schedule, layout, fault_injection, gated),
+                     lambda: GemmKernel(rt, schedule, layout, fault_injection, gated))
+
+
+def _aligned(op: Operand, vec: int) -> bool:
+    return vec > 1 and op.ld % vec == 0 and op.offset % vec == 0
+
+
+class Fp32Lane:
+    """The float32 family with one schedule: its kernels per operand layout, looked up by a
+    tuple (a Layout object per call cost more than the lookup)."""
+
+    name = "fp32"
+
+    def __init__(self, rt: Runtime, schedule: Schedule) -> None:
+        search_space(rt).check(schedule)
+        self.rt = rt
+        self.schedule = schedule
+        self._kernels: dict[tuple, GemmKernel] = {}
+
+    def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False) -> GemmKernel:
+        s = self.schedule
+        key = (a.transposed, b.transposed, _aligned(a, s.vec_a), _aligned(b, s.vec_b),
+               _aligned(c, s.vec_c), gated)
+        kernel = self._kernels.get(key)
+        if kernel is None:
+            kernel = get_kernel(self.rt, s, Layout(*key[:5]), gated=gated)
+            kernel = self._kernels.setdefault(key, kernel)
+        return kernel
+
+    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                b: Operand, c: Operand, queue: "cl.CommandQueue", info=None,
+                gate: "tuple[cl.Buffer, cl.Buffer] | None" = None) -> "cl.Event":
+        """The product; `gate` runs the gated kernel (computes only where gate[0] is raised)."""
+        if info is not None:
+            t0 = time.perf_counter()
+            kernel = self.kernel_for(a, b, c, gate is not None)
+            info.build_s = time.perf_counter() - t0  # ~0 when this runtime already built it
+            info.build_from_cache = kernel.build_info.from_cache
+        else:
+            kernel = self.kernel_for(a, b, c, gate is not None)
+        args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
+                c.buffer, c.ld, c.offset]
+        if gate is not None:
+            args += gate
+        return kernel.launch(args, kernel.global_size(m, n), queue)
+
+
+# The last resort when neither the table's nor the default schedule fits a device:
+# 64 work-items, no vector loads, small local tiles.
+SAFE_SCHEDULE = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=2, tile_k=8, vec_a=1, vec_b=1,
+                         vec_c=1, stage_a=1, stage_b=1, unroll_k=1, double_buffer=0,
+                         strided=1, local_pad=0)
+
+
+def choose_schedule(rt: Runtime, m: int, n: int, k: int,
+                    schedule: Schedule | None = None) -> Schedule:
+    """The float32 family's schedule: the caller's (checked), else the device table's, else a
+    default that is valid on the device."""
+    space = search_space(rt)
+    if schedule is not None:
+        space.check(schedule)
+        return schedule
+    table = tables.load_table(rt.device)
+    for candidate in (table.lookup(m, n, k), table.default, DEFAULT_GPU, DEFAULT_CPU,
+                      SAFE_SCHEDULE):
+        if space.is_valid(candidate):
+            return candidate
+    raise ShapeError(f"no built-in schedule fits {rt.device.name!r}; pass schedule=...")
+
+
+def alternative_schedule(rt: Runtime, chosen: Schedule) -> Schedule:
+    """Another valid float32 schedule than `chosen` (the guard's recompute on another
+    kernel), else `chosen`."""
+    space = search_space(rt)
+    cands = list(tables.load_table(rt.device).candidates()) + [DEFAULT_GPU, DEFAULT_CPU, SAFE_SCHEDULE]
+    for s in cands:
+        if s != chosen and space.is_valid(s):
+            return s
+    return chosen

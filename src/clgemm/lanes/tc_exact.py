@@ -1,0 +1,91 @@
+"""3xTF32 serving the exact contract on the tensor cores, with the float32 family as the
+fallback that keeps IEEE propagation: the split x = hi + lo does not (Inf - Inf is NaN), so a
+product whose output is not finite is recomputed by the float32 family.
+
+Where the call reports nothing (`info` None) and reads no old C (beta == 0), the fallback is
+decided on the device: the lane raises a gate, and a gated float32 kernel enqueued behind it
+computes only where the gate is raised, so the host never waits. Otherwise (a reported call,
+or beta != 0, whose old C the lane has overwritten) the host reads the flag back and, where
+it is raised, restores C and recomputes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pyopencl as cl
+
+from ..kernels import wgmma
+from ..kernels.tensorcore import TcSchedule
+from ..operands import Operand
+from ..runtime import Runtime
+from .fp32 import Fp32Lane
+from .mma import fitting_schedule, get_kernel, layout_for, nonfinite_flag
+from .wgmma import enqueue_wgmma
+
+
+class TcExactLane:
+    """The exact contract on a 3xTF32 schedule (mma.sync or wgmma)."""
+
+    def __init__(self, rt: Runtime, schedule: "TcSchedule | wgmma.WgSchedule",
+                 fallback: Fp32Lane) -> None:
+        self.rt = rt
+        self.schedule = schedule
+        self.fallback = fallback
+        self.name = ("3xtf32-wgmma" if isinstance(schedule, wgmma.WgSchedule)
+                     else "3xtf32-mma")
+
+    def product(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                b: Operand, c: Operand, queue, flag: "cl.Buffer") -> "cl.Event":
+        """The 3xTF32 product alone, raising `flag` on a non-finite output."""
+        if c.transposed:
+            a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
+            m, n = n, m
+            c = replace(c, transposed=False)
+        s = self.schedule
+        if isinstance(s, wgmma.WgSchedule):
+            return enqueue_wgmma(self.rt, m, n, k, alpha, beta, a, b, c, flag=flag, schedule=s,
+                                 queue=queue)
+        layout = layout_for(a, b)
+        return get_kernel(self.rt, fitting_schedule(self.rt, s, layout), layout).enqueue(
+            m, n, k, alpha, beta, a, b, c, queue=queue, flag=flag)
+
+    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
+        if info is None and beta == 0.0:
+            flag = nonfinite_flag(self.rt)
+            with flag.lock:
+                raise_gate, clear_gate = flag.next_gate()
+                event = self.product(m, n, k, alpha, beta, a, b, c, queue, raise_gate)
+                self.fallback.enqueue(m, n, k, alpha, beta, a, b, c, queue,
+                                      gate=(raise_gate, clear_gate))
+            return event
+        return self._reported(m, n, k, alpha, beta, a, b, c, queue, info)
+
+    def _reported(self, m, n, k, alpha, beta, a: Operand, b: Operand, c: Operand, queue,
+                  info) -> "cl.Event":
+        """The product with the flag read back (one wait): a fallback is reported in `info`,
+        and with beta != 0 the old C is kept on the device to recompute from."""
+        rt = self.rt
+        if info is not None:
+            info.extra["lane"] = "3xtf32"
+        span = (m - 1) * c.ld + n  # C's elements from its offset, in floats
+        saved = (rt.buffer(4 * span, what="C (kept for a float32 recompute)")
+                 if beta != 0.0 else None)
+        if saved is not None:
+            cl.enqueue_copy(queue, saved, c.buffer, byte_count=4 * span,
+                            src_offset=4 * c.offset)
+        flag = nonfinite_flag(rt)
+        with flag.lock:
+            event = self.product(m, n, k, alpha, beta, a, b, c, queue, flag.buffer)
+            raised = flag.raised(queue, wait_for=[event])
+        if not raised:
+            return event
+        if saved is not None:
+            cl.enqueue_copy(queue, c.buffer, saved, byte_count=4 * span, dst_offset=4 * c.offset)
+        if info is not None:
+            info.extra["lane_fallback"] = ("non-finite output: recomputed by the float32 "
+                                           f"family ({self.fallback.schedule.key()}) for IEEE "
+                                           "propagation")
+            info.schedule = self.fallback.schedule.key()
+        return self.fallback.enqueue(m, n, k, alpha, beta, a, b, c, queue, info)

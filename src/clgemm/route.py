@@ -1,0 +1,108 @@
+"""Where a product goes: the one module that chooses its lane.
+
+`plan()` decides once per (shape, layout, contract, device) and returns a `Plan`, kept by the
+runtime: the exact contract's lane (the float32 family, or 3xTF32 on the tensor cores where
+the device table promoted it), the station the call passes (ABFT for check=True, the
+approximate methods under rel_tol, the online selector), and why.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .kernels import wgmma
+from .kernels.tensorcore import TcSchedule
+from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule
+from .lanes.probe import tensorcore_available, wgmma_support
+from .lanes.tc import schedule_for, wgmma_3x_schedule
+from .lanes.tc_exact import TcExactLane
+from .plan import Plan, PlanKey
+from .runtime import LruMemo, Runtime
+from .select import table as tables
+
+# Plans kept per runtime (least recently used dropped first): a workload rarely has more
+# distinct products than this, and a plan is a few hundred bytes plus its kernels' handles.
+PLAN_CACHE_SIZE = 4096
+
+
+# ---- the plan of a product --------------------------------------------------------------
+def plan(rt: Runtime, key: PlanKey) -> Plan:
+    """The plan for `key` on this runtime, decided on first use and then looked up."""
+    plans = rt.cached("plans", lambda: LruMemo(PLAN_CACHE_SIZE))
+    found = plans.get(key)
+    if found is None:
+        found = plans.put(key, _decide(rt, key))
+    return found
+
+
+def _decide(rt: Runtime, key: PlanKey) -> Plan:
+    m, n, k = key.m, key.n, key.k
+    contract = key.contract
+    table_note = _table_note(rt)
+    if key.schedule is not None:
+        chosen, why = choose_schedule(rt, m, n, k, key.schedule), "schedule= given by the caller"
+    else:
+        chosen, why = choose_schedule(rt, m, n, k), f"float32 family from {table_note}"
+    fp32 = rt.cached(("fp32 lane", chosen), lambda: Fp32Lane(rt, chosen))
+    exact = fp32
+    if key.schedule is None and key.selector == "static":
+        tc = exact_lane(rt, m, n, k, fp32)
+        if tc is not None:
+            exact = tc
+            why = (f"{tc.name}: the exact lane {table_note} promoted through the gate, "
+                   f"from {tables.load_table(rt.device).tensorcore.min_flops:.3g} flops; the float32 "
+                   f"family ({chosen.key()}) recomputes a non-finite output")
+    if contract.check:
+        station = "abft"
+        why += "; checked by ABFT checksums (check=True)"
+    elif contract.rel_tol is not None:
+        station = "approx"
+        why += f"; approximate methods under rel_tol={contract.rel_tol:g}, exact as fallback"
+    elif key.selector == "online":
+        station = "online"
+        why = "the online selector picks among the table's schedules on each call"
+    else:
+        station = "exact"
+    return Plan(key=key, device=rt.device.name, station=station, lane=exact, fallback=fp32,
+                alternative=alternative_schedule(rt, chosen), why=why, rt=rt)
+
+
+def _table_note(rt: Runtime) -> str:
+    table = tables.load_table(rt.device)
+    return f"the table {table.source!r}" if getattr(table, "source", None) else "the defaults"
+
+
+# ---- the tensor-core lanes --------------------------------------------------------------
+def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.WgSchedule | None":
+    """The 3xTF32 schedule that serves the exact contract (rel_tol=None) on this device, or
+    None: the float32 family serves. 3xTF32 serves only where the device table says the gate
+    promoted it (`tensorcore.exact`), for products of at least the table's `min_flops`, where
+    the capability probe passes and CLGEMM_EXACT_LANE is not "fp32" (the switch back to the
+    float32 family). The wgmma 3xTF32 kernel serves instead where the table names it
+    (`exact_kernel`, set where the gate promoted it over mma.sync) and its own probe passes."""
+    if os.environ.get("CLGEMM_EXACT_LANE", "").lower() == "fp32":
+        return None
+    lane = tables.load_table(rt.device).tensorcore
+    if lane is None or lane.exact != "3xtf32" or min(m, n, k) == 0:
+        return None
+    if 2.0 * m * n * k < lane.min_flops:
+        return None
+    if not tensorcore_available(rt):
+        return None
+    wg = wgmma_exact_schedule(rt, m, n) if lane.exact_kernel == "wgmma" else None
+    return wg or schedule_for(rt, "3xtf32", m, n, k)
+
+
+def exact_lane(rt: Runtime, m: int, n: int, k: int, fallback: Fp32Lane) -> TcExactLane | None:
+    """The tensor-core lane that serves the exact contract for this shape, or None."""
+    s = exact_schedule(rt, m, n, k)
+    if s is None:
+        return None
+    return rt.cached(("3xtf32 lane", s, fallback.schedule), lambda: TcExactLane(rt, s, fallback))
+
+
+def wgmma_exact_schedule(rt: Runtime, m: int, n: int) -> "wgmma.WgSchedule | None":
+    """The 3xTF32 wgmma schedule for the exact lane on this device, or None (the mma.sync
+    3xTF32 kernel serves): its probe passed. Any layout goes: both operands are split into
+    K-major scratch anyway."""
+    return wgmma_3x_schedule(rt, m, n) if wgmma_support(rt, 3).available else None
