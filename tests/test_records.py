@@ -1,0 +1,95 @@
+"""records/: every record validates, INDEX.md is current, benchmarks/ holds scripts only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clgemm.errors import RecordError
+from clgemm.report.records import (index_is_current, load_records, problems, render_index,
+                                   write_index)
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = ROOT / "records"
+
+
+def test_every_record_validates():
+    assert problems(RECORDS) == []
+    records = load_records(RECORDS)
+    assert len(records) >= 50
+    assert {r.slug for r in records} >= {"nvidia-h100", "nvidia-h200", "cpu-pocl-amd-epyc"}
+
+
+def test_index_is_current():
+    assert index_is_current(RECORDS), "records/INDEX.md is stale: run `clgemm records index`"
+
+
+def test_every_record_is_in_the_index():
+    text = (RECORDS / "INDEX.md").read_text()
+    for r in load_records(RECORDS):
+        assert f"({r.id}/)" in text
+
+
+def _copy_one(tmp_path: Path, rid: str) -> Path:
+    dst = tmp_path / "records" / rid
+    shutil.copytree(RECORDS / rid, dst)
+    return dst
+
+
+def test_a_broken_record_is_caught(tmp_path):
+    folder = _copy_one(tmp_path, "nvidia-h100/2026-11-25-exact-lane")
+    root = tmp_path / "records"
+    assert problems(root) == []
+    write_index(root)
+    assert index_is_current(root)
+
+    data = json.loads((folder / "record.json").read_text())
+    (folder / "stray.json").write_text("{}")
+    assert any("stray.json" in p for p in problems(root))
+    (folder / "stray.json").unlink()
+
+    data["supersedes"] = ["nvidia-h100/2026-11-25-no-such-record"]
+    (folder / "record.json").write_text(json.dumps(data))
+    assert any("not a record" in p for p in problems(root))
+
+    del data["claim"]
+    data["supersedes"] = []
+    (folder / "record.json").write_text(json.dumps(data))
+    assert any("claim" in p for p in problems(root))
+    with pytest.raises(RecordError, match="records index"):
+        load_records(root)
+
+
+def test_a_stale_index_is_caught(tmp_path):
+    folder = _copy_one(tmp_path, "nvidia-h100/2026-11-25-exact-lane")
+    root = tmp_path / "records"
+    write_index(root)
+    data = json.loads((folder / "record.json").read_text())
+    data["claim"] += " Edited."
+    (folder / "record.json").write_text(json.dumps(data))
+    assert not index_is_current(root)
+    assert "Edited." in render_index(load_records(root))
+
+
+def test_superseded_records_name_their_successor(tmp_path):
+    for rid in ("nvidia-h200/2026-12-02-guard-run1", "nvidia-h200/2026-12-02-guard-run2"):
+        _copy_one(tmp_path, rid)
+    root = tmp_path / "records"
+    assert problems(root) == [], "guard-run1 is superseded by guard-run2"
+    shutil.rmtree(root / "nvidia-h200/2026-12-02-guard-run2")
+    assert any("no record names it" in p for p in problems(root))
+
+
+def test_benchmarks_holds_scripts_only():
+    files = subprocess.run(["git", "ls-files", "benchmarks"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout")
+    kinds = {Path(f).suffix for f in files}
+    assert kinds <= {".py", ".sh", ".md", ".txt"}, kinds
+    # the .txt is a list of candidate schedules the select script reads, not an artifact
+    assert [f for f in files if f.endswith(".txt")] == ["benchmarks/select/h100_candidates.txt"]
