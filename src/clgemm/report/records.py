@@ -43,6 +43,7 @@ class Record:
     supersedes: tuple[str, ...]
     status: str
     feature: str = "other"
+    negative: bool = False
     track: str | None = None
     reproduce: str | None = None
     commit_note: str | None = None
@@ -82,7 +83,8 @@ def _record(path: Path, data: dict) -> Record:
         id=rid, path=path, what=data["what"], claim=data["claim"], command=data["command"],
         commit=data["commit"], device=data["device"], date=data["date"],
         artifacts=tuple(data["artifacts"]), supersedes=tuple(data["supersedes"]),
-        status=data["status"], feature=data.get("feature", "other"), track=data.get("track"),
+        status=data["status"], feature=data.get("feature", "other"),
+        negative=data.get("negative", False), track=data.get("track"),
         reproduce=data.get("reproduce"), commit_note=data.get("commit_note"),
         moved_from=tuple(data.get("moved_from", ())))
 
@@ -182,7 +184,8 @@ def render_index(records: list[Record]) -> str:
         lines += [f"### {slug} ({rs[0].device})", "", "| record | feature | status | claim |",
                   "|---|---|---|---|"]
         for r in rs:
-            lines.append(f"| [{r.path.name}]({r.id}/) | {r.feature} | {r.status} | {_cell(r.claim)} |")
+            status = r.status + (", negative" if r.negative else "")
+            lines.append(f"| [{r.path.name}]({r.id}/) | {r.feature} | {status} | {_cell(r.claim)} |")
         lines.append("")
     lines += ["## By feature", ""]
     for feat in sorted(by_feature):
