@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -93,3 +94,47 @@ def test_benchmarks_holds_scripts_only():
     assert kinds <= {".py", ".sh", ".md", ".txt"}, kinds
     # the .txt is a list of candidate schedules the select script reads, not an artifact
     assert [f for f in files if f.endswith(".txt")] == ["benchmarks/select/h100_candidates.txt"]
+
+
+# A figure: digits not glued to a name (3xTF32, fp32, H100, sm_90a are names, not figures).
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])\d+(?:,\d{3})*(?:\.\d+)?(?=x(?![A-Za-z0-9])|[^A-Za-z0-9_]|$)")
+_LINK = re.compile(r"\]\((records/[^)]+)\)")
+
+
+def figures(text: str) -> set[str]:
+    return set(_NUMBER.findall(text))
+
+
+def _status_items(readme: str) -> list[str]:
+    section = readme.split("## Where it stands", 1)[1].split("\n## ", 1)[0]
+    items, current = [], []
+    for line in section.splitlines():
+        if line.startswith("- ") and current:
+            items.append(" ".join(current))
+            current = []
+        if line.startswith("- ") or (current and line.startswith("  ")):
+            current.append(line.strip())
+    return items + ([" ".join(current)] if current else [])
+
+
+def test_figures_finds_figures_not_names():
+    assert figures("3xTF32 41.6 / 56.0 on the H100, 1.15-1.27x fp32, 2,324 at 2048^3, 1e-5, +7.7%") \
+        == {"41.6", "56.0", "1.15", "1.27", "2,324", "2048", "3", "5", "7.7"}
+
+
+def test_every_readme_figure_has_a_record():
+    """Each bullet of the README's status section links its record(s); every figure it quotes
+    is in the claim of a record it links."""
+    items = _status_items((ROOT / "README.md").read_text())
+    assert len(items) >= 5
+    for item in items:
+        links = _LINK.findall(item)
+        assert links, f"README status line without a record link: {item[:80]}"
+        claims = ""
+        for target in links:
+            folder = ROOT / target
+            assert (folder / "record.json").exists(), f"{target} is not a record"
+            claims += " " + json.loads((folder / "record.json").read_text())["claim"]
+        quoted = figures(_LINK.sub("]", item))
+        missing = quoted - figures(claims)
+        assert not missing, f"figures {sorted(missing)} quoted without a record: {item[:80]}"
