@@ -138,3 +138,32 @@ def test_every_readme_figure_has_a_record():
         quoted = figures(_LINK.sub("]", item))
         missing = quoted - figures(claims)
         assert not missing, f"figures {sorted(missing)} quoted without a record: {item[:80]}"
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_cards_keep_results_short_and_link_records_that_exist():
+    """Long text lives in a README beside the card; links into records/ resolve."""
+    import tomllib
+
+    cards = sorted((ROOT / "research/breakthrough_lab").glob("**/card.toml"))
+    assert cards
+    for path in cards:
+        card = tomllib.loads(path.read_text())
+        for text in _strings(card.get("results", {})):
+            assert len(text) <= 300, f"{path}: a [results] string of {len(text)} characters"
+            if "README.md#" in text:
+                anchor = text.rsplit("README.md#", 1)[1].rstrip(")")
+                assert f"## {anchor}\n" in (path.parent / "README.md").read_text()
+        for link in card.get("links", []):
+            if link.startswith(("records/", "benchmarks/")):
+                assert (ROOT / link).exists(), f"{path}: {link}"
