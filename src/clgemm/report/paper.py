@@ -103,7 +103,8 @@ def _kpi_blocks(rec: Record, path: str, art: dict, link) -> list[tuple]:
                      _fmt(max(b["cold_s"] for b in builds), ".2f") if builds else "—",
                      _fmt(max(b["warm_s"] for b in builds), ".3f") if builds else "—",
                      str(max(b["source_lines"] for b in builds)) if builds else "—"])
-    B.append(("p", ["KPI-2 to KPI-5, worst case over the sizes:"]))
+    B.append(("p", ["KPI-2 to KPI-5, worst case over the sizes (TF32 methods serve a budgeted "
+                    "contract, rel_tol, so their error is not held to 2x numpy float32's):"]))
     B.append(("table", ["method", "KPI-2 CV across sessions", "KPI-3 error / numpy float32",
                         "KPI-4 numpy in, numpy out", "KPI-5 cold build s", "warm build s",
                         "kernel source lines"], rows))
