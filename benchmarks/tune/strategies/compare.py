@@ -49,7 +49,8 @@ REFIT = 1  # the tuner refits before every ask (one compile worker)
 WARMUP = 8  # TuneConfig.model_warmup
 TARGET_WEIGHT = CostModel(0).target_weight  # the tuner's default (chosen on this space)
 WEIGHTS = [10.0, 30.0, 100.0, 300.0, 1000.0]  # the sweep (10 would be plain pooling)
-LOSO = OUT / "loso.json"  # loso.py: the weight chosen off this space
+# loso.py: the weight chosen off this space; a fresh run of it first, else the recorded one
+LOSO = next(p for p in (OUT / "loso.json", H100 / "2026-12-02-strategies" / "loso.json") if p.exists())
 TRANSFER_DBS = [H100 / "2026-11-25-tune-campaign" / "tune.sqlite", H100 / "2026-11-25-campaign-b" / "tune.sqlite"]
 
 
