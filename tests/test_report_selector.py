@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_replay_artifacts_get_a_selector_section(tmp_path):
-    kpi = ROOT / "benchmarks/h100/kpi/kpi.json"
-    replay = ROOT / "benchmarks/select/h100/select_suite.json"
+    kpi = ROOT / "records/nvidia-h100/2026-11-25-kpi/kpi.json"
+    replay = ROOT / "records/nvidia-h100/2026-11-25-select-replay/select_suite.json"
     written = write_report([str(kpi), str(replay)], tmp_path, embed=True)
     md = written[0].read_text()
     assert "## Selector: static table vs online bandit vs oracle" in md

@@ -1,6 +1,6 @@
 """Benchmark of clgemm's Rust search engine, measured on the host (no GPU involved).
 
-    python benchmarks/engine/bench_engine.py --out benchmarks/engine/engine-bench.json
+    python benchmarks/engine/bench_engine.py --out out/engine-bench.json
 
 Measures, in one run:
   1. ask/tell overhead per candidate from Python, through the binding (raw `_engine`) and
@@ -288,7 +288,7 @@ def bench_simulator(rec: engine.RecordedSpace, rows, seeds: int, budget: int, py
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="benchmarks/engine/engine-bench.json")
+    ap.add_argument("--out", default="out/engine-bench.json")
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--budget", type=int, default=2000)
     ap.add_argument("--ask-tell-n", type=int, default=20_000)

@@ -1,6 +1,6 @@
 """Offline stand-in for the H100 select campaign: replays the committed traces through the
 online selector on a *simulated* device whose quiet kernel times are the H100's measured
-medians (the `quiet_s` of each shape in benchmarks/select/h100/v1/select_*.json, i.e. the
+medians (the `quiet_s` of each shape in records/nvidia-h100/2026-11-25-select-replay-v1/select_*.json, i.e. the
 first campaign's oracle measurements), with noise that grows as kernels get short (the H100
 showed ~0.02 log-sd on ms kernels and ~0.15 on 10-40 us kernels) plus rare preemption
 outliers, and a uniform-ish slowdown in load phases. For tuning the policy without a GPU;

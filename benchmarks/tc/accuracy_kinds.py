@@ -2,7 +2,7 @@
 mma.sync 3xTF32 kernels and of the float32 family against float64, over every kind of
 guard/campaign.KINDS (non-negative, constant, integer, scaled, heavy-tailed ...), as a ratio to
 numpy float32's error on the same inputs (the issue's bar: at most 2). The ABFT residuals of the
-wgmma lane ran 13x the float32 family's on uniform data (benchmarks/guard/h200/gauss3-lane):
+wgmma lane ran 13x the float32 family's on uniform data (records/nvidia-h200/2026-12-02-guard-gauss3-lane):
 this says whether its error does too.
 
     source .carry/gpu-env.sh; PYTHONPATH=src CLGEMM_DEVICE=NVIDIA python3 benchmarks/tc/accuracy_kinds.py OUT [n ...]

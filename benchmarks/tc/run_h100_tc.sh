@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tensor-core lane campaign on the H100, from the repository root, .carry/ taken along:
 #   run(kind=nvidia-h100-x1, carry=[".carry"], command="bash benchmarks/tc/run_h100_tc.sh [args]")
-# Writes $OUT/log and $OUT/tc-results.json (copied to benchmarks/tc/ afterwards).
+# Writes $OUT/log and $OUT/tc-results.json (made into a record under records/ afterwards).
 set -o pipefail
 source .carry/gpu-env.sh
 export PYTHONUNBUFFERED=1

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "clgemm.commands.tune",      # tune, distill
     "clgemm.commands.select",    # replay
     "clgemm.commands.guard",     # abft / approx campaigns
+    "clgemm.commands.records",   # records index / check
 )
 
 

@@ -49,3 +49,7 @@ class FaultError(ClgemmError, RuntimeError):
 
 class EngineError(ClgemmError, RuntimeError):
     """The compiled search engine refused a request."""
+
+
+class RecordError(ClgemmError, ValueError):
+    """A record under records/ is malformed, or records/INDEX.md no longer matches them."""

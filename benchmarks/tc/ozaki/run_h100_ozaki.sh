@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ozaki int8 lane on the H100, from the repository root, .carry/ taken along:
 #   run(kind=nvidia-h100-x1, carry=[".carry"], command="bash benchmarks/tc/ozaki/run_h100_ozaki.sh")
-# Writes $OUT/log and $OUT/ozaki-results.json (copied to benchmarks/tc/ozaki/ afterwards), plus
+# Writes $OUT/log and $OUT/ozaki-results.json (made into a record under records/ afterwards), plus
 # $OUT/pytest.log (tests/test_ozaki.py on the GPU: the NVIDIA accuracy tests run there).
 # Budget: under 3 minutes wall (compile ~1 min in 10 workers, timing ~1 min, pytest <1 min).
 set -o pipefail

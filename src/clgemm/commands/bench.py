@@ -59,8 +59,14 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="short microbenchmarks (tests, CPU)")
     p.set_defaults(func=_roofline)
 
-    p = sub.add_parser("report", help="Markdown + HTML report (with plots) from artifacts")
-    p.add_argument("artifacts", nargs="+", help="bench and roofline artifacts (JSON)")
+    p = sub.add_parser("report", help="Markdown + HTML report (with plots) from artifacts; "
+                       "--paper: the technical report from records/")
+    p.add_argument("artifacts", nargs="*", help="bench and roofline artifacts (JSON)")
+    p.add_argument("--paper", action="store_true",
+                   help="the technical report (one self-contained report.html) from the records "
+                        "and the lab's cards, instead of a report of given artifacts")
+    p.add_argument("--records", default="records", help="with --paper: the records folder")
+    p.add_argument("--lab", default="research/breakthrough_lab", help="with --paper: the cards")
     p.add_argument("-o", "--out", default="report", help="output folder")
     p.add_argument("--name", default="report", help="file stem (report.md, report.html)")
     p.add_argument("--embed", action="store_true",
@@ -164,6 +170,19 @@ def _roofline(args) -> int:
 
 
 def _report(args) -> int:
+    if args.paper:
+        if args.artifacts:
+            print("clgemm report: --paper reads the records folder (--records), not artifacts: "
+                  "drop the artifact arguments", file=sys.stderr)
+            return 2
+        from ..report.paper import write_paper
+
+        print(f"wrote {write_paper(args.out, args.records, args.lab)}")
+        return 0
+    if not args.artifacts:
+        print("clgemm report: give bench or roofline artifacts to report on (or --paper)",
+              file=sys.stderr)
+        return 2
     from ..report import write_report
 
     paths = write_report(args.artifacts, args.out, name=args.name, embed=args.embed)

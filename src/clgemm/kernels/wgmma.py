@@ -17,7 +17,7 @@ error about 8e-4 (cuBLAS's TF32, which rounds, 3e-4).
 
 Shared tiles use the 32/64/128-byte swizzle of the wgmma descriptor (one tile row is one
 swizzle wide: block_k = swizzle / 4 floats), or none (the interleaved core-matrix layout, 2x
-slower on the H200: benchmarks/tc/h200/wgmma). A work-group is `warpgroups` x 128 threads;
+slower on the H200: records/nvidia-h200/tc-notes.md). A work-group is `warpgroups` x 128 threads;
 each warpgroup computes block_m / warpgroups rows as m64 blocks of one wgmma m64n{block_n}k8
 per k8 step; `in_flight` wgmma groups stay outstanding across k-tiles.
 
@@ -129,14 +129,14 @@ class WgSchedule:
             raise ScheduleError(f"wgmma schedule {self.key()} is not valid: " + ", ".join(bad))
 
 
-# The library's kernel on the H200 (benchmarks/tc/h200/wgmma/lane2, lane3): one warpgroup
+# The library's kernel on the H200 (records/nvidia-h200/2026-12-02-wgmma-lane2, lane3): one warpgroup
 # ahead of two at 2048, 3072 and 4096 (174 against 158 TFLOPS at 3072), behind at 1400; with
 # interior copies (wgmma3/run2) 210-215 against 169 at 3072.
 DEFAULT = WgSchedule()
 # 3xTF32: four tiles per stage, so 48 KiB at 64 x 128 x 16 and two stages. One warpgroup per
 # work-group (totals and one chain: 128 registers) lets three work-groups share an SM, whose
 # waits and folds then overlap each other's wgmma: fastest of five schedules at 1400, 3072 and
-# 4096 on the H200 (benchmarks/tc/h200/wgmma3/run1: 92 TFLOPS at 3072 against 57-63 for the
+# 4096 on the H200 (records/nvidia-h200/2026-12-02-wgmma3x-run1: 92 TFLOPS at 3072 against 57-63 for the
 # two-warpgroup ones); 128 x 64 x 16 with two warpgroups led at 2048, where 64 x 128 tiles
 # leave a mostly empty second wave (tc.wgmma_3x_schedule picks between them).
 DEFAULT_3X = WgSchedule(block_m=64, block_k=16, stages=2, warpgroups=1, in_flight=0,

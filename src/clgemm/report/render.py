@@ -350,7 +350,7 @@ def _md(blocks, images: dict[str, str]) -> str:
     return "\n".join(out)
 
 
-def _html(blocks) -> str:
+def _html(blocks, title: str = "clgemm report") -> str:
     body = []
     for b in blocks:
         if b[0] == "h":
@@ -366,13 +366,16 @@ def _html(blocks) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif b[0] == "img" and b[3]:
             data = base64.b64encode(b[3]).decode()
+            caption = html.escape(b[2])
+            if len(b) > 4:  # the record or artifact the figure comes from
+                caption = f'<a href="{html.escape(b[4])}">{caption}</a>'
             body.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{html.escape(b[2])}</figcaption></figure>")
+                        f"<figcaption>{caption}</figcaption></figure>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}"
              "img{max-width:100%}")
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>clgemm report</title>"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n")
 
 

@@ -24,7 +24,7 @@ from .model import CostModel
 @dataclass(frozen=True)
 class TuneConfig:
     problem: Problem
-    strategy: str = "model"  # won the offline benchmark (benchmarks/h100/strategies)
+    strategy: str = "model"  # won the offline benchmark (records/nvidia-h100/2026-12-02-strategies)
     budget_evals: int | None = 100  # total evaluations for this problem in the database
     budget_seconds: float | None = None  # wall seconds of this invocation
     seed: int = 0

@@ -10,7 +10,7 @@ logistic loss on the score gap; only orders within a shape are compared, so a sh
 speed never carries over. The target's own pairs join the same fit with their weight. On the
 recorded H100 space at 2048 it found the best schedule within 30 evaluations in 100 of 100
 seeds, where ridge regression on per-shape centred log-times (`objective="ridge"`, the model
-before 2026-12-02) did in 36 (benchmarks/h100/strategies)."""
+before 2026-12-02) did in 36 (records/nvidia-h100/2026-12-02-strategies)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def prior_time(s: Schedule, k: int = 2048) -> float:
 @dataclass(frozen=True)
 class RankSettings:
     """The pairwise ranking fit (objective "rank"). Chosen off the reported space: leave one
-    shape out over the H100 and PoCL tuning databases (benchmarks/h100/strategies/loso.py),
+    shape out over the H100 and PoCL tuning databases (benchmarks/tune/strategies/loso.py),
     the 2048 space never read."""
 
     temperature: float = 3.0  # the logistic loss softplus(-gap / T) on the score gap
