@@ -41,8 +41,8 @@ def fresh_routes(monkeypatch, rt) -> None:
     restored after it): a test that changes the routing must not meet plans decided before."""
     from clgemm.runtime import LruMemo
 
-    for key in ("plans", "tc schedules"):
-        monkeypatch.setitem(rt._memo, key, LruMemo(64))
+    monkeypatch.setattr(rt, "plans", LruMemo(64))
+    monkeypatch.setitem(rt._memo, "tc schedules", LruMemo(64))
 
 
 def emulate_tensor_cores(monkeypatch, rt) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pyopencl as cl
 import pytest
 
-from clgemm import ozaki
+from clgemm.lanes import ozaki
 from clgemm.errors import ScheduleError
 from clgemm.kernels.ozaki import OzDialect, OzSchedule, render_product, render_split, violations
 from clgemm.operands import Operand

@@ -19,7 +19,7 @@ from clgemm.lanes.probe import WgSupport, wgmma_support
 from clgemm.lanes import tc as lanes_tc
 from clgemm.lanes.tc import WGMMA_TRANSPOSE_MIN_FLOPS, tc_matmul, tc_product, wgmma_3x_schedule, wgmma_route
 
-from clgemm.lanes.wgmma import _k_major, _split_operands
+from clgemm.lanes.wgmma import _k_major, _split_operands, scratch
 from clgemm.errors import ScheduleError
 from clgemm.kernels import wgmma
 from clgemm.kernels.wgmma import patch_ptx, render_wgmma
@@ -141,7 +141,8 @@ def test_operands_split_for_3xtf32(rng, ta, tb):
     abuf, a_x = operand(m, not ta)
     bbuf, b_x = operand(n, tb)
     a_hi, a_lo, b_hi, b_lo, launch = _split_operands(
-        rt, Operand(abuf, off, ld, ta), Operand(bbuf, off, ld, tb), m, n, k)
+        rt, Operand(abuf, off, ld, ta), Operand(bbuf, off, ld, tb), m, n, k, rt.queue,
+        scratch(rt, rt.queue))
     launch()
     assert (a_hi.ld, b_hi.ld, a_lo, b_lo) == (40, 40, m * 40, n * 40)
     assert not a_hi.transposed and b_hi.transposed and a_hi.offset == b_hi.offset == 0
@@ -160,7 +161,8 @@ def test_split_of_inf_is_flagged_not_hidden():
     X = np.array([np.inf, -np.inf, 1.0, np.finfo(np.float32).max] * 4, np.float32)
     buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
     x = Operand(buf, 0, 4, False)
-    a_hi, lo, _, _, launch = _split_operands(rt, x, replace(x, transposed=True), 4, 4, 4)
+    a_hi, lo, _, _, launch = _split_operands(rt, x, x.flipped(), 4, 4, 4, rt.queue,
+                                             scratch(rt, rt.queue))
     launch()
     Y = np.empty(2 * lo, np.float32)
     cl.enqueue_copy(rt.queue, Y, a_hi.buffer)
@@ -210,7 +212,7 @@ def test_operand_made_k_major(rng, name, transposed):
     X = rng.standard_normal(off + k * ld).astype(np.float32)
     buf = cl.Buffer(rt.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=X)
     x = Operand(buf, off, ld, transposed)
-    got, launch = _k_major(rt, x, rows, k, name)
+    got, launch = _k_major(rt, x, rows, k, name, rt.queue, scratch(rt, rt.queue))
     if (name == "A") != transposed:  # K-contiguous already
         assert got is x and launch is None
         return

@@ -39,7 +39,12 @@ __all__ = ["Info", "Plan", "matmul", "plan", "to_device"]
 _SELECTORS = ("static", "online")
 
 
+_EXACT = Contract()
+
+
 def _contract(rel_tol, check, nonfinite) -> Contract:
+    if rel_tol is None and check is False and nonfinite == "propagate":
+        return _EXACT  # the common call: no checks to run, no object to make
     validate_contract(rel_tol, check, nonfinite)
     return Contract(None if rel_tol is None else float(rel_tol), check, nonfinite)
 

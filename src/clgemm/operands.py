@@ -4,9 +4,9 @@ their strides allow, device arrays used in place, and C read back. Every station
 
 from __future__ import annotations
 
+import functools
 import time
-from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pyopencl as cl
@@ -18,17 +18,30 @@ from .runtime import Runtime
 _INT_MAX = 2**31 - 1
 
 
-@dataclass(frozen=True)
-class Operand:
+class Operand(NamedTuple):
     """A matrix in a device buffer, row-major storage with leading dimension `ld` (elements).
 
-    `transposed` means the logical operand is the transpose of what is stored.
+    `transposed` means the logical operand is the transpose of what is stored. (A named
+    tuple: every call on device arrays makes three, and a frozen dataclass costs ~1 us each.)
     """
 
     buffer: "cl.Buffer"
     offset: int  # elements
     ld: int  # elements between consecutive stored rows
     transposed: bool
+
+    def flipped(self) -> "Operand":
+        """The same storage read as the transpose."""
+        return self._replace(transposed=not self.transposed)
+
+
+def transposed_c(a: Operand, b: Operand, c: Operand, m: int,
+                 n: int) -> tuple[Operand, Operand, Operand, int, int]:
+    """A product into column-major C as one into row-major storage: C^T = op(B)^T op(A)^T.
+    Returns (a, b, c, m, n) of that product; unchanged where C is row-major."""
+    if not c.transposed:
+        return a, b, c, m, n
+    return b.flipped(), a.flipped(), c._replace(transposed=False), n, m
 
 
 def check_index_range(m: int, n: int, k: int) -> None:
@@ -45,8 +58,10 @@ def logical_shape(x, trans: bool) -> tuple[int, int]:
     return (c, r) if trans else (r, c)
 
 
+@functools.lru_cache(maxsize=4096)
 def storage(shape: tuple[int, int], strides: tuple[int, int], itemsize: int = 4):
-    """(stored_transposed, ld) when rows or columns are unit-stride, else None."""
+    """(stored_transposed, ld) when rows or columns are unit-stride, else None (memoized:
+    every call on device arrays asks)."""
     rows, cols = shape
     s0, s1 = strides
     if s0 < 0 or s1 < 0 or s0 % itemsize or s1 % itemsize:
@@ -66,7 +81,7 @@ def storage(shape: tuple[int, int], strides: tuple[int, int], itemsize: int = 4)
 def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand, int]:
     """Copy a host matrix to the device without repacking when its layout allows."""
     if x.size == 0:
-        return Operand(rt.buffer(4, what=name), 0, max(x.shape[1], 1), trans), 0
+        return Operand(rt.pooled(4, what=name), 0, max(x.shape[1], 1), trans), 0
     layout = storage(x.shape, x.strides)
     if layout is None:
         x = np.ascontiguousarray(x)
@@ -77,13 +92,15 @@ def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand,
     n_elems = (outer - 1) * ld + inner
     # The stored span from the first to the last element, leading-dimension gaps included.
     span = np.lib.stride_tricks.as_strided(x, shape=(n_elems,), strides=(4,))
-    buf = rt.buffer(span.nbytes, what=name)
+    buf = rt.pooled(span.nbytes, what=name)
     cl.enqueue_copy(rt.queue, buf, np.ascontiguousarray(span), is_blocking=True)
     return Operand(buf, 0, ld, stored_t != trans), span.nbytes
 
 
-def device_operand(rt: Runtime, name: str, x: cla.Array, trans: bool) -> Operand:
-    if x.context != rt.context:
+def device_operand(rt: Runtime | None, name: str, x: cla.Array, trans: bool) -> Operand:
+    """`x` as an operand; `rt` None: the caller knows it lives in the right context (the
+    hot path: it is bound to the runtime's user queue)."""
+    if rt is not None and x.context != rt.context:
         raise ShapeError(
             f"{name} lives in another OpenCL context; create device arrays with "
             "clgemm.to_device(...) for the same device"
@@ -115,31 +132,30 @@ def shares_memory(x: cla.Array, y: cla.Array) -> bool:
     return a0 < b1 and b0 < a1
 
 
+def refuse_overlap(C: cla.Array, A: cla.Array, B: cla.Array) -> None:
+    """The kernels read A and B while they write C: an overlap would be read after it is
+    overwritten, a wrong result with no error."""
+    if shares_memory(C, A) or shares_memory(C, B):
+        raise ShapeError("C shares device memory with A or B: the product would read "
+                         "entries it has already overwritten; pass a separate C "
+                         "(C = A.copy() first if in-place is what you need)")
+
+
 def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool, info,
                 compute: Compute):
     """Stage the operands, run `compute`, and return the result: a numpy array (read back,
     into C when given) for host operands, the device array itself for device operands."""
     m, n, _ = info.shape
     if isinstance(A, cla.Array):
-        if C is not None and (shares_memory(C, A) or shares_memory(C, B)):
-            # The kernels read A and B while they write C: an overlap would be read after
-            # it is overwritten, a wrong result with no error.
-            raise ShapeError("C shares device memory with A or B: the product would read "
-                             "entries it has already overwritten; pass a separate C "
-                             "(C = A.copy() first if in-place is what you need)")
-        out = C if C is not None else cla.empty(rt.user_queue, (m, n), np.float32,
-                                               allocator=rt.pool)
+        if C is not None:
+            refuse_overlap(C, A, B)
+        out = C if C is not None else rt.empty(m, n)
         if m == 0 or n == 0:
             return out
         a = device_operand(rt, "A", A, trans_a)
         b = device_operand(rt, "B", B, trans_b)
         c = device_operand(rt, "C", out, False)
-        if c.transposed:
-            # C stored column-major: compute C^T = op(B)^T op(A)^T into its row-major storage.
-            a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
-            m, n = n, m
-            c = replace(c, transposed=False)
-        compute(a, b, c, m, n)
+        compute(*transposed_c(a, b, c, m, n))
         return out
     out = C if C is not None else np.empty((m, n), np.float32)
     if m == 0 or n == 0:
@@ -153,8 +169,9 @@ def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool,
     t0 = time.perf_counter()
     a, _ = upload(rt, "A", A, trans_a)
     b, _ = upload(rt, "B", B, trans_b)
-    c_host = np.ascontiguousarray(C) if (C is not None and beta != 0.0) else None
-    c_buf = rt.buffer(4 * m * n, what="C", hostbuf=c_host)
+    c_buf = rt.pooled(4 * m * n, what="C")
+    if C is not None and beta != 0.0:
+        cl.enqueue_copy(rt.queue, c_buf, np.ascontiguousarray(C), is_blocking=True)
     info.h2d_s = time.perf_counter() - t0
     compute(a, b, Operand(c_buf, 0, n, False), m, n)
     t1 = time.perf_counter()

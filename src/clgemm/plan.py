@@ -13,9 +13,9 @@ that waits for its answer, on the runtime's profiling queue.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
@@ -26,14 +26,14 @@ from .info import Info
 from .lanes import Lane
 from .lanes.fp32 import Fp32Lane
 from .lanes.tc_exact import TcExactLane
-from .operands import Operand, check_index_range, device_operand, run_product, shares_memory
+from .operands import (Operand, check_index_range, device_operand, refuse_overlap, run_product,
+                       transposed_c)
 from .runtime import Runtime
 from .schedule import Schedule
 from .validate import check_operands, check_scalar, is_device_array, reject_nonfinite
 
 
-@dataclass(frozen=True)
-class Contract:
+class Contract(NamedTuple):
     """What the caller asked of the result."""
 
     rel_tol: float | None = None  # None: the exact float32 contract
@@ -41,10 +41,9 @@ class Contract:
     nonfinite: str = "propagate"  # or "raise": refuse NaN/Inf operands
 
 
-@dataclass(frozen=True)
-class PlanKey:
+class PlanKey(NamedTuple):
     """What decides a route: the shape, the layout asked for, the contract, a schedule forced
-    by the caller, and the selector."""
+    by the caller, and the selector. (Named tuples: a call makes and hashes one.)"""
 
     m: int
     n: int
@@ -146,18 +145,17 @@ class Plan:
         k = self.key
         m, n = k.m, k.n
         if C is None:
-            out = cla.empty(rt.user_queue, (m, n), np.float32, allocator=rt.pool)
+            out = rt.empty(m, n)
         else:
-            if shares_memory(C, A) or shares_memory(C, B):
-                raise ShapeError(_OVERLAP)
+            refuse_overlap(C, A, B)
             out = C
         if m == 0 or n == 0:
             return out
-        a = device_operand(rt, "A", A, k.trans_a)
-        b = device_operand(rt, "B", B, k.trans_b)
-        c = device_operand(rt, "C", out, False)
+        a = device_operand(None, "A", A, k.trans_a)  # on the user queue: in rt's context
+        b = device_operand(None, "B", B, k.trans_b)
+        c = device_operand(None, "C", out, False)
         if c.transposed:
-            a, b, c, m, n = _transposed_c(a, b, c, m, n)
+            a, b, c, m, n = transposed_c(a, b, c, m, n)
         self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
         return out
 
@@ -193,18 +191,7 @@ class Plan:
         return result
 
 
-_OVERLAP = ("C shares device memory with A or B: the product would read entries it has "
-            "already overwritten; pass a separate C (C = A.copy() first if in-place is what "
-            "you need)")
-
-
 def _on(queue: "cl.CommandQueue", A, B, C) -> bool:
     """Whether the arrays are bound to `queue`: arrays of another queue (made outside
     clgemm.to_device) take the waiting path, which orders itself against every queue."""
     return A.queue is queue and B.queue is queue and (C is None or C.queue is queue)
-
-
-def _transposed_c(a: Operand, b: Operand, c: Operand, m: int, n: int):
-    """C stored column-major: C^T = op(B)^T op(A)^T into its row-major storage."""
-    return (replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed),
-            replace(c, transposed=False), n, m)

@@ -17,21 +17,15 @@ from .lanes.probe import tensorcore_available, wgmma_support
 from .lanes.tc import schedule_for, wgmma_3x_schedule
 from .lanes.tc_exact import TcExactLane
 from .plan import Plan, PlanKey
-from .runtime import LruMemo, Runtime
+from .runtime import Runtime
 from .select import table as tables
-
-# Plans kept per runtime (least recently used dropped first): a workload rarely has more
-# distinct products than this, and a plan is a few hundred bytes plus its kernels' handles.
-PLAN_CACHE_SIZE = 4096
-
 
 # ---- the plan of a product --------------------------------------------------------------
 def plan(rt: Runtime, key: PlanKey) -> Plan:
     """The plan for `key` on this runtime, decided on first use and then looked up."""
-    plans = rt.cached("plans", lambda: LruMemo(PLAN_CACHE_SIZE))
-    found = plans.get(key)
+    found = rt.plans.get(key)
     if found is None:
-        found = plans.put(key, _decide(rt, key))
+        found = rt.plans.put(key, _decide(rt, key))
     return found
 
 
@@ -49,9 +43,10 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
         tc = exact_lane(rt, m, n, k, fp32)
         if tc is not None:
             exact = tc
-            why = (f"{tc.name}: the exact lane {table_note} promoted through the gate, "
-                   f"from {tables.load_table(rt.device).tensorcore.min_flops:.3g} flops; the float32 "
-                   f"family ({chosen.key()}) recomputes a non-finite output")
+            promoted = tables.load_table(rt.device).tensorcore
+            since = f", from {promoted.min_flops:.3g} flops" if promoted is not None else ""
+            why = (f"{tc.name}: the exact lane {table_note} promoted through the gate{since}; "
+                   f"the float32 family ({chosen.key()}) recomputes a non-finite output")
     if contract.check:
         station = "abft"
         why += "; checked by ABFT checksums (check=True)"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import OrderedDict
 import tempfile
 import threading
 import time
@@ -24,10 +23,15 @@ from .errors import CompileError, OutOfDeviceMemoryError, ShapeError
 
 import numpy as np
 import pyopencl as cl
+import pyopencl.array as cla
 import pyopencl.tools as cltools
 
 T = TypeVar("T")
 _MISSING = object()
+PLAN_CACHE_SIZE = 4096
+# The fields of a pyopencl Array (2026.1) that Runtime.empty copies from a template.
+_ARRAY_FIELDS = {"_flags", "allocator", "base_data", "context", "dtype", "events", "nbytes",
+                 "offset", "queue", "shape", "size", "strides"}
 
 
 def cache_dir() -> Path:
@@ -56,29 +60,25 @@ class Built:
 
 
 class LruMemo:
-    """A bounded memo: the least recently used entry goes first (plans, schedules per shape:
-    a long-running process meets shapes without end)."""
+    """A bounded memo (plans, schedules per shape: a long-running process meets shapes
+    without end). A lookup is one dict read, without a lock; when full, the oldest quarter
+    of the entries goes, those stored first (a product still in use is decided again)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict = OrderedDict()
+        self._items: dict = {}
         self._lock = threading.Lock()
 
     def get(self, key):
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
+        return self._items.get(key)
 
     def put(self, key, value):
         """Store `value` (or keep the one a racing thread stored first); returns the kept one."""
         with self._lock:
-            value = self._items.setdefault(key, value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-            return value
+            if key not in self._items and len(self._items) >= self.size:
+                for old in list(self._items)[: max(1, self.size // 4)]:
+                    del self._items[old]
+            return self._items.setdefault(key, value)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -156,6 +156,9 @@ class Runtime:
         # of calls allocates nothing after its first round (cl.Buffer is allocated lazily, on
         # first use, which cost 75-430 us a call on the H100).
         self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(self.user_queue))
+        # The plans of this device's products (clgemm.route decides them, matmul looks
+        # them up): a workload rarely has more distinct products than this.
+        self.plans = LruMemo(PLAN_CACHE_SIZE)
         self._programs: dict[str, Built] = {}
         self._lock = threading.Lock()
         self._memo: dict = {}
@@ -180,6 +183,29 @@ class Runtime:
         """Drop a memo (a scratch buffer about to be replaced by a larger one)."""
         with self._memo_lock:
             self._memo.pop(key, None)
+
+    def empty(self, m: int, n: int) -> cla.Array:
+        """A new m x n float32 array on the user queue, its memory from the pool. Made as a
+        copy of a template array's fields with a fresh buffer: pyopencl's Array() spends
+        ~50 us in numpy checks of the shape (measured on this project's CI host), the copy
+        a few. Where a pyopencl release stores other fields than the template expects, the
+        ordinary constructor serves."""
+        templates = self.cached("output templates", lambda: LruMemo(256))
+        fields = templates.get((m, n))
+        if fields is None:
+            made = cla.empty(self.user_queue, (m, n), np.float32, allocator=self.pool)
+            fields = dict(vars(made))
+            if set(fields) != _ARRAY_FIELDS:
+                fields = False
+            templates.put((m, n), fields)
+            return made
+        if fields is False:
+            return cla.empty(self.user_queue, (m, n), np.float32, allocator=self.pool)
+        out = cla.Array.__new__(cla.Array)
+        out.__dict__.update(fields)
+        out.base_data = self.pool.allocate(4 * m * n) if m and n else None
+        out.events = []
+        return out
 
     @contextmanager
     def station(self) -> Iterator[None]:
@@ -335,6 +361,18 @@ class Runtime:
                 f"{d.name!r} allows at most {d.max_alloc_bytes / 2**20:.1f} MiB per buffer; "
                 "split the product into blocks or use a device with more memory"
             )
+
+    def pooled(self, nbytes: int, what: str = "buffer") -> "cltools.PooledBuffer":
+        """Device memory from the runtime's pool (returned to it when dropped): staging of
+        numpy operands, call after call, allocates nothing new."""
+        self.check_alloc(max(nbytes, 4), what)
+        try:
+            return self.pool.allocate(max(nbytes, 4))
+        except cl.MemoryError as exc:
+            raise OutOfDeviceMemoryError(
+                f"could not allocate {nbytes / 2**20:.1f} MiB for {what} on "
+                f"{self.device.name!r} ({exc}); free device memory or use smaller blocks"
+            ) from exc
 
     def buffer(self, nbytes: int, what: str = "buffer", hostbuf=None) -> "cl.Buffer":
         self.check_alloc(max(nbytes, 4), what)

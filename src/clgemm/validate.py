@@ -62,10 +62,22 @@ def reject_nonfinite(name: str, x) -> None:
         )
 
 
+_F32 = np.dtype(np.float32)
+_ARRAY = cla.Array
+
+
 def check_operands(A, B, C, beta: float, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
     """(m, n, k) of the product, after checking that the operands go together: all numpy
     or all device arrays, float32, inner dimensions equal, C of the product's shape (and
     given where beta != 0)."""
+    if (type(A) is _ARRAY and type(B) is _ARRAY and A.dtype is _F32 and B.dtype is _F32
+            and len(A.shape) == 2 and len(B.shape) == 2
+            and (C is None or (type(C) is _ARRAY and C.dtype is _F32))):
+        # device arrays that go together: the hot path's few comparisons
+        m, k = (A.shape[1], A.shape[0]) if trans_a else A.shape
+        k2, n = (B.shape[1], B.shape[0]) if trans_b else B.shape
+        if k == k2 and (C.shape == (m, n) if C is not None else beta == 0.0):
+            return m, n, k
     on_device = is_device_array(A)
     for name, x in (("A", A), ("B", B), ("C", C)):
         if x is None:

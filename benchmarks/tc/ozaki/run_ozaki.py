@@ -329,7 +329,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2 if DRY else 10)
     args = ap.parse_args()
 
-    from clgemm import ozaki
+    from clgemm.lanes import ozaki
     from clgemm.kernels.tensorcore import TcSchedule
     from clgemm.runtime import get_runtime
     from clgemm.lanes.mma import DEFAULT_SCHEDULES

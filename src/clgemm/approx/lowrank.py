@@ -31,7 +31,7 @@ from ..lanes.mma import DEFAULT_SCHEDULES, nonfinite_flag, valid_for
 from ..lanes.mma import get_kernel as tc_kernel
 from ..lanes.mma import layout_for as tc_layout_for
 from ..lanes.probe import tensorcore_support
-from ..operands import Operand, device_operand, logical_shape
+from ..operands import Operand, device_operand, logical_shape, transposed_c
 from ..select.table import shape_class
 
 # Gaussian probes: the ratio estimate times a safety factor (safety_for(b)) under-states the
@@ -136,10 +136,7 @@ class Products:
     def mm_operands(self, a, b, c, m: int, n: int, k: int, alpha=1.0, beta=0.0,
                     lane=None) -> None:
         """mm on operands (m, n, k > 0): C = alpha op(A) op(B) + beta C."""
-        if c.transposed:
-            a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
-            m, n = n, m
-            c = replace(c, transposed=False)
+        a, b, c, m, n = transposed_c(a, b, c, m, n)
         if lane is not None and 2.0 * m * n * k >= TC_MIN_FLOPS and self._tc(
                 lane, m, n, k, alpha, beta, a, b, c):
             return

@@ -9,7 +9,12 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure clgemm and its peers; writes one JSON artifact")
-    p.add_argument("--suite", default="kpi", help="kpi (1400/2048/3072 square), shapes, or none")
+    p.add_argument("--suite", default="kpi",
+                   help="kpi (1400/2048/3072 square), shapes, model (a trace: --trace), or none")
+    p.add_argument("--trace", help="--suite model: a JSON-lines trace of products "
+                   "(traces/models/*.jsonl, traces/tiny/model_tiny.jsonl)")
+    p.add_argument("--peers", default="torch,numpy",
+                   help="--suite model: peers measured beside clgemm (torch, numpy, none)")
     p.add_argument("--shapes", help="extra shapes, e.g. 1024x512x256,2000 (MxNxK or N)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="scale the suite's dimensions (odd stay odd), e.g. 0.0625 on a CPU")
@@ -111,7 +116,42 @@ def argparse_hidden():
     return argparse.SUPPRESS
 
 
+def _model(args) -> int:
+    from ..bench.model import ModelOptions, format_model, run_model_artifact
+    from ..device import get_device
+
+    if not args.trace:
+        print("clgemm bench: --suite model needs --trace FILE (e.g. "
+              "traces/models/bert-base-train.jsonl)", file=sys.stderr)
+        return 2
+    if args.out is None:
+        import time
+
+        args.out = f"model-{get_device(args.device).slug}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip() not in ("", "none"))
+    unknown = [p for p in peers if p not in ("torch", "numpy")]
+    if unknown:
+        print(f"clgemm bench: unknown peer {', '.join(unknown)}; choose torch, numpy or none",
+              file=sys.stderr)
+        return 2
+    opts = ModelOptions(trace=args.trace, device=args.device, repeats=max(1, args.repeats),
+                        peers=peers, seed=args.seed or 0, quiet=args.quiet)
+    argv = ["clgemm"] + sys.argv[1:] if sys.argv and "clgemm" in sys.argv[0] else list(sys.argv)
+    artifact, errors = run_model_artifact(opts, args.out, getattr(args, "_argv", None) or argv)
+    if errors:
+        print(f"clgemm bench: artifact {args.out} does not match its schema:", file=sys.stderr)
+        for e in errors[:20]:
+            print("  " + e, file=sys.stderr)
+        return 3
+    if not args.quiet:
+        print(format_model(artifact["model"]))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _bench(args) -> int:
+    if args.suite == "model":
+        return _model(args)
     from ..bench.protocol import Protocol
     from ..bench.runner import BenchOptions, run_bench
     from ..device import get_device

@@ -49,7 +49,10 @@ class BoundArgs:
         self.values: list = [_UNSET] * len(types)
 
     def bind(self, args) -> None:
-        values, types, kernel = self.values, self.types, self.kernel
+        values = self.values
+        if args == values:  # all the same (a buffer compares by its handle)
+            return
+        types, kernel = self.types, self.kernel
         for i, x in enumerate(args):
             old = values[i]
             if x is old or (type(x) is type(old) and x == old):
@@ -143,10 +146,6 @@ def get_kernel(rt: Runtime, schedule: Schedule, layout: Layout,
                      lambda: GemmKernel(rt, schedule, layout, fault_injection, gated))
 
 
-def _aligned(op: Operand, vec: int) -> bool:
-    return vec > 1 and op.ld % vec == 0 and op.offset % vec == 0
-
-
 class Fp32Lane:
     """The float32 family with one schedule: its kernels per operand layout, looked up by a
     tuple (a Layout object per call cost more than the lookup)."""
@@ -157,15 +156,19 @@ class Fp32Lane:
         search_space(rt).check(schedule)
         self.rt = rt
         self.schedule = schedule
+        self._vec = (schedule.vec_a, schedule.vec_b, schedule.vec_c)
         self._kernels: dict[tuple, GemmKernel] = {}
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # global size per (m, n)
 
     def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False) -> GemmKernel:
-        s = self.schedule
-        key = (a.transposed, b.transposed, _aligned(a, s.vec_a), _aligned(b, s.vec_b),
-               _aligned(c, s.vec_c), gated)
+        va, vb, vc = self._vec
+        key = (a.transposed, b.transposed,
+               va > 1 and a.ld % va == 0 and a.offset % va == 0,
+               vb > 1 and b.ld % vb == 0 and b.offset % vb == 0,
+               vc > 1 and c.ld % vc == 0 and c.offset % vc == 0, gated)
         kernel = self._kernels.get(key)
         if kernel is None:
-            kernel = get_kernel(self.rt, s, Layout(*key[:5]), gated=gated)
+            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:5]), gated=gated)
             kernel = self._kernels.setdefault(key, kernel)
         return kernel
 
@@ -184,7 +187,10 @@ class Fp32Lane:
                 c.buffer, c.ld, c.offset]
         if gate is not None:
             args += gate
-        return kernel.launch(args, kernel.global_size(m, n), queue)
+        size = self._sizes.get((m, n))
+        if size is None:
+            size = self._sizes[(m, n)] = kernel.global_size(m, n)
+        return kernel.launch(args, size, queue)
 
 
 # The last resort when neither the table's nor the default schedule fits a device:

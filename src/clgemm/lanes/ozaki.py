@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyopencl as cl
@@ -24,7 +24,7 @@ import pyopencl as cl
 from ..errors import ClgemmError, ShapeError
 from ..kernels.ozaki import (KERNEL_PRODUCT, KERNEL_SCALE, KERNEL_SPLIT, SPLIT_TILE, OzDialect,
                             OzSchedule, check, render_product, render_split)
-from ..operands import Operand, check_index_range
+from ..operands import Operand, check_index_range, transposed_c
 from ..runtime import Runtime
 from .probe import ptx_blocker
 
@@ -210,10 +210,7 @@ def enqueue_product(rt: Runtime, m: int, n: int, k: int, alpha: float, beta: flo
                     flag=None, dialect: OzDialect | None = None,
                     k_chunk: int | None = None) -> OzEvents:
     """C = alpha op(A) op(B) + beta C through the Ozaki int8 lane; returns its events."""
-    if c.transposed:  # column-major C: C^T = op(B)^T op(A)^T into its row-major storage
-        a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
-        m, n = n, m
-        c = replace(c, transposed=False)
+    a, b, c, m, n = transposed_c(a, b, c, m, n)
     kern = get_kernel(rt, schedule or DEFAULT_SCHEDULE, a.transposed, b.transposed, dialect)
     return kern.enqueue(m, n, k, alpha, beta, a, b, c, flag=flag, k_chunk=k_chunk)
 

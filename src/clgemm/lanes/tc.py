@@ -13,7 +13,7 @@ import pyopencl as cl
 from ..errors import ClgemmError, ShapeError
 from ..kernels import wgmma
 from ..kernels.tensorcore import TcSchedule
-from ..operands import Operand
+from ..operands import Operand, transposed_c
 from ..runtime import LruMemo, Runtime
 from ..select import table as tables
 from ..select.table import TcLane
@@ -98,11 +98,7 @@ def tc_product(rt: Runtime, mode: str, m: int, n: int, k: int, alpha: float, bet
     returns the kernel's event. A wgmma schedule (of the product's mode) runs the wgmma
     kernel; without a schedule a TF32 product takes the wgmma kernel where `wgmma_route`
     says so, else the table's mma.sync schedule."""
-    if c.transposed:
-        # column-major C: C^T = op(B)^T op(A)^T into its row-major storage
-        a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
-        m, n = n, m
-        c = replace(c, transposed=False)
+    a, b, c, m, n = transposed_c(a, b, c, m, n)
     if isinstance(schedule, wgmma.WgSchedule):
         if schedule.mode != mode:
             raise ClgemmError(f"a {schedule.mode} schedule for a {mode} product; "

@@ -11,13 +11,12 @@ it is raised, restores C and recomputes.
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pyopencl as cl
 
 from ..kernels import wgmma
 from ..kernels.tensorcore import TcSchedule
-from ..operands import Operand
+from ..operands import Operand, transposed_c
 from ..runtime import Runtime
 from .fp32 import Fp32Lane
 from .mma import fitting_schedule, get_kernel, layout_for, nonfinite_flag
@@ -38,10 +37,7 @@ class TcExactLane:
     def product(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue, flag: "cl.Buffer") -> "cl.Event":
         """The 3xTF32 product alone, raising `flag` on a non-finite output."""
-        if c.transposed:
-            a, b = replace(b, transposed=not b.transposed), replace(a, transposed=not a.transposed)
-            m, n = n, m
-            c = replace(c, transposed=False)
+        a, b, c, m, n = transposed_c(a, b, c, m, n)
         s = self.schedule
         if isinstance(s, wgmma.WgSchedule):
             return enqueue_wgmma(self.rt, m, n, k, alpha, beta, a, b, c, flag=flag, schedule=s,

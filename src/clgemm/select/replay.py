@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -46,6 +46,7 @@ class Call:
     trans_a: bool = False
     trans_b: bool = False
     repeat: int = 1
+    name: str = field(default="", compare=False)  # "<class>.<product>", for reports
 
     @property
     def shape(self) -> tuple[int, int, int, bool, bool]:
@@ -81,7 +82,8 @@ def parse_trace(lines: Iterable[str], source: str = "<trace>") -> list[Event]:
             continue
         try:
             call = Call(int(obj["m"]), int(obj["n"]), int(obj["k"]), bool(obj.get("trans_a", False)),
-                        bool(obj.get("trans_b", False)), int(obj.get("repeat", 1)))
+                        bool(obj.get("trans_b", False)), int(obj.get("repeat", 1)),
+                        str(obj.get("name", "")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}:{i}: a call needs integer m, n, k ({exc})") from exc
         if min(call.m, call.n, call.k) < 1 or call.repeat < 1:

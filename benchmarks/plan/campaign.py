@@ -1,0 +1,287 @@
+"""The public call measured as a user makes it, beside PyTorch on the same card (issue: the
+plan and the hot path). One process, one card, every figure with its peer in the same run:
+
+  1. host cost per call (device arrays) beyond a bare pyopencl enqueue of an empty kernel on
+     a plain queue, with C given and with C allocated by the call, 256 to 4096;
+  2. the KPI squares through the public call: chained wall per call against the kernel's
+     event time of the same run, and against torch.mm (cuBLAS fp32, TF32 off);
+  3. check=True against the unchecked call, 2048 and up;
+  4. rel_tol=1e-2: the call's wall outside its product kernel, 1400 and up;
+  5. numpy in and out against PyTorch's host-to-host call, 1400 to 4096;
+  6. the tensor-core lane's on-device non-finite fallback on the real card.
+
+    python benchmarks/plan/campaign.py --out $OUT/plan.json [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+import pyopencl as cl
+
+import clgemm
+from clgemm.bench.env import fingerprint
+from clgemm.runtime import get_runtime
+
+
+def med(xs):
+    return float(statistics.median(xs))
+
+
+def host_floor(rt) -> dict:
+    """A bare enqueue of an empty kernel with bound arguments: plain and profiling queue."""
+    k = cl.Program(rt.context, "__kernel void e(__global float* x) {}").build().e
+    buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, 64)
+    k.set_args(buf)
+    out = {}
+    for name, q in (("plain", rt.user_queue), ("profiling", rt.queue)):
+        per = []
+        for _ in range(5):
+            q.finish()
+            t0 = time.perf_counter()
+            for _ in range(1000):
+                cl.enqueue_nd_range_kernel(q, k, (32,), (32,))
+            per.append((time.perf_counter() - t0) / 1000)
+            q.finish()
+        out[name + "_s"] = min(per)
+    return out
+
+
+def host_costs(rt, sizes, rng) -> list[dict]:
+    """Host seconds per call of chained matmul calls on device arrays (the enqueue loop
+    alone; the device runs behind it)."""
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        a, b = clgemm.to_device(A), clgemm.to_device(A)
+        c = clgemm.to_device(A)
+        reps = 200 if n <= 1024 else 40
+        row = {"n": n, "lane": clgemm.plan(n, n, n).lane.name}
+        for label, call in (("c_given", lambda: clgemm.matmul(a, b, C=c)),
+                            ("c_allocated", lambda: clgemm.matmul(a, b))):
+            for _ in range(3):
+                call()
+            rt.user_queue.finish()
+            per = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    call()
+                per.append((time.perf_counter() - t0) / reps)
+                rt.user_queue.finish()
+            row[label + "_s"] = min(per)
+        p = clgemm.plan(n, n, n)
+        per = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                p(a, b, C=c)
+            per.append((time.perf_counter() - t0) / reps)
+            rt.user_queue.finish()
+        row["plan_c_given_s"] = min(per)
+        rows.append(row)
+    return rows
+
+
+def torch_mm(n, A, chain: int):
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a = torch.from_numpy(A).cuda()
+    out = torch.empty((n, n), device="cuda")
+    for _ in range(3):
+        torch.mm(a, a, out=out)
+    torch.cuda.synchronize()
+    walls, kern = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(chain):
+            torch.mm(a, a, out=out)
+        torch.cuda.synchronize()
+        walls.append((time.perf_counter() - t0) / chain)
+    for _ in range(10):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        torch.mm(a, a, out=out)
+        e1.record()
+        e1.synchronize()
+        kern.append(e0.elapsed_time(e1) * 1e-3)
+    return med(walls), med(kern)
+
+
+def kpi_public(rt, sizes, rng, chain=30) -> list[dict]:
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        a, b = clgemm.to_device(A), clgemm.to_device(A)
+        c = clgemm.to_device(A)
+        kern = []
+        for _ in range(10):
+            _, info = clgemm.matmul(a, b, C=c, return_info=True)
+            kern.append(info.kernel_s)
+        walls = {}
+        for label, call in (("c_given", lambda: clgemm.matmul(a, b, C=c)),
+                            ("c_allocated", lambda: clgemm.matmul(a, b))):
+            call()
+            rt.user_queue.finish()
+            per = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                for _ in range(chain):
+                    call()
+                rt.user_queue.finish()
+                per.append((time.perf_counter() - t0) / chain)
+            walls[label] = med(per)
+        t_wall, t_kern = torch_mm(n, A, chain)
+        k = med(kern)
+        flops = 2.0 * n ** 3
+        rows.append({"n": n, "lane": clgemm.plan(n, n, n).lane.name, "kernel_s": k,
+                     "wall_c_given_s": walls["c_given"], "wall_c_allocated_s": walls["c_allocated"],
+                     "kernel_over_wall_c_given": k / walls["c_given"],
+                     "kernel_over_wall_c_allocated": k / walls["c_allocated"],
+                     "torch_wall_s": t_wall, "torch_kernel_s": t_kern,
+                     "tflops_call": flops / walls["c_allocated"] / 1e12,
+                     "tflops_torch_call": flops / t_wall / 1e12,
+                     "call_ratio_to_torch": t_wall / walls["c_allocated"]})
+    return rows
+
+
+def check_costs(rt, sizes, rng) -> list[dict]:
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        a, b, c = clgemm.to_device(A), clgemm.to_device(A), clgemm.to_device(A)
+        out = {}
+        for label, call, sync in (
+                ("unchecked_chained", lambda: clgemm.matmul(a, b, C=c), False),
+                ("unchecked_waited", lambda: clgemm.matmul(a, b, C=c), True),
+                ("checked", lambda: clgemm.matmul(a, b, C=c, check=True), True)):
+            call()
+            rt.user_queue.finish()
+            per = []
+            for _ in range(7):
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    call()
+                    if sync:
+                        rt.user_queue.finish()
+                rt.user_queue.finish()
+                per.append((time.perf_counter() - t0) / 10)
+            out[label + "_s"] = med(per)
+        out["n"] = n
+        out["overhead_vs_chained"] = out["checked_s"] / out["unchecked_chained_s"] - 1
+        out["overhead_vs_waited"] = out["checked_s"] / out["unchecked_waited_s"] - 1
+        rows.append(out)
+    return rows
+
+
+def approx_costs(rt, sizes, rng) -> list[dict]:
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        a, b = clgemm.to_device(A), clgemm.to_device(A)
+        clgemm.matmul(a, b, rel_tol=1e-2)
+        infos = []
+        for _ in range(7):
+            _, info = clgemm.matmul(a, b, rel_tol=1e-2, return_info=True)
+            infos.append(info)
+        total = med([i.total_s for i in infos])
+        kern = med([i.kernel_s for i in infos])
+        rows.append({"n": n, "method": infos[-1].method, "total_s": total, "kernel_s": kern,
+                     "outside_fraction": 1 - kern / total if total > 0 else None,
+                     "tflops": 2.0 * n ** 3 / total / 1e12})
+    return rows
+
+
+def host_path(rt, sizes, rng) -> list[dict]:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        B = rng.standard_normal((n, n), np.float32)
+        clgemm.matmul(A, B)
+        ours = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            clgemm.matmul(A, B)
+            ours.append(time.perf_counter() - t0)
+        theirs = []
+        for _ in range(6):
+            t0 = time.perf_counter()
+            torch.mm(torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()).cpu().numpy()
+            theirs.append(time.perf_counter() - t0)
+        rows.append({"n": n, "clgemm_s": med(ours), "torch_s": med(theirs[1:]),
+                     "ratio_to_torch": med(ours) / med(theirs[1:])})
+    return rows
+
+
+def nonfinite_fallback(rt, rng) -> dict:
+    """Inf operands on the tensor-core lane's hot path: IEEE propagation as numpy float32
+    gives, and the finite products around them accurate."""
+    n = 2048
+    plan = clgemm.plan(n, n, n)
+    results = []
+    for step, bad in enumerate([False, True, False, True, True, False]):
+        A = rng.standard_normal((n, n), np.float32)
+        B = rng.standard_normal((n, n), np.float32)
+        if bad:
+            A[step, 7] = np.inf
+        out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B)).get()
+        with np.errstate(invalid="ignore", over="ignore"):
+            ref32 = A @ B
+        fin = np.isfinite(ref32)
+        ref = A.astype(np.float64) @ B.astype(np.float64)
+        err = float(np.linalg.norm(out[fin] - ref[fin]) / np.linalg.norm(ref[fin]))
+        np_err = float(np.linalg.norm(ref32[fin] - ref[fin]) / np.linalg.norm(ref[fin]))
+        results.append({"inf_operand": bad,
+                        "nan_pattern_equal": bool(np.array_equal(np.isnan(out), np.isnan(ref32))),
+                        "inf_pattern_equal": bool(np.array_equal(np.isinf(out), np.isinf(ref32))),
+                        "rel_error": err, "numpy_rel_error": np_err})
+    return {"lane": plan.lane.name, "n": n, "steps": results,
+            "ok": all(r["nan_pattern_equal"] and r["inf_pattern_equal"]
+                      and r["rel_error"] <= 2 * r["numpy_rel_error"] for r in results)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--quick", action="store_true", help="small sizes (a CPU device)")
+    args = ap.parse_args(argv)
+    rt = get_runtime(args.device)
+    rng = np.random.default_rng(7)
+    big = (256, 512) if args.quick else (256, 512, 1024, 2048, 4096)
+    kpi = (96, 160) if args.quick else (1400, 2048, 3072, 4096)
+    data = {"command": sys.argv, "env": fingerprint(rt.device, sys.argv)}
+
+    def step(name, fn):
+        t0 = time.perf_counter()
+        try:
+            data[name] = fn()
+        except Exception as exc:  # noqa: BLE001 - one failed part must not lose the others
+            data[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"[{name}] {time.perf_counter() - t0:.1f} s: {json.dumps(data[name])[:2000]}",
+              flush=True)
+        with open(args.out, "w") as fh:
+            json.dump(data, fh, indent=1)
+
+    step("floor", lambda: host_floor(rt))
+    step("host_costs", lambda: host_costs(rt, big, rng))
+    step("kpi_public", lambda: kpi_public(rt, kpi, rng))
+    step("check", lambda: check_costs(rt, kpi[1:], rng))
+    step("approx", lambda: approx_costs(rt, kpi, rng))
+    step("host_path", lambda: host_path(rt, kpi, rng))
+    if not args.quick:
+        step("nonfinite_fallback", lambda: nonfinite_fallback(rt, rng))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

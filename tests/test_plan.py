@@ -1,0 +1,254 @@
+"""Plans: one route per product, decided once; the hot path on device arrays; every lane
+through the plan against float64."""
+
+from __future__ import annotations
+
+import ast
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+import pytest
+
+import clgemm
+from clgemm.errors import ShapeError
+from clgemm.runtime import get_runtime
+from conftest import assert_close_to_reference, emulate_tensor_cores, rand, reference
+
+SRC = Path(clgemm.__file__).parent
+
+
+def test_plan_is_decided_once_printable_and_used_by_matmul():
+    p = clgemm.plan(37, 29, 41, trans_b=True)
+    assert clgemm.plan(37, 29, 41, trans_b=True) is p
+    text = str(p)
+    assert "37x29" in text and "K=41" in text and "A @ B.T" in text
+    assert p.lane.schedule.key() in text and "why:" in text
+    assert p.station == "exact"
+    rt = get_runtime()
+    a = clgemm.to_device(np.ones((37, 41), np.float32))
+    b = clgemm.to_device(np.ones((29, 41), np.float32))
+    clgemm.matmul(a, b, trans_b=True)
+    assert rt.plans.get(p.key) is p  # the call looked up the same plan
+    checked = clgemm.plan(37, 29, 41, trans_b=True, check=True)
+    assert checked is not p and checked.station == "abft" and "ABFT" in str(checked)
+    assert clgemm.plan(37, 29, 41, rel_tol=1e-2).station == "approx"
+
+
+def test_plan_call_checks_its_operands(rng):
+    p = clgemm.plan(12, 10, 8)
+    with pytest.raises(ShapeError, match="this plan is for a 12x10x8"):
+        p(rand(rng, (12, 9)), rand(rng, (9, 10)))
+    with pytest.raises(clgemm.ContractError):
+        clgemm.plan(-1, 4, 4)
+    A, B = rand(rng, (12, 8)), rand(rng, (8, 10))
+    out = p(A, B)  # numpy in, numpy out, through the same plan
+    assert isinstance(out, np.ndarray)
+    ref, np_err = reference(A, B)
+    assert_close_to_reference(out, ref, np_err)
+
+
+def _device_view(rng, shape, order, pad):
+    """A device array of `shape` in `order` whose leading dimension exceeds its rows or
+    columns by `pad` (a slice of a larger array), its host copy, and a reader of its
+    content (pyopencl reads only contiguous arrays: the parent is read and sliced)."""
+    rows, cols = shape
+    host = rand(rng, shape)
+    if order == "F":
+        parent = clgemm.to_device(np.ascontiguousarray(
+            np.concatenate([host, rand(rng, (pad, cols))]).T))  # (cols, rows + pad)
+        return parent.T[:rows, :], host, lambda: parent.get().T[:rows, :]
+    parent = clgemm.to_device(np.concatenate([host, rand(rng, (rows, pad))], axis=1))
+    return parent[:, :cols], host, lambda: parent.get()[:, :cols]
+
+
+LANES = ["fp32", "3xtf32-mma (emulated)"]
+
+
+@pytest.fixture(params=LANES)
+def lane(request, monkeypatch):
+    """Each lane the exact contract can take on this device: the float32 family, and the
+    3xTF32 mma.sync lane with its PTX emulated (small tiles: the emulated 128 x 128 kernels
+    compile for minutes on the CPU)."""
+    rt = get_runtime()
+    if request.param == "fp32":
+        return "fp32"
+    from dataclasses import replace
+
+    from clgemm import route
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+
+    small = replace(DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
+                    warps_m=2, warps_n=1)
+    emulate_tensor_cores(monkeypatch, rt)
+    monkeypatch.setattr(route, "exact_schedule", lambda rt, m, n, k: small)
+    return "3xtf32-mma"
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_every_lane_through_the_plan(lane, ta, tb, rng):
+    """Odd shapes, every transpose, leading dimensions beyond the matrix, a column-major C,
+    alpha and beta, on device arrays (the hot path) and numpy arrays, against float64."""
+    m, n, k = 45, 37, 53
+    p = clgemm.plan(m, n, k, trans_a=ta, trans_b=tb)
+    assert p.lane.name == lane
+    a, A, _ = _device_view(rng, (k, m) if ta else (m, k), "C", 3)
+    b, B, _ = _device_view(rng, (n, k) if tb else (k, n), "F", 5)
+    c, C0, read_c = _device_view(rng, (m, n), "F", 2)
+    out = p(a, b, C=c, alpha=-0.75, beta=1.5)
+    assert out is c
+    ref, np_err = reference(A, B, C0, -0.75, 1.5, ta, tb)
+    assert_close_to_reference(read_c(), ref, np_err)
+    # beta == 0: C's old content is not read (poisoned), the output allocated by the call
+    fresh = p(a, b, alpha=2.0)
+    ref0, np_err0 = reference(A, B, None, 2.0, 0.0, ta, tb)
+    assert_close_to_reference(fresh.get(), ref0, np_err0)
+    poisoned = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+    assert_close_to_reference(p(a, b, C=poisoned, alpha=2.0).get(), ref0, np_err0)
+    host = p(A, B, alpha=2.0)  # numpy operands through the same plan
+    assert_close_to_reference(host, ref0, np_err0)
+
+
+def test_tensor_core_lane_falls_back_on_the_device(monkeypatch, rng):
+    """The 3xTF32 lane on the hot path reads no flag back: a gated float32 kernel recomputes
+    a product whose output is not finite. Inf and NaN then propagate as numpy's float32 does,
+    and the products after it (the gates alternate and are cleared one call ahead) are the
+    lane's own again, finite and accurate."""
+    from dataclasses import replace
+
+    from clgemm import route
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+
+    rt = get_runtime()
+    small = replace(DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
+                    warps_m=2, warps_n=1)
+    emulate_tensor_cores(monkeypatch, rt)
+    monkeypatch.setattr(route, "exact_schedule", lambda rt, m, n, k: small)
+    m, n, k = 33, 18, 40
+    assert clgemm.plan(m, n, k).lane.name == "3xtf32-mma"
+    for step, bad in enumerate([False, True, False, False, True, True, False]):
+        A, B = rand(rng, (m, k)), rand(rng, (k, n))
+        if bad:
+            A[step % m, 3] = np.inf
+        a, b = clgemm.to_device(A), clgemm.to_device(B)
+        out = clgemm.matmul(a, b).get()
+        with np.errstate(invalid="ignore", over="ignore"):
+            ref32 = A @ B
+        assert np.array_equal(np.isnan(out), np.isnan(ref32)), step
+        assert np.array_equal(np.isinf(out), np.isinf(ref32)), step
+        fin = np.isfinite(ref32)
+        ref = A.astype(np.float64) @ B.astype(np.float64)
+        err = np.linalg.norm(out[fin] - ref[fin]) / np.linalg.norm(ref[fin])
+        np_err = np.linalg.norm(ref32[fin] - ref[fin]) / np.linalg.norm(ref[fin])
+        assert err <= 2.0 * np_err + 1e-7, (step, err, np_err)
+
+
+def test_hot_path_does_not_wait_on_the_device(rng):
+    """With the queue held by an unfinished user event, chained calls on device arrays (C
+    given, or allocated by the call) all return: none of them waits for the device. Their
+    results are right once the event completes."""
+    rt = get_runtime()
+    A, B = rand(rng, (31, 26)), rand(rng, (26, 29))
+    a, b = clgemm.to_device(A), clgemm.to_device(B)
+    c = clgemm.to_device(np.full((31, 29), np.nan, np.float32))
+    clgemm.matmul(a, b, C=c)  # plan decided and kernel built before the queue is held
+    rt.user_queue.finish()
+    gate = cl.UserEvent(rt.context)
+    cl.enqueue_barrier(rt.user_queue, wait_for=[gate])
+    outs: list = []
+
+    def calls():
+        for _ in range(5):
+            outs.append(clgemm.matmul(a, b, C=c, alpha=0.5))
+            outs.append(clgemm.matmul(a, b))
+
+    worker = threading.Thread(target=calls, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    returned = not worker.is_alive()
+    gate.set_status(cl.command_execution_status.COMPLETE)
+    worker.join(timeout=60)
+    assert returned, "a call on device arrays waited for the device"
+    ref, np_err = reference(A, B)
+    assert_close_to_reference(outs[-1].get(), ref, np_err)
+    assert_close_to_reference(c.get(), 0.5 * ref, np_err)
+
+
+def test_one_plan_serves_many_threads(rng):
+    """Threads calling one plan at once (its kernel's arguments are shared state) each get
+    their own product."""
+    m, n, k = 40, 24, 35
+    p = clgemm.plan(m, n, k)
+    cases = [(rand(rng, (m, k)), rand(rng, (k, n))) for _ in range(8)]
+    devs = [(clgemm.to_device(A), clgemm.to_device(B)) for A, B in cases]
+    results: dict = {}
+
+    def work(i):
+        a, b = devs[i]
+        for _ in range(10):
+            out = p(a, b)
+        results[i] = out.get()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(devs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (A, B) in enumerate(cases):
+        ref, np_err = reference(A, B)
+        assert_close_to_reference(results[i], ref, np_err)
+
+
+def test_stations_and_hot_path_share_arrays_in_order(rng):
+    """A chain that passes the hot path, check=True and rel_tol on the same device arrays
+    (two queues underneath) sees every step's result."""
+    n = 48
+    A = rand(rng, (n, n))
+    a = clgemm.to_device(A)
+    x = clgemm.matmul(a, a)  # hot path, not waited for
+    y = clgemm.matmul(x, a, check=True)  # a station: must see x complete
+    z = clgemm.matmul(y, a)  # hot path again: must see y
+    ref = A.astype(np.float64)
+    ref = ref @ ref @ ref @ ref
+    got = z.get().astype(np.float64)
+    assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-5
+
+
+def test_the_lane_is_chosen_in_one_module():
+    """Only clgemm.route decides which lane serves a product: nothing else makes the exact
+    lanes or asks which schedule serves the exact contract (a lab campaign may read it)."""
+    deciders = {"exact_schedule", "exact_lane", "TcExactLane", "wgmma_exact_schedule"}
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in ("route.py", "lanes/tc_exact.py") or rel.startswith("lab/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                fn = node.func
+                name = fn.id if isinstance(fn, ast.Name) else getattr(fn, "attr", None)
+                if name in deciders:
+                    offenders.append(f"{rel}:{node.lineno} calls {name}")
+    assert offenders == []
+
+
+def test_no_module_state_keyed_by_runtime_identity():
+    """Per-device state lives on the Runtime (`rt.cached`), not in module dicts keyed by
+    id(rt): an id is reused once its object is collected."""
+    hits = [f"{p.relative_to(SRC)}" for p in SRC.rglob("*.py") if "id(rt)" in p.read_text()]
+    assert hits == []
+
+
+def test_runtime_empty_arrays_behave_like_pyopencl_ones(rng):
+    rt = get_runtime()
+    first, second = rt.empty(13, 7), rt.empty(13, 7)
+    assert isinstance(second, cla.Array) and second.shape == (13, 7)
+    assert second.strides == first.strides and second.queue is rt.user_queue
+    assert second.base_data != first.base_data
+    X = rand(rng, (13, 7))
+    second.set(X)
+    assert np.array_equal(second.get(), X)
+    assert np.array_equal((second * 2).get(), 2 * X)
+    assert rt.empty(0, 4).shape == (0, 4)
