@@ -249,12 +249,56 @@ def nonfinite_fallback(rt, rng) -> dict:
                       and r["rel_error"] <= 2 * r["numpy_rel_error"] for r in results)}
 
 
+def exact_lanes(rt, sizes, rng) -> list[dict]:
+    """The exact contract's two lanes through the hot path's launch (chained wall per call,
+    the 3xTF32 lane with its gated fallback), beside torch.mm: where 3xTF32 starts to win
+    (the table's min_flops)."""
+    from clgemm.lanes.fp32 import Fp32Lane, choose_schedule
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.lanes.tc import schedule_for
+    from clgemm.lanes.tc_exact import TcExactLane
+    from clgemm.operands import Operand
+
+    if not tensorcore_available(rt):
+        return [{"skipped": "no tensor-core lane on this device"}]
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        a, b, c = (clgemm.to_device(A) for _ in range(3))
+        ops = [Operand(x.base_data, 0, n, False) for x in (a, b, c)]
+        fp32 = Fp32Lane(rt, choose_schedule(rt, n, n, n))
+        lanes = {"fp32": fp32, "3xtf32-mma": TcExactLane(rt, schedule_for(rt, "3xtf32", n, n, n), fp32)}
+        row = {"n": n, "flops": 2.0 * n ** 3}
+        for name, lane in lanes.items():
+            for _ in range(3):
+                lane.enqueue(n, n, n, 1.0, 0.0, *ops, rt.user_queue)
+            rt.user_queue.finish()
+            per = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    lane.enqueue(n, n, n, 1.0, 0.0, *ops, rt.user_queue)
+                rt.user_queue.finish()
+                per.append((time.perf_counter() - t0) / 20)
+            row[name + "_s"] = med(per)
+        row["torch_s"], _ = torch_mm(n, A, 20)
+        row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32-mma_s"]
+        rows.append(row)
+    return rows
+
+
+PARTS = ("floor", "host_costs", "kpi_public", "check", "approx", "host_path",
+         "nonfinite_fallback", "exact_lanes")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes (a CPU device)")
+    ap.add_argument("--parts", default=",".join(PARTS), help="which parts to run")
     args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
     rt = get_runtime(args.device)
     rng = np.random.default_rng(7)
     big = (256, 512) if args.quick else (256, 512, 1024, 2048, 4096)
@@ -262,6 +306,8 @@ def main(argv=None) -> int:
     data = {"command": sys.argv, "env": fingerprint(rt.device, sys.argv)}
 
     def step(name, fn):
+        if name not in parts:
+            return
         t0 = time.perf_counter()
         try:
             data[name] = fn()
@@ -280,6 +326,8 @@ def main(argv=None) -> int:
     step("host_path", lambda: host_path(rt, kpi, rng))
     if not args.quick:
         step("nonfinite_fallback", lambda: nonfinite_fallback(rt, rng))
+    step("exact_lanes", lambda: exact_lanes(rt, (1024, 1400, 1600, 1800, 2048) if not args.quick
+                                            else (64,), rng))
     return 0
 
 

@@ -69,8 +69,7 @@ def plan(m: int, n: int, k: int, *, trans_a: bool = False, trans_b: bool = False
 def to_device(x: np.ndarray, device: "DeviceInfo | int | str | None" = None) -> cla.Array:
     """A float32 device copy of a host array, usable with `matmul` on the same device."""
     check_dtype("x", x)
-    rt = get_runtime(device)
-    return cla.to_device(rt.user_queue, np.ascontiguousarray(x), allocator=rt.pool)
+    return get_runtime(device).to_device(np.ascontiguousarray(x))
 
 
 def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,

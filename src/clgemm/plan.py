@@ -120,6 +120,10 @@ class Plan:
         k = self.key
         info = Info(method="exact", schedule=self.lane.schedule.key(), device=self.device,
                     shape=(k.m, k.n, k.k))
+        if type(A) is cla.Array:  # arrays of a queue of the caller's own: its work first
+            for x in (A, B, C):
+                if x is not None and x.queue is not None and x.queue is not rt.user_queue:
+                    x.queue.finish()
         with rt.station():
             if self.station == "abft":
                 tc = self.lane if isinstance(self.lane, TcExactLane) else None

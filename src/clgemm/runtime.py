@@ -156,6 +156,7 @@ class Runtime:
         # of calls allocates nothing after its first round (cl.Buffer is allocated lazily, on
         # first use, which cost 75-430 us a call on the H100).
         self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(self.user_queue))
+        self._pool_lock = threading.Lock()  # allocations from several threads, one at a time
         # The plans of this device's products (clgemm.route decides them, matmul looks
         # them up): a workload rarely has more distinct products than this.
         self.plans = LruMemo(PLAN_CACHE_SIZE)
@@ -193,19 +194,31 @@ class Runtime:
         templates = self.cached("output templates", lambda: LruMemo(256))
         fields = templates.get((m, n))
         if fields is None:
-            made = cla.empty(self.user_queue, (m, n), np.float32, allocator=self.pool)
+            with self._pool_lock:
+                made = cla.empty(self.user_queue, (m, n), np.float32, allocator=self.pool)
             fields = dict(vars(made))
             if set(fields) != _ARRAY_FIELDS:
                 fields = False
             templates.put((m, n), fields)
             return made
         if fields is False:
-            return cla.empty(self.user_queue, (m, n), np.float32, allocator=self.pool)
+            with self._pool_lock:
+                return cla.empty(self.user_queue, (m, n), np.float32, allocator=self.pool)
         out = cla.Array.__new__(cla.Array)
         out.__dict__.update(fields)
-        out.base_data = self.pool.allocate(4 * m * n) if m and n else None
+        if m and n:
+            with self._pool_lock:
+                out.base_data = self.pool.allocate(4 * m * n)
+        else:
+            out.base_data = None
         out.events = []
         return out
+
+    def to_device(self, host: np.ndarray) -> cla.Array:
+        """A device copy of a (contiguous float32) host array on the user queue, its memory
+        from the pool."""
+        with self._pool_lock:
+            return cla.to_device(self.user_queue, host, allocator=self.pool)
 
     @contextmanager
     def station(self) -> Iterator[None]:
@@ -367,7 +380,8 @@ class Runtime:
         numpy operands, call after call, allocates nothing new."""
         self.check_alloc(max(nbytes, 4), what)
         try:
-            return self.pool.allocate(max(nbytes, 4))
+            with self._pool_lock:
+                return self.pool.allocate(max(nbytes, 4))
         except cl.MemoryError as exc:
             raise OutOfDeviceMemoryError(
                 f"could not allocate {nbytes / 2**20:.1f} MiB for {what} on "

@@ -70,6 +70,7 @@ class TcKernel:
         self.program = built.program
         self._args = BoundArgs(built.kernel(KERNEL_NAME), _ARG_TYPES)
         self._lock = threading.Lock()
+        self._sizes: dict[tuple[int, int, int], int] = {}  # global size per (m, n, k), checked
 
     def global_size(self, m: int, n: int) -> int:
         s = self.schedule
@@ -84,11 +85,14 @@ class TcKernel:
             raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
         if c.transposed:
             raise ShapeError("the tensor-core kernel writes row-major C; map column-major C first")
-        check_index_range(m, n, k)
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset,
                 flag if flag is not None else nonfinite_flag(self.rt).scratch]
-        gsize = max(self.global_size(m, n), self.schedule.threads)  # an empty C: one idle group
+        gsize = self._sizes.get((m, n, k))
+        if gsize is None:
+            check_index_range(m, n, k)
+            # an empty C: one idle group
+            gsize = self._sizes[(m, n, k)] = max(self.global_size(m, n), self.schedule.threads)
         with self._lock:
             self._args.bind(args)
             return cl.enqueue_nd_range_kernel(queue or self.rt.queue, self._args.kernel,

@@ -19,7 +19,7 @@ from ..kernels.tensorcore import TcSchedule
 from ..operands import Operand, transposed_c
 from ..runtime import Runtime
 from .fp32 import Fp32Lane
-from .mma import fitting_schedule, get_kernel, layout_for, nonfinite_flag
+from .mma import TcKernel, fitting_schedule, get_kernel, layout_for, nonfinite_flag
 from .wgmma import enqueue_wgmma
 
 
@@ -31,25 +31,35 @@ class TcExactLane:
         self.rt = rt
         self.schedule = schedule
         self.fallback = fallback
-        self.name = ("3xtf32-wgmma" if isinstance(schedule, wgmma.WgSchedule)
-                     else "3xtf32-mma")
+        self.wgmma = isinstance(schedule, wgmma.WgSchedule)
+        self.name = "3xtf32-wgmma" if self.wgmma else "3xtf32-mma"
+        self.flag = nonfinite_flag(rt)
+        self._kernels: dict[tuple, TcKernel] = {}  # mma.sync kernels per operand layout
+
+    def _mma_kernel(self, a: Operand, b: Operand) -> TcKernel:
+        key = (a.transposed, b.transposed, a.ld % 4 == 0 and a.offset % 4 == 0,
+               b.ld % 4 == 0 and b.offset % 4 == 0)
+        kernel = self._kernels.get(key)
+        if kernel is None:
+            layout = layout_for(a, b)
+            kernel = get_kernel(self.rt, fitting_schedule(self.rt, self.schedule, layout), layout)
+            kernel = self._kernels.setdefault(key, kernel)
+        return kernel
 
     def product(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue, flag: "cl.Buffer") -> "cl.Event":
         """The 3xTF32 product alone, raising `flag` on a non-finite output."""
         a, b, c, m, n = transposed_c(a, b, c, m, n)
-        s = self.schedule
-        if isinstance(s, wgmma.WgSchedule):
-            return enqueue_wgmma(self.rt, m, n, k, alpha, beta, a, b, c, flag=flag, schedule=s,
-                                 queue=queue)
-        layout = layout_for(a, b)
-        return get_kernel(self.rt, fitting_schedule(self.rt, s, layout), layout).enqueue(
-            m, n, k, alpha, beta, a, b, c, queue=queue, flag=flag)
+        if self.wgmma:
+            return enqueue_wgmma(self.rt, m, n, k, alpha, beta, a, b, c, flag=flag,
+                                 schedule=self.schedule, queue=queue)
+        return self._mma_kernel(a, b).enqueue(m, n, k, alpha, beta, a, b, c, queue=queue,
+                                              flag=flag)
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
         if info is None and beta == 0.0:
-            flag = nonfinite_flag(self.rt)
+            flag = self.flag
             with flag.lock:
                 raise_gate, clear_gate = flag.next_gate()
                 event = self.product(m, n, k, alpha, beta, a, b, c, queue, raise_gate)
