@@ -301,13 +301,18 @@ def test_exact_lane_serves_matmul_when_promoted(promoted_lane, rng, monkeypatch)
     f32 = np.float32(0.75) * (A.T @ B) - np.float32(0.5) * C0
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert err <= 2.0 * np.linalg.norm(f32 - ref) / np.linalg.norm(ref) + 1e-7
-    # below the lane's min_flops the float32 family serves
+    # below the lane's min_flops the float32 family serves (routes decided anew: a plan
+    # keeps what it decided)
+    from conftest import fresh_routes
+
     monkeypatch.setattr(promoted_lane_table(), "min_flops", 2.0 * m * n * k + 1)
+    fresh_routes(monkeypatch, get_runtime())
     _, info = clgemm.matmul(A, B, trans_a=True, return_info=True)
     assert "lane" not in info.extra and not info.schedule.startswith("tc-")
     monkeypatch.setattr(promoted_lane_table(), "min_flops", 0.0)
     # the switch back to the float32 family, and an explicit schedule, bypass the lane
     monkeypatch.setenv("CLGEMM_EXACT_LANE", "fp32")
+    fresh_routes(monkeypatch, get_runtime())
     _, info = clgemm.matmul(A, B, trans_a=True, return_info=True)
     assert "lane" not in info.extra and not info.schedule.startswith("tc-")
 

@@ -11,7 +11,8 @@ does), rel_tol=None runs 3xTF32 instead: float32-level accuracy (relative Froben
 within 2x numpy float32's, checked by the gate and the tests), not float32 arithmetic
 operation for operation. A product with a non-finite output there is recomputed by the
 float32 family, so Inf and NaN propagate as above. CLGEMM_EXACT_LANE=fp32 (or an explicit
-`schedule=`) keeps the float32 family.
+`schedule=`) keeps the float32 family; it is read when a product's plan is decided (the
+first call of that shape in a process).
 
 Each call looks up its plan (clgemm.route decides it once per shape, layout, contract and
 device) and calls it; `clgemm.plan(...)` hands the plan to the caller, to print or to call.
