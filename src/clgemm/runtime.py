@@ -154,8 +154,11 @@ class Runtime:
         self.user_queue = cl.CommandQueue(self.context)
         # Outputs of calls made without C: a freed array's buffer returns here, so a chain
         # of calls allocates nothing after its first round (cl.Buffer is allocated lazily, on
-        # first use, which cost 75-430 us a call on the H100).
-        self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(self.user_queue))
+        # first use, which cost 75-430 us a call on the H100). Deferred, not immediate: the
+        # immediate allocator writes to each new buffer on the queue, and on NVIDIA's OpenCL
+        # that write waited for the queue's earlier kernels (a call without C then waited
+        # for the device: tests/test_plan.py's hot-path test caught it on the H100).
+        self.pool = cltools.MemoryPool(cltools.DeferredAllocator(self.context))
         self._pool_lock = threading.Lock()  # allocations from several threads, one at a time
         # The plans of this device's products (clgemm.route decides them, matmul looks
         # them up): a workload rarely has more distinct products than this.
