@@ -268,9 +268,14 @@ def promoted_lane(monkeypatch):
     with the PTX emulated so that the whole road runs on any OpenCL device."""
     from clgemm.select import table as table_mod
 
+    from clgemm import route
+
     from conftest import emulate_tensor_cores
 
     rt = get_runtime()
+    # the tests' products are small: the rule that keeps a product whose tiles leave most
+    # compute units idle off the lane (test_exact_lane_needs_tiles_for_the_units) is off
+    monkeypatch.setattr(route, "MIN_TILES_PER_UNIT", 0.0)
     base = table_mod.load_table(rt.device)
     s = replace(SMALL, mode="3xtf32", fold=1)
     lane = table_mod.TcLane({}, {"3xtf32": s}, exact="3xtf32",
@@ -315,6 +320,26 @@ def test_exact_lane_serves_matmul_when_promoted(promoted_lane, rng, monkeypatch)
     fresh_routes(monkeypatch, get_runtime())
     _, info = clgemm.matmul(A, B, trans_a=True, return_info=True)
     assert "lane" not in info.extra and not info.schedule.startswith("tc-")
+
+
+def test_exact_lane_needs_tiles_for_the_units(promoted_lane, rng, monkeypatch):
+    """A promoted lane serves only products whose output tiles number at least
+    MIN_TILES_PER_UNIT x the compute units; fewer go to the float32 family."""
+    import clgemm
+    from clgemm import route
+
+    from conftest import fresh_routes
+
+    rt = get_runtime()
+    m, n, k = 37, 29, 21
+    tiles = -(-m // promoted_lane.block_m) * -(-n // promoted_lane.block_n)
+    assert clgemm.plan(m, n, k).lane.name == "3xtf32-mma"
+    monkeypatch.setattr(route, "MIN_TILES_PER_UNIT", (tiles + 1) / rt.device.compute_units)
+    fresh_routes(monkeypatch, rt)
+    assert clgemm.plan(m, n, k).lane.name == "fp32"
+    monkeypatch.setattr(route, "MIN_TILES_PER_UNIT", tiles / rt.device.compute_units)
+    fresh_routes(monkeypatch, rt)
+    assert clgemm.plan(m, n, k).lane.name == "3xtf32-mma"
 
 
 @pytest.mark.parametrize("bad", ["inf", "nan-all-ones"])

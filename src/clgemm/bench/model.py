@@ -180,7 +180,8 @@ def run_model(opts: ModelOptions, progress=print) -> dict:
 
     rows = []
     for c in distinct:  # plans, compiles and the check first: none of it is timed
-        row = {"name": c.name, "class": class_of(c), "m": c.m, "n": c.n, "k": c.k,
+        names = sorted({x.name for x in calls if x.shape == c.shape})
+        row = {"name": ", ".join(names), "class": class_of(c), "m": c.m, "n": c.n, "k": c.k,
                "trans_a": c.trans_a, "trans_b": c.trans_b,
                "count": sum(x.repeat for x in calls if x.shape == c.shape),
                "lane": ours.lane(c), "accuracy": _accuracy(ops, c, ours.checked(c), rng)}
@@ -208,13 +209,15 @@ def run_model(opts: ModelOptions, progress=print) -> dict:
             progress(f"  {side.name}: trace {totals[side.name]['median_s'] * 1e3:.2f} ms")
     flops = sum(2.0 * c.m * c.n * c.k * c.repeat for c in calls)
     by_class: dict[str, dict] = {}
-    for row in rows:
-        agg = by_class.setdefault(row["class"], {"count": 0, "flops": 0.0})
-        agg["count"] += row["count"]
-        agg["flops"] += 2.0 * row["m"] * row["n"] * row["k"] * row["count"]
+    row_of = {c.shape: row for row, c in zip(rows, distinct)}
+    for c in calls:  # by each call's own class (products of one shape can serve two)
+        row = row_of[c.shape]
+        agg = by_class.setdefault(class_of(c), {"count": 0, "flops": 0.0})
+        agg["count"] += c.repeat
+        agg["flops"] += 2.0 * c.m * c.n * c.k * c.repeat
         for side in sides:
             key = f"{side.name}_s"
-            agg[key] = agg.get(key, 0.0) + row[key] * row["count"]
+            agg[key] = agg.get(key, 0.0) + row[key] * c.repeat
     for row in rows + list(by_class.values()):
         for peer in peers:
             row[f"ratio_to_{peer.name}"] = row["clgemm_s"] / row[f"{peer.name}_s"]

@@ -25,7 +25,7 @@ from ..errors import ClgemmError, ShapeError
 from ..kernels.ozaki import (KERNEL_PRODUCT, KERNEL_SCALE, KERNEL_SPLIT, SPLIT_TILE, OzDialect,
                             OzSchedule, check, render_product, render_split)
 from ..operands import Operand, check_index_range, transposed_c
-from ..runtime import Runtime
+from ..runtime import Runtime, get_runtime
 from .probe import ptx_blocker
 
 
@@ -271,8 +271,6 @@ def ozaki_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None,
     """Host arrays in, (result, info) out, info = {"schedule", "seconds": {total, kernel,
     split}, "fallback"}. A non-finite operand or output (the flag) recomputes the product
     with the float32 family when `fallback` (IEEE propagation), else leaves the Ozaki result."""
-    from ..runtime import get_runtime
-
     rt = rt or get_runtime()
     dialect = dialect or default_dialect()
     if check_support and not dialect.emulate and not ozaki_support(rt).available:

@@ -14,7 +14,7 @@ from ..errors import ClgemmError, ShapeError
 from ..kernels import wgmma
 from ..kernels.tensorcore import TcSchedule
 from ..operands import Operand, transposed_c
-from ..runtime import LruMemo, Runtime
+from ..runtime import LruMemo, Runtime, get_runtime
 from ..select import table as tables
 from ..select.table import TcLane
 from .mma import DEFAULT_SCHEDULES, fitting_schedule, get_kernel, layout_for
@@ -129,8 +129,6 @@ def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alph
               ) -> tuple[np.ndarray, float]:
     """Host arrays in, (result, kernel seconds) out, through the tensor cores. For tests and
     benchmarks; the public door stays clgemm.matmul."""
-    from .runtime import get_runtime
-
     rt = rt or get_runtime()
     if not tensorcore_available(rt):
         raise ClgemmError(f"no tensor-core lane on {rt.device.name!r}: "
