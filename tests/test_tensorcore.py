@@ -349,6 +349,7 @@ def test_exact_lane_keeps_ieee_propagation(promoted_lane, rng, monkeypatch, conv
     float32 family, with beta's old C kept, so the result is the IEEE one. With the integer
     rounding of convert=1, a NaN whose payload is all ones wraps hi to -0: lo keeps it NaN."""
     import clgemm
+    from clgemm.lanes.fp32 import SAFE_SCHEDULE
     from clgemm.select import table as table_mod
 
     if convert:
@@ -362,7 +363,7 @@ def test_exact_lane_keeps_ieee_propagation(promoted_lane, rng, monkeypatch, conv
     C0 = rng.standard_normal((m, n)).astype(np.float32)
     out, info = clgemm.matmul(A, B, C=C0.copy(), beta=2.0, return_info=True)
     assert "lane_fallback" in info.extra
-    expect = clgemm.matmul(A, B, C=C0.copy(), beta=2.0, schedule=clgemm.api.SAFE_SCHEDULE)
+    expect = clgemm.matmul(A, B, C=C0.copy(), beta=2.0, schedule=SAFE_SCHEDULE)
     if bad == "inf":
         assert np.isposinf(out[3]).all() and np.isposinf(expect[3]).all()
     else:

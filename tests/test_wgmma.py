@@ -328,22 +328,31 @@ def test_nvidia_wgmma_3xtf32_flags_nonfinite_and_serves_exact_lane(rng, monkeypa
     assert _flag_raised(rt, "3xtf32", A, B, False, wgmma.DEFAULT_3X)
 
     import clgemm
+    from clgemm import route
     from clgemm.select import table as table_mod
 
+    from conftest import fresh_routes
+
+    # a small product: the rule that keeps products with few tiles per compute unit off the
+    # lane is off, and the routes are decided anew after each change of the table
+    monkeypatch.setattr(route, "MIN_TILES_PER_UNIT", 0.0)
     base = table_mod.load_table(rt.device)
     lane = table_mod.TcLane({}, {}, exact="3xtf32", evidence={"gate": "test"},
                             exact_kernel="wgmma")
     monkeypatch.setattr(table_mod, "load_table",
                         lambda device, path=None: replace(base, tensorcore=lane))
+    fresh_routes(monkeypatch, rt)
     A[7, 3] = 1.0
     out, info = clgemm.matmul(A, B, device=rt.device, return_info=True)
     assert info.schedule == wgmma.DEFAULT_3X.key() and info.extra["lane"] == "3xtf32"
     monkeypatch.setattr(table_mod, "load_table", lambda device, path=None: replace(
         base, tensorcore=replace(lane, exact_kernel="mma.sync")))  # the H100 table's choice
+    fresh_routes(monkeypatch, rt)
     _, info = clgemm.matmul(A, B, device=rt.device, return_info=True)
     assert info.schedule.startswith("tc-3xtf32-")
     monkeypatch.setattr(table_mod, "load_table",
                         lambda device, path=None: replace(base, tensorcore=lane))
+    fresh_routes(monkeypatch, rt)
     ref = A.astype(np.float64) @ B.astype(np.float64)
     assert np.linalg.norm(out - ref) <= 2.0 * np.linalg.norm(A @ B - ref)
     A[7, 3] = np.inf  # the non-finite output goes back to the float32 family

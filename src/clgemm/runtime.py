@@ -158,7 +158,9 @@ class Runtime:
         # immediate allocator writes to each new buffer on the queue, and on NVIDIA's OpenCL
         # that write waited for the queue's earlier kernels (a call without C then waited
         # for the device: tests/test_plan.py's hot-path test caught it on the H100).
-        self.pool = cltools.MemoryPool(cltools.DeferredAllocator(self.context))
+        with warnings.catch_warnings():  # pyopencl warns that a deferred allocator's
+            warnings.simplefilter("ignore", UserWarning)  # out-of-memory shows at first use
+            self.pool = cltools.MemoryPool(cltools.DeferredAllocator(self.context))
         self._pool_lock = threading.Lock()  # allocations from several threads, one at a time
         # The plans of this device's products (clgemm.route decides them, matmul looks
         # them up): a workload rarely has more distinct products than this.

@@ -80,7 +80,7 @@ import threading
 class Products:
     """GEMMs on device arrays of one runtime with the library's own kernels, enqueued without
     waiting (the queue is in order; reading a result synchronises). Schedules are chosen once
-    per shape class (api.choose_schedule is too slow to call per product)."""
+    per shape class (choose_schedule is too slow to call per product)."""
 
     def __init__(self, rt) -> None:
         self.rt = rt
