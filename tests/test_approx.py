@@ -209,8 +209,8 @@ def test_tensor_core_split_k_products(tc_lane, small_tc_tiles, rng, mode, ta, tb
     over K summed, against float64, at odd shapes where K does not divide into the slices."""
     import pyopencl as cl
 
-    from clgemm.lanes import splitk
     from clgemm.guard.device import guard_device
+    from clgemm.lanes import mma, splitk
     from clgemm.operands import upload
     from clgemm.runtime import get_runtime
 
@@ -220,14 +220,14 @@ def test_tensor_core_split_k_products(tc_lane, small_tc_tiles, rng, mode, ta, tb
     B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     a, _ = upload(rt, "A", A, ta)
     b, _ = upload(rt, "B", B, tb)
-    s = tc_lane.DEFAULT_SCHEDULES[mode]
-    sk = splitk.get_tc_splitk(rt, s, tc_lane.layout_for(a, b))
+    s = mma.DEFAULT_SCHEDULES[mode]
+    sk = splitk.get_tc_splitk(rt, s, mma.layout_for(a, b))
     stride = splitk.slab_stride(m, n)
     part = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, 4 * stride * slices)
     out = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
                     hostbuf=np.full(m * n, np.nan, np.float32))
     used, kc = sk.enqueue(rt.queue, m, n, k, 0.5, a, b, part, slices,
-                          tc_lane.nonfinite_flag(rt).scratch)
+                          mma.nonfinite_flag(rt).scratch)
     assert used == 3 and kc % s.block_k == 0
     guard_device(rt).sum_slabs(part, m * n, used, stride, out, 0)
     got = np.empty(m * n, np.float32)

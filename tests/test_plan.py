@@ -194,6 +194,11 @@ def test_hot_path_does_not_wait_on_the_device(rng):
     warm = [clgemm.matmul(a, b) for _ in range(3)]
     del warm
     rt.user_queue.finish()
+    t0 = time.perf_counter()
+    _spin(rt, 3.0)
+    rt.user_queue.finish()
+    if time.perf_counter() - t0 < 1.0:  # seen on NVIDIA's OpenCL: cause not isolated
+        pytest.skip("a spin kernel did not hold this device busy: the test cannot tell")
     busy = _spin(rt, 3.0)
     t0 = time.perf_counter()
     last = None

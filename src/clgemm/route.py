@@ -95,9 +95,10 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
 # The 3xTF32 lane takes a product only where its output tiles number at least half the
 # compute units: with fewer, its large tiles leave most units idle while the float32 family's
 # smaller ones spread over them. On the H100 (132 units, 128 x 128 tiles; records/nvidia-h100/
-# 2026-12-06-model-suite): 512x2048x5632 (64 tiles) 477 us against the float32 family's 384,
-# 1568x512x4608 (52) 388 against 287; 6272x256x2304 (98) 206 against 252, 512x5632x2048 (176)
-# 309 against 385. Per-class tables (the tuner's shape classes) are to replace this rule.
+# 2026-12-06-model-suite/lane-change.json): 512x2048x5632 (64 tiles) 477 us against the float32
+# family's 384, 1568x512x4608 (52) 388 against 286; 6272x256x2304 (98) 206 against 252,
+# 512x5632x2048 (176) 309 against 385. Per-class tables (the tuner's shape classes) are to
+# replace this rule.
 MIN_TILES_PER_UNIT = 0.5
 
 
