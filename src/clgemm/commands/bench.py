@@ -116,6 +116,19 @@ def argparse_hidden():
     return argparse.SUPPRESS
 
 
+def _command(args) -> list[str]:
+    """The command line an artifact records."""
+    argv = ["clgemm"] + sys.argv[1:] if sys.argv and "clgemm" in sys.argv[0] else list(sys.argv)
+    return getattr(args, "_argv", None) or argv
+
+
+def _schema_failure(out: str, errors: list[str]) -> int:
+    print(f"clgemm bench: artifact {out} does not match its schema:", file=sys.stderr)
+    for e in errors[:20]:
+        print("  " + e, file=sys.stderr)
+    return 3
+
+
 def _model(args) -> int:
     from ..bench.model import ModelOptions, format_model, run_model_artifact
     from ..device import get_device
@@ -136,13 +149,9 @@ def _model(args) -> int:
         return 2
     opts = ModelOptions(trace=args.trace, device=args.device, repeats=max(1, args.repeats),
                         peers=peers, seed=args.seed or 0, quiet=args.quiet)
-    argv = ["clgemm"] + sys.argv[1:] if sys.argv and "clgemm" in sys.argv[0] else list(sys.argv)
-    artifact, errors = run_model_artifact(opts, args.out, getattr(args, "_argv", None) or argv)
+    artifact, errors = run_model_artifact(opts, args.out, _command(args))
     if errors:
-        print(f"clgemm bench: artifact {args.out} does not match its schema:", file=sys.stderr)
-        for e in errors[:20]:
-            print("  " + e, file=sys.stderr)
-        return 3
+        return _schema_failure(args.out, errors)
     if not args.quiet:
         print(format_model(artifact["model"]))
         print(f"wrote {args.out}")
@@ -184,13 +193,9 @@ def _bench(args) -> int:
         load=args.load, build_cost=not args.no_build_cost, host_path=not args.no_host_path,
         quiet=args.quiet, session_index=args.session_index,
     )
-    argv = ["clgemm"] + sys.argv[1:] if sys.argv and "clgemm" in sys.argv[0] else list(sys.argv)
-    artifact, errors = run_bench(opts, getattr(args, "_argv", None) or argv)
+    artifact, errors = run_bench(opts, _command(args))
     if errors:
-        print(f"clgemm bench: artifact {args.out} does not match its schema:", file=sys.stderr)
-        for e in errors[:20]:
-            print("  " + e, file=sys.stderr)
-        return 3
+        return _schema_failure(args.out, errors)
     if not args.quiet:
         print(f"wrote {args.out} (complete={artifact['complete']}"
               + (", schema validated" if errors is not None else ", jsonschema absent: not validated")
