@@ -36,6 +36,9 @@ def test_model_suite_on_the_tiny_trace(tmp_path, capsys):
         if min(p["m"], p["n"]) > 1:  # single rows and columns: the GEMV issue's (2.1-2.6x)
             assert acc["rel_error"] <= 2.0 * acc["numpy_f32_rel_error"], p
     assert "total (trace)" in capsys.readouterr().out
+    assert main(["report", str(out), "-o", str(tmp_path / "rep"), "--name", "m"]) == 0
+    text = (tmp_path / "rep" / "m.md").read_text()
+    assert "Model workloads through the public call" in text and "total (trace)" in text
 
 
 @pytest.mark.parametrize("argv,message", [

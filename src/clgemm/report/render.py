@@ -316,6 +316,37 @@ def _selector_blocks(replays, link) -> list[tuple]:
                        "source"], rows)]
 
 
+def _model_blocks(models, link) -> list[tuple]:
+    """Model workloads (`bench --suite model`): each trace's total time beside the peers,
+    then per class of product."""
+    if not models:
+        return []
+    B: list[tuple] = [("h", 2, "Model workloads through the public call"),
+                      ("p", ["Each trace replayed one product at a time through clgemm.matmul on "
+                             "device arrays (outputs allocated by the call), beside the peers in "
+                             "the same process; ratio = clgemm's time over the peer's (below 1: "
+                             "clgemm faster)."])]
+    for p, a in models:
+        m = a["model"]
+        dev = a["env"]["device"]["name"]
+        peers = [x for x in ("torch", "numpy") if f"{x}_s" in m["summary"]]
+        head = ["class", "calls", "clgemm ms"] + sum(([f"{x} ms", f"/ {x}"] for x in peers), [])
+        rows = []
+        for name, c in m["classes"].items():
+            rows.append([name, c["count"], _fmt(c["clgemm_s"] * 1e3, ".3f")] + sum(
+                ([_fmt(c[f"{x}_s"] * 1e3, ".3f"), _fmt(c[f"ratio_to_{x}"], ".2f")]
+                 for x in peers), []))
+        s = m["summary"]
+        rows.append(["total (trace)", s["calls"], _fmt(s["clgemm_s"] * 1e3, ".3f")] + sum(
+            ([_fmt(s[f"{x}_s"] * 1e3, ".3f"), _fmt(s[f"ratio_to_{x}"], ".2f")] for x in peers),
+            []))
+        B.append(("p", [f"{Path(m['trace']).name} on {dev}: largest error "
+                        f"{_fmt(m['max_error_ratio_to_numpy'], '.2f')}x numpy float32's. Source: ",
+                        Link(Path(p).name, link(p))]))
+        B.append(("table", head, rows))
+    return B
+
+
 # ---- renderers ------------------------------------------------------------------------------
 
 def _md_cell(x) -> str:
@@ -384,21 +415,23 @@ def write_report(paths: list[str], out_dir: str | Path, name: str = "report",
     """Write <out_dir>/<name>.md and <name>.html (and PNGs beside, unless embed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bench, roof, replays = [], [], []
+    bench, roof, replays, models = [], [], [], []
     for p in paths:
         raw = json.loads(Path(p).read_text())
         if str(raw.get("schema", "")).startswith("clgemm.replay/"):
             replays.append((p, raw))  # `clgemm replay` artifacts: the selector section
             continue
         a = load_artifact(p)
-        (roof if a["kind"] == "roofline" else bench).append((p, a))
-    if not bench and not roof:
-        raise ValueError("no bench or roofline artifact to report")
+        {"roofline": roof, "model": models}.get(a["kind"], bench).append((p, a))
+    if not bench and not roof and not models:
+        raise ValueError("no bench, roofline or model artifact to report")
 
     def link(p) -> str:
         return os.path.relpath(Path(p).resolve(), out_dir.resolve()).replace(os.sep, "/")
 
-    blocks = _blocks(bench, roof, link) + _selector_blocks(replays, link)
+    head = (_blocks(bench, roof, link) if bench or roof
+            else [("h", 1, f"clgemm report: {models[0][1]['env']['device']['name']}")])
+    blocks = head + _model_blocks(models, link) + _selector_blocks(replays, link)
     written = []
     images = {}
     for b in blocks:
