@@ -287,8 +287,62 @@ def exact_lanes(rt, sizes, rng) -> list[dict]:
     return rows
 
 
+def gemv(rt, rng) -> dict:
+    """Decode products (the small-rows lane) through the hot path, chained, beside torch
+    (fp32), and the bytes they must move over the card's copy bandwidth."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    big = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, 1 << 30)
+    dst = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, 1 << 30)
+    cl.enqueue_copy(rt.user_queue, dst, big)
+    rt.user_queue.finish()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        cl.enqueue_copy(rt.user_queue, dst, big)
+    rt.user_queue.finish()
+    copy_bw = 2 * 10 * (1 << 30) / (time.perf_counter() - t0)  # bytes read + written
+    rows = []
+    for m, n, k, tb in ((1, 11008, 4096, True), (16, 11008, 4096, True), (1, 4096, 11008, True),
+                        (16, 4096, 11008, True), (1, 32000, 4096, True), (1, 4096, 4096, False),
+                        (16, 4096, 4096, False)):
+        A = rng.standard_normal((m, k), np.float32)
+        B = rng.standard_normal((n, k) if tb else (k, n), np.float32)
+        a, b = clgemm.to_device(A), clgemm.to_device(B)
+        lane = clgemm.plan(m, n, k, trans_b=tb).lane.name
+        call = lambda: clgemm.matmul(a, b, trans_b=tb)  # noqa: E731
+        for _ in range(3):
+            call()
+        rt.user_queue.finish()
+        per = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                call()
+            rt.user_queue.finish()
+            per.append((time.perf_counter() - t0) / 20)
+        ta_, tb_ = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+        opb = tb_.T if tb else tb_
+        for _ in range(3):
+            torch.matmul(ta_, opb)
+        torch.cuda.synchronize()
+        tper = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                torch.matmul(ta_, opb)
+            torch.cuda.synchronize()
+            tper.append((time.perf_counter() - t0) / 20)
+        ours, theirs = med(per), med(tper)
+        moved = 4.0 * (m * k + n * k + m * n)
+        rows.append({"m": m, "n": n, "k": k, "trans_b": tb, "lane": lane, "clgemm_s": ours,
+                     "torch_s": theirs, "speed_vs_torch": theirs / ours,
+                     "bandwidth_Bps": moved / ours, "of_copy_bandwidth": moved / ours / copy_bw})
+    return {"copy_bandwidth_Bps": copy_bw, "rows": rows}
+
+
 PARTS = ("floor", "host_costs", "kpi_public", "check", "approx", "host_path",
-         "nonfinite_fallback", "exact_lanes")
+         "nonfinite_fallback", "exact_lanes", "gemv")
 
 
 def main(argv=None) -> int:
@@ -328,6 +382,8 @@ def main(argv=None) -> int:
         step("nonfinite_fallback", lambda: nonfinite_fallback(rt, rng))
     step("exact_lanes", lambda: exact_lanes(rt, (1024, 1400, 1600, 1800, 2048) if not args.quick
                                             else (64,), rng))
+    if not args.quick:
+        step("gemv", lambda: gemv(rt, rng))
     return 0
 
 

@@ -132,6 +132,16 @@ def shares_memory(x: cla.Array, y: cla.Array) -> bool:
     return a0 < b1 and b0 < a1
 
 
+def scale_empty_product(out: cla.Array, beta: float, queue) -> cla.Array:
+    """C = beta * C (zeros where beta == 0, C unread): the product over K == 0, on `queue`."""
+    view = out.with_queue(queue)
+    if beta == 0.0:
+        view.fill(np.float32(0))
+    else:
+        view *= np.float32(beta)
+    return out
+
+
 def refuse_overlap(C: cla.Array, A: cla.Array, B: cla.Array) -> None:
     """The kernels read A and B while they write C: an overlap would be read after it is
     overwritten, a wrong result with no error."""
@@ -152,6 +162,8 @@ def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool,
         out = C if C is not None else rt.empty(m, n)
         if m == 0 or n == 0:
             return out
+        if info.shape[2] == 0:
+            return scale_empty_product(out, beta, rt.queue)
         a = device_operand(rt, "A", A, trans_a)
         b = device_operand(rt, "B", B, trans_b)
         c = device_operand(rt, "C", out, False)

@@ -27,7 +27,7 @@ from .lanes import Lane
 from .lanes.fp32 import Fp32Lane
 from .lanes.tc_exact import TcExactLane
 from .operands import (Operand, check_index_range, device_operand, refuse_overlap, run_product,
-                       transposed_c)
+                       scale_empty_product, transposed_c)
 from .runtime import Runtime
 from .schedule import Schedule
 from .validate import check_operands, check_scalar, is_device_array, reject_nonfinite
@@ -155,6 +155,8 @@ class Plan:
             out = C
         if m == 0 or n == 0:
             return out
+        if k.k == 0:
+            return scale_empty_product(out, beta, rt.user_queue)
         a = device_operand(None, "A", A, k.trans_a)  # on the user queue: in rt's context
         b = device_operand(None, "B", B, k.trans_b)
         c = device_operand(None, "C", out, False)

@@ -12,7 +12,9 @@ import os
 
 from .kernels import wgmma
 from .kernels.tensorcore import TcSchedule
+from .kernels.gemv import MAX_ROWS, GemvSchedule
 from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule
+from .lanes.gemv import GemvLane, fits
 from .lanes.probe import tensorcore_available, wgmma_support
 from .lanes.tc import schedule_for, wgmma_3x_schedule
 from .lanes.tc_exact import TcExactLane
@@ -39,7 +41,14 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
         chosen, why = choose_schedule(rt, m, n, k), f"float32 family from {table_note}"
     fp32 = rt.cached(("fp32 lane", chosen), lambda: Fp32Lane(rt, chosen))
     exact = fp32
-    if key.schedule is None and key.selector == "static":
+    # (a checked product keeps the float32 family: the guard recomputes with its kernels)
+    small = (key.schedule is None and key.selector == "static" and not contract.check
+             and 0 < min(m, n) <= MAX_ROWS)
+    if small and fits(rt, GemvSchedule()):
+        exact = rt.cached("gemv lane", lambda: GemvLane(rt))
+        why = (f"gemv: {min(m, n)} row(s) or column(s), the large operand streamed once; the "
+               f"float32 family ({chosen.key()}) backs the stations")
+    elif key.schedule is None and key.selector == "static":
         tc = exact_lane(rt, m, n, k, fp32)
         if tc is not None:
             exact = tc

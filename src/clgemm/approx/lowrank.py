@@ -31,7 +31,8 @@ from ..lanes.mma import DEFAULT_SCHEDULES, nonfinite_flag, valid_for
 from ..lanes.mma import get_kernel as tc_kernel
 from ..lanes.mma import layout_for as tc_layout_for
 from ..lanes.probe import tensorcore_support
-from ..operands import Operand, device_operand, logical_shape, transposed_c
+from ..operands import (Operand, device_operand, logical_shape, scale_empty_product,
+                        transposed_c)
 from ..select.table import shape_class
 
 # Gaussian probes: the ratio estimate times a safety factor (safety_for(b)) under-states the
@@ -120,13 +121,8 @@ class Products:
         out = C if C is not None else self.empty((m, n))
         if m == 0 or n == 0:
             return out
-        if k == 0:
-            on_queue = out.with_queue(self.queue)  # C may be a user array, of another queue
-            if beta == 0.0:
-                on_queue.fill(np.float32(0))
-            else:
-                on_queue *= np.float32(beta)
-            return out
+        if k == 0:  # C may be a user array, of another queue
+            return scale_empty_product(out, beta, self.queue)
         a = device_operand(self.rt, "A", A, ta)
         b = device_operand(self.rt, "B", B, tb)
         c = device_operand(self.rt, "C", out, False)

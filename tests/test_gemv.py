@@ -1,0 +1,59 @@
+"""The small-rows lane (decode products: m or n up to 16) through the plan, against float64,
+every layout, within the exact contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import clgemm
+from clgemm.kernels.gemv import MAX_ROWS
+from conftest import assert_close_to_reference, rand, reference
+
+SHAPES = [(1, 37, 53), (13, 77, 129), (16, 5, 300), (200, 1, 65), (201, 7, 65), (3, 2, 1)]
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_small_rows_lane_every_layout(m, n, k, ta, tb, rng):
+    p = clgemm.plan(m, n, k, trans_a=ta, trans_b=tb)
+    assert p.lane.name == "gemv" and "gemv" in str(p)
+    A = rand(rng, (k, m) if ta else (m, k))
+    B = rand(rng, (n, k) if tb else (k, n))
+    C0 = rand(rng, (m, n))
+    out = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-2.0, trans_a=ta, trans_b=tb)
+    ref, np_err = reference(A, B, C0, 0.5, -2.0, ta, tb)
+    assert_close_to_reference(out, ref, np_err)
+    # device arrays, C column-major and poisoned (beta == 0 must not read it)
+    c = clgemm.to_device(np.full((n, m), np.nan, np.float32)).T
+    got = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), C=c, trans_a=ta, trans_b=tb)
+    ref0, np_err0 = reference(A, B, None, 1.0, 0.0, ta, tb)
+    assert_close_to_reference(got.get(), ref0, np_err0)
+
+
+def test_small_rows_lane_strided_operands(rng):
+    """Leading dimensions beyond the matrix (slices of larger arrays) on device arrays."""
+    m, n, k = 4, 90, 70
+    big_a, big_b = rand(rng, (m, k + 6)), rand(rng, (k, n + 3))
+    a = clgemm.to_device(big_a)[:, :k]
+    b = clgemm.to_device(big_b)[:, :n]
+    got = clgemm.matmul(a, b).get()
+    ref, np_err = reference(big_a[:, :k], big_b[:, :n])
+    assert_close_to_reference(got, ref, np_err)
+
+
+def test_small_rows_lane_holds_the_exact_contract_on_long_rows(rng):
+    """A single row against a long K: the lane's blocked sums stay within twice numpy
+    float32's error (the square-tile kernels ran 2.2-2.7x on such rows)."""
+    for _ in range(5):
+        A, B = rand(rng, (1, 4099)), rand(rng, (4099, 257))
+        ref, np_err = reference(A, B)
+        assert_close_to_reference(clgemm.matmul(A, B), ref, np_err)
+
+
+def test_only_small_products_take_the_lane():
+    assert clgemm.plan(MAX_ROWS, 300, 40).lane.name == "gemv"
+    assert clgemm.plan(300, MAX_ROWS, 40).lane.name == "gemv"
+    assert clgemm.plan(MAX_ROWS + 1, MAX_ROWS + 1, 40).lane.name != "gemv"
+    # a checked product keeps the float32 family: the guard recomputes with its kernels
+    assert clgemm.plan(1, 300, 40, check=True).lane.name == "fp32"
