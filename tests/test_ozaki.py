@@ -111,7 +111,7 @@ def _device_problem(rt, m, n, k, ta, tb, pad=0, off=0, seed=0, wide=False, C0=No
         mf = cl.mem_flags
         return Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=buf), off, ld, False)
 
-    a, b = replace(store(A), transposed=ta), replace(store(B), transposed=tb)
+    a, b = store(A)._replace(transposed=ta), store(B)._replace(transposed=tb)
     return A, B, a, b
 
 

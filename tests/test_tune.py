@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from clgemm import engine, plan
+from clgemm import engine
+from clgemm.lanes import fp32
 from clgemm.schedule import DeviceLimits, Schedule, SearchSpace
 from clgemm.select.table import Table, load_table, shape_class
 from clgemm.tune import loop
@@ -40,10 +41,10 @@ TINY = Problem(64, 64, 64)
 TIGHT_LIMITS = dict(max_work_group_size=64, local_mem_bytes=4096, max_accumulators=24)
 TIGHT_CLI = (
     "import sys\n"
-    "from clgemm import plan\n"
+    "from clgemm.lanes import fp32\n"
     "from clgemm.schedule import DeviceLimits, SearchSpace\n"
     f"tight = SearchSpace(DeviceLimits(**{TIGHT_LIMITS!r}))\n"
-    "plan.search_space = lambda rt: tight\n"
+    "fp32.search_space = lambda rt: tight\n"
     "from clgemm.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
@@ -58,7 +59,7 @@ def rt():
 
 @pytest.fixture(scope="module")
 def device_space(rt):
-    return plan.search_space(rt)
+    return fp32.search_space(rt)
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def tight_space(monkeypatch):
     """PoCL's space narrowed to small kernels (work-groups <= 64, few accumulators), so that
     compiles are quick; the narrowed space is a subset of the real one."""
     tight = SearchSpace(DeviceLimits(**TIGHT_LIMITS))
-    monkeypatch.setattr(plan, "search_space", lambda _rt: tight)
+    monkeypatch.setattr(fp32, "search_space", lambda _rt: tight)
     return tight
 
 
@@ -158,7 +159,7 @@ def test_tuner_only_compiles_valid_schedules(rt, device_space, tmp_path, monkeyp
     tight = SearchSpace(DeviceLimits(**TIGHT_LIMITS))
     assert sum(1 for _ in sample_valid(tight, 50, 1)) > 0
     device_space_valid = engine.Space.from_search_space(device_space).valid_count()
-    monkeypatch.setattr(plan, "search_space", lambda _rt: tight)
+    monkeypatch.setattr(fp32, "search_space", lambda _rt: tight)
     monkeypatch.setattr(loop, "CompilePool", type("Rec", (InlinePool,), {"received": []}))
     rows = []
     for strategy in ("annealing", "model"):  # the budget counts the database's rows: one each
@@ -242,7 +243,7 @@ def test_resume_after_sigkill(tmp_path):
 # ---- failures are results -------------------------------------------------------------
 def test_compile_errors_and_wrong_results_are_recorded(rt, tmp_path, monkeypatch, tight_space):
     sabotage: dict[Schedule, str] = {}
-    original = plan.render
+    original = fp32.render
 
     def render(s, layout, fault_injection=False):
         src = original(s, layout, fault_injection=fault_injection)
@@ -265,8 +266,8 @@ def test_compile_errors_and_wrong_results_are_recorded(rt, tmp_path, monkeypatch
                     sabotage[s] = "compile" if not sabotage else "wrong"
             yield from super().compile(schedules, problem)
 
-    monkeypatch.setattr(plan, "render", render)
-    monkeypatch.setattr(plan, "_kernels", {})  # no kernel built before the sabotage
+    monkeypatch.setattr(fp32, "render", render)
+    monkeypatch.setattr(rt, "_memo", {})  # no kernel built before the sabotage
     monkeypatch.setattr(loop, "CompilePool", Saboteur)
     with TuningDB(tmp_path / "f.sqlite") as db:
         r = tune(TuneConfig(TINY, "random", budget_evals=4, workers=1, repeats=2, seed=11), db)

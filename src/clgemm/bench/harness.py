@@ -156,20 +156,18 @@ def _probe_main() -> None:
     rt = get_runtime(args.device)
     t0 = time.perf_counter()
     if args.schedule.startswith("wg-"):  # the wgmma kernel (its layout is fixed)
-        from ..lanes.mma import get_kernel
-        from ..lanes.wgmma import get_wg_kernel
         from ..kernels.tensorcore import source_lines
         from ..kernels.wgmma import WgSchedule
+        from ..lanes.wgmma import get_wg_kernel
 
         kernel = get_wg_kernel(rt, WgSchedule.from_key(args.schedule))
         lines = source_lines(kernel.source)
     elif args.schedule.startswith("tc-"):  # the tensor-core family
-        from ..lanes.mma import get_kernel
-        from ..lanes.wgmma import get_wg_kernel
         from ..kernels.tensorcore import TcLayout, TcSchedule, source_lines
+        from ..lanes import mma
 
-        kernel = get_kernel(rt, TcSchedule.from_key(args.schedule),
-                               TcLayout(**json.loads(args.layout)))
+        kernel = mma.get_kernel(rt, TcSchedule.from_key(args.schedule),
+                                TcLayout(**json.loads(args.layout)))
         lines = source_lines(kernel.source)
     else:
         kernel = get_kernel(rt, Schedule.from_key(args.schedule), Layout(**json.loads(args.layout)))

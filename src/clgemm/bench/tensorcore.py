@@ -9,6 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ..kernels import wgmma
+from ..lanes.mma import get_kernel, layout_for
+from ..lanes.probe import tensorcore_support, wgmma_support
+from ..lanes.tc import schedule_for, tc_product, wgmma_3x_schedule
+from ..lanes.wgmma import enqueue_wgmma, get_wg_kernel
 from ..operands import Operand
 from ..schedule import Schedule
 from .harness import DeviceProblem, measured_entry
@@ -41,11 +46,6 @@ class TcProblem(DeviceProblem):
     """DeviceProblem whose kernel is the tensor-core family's for `mode`."""
 
     def __init__(self, rt, case, inputs, mode: str) -> None:
-        from ..lanes.mma import get_kernel, layout_for
-        from ..lanes.tc import schedule_for, wgmma_3x_schedule
-        from ..lanes.wgmma import get_wg_kernel
-        from ..kernels import wgmma
-
         m, n, k = case.shape
         self.mode = mode
         self.wgmma = mode.startswith("wgmma-")
@@ -64,24 +64,19 @@ class TcProblem(DeviceProblem):
         self.first_build_s = time.perf_counter() - t0
 
     def enqueue(self, i: int):
-        from ..lanes.tc import tc_product
-        from ..lanes.wgmma import enqueue_wgmma
-
         m, n, k = self.case.shape
         a, b = self.bufs[i % len(self.bufs)]
         a, b = Operand(a, 0, k, False), Operand(b, 0, n, False)
         if self.wgmma:
             events: list = []
             enqueue_wgmma(self.rt, m, n, k, 1.0, 0.0, a, b, self.c, schedule=self.tc_schedule,
-                             events=events)
+                          events=events)
             return CommandSpan(events)
         return tc_product(self.rt, self.mode, m, n, k, 1.0, 0.0, a, b, self.c,
-                                  schedule=self.tc_schedule)
+                          schedule=self.tc_schedule)
 
 
 def measure_tc(rt, case, inputs, protocol, mode: str) -> dict:
-    from ..lanes.probe import tensorcore_support, wgmma_support
-
     entry = {"method": f"clgemm-{mode}", "family": "clgemm-tensorcore", "shape": list(case.shape),
              "tag": case.tag}
     try:
