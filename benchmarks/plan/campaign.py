@@ -309,7 +309,7 @@ def gemv(rt, rng) -> dict:
         A = rng.standard_normal((m, k), np.float32)
         B = rng.standard_normal((n, k) if tb else (k, n), np.float32)
         a, b = clgemm.to_device(A), clgemm.to_device(B)
-        lane = clgemm.plan(m, n, k, trans_b=tb).lane.name
+        lane_name = clgemm.plan(m, n, k, trans_b=tb).lane.name
         call = lambda: clgemm.matmul(a, b, trans_b=tb)  # noqa: E731
         for _ in range(3):
             call()
@@ -335,9 +335,32 @@ def gemv(rt, rng) -> dict:
             tper.append((time.perf_counter() - t0) / 20)
         ours, theirs = med(per), med(tper)
         moved = 4.0 * (m * k + n * k + m * n)
-        rows.append({"m": m, "n": n, "k": k, "trans_b": tb, "lane": lane, "clgemm_s": ours,
+        variants = {}
+        from clgemm.kernels.gemv import GemvSchedule
+        from clgemm.lanes.gemv import GemvLane
+        from clgemm.operands import Operand
+
+        c = clgemm.to_device(np.zeros((m, n), np.float32))
+        ops = (Operand(a.base_data, 0, k, False), Operand(b.base_data, 0, k if tb else n, tb),
+               Operand(c.base_data, 0, n, False))
+        for items, cols, vec in ((32, 8, 4), (64, 4, 4), (128, 2, 4), (32, 8, 1), (128, 1, 1),
+                                 (16, 16, 4)):
+            variant = GemvLane(rt, GemvSchedule(dot_items=items, dot_cols=cols, dot_vec=vec))
+            for _ in range(3):
+                variant.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)
+            rt.user_queue.finish()
+            vp = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    variant.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)
+                rt.user_queue.finish()
+                vp.append((time.perf_counter() - t0) / 20)
+            variants[variant.schedule.key()] = med(vp)
+        rows.append({"m": m, "n": n, "k": k, "trans_b": tb, "lane": lane_name, "clgemm_s": ours,
                      "torch_s": theirs, "speed_vs_torch": theirs / ours,
-                     "bandwidth_Bps": moved / ours, "of_copy_bandwidth": moved / ours / copy_bw})
+                     "bandwidth_Bps": moved / ours, "of_copy_bandwidth": moved / ours / copy_bw,
+                     "variants_s": variants})
     return {"copy_bandwidth_Bps": copy_bw, "rows": rows}
 
 

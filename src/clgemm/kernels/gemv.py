@@ -21,55 +21,93 @@ MAX_ROWS = 16
 
 @dataclass(frozen=True)
 class GemvSchedule:
-    """The lane's launch shape: work-items per column (dot), columns x K slices (axpy)."""
+    """The lane's launch shape. dot: `dot_items` work-items share a column, `dot_cols`
+    columns a work-group, float`dot_vec` loads along K where the column is 16-byte aligned;
+    axpy: `axpy_cols` columns x `axpy_slices` slices of K a work-group."""
 
-    dot_items: int = 128
+    dot_items: int = 32
+    dot_cols: int = 8
+    dot_vec: int = 4
     axpy_cols: int = 32
     axpy_slices: int = 8
 
     def key(self) -> str:
-        return f"gemv-d{self.dot_items}-a{self.axpy_cols}x{self.axpy_slices}"
+        return (f"gemv-d{self.dot_items}x{self.dot_cols}v{self.dot_vec}"
+                f"-a{self.axpy_cols}x{self.axpy_slices}")
+
+    @property
+    def dot_group(self) -> int:
+        return self.dot_items * self.dot_cols
 
 
-def render(s: GemvSchedule) -> str:
-    """Both kernels for schedule `s` (R is a launch argument up to MAX_ROWS)."""
+def render(s: GemvSchedule, aligned: bool = False) -> str:
+    """Both kernels for schedule `s` (R is a launch argument up to MAX_ROWS). `aligned`: the
+    dot kernel reads B's columns as float`dot_vec` (their offsets and stride are multiples of
+    it), the tail of K element by element."""
+    vec = s.dot_vec if aligned else 1
     return f"""
 #define MAXR {MAX_ROWS}
 #define DOT {s.dot_items}
+#define DCOLS {s.dot_cols}
+#define VEC {vec}
 #define COLS {s.axpy_cols}
 #define SLICES {s.axpy_slices}
 
 // Store alpha * sum + beta * C (C unread when beta == 0: a NaN there does not propagate).
 #define STORE(p, v) do {{ float _o = alpha * (v); if (beta != 0.0f) _o += beta * (p); (p) = _o; }} while (0)
 
-__kernel __attribute__((reqd_work_group_size(DOT, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(DOT, DCOLS, 1)))
 void gemv_dot(const int R, const int N, const int K, const float alpha, const float beta,
               __global const float* restrict A, const long a_off, const long a_rs, const long a_ks,
               __global const float* restrict B, const long b_off, const long b_ns,
               __global float* C, const long c_off, const long c_rs, const long c_ns)
 {{
-  __local float part[MAXR][DOT];
-  const int j = get_group_id(0), t = get_local_id(0);
+  __local float part[DCOLS][MAXR][DOT];
+  const int t = get_local_id(0), cl = get_local_id(1);
+  const int j = get_group_id(0) * DCOLS + cl;
   float acc[MAXR];
   #pragma unroll
   for (int r = 0; r < MAXR; r++) acc[r] = 0.0f;
-  __global const float* bj = B + b_off + (long)j * b_ns;
-  for (int k = t; k < K; k += DOT) {{
-    const float b = bj[k];
-    __global const float* ak = A + a_off + (long)k * a_ks;
-    #pragma unroll
-    for (int r = 0; r < MAXR; r++)
-      if (r < R) acc[r] = fma(ak[(long)r * a_rs], b, acc[r]);
+  if (j < N) {{
+    __global const float* bj = B + b_off + (long)j * b_ns;
+    int k0 = 0;
+#if VEC == 4
+    // whole float4s of the column: consecutive work-items read consecutive 16-byte words
+    const int kv = K / 4;
+    __global const float4* bj4 = (__global const float4*)bj;
+    for (int q = t; q < kv; q += DOT) {{
+      const float4 b = bj4[q];
+      __global const float* ak = A + a_off + (long)(4 * q) * a_ks;
+      #pragma unroll
+      for (int r = 0; r < MAXR; r++)
+        if (r < R) {{
+          __global const float* ar = ak + (long)r * a_rs;
+          float s = acc[r];
+          s = fma(ar[0], b.x, s);
+          s = fma(ar[a_ks], b.y, s);
+          s = fma(ar[2 * a_ks], b.z, s);
+          acc[r] = fma(ar[3 * a_ks], b.w, s);
+        }}
+    }}
+    k0 = 4 * kv;
+#endif
+    for (int k = k0 + t; k < K; k += DOT) {{
+      const float b = bj[k];
+      __global const float* ak = A + a_off + (long)k * a_ks;
+      #pragma unroll
+      for (int r = 0; r < MAXR; r++)
+        if (r < R) acc[r] = fma(ak[(long)r * a_rs], b, acc[r]);
+    }}
   }}
   #pragma unroll
-  for (int r = 0; r < MAXR; r++) if (r < R) part[r][t] = acc[r];
+  for (int r = 0; r < MAXR; r++) if (r < R) part[cl][r][t] = acc[r];
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int step = DOT / 2; step > 0; step >>= 1) {{
     if (t < step)
-      for (int r = 0; r < R; r++) part[r][t] += part[r][t + step];
+      for (int r = 0; r < R; r++) part[cl][r][t] += part[cl][r][t + step];
     barrier(CLK_LOCAL_MEM_FENCE);
   }}
-  if (t < R) STORE(C[c_off + (long)t * c_rs + (long)j * c_ns], part[t][0]);
+  if (t < R && j < N) STORE(C[c_off + (long)t * c_rs + (long)j * c_ns], part[cl][t][0]);
 }}
 
 __kernel __attribute__((reqd_work_group_size(COLS, SLICES, 1)))

@@ -28,9 +28,8 @@ def _strides(x: Operand) -> tuple[int, int]:
 def fits(rt: Runtime, s: GemvSchedule) -> bool:
     """Whether the device launches the lane's work-groups and holds its local memory."""
     d = rt.device
-    local = 4 * MAX_ROWS * max(s.dot_items, s.axpy_cols * s.axpy_slices)
-    return (max(s.dot_items, s.axpy_cols * s.axpy_slices) <= d.max_work_group_size
-            and local <= d.local_mem_bytes)
+    items = max(s.dot_group, s.axpy_cols * s.axpy_slices)
+    return items <= d.max_work_group_size and 4 * MAX_ROWS * items <= d.local_mem_bytes
 
 
 class GemvLane:
@@ -41,13 +40,21 @@ class GemvLane:
     def __init__(self, rt: Runtime, schedule: GemvSchedule = GemvSchedule()) -> None:
         self.rt = rt
         self.schedule = schedule
-        built = rt.build(render(schedule), options="-cl-mad-enable")
-        self.build_info: BuildInfo = built.info
-        self._dot = built.kernel("gemv_dot")
-        self._axpy = built.kernel("gemv_axpy")
-        for kern in (self._dot, self._axpy):
-            kern.set_scalar_arg_dtypes(_TYPES)
+        self._kernels: dict[tuple[str, bool], cl.Kernel] = {}
         self._lock = threading.Lock()
+        self.build_info: BuildInfo = self._kernel("gemv_axpy", False)[1]
+
+    def _kernel(self, name: str, aligned: bool) -> "tuple[cl.Kernel, BuildInfo]":
+        """The kernel `name` of the program for `aligned` B columns (built once each)."""
+        key = (name, aligned)
+        kern = self._kernels.get(key)
+        built = None
+        if kern is None:
+            built = self.rt.build(render(self.schedule, aligned), options="-cl-mad-enable")
+            kern = built.kernel(name)
+            kern.set_scalar_arg_dtypes(_TYPES)
+            kern = self._kernels.setdefault(key, kern)
+        return kern, (built.info if built else None)
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
@@ -64,9 +71,13 @@ class GemvLane:
         (x, x_rs, x_ks), (y, y_ks, y_ns) = A, B
         s = self.schedule
         if y_ks == 1:
-            kern, gsize, lsize, y_stride = self._dot, (cols * s.dot_items,), (s.dot_items,), y_ns
+            aligned = s.dot_vec > 1 and y.offset % s.dot_vec == 0 and y_ns % s.dot_vec == 0
+            kern, _ = self._kernel("gemv_dot", aligned)
+            groups = -(-cols // s.dot_cols)
+            gsize, lsize, y_stride = (groups * s.dot_items, s.dot_cols), (s.dot_items, s.dot_cols), y_ns
         else:
-            kern, lsize = self._axpy, (s.axpy_cols, s.axpy_slices)
+            kern, _ = self._kernel("gemv_axpy", False)
+            lsize = (s.axpy_cols, s.axpy_slices)
             gsize, y_stride = (-(-cols // s.axpy_cols) * s.axpy_cols, s.axpy_slices), y_ks
         with self._lock:
             kern.set_args(rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
