@@ -25,8 +25,10 @@ class GemvSchedule:
     columns a work-group, float`dot_vec` loads along K where the column is 16-byte aligned;
     axpy: `axpy_cols` columns x `axpy_slices` slices of K a work-group."""
 
-    dot_items: int = 32
-    dot_cols: int = 8
+    # the default: the fastest single-row schedule of records/nvidia-h100/2026-12-06-gemv-lane
+    # (1 x 11008 x 4096: 76.6 us against 83.4 for 32 x 8 and 354 for the scalar 128 x 1)
+    dot_items: int = 64
+    dot_cols: int = 4
     dot_vec: int = 4
     axpy_cols: int = 32
     axpy_slices: int = 8
