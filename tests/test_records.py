@@ -42,7 +42,7 @@ def _copy_one(tmp_path: Path, rid: str) -> Path:
 
 
 def test_a_broken_record_is_caught(tmp_path):
-    folder = _copy_one(tmp_path, "nvidia-h100/2026-11-25-kpi-tc-final")
+    folder = _copy_one(tmp_path, "nvidia-h100/2026-12-06-gemv-lane")
     root = tmp_path / "records"
     assert problems(root) == []
     write_index(root)
@@ -66,7 +66,7 @@ def test_a_broken_record_is_caught(tmp_path):
 
 
 def test_a_stale_index_is_caught(tmp_path):
-    folder = _copy_one(tmp_path, "nvidia-h100/2026-11-25-kpi-tc-final")
+    folder = _copy_one(tmp_path, "nvidia-h100/2026-12-06-gemv-lane")
     root = tmp_path / "records"
     write_index(root)
     data = json.loads((folder / "record.json").read_text())

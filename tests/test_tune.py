@@ -245,8 +245,8 @@ def test_compile_errors_and_wrong_results_are_recorded(rt, tmp_path, monkeypatch
     sabotage: dict[Schedule, str] = {}
     original = fp32.render
 
-    def render(s, layout, fault_injection=False):
-        src = original(s, layout, fault_injection=fault_injection)
+    def render(s, layout, **options):
+        src = original(s, layout, **options)
         if sabotage.get(s) == "compile":
             return src + "\n#error injected by test_tune\n"
         if sabotage.get(s) == "wrong":  # the inner product's B operand scaled by 1.01
