@@ -8,11 +8,14 @@
 //! and spread give each candidate an expected improvement over the best measured time; the
 //! candidate with the largest one is measured next.
 //!
-//! Candidates each round: every unmeasured point one parameter away (any value) from the
-//! few best measured points, plus a fresh uniform sample of the space, so the search both
-//! refines around what is fast and can jump to a region the model believes in. Before
-//! `init` successes, and with probability `epsilon` after, it measures a random point.
-//! Nothing depends on a budget.
+//! Candidates each round (`local`, the default): the unmeasured neighbours one parameter one
+//! step from the current point, tried in the model's order, the search moving to any
+//! faster point it measures (a local search whose order the model sets). At a local optimum
+//! (no unmeasured neighbour left), or with `local=0` always: every unmeasured point one
+//! parameter away (any value) from the few best measured points plus a fresh uniform sample
+//! of the space, so it can jump to a region the model believes in. Before `init` successes,
+//! and with probability `epsilon` after, it measures a random point. Nothing depends on a
+//! budget.
 
 use std::sync::Arc;
 
@@ -163,6 +166,14 @@ pub struct Forest {
     pool: usize,
     top: usize,
     min_leaf: usize,
+    /// Model-guided local search: the current point (full-space index, ln seconds), whose
+    /// unmeasured adjacent neighbours are tried first, in the model's order.
+    local: bool,
+    /// Local moves to any value of one parameter (not only an adjacent one).
+    any_value: bool,
+    /// Share of rounds that take the local step while one is available.
+    p_local: f64,
+    current: Option<(u64, f64)>,
     /// Scratch buffers (no allocation per round).
     rows: Vec<u32>,
     targets: Vec<f64>,
@@ -187,6 +198,10 @@ impl Forest {
             pool: opts.get("pool", 256.0).max(0.0) as usize,
             top: opts.get("top", 4.0).max(1.0) as usize,
             min_leaf: opts.get("min_leaf", 1.0).max(1.0) as usize,
+            local: opts.get("local", 1.0) != 0.0,
+            any_value: opts.get("local", 1.0) >= 2.0,
+            p_local: opts.get("p_local", 0.8).clamp(0.0, 1.0),
+            current: None,
             rows: Vec::new(),
             targets: Vec::new(),
             point: Vec::new(),
@@ -245,10 +260,44 @@ impl Forest {
         gap * normal_cdf(z) + sd * normal_pdf(z)
     }
 
-    /// Unmeasured candidates: every valid point one parameter from the `top` best measured
-    /// points, plus `pool` fresh random ones.
-    fn gather(&mut self) {
+    /// Unmeasured valid points one parameter one step (an adjacent value) from `index`.
+    fn adjacent(&self, index: u64, out: &mut Vec<u64>) {
+        let mut point = Vec::new();
+        self.space.point_into(index, &mut point);
+        for (d, &here) in point.iter().enumerate() {
+            let n = self.space.params()[d].values.len() as u32;
+            let stride = self.space.stride(d);
+            let (lo, hi) = if self.any_value {
+                (0, n)
+            } else {
+                (here.saturating_sub(1), (here + 2).min(n))
+            };
+            for to in (lo..hi).filter(|&to| to != here) {
+                let q = index - u64::from(here) * stride + u64::from(to) * stride;
+                if !self.mem.known(q) && self.space.is_valid_index(q) {
+                    out.push(q);
+                }
+            }
+        }
+    }
+
+    /// Candidates and the energy they must beat. Local mode: the unmeasured adjacent
+    /// neighbours of the current point, while it has any. Otherwise (and when they run out:
+    /// a local optimum) every valid point one parameter from the `top` best measured points
+    /// plus `pool` fresh random ones, against the best time.
+    fn gather(&mut self) -> f64 {
         self.candidates.clear();
+        if self.local && self.rng.chance(self.p_local) {
+            if let Some((index, e)) = self.current {
+                let mut c = std::mem::take(&mut self.candidates);
+                self.adjacent(index, &mut c);
+                self.candidates = c;
+                if !self.candidates.is_empty() {
+                    return e;
+                }
+                self.current = None;
+            }
+        }
         let mut order: Vec<(f64, u64)> = self
             .mem
             .seen
@@ -283,6 +332,7 @@ impl Forest {
         }
         self.candidates.sort_unstable();
         self.candidates.dedup();
+        self.mem.best.map_or(f64::INFINITY, |(_, t)| t.ln())
     }
 
     /// The `n` candidates of largest expected improvement, best first, into `self.scored`.
@@ -337,7 +387,12 @@ impl Strategy for Forest {
         }
         self.space.point_into(index, &mut self.point);
         self.x.extend_from_slice(&self.point);
-        self.y.push(self.mem.energy(index).unwrap_or(f64::NAN));
+        let e = self.mem.energy(index).unwrap_or(f64::NAN);
+        self.y.push(e);
+        // Local search: move to a faster point (a failure never moves it).
+        if !e.is_nan() && self.current.is_none_or(|(_, c)| e < c) {
+            self.current = Some((index, e));
+        }
     }
 
     fn memory(&self) -> &Memory {
