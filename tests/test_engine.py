@@ -384,9 +384,10 @@ def test_telemetry_thread_samples_on_the_monotonic_clock():
 
 def kernel_tuner_like_cache(seed: int = 0) -> dict:
     """A synthetic Kernel Tuner cache with the structure of the public evaluation set's
-    convolution spaces (benchmarks/spaces/manifest.json; their data is not shipped): block
-    and tile sizes, a string-valued parameter, configurations the restriction removes
-    absent, some that fail to compile recorded as failures, one best configuration."""
+    convolution spaces (records/cpu-simulated/2026-12-06-public-spaces/manifest.json; their
+    data is not shipped): block and tile sizes, a string-valued parameter, configurations
+    the restriction removes absent, some that fail to compile recorded as failures, one best
+    configuration."""
     rng = random.Random(seed)
     params = {"block_size_x": [16, 32, 64, 128, 256], "block_size_y": [1, 2, 4, 8],
               "tile_size_x": [1, 2, 4, 8], "tile_size_y": [1, 2, 4], "use_shmem": [0, 1],

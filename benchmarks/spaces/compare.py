@@ -1,4 +1,4 @@
-"""Compare every prior-free strategy on the evaluation set of public spaces (manifest.json),
+"""Compare every prior-free strategy on the evaluation set of public spaces (MANIFEST),
 against random search and greedy local search, over many seeds.
 
 Metric: evaluations to reach 95% of each space's best recorded speed; "within 1% of the
@@ -24,6 +24,9 @@ from clgemm.engine import PRIOR_FREE, RecordedSpace, simulate
 from clgemm.tune.confidence import cp_lower
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+# The evaluation set: sources, pinned commits, sha256 (an artifact of its record).
+MANIFEST = ROOT / "records/cpu-simulated/2026-12-06-public-spaces/manifest.json"
 FOREST_BUDGET = 1000
 GOAL = 0.95
 
@@ -58,13 +61,13 @@ def verdict(spaces: dict, name: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=str(HERE / "data"), help="folder of fetch.py's files")
+    ap.add_argument("--data", default=str(ROOT / "data-spaces"), help="folder of fetch.py's files")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated space names (default: all)")
     args = ap.parse_args()
-    manifest = json.loads((HERE / "manifest.json").read_text())
+    manifest = json.loads(MANIFEST.read_text())
     only = set(args.only.split(",")) if args.only else None
     out_path = Path(args.out)
     doc = json.loads(out_path.read_text()) if out_path.exists() else {}

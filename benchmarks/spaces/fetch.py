@@ -1,4 +1,4 @@
-"""Fetch the evaluation set's public recorded spaces (manifest.json) into an ignored folder,
+"""Fetch the evaluation set's public recorded spaces (MANIFEST) into an ignored folder,
 checking each file's sha256. Source: a local git mirror of the repository (`--mirror
 OWNER+NAME=DIR`, read with `git show COMMIT:PATH`) or raw.githubusercontent.com at the pinned
 commit. The files are third-party data: they are never committed.
@@ -20,6 +20,9 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+# The evaluation set: sources, pinned commits, sha256 (an artifact of its record).
+MANIFEST = ROOT / "records/cpu-simulated/2026-12-06-public-spaces/manifest.json"
 
 
 def _blob(entry: dict, mirrors: dict[str, str]) -> bytes:
@@ -36,14 +39,14 @@ def _blob(entry: dict, mirrors: dict[str, str]) -> bytes:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(HERE / "data"), help="folder for the JSON files (ignored by git)")
+    ap.add_argument("--out", default=str(ROOT / "data-spaces"), help="folder for the JSON files (ignored by git)")
     ap.add_argument("--mirror", action="append", default=[], metavar="OWNER+NAME=GITDIR")
     args = ap.parse_args()
     mirrors = dict(m.split("=", 1) for m in args.mirror)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bad = 0
-    for entry in json.loads((HERE / "manifest.json").read_text())["spaces"]:
+    for entry in json.loads(MANIFEST.read_text())["spaces"]:
         target = out / f"{entry['name']}.json"
         data = target.read_bytes() if target.exists() else None
         if data is None or hashlib.sha256(data).hexdigest() != entry["sha256"]:
