@@ -338,8 +338,7 @@ impl Forest {
     /// The `n` candidates of largest expected improvement, best first, into `self.scored`.
     fn rank(&mut self, n: usize) {
         self.fit();
-        self.gather();
-        let best = self.mem.best.map_or(f64::INFINITY, |(_, t)| t.ln());
+        let best = self.gather();
         self.scored.clear();
         let candidates = std::mem::take(&mut self.candidates);
         for &i in &candidates {
