@@ -169,8 +169,6 @@ pub struct Forest {
     /// Model-guided local search: the current point (full-space index, ln seconds), whose
     /// unmeasured adjacent neighbours are tried first, in the model's order.
     local: bool,
-    /// Local moves to any value of one parameter (not only an adjacent one).
-    any_value: bool,
     /// Share of rounds that take the local step while one is available.
     p_local: f64,
     current: Option<(u64, f64)>,
@@ -199,7 +197,6 @@ impl Forest {
             top: opts.get("top", 4.0).max(1.0) as usize,
             min_leaf: opts.get("min_leaf", 1.0).max(1.0) as usize,
             local: opts.get("local", 1.0) != 0.0,
-            any_value: opts.get("local", 1.0) >= 2.0,
             p_local: opts.get("p_local", 0.8).clamp(0.0, 1.0),
             current: None,
             rows: Vec::new(),
@@ -260,27 +257,6 @@ impl Forest {
         gap * normal_cdf(z) + sd * normal_pdf(z)
     }
 
-    /// Unmeasured valid points one parameter one step (an adjacent value) from `index`.
-    fn adjacent(&self, index: u64, out: &mut Vec<u64>) {
-        let mut point = Vec::new();
-        self.space.point_into(index, &mut point);
-        for (d, &here) in point.iter().enumerate() {
-            let n = self.space.params()[d].values.len() as u32;
-            let stride = self.space.stride(d);
-            let (lo, hi) = if self.any_value {
-                (0, n)
-            } else {
-                (here.saturating_sub(1), (here + 2).min(n))
-            };
-            for to in (lo..hi).filter(|&to| to != here) {
-                let q = index - u64::from(here) * stride + u64::from(to) * stride;
-                if !self.mem.known(q) && self.space.is_valid_index(q) {
-                    out.push(q);
-                }
-            }
-        }
-    }
-
     /// Candidates and the energy they must beat. Local mode: the unmeasured adjacent
     /// neighbours of the current point, while it has any. Otherwise (and when they run out:
     /// a local optimum) every valid point one parameter from the `top` best measured points
@@ -289,9 +265,9 @@ impl Forest {
         self.candidates.clear();
         if self.local && self.rng.chance(self.p_local) {
             if let Some((index, e)) = self.current {
-                let mut c = std::mem::take(&mut self.candidates);
-                self.adjacent(index, &mut c);
-                self.candidates = c;
+                self.space.adjacent(index, &mut self.candidates);
+                let mem = &self.mem;
+                self.candidates.retain(|&q| !mem.known(q));
                 if !self.candidates.is_empty() {
                     return e;
                 }

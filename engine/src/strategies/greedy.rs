@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use super::{fresh_random, Memory, Strategy};
 use crate::rng::Rng;
-use crate::space::{Point, Space};
+use crate::space::Space;
 
 pub struct Greedy {
     space: Arc<Space>,
     rng: Rng,
     mem: Memory,
-    /// The current point: full-space index, its position vector, ln seconds.
-    current: Option<(u64, Point, f64)>,
+    /// The current point: full-space index, ln seconds.
+    current: Option<(u64, f64)>,
     /// Unmeasured adjacent neighbours of `current`, in the order they will be tried.
     queue: Vec<u64>,
 }
@@ -34,30 +34,19 @@ impl Greedy {
     /// Move to `index` (energy `e`), following measured neighbours downhill for free (a
     /// real tuner's cache hit), then queue the unmeasured adjacent neighbours, shuffled.
     fn move_to(&mut self, mut index: u64, mut e: f64) {
-        let mut point = Vec::new();
+        let mut adjacent = Vec::new();
         loop {
-            self.space.point_into(index, &mut point);
             let mut better = None;
             self.queue.clear();
-            for (d, &here) in point.iter().enumerate() {
-                let n = self.space.params()[d].values.len() as u32;
-                for to in [here.checked_sub(1), (here + 1 < n).then_some(here + 1)]
-                    .into_iter()
-                    .flatten()
-                {
-                    let stride = self.space.stride(d);
-                    let q = index - u64::from(here) * stride + u64::from(to) * stride;
-                    if !self.space.is_valid_index(q) {
-                        continue;
+            self.space.adjacent(index, &mut adjacent);
+            for &q in &adjacent {
+                match self.mem.energy(q) {
+                    Some(eq) if eq < e && better.is_none_or(|(_, b)| eq < b) => {
+                        better = Some((q, eq));
                     }
-                    match self.mem.energy(q) {
-                        Some(eq) if eq < e && better.is_none_or(|(_, b)| eq < b) => {
-                            better = Some((q, eq));
-                        }
-                        Some(_) => {}
-                        None if !self.mem.is_pending(q) => self.queue.push(q),
-                        None => {}
-                    }
+                    Some(_) => {}
+                    None if !self.mem.is_pending(q) => self.queue.push(q),
+                    None => {}
                 }
             }
             match better {
@@ -73,7 +62,7 @@ impl Greedy {
             let j = self.rng.index(k + 1);
             self.queue.swap(k, j);
         }
-        self.current = Some((index, point, e));
+        self.current = Some((index, e));
     }
 
     fn propose(&mut self) -> Option<u64> {
@@ -103,7 +92,7 @@ impl Strategy for Greedy {
             return;
         };
         let e = t.ln();
-        if self.current.as_ref().is_none_or(|(_, _, c)| e < *c) {
+        if self.current.is_none_or(|(_, c)| e < c) {
             self.move_to(index, e);
         }
     }
