@@ -149,7 +149,7 @@ def test_every_proposal_is_valid_new_and_deterministic(medium, name):
     _, table = landscape(space.valid(), seed=3)
     runs = []
     for seed in (5, 5, 6):
-        st = engine.Strategy(name, space, seed=seed, budget=150)
+        st = engine.Strategy(name, space, seed=seed)
         if name == "model":
             st.set_scores((s, t if t is not None else 1.0) for s, t in table.items())
         runs.append(drive(st, table, 150, batch=3))
@@ -160,7 +160,7 @@ def test_every_proposal_is_valid_new_and_deterministic(medium, name):
     assert all(ss.is_valid(s) for s in a)
 
 
-@pytest.mark.parametrize("name", ["annealing", "genetic", "sqa", "model", "random"])
+@pytest.mark.parametrize("name", ["annealing", "genetic", "sqa", "greedy", "forest", "model", "random"])
 def test_each_strategy_reaches_the_known_optimum(medium, name):
     _, space = medium
     pts = space.valid()
@@ -168,7 +168,7 @@ def test_each_strategy_reaches_the_known_optimum(medium, name):
     hits = 0
     for seed in range(4):
         target, table = landscape(pts, seed=seed)
-        st = engine.Strategy(name, space, seed=seed, budget=budget)
+        st = engine.Strategy(name, space, seed=seed)
         if name == "model":
             # A noisy model: right in shape, wrong in detail.
             noise = random.Random(seed)
@@ -278,8 +278,8 @@ def test_simulator_round_trip_file_parallel_and_deterministic(medium, tmp_path):
     assert rec.lookup(s0) == (table[s0], pytest.approx(0.2 + (table[s0] or 0.0)))
     best = min((t, s) for s, t in table.items() if t is not None)
     assert rec.best() == (best[1], best[0])
-    for name in engine.STRATEGIES:
-        kw = {"oracle_noise": 0.3} if name == "model" else {}
+    for name in (*engine.PRIOR_FREE, engine.ORACLE):
+        kw = {"oracle_noise": 0.3} if name == engine.ORACLE else {}
         par = engine.simulate(rec, name, seeds=6, budget=60, threads=2, **kw)
         ser = engine.simulate(rec, name, seeds=6, budget=60, threads=1, **kw)
         assert par.runs == ser.runs
@@ -324,8 +324,20 @@ def test_cli_strategies_writes_json(tmp_path, capsys):
     assert rc == 0
     doc = json.loads(out.read_text())
     runs = doc["results"]["annealing"]["runs"]
-    assert len(runs) == 5 and all(len(r["curve"]) == 8 for r in runs)
+    # Summaries by default: per-run figures, no curves.
+    assert len(runs) == 5 and all("curve" not in r and r["evaluations"] == 8 for r in runs)
+    summary = doc["results"]["annealing"]["summary"]
+    assert 0.0 <= summary["share_95_within_1pct_cp95"][0] <= summary["share_95_within_1pct"]
     assert "annealing" in capsys.readouterr().out
+    # 'all' is the prior-free set; the oracle runs only when named, kept apart.
+    rc = main(["strategies", "--space", str(DATA / "kt_cache_tiny.json"), "--strategy", "all,oracle",
+               "--seeds", "3", "--budget", "12", "--curves", "4", "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert list(doc["results"]) == list(engine.PRIOR_FREE)
+    assert list(doc["references"]) == [engine.ORACLE]
+    curve = doc["results"]["forest"]["runs"][0]["curve"]
+    assert curve[0][0] == 1 and curve[-1][0] == 12 and len(curve) <= 5
     rc = main(["strategies", "--space", str(DATA / "kt_cache_tiny.json"), "--strategy", "nope"])
     assert rc == 1
 
@@ -366,3 +378,108 @@ def test_telemetry_thread_samples_on_the_monotonic_clock():
     with small:
         time.sleep(0.05)
     assert len(small.samples()) == 10 and small.dropped > 0
+
+
+# ------------------------------------------------- prior-free search on public-like spaces
+
+def kernel_tuner_like_cache(seed: int = 0) -> dict:
+    """A synthetic Kernel Tuner cache with the structure of the public evaluation set's
+    convolution spaces (records/cpu-simulated/2026-12-06-public-spaces/manifest.json; their
+    data is not shipped): block and tile sizes, a string-valued parameter, configurations
+    the restriction removes absent, some that fail to compile recorded as failures, one best
+    configuration."""
+    rng = random.Random(seed)
+    params = {"block_size_x": [16, 32, 64, 128, 256], "block_size_y": [1, 2, 4, 8],
+              "tile_size_x": [1, 2, 4, 8], "tile_size_y": [1, 2, 4], "use_shmem": [0, 1],
+              "dtype": ["float", "half"]}
+    cache = {}
+    for bx in params["block_size_x"]:
+        for by in params["block_size_y"]:
+            if bx * by > 1024 or bx * by < 32:
+                continue  # the restriction: never recorded
+            for tx in params["tile_size_x"]:
+                for ty in params["tile_size_y"]:
+                    for sh in params["use_shmem"]:
+                        for dt in params["dtype"]:
+                            key = f"{bx},{by},{tx},{ty},{sh},{dt}"
+                            if sh and tx * ty * bx * by > 8192:
+                                cache[key] = {"time": "CompilationFailedConfig", "compile_time": 900.0}
+                                continue
+                            work = (math.log2(bx * by) - 7.5) ** 2 + (math.log2(tx * ty) - 3) ** 2
+                            ms = (1.0 + 0.08 * work) * (0.8 if sh else 1.0) * (0.9 if dt == "half" else 1.0)
+                            ms *= 1.0 + 0.03 * rng.random()
+                            cache[key] = {"time": ms, "compile_time": 800.0, "benchmark_time": 7 * ms}
+    return {"device_name": "synthetic", "kernel_name": "conv", "problem_size": [4096, 4096],
+            "tune_params_keys": list(params), "tune_params": params, "cache": cache}
+
+
+@pytest.fixture(scope="module")
+def public_like(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spaces") / "kt_like.json"
+    path.write_text(json.dumps(kernel_tuner_like_cache()))
+    return engine.RecordedSpace.load(path)
+
+
+@pytest.mark.parametrize("name", engine.PRIOR_FREE)
+def test_every_prior_free_strategy_on_a_public_like_space(public_like, name):
+    rec = public_like
+    n = len(rec)
+    assert 300 < n < 1000 and rec.format == "kernel_tuner"
+    res = engine.simulate(rec, name, seeds=20, budget=n, stop_at=0.95, curves=False)
+    s = res.summary(n)
+    assert s["reached_95"] == 1.0, f"{name} never reached 95% in some runs"
+    assert all(r.evaluations == r.evals_to_95 for r in res.runs)  # stop_at ends each run there
+    if name in ("forest", "greedy", "genetic"):
+        random_median = engine.simulate(rec, "random", seeds=20, budget=n, stop_at=0.95,
+                                        curves=False).summary()["median_evals_to_95"]
+        assert s["median_evals_to_95"] < random_median, s
+
+
+@pytest.mark.parametrize("name", engine.PRIOR_FREE)
+def test_the_first_evaluations_do_not_depend_on_the_budget(public_like, name):
+    short = engine.simulate(public_like, name, seeds=4, budget=40)
+    long = engine.simulate(public_like, name, seeds=4, budget=300)
+    for a, b in zip(short.runs, long.runs):
+        assert a.curve == b.curve[:40]
+    with pytest.raises(EngineError, match="budget"):
+        engine.Strategy(name, public_like, budget=300)
+
+
+def poisoned(rec: engine.RecordedSpace, keep: set[tuple[int, ...]]) -> engine.RecordedSpace:
+    """`rec` with every record outside `keep` made 1000x faster."""
+    rows = []
+    for values in rec.space.raw.valid_values():
+        t, cost = rec.lookup(values)
+        if tuple(values) not in keep and t is not None:
+            t = t / 1000
+        rows.append((values, t, cost))
+    return engine.RecordedSpace.from_rows(list(zip(rec.names, rec.space.domains)), rows)
+
+
+@pytest.mark.parametrize("name", engine.PRIOR_FREE)
+def test_no_strategy_reads_a_time_it_was_not_charged_for(public_like, name):
+    """Make every record a run did not measure 1000x faster and replay it in the simulator:
+    a strategy that sees only the times it was charged for takes the same course, so its
+    curve is unchanged. (The engine's test of the same name also shows the oracle caught.)"""
+    budget = 30
+    for seed in range(3):
+        run = engine.Strategy(name, public_like, seed=seed)
+        measured = set()
+        for _ in range(budget):
+            (c,) = run.ask(1)
+            measured.add(tuple(c))
+            run.tell(c, public_like.lookup(c)[0])
+        first = engine.simulate(public_like, name, seeds=[seed], budget=budget).runs[0]
+        again = engine.simulate(poisoned(public_like, measured), name, seeds=[seed],
+                                budget=budget).runs[0]
+        assert first.curve == again.curve, f"{name} changed course on times it never measured"
+        assert min(t for t in again.curve if t) > public_like.best()[1] / 100  # nothing poisoned
+
+
+def test_strategies_help_prints_plain_percent(capsys):
+    from clgemm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["strategies", "--help"])
+    text = capsys.readouterr().out
+    assert "95%" in text and "95%%" not in text and "ridge" not in text

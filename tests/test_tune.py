@@ -334,8 +334,8 @@ def test_each_strategy_simulated_on_recorded_space(recorded, strategy, device_sp
         finals.append(run.best_time)
     # 80 of 400 points: the median run finds a point in the best tenth of the space.
     assert sorted(finals)[len(finals) // 2] <= times[len(times) // 10]
-    if strategy == "model":  # a perfect oracle, no exploration: the best point first
-        exact = engine.simulate(rec, "model", seeds=[0], budget=3, threads=1,
+    if strategy == "model":  # the oracle (noise 0, no exploration): the best point first
+        exact = engine.simulate(rec, engine.ORACLE, seeds=[0], budget=3, threads=1,
                                 options={"epsilon": 0}, oracle_noise=0.0)
         assert exact.runs[0].curve[0] == pytest.approx(times[0])
 
@@ -398,6 +398,23 @@ def test_transfer_in_the_tuner_loop_uses_other_shapes(device_space, tmp_path, mo
                                   log=log).best_time_s
     assert "transfer prior: " in log.getvalue() and "96x96x96" in log.getvalue()
     assert best[True] < best[False]
+
+
+def test_auto_takes_the_transfer_prior_only_where_the_device_has_one(tmp_path, monkeypatch):
+    """The default strategy: forest (prior-free) on a device the database knows nothing of,
+    the model with the transfer prior once it holds this device's measurements of another
+    shape."""
+    monkeypatch.setattr(loop, "Bench", SyntheticBench)
+    monkeypatch.setattr(loop, "CompilePool", NoCompilePool)
+    assert TuneConfig(TINY).strategy == "auto"
+    log = io.StringIO()
+    with TuningDB(tmp_path / "auto.sqlite") as db:
+        r = tune(TuneConfig(TINY, budget_evals=4, workers=1, seed=2), db, log=log)
+        assert (r.strategy, r.transfer, r.evaluations) == ("forest", False, 4)
+        tune(TuneConfig(Problem(96, 96, 96), "random", budget_evals=12, workers=1, seed=1), db)
+        r = tune(TuneConfig(TINY, budget_evals=8, workers=1, seed=2, model_pool=200), db, log=log)
+        assert (r.strategy, r.transfer, r.evaluations, r.resumed) == ("model", True, 4, 4)
+    assert "transfer prior: " in log.getvalue()
 
 
 # ---- distillation --------------------------------------------------------------------

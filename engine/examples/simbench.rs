@@ -15,7 +15,7 @@ fn main() {
     let names: Vec<String> = if args.len() > 4 {
         args[4..].to_vec()
     } else {
-        ["random", "genetic", "annealing", "sqa", "model"]
+        _engine::strategies::PRIOR_FREE
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -23,12 +23,19 @@ fn main() {
     for name in names {
         let cfg = SimConfig {
             strategy: name.clone(),
-            options: HashMap::new(),
+            // OPTS="name=value,...": strategy options.
+            options: std::env::var("OPTS")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+                .collect::<HashMap<String, f64>>(),
             seeds: (0..seeds).collect(),
             budget,
             threads: 1,
             scores: None,
-            oracle_noise: (name == "model").then_some(0.3),
+            oracle_noise: None,
+            stop_at: std::env::var("STOP").ok().map(|s| s.parse().unwrap()),
             batch: 1,
         };
         let mut best = f64::INFINITY;
@@ -68,8 +75,14 @@ fn main() {
             revisits as f64 / evals as f64
         );
         let reached = out.runs.iter().filter(|r| r.evals_to_99.is_some()).count();
+        let within = (rec.time.len() as f64 * 0.01).floor() as usize;
+        let in1 = out
+            .runs
+            .iter()
+            .filter(|r| r.evals_to_95.is_some_and(|e| e <= within))
+            .count();
         println!(
-            "{name:10} {:>12.0} evals/s  ({:.1} ns/eval)  median evals to 95%: {} 99%: {} (mean {:.0})  reached {reached}/{}",
+            "{name:10} {:>12.0} evals/s  ({:.1} ns/eval)  median evals to 95%: {} 99%: {} (mean {:.0})  reached {reached}/{}  95% within 1% ({within}): {in1}",
             evals as f64 / best,
             best / evals as f64 * 1e9,
             e95[e95.len() / 2],

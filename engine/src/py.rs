@@ -15,9 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 
 use crate::recorded::{Recorded, Row};
-use crate::simulator::{simulate as run_simulation, SimConfig};
+use crate::simulator::{simulate as run_simulation, SimConfig, ORACLE};
 use crate::space::{Param, Point, Space, DEFAULT_MAX_ENUMERATE};
-use crate::strategies::{self, Strategy, STRATEGIES};
+use crate::strategies::{self, Strategy, PRIOR_FREE, STRATEGIES};
 use crate::telemetry::{monotonic as clock, Sampler, Source};
 
 /// An exception of class `clgemm.errors.<class>` (RuntimeError if clgemm is not importable).
@@ -439,7 +439,7 @@ fn nan_to_none(x: f64) -> Option<f64> {
 
 /// Replay `strategy` over a recorded space for each seed, in parallel.
 #[pyfunction]
-#[pyo3(signature = (recorded, strategy, seeds, budget, threads = 0, options = None, scores = None, oracle_noise = None, batch = 1))]
+#[pyo3(signature = (recorded, strategy, seeds, budget, threads = 0, options = None, scores = None, oracle_noise = None, batch = 1, stop_at = None, curves = true))]
 #[allow(clippy::too_many_arguments)]
 fn simulate<'py>(
     py: Python<'py>,
@@ -452,6 +452,8 @@ fn simulate<'py>(
     scores: Option<Vec<f64>>,
     oracle_noise: Option<f64>,
     batch: usize,
+    stop_at: Option<f64>,
+    curves: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     guard(|| {
         let cfg = SimConfig {
@@ -462,6 +464,7 @@ fn simulate<'py>(
             threads,
             scores,
             oracle_noise,
+            stop_at,
             batch,
         };
         let rec = recorded.inner.clone();
@@ -475,10 +478,14 @@ fn simulate<'py>(
         for r in &out.runs {
             let d = PyDict::new(py);
             d.set_item("seed", r.seed)?;
-            d.set_item(
-                "curve",
-                r.curve.iter().map(|&x| nan_to_none(x)).collect::<Vec<_>>(),
-            )?;
+            if curves {
+                d.set_item(
+                    "curve",
+                    r.curve.iter().map(|&x| nan_to_none(x)).collect::<Vec<_>>(),
+                )?;
+            } else {
+                d.set_item("curve", PyList::empty(py))?;
+            }
             d.set_item("evaluations", r.evaluations)?;
             d.set_item("failures", r.failures)?;
             d.set_item("seconds", r.seconds)?;
@@ -588,6 +595,8 @@ fn monotonic() -> f64 {
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STRATEGIES", STRATEGIES.to_vec())?;
+    m.add("PRIOR_FREE", PRIOR_FREE.to_vec())?;
+    m.add("ORACLE", ORACLE)?;
     m.add("DEFAULT_MAX_ENUMERATE", DEFAULT_MAX_ENUMERATE)?;
     m.add_class::<PySpace>()?;
     m.add_class::<PyRecorded>()?;

@@ -24,10 +24,14 @@ pub struct SimConfig {
     pub threads: usize,
     /// Model-guided only: predicted times, one per valid point (row order) or absent.
     pub scores: Option<Vec<f64>>,
-    /// Model-guided only: when no scores are given, a synthetic model = recorded time times
-    /// exp(noise * N(0,1)), drawn per seed (failures predicted as the median time),
-    /// generated lazily in ranked order (see `strategies::OracleBands`).
+    /// Strategy "oracle" only (never a search strategy: it reads the recorded times): the
+    /// model-guided strategy ranked by recorded time times exp(noise * N(0,1)), drawn per
+    /// seed (failures predicted as the median time), generated lazily in ranked order (see
+    /// `strategies::OracleBands`). Default 0.3.
     pub oracle_noise: Option<f64>,
+    /// Stop a run once its best reaches this fraction of the best recorded speed (e.g. 0.95):
+    /// comparisons that only need the evaluations to a goal then cost no more than that.
+    pub stop_at: Option<f64>,
     /// Candidates per ask (1 = fully sequential tuning).
     pub batch: usize,
 }
@@ -72,14 +76,8 @@ pub fn simulate(rec: &Recorded, cfg: &SimConfig) -> Result<SimResult, String> {
             ));
         }
     }
-    // Annealing schedules run over the simulated budget unless told otherwise.
-    let mut cfg = cfg.clone();
-    cfg.options
-        .entry("budget".into())
-        .or_insert(cfg.budget as f64);
-    let cfg = &cfg;
     // Fail fast on a bad name or option, before spawning threads.
-    strategies::make(&cfg.strategy, rec.space.clone(), 0, cfg.options.clone())?;
+    strategies::make(engine_name(cfg), rec.space.clone(), 0, cfg.options.clone())?;
     let model = model_input(rec, cfg)?;
     let run = |&seed: &u64| replay(rec, cfg, &model, seed, best_known);
     let runs: Result<Vec<RunResult>, String> = if cfg.threads == 1 {
@@ -104,17 +102,49 @@ enum ModelInput {
     Oracle(Arc<OracleBands>),
 }
 
+/// The oracle is the model-guided strategy fed the recorded times; every other name is the
+/// engine's own.
+fn engine_name(cfg: &SimConfig) -> &str {
+    if cfg.strategy == ORACLE {
+        "model"
+    } else {
+        &cfg.strategy
+    }
+}
+
+/// Name of the simulator's oracle: an upper reference, never a strategy to compare.
+pub const ORACLE: &str = "oracle";
+
 fn model_input(rec: &Recorded, cfg: &SimConfig) -> Result<ModelInput, String> {
     let valid = rec
         .space
         .valid_indices()
         .ok_or("a recorded space lists its points")?;
-    Ok(match (&cfg.scores, cfg.oracle_noise) {
-        (Some(s), _) => ModelInput::Order(SharedOrder::sort(valid, s)),
-        (None, Some(noise)) => {
-            ModelInput::Oracle(Arc::new(OracleBands::new(valid, &rec.time, noise)))
+    let oracle = cfg.strategy == ORACLE;
+    let model = engine_name(cfg) == "model";
+    if cfg.oracle_noise.is_some() && !oracle {
+        return Err(format!(
+            "oracle_noise reads the recorded times: it belongs to strategy {ORACLE:?} only, not {:?}",
+            cfg.strategy
+        ));
+    }
+    if cfg.scores.is_some() && (!model || oracle) {
+        return Err(format!(
+            "scores are a cost model's predictions for strategy \"model\", not {:?}",
+            cfg.strategy
+        ));
+    }
+    Ok(match &cfg.scores {
+        Some(s) => ModelInput::Order(SharedOrder::sort(valid, s)),
+        None if oracle => ModelInput::Oracle(Arc::new(OracleBands::new(
+            valid,
+            &rec.time,
+            cfg.oracle_noise.unwrap_or(0.3),
+        ))),
+        None if model => {
+            return Err("strategy \"model\" needs a cost model's scores (a prior, e.g. the tuner's transfer fit); without one use a prior-free strategy such as \"forest\" (the recorded-time reference is \"oracle\")".into())
         }
-        (None, None) => ModelInput::None,
+        None => ModelInput::None,
     })
 }
 
@@ -125,7 +155,12 @@ fn replay(
     seed: u64,
     best_known: f64,
 ) -> Result<RunResult, String> {
-    let mut strat = strategies::make(&cfg.strategy, rec.space.clone(), seed, cfg.options.clone())?;
+    let mut strat = strategies::make(
+        engine_name(cfg),
+        rec.space.clone(),
+        seed,
+        cfg.options.clone(),
+    )?;
     match model {
         ModelInput::None => {}
         ModelInput::Order(order) => strat.set_ranking(Box::new(SharedOrder::new(order.clone())))?,
@@ -135,6 +170,7 @@ fn replay(
         }
     }
     let (goal95, goal99) = (best_known / 0.95, best_known / 0.99);
+    let stop = cfg.stop_at.map_or(0.0, |f| best_known / f.clamp(1e-9, 1.0));
     let mut r = RunResult {
         seed,
         curve: Vec::with_capacity(cfg.budget),
@@ -151,7 +187,7 @@ fn replay(
     };
     let batch = cfg.batch.max(1);
     let mut asked = Vec::with_capacity(batch);
-    while r.evaluations < cfg.budget {
+    while r.evaluations < cfg.budget && r.best_time.is_none_or(|b| b > stop) {
         asked.clear();
         strat.ask_indices(batch.min(cfg.budget - r.evaluations), &mut asked);
         if asked.is_empty() {
@@ -225,6 +261,7 @@ mod tests {
             threads: 2,
             scores: None,
             oracle_noise: None,
+            stop_at: None,
             batch: 1,
         }
     }
@@ -263,6 +300,117 @@ mod tests {
             .runs
             .iter()
             .all(|r| r.evaluations == 3 && r.curve.len() == 3));
+    }
+
+    /// A recorded space of 4 x 5 x 6 points, a smooth bowl with a few failures.
+    fn bowl(poison: &[usize], poisoned: f64) -> Recorded {
+        let params = ["a", "b", "c"]
+            .iter()
+            .zip([4, 5, 6])
+            .map(|(n, k)| Param {
+                name: n.to_string(),
+                values: (0..k).collect(),
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for a in 0..4i64 {
+            for b in 0..5i64 {
+                for c in 0..6i64 {
+                    let row = rows.len();
+                    let t = 1.0 + ((a - 2).pow(2) + (b - 1).pow(2) + (c - 4).pow(2)) as f64 * 0.1;
+                    let time = if poison.contains(&row) {
+                        Some(poisoned)
+                    } else if row % 11 == 3 {
+                        None
+                    } else {
+                        Some(t)
+                    };
+                    rows.push(Row {
+                        values: vec![a, b, c],
+                        time,
+                        cost: 1.0,
+                    });
+                }
+            }
+        }
+        Recorded::from_rows(params, vec![], rows, "t".into(), vec![], "test", vec![]).unwrap()
+    }
+
+    #[test]
+    fn no_strategy_reads_a_time_it_was_not_charged_for() {
+        // Run each strategy, then change the time of every record it did NOT measure (make
+        // them all far faster) and run it again: a strategy that sees only what it is told
+        // must propose exactly the same points. The oracle reads the recorded times, and the
+        // same check catches it.
+        let base = bowl(&[], 0.0);
+        for name in strategies::PRIOR_FREE.iter().chain([&ORACLE]) {
+            for seed in 0..4 {
+                let mut c = cfg(name, vec![seed], 25);
+                c.threads = 1;
+                let first = &simulate(&base, &c).unwrap().runs[0];
+                let rows: Vec<usize> = (0..base.time.len()).collect();
+                let measured = order_of(&base, name, seed, 25);
+                let unmeasured: Vec<usize> =
+                    rows.into_iter().filter(|r| !measured.contains(r)).collect();
+                let poisoned = bowl(&unmeasured, 1e-3);
+                let again = &simulate(&poisoned, &c).unwrap().runs[0];
+                let same = order_of(&poisoned, name, seed, 25) == measured;
+                if *name == ORACLE {
+                    assert!(!same, "the oracle should have seen the poisoned times");
+                } else {
+                    assert!(
+                        same,
+                        "{name} (seed {seed}) read a time it was not charged for"
+                    );
+                    assert_eq!(format!("{:?}", first.curve), format!("{:?}", again.curve));
+                }
+            }
+        }
+    }
+
+    /// The rows a run measured, in order (replays the run through the public interface).
+    fn order_of(rec: &Recorded, name: &str, seed: u64, budget: usize) -> Vec<usize> {
+        let c = cfg(name, vec![seed], budget);
+        let model = model_input(rec, &c).unwrap();
+        let mut s =
+            strategies::make(engine_name(&c), rec.space.clone(), seed, HashMap::new()).unwrap();
+        if let ModelInput::Oracle(b) = &model {
+            s.set_ranking(Box::new(b.ranking(seed ^ 0x5EED_0F0D_E1A5_0000)))
+                .unwrap();
+        }
+        let mut out = Vec::new();
+        let mut asked = Vec::new();
+        while out.len() < budget {
+            asked.clear();
+            s.ask_indices(1, &mut asked);
+            let Some(&i) = asked.first() else { break };
+            let row = rec.space.valid_rank(i).unwrap();
+            let t = rec.time[row];
+            s.tell_index(i, t.is_finite().then_some(t));
+            out.push(row);
+        }
+        out
+    }
+
+    #[test]
+    fn stop_at_ends_a_run_at_its_goal() {
+        let rec = bowl(&[], 0.0);
+        let mut c = cfg("random", (0..6).collect(), 120);
+        c.stop_at = Some(0.95);
+        for r in simulate(&rec, &c).unwrap().runs {
+            assert_eq!(Some(r.evaluations), r.evals_to_95, "seed {}", r.seed);
+        }
+    }
+
+    #[test]
+    fn the_oracle_is_named_and_model_needs_scores() {
+        let rec = tiny();
+        let e = simulate(&rec, &cfg("model", vec![1], 3)).err().unwrap();
+        assert!(e.contains("forest") && e.contains("oracle"), "{e}");
+        let mut c = cfg("forest", vec![1], 3);
+        c.oracle_noise = Some(0.3);
+        assert!(simulate(&rec, &c).is_err());
+        assert!(simulate(&rec, &cfg(ORACLE, vec![1], 3)).is_ok());
     }
 
     #[test]

@@ -453,6 +453,28 @@ impl Space {
         out
     }
 
+    /// Full-space indices of the valid points one parameter one step (an adjacent value of
+    /// its domain) from the point at `index`, into `out` (cleared first), parameter by
+    /// parameter, the lower value before the higher.
+    pub fn adjacent(&self, index: u64, out: &mut Vec<u64>) {
+        out.clear();
+        let mut rest = index;
+        for (d, &stride) in self.strides.iter().enumerate() {
+            let here = (rest / stride) as u32;
+            rest %= stride;
+            let n = self.params[d].values.len() as u32;
+            for to in [here.checked_sub(1), (here + 1 < n).then_some(here + 1)]
+                .into_iter()
+                .flatten()
+            {
+                let q = index - u64::from(here) * stride + u64::from(to) * stride;
+                if self.is_valid_index(q) {
+                    out.push(q);
+                }
+            }
+        }
+    }
+
     /// One random move of one parameter, validity not checked: (parameter, new position), to
     /// an adjacent value with probability `p_adjacent` else to any other value; None when the
     /// parameter drawn has a single value. Both neighbour forms draw through here, so a seed

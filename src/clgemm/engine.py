@@ -6,8 +6,9 @@ order (`clgemm.schedule.DOMAINS` order). This module converts between value vect
 `Schedule`s, so `clgemm.schedule` stays the one definition of what a schedule is.
 
 * `Space`: enumeration, index <-> schedule, neighbourhoods.
-* `Strategy`: random / genetic / annealing / sqa (simulated quantum annealing) / model,
-  one ask/tell interface; `tell(candidate, None)` reports a failure.
+* `Strategy`: random / greedy / genetic / annealing / sqa (simulated quantum annealing) /
+  forest (an online surrogate fitted on its own measurements) / model (ranks by a cost
+  model's scores: a prior), one ask/tell interface; `tell(candidate, None)` reports a failure.
 * `RecordedSpace` + `simulate`: replay a strategy over measured spaces (clgemm.space/1 or
   Kernel Tuner cache files) for many seeds in parallel.
 * `Telemetry`: background sampler of SM clock, temperature and power; timestamps are on
@@ -37,6 +38,10 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     ) from exc
 
 STRATEGIES: tuple[str, ...] = tuple(_engine.STRATEGIES)
+# Strategies that learn only from what they measure: the ones to compare on any space.
+PRIOR_FREE: tuple[str, ...] = tuple(_engine.PRIOR_FREE)
+# The simulator's recorded-time reference (it reads the answer): never a strategy to rank.
+ORACLE: str = _engine.ORACLE
 SCHEMA = "clgemm.space/1"
 
 Values = tuple[int, ...]
@@ -207,10 +212,12 @@ def save_recorded_space(
 class Strategy:
     """One search: `ask(n)` candidates, `tell(candidate, seconds | None)`, `best()`.
 
-    Names: random, genetic (evolutionary), annealing (sa), sqa (quantum: simulated quantum
-    annealing), model (ranks by `set_scores` predictions, epsilon-greedy). Options are
-    keyword numbers (e.g. `budget=500`, `t0=0.5`, `population=20`, `replicas=6`,
-    `epsilon=0.1`); an unknown option raises EngineError listing the known ones.
+    Names: random, greedy (local search, one parameter one step), genetic (evolutionary),
+    annealing (sa), sqa (quantum: simulated quantum annealing), forest (surrogate: randomised
+    trees fitted on its own measurements), model (ranks by `set_scores` predictions,
+    epsilon-greedy). Options are keyword numbers (e.g. `t0=0.5`, `tau=300`,
+    `population=20`, `replicas=6`, `epsilon=0.1`); no strategy takes a budget, and an unknown
+    option raises EngineError listing the known ones.
     """
 
     def __init__(self, name: str, space: Space | RecordedSpace, seed: int = 0, **options: float) -> None:
@@ -269,8 +276,12 @@ class SimulationResult:
     runs: list[RunResult] = field(default_factory=list)
     options: dict[str, float] = field(default_factory=dict)
 
-    def summary(self) -> dict[str, Any]:
-        """Medians over runs (a run that never reached a goal counts as budget + 1 evals)."""
+    def summary(self, space_size: int | None = None) -> dict[str, Any]:
+        """Medians over runs (a run that never reached a goal counts as budget + 1 evals),
+        with a bootstrap 95% interval of the median evaluations to 95%; given the space's
+        size, the share of seeds reaching 95% within 1% of it (evaluations <= 1% of the
+        points) and its one-sided 95% Clopper-Pearson bounds."""
+        from .tune.confidence import cp_lower, cp_upper, median_ci
 
         def med(xs: list[float]) -> float | None:
             return statistics.median(xs) if xs else None
@@ -280,24 +291,52 @@ class SimulationResult:
         for goal in ("95", "99"):
             evals = [getattr(r, f"evals_to_{goal}") for r in self.runs]
             secs = [getattr(r, f"seconds_to_{goal}") for r in self.runs]
+            censored = [float(e) if e is not None else float(self.budget + 1) for e in evals]
             out[f"reached_{goal}"] = sum(e is not None for e in evals) / n if n else 0.0
-            out[f"median_evals_to_{goal}"] = med(
-                [float(e) if e is not None else float(self.budget + 1) for e in evals]
-            )
+            out[f"median_evals_to_{goal}"] = med(censored)
             out[f"median_seconds_to_{goal}"] = med([s for s in secs if s is not None])
+            if goal == "95":
+                out["median_evals_to_95_ci95"] = list(median_ci(censored))
+        if space_size:
+            limit = space_size // 100
+            hits = sum(r.evals_to_95 is not None and r.evals_to_95 <= limit for r in self.runs)
+            out["one_percent_of_space"] = limit
+            out["share_95_within_1pct"] = hits / n if n else 0.0
+            out["share_95_within_1pct_cp95"] = [cp_lower(hits, n), cp_upper(hits, n)]
         finals = [r.best_time for r in self.runs if r.best_time is not None]
         out["median_final_best"] = med(finals)
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, space_size: int | None = None, curve_points: int = 0) -> dict[str, Any]:
+        """Summary and per-run figures; each run's best-so-far curve only when
+        `curve_points` > 0, thinned to about that many evaluations (log-spaced, the last
+        always kept)."""
+        runs = []
+        for r in self.runs:
+            row = {k: v for k, v in asdict(r).items() if k != "curve"}
+            if curve_points > 0 and r.curve:
+                row["curve"] = thin_curve(r.curve, curve_points)
+            runs.append(row)
         return {
             "strategy": self.strategy,
             "budget": self.budget,
             "options": self.options,
             "best_known": self.best_known,
-            "summary": self.summary(),
-            "runs": [asdict(r) for r in self.runs],
+            "summary": self.summary(space_size),
+            "runs": runs,
         }
+
+
+def thin_curve(curve: Sequence[float | None], points: int) -> list[tuple[int, float | None]]:
+    """(evaluation, best so far) at about `points` log-spaced evaluations, 1-based, the
+    first and last included: enough to draw a curve on a log axis at a fraction of the size."""
+    n = len(curve)
+    if n == 0 or points <= 0:
+        return []
+    picks = {1, n}
+    for j in range(points):
+        picks.add(max(1, min(n, round(n ** (j / max(points - 1, 1))))))
+    return [(e, curve[e - 1]) for e in sorted(picks)]
 
 
 def simulate(
@@ -310,18 +349,23 @@ def simulate(
     scores: Sequence[float] | None = None,
     oracle_noise: float | None = None,
     batch: int = 1,
+    stop_at: float | None = None,
+    curves: bool = True,
 ) -> SimulationResult:
     """Replay `strategy` over a recorded space, one run per seed, `threads` cores (0 = all).
 
-    `seeds` is a count (seeds 0..n-1) or explicit seeds. For 'model', give `scores` (a
-    predicted time per record, in record order) or `oracle_noise` (a synthetic model: the
-    recorded time times exp(noise * N(0, 1))).
+    `seeds` is a count (seeds 0..n-1) or explicit seeds. 'model' needs `scores` (a predicted
+    time per record, in record order). `ORACLE` is the model ranked by the recorded time times
+    exp(oracle_noise * N(0, 1)): it reads the answer, so it is a reference, never a strategy.
+    `stop_at` (e.g. 0.95) ends each run once it reaches that fraction of the best speed;
+    `curves=False` leaves the per-evaluation curves out (empty lists).
     """
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     opts = {k: float(v) for k, v in (options or {}).items()}
     raw = _engine.simulate(
         space.raw, strategy, seed_list, int(budget), int(threads), opts,
         None if scores is None else [float(s) for s in scores], oracle_noise, int(batch),
+        stop_at, bool(curves),
     )
     return SimulationResult(
         strategy=strategy,
@@ -396,7 +440,7 @@ def monotonic() -> float:
 
 
 __all__ = [
-    "STRATEGIES", "SCHEMA", "Space", "RecordedSpace", "Strategy", "RunResult",
-    "SimulationResult", "simulate", "save_recorded_space", "Telemetry", "TelemetrySamples",
+    "STRATEGIES", "PRIOR_FREE", "ORACLE", "SCHEMA", "Space", "RecordedSpace", "Strategy", "RunResult",
+    "SimulationResult", "simulate", "thin_curve", "save_recorded_space", "Telemetry", "TelemetrySamples",
     "monotonic",
 ]

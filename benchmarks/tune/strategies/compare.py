@@ -35,6 +35,7 @@ import numpy as np
 from clgemm import engine
 from clgemm.schedule import Schedule
 from clgemm.tune.measure import Problem
+from clgemm.tune.confidence import cp_lower, cp_upper
 from clgemm.tune.model import CostModel, RankSettings
 from clgemm.tune.offline import replay_model, transfer_groups
 
@@ -124,9 +125,9 @@ def main() -> int:
             "median_seconds_to_95": statistics.median(
                 [r["seconds_95"] for r in rr if r["seconds_95"] is not None] or [float("nan")]),
             "share_95_within_1pct": within / len(rr),
-            "share_95_within_1pct_lower95": _cp_lower(within, len(rr)),
-            "share_95_within_1pct_upper95": _cp_upper(within, len(rr)),
-            "criterion_met": bool(_cp_lower(within, len(rr)) >= 0.90
+            "share_95_within_1pct_lower95": cp_lower(within, len(rr)),
+            "share_95_within_1pct_upper95": cp_upper(within, len(rr)),
+            "criterion_met": bool(cp_lower(within, len(rr)) >= 0.90
                                   and statistics.median(e95) <= base_third),
         }
     base = summary["random"]["median_evals_to_95"]
@@ -191,30 +192,7 @@ def _sweep_row(rr, one_percent) -> dict:
     e95 = [r["evals_95"] if r["evals_95"] else BUDGET + 1 for r in rr]
     within = sum(1 for e in e95 if e <= one_percent)
     return {"median_evals_to_95": statistics.median(e95), "share_95_within_1pct": within / len(rr),
-            "share_95_within_1pct_lower95": _cp_lower(within, len(rr))}
-
-
-def _cp_upper(successes: int, n: int, alpha: float = 0.05) -> float:
-    """One-sided upper Clopper-Pearson bound (1 - lower bound of the failures' share)."""
-    return 1.0 - _cp_lower(n - successes, n, alpha)
-
-
-def _cp_lower(successes: int, n: int, alpha: float = 0.05) -> float:
-    if successes == 0:
-        return 0.0
-    from math import comb
-
-    def tail(p):  # P[X >= successes]
-        return sum(comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(successes, n + 1))
-
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if tail(mid) < alpha:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+            "share_95_within_1pct_lower95": cp_lower(within, len(rr))}
 
 
 def _plot(runs, best, one_percent) -> None:

@@ -1,10 +1,11 @@
 //! Simulated annealing on log-time. The energy is ln(seconds), so the temperature is
 //! scale-free: at T the walk accepts a move that is e^T times slower with probability 1/e.
-//! T falls geometrically from `t0` to `t_end` over `budget` measurements.
+//! T falls geometrically from `t0` to `t_end` over `tau` measurements and starts hot again
+//! after `patience` measurements without a new best (`Reheat`): no budget in the schedule.
 
 use std::sync::Arc;
 
-use super::{accept, fresh_random, geometric, Memory, Options, Strategy, MAX_FREE_STEPS};
+use super::{accept, fresh_random, geometric, Memory, Options, Reheat, Strategy, MAX_FREE_STEPS};
 use crate::rng::{FastMap, Rng};
 use crate::space::{Point, Space};
 
@@ -19,7 +20,7 @@ pub struct Annealing {
     spare: Vec<Point>,
     t0: f64,
     t_end: f64,
-    budget: f64,
+    clock: Reheat,
     p_adjacent: f64,
     max_free_steps: usize,
 }
@@ -35,14 +36,14 @@ impl Annealing {
             spare: Vec::new(),
             t0: opts.get("t0", 0.5).max(1e-9),
             t_end: opts.get("t_end", 0.005).max(1e-12),
-            budget: opts.get("budget", 500.0).max(1.0),
+            clock: Reheat::new(opts),
             p_adjacent: opts.get("p_adjacent", 0.7).clamp(0.0, 1.0),
             max_free_steps: opts.get("max_free_steps", MAX_FREE_STEPS).max(1.0) as usize,
         }
     }
 
     fn temperature(&self) -> f64 {
-        geometric(self.t0, self.t_end, self.mem.told as f64 / self.budget)
+        geometric(self.t0, self.t_end, self.clock.progress(self.mem.told))
     }
 
     fn propose(&mut self) -> Option<(u64, Point)> {
@@ -114,6 +115,8 @@ impl Strategy for Annealing {
 
     fn tell_index(&mut self, index: u64, time: Option<f64>) {
         self.mem.record(index, time);
+        self.clock
+            .observe(self.mem.told, self.mem.best.map(|(_, t)| t));
         let p = self.outstanding.remove(&index);
         let Some(t) = time.filter(|t| t.is_finite() && *t > 0.0) else {
             self.spare.extend(p);

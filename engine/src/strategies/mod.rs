@@ -15,13 +15,17 @@ use crate::space::{Point, Space};
 pub use model::{OracleBands, SharedOrder};
 
 mod annealing;
+mod forest;
 mod genetic;
+mod greedy;
 mod model;
 mod random;
 mod sqa;
 
 pub use annealing::Annealing;
+pub use forest::Forest;
 pub use genetic::Genetic;
+pub use greedy::Greedy;
 pub use model::ModelGuided;
 pub use random::RandomSearch;
 pub use sqa::QuantumAnnealing;
@@ -230,12 +234,6 @@ impl Options {
         self.map.get(name).copied().unwrap_or(default)
     }
 
-    /// Accept a name without reading it (`budget` is meaningful to every strategy's caller,
-    /// even those whose behaviour does not depend on it).
-    fn allow(&mut self, name: &'static str) {
-        self.used.push(name);
-    }
-
     fn finish(self, strategy: &str) -> Result<(), String> {
         let mut unknown: Vec<&String> = self
             .map
@@ -253,9 +251,24 @@ impl Options {
     }
 }
 
-pub const STRATEGIES: [&str; 5] = ["random", "genetic", "annealing", "sqa", "model"];
+/// Every strategy. `model` ranks by a cost model given from outside (`set_scores`: the
+/// tuner's transfer prior); the others learn only from the times they are told.
+pub const STRATEGIES: [&str; 7] = [
+    "random",
+    "greedy",
+    "genetic",
+    "annealing",
+    "sqa",
+    "forest",
+    "model",
+];
 
-/// Build a strategy by name (aliases: evolutionary = genetic, sa = annealing, quantum = sqa).
+/// The strategies that need nothing but their own measurements (no prior, no scores): the
+/// ones a comparison on a space nobody here measured may rank.
+pub const PRIOR_FREE: [&str; 6] = ["random", "greedy", "genetic", "annealing", "sqa", "forest"];
+
+/// Build a strategy by name (aliases: evolutionary = genetic, sa = annealing, quantum = sqa,
+/// surrogate = forest, ils = greedy).
 pub fn make(
     name: &str,
     space: Arc<Space>,
@@ -269,11 +282,14 @@ pub fn make(
         "sa" | "simulated_annealing" => "annealing",
         "quantum" | "simulated_quantum_annealing" => "sqa",
         "model_guided" | "model-guided" => "model",
+        "surrogate" | "extra_trees" => "forest",
+        "ils" | "local_search" => "greedy",
         other => other,
     };
-    opts.allow("budget");
     let strategy: Box<dyn Strategy> = match canonical {
         "random" => Box::new(RandomSearch::new(space, rng)),
+        "greedy" => Box::new(Greedy::new(space, rng)),
+        "forest" => Box::new(Forest::new(space, rng, &mut opts)),
         "genetic" => Box::new(Genetic::new(space, rng, &mut opts)),
         "annealing" => Box::new(Annealing::new(space, rng, &mut opts)),
         "sqa" => Box::new(QuantumAnnealing::new(space, rng, &mut opts)),
@@ -340,6 +356,58 @@ pub fn accept(delta: f64, t: f64, rng: &mut Rng) -> bool {
         return true;
     }
     u < (-x).exp()
+}
+
+/// A budget-free annealing clock. The schedule (temperature for `annealing`, transverse
+/// field for `sqa`) runs from hot to cold over `tau` measurements counted from the last
+/// (re)start, and restarts hot when the best time has not improved for `patience`
+/// measurements. Progress depends only on the results told so far, never on the budget, so
+/// the first N proposals are the same whatever budget the run was given.
+#[derive(Debug, Clone)]
+pub struct Reheat {
+    tau: f64,
+    patience: usize,
+    /// Measurements at the last (re)start and at the last improvement of the best.
+    start: usize,
+    improved: usize,
+    best: f64,
+    pub reheats: usize,
+}
+
+impl Reheat {
+    pub fn new(opts: &mut Options) -> Reheat {
+        Reheat {
+            tau: opts.get("tau", 300.0).max(1.0),
+            patience: opts.get("patience", 150.0).max(1.0) as usize,
+            start: 0,
+            improved: 0,
+            best: f64::INFINITY,
+            reheats: 0,
+        }
+    }
+
+    /// 0 (hot) .. 1 (cold) after `told` measurements.
+    #[inline]
+    pub fn progress(&self, told: usize) -> f64 {
+        (told.saturating_sub(self.start) as f64 / self.tau).min(1.0)
+    }
+
+    /// After each measurement: note an improvement, or restart the schedule when the search
+    /// has stagnated. True when it restarted.
+    pub fn observe(&mut self, told: usize, best: Option<f64>) -> bool {
+        if let Some(b) = best.filter(|&b| b < self.best) {
+            self.best = b;
+            self.improved = told;
+            return false;
+        }
+        let stalled = told.saturating_sub(self.improved.max(self.start));
+        if stalled >= self.patience {
+            self.start = told;
+            self.reheats += 1;
+            return true;
+        }
+        false
+    }
 }
 
 /// Exponential interpolation from `start` to `end` as `frac` goes 0 -> 1.

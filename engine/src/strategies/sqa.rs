@@ -9,7 +9,8 @@
 //! parameter of one replica changes value, flipping two spins. For a neighbour replica with
 //! value c the spin overlap sum_v s_v s'_v is D if the values agree and D - 4 otherwise, so
 //! moving from a to b changes the coupling energy by -4 J ([c == b] - [c == a]).
-//! Gamma falls geometrically over the budget: early on J is ~0 and the replicas are P
+//! Gamma falls geometrically over `tau` measurements and starts high again after
+//! `patience` measurements without a new best (`Reheat`; no budget): early on J is ~0 and the replicas are P
 //! independent annealers at temperature PT; late, J is large and they must agree, which
 //! pulls them onto the best region any of them found.
 //!
@@ -22,7 +23,7 @@
 
 use std::sync::Arc;
 
-use super::{accept, fresh_random, geometric, Memory, Options, Strategy, MAX_FREE_STEPS};
+use super::{accept, fresh_random, geometric, Memory, Options, Reheat, Strategy, MAX_FREE_STEPS};
 use crate::rng::{FastMap, Rng};
 use crate::space::{Point, Space};
 
@@ -39,11 +40,11 @@ pub struct QuantumAnnealing {
     pt: f64,
     gamma0: f64,
     gamma_end: f64,
-    budget: f64,
+    clock: Reheat,
     p_adjacent: f64,
     max_free_steps: usize,
-    /// J for a number of measurements (J depends on nothing else): computed once per
-    /// measurement instead of at every proposal and every result.
+    /// J for a number of measurements (J changes only when a result is told): computed once
+    /// per measurement instead of at every proposal and every result.
     coupling_at: (usize, f64),
 }
 
@@ -77,7 +78,7 @@ impl QuantumAnnealing {
             // Relative to PT: Gamma/PT = 3 leaves J ~ 0.0025 PT; 0.01 gives J ~ 2.3 PT.
             gamma0: opts.get("gamma0", 3.0).max(1e-9) * pt,
             gamma_end: opts.get("gamma_end", 0.01).max(1e-12) * pt,
-            budget: opts.get("budget", 500.0).max(1.0),
+            clock: Reheat::new(opts),
             p_adjacent: opts.get("p_adjacent", 0.7).clamp(0.0, 1.0),
             max_free_steps: opts.get("max_free_steps", MAX_FREE_STEPS).max(1.0) as usize,
             coupling_at: (usize::MAX, 0.0),
@@ -95,7 +96,7 @@ impl QuantumAnnealing {
         let gamma = geometric(
             self.gamma0,
             self.gamma_end,
-            self.mem.told as f64 / self.budget,
+            self.clock.progress(self.mem.told),
         );
         let x = gamma / self.pt;
         // ln coth x = -ln tanh x, computed stably for small and large x.
@@ -194,6 +195,12 @@ impl Strategy for QuantumAnnealing {
 
     fn tell_index(&mut self, index: u64, time: Option<f64>) {
         self.mem.record(index, time);
+        if self
+            .clock
+            .observe(self.mem.told, self.mem.best.map(|(_, t)| t))
+        {
+            self.coupling_at = (usize::MAX, 0.0); // the field restarted: recompute J
+        }
         // A point told without being asked goes to the replica that would take it best: the
         // emptiest slot, else the current replica in turn.
         let (k, point) = match self.outstanding.remove(&index) {

@@ -46,11 +46,7 @@ fn landscape() -> (Arc<Space>, impl Fn(&[u32]) -> Option<f64>, u64) {
 
 fn run(name: &str, seed: u64, budget: usize, batch: usize) -> (Vec<u64>, Option<(u64, f64)>) {
     let (space, f, _) = landscape();
-    let mut opts = HashMap::new();
-    if name != "random" && name != "model" {
-        opts.insert("budget".to_string(), budget as f64);
-    }
-    let mut s = make(name, space.clone(), seed, opts).unwrap();
+    let mut s = make(name, space.clone(), seed, HashMap::new()).unwrap();
     let mut order = Vec::new();
     while order.len() < budget {
         let asked = s.ask(batch);
@@ -87,19 +83,24 @@ fn each_strategy_finds_the_known_optimum() {
     let (space, _, target) = landscape();
     let valid = space.valid_count().unwrap() as usize;
     // Smooth bowl: the guided strategies need a small fraction of the space.
-    for name in ["annealing", "genetic", "sqa"] {
+    for name in ["annealing", "genetic", "sqa", "greedy", "forest"] {
+        // forest refits a model per measurement: a smaller budget keeps the test quick.
+        let budget = if name == "forest" {
+            valid / 40
+        } else {
+            valid / 8
+        };
         let mut hits = 0;
         for seed in 0..5 {
-            let (order, best) = run(name, seed, valid / 8, 1);
+            let (order, best) = run(name, seed, budget, 1);
             if best.map(|b| b.0) == Some(target) {
                 hits += 1;
             }
-            assert!(order.len() == valid / 8);
+            assert!(order.len() == budget);
         }
         assert!(
             hits >= 4,
-            "{name} found the optimum in only {hits}/5 runs (budget {})",
-            valid / 8
+            "{name} found the optimum in only {hits}/5 runs (budget {budget})"
         );
     }
     // Random search is without replacement: with the whole space as budget it must measure
@@ -107,6 +108,54 @@ fn each_strategy_finds_the_known_optimum() {
     let (order, best) = run("random", 3, valid + 10, 7);
     assert_eq!(order.len(), valid);
     assert_eq!(best.map(|b| b.0), Some(target));
+}
+
+#[test]
+fn the_first_proposals_do_not_depend_on_the_budget() {
+    // No strategy takes a budget: asking for it is an error, not a silently longer schedule.
+    let (space, _, _) = landscape();
+    for name in STRATEGIES {
+        let mut o = HashMap::new();
+        o.insert("budget".to_string(), 50.0);
+        let e = make(name, space.clone(), 0, o).err();
+        assert!(
+            e.is_some_and(|e| e.contains("budget")),
+            "{name} took a budget"
+        );
+    }
+    // And a run cut short is the prefix of a longer one (walkers' schedules included).
+    for name in PRIOR_FREE {
+        let (short, _) = run(name, 3, 60, 1);
+        let (long, _) = run(name, 3, 400, 1);
+        assert_eq!(short[..], long[..60], "{name}");
+    }
+}
+
+#[test]
+fn walkers_reheat_after_stagnation() {
+    // A flat landscape never improves after the first success: the clock restarts every
+    // `patience` measurements, so the temperature is hot again instead of frozen.
+    let mut o = Options::new(HashMap::from([
+        ("tau".to_string(), 10.0),
+        ("patience".to_string(), 5.0),
+    ]));
+    let mut clock = Reheat::new(&mut o);
+    assert_eq!(clock.progress(0), 0.0);
+    assert!(!clock.observe(1, Some(1.0)));
+    for told in 2..6 {
+        assert!(!clock.observe(told, Some(1.0)));
+    }
+    assert!(
+        clock.observe(6, Some(1.0)),
+        "no restart after 5 stale measurements"
+    );
+    assert_eq!(clock.progress(6), 0.0);
+    assert_eq!(clock.progress(11), 0.5);
+    assert!(
+        !clock.observe(7, Some(0.5)),
+        "an improvement is not stagnation"
+    );
+    assert_eq!(clock.reheats, 1);
 }
 
 #[test]

@@ -29,8 +29,11 @@ def register(sub) -> None:
     p = sub.add_parser("tune", help="search schedules for a shape; results go to the tuning DB")
     p.add_argument("--size", "--shape", dest="shapes", action="append", required=True,
                    help="N (square) or MxNxK; repeat for several shapes")
-    p.add_argument("--strategy", default="model", choices=list(STRATEGIES),
-                   help="model (default: best in the offline benchmark), random, genetic, annealing, sqa")
+    p.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES],
+                   help="auto (default): the model with the transfer prior when the database "
+                        "holds this device's measurements of other shapes, else forest (an "
+                        "online surrogate that learns only from what it measures); or one of "
+                        + ", ".join(STRATEGIES))
     p.add_argument("--budget", default="100",
                    help="evaluations per shape in the database (e.g. 200), or seconds (300s)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,16 +82,17 @@ def _tune(args) -> int:
                                 args.repeats, transfer=args.transfer)
             r = tune(config, db, device=args.device)
             gf = f"{r.best_gflops:,.1f} GFLOPS" if r.best_gflops else "nothing valid"
-            print(f"{problem.m}x{problem.n}x{problem.k}: best {gf} "
+            print(f"{problem.m}x{problem.n}x{problem.k} ({r.strategy}"
+                  f"{' + transfer' if r.transfer else ''}): best {gf} "
                   f"({r.best.key() if r.best else '-'}), {r.evaluations} evaluated now "
                   f"({r.failures} failed), {r.resumed} resumed, {r.wall_s:.0f} s, {r.status}")
             summaries.append({
-                "shape": [problem.m, problem.n, problem.k], "strategy": args.strategy,
+                "shape": [problem.m, problem.n, problem.k], "strategy": r.strategy,
                 "run_id": r.run_id, "evaluations": r.evaluations, "resumed": r.resumed,
                 "failures": r.failures, "best": r.best.key() if r.best else None,
                 "best_time_s": r.best_time_s, "best_gflops": r.best_gflops,
                 "wall_s": r.wall_s, "space_size": r.space_size, "valid_count": r.valid_count,
-                "status": r.status, "db": str(db.path), "transfer": args.transfer,
+                "status": r.status, "db": str(db.path), "transfer": r.transfer,
             })
     if args.json:
         with open(args.json, "w") as f:

@@ -12,7 +12,7 @@ import random
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..engine import Space, Strategy
 from ..schedule import Schedule
@@ -24,7 +24,10 @@ from .model import CostModel
 @dataclass(frozen=True)
 class TuneConfig:
     problem: Problem
-    strategy: str = "model"  # won the offline benchmark (records/nvidia-h100/2026-12-02-strategies)
+    # "auto": the model strategy with the transfer prior when the database holds this device's
+    # measurements of other shapes (records/nvidia-h100/2026-12-02-strategies), else "forest",
+    # which learns only from what it measures (records/cpu-simulated/2026-12-06-public-spaces).
+    strategy: str = "auto"
     budget_evals: int | None = 100  # total evaluations for this problem in the database
     budget_seconds: float | None = None  # wall seconds of this invocation
     seed: int = 0
@@ -37,6 +40,7 @@ class TuneConfig:
     model_warmup: int = 8
     # Model strategy: pretrain the cost model on this device's measurements of OTHER shapes in
     # the database (matched by device name); with such a prior there is no random warm-up.
+    # "auto" turns it on exactly when such measurements exist.
     transfer: bool = False
     options: dict = field(default_factory=dict)  # strategy options (engine keywords)
 
@@ -54,6 +58,8 @@ class TuneResult:
     space_size: int
     valid_count: int | None
     status: str
+    strategy: str = ""  # the one that ran ("auto" resolved)
+    transfer: bool = False
 
     @property
     def best_gflops(self) -> float | None:
@@ -70,6 +76,17 @@ def _random_pool(space: Space, size: int, rng: random.Random) -> list:
     return [(s, rng.random()) for s in space.sample_valid(size, rng)]
 
 
+def resolve_strategy(config: TuneConfig, db: TuningDB, device_name: str) -> TuneConfig:
+    """Settle "auto": the transfer prior where the database has this device's measurements
+    of other shapes, else the prior-free "forest"."""
+    if config.strategy != "auto":
+        return config
+    prior = db.observations(device_name, exclude=config.problem)
+    if any(prior.values()):
+        return replace(config, strategy="model", transfer=True)
+    return replace(config, strategy="forest", transfer=False)
+
+
 def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneResult:
     from ..lanes.fp32 import search_space
     from ..runtime import get_runtime
@@ -79,9 +96,8 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
     fp = rt.device.fingerprint
     search = search_space(rt)
     space = Space.from_search_space(search)
+    config = resolve_strategy(config, db, rt.device.name)
     options = dict(config.options)
-    if config.budget_evals and config.strategy in ("annealing", "sqa"):
-        options.setdefault("budget", config.budget_evals)  # cooling schedule length
     strategy = Strategy(config.strategy, space, seed=config.seed, **options)
     run_id = uuid.uuid4().hex[:12]
     db.start_run(run_id, fp, config.problem, config.strategy, config.seed,
@@ -161,4 +177,5 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
     best_s = Schedule.from_key(best_rows[0][0]) if best_rows else None
     return TuneResult(run_id, config.problem, evals, resumed, failures, best_s,
                       best_rows[0][1] if best_rows else None, time.monotonic() - start,
-                      space.size(), space.valid_count(), status)
+                      space.size(), space.valid_count(), status, config.strategy,
+                      config.transfer)
