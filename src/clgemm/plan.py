@@ -5,7 +5,9 @@
 
 A call on device arrays with the exact contract is the hot path: no kernel argument set
 that is already bound, the output (when C is not given) from the runtime's memory pool, one
-enqueue per kernel on a queue without profiling, and no wait on the device. Everything else
+enqueue per kernel on a queue without profiling, and no wait on the device (one exception,
+the driver's: on NVIDIA's OpenCL the first use of a newly allocated buffer waits for the
+queue, so a call whose output size the pool has not held yet waits once). Everything else
 (numpy arrays, `return_info`, check=True, rel_tol, the online selector) passes a station
 that waits for its answer, on the runtime's profiling queue.
 """

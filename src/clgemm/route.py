@@ -1,9 +1,10 @@
 """Where a product goes: the one module that chooses its lane.
 
 `plan()` decides once per (shape, layout, contract, device) and returns a `Plan`, kept by the
-runtime: the exact contract's lane (the float32 family, or 3xTF32 on the tensor cores where
-the device table promoted it), the station the call passes (ABFT for check=True, the
-approximate methods under rel_tol, the online selector), and why.
+runtime: the exact contract's lane (the small-rows lane for products with m or n up to
+MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, else the float32
+family), the station the call passes (ABFT for check=True, the approximate methods under
+rel_tol, the online selector), and why.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import os
 
 from .kernels import wgmma
-from .kernels.tensorcore import TcSchedule
 from .kernels.gemv import MAX_ROWS, GemvSchedule
+from .kernels.tensorcore import TcSchedule
 from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule
 from .lanes.gemv import GemvLane, fits
 from .lanes.probe import tensorcore_available, wgmma_support
@@ -21,6 +22,7 @@ from .lanes.tc_exact import TcExactLane
 from .plan import Plan, PlanKey
 from .runtime import Runtime
 from .select import table as tables
+
 
 # ---- the plan of a product --------------------------------------------------------------
 def plan(rt: Runtime, key: PlanKey) -> Plan:
@@ -73,7 +75,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
 
 def _table_note(rt: Runtime) -> str:
     table = tables.load_table(rt.device)
-    return f"the table {table.source!r}" if getattr(table, "source", None) else "the defaults"
+    return f"the table {table.source!r}"
 
 
 # ---- the tensor-core lanes --------------------------------------------------------------
