@@ -140,9 +140,10 @@ def layout_for(schedule: Schedule, a: Operand, b: Operand, c: Operand) -> Layout
 
 
 def get_kernel(rt: Runtime, schedule: Schedule, layout: Layout,
-               fault_injection: bool = False, gated: bool = False) -> GemmKernel:
-    """The kernel for (device, schedule, layout), built once per runtime."""
-    return rt.cached(("fp32", schedule, layout, fault_injection, gated),
+               fault_injection: bool = False, gated: bool = False, slot: int = 0) -> GemmKernel:
+    """The kernel for (device, schedule, layout), built once per runtime; `slot`: another
+    kernel object of the same program (its own bound arguments)."""
+    return rt.cached(("fp32", schedule, layout, fault_injection, gated, slot),
                      lambda: GemmKernel(rt, schedule, layout, fault_injection, gated))
 
 
@@ -160,29 +161,31 @@ class Fp32Lane:
         self._kernels: dict[tuple, GemmKernel] = {}
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # global size per (m, n)
 
-    def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False) -> GemmKernel:
+    def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False,
+                   slot: int = 0) -> GemmKernel:
         va, vb, vc = self._vec
         key = (a.transposed, b.transposed,
                va > 1 and a.ld % va == 0 and a.offset % va == 0,
                vb > 1 and b.ld % vb == 0 and b.offset % vb == 0,
-               vc > 1 and c.ld % vc == 0 and c.offset % vc == 0, gated)
+               vc > 1 and c.ld % vc == 0 and c.offset % vc == 0, gated, slot)
         kernel = self._kernels.get(key)
         if kernel is None:
-            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:5]), gated=gated)
+            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:5]), gated=gated, slot=slot)
             kernel = self._kernels.setdefault(key, kernel)
         return kernel
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None,
-                gate: "tuple[cl.Buffer, cl.Buffer] | None" = None) -> "cl.Event":
-        """The product; `gate` runs the gated kernel (computes only where gate[0] is raised)."""
+                gate: "tuple[cl.Buffer, cl.Buffer] | None" = None, slot: int = 0) -> "cl.Event":
+        """The product; `gate` runs the gated kernel (computes only where gate[0] is raised);
+        `slot` picks one of several kernel objects (a gate pair stays bound to each)."""
         if info is not None:
             t0 = time.perf_counter()
-            kernel = self.kernel_for(a, b, c, gate is not None)
+            kernel = self.kernel_for(a, b, c, gate is not None, slot)
             info.build_s = time.perf_counter() - t0  # ~0 when this runtime already built it
             info.build_from_cache = kernel.build_info.from_cache
         else:
-            kernel = self.kernel_for(a, b, c, gate is not None)
+            kernel = self.kernel_for(a, b, c, gate is not None, slot)
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset]
         if gate is not None:

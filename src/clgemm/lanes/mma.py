@@ -129,11 +129,11 @@ class NonfiniteFlag:
                                                 np.int32, is_blocking=True)
         self.lock = threading.Lock()
 
-    def next_gate(self) -> "tuple[cl.Buffer, cl.Buffer]":
-        """(the gate this call raises and reads, the gate it clears); held under `lock` from
-        here to the last enqueue of the call."""
+    def next_gate(self) -> "tuple[cl.Buffer, cl.Buffer, int]":
+        """(the gate this call raises and reads, the gate it clears, which of the two pairs
+        it is); held under `lock` from here to the last enqueue of the call."""
         self._parity ^= 1
-        return self.gates[self._parity], self.gates[self._parity ^ 1]
+        return self.gates[self._parity], self.gates[self._parity ^ 1], self._parity
 
     def raised(self, queue=None, wait_for=None) -> bool:
         """Read the flag after the kernel (blocking) and clear it if it was raised."""
@@ -152,9 +152,11 @@ def nonfinite_flag(rt: Runtime) -> NonfiniteFlag:
 
 
 def get_kernel(rt: Runtime, schedule: TcSchedule, layout: TcLayout,
-               dialect: Dialect | None = None) -> TcKernel:
+               dialect: Dialect | None = None, slot: int = 0) -> TcKernel:
+    """The kernel, built once per runtime; `slot`: another kernel object of the same program
+    (its own bound arguments)."""
     dialect = dialect or default_dialect()
-    return rt.cached(("tc", schedule, layout, dialect),
+    return rt.cached(("tc", schedule, layout, dialect, slot),
                      lambda: TcKernel(rt, schedule, layout, dialect))
 
 

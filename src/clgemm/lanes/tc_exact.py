@@ -36,35 +36,37 @@ class TcExactLane:
         self.flag = nonfinite_flag(rt)
         self._kernels: dict[tuple, TcKernel] = {}  # mma.sync kernels per operand layout
 
-    def _mma_kernel(self, a: Operand, b: Operand) -> TcKernel:
+    def _mma_kernel(self, a: Operand, b: Operand, slot: int) -> TcKernel:
         key = (a.transposed, b.transposed, a.ld % 4 == 0 and a.offset % 4 == 0,
-               b.ld % 4 == 0 and b.offset % 4 == 0)
+               b.ld % 4 == 0 and b.offset % 4 == 0, slot)
         kernel = self._kernels.get(key)
         if kernel is None:
             layout = layout_for(a, b)
-            kernel = get_kernel(self.rt, fitting_schedule(self.rt, self.schedule, layout), layout)
+            kernel = get_kernel(self.rt, fitting_schedule(self.rt, self.schedule, layout),
+                                layout, slot=slot)
             kernel = self._kernels.setdefault(key, kernel)
         return kernel
 
     def product(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
-                b: Operand, c: Operand, queue, flag: "cl.Buffer") -> "cl.Event":
-        """The 3xTF32 product alone, raising `flag` on a non-finite output."""
+                b: Operand, c: Operand, queue, flag: "cl.Buffer", slot: int = 0) -> "cl.Event":
+        """The 3xTF32 product alone, raising `flag` on a non-finite output; `slot` picks the
+        kernel object (one per gate, so that the flag argument stays bound)."""
         a, b, c, m, n = transposed_c(a, b, c, m, n)
         if self.wgmma:
             return enqueue_wgmma(self.rt, m, n, k, alpha, beta, a, b, c, flag=flag,
                                  schedule=self.schedule, queue=queue)
-        return self._mma_kernel(a, b).enqueue(m, n, k, alpha, beta, a, b, c, queue=queue,
-                                              flag=flag)
+        return self._mma_kernel(a, b, slot).enqueue(m, n, k, alpha, beta, a, b, c,
+                                                    queue=queue, flag=flag)
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
         if info is None and beta == 0.0:
             flag = self.flag
             with flag.lock:
-                raise_gate, clear_gate = flag.next_gate()
-                event = self.product(m, n, k, alpha, beta, a, b, c, queue, raise_gate)
+                raise_gate, clear_gate, slot = flag.next_gate()
+                event = self.product(m, n, k, alpha, beta, a, b, c, queue, raise_gate, slot)
                 self.fallback.enqueue(m, n, k, alpha, beta, a, b, c, queue,
-                                      gate=(raise_gate, clear_gate))
+                                      gate=(raise_gate, clear_gate), slot=slot)
             return event
         return self._reported(m, n, k, alpha, beta, a, b, c, queue, info)
 
