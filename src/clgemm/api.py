@@ -16,7 +16,6 @@ float32 family, so Inf and NaN propagate as above. CLGEMM_EXACT_LANE=fp32 (or an
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,8 @@ import pyopencl as cl
 import pyopencl.array as cla
 
 from .device import DeviceInfo
-from .errors import ContractError, DTypeError, NonFiniteError, ShapeError
+from . import validate
+from .errors import ShapeError
 from .kernels.tensorcore import TcSchedule
 from .kernels.wgmma import WgSchedule
 from .operands import logical_shape, run_product
@@ -67,45 +67,10 @@ class Info:
         return 2.0 * m * n * k / self.kernel_s / 1e9 if self.kernel_s > 0 else 0.0
 
 
-def _is_device_array(x) -> bool:
-    return isinstance(x, cla.Array)
-
-
-def _check_dtype(name: str, x) -> None:
-    dtype = np.dtype(x.dtype)
-    if dtype != np.float32:
-        hint = (
-            f"cast it with {name}.astype(np.float32) if float32 precision is acceptable"
-            if dtype.kind in "fiub" else "pass a float32 array"
-        )
-        raise DTypeError(f"{name} has dtype {dtype}, clgemm computes float32 only; {hint}")
-
-
-def _check_scalar(name: str, value) -> float:
-    try:
-        f = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ShapeError(f"{name} must be a real number, got {value!r}") from exc
-    if not math.isfinite(f):
-        raise NonFiniteError(f"{name}={value!r} is not finite; pass a finite scaling factor")
-    return f
-
-
-def _validate_contract(rel_tol, check, nonfinite) -> None:
-    if rel_tol is not None:
-        try:
-            tol = float(rel_tol)
-        except (TypeError, ValueError) as exc:
-            raise ContractError(f"rel_tol must be None or a number, got {rel_tol!r}") from exc
-        if not (0.0 < tol < 1.0):
-            raise ContractError(
-                f"rel_tol={rel_tol!r} is outside (0, 1): it is a relative Frobenius error "
-                "budget, e.g. 1e-3; use None for the exact float32 contract"
-            )
-    if not isinstance(check, bool):
-        raise ContractError(f"check must be True or False, got {check!r}")
-    if nonfinite not in ("propagate", "raise"):
-        raise ContractError(f"nonfinite must be 'propagate' or 'raise', got {nonfinite!r}")
+# Input checks live in validate.py (pure functions, run before any work).
+_is_device_array = validate.is_device_array
+_check_scalar = validate.check_scalar
+_validate_contract = validate.validate_contract
 
 
 def choose_schedule(rt: Runtime, m: int, n: int, k: int,
@@ -123,18 +88,9 @@ def choose_schedule(rt: Runtime, m: int, n: int, k: int,
     raise ShapeError(f"no built-in schedule fits {rt.device.name!r}; pass schedule=...")
 
 
-def _reject_nonfinite(name: str, x) -> None:
-    host = x.get() if _is_device_array(x) else x
-    if host.size and not np.isfinite(host).all():
-        raise NonFiniteError(
-            f"{name} contains NaN or Inf and nonfinite='raise' was asked; clean the input or "
-            "pass nonfinite='propagate' for IEEE propagation as in BLAS"
-        )
-
-
 def to_device(x: np.ndarray, device: "DeviceInfo | int | str | None" = None) -> cla.Array:
     """A float32 device copy of a host array, usable with `matmul` on the same device."""
-    _check_dtype("x", x)
+    validate.check_to_device(x)
     rt = get_runtime(device)
     return cla.to_device(rt.queue, np.ascontiguousarray(x))
 
@@ -155,19 +111,17 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
     static table. `return_info=True` returns (result, Info).
     """
     start = time.perf_counter()
-    _validate_contract(rel_tol, check, nonfinite)
-    if selector not in ("static", "online"):
-        raise ContractError(f"selector must be 'static' or 'online', got {selector!r}")
+    _validate_contract(rel_tol, check, nonfinite, selector)
+    for name, flag in (("trans_a", trans_a), ("trans_b", trans_b), ("return_info", return_info)):
+        validate.check_flag(name, flag)
+    validate.check_schedule(schedule)
     alpha = _check_scalar("alpha", alpha)
     beta = _check_scalar("beta", beta)
     on_device = _is_device_array(A)
     operands = [("A", A), ("B", B)] + ([("C", C)] if C is not None else [])
     for name, x in operands:
-        if on_device != _is_device_array(x):
-            raise ShapeError("pass all operands as numpy arrays or all as clgemm device arrays")
-        if not on_device and not isinstance(x, np.ndarray):
-            raise ShapeError(f"{name} must be a numpy array, got {type(x).__name__}")
-        _check_dtype(name, x)
+        validate.check_array(name, x, on_device)
+    validate.check_output(C)
     m, k = logical_shape(A, trans_a)
     k2, n = logical_shape(B, trans_b)
     if k != k2:
@@ -180,13 +134,13 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
     if C is None and beta != 0.0:
         raise ShapeError("beta != 0 needs an input C; pass C=... or beta=0")
     if nonfinite == "raise":
-        for name, x in operands[:2]:
-            _reject_nonfinite(name, x)
+        validate.check_nonfinite(A, B, C, beta)
 
     if on_device:
         rt = _runtime_of(A, device)
     else:
         rt = get_runtime(device)
+        validate.check_host_memory(rt.device, A, B, C, m, n, beta)
     decision = None
     if selector == "online" and schedule is None and not check and rel_tol is None:
         from .select.online import get_selector  # noqa: PLC0415 - optional station

@@ -49,3 +49,20 @@ class FaultError(ClgemmError, RuntimeError):
 
 class EngineError(ClgemmError, RuntimeError):
     """The compiled search engine refused a request."""
+
+
+class UsageError(ClgemmError, ValueError):
+    """A command-line argument is malformed or out of range (the CLI exits 2)."""
+
+
+class ArgumentError(ClgemmError, TypeError):
+    """An API argument has a type that makes no sense for it (a string as alpha, "no" as
+    trans_a, a list where an array is needed)."""
+
+
+class OutOfHostMemoryError(ClgemmError, MemoryError):
+    """The host cannot hold the arrays a call would allocate or copy."""
+
+
+class StateError(ClgemmError, RuntimeError):
+    """A file clgemm keeps (tuning database, table, cache) cannot be read or written."""
