@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import args as a
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -19,27 +21,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the best recorded schedule's speed."
         ),
     )
-    p.add_argument("--space", required=True, help="recorded space JSON (clgemm.space/1 or Kernel Tuner cache)")
-    p.add_argument("--strategy", default="all",
+    p.add_argument("--space", required=True, type=a.json_file("a recorded space"), help="recorded space JSON (clgemm.space/1 or Kernel Tuner cache)")
+    p.add_argument("--strategy", default="all", choices=(*_strategies(), "all"),
                    help="random, genetic, annealing, sqa, model, or 'all' (default)")
-    p.add_argument("--seeds", type=int, default=30, help="runs, seeds 0..N-1 (default 30)")
-    p.add_argument("--budget", type=int, default=200, help="evaluations per run (default 200)")
-    p.add_argument("--threads", type=int, default=0, help="cores to use (default: all)")
-    p.add_argument("--batch", type=int, default=1, help="candidates per ask (default 1)")
+    p.add_argument("--seeds", type=a.positive_int, default=30, help="runs, seeds 0..N-1 (default 30)")
+    p.add_argument("--budget", type=a.positive_int, default=200, help="evaluations per run (default 200)")
+    p.add_argument("--threads", type=a.count, default=0, help="cores to use (default: all)")
+    p.add_argument("--batch", type=a.positive_int, default=1, help="candidates per ask (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="strategy option, e.g. t0=0.5 or population=30 (repeatable)")
-    p.add_argument("--oracle-noise", type=float, default=0.3,
+    p.add_argument("--oracle-noise", type=a.nonnegative, default=0.3,
                    help="model strategy: synthetic cost model = true time x exp(noise*N(0,1)) (default 0.3)")
     p.add_argument("--transfer-db", action="append", default=[], metavar="DB",
+                   type=a.database(must_exist=True),
                    help="also replay 'model+transfer': the tuner's ridge cost model pretrained on "
                         "this tuning database's measurements of OTHER shapes on the space's device "
                         "(the space's own shape is excluded); repeatable")
-    p.add_argument("--json", dest="json_out", help="write full results (curves included) here")
+    p.add_argument("--json", dest="json_out", type=a.output_file, help="write full results (curves included) here")
     p.set_defaults(func=_run)
 
 
+def _strategies() -> tuple[str, ...]:
+    from ..engine import STRATEGIES
+
+    return tuple(STRATEGIES)
+
+
 def _options(pairs: list[str]) -> dict[str, float]:
-    from ..errors import EngineError
+    from ..errors import UsageError
 
     out = {}
     for pair in pairs:
@@ -49,7 +58,7 @@ def _options(pairs: list[str]) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep:
-            raise EngineError(f"--option {pair!r}: expected NAME=NUMBER, e.g. t0=0.5")
+            raise UsageError(f"--option {pair!r}: expected NAME=NUMBER, e.g. t0=0.5")
     return out
 
 
@@ -88,7 +97,9 @@ def _run(args: argparse.Namespace) -> int:
             "budget": args.budget,
             "results": results,
         }
-        Path(args.json_out).write_text(json.dumps(doc, indent=1))
+        from ..atomic import write_text
+
+        write_text(args.json_out, json.dumps(doc, indent=1))
         print(f"wrote {args.json_out}")
     return 0
 
@@ -96,13 +107,14 @@ def _run(args: argparse.Namespace) -> int:
 def _transfer_run(args: argparse.Namespace, space) -> dict:
     import statistics
 
+    from ..errors import UsageError
     from ..tune.measure import Problem
     from ..tune.offline import replay_model, transfer_groups
 
     doc = json.loads(Path(args.space).read_text())
     device = (doc.get("device") or {}).get("name")
     if not device or not doc.get("shape"):
-        raise SystemExit("--transfer-db needs a clgemm.space/1 file with its device and shape")
+        raise UsageError("--transfer-db needs a clgemm.space/1 file with its device and shape")
     prior = transfer_groups(args.transfer_db, device, exclude=Problem(*doc["shape"]))
     t0 = time.perf_counter()
     runs, best = replay_model(args.space, list(range(args.seeds)), args.budget, transfer=prior)
