@@ -62,6 +62,30 @@ class Measurement:
 def _worker_init(device_spec: str | None) -> None:
     if device_spec is not None:
         os.environ["CLGEMM_DEVICE"] = device_spec
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive the tuner (kill -9 runs no cleanup in the tuner): on Linux
+    the kernel kills it when its parent dies (PR_SET_PDEATHSIG); elsewhere, and for a parent
+    that died before that was set, a watchdog thread sees the reparenting and exits."""
+    import signal
+    import threading
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, name="clgemm-parent-watch", daemon=True).start()
 
 
 def _compile_one(key: str, problem: Problem) -> tuple[str, float | None, str | None]:
