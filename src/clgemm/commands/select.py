@@ -81,6 +81,16 @@ def _replay(args) -> int:
             elif s not in arms:
                 arms.append(s)
     arms = [a for a in arms if space.is_valid(a)]
+    if len(arms) < 2:
+        from ..errors import UsageError
+        from ..select.table import shipped_devices
+
+        why = (f"no shipped table matches {rt.device.name!r} (tables exist for "
+               f"{', '.join(shipped_devices()) or 'no device'})" if table.source ==
+               "builtin default" else f"the table {table.source} offers {len(arms)} valid arm(s)")
+        raise UsageError(f"{why}: static, online and oracle would all run the same schedule. "
+                         "Pass --table FILE (a table for this device) or --candidates FILE "
+                         "(schedule keys) to give the replay arms to compare")
     log(f"device {rt.device.name} ({rt.device.fingerprint}); table {table.source}; "
         f"{len(arms)} arm(s)")
     clock = _nvml_clock() if args.clock == "nvml" else None

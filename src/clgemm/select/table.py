@@ -230,6 +230,12 @@ def _skip(name: str, exc: Exception) -> None:
                   "rewrite it with `clgemm distill` or delete it", RuntimeWarning, stacklevel=3)
 
 
+def shipped_devices() -> list[str]:
+    """Names of the devices the shipped tables are for."""
+    return [d["device"]["name"] for _, d in _shipped_tables()
+            if isinstance(d.get("device"), dict) and "name" in d["device"]]
+
+
 def default_table(device: DeviceInfo) -> Table:
     return _builtin_default(device.name, device.type)
 
