@@ -27,6 +27,12 @@ _COMMAND_MODULES = (
 class _Parser(argparse.ArgumentParser):
     """A usage error is one line (with where to read more), exit 2: not the usage block."""
 
+    def _get_values(self, action, arg_strings):
+        # `--alpha=--`: argparse drops the '--' and stores [] unchecked (no type= call)
+        if action.nargs is None and action.option_strings and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected a value, not '--'")
+        return super()._get_values(action, arg_strings)
+
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 

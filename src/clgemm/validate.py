@@ -159,6 +159,12 @@ def check_host_memory(device, A, B, C, m: int, n: int, beta: float,
     zero-stride operand is densified; a 100000 x 100000 result is 40 GB)."""
     if m == 0 or n == 0:
         return
+    for what, size in (("A", A.size), ("B", B.size), ("C", m * n)):
+        if 4 * size > device.max_alloc_bytes:  # as Runtime.check_alloc, before densifying
+            raise OutOfDeviceMemoryError(
+                f"{what} needs {4 * size / 2**20:.1f} MiB in one buffer but {device.name!r} "
+                f"allows at most {device.max_alloc_bytes / 2**20:.1f} MiB per buffer; split "
+                "the product into blocks or use a device with more memory")
     need = 4 * (A.size + B.size + m * n)
     if need > device.global_mem_bytes:
         raise OutOfDeviceMemoryError(

@@ -128,6 +128,8 @@ def choices(allowed: Iterable[str], extra: Iterable[str] = ()) -> Callable[[str]
             raise Bad(f"unknown {', '.join(bad) or 'empty list'}: choose from "
                       f"{', '.join(allowed + extra)}")
         return items
+    parse.__name__ = "comma list of choices"
+    parse.allowed = allowed + extra  # type: ignore[attr-defined]
     return parse
 
 
@@ -331,8 +333,16 @@ def database(must_exist: bool = False) -> Callable[[str], str]:
         if must_exist and not head:
             raise Bad(f"{text} is empty: nothing has been tuned into it")
         return text
-    parse.__name__ = "database"
+    parse.__name__ = "existing database" if must_exist else "database"
     return parse
+
+
+def option_pair(text: str) -> tuple[str, float]:
+    """NAME=NUMBER (a strategy option)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise Bad(f"{text!r}: expected NAME=NUMBER, e.g. t0=0.5")
+    return name.strip(), finite(value)
 
 
 def budget(text: str) -> tuple[int | None, float | None]:

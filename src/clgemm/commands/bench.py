@@ -41,7 +41,7 @@ def register(sub) -> None:
     p.add_argument("--schedule", action="append", default=[], metavar="KEY", type=schedule_key,
                    help="also measure this clgemm schedule (Schedule.key()), as method clgemm:KEY")
     p.add_argument("--label", default="clgemm", help="method name of clgemm's chosen kernel")
-    p.add_argument("--tc", default="", help="lab: also measure tensor-core modes: tf32, 3xtf32 "
+    p.add_argument("--tc", default=(), type=a.choices(_tc_modes()), help="lab: also measure tensor-core modes: tf32, 3xtf32 "
                    "(mma.sync), wgmma-tf32, wgmma-3xtf32 (Hopper) (methods clgemm-<mode>; "
                    "recorded absent where not offered)")
     p.add_argument("--rank-schedules", type=a.count, default=None,
@@ -108,6 +108,12 @@ def register(sub) -> None:
     p.set_defaults(func=_lab)
 
 
+def _tc_modes() -> tuple[str, ...]:
+    from ..bench.tensorcore import MODES
+
+    return tuple(MODES)
+
+
 def schedule_key(text: str) -> str:
     """A schedule key (Schedule.key() or a tensor-core key), checked for its form."""
     from ..errors import ClgemmError
@@ -134,7 +140,6 @@ def _bench(args) -> int:
     from ..bench.protocol import Protocol
     from ..bench.runner import BenchOptions, run_bench
     from ..device import get_device
-    from ..errors import UsageError
 
     if args.out is None:
         import time
@@ -142,13 +147,7 @@ def _bench(args) -> int:
         args.out = f"bench-{get_device(args.device).slug}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     baselines = tuple(b for b in args.baselines if b != "none")
     rank = args.rank_schedules if args.rank_schedules is not None else (4 if args.sessions > 1 else 0)
-    from ..bench.tensorcore import MODES
-
-    tc_modes = tuple(m.strip() for m in args.tc.split(",") if m.strip())
-    unknown = [m for m in tc_modes if m not in MODES]
-    if unknown:
-        raise UsageError(f"unknown --tc mode {', '.join(unknown)}; choose from "
-                         f"{', '.join(MODES)}")
+    tc_modes = tuple(args.tc)
     opts = BenchOptions(
         suite=None if args.suite in (None, "none", "") else args.suite,
         shapes=args.shapes, scale=args.scale, device=args.device, out=args.out,

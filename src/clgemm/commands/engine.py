@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=a.count, default=0, help="cores to use (default: all)")
     p.add_argument("--batch", type=a.positive_int, default=1, help="candidates per ask (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   type=a.option_pair,
                    help="strategy option, e.g. t0=0.5 or population=30 (repeatable)")
     p.add_argument("--oracle-noise", type=a.nonnegative, default=0.3,
                    help="model strategy: synthetic cost model = true time x exp(noise*N(0,1)) (default 0.3)")
@@ -47,27 +48,12 @@ def _strategies() -> tuple[str, ...]:
     return tuple(STRATEGIES)
 
 
-def _options(pairs: list[str]) -> dict[str, float]:
-    from ..errors import UsageError
-
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise UsageError(f"--option {pair!r}: expected NAME=NUMBER, e.g. t0=0.5")
-    return out
-
-
 def _run(args: argparse.Namespace) -> int:
     from ..engine import STRATEGIES, RecordedSpace, simulate
 
     space = RecordedSpace.load(args.space)
     names = list(STRATEGIES) if args.strategy == "all" else [args.strategy]
-    options = _options(args.option)
+    options = dict(args.option)  # (name, value) pairs, checked by args.option_pair
     best = space.best()
     print(f"{args.space}: {len(space)} recorded schedules ({space.format}), "
           f"best {best[1] * 1e3:.4g} ms" if best else f"{args.space}: no successful record")
