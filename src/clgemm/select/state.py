@@ -180,6 +180,10 @@ class StateStore:
                 pass
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 return None
+            if _transient(exc):  # a full disk: the file is sound, the caller keeps its deltas
+                self.note = (f"selector state {self.path} not saved ({exc}); kept in memory "
+                             "and tried again at the next sync: free disk space")
+                return None
             self._rebuild(f"{type(exc).__name__}: {exc}")
             return None
         return {(k, key): json.loads(v) for k, key, v in rows}
@@ -200,6 +204,15 @@ class StateStore:
             self._conn.close()
         except sqlite3.DatabaseError:
             pass
+
+
+def _transient(exc: Exception) -> bool:
+    """A write that failed for lack of space (SQLITE_FULL, SQLITE_IOERR), not a bad file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (10, 13)
+    text = str(exc).lower()
+    return "disk is full" in text or "disk i/o error" in text
 
 
 def _add(a, b):
