@@ -327,7 +327,7 @@ def test_cli_strategies_writes_json(tmp_path, capsys):
     assert len(runs) == 5 and all(len(r["curve"]) == 8 for r in runs)
     assert "annealing" in capsys.readouterr().out
     rc = main(["strategies", "--space", str(DATA / "kt_cache_tiny.json"), "--strategy", "nope"])
-    assert rc == 1
+    assert rc == 2  # a usage error, refused while the arguments are parsed
 
 
 # ------------------------------------------------------------------ telemetry

@@ -305,7 +305,8 @@ def test_matmul_out_is_written_where_named(zoo, capsys, tmp_path):
     out = tmp_path / "result"
     code, text, err = run_cli(["matmul", zoo["npy"], zoo["npy"], "-o", str(out)], capsys)
     assert code == 0, err
-    assert np.allclose(np.load(out), np.full((5, 5), 5.0)) and not (tmp_path / "result.npy").exists()
+    assert np.allclose(np.load(out), np.full((5, 5), 5.0))
+    assert not (tmp_path / "result.npy").exists()
 
 
 # ---- the API -------------------------------------------------------------------------------

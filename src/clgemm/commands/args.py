@@ -115,7 +115,8 @@ def number_list(parse: Callable[[str], float]) -> Callable[[str], tuple]:
     return parse_list
 
 
-def choices(allowed: Iterable[str], extra: Iterable[str] = ()) -> Callable[[str], tuple]:
+def choices(allowed: Iterable[str], extra: Iterable[str] = (), what: str = "item"
+            ) -> Callable[[str], tuple]:
     """A comma list whose items are all in `allowed` (`extra`: words that stand alone)."""
     allowed, extra = tuple(allowed), tuple(extra)
 
@@ -125,7 +126,7 @@ def choices(allowed: Iterable[str], extra: Iterable[str] = ()) -> Callable[[str]
             return items
         bad = [t for t in items if t not in allowed]
         if bad or not items:
-            raise Bad(f"unknown {', '.join(bad) or 'empty list'}: choose from "
+            raise Bad(f"unknown {what} {', '.join(bad) or '(empty list)'}; choose from "
                       f"{', '.join(allowed + extra)}")
         return items
     parse.__name__ = "comma list of choices"

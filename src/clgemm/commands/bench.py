@@ -13,7 +13,8 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="measure clgemm and its peers; writes one JSON artifact")
     p.add_argument("--suite", default="kpi", choices=("kpi", "shapes", "none"),
                    help="kpi (1400/2048/3072 square), shapes, or none")
-    p.add_argument("--shapes", type=a.shape_list, help="extra shapes, e.g. 1024x512x256,2000 (MxNxK or N)")
+    p.add_argument("--shapes", type=a.shape_list,
+                   help="extra shapes, e.g. 1024x512x256,2000 (MxNxK or N)")
     p.add_argument("--scale", type=a.positive, default=1.0,
                    help="scale the suite's dimensions (odd stay odd), e.g. 0.0625 on a CPU")
     p.add_argument("--device", help="index, fingerprint or name substring")
@@ -28,12 +29,14 @@ def register(sub) -> None:
     p.add_argument("--no-host-path", action="store_true", help="skip the end-to-end path")
     p.add_argument("--sustained-seconds", type=a.nonnegative, default=None,
                    help="continuous run length (default 60 on a GPU, 2 otherwise; 0 = none)")
-    p.add_argument("--sustained-size", type=a.shape_text, help="shape of the sustained run (default 2048 or largest)")
+    p.add_argument("--sustained-size", type=a.shape_text,
+                   help="shape of the sustained run (default 2048 or largest)")
     p.add_argument("--window", type=a.positive, default=0.5, help="sustained series window (s)")
     p.add_argument("--sessions", type=a.positive_int, default=1,
                    help="N > 1: N separate processes, merged (CV across sessions)")
     p.add_argument("--baselines", default=("numpy", "clblast", "cublas"),
-                   type=a.choices(("numpy", "clblast", "cublas"), extra=("none",)),
+                   type=a.choices(("numpy", "clblast", "cublas"), extra=("none",),
+                                  what="baseline"),
                    help="comma list of numpy, clblast, cublas; or none")
     p.add_argument("--clblast-tuned", action="append", default=[], metavar="FILE",
                    type=a.existing_path,
@@ -41,7 +44,8 @@ def register(sub) -> None:
     p.add_argument("--schedule", action="append", default=[], metavar="KEY", type=schedule_key,
                    help="also measure this clgemm schedule (Schedule.key()), as method clgemm:KEY")
     p.add_argument("--label", default="clgemm", help="method name of clgemm's chosen kernel")
-    p.add_argument("--tc", default=(), type=a.choices(_tc_modes()), help="lab: also measure tensor-core modes: tf32, 3xtf32 "
+    p.add_argument("--tc", default=(), type=a.choices(_tc_modes(), what="--tc mode"),
+                   help="lab: also measure tensor-core modes: tf32, 3xtf32 "
                    "(mma.sync), wgmma-tf32, wgmma-3xtf32 (Hopper) (methods clgemm-<mode>; "
                    "recorded absent where not offered)")
     p.add_argument("--rank-schedules", type=a.count, default=None,
@@ -63,7 +67,8 @@ def register(sub) -> None:
     p.add_argument("--from", dest="artifacts", action="append", default=[],
                    type=a.bench_artifact(),
                    help="bench artifact whose clgemm kernels to place (measured GFLOPS)")
-    p.add_argument("--k", type=a.positive_int, default=2048, help="K used for the intensity of a tile")
+    p.add_argument("--k", type=a.positive_int, default=2048,
+                   help="K used for the intensity of a tile")
     p.add_argument("--quick", action="store_true", help="short microbenchmarks (tests, CPU)")
     p.set_defaults(func=_roofline)
 
@@ -71,7 +76,8 @@ def register(sub) -> None:
     p.add_argument("artifacts", nargs="+", type=a.report_input,
                    help="bench and roofline artifacts (JSON)")
     p.add_argument("-o", "--out", default="report", type=a.output_dir, help="output folder")
-    p.add_argument("--name", default="report", type=a.file_stem, help="file stem (report.md, report.html)")
+    p.add_argument("--name", default="report", type=a.file_stem,
+                   help="file stem (report.md, report.html)")
     p.add_argument("--embed", action="store_true",
                    help="images inline (base64) in the Markdown too: no PNG files written")
     p.set_defaults(func=_report)
@@ -79,10 +85,12 @@ def register(sub) -> None:
     p = sub.add_parser("gate", help="promotion gate: candidate artifact vs baseline artifact")
     p.add_argument("candidate", type=a.bench_artifact())
     p.add_argument("--baseline", required=True, type=a.bench_artifact())
-    p.add_argument("--candidate-method", default=None, help="method in the candidate (default clgemm)")
+    p.add_argument("--candidate-method", default=None,
+                   help="method in the candidate (default clgemm)")
     p.add_argument("--baseline-method", default=None, help="method in the baseline (default clgemm)")
     p.add_argument("--metric", choices=["peak", "sustained"], default="peak")
-    p.add_argument("--sizes", default=None, type=a.shape_list, help="target shapes (default: KPI sizes in both)")
+    p.add_argument("--sizes", default=None, type=a.shape_list,
+                   help="target shapes (default: KPI sizes in both)")
     p.add_argument("--min-speedup", type=a.finite, default=0.10)
     p.add_argument("--speed-rule", choices=["all", "any"], default="all",
                    help="the speed-up must hold at all target sizes, or at any one")
@@ -98,7 +106,8 @@ def register(sub) -> None:
     p.add_argument("--max-source-lines", type=a.positive_int, default=2000)
     p.add_argument("--max-lines-ratio", type=a.positive, default=2.0,
                    help="candidate kernel lines <= this x baseline's")
-    p.add_argument("--card", type=a.existing_file, help="write the decision into this card's [gate]")
+    p.add_argument("--card", type=a.existing_file,
+                   help="write the decision into this card's [gate]")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_gate)
 

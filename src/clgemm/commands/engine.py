@@ -21,11 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the best recorded schedule's speed."
         ),
     )
-    p.add_argument("--space", required=True, type=a.json_file("a recorded space"), help="recorded space JSON (clgemm.space/1 or Kernel Tuner cache)")
+    p.add_argument("--space", required=True, type=a.json_file("a recorded space"),
+                   help="recorded space JSON (clgemm.space/1 or Kernel Tuner cache)")
     p.add_argument("--strategy", default="all", choices=(*_strategies(), "all"),
                    help="random, genetic, annealing, sqa, model, or 'all' (default)")
-    p.add_argument("--seeds", type=a.positive_int, default=30, help="runs, seeds 0..N-1 (default 30)")
-    p.add_argument("--budget", type=a.positive_int, default=200, help="evaluations per run (default 200)")
+    p.add_argument("--seeds", type=a.positive_int, default=30,
+                   help="runs, seeds 0..N-1 (default 30)")
+    p.add_argument("--budget", type=a.positive_int, default=200,
+                   help="evaluations per run (default 200)")
     p.add_argument("--threads", type=a.count, default=0, help="cores to use (default: all)")
     p.add_argument("--batch", type=a.positive_int, default=1, help="candidates per ask (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -38,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also replay 'model+transfer': the tuner's ridge cost model pretrained on "
                         "this tuning database's measurements of OTHER shapes on the space's device "
                         "(the space's own shape is excluded); repeatable")
-    p.add_argument("--json", dest="json_out", type=a.output_file, help="write full results (curves included) here")
+    p.add_argument("--json", dest="json_out", type=a.output_file,
+                   help="write full results (curves included) here")
     p.set_defaults(func=_run)
 
 

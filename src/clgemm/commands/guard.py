@@ -12,7 +12,8 @@ def register(sub) -> None:
                        help="ABFT: clean products (false positives), fault injection, overhead")
     p.add_argument("--clean", type=a.count, default=1000, help="clean products (0: skip)")
     p.add_argument("--faults", type=a.count, default=550, help="fault-injected products (0: skip)")
-    p.add_argument("--max-dim", type=a.positive_int, default=512, help="largest m, n, k of clean products")
+    p.add_argument("--max-dim", type=a.positive_int, default=512,
+                   help="largest m, n, k of clean products")
     p.add_argument("--fault-max-dim", type=a.positive_int, default=384)
     p.add_argument("--overhead-n", type=a.count, default=0, help="also time check=True at n^3")
     p.add_argument("--reps", type=a.positive_int, default=10)

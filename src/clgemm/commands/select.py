@@ -14,19 +14,23 @@ from . import args as a
 def register(sub) -> None:
     p = sub.add_parser(
         "replay", help="replay workload traces: static table vs online selector vs oracle")
-    p.add_argument("traces", nargs="+", metavar="TRACE", type=a.trace_file, help="JSON-lines trace file(s)")
+    p.add_argument("traces", nargs="+", metavar="TRACE", type=a.trace_file,
+                   help="JSON-lines trace file(s)")
     p.add_argument("--json", dest="json_out", type=a.output_file, help="write the full report here")
     p.add_argument("--device", help="index, fingerprint or name substring")
-    p.add_argument("--candidates", type=a.candidates_file, help="extra schedules (keys, one a line, or a JSON list); "
+    p.add_argument("--candidates", type=a.candidates_file,
+                   help="extra schedules (keys, one a line, or a JSON list); "
                    "each is checked against float64 on every shape before it may be an arm")
-    p.add_argument("--table", type=a.table_file, help="a table JSON instead of the device's shipped one")
+    p.add_argument("--table", type=a.table_file,
+                   help="a table JSON instead of the device's shipped one")
     p.add_argument("--load", action="store_true",
                    help="run a second process loading the device during load_on/load_off phases")
     p.add_argument("--load-size", type=a.positive_int, default=None,
                    help="square size of the load process's GEMMs (default 2048 GPU, 256 CPU)")
     p.add_argument("--explore-share", type=a.share, default=0.10,
                    help="bound on the share of exploratory calls (default 0.10)")
-    p.add_argument("--state-dir", type=a.output_dir, help="keep the selector's state here (default: a fresh "
+    p.add_argument("--state-dir", type=a.output_dir,
+                   help="keep the selector's state here (default: a fresh "
                    "temporary one, so the replay starts unlearned)")
     p.add_argument("--persist", action="store_true",
                    help="use the device's persistent selector state (CLGEMM_STATE_DIR)")

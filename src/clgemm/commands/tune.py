@@ -44,7 +44,8 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=a.positive_int, default=5)
     p.add_argument("--sessions", type=a.positive_int, default=3,
                    help="replay sessions (separate processes)")
-    p.add_argument("-o", "--out", type=a.output_file, help="table path (default: the package's data/tables/<device>.json)")
+    p.add_argument("-o", "--out", type=a.output_file,
+                   help="table path (default: the package's data/tables/<device>.json)")
     p.set_defaults(func=_distill)
 
 
