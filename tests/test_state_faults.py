@@ -211,7 +211,7 @@ def test_kill_9_of_the_tuner_leaves_no_orphan_and_marks_the_run(tmp_path, seed):
     env = os.environ.copy()
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     r = _kill_tuner_module().kill_once(tmp_path / "k.sqlite", seed, budget=5, env=env)
-    assert r["orphans"] == 0, r
+    assert r["killed"] and r["orphans"] == 0, r
     assert r["ok"], r
 
 

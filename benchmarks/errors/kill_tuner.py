@@ -93,15 +93,16 @@ def running(pid: int) -> bool:
         return False
 
 
-def kill_once(db: Path, seed: int, budget: int = 6, env: dict | None = None,
+def kill_once(db: Path, seed: int, budget: int = 10, env: dict | None = None,
               timeout_s: float = 180.0) -> dict:
-    """One kill-and-resume run; returns what was seen (see the module docstring)."""
+    """One kill-and-resume run; returns what was seen (see the module docstring). A tuner
+    that finished its budget before the kill landed is no kill: `killed` is False then."""
     rng = random.Random(seed)
     cmd = [sys.executable, "-c", TIGHT_CLI, "tune", "--size", "64", "--strategy", "random",
            "--seed", str(seed), "--budget", str(budget), "--workers", "1", "--repeats", "2",
            "--db", str(db)]
     env = env or os.environ.copy()
-    at_rows = rng.randrange(0, budget - 1)
+    at_rows = rng.randrange(0, budget // 2)
     delay = rng.uniform(0.0, 0.6)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -125,6 +126,9 @@ def kill_once(db: Path, seed: int, budget: int = 6, env: dict | None = None,
         family = descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)  # the tuner alone
         proc.wait()
+        result["killed"] = proc.returncode == -signal.SIGKILL
+        if not result["killed"]:
+            return result  # it had finished: nothing was killed, nothing to check
         gone_by = time.monotonic() + 10.0
         while time.monotonic() < gone_by and any(running(p) for p in family):
             time.sleep(0.05)
@@ -167,7 +171,7 @@ def kill_once(db: Path, seed: int, budget: int = 6, env: dict | None = None,
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--budget", type=int, default=6)
+    p.add_argument("--budget", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", help="JSON result")
     args = p.parse_args()
@@ -177,15 +181,25 @@ def main() -> int:
         env = os.environ.copy()
         env.setdefault("CLGEMM_DEVICE", "Portable Computing Language")
         env["CLGEMM_CACHE_DIR"] = str(Path(tmp) / "cache")  # every compile a real one
-        for i in range(args.runs):
+        missed = 0
+        for i in range(args.runs * 3):
+            if len(results) == args.runs:
+                break
             r = kill_once(Path(tmp) / f"run{i}.sqlite", args.seed + i, args.budget, env)
+            if not r["killed"]:
+                missed += 1
+                print(f"seed {args.seed + i}: the tuner finished before the kill; not counted",
+                      flush=True)
+                continue
             results.append(r)
-            print(f"run {i}: killed after {r['rows_at_kill']} rows (+{r['extra_delay_s']} s), "
+            print(f"run {len(results) - 1} (seed {args.seed + i}): killed after "
+                  f"{r['rows_at_kill']} rows (+{r['extra_delay_s']} s), "
                   f"{r['processes_started']} child process(es), {r['orphans']} orphan(s), "
                   f"resume {r['rows_after']}/{args.budget} rows, {r['repeated']} repeated, "
                   f"{r['lost_or_changed']} lost, killed run {r['killed_run_status']}: "
                   f"{'ok' if r['ok'] else 'FAIL'}", flush=True)
-    summary = {"runs": len(results), "ok": sum(r["ok"] for r in results),
+    summary = {"runs": len(results), "finished_before_kill": missed,
+               "ok": sum(r["ok"] for r in results),
                "orphans": sum(r["orphans"] for r in results),
                "repeated": sum(r["repeated"] for r in results),
                "lost_or_changed": sum(r["lost_or_changed"] for r in results),
