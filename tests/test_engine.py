@@ -339,7 +339,7 @@ def test_cli_strategies_writes_json(tmp_path, capsys):
     curve = doc["results"]["forest"]["runs"][0]["curve"]
     assert curve[0][0] == 1 and curve[-1][0] == 12 and len(curve) <= 5
     rc = main(["strategies", "--space", str(DATA / "kt_cache_tiny.json"), "--strategy", "nope"])
-    assert rc == 1
+    assert rc == 2  # a usage error, refused while the arguments are parsed
 
 
 # ------------------------------------------------------------------ telemetry

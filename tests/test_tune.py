@@ -232,7 +232,8 @@ def test_resume_after_sigkill(tmp_path):
     new_run = {r[4] for r in after} - {r[4] for r in before}
     assert len(new_run) == 1 and sum(r[4] in new_run for r in after) == budget - len(before)
     old, new = runs(path)
-    assert old[0] == killed[0] and old[1] == "running" and old[3] is None
+    # the resumed run found the killed one's process gone and marked it
+    assert old[0] == killed[0] and old[1] == "interrupted" and old[3] is None
     assert new[0] in new_run and new[1] == "budget" and new[3] is not None
     # A third run with the budget reached measures nothing.
     again = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=120)

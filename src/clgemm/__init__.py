@@ -4,8 +4,9 @@ from .api import Plan, matmul, plan, to_device
 from .info import Info
 from .device import Capabilities, DeviceInfo, devices, get_device
 from .errors import (
-    ClgemmError, CompileError, ContractError, DTypeError, EngineError, FaultError,
-    NoDeviceError, NonFiniteError, OutOfDeviceMemoryError, ScheduleError, ShapeError,
+    ArgumentError, ClgemmError, CompileError, ContractError, DTypeError, EngineError,
+    FaultError, NoDeviceError, NonFiniteError, OutOfDeviceMemoryError, OutOfHostMemoryError,
+    ScheduleError, ShapeError, StateError, UsageError,
 )
 from .schedule import Schedule, SearchSpace
 
@@ -22,8 +23,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'clgemm' has no attribute {name!r}")
 
 __all__ = [
-    "Capabilities", "ClgemmError", "CompileError", "ContractError", "DTypeError",
+    "ArgumentError", "Capabilities", "ClgemmError", "CompileError", "ContractError", "DTypeError",
     "DeviceInfo", "EngineError", "FaultError", "Info", "NoDeviceError", "NonFiniteError",
-    "OutOfDeviceMemoryError", "Plan", "Schedule", "ScheduleError", "SearchSpace", "ShapeError",
+    "OutOfDeviceMemoryError", "OutOfHostMemoryError", "Plan", "Schedule", "ScheduleError",
+    "SearchSpace", "ShapeError", "StateError", "UsageError",
     "abft", "devices", "get_device", "matmul", "plan", "to_device", "__version__",
 ]

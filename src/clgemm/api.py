@@ -25,21 +25,18 @@ import time
 import numpy as np
 import pyopencl.array as cla
 
-from . import route
+from . import route, validate
 from .device import DeviceInfo
 from .errors import ContractError
 from .info import Info
 from .plan import Contract, Plan, PlanKey
 from .runtime import get_runtime, runtime_of
 from .schedule import Schedule
-from .validate import (check_dtype, check_operands, check_scalar, is_device_array,
-                       reject_nonfinite, validate_contract)
+from .validate import is_device_array, validate_contract
 
 __all__ = ["Info", "Plan", "matmul", "plan", "to_device"]
 
 _SELECTORS = ("static", "online")
-
-
 _EXACT = Contract()
 
 
@@ -60,8 +57,11 @@ def plan(m: int, n: int, k: int, *, trans_a: bool = False, trans_b: bool = False
     for name, v in (("m", m), ("n", n), ("k", k)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ContractError(f"{name} must be a non-negative integer, got {v!r}")
+    for name, flag in (("trans_a", trans_a), ("trans_b", trans_b)):
+        validate.check_flag(name, flag)
     if selector not in _SELECTORS:
         raise ContractError(f"selector must be 'static' or 'online', got {selector!r}")
+    validate.check_schedule(schedule)
     key = PlanKey(int(m), int(n), int(k), bool(trans_a), bool(trans_b),
                   _contract(rel_tol, check, nonfinite), schedule, selector)
     return route.plan(get_runtime(device), key)
@@ -69,7 +69,7 @@ def plan(m: int, n: int, k: int, *, trans_a: bool = False, trans_b: bool = False
 
 def to_device(x: np.ndarray, device: "DeviceInfo | int | str | None" = None) -> cla.Array:
     """A float32 device copy of a host array, usable with `matmul` on the same device."""
-    check_dtype("x", x)
+    validate.check_to_device(x)
     return get_runtime(device).to_device(np.ascontiguousarray(x))
 
 
@@ -98,12 +98,16 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
         raise ContractError(f"selector must be 'static' or 'online', got {selector!r}")
     if selector == "online" and (schedule is not None or check or rel_tol is not None):
         selector = "static"  # the selector serves the plain exact product only
-    alpha = check_scalar("alpha", alpha)
-    beta = check_scalar("beta", beta)
-    m, n, k = check_operands(A, B, C, beta, trans_a, trans_b)
+    if schedule is not None:
+        validate.check_schedule(schedule)
+    alpha, beta, m, n, k = validate.check_call(A, B, C, alpha, beta, trans_a, trans_b,
+                                               return_info)
     if nonfinite == "raise":
-        for name, x in (("A", A), ("B", B)) + ((("C", C),) if beta != 0.0 else ()):
-            reject_nonfinite(name, x)
-    rt = runtime_of(A, device) if is_device_array(A) else get_runtime(device)
-    key = PlanKey(m, n, k, bool(trans_a), bool(trans_b), contract, schedule, selector)
+        validate.check_nonfinite(A, B, C, beta)
+    if is_device_array(A):
+        rt = runtime_of(A, device)
+    else:
+        rt = get_runtime(device)
+        validate.check_host_memory(rt.device, A, B, C, m, n, beta)
+    key = PlanKey(m, n, k, trans_a, trans_b, contract, schedule, selector)
     return route.plan(rt, key).run(A, B, C, alpha, beta, return_info, start)

@@ -206,7 +206,9 @@ def save_recorded_space(
         "params": [[n, list(v)] for n, v in params],
         "records": out,
     }
-    Path(path).write_text(json.dumps(doc))
+    from .atomic import write_text
+
+    write_text(path, json.dumps(doc))
 
 
 class Strategy:

@@ -53,3 +53,20 @@ class EngineError(ClgemmError, RuntimeError):
 
 class RecordError(ClgemmError, ValueError):
     """A record under records/ is malformed, or records/INDEX.md no longer matches them."""
+
+
+class UsageError(ClgemmError, ValueError):
+    """A command-line argument is malformed or out of range (the CLI exits 2)."""
+
+
+class ArgumentError(ClgemmError, TypeError):
+    """An API argument has a type that makes no sense for it (a string as alpha, "no" as
+    trans_a, a list where an array is needed)."""
+
+
+class OutOfHostMemoryError(ClgemmError, MemoryError):
+    """The host cannot hold the arrays a call would allocate or copy."""
+
+
+class StateError(ClgemmError, RuntimeError):
+    """A file clgemm keeps (tuning database, table, cache) cannot be read or written."""

@@ -32,7 +32,7 @@ from .operands import (Operand, check_index_range, device_operand, refuse_overla
                        scale_empty_product, transposed_c)
 from .runtime import Runtime
 from .schedule import Schedule
-from .validate import check_operands, check_scalar, is_device_array, reject_nonfinite
+from .validate import check_call, check_host_memory, check_nonfinite, is_device_array
 
 
 class Contract(NamedTuple):
@@ -98,10 +98,10 @@ class Plan:
         (numpy in, numpy out; device arrays in, a device array out), with an Info when
         `return_info`."""
         start = time.perf_counter()
-        alpha, beta = check_scalar("alpha", alpha), check_scalar("beta", beta)
         k = self.key
-        shape = check_operands(A, B, C, beta, k.trans_a, k.trans_b)
-        if shape != (k.m, k.n, k.k):
+        alpha, beta, *shape = check_call(A, B, C, alpha, beta, k.trans_a, k.trans_b,
+                                         return_info)
+        if tuple(shape) != (k.m, k.n, k.k):
             raise ShapeError(
                 f"this plan is for a {k.m}x{k.n}x{k.k} product, these operands make "
                 f"{shape[0]}x{shape[1]}x{shape[2]}: make a plan for them with clgemm.plan(...)")
@@ -109,8 +109,9 @@ class Plan:
             raise ShapeError("the operands live on another device than this plan's; make "
                              "the plan with device=... of their device")
         if k.contract.nonfinite == "raise":
-            for name, x in (("A", A), ("B", B)) + ((("C", C),) if beta != 0.0 else ()):
-                reject_nonfinite(name, x)
+            check_nonfinite(A, B, C, beta)
+        if not is_device_array(A):
+            check_host_memory(self.rt.device, A, B, C, k.m, k.n, beta)
         return self.run(A, B, C, alpha, beta, return_info, start)
 
     def run(self, A, B, C, alpha: float, beta: float, return_info: bool, start: float):

@@ -84,20 +84,23 @@ class LruMemo:
         return len(self._items)
 
 
-_SEAL = b"clgemm-bin/1\n"
+_SEAL = b"clgemm-bin/2\n"
 
 
-def _seal(binary: bytes) -> bytes:
-    return _SEAL + hashlib.sha256(binary).digest() + binary
+def _seal(binary: bytes, key: str) -> bytes:
+    # The digest covers the cache key too: a file renamed or copied to another key's name
+    # (another kernel's binary) does not unseal, it is rebuilt.
+    return _SEAL + hashlib.sha256(key.encode() + b"\0" + binary).digest() + binary
 
 
-def _unseal(data: bytes) -> bytes | None:
-    """The binary of a sealed cache file, None when the file is not one or was damaged."""
+def _unseal(data: bytes, key: str) -> bytes | None:
+    """The binary of a sealed cache file stored under `key`, None when the file is not one,
+    was damaged, or belongs to another key."""
     head = len(_SEAL) + 32
     if len(data) <= head or not data.startswith(_SEAL):
         return None
     binary = data[head:]
-    if hashlib.sha256(binary).digest() != data[len(_SEAL):head]:
+    if hashlib.sha256(key.encode() + b"\0" + binary).digest() != data[len(_SEAL):head]:
         return None
     return binary
 
@@ -310,7 +313,7 @@ class Runtime:
         from_cache = False
         if use_disk_cache and path.exists():
             try:
-                binary = _unseal(path.read_bytes())
+                binary = _unseal(path.read_bytes(), key)
                 if binary is not None:
                     program = cl.Program(self.context, [self.cl_device], [binary])
                     program.build(options=binary_options)
@@ -364,9 +367,13 @@ class Runtime:
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(_seal(bytes(binary)))
-            os.replace(tmp, path)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(_seal(bytes(binary), path.stem))
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)  # a full disk leaves no .tmp per run
+                raise
         except (OSError, cl.Error):
             pass  # a cache that cannot be written only costs a compile next time
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -59,21 +57,11 @@ def _clean(value: Any) -> Any:
 
 def write_json(path: str | Path, data: dict) -> None:
     """Atomic write: a reader (or a killed writer) never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_clean(data), handle, indent=1, allow_nan=False)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..atomic import replacing
+
+    with replacing(path, "w") as handle:
+        json.dump(_clean(data), handle, indent=1, allow_nan=False)
+        handle.write("\n")
 
 
 def load_artifact(path: str | Path) -> dict:

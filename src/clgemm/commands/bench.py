@@ -6,44 +6,55 @@ from __future__ import annotations
 import json
 import sys
 
+from . import args as a
+
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure clgemm and its peers; writes one JSON artifact")
-    p.add_argument("--suite", default="kpi",
+    p.add_argument("--suite", default="kpi", choices=("kpi", "shapes", "model", "none"),
                    help="kpi (1400/2048/3072 square), shapes, model (a trace: --trace), or none")
-    p.add_argument("--trace", help="--suite model: a JSON-lines trace of products "
-                   "(traces/models/*.jsonl, traces/tiny/model_tiny.jsonl)")
-    p.add_argument("--peers", default="torch,numpy",
+    p.add_argument("--trace", type=a.trace_file,
+                   help="--suite model: a JSON-lines trace of products "
+                        "(traces/models/*.jsonl, traces/tiny/model_tiny.jsonl)")
+    p.add_argument("--peers", default=("torch", "numpy"),
+                   type=a.choices(("torch", "numpy"), extra=("none",), what="peer"),
                    help="--suite model: peers measured beside clgemm (torch, numpy, none)")
-    p.add_argument("--shapes", help="extra shapes, e.g. 1024x512x256,2000 (MxNxK or N)")
-    p.add_argument("--scale", type=float, default=1.0,
+    p.add_argument("--shapes", type=a.shape_list,
+                   help="extra shapes, e.g. 1024x512x256,2000 (MxNxK or N)")
+    p.add_argument("--scale", type=a.positive, default=1.0,
                    help="scale the suite's dimensions (odd stay odd), e.g. 0.0625 on a CPU")
     p.add_argument("--device", help="index, fingerprint or name substring")
-    p.add_argument("-o", "--out", help="artifact path (default bench-<device>-<time>.json)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--input-sets", type=int, default=3, help="rotated input sets")
-    p.add_argument("--max-measure-s", type=float, default=10.0,
+    p.add_argument("-o", "--out", type=a.output_file,
+                   help="artifact path (default bench-<device>-<time>.json)")
+    p.add_argument("--warmup", type=a.count, default=3)
+    p.add_argument("--repeats", type=a.positive_int, default=20)
+    p.add_argument("--input-sets", type=a.positive_int, default=3, help="rotated input sets")
+    p.add_argument("--max-measure-s", type=a.positive, default=10.0,
                    help="stop repeating one measurement after this long (>= 3 repeats)")
-    p.add_argument("--host-repeats", type=int, default=5, help="numpy-in/numpy-out calls timed")
+    p.add_argument("--host-repeats", type=a.count, default=5, help="numpy-in/numpy-out calls timed")
     p.add_argument("--no-host-path", action="store_true", help="skip the end-to-end path")
-    p.add_argument("--sustained-seconds", type=float, default=None,
+    p.add_argument("--sustained-seconds", type=a.nonnegative, default=None,
                    help="continuous run length (default 60 on a GPU, 2 otherwise; 0 = none)")
-    p.add_argument("--sustained-size", help="shape of the sustained run (default 2048 or largest)")
-    p.add_argument("--window", type=float, default=0.5, help="sustained series window (s)")
-    p.add_argument("--sessions", type=int, default=1,
+    p.add_argument("--sustained-size", type=a.shape_text,
+                   help="shape of the sustained run (default 2048 or largest)")
+    p.add_argument("--window", type=a.positive, default=0.5, help="sustained series window (s)")
+    p.add_argument("--sessions", type=a.positive_int, default=1,
                    help="N > 1: N separate processes, merged (CV across sessions)")
-    p.add_argument("--baselines", default="numpy,clblast,cublas",
+    p.add_argument("--baselines", default=("numpy", "clblast", "cublas"),
+                   type=a.choices(("numpy", "clblast", "cublas"), extra=("none",),
+                                  what="baseline"),
                    help="comma list of numpy, clblast, cublas; or none")
     p.add_argument("--clblast-tuned", action="append", default=[], metavar="FILE",
+                   type=a.existing_path,
                    help="CLBlast tuner JSON (clblast_xgemm_*_32.json) or a folder of them")
-    p.add_argument("--schedule", action="append", default=[], metavar="KEY",
+    p.add_argument("--schedule", action="append", default=[], metavar="KEY", type=schedule_key,
                    help="also measure this clgemm schedule (Schedule.key()), as method clgemm:KEY")
     p.add_argument("--label", default="clgemm", help="method name of clgemm's chosen kernel")
-    p.add_argument("--tc", default="", help="lab: also measure tensor-core modes: tf32, 3xtf32 "
+    p.add_argument("--tc", default=(), type=a.choices(_tc_modes(), what="--tc mode"),
+                   help="lab: also measure tensor-core modes: tf32, 3xtf32 "
                    "(mma.sync), wgmma-tf32, wgmma-3xtf32 (Hopper) (methods clgemm-<mode>; "
                    "recorded absent where not offered)")
-    p.add_argument("--rank-schedules", type=int, default=None,
+    p.add_argument("--rank-schedules", type=a.count, default=None,
                    help="rank this many schedules per session for the reproducibility score "
                         "(default 4 with --sessions > 1, else 0)")
     p.add_argument("--load", action="store_true",
@@ -56,58 +67,88 @@ def register(sub) -> None:
 
     p = sub.add_parser("roofline", help="measure FMA peak and bandwidth; place kernels on the roof")
     p.add_argument("--device")
-    p.add_argument("-o", "--out", default="roofline.json")
-    p.add_argument("--png", default=None, help="plot path (default: beside --out, .png)")
+    p.add_argument("-o", "--out", default="roofline.json", type=a.output_file)
+    p.add_argument("--png", default=None, type=a.output_file,
+                   help="plot path (default: beside --out, .png)")
     p.add_argument("--from", dest="artifacts", action="append", default=[],
+                   type=a.bench_artifact(),
                    help="bench artifact whose clgemm kernels to place (measured GFLOPS)")
-    p.add_argument("--k", type=int, default=2048, help="K used for the intensity of a tile")
+    p.add_argument("--k", type=a.positive_int, default=2048,
+                   help="K used for the intensity of a tile")
     p.add_argument("--quick", action="store_true", help="short microbenchmarks (tests, CPU)")
     p.set_defaults(func=_roofline)
 
     p = sub.add_parser("report", help="Markdown + HTML report (with plots) from artifacts; "
                        "--paper: the technical report from records/")
-    p.add_argument("artifacts", nargs="*", help="bench and roofline artifacts (JSON)")
+    p.add_argument("artifacts", nargs="*", type=a.report_input,
+                   help="bench, roofline and model artifacts (JSON)")
     p.add_argument("--paper", action="store_true",
                    help="the technical report (one self-contained report.html) from the records "
                         "and the lab's cards, instead of a report of given artifacts")
     p.add_argument("--records", default="records", help="with --paper: the records folder")
     p.add_argument("--lab", default="research/breakthrough_lab", help="with --paper: the cards")
-    p.add_argument("-o", "--out", default="report", help="output folder")
-    p.add_argument("--name", default="report", help="file stem (report.md, report.html)")
+    p.add_argument("-o", "--out", default="report", type=a.output_dir, help="output folder")
+    p.add_argument("--name", default="report", type=a.file_stem,
+                   help="file stem (report.md, report.html)")
     p.add_argument("--embed", action="store_true",
                    help="images inline (base64) in the Markdown too: no PNG files written")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("gate", help="promotion gate: candidate artifact vs baseline artifact")
-    p.add_argument("candidate")
-    p.add_argument("--baseline", required=True)
-    p.add_argument("--candidate-method", default=None, help="method in the candidate (default clgemm)")
+    p.add_argument("candidate", type=a.bench_artifact())
+    p.add_argument("--baseline", required=True, type=a.bench_artifact())
+    p.add_argument("--candidate-method", default=None,
+                   help="method in the candidate (default clgemm)")
     p.add_argument("--baseline-method", default=None, help="method in the baseline (default clgemm)")
     p.add_argument("--metric", choices=["peak", "sustained"], default="peak")
-    p.add_argument("--sizes", default=None, help="target shapes (default: KPI sizes in both)")
-    p.add_argument("--min-speedup", type=float, default=0.10)
+    p.add_argument("--sizes", default=None, type=a.shape_list,
+                   help="target shapes (default: KPI sizes in both)")
+    p.add_argument("--min-speedup", type=a.finite, default=0.10)
     p.add_argument("--speed-rule", choices=["all", "any"], default="all",
                    help="the speed-up must hold at all target sizes, or at any one")
-    p.add_argument("--error-ratio", type=float, default=2.0,
+    p.add_argument("--error-ratio", type=a.positive, default=2.0,
                    help="exact contract: rel. error <= this x numpy float32's on the same inputs")
-    p.add_argument("--rel-budget", type=float, default=None,
+    p.add_argument("--rel-budget", type=a.fraction, default=None,
                    help="approximate contract: rel. Frobenius error <= this (replaces the ratio)")
-    p.add_argument("--max-cv", type=float, default=0.05, help="CV across sessions")
+    p.add_argument("--max-cv", type=a.nonnegative, default=0.05, help="CV across sessions")
     p.add_argument("--allow-single-session", action="store_true",
                    help="use within-run CV when the candidate has no sessions")
-    p.add_argument("--max-cold-build-s", type=float, default=30.0)
-    p.add_argument("--max-warm-build-s", type=float, default=2.0)
-    p.add_argument("--max-source-lines", type=int, default=2000)
-    p.add_argument("--max-lines-ratio", type=float, default=2.0,
+    p.add_argument("--max-cold-build-s", type=a.positive, default=30.0)
+    p.add_argument("--max-warm-build-s", type=a.positive, default=2.0)
+    p.add_argument("--max-source-lines", type=a.positive_int, default=2000)
+    p.add_argument("--max-lines-ratio", type=a.positive, default=2.0,
                    help="candidate kernel lines <= this x baseline's")
-    p.add_argument("--card", help="write the decision into this card's [gate]")
+    p.add_argument("--card", type=a.existing_file,
+                   help="write the decision into this card's [gate]")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_gate)
 
     p = sub.add_parser("lab", help="list the lab's cards and their gate state")
-    p.add_argument("--root", default="research/breakthrough_lab")
+    p.add_argument("--root", default="research/breakthrough_lab", type=a.existing_dir)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_lab)
+
+
+def _tc_modes() -> tuple[str, ...]:
+    from ..bench.tensorcore import MODES
+
+    return tuple(MODES)
+
+
+def schedule_key(text: str) -> str:
+    """A schedule key (Schedule.key() or a tensor-core key), checked for its form."""
+    from ..errors import ClgemmError
+    from ..kernels.tensorcore import TcSchedule
+    from ..kernels.wgmma import WgSchedule
+    from ..schedule import Schedule
+
+    for kind in (Schedule, TcSchedule, WgSchedule):
+        try:
+            kind.from_key(text)
+            return text
+        except (ClgemmError, KeyError, TypeError, ValueError):
+            continue
+    raise a.Bad(f"{text!r} is not a schedule key (see Schedule.key(), e.g. in a table)")
 
 
 def argparse_hidden():
@@ -141,12 +182,7 @@ def _model(args) -> int:
         import time
 
         args.out = f"model-{get_device(args.device).slug}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip() not in ("", "none"))
-    unknown = [p for p in peers if p not in ("torch", "numpy")]
-    if unknown:
-        print(f"clgemm bench: unknown peer {', '.join(unknown)}; choose torch, numpy or none",
-              file=sys.stderr)
-        return 2
+    peers = tuple(p for p in args.peers if p != "none")
     opts = ModelOptions(trace=args.trace, device=args.device, repeats=max(1, args.repeats),
                         peers=peers, seed=args.seed or 0, quiet=args.quiet)
     artifact, errors = run_model_artifact(opts, args.out, _command(args))
@@ -169,17 +205,9 @@ def _bench(args) -> int:
         import time
 
         args.out = f"bench-{get_device(args.device).slug}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    baselines = tuple(b.strip() for b in args.baselines.split(",")
-                      if b.strip() and b.strip() != "none")
+    baselines = tuple(b for b in args.baselines if b != "none")
     rank = args.rank_schedules if args.rank_schedules is not None else (4 if args.sessions > 1 else 0)
-    from ..bench.tensorcore import MODES
-
-    tc_modes = tuple(m.strip() for m in args.tc.split(",") if m.strip())
-    unknown = [m for m in tc_modes if m not in MODES]
-    if unknown:
-        print(f"clgemm bench: unknown --tc mode {', '.join(unknown)}; choose from "
-              f"{', '.join(MODES)}", file=sys.stderr)
-        return 2
+    tc_modes = tuple(args.tc)
     opts = BenchOptions(
         suite=None if args.suite in (None, "none", "") else args.suite,
         shapes=args.shapes, scale=args.scale, device=args.device, out=args.out,
@@ -222,6 +250,8 @@ def _report(args) -> int:
             return 2
         from ..report.paper import write_paper
 
+        for what, folder in (("--records", args.records), ("--lab", args.lab)):
+            a.require(a.existing_dir, folder, what)
         print(f"wrote {write_paper(args.out, args.records, args.lab)}")
         return 0
     if not args.artifacts:

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 
+from . import args as a
+
 
 def register(sub) -> None:
     p = sub.add_parser("devices", help="list OpenCL devices with fingerprints and capabilities")
@@ -14,16 +16,17 @@ def register(sub) -> None:
     p.set_defaults(func=_devices)
 
     p = sub.add_parser("matmul", help="one product C = alpha*op(A)@op(B) + beta*C from .npy files")
-    p.add_argument("a", help="A as .npy (float32)")
-    p.add_argument("b", help="B as .npy (float32)")
-    p.add_argument("-o", "--out", required=True, help="where to write C (.npy)")
-    p.add_argument("--c", help="input C for beta != 0 (.npy)")
-    p.add_argument("--alpha", type=float, default=1.0)
-    p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("a", type=a.npy_file, help="A as .npy (float32)")
+    p.add_argument("b", type=a.npy_file, help="B as .npy (float32)")
+    p.add_argument("-o", "--out", required=True, type=a.output_file,
+                   help="where to write C (.npy, written as named)")
+    p.add_argument("--c", type=a.npy_file, help="input C for beta != 0 (.npy)")
+    p.add_argument("--alpha", type=a.finite, default=1.0)
+    p.add_argument("--beta", type=a.finite, default=0.0)
     p.add_argument("--trans-a", action="store_true")
     p.add_argument("--trans-b", action="store_true")
     p.add_argument("--device", help="index, fingerprint or name substring (see `clgemm devices`)")
-    p.add_argument("--rel-tol", type=float, default=None, help="error budget (default: exact)")
+    p.add_argument("--rel-tol", type=a.fraction, default=None, help="error budget (default: exact)")
     p.add_argument("--check", action="store_true", help="verify with ABFT checksums")
     p.set_defaults(func=_matmul)
 
@@ -57,14 +60,14 @@ def _devices(args) -> int:
 
 def _matmul(args) -> int:
     from ..api import matmul
+    from ..atomic import replacing
 
-    a = np.load(args.a)
-    b = np.load(args.b)
-    c = np.load(args.c) if args.c else None
-    result, info = matmul(a, b, C=c, alpha=args.alpha, beta=args.beta, trans_a=args.trans_a,
-                          trans_b=args.trans_b, device=args.device, rel_tol=args.rel_tol,
-                          check=args.check, return_info=True)
-    np.save(args.out, result)
+    # a, b and c were loaded (allow_pickle=False) while the arguments were parsed
+    result, info = matmul(args.a, args.b, C=args.c, alpha=args.alpha, beta=args.beta,
+                          trans_a=args.trans_a, trans_b=args.trans_b, device=args.device,
+                          rel_tol=args.rel_tol, check=args.check, return_info=True)
+    with replacing(args.out, "wb") as f:  # to the path given (np.save(name) adds .npy)
+        np.save(f, result)
     m, n, k = info.shape
     print(f"{m}x{n}x{k} on {info.device}: kernel {info.kernel_s * 1e3:.3f} ms "
           f"({info.gflops:.1f} GFLOPS), total {info.total_s * 1e3:.1f} ms, method {info.method}, "

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import args as a
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -21,53 +23,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "noise: it reads the answer) runs only when named, as a reference."
         ),
     )
-    p.add_argument("--space", required=True, help="recorded space JSON (clgemm.space/1 or Kernel Tuner cache)")
-    p.add_argument("--strategy", default="all",
+    p.add_argument("--space", required=True, type=a.json_file("a recorded space"),
+                   help="recorded space JSON (clgemm.space/1 or Kernel Tuner cache)")
+    p.add_argument("--strategy", default=("all",),
+                   type=a.choices(_strategies(), extra=("all",), what="strategy"),
                    help="random, greedy, genetic, annealing, sqa, forest, 'all' (default: those "
                         "six), or 'oracle' (a reference, never ranked); comma-separated for several")
-    p.add_argument("--seeds", type=int, default=30, help="runs, seeds 0..N-1 (default 30)")
-    p.add_argument("--budget", type=int, default=200, help="evaluations per run (default 200)")
-    p.add_argument("--threads", type=int, default=0, help="cores to use (default: all)")
-    p.add_argument("--batch", type=int, default=1, help="candidates per ask (default 1)")
-    p.add_argument("--stop-at", type=float, default=None, metavar="FRACTION",
+    p.add_argument("--seeds", type=a.positive_int, default=30,
+                   help="runs, seeds 0..N-1 (default 30)")
+    p.add_argument("--budget", type=a.positive_int, default=200,
+                   help="evaluations per run (default 200)")
+    p.add_argument("--threads", type=a.count, default=0, help="cores to use (default: all)")
+    p.add_argument("--batch", type=a.positive_int, default=1, help="candidates per ask (default 1)")
+    p.add_argument("--stop-at", type=a.real(0.0, 1.0, open_low=True), default=None,
+                   metavar="FRACTION",
                    help="end each run once it reaches this fraction of the best speed (e.g. 0.95)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   type=a.option_pair,
                    help="strategy option, e.g. t0=0.5 or population=30 (repeatable)")
-    p.add_argument("--oracle-noise", type=float, default=0.3,
+    p.add_argument("--oracle-noise", type=a.nonnegative, default=0.3,
                    help="oracle only: ranking = recorded time x exp(noise*N(0,1)) (default 0.3)")
     p.add_argument("--transfer-db", action="append", default=[], metavar="DB",
+                   type=a.database(must_exist=True),
                    help="also replay 'model+transfer': the tuner's cost model with the pairwise "
                         "rank fit pretrained on this tuning database's measurements of OTHER "
                         "shapes on the space's device (the space's own shape is excluded); "
                         "repeatable")
-    p.add_argument("--json", dest="json_out", help="write the summaries and per-run figures here")
-    p.add_argument("--curves", type=int, default=0, metavar="POINTS",
+    p.add_argument("--json", dest="json_out", type=a.output_file,
+                   help="write the summaries and per-run figures here")
+    p.add_argument("--curves", type=a.count, default=0, metavar="POINTS",
                    help="with --json: also each run's best-so-far curve, thinned to about POINTS "
                         "log-spaced evaluations (default 0: none)")
     p.set_defaults(func=_run)
 
 
-def _options(pairs: list[str]) -> dict[str, float]:
-    from ..errors import EngineError
+def _strategies() -> tuple[str, ...]:
+    from ..engine import STRATEGIES
 
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise EngineError(f"--option {pair!r}: expected NAME=NUMBER, e.g. t0=0.5")
-    return out
+    return tuple(STRATEGIES)
 
 
-def _names(text: str) -> list[str]:
+def _names(items: tuple[str, ...]) -> list[str]:
     from ..engine import ORACLE, PRIOR_FREE
 
     names: list[str] = []
-    for part in text.split(","):
-        names.extend(PRIOR_FREE if part.strip() == "all" else [part.strip()])
+    for part in items:
+        names.extend(PRIOR_FREE if part == "all" else [part])
     # The oracle reads the recorded times: it is printed last, as a reference.
     return sorted(dict.fromkeys(names), key=lambda n: n == ORACLE)
 
@@ -76,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..engine import ORACLE, RecordedSpace, simulate
 
     space = RecordedSpace.load(args.space)
-    options = _options(args.option)
+    options = dict(args.option)  # (name, value) pairs, checked by args.option_pair
     best = space.best()
     print(f"{args.space}: {len(space)} recorded schedules ({space.format}), "
           f"best {best[1] * 1e3:.4g} ms" if best else f"{args.space}: no successful record")
@@ -112,7 +113,9 @@ def _run(args: argparse.Namespace) -> int:
         if references:
             doc["references"] = references
             doc["references_note"] = "the oracle reads the recorded times: not a strategy"
-        Path(args.json_out).write_text(json.dumps(doc, indent=1))
+        from ..atomic import write_text
+
+        write_text(args.json_out, json.dumps(doc, indent=1))
         print(f"wrote {args.json_out}")
     return 0
 
@@ -120,13 +123,14 @@ def _run(args: argparse.Namespace) -> int:
 def _transfer_run(args: argparse.Namespace, space) -> dict:
     import statistics
 
+    from ..errors import UsageError
     from ..tune.measure import Problem
     from ..tune.offline import replay_model, transfer_groups
 
     doc = json.loads(Path(args.space).read_text())
     device = (doc.get("device") or {}).get("name")
     if not device or not doc.get("shape"):
-        raise SystemExit("--transfer-db needs a clgemm.space/1 file with its device and shape")
+        raise UsageError("--transfer-db needs a clgemm.space/1 file with its device and shape")
     prior = transfer_groups(args.transfer_db, device, exclude=Problem(*doc["shape"]))
     t0 = time.perf_counter()
     runs, best = replay_model(args.space, list(range(args.seeds)), args.budget, transfer=prior)

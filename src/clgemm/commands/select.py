@@ -8,29 +8,35 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import args as a
+
 
 def register(sub) -> None:
     p = sub.add_parser(
         "replay", help="replay workload traces: static table vs online selector vs oracle")
-    p.add_argument("traces", nargs="+", metavar="TRACE", help="JSON-lines trace file(s)")
-    p.add_argument("--json", dest="json_out", help="write the full report here")
+    p.add_argument("traces", nargs="+", metavar="TRACE", type=a.trace_file,
+                   help="JSON-lines trace file(s)")
+    p.add_argument("--json", dest="json_out", type=a.output_file, help="write the full report here")
     p.add_argument("--device", help="index, fingerprint or name substring")
-    p.add_argument("--candidates", help="extra schedules (keys, one a line, or a JSON list); "
+    p.add_argument("--candidates", type=a.candidates_file,
+                   help="extra schedules (keys, one a line, or a JSON list); "
                    "each is checked against float64 on every shape before it may be an arm")
-    p.add_argument("--table", help="a table JSON instead of the device's shipped one")
+    p.add_argument("--table", type=a.table_file,
+                   help="a table JSON instead of the device's shipped one")
     p.add_argument("--load", action="store_true",
                    help="run a second process loading the device during load_on/load_off phases")
-    p.add_argument("--load-size", type=int, default=None,
+    p.add_argument("--load-size", type=a.positive_int, default=None,
                    help="square size of the load process's GEMMs (default 2048 GPU, 256 CPU)")
-    p.add_argument("--explore-share", type=float, default=0.10,
+    p.add_argument("--explore-share", type=a.share, default=0.10,
                    help="bound on the share of exploratory calls (default 0.10)")
-    p.add_argument("--state-dir", help="keep the selector's state here (default: a fresh "
+    p.add_argument("--state-dir", type=a.output_dir,
+                   help="keep the selector's state here (default: a fresh "
                    "temporary one, so the replay starts unlearned)")
     p.add_argument("--persist", action="store_true",
                    help="use the device's persistent selector state (CLGEMM_STATE_DIR)")
     p.add_argument("--fresh-per-trace", action="store_true",
                    help="a new, unlearned selector for each trace (default: one for all)")
-    p.add_argument("--oracle-reps", type=int, default=3)
+    p.add_argument("--oracle-reps", type=a.positive_int, default=3)
     p.add_argument("--clock", choices=("none", "nvml"), default="none",
                    help="context clock proxy: nvml = SM clock / max SM clock (if pynvml exists)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -79,6 +85,16 @@ def _replay(args) -> int:
             elif s not in arms:
                 arms.append(s)
     arms = [a for a in arms if space.is_valid(a)]
+    if len(arms) < 2:
+        from ..errors import UsageError
+        from ..select.table import shipped_devices
+
+        why = (f"no shipped table matches {rt.device.name!r} (tables exist for "
+               f"{', '.join(shipped_devices()) or 'no device'})" if table.source ==
+               "builtin default" else f"the table {table.source} offers {len(arms)} valid arm(s)")
+        raise UsageError(f"{why}: static, online and oracle would all run the same schedule. "
+                         "Pass --table FILE (a table for this device) or --candidates FILE "
+                         "(schedule keys) to give the replay arms to compare")
     log(f"device {rt.device.name} ({rt.device.fingerprint}); table {table.source}; "
         f"{len(arms)} arm(s)")
     clock = _nvml_clock() if args.clock == "nvml" else None
@@ -145,8 +161,9 @@ def _replay(args) -> int:
             "suite": suite,
             "traces": reports,
         }
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(out, indent=1, default=str))
+        from ..atomic import write_text
+
+        write_text(args.json_out, json.dumps(out, indent=1, default=str))
         log(f"wrote {args.json_out}")
     return 0
 

@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import json
 
-
-def _parse_shape(text: str):
-    from ..tune.measure import Problem
-
-    parts = [int(x) for x in text.lower().split("x")]
-    if len(parts) == 1:
-        parts *= 3
-    if len(parts) != 3 or min(parts) < 1:
-        raise SystemExit(f"bad shape {text!r}: use N or MxNxK")
-    return Problem(*parts)
-
-
-def _parse_budget(text: str) -> tuple[int | None, float | None]:
-    text = text.strip().lower()
-    if text.endswith("s"):
-        return None, float(text[:-1])
-    return int(text), None
+from . import args as a
 
 
 def register(sub) -> None:
@@ -28,39 +12,43 @@ def register(sub) -> None:
 
     p = sub.add_parser("tune", help="search schedules for a shape; results go to the tuning DB")
     p.add_argument("--size", "--shape", dest="shapes", action="append", required=True,
+                   type=a.shape,
                    help="N (square) or MxNxK; repeat for several shapes")
     p.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES],
                    help="auto (default): the model with the transfer prior when the database "
                         "holds this device's measurements of other shapes, else forest (an "
                         "online surrogate that learns only from what it measures); or one of "
                         + ", ".join(STRATEGIES))
-    p.add_argument("--budget", default="100",
+    p.add_argument("--budget", default=(100, None), type=a.budget,
                    help="evaluations per shape in the database (e.g. 200), or seconds (300s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--db", help="tuning database (default: $CLGEMM_TUNE_DB or user data dir)")
+    p.add_argument("--db", type=a.database(),
+                   help="tuning database (default: $CLGEMM_TUNE_DB or user data dir)")
     p.add_argument("--device")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=a.positive_int, default=None,
                    help="compile processes (default: CPU cores - 1)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=a.positive_int, default=5)
     p.add_argument("--trans-a", action="store_true")
     p.add_argument("--trans-b", action="store_true")
     p.add_argument("--transfer", action="store_true",
                    help="model strategy: pretrain the cost model on this device's measurements of "
                         "other shapes in the database (no random warm-up)")
-    p.add_argument("--json", help="write the run summary here")
+    p.add_argument("--json", type=a.output_file, help="write the run summary here")
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("tune-import", help="add a recorded space (clgemm.space/1) to the tuning DB")
-    p.add_argument("space", nargs="+")
-    p.add_argument("--db")
+    p.add_argument("space", nargs="+", type=a.space_file)
+    p.add_argument("--db", type=a.database())
     p.set_defaults(func=_tune_import)
 
     p = sub.add_parser("distill", help="replay the best schedules, write the device's table")
-    p.add_argument("--db")
+    p.add_argument("--db", type=a.database(must_exist=True))
     p.add_argument("--device")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--sessions", type=int, default=3, help="replay sessions (separate processes)")
-    p.add_argument("-o", "--out", help="table path (default: the package's data/tables/<device>.json)")
+    p.add_argument("--top-k", type=a.positive_int, default=5)
+    p.add_argument("--sessions", type=a.positive_int, default=3,
+                   help="replay sessions (separate processes)")
+    p.add_argument("-o", "--out", type=a.output_file,
+                   help="table path (default: the package's data/tables/<device>.json)")
     p.set_defaults(func=_distill)
 
 
@@ -71,12 +59,14 @@ def _tune(args) -> int:
     from ..tune.db import TuningDB
     from ..tune.loop import TuneConfig, tune
 
-    evals, seconds = _parse_budget(args.budget)
+    from ..tune.measure import Problem
+
+    evals, seconds = args.budget
     workers = args.workers or max(1, (os.cpu_count() or 2) - 1)
     summaries = []
     with TuningDB(args.db) as db:
-        for text in args.shapes:
-            problem = dataclasses.replace(_parse_shape(text), trans_a=args.trans_a,
+        for shape in args.shapes:
+            problem = dataclasses.replace(Problem(*shape), trans_a=args.trans_a,
                                           trans_b=args.trans_b)
             config = TuneConfig(problem, args.strategy, evals, seconds, args.seed, workers,
                                 args.repeats, transfer=args.transfer)
@@ -95,8 +85,9 @@ def _tune(args) -> int:
                 "status": r.status, "db": str(db.path), "transfer": r.transfer,
             })
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summaries, f, indent=1)
+        from ..atomic import write_text
+
+        write_text(args.json, json.dumps(summaries, indent=1))
     return 0
 
 
@@ -116,13 +107,15 @@ def _distill(args) -> int:
     from ..tune.db import TuningDB
     from ..tune.distill import distill, write_table
 
-    with TuningDB(args.db) as db:
-        table = distill(db, args.device, top_k=args.top_k, sessions=args.sessions)
     out = args.out
-    if out is None:
+    if out is None:  # checked before the replay work, like an explicit -o
         from ..device import get_device
 
-        out = resources.files("clgemm") / "data" / "tables" / f"{get_device(args.device).slug}.json"
+        out = str(resources.files("clgemm") / "data" / "tables"
+                  / f"{get_device(args.device).slug}.json")
+        a.require(a.output_file, out, "-o (the default table path)")
+    with TuningDB(args.db) as db:
+        table = distill(db, args.device, top_k=args.top_k, sessions=args.sessions)
     write_table(table, str(out))
     for cls, s in sorted(table.entries.items()):
         print(f"{cls}: {s.key()}")

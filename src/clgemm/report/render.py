@@ -12,6 +12,7 @@ import io
 import os
 from pathlib import Path
 
+from ..atomic import replacing, write_text
 from ..bench.metrics import load_artifact
 
 
@@ -440,11 +441,12 @@ def write_report(paths: list[str], out_dir: str | Path, name: str = "report",
                 images[b[1]] = "data:image/png;base64," + base64.b64encode(b[3]).decode()
             else:
                 target = out_dir / f"{name}-{b[1]}"
-                target.write_bytes(b[3])
+                with replacing(target, "wb") as f:
+                    f.write(b[3])
                 written.append(target)
                 images[b[1]] = target.name
     md = out_dir / f"{name}.md"
-    md.write_text(_md(blocks, images))
+    write_text(md, _md(blocks, images))
     page = out_dir / f"{name}.html"
-    page.write_text(_html(blocks))
+    write_text(page, _html(blocks))
     return [md, page] + written

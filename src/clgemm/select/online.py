@@ -300,10 +300,11 @@ class OnlineSelector:
         return True
 
     def close(self) -> None:
-        self.flush()
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        with self._lock:  # not while another thread (or the exit hook) is flushing
+            self._flush()
+            if self.store is not None:
+                self.store.close()
+                self.store = None
 
     # ---- statistics ---------------------------------------------------------------------
     def _shape_stats(self, skey: str, arm: str) -> np.ndarray:

@@ -324,7 +324,9 @@ def _calls(events: Sequence[Event]) -> Iterator[Call]:
 
 def measure_oracle(backend: Backend, shapes: Iterable[Call], arms: Sequence[Schedule],
                    reps: int = 3, log: Callable[[str], None] | None = None) -> dict:
-    """Per shape: validation of every arm, then the median quiet time of those that pass."""
+    """Per shape: validation of every arm, then the median quiet time of those that pass.
+    A shape no arm computes correctly gets no times and a `skipped` reason (the replay leaves
+    its calls out and says so) instead of ending the whole replay."""
     table: dict[tuple, dict] = {}
     for call in shapes:
         entry = {"times": {}, "rejected": {}}
@@ -336,10 +338,14 @@ def measure_oracle(backend: Backend, shapes: Iterable[Call], arms: Sequence[Sche
             backend.run(arm, call)  # warm-up
             entry["times"][arm.key()] = statistics.median(backend.run(arm, call)
                                                           for _ in range(reps))
-        if not entry["times"]:
-            raise RuntimeError(f"no arm computes {call.shape} correctly: {entry['rejected']}")
-        entry["oracle"] = min(entry["times"], key=entry["times"].get)
         table[call.shape] = entry
+        if not entry["times"]:
+            why = "; ".join(f"{k}: {v}" for k, v in entry["rejected"].items())
+            entry["skipped"] = f"no arm passed the accuracy check ({why})"
+            if log:
+                log(f"  skipped {shape_key(*call.shape)}: {entry['skipped']}")
+            continue
+        entry["oracle"] = min(entry["times"], key=entry["times"].get)
         if log:
             best = entry["times"][entry["oracle"]]
             log(f"  oracle {shape_key(*call.shape)}: {entry['oracle']} "
@@ -381,6 +387,8 @@ def replay(events: Sequence[Event], backend: Backend, selector: OnlineSelector,
                 backend.set_load(loaded)
                 continue
             entry = oracle[ev.shape]
+            if "skipped" in entry:
+                continue
             allowed = [by_key[a] for a in entry["times"]]
             best_key = entry["oracle"]
             best_q = entry["times"][best_key]
@@ -437,9 +445,11 @@ def replay(events: Sequence[Event], backend: Backend, selector: OnlineSelector,
             "selector": selector.summary(),
         },
         "shapes": {shape_key(*c.shape): {
-            "quiet_s": oracle[c.shape]["times"], "oracle": oracle[c.shape]["oracle"],
+            "quiet_s": oracle[c.shape]["times"], "oracle": oracle[c.shape].get("oracle"),
             "rejected": oracle[c.shape]["rejected"], **per_shape.get(shape_key(*c.shape), {}),
-        } for c in distinct},
+        } for c in distinct if "skipped" not in oracle[c.shape]},
+        "skipped": {shape_key(*c.shape): oracle[c.shape]["skipped"] for c in distinct
+                    if "skipped" in oracle[c.shape]},
         "wall_s": time.perf_counter() - wall0,
     }
     return report
@@ -461,6 +471,8 @@ def format_report(r: dict) -> str:
         f"trips {r['online']['selector']['safety_trips']}, "
         f"drift alarms {r['online']['selector']['drift_alarms']}",
     ]
+    for shape, why in r.get("skipped", {}).items():
+        lines.append(f"  skipped {shape}: {why}")
     for ph, v in r.get("phases", {}).items():
         pt = v["total_s"]
         lines.append(f"  phase {ph:5s}: {v['calls']} calls, static {pt['static'] * 1e3:.2f} ms, "

@@ -9,6 +9,9 @@ own change (`current - base`) at a sync, which is added to whatever the file hol
 (other processes' changes included); the sum is then loaded back. The statistics are sums
 (counts, sums of rewards, Gram matrices), for which adding deltas is the exact merge.
 
+The store may be used from any thread (a selector made in a worker thread is flushed by the
+main thread at exit): its connection is shared across threads and every use of it is locked.
+
 A file that cannot be read (not a database, wrong schema, undecodable rows) is never fatal:
 it is moved aside as `*.corrupt-<time>`, a fresh one is made, and `StateStore.note` says so.
 """
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import functools
 import sqlite3
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -37,6 +42,14 @@ def state_dir() -> Path:
 
 class StateCorrupt(Exception):
     pass
+
+
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 _DDL = """
@@ -59,11 +72,13 @@ class StateStore:
         self.path = self.directory / f"{fingerprint}.sqlite3"
         self.timeout_s = timeout_s
         self.note: str | None = None  # set when the file was rebuilt
+        self._lock = threading.RLock()
         self._open()
 
     # ---- opening, corruption ------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
+                               check_same_thread=False)  # shared; serialised by self._lock
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
@@ -125,6 +140,7 @@ class StateStore:
         self._init_schema()
 
     # ---- reading and merging ------------------------------------------------------------
+    @_locked
     def load(self) -> dict[tuple[str, str], Any]:
         try:
             rows = self._conn.execute("SELECT kind, key, value FROM items").fetchall()
@@ -133,6 +149,7 @@ class StateStore:
             self._rebuild(f"{type(exc).__name__}: {exc}")
             return {}
 
+    @_locked
     def merge(self, deltas: dict[tuple[str, str], Any],
               replace: dict[tuple[str, str], Any] | None = None) -> dict[tuple[str, str], Any] | None:
         """Add `deltas` to the stored values (and overwrite `replace`) in one transaction;
@@ -163,10 +180,15 @@ class StateStore:
                 pass
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 return None
+            if _transient(exc):  # a full disk: the file is sound, the caller keeps its deltas
+                self.note = (f"selector state {self.path} not saved ({exc}); kept in memory "
+                             "and tried again at the next sync: free disk space")
+                return None
             self._rebuild(f"{type(exc).__name__}: {exc}")
             return None
         return {(k, key): json.loads(v) for k, key, v in rows}
 
+    @_locked
     def prune(self, kind: str, keep: int) -> None:
         """Keep only the `keep` most recently updated items of a kind."""
         try:
@@ -176,11 +198,21 @@ class StateStore:
         except sqlite3.DatabaseError:
             pass
 
+    @_locked
     def close(self) -> None:
         try:
             self._conn.close()
         except sqlite3.DatabaseError:
             pass
+
+
+def _transient(exc: Exception) -> bool:
+    """A write that failed for lack of space (SQLITE_FULL, SQLITE_IOERR), not a bad file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (10, 13)
+    text = str(exc).lower()
+    return "disk is full" in text or "disk i/o error" in text
 
 
 def _add(a, b):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -205,12 +206,34 @@ class Table:
 
 
 def _shipped_tables() -> list[tuple[str, dict]]:
+    """Every readable table in the tables folder. A file that is not a JSON object (torn by
+    a crash, edited by hand) is skipped with a warning naming it: one bad table must not
+    break the products of every other device."""
     out = []
     folder = resources.files("clgemm") / "data" / "tables"
     for item in sorted(folder.iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".json"):
-            out.append((item.name, json.loads(item.read_text())))
+        if not item.name.endswith(".json"):
+            continue
+        try:
+            data = json.loads(item.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        except (OSError, ValueError) as exc:
+            _skip(item.name, exc)
+            continue
+        out.append((item.name, data))
     return out
+
+
+def _skip(name: str, exc: Exception) -> None:
+    warnings.warn(f"clgemm: table {name} skipped: it cannot be read ({str(exc)[:160]}); "
+                  "rewrite it with `clgemm distill` or delete it", RuntimeWarning, stacklevel=3)
+
+
+def shipped_devices() -> list[str]:
+    """Names of the devices the shipped tables are for."""
+    return [d["device"]["name"] for _, d in _shipped_tables()
+            if isinstance(d.get("device"), dict) and "name" in d["device"]]
 
 
 def default_table(device: DeviceInfo) -> Table:
@@ -225,7 +248,16 @@ def _builtin_default(device_name: str, device_type: str) -> Table:
 def load_table(device: DeviceInfo, path: str | Path | None = None) -> Table:
     """The table for a device: an explicit file, else a shipped one matching its name."""
     if path is not None:
-        return Table.from_json(json.loads(Path(path).read_text()), str(path))
+        try:
+            data = json.loads(Path(path).read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            return Table.from_json(data, str(path))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, ScheduleError):
+                raise
+            raise ScheduleError(f"{path} is not a readable clgemm table ({str(exc)[:160]}); "
+                                "pass a table written by `clgemm distill`") from exc
     return _shipped_table(device.name, device.type)
 
 
@@ -233,6 +265,10 @@ def load_table(device: DeviceInfo, path: str | Path | None = None) -> Table:
 def _shipped_table(device_name: str, device_type: str) -> Table:
     """Shipped tables are read once per process (matmul looks one up on every call)."""
     for name, data in _shipped_tables():
-        if data.get("device", {}).get("name") == device_name:
-            return Table.from_json(data, name)
+        device = data.get("device")
+        if isinstance(device, dict) and device.get("name") == device_name:
+            try:
+                return Table.from_json(data, name)
+            except (ScheduleError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                _skip(name, exc)  # this device's table is damaged: the built-in default
     return _builtin_default(device_name, device_type)

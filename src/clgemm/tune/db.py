@@ -6,13 +6,16 @@ any point loses at most the candidate in flight, and a resumed run skips what is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import StateError
 from ..select.table import shape_class
 from .measure import Measurement, Problem
 
@@ -69,17 +72,61 @@ class Row:
     problem: Problem
 
 
+def _proc_start(pid: int) -> str | None:
+    """The start time of a process (Linux /proc), None where it cannot be read: with the pid
+    it names one process, so a reused pid is not mistaken for the tuner that had it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the process that started a run is still running (on this host)."""
+    pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return False  # a run from before owners were recorded: no process to wait for
+    if owner.get("host") != socket.gethostname():
+        return True  # another machine's run: it cannot be checked from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: it exists
+    started = owner.get("started")
+    return started is None or _proc_start(pid) in (None, started)
+
+
 class TuningDB:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        with self._errors("open"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            check = self._conn.execute("PRAGMA quick_check").fetchone()
+            if not check or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check}")
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str):
+        """SQLite's and the OS's errors (a damaged file, a full disk) as one StateError."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            text = str(exc)
+            hint = ("free disk space" if "full" in text.lower() or getattr(exc, "errno", 0) == 28
+                    else "give another --db or move the damaged file aside")
+            raise StateError(f"tuning database {self.path}: cannot {doing} ({text}); "
+                             f"{hint}") from exc
 
     def close(self) -> None:
-        self._conn.close()
+        if hasattr(self, "_conn"):
+            self._conn.close()
 
     def __enter__(self) -> "TuningDB":
         return self
@@ -90,23 +137,47 @@ class TuningDB:
     # ---- runs ---------------------------------------------------------------------
     def start_run(self, run_id: str, device_fp: str, problem: Problem, strategy: str,
                   seed: int, args: dict) -> None:
-        with self._conn:
+        pid = os.getpid()  # the owner, so that a later run can tell a killed one
+        owner = {"pid": pid, "host": socket.gethostname(), "started": _proc_start(pid)}
+        with self._errors("record a run"), self._conn:
             self._conn.execute(
                 "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
                 (run_id, device_fp, json.dumps(problem.__dict__), strategy, seed,
-                 json.dumps(args), time.time(), None, "running"),
+                 json.dumps({**args, "owner": owner}), time.time(), None, "running"),
             )
 
     def finish_run(self, run_id: str, status: str) -> None:
-        with self._conn:
+        with self._errors("record a run"), self._conn:
             self._conn.execute("UPDATE runs SET finished=?, status=? WHERE run_id=?",
                                (time.time(), status, run_id))
+
+    def mark_interrupted(self, device_fp: str) -> list[str]:
+        """Runs of a device still marked 'running' whose process is gone (killed: no finally
+        ran) become 'interrupted'; returns their ids. A live concurrent run is left alone."""
+        with self._errors("read the runs"):
+            rows = self._conn.execute(
+                "SELECT run_id, args FROM runs WHERE device_fp=? AND status='running'",
+                (device_fp,)).fetchall()
+        gone = []
+        for run_id, args in rows:
+            try:
+                owner = json.loads(args).get("owner") or {}
+            except (ValueError, AttributeError):
+                owner = {}
+            if not _alive(owner):
+                gone.append(run_id)
+        with self._errors("record a run"), self._conn:
+            for run_id in gone:
+                self._conn.execute("UPDATE runs SET status='interrupted' WHERE run_id=? AND "
+                                   "status='running'", (run_id,))
+        return gone
 
     # ---- measurements -------------------------------------------------------------
     def record(self, device_fp: str, device_name: str, problem: Problem, m: Measurement,
                protocol: dict, run_id: str, session: str = TUNE_SESSION) -> None:
         p = problem
-        with self._conn:  # one transaction per measurement: a kill never tears a row
+        # one transaction per measurement: a kill never tears a row
+        with self._errors("record a measurement"), self._conn:
             self._conn.execute(
                 "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (device_fp, device_name, shape_class(p.m, p.n, p.k), p.m, p.n, p.k,

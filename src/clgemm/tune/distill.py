@@ -170,9 +170,10 @@ def _session_main(argv: list[str] | None = None) -> int:
 
 
 def write_table(table: Table, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table.to_json(), indent=1) + "\n")
+    from ..atomic import write_text
+
+    # atomic: matmul in other processes reads the tables folder at any moment
+    write_text(path, json.dumps(table.to_json(), indent=1) + "\n")
 
 
 if __name__ == "__main__":

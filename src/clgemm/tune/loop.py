@@ -100,6 +100,10 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
     options = dict(config.options)
     strategy = Strategy(config.strategy, space, seed=config.seed, **options)
     run_id = uuid.uuid4().hex[:12]
+    gone = db.mark_interrupted(fp)
+    if gone:
+        print(f"tune: {len(gone)} earlier run(s) of this device were killed; marked "
+              f"interrupted ({', '.join(gone)})", file=log)
     db.start_run(run_id, fp, config.problem, config.strategy, config.seed,
                  {"budget_evals": config.budget_evals, "budget_seconds": config.budget_seconds,
                   "repeats": config.repeats, "options": options})

@@ -59,9 +59,36 @@ class Measurement:
 
 
 # ---- compile workers ---------------------------------------------------------------------
-def _worker_init(device_spec: str | None) -> None:
+def _worker_init(device_spec: str | None, parent: int | None = None) -> None:
     if device_spec is not None:
         os.environ["CLGEMM_DEVICE"] = device_spec
+    _die_with_parent(parent if parent is not None else os.getppid())
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive the tuner (kill -9 runs no cleanup in the tuner): on Linux
+    the kernel kills it when its parent dies (PR_SET_PDEATHSIG); elsewhere a watchdog thread
+    sees the reparenting and exits. `parent` is the tuner's pid as the tuner gave it: a tuner
+    killed while this worker was still starting (before this ran) has already left it with
+    another parent, which PR_SET_PDEATHSIG would never report (the kill -9 campaign met it)."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, name="clgemm-parent-watch", daemon=True).start()
 
 
 def _compile_one(key: str, problem: Problem) -> tuple[str, float | None, str | None]:
@@ -84,7 +111,8 @@ class CompilePool:
         ctx = multiprocessing.get_context("spawn")
         self.workers = max(1, workers)
         self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx,
-                                            initializer=_worker_init, initargs=(device_spec,))
+                                            initializer=_worker_init,
+                                            initargs=(device_spec, os.getpid()))
 
     def compile(self, schedules: Iterable[Schedule], problem: Problem
                 ) -> Iterator[tuple[Schedule, float | None, str | None]]:

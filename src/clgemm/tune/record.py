@@ -73,10 +73,9 @@ def record_space(problem: Problem, schedules: list[Schedule], out: Path, *,
             data["complete"] = True
     finally:
         pool.close()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, out)
+        from ..atomic import write_text
+
+        write_text(out, json.dumps(data))
     return data
 
 
