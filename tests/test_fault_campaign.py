@@ -89,6 +89,7 @@ BAD = {
     "a number >= 0": NOT_NUMBERS + ["nan", "-1e-9"],
     "a number > 0 and < 1": NOT_NUMBERS + ["nan", "0", "1", "-0.5", "2"],
     "a number >= 0 and <= 1": NOT_NUMBERS + ["nan", "-0.1", "1.5"],
+    "a number > 0 and <= 1": NOT_NUMBERS + ["nan", "0", "-0.5", "1.5"],
     "shape": ["abc", "0", "axb", "1x2", "1x2x3x4", "-5", "", "64x0x64", "1.5"],
     "shape_text": ["abc", "0", "1x2", "-5", ""],
     "shape_list": ["abc", ",", "0", "64,abc", "1x2", ""],
@@ -156,9 +157,11 @@ def required_argv(sp: argparse.ArgumentParser, skip: argparse.Action | None = No
     """Good values for the required arguments (and positionals) other than `skip`."""
     argv = []
     for a in value_actions(sp):
-        if a is skip or not (a.required or not a.option_strings):
+        # a positional of nargs "*" or "?" may be left out (argparse still marks it required)
+        optional = not a.option_strings and a.nargs in ("*", "?")
+        if a is skip or optional or not (a.required or not a.option_strings):
             continue
-        good = GOOD.get(kind_of(a))
+        good = a.choices[0] if kind_of(a) == "choices" else GOOD.get(kind_of(a))
         assert good, f"no good value for {a.dest} (kind {kind_of(a)!r}): add one to GOOD"
         argv += ([a.option_strings[0]] if a.option_strings else []) + [good]
     return argv

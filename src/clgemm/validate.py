@@ -216,9 +216,10 @@ def check_operands(A, B, C, beta: float, trans_a: bool, trans_b: bool) -> tuple[
         if k == k2 and (C.shape == (m, n) if C is not None else beta == 0.0):
             return m, n, k
     on_device = is_device_array(A)
-    for name, x in (("A", A), ("B", B), ("C", C)):
-        if x is not None:
-            check_array(name, x, on_device)
+    check_array("A", A, on_device)
+    check_array("B", B, on_device)
+    if C is not None:
+        check_array("C", C, on_device)
     check_output(C)
     m, k = logical_shape(A, trans_a)
     k2, n = logical_shape(B, trans_b)

@@ -85,8 +85,10 @@ def register(sub) -> None:
     p.add_argument("--paper", action="store_true",
                    help="the technical report (one self-contained report.html) from the records "
                         "and the lab's cards, instead of a report of given artifacts")
-    p.add_argument("--records", default="records", help="with --paper: the records folder")
-    p.add_argument("--lab", default="research/breakthrough_lab", help="with --paper: the cards")
+    p.add_argument("--records", type=a.existing_dir, default=None,
+                   help="with --paper: the records folder (default records)")
+    p.add_argument("--lab", type=a.existing_dir, default=None,
+                   help="with --paper: the cards (default research/breakthrough_lab)")
     p.add_argument("-o", "--out", default="report", type=a.output_dir, help="output folder")
     p.add_argument("--name", default="report", type=a.file_stem,
                    help="file stem (report.md, report.html)")
@@ -250,9 +252,9 @@ def _report(args) -> int:
             return 2
         from ..report.paper import write_paper
 
-        for what, folder in (("--records", args.records), ("--lab", args.lab)):
-            a.require(a.existing_dir, folder, what)
-        print(f"wrote {write_paper(args.out, args.records, args.lab)}")
+        records = args.records or a.require(a.existing_dir, "records", "--records")
+        lab = args.lab or a.require(a.existing_dir, "research/breakthrough_lab", "--lab")
+        print(f"wrote {write_paper(args.out, records, lab)}")
         return 0
     if not args.artifacts:
         print("clgemm report: give bench or roofline artifacts to report on (or --paper)",
