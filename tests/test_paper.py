@@ -83,5 +83,6 @@ def test_the_report_covers_every_current_record_and_section(paper):
 
 
 def test_paper_refuses_artifact_arguments(tmp_path, capsys):
-    assert main(["report", "--paper", "x.json", "-o", str(tmp_path)]) == 2
+    artifact = next(ROOT.glob("records/nvidia-h100/*/model-*.json"))  # a real artifact
+    assert main(["report", "--paper", str(artifact), "-o", str(tmp_path)]) == 2
     assert "--paper" in capsys.readouterr().err

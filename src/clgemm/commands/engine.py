@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--space", required=True, type=a.json_file("a recorded space"),
                    help="recorded space JSON (clgemm.space/1 or Kernel Tuner cache)")
     p.add_argument("--strategy", default=("all",),
-                   type=a.choices(_strategies(), extra=("all",), what="strategy"),
+                   type=a.choices((*_strategies(), "oracle", "all"), what="strategy"),
                    help="random, greedy, genetic, annealing, sqa, forest, 'all' (default: those "
                         "six), or 'oracle' (a reference, never ranked); comma-separated for several")
     p.add_argument("--seeds", type=a.positive_int, default=30,
