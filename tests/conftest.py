@@ -26,6 +26,31 @@ def _isolated_cache(tmp_path_factory):
     os.environ.setdefault("CLGEMM_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _emulated_kernels_unoptimised():
+    """Kernels of the emulated dialects (tensor-core and Ozaki PTX spelled in plain OpenCL C,
+    test-only stand-ins that check the generators' indexing, edges and rounding) are built
+    with -cl-opt-disable. Optimised, LLVM unrolls every emulated mma (a local-memory exchange
+    with its barriers) and PoCL took 5-65 s CPU per kernel; unoptimised, under 1.5 s, with
+    the same errors to the last digit. The emulated Ozaki program carries the lane's split and
+    scale kernels too (one program); every other kernel keeps its module's options."""
+    from clgemm.kernels import ozaki, tensorcore
+    from clgemm.runtime import Runtime
+
+    preludes = (tensorcore._PRELUDE_EMULATED, ozaki._PRELUDE_EMULATED)
+    build = Runtime.build
+
+    def build_emulated_unoptimised(self, source, options="", use_disk_cache=True):
+        if any(p in source for p in preludes):
+            options = f"{options} -cl-opt-disable".strip()
+        return build(self, source, options, use_disk_cache)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Runtime, "build", build_emulated_unoptimised)
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_method_costs():
     """Each test starts with no measured costs in the approximate planner (it remembers, per
