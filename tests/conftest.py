@@ -52,6 +52,20 @@ def _emulated_kernels_unoptimised():
 
 
 @pytest.fixture(autouse=True)
+def _no_binary_store(request, monkeypatch):
+    """Kernels are not written to the disk cache, except in tests marked `disk_cache` (the
+    cache's own tests). On PoCL, reading a program's binary compiles a generic work-group
+    function for every kernel in it: about 2 s CPU of the ~4.5 s a new fp32 kernel cost, for
+    an entry no later test reads (each test process starts with an empty cache). Processes
+    that tests start (the tuner's compile workers, `clgemm tune`, bench sessions) store as
+    usual."""
+    if request.node.get_closest_marker("disk_cache") is None:
+        from clgemm.runtime import Runtime
+
+        monkeypatch.setattr(Runtime, "_store", lambda self, path, program: None)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_method_costs():
     """Each test starts with no measured costs in the approximate planner (it remembers, per
     shape, whether low rank beat exact)."""
