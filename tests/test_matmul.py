@@ -170,8 +170,7 @@ def test_schedules(rng, schedule, trans_a, trans_b):
 def test_mixed_layouts_add_no_code():
     """Every line of a mixed-layout (NT, TN) kernel is a line of the NN or the TT kernel of the
     same schedule: what test_schedules leaves out runs no code that it does not run."""
-    from clgemm.kernels.gemm import Layout
-    from clgemm.plan import render
+    from clgemm.kernels.gemm import Layout, render
 
     for s in SCHEDULES:
         src = {t: render(s, Layout(*t)).splitlines()[1:]  # after the header comment
