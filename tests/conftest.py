@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,18 +52,27 @@ def _emulated_kernels_unoptimised():
     mp.undo()
 
 
-@pytest.fixture(autouse=True)
-def _no_binary_store(request, monkeypatch):
-    """Kernels are not written to the disk cache, except in tests marked `disk_cache` (the
-    cache's own tests). On PoCL, reading a program's binary compiles a generic work-group
-    function for every kernel in it: about 2 s CPU of the ~4.5 s a new fp32 kernel cost, for
-    an entry no later test reads (each test process starts with an empty cache). Processes
-    that tests start (the tuner's compile workers, `clgemm tune`, bench sessions) store as
-    usual."""
-    if request.node.get_closest_marker("disk_cache") is None:
-        from clgemm.runtime import Runtime
+@pytest.fixture(autouse=True, scope="session")
+def _no_binary_store(_isolated_cache):
+    """Kernels are not written to the session's disk cache. On PoCL, reading a program's
+    binary compiles a generic work-group function for every kernel in it: about 2 s CPU of the
+    ~4.5 s a new fp32 kernel cost, for an entry no later test reads (each run starts with an
+    empty cache). Writes anywhere else go through: the cache's own tests point
+    CLGEMM_CACHE_DIR (or `_store`) at their own folder, and processes that tests start (the
+    tuner's compile workers, `clgemm tune`, bench sessions) store as usual."""
+    from clgemm.runtime import Runtime
 
-        monkeypatch.setattr(Runtime, "_store", lambda self, path, program: None)
+    session_cache = Path(os.environ["CLGEMM_CACHE_DIR"]).resolve()
+    store = Runtime._store
+
+    def store_outside_the_session_cache(self, path, program):
+        if Path(path).parent.resolve() != session_cache:
+            store(self, path, program)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Runtime, "_store", store_outside_the_session_cache)
+    yield
+    mp.undo()
 
 
 @pytest.fixture(autouse=True)

@@ -8,14 +8,10 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 import clgemm
 from clgemm.runtime import get_runtime
 from clgemm.select.table import Table, default_table, load_table, shape_class
 from clgemm import Schedule
-
-pytestmark = pytest.mark.disk_cache  # these tests read what builds wrote to the disk cache
 
 
 def test_devices_have_stable_fingerprints():
