@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,54 @@ def rng(request):
 def _isolated_cache(tmp_path_factory):
     os.environ.setdefault("CLGEMM_CACHE_DIR", str(tmp_path_factory.mktemp("kernel-cache")))
     os.environ.setdefault("CLGEMM_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _emulated_kernels_unoptimised():
+    """Kernels of the emulated dialects (tensor-core and Ozaki PTX spelled in plain OpenCL C,
+    test-only stand-ins that check the generators' indexing, edges and rounding) are built
+    with -cl-opt-disable. Optimised, LLVM unrolls every emulated mma (a local-memory exchange
+    with its barriers) and PoCL took 5-65 s CPU per kernel; unoptimised, under 1.5 s, with
+    the same errors to the last digit. The emulated Ozaki program carries the lane's split and
+    scale kernels too (one program); every other kernel keeps its module's options."""
+    from clgemm.kernels import ozaki, tensorcore
+    from clgemm.runtime import Runtime
+
+    preludes = (tensorcore._PRELUDE_EMULATED, ozaki._PRELUDE_EMULATED)
+    build = Runtime.build
+
+    def build_emulated_unoptimised(self, source, options="", use_disk_cache=True):
+        if any(p in source for p in preludes):
+            options = f"{options} -cl-opt-disable".strip()
+        return build(self, source, options, use_disk_cache)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Runtime, "build", build_emulated_unoptimised)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_binary_store(_isolated_cache):
+    """Kernels are not written to the session's disk cache. On PoCL, reading a program's
+    binary compiles a generic work-group function for every kernel in it: about 2 s CPU of the
+    ~4.5 s a new fp32 kernel cost, for an entry no later test reads (each run starts with an
+    empty cache). Writes anywhere else go through: the cache's own tests point
+    CLGEMM_CACHE_DIR (or `_store`) at their own folder, and processes that tests start (the
+    tuner's compile workers, `clgemm tune`, bench sessions) store as usual."""
+    from clgemm.runtime import Runtime
+
+    session_cache = Path(os.environ["CLGEMM_CACHE_DIR"]).resolve()
+    store = Runtime._store
+
+    def store_outside_the_session_cache(self, path, program):
+        if Path(path).parent.resolve() != session_cache:
+            store(self, path, program)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Runtime, "_store", store_outside_the_session_cache)
+    yield
+    mp.undo()
 
 
 @pytest.fixture(autouse=True)

@@ -50,6 +50,25 @@ TIGHT_CLI = (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_engine_space_per_spec():
+    """The engine enumerates a space in ~2 s (PoCL's, or the tight one); every tune() and
+    sample_valid() here built it again, ~15 times. Its spaces are immutable (a frozen
+    pyclass), so these tests share one per spec; test_engine builds them fresh."""
+    built: dict[tuple[str, int], engine.Space] = {}
+    original = engine.Space.from_search_space.__func__
+
+    def from_search_space(cls, search_space, max_enumerate=engine._engine.DEFAULT_MAX_ENUMERATE):
+        key = (json.dumps(search_space.engine_spec(), sort_keys=True), max_enumerate)
+        if key not in built:
+            built[key] = original(cls, search_space, max_enumerate)
+        return built[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine.Space, "from_search_space", classmethod(from_search_space))
+        yield
+
+
 @pytest.fixture(scope="module")
 def rt():
     from clgemm.runtime import get_runtime
