@@ -33,6 +33,23 @@ def med(xs):
     return float(statistics.median(xs))
 
 
+def rounds(call, sync, reps: int, count: int = 5, host_only: bool = False) -> list[float]:
+    """Seconds per call of `count` rounds of `reps` chained calls, each round ended by
+    `sync` (the device's time included), or with `host_only` the calls' own time (the sync
+    after the clock stops)."""
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            call()
+        if not host_only:
+            sync()
+        out.append((time.perf_counter() - t0) / reps)
+        if host_only:
+            sync()
+    return out
+
+
 def host_floor(rt) -> dict:
     """A bare enqueue of an empty kernel with bound arguments: plain and profiling queue."""
     k = cl.Program(rt.context, "__kernel void e(__global float* x) {}").build().e
@@ -67,23 +84,10 @@ def host_costs(rt, sizes, rng) -> list[dict]:
             for _ in range(3):
                 call()
             rt.user_queue.finish()
-            per = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                for _ in range(reps):
-                    call()
-                per.append((time.perf_counter() - t0) / reps)
-                rt.user_queue.finish()
-            row[label + "_s"] = min(per)
+            row[label + "_s"] = min(rounds(call, rt.user_queue.finish, reps, host_only=True))
         p = clgemm.plan(n, n, n)
-        per = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                p(a, b, C=c)
-            per.append((time.perf_counter() - t0) / reps)
-            rt.user_queue.finish()
-        row["plan_c_given_s"] = min(per)
+        row["plan_c_given_s"] = min(rounds(lambda: p(a, b, C=c), rt.user_queue.finish, reps,
+                                           host_only=True))
         rows.append(row)
     return rows
 
@@ -97,13 +101,8 @@ def torch_mm(n, A, chain: int):
     for _ in range(3):
         torch.mm(a, a, out=out)
     torch.cuda.synchronize()
-    walls, kern = [], []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(chain):
-            torch.mm(a, a, out=out)
-        torch.cuda.synchronize()
-        walls.append((time.perf_counter() - t0) / chain)
+    walls = rounds(lambda: torch.mm(a, a, out=out), torch.cuda.synchronize, chain)
+    kern = []
     for _ in range(10):
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         e0.record()
@@ -129,14 +128,7 @@ def kpi_public(rt, sizes, rng, chain=30) -> list[dict]:
                             ("c_allocated", lambda: clgemm.matmul(a, b))):
             call()
             rt.user_queue.finish()
-            per = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                for _ in range(chain):
-                    call()
-                rt.user_queue.finish()
-                per.append((time.perf_counter() - t0) / chain)
-            walls[label] = med(per)
+            walls[label] = med(rounds(call, rt.user_queue.finish, chain))
         t_wall, t_kern = torch_mm(n, A, chain)
         k = med(kern)
         flops = 2.0 * n ** 3
@@ -267,20 +259,15 @@ def exact_lanes(rt, sizes, rng) -> list[dict]:
         a, b, c = (clgemm.to_device(A) for _ in range(3))
         ops = [Operand(x.base_data, 0, n, False) for x in (a, b, c)]
         fp32 = Fp32Lane(rt, choose_schedule(rt, n, n, n))
-        lanes = {"fp32": fp32, "3xtf32-mma": TcExactLane(rt, schedule_for(rt, "3xtf32", n, n, n), fp32)}
+        tc = TcExactLane(rt, schedule_for(rt, "3xtf32", n, n, n), fp32)
+        lanes = {"fp32": fp32, "3xtf32-mma": tc}
         row = {"n": n, "flops": 2.0 * n ** 3}
         for name, lane in lanes.items():
+            launch = lambda: lane.enqueue(n, n, n, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
             for _ in range(3):
-                lane.enqueue(n, n, n, 1.0, 0.0, *ops, rt.user_queue)
+                launch()
             rt.user_queue.finish()
-            per = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                for _ in range(20):
-                    lane.enqueue(n, n, n, 1.0, 0.0, *ops, rt.user_queue)
-                rt.user_queue.finish()
-                per.append((time.perf_counter() - t0) / 20)
-            row[name + "_s"] = med(per)
+            row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
         row["torch_s"], _ = torch_mm(n, A, 20)
         row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32-mma_s"]
         rows.append(row)
@@ -314,26 +301,13 @@ def gemv(rt, rng) -> dict:
         for _ in range(3):
             call()
         rt.user_queue.finish()
-        per = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(20):
-                call()
-            rt.user_queue.finish()
-            per.append((time.perf_counter() - t0) / 20)
+        ours = med(rounds(call, rt.user_queue.finish, 20))
         ta_, tb_ = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
         opb = tb_.T if tb else tb_
         for _ in range(3):
             torch.matmul(ta_, opb)
         torch.cuda.synchronize()
-        tper = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(20):
-                torch.matmul(ta_, opb)
-            torch.cuda.synchronize()
-            tper.append((time.perf_counter() - t0) / 20)
-        ours, theirs = med(per), med(tper)
+        theirs = med(rounds(lambda: torch.matmul(ta_, opb), torch.cuda.synchronize, 20))
         moved = 4.0 * (m * k + n * k + m * n)
         variants = {}
         from clgemm.kernels.gemv import GemvSchedule
@@ -346,17 +320,11 @@ def gemv(rt, rng) -> dict:
         for items, cols, vec in ((32, 8, 4), (64, 4, 4), (128, 2, 4), (32, 8, 1), (128, 1, 1),
                                  (16, 16, 4)):
             variant = GemvLane(rt, GemvSchedule(dot_items=items, dot_cols=cols, dot_vec=vec))
+            launch = lambda: variant.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
             for _ in range(3):
-                variant.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)
+                launch()
             rt.user_queue.finish()
-            vp = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                for _ in range(20):
-                    variant.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)
-                rt.user_queue.finish()
-                vp.append((time.perf_counter() - t0) / 20)
-            variants[variant.schedule.key()] = med(vp)
+            variants[variant.schedule.key()] = med(rounds(launch, rt.user_queue.finish, 20))
         rows.append({"m": m, "n": n, "k": k, "trans_b": tb, "lane": lane_name, "clgemm_s": ours,
                      "torch_s": theirs, "speed_vs_torch": theirs / ours,
                      "bandwidth_Bps": moved / ours, "of_copy_bandwidth": moved / ours / copy_bw,
