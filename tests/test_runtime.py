@@ -159,3 +159,37 @@ def test_build_patched_rewrites_the_binary_and_caches_it(tmp_path, monkeypatch):
         rt.build_patched(src, "", broken, tag="test/2")
     # (a binary the driver refuses is not tried here: Rusticl aborts the process on one;
     # NVIDIA's driver refused sm_90 PTX with wgmma as a build error, benchmarks/tc/probe_sm90a.py)
+
+
+def test_the_default_device_passes_over_a_compiler_that_fails(monkeypatch, capsys):
+    """A first run never ends in a compile error while another device works: the default
+    choice skips a device whose compiler refuses a trivial kernel, and says so once."""
+    from dataclasses import replace
+
+    import pytest
+
+    from clgemm import device as dev
+    from clgemm.errors import NoDeviceError
+
+    real = dev.devices()[0]
+    broken = replace(real, index=98, name="broken-gpu", type="GPU")
+    working = replace(real, index=99, name="working-cpu", type="CPU")
+    reasons = {broken: "unknown target CPU 'generic'"}
+    monkeypatch.setattr(dev, "compile_blocker", lambda d: reasons.get(d))
+    assert dev._default_device([broken, working]) is working
+    err = capsys.readouterr().err
+    assert "broken-gpu" in err and "unknown target CPU" in err and "working-cpu" in err
+    reasons[working] = "no compiler"
+    with pytest.raises(NoDeviceError, match="no OpenCL device here compiles"):
+        dev._default_device([broken, working])
+
+
+def test_devices_probe_runs_a_product_on_each_device(capsys):
+    import json
+
+    from clgemm.cli import main
+
+    assert main(["devices", "--probe", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["product"] for r in rows)
+    assert any(r["product"] == "works" for r in rows)

@@ -186,8 +186,7 @@ def get_device(spec: "DeviceInfo | int | str | None" = None) -> DeviceInfo:
     if spec is None:
         spec = os.environ.get("CLGEMM_DEVICE") or None
     if spec is None:
-        gpus = [d for d in found if d.type == "GPU"]
-        return (gpus or found)[0]
+        return _default_device(found)
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         index = int(spec)
         if not 0 <= index < len(found):
@@ -205,3 +204,46 @@ def get_device(spec: "DeviceInfo | int | str | None" = None) -> DeviceInfo:
         names = "; ".join(f"[{d.index}] {d.platform}: {d.name}" for d in found)
         raise NoDeviceError(f"no device matches {spec!r}; available: {names}")
     return matches[0]
+
+
+_PROBE_SOURCE = "__kernel void clgemm_probe(__global float* x) { x[0] = 1.0f; }"
+
+
+@functools.lru_cache(maxsize=None)
+def compile_blocker(info: DeviceInfo) -> str | None:
+    """Why this device's OpenCL compiler cannot build a trivial kernel (None: it can); asked
+    once per device and process. (PoCL's LLVM refuses host CPUs it does not know: every
+    kernel then fails with 'unknown target CPU'.)"""
+    cl = _cl()
+    try:
+        dev = cl_device(info)
+        cl.Program(cl.Context([dev]), _PROBE_SOURCE).build()
+    except cl.Error as exc:
+        lines = [x.strip() for x in str(exc).splitlines() if "error" in x.lower()]
+        return (lines[-1] if lines else str(exc).strip())[:200]
+    return None
+
+
+def _default_device(found: list[DeviceInfo]) -> DeviceInfo:
+    """The first GPU, else the first device, whose compiler builds a kernel; a device passed
+    over is named on stderr once, with the reason (a first run must not end in a compile
+    error when another device works)."""
+    ordered = [d for d in found if d.type == "GPU"] + [d for d in found if d.type != "GPU"]
+    skipped = []
+    for d in ordered:
+        why = compile_blocker(d)
+        if why is None:
+            if skipped:
+                _notice_once(f"clgemm: using {d.platform}: {d.name}; passed over "
+                             + "; ".join(skipped) + " (CLGEMM_DEVICE chooses a device)")
+            return d
+        skipped.append(f"{d.platform}: {d.name} (its compiler fails: {why})")
+    raise NoDeviceError("no OpenCL device here compiles a kernel: " + "; ".join(skipped)
+                        + f". {_INSTALL_HINT}")
+
+
+@functools.lru_cache(maxsize=None)
+def _notice_once(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr)

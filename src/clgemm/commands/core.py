@@ -12,7 +12,9 @@ from . import args as a
 def register(sub) -> None:
     p = sub.add_parser("devices", help="list OpenCL devices with fingerprints and capabilities")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--probe", action="store_true", help="also test-compile inline PTX (NVIDIA)")
+    p.add_argument("--probe", action="store_true",
+                   help="also run a small product on each device (does it work here, and if "
+                        "not why) and test-compile inline PTX (NVIDIA)")
     p.set_defaults(func=_devices)
 
     p = sub.add_parser("matmul", help="one product C = alpha*op(A)@op(B) + beta*C from .npy files")
@@ -40,7 +42,9 @@ def _devices(args) -> int:
     for d in found:
         row = d.summary()
         if args.probe:
-            row["capabilities"]["inline_ptx"] = get_runtime(d).probe_inline_ptx()
+            row["product"] = _try_product(d)
+            if row["product"] == "works":
+                row["capabilities"]["inline_ptx"] = get_runtime(d).probe_inline_ptx()
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -55,7 +59,30 @@ def _devices(args) -> int:
         print(f"     driver {r['driver_version']}  fingerprint {r['fingerprint']}")
         print(f"     subgroups={caps['subgroups']} fp16={caps['fp16']} fp64={caps['fp64']} "
               f"cc={caps['nv_compute_capability']} inline_ptx={caps['inline_ptx']}")
+        if "product" in r:
+            print(f"     a product here: {r['product']}")
     return 0
+
+
+def _try_product(d) -> str:
+    """'works' when an odd-shaped product on the device matches float64, else why not."""
+    import clgemm
+
+    from ..device import compile_blocker
+    from ..errors import ClgemmError
+
+    why = compile_blocker(d)
+    if why is not None:
+        return f"fails: its compiler refuses a kernel ({why})"
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((9, 7), dtype=np.float32)
+    B = rng.standard_normal((7, 11), dtype=np.float32)
+    try:
+        C = clgemm.matmul(A, B, device=d)
+    except ClgemmError as exc:
+        return f"fails: {str(exc)[:200]}"
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    return "works" if np.allclose(C, ref, rtol=1e-5, atol=1e-5) else "fails: a wrong result"
 
 
 def _matmul(args) -> int:
