@@ -66,6 +66,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
+from ..atomic import write_text
 from ..errors import DTypeError, FaultError, OutOfDeviceMemoryError, ShapeError
 from ..lanes.fp32 import get_kernel, layout_for
 from ..operands import device_operand, logical_shape, run_product, upload
@@ -228,10 +229,9 @@ def store_calibration(rt: Runtime, c: float, evidence: dict,
         entry["floors"] = floors
     data[rt.device.fingerprint] = entry
     path = calibration_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    # a temporary file of its own, removed if the write fails (a fixed name was shared by
+    # concurrent writers and left behind on a full disk)
+    write_text(path, json.dumps(data, indent=2, sort_keys=True))
     _cal_cache.clear()  # this process sees its own calibration at once
     return path
 
