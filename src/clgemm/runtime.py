@@ -189,7 +189,8 @@ class Runtime:
         return value
 
     def forget(self, key: Hashable) -> None:
-        """Drop a memo (a scratch buffer about to be replaced by a larger one)."""
+        """Drop a memo: it is made anew on its next use (a campaign that wants no memory of
+        earlier calls)."""
         with self._memo_lock:
             self._memo.pop(key, None)
 
@@ -207,6 +208,8 @@ class Runtime:
             fields = dict(vars(made))
             if set(fields) != _ARRAY_FIELDS:
                 fields = False
+            else:  # the template keeps no buffer or events of the array it came from
+                fields["base_data"], fields["events"] = None, None
             templates.put((m, n), fields)
             return made
         if fields is False:

@@ -42,19 +42,20 @@ class GemvLane:
         self.schedule = schedule
         self._kernels: dict[tuple[str, bool], cl.Kernel] = {}
         self._lock = threading.Lock()
-        self.build_info: BuildInfo = self._kernel("gemv_axpy", False)[1]
+        self.build_info: BuildInfo | None = None  # the last program built (or loaded)
+        self._kernel("gemv_axpy", False)  # a compile error shows when the lane is made
 
-    def _kernel(self, name: str, aligned: bool) -> "tuple[cl.Kernel, BuildInfo]":
+    def _kernel(self, name: str, aligned: bool) -> "cl.Kernel":
         """The kernel `name` of the program for `aligned` B columns (built once each)."""
         key = (name, aligned)
         kern = self._kernels.get(key)
-        built = None
         if kern is None:
             built = self.rt.build(render(self.schedule, aligned), options="-cl-mad-enable")
+            self.build_info = built.info
             kern = built.kernel(name)
             kern.set_scalar_arg_dtypes(_TYPES)
             kern = self._kernels.setdefault(key, kern)
-        return kern, (built.info if built else None)
+        return kern
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
@@ -72,11 +73,11 @@ class GemvLane:
         s = self.schedule
         if y_ks == 1:
             aligned = s.dot_vec > 1 and y.offset % s.dot_vec == 0 and y_ns % s.dot_vec == 0
-            kern, _ = self._kernel("gemv_dot", aligned)
+            kern = self._kernel("gemv_dot", aligned)
             groups = -(-cols // s.dot_cols)
             gsize, lsize, y_stride = (groups * s.dot_items, s.dot_cols), (s.dot_items, s.dot_cols), y_ns
         else:
-            kern, _ = self._kernel("gemv_axpy", False)
+            kern = self._kernel("gemv_axpy", False)
             lsize = (s.axpy_cols, s.axpy_slices)
             gsize, y_stride = (-(-cols // s.axpy_cols) * s.axpy_cols, s.axpy_slices), y_ks
         with self._lock:
