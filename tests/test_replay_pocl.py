@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clgemm.cli import main
@@ -67,7 +68,12 @@ def test_online_converges_to_the_faster_arm_on_the_device(rt):
         d = sel.choose(128, 128, 128)
         sel.observe(d, backend.run(d.schedule, call))
         picks.append(d.schedule)
-    assert picks.count(fast) >= 4, [p.key() for p in picks]
+    # The faster arms as measured here and now (the candidates file's 'fast' was measured on
+    # one host; on another DEFAULT_CPU ran as fast, and the selector rightly took it).
+    times = {a: float(np.median([backend.run(a, call) for _ in range(7)])) for a in arms}
+    faster = {a for a in arms if times[a] <= 1.15 * min(times.values())}
+    assert slow not in faster, times
+    assert sum(p in faster for p in picks) >= 4, ([p.key() for p in picks], times)
     assert report["total_s"]["online"] < 0.8 * report["total_s"]["static"]
     assert report["online"]["explore_share"] <= 0.10
 
