@@ -26,8 +26,8 @@ def test_integer_is_refused():
 def test_shape_mismatch():
     with pytest.raises(clgemm.ShapeError, match="inner dimensions"):
         clgemm.matmul(A, A)
-    with pytest.raises(clgemm.ShapeError, match="2-D"):
-        clgemm.matmul(np.ones((2, 2, 2), np.float32), B)
+    with pytest.raises(clgemm.ShapeError, match="2-D"):  # batches are 3-D, nothing more
+        clgemm.matmul(np.ones((2, 2, 2, 2), np.float32), B)
     with pytest.raises(clgemm.ShapeError, match="C has shape"):
         clgemm.matmul(A, B, C=np.ones((4, 5), np.float32))
 

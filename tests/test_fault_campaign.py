@@ -248,7 +248,7 @@ CLI_RUNTIME_CASES = [
     pytest.param(["matmul", "{npy}", "{npy}", "-o", "{out_file}", "--device", "no-such-dev"],
                  "available", id="matmul:device"),
     pytest.param(["matmul", "{f64}", "{npy}", "-o", "{out_file}"], "astype", id="matmul:float64"),
-    pytest.param(["matmul", "{npy}", "{npy3d}", "-o", "{out_file}"], "2-D", id="matmul:3d"),
+    pytest.param(["matmul", "{npy}", "{npy4d}", "-o", "{out_file}"], "2-D", id="matmul:4d"),
     pytest.param(["matmul", "{npy}", "{npy_4x3}", "-o", "{out_file}"], "inner dimensions",
                  id="matmul:inner"),
     pytest.param(["matmul", "{npy}", "{npy}", "-o", "{out_file}", "--beta", "1"], "beta",
@@ -282,14 +282,14 @@ CLI_RUNTIME_CASES = [
 def test_cli_failure_is_one_line(argv, expect, zoo, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     np.save(tmp_path / "f64.npy", np.ones((5, 5)))
-    np.save(tmp_path / "npy3d.npy", np.ones((2, 5, 5), np.float32))
+    np.save(tmp_path / "npy4d.npy", np.ones((2, 2, 5, 5), np.float32))
     np.save(tmp_path / "npy_4x3.npy", np.ones((4, 3), np.float32))
     trunc = tmp_path / "trunc.sqlite"
     con = sqlite3.connect(trunc)
     con.executescript("CREATE TABLE t (x); " + "INSERT INTO t VALUES (randomblob(3000));" * 20)
     con.close()
     trunc.write_bytes(trunc.read_bytes()[:5000])  # the header survives, the pages do not
-    files = dict(zoo, f64=str(tmp_path / "f64.npy"), npy3d=str(tmp_path / "npy3d.npy"),
+    files = dict(zoo, f64=str(tmp_path / "f64.npy"), npy4d=str(tmp_path / "npy4d.npy"),
                  npy_4x3=str(tmp_path / "npy_4x3.npy"), trunc_db=str(trunc),
                  new_db=str(tmp_path / "new.sqlite"))
     code, out, err = run_cli([resolve(x, files) for x in argv], capsys)

@@ -58,6 +58,27 @@ def test_small_rows_lane_holds_the_exact_contract_on_long_rows(rng):
         assert_close_to_reference(got, ref, np_err)
 
 
+@pytest.mark.parametrize("rows", [2, 5, 8, 11, 16])
+def test_every_row_bucket_on_aligned_and_split_paths(rows, rng):
+    """Each compiled row bucket: A and B read as float4 words (16-byte aligned rows, K with a
+    tail of three), and B stored K x N with K split over work-groups (partial sums added by
+    a second kernel), with alpha and beta, against float64."""
+    k = 1027
+    A, W = rand(rng, (rows, 1028)), rand(rng, (133, 1028))
+    C0 = rand(rng, (rows, 133))
+    c = clgemm.to_device(C0)
+    got = clgemm.matmul(clgemm.to_device(A)[:, :k], clgemm.to_device(W)[:, :k], C=c,
+                        trans_b=True, alpha=1.5, beta=0.25).get()
+    ref, np_err = reference(A[:, :k], W[:, :k], C0, 1.5, 0.25, False, True)
+    assert_close_to_reference(got, ref, np_err)
+    lane = clgemm.plan(rows, 133, 2 * k).lane
+    assert lane.axpy_splits(-(-133 // (4 * lane.schedule.axpy_cols)), 2 * k) > 1
+    A2, B2 = rand(rng, (rows, 2 * k)), rand(rng, (2 * k, 133))
+    got = clgemm.matmul(A2, B2, C=C0.copy(), alpha=-0.5, beta=2.0)
+    ref, np_err = reference(A2, B2, C0, -0.5, 2.0)
+    assert_close_to_reference(got, ref, np_err)
+
+
 def test_only_small_products_take_the_lane():
     assert clgemm.plan(MAX_ROWS, 300, 40).lane.name == "gemv"
     assert clgemm.plan(300, MAX_ROWS, 40).lane.name == "gemv"

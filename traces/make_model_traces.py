@@ -18,8 +18,11 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def call(name, m, n, k, ta=False, tb=False, repeat=1):
-    return {"name": name, "m": m, "n": n, "k": k, "trans_a": ta, "trans_b": tb, "repeat": repeat}
+def call(name, m, n, k, ta=False, tb=False, repeat=1, batch=1):
+    out = {"name": name, "m": m, "n": n, "k": k, "trans_a": ta, "trans_b": tb, "repeat": repeat}
+    if batch > 1:  # one batched call, as frameworks make attention's per-head products
+        out["batch"] = batch
+    return out
 
 
 def linear(cls, name, tokens, d_in, d_out, backward=False):
@@ -32,17 +35,19 @@ def linear(cls, name, tokens, d_in, d_out, backward=False):
 
 
 def transformer_block(tokens, seq, d, ff, heads, backward):
-    """BERT-style encoder block: fused QKV, per-head attention, output projection, MLP."""
+    """BERT-style encoder block: fused QKV, attention (one batched product over every
+    sequence and head, as torch.matmul on (batch, heads, seq, hd) tensors makes it),
+    output projection, MLP."""
     hd = d // heads
     per = (tokens // seq) * heads  # (sequence, head) pairs
     out = linear("proj", "qkv", tokens, d, 3 * d, backward)
-    out += [call("attn.scores", seq, seq, hd, tb=True, repeat=per),
-            call("attn.context", seq, hd, seq, repeat=per)]
+    out += [call("attn.scores", seq, seq, hd, tb=True, batch=per),
+            call("attn.context", seq, hd, seq, batch=per)]
     if backward:
-        out += [call("attn-bwd.dprobs", seq, seq, hd, tb=True, repeat=per),
-                call("attn-bwd.dv", seq, hd, seq, ta=True, repeat=per),
-                call("attn-bwd.dq", seq, hd, seq, repeat=per),
-                call("attn-bwd.dk", seq, hd, seq, ta=True, repeat=per)]
+        out += [call("attn-bwd.dprobs", seq, seq, hd, tb=True, batch=per),
+                call("attn-bwd.dv", seq, hd, seq, ta=True, batch=per),
+                call("attn-bwd.dq", seq, hd, seq, batch=per),
+                call("attn-bwd.dk", seq, hd, seq, ta=True, batch=per)]
     out += linear("proj", "out", tokens, d, d, backward)
     out += linear("mlp", "up", tokens, d, ff, backward)
     out += linear("mlp", "down", tokens, ff, d, backward)
@@ -51,14 +56,15 @@ def transformer_block(tokens, seq, d, ff, heads, backward):
 
 def llama_layer(m, d, ff, heads, kv_heads, context, vocab):
     """One decoder layer of a LLaMA-style model for m new tokens over `context` cached ones,
-    and the LM head: q/k/v/o projections, per-head attention, SwiGLU MLP."""
+    and the LM head: q/k/v/o projections, attention (one batched product over the heads),
+    SwiGLU MLP."""
     hd = d // heads
     kv = kv_heads * hd
     cls = "decode" if m <= 16 else "prefill"
     out = [call(f"{cls}.q", m, d, d, tb=True), call(f"{cls}.k", m, kv, d, tb=True),
            call(f"{cls}.v", m, kv, d, tb=True),
-           call(f"{cls}-attn.scores", m, context, hd, tb=True, repeat=heads),
-           call(f"{cls}-attn.context", m, hd, context, repeat=heads),
+           call(f"{cls}-attn.scores", m, context, hd, tb=True, batch=heads),
+           call(f"{cls}-attn.context", m, hd, context, batch=heads),
            call(f"{cls}.o", m, d, d, tb=True),
            call(f"{cls}.gate", m, ff, d, tb=True), call(f"{cls}.up", m, ff, d, tb=True),
            call(f"{cls}.down", m, d, ff, tb=True),

@@ -204,13 +204,108 @@ def host_path(rt, sizes, rng) -> list[dict]:
             t0 = time.perf_counter()
             clgemm.matmul(A, B)
             ours.append(time.perf_counter() - t0)
+        phases = []
+        for _ in range(3):
+            _, info = clgemm.matmul(A, B, return_info=True)
+            phases.append({"total_s": info.total_s, "h2d_s": info.h2d_s,
+                           "kernel_s": info.kernel_s, "d2h_s": info.d2h_s})
         theirs = []
         for _ in range(6):
             t0 = time.perf_counter()
             torch.mm(torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()).cpu().numpy()
             theirs.append(time.perf_counter() - t0)
         rows.append({"n": n, "clgemm_s": med(ours), "torch_s": med(theirs[1:]),
-                     "ratio_to_torch": med(ours) / med(theirs[1:])})
+                     "ratio_to_torch": med(ours) / med(theirs[1:]), "phases": phases})
+    return rows
+
+
+def call_profile(rt, sizes, rng, **contract) -> list[dict]:
+    """Where a call's time goes (check=True, rel_tol=...): every kernel and copy it enqueues, captured by
+    wrapping pyopencl's enqueue functions for one call, with its device time (the stations'
+    queue profiles), against the call's wall and the unchecked kernel."""
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        a, b = clgemm.to_device(A), clgemm.to_device(A)
+        for _ in range(3):
+            clgemm.matmul(a, b, **contract)
+        rt.user_queue.finish()
+        seen = []
+        real_kernel, real_copy = cl.enqueue_nd_range_kernel, cl.enqueue_copy
+
+        def kernel(queue, k, *args, **kwargs):
+            ev = real_kernel(queue, k, *args, **kwargs)
+            seen.append((k.function_name, ev, queue))
+            return ev
+
+        def copy(queue, *args, **kwargs):
+            ev = real_copy(queue, *args, **kwargs)
+            seen.append(("copy", ev, queue))
+            return ev
+
+        cl.enqueue_nd_range_kernel, cl.enqueue_copy = kernel, copy
+        try:
+            t0 = time.perf_counter()
+            clgemm.matmul(a, b, **contract)
+            rt.user_queue.finish()
+            wall = time.perf_counter() - t0
+        finally:
+            cl.enqueue_nd_range_kernel, cl.enqueue_copy = real_kernel, real_copy
+        items = []
+        for name, ev, queue in seen:
+            try:
+                ev.wait()
+                items.append({"name": name, "s": (ev.profile.end - ev.profile.start) * 1e-9,
+                              "start_ns": ev.profile.start, "end_ns": ev.profile.end})
+            except Exception as exc:  # noqa: BLE001 - a queue without profiling
+                items.append({"name": name, "error": f"{type(exc).__name__}"})
+        timed = [i for i in items if "s" in i]
+        span = ((max(i["end_ns"] for i in timed) - min(i["start_ns"] for i in timed)) * 1e-9
+                if timed else None)
+        rows.append({"n": n, "wall_s": wall, "device_span_s": span,
+                     "device_busy_s": sum(i["s"] for i in timed), "items": items})
+    return rows
+
+
+def transfers(rt, sizes, rng) -> list[dict]:
+    """Host-device copies of one n x n float32 matrix, each way: from pageable numpy memory,
+    from page-locked memory (a mapped ALLOC_HOST_PTR buffer), the host memcpy into and out
+    of page-locked memory, and torch's copies (pageable and pinned) beside."""
+    import torch
+
+    from clgemm.guard.device import pinned_host
+
+    q = rt.queue
+    rows = []
+    for n in sizes:
+        host = rng.standard_normal((n, n), np.float32)
+        back = np.empty_like(host)
+        pinned, _keep = pinned_host(rt, (n, n), np.float32)
+        buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, host.nbytes)
+
+        def timed(fn, reps=7):
+            fn()
+            out = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+            return med(out)
+
+        row = {"n": n, "bytes": host.nbytes,
+               "write_pageable_s": timed(lambda: cl.enqueue_copy(q, buf, host, is_blocking=True)),
+               "write_pinned_s": timed(lambda: cl.enqueue_copy(q, buf, pinned, is_blocking=True)),
+               "read_pageable_s": timed(lambda: cl.enqueue_copy(q, back, buf, is_blocking=True)),
+               "read_pinned_s": timed(lambda: cl.enqueue_copy(q, pinned, buf, is_blocking=True)),
+               "memcpy_s": timed(lambda: np.copyto(pinned, host))}
+        t = torch.from_numpy(host)
+        tp = torch.empty((n, n), pin_memory=True)
+        g = t.cuda()
+        row["torch_write_pageable_s"] = timed(lambda: (t.cuda(), torch.cuda.synchronize()))
+        row["torch_write_pinned_s"] = timed(lambda: (tp.cuda(non_blocking=True),
+                                                    torch.cuda.synchronize()))
+        row["torch_read_pageable_s"] = timed(lambda: g.cpu())
+        rows.append(row)
     return rows
 
 
@@ -290,13 +385,25 @@ def gemv(rt, rng) -> dict:
     rt.user_queue.finish()
     copy_bw = 2 * 10 * (1 << 30) / (time.perf_counter() - t0)  # bytes read + written
     rows = []
+    from clgemm.kernels.gemv import GemvSchedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+
+    dot_variants = [GemvSchedule(dot_lanes=l, dot_groups=g, cpw=(c,) * 5)
+                    for l, g in ((16, 16), (32, 8), (8, 32)) for c in (1, 2, 4)]
+    axpy_variants = [GemvSchedule(axpy_cols=c, axpy_slices=s, axpy_fill=f)
+                     for c, s, f in ((32, 8, 4), (64, 4, 4), (16, 16, 4), (32, 8, 8),
+                                     (32, 8, 2), (64, 4, 8))]
     for m, n, k, tb in ((1, 11008, 4096, True), (16, 11008, 4096, True), (1, 4096, 11008, True),
-                        (16, 4096, 11008, True), (1, 32000, 4096, True), (1, 4096, 4096, False),
-                        (16, 4096, 4096, False)):
+                        (16, 4096, 11008, True), (1, 32000, 4096, True), (16, 32000, 4096, True),
+                        (1, 4096, 4096, True), (16, 4096, 4096, True),
+                        (1, 4096, 4096, False), (16, 4096, 4096, False),
+                        (1, 11008, 4096, False), (16, 11008, 4096, False),
+                        (1, 1024, 128, True), (1, 128, 1024, False)):
         A = rng.standard_normal((m, k), np.float32)
         B = rng.standard_normal((n, k) if tb else (k, n), np.float32)
         a, b = clgemm.to_device(A), clgemm.to_device(B)
-        lane_name = clgemm.plan(m, n, k, trans_b=tb).lane.name
+        lane = clgemm.plan(m, n, k, trans_b=tb).lane
         call = lambda: clgemm.matmul(a, b, trans_b=tb)  # noqa: E731
         for _ in range(3):
             call()
@@ -310,30 +417,74 @@ def gemv(rt, rng) -> dict:
         theirs = med(rounds(lambda: torch.matmul(ta_, opb), torch.cuda.synchronize, 20))
         moved = 4.0 * (m * k + n * k + m * n)
         variants = {}
-        from clgemm.kernels.gemv import GemvSchedule
-        from clgemm.lanes.gemv import GemvLane
-        from clgemm.operands import Operand
-
         c = clgemm.to_device(np.zeros((m, n), np.float32))
         ops = (Operand(a.base_data, 0, k, False), Operand(b.base_data, 0, k if tb else n, tb),
                Operand(c.base_data, 0, n, False))
-        for items, cols, vec in ((32, 8, 4), (64, 4, 4), (128, 2, 4), (32, 8, 1), (128, 1, 1),
-                                 (16, 16, 4)):
-            variant = GemvLane(rt, GemvSchedule(dot_items=items, dot_cols=cols, dot_vec=vec))
-            launch = lambda: variant.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
-            for _ in range(3):
-                launch()
-            rt.user_queue.finish()
-            variants[variant.schedule.key()] = med(rounds(launch, rt.user_queue.finish, 20))
-        rows.append({"m": m, "n": n, "k": k, "trans_b": tb, "lane": lane_name, "clgemm_s": ours,
+        ref = A.astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+        if lane.name == "gemv":
+            for schedule in (dot_variants if tb else axpy_variants):
+                variant = GemvLane(rt, schedule)
+                launch = lambda: variant.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
+                for _ in range(3):
+                    launch()
+                rt.user_queue.finish()
+                got = c.get()
+                err = float(np.abs(got - ref).max() / np.abs(ref).max())
+                variants[schedule.key()] = {"s": med(rounds(launch, rt.user_queue.finish, 20)),
+                                            "max_rel_error": err}
+        rows.append({"m": m, "n": n, "k": k, "trans_b": tb, "lane": lane.name,
+                     "schedule": lane.schedule.key(), "clgemm_s": ours,
                      "torch_s": theirs, "speed_vs_torch": theirs / ours,
                      "bandwidth_Bps": moved / ours, "of_copy_bandwidth": moved / ours / copy_bw,
-                     "variants_s": variants})
+                     "variants": variants})
     return {"copy_bandwidth_Bps": copy_bw, "rows": rows}
 
 
-PARTS = ("floor", "host_costs", "kpi_public", "check", "approx", "host_path",
-         "nonfinite_fallback", "exact_lanes", "gemv")
+def batched(rt, rng, quick: bool = False) -> list[dict]:
+    """Batches of attention-like products (batch 8-64 of 64-512, both transposes) through
+    matmul on device arrays, chained, beside torch.matmul on CUDA tensors (fp32), with the
+    error of one batch against float64."""
+    if not quick:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+    shapes = ((8, 64, 64, 64), (32, 128, 128, 64), (64, 128, 128, 64), (16, 256, 256, 64),
+              (32, 512, 512, 64), (32, 512, 64, 512), (8, 512, 512, 512), (64, 256, 64, 256),
+              (12, 512, 512, 64), (12, 512, 64, 512))
+    if quick:
+        shapes = ((4, 24, 40, 16),)
+    rows = []
+    for batch, m, n, k in shapes:
+        for ta, tb in ((False, True), (False, False), (True, False)):
+            A = rng.standard_normal((batch, k, m) if ta else (batch, m, k), np.float32)
+            B = rng.standard_normal((batch, n, k) if tb else (batch, k, n), np.float32)
+            a, b = clgemm.to_device(A), clgemm.to_device(B)
+            call = lambda: clgemm.matmul(a, b, trans_a=ta, trans_b=tb)  # noqa: E731
+            got = call().get()
+            ref = np.matmul((np.swapaxes(A, 1, 2) if ta else A).astype(np.float64),
+                            (np.swapaxes(B, 1, 2) if tb else B).astype(np.float64))
+            err = float(np.abs(got - ref).max() / np.abs(ref).max())
+            ours = med(rounds(call, rt.user_queue.finish, 30))
+            row = {"batch": batch, "m": m, "n": n, "k": k, "trans_a": ta, "trans_b": tb,
+                   "clgemm_s": ours, "max_rel_error": err,
+                   "plan": clgemm.plan(m, n, k, batch=batch, trans_a=ta, trans_b=tb).why}
+            if not quick:
+                ta_, tb_ = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+                x = ta_.transpose(1, 2) if ta else ta_
+                y = tb_.transpose(1, 2) if tb else tb_
+                for _ in range(3):
+                    torch.matmul(x, y)
+                torch.cuda.synchronize()
+                theirs = med(rounds(lambda: torch.matmul(x, y), torch.cuda.synchronize, 30))
+                row.update(torch_s=theirs, speed_vs_torch=theirs / ours)
+            rows.append(row)
+    return rows
+
+
+PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
+         "approx_profile", "host_path",
+         "transfers",
+         "nonfinite_fallback", "exact_lanes", "gemv", "batched")
 
 
 def main(argv=None) -> int:
@@ -367,14 +518,19 @@ def main(argv=None) -> int:
     step("host_costs", lambda: host_costs(rt, big, rng))
     step("kpi_public", lambda: kpi_public(rt, kpi, rng))
     step("check", lambda: check_costs(rt, kpi[1:], rng))
+    step("check_profile", lambda: call_profile(rt, kpi[1:], rng, check=True))
+    step("approx_profile", lambda: call_profile(rt, kpi, rng, rel_tol=1e-2))
     step("approx", lambda: approx_costs(rt, kpi, rng))
     step("host_path", lambda: host_path(rt, kpi, rng))
+    if not args.quick:
+        step("transfers", lambda: transfers(rt, kpi, rng))
     if not args.quick:
         step("nonfinite_fallback", lambda: nonfinite_fallback(rt, rng))
     step("exact_lanes", lambda: exact_lanes(rt, (1024, 1400, 1600, 1800, 2048) if not args.quick
                                             else (64,), rng))
     if not args.quick:
         step("gemv", lambda: gemv(rt, rng))
+    step("batched", lambda: batched(rt, rng, args.quick))
     return 0
 
 

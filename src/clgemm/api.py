@@ -26,6 +26,7 @@ import numpy as np
 import pyopencl.array as cla
 
 from . import route, validate
+from .batched import is_batched
 from .device import DeviceInfo
 from .errors import ContractError
 from .info import Info
@@ -50,11 +51,12 @@ def _contract(rel_tol, check, nonfinite) -> Contract:
 def plan(m: int, n: int, k: int, *, trans_a: bool = False, trans_b: bool = False,
          rel_tol: float | None = None, check: bool = False, nonfinite: str = "propagate",
          device: "DeviceInfo | int | str | None" = None, schedule: Schedule | None = None,
-         selector: str = "static") -> Plan:
-    """The plan of C[m x n] = alpha * op(A) @ op(B) + beta * C with inner dimension k:
-    decided once (and cached), printable, and callable as `p(A, B, C=None, alpha=1.0,
-    beta=0.0, return_info=False)` on operands of that shape."""
-    for name, v in (("m", m), ("n", n), ("k", k)):
+         selector: str = "static", batch: int | None = None) -> Plan:
+    """The plan of C[m x n] = alpha * op(A) @ op(B) + beta * C with inner dimension k (with
+    `batch`: of `batch` such products, C of shape (batch, m, n)): decided once (and cached),
+    printable, and callable as `p(A, B, C=None, alpha=1.0, beta=0.0, return_info=False)` on
+    operands of that shape."""
+    for name, v in (("m", m), ("n", n), ("k", k)) + ((("batch", batch),) if batch is not None else ()):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ContractError(f"{name} must be a non-negative integer, got {v!r}")
     for name, flag in (("trans_a", trans_a), ("trans_b", trans_b)):
@@ -63,7 +65,8 @@ def plan(m: int, n: int, k: int, *, trans_a: bool = False, trans_b: bool = False
         raise ContractError(f"selector must be 'static' or 'online', got {selector!r}")
     validate.check_schedule(schedule)
     key = PlanKey(int(m), int(n), int(k), bool(trans_a), bool(trans_b),
-                  _contract(rel_tol, check, nonfinite), schedule, selector)
+                  _contract(rel_tol, check, nonfinite), schedule, selector,
+                  None if batch is None else int(batch))
     return route.plan(get_runtime(device), key)
 
 
@@ -82,7 +85,9 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
 
     A, B (and C) are numpy arrays (a numpy array is returned) or pyopencl arrays from
     `clgemm.to_device` (a pyopencl array is returned, nothing is copied to the host).
-    op(X) is X, or X.T when trans_x. With C given, the result is written into it.
+    op(X) is X, or X.T when trans_x (of each matrix). A 3-D operand is a batch of matrices:
+    C[i] = alpha op(A[i]) op(B[i]) + beta C[i], a 2-D operand or a batch of one serving every
+    product (as np.matmul broadcasts), in one launch on the exact contract. With C given, the result is written into it.
     rel_tol=None is the exact float32 contract. check=True verifies the result with
     checksums (ABFT). `selector="online"` lets the online bandit pick among the device
     table's validated schedules (learning from each call's kernel time) instead of the
@@ -100,6 +105,9 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
         selector = "static"  # the selector serves the plain exact product only
     if schedule is not None:
         validate.check_schedule(schedule)
+    if is_batched(A, B, C):
+        return _batched(A, B, C, alpha, beta, trans_a, trans_b, contract, schedule, selector,
+                        nonfinite, device, return_info, start)
     alpha, beta, m, n, k = validate.check_call(A, B, C, alpha, beta, trans_a, trans_b,
                                                return_info)
     if nonfinite == "raise":
@@ -110,4 +118,21 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
         rt = get_runtime(device)
         validate.check_host_memory(rt.device, A, B, C, m, n, beta)
     key = PlanKey(m, n, k, trans_a, trans_b, contract, schedule, selector)
+    return route.plan(rt, key).run(A, B, C, alpha, beta, return_info, start)
+
+
+def _batched(A, B, C, alpha, beta, trans_a, trans_b, contract, schedule, selector, nonfinite,
+             device, return_info, start):
+    """matmul on a batch: checked, then its plan (keyed by the batch too) is called."""
+    alpha, beta, shape = validate.check_batched_call(A, B, C, alpha, beta, trans_a, trans_b,
+                                                     return_info)
+    if nonfinite == "raise":
+        validate.check_nonfinite(A, B, C, beta)
+    if is_device_array(A):
+        rt = runtime_of(A, device)
+    else:
+        rt = get_runtime(device)
+        validate.check_host_memory(rt.device, A, B, C, shape.batch * shape.m, shape.n, beta)
+    key = PlanKey(shape.m, shape.n, shape.k, trans_a, trans_b, contract, schedule, selector,
+                  shape.batch)
     return route.plan(rt, key).run(A, B, C, alpha, beta, return_info, start)

@@ -53,7 +53,8 @@ def check_index_range(m: int, n: int, k: int) -> None:
 
 def logical_shape(x, trans: bool) -> tuple[int, int]:
     if len(x.shape) != 2:
-        raise ShapeError(f"operands must be 2-D matrices, got shape {tuple(x.shape)}")
+        raise ShapeError(f"operands must be matrices (2-D) or batches of matrices (3-D), got "
+                         f"shape {tuple(x.shape)}; reshape to (batch, rows, columns)")
     r, c = x.shape
     return (c, r) if trans else (r, c)
 

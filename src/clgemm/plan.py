@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
+from . import batched
 from .approx import contract as approx
 from .errors import ShapeError
 from .guard import abft
@@ -32,7 +34,8 @@ from .operands import (Operand, check_index_range, device_operand, refuse_overla
                        scale_empty_product, transposed_c)
 from .runtime import Runtime
 from .schedule import Schedule
-from .validate import check_call, check_host_memory, check_nonfinite, is_device_array
+from .validate import (check_batched_call, check_call, check_host_memory, check_nonfinite,
+                       is_device_array)
 
 
 class Contract(NamedTuple):
@@ -55,6 +58,7 @@ class PlanKey(NamedTuple):
     contract: Contract = Contract()
     schedule: Schedule | None = None
     selector: str = "static"
+    batch: int | None = None  # None: one product of matrices; else a batch of that many
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +75,9 @@ class Plan:
     alternative: Schedule  # another float32 kernel, for the guard's recompute
     why: str
     rt: Runtime = field(repr=False)
+    # a batch under a station (check, rel_tol, the online selector): the plan of one of its
+    # products, which serves them one at a time
+    matrix_plan: "Plan | None" = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_index_range(self.key.m, self.key.n, self.key.k)
@@ -82,8 +89,9 @@ class Plan:
         contract = ("exact float32" if c.rel_tol is None else f"rel_tol={c.rel_tol:g}") + \
             (", checked (ABFT)" if c.check else "") + \
             (", NaN/Inf refused" if c.nonfinite == "raise" else "")
+        batch = "" if k.batch is None else f", a batch of {k.batch}"
         return "\n".join([
-            f"plan: C[{k.m}x{k.n}] = alpha * {op} + beta * C, K={k.k}, on {self.device!r}",
+            f"plan: C[{k.m}x{k.n}] = alpha * {op} + beta * C, K={k.k}{batch}, on {self.device!r}",
             f"  contract: {contract}",
             f"  station:  {self.station}",
             f"  lane:     {self.lane.name} {self.lane.schedule.key()}",
@@ -99,6 +107,15 @@ class Plan:
         `return_info`."""
         start = time.perf_counter()
         k = self.key
+        if k.batch is not None or batched.is_batched(A, B, C):
+            alpha, beta, got = check_batched_call(A, B, C, alpha, beta, k.trans_a, k.trans_b,
+                                                  return_info)
+            if got != (k.batch, k.m, k.n, k.k):
+                raise ShapeError(
+                    f"this plan is for {self._what()}, these operands make a batch of "
+                    f"{got.batch} {got.m}x{got.n}x{got.k} products: make a plan for them with "
+                    "clgemm.plan(..., batch=...)")
+            return self.run(A, B, C, alpha, beta, return_info, start)
         alpha, beta, *shape = check_call(A, B, C, alpha, beta, k.trans_a, k.trans_b,
                                          return_info)
         if tuple(shape) != (k.m, k.n, k.k):
@@ -114,9 +131,16 @@ class Plan:
             check_host_memory(self.rt.device, A, B, C, k.m, k.n, beta)
         return self.run(A, B, C, alpha, beta, return_info, start)
 
+    def _what(self) -> str:
+        k = self.key
+        one = f"{k.m}x{k.n}x{k.k}"
+        return f"a {one} product" if k.batch is None else f"a batch of {k.batch} {one} products"
+
     def run(self, A, B, C, alpha: float, beta: float, return_info: bool, start: float):
         """The call, its operands already checked (by __call__ or clgemm.matmul)."""
         rt = self.rt
+        if self.key.batch is not None:
+            return self._batched(A, B, C, alpha, beta, return_info, start)
         if (self.station == "exact" and not return_info and type(A) is cla.Array
                 and _on(rt.user_queue, A, B, C)):
             return self._hot(A, B, C, alpha, beta)
@@ -182,6 +206,120 @@ class Plan:
             info.kernel_s = self.rt.seconds(event)
 
         return run_product(self.rt, A, B, C, beta, k.trans_a, k.trans_b, info, compute)
+
+    # ---- batches ------------------------------------------------------------------------
+    def _batched(self, A, B, C, alpha: float, beta: float, return_info: bool, start: float):
+        """A batch: one launch of the lane's batched kernel on the exact contract; under a
+        station, product by product through the plan of one of them."""
+        rt = self.rt
+        k = self.key
+        info = Info(method="exact", schedule=self.fallback.schedule.key(), device=self.device,
+                    shape=(k.m, k.n, k.k))
+        info.extra["batch"] = k.batch
+        on_device = type(A) is cla.Array
+        if on_device and self.station == "exact" and not return_info and _on(
+                rt.user_queue, A, B, C):
+            return self._batch_on(rt.user_queue, A, B, C, alpha, beta, None)
+        if on_device:
+            for x in (A, B, C):
+                if x is not None and x.queue is not None and x.queue is not rt.user_queue:
+                    x.queue.finish()
+        if self.matrix_plan is not None:
+            result = self._each_product(A, B, C, alpha, beta, info)
+        elif on_device:
+            with rt.station():
+                result = self._batch_on(rt.queue, A, B, C, alpha, beta, info)
+        else:
+            with rt.station():
+                result = self._batch_from_host(A, B, C, alpha, beta, info)
+        info.total_s = time.perf_counter() - start
+        return (result, info) if return_info else result
+
+    def _batch_on(self, queue, A, B, C, alpha: float, beta: float, info: "Info | None"):
+        """The batch on device arrays, enqueued on `queue` (waited for where `info` asks
+        for its kernel time)."""
+        k = self.key
+        if C is None:
+            out = self.rt.empty(k.batch, k.m, k.n)
+        else:
+            refuse_overlap(C, A, B)
+            out = C
+        if k.batch == 0 or k.m == 0 or k.n == 0:
+            return out
+        if k.k == 0:
+            return scale_empty_product(out, beta, queue)
+        ops = (batched.device_operand("A", A, k.trans_a), batched.device_operand("B", B, k.trans_b),
+               batched.device_operand("C", out, False))
+        if ops[2].stride == 0 and k.batch > 1:
+            raise ShapeError("C's matrices share memory (batch stride 0); pass a C that holds "
+                             "each product's result")
+        event = self._launch_batch(ops, alpha, beta, queue)
+        if info is not None:
+            event.wait()
+            info.kernel_s = self.rt.seconds(event)
+        return out
+
+    def _launch_batch(self, ops, alpha: float, beta: float, queue) -> "cl.Event":
+        k = self.key
+        a, b, c, m, n = batched.flipped_c(*ops, k.m, k.n)
+        return self.fallback.enqueue_batched(k.batch, m, n, k.k, alpha, beta, a.first,
+                                             b.first, c.first, (a.stride, b.stride, c.stride),
+                                             queue)
+
+    def _batch_from_host(self, A, B, C, alpha: float, beta: float, info: Info):
+        """The batch on numpy arrays: staged once, one launch, read back."""
+        rt = self.rt
+        k = self.key
+        shape = (k.batch, k.m, k.n)
+        out = C if C is not None else np.empty(shape, np.float32)
+        if k.batch == 0 or k.m == 0 or k.n == 0:
+            return out
+        if k.k == 0:
+            out[...] = 0.0 if beta == 0.0 else np.float32(beta) * out
+            return out
+        t0 = time.perf_counter()
+        a = batched.upload(rt, "A", A, k.trans_a)
+        b = batched.upload(rt, "B", B, k.trans_b)
+        c_buf = rt.pooled(4 * k.batch * k.m * k.n, what="C")
+        if C is not None and beta != 0.0:
+            cl.enqueue_copy(rt.queue, c_buf, np.ascontiguousarray(C), is_blocking=True)
+        info.h2d_s = time.perf_counter() - t0
+        c = batched.BatchedOperand(Operand(c_buf, 0, k.n, False), k.m * k.n)
+        event = self._launch_batch((a, b, c), alpha, beta, rt.queue)
+        event.wait()
+        info.kernel_s = rt.seconds(event)
+        t1 = time.perf_counter()
+        if out.flags.c_contiguous:
+            cl.enqueue_copy(rt.queue, out, c_buf, is_blocking=True)
+        else:
+            host = np.empty(shape, np.float32)
+            cl.enqueue_copy(rt.queue, host, c_buf, is_blocking=True)
+            out[...] = host
+        info.d2h_s = time.perf_counter() - t1
+        return out
+
+    def _each_product(self, A, B, C, alpha: float, beta: float, info: Info):
+        """A station's batch: each product through the plan of one (its checks and fallbacks
+        judge one product at a time); the Info of the last."""
+        k = self.key
+        if C is not None:
+            out = C
+        elif type(A) is cla.Array:
+            out = self.rt.empty(k.batch, k.m, k.n)
+        else:
+            out = np.empty((k.batch, k.m, k.n), np.float32)
+
+        def pick(x, i):
+            return x if len(x.shape) == 2 else x[0 if x.shape[0] == 1 else i]
+
+        for i in range(k.batch):
+            _, last = self.matrix_plan.run(pick(A, i), pick(B, i), out[i], alpha, beta, True,
+                                           time.perf_counter())
+            info.method, info.kernel_s = last.method, info.kernel_s + last.kernel_s
+            info.extra.update(last.extra)
+        info.extra["batch"] = k.batch
+        info.extra["per_product"] = self.matrix_plan.station
+        return out
 
     def _online(self, A, B, C, alpha: float, beta: float, info: Info):
         """The online selector's schedule for this call, its kernel time fed back."""

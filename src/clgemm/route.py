@@ -19,7 +19,7 @@ from .lanes.gemv import GemvLane, fits
 from .lanes.probe import tensorcore_available, wgmma_support
 from .lanes.tc import schedule_for, wgmma_3x_schedule
 from .lanes.tc_exact import TcExactLane
-from .plan import Plan, PlanKey
+from .plan import Contract, Plan, PlanKey
 from .runtime import Runtime
 from .select import table as tables
 
@@ -34,6 +34,8 @@ def plan(rt: Runtime, key: PlanKey) -> Plan:
 
 
 def _decide(rt: Runtime, key: PlanKey) -> Plan:
+    if key.batch is not None:
+        return _decide_batch(rt, key)
     m, n, k = key.m, key.n, key.k
     contract = key.contract
     table_note = _table_note(rt)
@@ -71,6 +73,25 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
         station = "exact"
     return Plan(key=key, device=rt.device.name, station=station, lane=exact, fallback=fp32,
                 alternative=alternative_schedule(rt, chosen), why=why, rt=rt)
+
+
+def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
+    """A batch: the exact contract runs the float32 family's batched kernel, one launch for
+    every product; a station (check=True, rel_tol, the online selector) takes the products
+    one at a time through the plan of one of them."""
+    one = plan(rt, key._replace(batch=None))
+    schedule = one.fallback.schedule
+    if key.contract == Contract() and key.selector == "static":
+        station, matrix_plan = "exact", None
+        why = (f"a batch of {key.batch}: one launch of the float32 family's batched kernel "
+               f"({schedule.key()}, the schedule of one product from {_table_note(rt)})")
+    else:
+        station, matrix_plan = "each", one
+        why = (f"a batch of {key.batch} under the {one.station} station: product by product "
+               f"through the plan of one ({one.lane.name})")
+    return Plan(key=key, device=rt.device.name, station=station, lane=one.fallback,
+                fallback=one.fallback, alternative=one.alternative, why=why, rt=rt,
+                matrix_plan=matrix_plan)
 
 
 def _table_note(rt: Runtime) -> str:

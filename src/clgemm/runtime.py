@@ -8,6 +8,7 @@ so a killed process never leaves a torn entry.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 import threading
@@ -194,32 +195,33 @@ class Runtime:
         with self._memo_lock:
             self._memo.pop(key, None)
 
-    def empty(self, m: int, n: int) -> cla.Array:
-        """A new m x n float32 array on the user queue, its memory from the pool. Made as a
-        copy of a template array's fields with a fresh buffer: pyopencl's Array() spends
-        ~50 us in numpy checks of the shape (measured on this project's CI host), the copy
-        a few. Where a pyopencl release stores other fields than the template expects, the
-        ordinary constructor serves."""
+    def empty(self, *shape: int) -> cla.Array:
+        """A new float32 array of `shape` (m x n, or batch x m x n) on the user queue, its
+        memory from the pool. Made as a copy of a template array's fields with a fresh
+        buffer: pyopencl's Array() spends ~50 us in numpy checks of the shape (measured on
+        this project's CI host), the copy a few. Where a pyopencl release stores other fields
+        than the template expects, the ordinary constructor serves."""
         templates = self.cached("output templates", lambda: LruMemo(256))
-        fields = templates.get((m, n))
+        fields = templates.get(shape)
         if fields is None:
             with self._pool_lock:
-                made = cla.empty(self.user_queue, (m, n), np.float32, allocator=self.pool)
+                made = cla.empty(self.user_queue, shape, np.float32, allocator=self.pool)
             fields = dict(vars(made))
             if set(fields) != _ARRAY_FIELDS:
                 fields = False
             else:  # the template keeps no buffer or events of the array it came from
                 fields["base_data"], fields["events"] = None, None
-            templates.put((m, n), fields)
+            templates.put(shape, fields)
             return made
         if fields is False:
             with self._pool_lock:
-                return cla.empty(self.user_queue, (m, n), np.float32, allocator=self.pool)
+                return cla.empty(self.user_queue, shape, np.float32, allocator=self.pool)
         out = cla.Array.__new__(cla.Array)
         out.__dict__.update(fields)
-        if m and n:
+        size = math.prod(shape)
+        if size:
             with self._pool_lock:
-                out.base_data = self.pool.allocate(4 * m * n)
+                out.base_data = self.pool.allocate(4 * size)
         else:
             out.base_data = None
         out.events = []

@@ -14,6 +14,7 @@ import os
 import numpy as np
 import pyopencl.array as cla
 
+from .batched import batch_shape
 from .errors import (ArgumentError, ContractError, DTypeError, NonFiniteError,
                      OutOfDeviceMemoryError, OutOfHostMemoryError, ScheduleError, ShapeError)
 from .kernels.tensorcore import TcSchedule
@@ -132,6 +133,8 @@ def check_nonfinite(A, B, C, beta: float) -> None:
 
 def _dense(x: np.ndarray) -> bool:
     """Whether `operands.upload` can send x as it is stored (else it makes a dense copy)."""
+    if len(x.shape) == 3:  # a batch goes as stored only when C-contiguous (batched.upload)
+        return x.size == 0 or x.flags.c_contiguous
     return x.size == 0 or storage(x.shape, x.strides) is not None
 
 
@@ -200,6 +203,24 @@ def check_call(A, B, C, alpha, beta, trans_a, trans_b, return_info
             check_flag(name, flag)
     alpha, beta = check_scalar("alpha", alpha), check_scalar("beta", beta)
     return (alpha, beta) + check_operands(A, B, C, beta, trans_a, trans_b)
+
+
+def check_batched_call(A, B, C, alpha, beta, trans_a, trans_b, return_info):
+    """A batched call (an operand with a batch dimension), checked: (alpha, beta,
+    BatchShape)."""
+    for name, flag in (("trans_a", trans_a), ("trans_b", trans_b), ("return_info", return_info)):
+        check_flag(name, flag)
+    alpha, beta = check_scalar("alpha", alpha), check_scalar("beta", beta)
+    on_device = is_device_array(A)
+    check_array("A", A, on_device)
+    check_array("B", B, on_device)
+    if C is not None:
+        check_array("C", C, on_device)
+    check_output(C)
+    shape = batch_shape(A, B, C, trans_a, trans_b)
+    if C is None and beta != 0.0:
+        raise ShapeError("beta != 0 needs an input C; pass C=... or beta=0")
+    return alpha, beta, shape
 
 
 def check_operands(A, B, C, beta: float, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:

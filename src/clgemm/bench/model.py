@@ -41,6 +41,11 @@ def trace_calls(path: str | Path) -> list[Call]:
     return calls
 
 
+def key_of(call: Call) -> tuple:
+    """What tells two products apart: their shape, layout and batch."""
+    return call.shape + (call.batch,)
+
+
 def class_of(call: Call) -> str:
     return call.name.split(".")[0] if call.name else f"{call.m}x{call.n}x{call.k}"
 
@@ -52,10 +57,18 @@ class _Operands:
         rng = np.random.default_rng(seed)
         self.host: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         for c in calls:
-            if c.shape not in self.host:
-                a = rng.standard_normal((c.k, c.m) if c.trans_a else (c.m, c.k), np.float32)
-                b = rng.standard_normal((c.n, c.k) if c.trans_b else (c.k, c.n), np.float32)
-                self.host[c.shape] = (a, b)
+            if key_of(c) not in self.host:
+                lead = (c.batch,) if c.batch > 1 else ()
+                a = rng.standard_normal(lead + ((c.k, c.m) if c.trans_a else (c.m, c.k)),
+                                        np.float32)
+                b = rng.standard_normal(lead + ((c.n, c.k) if c.trans_b else (c.k, c.n)),
+                                        np.float32)
+                self.host[key_of(c)] = (a, b)
+
+
+def _t(x: np.ndarray) -> np.ndarray:
+    """The transpose of each matrix (of a matrix, or of a batch of them)."""
+    return np.swapaxes(x, -1, -2)
 
 
 def _median(xs: list[float]) -> float:
@@ -91,21 +104,23 @@ class _Clgemm:
                     for s, (a, b) in ops.host.items()}
 
     def call(self, c: Call):
-        a, b = self.dev[c.shape]
+        a, b = self.dev[key_of(c)]
         return self.clgemm.matmul(a, b, trans_a=c.trans_a, trans_b=c.trans_b)
 
     def sync(self) -> None:
         self.rt.user_queue.finish()
 
     def checked(self, c: Call) -> np.ndarray:
-        a, b = self.dev[c.shape]
-        out = self.clgemm.to_device(np.full((c.m, c.n), np.nan, np.float32), self.rt.device)
+        a, b = self.dev[key_of(c)]
+        lead = (c.batch,) if c.batch > 1 else ()
+        out = self.clgemm.to_device(np.full(lead + (c.m, c.n), np.nan, np.float32),
+                                    self.rt.device)
         self.clgemm.matmul(a, b, C=out, trans_a=c.trans_a, trans_b=c.trans_b)
         return out.get()
 
     def lane(self, c: Call) -> str:
         p = self.clgemm.plan(c.m, c.n, c.k, trans_a=c.trans_a, trans_b=c.trans_b,
-                             device=self.rt.device)
+                             device=self.rt.device, batch=c.batch if c.batch > 1 else None)
         return f"{p.lane.name} {p.lane.schedule.key()}"
 
 
@@ -123,8 +138,9 @@ class _Torch:
                     for s, (a, b) in ops.host.items()}
 
     def call(self, c: Call):
-        a, b = self.dev[c.shape]
-        return self.torch.matmul(a.T if c.trans_a else a, b.T if c.trans_b else b)
+        a, b = self.dev[key_of(c)]
+        return self.torch.matmul(a.transpose(-1, -2) if c.trans_a else a,
+                                 b.transpose(-1, -2) if c.trans_b else b)
 
     def sync(self) -> None:
         self.torch.cuda.synchronize()
@@ -137,8 +153,8 @@ class _Numpy:
         self.host = ops.host
 
     def call(self, c: Call):
-        a, b = self.host[c.shape]
-        return np.matmul(a.T if c.trans_a else a, b.T if c.trans_b else b)
+        a, b = self.host[key_of(c)]
+        return np.matmul(_t(a) if c.trans_a else a, _t(b) if c.trans_b else b)
 
     def sync(self) -> None:
         pass
@@ -155,7 +171,9 @@ def _peers(names: tuple[str, ...], ops: _Operands) -> tuple[list, dict]:
 
 
 def _accuracy(ops: _Operands, c: Call, got: np.ndarray, rng) -> dict:
-    a, b = ops.host[c.shape]
+    a, b = ops.host[key_of(c)]
+    if c.batch > 1:  # the last product of the batch (the one a wrong stride would miss)
+        a, b, got = a[-1], b[-1], got[-1]
     op_a = a.T if c.trans_a else a
     op_b = b.T if c.trans_b else b
     rows = np.sort(rng.choice(c.m, size=min(CHECK_ROWS, c.m), replace=False))
@@ -176,18 +194,18 @@ def run_model(opts: ModelOptions, progress=print) -> dict:
     peers, absent = _peers(opts.peers, ops)
     sides = [ours] + peers
     rng = np.random.default_rng(opts.seed + 1)
-    distinct = list({c.shape: c for c in calls}.values())
+    distinct = list({key_of(c): c for c in calls}.values())
 
     rows = []
     for c in distinct:  # plans, compiles and the check first: none of it is timed
-        names = sorted({x.name for x in calls if x.shape == c.shape})
+        names = sorted({x.name for x in calls if key_of(x) == key_of(c)})
         row = {"name": ", ".join(names), "class": class_of(c), "m": c.m, "n": c.n, "k": c.k,
-               "trans_a": c.trans_a, "trans_b": c.trans_b,
-               "count": sum(x.repeat for x in calls if x.shape == c.shape),
+               "trans_a": c.trans_a, "trans_b": c.trans_b, "batch": c.batch,
+               "count": sum(x.repeat for x in calls if key_of(x) == key_of(c)),
                "lane": ours.lane(c), "accuracy": _accuracy(ops, c, ours.checked(c), rng)}
         rows.append(row)
         if not opts.quiet:
-            progress(f"  checked {c.m}x{c.n}x{c.k} ta={int(c.trans_a)} tb={int(c.trans_b)}: "
+            progress(f"  checked {c.batch}x{c.m}x{c.n}x{c.k} ta={int(c.trans_a)} tb={int(c.trans_b)}: "
                      f"error {row['accuracy']['ratio_to_numpy'] or 0:.2f}x numpy's")
     for side in sides:  # each product's own loop: seconds per call
         for row, c in zip(rows, distinct):
@@ -207,14 +225,14 @@ def run_model(opts: ModelOptions, progress=print) -> dict:
                              "warm_pass_s": passes[0]}
         if not opts.quiet:
             progress(f"  {side.name}: trace {totals[side.name]['median_s'] * 1e3:.2f} ms")
-    flops = sum(2.0 * c.m * c.n * c.k * c.repeat for c in calls)
+    flops = sum(c.flops * c.repeat for c in calls)
     by_class: dict[str, dict] = {}
-    row_of = {c.shape: row for row, c in zip(rows, distinct)}
+    row_of = {key_of(c): row for row, c in zip(rows, distinct)}
     for c in calls:  # by each call's own class (products of one shape can serve two)
-        row = row_of[c.shape]
+        row = row_of[key_of(c)]
         agg = by_class.setdefault(class_of(c), {"count": 0, "flops": 0.0})
         agg["count"] += c.repeat
-        agg["flops"] += 2.0 * c.m * c.n * c.k * c.repeat
+        agg["flops"] += c.flops * c.repeat
         for side in sides:
             key = f"{side.name}_s"
             agg[key] = agg.get(key, 0.0) + row[key] * c.repeat

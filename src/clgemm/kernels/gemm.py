@@ -24,6 +24,7 @@ class Layout:
     aligned_a: bool = False  # lda and A's offset are multiples of vec_a: whole-vector loads
     aligned_b: bool = False
     aligned_c: bool = False  # ldc and C's offset are multiples of vec_c
+    batched: bool = False  # a batch of products along the launch's third dimension
 
 
 def _vtype(width: int) -> str:
@@ -149,7 +150,7 @@ def _render_tiled(s: Schedule, layout: Layout, fault_injection: bool) -> str:
 
     parts: list[str] = []
     emit = parts.append
-    emit(f"// clgemm generated kernel: {s.key()} {layout}")
+    emit(f"// clgemm generated kernel: {s.key()} {_layout_text(layout)}")
     # Multiply-adds are written a * b + c with contraction allowed, not fma(): where the
     # hardware fuses, the compiler emits the same fused instruction (same bits), and where
     # fma() is a library call (PoCL measured 13x slower with it) it is not used.
@@ -158,8 +159,8 @@ def _render_tiled(s: Schedule, layout: Layout, fault_injection: bool) -> str:
     emit(f"#define TM {tm}\n#define TN {tn}\n#define TK {s.tile_k}\n#define NT {s.threads}")
     emit(f"#define LDAS {lda_s}\n#define LDBS {ldb_s}")
     emit("__attribute__((reqd_work_group_size(WGN, WGM, 1)))")
-    emit(_signature(fault_injection))
-    emit("  A += a_off; B += b_off; C += c_off;")
+    emit(_signature(fault_injection, layout.batched))
+    emit(_offsets(layout.batched))
     emit("  const int tid_n = get_local_id(0), tid_m = get_local_id(1);")
     emit("  const int tid = tid_m * WGN + tid_n;")
     emit("  const int m0 = get_group_id(1) * TM, n0 = get_group_id(0) * TN;")
@@ -365,13 +366,13 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
 
     parts: list[str] = []
     emit = parts.append
-    emit(f"// clgemm generated kernel (direct form): {s.key()} {layout}")
+    emit(f"// clgemm generated kernel (direct form): {s.key()} {_layout_text(layout)}")
     emit("#pragma OPENCL FP_CONTRACT ON")
     emit(f"#define WGM {s.wg_m}\n#define WGN {s.wg_n}\n#define OM {om}\n#define ON {on}")
     emit(f"#define TM {s.tile_m}\n#define TN {s.tile_n}\n#define TK {s.tile_k}\n#define ACC {s.acc_chunk}")
     emit("__attribute__((reqd_work_group_size(WGN, WGM, 1)))")
-    emit(_signature(fault_injection))
-    emit("  A += a_off; B += b_off; C += c_off;")
+    emit(_signature(fault_injection, layout.batched))
+    emit(_offsets(layout.batched))
     # Consecutive work-items walk M: PoCL runs a group's work-items as a loop with dimension
     # 0 innermost, so they share one K x out_n panel of B (cache resident) while A rows stream.
     emit("  const int lid = get_local_id(1) * WGN + get_local_id(0);")
@@ -468,14 +469,32 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _signature(fault_injection: bool) -> str:
-    """The kernel's parameter list, shared by both forms (launchers pass the same arguments)."""
+def _layout_text(layout: Layout) -> str:
+    """The layout as a kernel's first line names it: `batched` only where set, so that an
+    unbatched kernel's source (and its cache key) stays what earlier releases made."""
+    return repr(layout).replace(", batched=False", "")
+
+
+def _signature(fault_injection: bool, batched: bool = False) -> str:
+    """The kernel's parameter list, shared by both forms (launchers pass the same arguments).
+    A batched kernel takes each operand's batch stride (elements; 0 broadcasts it)."""
     return (f"__kernel void {KERNEL_NAME}(const int M, const int N, const int K,\n"
             "    const float alpha, const float beta,\n"
             "    __global const float* restrict A, const int lda, const int a_off,\n"
             "    __global const float* restrict B, const int ldb, const int b_off,\n"
             "    __global float* C, const int ldc, const int c_off"
+            + (",\n    const long a_bs, const long b_bs, const long c_bs" if batched else "")
             + (", const int fault_at" if fault_injection else "") + ")\n{")
+
+
+def _offsets(batched: bool) -> str:
+    """Each operand's start: its offset, and in a batched kernel the batch index (the
+    launch's third dimension) times its batch stride, in 64 bits (a batch may span more
+    than 2**31 elements)."""
+    if not batched:
+        return "  A += a_off; B += b_off; C += c_off;"
+    return ("  { const long bi = get_group_id(2);\n"
+            "    A += a_off + bi * a_bs; B += b_off + bi * b_bs; C += c_off + bi * c_bs; }")
 
 
 def source_lines(source: str) -> int:

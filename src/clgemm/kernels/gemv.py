@@ -1,15 +1,22 @@
 """OpenCL C of the small-rows lane: C[r, j] = alpha * sum_k A[r, k] B[k, j] + beta * C[r, j]
 for R <= MAX_ROWS rows (decode products: one or a few tokens against a weight matrix), each
 operand addressed by a pair of element strides, so that one source serves every layout.
+The row count is compiled in by bucket (1, 2, 4, 8, 16: the accumulators of a one-row
+product are not those of sixteen rows).
 
-Two kernels, by which stride of B is 1 (the weight matrix is the large operand: it is read
+Three kernels, by which stride of B is 1 (the weight matrix is the large operand: it is read
 once, coalesced):
-  - gemv_dot: B contiguous along K (a Linear layer's W stored N x K). One work-group per
-    output column j, its work-items striding over K; each keeps R partial sums, folded in
-    local memory by a tree (a blocked sum, as accurate as numpy's matrix-vector path).
-  - gemv_axpy: B contiguous along N (B stored K x N). A work-group of 32 columns x 8 slices
-    of K; consecutive work-items read consecutive columns; the 8 slices are folded the same
-    way.
+  - gemv_dot: B contiguous along K (a Linear layer's W stored N x K). A work-group holds
+    `dot_groups` column groups of `dot_lanes` work-items; each work-item reads `cpw` columns
+    as float4 words strided by the lanes (a column's lanes read consecutive 16-byte words),
+    and each A row it meets as a float4 too where A is contiguous along K, so that one load
+    of A serves `cpw` columns. The lanes' partial sums are folded in local memory.
+  - gemv_axpy: B contiguous along N (B stored K x N). A work-item owns four consecutive
+    columns (one float4 of a row of B) and a slice of K; `axpy_slices` slices share a
+    work-group and are folded in local memory; where the columns alone cannot fill the
+    device, K is also split over work-groups, whose partial sums (scratch, split-major) are
+    added in order by gemv_reduce.
+  - gemv_reduce: the split partial sums of gemv_axpy, in order, scaled into C.
 """
 
 from __future__ import annotations
@@ -17,131 +24,222 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_ROWS = 16
+ROW_BUCKETS = (1, 2, 4, 8, 16)
+
+
+def row_bucket(rows: int) -> int:
+    """The compiled row count that serves `rows` (1 <= rows <= MAX_ROWS)."""
+    for b in ROW_BUCKETS:
+        if rows <= b:
+            return b
+    raise ValueError(f"{rows} rows is over the lane's {MAX_ROWS}")
 
 
 @dataclass(frozen=True)
 class GemvSchedule:
-    """The lane's launch shape. dot: `dot_items` work-items share a column, `dot_cols`
-    columns a work-group, float`dot_vec` loads along K where the column is 16-byte aligned;
-    axpy: `axpy_cols` columns x `axpy_slices` slices of K a work-group."""
+    """The lane's launch shape. dot: `dot_lanes` work-items share a column group along K,
+    `dot_groups` column groups a work-group, each work-item `cpw[bucket]` columns (one entry
+    per row bucket 1, 2, 4, 8, 16); axpy: `axpy_cols` work-items of four columns each x
+    `axpy_slices` slices of K a work-group, K split over work-groups until about
+    `axpy_fill` work-groups per compute unit run. The slices fold by a tree: a power of two."""
 
-    # the default: the fastest single-row schedule of records/nvidia-h100/2026-12-06-gemv-lane
-    # (1 x 11008 x 4096: 76.6 us against 83.4 for 32 x 8 and 354 for the scalar 128 x 1)
-    dot_items: int = 64
-    dot_cols: int = 4
-    dot_vec: int = 4
+    dot_lanes: int = 16
+    dot_groups: int = 16
+    cpw: tuple[int, int, int, int, int] = (2, 2, 2, 2, 2)
     axpy_cols: int = 32
     axpy_slices: int = 8
+    axpy_fill: int = 4
 
     def key(self) -> str:
-        return (f"gemv-d{self.dot_items}x{self.dot_cols}v{self.dot_vec}"
-                f"-a{self.axpy_cols}x{self.axpy_slices}")
+        return (f"gemv-d{self.dot_lanes}x{self.dot_groups}c{''.join(map(str, self.cpw))}"
+                f"-a{self.axpy_cols}x{self.axpy_slices}f{self.axpy_fill}")
+
+    def cols_per_item(self, rows: int) -> int:
+        return self.cpw[ROW_BUCKETS.index(row_bucket(rows))]
 
     @property
     def dot_group(self) -> int:
-        return self.dot_items * self.dot_cols
+        return self.dot_lanes * self.dot_groups
+
+    @property
+    def axpy_group(self) -> int:
+        return self.axpy_cols * self.axpy_slices
+
+    def local_bytes(self) -> int:
+        """The most local memory a kernel of this schedule asks for."""
+        dot = 4 * ROW_CHUNK * max(self.cpw) * self.dot_group
+        axpy = 16 * ROW_CHUNK * self.axpy_group
+        return max(dot, axpy)
 
 
-def render(s: GemvSchedule, aligned: bool = False) -> str:
-    """Both kernels for schedule `s` (R is a launch argument up to MAX_ROWS). `aligned`: the
-    dot kernel reads B's columns as float`dot_vec` (their offsets and stride are multiples of
-    it), the tail of K element by element."""
-    vec = s.dot_vec if aligned else 1
+ROW_CHUNK = 4  # rows folded per pass of gemv_dot's reduction (bounds its local memory)
+
+
+def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
+    """The lane's kernels for products of up to `rows` (a bucket) rows. `b_vec`: B's columns
+    are read as float4 (their offset and stride are multiples of 4); `a_vec`: A's rows too (A
+    contiguous along K, offset and row stride multiples of 4); the tail of K element by
+    element."""
+    cpw = s.cols_per_item(rows)
     return f"""
-#define MAXR {MAX_ROWS}
-#define DOT {s.dot_items}
-#define DCOLS {s.dot_cols}
-#define VEC {vec}
+#define RB {rows}
+#define LANES {s.dot_lanes}
+#define GROUPS {s.dot_groups}
+#define CPW {cpw}
+#define BVEC {int(b_vec)}
+#define AVEC {int(a_vec)}
+#define RCH {min(ROW_CHUNK, rows)}
 #define COLS {s.axpy_cols}
 #define SLICES {s.axpy_slices}
 
 // Store alpha * sum + beta * C (C unread when beta == 0: a NaN there does not propagate).
 #define STORE(p, v) do {{ float _o = alpha * (v); if (beta != 0.0f) _o += beta * (p); (p) = _o; }} while (0)
 
-__kernel __attribute__((reqd_work_group_size(DOT, DCOLS, 1)))
+__kernel __attribute__((reqd_work_group_size(LANES, GROUPS, 1)))
 void gemv_dot(const int R, const int N, const int K, const float alpha, const float beta,
               __global const float* restrict A, const long a_off, const long a_rs, const long a_ks,
               __global const float* restrict B, const long b_off, const long b_ns,
               __global float* C, const long c_off, const long c_rs, const long c_ns)
 {{
-  __local float part[DCOLS][MAXR][DOT];
-  const int t = get_local_id(0), cl = get_local_id(1);
-  const int j = get_group_id(0) * DCOLS + cl;
-  float acc[MAXR];
+  __local float red[RCH * CPW][GROUPS][LANES];
+  const int t = get_local_id(0), g = get_local_id(1);
+  const int j0 = (get_group_id(0) * GROUPS + g) * CPW;
+  float acc[RB][CPW];
+  __global const float* bc[CPW];
   #pragma unroll
-  for (int r = 0; r < MAXR; r++) acc[r] = 0.0f;
-  if (j < N) {{
-    __global const float* bj = B + b_off + (long)j * b_ns;
-    int k0 = 0;
-#if VEC == 4
-    // whole float4s of the column: consecutive work-items read consecutive 16-byte words
-    const int kv = K / 4;
-    __global const float4* bj4 = (__global const float4*)bj;
-    for (int q = t; q < kv; q += DOT) {{
-      const float4 b = bj4[q];
-      __global const float* ak = A + a_off + (long)(4 * q) * a_ks;
-      #pragma unroll
-      for (int r = 0; r < MAXR; r++)
-        if (r < R) {{
-          __global const float* ar = ak + (long)r * a_rs;
-          float s = acc[r];
-          s = fma(ar[0], b.x, s);
-          s = fma(ar[a_ks], b.y, s);
-          s = fma(ar[2 * a_ks], b.z, s);
-          acc[r] = fma(ar[3 * a_ks], b.w, s);
-        }}
-    }}
-    k0 = 4 * kv;
+  for (int c = 0; c < CPW; c++) {{
+    // a column past N reads column N - 1 (valid memory) and is never stored
+    bc[c] = B + b_off + (long)min(j0 + c, N - 1) * b_ns;
+    #pragma unroll
+    for (int r = 0; r < RB; r++) acc[r][c] = 0.0f;
+  }}
+  int k0 = 0;
+#if BVEC
+  const int kv = K / 4;
+  for (int q = t; q < kv; q += LANES) {{
+    float4 b[CPW];
+    #pragma unroll
+    for (int c = 0; c < CPW; c++) b[c] = ((__global const float4*)bc[c])[q];
+    __global const float* ak = A + a_off + (long)(4 * q) * a_ks;
+    #pragma unroll
+    for (int r = 0; r < RB; r++) {{
+      if (r < R) {{
+#if AVEC
+        const float4 a = *(__global const float4*)(ak + (long)r * a_rs);
+#else
+        __global const float* ar = ak + (long)r * a_rs;
+        const float4 a = (float4)(ar[0], ar[a_ks], ar[2 * a_ks], ar[3 * a_ks]);
 #endif
-    for (int k = k0 + t; k < K; k += DOT) {{
-      const float b = bj[k];
-      __global const float* ak = A + a_off + (long)k * a_ks;
-      #pragma unroll
-      for (int r = 0; r < MAXR; r++)
-        if (r < R) acc[r] = fma(ak[(long)r * a_rs], b, acc[r]);
+        #pragma unroll
+        for (int c = 0; c < CPW; c++) {{
+          float s = acc[r][c];
+          s = fma(a.x, b[c].x, s);
+          s = fma(a.y, b[c].y, s);
+          s = fma(a.z, b[c].z, s);
+          acc[r][c] = fma(a.w, b[c].w, s);
+        }}
+      }}
     }}
   }}
+  k0 = 4 * kv;
+#endif
+  for (int k = k0 + t; k < K; k += LANES) {{
+    __global const float* ak = A + a_off + (long)k * a_ks;
+    #pragma unroll
+    for (int r = 0; r < RB; r++) {{
+      if (r < R) {{
+        const float a = ak[(long)r * a_rs];
+        #pragma unroll
+        for (int c = 0; c < CPW; c++) acc[r][c] = fma(a, bc[c][k], acc[r][c]);
+      }}
+    }}
+  }}
+  // fold the lanes: RCH rows at a time through local memory, each work-item summing, in
+  // lane order, the partial sums of the outputs it owns
   #pragma unroll
-  for (int r = 0; r < MAXR; r++) if (r < R) part[cl][r][t] = acc[r];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int step = DOT / 2; step > 0; step >>= 1) {{
-    if (t < step)
-      for (int r = 0; r < R; r++) part[cl][r][t] += part[cl][r][t + step];
+  for (int r0 = 0; r0 < RB; r0 += RCH) {{
+    #pragma unroll
+    for (int rr = 0; rr < RCH; rr++)
+      #pragma unroll
+      for (int c = 0; c < CPW; c++) red[rr * CPW + c][g][t] = acc[r0 + rr][c];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int v = t; v < RCH * CPW; v += LANES) {{
+      const int r = r0 + v / CPW, j = j0 + v % CPW;
+      float s = 0.0f;
+      for (int l = 0; l < LANES; l++) s += red[v][g][l];
+      if (r < R && j < N) STORE(C[c_off + (long)r * c_rs + (long)j * c_ns], s);
+    }}
     barrier(CLK_LOCAL_MEM_FENCE);
   }}
-  if (t < R && j < N) STORE(C[c_off + (long)t * c_rs + (long)j * c_ns], part[cl][t][0]);
 }}
 
+// Four columns a work-item, SLICES slices of K a work-group, get_num_groups(1) splits of K
+// over work-groups. One split: the sums go to C; several: to P[split][r][j], folded by
+// gemv_reduce.
 __kernel __attribute__((reqd_work_group_size(COLS, SLICES, 1)))
 void gemv_axpy(const int R, const int N, const int K, const float alpha, const float beta,
                __global const float* restrict A, const long a_off, const long a_rs, const long a_ks,
                __global const float* restrict B, const long b_off, const long b_ks,
-               __global float* C, const long c_off, const long c_rs, const long c_ns)
+               __global float* C, const long c_off, const long c_rs, const long c_ns,
+               __global float* P, const int k_per_split)
 {{
-  __local float part[SLICES][MAXR][COLS];
+  __local float4 part[SLICES][RCH][COLS];
   const int tx = get_local_id(0), ty = get_local_id(1);
-  const int j = get_group_id(0) * COLS + tx;
-  float acc[MAXR];
+  const int j = (get_group_id(0) * COLS + tx) * 4;
+  const int split = get_group_id(1), splits = get_num_groups(1);
+  const int k_begin = split * k_per_split, k_end = min(K, k_begin + k_per_split);
+  float4 acc[RB];
   #pragma unroll
-  for (int r = 0; r < MAXR; r++) acc[r] = 0.0f;
+  for (int r = 0; r < RB; r++) acc[r] = (float4)(0.0f);
   if (j < N) {{
-    for (int k = ty; k < K; k += SLICES) {{
-      const float b = B[b_off + (long)k * b_ks + j];
+    const bool whole = BVEC && j + 4 <= N;
+    for (int k = k_begin + ty; k < k_end; k += SLICES) {{
+      __global const float* bk = B + b_off + (long)k * b_ks + j;
+      float4 b;
+      if (whole) b = *(__global const float4*)bk;
+      else b = (float4)(bk[0], j + 1 < N ? bk[1] : 0.0f, j + 2 < N ? bk[2] : 0.0f,
+                        j + 3 < N ? bk[3] : 0.0f);
       __global const float* ak = A + a_off + (long)k * a_ks;
       #pragma unroll
-      for (int r = 0; r < MAXR; r++)
-        if (r < R) acc[r] = fma(ak[(long)r * a_rs], b, acc[r]);
+      for (int r = 0; r < RB; r++)
+        if (r < R) acc[r] = fma((float4)(ak[(long)r * a_rs]), b, acc[r]);
     }}
   }}
+  // fold the slices by a tree in local memory, RCH rows at a time
   #pragma unroll
-  for (int r = 0; r < MAXR; r++) if (r < R) part[ty][r][tx] = acc[r];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int step = SLICES / 2; step > 0; step >>= 1) {{
-    if (ty < step)
-      for (int r = 0; r < R; r++) part[ty][r][tx] += part[ty + step][r][tx];
+  for (int r0 = 0; r0 < RB; r0 += RCH) {{
+    #pragma unroll
+    for (int rr = 0; rr < RCH; rr++) part[ty][rr][tx] = acc[r0 + rr];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int step = SLICES / 2; step > 0; step >>= 1) {{
+      if (ty < step)
+        #pragma unroll
+        for (int rr = 0; rr < RCH; rr++) part[ty][rr][tx] += part[ty + step][rr][tx];
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }}
+    if (ty == 0 && j < N) {{
+      for (int rr = 0; rr < RCH && r0 + rr < R; rr++) {{
+        const int r = r0 + rr;
+        const float4 s = part[0][rr][tx];
+        const float v[4] = {{s.x, s.y, s.z, s.w}};
+        for (int e = 0; e < 4 && j + e < N; e++) {{
+          if (splits == 1) STORE(C[c_off + (long)r * c_rs + (long)(j + e) * c_ns], v[e]);
+          else P[((long)split * R + r) * N + j + e] = v[e];
+        }}
+      }}
+    }}
     barrier(CLK_LOCAL_MEM_FENCE);
   }}
-  if (ty == 0 && j < N)
-    for (int r = 0; r < R; r++) STORE(C[c_off + (long)r * c_rs + (long)j * c_ns], part[0][r][tx]);
+}}
+
+__kernel void gemv_reduce(const int R, const int N, const int splits, const float alpha,
+                          const float beta, __global const float* restrict P,
+                          __global float* C, const long c_off, const long c_rs, const long c_ns)
+{{
+  const int j = get_global_id(0), r = get_global_id(1);
+  if (j >= N || r >= R) return;
+  float s = 0.0f;
+  for (int p = 0; p < splits; p++) s += P[((long)p * R + r) * N + j];
+  STORE(C[c_off + (long)r * c_rs + (long)j * c_ns], s);
 }}
 """

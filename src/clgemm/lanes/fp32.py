@@ -80,13 +80,15 @@ class GemmKernel:
         built = rt.build(self.source, options="-cl-mad-enable")
         self.build_info: BuildInfo = built.info
         types = list(_ARG_TYPES)
+        if layout.batched:
+            types += [np.int64] * 3  # the operands' batch strides
         if fault_injection:
             types.append(np.int32)
         if gated:
             types += [None, None]
         self._args = BoundArgs(built.kernel(KERNEL_NAME), types)
         self._lock = threading.Lock()  # kernel arguments are shared state
-        self.local_size = (schedule.wg_n, schedule.wg_m)
+        self.local_size = (schedule.wg_n, schedule.wg_m) + ((1,) if layout.batched else ())
 
     @property
     def source_lines(self) -> int:
@@ -162,17 +164,32 @@ class Fp32Lane:
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # global size per (m, n)
 
     def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False,
-                   slot: int = 0) -> GemmKernel:
+                   slot: int = 0, batch_strides: "tuple[int, int, int] | None" = None
+                   ) -> GemmKernel:
+        """The kernel for these operands' layout; `batch_strides` (elements, batched
+        kernels): whole-vector loads only where every matrix of the batch starts aligned."""
         va, vb, vc = self._vec
+        sa, sb, sc = batch_strides or (0, 0, 0)
         key = (a.transposed, b.transposed,
-               va > 1 and a.ld % va == 0 and a.offset % va == 0,
-               vb > 1 and b.ld % vb == 0 and b.offset % vb == 0,
-               vc > 1 and c.ld % vc == 0 and c.offset % vc == 0, gated, slot)
+               va > 1 and a.ld % va == 0 and a.offset % va == 0 and sa % va == 0,
+               vb > 1 and b.ld % vb == 0 and b.offset % vb == 0 and sb % vb == 0,
+               vc > 1 and c.ld % vc == 0 and c.offset % vc == 0 and sc % vc == 0,
+               batch_strides is not None, gated, slot)
         kernel = self._kernels.get(key)
         if kernel is None:
-            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:5]), gated=gated, slot=slot)
+            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:6]), gated=gated, slot=slot)
             kernel = self._kernels.setdefault(key, kernel)
         return kernel
+
+    def enqueue_batched(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
+                        a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
+                        queue: "cl.CommandQueue") -> "cl.Event":
+        """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
+        a, b and c (a stride of 0 broadcasts that operand)."""
+        kernel = self.kernel_for(a, b, c, batch_strides=strides)
+        args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
+                c.buffer, c.ld, c.offset, *strides]
+        return kernel.launch(args, kernel.global_size(m, n) + (batch,), queue)
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None,

@@ -11,13 +11,19 @@ import threading
 import numpy as np
 import pyopencl as cl
 
-from ..kernels.gemv import MAX_ROWS, GemvSchedule, render
+from ..kernels.gemv import MAX_ROWS, GemvSchedule, render, row_bucket
 from ..operands import Operand
 from ..runtime import BuildInfo, Runtime
 
-_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
-          None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
-          None, np.int64, np.int64, np.int64]
+_DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
+              None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
+              None, np.int64, np.int64, np.int64]
+_AXPY_TYPES = _DOT_TYPES + [None, np.int32]
+_REDUCE_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32, None, None, np.int64,
+                 np.int64, np.int64]
+_TYPES = {"gemv_dot": _DOT_TYPES, "gemv_axpy": _AXPY_TYPES, "gemv_reduce": _REDUCE_TYPES}
+
+MIN_K_PER_SPLIT = 256  # rows of B a split of gemv_axpy reads at least (its partials cost N R)
 
 
 def _strides(x: Operand) -> tuple[int, int]:
@@ -28,8 +34,13 @@ def _strides(x: Operand) -> tuple[int, int]:
 def fits(rt: Runtime, s: GemvSchedule) -> bool:
     """Whether the device launches the lane's work-groups and holds its local memory."""
     d = rt.device
-    items = max(s.dot_group, s.axpy_cols * s.axpy_slices)
-    return items <= d.max_work_group_size and 4 * MAX_ROWS * items <= d.local_mem_bytes
+    items = max(s.dot_group, s.axpy_group)
+    return items <= d.max_work_group_size and s.local_bytes() <= d.local_mem_bytes
+
+
+def _vec(x: Operand, stride: int) -> bool:
+    """Whether float4 words of x along its unit stride start 16-byte aligned."""
+    return x.offset % 4 == 0 and stride % 4 == 0
 
 
 class GemvLane:
@@ -40,20 +51,22 @@ class GemvLane:
     def __init__(self, rt: Runtime, schedule: GemvSchedule = GemvSchedule()) -> None:
         self.rt = rt
         self.schedule = schedule
-        self._kernels: dict[tuple[str, bool], cl.Kernel] = {}
+        self._kernels: dict[tuple, cl.Kernel] = {}
         self._lock = threading.Lock()
         self.build_info: BuildInfo | None = None  # the last program built (or loaded)
-        self._kernel("gemv_axpy", False)  # a compile error shows when the lane is made
+        self._kernel("gemv_axpy", 1, False, False)  # a compile error shows when the lane is made
 
-    def _kernel(self, name: str, aligned: bool) -> "cl.Kernel":
-        """The kernel `name` of the program for `aligned` B columns (built once each)."""
-        key = (name, aligned)
+    def _kernel(self, name: str, rows: int, b_vec: bool, a_vec: bool) -> "cl.Kernel":
+        """The kernel `name` of the program for a row bucket and operand alignment (each
+        built once)."""
+        key = (name, rows, b_vec, a_vec)
         kern = self._kernels.get(key)
         if kern is None:
-            built = self.rt.build(render(self.schedule, aligned), options="-cl-mad-enable")
+            built = self.rt.build(render(self.schedule, rows, b_vec, a_vec),
+                                  options="-cl-mad-enable")
             self.build_info = built.info
             kern = built.kernel(name)
-            kern.set_scalar_arg_dtypes(_TYPES)
+            kern.set_scalar_arg_dtypes(_TYPES[name])
             kern = self._kernels.setdefault(key, kern)
         return kern
 
@@ -70,17 +83,53 @@ class GemvLane:
             raise ValueError(f"the gemv lane takes at most {MAX_ROWS} rows or columns, "
                              f"not {m}x{n}; this is a clgemm bug")
         (x, x_rs, x_ks), (y, y_ks, y_ns) = A, B
-        s = self.schedule
+        bucket = row_bucket(rows)
         if y_ks == 1:
-            aligned = s.dot_vec > 1 and y.offset % s.dot_vec == 0 and y_ns % s.dot_vec == 0
-            kern = self._kernel("gemv_dot", aligned)
-            groups = -(-cols // s.dot_cols)
-            gsize, lsize, y_stride = (groups * s.dot_items, s.dot_cols), (s.dot_items, s.dot_cols), y_ns
-        else:
-            kern = self._kernel("gemv_axpy", False)
-            lsize = (s.axpy_cols, s.axpy_slices)
-            gsize, y_stride = (-(-cols // s.axpy_cols) * s.axpy_cols, s.axpy_slices), y_ks
+            return self._dot(bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ns),
+                             (c, c_rs, c_ns), queue)
+        return self._axpy(bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
+                          (c, c_rs, c_ns), queue)
+
+    def _dot(self, bucket, rows, cols, k, alpha, beta, A, B, C, queue) -> "cl.Event":
+        s = self.schedule
+        (x, x_rs, x_ks), (y, y_ns), (c, c_rs, c_ns) = A, B, C
+        b_vec = _vec(y, y_ns)
+        a_vec = b_vec and x_ks == 1 and _vec(x, x_rs)
+        kern = self._kernel("gemv_dot", bucket, b_vec, a_vec)
+        per_group = s.dot_groups * s.cols_per_item(bucket)
+        gsize = (-(-cols // per_group) * s.dot_lanes, s.dot_groups)
         with self._lock:
             kern.set_args(rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                          y.buffer, y.offset, y_stride, c.buffer, c.offset, c_rs, c_ns)
-            return cl.enqueue_nd_range_kernel(queue, kern, gsize, lsize)
+                          y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns)
+            return cl.enqueue_nd_range_kernel(queue, kern, gsize, (s.dot_lanes, s.dot_groups))
+
+    def _axpy(self, bucket, rows, cols, k, alpha, beta, A, B, C, queue) -> "cl.Event":
+        s = self.schedule
+        (x, x_rs, x_ks), (y, y_ks), (c, c_rs, c_ns) = A, B, C
+        col_groups = -(-cols // (4 * s.axpy_cols))
+        splits = self.axpy_splits(col_groups, k)
+        per_split = -(-k // splits)
+        splits = -(-k // per_split) if k else 1
+        kern = self._kernel("gemv_axpy", bucket, _vec(y, y_ks), False)
+        partial = (self.rt.pooled(4 * splits * rows * cols, what="gemv split partial sums")
+                   if splits > 1 else None)
+        scratch = partial if partial is not None else c.buffer
+        with self._lock:
+            kern.set_args(rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
+                          y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns,
+                          scratch, per_split)
+            event = cl.enqueue_nd_range_kernel(
+                queue, kern, (col_groups * s.axpy_cols, splits * s.axpy_slices),
+                (s.axpy_cols, s.axpy_slices))
+            if partial is None:
+                return event
+            red = self._kernel("gemv_reduce", bucket, False, False)
+            red.set_args(rows, cols, splits, alpha, beta, partial, c.buffer, c.offset,
+                         c_rs, c_ns)
+            return cl.enqueue_nd_range_kernel(queue, red, (-(-cols // 64) * 64, rows), (64, 1))
+
+    def axpy_splits(self, col_groups: int, k: int) -> int:
+        """Splits of K over work-groups for gemv_axpy: enough to give the device about
+        `axpy_fill` work-groups per compute unit, each reading MIN_K_PER_SPLIT rows at least."""
+        want = -(-self.schedule.axpy_fill * self.rt.device.compute_units // col_groups)
+        return max(1, min(want, k // MIN_K_PER_SPLIT))

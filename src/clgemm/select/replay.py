@@ -47,6 +47,7 @@ class Call:
     trans_b: bool = False
     repeat: int = 1
     name: str = field(default="", compare=False)  # "<class>.<product>", for reports
+    batch: int = 1  # products of this shape in one batched call (attention heads)
 
     @property
     def shape(self) -> tuple[int, int, int, bool, bool]:
@@ -54,7 +55,7 @@ class Call:
 
     @property
     def flops(self) -> float:
-        return 2.0 * self.m * self.n * self.k
+        return 2.0 * self.m * self.n * self.k * self.batch
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,11 @@ def parse_trace(lines: Iterable[str], source: str = "<trace>") -> list[Event]:
         try:
             call = Call(int(obj["m"]), int(obj["n"]), int(obj["k"]), bool(obj.get("trans_a", False)),
                         bool(obj.get("trans_b", False)), int(obj.get("repeat", 1)),
-                        str(obj.get("name", "")))
+                        str(obj.get("name", "")), int(obj.get("batch", 1)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}:{i}: a call needs integer m, n, k ({exc})") from exc
-        if min(call.m, call.n, call.k) < 1 or call.repeat < 1:
-            raise ValueError(f"{source}:{i}: m, n, k and repeat must be >= 1")
+        if min(call.m, call.n, call.k) < 1 or call.repeat < 1 or call.batch < 1:
+            raise ValueError(f"{source}:{i}: m, n, k, repeat and batch must be >= 1")
         events.append(call)
     return events
 

@@ -1,0 +1,123 @@
+"""Batched products (3-D operands, broadcast as np.matmul broadcasts) through matmul and the
+plan, against float64 per product, within the exact contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyopencl.array as cla
+import pytest
+
+import clgemm
+from clgemm.errors import ShapeError
+from conftest import assert_close_to_reference, rand, reference
+
+
+def _check(got, A, B, C0, alpha, beta, ta, tb):
+    batch = got.shape[0]
+    for i in range(batch):
+        a = A if A.ndim == 2 else A[0 if A.shape[0] == 1 else i]
+        b = B if B.ndim == 2 else B[0 if B.shape[0] == 1 else i]
+        c = None if C0 is None else C0[i]
+        ref, np_err = reference(a, b, c, alpha, beta, ta, tb)
+        assert_close_to_reference(got[i], ref, np_err)
+
+
+def _operand(rng, batch, rows, cols, trans):
+    shape = (cols, rows) if trans else (rows, cols)
+    return rand(rng, shape if batch is None else (batch,) + shape)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("ba,bb", [(7, 7), (7, None), (None, 7), (1, 7), (7, 1)])
+def test_batches_every_layout_and_broadcast(ta, tb, ba, bb, rng):
+    m, n, k = 37, 45, 29
+    A, B = _operand(rng, ba, m, k, ta), _operand(rng, bb, k, n, tb)
+    C0 = rand(rng, (7, m, n))
+    got = clgemm.matmul(A, B, C=C0.copy(), alpha=0.75, beta=-1.5, trans_a=ta, trans_b=tb)
+    assert got.shape == (7, m, n)
+    _check(got, A, B, C0, 0.75, -1.5, ta, tb)
+    # device arrays, output poisoned: beta == 0 must not read it
+    c = clgemm.to_device(np.full((7, m, n), np.nan, np.float32))
+    out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), C=c, trans_a=ta, trans_b=tb)
+    assert out is c
+    _check(out.get(), A, B, None, 1.0, 0.0, ta, tb)
+
+
+def test_batch_on_device_allocates_and_matches_numpy_semantics(rng):
+    A, B = rand(rng, (5, 13, 70)), rand(rng, (70, 9))
+    out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B))
+    assert isinstance(out, cla.Array) and out.shape == (5, 13, 9)
+    assert np.matmul(A, B).shape == out.shape
+    _check(out.get(), A, B, None, 1.0, 0.0, False, False)
+    host = clgemm.matmul(A, B)
+    assert isinstance(host, np.ndarray) and host.shape == (5, 13, 9)
+    _check(host, A, B, None, 1.0, 0.0, False, False)
+
+
+def test_strided_batches_and_column_major_output(rng):
+    """Batches sliced out of larger device arrays (every other matrix, a column range), and C
+    whose matrices are column-major (each C[i].T contiguous)."""
+    big_a = rand(rng, (8, 21, 40))
+    big_b = rand(rng, (4, 33, 17))
+    a = clgemm.to_device(big_a)[::2, :, :33]
+    b = clgemm.to_device(big_b)
+    c_store = clgemm.to_device(np.full((4, 17, 21), np.nan, np.float32))
+    c = c_store.transpose((0, 2, 1))
+    assert clgemm.matmul(a, b, C=c) is c
+    _check(c_store.get().transpose((0, 2, 1)), big_a[::2, :, :33], big_b, None, 1.0, 0.0,
+           False, False)
+    # host operands that are not contiguous (a dense copy is staged)
+    A = big_a[::2, :, :33]
+    _check(clgemm.matmul(A, big_b), A, big_b, None, 1.0, 0.0, False, False)
+
+
+def test_batch_through_a_plan_and_its_description(rng):
+    p = clgemm.plan(19, 23, 31, batch=6, trans_b=True)
+    assert p.station == "exact" and "a batch of 6" in str(p)
+    A, B = rand(rng, (6, 19, 31)), rand(rng, (6, 23, 31))
+    _check(p(A, B), A, B, None, 1.0, 0.0, False, True)
+    with pytest.raises(ShapeError, match="batch of 6"):
+        p(A[:5], B[:5])
+    with pytest.raises(ShapeError, match="batch"):
+        clgemm.plan(19, 23, 31, trans_b=True)(A, B)
+
+
+@pytest.mark.parametrize("contract", [{"check": True}, {"rel_tol": 1e-2}])
+def test_batches_under_a_station_go_product_by_product(contract, rng):
+    A, B, C0 = rand(rng, (3, 40, 50)), rand(rng, (3, 50, 30)), rand(rng, (3, 40, 30))
+    p = clgemm.plan(40, 30, 50, batch=3, **contract)
+    assert p.station == "each"
+    got, info = clgemm.matmul(A, B, C=C0.copy(), beta=0.5, return_info=True, **contract)
+    assert info.extra["batch"] == 3
+    if "rel_tol" in contract:
+        for i in range(3):
+            ref = A[i].astype(np.float64) @ B[i] + 0.5 * C0[i]
+            assert np.linalg.norm(got[i] - ref) <= 1e-2 * np.linalg.norm(ref)
+    else:
+        _check(got, A, B, C0, 1.0, 0.5, False, False)
+
+
+def test_empty_batches_and_empty_products(rng):
+    A, B = rand(rng, (0, 4, 5)), rand(rng, (0, 5, 6))
+    assert clgemm.matmul(A, B).shape == (0, 4, 6)
+    A, B, C0 = rand(rng, (3, 4, 0)), rand(rng, (3, 0, 6)), rand(rng, (3, 4, 6))
+    np.testing.assert_array_equal(clgemm.matmul(A, B, C=C0.copy(), beta=2.0), 2.0 * C0)
+    c = clgemm.to_device(C0)
+    got = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), C=c, beta=2.0).get()
+    np.testing.assert_array_equal(got, 2.0 * C0)
+
+
+def test_bad_batches_say_what_to_do(rng):
+    with pytest.raises(ShapeError, match="batch sizes differ"):
+        clgemm.matmul(rand(rng, (3, 4, 5)), rand(rng, (2, 5, 6)))
+    with pytest.raises(ShapeError, match="reshape"):
+        clgemm.matmul(rand(rng, (2, 3, 4, 5)), rand(rng, (5, 6)))
+    with pytest.raises(ShapeError, match=r"\(3, 4, 6\)"):
+        clgemm.matmul(rand(rng, (3, 4, 5)), rand(rng, (5, 6)), C=rand(rng, (3, 6, 4)))
+    with pytest.raises(ShapeError, match="inner dimensions"):
+        clgemm.matmul(rand(rng, (3, 4, 5)), rand(rng, (3, 4, 6)))
+    with pytest.raises(ShapeError, match="3-D but A and B"):
+        clgemm.matmul(rand(rng, (4, 5)), rand(rng, (5, 6)), C=rand(rng, (1, 4, 6)))
+    with pytest.raises(ShapeError, match="overwritten|shares"):
+        a = clgemm.to_device(rand(rng, (2, 4, 4)))
+        clgemm.matmul(a, clgemm.to_device(rand(rng, (4, 4))), C=a)
