@@ -191,6 +191,10 @@ def approx_costs(rt, sizes, rng) -> list[dict]:
 
 
 def host_path(rt, sizes, rng) -> list[dict]:
+    """numpy in and out: clgemm.matmul with and without the page-locked staging (the
+    default on a GPU), against torch's host-to-host product, with the call's phases."""
+    import os
+
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -198,24 +202,36 @@ def host_path(rt, sizes, rng) -> list[dict]:
     for n in sizes:
         A = rng.standard_normal((n, n), np.float32)
         B = rng.standard_normal((n, n), np.float32)
-        clgemm.matmul(A, B)
-        ours = []
-        for _ in range(5):
-            t0 = time.perf_counter()
+        row = {"n": n}
+        for label, env in (("pageable", "0"), ("staged", None)):
+            if env is None:
+                os.environ.pop("CLGEMM_STAGING", None)
+            else:
+                os.environ["CLGEMM_STAGING"] = env
             clgemm.matmul(A, B)
-            ours.append(time.perf_counter() - t0)
-        phases = []
-        for _ in range(3):
-            _, info = clgemm.matmul(A, B, return_info=True)
-            phases.append({"total_s": info.total_s, "h2d_s": info.h2d_s,
-                           "kernel_s": info.kernel_s, "d2h_s": info.d2h_s})
+            ours = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                clgemm.matmul(A, B)
+                ours.append(time.perf_counter() - t0)
+            phases = []
+            for _ in range(3):
+                _, info = clgemm.matmul(A, B, return_info=True)
+                phases.append({"total_s": info.total_s, "h2d_s": info.h2d_s,
+                               "kernel_s": info.kernel_s, "d2h_s": info.d2h_s})
+            row[f"clgemm_{label}_s"] = med(ours)
+            row[f"phases_{label}"] = phases
+        os.environ.pop("CLGEMM_STAGING", None)
         theirs = []
         for _ in range(6):
             t0 = time.perf_counter()
             torch.mm(torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()).cpu().numpy()
             theirs.append(time.perf_counter() - t0)
-        rows.append({"n": n, "clgemm_s": med(ours), "torch_s": med(theirs[1:]),
-                     "ratio_to_torch": med(ours) / med(theirs[1:]), "phases": phases})
+        row["torch_s"] = med(theirs[1:])
+        row["clgemm_s"] = row["clgemm_staged_s"]
+        row["ratio_to_torch"] = row["clgemm_s"] / row["torch_s"]
+        row["pageable_ratio_to_torch"] = row["clgemm_pageable_s"] / row["torch_s"]
+        rows.append(row)
     return rows
 
 
@@ -273,7 +289,7 @@ def transfers(rt, sizes, rng) -> list[dict]:
     of page-locked memory, and torch's copies (pageable and pinned) beside."""
     import torch
 
-    from clgemm.guard.device import pinned_host
+    from clgemm.staging import pinned_host
 
     q = rt.queue
     rows = []

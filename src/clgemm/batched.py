@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import pyopencl as cl
 import pyopencl.array as cla
 
+from . import staging
 from .errors import ShapeError
 from .operands import Operand, storage
 from .runtime import Runtime
@@ -105,7 +105,7 @@ def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> BatchedOperand
         x = x[0]
     dense = x if x.flags.c_contiguous else np.ascontiguousarray(x)
     buf = rt.pooled(dense.nbytes, what=name)
-    cl.enqueue_copy(rt.queue, buf, dense, is_blocking=True)
+    staging.write(rt, rt.queue, buf, dense)
     rows, cols = dense.shape[-2:]
     stride = rows * cols if len(dense.shape) == 3 else 0
     return BatchedOperand(Operand(buf, 0, max(cols, 1), trans), stride)

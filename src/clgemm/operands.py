@@ -12,6 +12,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
+from . import staging
 from .errors import OutOfDeviceMemoryError, ShapeError
 from .runtime import Runtime
 
@@ -94,7 +95,7 @@ def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand,
     # The stored span from the first to the last element, leading-dimension gaps included.
     span = np.lib.stride_tricks.as_strided(x, shape=(n_elems,), strides=(4,))
     buf = rt.pooled(span.nbytes, what=name)
-    cl.enqueue_copy(rt.queue, buf, np.ascontiguousarray(span), is_blocking=True)
+    staging.write(rt, rt.queue, buf, np.ascontiguousarray(span))
     return Operand(buf, 0, ld, stored_t != trans), span.nbytes
 
 
@@ -184,15 +185,15 @@ def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool,
     b, _ = upload(rt, "B", B, trans_b)
     c_buf = rt.pooled(4 * m * n, what="C")
     if C is not None and beta != 0.0:
-        cl.enqueue_copy(rt.queue, c_buf, np.ascontiguousarray(C), is_blocking=True)
+        staging.write(rt, rt.queue, c_buf, np.ascontiguousarray(C))
     info.h2d_s = time.perf_counter() - t0
     compute(a, b, Operand(c_buf, 0, n, False), m, n)
     t1 = time.perf_counter()
     if out.flags.c_contiguous:
-        cl.enqueue_copy(rt.queue, out, c_buf, is_blocking=True)
+        staging.read(rt, rt.queue, out, c_buf)
     else:
         tmp = np.empty((m, n), np.float32)
-        cl.enqueue_copy(rt.queue, tmp, c_buf, is_blocking=True)
+        staging.read(rt, rt.queue, tmp, c_buf)
         out[...] = tmp
     info.d2h_s = time.perf_counter() - t1
     return out

@@ -22,7 +22,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from . import batched
+from . import batched, staging
 from .approx import contract as approx
 from .errors import ShapeError
 from .guard import abft
@@ -282,7 +282,7 @@ class Plan:
         b = batched.upload(rt, "B", B, k.trans_b)
         c_buf = rt.pooled(4 * k.batch * k.m * k.n, what="C")
         if C is not None and beta != 0.0:
-            cl.enqueue_copy(rt.queue, c_buf, np.ascontiguousarray(C), is_blocking=True)
+            staging.write(rt, rt.queue, c_buf, np.ascontiguousarray(C))
         info.h2d_s = time.perf_counter() - t0
         c = batched.BatchedOperand(Operand(c_buf, 0, k.n, False), k.m * k.n)
         event = self._launch_batch((a, b, c), alpha, beta, rt.queue)
@@ -290,10 +290,10 @@ class Plan:
         info.kernel_s = rt.seconds(event)
         t1 = time.perf_counter()
         if out.flags.c_contiguous:
-            cl.enqueue_copy(rt.queue, out, c_buf, is_blocking=True)
+            staging.read(rt, rt.queue, out, c_buf)
         else:
             host = np.empty(shape, np.float32)
-            cl.enqueue_copy(rt.queue, host, c_buf, is_blocking=True)
+            staging.read(rt, rt.queue, host, c_buf)
             out[...] = host
         info.d2h_s = time.perf_counter() - t1
         return out

@@ -24,7 +24,8 @@ import pyopencl as cl
 import pyopencl.array as cla
 import pyopencl.tools as cltools
 
-from ..guard.device import guard_device, pinned_host
+from ..guard.device import guard_device
+from ..staging import pinned_host
 from ..lanes import splitk
 from ..lanes.fp32 import choose_schedule, layout_for
 from ..lanes.mma import DEFAULT_SCHEDULES, nonfinite_flag, valid_for

@@ -75,7 +75,8 @@ from ..schedule import Schedule
 from . import faults
 from . import abft_kernels as AK
 from ..lanes.mma import nonfinite_flag
-from .device import GuardDevice, View, guard_device, pinned_host
+from ..staging import pinned_host
+from .device import GuardDevice, View, guard_device
 
 U = 2.0**-24
 TINY = 2.0**-126

@@ -43,19 +43,6 @@ class View:
         return 0 if r == 0 or s == 0 else (r - 1) * self.ld + s
 
 
-def pinned_host(rt: Runtime, shape, dtype) -> tuple[np.ndarray, "cl.Buffer"]:
-    """A host array in page-locked memory (a mapped ALLOC_HOST_PTR buffer, mapped for good)
-    and its buffer, which the caller keeps as long as the array: NVIDIA's OpenCL stages a
-    read into pageable memory through an extra copy, ~100 us per small read."""
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape))
-    buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE | cl.mem_flags.ALLOC_HOST_PTR,
-                    size=max(count, 1) * dtype.itemsize)
-    host, _ = cl.enqueue_map_buffer(rt.queue, buf, cl.map_flags.READ | cl.map_flags.WRITE, 0,
-                                    (max(count, 1),), dtype, is_blocking=True)
-    return host[:count].reshape(shape), buf
-
-
 class GuardDevice:
     """Per-runtime state: built kernels, a memory pool, the accumulation type."""
 
