@@ -209,8 +209,16 @@ def test_invalid_schedule_is_refused_before_compiling(device_space):
 def test_resume_after_sigkill(tmp_path):
     path = tmp_path / "resume.sqlite"
     budget = 7
-    # `clgemm tune`'s own main, with the space narrowed to small kernels (fast compiles).
-    cmd = [sys.executable, "-c", TIGHT_CLI, "tune", "--size", "64", "--strategy", "random",
+    # `clgemm tune`'s own main, with the space narrowed to small kernels (fast compiles) and
+    # each measurement held 0.2 s, so that with a warm kernel cache (compiles of ~0 s) the
+    # run is still going when the test kills it
+    slow = TIGHT_CLI.replace(
+        "from clgemm.cli import main\n",
+        "import time\nfrom clgemm.tune import measure\n_measure = measure.Bench.measure\n"
+        "measure.Bench.measure = lambda *a, **k: (time.sleep(0.2), _measure(*a, **k))[1]\n"
+        "from clgemm.cli import main\n")
+    assert slow != TIGHT_CLI
+    cmd = [sys.executable, "-c", slow, "tune", "--size", "64", "--strategy", "random",
            "--budget", str(budget), "--workers", "1", "--repeats", "2", "--db", str(path)]
     proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
@@ -225,7 +233,7 @@ def test_resume_after_sigkill(tmp_path):
                     pass  # schema not there yet
             if proc.poll() is not None:
                 pytest.fail(f"tune exited early: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.05)
+            time.sleep(0.02)
         else:
             pytest.fail("no 3 rows within 120 s")
         os.killpg(proc.pid, signal.SIGKILL)  # the tuner and its compile worker, at once
