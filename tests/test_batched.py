@@ -121,3 +121,19 @@ def test_bad_batches_say_what_to_do(rng):
     with pytest.raises(ShapeError, match="overwritten|shares"):
         a = clgemm.to_device(rand(rng, (2, 4, 4)))
         clgemm.matmul(a, clgemm.to_device(rand(rng, (4, 4))), C=a)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("m,n", [(1, 133), (11, 70), (90, 3)])
+def test_small_rows_batches_take_the_small_rows_lane(m, n, ta, tb, rng):
+    """Decode attention: a batch of one- or few-row products (every head) in one launch of
+    the small-rows lane, with K long enough to be split over work-groups."""
+    k = 1030
+    p = clgemm.plan(m, n, k, batch=5, trans_a=ta, trans_b=tb)
+    assert p.lane.name == "gemv" and "small-rows" in p.why
+    A, B = _operand(rng, 5, m, k, ta), _operand(rng, None, k, n, tb)
+    C0 = rand(rng, (5, m, n))
+    got = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=1.5, trans_a=ta, trans_b=tb)
+    _check(got, A, B, C0, 0.5, 1.5, ta, tb)
+    out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), trans_a=ta, trans_b=tb)
+    _check(out.get(), A, B, None, 1.0, 0.0, ta, tb)

@@ -262,9 +262,8 @@ class Plan:
     def _launch_batch(self, ops, alpha: float, beta: float, queue) -> "cl.Event":
         k = self.key
         a, b, c, m, n = batched.flipped_c(*ops, k.m, k.n)
-        return self.fallback.enqueue_batched(k.batch, m, n, k.k, alpha, beta, a.first,
-                                             b.first, c.first, (a.stride, b.stride, c.stride),
-                                             queue)
+        return self.lane.enqueue_batched(k.batch, m, n, k.k, alpha, beta, a.first, b.first,
+                                         c.first, (a.stride, b.stride, c.stride), queue)
 
     def _batch_from_host(self, A, B, C, alpha: float, beta: float, info: Info):
         """The batch on numpy arrays: staged once, one launch, read back."""

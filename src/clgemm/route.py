@@ -80,16 +80,20 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
     every product; a station (check=True, rel_tol, the online selector) takes the products
     one at a time through the plan of one of them."""
     one = plan(rt, key._replace(batch=None))
-    schedule = one.fallback.schedule
+    # the small-rows lane batches as it is; the tensor-core lanes have no batched kernel yet,
+    # so a batch of products they would serve runs the float32 family's
+    lane = one.lane if isinstance(one.lane, GemvLane) else one.fallback
     if key.contract == Contract() and key.selector == "static":
         station, matrix_plan = "exact", None
-        why = (f"a batch of {key.batch}: one launch of the float32 family's batched kernel "
-               f"({schedule.key()}, the schedule of one product from {_table_note(rt)})")
+        what = ("the small-rows lane" if lane is one.lane and lane is not one.fallback
+                else "the float32 family's batched kernel")
+        why = (f"a batch of {key.batch}: one launch of {what} ({lane.schedule.key()}, "
+               f"as one product of the batch from {_table_note(rt)})")
     else:
         station, matrix_plan = "each", one
         why = (f"a batch of {key.batch} under the {one.station} station: product by product "
                f"through the plan of one ({one.lane.name})")
-    return Plan(key=key, device=rt.device.name, station=station, lane=one.fallback,
+    return Plan(key=key, device=rt.device.name, station=station, lane=lane,
                 fallback=one.fallback, alternative=one.alternative, why=why, rt=rt,
                 matrix_plan=matrix_plan)
 

@@ -17,6 +17,7 @@ once, coalesced):
     device, K is also split over work-groups, whose partial sums (scratch, split-major) are
     added in order by gemv_reduce.
   - gemv_reduce: the split partial sums of gemv_axpy, in order, scaled into C.
+Each takes a batch along the launch's third dimension (one product: a batch of one).
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
 #define COLS {s.axpy_cols}
 #define SLICES {s.axpy_slices}
 
+// A batch runs along the launch's third dimension: each operand moves by its batch stride
+// (elements; 0 broadcasts it), in 64 bits.
+#define BATCH_OFFSETS {{ const long bi = get_group_id(2); A += bi * a_bs; B += bi * b_bs; C += bi * c_bs; }}
+
 // Store alpha * sum + beta * C (C unread when beta == 0: a NaN there does not propagate).
 #define STORE(p, v) do {{ float _o = alpha * (v); if (beta != 0.0f) _o += beta * (p); (p) = _o; }} while (0)
 
@@ -99,8 +104,10 @@ __kernel __attribute__((reqd_work_group_size(LANES, GROUPS, 1)))
 void gemv_dot(const int R, const int N, const int K, const float alpha, const float beta,
               __global const float* restrict A, const long a_off, const long a_rs, const long a_ks,
               __global const float* restrict B, const long b_off, const long b_ns,
-              __global float* C, const long c_off, const long c_rs, const long c_ns)
+              __global float* C, const long c_off, const long c_rs, const long c_ns,
+              const long a_bs, const long b_bs, const long c_bs)
 {{
+  BATCH_OFFSETS
   __local float red[RCH * CPW][GROUPS][LANES];
   const int t = get_local_id(0), g = get_local_id(1);
   const int j0 = (get_group_id(0) * GROUPS + g) * CPW;
@@ -181,8 +188,11 @@ void gemv_axpy(const int R, const int N, const int K, const float alpha, const f
                __global const float* restrict A, const long a_off, const long a_rs, const long a_ks,
                __global const float* restrict B, const long b_off, const long b_ks,
                __global float* C, const long c_off, const long c_rs, const long c_ns,
+               const long a_bs, const long b_bs, const long c_bs,
                __global float* P, const int k_per_split)
 {{
+  BATCH_OFFSETS
+  P += (long)get_group_id(2) * get_num_groups(1) * R * N;
   __local float4 part[SLICES][RCH][COLS];
   const int tx = get_local_id(0), ty = get_local_id(1);
   const int j = (get_group_id(0) * COLS + tx) * 4;
@@ -234,8 +244,12 @@ void gemv_axpy(const int R, const int N, const int K, const float alpha, const f
 
 __kernel void gemv_reduce(const int R, const int N, const int splits, const float alpha,
                           const float beta, __global const float* restrict P,
-                          __global float* C, const long c_off, const long c_rs, const long c_ns)
+                          __global float* C, const long c_off, const long c_rs, const long c_ns,
+                          const long c_bs)
 {{
+  const long bi = get_group_id(2);
+  P += bi * splits * R * N;
+  C += bi * c_bs;
   const int j = get_global_id(0), r = get_global_id(1);
   if (j >= N || r >= R) return;
   float s = 0.0f;

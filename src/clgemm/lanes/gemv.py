@@ -17,10 +17,10 @@ from ..runtime import BuildInfo, Runtime
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
-              None, np.int64, np.int64, np.int64]
+              None, np.int64, np.int64, np.int64, np.int64, np.int64, np.int64]
 _AXPY_TYPES = _DOT_TYPES + [None, np.int32]
 _REDUCE_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32, None, None, np.int64,
-                 np.int64, np.int64]
+                 np.int64, np.int64, np.int64]
 _TYPES = {"gemv_dot": _DOT_TYPES, "gemv_axpy": _AXPY_TYPES, "gemv_reduce": _REDUCE_TYPES}
 
 MIN_K_PER_SPLIT = 256  # rows of B a split of gemv_axpy reads at least (its partials cost N R)
@@ -72,64 +72,79 @@ class GemvLane:
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
+        return self.enqueue_batched(1, m, n, k, alpha, beta, a, b, c, (0, 0, 0), queue)
+
+    def enqueue_batched(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
+                        a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
+                        queue: "cl.CommandQueue") -> "cl.Event":
+        """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
+        a, b and c (0 broadcasts that operand)."""
         (a_rs, a_ks), (b_ks, b_ns), (c_rs, c_ns) = _strides(a), _strides(b), _strides(c)
         rows, cols = m, n
         A, B = (a, a_rs, a_ks), (b, b_ks, b_ns)
+        a_bs, b_bs, c_bs = strides
         if m > MAX_ROWS:  # n is the small one: C^T = op(B)^T op(A)^T
             rows, cols = n, m
             A, B = (b, b_ns, b_ks), (a, a_ks, a_rs)
             c_rs, c_ns = c_ns, c_rs
+            a_bs, b_bs = b_bs, a_bs
         if rows > MAX_ROWS:
             raise ValueError(f"the gemv lane takes at most {MAX_ROWS} rows or columns, "
                              f"not {m}x{n}; this is a clgemm bug")
         (x, x_rs, x_ks), (y, y_ks, y_ns) = A, B
         bucket = row_bucket(rows)
+        batch_strides = (a_bs, b_bs, c_bs)
         if y_ks == 1:
-            return self._dot(bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ns),
-                             (c, c_rs, c_ns), queue)
-        return self._axpy(bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
-                          (c, c_rs, c_ns), queue)
+            return self._dot(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks),
+                             (y, y_ns), (c, c_rs, c_ns), batch_strides, queue)
+        return self._axpy(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
+                          (c, c_rs, c_ns), batch_strides, queue)
 
-    def _dot(self, bucket, rows, cols, k, alpha, beta, A, B, C, queue) -> "cl.Event":
+    def _dot(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
+             queue) -> "cl.Event":
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ns), (c, c_rs, c_ns) = A, B, C
-        b_vec = _vec(y, y_ns)
-        a_vec = b_vec and x_ks == 1 and _vec(x, x_rs)
+        b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
+        a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
         kern = self._kernel("gemv_dot", bucket, b_vec, a_vec)
         per_group = s.dot_groups * s.cols_per_item(bucket)
-        gsize = (-(-cols // per_group) * s.dot_lanes, s.dot_groups)
+        gsize = (-(-cols // per_group) * s.dot_lanes, s.dot_groups, batch)
         with self._lock:
             kern.set_args(rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                          y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns)
-            return cl.enqueue_nd_range_kernel(queue, kern, gsize, (s.dot_lanes, s.dot_groups))
+                          y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides)
+            return cl.enqueue_nd_range_kernel(queue, kern, gsize,
+                                              (s.dot_lanes, s.dot_groups, 1))
 
-    def _axpy(self, bucket, rows, cols, k, alpha, beta, A, B, C, queue) -> "cl.Event":
+    def _axpy(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
+              queue) -> "cl.Event":
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ks), (c, c_rs, c_ns) = A, B, C
         col_groups = -(-cols // (4 * s.axpy_cols))
-        splits = self.axpy_splits(col_groups, k)
+        splits = self.axpy_splits(batch * col_groups, k)
         per_split = -(-k // splits)
         splits = -(-k // per_split) if k else 1
-        kern = self._kernel("gemv_axpy", bucket, _vec(y, y_ks), False)
-        partial = (self.rt.pooled(4 * splits * rows * cols, what="gemv split partial sums")
-                   if splits > 1 else None)
+        kern = self._kernel("gemv_axpy", bucket, _vec(y, y_ks) and strides[1] % 4 == 0, False)
+        partial = (self.rt.pooled(4 * batch * splits * rows * cols,
+                                  what="gemv split partial sums") if splits > 1 else None)
         scratch = partial if partial is not None else c.buffer
         with self._lock:
             kern.set_args(rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                          y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns,
+                          y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns, *strides,
                           scratch, per_split)
             event = cl.enqueue_nd_range_kernel(
-                queue, kern, (col_groups * s.axpy_cols, splits * s.axpy_slices),
-                (s.axpy_cols, s.axpy_slices))
+                queue, kern, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
+                (s.axpy_cols, s.axpy_slices, 1))
             if partial is None:
                 return event
             red = self._kernel("gemv_reduce", bucket, False, False)
             red.set_args(rows, cols, splits, alpha, beta, partial, c.buffer, c.offset,
-                         c_rs, c_ns)
-            return cl.enqueue_nd_range_kernel(queue, red, (-(-cols // 64) * 64, rows), (64, 1))
+                         c_rs, c_ns, strides[2])
+            return cl.enqueue_nd_range_kernel(queue, red, (-(-cols // 64) * 64, rows, batch),
+                                              (64, 1, 1))
 
-    def axpy_splits(self, col_groups: int, k: int) -> int:
+    def axpy_splits(self, groups: int, k: int) -> int:
         """Splits of K over work-groups for gemv_axpy: enough to give the device about
-        `axpy_fill` work-groups per compute unit, each reading MIN_K_PER_SPLIT rows at least."""
-        want = -(-self.schedule.axpy_fill * self.rt.device.compute_units // col_groups)
+        `axpy_fill` work-groups per compute unit beside the `groups` it has (column groups
+        times the batch), each split reading MIN_K_PER_SPLIT rows at least."""
+        want = -(-self.schedule.axpy_fill * self.rt.device.compute_units // groups)
         return max(1, min(want, k // MIN_K_PER_SPLIT))
