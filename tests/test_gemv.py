@@ -85,3 +85,31 @@ def test_only_small_products_take_the_lane():
     assert clgemm.plan(MAX_ROWS + 1, MAX_ROWS + 1, 40).lane.name != "gemv"
     # a checked product keeps the float32 family: the guard recomputes with its kernels
     assert clgemm.plan(1, 300, 40, check=True).lane.name == "fp32"
+
+
+@pytest.mark.parametrize("rows", [1, 3, 16])
+@pytest.mark.parametrize("cpw", [1, 4])
+def test_staged_and_wide_dot_schedules(rows, cpw, rng):
+    """Other schedules of the dot kernel than the default (A staged in local memory, more
+    columns per work-item), on aligned and unaligned operands, against float64."""
+    import pyopencl.array as cla
+
+    from clgemm.kernels.gemv import GemvSchedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    lane = GemvLane(rt, GemvSchedule(dot_lanes=8, dot_groups=4, cpw=(cpw,) * 5, stage=(1,) * 5))
+    # float4 words with a tail of two; then A's rows unaligned (an odd leading dimension:
+    # A read element by element into the staged chunk), B's aligned
+    for k, lda in ((1030, 1032), (1030, 1031)):
+        A, W = rand(rng, (rows, lda)), rand(rng, (77, 1032))
+        a, w = clgemm.to_device(A), clgemm.to_device(W)
+        c = cla.empty(rt.user_queue, (rows, 77), np.float32)
+        c.fill(np.float32(np.nan))
+        lane.enqueue(rows, 77, k, 1.0, 0.0, Operand(a.base_data, 0, lda, False),
+                     Operand(w.base_data, 0, 1032, True), Operand(c.base_data, 0, 77, False),
+                     rt.user_queue)
+        ref, np_err = reference(A[:, :k], W[:, :k], trans_b=True)
+        assert_close_to_reference(c.get(), ref, np_err)

@@ -1,5 +1,5 @@
-"""Host arrays through the runtime's page-locked staging buffers (GPUs use them for copies of
-1 MiB and more; forced here on the CPU device), in chunks smaller than the arrays."""
+"""Host arrays through the runtime's page-locked staging buffers (opt-in, CLGEMM_STAGING=1,
+for copies of 1 MiB and more), in chunks smaller than the arrays."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from conftest import assert_close_to_reference, rand, reference
 def test_staged_numpy_products_in_chunks(rng, monkeypatch):
     monkeypatch.setenv("CLGEMM_STAGING", "1")
     monkeypatch.setattr(staging, "CHUNK_BYTES", 4 * 997)  # chunks that split rows
+    monkeypatch.setattr(staging, "MIN_BYTES", 0)
     A, B, C0 = rand(rng, (151, 203)), rand(rng, (203, 97)), rand(rng, (151, 97))
     got = clgemm.matmul(A, B, C=C0.copy(), alpha=2.0, beta=-0.5)
     ref, np_err = reference(A, B, C0, 2.0, -0.5)
@@ -31,6 +32,7 @@ def test_staged_numpy_products_in_chunks(rng, monkeypatch):
 
 def test_staging_buffers_are_reused_and_bounded(rng, monkeypatch):
     monkeypatch.setenv("CLGEMM_STAGING", "1")
+    monkeypatch.setattr(staging, "MIN_BYTES", 0)
     st = staging.Staging(get_runtime())
     host = rand(rng, (1000,))
     back = np.full_like(host, np.nan)

@@ -10,7 +10,9 @@ once, coalesced):
     `dot_groups` column groups of `dot_lanes` work-items; each work-item reads `cpw` columns
     as float4 words strided by the lanes (a column's lanes read consecutive 16-byte words),
     and each A row it meets as a float4 too where A is contiguous along K, so that one load
-    of A serves `cpw` columns. The lanes' partial sums are folded in local memory.
+    of A serves `cpw` columns; with `stage`, the work-group stages A's rows in local memory
+    a chunk of K at a time, read once for all its column groups. The lanes' partial sums are
+    folded in local memory.
   - gemv_axpy: B contiguous along N (B stored K x N). A work-item owns four consecutive
     columns (one float4 of a row of B) and a slice of K; `axpy_slices` slices share a
     work-group and are folded in local memory; where the columns alone cannot fill the
@@ -47,16 +49,21 @@ class GemvSchedule:
     dot_lanes: int = 16
     dot_groups: int = 16
     cpw: tuple[int, int, int, int, int] = (2, 2, 2, 2, 2)
+    stage: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # A staged in local memory
     axpy_cols: int = 32
     axpy_slices: int = 8
     axpy_fill: int = 4
 
     def key(self) -> str:
-        return (f"gemv-d{self.dot_lanes}x{self.dot_groups}c{''.join(map(str, self.cpw))}"
+        staged = f"s{''.join(map(str, self.stage))}" if any(self.stage) else ""
+        return (f"gemv-d{self.dot_lanes}x{self.dot_groups}c{''.join(map(str, self.cpw))}{staged}"
                 f"-a{self.axpy_cols}x{self.axpy_slices}f{self.axpy_fill}")
 
     def cols_per_item(self, rows: int) -> int:
         return self.cpw[ROW_BUCKETS.index(row_bucket(rows))]
+
+    def staged(self, rows: int) -> int:
+        return self.stage[ROW_BUCKETS.index(row_bucket(rows))]
 
     @property
     def dot_group(self) -> int:
@@ -68,12 +75,14 @@ class GemvSchedule:
 
     def local_bytes(self) -> int:
         """The most local memory a kernel of this schedule asks for."""
-        dot = 4 * ROW_CHUNK * max(self.cpw) * self.dot_group
+        dot = (4 * ROW_CHUNK * max(self.cpw) * self.dot_group
+               + (16 * MAX_ROWS * self.dot_lanes * STAGE_STEPS if any(self.stage) else 0))
         axpy = 16 * ROW_CHUNK * self.axpy_group
         return max(dot, axpy)
 
 
 ROW_CHUNK = 4  # rows folded per pass of gemv_dot's reduction (bounds its local memory)
+STAGE_STEPS = 4  # float4 words of K per lane in one staged chunk of A
 
 
 def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
@@ -90,6 +99,8 @@ def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
 #define BVEC {int(b_vec)}
 #define AVEC {int(a_vec)}
 #define RCH {min(ROW_CHUNK, rows)}
+#define STAGE {s.staged(rows)}
+#define STEPS {STAGE_STEPS}
 #define COLS {s.axpy_cols}
 #define SLICES {s.axpy_slices}
 
@@ -123,6 +134,52 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
   int k0 = 0;
 #if BVEC
   const int kv = K / 4;
+#if STAGE
+  // A's rows staged in local memory a chunk of K at a time (read once per work-group, not
+  // once per column group), float4 words in lane order: no bank conflicts
+  __local float4 as[RB][LANES * STEPS];
+  const int tid = g * LANES + t;
+  for (int q0 = 0; q0 < kv; q0 += LANES * STEPS) {{
+    for (int i = tid; i < RB * LANES * STEPS; i += LANES * GROUPS) {{
+      const int r = i / (LANES * STEPS), q = q0 + i % (LANES * STEPS);
+      float4 v = (float4)(0.0f);
+      if (r < R && q < kv) {{
+        __global const float* ar = A + a_off + (long)r * a_rs + (long)(4 * q) * a_ks;
+#if AVEC
+        v = *(__global const float4*)ar;
+#else
+        v = (float4)(ar[0], ar[a_ks], ar[2 * a_ks], ar[3 * a_ks]);
+#endif
+      }}
+      as[r][i % (LANES * STEPS)] = v;
+    }}
+    barrier(CLK_LOCAL_MEM_FENCE);
+    #pragma unroll
+    for (int st = 0; st < STEPS; st++) {{
+      const int q = q0 + st * LANES + t;
+      if (q < kv) {{
+        float4 b[CPW];
+        #pragma unroll
+        for (int c = 0; c < CPW; c++) b[c] = ((__global const float4*)bc[c])[q];
+        #pragma unroll
+        for (int r = 0; r < RB; r++) {{
+          if (r < R) {{
+            const float4 a = as[r][st * LANES + t];
+            #pragma unroll
+            for (int c = 0; c < CPW; c++) {{
+              float s = acc[r][c];
+              s = fma(a.x, b[c].x, s);
+              s = fma(a.y, b[c].y, s);
+              s = fma(a.z, b[c].z, s);
+              acc[r][c] = fma(a.w, b[c].w, s);
+            }}
+          }}
+        }}
+      }}
+    }}
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }}
+#else
   for (int q = t; q < kv; q += LANES) {{
     float4 b[CPW];
     #pragma unroll
@@ -148,6 +205,7 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
       }}
     }}
   }}
+#endif
   k0 = 4 * kv;
 #endif
   for (int k = k0 + t; k < K; k += LANES) {{
