@@ -86,8 +86,7 @@ def _batch_stride(x, name: str) -> int:
 
 def device_operand(name: str, x: cla.Array, trans: bool) -> BatchedOperand:
     """A device array (2-D or 3-D) as the batch's operand, used in place."""
-    shape, strides = x.shape[-2:], x.strides[-2:]
-    layout = storage(tuple(shape), tuple(strides))
+    layout = storage(x.shape[-2:], x.strides[-2:])
     if layout is None or x.offset % 4:
         raise ShapeError(f"{name} has strides {x.strides}: clgemm needs unit stride along the "
                          "rows or columns of each matrix; make it contiguous first")

@@ -209,8 +209,15 @@ def check_batched_call(A, B, C, alpha, beta, trans_a, trans_b, return_info):
     """A batched call (an operand with a batch dimension), checked: (alpha, beta,
     BatchShape)."""
     for name, flag in (("trans_a", trans_a), ("trans_b", trans_b), ("return_info", return_info)):
-        check_flag(name, flag)
+        if flag is not True and flag is not False:
+            check_flag(name, flag)
     alpha, beta = check_scalar("alpha", alpha), check_scalar("beta", beta)
+    if (type(A) is _ARRAY and type(B) is _ARRAY and A.dtype is _F32 and B.dtype is _F32
+            and (C is None or (type(C) is _ARRAY and C.dtype is _F32 and len(C.shape) == 3
+                               and C.strides[0] > 0 and C.strides[1:] != (0, 0)))):
+        # device arrays: the few checks of the hot path (strides are checked when the
+        # operands are read, batched.device_operand)
+        return alpha, beta, batch_shape(A, B, C, trans_a, trans_b)
     on_device = is_device_array(A)
     check_array("A", A, on_device)
     check_array("B", B, on_device)

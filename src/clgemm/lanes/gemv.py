@@ -13,6 +13,7 @@ import pyopencl as cl
 
 from ..kernels.gemv import MAX_ROWS, GemvSchedule, render, row_bucket
 from ..operands import Operand
+from .fp32 import BoundArgs
 from ..runtime import BuildInfo, Runtime
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
@@ -51,23 +52,21 @@ class GemvLane:
     def __init__(self, rt: Runtime, schedule: GemvSchedule = GemvSchedule()) -> None:
         self.rt = rt
         self.schedule = schedule
-        self._kernels: dict[tuple, cl.Kernel] = {}
+        self._kernels: dict[tuple, BoundArgs] = {}
         self._lock = threading.Lock()
         self.build_info: BuildInfo | None = None  # the last program built (or loaded)
         self._kernel("gemv_axpy", 1, False, False)  # a compile error shows when the lane is made
 
-    def _kernel(self, name: str, rows: int, b_vec: bool, a_vec: bool) -> "cl.Kernel":
+    def _kernel(self, name: str, rows: int, b_vec: bool, a_vec: bool) -> BoundArgs:
         """The kernel `name` of the program for a row bucket and operand alignment (each
-        built once)."""
+        built once), with its arguments as last bound (a call sets only those that change)."""
         key = (name, rows, b_vec, a_vec)
         kern = self._kernels.get(key)
         if kern is None:
             built = self.rt.build(render(self.schedule, rows, b_vec, a_vec),
                                   options="-cl-mad-enable")
             self.build_info = built.info
-            kern = built.kernel(name)
-            kern.set_scalar_arg_dtypes(_TYPES[name])
-            kern = self._kernels.setdefault(key, kern)
+            kern = self._kernels.setdefault(key, BoundArgs(built.kernel(name), _TYPES[name]))
         return kern
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
@@ -110,9 +109,9 @@ class GemvLane:
         per_group = s.dot_groups * s.cols_per_item(bucket)
         gsize = (-(-cols // per_group) * s.dot_lanes, s.dot_groups, batch)
         with self._lock:
-            kern.set_args(rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                          y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides)
-            return cl.enqueue_nd_range_kernel(queue, kern, gsize,
+            kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
+                       y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides))
+            return cl.enqueue_nd_range_kernel(queue, kern.kernel, gsize,
                                               (s.dot_lanes, s.dot_groups, 1))
 
     def _axpy(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
@@ -128,19 +127,19 @@ class GemvLane:
                                   what="gemv split partial sums") if splits > 1 else None)
         scratch = partial if partial is not None else c.buffer
         with self._lock:
-            kern.set_args(rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                          y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns, *strides,
-                          scratch, per_split)
+            kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
+                       y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns, *strides,
+                       scratch, per_split))
             event = cl.enqueue_nd_range_kernel(
-                queue, kern, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
+                queue, kern.kernel, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
                 (s.axpy_cols, s.axpy_slices, 1))
             if partial is None:
                 return event
             red = self._kernel("gemv_reduce", bucket, False, False)
-            red.set_args(rows, cols, splits, alpha, beta, partial, c.buffer, c.offset,
-                         c_rs, c_ns, strides[2])
-            return cl.enqueue_nd_range_kernel(queue, red, (-(-cols // 64) * 64, rows, batch),
-                                              (64, 1, 1))
+            red.bind((rows, cols, splits, alpha, beta, partial, c.buffer, c.offset,
+                      c_rs, c_ns, strides[2]))
+            return cl.enqueue_nd_range_kernel(queue, red.kernel,
+                                              (-(-cols // 64) * 64, rows, batch), (64, 1, 1))
 
     def axpy_splits(self, groups: int, k: int) -> int:
         """Splits of K over work-groups for gemv_axpy: enough to give the device about
