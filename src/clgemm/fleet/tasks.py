@@ -1,0 +1,185 @@
+"""What fleet workers run: describe the device a worker owns, compile a schedule, measure it.
+
+A device worker's name says which device it owns: `ocl:SPEC[@TAG]` is an OpenCL device as
+`clgemm.device.get_device` resolves SPEC (an index, a fingerprint, a name substring) on the
+worker's host; `sim:PATH[@TAG]` is a recorded space (clgemm.space/1) standing in for a device:
+its "measurement" is the recorded time, so a search over it is deterministic (tests, and the
+check that a fleet finds what one process finds). TAG tells apart several workers on one device.
+Compile workers carry the `compile` resource and no device; they build for the device named by
+fingerprint, which fills the host's on-disk build cache that the device worker then loads from.
+
+These functions run in worker processes; each keeps its runtime and its benchmark buffers per
+process, so a worker measures many schedules without rebuilding its inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import UsageError
+from ..schedule import Schedule
+from ..tune.measure import Bench, Measurement, Problem
+
+MEASURE = "measure"  # Dask resource of a device worker (1: one measurement at a time)
+COMPILE = "compile"  # Dask resource of a compile worker
+KINDS = ("ocl", "sim")
+
+
+@dataclass(frozen=True)
+class DeviceName:
+    """A device worker's name, parsed."""
+
+    kind: str  # "ocl" or "sim"
+    spec: str  # the device spec (ocl) or the recorded space's path (sim)
+    tag: str = ""
+
+    @classmethod
+    def parse(cls, name: str) -> "DeviceName":
+        kind, sep, rest = str(name).partition(":")
+        if not sep or kind not in KINDS or not rest:
+            raise UsageError(f"{name!r} is not a fleet device (give ocl:SPEC or sim:SPACE.json, "
+                             "optionally @TAG, e.g. ocl:0@a)")
+        spec, _, tag = rest.partition("@")
+        if not spec:
+            raise UsageError(f"{name!r} names no device: give ocl:SPEC or sim:SPACE.json")
+        return cls(kind, spec, tag)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.spec}" + (f"@{self.tag}" if self.tag else "")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the driver needs to search a device's space (returned by `describe`)."""
+
+    fingerprint: str
+    name: str
+    local_mem_bytes: int
+    space_spec: dict | None  # the engine's spec of the OpenCL search space (ocl)
+    space_path: str | None  # the recorded space (sim)
+    summary: dict
+
+
+@dataclass(frozen=True)
+class Compiled:
+    key: str
+    seconds: float | None
+    error: str | None  # "compile: ..." (a result: not measured) or None
+    worker: str
+    skipped: str | None = None  # why this host did not build it (the device worker will)
+
+
+@dataclass(frozen=True)
+class SimTiming:
+    """Seconds a simulated device spends per compile and per measurement (0: none)."""
+
+    compile_s: float = 0.0
+    measure_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    measurement: Measurement
+    worker: str  # the device worker that measured
+    compiled_by: str | None
+
+
+def _worker_name(name: str | None) -> str:
+    if name is not None:
+        return name
+    from distributed import get_worker
+
+    return str(get_worker().name)
+
+
+# ---- recorded spaces (sim) -------------------------------------------------------------
+@lru_cache(maxsize=8)
+def _recorded(path: str) -> tuple[str, dict, dict[str, tuple[float | None, float | None, str | None]]]:
+    """(fingerprint, the file's header, schedule key -> (time_s, compile_s, error))."""
+    raw = Path(path).read_bytes()
+    data = json.loads(raw)
+    table = {}
+    for r in data["records"]:
+        key = Schedule.from_dict(r["schedule"]).key()
+        table[key] = (r.get("time_s"), r.get("compile_s"), r.get("error"))
+    head = {k: v for k, v in data.items() if k != "records"}
+    return "sim-" + hashlib.sha256(raw).hexdigest()[:12], head, table
+
+
+# ---- the tasks --------------------------------------------------------------------------
+def describe(name: str | None = None) -> DeviceInfo:
+    """The device this worker owns: fingerprint, name and search space."""
+    dev = DeviceName.parse(_worker_name(name))
+    if dev.kind == "sim":
+        fp, head, _ = _recorded(dev.spec)
+        device = head.get("device") or {}
+        label = device.get("name", "?") if isinstance(device, dict) else str(device)
+        limits = head.get("limits") or {}
+        return DeviceInfo(fp, f"simulated {label}", int(limits.get("local_mem_bytes", 65536)),
+                          None, str(Path(dev.spec).resolve()), {"recorded_space": dev.spec})
+    from ..lanes.fp32 import search_space
+    from ..runtime import get_runtime
+
+    rt = get_runtime(dev.spec)
+    return DeviceInfo(rt.device.fingerprint, rt.device.name, rt.device.local_mem_bytes,
+                      search_space(rt).engine_spec(), None, rt.device.summary())
+
+
+def compile_item(kind: str, device_fp: str, problem: Problem, key: str,
+                 sim: SimTiming = SimTiming(), name: str | None = None) -> Compiled:
+    """Build a schedule's kernel for the device `device_fp` (on this host's OpenCL device of
+    that fingerprint), filling the on-disk build cache. A failure to build is a result."""
+    worker = _worker_name(name)
+    start = time.perf_counter()
+    if kind == "sim":
+        time.sleep(sim.compile_s)
+        return Compiled(key, time.perf_counter() - start, None, worker)
+    from ..device import get_device
+    from ..errors import NoDeviceError
+    from ..lanes.fp32 import GemmKernel
+    from ..runtime import get_runtime
+
+    try:
+        info = get_device(device_fp)
+    except NoDeviceError as exc:  # another host's device: the device worker builds it
+        return Compiled(key, None, None, worker, skipped=str(exc)[:200])
+    schedule = Schedule.from_key(key)
+    try:
+        GemmKernel(get_runtime(info), schedule, problem.layout(schedule))
+    except Exception as exc:  # any failure to build is the candidate's result, never fatal
+        return Compiled(key, time.perf_counter() - start, f"compile: {type(exc).__name__}: "
+                        f"{str(exc)[:300]}", worker)
+    return Compiled(key, time.perf_counter() - start, None, worker)
+
+
+@lru_cache(maxsize=4)
+def _bench(spec: str, problem: Problem, repeats: int, seed: int) -> Bench:
+    from ..runtime import get_runtime
+
+    return Bench(get_runtime(spec), problem, repeats=repeats, seed=seed)
+
+
+def measure_item(problem: Problem, key: str, repeats: int, seed: int,
+                 compiled: Compiled | None, sim: SimTiming = SimTiming(),
+                 name: str | None = None) -> Answer:
+    """Check and time one schedule on this worker's device (a compile error recorded by a
+    compile worker is the result as it is: nothing to measure)."""
+    worker = _worker_name(name)
+    dev = DeviceName.parse(worker)
+    schedule = Schedule.from_key(key)
+    by = compiled.worker if compiled is not None and compiled.skipped is None else None
+    compile_s = compiled.seconds if by else None
+    if compiled is not None and compiled.error is not None:
+        return Answer(Measurement(schedule, None, compile_s, compiled.error), worker, by)
+    if dev.kind == "sim":
+        time.sleep(sim.measure_s)
+        _, _, table = _recorded(dev.spec)
+        t, c, error = table[key]
+        return Answer(Measurement(schedule, t, c, error), worker, by)
+    m = _bench(dev.spec, problem, repeats, seed).measure(schedule, compile_s)
+    return Answer(m, worker, by)
