@@ -10,6 +10,7 @@ it again when it dies (kill -9 included), under the same name and a new address.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -24,6 +25,9 @@ class FleetMissingError(ClgemmError, RuntimeError):
 
 
 def _distributed():
+    # Dask reads its logging levels on import, in this process and in each worker it spawns:
+    # its INFO lines (every worker start and stop) would drown the run's own.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     try:
         import distributed
     except ImportError as exc:
@@ -100,11 +104,7 @@ def local_cluster(devices: list[str], compile_workers: int) -> Iterator[tuple[ob
                                                              "memory_limit": 0, "dashboard": False}}
     scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
     # a task whose workers keep dying is the lease's business, not an error (default: 3)
-    import logging
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO lines drown the run's
-    with dask.config.set({"distributed.scheduler.allowed-failures": 10,
-                          "logging.distributed": "error"}):
+    with dask.config.set({"distributed.scheduler.allowed-failures": 10}):
         cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
         try:
             with Client(cluster) as client:

@@ -253,12 +253,17 @@ class FleetDriver:
             self.open[lease.id] = _Open(lease, handle, tuple(addresses))
         self.parked = waiting
 
+    def _park(self, key: ItemKey) -> None:
+        """Queue `key`'s work for a new lease, unless it is answered, leased or queued."""
+        if not self.book.accepted(key) and not self.book.is_open(key) and key not in self.parked:
+            self.parked.append(key)
+
     def _fail(self, entry: _Open) -> None:
         """A task that will not answer (its worker gone, or it raised): issue its work again."""
         self.open.pop(entry.lease.id, None)
         entry.handle.cancel()
-        if self.book.fail(entry.lease):
-            self.parked.append(entry.lease.key)
+        self.book.fail(entry.lease)
+        self._park(entry.lease.key)
 
     def _answered(self, entry: _Open) -> None:
         del self.open[entry.lease.id]
@@ -273,9 +278,11 @@ class FleetDriver:
         if not self.book.settle(entry.lease):
             return  # a duplicate: the key's result is in already
         for other in [o for o in self.open.values() if o.lease.key == key]:
-            self.book.close(other.lease)  # the same work re-issued: no longer needed
+            self.book.close(other.lease)  # the same work issued again: no longer needed
             self.open.pop(other.lease.id)
             other.handle.cancel()
+        if key in self.parked:
+            self.parked.remove(key)
         search = self.searches[(key.device_fp, key.problem)]
         m = answer.measurement
         protocol = {"repeats": self.config.repeats, "warmup": 1, "statistic": "median",
@@ -330,12 +337,10 @@ class FleetDriver:
                     if entry.lease.id in self.open:  # not closed by an earlier answer
                         self._answered(entry)
                 for lease in self.book.expired():
-                    entry = self.open.pop(lease.id)
+                    # its task stays watched: a late answer still counts if it comes first
                     print(f"fleet: lease {lease.id} ({lease.key.schedule}) expired; issued "
                           "again", file=self.log)
-                    entry.handle.cancel()
-                    if not self.book.accepted(lease.key) and not self.book.is_open(lease.key):
-                        self.parked.append(lease.key)
+                    self._park(lease.key)
         finally:
             for search in self.searches.values():
                 if search.status == "running":

@@ -57,7 +57,7 @@ class LeaseBook:
 
     def __post_init__(self) -> None:
         self._open: dict[int, Lease] = {}
-        self._stale: set[int] = set()  # expired or failed: an answer may still come
+        self._stale: set[int] = set()  # expired: its answer may still come, and counts
         self._attempts: dict[ItemKey, int] = {}
         self._accepted: set[ItemKey] = set()
         self._next = 1
@@ -85,10 +85,11 @@ class LeaseBook:
         return gone
 
     def fail(self, lease: Lease) -> bool:
-        """The lease's task raised: closed; True when its work must be issued again."""
+        """The lease's task will not answer (it raised, its worker is gone): closed; True when
+        its work must be issued again (no answer for the key, no other lease open)."""
         if self._open.pop(lease.id, None) is not None:
-            self._stale.add(lease.id)
             self.counts.failed += 1
+        self._stale.discard(lease.id)
         return lease.key not in self._accepted and not self.is_open(lease.key)
 
     def settle(self, lease: Lease) -> bool:
@@ -114,5 +115,6 @@ class LeaseBook:
         return list(self._open.values())
 
     def close(self, lease: Lease) -> None:
-        """Forget an open lease whose work is answered under another (its task cancelled)."""
+        """Forget a lease whose work is answered under another (its task cancelled)."""
         self._open.pop(lease.id, None)
+        self._stale.discard(lease.id)
