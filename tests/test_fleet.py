@@ -331,3 +331,29 @@ def test_real_dask_cluster_worker_kill9(tmp_path):
         expect_keys, (_, best_key) = one_process_keys(path, "forest", seed, budget, batch)
         assert {k for f, k in keys if f == search.device_fp} == expect_keys
         assert search.best == best_key
+
+
+def test_cli_fleet_with_a_kill_drill_writes_its_counts(tmp_path, capsys):
+    """`clgemm fleet` end to end on a local cluster: two recorded devices, a compile worker
+    kill -9'd by --kill after 6 results; the summary counts nothing lost or duplicated and
+    the best of each device is the one-process best."""
+    pytest.importorskip("distributed", reason="the fleet extra (pip install 'clgemm[fleet]') "
+                                              "is not installed: Dask distributed is missing")
+    from clgemm.cli import main
+
+    other = recorded_subset(tmp_path)
+    out = tmp_path / "fleet.json"
+    code = main(["fleet", "--size", "2048", "--local-devices", f"sim:{SPACE},sim:{other}",
+                 "--compile-workers", "2", "--strategy", "genetic", "--budget", "20",
+                 "--seed", "5", "--batch", "4", "--db", str(tmp_path / "f.sqlite"),
+                 "--kill", "compile-1@6", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(out.read_text())
+    assert summary["counts"] == {"proposed": 40, "written": 40, "rows": 40, "lost": 0,
+                                 "duplicated": 0}
+    assert [k["worker"] for k in summary["kills"]] == ["compile-1"]
+    assert summary["kills"][0]["after_results"] >= 6
+    for s in summary["searches"]:
+        path = SPACE if "H100" in s["device"] else other
+        _, (_, best_key) = one_process_keys(path, "genetic", 5, 20, 4)
+        assert s["best"] == best_key
