@@ -114,13 +114,13 @@ class FakePool:
         h._result, h._done = tasks.describe(self.workers[address]), True
         return h
 
-    def submit(self, item, kind, addresses, compile, repeats, seed, sim):
+    def submit(self, item, kind, addresses, compile, repeats, seed, sim, space_path):
         address = self.rng.choice(addresses)
         name = self.workers[address]
 
         def run():
             built = tasks.compile_item(kind, item.device_fp, item.problem, item.schedule, sim,
-                                       name="compile-0") if compile else None
+                                       space_path, name="compile-0") if compile else None
             return tasks.measure_item(item.problem, item.schedule, repeats, seed, built, sim,
                                       name=name)
         slow = self.rng.random() < self.slow

@@ -22,7 +22,7 @@ proposes the same schedules.
 Without --cluster a cluster is started here: one worker per --local-devices entry, plus
 --compile-workers. A cluster of your own:
     dask scheduler
-    dask worker tcp://HOST:8786 --name ocl:0 --nthreads 1 --resources measure=1
+    DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker tcp://HOST:8786 --name ocl:0 --nthreads 1 --resources measure=1
     dask worker tcp://HOST:8786 --name compile-0 --nthreads 1 --resources compile=1
 (needs the extra: pip install 'clgemm[fleet]')."""
 

@@ -2,7 +2,7 @@
 
 A cluster is any Dask scheduler whose workers are named and resourced as `fleet.tasks` says:
     dask scheduler
-    dask worker tcp://HOST:8786 --name ocl:0 --nthreads 1 --resources measure=1
+    DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker tcp://HOST:8786 --name ocl:0 --nthreads 1 --resources measure=1
     dask worker tcp://HOST:8786 --name compile-1 --nthreads 1 --resources compile=1
 or one started here (`local_cluster`): one process per worker, each under a nanny that starts
 it again when it dies (kill -9 included), under the same name and a new address.
@@ -65,11 +65,12 @@ class DaskPool:
                                   pure=False)
 
     def submit(self, item: ItemKey, kind: str, addresses: list[str], compile: bool,
-               repeats: int, seed: int, sim: SimTiming):
+               repeats: int, seed: int, sim: SimTiming, space_path: str | None):
         built = None
         if compile:
             built = self.client.submit(compile_item, kind, item.device_fp, item.problem,
-                                       item.schedule, sim, resources={COMPILE: 1}, pure=False)
+                                       item.schedule, sim, space_path, resources={COMPILE: 1},
+                                       pure=False)
         return self.client.submit(measure_item, item.problem, item.schedule, repeats, seed,
                                   built, sim, workers=addresses, allow_other_workers=False,
                                   pure=False)
@@ -103,8 +104,10 @@ def local_cluster(devices: list[str], compile_workers: int) -> Iterator[tuple[ob
                                                              "resources": {COMPILE: 1},
                                                              "memory_limit": 0, "dashboard": False}}
     scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
-    # a task whose workers keep dying is the lease's business, not an error (default: 3)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 10}):
+    # a task whose workers keep dying is the lease's business, not an error (default: 3);
+    # workers start a child process for their OpenCL work (fleet.tasks), so not daemonic
+    with dask.config.set({"distributed.scheduler.allowed-failures": 10,
+                          "distributed.worker.daemon": False}):
         cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
         try:
             with Client(cluster) as client:

@@ -46,7 +46,7 @@ class Pool(Protocol):
     def describe(self, address: str) -> Handle: ...
 
     def submit(self, item: ItemKey, kind: str, addresses: list[str], compile: bool,
-               repeats: int, seed: int, sim: SimTiming) -> Handle:
+               repeats: int, seed: int, sim: SimTiming, space_path: str | None) -> Handle:
         """Compile `item` on a compile worker (when `compile`), then measure it on one of the
         device workers at `addresses`; the handle's result is a `tasks.Answer`."""
 
@@ -167,7 +167,7 @@ class FleetDriver:
                         and not set(entry.addresses) & self.devices[fp].addresses):
                     self._fail(entry)
         for address in [a for a in self.describing if a not in live]:
-            del self.describing[address]  # died while describing: rejoins under a new address
+            self.describing.pop(address).cancel()  # died describing: rejoins under a new address
 
     def _described(self, address: str, handle: Handle) -> None:
         del self.describing[address]
@@ -249,7 +249,7 @@ class FleetDriver:
             lease = self.book.issue(item)
             addresses = sorted(device.addresses)
             handle = self.pool.submit(item, device.kind, addresses, compile, self.config.repeats,
-                                      self.config.seed, self.config.sim)
+                                      self.config.seed, self.config.sim, device.info.space_path)
             self.open[lease.id] = _Open(lease, handle, tuple(addresses))
         self.parked = waiting
 

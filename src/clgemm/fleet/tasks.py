@@ -8,14 +8,22 @@ check that a fleet finds what one process finds). TAG tells apart several worker
 Compile workers carry the `compile` resource and no device; they build for the device named by
 fingerprint, which fills the host's on-disk build cache that the device worker then loads from.
 
-These functions run in worker processes; each keeps its runtime and its benchmark buffers per
-process, so a worker measures many schedules without rebuilding its inputs.
+These functions run in Dask worker processes. The OpenCL work itself (building, measuring) runs
+in one child process per worker: a driver's compiler holds the GIL for seconds (PoCL: up to
+28 s seen on 2 busy cores), which froze the worker's event loop until the scheduler dropped the
+worker as gone. The child keeps the runtime and the benchmark buffers, so a worker measures many
+schedules without rebuilding its inputs; it dies with its worker (kill -9 included), and a child
+that crashes fails only its task (issued again by the driver's lease).
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
+import multiprocessing
+import os
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -76,10 +84,14 @@ class Compiled:
 
 @dataclass(frozen=True)
 class SimTiming:
-    """Seconds a simulated device spends per compile and per measurement (0: none)."""
+    """Seconds a simulated device spends per compile and per measurement (0: none), plus
+    `recorded` x what the recorded space says the schedule took: its compile_s to compile,
+    its kernel time x (warm-up + repeats + the check) to measure. Sleeping takes no CPU, so
+    a fleet's scheduling can be timed with a real device's costs on a small host."""
 
     compile_s: float = 0.0
     measure_s: float = 0.0
+    recorded: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,39 +134,53 @@ def describe(name: str | None = None) -> DeviceInfo:
         limits = head.get("limits") or {}
         return DeviceInfo(fp, f"simulated {label}", int(limits.get("local_mem_bytes", 65536)),
                           None, str(Path(dev.spec).resolve()), {"recorded_space": dev.spec})
+    return _in_child(_describe_here, dev.spec)
+
+
+def _describe_here(spec: str) -> DeviceInfo:
     from ..lanes.fp32 import search_space
     from ..runtime import get_runtime
 
-    rt = get_runtime(dev.spec)
+    rt = get_runtime(spec)
     return DeviceInfo(rt.device.fingerprint, rt.device.name, rt.device.local_mem_bytes,
                       search_space(rt).engine_spec(), None, rt.device.summary())
 
 
 def compile_item(kind: str, device_fp: str, problem: Problem, key: str,
-                 sim: SimTiming = SimTiming(), name: str | None = None) -> Compiled:
+                 sim: SimTiming = SimTiming(), space_path: str | None = None,
+                 name: str | None = None) -> Compiled:
     """Build a schedule's kernel for the device `device_fp` (on this host's OpenCL device of
-    that fingerprint), filling the on-disk build cache. A failure to build is a result."""
+    that fingerprint), filling the on-disk build cache. A failure to build is a result.
+    A recorded device (kind "sim", its space at `space_path`) only takes its time."""
     worker = _worker_name(name)
-    start = time.perf_counter()
     if kind == "sim":
-        time.sleep(sim.compile_s)
+        start = time.perf_counter()
+        recorded = _recorded(space_path)[2][key][1] if sim.recorded and space_path else 0.0
+        time.sleep(sim.compile_s + sim.recorded * (recorded or 0.0))
         return Compiled(key, time.perf_counter() - start, None, worker)
+    seconds, error, skipped = _in_child(_compile_here, device_fp, problem, key)
+    return Compiled(key, seconds, error, worker, skipped)
+
+
+def _compile_here(device_fp: str, problem: Problem, key: str
+                  ) -> tuple[float | None, str | None, str | None]:
     from ..device import get_device
     from ..errors import NoDeviceError
     from ..lanes.fp32 import GemmKernel
     from ..runtime import get_runtime
 
+    start = time.perf_counter()
     try:
         info = get_device(device_fp)
     except NoDeviceError as exc:  # another host's device: the device worker builds it
-        return Compiled(key, None, None, worker, skipped=str(exc)[:200])
+        return None, None, str(exc)[:200]
     schedule = Schedule.from_key(key)
     try:
         GemmKernel(get_runtime(info), schedule, problem.layout(schedule))
     except Exception as exc:  # any failure to build is the candidate's result, never fatal
-        return Compiled(key, time.perf_counter() - start, f"compile: {type(exc).__name__}: "
-                        f"{str(exc)[:300]}", worker)
-    return Compiled(key, time.perf_counter() - start, None, worker)
+        return (time.perf_counter() - start,
+                f"compile: {type(exc).__name__}: {str(exc)[:300]}", None)
+    return time.perf_counter() - start, None, None
 
 
 @lru_cache(maxsize=4)
@@ -177,9 +203,45 @@ def measure_item(problem: Problem, key: str, repeats: int, seed: int,
     if compiled is not None and compiled.error is not None:
         return Answer(Measurement(schedule, None, compile_s, compiled.error), worker, by)
     if dev.kind == "sim":
-        time.sleep(sim.measure_s)
         _, _, table = _recorded(dev.spec)
         t, c, error = table[key]
+        runs = 1 + repeats + 1  # warm-up, repeats, the check (Bench's protocol)
+        build = sim.compile_s + sim.recorded * (c or 0.0) if by is None else 0.0  # built here
+        time.sleep(build + sim.measure_s + sim.recorded * runs * (t or 0.0))
         return Answer(Measurement(schedule, t, c, error), worker, by)
-    m = _bench(dev.spec, problem, repeats, seed).measure(schedule, compile_s)
-    return Answer(m, worker, by)
+    return Answer(_in_child(_measure_here, dev.spec, problem, key, repeats, seed, compile_s),
+                  worker, by)
+
+
+def _measure_here(spec: str, problem: Problem, key: str, repeats: int, seed: int,
+                  compile_s: float | None) -> Measurement:
+    return _bench(spec, problem, repeats, seed).measure(Schedule.from_key(key), compile_s)
+
+
+# ---- the child process that does a worker's OpenCL work -----------------------------------
+_child: cf.ProcessPoolExecutor | None = None
+_child_lock = threading.Lock()
+
+
+def _in_child(fn, *args):
+    """`fn(*args)` in this worker's child process (started on first use; in this process
+    where it cannot have one: a daemonic process, as `dask worker` makes without
+    DASK_DISTRIBUTED__WORKER__DAEMON=False). A child that dies fails this call only."""
+    global _child
+    if multiprocessing.current_process().daemon:
+        return fn(*args)
+    from ..tune.measure import _worker_init
+
+    with _child_lock:
+        if _child is None:
+            _child = cf.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                initargs=(None, os.getpid()))
+        pool = _child
+    try:
+        return pool.submit(fn, *args).result()
+    except cf.process.BrokenProcessPool:
+        with _child_lock:
+            if _child is pool:
+                _child = None  # the next call starts a fresh one
+        raise
