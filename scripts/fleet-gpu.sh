@@ -2,22 +2,25 @@
 # Fleet tuning on a GPU machine with no registry, from the repository root, after
 #     source .carry/gpu-env.sh
 # with the Dask wheels carried in .carry-fleet-wheels/ (or FLEET_WHEELS=DIR). Writes under $OUT:
-#   fleet.json/.log     clgemm fleet: the GPU worker(s) + compile workers, compile-0 kill -9'd
-#                       after KILL_AFTER results (its nanny restarts it)
+#   fleet.json/.log     clgemm fleet: the GPU worker(s) + compile workers, the worker KILL
+#                       (WORKER@N, default compile-0@30) kill -9'd after N results (its nanny
+#                       restarts it); DISTILL=1: then one table per device in tables/
 #   serial.json/.log    clgemm fleet with no compile worker: the device worker builds and
 #                       measures each schedule itself (the speed-up's baseline)
 #   tune.json/.log      clgemm tune --workers BATCH: the one-process tuner, same seed (with the
 #                       random strategy it measures the same schedules as the fleet)
 #   walls.txt           wall seconds of each arm, cold kernel caches each (clgemm, NVIDIA, PoCL)
 # Arms run in the order of ARMS (default: fleet serial tune). Issue 24 (several GPUs):
-#   DEVICES=gpus ARMS="fleet" ... then DEVICES=ocl:0 ARMS="fleet" for the one-GPU time.
+#   DEVICES=gpus ARMS=fleet KILL=ocl:1@40 ..., then OUT=.../one DEVICES=ocl:0 ARMS=fleet
+#   for the one-GPU time (identical cards share one fingerprint: they split its searches).
 set -uo pipefail
 OUT=${OUT:?set OUT}
 WHEELS=${FLEET_WHEELS:-.carry-fleet-wheels}
 SIZES=${SIZES:-"1400 2048 3072"}
 BUDGET=${BUDGET:-40} BATCH=${BATCH:-8} SEED=${SEED:-0} STRATEGY=${STRATEGY:-random}
-DEVICES=${DEVICES:-ocl:0} COMPILE=${COMPILE:-$(( $(nproc) - 2 ))} KILL_AFTER=${KILL_AFTER:-30}
-LIMIT=${LIMIT:-150} ARMS=${ARMS:-"fleet serial tune"}
+DEVICES=${DEVICES:-ocl:0} COMPILE=${COMPILE:-$(( $(nproc) - 2 ))} KILL=${KILL:-compile-0@30}
+LIMIT=${LIMIT:-150} ARMS=${ARMS:-"fleet serial tune"} DISTILL=${DISTILL:-0}
+extra=(); [ "$DISTILL" = 1 ] && extra+=(--distill "$OUT/tables")
 python3 -m pip install -q --no-index --find-links "$WHEELS" distributed \
     || { echo "fleet-gpu: could not install distributed from $WHEELS" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -39,7 +42,7 @@ arm() {  # name, clgemm arguments...
 for a in $ARMS; do
     case $a in
     fleet) arm fleet fleet "${common[@]}" --batch "$BATCH" --local-devices "$DEVICES" \
-               --compile-workers "$COMPILE" --kill "compile-0@$KILL_AFTER" \
+               --compile-workers "$COMPILE" --kill "$KILL" "${extra[@]}" \
                --time-limit "$LIMIT" --db "$OUT/fleet.sqlite" --json "$OUT/fleet.json" ;;
     serial) arm serial fleet "${common[@]}" --batch "$BATCH" --local-devices "$DEVICES" \
                --compile-workers 0 --time-limit "$LIMIT" --db "$OUT/serial.sqlite" \
