@@ -247,6 +247,24 @@ def test_a_device_joining_late_gets_work(tmp_path):
         "simulated NVIDIA H100 80GB HBM3", "simulated Other Card"}
 
 
+def test_a_device_that_never_comes_back_ends_its_searches(tmp_path):
+    """Its worker killed and never restarted: after wait_devices_s its searches end as
+    'device lost' with the unanswered work counted (proposed > written), the other
+    device's run completes, and the fleet does not wait forever."""
+    other = recorded_subset(tmp_path)
+    names = [f"sim:{SPACE}@a", f"sim:{other}@b"]
+    pool = FakePool(names, [(1.0, "kill", names[1])], seed=3, slow=0.0, restart_s=1e9)
+    config = fleet_config([P], strategy="random", budget_evals=30, seed=1, batch=4,
+                          tick_s=0.1, wait_devices_s=5.0)
+    with TuningDB(tmp_path / "g.sqlite") as db:
+        result = FleetDriver(config, db, pool, clock=pool.clock, log=open(os.devnull, "w")).run()
+    by_name = {s.device_name: s for s in result.searches}
+    lost, kept = by_name["simulated Other Card"], by_name["simulated NVIDIA H100 80GB HBM3"]
+    assert lost.status == "device lost" and lost.written < lost.proposed
+    assert kept.status == "budget" and kept.written == kept.proposed == 30
+    assert pool.now < 30  # virtual seconds: ended soon after the 5 s grace
+
+
 def test_a_fleet_that_never_gets_a_device_says_what_to_start(tmp_path):
     from clgemm.errors import StateError
 
@@ -293,7 +311,8 @@ def test_real_dask_cluster_worker_kill9(tmp_path):
     budget, batch, seed = 24, 4, 11
     db_path = tmp_path / "dask.sqlite"
     config = fleet_config([P], strategy="forest", budget_evals=budget, seed=seed, batch=batch,
-                          sim=SimTiming(0.02, 0.1), lease_s=60.0)
+                          sim=SimTiming(0.02, 0.1), lease_s=60.0, wait_devices_s=30.0,
+                          budget_seconds=90.0)  # bounded: a failure, never a hang
     killed = {}
 
     def count(fp):
@@ -316,7 +335,8 @@ def test_real_dask_cluster_worker_kill9(tmp_path):
         killer = threading.Thread(target=kill_mid_run, daemon=True)
         killer.start()
         with TuningDB(db_path) as db:
-            result = FleetDriver(config, db, DaskPool(client), log=open(os.devnull, "w")).run()
+            result = FleetDriver(config, db, DaskPool(client),
+                                 log=open(os.environ.get("FLEET_TEST_LOG", os.devnull), "w")).run()
         killer.join(timeout=5)
     assert 6 <= killed["at"] < budget, "the kill did not land mid-run"
     got = rows(db_path)
@@ -346,6 +366,7 @@ def test_cli_fleet_with_a_kill_drill_writes_its_counts(tmp_path, capsys):
     code = main(["fleet", "--size", "2048", "--local-devices", f"sim:{SPACE},sim:{other}",
                  "--compile-workers", "2", "--strategy", "genetic", "--budget", "20",
                  "--seed", "5", "--batch", "4", "--db", str(tmp_path / "f.sqlite"),
+                 "--time-limit", "90", "--wait-devices", "30",
                  "--kill", "compile-1@6", "--json", str(out)])
     assert code == 0, capsys.readouterr().err
     summary = json.loads(out.read_text())
@@ -357,3 +378,51 @@ def test_cli_fleet_with_a_kill_drill_writes_its_counts(tmp_path, capsys):
         path = SPACE if "H100" in s["device"] else other
         _, (_, best_key) = one_process_keys(path, "genetic", 5, 20, 4)
         assert s["best"] == best_key
+
+
+# ---- the OpenCL tasks, in their child process (PoCL) ----------------------------------------
+def test_opencl_tasks_build_and_measure_in_a_child_process():
+    """describe / compile / measure on the CPU OpenCL device, each in the worker's child
+    process, at an odd shape checked against float64; a compile error recorded by a compile
+    worker is the result as it is; a child killed -9 fails one call, the next gets a new one."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from clgemm.device import get_device
+    from clgemm.schedule import DeviceLimits, SearchSpace
+
+    dev = get_device()
+    name = f"ocl:{dev.index}"
+    try:
+        info = tasks.describe(name)
+        assert info.fingerprint == dev.fingerprint and info.space_path is None
+        assert engine.Space.from_spec(info.space_spec).valid_count()
+        tight = SearchSpace(DeviceLimits(max_work_group_size=64, local_mem_bytes=4096,
+                                         max_accumulators=24))
+        schedule = next(iter(tight.iter_valid()))
+        problem = Problem(67, 45, 39)
+        built = tasks.compile_item("ocl", dev.fingerprint, problem, schedule.key(),
+                                   name="compile-t")
+        assert built.error is None and built.skipped is None and built.seconds > 0
+        answer = tasks.measure_item(problem, schedule.key(), 2, 0, built, name=name)
+        m = answer.measurement
+        assert m.ok and m.time_s > 0 and m.error is None and m.compile_s == built.seconds
+        assert answer.worker == name and answer.compiled_by == "compile-t"
+        assert m.rel_error < 1e-5  # float32 against the float64 reference, K = 39
+        # another host's device: nothing built, the device worker will build it
+        away = tasks.compile_item("ocl", "0" * 16, problem, schedule.key(), name="compile-t")
+        assert away.skipped and away.seconds is None and away.error is None
+        failed = tasks.Compiled(schedule.key(), 0.5, "compile: CompileError: synthetic", "c")
+        m = tasks.measure_item(problem, schedule.key(), 2, 0, failed, name=name).measurement
+        assert m.time_s is None and m.error == "compile: CompileError: synthetic"
+        # a child that dies fails one call; the next starts a fresh child
+        first = tasks._in_child(os.getpid)
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            for _ in range(50):  # the pool sees its child gone within a call or two
+                tasks._in_child(os.getpid)
+                time.sleep(0.05)
+        assert tasks._in_child(os.getpid) not in (first, os.getpid())
+    finally:
+        if tasks._child is not None:
+            tasks._child.shutdown()
+            tasks._child = None

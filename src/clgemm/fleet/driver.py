@@ -64,7 +64,9 @@ class FleetConfig:
     batch: int = 4  # schedules proposed at once per search (`clgemm tune --workers`)
     repeats: int = 5
     lease_s: float = 300.0  # a measurement not answered by then is issued again
-    wait_devices_s: float = 120.0  # give up when no device worker has joined by then
+    # give up when no device worker is in the fleet for this long; a device whose workers
+    # are all gone this long ends its searches ("device lost": its open work counts as lost)
+    wait_devices_s: float = 120.0
     tick_s: float = 0.2
     options: dict = field(default_factory=dict)
     sim: SimTiming = SimTiming()
@@ -108,6 +110,7 @@ class _Device:
     space: object  # engine Space or RecordedSpace
     kind: str
     addresses: set[str] = field(default_factory=set)
+    gone_since: float | None = None  # when its last worker left
 
 
 @dataclass
@@ -160,6 +163,8 @@ class FleetDriver:
         for address in [a for a in self.worker_fp if a not in live]:
             fp = self.worker_fp.pop(address)
             self.devices[fp].addresses.discard(address)
+            if not self.devices[fp].addresses:
+                self.devices[fp].gone_since = self.clock()
             self.lost.append(self.known[address])
             print(f"fleet: device worker {self.known[address]} left ({address})", file=self.log)
             for entry in list(self.open.values()):  # its work goes to the device's other workers
@@ -182,6 +187,22 @@ class FleetDriver:
         if device is None:
             device = self._add_device(info, self.known[address])
         device.addresses.add(address)
+        device.gone_since = None
+
+    def _drop_lost_devices(self) -> None:
+        """A device without a worker for `wait_devices_s` ends its searches: the run does not
+        wait forever for a card that will not come back (its unanswered work is lost, and
+        counted so)."""
+        now = self.clock()
+        for fp, device in self.devices.items():
+            if device.gone_since is None or now - device.gone_since <= self.config.wait_devices_s:
+                continue
+            for (sfp, _), search in self.searches.items():
+                if sfp == fp and search.status == "running":
+                    search.status = "device lost"
+                    print(f"fleet: {device.info.name}: no worker for "
+                          f"{self.config.wait_devices_s:g} s; its searches end", file=self.log)
+            self.parked = [k for k in self.parked if k.device_fp != fp]
 
     def _add_device(self, info: DeviceInfo, worker: str) -> _Device:
         from ..engine import RecordedSpace, Space
@@ -326,6 +347,7 @@ class FleetDriver:
                         f"no device worker in the fleet for {self.config.wait_devices_s:g} s: "
                         "start workers named ocl:SPEC with the 'measure' resource (see "
                         "`clgemm fleet --help`), or give --local-devices")
+                self._drop_lost_devices()
                 self._propose(start)
                 self._submit_parked()
                 if self.devices and all(s.status != "running" for s in self.searches.values()):
