@@ -23,7 +23,7 @@ from ..errors import StateError, UsageError
 from ..schedule import Schedule
 from ..tune.db import TuningDB
 from ..tune.loop import Proposer, TuneConfig, resolve_strategy
-from ..tune.measure import Measurement, Problem
+from ..tune.measure import Measurement, Problem, tune_protocol
 from .lease import ItemKey, Lease, LeaseBook, LeaseCounts
 from .tasks import Answer, DeviceInfo, SimTiming
 
@@ -306,9 +306,7 @@ class FleetDriver:
             self.parked.remove(key)
         search = self.searches[(key.device_fp, key.problem)]
         m = answer.measurement
-        protocol = {"repeats": self.config.repeats, "warmup": 1, "statistic": "median",
-                    "timer": "OpenCL event profiling", "input_sets": 2,
-                    "check": "rel. Frobenius error <= 2 x numpy float32's vs float64",
+        protocol = {**tune_protocol(self.config.repeats),
                     "fleet": {"measured_by": answer.worker, "compiled_by": answer.compiled_by,
                               "lease_attempt": entry.lease.attempt}}
         self.db.record(key.device_fp, search.device.info.name, key.problem, m, protocol,

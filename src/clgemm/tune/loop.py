@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from ..engine import Space, Strategy
 from ..schedule import Schedule
 from .db import TuningDB
-from .measure import Bench, CompilePool, Measurement, Problem
+from .measure import Bench, CompilePool, Measurement, Problem, tune_protocol
 from .model import CostModel
 
 
@@ -170,9 +170,7 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
           file=log)
 
     bench = Bench(rt, config.problem, repeats=config.repeats, seed=config.seed)
-    protocol = {"repeats": config.repeats, "warmup": bench.warmup, "statistic": "median",
-                "timer": "OpenCL event profiling", "input_sets": len(bench.sets),
-                "check": "rel. Frobenius error <= 2 x numpy float32's vs float64"}
+    protocol = tune_protocol(config.repeats, bench.warmup, len(bench.sets))
     pool = CompilePool(config.workers or 1, device_spec=str(rt.device.index))
     if model is not None and model.transfer_samples:
         shapes = ", ".join(f"{p.m}x{p.n}x{p.k}" for p in prior or {}) or "none"
