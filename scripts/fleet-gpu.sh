@@ -24,6 +24,7 @@ extra=(); [ "$DISTILL" = 1 ] && extra+=(--distill "$OUT/tables")
 python3 -m pip install -q --no-index --find-links "$WHEELS" distributed \
     || { echo "fleet-gpu: could not install distributed from $WHEELS" >&2; exit 1; }
 mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}  # this checkout's clgemm, not an installed one
 sizes=(); for s in $SIZES; do sizes+=(--size "$s"); done
 common=("${sizes[@]}" --budget "$BUDGET" --seed "$SEED" --strategy "$STRATEGY")
 arm() {  # name, clgemm arguments...

@@ -69,7 +69,8 @@ def main(folder: str) -> int:
                 row["same_schedules_as_tune"] = set(s["schedules"]) == set(ref[shape]["schedules"])
                 row["same_best_as_tune"] = s["best"] == ref[shape]["best"]
                 if not row["same_best_as_tune"] and s["best"] in ref[shape]["schedules"]:
-                    row["note"] = "the tune arm measured this best too: a near-tie within noise"
+                    row["note"] = ("the tune arm measured this schedule too: the same schedules, "
+                                   "a different best by the measured times")
             per[shape] = row
         summary["shapes"] = per
         out["arms"][name] = summary
