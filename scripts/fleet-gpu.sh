@@ -11,14 +11,14 @@
 #                       random strategy it measures the same schedules as the fleet)
 #   walls.txt           wall seconds of each arm, cold kernel caches each (clgemm, NVIDIA, PoCL)
 # Arms run in the order of ARMS (default: fleet serial tune). Issue 24 (several GPUs):
-#   DEVICES=gpus ARMS=fleet KILL=ocl:1@40 ..., then OUT=.../one DEVICES=ocl:0 ARMS=fleet
+#   DEVICES=gpus ARMS=fleet KILL=ocl:1@40 ..., then OUT=.../one DEVICES=gpus:1 ARMS=fleet
 #   for the one-GPU time (identical cards share one fingerprint: they split its searches).
 set -uo pipefail
 OUT=${OUT:?set OUT}
 WHEELS=${FLEET_WHEELS:-.carry-fleet-wheels}
 SIZES=${SIZES:-"1400 2048 3072"}
 BUDGET=${BUDGET:-40} BATCH=${BATCH:-8} SEED=${SEED:-0} STRATEGY=${STRATEGY:-random}
-DEVICES=${DEVICES:-ocl:0} COMPILE=${COMPILE:-$(( $(nproc) - 2 ))} KILL=${KILL:-compile-0@30}
+DEVICES=${DEVICES:-gpus} COMPILE=${COMPILE:-$(( $(nproc) - 2 ))} KILL=${KILL:-compile-0@30}
 LIMIT=${LIMIT:-150} ARMS=${ARMS:-"fleet serial tune"} DISTILL=${DISTILL:-0}
 extra=(); [ "$DISTILL" = 1 ] && extra+=(--distill "$OUT/tables")
 python3 -m pip install -q --no-index --find-links "$WHEELS" distributed \

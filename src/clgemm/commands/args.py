@@ -362,16 +362,21 @@ def budget(text: str) -> tuple[int | None, float | None]:
 
 # ---- fleet ---------------------------------------------------------------------------------
 def fleet_devices(text: str) -> tuple[str, ...]:
-    """`gpus` (one worker per GPU of this host) or a comma list of device worker names:
-    ocl:SPEC[@TAG] (an OpenCL device) or sim:SPACE.json[@TAG] (a recorded space)."""
+    """`gpus` (one worker per GPU of this host), `gpus:N` (the first N GPUs), or a comma list
+    of device worker names: ocl:SPEC[@TAG] (an OpenCL device) or sim:SPACE.json[@TAG] (a
+    recorded space)."""
     from ..errors import UsageError
     from ..fleet.tasks import DeviceName
 
-    if text.strip() == "gpus":
-        return ("gpus",)
+    t = text.strip()
+    if t == "gpus" or t.startswith("gpus:"):
+        if t != "gpus":
+            integer(1)(t[5:])
+        return (t,)
     names = [x.strip() for x in text.split(",")]
     if not text.strip() or not all(names):
-        raise Bad(f"{text!r}: give `gpus` or device workers, e.g. ocl:0 or ocl:0@a,ocl:0@b")
+        raise Bad(f"{text!r}: give `gpus`, `gpus:N` or device workers, e.g. ocl:0 or "
+                  "ocl:0@a,ocl:0@b")
     for name in names:
         try:
             dev = DeviceName.parse(name)

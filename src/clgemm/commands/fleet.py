@@ -37,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--cluster", type=a.dask_address,
                    help="a running Dask scheduler (tcp://HOST:PORT); default: start one here")
     p.add_argument("--local-devices", type=a.fleet_devices, default=None,
-                   help="device workers to start here: `gpus` (one per GPU), or a comma list "
+                   help="device workers to start here: `gpus` (one per GPU), `gpus:N` (the "
+                        "first N GPUs), or a comma list "
                         "of ocl:SPEC[@TAG] / sim:SPACE.json[@TAG] (default: ocl:<the default "
                         "device>)")
     p.add_argument("--compile-workers", type=a.count, default=None,
@@ -79,12 +80,13 @@ def _local_devices(given: tuple[str, ...] | None) -> list[str]:
 
     if given is None:
         return [f"ocl:{get_device().index}"]
-    if given == ("gpus",):
+    if given[0].startswith("gpus"):
         gpus = [d for d in devices() if d.type == "GPU"]
         if not gpus:
-            raise NoDeviceError("--local-devices gpus: this host has no OpenCL GPU; name "
-                                "devices instead (see `clgemm devices`)")
-        return [f"ocl:{d.index}" for d in gpus]
+            raise NoDeviceError(f"--local-devices {given[0]}: this host has no OpenCL GPU; "
+                                "name devices instead (see `clgemm devices`)")
+        count = int(given[0][5:]) if given[0] != "gpus" else len(gpus)
+        return [f"ocl:{d.index}" for d in gpus[:count]]
     return list(given)
 
 
