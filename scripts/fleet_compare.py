@@ -73,6 +73,9 @@ def main(folder: str) -> int:
                                    "a different best by the measured times")
             per[shape] = row
         summary["shapes"] = per
+        evals = sum(s["evaluations"] for s in shapes.values())
+        summary["evaluations"] = evals  # arms cut by a time limit: compare the rates
+        summary["evals_per_s"] = round(evals / wall[name], 3) if wall.get(name) else None
         out["arms"][name] = summary
     if "serial" in wall:
         out["speedup_vs_serial"] = {n: round(wall["serial"] / w, 3) for n, w in wall.items()
