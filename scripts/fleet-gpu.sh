@@ -20,7 +20,8 @@ SIZES=${SIZES:-"1400 2048 3072"}
 BUDGET=${BUDGET:-30} BATCH=${BATCH:-8} SEED=${SEED:-0} STRATEGY=${STRATEGY:-random}
 DEVICES=${DEVICES:-gpus} COMPILE=${COMPILE:-$(( $(nproc) - 2 ))} KILL=${KILL:-compile-0@30}
 LIMIT=${LIMIT:-120} ARMS=${ARMS:-"fleet serial tune"} DISTILL=${DISTILL:-0}
-extra=(); [ "$DISTILL" = 1 ] && extra+=(--distill "$OUT/tables")
+extra=(); grace=60  # seconds past LIMIT before an arm is cut (in-flight work, startup)
+[ "$DISTILL" = 1 ] && { extra+=(--distill "$OUT/tables"); grace=240; }
 python3 -m pip install -q --no-index --find-links "$WHEELS" distributed \
     || { echo "fleet-gpu: could not install distributed from $WHEELS" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -31,7 +32,7 @@ arm() {  # name, clgemm arguments...
     local name=$1; shift
     local cache; cache=$(mktemp -d)
     local t0; t0=$(date +%s.%N)
-    CLGEMM_CACHE_DIR="$cache" CUDA_CACHE_PATH="$cache/nv" POCL_CACHE_DIR="$cache/pocl" timeout $(( ${LIMIT%.*} + 60 )) \
+    CLGEMM_CACHE_DIR="$cache" CUDA_CACHE_PATH="$cache/nv" POCL_CACHE_DIR="$cache/pocl" timeout $(( ${LIMIT%.*} + grace )) \
         python3 -c "import sys; from clgemm.cli import main; sys.exit(main(sys.argv[1:]))" \
         "$@" > "$OUT/$name.out" 2> "$OUT/$name.log"
     local rc=$?
