@@ -124,6 +124,12 @@ BAD = {
     "option_pair": ["x", "t0=abc", "=1", "t0=nan"],
     "int": ["abc", "1.5", ""],
     "choices": ["bogus", ""],
+    "fleet_devices": ["", ",", "ocl:", "gpu:0", "ocl:0,ocl:0", "ocl:0,", "sim:{missing}",
+                      "sim:{text}", "sim:{trunc_json}", "ocl:@a", "gpus:0", "gpus:x",
+                      "gpus:"],
+    "dask_address": ["", "host", "tcp://host", "tcp://:8786", "host:port", "host:0",
+                     "host:70000"],
+    "kill_spec": ["", "compile-0", "@3", "compile-0@", "compile-0@0", "compile-0@x"],
 }
 GOOD = {
     "npy_file": "{npy}", "trace_file": "{trace}", "a clgemm bench or roofline artifact":

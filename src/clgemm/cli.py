@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "clgemm.commands.engine",    # strategies
     "clgemm.commands.bench",     # bench, roofline, report, gate, lab
     "clgemm.commands.tune",      # tune, distill
+    "clgemm.commands.fleet",     # fleet (tune on many devices, Dask)
     "clgemm.commands.select",    # replay
     "clgemm.commands.guard",     # abft / approx campaigns
     "clgemm.commands.records",   # records index / check

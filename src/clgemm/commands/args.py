@@ -358,3 +358,51 @@ def budget(text: str) -> tuple[int | None, float | None]:
     if evals < 1:
         raise Bad(f"{evals}: the budget must be >= 1 evaluation")
     return evals, None
+
+
+# ---- fleet ---------------------------------------------------------------------------------
+def fleet_devices(text: str) -> tuple[str, ...]:
+    """`gpus` (one worker per GPU of this host), `gpus:N` (the first N GPUs), or a comma list
+    of device worker names: ocl:SPEC[@TAG] (an OpenCL device) or sim:SPACE.json[@TAG] (a
+    recorded space)."""
+    from ..errors import UsageError
+    from ..fleet.tasks import DeviceName
+
+    t = text.strip()
+    if t == "gpus" or t.startswith("gpus:"):
+        if t != "gpus":
+            integer(1)(t[5:])
+        return (t,)
+    names = [x.strip() for x in text.split(",")]
+    if not text.strip() or not all(names):
+        raise Bad(f"{text!r}: give `gpus`, `gpus:N` or device workers, e.g. ocl:0 or "
+                  "ocl:0@a,ocl:0@b")
+    for name in names:
+        try:
+            dev = DeviceName.parse(name)
+        except UsageError as exc:
+            raise Bad(str(exc)) from None
+        if dev.kind == "sim":
+            space_file(dev.spec)
+    if len(set(names)) != len(names):
+        raise Bad(f"{text!r} names a worker twice: tell workers of one device apart with @TAG "
+                  "(ocl:0@a,ocl:0@b)")
+    return tuple(names)
+
+
+def dask_address(text: str) -> str:
+    """A Dask scheduler address: tcp://HOST:PORT (or HOST:PORT)."""
+    rest = text.split("://", 1)[1] if "://" in text else text
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise Bad(f"{text!r} is not a scheduler address: give tcp://HOST:PORT "
+                  "(what `dask scheduler` prints)")
+    return text
+
+
+def kill_spec(text: str) -> tuple[str, int]:
+    """WORKER@N: kill -9 the local worker named WORKER once N results are in (fault drill)."""
+    name, sep, n = text.rpartition("@")
+    if not sep or not name:
+        raise Bad(f"{text!r}: give WORKER@N, e.g. compile-0@10 or ocl:0@20")
+    return name, integer(1)(n)

@@ -239,6 +239,11 @@ class TuningDB:
             (device_fp, p.m, p.n, p.k, int(p.trans_a), int(p.trans_b), session, top),
         ).fetchall()
 
+    def run_rows(self, run_id: str) -> int:
+        """Rows a run wrote (a fleet run counts them against its proposals)."""
+        return self._conn.execute("SELECT COUNT(*) FROM measurements WHERE run_id=?",
+                                  (run_id,)).fetchone()[0]
+
     def devices(self) -> list[tuple[str, str]]:
         return self._conn.execute(
             "SELECT DISTINCT device_fp, device_name FROM measurements").fetchall()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from ..engine import Space, Strategy
 from ..schedule import Schedule
 from .db import TuningDB
-from .measure import Bench, CompilePool, Measurement, Problem
+from .measure import Bench, CompilePool, Measurement, Problem, tune_protocol
 from .model import CostModel
 
 
@@ -87,6 +87,61 @@ def resolve_strategy(config: TuneConfig, db: TuningDB, device_name: str) -> Tune
     return replace(config, strategy="forest", transfer=False)
 
 
+class Proposer:
+    """What to measure next for one (device, problem): the engine's strategy, fed the cost
+    model's scores each round when it is the model strategy. Given the same config (seed),
+    space and results told in the same order, it proposes the same schedules: `clgemm tune`
+    and the fleet driver (`clgemm.fleet`) both search through it, so a fleet run and a
+    one-process run with one seed and one batch size propose alike."""
+
+    def __init__(self, config: TuneConfig, space, local_mem_bytes: int,
+                 done: dict[str, float | None] | None = None,
+                 prior: dict | None = None) -> None:
+        """`space`: an engine Space, or a RecordedSpace (only its points are proposed);
+        `done`: results already in the database, told first (resume); `prior`: this
+        device's measurements of other shapes (`TuningDB.observations`), for transfer."""
+        self.config = config
+        self.space = getattr(space, "space", space)
+        self.strategy = Strategy(config.strategy, space, seed=config.seed, **config.options)
+        self.done: dict[str, float | None] = {}
+        for key, t in (done or {}).items():
+            self.tell(Schedule.from_key(key), t)
+        self.resumed = len(self.done)
+        self.model = CostModel(local_mem_bytes) if config.strategy == "model" else None
+        if self.model is not None and config.transfer and prior:
+            self.model.set_transfer([([Schedule.from_key(k) for k in obs], list(obs.values()))
+                                     for obs in prior.values()])
+        self.warmup = (0 if self.model is not None and self.model.transfer_samples
+                       else config.model_warmup)
+        self.rng = random.Random(config.seed)
+
+    def budget_left(self) -> int | None:
+        if self.config.budget_evals is None:
+            return None
+        return max(0, self.config.budget_evals - len(self.done))
+
+    def propose(self, want: int) -> list[Schedule]:
+        """The next batch: up to `want` schedules not yet measured (fewer at the end of the
+        evaluation budget; none once the space is exhausted)."""
+        if self.model is not None:
+            measured = [(Schedule.from_key(k), t) for k, t in self.done.items() if t]
+            if len(measured) < self.warmup:
+                self.strategy.set_scores(_random_pool(self.space, self.config.model_pool,
+                                                      self.rng))
+            else:
+                self.model.fit([s for s, _ in measured], [t for _, t in measured])
+                self.strategy.set_scores(_score_pool(self.space, self.model,
+                                                     self.config.model_pool, self.rng))
+        left = self.budget_left()
+        if left is not None:
+            want = min(want, left)
+        return [s for s in self.strategy.ask(max(want, 1)) if s.key() not in self.done]
+
+    def tell(self, schedule: Schedule, time_s: float | None) -> None:
+        self.strategy.tell(schedule, time_s)
+        self.done[schedule.key()] = time_s
+
+
 def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneResult:
     from ..lanes.fp32 import search_space
     from ..runtime import get_runtime
@@ -94,11 +149,8 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
     start = time.monotonic()
     rt = get_runtime(device)
     fp = rt.device.fingerprint
-    search = search_space(rt)
-    space = Space.from_search_space(search)
+    space = Space.from_search_space(search_space(rt))
     config = resolve_strategy(config, db, rt.device.name)
-    options = dict(config.options)
-    strategy = Strategy(config.strategy, space, seed=config.seed, **options)
     run_id = uuid.uuid4().hex[:12]
     gone = db.mark_interrupted(fp)
     if gone:
@@ -106,51 +158,35 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
               f"interrupted ({', '.join(gone)})", file=log)
     db.start_run(run_id, fp, config.problem, config.strategy, config.seed,
                  {"budget_evals": config.budget_evals, "budget_seconds": config.budget_seconds,
-                  "repeats": config.repeats, "options": options})
-    done = db.measured(fp, config.problem)
-    for key, t in done.items():
-        strategy.tell(Schedule.from_key(key), t)
-    resumed = len(done)
+                  "repeats": config.repeats, "options": dict(config.options)})
+    prior = (db.observations(rt.device.name, exclude=config.problem)
+             if config.strategy == "model" and config.transfer else None)
+    search = Proposer(config, space, rt.device.local_mem_bytes,
+                      done=db.measured(fp, config.problem), prior=prior)
+    done, strategy, model = search.done, search.strategy, search.model
+    resumed = search.resumed
     print(f"tune: {rt.device.name}: space {space.size():,} points, "
           f"{space.valid_count() or 0:,} valid; {resumed} results already in {db.path}",
           file=log)
 
     bench = Bench(rt, config.problem, repeats=config.repeats, seed=config.seed)
-    protocol = {"repeats": config.repeats, "warmup": bench.warmup, "statistic": "median",
-                "timer": "OpenCL event profiling", "input_sets": len(bench.sets),
-                "check": "rel. Frobenius error <= 2 x numpy float32's vs float64"}
+    protocol = tune_protocol(config.repeats, bench.warmup, len(bench.sets))
     pool = CompilePool(config.workers or 1, device_spec=str(rt.device.index))
-    model = CostModel(rt.device.local_mem_bytes) if config.strategy == "model" else None
-    if model is not None and config.transfer:
-        prior = db.observations(rt.device.name, exclude=config.problem)
-        model.set_transfer([([Schedule.from_key(k) for k in obs], list(obs.values()))
-                            for obs in prior.values()])
-        shapes = ", ".join(f"{p.m}x{p.n}x{p.k}" for p in prior) or "none"
+    if model is not None and model.transfer_samples:
+        shapes = ", ".join(f"{p.m}x{p.n}x{p.k}" for p in prior or {}) or "none"
         print(f"tune: transfer prior: {model.transfer_samples} measurements of other shapes "
               f"({shapes})", file=log)
-    warmup = 0 if model is not None and model.transfer_samples else config.model_warmup
-    rng = random.Random(config.seed)
     evals = failures = 0
     status = "budget"
 
     def out_of_budget() -> bool:
-        if config.budget_evals is not None and len(done) >= config.budget_evals:
+        if search.budget_left() == 0:
             return True
         return config.budget_seconds is not None and time.monotonic() - start >= config.budget_seconds
 
     try:
         while not out_of_budget():
-            if model is not None:
-                measured = [(Schedule.from_key(k), t) for k, t in done.items() if t]
-                if len(measured) < warmup:
-                    strategy.set_scores(_random_pool(space, config.model_pool, rng))
-                else:
-                    model.fit([s for s, _ in measured], [t for _, t in measured])
-                    strategy.set_scores(_score_pool(space, model, config.model_pool, rng))
-            want = pool.workers
-            if config.budget_evals is not None:
-                want = min(want, config.budget_evals - len(done))
-            batch = [s for s in strategy.ask(max(want, 1)) if s.key() not in done]
+            batch = search.propose(pool.workers)
             if not batch:
                 status = "space exhausted"
                 break
@@ -160,8 +196,7 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
                 else:
                     m = bench.measure(schedule, compile_s)
                 db.record(fp, rt.device.name, config.problem, m, protocol, run_id)
-                strategy.tell(schedule, m.time_s)
-                done[schedule.key()] = m.time_s
+                search.tell(schedule, m.time_s)
                 evals += 1
                 failures += m.time_s is None
                 best = strategy.best()

@@ -127,11 +127,21 @@ class CompilePool:
 
 
 # ---- measuring -------------------------------------------------------------------------
+WARMUP, INPUT_SETS = 1, 2  # Bench's defaults, as the tuner measures
+
+
+def tune_protocol(repeats: int, warmup: int = WARMUP, input_sets: int = INPUT_SETS) -> dict:
+    """How a tuning measurement was taken, stored beside it in the tuning database."""
+    return {"repeats": repeats, "warmup": warmup, "statistic": "median",
+            "timer": "OpenCL event profiling", "input_sets": input_sets,
+            "check": "rel. Frobenius error <= 2 x numpy float32's vs float64"}
+
+
 class Bench:
     """Device buffers, a float64 reference and the timing protocol for one problem."""
 
-    def __init__(self, rt, problem: Problem, repeats: int = 5, warmup: int = 1,
-                 input_sets: int = 2, seed: int | None = None) -> None:
+    def __init__(self, rt, problem: Problem, repeats: int = 5, warmup: int = WARMUP,
+                 input_sets: int = INPUT_SETS, seed: int | None = None) -> None:
         import pyopencl as cl
 
         from ..operands import Operand

@@ -1,0 +1,1 @@
+"""Fleet tuning: many devices, one tuning database (see driver, lease, tasks, cluster)."""
