@@ -4,7 +4,7 @@ A copy from pageable numpy memory makes the driver stage it through page-locked 
 its own. Here the staging memory is the runtime's: a few mapped ALLOC_HOST_PTR buffers, kept
 for the next call, and a large array moves in chunks, the host copy of one chunk
 overlapping the device copy of the one before. Off unless CLGEMM_STAGING=1: on the H100
-(records/nvidia-h100/2026-12-06-numpy-path) a device copy from page-locked memory runs 3.4x
+(records/nvidia-h100/2026-12-06-plan-campaign-2) a device copy from page-locked memory runs 3.4x
 faster than from pageable memory, but numpy's copy into the mapped memory runs at ~13 GB/s,
 no faster than the driver's own staging, so the staged numpy call took 1.36x/1.42x the
 pageable one at 1400/2048 and 0.92x/0.95x at 3072/4096.
