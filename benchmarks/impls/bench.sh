@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Stage 2 of the per-implementation pipeline, after tune.sh has written every implementation's
+# table: the KPI suite (scaled to the CPU there: --scale 0.5, 700, 1024, 1536) with, in the
+# same run, the untuned default and the other implementations' tuned defaults on the same
+# hardware (the cost of moving a table), numpy as the peer; the FMA peak (roofline --quick);
+# the model suite on the tiny trace; the capability probe. IMPL (see env.sh); OUT folder
+# (default out/impls/$IMPL); TRACE (default the tiny trace).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source benchmarks/impls/env.sh
+OUT=${OUT:-out/impls/$IMPL}
+mkdir -p "$OUT"
+DEFAULT_KEY=$(python3 -c "from clgemm.select.table import DEFAULT_$KIND as d; print(d.key())")
+# the other implementations' table defaults, as extra methods clgemm:<key>
+OTHERS=$(python3 - $TRANSFER <<'PY'
+import json, sys
+from pathlib import Path
+from clgemm.select.table import Table
+for f in sys.argv[1:]:
+    data = json.loads((Path("src/clgemm/data/tables") / f).read_text())
+    print(Table.from_json(data, f).default.key())
+PY
+)
+ARGS=(--schedule "$DEFAULT_KEY")
+for k in $OTHERS; do ARGS+=(--schedule "$k"); done
+uptime > "$OUT/load.txt"
+nice python3 -m clgemm.cli bench --suite kpi --scale $SCALE "${ARGS[@]}" --baselines $BASELINES \
+  --repeats ${REPEATS:-10} --max-measure-s ${MAX_MEASURE_S:-6} --input-sets 2 \
+  -o "$OUT/kpi.json" 2>&1 | tee "$OUT/kpi.log"
+nice python3 -m clgemm.cli roofline --quick --from "$OUT/kpi.json" -o "$OUT/roofline.json" \
+  2>&1 | tee "$OUT/roofline.log"
+TRACE=${TRACE:-traces/tiny/model_tiny.jsonl}
+MODEL="$OUT/model-$(basename "$TRACE" .jsonl)"
+nice python3 -m clgemm.cli bench --suite model --trace "$TRACE" --peers $PEERS --repeats 3 \
+  --quiet -o "$MODEL.json" 2>&1 | tee "$MODEL.log"
+nice python3 benchmarks/impls/capabilities.py -o "$OUT/capabilities.json" 2>&1 | tee "$OUT/capabilities.log"
+uptime >> "$OUT/load.txt"

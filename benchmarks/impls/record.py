@@ -1,0 +1,94 @@
+"""Write one implementation's pipeline record (see record.sh): copy its artifacts, then a
+record.json whose claim carries the figures read from them."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from clgemm.report.migration import bars, pipeline_runs
+
+# What a pipeline record keeps of $OUT (the tuning database only where small).
+KEEP = ("tune-1024.json", "tune-1024.log", "distill.log", "kpi.json", "kpi.log",
+        "roofline.json", "roofline.png", "roofline.log", "capabilities.json",
+        "capabilities.log", "load.txt")
+MAX_DB_BYTES = 8 << 20
+
+
+def _commit() -> str:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    return head + ("-dirty" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--impl", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--table", required=True)
+    ap.add_argument("--records", required=True, type=Path, help="records/<device slug>")
+    args = ap.parse_args(argv)
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    folder = args.records / f"{today}-pipeline"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [n for n in KEEP if (args.out / n).exists()]
+    names += sorted(p.name for p in args.out.glob("model-*.json"))
+    names += sorted(p.name for p in args.out.glob("model-*.log"))
+    db = args.out / "tune.sqlite"
+    if db.exists() and db.stat().st_size <= MAX_DB_BYTES:
+        subprocess.run(["sqlite3", str(db), f".backup {folder / 'tune.sqlite'}"], check=False)
+        if (folder / "tune.sqlite").exists():
+            names.append("tune.sqlite")
+    for n in names:
+        if n != "tune.sqlite":
+            shutil.copyfile(args.out / n, folder / n)
+    shutil.copyfile(Path("src/clgemm/data/tables") / args.table, folder / "table.json")
+    names.append("table.json")
+    kpi = json.loads((folder / "kpi.json").read_text())
+    dev = kpi["env"]["device"]
+    record = {
+        "what": f"{dev['platform']}: the whole pipeline (tune, distill, table, KPI, model trace)",
+        "claim": "(filled below from the artifacts)",
+        "command": (f"IMPL={args.impl} bash benchmarks/impls/tune.sh && IMPL={args.impl} bash "
+                    f"benchmarks/impls/bench.sh && IMPL={args.impl} bash benchmarks/impls/record.sh"),
+        "commit": _commit(),
+        "commit_note": "the table shipped as src/clgemm/data/tables/" + args.table
+                       + "; kpi.json's env.code names the code that measured",
+        "device": f"{dev['name']} ({dev['platform']}, driver {dev['driver_version']})",
+        "date": today,
+        "feature": "kpi",
+        "artifacts": sorted(set(names)),
+        "supersedes": [],
+        "status": "current",
+    }
+    (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    # the claim, from the same reading of the artifacts as the migration report
+    from clgemm.report.records import load_records
+
+    run = next(r for r in pipeline_runs(load_records(args.records.parent))
+               if r.record.path.resolve() == folder.resolve())
+    verdicts = [b for b in bars([run]) if b[0].startswith(run.platform)]
+    numpy = bars([run])[-1]
+    parts = [f"{what}: {'met' if met else 'NOT met' if met is not None else 'not measured'}, "
+             f"{figs}" for what, met, figs in verdicts]
+    parts.append(f"vs numpy (call medians, worst KPI size): {numpy[2]}")
+    model = (run.model or {}).get("model", {}).get("summary", {})
+    if model:
+        parts.append(f"tiny model trace {model['clgemm_s'] * 1e3:.1f} ms vs numpy "
+                     f"{model['numpy_s'] * 1e3:.1f} ms")
+    record["claim"] = ("; ".join(parts))[:700]
+    record["negative"] = any(met is False for _, met, _ in verdicts)
+    (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {folder}/record.json: {record['claim']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
