@@ -25,7 +25,10 @@ case "${IMPL:?set IMPL=pocl|rusticl|intel|nvidia|pocl-cuda}" in
            export LD_LIBRARY_PATH="$INTEL_OCL/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
            TABLE=intel-opencl-amd-epyc.json; REC=cpu-intel-ocl ;;
   nvidia)  export CLGEMM_DEVICE="nvidia cuda"
-           TABLE=nvidia-h100-80gb-hbm3.json; REC=nvidia-h100; KIND=GPU; SCALE=1
+           # the H100's table; an H200 (no table of its own) falls back to it
+           TABLE=nvidia-h100-80gb-hbm3.json; KIND=GPU; SCALE=1
+           REC=$(PYTHONPATH="$PWD/src" python3 -c "from clgemm.device import get_device as g
+print('nvidia-h200' if 'H200' in g().name else 'nvidia-h100')")
            PEERS=torch,numpy; BASELINES=numpy,clblast,cublas; CPU_TABLES="" ;;
   pocl-cuda) export POCL_DEVICES=cuda CLGEMM_DEVICE="portable computing language"
            TABLE=pocl-cuda-h100.json; REC=nvidia-h100-pocl-cuda; KIND=GPU; SCALE=1

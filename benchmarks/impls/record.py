@@ -20,12 +20,17 @@ KEEP = ("tune-1024.json", "tune-1024.log", "distill.log", "kpi.json", "kpi.log",
 MAX_DB_BYTES = 8 << 20
 
 
-def _commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True,
-                           text=True, check=True).stdout.strip()
-    return head + ("-dirty" if dirty else "")
+def _commit(kpi: dict) -> str:
+    """The commit the KPI run measured (its env.code), else this checkout's, else unknown."""
+    code = kpi.get("env", {}).get("code", {})
+    if code.get("commit"):
+        return code["commit"][:7] + ("-dirty" if code.get("dirty") else "")
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "claim": "(filled below from the artifacts)",
         "command": (f"IMPL={args.impl} bash benchmarks/impls/tune.sh && IMPL={args.impl} bash "
                     f"benchmarks/impls/bench.sh && IMPL={args.impl} bash benchmarks/impls/record.sh"),
-        "commit": _commit(),
+        "commit": _commit(kpi),
         "commit_note": "the table shipped as src/clgemm/data/tables/" + args.table
                        + "; kpi.json's env.code names the code that measured",
         "device": f"{dev['name']} ({dev['platform']}, driver {dev['driver_version']})",
