@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage 2 of the per-implementation pipeline, after tune.sh has written every implementation's
 # table: the KPI suite (scaled to the CPU there: --scale 0.5, 700, 1024, 1536) with, in the
-# same run, the untuned default and the other implementations' tuned defaults on the same
-# hardware (the cost of moving a table), numpy as the peer; the FMA peak (roofline --quick);
+# same run, the untuned default, numpy as the peer; at the middle size, the other
+# implementations' tuned defaults on the same hardware beside this one's table (the cost of
+# moving a table); the FMA peak (roofline --quick);
 # the model suite on the tiny trace; the capability probe. IMPL (see env.sh); OUT folder
 # (default out/impls/$IMPL); TRACE (default the tiny trace).
 set -euo pipefail
@@ -21,12 +22,19 @@ for f in sys.argv[1:]:
     print(Table.from_json(data, f).default.key())
 PY
 )
+uptime > "$OUT/load.txt"
+nice python3 -m clgemm.cli bench --suite kpi --scale $SCALE --schedule "$DEFAULT_KEY" \
+  --baselines $BASELINES --repeats $REPEATS --warmup $WARMUP --host-repeats $HOST_REPEATS \
+  --max-measure-s 6 --input-sets 2 -o "$OUT/kpi.json" 2>&1 | tee "$OUT/kpi.log"
+# moving a table: the other implementations' tuned defaults beside this one's own table and
+# the untuned default, in one run at the middle KPI size
 ARGS=(--schedule "$DEFAULT_KEY")
 for k in $OTHERS; do ARGS+=(--schedule "$k"); done
-uptime > "$OUT/load.txt"
-nice python3 -m clgemm.cli bench --suite kpi --scale $SCALE "${ARGS[@]}" --baselines $BASELINES \
-  --repeats ${REPEATS:-10} --max-measure-s ${MAX_MEASURE_S:-6} --input-sets 2 \
-  -o "$OUT/kpi.json" 2>&1 | tee "$OUT/kpi.log"
+if [ -n "$OTHERS" ]; then
+  nice python3 -m clgemm.cli bench --suite none --shapes $MIDDLE "${ARGS[@]}" --baselines none \
+    --repeats $REPEATS --warmup $WARMUP --no-host-path --no-build-cost --sustained-seconds 0 \
+    --input-sets 2 -o "$OUT/transfer.json" 2>&1 | tee "$OUT/transfer.log"
+fi
 nice python3 -m clgemm.cli roofline --quick --from "$OUT/kpi.json" -o "$OUT/roofline.json" \
   2>&1 | tee "$OUT/roofline.log"
 TRACE=${TRACE:-traces/tiny/model_tiny.jsonl}

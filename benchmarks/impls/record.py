@@ -16,7 +16,7 @@ from clgemm.report.migration import bars, pipeline_runs
 # What a pipeline record keeps of $OUT (the tuning database only where small).
 KEEP = ("tune-1024.json", "tune-1024.log", "distill.log", "kpi.json", "kpi.log",
         "roofline.json", "roofline.png", "roofline.log", "capabilities.json",
-        "capabilities.log", "load.txt")
+        "capabilities.log", "load.txt", "transfer.json", "transfer.log")
 MAX_DB_BYTES = 8 << 20
 
 

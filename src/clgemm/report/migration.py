@@ -6,7 +6,8 @@ table between implementations costs, generated from the committed pipeline recor
 Each implementation's record `records/<slug>/<date>-pipeline/` (benchmarks/impls/) holds its
 KPI artifact (kpi.json: the table's choice, the untuned default and the other implementations'
 tables in one run, numpy beside), roofline.json (the FMA peak), model-*.json (a model trace),
-capabilities.json (benchmarks/impls/capabilities.py) and table.json (the table it shipped).
+capabilities.json (benchmarks/impls/capabilities.py), table.json (the table it shipped) and
+transfer.json (the other implementations' tables beside its own, at the middle KPI size).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ImplRun:
     model: dict | None
     caps: dict | None
     table: dict | None
+    transfer: dict | None = None  # the other tables beside this one's (else inside kpi)
 
     @property
     def name(self) -> str:
@@ -78,7 +80,8 @@ def pipeline_runs(records: list[Record]) -> list[ImplRun]:
         models = sorted(a for a in r.artifacts if a.startswith("model-") and a.endswith(".json"))
         runs.append(ImplRun(r, _read(r.path / "kpi.json"), _read(r.path / "roofline.json"),
                             _read(r.path / models[0]) if models else None,
-                            _read(r.path / "capabilities.json"), _read(r.path / "table.json")))
+                            _read(r.path / "capabilities.json"), _read(r.path / "table.json"),
+                            _read(r.path / "transfer.json")))
     return runs
 
 
@@ -290,22 +293,24 @@ def _transfer_blocks(runs, link) -> list[tuple]:
     for origin_key, origin in keys.items():
         row = [f"{origin.platform}'s table"]
         for target in runs:
-            size = _middle(target.kpi)
-            own = _gflops(_entry(target.kpi, "clgemm", size)) if size else None
+            art = target.transfer or target.kpi
+            size = _middle(art)
+            own = _gflops(_entry(art, "clgemm", size)) if size else None
             if target is origin:
                 row.append(f"{_fmt(own)} (own)")
                 continue
-            e = _entry(target.kpi, f"clgemm:{origin_key}", size) if size else None
+            e = _entry(art, f"clgemm:{origin_key}", size) if size else None
             if e is None:
-                ran = [x for x in (target.kpi or {}).get("results", [])
+                ran = [x for x in (art or {}).get("results", [])
                        if x["method"] == f"clgemm:{origin_key}"]
-                row.append(f"did not run ({ran[0].get('reason', '')[:60]})" if ran else "—")
+                row.append(f"did not run ({str(ran[0].get('reason'))[:60]})" if ran else "—")
             else:
                 row.append(f"{_fmt(_gflops(e))} ({_fmt(_ratio(_gflops(e), own), '.2f')}x own)")
         rows.append(row)
     return [("h", 2, "Moving a tuned table between implementations"),
-            ("p", ["Each implementation's tuned default schedule run on the others, in the same "
-                   "KPI run as their own table, at the middle KPI size (GFLOPS, kernel median; "
+            ("p", ["Each implementation's tuned default schedule run on the others, in one run "
+                   "with their own table (transfer.json, else the KPI run), at the middle KPI "
+                   "size (GFLOPS, kernel median; "
                    "in brackets the share of the target's own table). Below 1: what a table "
                    "keyed by the device name alone would have cost on that implementation."]),
             ("table", ["table \\ run on"] + [r.platform for r in runs], rows)]
