@@ -73,5 +73,6 @@ def test_pocl_failing_to_compile_gives_another_device_and_one_notice(tmp_path):
     assert any(e["status"] == "ok" and e["method"] == "clgemm" for e in art["results"])
     notices = [line for line in run.stderr.splitlines() if line.startswith("clgemm: using")]
     assert len(notices) == 1, run.stderr[-2000:]
+    assert notices[0].endswith("(CLGEMM_DEVICE chooses a device)"), notices  # one line
     assert dev["platform"] in notices[0] and "Portable Computing Language" in notices[0]
     assert "its compiler fails" in notices[0]

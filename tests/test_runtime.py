@@ -219,3 +219,16 @@ def test_the_default_cpu_device_is_the_one_whose_table_measured_most(monkeypatch
     assert dev._default_device([plain, slow, fast]) is slow
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "slow-cpu" in err[0] and "fast-cpu" in err[0], err
+
+
+def test_a_build_failure_is_said_in_one_line():
+    from clgemm.device import _build_failure
+
+    invalid = ("clBuildProgram failed: INVALID_BUILD_OPTIONS - clBuildProgram failed: "
+               "INVALID_BUILD_OPTIONS\n\nBuild on <pyopencl.Device 'pthread-AMD EPYC'>:\n\n"
+               "Invalid build option: -mcpu=nosuchcpu\n\n(options: -I /x/pyopencl/cl)")
+    assert _build_failure(invalid) == "Invalid build option: -mcpu=nosuchcpu"
+    unknown = ("clBuildProgram failed: BUILD_PROGRAM_FAILURE\n\nBuild on <dev>:\n\n"
+               "error: unknown target CPU 'generic'\nnote: valid target CPU values are: ...\n")
+    assert _build_failure(unknown) == "error: unknown target CPU 'generic'"
+    assert "\n" not in _build_failure("a\nb\n  c  d")

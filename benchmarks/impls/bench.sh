@@ -23,9 +23,10 @@ for f in sys.argv[1:]:
 PY
 )
 uptime > "$OUT/load.txt"
-nice python3 -m clgemm.cli bench --suite kpi --scale $SCALE --schedule "$DEFAULT_KEY" \
+[ "${ONLY:-}" = transfer ] || nice python3 -m clgemm.cli bench --suite kpi --scale $SCALE --schedule "$DEFAULT_KEY" \
   --baselines $BASELINES --repeats $REPEATS --warmup $WARMUP --host-repeats $HOST_REPEATS \
   --max-measure-s 6 --input-sets 2 -o "$OUT/kpi.json" 2>&1 | tee "$OUT/kpi.log"
+# (ONLY=transfer: this step alone, after another implementation's table changed)
 # moving a table: the other implementations' tuned defaults beside this one's own table and
 # the untuned default, in one run at the middle KPI size
 ARGS=(--schedule "$DEFAULT_KEY")
@@ -35,6 +36,7 @@ if [ -n "$OTHERS" ]; then
     --repeats $REPEATS --warmup $WARMUP --no-host-path --no-build-cost --sustained-seconds 0 \
     --input-sets 2 -o "$OUT/transfer.json" 2>&1 | tee "$OUT/transfer.log"
 fi
+[ "${ONLY:-}" != transfer ] || exit 0
 nice python3 -m clgemm.cli roofline --quick --from "$OUT/kpi.json" -o "$OUT/roofline.json" \
   2>&1 | tee "$OUT/roofline.log"
 TRACE=${TRACE:-traces/tiny/model_tiny.jsonl}

@@ -219,9 +219,18 @@ def compile_blocker(info: DeviceInfo) -> str | None:
         dev = cl_device(info)
         cl.Program(cl.Context([dev]), _PROBE_SOURCE).build()
     except cl.Error as exc:
-        lines = [x.strip() for x in str(exc).splitlines() if "error" in x.lower()]
-        return (lines[-1] if lines else str(exc).strip())[:200]
+        return _build_failure(str(exc))
     return None
+
+
+def _build_failure(text: str) -> str:
+    """One line saying why a build failed: the compiler's last error line, else the build
+    log's last line that is not pyopencl's framing (an invalid option says so there)."""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    errors = [x for x in lines if "error" in x.lower()]
+    said = [x for x in lines if not x.startswith(("clBuildProgram failed", "Build on", "(options:"))]
+    why = errors[-1] if errors else said[-1] if said else (lines[0] if lines else "no message")
+    return " ".join(why.split())[:200]
 
 
 def _default_device(found: list[DeviceInfo]) -> DeviceInfo:
