@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.records / f"{today}-pipeline"
     folder.mkdir(parents=True, exist_ok=True)
     names = [n for n in KEEP if (args.out / n).exists()]
-    names += sorted(p.name for p in args.out.glob("model-*.json"))
-    names += sorted(p.name for p in args.out.glob("model-*.log"))
+    # the model trace, the seeding rounds, and an earlier pass kept as evidence (unseeded-*)
+    for pattern in ("model-*.json", "model-*.log", "seed-1024.*", "unseeded-*"):
+        names += sorted(p.name for p in args.out.glob(pattern))
     db = args.out / "tune.sqlite"
     if db.exists() and db.stat().st_size <= MAX_DB_BYTES:
         subprocess.run(["sqlite3", str(db), f".backup {folder / 'tune.sqlite'}"], check=False)

@@ -238,8 +238,11 @@ def _speed_blocks(runs, link) -> list[tuple]:
     return [("h", 2, "Tuned vs untuned default vs peak"),
             ("p", ["GFLOPS at the middle KPI size (1024 on the CPU): the shipped table's choice "
                    "(tuned), the built-in default a device without a table would run (untuned, "
-                   "measured in the same run), the FMA peak the implementation reaches "
-                   "(roofline --quick), numpy (OpenBLAS) beside."]),
+                   "measured in the same run), the FMA peak the implementation's own "
+                   "microbenchmark reaches (roofline --quick, a short run of its FMA kernel: on "
+                   "a loaded CPU, or where the compiler vectorises that kernel worse than the "
+                   "GEMM, it reads below the tuned GEMM, and then bounds nothing; a share over "
+                   "100% says so), numpy (OpenBLAS) beside."]),
             ("table", ["implementation", "size", "tuned", "untuned default", "tuned / default",
                        "FMA peak", "tuned % of peak", "numpy", "tuned call / numpy", "source"],
              rows)]
