@@ -13,13 +13,18 @@ OUT=${OUT:-out/impls/$IMPL}
 mkdir -p "$OUT"
 DEFAULT_KEY=$(python3 -c "from clgemm.select.table import DEFAULT_$KIND as d; print(d.key())")
 # the other implementations' table defaults, as extra methods clgemm:<key>
-OTHERS=$(python3 - $TRANSFER <<'PY'
+# (each once, and not this implementation's own: two tables may share their default)
+OTHERS=$(python3 - "$TABLE" $TRANSFER <<'PY'
 import json, sys
 from pathlib import Path
 from clgemm.select.table import Table
-for f in sys.argv[1:]:
+
+def default(f):
     data = json.loads((Path("src/clgemm/data/tables") / f).read_text())
-    print(Table.from_json(data, f).default.key())
+    return Table.from_json(data, f).default.key()
+
+own = default(sys.argv[1])
+print("\n".join(dict.fromkeys(k for k in map(default, sys.argv[2:]) if k != own)))
 PY
 )
 uptime > "$OUT/load.txt"

@@ -122,15 +122,11 @@ def _default_method(kpi: dict | None) -> str | None:
     return f"clgemm:{default.key()}"
 
 
-def _table_keys(runs: list[ImplRun]) -> dict[str, ImplRun]:
-    """Schedule key of each implementation's table default -> that implementation."""
+def _table_key(run: ImplRun) -> str | None:
+    """The schedule key of the implementation's table default (None without its table)."""
     from ..select.table import Table
 
-    out = {}
-    for run in runs:
-        if run.table:
-            out[Table.from_json(run.table, "table.json").default.key()] = run
-    return out
+    return Table.from_json(run.table, "table.json").default.key() if run.table else None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -289,18 +285,19 @@ def _correctness_blocks(runs, link) -> list[tuple]:
 
 
 def _transfer_blocks(runs, link) -> list[tuple]:
-    keys = _table_keys(runs)
-    if len(keys) < 2:
+    origins = [r for r in runs if _table_key(r)]
+    if len(origins) < 2:
         return []
     rows = []
-    for origin_key, origin in keys.items():
+    for origin in origins:
+        origin_key = _table_key(origin)
         row = [f"{origin.platform}'s table"]
         for target in runs:
             art = target.transfer or target.kpi
             size = _middle(art)
             own = _gflops(_entry(art, "clgemm", size)) if size else None
-            if target is origin:
-                row.append(f"{_fmt(own)} (own)")
+            if target is origin or origin_key == _table_key(target):
+                row.append(f"{_fmt(own)} (own{'' if target is origin else ': the same schedule'})")
                 continue
             e = _entry(art, f"clgemm:{origin_key}", size) if size else None
             if e is None:
