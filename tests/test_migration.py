@@ -8,8 +8,8 @@ import json
 from clgemm.cli import main
 from clgemm.report.migration import bars, pipeline_runs
 from clgemm.report.records import load_records
-from clgemm.select.table import DEFAULT_CPU, Table, TableDevice
 from clgemm.schedule import Schedule
+from clgemm.select.table import DEFAULT_CPU, Table, TableDevice
 
 OWN = {"pocl": Schedule(wg_m=4, wg_n=8, out_m=6, out_n=16, direct=1),
        "rusticl": Schedule(wg_m=8, wg_n=8, out_m=4, out_n=4)}

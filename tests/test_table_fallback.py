@@ -9,8 +9,15 @@ import pytest
 from clgemm.device import Capabilities, DeviceInfo
 from clgemm.schedule import Schedule
 from clgemm.select import table as table_mod
-from clgemm.select.table import (DEFAULT_CPU, DEFAULT_GPU, Table, TableDevice, TcLane,
-                                 canonical_vendor, load_table)
+from clgemm.select.table import (
+    DEFAULT_CPU,
+    DEFAULT_GPU,
+    Table,
+    TableDevice,
+    TcLane,
+    canonical_vendor,
+    load_table,
+)
 
 POCL, INTEL, RUSTICL, NV = ("Portable Computing Language", "Intel(R) OpenCL", "rusticl",
                             "NVIDIA CUDA")

@@ -36,7 +36,6 @@ def register(sub) -> None:
 def _devices(args) -> int:
     from ..device import devices
     from ..runtime import get_runtime
-
     from ..select.table import load_table
 
     found = devices()

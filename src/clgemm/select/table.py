@@ -346,8 +346,8 @@ def closest_table(want: TableDevice, tables: list[Table]) -> Table | None:
     """The table tuned on this device (its name, and its platform where the table names one),
     else the first table (by file name) of the closest fallback level, carrying as alternates
     the schedules of the other tables of the level and of the type, and the built-in defaults:
-    a fallback must offer the online selector and `clgemm replay` several arms. A fallback carries no
-    tensor-core lane: that lane is promoted per device by `clgemm gate`."""
+    a fallback must offer the online selector and `clgemm replay` several arms. A fallback
+    carries no tensor-core lane: that lane is promoted per device by `clgemm gate`."""
     for t in tables:
         d = t.device or TableDevice(t.device_name)
         if d.name == want.name and (not d.platform or d.platform == want.platform):
