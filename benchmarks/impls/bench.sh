@@ -30,7 +30,9 @@ PY
 uptime > "$OUT/load.txt"
 [ "${ONLY:-}" = transfer ] || nice python3 -m clgemm.cli bench --suite kpi --scale $SCALE --schedule "$DEFAULT_KEY" \
   --baselines $BASELINES --repeats $REPEATS --warmup $WARMUP --host-repeats $HOST_REPEATS \
-  --max-measure-s 6 --input-sets 2 -o "$OUT/kpi.json" 2>&1 | tee "$OUT/kpi.log"
+  --max-measure-s 6 --input-sets 2 ${SUSTAINED:+--sustained-seconds $SUSTAINED} \
+  -o "$OUT/kpi.json" 2>&1 | tee "$OUT/kpi.log"
+# (SUSTAINED: the continuous run's seconds, default the harness's: 60 on a GPU, 2 otherwise)
 # (ONLY=transfer: this step alone, after another implementation's table changed)
 # moving a table: the other implementations' tuned defaults beside this one's own table and
 # the untuned default, in one run at the middle KPI size

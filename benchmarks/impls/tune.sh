@@ -4,7 +4,8 @@
 # shipped tables of the same device type (and the untuned default), timed in interleaved
 # rounds (benchmarks/tune/explore_rounds.py) and imported into the database; a 180 s forest
 # tune on Intel's runtime alone found a table 4.7x slower there than PoCL's table, and on
-# Rusticl one slower than the default. IMPL (see env.sh); BUDGET (default 120s); OUT folder.
+# Rusticl one slower than the default. IMPL (see env.sh); SIZES tuned (default 1024); BUDGET
+# per size (default 120s); OUT folder.
 # PoCL resumes from its record's database (the direct-form exploration of 2026-11-25).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,7 +35,9 @@ PY
 nice python3 benchmarks/tune/explore_rounds.py --size 1024 --rounds 2 --with-default $SEEDS \
   -o "$OUT/seed-1024.json" --space-out "$OUT/seed-1024.space.json" 2>&1 | tee "$OUT/seed-1024.log"
 python3 -m clgemm.cli tune-import "$OUT/seed-1024.space.json" --db "$OUT/tune.sqlite"
-nice python3 -m clgemm.cli tune --size 1024 --budget "${BUDGET:-120s}" --repeats 3 --workers 1 \
-  --db "$OUT/tune.sqlite" --json "$OUT/tune-1024.json" 2>&1 | tee "$OUT/tune-1024.log"
+for size in ${SIZES:-1024}; do
+  nice python3 -m clgemm.cli tune --size $size --budget "${BUDGET:-120s}" --repeats 3 --workers 1 \
+    --db "$OUT/tune.sqlite" --json "$OUT/tune-$size.json" 2>&1 | tee "$OUT/tune-$size.log"
+done
 nice python3 -m clgemm.cli distill --db "$OUT/tune.sqlite" --sessions 2 --top-k 3 \
   -o "src/clgemm/data/tables/$TABLE" 2>&1 | tee "$OUT/distill.log"
