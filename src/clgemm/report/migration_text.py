@@ -3,17 +3,20 @@ fills from a GPU run, and ROCm/AMD on paper). Kept apart from migration.py, whic
 artifacts into tables."""
 
 GPU_PLACEHOLDER = (
-    "No NVIDIA pipeline record yet: this section is replaced by the NVIDIA rows of every table "
-    "above once records/nvidia-h100/<date>-pipeline exists. On the GPU machine, from the "
-    "repository root: `mkdir -p .carry && cp -r ../shared/device/. .carry/ && source "
-    ".carry/gpu-env.sh && IMPL=nvidia bash benchmarks/impls/bench.sh && IMPL=nvidia bash "
-    "benchmarks/impls/record.sh` (the H100 table is shipped from the tuning campaign, so the "
-    "GPU runs stage 2 only); where PoCL there lists a CUDA device "
-    "(`POCL_DEVICES=cuda python3 -c 'import pyopencl as cl; print(cl.get_platforms())'`), "
-    "`IMPL=pocl-cuda bash benchmarks/impls/tune.sh && IMPL=pocl-cuda bash "
-    "benchmarks/impls/bench.sh && IMPL=pocl-cuda bash benchmarks/impls/record.sh`, then "
-    "`IMPL=nvidia bash benchmarks/impls/bench.sh` again so both carry the other's table; "
-    "then `clgemm report --migration -o docs --name migration`."
+    "No NVIDIA pipeline record yet: this section gives way to NVIDIA rows in every table above "
+    "once records/nvidia-h100/<date>-pipeline (or nvidia-h200) exists. The H100's table is "
+    "shipped from its tuning campaign, so the GPU runs stage 2 only. Locally `mkdir -p .carry "
+    "&& cp -r ../shared/device/. .carry/`, then on the GPU machine (carry .carry), from the "
+    "repository root: `source .carry/gpu-env.sh && POCL_DEVICES=cuda python3 -c 'import "
+    "pyopencl as cl; print([(p.name, [d.name for d in p.get_devices()]) for p in "
+    "cl.get_platforms()])'; SUSTAINED=10 IMPL=nvidia bash benchmarks/impls/bench.sh && "
+    "IMPL=nvidia bash benchmarks/impls/record.sh && cp -r records/nvidia-h*/*-pipeline "
+    "out/impls/nvidia $OUT/`; commit the record folder, then `clgemm report --migration -o "
+    "docs --name migration`. Where the first command lists a PoCL CUDA device (the PyPI "
+    "pyopencl wheel's PoCL has none), `IMPL=pocl-cuda bash benchmarks/impls/tune.sh && "
+    "SUSTAINED=10 IMPL=pocl-cuda bash benchmarks/impls/bench.sh && IMPL=pocl-cuda bash "
+    "benchmarks/impls/record.sh`, then the NVIDIA stage again so each carries the other's "
+    "table (the cost of moving a table between NVIDIA's OpenCL and PoCL-CUDA)."
 )
 
 ROCM_ON_PAPER = [
