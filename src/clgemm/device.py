@@ -228,7 +228,8 @@ def _build_failure(text: str) -> str:
     log's last line that is not pyopencl's framing (an invalid option says so there)."""
     lines = [x.strip() for x in text.splitlines() if x.strip()]
     errors = [x for x in lines if "error" in x.lower()]
-    said = [x for x in lines if not x.startswith(("clBuildProgram failed", "Build on", "(options:"))]
+    framing = ("clBuildProgram failed", "Build on", "(options:")
+    said = [x for x in lines if not x.startswith(framing)]
     why = errors[-1] if errors else said[-1] if said else (lines[0] if lines else "no message")
     return " ".join(why.split())[:200]
 
