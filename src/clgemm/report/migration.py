@@ -52,8 +52,9 @@ class ImplRun:
 
     @property
     def platform(self) -> str:
-        src = self.caps["device"] if self.caps else (self.kpi or {}).get("env", {}).get("device", {})
-        return src.get("platform", self.record.slug)
+        if self.caps:
+            return self.caps["device"]["platform"]
+        return (self.kpi or {}).get("env", {}).get("device", {}).get("platform", self.record.slug)
 
     def artifact(self, name: str) -> Path:
         return self.record.path / name
@@ -227,8 +228,8 @@ def _speed_blocks(runs, link) -> list[tuple]:
         numpy = _gflops(_entry(run.kpi, "numpy_cpu", size), "timing")
         call = _gflops(_entry(run.kpi, "clgemm", size), "call")
         peak = _peak(run)
-        rows.append([run.name, size, _fmt(tuned), _fmt(default), _fmt(_ratio(tuned, default), ".2f"),
-                     _fmt(peak), _fmt(_ratio(tuned, peak) and 100 * _ratio(tuned, peak), ".0f"),
+        rows.append([run.name, size, _fmt(tuned), _fmt(default),
+                     _fmt(_ratio(tuned, default), ".2f"), _fmt(peak), _fmt(_ratio(tuned, peak) and 100 * _ratio(tuned, peak), ".0f"),
                      _fmt(numpy), _fmt(_ratio(call, numpy), ".2f"),
                      _src(run, "kpi.json", link) if run.kpi else "—"])
     return [("h", 2, "Tuned vs untuned default vs peak"),
@@ -323,7 +324,8 @@ def _model_blocks(runs, link) -> list[tuple]:
         if not m:
             continue
         s = m["summary"]
-        name = next(a for a in run.record.artifacts if a.startswith("model-") and a.endswith(".json"))
+        name = next(a for a in run.record.artifacts
+                    if a.startswith("model-") and a.endswith(".json"))
         peers = [p for p in ("numpy", "torch") if f"{p}_s" in s]
         rows.append([run.name, Path(m["trace"]).name, s["calls"], _fmt(s["clgemm_s"] * 1e3, ".2f")]
                     + [f"{_fmt(s[f'{p}_s'] * 1e3, '.2f')} ({p}; x{_fmt(s[f'ratio_to_{p}'], '.2f')})"
@@ -359,7 +361,8 @@ def bars(runs: list[ImplRun]) -> list[tuple[str, bool | None, str]]:
     if cpu:
         out.append((f"best CPU implementation >= {BEST_OVER_NUMPY:g}x numpy at every KPI size "
                     "(call medians)", None if best is None else best_ratio >= BEST_OVER_NUMPY,
-                    "—" if best is None else f"{best.platform}: worst size {best_ratio:.2f}x numpy"))
+                    "—" if best is None
+                    else f"{best.platform}: worst size {best_ratio:.2f}x numpy"))
     return out
 
 
