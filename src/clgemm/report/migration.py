@@ -228,8 +228,10 @@ def _speed_blocks(runs, link) -> list[tuple]:
         numpy = _gflops(_entry(run.kpi, "numpy_cpu", size), "timing")
         call = _gflops(_entry(run.kpi, "clgemm", size), "call")
         peak = _peak(run)
+        share = _ratio(tuned, peak)
         rows.append([run.name, size, _fmt(tuned), _fmt(default),
-                     _fmt(_ratio(tuned, default), ".2f"), _fmt(peak), _fmt(_ratio(tuned, peak) and 100 * _ratio(tuned, peak), ".0f"),
+                     _fmt(_ratio(tuned, default), ".2f"), _fmt(peak),
+                     _fmt(share and 100 * share, ".0f"),
                      _fmt(numpy), _fmt(_ratio(call, numpy), ".2f"),
                      _src(run, "kpi.json", link) if run.kpi else "—"])
     return [("h", 2, "Tuned vs untuned default vs peak"),
