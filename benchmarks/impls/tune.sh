@@ -5,7 +5,7 @@
 # rounds (benchmarks/tune/explore_rounds.py) and imported into the database; a 180 s forest
 # tune on Intel's runtime alone found a table 4.7x slower there than PoCL's table, and on
 # Rusticl one slower than the default. IMPL (see env.sh); SIZES tuned (default 1024); BUDGET
-# per size (default 120s); OUT folder.
+# per size (default 120s); STRATEGY (default auto); OUT folder.
 # PoCL resumes from its record's database (the direct-form exploration of 2026-11-25).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,12 +32,13 @@ for item in sorted((resources.files("clgemm") / "data" / "tables").iterdir(), ke
 print(" ".join(keys))
 PY
 )
-nice python3 benchmarks/tune/explore_rounds.py --size 1024 --rounds 2 --with-default $SEEDS \
-  -o "$OUT/seed-1024.json" --space-out "$OUT/seed-1024.space.json" 2>&1 | tee "$OUT/seed-1024.log"
-python3 -m clgemm.cli tune-import "$OUT/seed-1024.space.json" --db "$OUT/tune.sqlite"
 for size in ${SIZES:-1024}; do
+  nice python3 benchmarks/tune/explore_rounds.py --size $size --rounds 2 --with-default $SEEDS \
+    -o "$OUT/seed-$size.json" --space-out "$OUT/seed-$size.space.json" 2>&1 | tee "$OUT/seed-$size.log"
+  python3 -m clgemm.cli tune-import "$OUT/seed-$size.space.json" --db "$OUT/tune.sqlite"
   nice python3 -m clgemm.cli tune --size $size --budget "${BUDGET:-120s}" --repeats 3 --workers 1 \
-    --db "$OUT/tune.sqlite" --json "$OUT/tune-$size.json" 2>&1 | tee "$OUT/tune-$size.log"
+    --strategy "${STRATEGY:-auto}" --db "$OUT/tune.sqlite" --json "$OUT/tune-$size.json" \
+    2>&1 | tee "$OUT/tune-$size.log"
 done
 nice python3 -m clgemm.cli distill --db "$OUT/tune.sqlite" --sessions 2 --top-k 3 \
   -o "src/clgemm/data/tables/$TABLE" 2>&1 | tee "$OUT/distill.log"
