@@ -14,7 +14,7 @@ from pathlib import Path
 from clgemm.report.migration import bars, pipeline_runs
 
 # What a pipeline record keeps of $OUT (the tuning database only where small).
-KEEP = ("tune-1024.json", "tune-1024.log", "distill.log", "kpi.json", "kpi.log",
+KEEP = ("distill.log", "kpi.json", "kpi.log",
         "roofline.json", "roofline.png", "roofline.log", "capabilities.json",
         "capabilities.log", "load.txt", "transfer.json", "transfer.log")
 MAX_DB_BYTES = 8 << 20
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     names = [n for n in KEEP if (args.out / n).exists()]
     # the model trace, the seeding rounds, and an earlier pass kept as evidence (unseeded-*)
-    for pattern in ("model-*.json", "model-*.log", "seed-1024.*", "unseeded-*"):
+    for pattern in ("tune-*.json", "tune-*.log", "model-*.json", "model-*.log", "seed-*",
+                    "unseeded-*"):
         names += sorted(p.name for p in args.out.glob(pattern))
     db = args.out / "tune.sqlite"
     if db.exists() and db.stat().st_size <= MAX_DB_BYTES:

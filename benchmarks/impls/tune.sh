@@ -3,7 +3,7 @@
 # implementation's shipped table. The search starts from what is known: every schedule of the
 # shipped tables of the same device type (and the untuned default), timed in interleaved
 # rounds (benchmarks/tune/explore_rounds.py) and imported into the database; a 180 s forest
-# tune on Intel's runtime alone found a table 4.7x slower there than PoCL's table, and on
+# tune on Intel's runtime alone found a table 7.9x slower there than PoCL's table, and on
 # Rusticl one slower than the default. IMPL (see env.sh); SIZES tuned (default 1024); BUDGET
 # per size (default 120s); STRATEGY (default auto); OUT folder.
 # PoCL resumes from its record's database (the direct-form exploration of 2026-11-25).

@@ -172,6 +172,7 @@ def migration_blocks(runs: list[ImplRun], link) -> list[tuple]:
     B += _kpi_blocks(runs, link)
     B += _correctness_blocks(runs, link)
     B += _transfer_blocks(runs, link)
+    B += _unseeded_blocks(runs, link)
     B += _model_blocks(runs, link)
     B += _bar_blocks(runs)
     if not any(r.record.slug.startswith("nvidia") for r in runs):
@@ -323,6 +324,36 @@ def _transfer_blocks(runs, link) -> list[tuple]:
                    "in brackets the share of the target's own table). Below 1: what a table "
                    "keyed by the device name alone would have cost on that implementation."]),
             ("table", ["table \\ run on"] + [r.platform for r in runs], rows)]
+
+
+def _unseeded_blocks(runs, link) -> list[tuple]:
+    """An earlier pass whose tune started from nothing (unseeded-transfer.json): its table
+    beside the untuned default and the other implementations' tables, in one run."""
+    rows = []
+    for run in runs:
+        if "unseeded-transfer.json" not in run.record.artifacts:
+            continue
+        art = _read(run.artifact("unseeded-transfer.json"))
+        size = _middle(art)
+        own = _gflops(_entry(art, "clgemm", size))
+        default = _gflops(_entry(art, _default_method(art), size))
+        others = [(e["method"].split(":", 1)[1], _gflops(e)) for e in _entries(art)
+                  if e["method"].startswith("clgemm:") and e["method"] != _default_method(art)]
+        key, best = max(others, key=lambda x: x[1] or 0.0, default=(None, None))
+        rows.append([run.name, size, _fmt(own), _fmt(default), key or "—", _fmt(best),
+                     _fmt(_ratio(best, own), ".2f"),
+                     _src(run, "unseeded-transfer.json", link)])
+    if not rows:
+        return []
+    return [("h", 2, "A tune that starts from nothing"),
+            ("p", ["The first pass tuned each implementation for 180 s from an empty database "
+                   "(the forest strategy). Its table, measured in one run beside the untuned "
+                   "default and the other implementations' tables: the best foreign schedule "
+                   "beat it, so tune.sh now seeds the search with every shipped table of the "
+                   "device type (the tables above come from that seeded pass)."]),
+            ("table", ["implementation", "size", "unseeded table", "untuned default",
+                       "best other table's schedule", "its GFLOPS", "over the unseeded table",
+                       "source"], rows)]
 
 
 def _model_blocks(runs, link) -> list[tuple]:
