@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clgemm.report.migration import bars, pipeline_runs
+from clgemm.report.migration import (_default_method, _entry, _gflops, _sizes, bars,
+                                      pipeline_runs)
 
 # What a pipeline record keeps of $OUT (the tuning database only where small).
 KEEP = ("distill.log", "kpi.json", "kpi.log",
@@ -81,11 +82,18 @@ def main(argv: list[str] | None = None) -> int:
 
     run = next(r for r in pipeline_runs(load_records(args.records.parent))
                if r.record.path.resolve() == folder.resolve())
-    verdicts = [b for b in bars([run]) if b[0].startswith(run.platform)]
-    numpy = bars([run])[-1]
+    judged = bars([run])  # the CPU bars (none on a GPU)
+    verdicts = [b for b in judged if b[0].startswith(run.platform)]
     parts = [f"{what}: {'met' if met else 'NOT met' if met is not None else 'not measured'}, "
              f"{figs}" for what, met, figs in verdicts]
-    parts.append(f"vs numpy (call medians, worst KPI size): {numpy[2]}")
+    if judged:
+        parts.append(f"vs numpy (call medians, worst KPI size): {judged[-1][2]}")
+    else:
+        size = 2048 if 2048 in _sizes(run.kpi) else max(_sizes(run.kpi), default=None)
+        tuned = _gflops(_entry(run.kpi, "clgemm", size)) if size else None
+        default = _gflops(_entry(run.kpi, _default_method(run.kpi), size)) if size else None
+        parts.append(f"at {size}: table {tuned or 0:.1f} GFLOPS, untuned default "
+                     f"{default or 0:.1f}")
     model = (run.model or {}).get("model", {}).get("summary", {})
     if model:
         parts.append(f"tiny model trace {model['clgemm_s'] * 1e3:.1f} ms vs numpy "
