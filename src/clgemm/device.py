@@ -238,7 +238,7 @@ def _default_device(found: list[DeviceInfo]) -> DeviceInfo:
     """The first GPU, else the other device whose own shipped table measured most GFLOPS (then
     discovery order), whose compiler builds a kernel; a device passed over is named on stderr
     once, with the reason (a first run must not end in a compile error when another device
-    works). (On one CPU, Rusticl's llvmpipe ran ~20x slower than PoCL and Intel's runtime,
+    works). (On one CPU, Rusticl's llvmpipe ran 10-80x slower than PoCL and Intel's runtime,
     records/*/2026-12-06-pipeline; the ICD loader may list it first.)"""
     ordered = ([d for d in found if d.type == "GPU"]
                + sorted((d for d in found if d.type != "GPU"), key=lambda d: -_tuned_gflops(d)))
