@@ -13,7 +13,9 @@ from clgemm.select.table import DEFAULT_CPU, Table, TableDevice
 
 OWN = {"pocl": Schedule(wg_m=4, wg_n=8, out_m=6, out_n=16, direct=1),
        "rusticl": Schedule(wg_m=8, wg_n=8, out_m=4, out_n=4)}
-PLATFORM = {"pocl": "Portable Computing Language", "rusticl": "rusticl"}
+OWN["intel"] = OWN["pocl"]  # two implementations may ship the same schedule
+PLATFORM = {"pocl": "Portable Computing Language", "rusticl": "rusticl",
+            "intel": "Intel(R) OpenCL"}
 
 
 def entry(method, size, gflops, call=None, family="clgemm", ratio=0.8):
@@ -29,7 +31,7 @@ def write_record(root, impl, tuned, default, numpy, other_gflops, separate=False
     (beside a second measurement of the own table), not in the KPI run."""
     folder = root / f"cpu-{impl}" / "2026-12-06-pipeline"
     folder.mkdir(parents=True)
-    other = "rusticl" if impl == "pocl" else "pocl"
+    other = "pocl" if impl == "rusticl" else "rusticl"
     results = []
     for size in (700, 1024, 1536):
         results += [entry("clgemm", size, tuned), entry(f"clgemm:{DEFAULT_CPU.key()}", size, default),
@@ -63,8 +65,10 @@ def test_bars_and_report(tmp_path):
     write_record(root, "pocl", tuned=60.0, default=20.0, numpy=70.0, other_gflops=5.0)
     write_record(root, "rusticl", tuned=3.0, default=2.0, numpy=70.0, other_gflops=1.0,
                  separate=True)
+    write_record(root, "intel", tuned=30.0, default=3.0, numpy=70.0, other_gflops=4.0)
     runs = pipeline_runs(load_records(root))
-    assert [r.platform for r in runs] == ["Portable Computing Language", "rusticl"]
+    assert [r.platform for r in runs] == ["Intel(R) OpenCL", "Portable Computing Language",
+                                          "rusticl"]
     verdicts = {what.split(":")[0]: (met, figs) for what, met, figs in bars(runs)}
     assert verdicts["Portable Computing Language"][0] is True  # 3.0x
     assert verdicts["rusticl"][0] is False and "1.50x" in verdicts["rusticl"][1]
@@ -76,6 +80,8 @@ def test_bars_and_report(tmp_path):
     md = (out / "migration.md").read_text()
     assert "NOT met" in md and "| met |" in md
     assert "5.0 (0.08x own)" in md  # rusticl's table on PoCL, against PoCL's own 60
+    # PoCL's table on Intel is Intel's own schedule: no transfer to measure
+    assert "30.0 (own: the same schedule)" in md
     # PoCL's table on Rusticl, from transfer.json: against the own table in that run (1.5)
     assert "1.0 (0.67x own)" in md
     assert "NVIDIA GPU (to be filled from a GPU run)" in md and "ROCm/AMD on paper" in md
