@@ -43,7 +43,12 @@ def test_replay_cli_mixed_tiny(tmp_path, capsys):
     assert "regret" in text and "quality" in text
     data = json.loads(out.read_text())
     r = data["traces"][0]
-    assert data["device"]["type"] == "CPU" and len(data["arms"]) == 4
+    # the arms: the shipped table's schedules (its entries and alternates), then the file's
+    from clgemm.device import get_device
+    from clgemm.select.table import load_table
+
+    arms = dict.fromkeys([*load_table(get_device()).candidates(), *read_candidates(CANDIDATES)])
+    assert data["device"]["type"] == "CPU" and data["arms"] == [s.key() for s in arms]
     assert r["calls"] == sum(c.repeat for c in read_trace(TINY / "mixed_tiny.jsonl")
                              if isinstance(c, Call))
     assert r["online"]["explore_share"] <= 0.10

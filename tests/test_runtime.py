@@ -193,3 +193,42 @@ def test_devices_probe_runs_a_product_on_each_device(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["product"] for r in rows)
     assert any(r["product"] == "works" for r in rows)
+
+
+def test_the_default_cpu_device_is_the_one_whose_table_measured_most(monkeypatch, capsys):
+    """Among devices other than GPUs, the default prefers the one whose own shipped table
+    confirmed most GFLOPS (Rusticl may be listed before PoCL and run 20x slower); a device
+    without an exact table keeps its discovery order after them; a GPU still comes first."""
+    from dataclasses import replace
+
+    from clgemm import device as dev
+
+    real = dev.devices()[0]
+    slow = replace(real, index=91, name="slow-cpu", type="CPU")
+    fast = replace(real, index=92, name="fast-cpu", type="CPU")
+    plain = replace(real, index=93, name="untabled-cpu", type="CPU")
+    gpu = replace(real, index=94, name="a-gpu", type="GPU")
+    rates = {slow: 2.1, fast: 37.2}
+    monkeypatch.setattr(dev, "_tuned_gflops", lambda d: rates.get(d, 0.0))
+    monkeypatch.setattr(dev, "compile_blocker", lambda d: None)
+    assert dev._default_device([plain, slow, fast]) is fast
+    assert dev._default_device([plain, slow, fast, gpu]) is gpu
+    # the fast one's compiler fails: the next by its table, with the one-line notice
+    monkeypatch.setattr(dev, "compile_blocker",
+                        lambda d: "Invalid build option: -mcpu=x" if d is fast else None)
+    assert dev._default_device([plain, slow, fast]) is slow
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "slow-cpu" in err[0] and "fast-cpu" in err[0], err
+
+
+def test_a_build_failure_is_said_in_one_line():
+    from clgemm.device import _build_failure
+
+    invalid = ("clBuildProgram failed: INVALID_BUILD_OPTIONS - clBuildProgram failed: "
+               "INVALID_BUILD_OPTIONS\n\nBuild on <pyopencl.Device 'pthread-AMD EPYC'>:\n\n"
+               "Invalid build option: -mcpu=nosuchcpu\n\n(options: -I /x/pyopencl/cl)")
+    assert _build_failure(invalid) == "Invalid build option: -mcpu=nosuchcpu"
+    unknown = ("clBuildProgram failed: BUILD_PROGRAM_FAILURE\n\nBuild on <dev>:\n\n"
+               "error: unknown target CPU 'generic'\nnote: valid target CPU values are: ...\n")
+    assert _build_failure(unknown) == "error: unknown target CPU 'generic'"
+    assert "\n" not in _build_failure("a\nb\n  c  d")

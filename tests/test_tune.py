@@ -488,20 +488,27 @@ def test_build_table_classes_and_default():
     assert table.entries[shape_class(1024, 1024, 1024)].key() == C
     assert table.default.key() == B  # covers the most classes
     assert table.lookup(1024, 1024, 1024).key() == C
-    assert set(s.key() for s in table.candidates()) == {B, C}
+    # A, replayed on every problem but not chosen, stays an arm (an alternate, not a choice).
+    assert [s.key() for s in table.alternates] == [A]
+    assert set(s.key() for s in table.candidates()) == {A, B, C}
     # A schedule missing from a problem's replay never wins that problem's class.
     partial = [Confirmed(P_BIG, {C: 5.0}, 3), Confirmed(P_SMALL, {B: 1.0, C: 1.0}, 3)]
     t2 = build_table("toy", partial, [B, C], {})
     assert t2.entries[shape_class(1024, 1024, 1024)].key() == C
+    assert t2.alternates == ()
 
 
 def test_table_json_round_trip(tmp_path, rt):
-    confirmed = [Confirmed(P_SMALL, {A: 1.0}, 1)]
-    table = build_table(rt.device.name, confirmed, [A], {"note": "x"})
+    from clgemm.select.table import TableDevice
+
+    confirmed = [Confirmed(P_SMALL, {A: 1.0, B: 1.5}, 1)]
+    table = build_table(TableDevice.of(rt.device), confirmed, [A], {"note": "x"})
     path = tmp_path / "t.json"
     write_table(table, path)
     back = load_table(rt.device, path)
     assert back.default.key() == A and back.entries == table.entries
+    assert [s.key() for s in back.alternates] == [B]
+    assert back.device == TableDevice.of(rt.device) and back.device.type == rt.device.type
     assert back.evidence == {"note": "x"}
     assert json.loads(path.read_text())["schema"] == "clgemm.table/1"
 

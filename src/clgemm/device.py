@@ -219,16 +219,29 @@ def compile_blocker(info: DeviceInfo) -> str | None:
         dev = cl_device(info)
         cl.Program(cl.Context([dev]), _PROBE_SOURCE).build()
     except cl.Error as exc:
-        lines = [x.strip() for x in str(exc).splitlines() if "error" in x.lower()]
-        return (lines[-1] if lines else str(exc).strip())[:200]
+        return _build_failure(str(exc))
     return None
 
 
+def _build_failure(text: str) -> str:
+    """One line saying why a build failed: the compiler's last error line, else the build
+    log's last line that is not pyopencl's framing (an invalid option says so there)."""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    errors = [x for x in lines if "error" in x.lower()]
+    framing = ("clBuildProgram failed", "Build on", "(options:")
+    said = [x for x in lines if not x.startswith(framing)]
+    why = errors[-1] if errors else said[-1] if said else (lines[0] if lines else "no message")
+    return " ".join(why.split())[:200]
+
+
 def _default_device(found: list[DeviceInfo]) -> DeviceInfo:
-    """The first GPU, else the first device, whose compiler builds a kernel; a device passed
-    over is named on stderr once, with the reason (a first run must not end in a compile
-    error when another device works)."""
-    ordered = [d for d in found if d.type == "GPU"] + [d for d in found if d.type != "GPU"]
+    """The first GPU, else the other device whose own shipped table measured most GFLOPS (then
+    discovery order), whose compiler builds a kernel; a device passed over is named on stderr
+    once, with the reason (a first run must not end in a compile error when another device
+    works). (On one CPU, Rusticl's llvmpipe ran 10-80x slower than PoCL and Intel's runtime,
+    records/*/2026-12-06-pipeline; the ICD loader may list it first.)"""
+    ordered = ([d for d in found if d.type == "GPU"]
+               + sorted((d for d in found if d.type != "GPU"), key=lambda d: -_tuned_gflops(d)))
     skipped = []
     for d in ordered:
         why = compile_blocker(d)
@@ -240,6 +253,13 @@ def _default_device(found: list[DeviceInfo]) -> DeviceInfo:
         skipped.append(f"{d.platform}: {d.name} (its compiler fails: {why})")
     raise NoDeviceError("no OpenCL device here compiles a kernel: " + "; ".join(skipped)
                         + f". {_INSTALL_HINT}")
+
+
+def _tuned_gflops(info: DeviceInfo) -> float:
+    from .select.table import load_table, tuned_gflops
+
+    table = load_table(info)
+    return tuned_gflops(table) if table.match == "exact" else 0.0
 
 
 @functools.lru_cache(maxsize=None)

@@ -185,7 +185,7 @@ def build_cost(device, schedule, layout, timeout: float = 600) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="clgemm-cold-") as tmp:
         env = dict(os.environ, CLGEMM_CACHE_DIR=tmp, CUDA_CACHE_DISABLE="1",
-                   POCL_KERNEL_CACHE="0")
+                   POCL_KERNEL_CACHE="0", MESA_SHADER_CACHE_DISABLE="true")  # (Rusticl)
         cmd = [sys.executable, "-c", "from clgemm.bench.harness import _probe_main; _probe_main()",
                "--device", device.fingerprint, "--schedule", schedule.key(),
                "--layout", json.dumps(asdict(layout) if layout is not None else None)]
@@ -200,7 +200,7 @@ def build_cost(device, schedule, layout, timeout: float = 600) -> dict:
             "cold_from_cache": cold["from_cache"], "warm_from_cache": warm["from_cache"],
             "source_lines": cold["source_lines"],
             "note": ("cold: new process, empty CLGEMM_CACHE_DIR, CUDA_CACHE_DISABLE=1, "
-                     "POCL_KERNEL_CACHE=0; warm: a second process loading the binary from that "
+                     "POCL_KERNEL_CACHE=0, MESA_SHADER_CACHE_DISABLE=true; warm: a second process loading the binary from that "
                      "cache; seconds = BuildInfo.seconds (compile or load + clBuildProgram)")}
 
 

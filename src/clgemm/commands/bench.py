@@ -85,8 +85,11 @@ def register(sub) -> None:
     p.add_argument("--paper", action="store_true",
                    help="the technical report (one self-contained report.html) from the records "
                         "and the lab's cards, instead of a report of given artifacts")
+    p.add_argument("--migration", action="store_true",
+                   help="the migration report (<name>.md and .html) from the implementations' "
+                        "pipeline records (records/*/<date>-pipeline), e.g. -o docs --name migration")
     p.add_argument("--records", type=a.existing_dir, default=None,
-                   help="with --paper: the records folder (default records)")
+                   help="with --paper or --migration: the records folder (default records)")
     p.add_argument("--lab", type=a.existing_dir, default=None,
                    help="with --paper: the cards (default research/breakthrough_lab)")
     p.add_argument("-o", "--out", default="report", type=a.output_dir, help="output folder")
@@ -255,6 +258,17 @@ def _report(args) -> int:
         records = args.records or a.require(a.existing_dir, "records", "--records")
         lab = args.lab or a.require(a.existing_dir, "research/breakthrough_lab", "--lab")
         print(f"wrote {write_paper(args.out, records, lab)}")
+        return 0
+    if args.migration:
+        if args.artifacts or args.paper:
+            print("clgemm report: --migration reads the records folder (--records): drop the "
+                  "artifact arguments and --paper", file=sys.stderr)
+            return 2
+        from ..report.migration import write_migration
+
+        records = args.records or a.require(a.existing_dir, "records", "--records")
+        paths = write_migration(args.out, records, name=args.name)
+        print("wrote " + ", ".join(str(p) for p in paths))
         return 0
     if not args.artifacts:
         print("clgemm report: give bench or roofline artifacts to report on (or --paper)",

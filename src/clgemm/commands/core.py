@@ -36,11 +36,15 @@ def register(sub) -> None:
 def _devices(args) -> int:
     from ..device import devices
     from ..runtime import get_runtime
+    from ..select.table import load_table
 
     found = devices()
     rows = []
     for d in found:
         row = d.summary()
+        table = load_table(d)  # its own, a fallback (the closest table), or the built-in default
+        row["table"] = {"source": table.source, "match": table.match,
+                        "arms": len(table.candidates())}
         if args.probe:
             row["product"] = _try_product(d)
             if row["product"] == "works":
@@ -59,6 +63,8 @@ def _devices(args) -> int:
         print(f"     driver {r['driver_version']}  fingerprint {r['fingerprint']}")
         print(f"     subgroups={caps['subgroups']} fp16={caps['fp16']} fp64={caps['fp64']} "
               f"cc={caps['nv_compute_capability']} inline_ptx={caps['inline_ptx']}")
+        t = r["table"]
+        print(f"     table {t['source']} ({t['match']}, {t['arms']} schedule(s))")
         if "product" in r:
             print(f"     a product here: {r['product']}")
     return 0

@@ -1,14 +1,20 @@
 """Per-device static tables: shape class -> schedule, shipped as JSON in `clgemm/data/tables`.
 
-A table is matched to a device by its name (and optionally platform); devices with no table
-get a default chosen by device type. Tables are data written by `clgemm tune`'s distillation.
+A table names the device it was tuned on: its name, and the OpenCL implementation (platform),
+vendor and device type. A device gets the table of its name (and platform, where the table
+records one); without one, the closest table (`closest_table`: same implementation and type,
+else same vendor and type, else same type, as CLBlast's database falls back by vendor and
+type), else a built-in default by device type. Tables are data written by `clgemm tune`'s
+distillation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -147,6 +153,14 @@ class TcLane:
                    float(data.get("min_flops", 0.0)), kernel)
 
 
+def tuned_gflops(table: "Table") -> float:
+    """The best GFLOPS the table's distillation confirmed on its device (0.0 without
+    evidence): how fast the device runs once tuned, comparable across devices of one host."""
+    rates = [p.get("gflops") for p in table.evidence.get("problems", [])
+             if isinstance(p, dict)]
+    return max((float(r) for r in rates if isinstance(r, (int, float))), default=0.0)
+
+
 def _nearest(entries: dict, m: int, n: int, k: int):
     """The entry of a shape's class, else of the nearest class."""
     cls = shape_class(m, n, k)
@@ -154,6 +168,45 @@ def _nearest(entries: dict, m: int, n: int, k: int):
         return entries[cls]
     want = _class_coords(cls)
     return entries[min(entries, key=lambda c: (math.dist(_class_coords(c), want), c))]
+
+
+def canonical_vendor(vendor: str) -> str:
+    """One word per hardware or driver vendor, whichever way a driver spells it: PoCL reports
+    the CPU's (AuthenticAMD, GenuineIntel), Intel's runtime 'Intel(R) Corporation'."""
+    v = vendor.lower()
+    for word, needles in (("intel", ("intel",)), ("nvidia", ("nvidia",)),
+                          ("amd", ("amd", "advanced micro devices")), ("mesa", ("mesa",)),
+                          ("arm", ("arm",)), ("apple", ("apple",)),
+                          ("qualcomm", ("qualcomm",))):
+        if any(n in v for n in needles):
+            return word
+    return re.sub(r"[^a-z0-9]+", "-", v).strip("-")
+
+
+@dataclass(frozen=True)
+class TableDevice:
+    """The device a table was tuned on, as far as the fallback needs it. Old tables name only
+    the device; they match that name and serve no other device."""
+
+    name: str
+    platform: str = ""  # the OpenCL implementation, e.g. "Portable Computing Language"
+    vendor: str = ""  # canonical_vendor() of the device's vendor string
+    type: str = ""  # "CPU", "GPU", ...
+
+    @classmethod
+    def of(cls, device: DeviceInfo) -> "TableDevice":
+        return cls(device.name, device.platform, canonical_vendor(device.vendor), device.type)
+
+    def to_json(self) -> dict:
+        out = {"name": self.name}
+        out.update({k: v for k, v in (("platform", self.platform), ("vendor", self.vendor),
+                                      ("type", self.type)) if v})
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TableDevice":
+        return cls(str(data["name"]), str(data.get("platform", "")),
+                   str(data.get("vendor", "")), str(data.get("type", "")))
 
 
 @dataclass
@@ -164,6 +217,13 @@ class Table:
     source: str  # where it came from (file name, or "builtin default")
     evidence: dict = field(default_factory=dict)
     tensorcore: TcLane | None = None
+    # Further validated schedules (near-best in distillation's replay, or other tables' on a
+    # fallback): arms for the online selector and `clgemm replay`, never chosen statically.
+    alternates: tuple[Schedule, ...] = ()
+    device: TableDevice | None = None  # None: only device_name is known
+    # How this table was matched to the device it serves: "exact", or the fallback level
+    # ("implementation", "vendor", "type"); "builtin" for the default.
+    match: str = "exact"
 
     def lookup(self, m: int, n: int, k: int) -> Schedule:
         """The schedule for a shape: its class's entry, else the nearest class's, else default."""
@@ -174,18 +234,20 @@ class Table:
     def candidates(self) -> list[Schedule]:
         """Every validated schedule this table ships (the online selector's arms)."""
         seen = {self.default: None}
-        for schedule in self.entries.values():
+        for schedule in [*self.entries.values(), *self.alternates]:
             seen.setdefault(schedule, None)
         return list(seen)
 
     def to_json(self) -> dict:
         data = {
             "schema": TABLE_SCHEMA,
-            "device": {"name": self.device_name},
+            "device": (self.device or TableDevice(self.device_name)).to_json(),
             "default": self.default.as_dict(),
             "entries": {c: s.as_dict() for c, s in sorted(self.entries.items())},
             "evidence": self.evidence,
         }
+        if self.alternates:
+            data["alternates"] = [s.as_dict() for s in self.alternates]
         if self.tensorcore is not None:
             data["tensorcore"] = self.tensorcore.to_json()
         return data
@@ -194,14 +256,17 @@ class Table:
     def from_json(cls, data: dict, source: str) -> "Table":
         if data.get("schema") != TABLE_SCHEMA:
             raise ScheduleError(f"{source}: not a clgemm table (schema {data.get('schema')!r})")
+        device = TableDevice.from_json(data["device"])
         return cls(
-            device_name=data["device"]["name"],
+            device_name=device.name,
             entries={c: Schedule.from_dict(s) for c, s in data.get("entries", {}).items()},
             default=Schedule.from_dict(data["default"]),
             source=source,
             evidence=data.get("evidence", {}),
             tensorcore=(TcLane.from_json(data["tensorcore"], source)
                         if data.get("tensorcore") else None),
+            alternates=tuple(Schedule.from_dict(s) for s in data.get("alternates", [])),
+            device=device,
         )
 
 
@@ -242,11 +307,12 @@ def default_table(device: DeviceInfo) -> Table:
 
 def _builtin_default(device_name: str, device_type: str) -> Table:
     schedule = DEFAULT_GPU if device_type == "GPU" else DEFAULT_CPU
-    return Table(device_name, {}, schedule, "builtin default")
+    return Table(device_name, {}, schedule, "builtin default", match="builtin")
 
 
 def load_table(device: DeviceInfo, path: str | Path | None = None) -> Table:
-    """The table for a device: an explicit file, else a shipped one matching its name."""
+    """The table for a device: an explicit file, else the shipped one of its name, else the
+    closest shipped one (see `closest_table`), else the built-in default of its type."""
     if path is not None:
         try:
             data = json.loads(Path(path).read_text())
@@ -258,17 +324,63 @@ def load_table(device: DeviceInfo, path: str | Path | None = None) -> Table:
                 raise
             raise ScheduleError(f"{path} is not a readable clgemm table ({str(exc)[:160]}); "
                                 "pass a table written by `clgemm distill`") from exc
-    return _shipped_table(device.name, device.type)
+    return _shipped_table(TableDevice.of(device))
+
+
+# Fallback levels, closest first: the same implementation compiles the kernels the same way
+# on other hardware; the same vendor's devices of a type share their architecture's shape.
+FALLBACK_LEVELS = ("implementation", "vendor", "type")
+
+
+def _level_matches(level: str, table: TableDevice, want: TableDevice) -> bool:
+    if not table.type or table.type != want.type:
+        return False
+    if level == "implementation":
+        return bool(table.platform) and table.platform == want.platform
+    if level == "vendor":
+        return bool(table.vendor) and table.vendor == want.vendor
+    return True
+
+
+def closest_table(want: TableDevice, tables: list[Table]) -> Table | None:
+    """The table tuned on this device (its name, and its platform where the table names one),
+    else the first table (by file name) of the closest fallback level, carrying as alternates
+    the schedules of the other tables of the level and of the type, and the built-in defaults:
+    a fallback must offer the online selector and `clgemm replay` several arms. A fallback
+    carries no tensor-core lane: that lane is promoted per device by `clgemm gate`."""
+    for t in tables:
+        d = t.device or TableDevice(t.device_name)
+        if d.name == want.name and (not d.platform or d.platform == want.platform):
+            return t
+    for level in FALLBACK_LEVELS:
+        near = [t for t in tables if t.device and _level_matches(level, t.device, want)]
+        if not near:
+            continue
+        first = near[0]
+        # The level's tables first, then every table of the type, then the built-in defaults
+        # (the type's first): even a lone table whose schedule is the default gives two arms.
+        wider = [t for t in tables if t.device and t.device.type == want.type]
+        builtins = [DEFAULT_GPU, DEFAULT_CPU] if want.type == "GPU" else [DEFAULT_CPU, DEFAULT_GPU]
+        pool = [s for t in near + wider for s in t.candidates()] + builtins
+        own = set(first.candidates())
+        alternates = tuple(dict.fromkeys(s for s in pool if s not in own))
+        return dataclasses.replace(
+            first, source=f"{first.source} (fallback: same {_LEVEL_WORDS[level]})",
+            tensorcore=None, alternates=first.alternates + alternates, match=level)
+    return None
+
+
+_LEVEL_WORDS = {"implementation": "implementation and device type",
+                "vendor": "vendor and device type", "type": "device type"}
 
 
 @functools.lru_cache(maxsize=None)
-def _shipped_table(device_name: str, device_type: str) -> Table:
+def _shipped_table(want: TableDevice) -> Table:
     """Shipped tables are read once per process (matmul looks one up on every call)."""
+    tables = []
     for name, data in _shipped_tables():
-        device = data.get("device")
-        if isinstance(device, dict) and device.get("name") == device_name:
-            try:
-                return Table.from_json(data, name)
-            except (ScheduleError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                _skip(name, exc)  # this device's table is damaged: the built-in default
-    return _builtin_default(device_name, device_type)
+        try:
+            tables.append(Table.from_json(data, name))
+        except (ScheduleError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            _skip(name, exc)  # a damaged table: the others still serve
+    return closest_table(want, tables) or _builtin_default(want.name, want.type)

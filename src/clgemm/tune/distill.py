@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..schedule import Schedule
-from ..select.table import Table, shape_class
+from ..select.table import Table, TableDevice, shape_class
 from .db import TuningDB
 from .measure import Bench, Problem
 
@@ -96,10 +97,13 @@ def cover(confirmed: list[Confirmed], tolerance: float = COVER_TOLERANCE) -> lis
     return chosen
 
 
-def build_table(device_name: str, confirmed: list[Confirmed], chosen: list[str],
+def build_table(device: "str | TableDevice", confirmed: list[Confirmed], chosen: list[str],
                 evidence: dict) -> Table:
     """Each tuned shape class gets the chosen schedule fastest on its problems (normalised
-    to each problem's best); the default is the one covering most problems."""
+    to each problem's best); the default is the one covering most problems. The replayed
+    schedules not chosen become the table's alternates, fastest first (the online selector's
+    arms: a table of one schedule would leave it, and `clgemm replay`, a single arm)."""
+    device = device if isinstance(device, TableDevice) else TableDevice(device)
     by_class: dict[str, list[Confirmed]] = {}
     for c in confirmed:
         by_class.setdefault(shape_class(c.problem.m, c.problem.n, c.problem.k), []).append(c)
@@ -110,7 +114,14 @@ def build_table(device_name: str, confirmed: list[Confirmed], chosen: list[str],
         entries[cls] = Schedule.from_key(min(chosen, key=cost))
     counts = {key: sum(1 for s in entries.values() if s.key() == key) for key in chosen}
     default = Schedule.from_key(max(chosen, key=lambda k: (counts[k], k)))
-    return Table(device_name, entries, default, "distilled", evidence)
+
+    def overall(key: str) -> float:
+        return sum(c.medians.get(key, float("inf")) / c.best()[1] for c in confirmed)
+    replayed = {key for c in confirmed for key in c.medians}
+    alternates = tuple(Schedule.from_key(k) for k in sorted(replayed - set(chosen), key=overall)
+                       if math.isfinite(overall(k)))
+    return Table(device.name, entries, default, "distilled", evidence, alternates=alternates,
+                 device=device)
 
 
 def distill(db: TuningDB, device, top_k: int = 5, sessions: int = 3, log=sys.stderr) -> Table:
@@ -141,7 +152,7 @@ def distill(db: TuningDB, device, top_k: int = 5, sessions: int = 3, log=sys.std
         ],
         "chosen": chosen,
     }
-    return build_table(info.name, confirmed, chosen, evidence)
+    return build_table(TableDevice.of(info), confirmed, chosen, evidence)
 
 
 def _session_main(argv: list[str] | None = None) -> int:
