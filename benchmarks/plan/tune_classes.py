@@ -88,17 +88,21 @@ def main(argv=None) -> int:
 
     device = get_runtime(None).device
     old = load_table(device)
-    merged_entries = dict(old.entries) if old.source != "builtin default" else {}
+    own_table = old.match == "exact" and old.source != "builtin default"  # not a fallback
+    merged_entries = dict(old.entries) if own_table else {}
     merged_entries.update(fresh.entries)
-    evidence = dict(old.evidence) if old.source != "builtin default" else {}
+    evidence = dict(old.evidence) if own_table else {}
     evidence["update_2026_12_06_classes"] = {
         "command": sys.argv, "classes": sorted(fresh.entries),
         "budget_per_class": args.budget, "replay_sessions": args.sessions,
         "top_k": args.top_k, "tuned": [f"{c.m}x{c.n}x{c.k}" for c in tuned],
         "distilled": fresh.evidence}
+    alternates = tuple(dict.fromkeys((old.alternates if own_table else ()) + fresh.alternates))
     merged = type(old)(device_name=device.name, entries=merged_entries,
-                       default=old.default if old.source != "builtin default" else fresh.default,
-                       source="distilled", evidence=evidence, tensorcore=old.tensorcore)
+                       default=old.default if own_table else fresh.default,
+                       source="distilled", evidence=evidence,
+                       tensorcore=old.tensorcore if own_table else None,
+                       alternates=alternates, device=fresh.device or old.device)
     write_table(merged, out / f"{device.slug}.json")
     if args.install:
         from importlib import resources
