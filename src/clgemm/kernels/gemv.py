@@ -46,9 +46,13 @@ class GemvSchedule:
     `axpy_slices` slices of K a work-group, K split over work-groups until about
     `axpy_fill` work-groups per compute unit run. The slices fold by a tree: a power of two."""
 
-    dot_lanes: int = 16
-    dot_groups: int = 16
-    cpw: tuple[int, int, int, int, int] = (2, 2, 2, 2, 2)
+    # The default: the fastest dot schedule over the decode products of
+    # records/nvidia-h100/2026-12-06-plan-campaign-2 (gemv part; 9 schedules timed): 32 lanes
+    # x 8 column groups, one column each, led at 1 x 4096 x {4096, 11008} (30 and 70 us
+    # against 36-40 and 86-103 for 16 x 16) and within 2% of the best elsewhere.
+    dot_lanes: int = 32
+    dot_groups: int = 8
+    cpw: tuple[int, int, int, int, int] = (1, 1, 1, 1, 1)
     stage: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # A staged in local memory
     axpy_cols: int = 32
     axpy_slices: int = 8
