@@ -32,7 +32,7 @@ def trace(tmp_path):
 
 
 def _opts(tmp_path, trace, **kw) -> S.SoakOptions:
-    base = dict(minutes=0.07, out=str(tmp_path / "soak.json"), fault_rate=0.6, window_s=1.5,
+    base = dict(minutes=0.1, out=str(tmp_path / "soak.json"), fault_rate=0.6, window_s=1.0,
                 seed=int(np.random.default_rng().integers(1 << 20)), traces=(trace,), quiet=True)
     return S.SoakOptions(**{**base, **kw})
 
@@ -86,7 +86,8 @@ def test_short_soak_writes_a_valid_artifact_whose_counts_add_up(tmp_path, trace)
     assert w["rss_bytes"] > 10 << 20 and w["pool"]["managed_bytes"] is not None
     assert w["gflops"] > 0 and w["products_per_s"] > 0
     s = on_disk["summary"]
-    assert s["memory"]["rss"] is not None and "throughput" in s
+    assert s["memory"]["rss"] is not None
+    assert ("throughput" in s) == (s["judged_windows"] >= 2)
     assert set(on_disk["verdict"]["bars"]) >= {"missed_above_floor", "false_positives", "errors",
                                                "wrong_results", "rss_growth_under_1pct"}
     # no GPU here: the reason is written down
@@ -155,7 +156,7 @@ def test_failures_are_counted_and_fail_the_verdict(tmp_path, trace, how, count, 
     soak.clgemm = _Lying(soak.clgemm, how)
     for _ in range(12):
         soak.step()
-    soak.header(0.0, 0)
+    soak.header(None, None)
     soak.close_window(0.0, 1.0, 0.0)
     data = soak.artifact("complete", None)
     assert data[count]["count"] >= 1 and data[count]["cases"], data[count]
@@ -246,10 +247,3 @@ def test_a_window_longer_than_the_run_is_a_usage_error(tmp_path, capsys):
     _one_line(code, capsys.readouterr().err, 2)
     assert not (tmp_path / "x.json").exists()
 
-
-def test_an_unknown_device_is_one_line(tmp_path, capsys):
-    code = main(["soak", "--minutes", "0.01", "--out", str(tmp_path / "x.json"), "--device",
-                 "no-such-dev", "--window-seconds", "0.5"])
-    err = capsys.readouterr().err
-    _one_line(code, err, 1)
-    assert "available" in err
