@@ -247,3 +247,32 @@ def test_a_window_longer_than_the_run_is_a_usage_error(tmp_path, capsys):
     _one_line(code, capsys.readouterr().err, 2)
     assert not (tmp_path / "x.json").exists()
 
+
+
+def test_the_warmup_covers_every_product_contract_and_array_kind_first(tmp_path, trace):
+    soak = S.Soak(_opts(tmp_path, trace), ["test"])
+    n = len(soak.products) * len(S.CONTRACTS) * 2
+    first = [soak.draw() for _ in range(n)]
+    assert {(d.product, d.contract, d.on_device) for d in first} == {
+        (p, c, dev) for p in soak.products for c, _ in S.CONTRACTS for dev in (False, True)}
+    assert all(d.beta != 0.0 for d in first)  # the C_old copies are allocated too
+    later = [soak.draw() for _ in range(3 * len(soak.products))]
+    assert any(d.beta == 0.0 for d in later) and len({d.on_device for d in later}) == 2
+
+
+def test_big_products_reuse_their_operands_and_device_copies(tmp_path, trace, monkeypatch):
+    """The GPU path on the CPU: operands over FRESH_LIMIT elements are drawn once per matrix
+    shape, shared, uploaded once before the clock starts, and verified like fresh ones."""
+    monkeypatch.setattr(wl, "FRESH_LIMIT", 3000)
+    soak = S.Soak(_opts(tmp_path, trace, fault_rate=0.5), ["test"])
+    soak.products = [p for p in soak.products if 3000 < p.elements < 20000][:4]
+    assert len(soak.products) >= 2
+    assert soak.source.prepare(soak.products) == len(soak.products)
+    soak.upload_reused()
+    kept = soak.source.kept()
+    assert all(ops.kind == "reused" and ops.device is not None for ops in kept)
+    for _ in range(2 * len(soak.products) * len(S.CONTRACTS) * 2):
+        soak.step()
+    w = soak.window
+    assert w.errors == 0 and w.wrong_results == 0 and w.device_arrays > 0, soak.log.cases
+    assert soak.source.get(soak.products[0]) is kept[0]  # the same operands every call

@@ -165,6 +165,7 @@ class Soak:
         self.log = Log()
         self.windows: list[dict] = []
         self.cycle: list[wl.Product] = []
+        self.cover: list[tuple] | None = None  # (product, contract, device arrays) to cover
         self.seen: set[wl.Product] = set()
         self.calls_of: dict[wl.Product, int] = {}
         self.fault_count = 0
@@ -178,19 +179,32 @@ class Soak:
 
     # ---- the calls ---------------------------------------------------------------------
     def draw(self) -> Draw:
-        if not self.cycle:
-            order = self.rng.permutation(len(self.products))
-            self.cycle = [self.products[i] for i in order]
-        p = self.cycle.pop()
+        """The next call: first the cover (every product under every contract, on numpy and
+        on device arrays, with a C_old: every allocation the workload will ever make, during
+        the warm-up, so that memory growth after it means a leak, not a late first use),
+        then products in shuffled cycles with contract, arrays, API, alpha, beta at random."""
         names, weights = zip(*CONTRACTS)
-        contract = names[int(self.rng.choice(len(names), p=np.array(weights) / sum(weights)))]
+        if self.cover is None:
+            self.cover = [(p, c, dev) for p in self.products for c in names
+                          for dev in (False, True)]
+            self.cover.reverse()
+        if self.cover:
+            p, contract, on_device = self.cover.pop()
+            beta = float(self.rng.choice([1.0, -0.75, self.rng.uniform(0.1, 2)]))
+        else:
+            if not self.cycle:
+                order = self.rng.permutation(len(self.products))
+                self.cycle = [self.products[i] for i in order]
+            p = self.cycle.pop()
+            contract = names[int(self.rng.choice(len(names), p=np.array(weights) / sum(weights)))]
+            on_device = bool(self.rng.random() < DEVICE_SHARE)
+            beta = float(self.rng.choice([0.0, 0.0, 1.0, -0.75, self.rng.uniform(-2, 2)]))
         rel_tol = float(self.rng.choice(REL_TOLS)) if contract == "rel_tol" else None
         alpha = float(self.rng.choice([1.0, -1.0, 0.5, 3.0, self.rng.uniform(-2, 2)]))
-        beta = float(self.rng.choice([0.0, 0.0, 1.0, -0.75, self.rng.uniform(-2, 2)]))
         n = self.calls_of.get(p, 0)
         self.calls_of[p] = n + 1
-        return Draw(p, contract, rel_tol, bool(self.rng.random() < DEVICE_SHARE),
-                    bool(self.rng.random() < PLAN_SHARE), alpha, beta,
+        return Draw(p, contract, rel_tol, on_device, bool(self.rng.random() < PLAN_SHARE),
+                    alpha, beta,
                     contract == "check" and bool(self.rng.random() < self.opts.fault_rate),
                     n % wl.FULL_EVERY == 0)
 
@@ -201,13 +215,18 @@ class Soak:
         if not d.on_device:
             return ops.A, ops.B, C
         to_dev = self.clgemm.to_device
-        if ops.device is not None:
-            A, B = ops.device
-        else:
-            A, B = to_dev(ops.A, self.dev), to_dev(ops.B, self.dev)
-            if ops.kind == "reused":
-                ops.device = (A, B)
+        A, B = ops.device or (to_dev(ops.A, self.dev), to_dev(ops.B, self.dev))
         return A, B, (None if C is None else to_dev(C, self.dev))
+
+    def upload_reused(self) -> None:
+        """Device copies of the reused operands, one per matrix (shared like the host ones),
+        made before the clock starts."""
+        copies: dict[int, object] = {}
+        for ops in self.source.kept():
+            for x in (ops.A, ops.B):
+                if id(x) not in copies:
+                    copies[id(x)] = self.clgemm.to_device(x, self.dev)
+            ops.device = (copies[id(ops.A)], copies[id(ops.B)])
 
     def _call(self, d: Draw, A, B, C):
         """The product through the public API; returns (host result, Info or None, seconds
@@ -500,6 +519,7 @@ class Soak:
         try:
             t_setup = time.perf_counter()
             self.data["workload"]["reused_operands"] = self.source.prepare(self.products)
+            self.upload_reused()
             self.data["setup_s"] = time.perf_counter() - t_setup
             self.gpu.start()
             start = t0 = time.monotonic()

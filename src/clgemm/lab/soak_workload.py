@@ -125,7 +125,7 @@ class Operands:
         self.abs_abx = np.abs(opa).astype(np.float64) @ abs_bx
         self.cx = C0.astype(np.float64) @ self.X
         self.abs_cx = np.abs(C0).astype(np.float64) @ np.abs(self.X)
-        self.device: tuple | None = None  # (A, B) on the device, kept with reused operands
+        self.device: tuple | None = None  # (A, B) on the device, for reused operands
 
     def op(self) -> tuple[np.ndarray, np.ndarray]:
         p = self.product
@@ -171,6 +171,9 @@ class OperandSource:
             self._kept[p] = Operands(p, A, B, self._matrix((p.m, p.n), kind), self._probes[key],
                                      "reused")
         return self._kept[p]
+
+    def kept(self) -> list[Operands]:
+        return list(self._kept.values())
 
     def prepare(self, products: list[Product]) -> int:
         """Draw the reused operands of every big product now (before the clock starts);
