@@ -92,6 +92,12 @@ def test_short_soak_writes_a_valid_artifact_whose_counts_add_up(tmp_path, trace)
                                                "wrong_results", "rss_growth_under_1pct"}
     # no GPU here: the reason is written down
     assert on_disk["telemetry"]["gpu_source"] is None and on_disk["telemetry"]["gpu_reason"]
+    # the report renders the soak section from the artifact
+    code = main(["report", opts.out, "-o", str(tmp_path / "report")])
+    assert code == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Soak: long-run stability" in md and "missed faults above the floor" in md
+    assert md.count("\n| ") >= len(on_disk["windows"]) + 10  # a row per window and per bar
 
 
 def test_every_injected_fault_on_a_check_call_is_counted_and_found(tmp_path, trace):
