@@ -150,9 +150,15 @@ class OperandSource:
         self._probes: dict[tuple[int, bool], tuple] = {}  # (id of B, trans_b) -> probes
         self._kept: dict[Product, Operands] = {}
 
-    def _matrix(self, shape: tuple[int, int], kind: str) -> np.ndarray:
+    def _matrix(self, shape: tuple[int, int]) -> np.ndarray:
+        """A reused matrix: normal or uniform, drawn in float32 directly (the campaign's
+        generator draws float64 and casts: seconds per GiB that a GPU soak's setup, which
+        draws several GiB, cannot spare)."""
         if shape not in self._mats:
-            self._mats[shape] = gen(self.rng, kind, shape)
+            if len(self._mats) % 2:
+                self._mats[shape] = self.rng.random(shape, dtype=np.float32)
+            else:
+                self._mats[shape] = self.rng.standard_normal(shape, dtype=np.float32)
         return self._mats[shape]
 
     def get(self, p: Product) -> Operands:
@@ -164,11 +170,11 @@ class OperandSource:
             C0 = gen(self.rng, kind, (p.m, p.n))
             return Operands(p, A, B, C0, probes_of(self.rng, B.T if p.trans_b else B), kind)
         if p not in self._kept:
-            A, B = self._matrix(a_shape, kind), self._matrix(b_shape, kind)
+            A, B = self._matrix(a_shape), self._matrix(b_shape)
             key = (id(B), p.trans_b)
             if key not in self._probes:
                 self._probes[key] = probes_of(self.rng, B.T if p.trans_b else B)
-            self._kept[p] = Operands(p, A, B, self._matrix((p.m, p.n), kind), self._probes[key],
+            self._kept[p] = Operands(p, A, B, self._matrix((p.m, p.n)), self._probes[key],
                                      "reused")
         return self._kept[p]
 
