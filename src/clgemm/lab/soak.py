@@ -107,6 +107,8 @@ class Log:
                                        "unrepaired": []}
         self.worst_ratio: dict[str, float] = {}  # verification: worst error / bound per contract
         self.missed_by_size: dict[str, int] = {}  # misses above the floor, by decade of size
+        self.missed_by_product: dict[str, int] = {}  # ... and by product
+        self.unrepaired_by_product: dict[str, int] = {}
         self.below_floor_escapes = 0
         self.unrepaired = 0  # faults found but left above the floor in the returned result
         self.fault_errors = 0
@@ -315,6 +317,8 @@ class Soak:
             if detected and left > FLOOR_REL:  # found, but repaired only in part
                 log.unrepaired += 1
                 log.case("unrepaired", case)
+                name = d.product.name
+                log.unrepaired_by_product[name] = log.unrepaired_by_product.get(name, 0) + 1
             elif left <= FLOOR_REL or not fault["significant"]:
                 log.below_floor_escapes += 1  # what is left is below the guard's floor
                 log.case("below_floor_escapes", case)
@@ -396,6 +400,8 @@ class Soak:
             m["missed_above_floor"] += 1
             size = size_class(fault["rel_size"])
             self.log.missed_by_size[size] = self.log.missed_by_size.get(size, 0) + 1
+            name = d.product.name
+            self.log.missed_by_product[name] = self.log.missed_by_product.get(name, 0) + 1
             self.log.case("missed_faults", {**d.describe(), "model": fault["model"],
                                             "cell": list(fault["cell"]),
                                             "rel_size": fault["rel_size"]})
@@ -452,9 +458,11 @@ class Soak:
                        "missed_above_floor": t.missed_above_floor,
                        "missed_below_floor": t.missed_below_floor, "not_applied": t.not_applied,
                        "missed_above_floor_by_size": log.missed_by_size,
+                       "missed_above_floor_by_product": log.missed_by_product,
                        "fault_errors": log.fault_errors,
                        "below_floor_escapes": log.below_floor_escapes,
                        "unrepaired_above_floor": log.unrepaired,
+                       "unrepaired_by_product": log.unrepaired_by_product,
                        "unrepaired_cases": log.cases["unrepaired"],
                        "by_model": log.faults_by_model, "missed_cases": log.cases["missed_faults"],
                        "below_floor_cases": log.cases["below_floor_escapes"]},
