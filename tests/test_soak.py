@@ -286,3 +286,18 @@ def test_big_products_reuse_their_operands_and_device_copies(tmp_path, trace, mo
     w = soak.window
     assert w.errors == 0 and w.wrong_results == 0 and w.device_arrays > 0, soak.log.cases
     assert soak.source.get(soak.products[0]) is kept[0]  # the same operands every call
+
+
+def test_a_gpu_soaks_the_full_model_traces_and_the_kpi_squares():
+    """What the GPU command runs (checked here without a GPU): every traces/models/*.jsonl,
+    the KPI squares at full size, the odd shapes of both lists."""
+
+    class Gpu:
+        type, name = "GPU", "a GPU"
+
+    traces = wl.default_traces(Gpu())
+    assert {Path(t).stem for t in traces} >= {"bert-base-train", "llama-7b-decode",
+                                              "llama-7b-prefill", "resnet50-im2col"}
+    names = {p.name for p in wl.products(Gpu(), traces, 0)}
+    assert {"kpi:1400", "kpi:2048", "kpi:3072", "llama-7b-prefill:prefill.lm_head",
+            "odd:1399x1401x1403"} <= names

@@ -289,39 +289,14 @@ class Soak:
             log.case("errors", {**d.describe(), "type": name, "message": str(exc)[:300],
                                 "clgemm_error": isinstance(exc, ClgemmError)})
             return
-        w.calls += 1
-        w.flops += d.product.flops
-        w.call_s += seconds
-        w.by_contract[d.contract] = w.by_contract.get(d.contract, 0) + 1
-        w.device_arrays += d.on_device
-        w.plans += d.via_plan
-        stat = self.key_stats.setdefault(d.key, [0, 0.0])
-        stat[0] += 1
-        stat[1] += seconds
+        self._count(d, seconds)
         detected = bool(info.extra.get("abft", {}).get("detected")) if info is not None else False
         checks = self._verify(d, ops, out)
         ok = all(c.ok for c in checks)
         if fault is not None:
-            applied = self._applied(fault, out, detected)
-            self._fault_outcome(d, fault, detected, applied)
-            if ok:
-                return
-            # The result is off the exact bound: what is left of the fault, over max|C|.
-            clean = fault["clean"]
-            left = float(np.max(np.abs(out.astype(np.float64) - clean)))
-            left = left / (float(np.abs(clean).max()) or 1.0) if math.isfinite(left) else math.inf
-            case = {**d.describe(), "model": fault["model"], "rel_size": fault["rel_size"],
-                    "cell": list(fault["cell"]), "left_rel": left,
-                    "abft": {k: (info.extra.get("abft") or {}).get(k) for k in
-                             ("corrected", "recomputed", "attempts")} if info else None}
-            if detected and left > FLOOR_REL:  # found, but repaired only in part
-                log.unrepaired += 1
-                log.case("unrepaired", case)
-                name = d.product.name
-                log.unrepaired_by_product[name] = log.unrepaired_by_product.get(name, 0) + 1
-            elif left <= FLOOR_REL or not fault["significant"]:
-                log.below_floor_escapes += 1  # what is left is below the guard's floor
-                log.case("below_floor_escapes", case)
+            self._fault_outcome(d, fault, detected, self._applied(fault, out, detected))
+            if not ok:
+                self._fault_left(d, fault, out, info, detected)
             return
         if d.contract == "check":
             w.clean_checked += 1
@@ -332,6 +307,40 @@ class Soak:
                                              "attempts": v.get("attempts")})
         if not ok:
             self._wrong(d, checks, "")
+
+    def _count(self, d: Draw, seconds: float) -> None:
+        w = self.window
+        w.calls += 1
+        w.flops += d.product.flops
+        w.call_s += seconds
+        w.by_contract[d.contract] = w.by_contract.get(d.contract, 0) + 1
+        w.device_arrays += d.on_device
+        w.plans += d.via_plan
+        stat = self.key_stats.setdefault(d.key, [0, 0.0])
+        stat[0] += 1
+        stat[1] += seconds
+
+    def _fault_left(self, d: Draw, fault: dict, out: np.ndarray, info, detected: bool) -> None:
+        """A faulty call whose result is off the exact bound: what is left of the fault, over
+        max|C| (against the clean product: the two differ by the roundoff of two correct
+        lanes at most, below the bound that `out` failed). Found but left above the floor:
+        repaired in part; a miss above the floor is counted as a miss already."""
+        log = self.log
+        clean = fault["clean"]
+        left = float(np.max(np.abs(out.astype(np.float64) - clean)))
+        left = left / (float(np.abs(clean).max()) or 1.0) if math.isfinite(left) else math.inf
+        case = {**d.describe(), "model": fault["model"], "rel_size": fault["rel_size"],
+                "cell": list(fault["cell"]), "left_rel": left,
+                "abft": {k: (info.extra.get("abft") or {}).get(k) for k in
+                         ("corrected", "recomputed", "attempts")} if info else None}
+        if detected and left > FLOOR_REL:
+            log.unrepaired += 1
+            log.case("unrepaired", case)
+            name = d.product.name
+            log.unrepaired_by_product[name] = log.unrepaired_by_product.get(name, 0) + 1
+        elif left <= FLOOR_REL or not fault["significant"]:
+            log.below_floor_escapes += 1  # what is left is below the guard's floor
+            log.case("below_floor_escapes", case)
 
     def _verify(self, d: Draw, ops: wl.Operands, out: np.ndarray) -> list[wl.Check]:
         checks = [wl.verify_probe(ops, out, d.alpha, d.beta, d.rel_tol)]
