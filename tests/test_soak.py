@@ -90,10 +90,15 @@ def test_short_soak_writes_a_valid_artifact_whose_counts_add_up(tmp_path, trace)
     assert w["rss_bytes"] > 10 << 20 and w["pool"]["managed_bytes"] is not None
     assert w["gflops"] > 0 and w["products_per_s"] > 0
     s = on_disk["summary"]
-    assert s["memory"]["rss"] is not None
+    covered = next((i + 1 for i, x in enumerate(on_disk["windows"]) if x["cover_done"]),
+                   len(on_disk["windows"]))
+    assert s["warmup_windows"] >= covered  # memory is judged once every allocation was made
+    assert (s["memory"]["rss"] is not None) == (len(on_disk["windows"]) > s["warmup_windows"])
     assert ("throughput" in s) == (s["judged_windows"] >= 2)
     assert set(on_disk["verdict"]["bars"]) >= {"missed_above_floor", "false_positives", "errors",
-                                               "wrong_results", "rss_growth_under_1pct"}
+                                               "wrong_results"}
+    assert ("rss_growth_under_1pct" in on_disk["verdict"]["bars"]) == on_disk["verdict"][
+        "memory_judged"]
     # no GPU here: the reason is written down
     assert on_disk["telemetry"]["gpu_source"] is None and on_disk["telemetry"]["gpu_reason"]
     # the report renders the soak section from the artifact

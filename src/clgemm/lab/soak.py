@@ -421,7 +421,7 @@ class Soak:
     # ---- windows and the artifact ------------------------------------------------------
     def close_window(self, t0: float, t1: float, start: float) -> None:
         w = self.window
-        warm = len(self.windows) < warmup_windows(self.planned)
+        warm = len(self.windows) < warmup_windows(self.planned) or bool(self.cover)
         index_num, index_s = 0.0, 0.0
         for key, (count, secs) in self.key_stats.items():
             if key not in self.ref_s and not warm:
@@ -441,6 +441,7 @@ class Soak:
             "pool": tel.pool_bytes(self.rt),
             "host": tel.host_load(),
             "gpu": self.gpu.window(t0, t1),
+            "cover_done": not self.cover,  # every allocation of the workload made by now
         }
         self.windows.append(record)
         self.total.add(w)
@@ -625,9 +626,11 @@ def warmup_windows(n: int) -> int:
 
 def summarize(windows: list[dict]) -> dict:
     """Throughput per window after warm-up (drift first to last, slope, CV), memory growth,
-    the clocks beside the drift."""
+    the clocks beside the drift. The warm-up lasts WARMUP_SHARE of the windows, and at least
+    until the window in which the cover (every allocation of the workload) was done."""
     n = len(windows)
-    warm = warmup_windows(n)
+    covered = next((i + 1 for i, w in enumerate(windows) if w.get("cover_done", True)), n)
+    warm = max(warmup_windows(n), covered) if n else 0
     post = [w for w in windows[warm:] if w.get("gflops")]
     out: dict = {"windows": n, "warmup_windows": warm, "judged_windows": len(post)}
     if len(post) >= 2:
