@@ -32,8 +32,9 @@ def trace(tmp_path):
 
 
 def _opts(tmp_path, trace, **kw) -> S.SoakOptions:
-    base = dict(minutes=0.1, out=str(tmp_path / "soak.json"), fault_rate=0.6, window_s=1.0,
-                seed=int(np.random.default_rng().integers(1 << 20)), traces=(trace,), quiet=True)
+    base = {"minutes": 0.1, "out": str(tmp_path / "soak.json"), "fault_rate": 0.6, "window_s": 1.0,
+            "seed": int(np.random.default_rng().integers(1 << 20)), "traces": (trace,),
+            "quiet": True}
     return S.SoakOptions(**{**base, **kw})
 
 

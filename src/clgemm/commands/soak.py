@@ -40,11 +40,12 @@ def _soak(args) -> int:
     data = Soak(opts, ["clgemm", *sys.argv[1:]]).run()
     v = data["verdict"]
     failed = [name for name, ok in v["bars"].items() if not ok]
+    judged = "pass" if v["pass"] else "FAIL: " + (", ".join(failed) or "memory not judged")
     print(f"clgemm soak: {data['status']}: {len(data['windows'])} windows, faults "
           f"{data['faults']['found']}/{data['faults']['injected']} found, "
           f"{data['false_positives']['count']} false positives, "
           f"{data['wrong_results']['count']} wrong results, {data['errors']['count']} errors; "
-          f"verdict {'pass' if v['pass'] else 'FAIL: ' + (', '.join(failed) or 'memory not judged')}; "
+          f"verdict {judged}; "
           f"wrote {args.out}", file=sys.stderr)
     if data["interrupted"]:
         return 130 if data["interrupted"] == "SIGINT" else 143

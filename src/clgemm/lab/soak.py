@@ -86,7 +86,7 @@ class Tally:
     missed_below_floor: int = 0
     not_applied: int = 0
 
-    def add(self, other: "Tally") -> None:
+    def add(self, other: Tally) -> None:
         for name, value in asdict(other).items():
             if name == "by_contract":
                 for k, v in value.items():
@@ -149,6 +149,7 @@ class Draw:
 class Soak:
     def __init__(self, opts: SoakOptions, argv: list[str]) -> None:
         import clgemm
+
         from ..runtime import get_runtime
 
         self.clgemm = clgemm
@@ -503,7 +504,8 @@ class Soak:
             "created_utc": utc_now(), "updated_utc": utc_now(), "finished_utc": None,
             "command": self.argv, "env": fingerprint(self.dev, self.argv),
             "options": {"minutes": o.minutes, "window_s": o.window_s, "fault_rate": o.fault_rate,
-                        "seed": o.seed, "traces": self.traces, "fault_models": list(o.fault_models)},
+                        "seed": o.seed, "traces": self.traces,
+                        "fault_models": list(o.fault_models)},
             "workload": {
                 "products": [asdict(p) for p in self.products], "reused_operands": reused,
                 "contracts": dict(CONTRACTS), "rel_tols": list(REL_TOLS),
@@ -527,7 +529,7 @@ class Soak:
         status, why = "interrupted", None
         previous = signal.getsignal(signal.SIGTERM)
 
-        def on_term(signum, frame):  # noqa: ARG001
+        def on_term(signum, frame):
             raise Terminated()
 
         signal.signal(signal.SIGTERM, on_term)
@@ -579,7 +581,7 @@ def validation_errors(data: dict) -> list[str] | None:
     from importlib import resources
 
     try:
-        import jsonschema  # noqa: PLC0415 - optional at run time
+        import jsonschema
     except ImportError:
         return None
     schema = json.loads((resources.files("clgemm") / "data" / "soak.schema.json").read_text())

@@ -98,7 +98,7 @@ class GpuPoller:
             self.reason = f"no NVML for a non-NVIDIA device ({device.name})"
             return
         try:
-            import pynvml  # noqa: PLC0415 - nvidia-ml-py, optional
+            import pynvml
 
             pynvml.nvmlInit()
             self._nv = pynvml
@@ -124,7 +124,8 @@ class GpuPoller:
             cmd = [smi, f"--query-gpu={fields}", "--format=csv,noheader,nounits",
                    "-i", str(self.index)]
             try:
-                ok = subprocess.run(cmd, capture_output=True, text=True, timeout=20).returncode == 0
+                ok = subprocess.run(cmd, capture_output=True, text=True, timeout=20,
+                                    check=False).returncode == 0
             except (OSError, subprocess.SubprocessError):
                 ok = False
             if ok:
@@ -165,7 +166,8 @@ class GpuPoller:
         # One query per period (not nvidia-smi's own loop): a hung or killed nvidia-smi costs
         # one sample, and nothing outlives the soak.
         try:
-            out = subprocess.run(self._smi_cmd, capture_output=True, text=True, timeout=10)
+            out = subprocess.run(self._smi_cmd, capture_output=True, text=True, timeout=10,
+                                 check=False)
         except (OSError, subprocess.SubprocessError):
             return
         parts = out.stdout.strip().splitlines()[0].split(",") if out.stdout.strip() else []

@@ -16,7 +16,9 @@ def _mean(window: dict, name: str):
 
 
 def _growth(g: dict | None) -> str:
-    return "not judged" if g is None else f"{g['growth_pct']:+.2f}% (peak {g['peak_growth_pct']:+.2f}%)"
+    if g is None:
+        return "not judged"
+    return f"{g['growth_pct']:+.2f}% (peak {g['peak_growth_pct']:+.2f}%)"
 
 
 def soak_blocks(soaks: list[tuple[str, dict]], link, fmt, Link) -> list[tuple]:
@@ -24,11 +26,11 @@ def soak_blocks(soaks: list[tuple[str, dict]], link, fmt, Link) -> list[tuple]:
     if not soaks:
         return []
     B: list[tuple] = [("h", 2, "Soak: long-run stability"),
-                      ("p", ["A mixed workload (model traces, KPI squares, odd shapes; exact, "
+                      ("p", [("A mixed workload (model traces, KPI squares, odd shapes; exact, "
                              "check=True, rel_tol; numpy and device arrays) for a given time, "
                              "every result verified against float64, faults injected into "
                              "check=True calls; memory growth is judged after the warm-up "
-                             "windows, throughput drift read beside the clocks."])]
+                             "windows, throughput drift read beside the clocks.")])]
     for p, a in soaks:
         dev = a["env"]["device"]["name"]
         s, f, v = a["summary"], a["faults"], a["verdict"]
@@ -36,13 +38,13 @@ def soak_blocks(soaks: list[tuple[str, dict]], link, fmt, Link) -> list[tuple]:
         mem = s["memory"]
         B.append(("h", 3, f"{dev}: {a['options']['minutes']:g} min, {a['status']}"))
         B.append(("table", ["bar", "figure", "met"], [
-            ["missed faults above the floor", f"{f['missed_above_floor']} of {f['injected']} "
-             f"injected ({f['found']} found; floor {a['workload']['floor_rel']:g} max|C|)",
+            ["missed faults above the floor", (f"{f['missed_above_floor']} of {f['injected']} "
+             f"injected ({f['found']} found; floor {a['workload']['floor_rel']:g} max|C|)"),
              v["bars"]["missed_above_floor"]],
             ["found faults left above the floor", f.get("unrepaired_above_floor", 0),
              v["bars"].get("unrepaired_above_floor")],
-            ["false positives", f"{a['false_positives']['count']} of "
-             f"{a['false_positives']['clean_checked']} clean check=True calls",
+            ["false positives", (f"{a['false_positives']['count']} of "
+             f"{a['false_positives']['clean_checked']} clean check=True calls"),
              v["bars"]["false_positives"]],
             ["wrong results", f"{a['wrong_results']['count']} of {a['totals']['calls']} products",
              v["bars"]["wrong_results"]],
@@ -55,8 +57,9 @@ def soak_blocks(soaks: list[tuple[str, dict]], link, fmt, Link) -> list[tuple]:
             ["GPU memory.used growth after warm-up", _growth(mem.get("gpu_used")),
              v["bars"].get("gpu_used_growth_under_1pct")],
             ["throughput drift (first to last judged window)",
-             f"{fmt(t.get('drift_pct'), '+.1f')}%, slope {fmt(t.get('slope_pct_per_hour'), '+.1f')}"
-             f"%/h, CV {fmt(t.get('cv'), '.3f')}", "reported" if t else "too few windows"],
+             (f"{fmt(t.get('drift_pct'), '+.1f')}%, "
+              f"slope {fmt(t.get('slope_pct_per_hour'), '+.1f')}"
+             f"%/h, CV {fmt(t.get('cv'), '.3f')}"), "reported" if t else "too few windows"],
             ["verdict", Link(Path(p).name, link(p)), v["pass"]],
         ]))
         rows = []
