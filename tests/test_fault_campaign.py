@@ -136,7 +136,7 @@ GOOD = {
     "{artifact}", "report_input": "{artifact}", "a recorded space": "{space}",
     "space_file": "{space}", "existing database": "{db}", "database": "{db}",
     "output_file": "{out_file}", "output_dir": "{out_dir}", "existing_file": "{text}",
-    "shape": "64",
+    "shape": "64", "a number > 0": "1",
 }
 FREE_TEXT = {"--device", "--label", "--candidate-method", "--baseline-method"}
 
@@ -281,6 +281,8 @@ CLI_RUNTIME_CASES = [
                  id="roofline:device"),
     pytest.param(["strategies", "--space", "{json_wrong}"], "recorded-space",
                  id="strategies:unknown-format"),
+    pytest.param(["soak", "--minutes", "0.01", "--window-seconds", "0.5", "--out", "{out_file}",
+                  "--device", "no-such-dev"], "available", id="soak:device"),
 ]
 
 

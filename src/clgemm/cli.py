@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "clgemm.commands.select",    # replay
     "clgemm.commands.guard",     # abft / approx campaigns
     "clgemm.commands.records",   # records index / check
+    "clgemm.commands.soak",      # soak
 )
 
 

@@ -256,16 +256,16 @@ def bench_artifact() -> Callable[[str], str]:
 
 
 def report_input(text: str) -> str:
-    """A bench/roofline artifact or a replay report."""
+    """A bench/roofline artifact, a replay report or a soak artifact."""
     from ..bench.metrics import SCHEMA_VERSION
 
     data = read_json(text)
     if not isinstance(data, dict):
         raise Bad(f"{text}: holds a JSON {type(data).__name__}, not an artifact")
     if data.get("schema_version") != SCHEMA_VERSION and not str(
-            data.get("schema", "")).startswith("clgemm.replay/"):
-        raise Bad(f"{text}: not a bench, roofline or replay artifact (no schema_version "
-                  f"{SCHEMA_VERSION!r} or schema 'clgemm.replay/...')")
+            data.get("schema", "")).startswith(("clgemm.replay/", "clgemm.soak/")):
+        raise Bad(f"{text}: not a bench, roofline, replay or soak artifact (no schema_version "
+                  f"{SCHEMA_VERSION!r} or schema 'clgemm.replay/...' or 'clgemm.soak/...')")
     return text
 
 

@@ -236,7 +236,7 @@ FAULT_MODELS = ("bit_mantissa", "bit_exponent", "multi_bit", "scaled", "rel_1e-5
                 "rel_1e-4", "rel_1e-3", "nan", "inf", "row", "accumulator")
 
 
-def _fault(rng, model: str, C: np.ndarray, m: int, n: int):
+def make_fault(rng, model: str, C: np.ndarray, m: int, n: int):
     """(hook kwargs, description, expected-detectable) for one injected fault."""
     i, j = int(rng.integers(m)), int(rng.integers(n))
     big = float(np.abs(C).max()) if C.size else 0.0
@@ -268,6 +268,23 @@ def _fault(rng, model: str, C: np.ndarray, m: int, n: int):
     return {"result": fn, "cells": [(i, j)]}, (i, j)
 
 
+def fault_delta(model: str, hook: dict, clean: np.ndarray, fi: int, fj: int,
+                alpha: float = 1.0, acc: float | None = None) -> float:
+    """What the fault of `make_fault` does to entry (fi, fj) of the clean result, measured on
+    a host replica (inf: a non-finite entry, or a whole row). An accumulator fault turns the
+    accumulator acc (op(A) op(B) at the cell; the clean entry when alpha = 1, beta = 0) into
+    -acc + 1, which alpha scales."""
+    if "cells" in hook:
+        if model == "row":
+            return math.inf
+        rep = faults.corrupt_host(clean, hook["cells"], hook["result"])
+        if not np.isfinite(rep[fi, fj]):
+            return math.inf
+        return float(abs(rep[fi, fj].astype(np.float64) - clean[fi, fj]))
+    acc = float(clean[fi, fj]) if acc is None else acc
+    return abs(alpha) * abs(-2.0 * acc + 1.0)
+
+
 def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
                    models=FAULT_MODELS, kinds=("normal", "uniform", "rowscaled", "lowrank"),
                    min_dim: int = 8) -> dict:
@@ -286,18 +303,8 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
         kind = kinds[rng.integers(len(kinds))]
         A, B = gen(rng, kind, (m, k)), gen(rng, kind, (k, n))
         clean = clgemm.matmul(A, B)
-        hook, (fi, fj) = _fault(rng, model, clean, m, n)
-        # What the fault does to the entry (or row), measured on a host replica.
-        if "cells" in hook:
-            cells = hook["cells"]
-            rep = faults.corrupt_host(clean, cells, hook["result"]) if model != "row" else None
-            if rep is None:
-                delta = np.inf
-            else:
-                d = rep[fi, fj].astype(np.float64) - clean[fi, fj]
-                delta = abs(d) if np.isfinite(rep[fi, fj]) else np.inf
-        else:
-            delta = abs(-2.0 * clean[fi, fj] + 1.0)  # acc -> -acc + 1
+        hook, (fi, fj) = make_fault(rng, model, clean, m, n)
+        delta = fault_delta(model, hook, clean, fi, fj)
         big = float(np.abs(clean).max()) or 1.0
         significant = bool(delta > 1e-5 * big)
         s = stats.setdefault(model, {"injected": 0, "significant": 0, "detected": 0,

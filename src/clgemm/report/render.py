@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..atomic import replacing, write_text
 from ..bench.metrics import load_artifact
+from .soak import soak_blocks
 
 
 class Link:
@@ -416,23 +417,28 @@ def write_report(paths: list[str], out_dir: str | Path, name: str = "report",
     """Write <out_dir>/<name>.md and <name>.html (and PNGs beside, unless embed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bench, roof, replays, models = [], [], [], []
+    bench, roof, replays, models, soaks = [], [], [], [], []
     for p in paths:
         raw = json.loads(Path(p).read_text())
         if str(raw.get("schema", "")).startswith("clgemm.replay/"):
             replays.append((p, raw))  # `clgemm replay` artifacts: the selector section
             continue
+        if str(raw.get("schema", "")).startswith("clgemm.soak/"):
+            soaks.append((p, raw))  # `clgemm soak` artifacts: the soak section
+            continue
         a = load_artifact(p)
         {"roofline": roof, "model": models}.get(a["kind"], bench).append((p, a))
-    if not bench and not roof and not models:
-        raise ValueError("no bench, roofline or model artifact to report")
+    if not bench and not roof and not models and not soaks:
+        raise ValueError("no bench, roofline, model or soak artifact to report")
 
     def link(p) -> str:
         return os.path.relpath(Path(p).resolve(), out_dir.resolve()).replace(os.sep, "/")
 
+    first = (models or soaks)[0][1] if not (bench or roof) else None
     head = (_blocks(bench, roof, link) if bench or roof
-            else [("h", 1, f"clgemm report: {models[0][1]['env']['device']['name']}")])
-    blocks = head + _model_blocks(models, link) + _selector_blocks(replays, link)
+            else [("h", 1, f"clgemm report: {first['env']['device']['name']}")])
+    blocks = (head + _model_blocks(models, link) + _selector_blocks(replays, link)
+              + soak_blocks(soaks, link, _fmt, Link))
     written = []
     images = {}
     for b in blocks:

@@ -1,0 +1,689 @@
+"""`clgemm soak`: a mixed workload for a given time, every result verified against float64,
+faults injected at a known rate into check=True calls, telemetry per window, and an artifact
+(schema clgemm.soak/1) rewritten atomically at every window, so that Ctrl-C, SIGTERM or a
+kill -9 leave a valid partial one (`complete: false`, `status` interrupted or, after a kill,
+still running).
+
+Each call draws its product from a shuffled cycle over all products (soak_workload), then a
+contract (exact, check=True, rel_tol), numpy or device arrays, clgemm.matmul or a plan, and
+alpha, beta (beta != 0: a C_old is given). A check=True call is injected with a fault with
+probability fault_rate: one of the guard campaign's fault models in turn, its size measured
+on a host replica of the clean product; the guard's stated floor is a change of more than
+FLOOR_REL max|C| (or a non-finite entry): a fault above it that the guard lets through is a
+miss; below it, it is counted apart.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import ClgemmError, FaultError, UsageError
+from . import soak_telemetry as tel
+from . import soak_workload as wl
+from .guard_campaign import FAULT_MODELS, fault_delta, make_fault
+
+SCHEMA = "clgemm.soak/1"
+FLOOR_REL = 1e-5  # the guard's stated floor: faults of 1e-5 max|C| (guard/abft.py, README)
+CONTRACTS = (("exact", 0.4), ("check", 0.35), ("rel_tol", 0.25))
+REL_TOLS = (1e-2, 1e-3)
+PLAN_SHARE = 0.25  # calls made through clgemm.plan(...) rather than clgemm.matmul
+DEVICE_SHARE = 0.5  # calls on device arrays (clgemm.to_device) rather than numpy
+WARMUP_SHARE = 0.2  # windows of warm-up (kernel builds, pools filling) before memory is judged
+MEMORY_BAR_PCT = 1.0
+CASES_KEPT = 20  # examples kept per kind of failure (the counts are complete)
+
+
+def size_class(rel: float) -> str:
+    """A fault's size over max|C| by decade: "1e-05" holds [1e-5, 1e-4); "whole-row-or-inf"
+    the row model and non-finite entries."""
+    if not math.isfinite(rel):
+        return "whole-row-or-inf"
+    return f"{10.0 ** math.floor(math.log10(rel)):.0e}" if rel > 0 else "0"
+
+
+@dataclass(frozen=True)
+class SoakOptions:
+    minutes: float
+    out: str
+    device: object = None
+    fault_rate: float = 0.2
+    window_s: float = 30.0
+    seed: int = 0
+    traces: tuple[str, ...] = ()  # none: the checkout's model traces for the device's kind
+    fault_models: tuple[str, ...] = FAULT_MODELS
+    smi_period_s: float = 1.0
+    quiet: bool = False
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the soak can write its partial artifact."""
+
+
+@dataclass
+class Tally:
+    """Counts of one window (and, summed, of the run)."""
+    calls: int = 0
+    flops: float = 0.0
+    call_s: float = 0.0
+    by_contract: dict = field(default_factory=dict)
+    device_arrays: int = 0
+    plans: int = 0
+    probe_checks: int = 0
+    row_checks: int = 0
+    wrong_results: int = 0
+    errors: int = 0
+    clean_checked: int = 0
+    false_positives: int = 0
+    injected: int = 0
+    found: int = 0
+    missed_above_floor: int = 0
+    missed_below_floor: int = 0
+    not_applied: int = 0
+
+    def add(self, other: Tally) -> None:
+        for name, value in asdict(other).items():
+            if name == "by_contract":
+                for k, v in value.items():
+                    self.by_contract[k] = self.by_contract.get(k, 0) + v
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
+
+class Log:
+    """Everything counted beyond the tallies: errors by type, faults by model, and a few
+    examples of each failure."""
+
+    def __init__(self) -> None:
+        self.errors_by_type: dict[str, int] = {}
+        self.faults_by_model: dict[str, dict[str, int]] = {}
+        self.cases: dict[str, list] = {"errors": [], "wrong_results": [], "false_positives": [],
+                                       "missed_faults": [], "below_floor_escapes": [],
+                                       "unrepaired": []}
+        self.worst_ratio: dict[str, float] = {}  # verification: worst error / bound per contract
+        self.missed_by_size: dict[str, int] = {}  # misses above the floor, by decade of size
+        self.missed_by_product: dict[str, int] = {}  # ... and by product
+        self.unrepaired_by_product: dict[str, int] = {}
+        self.below_floor_escapes = 0
+        self.unrepaired = 0  # faults found but left above the floor in the returned result
+        self.fault_errors = 0
+
+    def case(self, kind: str, item: dict) -> None:
+        if len(self.cases[kind]) < CASES_KEPT:
+            self.cases[kind].append(item)
+
+    def ratio(self, contract: str, how: str, value: float) -> None:
+        key = f"{contract}:{how}"
+        self.worst_ratio[key] = max(self.worst_ratio.get(key, 0.0), value)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One call's choices."""
+    product: wl.Product
+    contract: str
+    rel_tol: float | None
+    on_device: bool
+    via_plan: bool
+    alpha: float
+    beta: float
+    inject: bool
+    rows_check: bool
+
+    @property
+    def key(self) -> tuple:
+        return (self.product.name, self.contract, self.on_device, self.via_plan)
+
+    def describe(self) -> dict:
+        p = self.product
+        return {"product": p.name, "shape": [p.m, p.n, p.k], "trans": [p.trans_a, p.trans_b],
+                "contract": self.contract, "rel_tol": self.rel_tol, "device_arrays": self.on_device,
+                "plan": self.via_plan, "alpha": self.alpha, "beta": self.beta}
+
+
+class Soak:
+    def __init__(self, opts: SoakOptions, argv: list[str]) -> None:
+        import clgemm
+
+        from ..runtime import get_runtime
+
+        self.clgemm = clgemm
+        self.opts = opts
+        self.argv = list(argv)
+        self.rt = get_runtime(opts.device)
+        self.dev = self.rt.device
+        traces = [str(t) for t in (opts.traces or wl.default_traces(self.dev))]
+        if not traces:
+            raise UsageError("no model trace found beside the package: give --trace FILE")
+        self.traces = traces
+        self.products = wl.products(self.dev, traces, opts.seed)
+        self.rng = np.random.default_rng(opts.seed)
+        self.source = wl.OperandSource(opts.seed + 1)
+        self.total, self.window = Tally(), Tally()
+        self.log = Log()
+        self.windows: list[dict] = []
+        self.cycle: list[wl.Product] = []
+        self.cover: list[tuple] | None = None  # (product, contract, device arrays) to cover
+        self.seen: set[wl.Product] = set()
+        self.calls_of: dict[wl.Product, int] = {}
+        self.fault_count = 0
+        # mix-adjusted speed: seconds per call of each (product, contract, arrays, api) as first
+        # timed after warm-up; a window's index is sum(count x ref) / its seconds (1 = as then)
+        self.ref_s: dict[tuple, float] = {}
+        self.key_stats: dict[tuple, list] = {}
+        self.gpu = tel.GpuPoller(self.dev, opts.smi_period_s)
+        self.planned = max(1, math.ceil(60.0 * opts.minutes / opts.window_s))
+        self.data: dict = {}
+
+    # ---- the calls ---------------------------------------------------------------------
+    def draw(self) -> Draw:
+        """The next call: first the cover (every product under every contract, on numpy and
+        on device arrays, with a C_old: every allocation the workload will ever make, during
+        the warm-up, so that memory growth after it means a leak, not a late first use),
+        then products in shuffled cycles with contract, arrays, API, alpha, beta at random."""
+        names, weights = zip(*CONTRACTS)
+        if self.cover is None:
+            self.cover = [(p, c, dev) for p in self.products for c in names
+                          for dev in (False, True)]
+            self.cover.reverse()
+        if self.cover:
+            p, contract, on_device = self.cover.pop()
+            beta = float(self.rng.choice([1.0, -0.75, self.rng.uniform(0.1, 2)]))
+        else:
+            if not self.cycle:
+                order = self.rng.permutation(len(self.products))
+                self.cycle = [self.products[i] for i in order]
+            p = self.cycle.pop()
+            contract = names[int(self.rng.choice(len(names), p=np.array(weights) / sum(weights)))]
+            on_device = bool(self.rng.random() < DEVICE_SHARE)
+            beta = float(self.rng.choice([0.0, 0.0, 1.0, -0.75, self.rng.uniform(-2, 2)]))
+        rel_tol = float(self.rng.choice(REL_TOLS)) if contract == "rel_tol" else None
+        alpha = float(self.rng.choice([1.0, -1.0, 0.5, 3.0, self.rng.uniform(-2, 2)]))
+        n = self.calls_of.get(p, 0)
+        self.calls_of[p] = n + 1
+        return Draw(p, contract, rel_tol, on_device, bool(self.rng.random() < PLAN_SHARE),
+                    alpha, beta,
+                    contract == "check" and bool(self.rng.random() < self.opts.fault_rate),
+                    n % wl.FULL_EVERY == 0)
+
+    def _operands(self, d: Draw, ops: wl.Operands) -> tuple:
+        """(A, B, C) as the call takes them: numpy, or device arrays (A, B kept on the device
+        with reused operands; C_old copied every call, since the call writes into it)."""
+        C = ops.C0.copy() if d.beta != 0.0 else None
+        if not d.on_device:
+            return ops.A, ops.B, C
+        to_dev = self.clgemm.to_device
+        A, B = ops.device or (to_dev(ops.A, self.dev), to_dev(ops.B, self.dev))
+        return A, B, (None if C is None else to_dev(C, self.dev))
+
+    def upload_reused(self) -> None:
+        """Device copies of the reused operands, one per matrix (shared like the host ones),
+        made before the clock starts."""
+        copies: dict[int, object] = {}
+        for ops in self.source.kept():
+            for x in (ops.A, ops.B):
+                if id(x) not in copies:
+                    copies[id(x)] = self.clgemm.to_device(x, self.dev)
+            ops.device = (copies[id(ops.A)], copies[id(ops.B)])
+
+    def _call(self, d: Draw, A, B, C):
+        """The product through the public API; returns (host result, Info or None, seconds
+        until the result was ready on its side)."""
+        p = d.product
+        check = d.contract == "check"
+        want_info = check
+        t0 = time.perf_counter()
+        if d.via_plan:
+            plan = self.clgemm.plan(p.m, p.n, p.k, trans_a=p.trans_a, trans_b=p.trans_b,
+                                    rel_tol=d.rel_tol, check=check, device=self.dev)
+            got = plan(A, B, C, alpha=d.alpha, beta=d.beta, return_info=want_info)
+        else:
+            got = self.clgemm.matmul(A, B, C=C, alpha=d.alpha, beta=d.beta, trans_a=p.trans_a,
+                                     trans_b=p.trans_b, rel_tol=d.rel_tol, check=check,
+                                     device=self.dev, return_info=want_info)
+        out, info = got if want_info else (got, None)
+        if d.on_device:
+            out.finish()  # an exact call on device arrays returns once enqueued
+        seconds = time.perf_counter() - t0
+        return (out.get() if d.on_device else out), info, seconds
+
+    def _clean_product(self, d: Draw, ops: wl.Operands) -> np.ndarray:
+        p = d.product
+        return self.clgemm.matmul(ops.A, ops.B, C=ops.C0.copy() if d.beta != 0.0 else None,
+                                  alpha=d.alpha, beta=d.beta, trans_a=p.trans_a,
+                                  trans_b=p.trans_b, device=self.dev)
+
+    def step(self) -> None:
+        d = self.draw()
+        ops = self.source.get(d.product)
+        w, log = self.window, self.log
+        fault = None
+        try:
+            if d.inject:
+                fault = self._fault(d, ops)
+            A, B, C = self._operands(d, ops)
+            if fault is None:
+                out, info, seconds = self._call(d, A, B, C)
+            else:
+                from ..guard import faults
+
+                with faults.inject(**fault["hook"]) as hooks:
+                    try:
+                        out, info, seconds = self._call(d, A, B, C)
+                    except FaultError:
+                        # the guard refused to return a result it could not repair: found
+                        log.fault_errors += 1
+                        self._fault_outcome(d, fault, detected=True, applied=True)
+                        return
+                    fault["applied"] = hooks.applied
+        except (KeyboardInterrupt, Terminated):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is counted, the soak goes on
+            name = type(exc).__name__
+            log.errors_by_type[name] = log.errors_by_type.get(name, 0) + 1
+            w.errors += 1
+            log.case("errors", {**d.describe(), "type": name, "message": str(exc)[:300],
+                                "clgemm_error": isinstance(exc, ClgemmError)})
+            return
+        self._count(d, seconds)
+        detected = bool(info.extra.get("abft", {}).get("detected")) if info is not None else False
+        checks = self._verify(d, ops, out)
+        ok = all(c.ok for c in checks)
+        if fault is not None:
+            self._fault_outcome(d, fault, detected, self._applied(fault, out, detected))
+            if not ok:
+                self._fault_left(d, fault, out, info, detected)
+            return
+        if d.contract == "check":
+            w.clean_checked += 1
+            if detected:
+                w.false_positives += 1
+                v = info.extra["abft"]
+                log.case("false_positives", {**d.describe(), "max_ratio": v.get("max_ratio"),
+                                             "attempts": v.get("attempts")})
+        if not ok:
+            self._wrong(d, checks, "")
+
+    def _count(self, d: Draw, seconds: float) -> None:
+        w = self.window
+        w.calls += 1
+        w.flops += d.product.flops
+        w.call_s += seconds
+        w.by_contract[d.contract] = w.by_contract.get(d.contract, 0) + 1
+        w.device_arrays += d.on_device
+        w.plans += d.via_plan
+        stat = self.key_stats.setdefault(d.key, [0, 0.0])
+        stat[0] += 1
+        stat[1] += seconds
+
+    def _fault_left(self, d: Draw, fault: dict, out: np.ndarray, info, detected: bool) -> None:
+        """A faulty call whose result is off the exact bound: what is left of the fault, over
+        max|C| (against the clean product: the two differ by the roundoff of two correct
+        lanes at most, below the bound that `out` failed). Found but left above the floor:
+        repaired in part; a miss above the floor is counted as a miss already."""
+        log = self.log
+        clean = fault["clean"]
+        left = float(np.max(np.abs(out.astype(np.float64) - clean)))
+        left = left / (float(np.abs(clean).max()) or 1.0) if math.isfinite(left) else math.inf
+        case = {**d.describe(), "model": fault["model"], "rel_size": fault["rel_size"],
+                "cell": list(fault["cell"]), "left_rel": left,
+                "abft": {k: (info.extra.get("abft") or {}).get(k) for k in
+                         ("corrected", "recomputed", "attempts")} if info else None}
+        if detected and left > FLOOR_REL:
+            log.unrepaired += 1
+            log.case("unrepaired", case)
+            name = d.product.name
+            log.unrepaired_by_product[name] = log.unrepaired_by_product.get(name, 0) + 1
+        elif left <= FLOOR_REL or not fault["significant"]:
+            log.below_floor_escapes += 1  # what is left is below the guard's floor
+            log.case("below_floor_escapes", case)
+
+    def _verify(self, d: Draw, ops: wl.Operands, out: np.ndarray) -> list[wl.Check]:
+        checks = [wl.verify_probe(ops, out, d.alpha, d.beta, d.rel_tol)]
+        self.window.probe_checks += 1
+        if d.rows_check:
+            checks.append(wl.verify_rows(ops, out, d.alpha, d.beta, d.rel_tol, self.rng))
+            self.window.row_checks += 1
+        for c in checks:
+            if math.isfinite(c.ratio) and not d.inject:  # the bounds' use by clean results
+                self.log.ratio(d.contract, c.how, c.ratio)
+        return checks
+
+    def _wrong(self, d: Draw, checks: list[wl.Check], when: str) -> None:
+        self.window.wrong_results += 1
+        self.log.case("wrong_results", {**d.describe(), "when": when,
+                                        "checks": [c.detail for c in checks if not c.ok]})
+
+    # ---- faults ------------------------------------------------------------------------
+    def _fault(self, d: Draw, ops: wl.Operands) -> dict:
+        """The fault for this call: model in turn, cell at random, its size on the clean
+        product (computed first, unchecked, from numpy operands)."""
+        p = d.product
+        model = self.opts.fault_models[self.fault_count % len(self.opts.fault_models)]
+        self.fault_count += 1
+        clean = self._clean_product(d, ops)
+        hook, (fi, fj) = make_fault(self.rng, model, clean, p.m, p.n)
+        acc = None
+        if "cells" not in hook:  # the accumulator holds op(A) op(B) before alpha and beta
+            c0 = float(ops.C0[fi, fj]) if d.beta != 0.0 else 0.0
+            acc = (float(clean[fi, fj]) - d.beta * c0) / d.alpha
+        delta = fault_delta(model, hook, clean, fi, fj, d.alpha, acc)
+        big = float(np.abs(clean).max()) or 1.0
+        rel = delta / big if math.isfinite(delta) else math.inf
+        return {"model": model, "hook": hook, "cell": (fi, fj), "clean": clean, "delta": delta,
+                "rel_size": rel, "significant": bool(rel > FLOOR_REL), "applied": 0}
+
+    @staticmethod
+    def _applied(fault: dict, out: np.ndarray, detected: bool) -> bool:
+        """Whether the fault reached the product. The result hooks count their corruptions;
+        the accumulator flag exists only in the float32 family's kernels, so there it is
+        inferred: found, or the cell moved by half the fault or more."""
+        if "cells" in fault["hook"]:
+            return fault["applied"] > 0
+        if detected:
+            return True
+        fi, fj = fault["cell"]
+        moved = abs(float(out[fi, fj]) - float(fault["clean"][fi, fj]))
+        return not math.isfinite(moved) or moved >= 0.5 * fault["delta"]
+
+    def _fault_outcome(self, d: Draw, fault: dict, detected: bool, applied: bool) -> None:
+        w = self.window
+        m = self.log.faults_by_model.setdefault(fault["model"], {
+            "injected": 0, "found": 0, "missed_above_floor": 0, "missed_below_floor": 0,
+            "not_applied": 0})
+        if not applied:
+            w.not_applied += 1
+            m["not_applied"] += 1
+            return
+        w.injected += 1
+        m["injected"] += 1
+        if detected:
+            w.found += 1
+            m["found"] += 1
+        elif fault["significant"]:
+            w.missed_above_floor += 1
+            m["missed_above_floor"] += 1
+            size = size_class(fault["rel_size"])
+            self.log.missed_by_size[size] = self.log.missed_by_size.get(size, 0) + 1
+            name = d.product.name
+            self.log.missed_by_product[name] = self.log.missed_by_product.get(name, 0) + 1
+            self.log.case("missed_faults", {**d.describe(), "model": fault["model"],
+                                            "cell": list(fault["cell"]),
+                                            "rel_size": fault["rel_size"]})
+        else:
+            w.missed_below_floor += 1
+            m["missed_below_floor"] += 1
+
+    # ---- windows and the artifact ------------------------------------------------------
+    def close_window(self, t0: float, t1: float, start: float) -> None:
+        w = self.window
+        warm = len(self.windows) < warmup_windows(self.planned) or bool(self.cover)
+        index_num, index_s = 0.0, 0.0
+        for key, (count, secs) in self.key_stats.items():
+            if key not in self.ref_s and not warm:
+                self.ref_s[key] = secs / count
+            if key in self.ref_s:
+                index_num += count * self.ref_s[key]
+                index_s += secs
+        self.key_stats.clear()
+        wall = t1 - t0
+        record = {
+            "index": len(self.windows), "t_start_s": t0 - start, "t_end_s": t1 - start,
+            **asdict(w),
+            "gflops": w.flops / w.call_s / 1e9 if w.call_s > 0 else None,
+            "products_per_s": w.calls / wall if wall > 0 else None,
+            "mix_index": index_num / index_s if index_s > 0 else None,
+            "rss_bytes": tel.host_rss_bytes(),
+            "pool": tel.pool_bytes(self.rt),
+            "host": tel.host_load(),
+            "gpu": self.gpu.window(t0, t1),
+            "cover_done": not self.cover,  # every allocation of the workload made by now
+        }
+        self.windows.append(record)
+        self.total.add(w)
+        self.window = Tally()
+        if not self.opts.quiet:
+            g = record["gflops"]
+            print(f"soak window {record['index']}: {w.calls} products, "
+                  f"{'-' if g is None else f'{g:.2f}'} GFLOPS, rss "
+                  f"{record['rss_bytes'] / 2**20:.1f} MiB, faults {w.found}/{w.injected} found, "
+                  f"{w.false_positives} false positives, {w.wrong_results} wrong, "
+                  f"{w.errors} errors", file=sys.stderr, flush=True)
+
+    def artifact(self, status: str, interrupted: str | None) -> dict:
+        from ..bench.env import utc_now
+
+        t, log = self.total, self.log
+        self.data.update({
+            "status": status, "complete": status == "complete", "interrupted": interrupted,
+            "updated_utc": utc_now(),
+            "windows": self.windows,
+            "totals": {**asdict(t), "gflops": t.flops / t.call_s / 1e9 if t.call_s else None},
+            "faults": {"injected": t.injected, "found": t.found,
+                       "missed": t.missed_above_floor + t.missed_below_floor,
+                       "missed_above_floor": t.missed_above_floor,
+                       "missed_below_floor": t.missed_below_floor, "not_applied": t.not_applied,
+                       "missed_above_floor_by_size": log.missed_by_size,
+                       "missed_above_floor_by_product": log.missed_by_product,
+                       "fault_errors": log.fault_errors,
+                       "below_floor_escapes": log.below_floor_escapes,
+                       "unrepaired_above_floor": log.unrepaired,
+                       "unrepaired_by_product": log.unrepaired_by_product,
+                       "unrepaired_cases": log.cases["unrepaired"],
+                       "by_model": log.faults_by_model, "missed_cases": log.cases["missed_faults"],
+                       "below_floor_cases": log.cases["below_floor_escapes"]},
+            "false_positives": {"count": t.false_positives, "clean_checked": t.clean_checked,
+                                "cases": log.cases["false_positives"]},
+            "wrong_results": {"count": t.wrong_results, "cases": log.cases["wrong_results"],
+                              "worst_ratio": log.worst_ratio},
+            "errors": {"count": t.errors, "by_type": log.errors_by_type,
+                       "cases": log.cases["errors"]},
+        })
+        self.data["summary"] = summarize(self.windows)
+        self.data["verdict"] = verdict(self.data)
+        if status != "running":
+            self.data["finished_utc"] = utc_now()
+        return self.data
+
+    def write(self, status: str = "running", interrupted: str | None = None) -> None:
+        from ..bench.metrics import write_json
+
+        write_json(self.opts.out, self.artifact(status, interrupted))
+
+    def header(self, setup_s: float | None, reused: int | None) -> None:
+        from ..bench.env import fingerprint, utc_now
+
+        o = self.opts
+        self.data = {
+            "schema": SCHEMA, "status": "running", "complete": False, "interrupted": None,
+            "created_utc": utc_now(), "updated_utc": utc_now(), "finished_utc": None,
+            "command": self.argv, "env": fingerprint(self.dev, self.argv),
+            "options": {"minutes": o.minutes, "window_s": o.window_s, "fault_rate": o.fault_rate,
+                        "seed": o.seed, "traces": self.traces,
+                        "fault_models": list(o.fault_models)},
+            "workload": {
+                "products": [asdict(p) for p in self.products], "reused_operands": reused,
+                "contracts": dict(CONTRACTS), "rel_tols": list(REL_TOLS),
+                "plan_share": PLAN_SHARE, "device_share": DEVICE_SHARE, "kinds": list(wl.KINDS),
+                "floor_rel": FLOOR_REL,
+                "verification": {"probes": wl.PROBES, "sample_rows": wl.SAMPLE_ROWS,
+                                 "rows_every": wl.FULL_EVERY, "fresh_limit": wl.FRESH_LIMIT,
+                                 "exact_gamma": f"{wl.EXACT_GAMMA_FACTOR} (K + 16) 2^-24",
+                                 "rel_tol_margin": wl.REL_TOL_MARGIN}},
+            "setup_s": setup_s,
+            "telemetry": {"host_rss": "VmRSS of /proc/self/status",
+                          "device_memory": "the runtime pool (managed_bytes); NVML memory.used "
+                                           "on NVIDIA",
+                          "gpu_source": self.gpu.source, "gpu_reason": self.gpu.reason,
+                          "gpu_period_s": o.smi_period_s},
+            "warmup_share": WARMUP_SHARE, "memory_bar_pct": MEMORY_BAR_PCT,
+        }
+
+    def run(self) -> dict:
+        o = self.opts
+        status, why = "interrupted", None
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum, frame):
+            raise Terminated()
+
+        signal.signal(signal.SIGTERM, on_term)
+        self.header(None, None)
+        self.write()  # a valid artifact from the start, also if setup is cut off
+        start = t0 = time.monotonic()
+        try:
+            t_setup = time.perf_counter()
+            self.data["workload"]["reused_operands"] = self.source.prepare(self.products)
+            self.upload_reused()
+            self.data["setup_s"] = time.perf_counter() - t_setup
+            self.gpu.start()
+            start = t0 = time.monotonic()
+            end = start + 60.0 * o.minutes
+            while True:
+                now = time.monotonic()
+                if now >= min(t0 + o.window_s, end):
+                    self.close_window(t0, now, start)
+                    self.write()
+                    t0 = now
+                    if now >= end:
+                        break
+                self.step()
+            status = "complete"
+        except KeyboardInterrupt:
+            why = "SIGINT"
+        except Terminated:
+            why = "SIGTERM"
+        finally:
+            # no second signal may tear the last write (the file on disk stays valid anyway)
+            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            try:
+                self.gpu.stop()
+                if status != "complete":
+                    now = time.monotonic()
+                    if self.window.calls or self.window.errors:
+                        self.close_window(t0, now, start)  # the partial window counts too
+                self.write(status, why)
+            finally:
+                signal.signal(signal.SIGINT, old_int)
+                signal.signal(signal.SIGTERM, previous)
+        return self.data
+
+
+def validation_errors(data: dict) -> list[str] | None:
+    """Violations of data/soak.schema.json (empty when valid); None without jsonschema."""
+    import json
+    from importlib import resources
+
+    try:
+        import jsonschema
+    except ImportError:
+        return None
+    schema = json.loads((resources.files("clgemm") / "data" / "soak.schema.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in validator.iter_errors(data)]
+
+
+# ---- the summary and the verdict (also of a partial artifact) --------------------------
+def _slope(xs: list[float], ys: list[float]) -> float | None:
+    if len(xs) < 2:
+        return None
+    x, y = np.array(xs), np.array(ys)
+    dx = x - x.mean()
+    den = float((dx * dx).sum())
+    return float((dx * (y - y.mean())).sum() / den) if den > 0 else None
+
+
+def _growth(values: list, warm: int) -> dict | None:
+    """Growth after warm-up: the last value and the peak against the value at the end of
+    the warm-up, in percent."""
+    vals = list(values)
+    if len(vals) <= warm or any(v is None for v in vals[warm - 1:]):
+        return None
+    base = float(vals[warm - 1])
+    if base <= 0:
+        return None
+    after = [float(v) for v in vals[warm:]]
+    return {"baseline": base, "last": after[-1], "peak": max(after),
+            "growth_pct": 100.0 * (after[-1] - base) / base,
+            "peak_growth_pct": 100.0 * (max(after) - base) / base}
+
+
+def _gpu_mean(window: dict, name: str):
+    g = window.get("gpu") or {}
+    v = g.get(name)
+    return v["mean"] if v else None
+
+
+def warmup_windows(n: int) -> int:
+    """The first WARMUP_SHARE of n windows (at least one)."""
+    return max(1, math.ceil(WARMUP_SHARE * n)) if n else 0
+
+
+def summarize(windows: list[dict]) -> dict:
+    """Throughput per window after warm-up (drift first to last, slope, CV), memory growth,
+    the clocks beside the drift. The warm-up lasts WARMUP_SHARE of the windows, and at least
+    until the window in which the cover (every allocation of the workload) was done."""
+    n = len(windows)
+    covered = next((i + 1 for i, w in enumerate(windows) if w.get("cover_done", True)), n)
+    warm = max(warmup_windows(n), covered) if n else 0
+    post = [w for w in windows[warm:] if w.get("gflops")]
+    out: dict = {"windows": n, "warmup_windows": warm, "judged_windows": len(post)}
+    if len(post) >= 2:
+        g = [w["gflops"] for w in post]
+        mins = [(w["t_start_s"] + w["t_end_s"]) / 120.0 for w in post]
+        slope = _slope(mins, g)
+        mean = float(np.mean(g))
+        mix = [w["mix_index"] for w in post if w.get("mix_index")]
+        out["throughput"] = {
+            "gflops_first": g[0], "gflops_last": g[-1], "gflops_mean": mean,
+            "drift_pct": 100.0 * (g[-1] / g[0] - 1.0) if g[0] else None,
+            "slope_pct_per_hour": None if slope is None or not mean else 6000.0 * slope / mean,
+            "cv": float(np.std(g) / mean) if mean else None,
+            "products_per_s_mean": float(np.mean([w["products_per_s"] for w in post])),
+            "mix_index_first": mix[0] if mix else None, "mix_index_last": mix[-1] if mix else None,
+            "mix_index_cv": float(np.std(mix) / np.mean(mix)) if len(mix) >= 2 else None,
+        }
+        first, last = post[0], post[-1]
+        out["clocks"] = {name: {"first": _gpu_mean(first, name), "last": _gpu_mean(last, name)}
+                         for name in ("sm_mhz", "mem_mhz", "temp_c", "power_w")}
+        for name in ("loadavg_1m", "cpu_mhz_mean"):
+            out["clocks"][f"host_{name}"] = {"first": (first.get("host") or {}).get(name),
+                                             "last": (last.get("host") or {}).get(name)}
+        reasons = sorted({(w.get("gpu") or {}).get("throttle_reasons") for w in post} - {None})
+        out["clocks"]["throttle_reasons_seen"] = reasons
+    out["memory"] = {
+        "rss": _growth([w["rss_bytes"] for w in windows], warm) if n else None,
+        "pool_managed": _growth([w["pool"]["managed_bytes"] for w in windows], warm) if n else None,
+        "gpu_used": _growth([_gpu_mean(w, "mem_used_mib") for w in windows], warm) if n else None,
+    }
+    return out
+
+
+def verdict(data: dict) -> dict:
+    """The issue's bars: 0 missed faults above the floor, 0 false positives, 0 crashes (no
+    exception, no wrong result), memory growth under 1% after warm-up; drift reported."""
+    s, f = data["summary"], data["faults"]
+    mem = s["memory"]
+    bars = {
+        "missed_above_floor": f["missed_above_floor"] == 0,
+        "unrepaired_above_floor": f["unrepaired_above_floor"] == 0,
+        "false_positives": data["false_positives"]["count"] == 0,
+        "errors": data["errors"]["count"] == 0,
+        "wrong_results": data["wrong_results"]["count"] == 0,
+        "faults_exercised": f["injected"] > 0 or data["options"]["fault_rate"] == 0,
+    }
+    for name in ("rss", "pool_managed", "gpu_used"):
+        g = mem.get(name)
+        if g is not None:
+            bars[f"{name}_growth_under_{MEMORY_BAR_PCT:g}pct"] = g["growth_pct"] < MEMORY_BAR_PCT
+    memory_judged = mem.get("rss") is not None
+    return {"bars": bars, "memory_judged": memory_judged,
+            "drift_reported": "throughput" in s,
+            "pass": all(bars.values()) and memory_judged}

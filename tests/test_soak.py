@@ -1,0 +1,309 @@
+"""`clgemm soak`: a short soak writes a valid artifact whose counts add up; injected faults are
+found and counted; a wrong result, a false positive and an error are counted (not hidden); the
+verification bounds pass clean products and fail corrupted ones; SIGINT, SIGTERM and kill -9
+leave a valid partial artifact; bad options are one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clgemm.cli import main
+from clgemm.lab import soak as S
+from clgemm.lab import soak_workload as wl
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TRACE = '{"name": "t.a", "m": 37, "n": 29, "k": 45, "trans_a": false, "trans_b": true}\n'
+
+
+@pytest.fixture
+def trace(tmp_path):
+    p = tmp_path / "small.jsonl"
+    p.write_text(TRACE)
+    return str(p)
+
+
+def _opts(tmp_path, trace, **kw) -> S.SoakOptions:
+    base = {"minutes": 0.1, "out": str(tmp_path / "soak.json"), "fault_rate": 0.6, "window_s": 1.0,
+            "seed": int(np.random.default_rng().integers(1 << 20)), "traces": (trace,),
+            "quiet": True}
+    return S.SoakOptions(**{**base, **kw})
+
+
+def _valid(data: dict) -> None:
+    errors = S.validation_errors(data)
+    assert errors == [], errors
+
+
+def _consistent(d: dict) -> None:
+    t, f, w = d["totals"], d["faults"], d["windows"]
+    assert f["injected"] == f["found"] + f["missed_above_floor"] + f["missed_below_floor"]
+    assert f["missed"] == f["missed_above_floor"] + f["missed_below_floor"]
+    for name in ("calls", "injected", "found", "false_positives", "wrong_results", "errors",
+                 "clean_checked", "probe_checks"):
+        assert sum(x[name] for x in w) == t[name], name
+    assert sum(t["by_contract"].values()) == t["calls"]
+    by_model = f["by_model"].values()
+    assert sum(m["injected"] for m in by_model) == f["injected"]
+    assert sum(m["found"] for m in by_model) == f["found"]
+    assert t["probe_checks"] == t["calls"]  # every returned product was verified
+    assert d["false_positives"]["count"] == t["false_positives"]
+
+
+def test_short_soak_writes_a_valid_artifact_whose_counts_add_up(tmp_path, trace):
+    opts = _opts(tmp_path, trace)
+    data = S.Soak(opts, ["test"]).run()
+    on_disk = json.loads(Path(opts.out).read_text())
+    assert on_disk["status"] == "complete" and on_disk["complete"] is True
+    assert on_disk["interrupted"] is None and on_disk["finished_utc"]
+    _valid(on_disk)
+    _consistent(on_disk)
+    assert len(on_disk["windows"]) >= 2 and on_disk["summary"]["windows"] == len(data["windows"])
+    t = on_disk["totals"]
+    assert set(t["by_contract"]) == {"exact", "check", "rel_tol"}, t["by_contract"]
+    assert 0 < t["device_arrays"] < t["calls"] and 0 < t["plans"] < t["calls"]
+    assert t["row_checks"] > 0
+    # faults were injected and found; misses above the floor are counted by size and product
+    # (the guard lets some through on tiny products, see the soak's record), never a NaN or
+    # an Inf
+    f = on_disk["faults"]
+    assert f["injected"] >= 3 and f["found"] >= 1, f
+    for model in ("nan", "inf"):
+        m = f["by_model"].get(model, {})
+        assert m.get("found", 0) == m.get("injected", 0), (model, m)
+    assert sum(f["missed_above_floor_by_size"].values()) == f["missed_above_floor"]
+    assert sum(f["missed_above_floor_by_product"].values()) == f["missed_above_floor"]
+    assert sum(f["unrepaired_by_product"].values()) == f["unrepaired_above_floor"]
+    assert on_disk["false_positives"]["count"] == 0 and on_disk["errors"]["count"] == 0
+    assert on_disk["wrong_results"]["count"] == 0
+    # the verification measured real roundoff (a bound of 0 use would mean nothing compared)
+    ratios = on_disk["wrong_results"]["worst_ratio"]
+    assert 0 < ratios["exact:probe"] < 1 and 0 < ratios["check:probe"] < 1, ratios
+    w = on_disk["windows"][-1]
+    assert w["rss_bytes"] > 10 << 20 and w["pool"]["managed_bytes"] is not None
+    assert w["gflops"] > 0 and w["products_per_s"] > 0
+    s = on_disk["summary"]
+    covered = next((i + 1 for i, x in enumerate(on_disk["windows"]) if x["cover_done"]),
+                   len(on_disk["windows"]))
+    assert s["warmup_windows"] >= covered  # memory is judged once every allocation was made
+    assert (s["memory"]["rss"] is not None) == (len(on_disk["windows"]) > s["warmup_windows"])
+    assert ("throughput" in s) == (s["judged_windows"] >= 2)
+    assert set(on_disk["verdict"]["bars"]) >= {"missed_above_floor", "false_positives", "errors",
+                                               "wrong_results"}
+    assert ("rss_growth_under_1pct" in on_disk["verdict"]["bars"]) == on_disk["verdict"][
+        "memory_judged"]
+    # no GPU here: the reason is written down
+    assert on_disk["telemetry"]["gpu_source"] is None and on_disk["telemetry"]["gpu_reason"]
+    # the report renders the soak section from the artifact
+    code = main(["report", opts.out, "-o", str(tmp_path / "report")])
+    assert code == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Soak: long-run stability" in md and "missed faults above the floor" in md
+    assert md.count("\n| ") >= len(on_disk["windows"]) + 10  # a row per window and per bar
+
+
+def test_every_injected_fault_on_a_check_call_is_counted_and_found(tmp_path, trace):
+    """Force every call of the trace's product (37x29x45) to a check=True call with a fault:
+    all applied, all above the floor found (faults of 1e-3 max|C| or non-finite ones)."""
+    soak = S.Soak(_opts(tmp_path, trace, fault_models=("rel_1e-3", "nan", "bit_exponent")),
+                  ["test"])
+    soak.products = [p for p in soak.products if p.name == "small:t.a"]
+    assert len(soak.products) == 1
+    real = soak.draw
+
+    def checked():
+        d = real()
+        return S.Draw(d.product, "check", None, d.on_device, d.via_plan, d.alpha, d.beta, True,
+                      d.rows_check)
+
+    soak.draw = checked
+    for _ in range(6):
+        soak.step()
+    w = soak.window
+    assert w.calls == 6 and w.injected + w.not_applied == 6 and w.injected >= 5
+    assert w.found == w.injected - w.missed_below_floor and w.missed_above_floor == 0
+    assert w.found >= 4 and w.wrong_results == 0
+
+
+class _Lying:
+    """clgemm with a wrong product on exact calls, a guard that cries wolf, or an error."""
+
+    def __init__(self, real, how: str) -> None:
+        self.real, self.how = real, how
+        self.to_device = real.to_device
+
+    def plan(self, *args, **kw):
+        p = self.real.plan(*args, **kw)
+        return lambda A, B, C=None, **k2: self._wrap(p(A, B, C, **k2), kw.get("check", False))
+
+    def matmul(self, *args, **kw):
+        return self._wrap(self.real.matmul(*args, **kw), kw.get("check", False))
+
+    def _wrap(self, got, check: bool):
+        if self.how == "error":
+            raise MemoryError("injected by the test")
+        out, info = got if isinstance(got, tuple) else (got, None)
+        if self.how == "wrong" and not check:
+            host = out.get() if hasattr(out, "get") else out
+            host = host.copy()
+            host[0, 0] += 0.05 * (np.abs(host).max() + 1.0)
+            if hasattr(out, "set"):
+                out.set(host)
+            else:
+                out[...] = host
+        if self.how == "wolf" and info is not None and "abft" in info.extra:
+            info.extra["abft"] = {**info.extra["abft"], "detected": True}
+        return (out, info) if isinstance(got, tuple) else out
+
+
+@pytest.mark.parametrize("how,count,bar", [("wrong", "wrong_results", "wrong_results"),
+                                           ("wolf", "false_positives", "false_positives"),
+                                           ("error", "errors", "errors")])
+def test_failures_are_counted_and_fail_the_verdict(tmp_path, trace, how, count, bar):
+    soak = S.Soak(_opts(tmp_path, trace, fault_rate=0.0), ["test"])
+    soak.clgemm = _Lying(soak.clgemm, how)
+    for _ in range(12):
+        soak.step()
+    soak.header(None, None)
+    soak.close_window(0.0, 1.0, 0.0)
+    data = soak.artifact("complete", None)
+    assert data[count]["count"] >= 1 and data[count]["cases"], data[count]
+    assert data["verdict"]["bars"][bar] is False and data["verdict"]["pass"] is False
+    if how == "error":
+        assert data["errors"]["by_type"] == {"MemoryError": data["errors"]["count"]}
+
+
+def test_the_bounds_pass_clean_products_and_catch_a_wrong_cell(rng):
+    """Both directions of the verification: numpy's float32 product (a correct result) passes
+    every bound; one cell off by 5e-2 max|C| fails the probe test and the rows test."""
+    p = wl.Product("t", 61, 47, 129, True, False)
+    src = wl.OperandSource(int(rng.integers(1 << 30)))
+    for _ in range(4):
+        ops = src.get(p)
+        opa, opb = ops.op()
+        alpha, beta = float(rng.uniform(-2, 2)), float(rng.choice([0.0, 0.7]))
+        C = (alpha * (opa @ opb) + beta * ops.C0).astype(np.float32)
+        for rel_tol in (None, 1e-3):
+            assert wl.verify_probe(ops, C, alpha, beta, rel_tol).ok
+        rows = wl.verify_rows(ops, C, alpha, beta, None, rng)
+        assert rows.ok and 0 < rows.ratio < 1
+        bad = C.copy()
+        i, j = int(rng.integers(p.m)), int(rng.integers(p.n))
+        bad[i, j] += 5e-2 * np.abs(C).max() * rng.choice([-1, 1])
+        assert not wl.verify_probe(ops, bad, alpha, beta, None).ok
+        every = wl.verify_rows(ops, bad, alpha, beta, None, np.random.default_rng(0))
+        # the rows test samples rows: it must fail when row i is among them
+        rows_seen = np.sort(np.random.default_rng(0).choice(p.m, wl.SAMPLE_ROWS, replace=False))
+        assert every.ok == (i not in rows_seen)
+        # rel_tol: a result off by 3x the budget in Frobenius norm is refused
+        noise = rng.standard_normal(C.shape)
+        far = C + (3e-3 * np.linalg.norm(C) / np.linalg.norm(noise) * noise).astype(np.float32)
+        assert not wl.verify_probe(ops, far, alpha, beta, 1e-3).ok
+
+
+def _spawn(tmp_path, trace, out: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "clgemm.cli", "soak", "--minutes", "5",
+                             "--window-seconds", "0.5", "--out", str(out), "--trace", trace,
+                             "--fault-rate", "0.3", "--quiet"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_window(proc: subprocess.Popen, out: Path, timeout: float = 60.0) -> dict:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        assert proc.poll() is None, proc.communicate()
+        if out.exists():
+            data = json.loads(out.read_text())  # never torn: written atomically
+            if data["windows"]:
+                return data
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("no window written within the timeout")
+
+
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGINT, 130, "SIGINT"),
+                                           (signal.SIGTERM, 143, "SIGTERM"),
+                                           (signal.SIGKILL, -9, None)])
+def test_an_interrupt_leaves_a_valid_partial_artifact(tmp_path, trace, sig, code, name):
+    out = tmp_path / "partial.json"
+    proc = _spawn(tmp_path, trace, out)
+    _wait_for_window(proc, out)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    data = json.loads(out.read_text())
+    _valid(data)
+    _consistent(data)
+    assert data["complete"] is False and data["windows"]
+    assert data["interrupted"] == name
+    assert data["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
+    if name:
+        assert "wrote" in err and data["finished_utc"]
+    assert not list(tmp_path.glob(".partial.json.*"))  # no temporary file left behind
+
+
+def _one_line(code: int, err: str, expect: int) -> None:
+    assert code == expect, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
+
+
+def test_a_window_longer_than_the_run_is_a_usage_error(tmp_path, capsys):
+    code = main(["soak", "--minutes", "0.01", "--window-seconds", "60", "--out",
+                 str(tmp_path / "x.json")])
+    _one_line(code, capsys.readouterr().err, 2)
+    assert not (tmp_path / "x.json").exists()
+
+
+
+def test_the_warmup_covers_every_product_contract_and_array_kind_first(tmp_path, trace):
+    soak = S.Soak(_opts(tmp_path, trace), ["test"])
+    n = len(soak.products) * len(S.CONTRACTS) * 2
+    first = [soak.draw() for _ in range(n)]
+    assert {(d.product, d.contract, d.on_device) for d in first} == {
+        (p, c, dev) for p in soak.products for c, _ in S.CONTRACTS for dev in (False, True)}
+    assert all(d.beta != 0.0 for d in first)  # the C_old copies are allocated too
+    later = [soak.draw() for _ in range(3 * len(soak.products))]
+    assert any(d.beta == 0.0 for d in later) and len({d.on_device for d in later}) == 2
+
+
+def test_big_products_reuse_their_operands_and_device_copies(tmp_path, trace, monkeypatch):
+    """The GPU path on the CPU: operands over FRESH_LIMIT elements are drawn once per matrix
+    shape, shared, uploaded once before the clock starts, and verified like fresh ones."""
+    monkeypatch.setattr(wl, "FRESH_LIMIT", 3000)
+    soak = S.Soak(_opts(tmp_path, trace, fault_rate=0.5), ["test"])
+    soak.products = [p for p in soak.products if 3000 < p.elements < 20000][:4]
+    assert len(soak.products) >= 2
+    assert soak.source.prepare(soak.products) == len(soak.products)
+    soak.upload_reused()
+    kept = soak.source.kept()
+    assert all(ops.kind == "reused" and ops.device is not None for ops in kept)
+    for _ in range(2 * len(soak.products) * len(S.CONTRACTS) * 2):
+        soak.step()
+    w = soak.window
+    assert w.errors == 0 and w.wrong_results == 0 and w.device_arrays > 0, soak.log.cases
+    assert soak.source.get(soak.products[0]) is kept[0]  # the same operands every call
+
+
+def test_a_gpu_soaks_the_full_model_traces_and_the_kpi_squares():
+    """What the GPU command runs (checked here without a GPU): every traces/models/*.jsonl,
+    the KPI squares at full size, the odd shapes of both lists."""
+
+    class Gpu:
+        type, name = "GPU", "a GPU"
+
+    traces = wl.default_traces(Gpu())
+    assert {Path(t).stem for t in traces} >= {"bert-base-train", "llama-7b-decode",
+                                              "llama-7b-prefill", "resnet50-im2col"}
+    names = {p.name for p in wl.products(Gpu(), traces, 0)}
+    assert {"kpi:1400", "kpi:2048", "kpi:3072", "llama-7b-prefill:prefill.lm_head",
+            "odd:1399x1401x1403"} <= names
