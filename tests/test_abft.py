@@ -67,7 +67,30 @@ def test_result_faults_detected_located_corrected(rng, model):
         assert v["first"]["cols"] == [j]
         # only the flagged block-column was recomputed
         assert 1 <= v["repaired_elements"] <= v["block"]
+    else:  # every column of the block's rows, flagged or not
+        assert v["repaired_elements"] == min(v["block"], m) * n
     np.testing.assert_allclose(out, clean, rtol=1e-5, atol=1e-5 * big)
+
+
+def test_a_fault_along_a_row_repairs_the_whole_rows_of_its_block():
+    """Two or more flagged columns in one block: the cells to recompute are the block's rows
+    in every column (a row fault below one column's tolerance would otherwise stay); one
+    flagged column keeps to its block-column."""
+    from clgemm.guard.abft import block_check
+    from clgemm.guard.device import guard_device
+    from clgemm.runtime import get_runtime
+
+    m, n, k = 200, 30, 64
+    ck = block_check(guard_device(get_runtime()), m, n, k)
+    bs = ck.bs
+    rows, cols, pair = ck.cells({"flagged": 3, "idx": [1 * n + 4, 1 * n + 9, 3 * n + 7]})
+    in_block1 = (rows >= bs) & (rows < 2 * bs)
+    assert set(cols[in_block1]) == set(range(n)) and in_block1.sum() == bs * n
+    assert set(pair[in_block1 & (cols == 4)]) == {0} and set(pair[in_block1 & (cols == 9)]) == {1}
+    assert set(pair[in_block1 & (cols == 5)]) == {-1}
+    in_block3 = (rows >= 3 * bs) & (rows < 4 * bs)
+    assert set(cols[in_block3]) == {7} and set(pair[in_block3]) == {2}
+    assert len(rows) == bs * n + min(bs, m - 3 * bs)
 
 
 def test_accumulator_fault_flag_detected_and_corrected(rng):

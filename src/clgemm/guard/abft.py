@@ -482,17 +482,33 @@ class BlockCheck:
         return v
 
     def cells(self, s: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(rows, cols, pair) of every cell of the flagged block-columns, None when they are
-        not all listed or too many."""
-        if s["flagged"] > AK.CAP or s["flagged"] * self.bs > MAX_REPAIR:
+        """(rows, cols, pair) of every cell to recompute, None when the flagged block-columns
+        are not all listed or the cells too many. The cells of the flagged block-columns, and
+        where a block has two or more flagged columns (a fault along a row, as a corrupted
+        row or a bad store makes) the whole rows of that block: the row's other columns may
+        carry the same fault below their own column's tolerance, and would be left wrong
+        while the check then passes (the soak found such rows, records/cpu-pocl-amd-epyc/
+        2026-12-06-soak). Cells of unflagged columns have pair -1 (locate skips them)."""
+        if s["flagged"] > AK.CAP:
             return None
-        rr, cc, pp = [], [], []
+        per_block: dict[int, list[tuple[int, int]]] = {}
         for p, t in enumerate(s["idx"]):
             b, j = divmod(int(t), self.n)
+            per_block.setdefault(b, []).append((p, j))
+        count = sum(self.bs * (self.n if len(cols) > 1 else 1) for cols in per_block.values())
+        if count > MAX_REPAIR:
+            return None
+        rr, cc, pp = [], [], []
+        for b, flagged in per_block.items():
             r = np.arange(b * self.bs, min(self.m, (b + 1) * self.bs))
-            rr.append(r)
-            cc.append(np.full(r.size, j))
-            pp.append(np.full(r.size, p))
+            pair = np.full(self.n, -1)
+            for p, j in flagged:
+                pair[j] = p
+            cols = range(self.n) if len(flagged) > 1 else [j for _, j in flagged]
+            for j in cols:
+                rr.append(r)
+                cc.append(np.full(r.size, j))
+                pp.append(np.full(r.size, pair[j]))
         return (np.concatenate(rr).astype(np.int32), np.concatenate(cc).astype(np.int32),
                 np.concatenate(pp))
 
