@@ -137,3 +137,9 @@ def test_small_rows_batches_take_the_small_rows_lane(m, n, ta, tb, rng):
     _check(got, A, B, C0, 0.5, 1.5, ta, tb)
     out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), trans_a=ta, trans_b=tb)
     _check(out.get(), A, B, None, 1.0, 0.0, ta, tb)
+
+
+def test_batch_on_device_with_beta_needs_c(rng):
+    a = clgemm.to_device(rand(rng, (2, 3, 4)))
+    with pytest.raises(ShapeError, match="beta != 0 needs an input C"):
+        clgemm.matmul(a, a, trans_b=True, beta=1.0)

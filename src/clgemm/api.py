@@ -110,15 +110,8 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
                         nonfinite, device, return_info, start)
     alpha, beta, m, n, k = validate.check_call(A, B, C, alpha, beta, trans_a, trans_b,
                                                return_info)
-    if nonfinite == "raise":
-        validate.check_nonfinite(A, B, C, beta)
-    if is_device_array(A):
-        rt = runtime_of(A, device)
-    else:
-        rt = get_runtime(device)
-        validate.check_host_memory(rt.device, A, B, C, m, n, beta)
     key = PlanKey(m, n, k, trans_a, trans_b, contract, schedule, selector)
-    return route.plan(rt, key).run(A, B, C, alpha, beta, return_info, start)
+    return _run(A, B, C, alpha, beta, key, m, nonfinite, device, return_info, start)
 
 
 def _batched(A, B, C, alpha, beta, trans_a, trans_b, contract, schedule, selector, nonfinite,
@@ -126,13 +119,20 @@ def _batched(A, B, C, alpha, beta, trans_a, trans_b, contract, schedule, selecto
     """matmul on a batch: checked, then its plan (keyed by the batch too) is called."""
     alpha, beta, shape = validate.check_batched_call(A, B, C, alpha, beta, trans_a, trans_b,
                                                      return_info)
+    key = PlanKey(shape.m, shape.n, shape.k, trans_a, trans_b, contract, schedule, selector,
+                  shape.batch)
+    return _run(A, B, C, alpha, beta, key, shape.batch * shape.m, nonfinite, device,
+                return_info, start)
+
+
+def _run(A, B, C, alpha, beta, key: PlanKey, rows: int, nonfinite, device, return_info, start):
+    """The checked call's last checks (NaN policy, host memory for `rows` rows of C) and its
+    plan, called."""
     if nonfinite == "raise":
         validate.check_nonfinite(A, B, C, beta)
     if is_device_array(A):
         rt = runtime_of(A, device)
     else:
         rt = get_runtime(device)
-        validate.check_host_memory(rt.device, A, B, C, shape.batch * shape.m, shape.n, beta)
-    key = PlanKey(shape.m, shape.n, shape.k, trans_a, trans_b, contract, schedule, selector,
-                  shape.batch)
+        validate.check_host_memory(rt.device, A, B, C, rows, key.n, beta)
     return route.plan(rt, key).run(A, B, C, alpha, beta, return_info, start)

@@ -212,22 +212,26 @@ def check_batched_call(A, B, C, alpha, beta, trans_a, trans_b, return_info):
         if flag is not True and flag is not False:
             check_flag(name, flag)
     alpha, beta = check_scalar("alpha", alpha), check_scalar("beta", beta)
-    if (type(A) is _ARRAY and type(B) is _ARRAY and A.dtype is _F32 and B.dtype is _F32
+    if C is None and beta != 0.0:
+        raise ShapeError("beta != 0 needs an input C; pass C=... or beta=0")
+    if not (type(A) is _ARRAY and type(B) is _ARRAY and A.dtype is _F32 and B.dtype is _F32
             and (C is None or (type(C) is _ARRAY and C.dtype is _F32 and len(C.shape) == 3
                                and C.strides[0] > 0 and C.strides[1:] != (0, 0)))):
-        # device arrays: the few checks of the hot path (strides are checked when the
-        # operands are read, batched.device_operand)
-        return alpha, beta, batch_shape(A, B, C, trans_a, trans_b)
+        # (device arrays that go together take the hot path's few checks: their strides are
+        # checked when the operands are read, batched.device_operand)
+        _check_kinds(A, B, C)
+    return alpha, beta, batch_shape(A, B, C, trans_a, trans_b)
+
+
+def _check_kinds(A, B, C) -> None:
+    """The operands are all numpy or all device arrays, float32, and C is writable with
+    distinct entries."""
     on_device = is_device_array(A)
     check_array("A", A, on_device)
     check_array("B", B, on_device)
     if C is not None:
         check_array("C", C, on_device)
     check_output(C)
-    shape = batch_shape(A, B, C, trans_a, trans_b)
-    if C is None and beta != 0.0:
-        raise ShapeError("beta != 0 needs an input C; pass C=... or beta=0")
-    return alpha, beta, shape
 
 
 def check_operands(A, B, C, beta: float, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
@@ -243,12 +247,7 @@ def check_operands(A, B, C, beta: float, trans_a: bool, trans_b: bool) -> tuple[
         k2, n = (B.shape[1], B.shape[0]) if trans_b else B.shape
         if k == k2 and (C.shape == (m, n) if C is not None else beta == 0.0):
             return m, n, k
-    on_device = is_device_array(A)
-    check_array("A", A, on_device)
-    check_array("B", B, on_device)
-    if C is not None:
-        check_array("C", C, on_device)
-    check_output(C)
+    _check_kinds(A, B, C)
     m, k = logical_shape(A, trans_a)
     k2, n = logical_shape(B, trans_b)
     if k != k2:
