@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from .kernels import wgmma
-from .kernels.gemv import MAX_ROWS, GemvSchedule
+from .kernels.gemv import MAX_ROWS, default_schedule
 from .kernels.tensorcore import TcSchedule
 from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule
 from .lanes.gemv import GemvLane, fits
@@ -48,7 +48,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
     # (a checked product keeps the float32 family: the guard recomputes with its kernels)
     small = (key.schedule is None and key.selector == "static" and not contract.check
              and 0 < min(m, n) <= MAX_ROWS)
-    if small and fits(rt, GemvSchedule()):
+    if small and fits(rt, default_schedule(rt.device.type)):
         exact = rt.cached("gemv lane", lambda: GemvLane(rt))
         why = (f"gemv: {min(m, n)} row(s) or column(s), the large operand streamed once; the "
                f"float32 family ({chosen.key()}) backs the stations")

@@ -290,9 +290,11 @@ class Soak:
             log.case("errors", {**d.describe(), "type": name, "message": str(exc)[:300],
                                 "clgemm_error": isinstance(exc, ClgemmError)})
             return
-        self._count(d, seconds)
         detected = bool(info.extra.get("abft", {}).get("detected")) if info is not None else False
         checks = self._verify(d, ops, out)
+        # the call and its verification are counted together, after it: an interrupt during
+        # the verification leaves neither counted (the artifact's counts stay consistent)
+        self._count(d, seconds, len(checks))
         ok = all(c.ok for c in checks)
         if fault is not None:
             self._fault_outcome(d, fault, detected, self._applied(fault, out, detected))
@@ -309,9 +311,11 @@ class Soak:
         if not ok:
             self._wrong(d, checks, "")
 
-    def _count(self, d: Draw, seconds: float) -> None:
+    def _count(self, d: Draw, seconds: float, checks: int) -> None:
         w = self.window
         w.calls += 1
+        w.probe_checks += 1
+        w.row_checks += checks - 1
         w.flops += d.product.flops
         w.call_s += seconds
         w.by_contract[d.contract] = w.by_contract.get(d.contract, 0) + 1
@@ -345,10 +349,8 @@ class Soak:
 
     def _verify(self, d: Draw, ops: wl.Operands, out: np.ndarray) -> list[wl.Check]:
         checks = [wl.verify_probe(ops, out, d.alpha, d.beta, d.rel_tol)]
-        self.window.probe_checks += 1
         if d.rows_check:
             checks.append(wl.verify_rows(ops, out, d.alpha, d.beta, d.rel_tol, self.rng))
-            self.window.row_checks += 1
         for c in checks:
             if math.isfinite(c.ratio) and not d.inject:  # the bounds' use by clean results
                 self.log.ratio(d.contract, c.how, c.ratio)

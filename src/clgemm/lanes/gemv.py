@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pyopencl as cl
 
-from ..kernels.gemv import MAX_ROWS, GemvSchedule, render, row_bucket
+from ..kernels.gemv import MAX_ROWS, GemvSchedule, default_schedule, render, row_bucket
 from ..operands import Operand
 from .fp32 import BoundArgs
 from ..runtime import BuildInfo, Runtime
@@ -22,7 +22,8 @@ _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
 _AXPY_TYPES = _DOT_TYPES + [None, np.int32]
 _REDUCE_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32, None, None, np.int64,
                  np.int64, np.int64, np.int64]
-_TYPES = {"gemv_dot": _DOT_TYPES, "gemv_axpy": _AXPY_TYPES, "gemv_reduce": _REDUCE_TYPES}
+_TYPES = {"gemv_dot": _DOT_TYPES, "gemv_dotv": _DOT_TYPES, "gemv_axpy": _AXPY_TYPES,
+          "gemv_reduce": _REDUCE_TYPES}
 
 MIN_K_PER_SPLIT = 256  # rows of B a split of gemv_axpy reads at least (its partials cost N R)
 
@@ -49,9 +50,9 @@ class GemvLane:
 
     name = "gemv"
 
-    def __init__(self, rt: Runtime, schedule: GemvSchedule = GemvSchedule()) -> None:
+    def __init__(self, rt: Runtime, schedule: GemvSchedule | None = None) -> None:
         self.rt = rt
-        self.schedule = schedule
+        self.schedule = schedule or default_schedule(rt.device.type)
         self._kernels: dict[tuple, BoundArgs] = {}
         self._lock = threading.Lock()
         self.build_info: BuildInfo | None = None  # the last program built (or loaded)
@@ -103,6 +104,13 @@ class GemvLane:
              queue) -> "cl.Event":
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ns), (c, c_rs, c_ns) = A, B, C
+        if s.dot_form == "vector":
+            kern = self._kernel("gemv_dotv", bucket, False, False)
+            items = -(-cols // s.cols_per_item(bucket))
+            with self._lock:
+                kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
+                           y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides))
+                return cl.enqueue_nd_range_kernel(queue, kern.kernel, (items, 1, batch), None)
         b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
         a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
         kern = self._kernel("gemv_dot", bucket, b_vec, a_vec)
