@@ -130,8 +130,9 @@ def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
 #define vloadV vload{s.vector}
 
 // A batch runs along the launch's third dimension: each operand moves by its batch stride
-// (elements; 0 broadcasts it), in 64 bits.
-#define BATCH_OFFSETS {{ const long bi = get_group_id(2); A += bi * a_bs; B += bi * b_bs; C += bi * c_bs; }}
+// (elements; 0 broadcasts it), in 64 bits. The global id, not the group's: gemv_dotv leaves
+// its local size to the runtime, which may group several products.
+#define BATCH_OFFSETS {{ const long bi = get_global_id(2); A += bi * a_bs; B += bi * b_bs; C += bi * c_bs; }}
 
 // Store alpha * sum + beta * C (C unread when beta == 0: a NaN there does not propagate).
 #define STORE(p, v) do {{ float _o = alpha * (v); if (beta != 0.0f) _o += beta * (p); (p) = _o; }} while (0)
