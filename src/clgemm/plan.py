@@ -107,6 +107,7 @@ class Plan:
         `return_info`."""
         start = time.perf_counter()
         k = self.key
+        rows = k.m
         if k.batch is not None or batched.is_batched(A, B, C):
             alpha, beta, got = check_batched_call(A, B, C, alpha, beta, k.trans_a, k.trans_b,
                                                   return_info)
@@ -115,20 +116,22 @@ class Plan:
                     f"this plan is for {self._what()}, these operands make a batch of "
                     f"{got.batch} {got.m}x{got.n}x{got.k} products: make a plan for them with "
                     "clgemm.plan(..., batch=...)")
-            return self.run(A, B, C, alpha, beta, return_info, start)
-        alpha, beta, *shape = check_call(A, B, C, alpha, beta, k.trans_a, k.trans_b,
-                                         return_info)
-        if tuple(shape) != (k.m, k.n, k.k):
-            raise ShapeError(
-                f"this plan is for a {k.m}x{k.n}x{k.k} product, these operands make "
-                f"{shape[0]}x{shape[1]}x{shape[2]}: make a plan for them with clgemm.plan(...)")
+            rows = got.batch * k.m
+        else:
+            alpha, beta, *shape = check_call(A, B, C, alpha, beta, k.trans_a, k.trans_b,
+                                             return_info)
+            if tuple(shape) != (k.m, k.n, k.k):
+                raise ShapeError(
+                    f"this plan is for a {k.m}x{k.n}x{k.k} product, these operands make "
+                    f"{shape[0]}x{shape[1]}x{shape[2]}: make a plan for them with "
+                    "clgemm.plan(...)")
         if is_device_array(A) and A.context != self.rt.context:
             raise ShapeError("the operands live on another device than this plan's; make "
                              "the plan with device=... of their device")
         if k.contract.nonfinite == "raise":
             check_nonfinite(A, B, C, beta)
         if not is_device_array(A):
-            check_host_memory(self.rt.device, A, B, C, k.m, k.n, beta)
+            check_host_memory(self.rt.device, A, B, C, rows, k.n, beta)
         return self.run(A, B, C, alpha, beta, return_info, start)
 
     def _what(self) -> str:
