@@ -143,3 +143,13 @@ def test_batch_on_device_with_beta_needs_c(rng):
     a = clgemm.to_device(rand(rng, (2, 3, 4)))
     with pytest.raises(ShapeError, match="beta != 0 needs an input C"):
         clgemm.matmul(a, a, trans_b=True, beta=1.0)
+
+
+def test_a_batch_of_sixteen_row_products_at_decode_attention_size(rng):
+    """32 heads of 16 tokens against 1024 cached keys: PoCL, left to choose the small-rows
+    lane's work-group size, crashed here (each work-item's accumulators on one stack)."""
+    A, B = rand(rng, (32, 16, 128)), rand(rng, (32, 1024, 128))
+    got = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), trans_b=True).get()
+    for i in (0, 31):
+        ref, np_err = reference(A[i], B[i], trans_b=True)
+        assert_close_to_reference(got[i], ref, np_err)

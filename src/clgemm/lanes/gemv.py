@@ -25,6 +25,10 @@ _REDUCE_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32, None, Non
 _TYPES = {"gemv_dot": _DOT_TYPES, "gemv_dotv": _DOT_TYPES, "gemv_axpy": _AXPY_TYPES,
           "gemv_reduce": _REDUCE_TYPES}
 
+# Work-items a work-group of the vector form: a CPU runtime keeps every work-item's private
+# arrays (up to 16 x 4 float8 accumulators, 2 KiB) for the whole group on one thread's
+# stack; left to PoCL, a batch of 16-row products got groups that overflowed it (a crash).
+VECTOR_GROUP = 8
 MIN_K_PER_SPLIT = 256  # rows of B a split of gemv_axpy reads at least (its partials cost N R)
 
 
@@ -106,11 +110,12 @@ class GemvLane:
         (x, x_rs, x_ks), (y, y_ns), (c, c_rs, c_ns) = A, B, C
         if s.dot_form == "vector":
             kern = self._kernel("gemv_dotv", bucket, False, False)
-            items = -(-cols // s.cols_per_item(bucket))
+            items = -(-cols // (s.cols_per_item(bucket) * VECTOR_GROUP)) * VECTOR_GROUP
             with self._lock:
                 kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
                            y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides))
-                return cl.enqueue_nd_range_kernel(queue, kern.kernel, (items, 1, batch), None)
+                return cl.enqueue_nd_range_kernel(queue, kern.kernel, (items, 1, batch),
+                                                  (VECTOR_GROUP, 1, 1))
         b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
         a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
         kern = self._kernel("gemv_dot", bucket, b_vec, a_vec)
