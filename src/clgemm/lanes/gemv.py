@@ -1,7 +1,8 @@
 """The small-rows lane: products with m or n at most MAX_ROWS (a decode step: a few tokens
 against a weight matrix). The large operand streams once, coalesced; the few rows ride along
-in registers (kernels/gemv.py). A product with n small is run as its transpose, C^T = op(B)^T
-op(A)^T, so the kernels only meet a small number of rows R.
+in registers (kernels/gemv.py: a work-group form for GPUs, a vector form for CPUs). A product
+with n small is run as its transpose, C^T = op(B)^T op(A)^T, so the kernels only meet a small
+number of rows R. Batches of such products run in one launch (the third dimension).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import pyopencl as cl
 
 from ..kernels.gemv import MAX_ROWS, GemvSchedule, default_schedule, render, row_bucket
 from ..operands import Operand
-from .fp32 import BoundArgs
 from ..runtime import BuildInfo, Runtime
+from .fp32 import BoundArgs
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
