@@ -79,6 +79,16 @@ def test_every_row_bucket_on_aligned_and_split_paths(rows, rng):
     assert_close_to_reference(got, ref, np_err)
 
 
+def test_a_long_row_against_b_stored_k_by_n_unsplit(rng):
+    """B stored K x N with enough columns that K is not split over work-groups: the slices'
+    blocked sums keep the exact contract (one slice summed 3001 products in a row: ~3x
+    numpy's error)."""
+    for _ in range(3):
+        A, B = rand(rng, (1, 3001)), rand(rng, (3001, 1100))
+        ref, np_err = reference(A, B)
+        assert_close_to_reference(clgemm.matmul(A, B), ref, np_err)
+
+
 def test_only_small_products_take_the_lane():
     assert clgemm.plan(MAX_ROWS, 300, 40).lane.name == "gemv"
     assert clgemm.plan(300, MAX_ROWS, 40).lane.name == "gemv"

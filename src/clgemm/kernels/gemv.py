@@ -99,7 +99,7 @@ def default_schedule(device_type: str) -> GemvSchedule:
     215 (records/cpu-pocl-amd-epyc/2026-12-06-model-traces), the vector form 3.7 and 42 with
     four columns a work-item (1, 2, 8: 7.6/4.5/3.7 and 68/51/47), numpy 1.6 and 12."""
     if device_type == "CPU":
-        return GemvSchedule(dot_form="vector", cpw=(4, 4, 4, 4, 4), axpy_slices=1)
+        return GemvSchedule(dot_form="vector", cpw=(4, 4, 4, 4, 4))
     return GemvSchedule()
 
 
