@@ -75,8 +75,11 @@ class Product:
 
 
 def default_traces(device) -> list[Path]:
-    """The checkout's model traces: the tiny one on a CPU, every full one on a GPU."""
+    """The checkout's model traces: the tiny one on a CPU, every full one on a GPU (beside
+    the package in a checkout, else in the working directory: an installed package)."""
     root = Path(__file__).resolve().parents[3] / "traces"
+    if not root.is_dir():
+        root = Path.cwd() / "traces"
     if device.type == "GPU":
         return sorted((root / "models").glob("*.jsonl"))
     tiny = root / "tiny" / "model_tiny.jsonl"
