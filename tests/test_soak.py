@@ -66,7 +66,9 @@ def test_short_soak_writes_a_valid_artifact_whose_counts_add_up(tmp_path, trace)
     assert on_disk["interrupted"] is None and on_disk["finished_utc"]
     _valid(on_disk)
     _consistent(on_disk)
-    assert len(on_disk["windows"]) >= 2 and on_disk["summary"]["windows"] == len(data["windows"])
+    # (a window ends at the first call after window_s: with a cold kernel cache on a slow
+    # compiler, e.g. Intel's runtime in CI, the first window outlasts the whole 6 s run)
+    assert len(on_disk["windows"]) >= 1 and on_disk["summary"]["windows"] == len(data["windows"])
     t = on_disk["totals"]
     assert set(t["by_contract"]) == {"exact", "check", "rel_tol"}, t["by_contract"]
     assert 0 < t["device_arrays"] < t["calls"] and 0 < t["plans"] < t["calls"]
