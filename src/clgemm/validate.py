@@ -198,20 +198,14 @@ _ARRAY = cla.Array
 def check_call(A, B, C, alpha, beta, trans_a, trans_b, return_info
                ) -> tuple[float, float, int, int, int]:
     """Everything a call passes, checked: (alpha, beta, m, n, k)."""
-    for name, flag in (("trans_a", trans_a), ("trans_b", trans_b), ("return_info", return_info)):
-        if flag is not True and flag is not False:
-            check_flag(name, flag)
-    alpha, beta = check_scalar("alpha", alpha), check_scalar("beta", beta)
+    alpha, beta = _check_scalars(alpha, beta, trans_a, trans_b, return_info)
     return (alpha, beta) + check_operands(A, B, C, beta, trans_a, trans_b)
 
 
 def check_batched_call(A, B, C, alpha, beta, trans_a, trans_b, return_info):
     """A batched call (an operand with a batch dimension), checked: (alpha, beta,
     BatchShape)."""
-    for name, flag in (("trans_a", trans_a), ("trans_b", trans_b), ("return_info", return_info)):
-        if flag is not True and flag is not False:
-            check_flag(name, flag)
-    alpha, beta = check_scalar("alpha", alpha), check_scalar("beta", beta)
+    alpha, beta = _check_scalars(alpha, beta, trans_a, trans_b, return_info)
     if C is None and beta != 0.0:
         raise ShapeError("beta != 0 needs an input C; pass C=... or beta=0")
     if not (type(A) is _ARRAY and type(B) is _ARRAY and A.dtype is _F32 and B.dtype is _F32
@@ -221,6 +215,14 @@ def check_batched_call(A, B, C, alpha, beta, trans_a, trans_b, return_info):
         # checked when the operands are read, batched.device_operand)
         _check_kinds(A, B, C)
     return alpha, beta, batch_shape(A, B, C, trans_a, trans_b)
+
+
+def _check_scalars(alpha, beta, trans_a, trans_b, return_info) -> tuple[float, float]:
+    """The flags (True or False, nothing else) and alpha and beta (as floats)."""
+    for name, flag in (("trans_a", trans_a), ("trans_b", trans_b), ("return_info", return_info)):
+        if flag is not True and flag is not False:
+            check_flag(name, flag)
+    return check_scalar("alpha", alpha), check_scalar("beta", beta)
 
 
 def _check_kinds(A, B, C) -> None:
