@@ -94,10 +94,11 @@ class GemvSchedule:
 
 def default_schedule(device_type: str) -> GemvSchedule:
     """The lane's schedule for a device without a measured one: the work-group form on GPUs
-    (the fastest over the H100's decode products), the vector form on CPUs: on PoCL (this
-    project's 2-core host) the work-group form ran 1x4096x4096 in 24 ms and 16x4096x4096 in
-    215 (records/cpu-pocl-amd-epyc/2026-12-06-model-traces), the vector form 3.7 and 42 with
-    four columns a work-item (1, 2, 8: 7.6/4.5/3.7 and 68/51/47), numpy 1.6 and 12."""
+    (the fastest over the H100's decode products), the vector form on CPUs. On PoCL, in the
+    LLaMA-7B decode trace (records/cpu-pocl-amd-epyc/2026-12-06-model-traces), the
+    work-group form ran 1x4096x4096 in 22.6 ms and 16x4096x4096 in 181, the vector form with
+    four columns a work-item 4.4 and 69 (numpy 1.7 and 10.8); four columns were the fastest
+    of 1, 2, 4 and 8 in a quick timing on this host."""
     if device_type == "CPU":
         return GemvSchedule(dot_form="vector", cpw=(4, 4, 4, 4, 4))
     return GemvSchedule()
