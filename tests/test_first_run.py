@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import clgemm
+
+PACKAGE_PARENT = Path(clgemm.__file__).resolve().parents[1]  # subprocesses import the clgemm tested
 SYSTEM_ICD = Path("/etc/OpenCL/vendors")
 
 
@@ -40,7 +42,7 @@ def _env(tmp_path: Path, vendors: Path) -> dict:
     env.update(RUSTICL_ENABLE="llvmpipe", OCL_ICD_VENDORS=str(vendors),
                POCL_EXTRA_BUILD_FLAGS="-mcpu=nosuchcpu", POCL_KERNEL_CACHE="0",
                CLGEMM_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", ""))
+               PYTHONPATH=str(PACKAGE_PARENT) + os.pathsep + env.get("PYTHONPATH", ""))
     return env
 
 

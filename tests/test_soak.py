@@ -20,7 +20,7 @@ from clgemm.cli import main
 from clgemm.lab import soak as S
 from clgemm.lab import soak_workload as wl
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(S.__file__).resolve().parents[2]  # subprocesses import the clgemm tested
 TRACE = '{"name": "t.a", "m": 37, "n": 29, "k": 45, "trans_a": false, "trans_b": true}\n'
 
 
