@@ -4,6 +4,7 @@ through the plan against float64."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -116,10 +117,10 @@ def test_every_lane_through_the_plan(lane, ta, tb, rng):
 
 
 def test_tensor_core_lane_falls_back_on_the_device(monkeypatch, rng):
-    """The 3xTF32 lane on the hot path reads no flag back: a gated float32 kernel recomputes
-    a product whose output is not finite. Inf and NaN then propagate as numpy's float32 does,
-    and the products after it (the gates alternate and are cleared one call ahead) are the
-    lane's own again, finite and accurate."""
+    """The 3xTF32 lane on the hot path reads no flag back and launches one kernel: a tile
+    whose output is not finite is recomputed in float32 inside it. Inf and NaN then
+    propagate as numpy's float32 does, and the products after it are the lane's own again,
+    finite and accurate."""
     from dataclasses import replace
 
     from clgemm import route
@@ -137,7 +138,10 @@ def test_tensor_core_lane_falls_back_on_the_device(monkeypatch, rng):
         if bad:
             A[step % m, 3] = np.inf
         a, b = clgemm.to_device(A), clgemm.to_device(B)
-        out = clgemm.matmul(a, b).get()
+        with counting_launches() as launches:
+            out = clgemm.matmul(a, b)
+        assert launches == [1], launches  # the product alone, no gated second kernel
+        out = out.get()
         with np.errstate(invalid="ignore", over="ignore"):
             ref32 = A @ B
         assert np.array_equal(np.isnan(out), np.isnan(ref32)), step
@@ -147,6 +151,66 @@ def test_tensor_core_lane_falls_back_on_the_device(monkeypatch, rng):
         err = np.linalg.norm(out[fin] - ref[fin]) / np.linalg.norm(ref[fin])
         np_err = np.linalg.norm(ref32[fin] - ref[fin]) / np.linalg.norm(ref[fin])
         assert err <= 2.0 * np_err + 1e-7, (step, err, np_err)
+
+
+@contextlib.contextmanager
+def counting_launches():
+    """Counts the kernel launches (pyopencl's enqueue_nd_range_kernel) inside the block."""
+    real = cl.enqueue_nd_range_kernel
+    count = [0]
+
+    def counted(*args, **kwargs):
+        count[0] += 1
+        return real(*args, **kwargs)
+
+    cl.enqueue_nd_range_kernel = counted
+    try:
+        yield count
+    finally:
+        cl.enqueue_nd_range_kernel = real
+
+
+@pytest.mark.parametrize("tb", [False, True])
+def test_tensor_core_fallback_keeps_old_c_and_reports(monkeypatch, rng, tb):
+    """beta != 0 with a non-finite output: the tile falls back before anything of it is
+    stored, so the float32 recompute reads the old C; tiles without one keep the lane's
+    result. A reported call says that a tile fell back, and only where one did."""
+    from dataclasses import replace
+
+    from clgemm import route
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+
+    rt = get_runtime()
+    small = replace(DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
+                    warps_m=2, warps_n=1)
+    emulate_tensor_cores(monkeypatch, rt)
+    monkeypatch.setattr(route, "exact_schedule", lambda rt, m, n, k: small)
+    m, n, k = 71, 37, 29  # several tiles each way, ragged edges
+    for bad in (True, False):
+        A = rand(rng, (m, k))
+        B = rand(rng, (n, k) if tb else (k, n))
+        C0 = rand(rng, (m, n))
+        if bad:
+            A[40, 5] = -np.inf  # one row of the second tile-row goes infinite or NaN
+        c = clgemm.to_device(C0)
+        with counting_launches() as launches:
+            out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), C=c, alpha=0.5,
+                                beta=-1.25, trans_b=tb)
+        assert launches == [1], launches
+        got = out.get()
+        Bm = B.T if tb else B
+        with np.errstate(invalid="ignore", over="ignore"):
+            ref32 = 0.5 * (A @ Bm) - 1.25 * C0
+        assert np.array_equal(np.isnan(got), np.isnan(ref32))
+        assert np.array_equal(np.isinf(got), np.isinf(ref32))
+        assert np.array_equal(np.sign(got[np.isinf(got)]), np.sign(ref32[np.isinf(ref32)]))
+        fin = np.isfinite(ref32)
+        ref = 0.5 * (A.astype(np.float64) @ Bm.astype(np.float64)) - 1.25 * C0
+        err = np.abs(got[fin] - ref[fin]).max()
+        assert err <= 2.0 * np.abs(ref32[fin] - ref[fin]).max() + 1e-6, err
+        _, info = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-1.25, trans_b=tb,
+                                return_info=True)
+        assert ("lane_fallback" in info.extra) == bad, info.extra
 
 
 def _spin(rt, seconds: float):

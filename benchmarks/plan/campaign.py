@@ -382,6 +382,61 @@ def exact_lanes(rt, sizes, rng) -> list[dict]:
     return rows
 
 
+def tc_epilogue(rt, sizes, rng) -> list[dict]:
+    """The 3xTF32 kernel with its IEEE fallback inside (one launch a call) against the
+    flag-only kernel followed by the gated float32 kernel (two launches): kernel time from
+    events (the same schedule and layout), chained wall per call, and torch.mm beside."""
+    from clgemm.lanes.fp32 import Fp32Lane, choose_schedule
+    from clgemm.lanes.mma import get_kernel, layout_for, nonfinite_flag
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.lanes.tc import schedule_for
+    from clgemm.operands import Operand
+
+    if not tensorcore_available(rt):
+        return [{"skipped": "no tensor-core lane on this device"}]
+    flag = nonfinite_flag(rt)
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        a, b, c = (clgemm.to_device(A) for _ in range(3))
+        ops = [Operand(x.base_data, 0, n, False) for x in (a, b, c)]
+        s = schedule_for(rt, "3xtf32", n, n, n)
+        layout = layout_for(ops[0], ops[1])
+        inside = get_kernel(rt, s, layout, ieee_fallback=True)
+        flag_only = get_kernel(rt, s, layout)
+        fp32 = Fp32Lane(rt, choose_schedule(rt, n, n, n))
+        row = {"n": n, "schedule": s.key()}
+
+        def one(kernel):
+            return kernel.enqueue(n, n, n, 1.0, 0.0, *ops, queue=rt.queue, flag=flag.scratch)
+
+        def two():
+            with flag.lock:
+                up, clear, slot = flag.next_gate()
+                flag_only.enqueue(n, n, n, 1.0, 0.0, *ops, queue=rt.user_queue, flag=up)
+                fp32.enqueue(n, n, n, 1.0, 0.0, *ops, rt.user_queue, gate=(up, clear),
+                             slot=slot)
+
+        for name, kernel in (("inside", inside), ("flag_only", flag_only)):
+            for _ in range(3):
+                one(kernel)
+            rt.queue.finish()
+            row[name + "_kernel_s"] = med([rt.timed(lambda: one(kernel)) for _ in range(15)])
+        launch_inside = lambda: inside.enqueue(n, n, n, 1.0, 0.0, *ops,  # noqa: E731
+                                               queue=rt.user_queue, flag=flag.scratch)
+        for label, call in (("inside_wall_s", launch_inside), ("two_launch_wall_s", two)):
+            for _ in range(3):
+                call()
+            rt.user_queue.finish()
+            row[label] = med(rounds(call, rt.user_queue.finish, 20))
+        row["torch_wall_s"], row["torch_kernel_s"] = torch_mm(n, A, 20)
+        got = c.get()
+        ref = A.astype(np.float64) @ A.astype(np.float64)
+        row["max_rel_error"] = float(np.abs(got - ref).max() / np.abs(ref).max())
+        rows.append(row)
+    return rows
+
+
 def gemv(rt, rng, dot_only: bool = False) -> dict:
     """Decode products (the small-rows lane) through the hot path, chained, beside torch
     (fp32), and the bytes they must move over the card's copy bandwidth."""
@@ -500,7 +555,7 @@ def batched(rt, rng, quick: bool = False) -> list[dict]:
 PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
-         "nonfinite_fallback", "exact_lanes", "gemv", "batched")
+         "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched")
 
 
 def main(argv=None) -> int:
@@ -542,6 +597,7 @@ def main(argv=None) -> int:
         step("transfers", lambda: transfers(rt, kpi, rng))
     if not args.quick:
         step("nonfinite_fallback", lambda: nonfinite_fallback(rt, rng))
+        step("tc_epilogue", lambda: tc_epilogue(rt, kpi, rng))
     step("exact_lanes", lambda: exact_lanes(rt, (1024, 1400, 1600, 1800, 2048) if not args.quick
                                             else (64,), rng))
     if not args.quick:

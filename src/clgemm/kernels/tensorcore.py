@@ -385,13 +385,18 @@ class Dialect:
     emulate: bool = False  # plain OpenCL C stand-ins for the PTX (tests on any device)
 
 
-def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> str:
+def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect(),
+              ieee_fallback: bool = False) -> str:
     """OpenCL C source of one tensor-core kernel.
 
     The generator fixes every size at compile time and writes the loops over mma tiles, k8
     steps, copy chunks and output elements as `#pragma unroll` loops over small arrays: the
     compiler unrolls them and keeps the arrays in registers, and the source stays short
-    enough to read."""
+    enough to read.
+
+    `ieee_fallback`: a work-group whose tile has a non-finite output recomputes that tile
+    with plain float32 dot products before anything of it is stored (C_old still intact), so
+    the product keeps IEEE propagation in one launch; the flag then says a tile fell back."""
     TcSearchSpace(local_mem_bytes=1 << 30, max_work_group_size=1 << 20).check(s, layout)
     ta, tb = layout.trans_a, layout.trans_b
     three = s.splits == 3
@@ -449,6 +454,8 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> 
          "    __global int* nonfinite)\n{")
     emit("  __local float As[STAGES * STA] __attribute__((aligned(16)));")
     emit("  __local float Bs[STAGES * STB] __attribute__((aligned(16)));")
+    if ieee_fallback:
+        emit("  __local int tile_bad;  // any non-finite output in the tile (the epilogue)")
     if dialect.emulate:
         emit(f"  __local float xch[{s.warps_m * s.warps_n * 192}];")
     emit("""  A += a_off; B += b_off; C += c_off;
@@ -524,34 +531,80 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect()) -> 
     # A non-finite output raises `nonfinite` (never cleared here): the split x = hi + lo
     # turns an Inf operand into NaN (Inf - Inf), so the caller recomputes such products with
     # the float32 family to keep IEEE propagation.
-    emit(f"""  const int crow = m0 + wm * WARP_M + g, ccol = n0 + wn * WARP_N + 2 * t;
-  int bad = 0;
-  #pragma unroll
-  for (int i = 0; i < MT; i++) {{
+    if ieee_fallback:
+        emit(_epilogue_with_fallback(total, ta, tb))
+    else:
+        emit(_EPILOGUE_FLAG.replace("TOTAL", total))
+    return "\n".join(out) + "\n"
+
+
+_STORE_LOOP = """  #pragma unroll
+  for (int i = 0; i < MT; i++) {
     #pragma unroll
-    for (int h = 0; h < 2; h++) {{
+    for (int h = 0; h < 2; h++) {
       const int r = crow + i * 16 + 8 * h;
-      if (r < M) {{
+      if (r < M) {
         __global float* cp = C + (long)r * ldc;
         #pragma unroll
-        for (int j = 0; j < NTL; j++) {{
+        for (int j = 0; j < NTL; j++) {
           #pragma unroll
-          for (int e = 0; e < 2; e++) {{
+          for (int e = 0; e < 2; e++) {
             const int cc = ccol + j * 8 + e;
-            if (cc < N) {{
-              float v = alpha * {total}[i][j][2 * h + e];
+            if (cc < N) {
+              BODY
+            }
+          }
+        }
+      }
+    }
+  }"""
+
+# Stores and flags every non-finite output; the caller decides what to do about it.
+_EPILOGUE_FLAG = ("""  const int crow = m0 + wm * WARP_M + g, ccol = n0 + wn * WARP_N + 2 * t;
+  int bad = 0;
+""" + _STORE_LOOP.replace("BODY", """float v = alpha * TOTAL[i][j][2 * h + e];
               if (beta != 0.0f) v = fma(beta, cp[cc], v);
               if (!isfinite(v)) bad = 1;
-              cp[cc] = v;
-            }}
-          }}
-        }}
+              cp[cc] = v;""") + """
+  if (bad) nonfinite[0] = 1;
+}""")
+
+
+def _epilogue_with_fallback(total: str, ta: bool, tb: bool) -> str:
+    """The epilogue of render_tc(ieee_fallback=True): the work-group first asks whether any
+    of its outputs is non-finite (alpha times the accumulator: the split's Inf - Inf shows
+    there; a non-finite beta C_old propagates through the fma as in the float32 family), and
+    only then stores, the tensor-core result or, for that tile alone, plain dot products."""
+    a_at = "A[(long)kk * lda + r]" if ta else "A[(long)r * lda + kk]"
+    b_at = "B[(long)cc * ldb + kk]" if tb else "B[(long)kk * ldb + cc]"
+    check = _STORE_LOOP.replace("        __global float* cp = C + (long)r * ldc;\n", "").replace(
+        "BODY", f"if (!isfinite(alpha * {total}[i][j][2 * h + e])) bad = 1;")
+    store = _STORE_LOOP.replace("BODY", f"""float v = alpha * {total}[i][j][2 * h + e];
+              if (beta != 0.0f) v = fma(beta, cp[cc], v);
+              cp[cc] = v;""")
+    return f"""  const int crow = m0 + wm * WARP_M + g, ccol = n0 + wn * WARP_N + 2 * t;
+  int bad = 0;
+{check}
+  if (tid == 0) tile_bad = 0;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (bad) atomic_or(&tile_bad, 1);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (tile_bad) {{
+    if (tid == 0) nonfinite[0] = 1;
+    for (int e = tid; e < BM * BN; e += NT) {{
+      const int r = m0 + e / BN, cc = n0 + e % BN;
+      if (r < M && cc < N) {{
+        float s = 0.0f;
+        for (int kk = 0; kk < K; kk++) s = fma({a_at}, {b_at}, s);
+        float v = alpha * s;
+        if (beta != 0.0f) v = fma(beta, C[(long)r * ldc + cc], v);
+        C[(long)r * ldc + cc] = v;
       }}
     }}
+    return;
   }}
-  if (bad) nonfinite[0] = 1;
-}}""")
-    return "\n".join(out) + "\n"
+{store}
+}}"""
 
 
 def _compute(s: TcSchedule, stage: str) -> str:

@@ -55,16 +55,19 @@ _ARG_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int
 
 class TcKernel:
     """One compiled tensor-core kernel (schedule + layout) for any M, N, K; its last argument
-    is the non-finite output flag."""
+    is the non-finite output flag. `ieee_fallback`: tiles with a non-finite output are
+    recomputed in float32 inside the kernel (render_tc), so one launch keeps IEEE
+    propagation; the flag then only reports that it happened."""
 
     def __init__(self, rt: Runtime, schedule: TcSchedule, layout: TcLayout,
-                 dialect: Dialect | None = None) -> None:
+                 dialect: Dialect | None = None, ieee_fallback: bool = False) -> None:
         dialect = dialect or default_dialect()
         space = search_space(rt) if not dialect.emulate else TcSearchSpace(
             rt.device.local_mem_bytes, rt.device.max_work_group_size)
         space.check(schedule, layout)
         self.rt, self.schedule, self.layout, self.dialect = rt, schedule, layout, dialect
-        self.source = render_tc(schedule, layout, dialect)
+        self.ieee_fallback = ieee_fallback
+        self.source = render_tc(schedule, layout, dialect, ieee_fallback)
         built = rt.build(self.source, options="-cl-mad-enable")
         self.build_info: BuildInfo = built.info
         self.program = built.program
@@ -152,12 +155,13 @@ def nonfinite_flag(rt: Runtime) -> NonfiniteFlag:
 
 
 def get_kernel(rt: Runtime, schedule: TcSchedule, layout: TcLayout,
-               dialect: Dialect | None = None, slot: int = 0) -> TcKernel:
+               dialect: Dialect | None = None, slot: int = 0,
+               ieee_fallback: bool = False) -> TcKernel:
     """The kernel, built once per runtime; `slot`: another kernel object of the same program
     (its own bound arguments)."""
     dialect = dialect or default_dialect()
-    return rt.cached(("tc", schedule, layout, dialect, slot),
-                     lambda: TcKernel(rt, schedule, layout, dialect))
+    return rt.cached(("tc", schedule, layout, dialect, slot, ieee_fallback),
+                     lambda: TcKernel(rt, schedule, layout, dialect, ieee_fallback))
 
 
 def fitting_schedule(rt: Runtime, s: TcSchedule, layout: TcLayout) -> TcSchedule:

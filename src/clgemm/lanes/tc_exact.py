@@ -1,12 +1,14 @@
-"""3xTF32 serving the exact contract on the tensor cores, with the float32 family as the
-fallback that keeps IEEE propagation: the split x = hi + lo does not (Inf - Inf is NaN), so a
-product whose output is not finite is recomputed by the float32 family.
+"""3xTF32 serving the exact contract on the tensor cores, with float32 arithmetic as the
+fallback that keeps IEEE propagation: the split x = hi + lo does not (Inf - Inf is NaN), so
+outputs that are not finite are recomputed in float32.
 
-Where the call reports nothing (`info` None) and reads no old C (beta == 0), the fallback is
-decided on the device: the lane raises a gate, and a gated float32 kernel enqueued behind it
-computes only where the gate is raised, so the host never waits. Otherwise (a reported call,
-or beta != 0, whose old C the lane has overwritten) the host reads the flag back and, where
-it is raised, restores C and recomputes.
+mma.sync kernels do it themselves (render_tc's `ieee_fallback`): a work-group whose tile has a
+non-finite output recomputes that tile with float32 dot products before storing it, so every
+call is one launch and the host never waits; a reported call reads the flag only to say that
+a tile fell back. The wgmma kernels do not: where the call reports nothing and reads no old C
+(beta == 0), the lane raises a gate and a gated float32 kernel enqueued behind it computes
+only where the gate is raised; otherwise the host reads the flag back and, where it is
+raised, restores C and recomputes with the float32 family.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class TcExactLane:
         if kernel is None:
             layout = layout_for(a, b)
             kernel = get_kernel(self.rt, fitting_schedule(self.rt, self.schedule, layout),
-                                layout, slot=slot)
+                                layout, slot=slot, ieee_fallback=True)
             kernel = self._kernels.setdefault(key, kernel)
         return kernel
 
@@ -60,6 +62,8 @@ class TcExactLane:
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
+        if not self.wgmma:
+            return self._self_contained(m, n, k, alpha, beta, a, b, c, queue, info)
         if info is None and beta == 0.0:
             flag = self.flag
             with flag.lock:
@@ -69,6 +73,22 @@ class TcExactLane:
                                       gate=(raise_gate, clear_gate), slot=slot)
             return event
         return self._reported(m, n, k, alpha, beta, a, b, c, queue, info)
+
+    def _self_contained(self, m, n, k, alpha, beta, a: Operand, b: Operand, c: Operand,
+                        queue, info) -> "cl.Event":
+        """One launch of a kernel that falls back by itself (mma.sync); a reported call reads
+        the flag to say so (the only wait, and only where `info` asks)."""
+        if info is None:
+            return self.product(m, n, k, alpha, beta, a, b, c, queue, self.flag.scratch)
+        info.extra["lane"] = "3xtf32"
+        with self.flag.lock:
+            event = self.product(m, n, k, alpha, beta, a, b, c, queue, self.flag.buffer)
+            raised = self.flag.raised(queue, wait_for=[event])
+        if raised:
+            info.extra["lane_fallback"] = ("non-finite output: the tiles that hold one were "
+                                           "recomputed in float32 inside the kernel for IEEE "
+                                           "propagation")
+        return event
 
     def _reported(self, m, n, k, alpha, beta, a: Operand, b: Operand, c: Operand, queue,
                   info) -> "cl.Event":
