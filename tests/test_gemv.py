@@ -72,7 +72,8 @@ def test_every_row_bucket_on_aligned_and_split_paths(rows, rng):
     ref, np_err = reference(A[:, :k], W[:, :k], C0, 1.5, 0.25, False, True)
     assert_close_to_reference(got, ref, np_err)
     lane = clgemm.plan(rows, 133, 2 * k).lane
-    assert lane.axpy_splits(-(-133 // (4 * lane.schedule.axpy_cols)), 2 * k) > 1
+    groups = -(-133 // (4 * lane.schedule.axpy_cols))
+    assert lane.splits(lane.schedule.axpy_fill, groups, 2 * k)[0] > 1
     A2, B2 = rand(rng, (rows, 2 * k)), rand(rng, (2 * k, 133))
     got = clgemm.matmul(A2, B2, C=C0.copy(), alpha=-0.5, beta=2.0)
     ref, np_err = reference(A2, B2, C0, -0.5, 2.0)
@@ -99,9 +100,11 @@ def test_only_small_products_take_the_lane():
 
 @pytest.mark.parametrize("rows", [1, 3, 16])
 @pytest.mark.parametrize("cpw", [1, 4])
-def test_staged_and_wide_dot_schedules(rows, cpw, rng):
+@pytest.mark.parametrize("stage,fill", [(1, 0), (1, 64), (0, 64)])
+def test_staged_wide_and_split_dot_schedules(rows, cpw, stage, fill, rng):
     """Other schedules of the dot kernel than the default (A staged in local memory, more
-    columns per work-item), on aligned and unaligned operands, against float64."""
+    columns per work-item, K split over work-groups and reduced in order), on aligned and
+    unaligned operands, against float64; the split ones with alpha and beta."""
     import pyopencl.array as cla
 
     from clgemm.kernels.gemv import GemvSchedule
@@ -110,16 +113,56 @@ def test_staged_and_wide_dot_schedules(rows, cpw, rng):
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()
-    lane = GemvLane(rt, GemvSchedule(dot_lanes=8, dot_groups=4, cpw=(cpw,) * 5, stage=(1,) * 5))
-    # float4 words with a tail of two; then A's rows unaligned (an odd leading dimension:
-    # A read element by element into the staged chunk), B's aligned
+    lane = GemvLane(rt, GemvSchedule(dot_lanes=8, dot_groups=4, cpw=(cpw,) * 5,
+                                     stage=(stage,) * 5, dot_fill=(fill,) * 5))
+    step = 4 * 8 * (4 if stage else 1)
+    splits, per_split = lane.splits(fill, -(-77 // (4 * cpw)), 1030, step)
+    assert (splits > 1) == (fill > 0) and per_split % step == 0
+    alpha, beta = (-0.75, 0.5) if fill else (1.0, 0.0)
+    # float4 words with a tail of two (in the last split); then A's rows unaligned (an odd
+    # leading dimension: A read element by element), B's aligned
     for k, lda in ((1030, 1032), (1030, 1031)):
         A, W = rand(rng, (rows, lda)), rand(rng, (77, 1032))
+        C0 = rand(rng, (rows, 77))
         a, w = clgemm.to_device(A), clgemm.to_device(W)
         c = cla.empty(rt.user_queue, (rows, 77), np.float32)
-        c.fill(np.float32(np.nan))
-        lane.enqueue(rows, 77, k, 1.0, 0.0, Operand(a.base_data, 0, lda, False),
+        if beta:
+            c.set(C0)
+        else:
+            c.fill(np.float32(np.nan))
+        lane.enqueue(rows, 77, k, alpha, beta, Operand(a.base_data, 0, lda, False),
                      Operand(w.base_data, 0, 1032, True), Operand(c.base_data, 0, 77, False),
                      rt.user_queue)
-        ref, np_err = reference(A[:, :k], W[:, :k], trans_b=True)
+        ref, np_err = reference(A[:, :k], W[:, :k], C0 if beta else None, alpha, beta,
+                                trans_b=True)
         assert_close_to_reference(c.get(), ref, np_err)
+
+
+def test_split_dot_schedule_on_a_batch(rng):
+    """A batch of small-rows products through the dot kernel with K split over work-groups:
+    each product's partial sums land in its own part of the scratch and are reduced into its
+    own C (one operand broadcast along the batch)."""
+    import pyopencl.array as cla
+
+    from clgemm.kernels.gemv import GemvSchedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    lane = GemvLane(rt, GemvSchedule(dot_lanes=8, dot_groups=4, stage=(1,) * 5,
+                                     dot_fill=(64,) * 5))
+    batch, rows, n, k = 3, 5, 45, 1100
+    assert lane.splits(64, batch * -(-n // 4), k, 128)[0] > 1
+    A = rand(rng, (batch, rows, k))
+    W = rand(rng, (n, k))  # broadcast: batch stride 0
+    a, w = clgemm.to_device(A), clgemm.to_device(W)
+    c = cla.empty(rt.user_queue, (batch, rows, n), np.float32)
+    c.fill(np.float32(np.nan))
+    lane.enqueue_batched(batch, rows, n, k, 2.0, 0.0, Operand(a.base_data, 0, k, False),
+                         Operand(w.base_data, 0, k, True), Operand(c.base_data, 0, n, False),
+                         (rows * k, 0, rows * n), rt.user_queue)
+    got = c.get()
+    for i in range(batch):
+        ref, np_err = reference(A[i], W, None, 2.0, 0.0, trans_b=True)
+        assert_close_to_reference(got[i], ref, np_err)

@@ -54,6 +54,10 @@ class GemvSchedule:
     dot_groups: int = 8
     cpw: tuple[int, int, int, int, int] = (1, 1, 1, 1, 1)
     stage: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # A staged in local memory
+    # K split over work-groups of gemv_dot until about `dot_fill` work-groups per compute
+    # unit run (0: no split), per row bucket: with few columns (N = 4096 gives 128-512
+    # work-groups) the device holds too few loads in flight to stream B at its bandwidth
+    dot_fill: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     axpy_cols: int = 32
     axpy_slices: int = 8
     axpy_fill: int = 4
@@ -65,6 +69,7 @@ class GemvSchedule:
 
     def key(self) -> str:
         staged = f"s{''.join(map(str, self.stage))}" if any(self.stage) else ""
+        staged += f"f{''.join(map(str, self.dot_fill))}" if any(self.dot_fill) else ""
         dot = (f"d{self.dot_lanes}x{self.dot_groups}" if self.dot_form == "lanes"
                else f"v{self.vector}")
         return (f"gemv-{dot}c{''.join(map(str, self.cpw))}{staged}"
@@ -75,6 +80,9 @@ class GemvSchedule:
 
     def staged(self, rows: int) -> int:
         return self.stage[ROW_BUCKETS.index(row_bucket(rows))]
+
+    def fill(self, rows: int) -> int:
+        return self.dot_fill[ROW_BUCKETS.index(row_bucket(rows))]
 
     @property
     def dot_group(self) -> int:
@@ -143,9 +151,15 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
               __global const float* restrict A, const long a_off, const long a_rs, const long a_ks,
               __global const float* restrict B, const long b_off, const long b_ns,
               __global float* C, const long c_off, const long c_rs, const long c_ns,
-              const long a_bs, const long b_bs, const long c_bs)
+              const long a_bs, const long b_bs, const long c_bs,
+              __global float* P, const int k_per_split)
 {{
   BATCH_OFFSETS
+  // get_num_groups(1) splits of K over work-groups: one writes C, several write their
+  // partial sums to P[split][r][j], added in order by gemv_reduce
+  const int split = get_group_id(1), splits = get_num_groups(1);
+  const int k_begin = split * k_per_split, k_end = min(K, k_begin + k_per_split);
+  P += (long)get_group_id(2) * splits * R * N;
   __local float red[RCH * CPW][GROUPS][LANES];
   const int t = get_local_id(0), g = get_local_id(1);
   const int j0 = (get_group_id(0) * GROUPS + g) * CPW;
@@ -158,15 +172,16 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
     #pragma unroll
     for (int r = 0; r < RB; r++) acc[r][c] = 0.0f;
   }}
-  int k0 = 0;
+  int k0 = k_begin;
 #if BVEC
-  const int kv = K / 4;
+  // float4 words [qb, kv) of this split (k_per_split is a multiple of 4: qb is exact)
+  const int qb = k_begin / 4, kv = k_end / 4;
 #if STAGE
   // A's rows staged in local memory a chunk of K at a time (read once per work-group, not
   // once per column group), float4 words in lane order: no bank conflicts
   __local float4 as[RB][LANES * STEPS];
   const int tid = g * LANES + t;
-  for (int q0 = 0; q0 < kv; q0 += LANES * STEPS) {{
+  for (int q0 = qb; q0 < kv; q0 += LANES * STEPS) {{
     for (int i = tid; i < RB * LANES * STEPS; i += LANES * GROUPS) {{
       const int r = i / (LANES * STEPS), q = q0 + i % (LANES * STEPS);
       float4 v = (float4)(0.0f);
@@ -207,7 +222,7 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
     barrier(CLK_LOCAL_MEM_FENCE);
   }}
 #else
-  for (int q = t; q < kv; q += LANES) {{
+  for (int q = qb + t; q < kv; q += LANES) {{
     float4 b[CPW];
     #pragma unroll
     for (int c = 0; c < CPW; c++) b[c] = ((__global const float4*)bc[c])[q];
@@ -235,7 +250,7 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
 #endif
   k0 = 4 * kv;
 #endif
-  for (int k = k0 + t; k < K; k += LANES) {{
+  for (int k = k0 + t; k < k_end; k += LANES) {{
     __global const float* ak = A + a_off + (long)k * a_ks;
     #pragma unroll
     for (int r = 0; r < RB; r++) {{
@@ -259,7 +274,10 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
       const int r = r0 + v / CPW, j = j0 + v % CPW;
       float s = 0.0f;
       for (int l = 0; l < LANES; l++) s += red[v][g][l];
-      if (r < R && j < N) STORE(C[c_off + (long)r * c_rs + (long)j * c_ns], s);
+      if (r < R && j < N) {{
+        if (splits == 1) STORE(C[c_off + (long)r * c_rs + (long)j * c_ns], s);
+        else P[((long)split * R + r) * N + j] = s;
+      }}
     }}
     barrier(CLK_LOCAL_MEM_FENCE);
   }}

@@ -12,7 +12,8 @@ import threading
 import numpy as np
 import pyopencl as cl
 
-from ..kernels.gemv import MAX_ROWS, GemvSchedule, default_schedule, render, row_bucket
+from ..kernels.gemv import (MAX_ROWS, STAGE_STEPS, GemvSchedule, default_schedule, render,
+                             row_bucket)
 from ..operands import Operand
 from ..runtime import BuildInfo, Runtime
 from .fp32 import BoundArgs
@@ -20,10 +21,10 @@ from .fp32 import BoundArgs
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
               None, np.int64, np.int64, np.int64, np.int64, np.int64, np.int64]
-_AXPY_TYPES = _DOT_TYPES + [None, np.int32]
+_SPLIT_TYPES = _DOT_TYPES + [None, np.int32]  # the partial sums and K per split
 _REDUCE_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32, None, None, np.int64,
                  np.int64, np.int64, np.int64]
-_TYPES = {"gemv_dot": _DOT_TYPES, "gemv_dotv": _DOT_TYPES, "gemv_axpy": _AXPY_TYPES,
+_TYPES = {"gemv_dot": _SPLIT_TYPES, "gemv_dotv": _DOT_TYPES, "gemv_axpy": _SPLIT_TYPES,
           "gemv_reduce": _REDUCE_TYPES}
 
 # Work-items a work-group of the vector form: a CPU runtime keeps every work-item's private
@@ -120,26 +121,29 @@ class GemvLane:
         b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
         a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
         kern = self._kernel("gemv_dot", bucket, b_vec, a_vec)
-        per_group = s.dot_groups * s.cols_per_item(bucket)
-        gsize = (-(-cols // per_group) * s.dot_lanes, s.dot_groups, batch)
+        col_groups = -(-cols // (s.dot_groups * s.cols_per_item(bucket)))
+        # a split reads whole staged chunks (or whole float4 words a lane) of K
+        step = 4 * s.dot_lanes * (STAGE_STEPS if s.staged(bucket) else 1)
+        splits, per_split = self.splits(s.fill(bucket), batch * col_groups, k, step)
+        partial, scratch = self._partials(batch, splits, rows, cols, c)
         with self._lock:
             kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                       y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides))
-            return cl.enqueue_nd_range_kernel(queue, kern.kernel, gsize,
-                                              (s.dot_lanes, s.dot_groups, 1))
+                       y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides,
+                       scratch, per_split))
+            event = cl.enqueue_nd_range_kernel(
+                queue, kern.kernel, (col_groups * s.dot_lanes, splits * s.dot_groups, batch),
+                (s.dot_lanes, s.dot_groups, 1))
+            return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha,
+                                beta, (c, c_rs, c_ns, strides[2]), queue)
 
     def _axpy(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
               queue) -> "cl.Event":
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ks), (c, c_rs, c_ns) = A, B, C
         col_groups = -(-cols // (4 * s.axpy_cols))
-        splits = self.axpy_splits(batch * col_groups, k)
-        per_split = -(-k // splits)
-        splits = -(-k // per_split) if k else 1
+        splits, per_split = self.splits(s.axpy_fill, batch * col_groups, k, 1)
         kern = self._kernel("gemv_axpy", bucket, _vec(y, y_ks) and strides[1] % 4 == 0, False)
-        partial = (self.rt.pooled(4 * batch * splits * rows * cols,
-                                  what="gemv split partial sums") if splits > 1 else None)
-        scratch = partial if partial is not None else c.buffer
+        partial, scratch = self._partials(batch, splits, rows, cols, c)
         with self._lock:
             kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
                        y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns, *strides,
@@ -147,17 +151,39 @@ class GemvLane:
             event = cl.enqueue_nd_range_kernel(
                 queue, kern.kernel, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
                 (s.axpy_cols, s.axpy_slices, 1))
-            if partial is None:
-                return event
-            red = self._kernel("gemv_reduce", bucket, False, False)
-            red.bind((rows, cols, splits, alpha, beta, partial, c.buffer, c.offset,
-                      c_rs, c_ns, strides[2]))
-            return cl.enqueue_nd_range_kernel(queue, red.kernel,
-                                              (-(-cols // 64) * 64, rows, batch), (64, 1, 1))
+            return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha,
+                                beta, (c, c_rs, c_ns, strides[2]), queue)
 
-    def axpy_splits(self, groups: int, k: int) -> int:
-        """Splits of K over work-groups for gemv_axpy: enough to give the device about
-        `axpy_fill` work-groups per compute unit beside the `groups` it has (column groups
-        times the batch), each split reading MIN_K_PER_SPLIT rows at least."""
-        want = -(-self.schedule.axpy_fill * self.rt.device.compute_units // groups)
-        return max(1, min(want, k // MIN_K_PER_SPLIT))
+    def splits(self, fill: int, groups: int, k: int, step: int = 1) -> tuple[int, int]:
+        """(splits of K over work-groups, K per split): enough splits to give the device
+        about `fill` work-groups per compute unit beside the `groups` it has (column groups
+        times the batch; fill 0: none), each reading MIN_K_PER_SPLIT of K at least, K per
+        split a multiple of `step`."""
+        want = -(-fill * self.rt.device.compute_units // groups) if fill else 1
+        splits = max(1, min(want, k // MIN_K_PER_SPLIT))
+        per_split = -(-k // splits)
+        per_split = -(-per_split // step) * step
+        return (-(-k // per_split) if k else 1), per_split
+
+
+    def _partials(self, batch: int, splits: int, rows: int, cols: int, c: Operand):
+        """(the pooled partial sums, None with one split; the buffer the kernel is given:
+        C's own where it writes C itself)."""
+        if splits == 1:
+            return None, c.buffer
+        partial = self.rt.pooled(4 * batch * splits * rows * cols,
+                                 what="gemv split partial sums")
+        return partial, partial
+
+    def _reduce(self, event, partial, batch, splits, bucket, rows, cols, alpha, beta, out,
+                queue) -> "cl.Event":
+        """After a split launch, gemv_reduce adds the partial sums in order into C, `out`
+        = (c, its row stride, column stride, batch stride); the caller holds the lock."""
+        if partial is None:
+            return event
+        c, c_rs, c_ns, c_bs = out
+        red = self._kernel("gemv_reduce", bucket, False, False)
+        red.bind((rows, cols, splits, alpha, beta, partial, c.buffer, c.offset, c_rs, c_ns,
+                  c_bs))
+        return cl.enqueue_nd_range_kernel(queue, red.kernel, (-(-cols // 64) * 64, rows, batch),
+                                          (64, 1, 1))
