@@ -459,7 +459,7 @@ def gemv(rt, rng, dot_only: bool = False) -> dict:
 
     dot_variants = [GemvSchedule(dot_lanes=l, dot_groups=g, cpw=(c,) * 5, stage=(st,) * 5,
                                  dot_fill=(f,) * 5)
-                    for l, g in ((16, 16), (32, 8), (8, 32), (64, 4)) for c in (1, 2, 4)
+                    for l, g in ((16, 16), (32, 8), (64, 4)) for c in (1, 2, 4)
                     for st in (0, 1) for f in (0, 4, 8)]
     axpy_variants = [GemvSchedule(axpy_cols=c, axpy_slices=s, axpy_fill=f)
                      for c, s, f in ((32, 8, 4), (64, 4, 4), (16, 16, 4), (32, 8, 8),
@@ -467,7 +467,7 @@ def gemv(rt, rng, dot_only: bool = False) -> dict:
     for m, n, k, tb in ((1, 11008, 4096, True), (16, 11008, 4096, True), (1, 4096, 11008, True),
                         (16, 4096, 11008, True), (1, 32000, 4096, True), (16, 32000, 4096, True),
                         (1, 4096, 4096, True), (16, 4096, 4096, True),
-                        (2, 4096, 4096, True), (4, 4096, 4096, True), (8, 4096, 4096, True),
+                        (4, 4096, 4096, True), (8, 4096, 4096, True),
                         (1, 4096, 4096, False), (16, 4096, 4096, False),
                         (1, 11008, 4096, False), (16, 11008, 4096, False),
                         (1, 1024, 128, True), (1, 128, 1024, False)):
