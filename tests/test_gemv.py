@@ -113,7 +113,7 @@ def test_staged_wide_and_split_dot_schedules(rows, cpw, stage, fill, rng):
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()
-    lane = GemvLane(rt, GemvSchedule(dot_lanes=8, dot_groups=4, cpw=(cpw,) * 5,
+    lane = GemvLane(rt, GemvSchedule(dot_lanes=(8,) * 5, dot_items=32, cpw=(cpw,) * 5,
                                      stage=(stage,) * 5, dot_fill=(fill,) * 5))
     step = 4 * 8 * (4 if stage else 1)
     splits, per_split = lane.splits(fill, -(-77 // (4 * cpw)), 1030, step)
@@ -150,7 +150,7 @@ def test_split_dot_schedule_on_a_batch(rng):
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()
-    lane = GemvLane(rt, GemvSchedule(dot_lanes=8, dot_groups=4, stage=(1,) * 5,
+    lane = GemvLane(rt, GemvSchedule(dot_lanes=(8,) * 5, dot_items=32, stage=(1,) * 5,
                                      dot_fill=(64,) * 5))
     batch, rows, n, k = 3, 5, 45, 1100
     assert lane.splits(64, batch * -(-n // 4), k, 128)[0] > 1
@@ -166,3 +166,29 @@ def test_split_dot_schedule_on_a_batch(rng):
     for i in range(batch):
         ref, np_err = reference(A[i], W, None, 2.0, 0.0, trans_b=True)
         assert_close_to_reference(got[i], ref, np_err)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 16])
+def test_the_gpu_default_schedule_on_this_device(rows, rng):
+    """The GPU default (a column-group shape, columns per work-item, staging and K split per
+    row bucket) computed here against float64: odd sizes, both layouts of B, alpha/beta."""
+    import pyopencl.array as cla
+
+    from clgemm.kernels.gemv import default_schedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    lane = GemvLane(rt, default_schedule("GPU"))
+    n, k = 301, 2053
+    for tb in (True, False):
+        A, B, C0 = rand(rng, (rows, k)), rand(rng, (n, k) if tb else (k, n)), rand(rng, (rows, n))
+        a, b = clgemm.to_device(A), clgemm.to_device(B)
+        c = cla.empty(rt.user_queue, (rows, n), np.float32)
+        c.set(C0)
+        lane.enqueue(rows, n, k, 0.5, -2.0, Operand(a.base_data, 0, k, False),
+                     Operand(b.base_data, 0, k if tb else n, tb),
+                     Operand(c.base_data, 0, n, False), rt.user_queue)
+        ref, np_err = reference(A, B, C0, 0.5, -2.0, trans_b=tb)
+        assert_close_to_reference(c.get(), ref, np_err)

@@ -457,7 +457,7 @@ def gemv(rt, rng, dot_only: bool = False) -> dict:
     from clgemm.lanes.gemv import GemvLane
     from clgemm.operands import Operand
 
-    dot_variants = [GemvSchedule(dot_lanes=l, dot_groups=g, cpw=(c,) * 5, stage=(st,) * 5,
+    dot_variants = [GemvSchedule(dot_lanes=(l,) * 5, dot_items=l * g, cpw=(c,) * 5, stage=(st,) * 5,
                                  dot_fill=(f,) * 5)
                     for l, g in ((16, 16), (32, 8), (64, 4)) for c in (1, 2, 4)
                     for st in (0, 1) for f in (0, 4, 8)]

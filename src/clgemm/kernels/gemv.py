@@ -40,23 +40,23 @@ def row_bucket(rows: int) -> int:
 
 @dataclass(frozen=True)
 class GemvSchedule:
-    """The lane's launch shape. dot: `dot_lanes` work-items share a column group along K,
-    `dot_groups` column groups a work-group, each work-item `cpw[bucket]` columns (one entry
-    per row bucket 1, 2, 4, 8, 16); axpy: `axpy_cols` work-items of four columns each x
-    `axpy_slices` slices of K a work-group, K split over work-groups until about
-    `axpy_fill` work-groups per compute unit run. The slices fold by a tree: a power of two."""
+    """The lane's launch shape, per row bucket (1, 2, 4, 8, 16) where a tuple. dot: a
+    work-group of `dot_items` work-items, column groups of `dot_lanes[bucket]` work-items
+    sharing a column along K, each work-item `cpw[bucket]` columns, A staged in local memory
+    where `stage[bucket]`, K split over work-groups where `dot_fill[bucket]`; axpy:
+    `axpy_cols` work-items of four columns each x `axpy_slices` slices of K a work-group, K
+    split over work-groups until about `axpy_fill` work-groups per compute unit run. The
+    slices fold by a tree: a power of two."""
 
-    # The default: the fastest dot schedule over the decode products of
-    # records/nvidia-h100/2026-12-06-plan-campaign-2 (gemv part; 9 schedules timed): 32 lanes
-    # x 8 column groups, one column each, led at 1 x 4096 x {4096, 11008} (30 and 70 us
-    # against 36-40 and 86-103 for 16 x 16) and within 2% of the best elsewhere.
-    dot_lanes: int = 32
-    dot_groups: int = 8
+    # The GPU default (default_schedule) is measured, per bucket; these fields' defaults are
+    # the one schedule of the earlier campaign (32 lanes x 8 groups, one column each).
+    dot_lanes: tuple[int, int, int, int, int] = (32, 32, 32, 32, 32)
+    dot_items: int = 256
     cpw: tuple[int, int, int, int, int] = (1, 1, 1, 1, 1)
     stage: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # A staged in local memory
     # K split over work-groups of gemv_dot until about `dot_fill` work-groups per compute
-    # unit run (0: no split), per row bucket: with few columns (N = 4096 gives 128-512
-    # work-groups) the device holds too few loads in flight to stream B at its bandwidth
+    # unit run (0: no split): with few columns (N = 4096 gives 128-512 work-groups) the
+    # device holds too few loads in flight to stream B at its bandwidth
     dot_fill: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     axpy_cols: int = 32
     axpy_slices: int = 8
@@ -70,10 +70,21 @@ class GemvSchedule:
     def key(self) -> str:
         staged = f"s{''.join(map(str, self.stage))}" if any(self.stage) else ""
         staged += f"f{''.join(map(str, self.dot_fill))}" if any(self.dot_fill) else ""
-        dot = (f"d{self.dot_lanes}x{self.dot_groups}" if self.dot_form == "lanes"
-               else f"v{self.vector}")
+        lanes = self.dot_lanes
+        if self.dot_form == "vector":
+            dot = f"v{self.vector}"
+        elif len(set(lanes)) == 1:  # the key of a schedule with one column-group shape
+            dot = f"d{lanes[0]}x{self.dot_items // lanes[0]}"
+        else:
+            dot = f"d{'.'.join(map(str, lanes))}i{self.dot_items}"
         return (f"gemv-{dot}c{''.join(map(str, self.cpw))}{staged}"
                 f"-a{self.axpy_cols}x{self.axpy_slices}f{self.axpy_fill}")
+
+    def lanes(self, rows: int) -> int:
+        return self.dot_lanes[ROW_BUCKETS.index(row_bucket(rows))]
+
+    def groups(self, rows: int) -> int:
+        return self.dot_items // self.lanes(rows)
 
     def cols_per_item(self, rows: int) -> int:
         return self.cpw[ROW_BUCKETS.index(row_bucket(rows))]
@@ -85,17 +96,16 @@ class GemvSchedule:
         return self.dot_fill[ROW_BUCKETS.index(row_bucket(rows))]
 
     @property
-    def dot_group(self) -> int:
-        return self.dot_lanes * self.dot_groups
-
-    @property
     def axpy_group(self) -> int:
         return self.axpy_cols * self.axpy_slices
 
     def local_bytes(self) -> int:
         """The most local memory a kernel of this schedule asks for."""
-        dot = (4 * ROW_CHUNK * max(self.cpw) * self.dot_group
-               + (16 * MAX_ROWS * self.dot_lanes * STAGE_STEPS if any(self.stage) else 0))
+        # per bucket: the fold's red[RCH * CPW][GROUPS][LANES] floats, the staged chunk's
+        # as[RB][LANES * STEPS] float4 words
+        dot = max(4 * min(ROW_CHUNK, rows) * self.cols_per_item(rows) * self.dot_items
+                  + (16 * rows * self.lanes(rows) * STAGE_STEPS if self.staged(rows) else 0)
+                  for rows in ROW_BUCKETS)
         axpy = 16 * ROW_CHUNK * self.axpy_group
         return max(dot, axpy)
 
@@ -109,7 +119,8 @@ def default_schedule(device_type: str) -> GemvSchedule:
     of 1, 2, 4 and 8 in a quick timing on this host."""
     if device_type == "CPU":
         return GemvSchedule(dot_form="vector", cpw=(4, 4, 4, 4, 4))
-    return GemvSchedule()
+    return GemvSchedule(dot_lanes=(64, 64, 16, 16, 16), cpw=(2, 2, 2, 2, 2),
+                        stage=(0, 0, 1, 1, 1), dot_fill=(0, 0, 4, 4, 4))
 
 
 ROW_CHUNK = 4  # rows folded per pass of gemv_dot's reduction (bounds its local memory)
@@ -124,8 +135,8 @@ def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
     cpw = s.cols_per_item(rows)
     return f"""
 #define RB {rows}
-#define LANES {s.dot_lanes}
-#define GROUPS {s.dot_groups}
+#define LANES {s.lanes(rows)}
+#define GROUPS {s.groups(rows)}
 #define CPW {cpw}
 #define BVEC {int(b_vec)}
 #define AVEC {int(a_vec)}

@@ -42,7 +42,7 @@ def _strides(x: Operand) -> tuple[int, int]:
 def fits(rt: Runtime, s: GemvSchedule) -> bool:
     """Whether the device launches the lane's work-groups and holds its local memory."""
     d = rt.device
-    items = max(s.dot_group, s.axpy_group)
+    items = max(s.dot_items, s.axpy_group)
     return items <= d.max_work_group_size and s.local_bytes() <= d.local_mem_bytes
 
 
@@ -121,9 +121,10 @@ class GemvLane:
         b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
         a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
         kern = self._kernel("gemv_dot", bucket, b_vec, a_vec)
-        col_groups = -(-cols // (s.dot_groups * s.cols_per_item(bucket)))
+        lanes, groups = s.lanes(bucket), s.groups(bucket)
+        col_groups = -(-cols // (groups * s.cols_per_item(bucket)))
         # a split reads whole staged chunks (or whole float4 words a lane) of K
-        step = 4 * s.dot_lanes * (STAGE_STEPS if s.staged(bucket) else 1)
+        step = 4 * lanes * (STAGE_STEPS if s.staged(bucket) else 1)
         splits, per_split = self.splits(s.fill(bucket), batch * col_groups, k, step)
         partial, scratch = self._partials(batch, splits, rows, cols, c)
         with self._lock:
@@ -131,8 +132,8 @@ class GemvLane:
                        y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides,
                        scratch, per_split))
             event = cl.enqueue_nd_range_kernel(
-                queue, kern.kernel, (col_groups * s.dot_lanes, splits * s.dot_groups, batch),
-                (s.dot_lanes, s.dot_groups, 1))
+                queue, kern.kernel, (col_groups * lanes, splits * groups, batch),
+                (lanes, groups, 1))
             return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha,
                                 beta, (c, c_rs, c_ns, strides[2]), queue)
 
