@@ -41,14 +41,23 @@ def search_space(rt: Runtime) -> SearchSpace:
 class BoundArgs:
     """A kernel's arguments as last set: a launch sets only those that changed (a call in
     a chain of products changes its buffers, rarely its sizes). Held under the kernel's
-    lock from `bind` to the enqueue."""
+    lock from `bind` to the enqueue.
+
+    A buffer kept here stays alive (and unreused) while bound: that is what makes a handle
+    that compares equal the buffer the kernel holds. Only the hot path (device arrays on the
+    user queue, where a chain of calls passes the same buffers) keeps them (`keep`): the
+    waiting paths stage new buffers every call, and buffers pinned there, the last ones of
+    every kernel, kept blocks of the memory pool from their next use, so that the pool
+    allocated more of their size class as the kernels that pinned them changed (the CPU
+    soak's pool grew 12% after warm-up: records/cpu-pocl-amd-epyc/2026-12-06-soak)."""
 
     def __init__(self, kernel: "cl.Kernel", types: list) -> None:
         self.kernel = kernel
         self.types = types
         self.values: list = [_UNSET] * len(types)
+        self.buffers = [i for i, t in enumerate(types) if t is None]
 
-    def bind(self, args) -> None:
+    def bind(self, args, keep: bool = True) -> None:
         values = self.values
         if args == values:  # all the same (a buffer compares by its handle)
             return
@@ -59,7 +68,10 @@ class BoundArgs:
                 continue
             t = types[i]
             kernel.set_arg(i, x if t is None else t(x))
-            values[i] = x  # a buffer kept here stays alive (and unreused) while bound
+            values[i] = x
+        if not keep:
+            for i in self.buffers:  # set again next time: nothing pinned
+                values[i] = _UNSET
 
 
 _UNSET = object()
@@ -121,7 +133,7 @@ class GemmKernel:
                wait_for=None) -> "cl.Event":
         """The launch with arguments already checked (a plan's hot path)."""
         with self._lock:
-            self._args.bind(args)
+            self._args.bind(args, keep=queue is self.rt.user_queue)
             return cl.enqueue_nd_range_kernel(queue, self._args.kernel, global_size,
                                               self.local_size, wait_for=wait_for)
 

@@ -114,7 +114,8 @@ class GemvLane:
             items = -(-cols // (s.cols_per_item(bucket) * VECTOR_GROUP)) * VECTOR_GROUP
             with self._lock:
                 kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                           y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides))
+                           y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides),
+                          keep=queue is self.rt.user_queue)
                 return cl.enqueue_nd_range_kernel(queue, kern.kernel, (items, 1, batch),
                                                   (VECTOR_GROUP, 1, 1))
         b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
@@ -124,7 +125,8 @@ class GemvLane:
         gsize = (-(-cols // per_group) * s.dot_lanes, s.dot_groups, batch)
         with self._lock:
             kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                       y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides))
+                       y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides),
+                      keep=queue is self.rt.user_queue)
             return cl.enqueue_nd_range_kernel(queue, kern.kernel, gsize,
                                               (s.dot_lanes, s.dot_groups, 1))
 
@@ -140,10 +142,13 @@ class GemvLane:
         partial = (self.rt.pooled(4 * batch * splits * rows * cols,
                                   what="gemv split partial sums") if splits > 1 else None)
         scratch = partial if partial is not None else c.buffer
+        # the split's partial sums stay pinned until the next call binds its own: nothing
+        # else holds them while the kernels run (fp32.BoundArgs)
+        keep = queue is self.rt.user_queue or partial is not None
         with self._lock:
             kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
                        y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns, *strides,
-                       scratch, per_split))
+                       scratch, per_split), keep=keep)
             event = cl.enqueue_nd_range_kernel(
                 queue, kern.kernel, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
                 (s.axpy_cols, s.axpy_slices, 1))
@@ -151,7 +156,7 @@ class GemvLane:
                 return event
             red = self._kernel("gemv_reduce", bucket, False, False)
             red.bind((rows, cols, splits, alpha, beta, partial, c.buffer, c.offset,
-                      c_rs, c_ns, strides[2]))
+                      c_rs, c_ns, strides[2]), keep=True)
             return cl.enqueue_nd_range_kernel(queue, red.kernel,
                                               (-(-cols // 64) * 64, rows, batch), (64, 1, 1))
 
