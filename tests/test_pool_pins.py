@@ -49,6 +49,28 @@ def test_bound_args_keep_buffers_only_when_asked():
     assert k.sets == [1, 3]
 
 
+def test_pooled_buffers_are_bound_by_handle_not_pinned():
+    """A pooled buffer is remembered by its handle: the pool may hand the block out again,
+    and a buffer of the same block is not bound twice."""
+    rt = get_runtime()
+    k = _Kernel()
+    args = BoundArgs(k, [np.int32, None])
+    before = rt.pool.active_blocks
+    buf = rt.pooled(4096)
+    handle = buf.int_ptr
+    args.bind([1, buf], keep=True)
+    del buf
+    assert rt.pool.active_blocks == before  # not pinned
+    again = rt.pooled(4096)  # the same block, from the pool
+    assert again.int_ptr == handle
+    k.sets.clear()
+    args.bind([1, again], keep=True)
+    assert k.sets == []
+    other = rt.pooled(4096)
+    args.bind([1, other], keep=True)
+    assert k.sets == [1]
+
+
 def test_waiting_calls_pin_nothing_and_the_pool_stops_growing(rng):
     """Numpy operands (the waiting path) of 24 shapes in shuffled rounds: no block stays in
     use after a call, and the pool holds no more after the first round than after five."""

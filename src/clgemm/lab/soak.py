@@ -576,7 +576,8 @@ class Soak:
                                  "rel_tol_margin": wl.REL_TOL_MARGIN}},
             "setup_s": setup_s,
             "telemetry": {"host_rss": "VmRSS of /proc/self/status",
-                          "device_memory": "the runtime pool (managed_bytes); NVML memory.used "
+                          "device_memory": "clgemm's pools, the runtime's and the guard's "
+                                           "(managed_bytes, summed); NVML memory.used "
                                            "on NVIDIA",
                           "gpu_source": self.gpu.source, "gpu_reason": self.gpu.reason,
                           "gpu_period_s": o.smi_period_s},
