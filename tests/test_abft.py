@@ -321,8 +321,9 @@ def exact_tc_lane(monkeypatch):
 
 
 def test_check_runs_the_promoted_lane(rng, exact_tc_lane):
-    """check=True computes with the exact lane the unchecked call takes, at float32 accuracy."""
-    m, n, k = 70, 45, 300
+    """check=True computes with the exact lane the unchecked call takes, at float32 accuracy
+    (a product over guard/elementwise's tiny size: tiny ones are the float32 family's)."""
+    m, n, k = 70, 45, 340
     A, B, C0 = rand(rng, (k, m)), rand(rng, (k, n)), rand(rng, (m, n))
     out, info = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-1.5, trans_a=True,
                               check=True, return_info=True)
@@ -334,7 +335,7 @@ def test_check_runs_the_promoted_lane(rng, exact_tc_lane):
 
 
 def test_check_on_the_lane_repairs_a_fault(rng, exact_tc_lane):
-    m, n, k = 64, 40, 96
+    m, n, k = 64, 40, 416  # over the tiny size, which the float32 family computes
     A, B = rand(rng, (m, k)), rand(rng, (k, n))
     ref = A.astype(np.float64) @ B
     big = float(np.abs(ref).max())
@@ -348,13 +349,24 @@ def test_check_on_the_lane_repairs_a_fault(rng, exact_tc_lane):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * big)
 
 
+def test_tiny_checked_products_leave_the_lane(rng, exact_tc_lane):
+    """A tiny product under check=True is the float32 family's, judged cell by cell (its
+    bound is the float32 family's; the lane takes no product this small on a real device:
+    route.MIN_TILES_PER_UNIT)."""
+    A, B = rand(rng, (33, 17)), rand(rng, (17, 29))
+    out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    assert "lane" not in info.extra and info.extra["abft"]["cellwise"]
+    ref = A.astype(np.float64) @ B
+    assert np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+
+
 def test_check_on_the_lane_keeps_ieee_propagation(rng, exact_tc_lane):
     """An Inf operand: the split hi + lo would turn Inf into NaN; the checked call hands the
     product to the float32 family, as the unchecked lane does."""
-    A, B = rand(rng, (40, 50)), rand(rng, (50, 30))
+    A, B = rand(rng, (40, 900)), rand(rng, (900, 30))  # over the tiny size (40 30 900)
     A[3, 4] = np.inf
     out, info = clgemm.matmul(A, B, check=True, return_info=True)
-    want = clgemm.matmul(A, B, schedule=choose_schedule(get_runtime(), 40, 30, 50))
+    want = clgemm.matmul(A, B, schedule=choose_schedule(get_runtime(), 40, 30, 900))
     np.testing.assert_array_equal(np.isinf(out), np.isinf(want))
     np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
     assert "lane_fallback" in info.extra

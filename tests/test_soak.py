@@ -309,3 +309,52 @@ def test_a_gpu_soaks_the_full_model_traces_and_the_kpi_squares():
     names = {p.name for p in wl.products(Gpu(), traces, 0)}
     assert {"kpi:1400", "kpi:2048", "kpi:3072", "llama-7b-prefill:prefill.lm_head",
             "odd:1399x1401x1403"} <= names
+
+
+BATCHED = ('{"name": "t.b", "m": 13, "n": 9, "k": 7, "trans_a": false, "trans_b": true, '
+           '"batch": 3}\n')
+
+
+def test_a_batched_trace_entry_runs_as_a_batch_each_product_verified(tmp_path):
+    """A trace entry with a batch is soaked as the batched product (3-D operands, one call),
+    every product of it verified against float64 and injected with the call's fault; a wrong
+    product anywhere in the batch is a wrong result."""
+    path = tmp_path / "batched.jsonl"
+    path.write_text(BATCHED)
+    soak = S.Soak(_opts(tmp_path, str(path), fault_models=("rel_1e-3", "nan")), ["test"])
+    soak.products = [p for p in soak.products if p.name == "batched:t.b"]
+    assert [p.batch for p in soak.products] == [3]
+    shapes = []
+    real = soak.clgemm
+
+    class Spy:
+        to_device = staticmethod(real.to_device)
+
+        def matmul(self, A, B, **kw):
+            shapes.append(tuple(A.shape))
+            return real.matmul(A, B, **kw)
+
+        def plan(self, *args, **kw):
+            shapes.append(("plan", kw.get("batch")))
+            return real.plan(*args, **kw)
+
+    soak.clgemm = Spy()
+    for _ in range(16):
+        soak.step()
+    w = soak.window
+    assert w.errors == 0, [(c["type"], c["message"]) for c in soak.log.cases["errors"]]
+    assert w.calls == 16 and w.wrong_results == 0 and w.false_positives == 0
+    assert all(s in ((3, 13, 7), ("plan", 3)) for s in shapes), shapes
+    # every checked call with a fault counts one per product of the batch
+    assert w.injected % 3 == 0 and w.injected > 0 and w.missed_above_floor == 0
+    assert w.found == w.injected - w.missed_below_floor
+
+    ops = soak.source.get(soak.products[0])
+    C = np.einsum("bik,bjk->bij", ops.A.astype(np.float64), ops.B.astype(np.float64))
+    outs = list(C.astype(np.float32))
+    d = S.Draw(soak.products[0], "exact", None, False, False, 1.0, 0.0, False, True)
+    assert all(c.ok for each in soak._verify(d, ops, outs) for c in each)
+    outs[2] = outs[2].copy()
+    outs[2][4, 5] += 1e-2 * np.abs(C).max()
+    per = soak._verify(d, ops, outs)
+    assert all(c.ok for c in per[0] + per[1]) and not all(c.ok for c in per[2])

@@ -303,11 +303,17 @@ class Plan:
         def pick(x, i):
             return x if len(x.shape) == 2 else x[0 if x.shape[0] == 1 else i]
 
+        found = []  # each product's guard verdict: the Info keeps the last one's whole
         for i in range(k.batch):
             _, last = self.matrix_plan.run(pick(A, i), pick(B, i), out[i], alpha, beta, True,
                                            time.perf_counter())
             info.method, info.kernel_s = last.method, info.kernel_s + last.kernel_s
             info.extra.update(last.extra)
+            if "abft" in last.extra:
+                found.append(bool(last.extra["abft"].get("detected")))
+        if found:
+            info.extra["abft_each"] = found
+            info.extra["abft"] = {**info.extra["abft"], "detected": any(found)}
         info.extra["batch"] = k.batch
         info.extra["per_product"] = self.matrix_plan.station
         return out

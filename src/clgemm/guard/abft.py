@@ -46,10 +46,15 @@ Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of t
     small fault, and a lane that accumulates in blocks makes less of it.
 A block-column is flagged when |r| > tau (or, under the centred rule, |r - m_b scale| >
 T_c scale) or r is not finite while the expected sum is finite.
+Tiny products (m n k <= 2^20, or at most 64 cells; guard/elementwise.py) are also judged
+cell by cell against each cell's float32 error bound, recomputed in double: there the block
+sums hold too few rows, columns or terms to resolve a fault of 1e-5 max|C|. They are computed
+by the float32 family (a tensor-core lane's product has another error bound).
 Repair: the cells of the flagged block-columns are recomputed on the device (double
-accumulation), which also locates the faulty cell (largest departure); then the check runs
-again (the operand side is reused), then the whole product with another schedule;
-FaultError only when the fault persists.
+accumulation), which also locates the faulty cell (largest departure), and a tiny product's
+cells off their bound take their recomputed value; then the check runs again (the operand
+side is reused), then the whole product with another schedule; FaultError only when the
+fault persists.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ from ..runtime import Runtime, get_runtime, runtime_of
 from ..schedule import Schedule
 from . import faults
 from . import abft_kernels as AK
+from . import elementwise as EW
 from ..lanes.mma import nonfinite_flag
 from ..staging import pinned_host
 from .device import GuardDevice, View, guard_device
@@ -115,6 +121,19 @@ class Verdict:
     check_s: float = 0.0
     block: int = 0  # rows per checksum block
     flagged: int = 0  # block-columns over tolerance
+    cellwise: bool = False  # also judged cell by cell (a tiny product, guard/elementwise.py)
+    cells_off: int = 0  # cells off their float32 error bound (cellwise)
+
+    def add_cells(self, cv: "EW.CellVerdict", n: int) -> "Verdict":
+        """Fold in the cell-by-cell judgement of a tiny product: either rule flags."""
+        self.cellwise = True
+        self.cells_off = cv.flagged
+        if not cv.ok:
+            self.ok = False
+            self.detected = True
+            self.rows = sorted(set(self.rows) | {t // n for t in cv.cells})
+            self.cols = sorted(set(self.cols) | {t % n for t in cv.cells})
+        return self
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -747,8 +766,11 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     m, n, k = a.rows, b.cols, a.cols
     hooks = faults.active()
     fault_at = hooks.accumulator_fault(0) if hooks else -1
-    if fault_at >= 0 and lane is not None:
-        lane = None  # the accumulator-fault build flag exists in the float32 family only
+    tiny = EW.applies(m, n, k)
+    if (fault_at >= 0 or tiny) and lane is not None:
+        # the accumulator-fault build flag exists in the float32 family only, and the
+        # cell-by-cell bound of a tiny product is the float32 family's
+        lane = None
         info.schedule = schedule.key()
     t0 = time.perf_counter()
     if m == 0 or n == 0:
@@ -784,6 +806,11 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     gd = guard_device(rt)
     c_dev = calibration_for(rt, "fp32" if lane is None else lane.schedule.mode, k)
     ck = block_check(gd, m, n, k)
+    ew = EW.elementwise(gd) if tiny else None
+
+    def by_cells(v: Verdict) -> Verdict:
+        # a tiny product: its cells against their bound too (nothing written)
+        return v if ew is None else v.add_cells(ew.judge(a, b, c, alpha, beta, saved, False), n)
     with ck.lock:
         ck.product_event = event  # for span_extra_seconds (the campaign's device cost)
         # the main queue runs C_old's sums after the product: they read the copy
@@ -796,7 +823,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
         ck.result(c, alpha, beta, c_dev, by_lane)
         s = ck.read()
         info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
-        v = ck.verdict(s, c_dev)
+        v = by_cells(ck.verdict(s, c_dev))
         if lane is not None and v.unverifiable:
             # Inf/NaN operands: the float32 family's IEEE result, checked as any other.
             info.extra["lane_fallback"] = ("non-finite operand: recomputed by the float32 "
@@ -818,14 +845,26 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
         step = 0
         while not v.ok:
             step += 1
-            cells = ck.cells(s) if step == 1 else None
-            if cells is not None:
+            cells = ck.cells(s) if step == 1 and s["flagged"] else None
+            # a tiny product's cells off their bound take their recomputed value (after the
+            # block-columns' recompute, which locates the fault from C's values as they were)
+            fixed = ew if step == 1 and ew is not None and v.cells_off else None
+            if cells is not None or fixed is not None:
                 kind = "cells"
-                old, new = ck.recompute(cells[0], cells[1], alpha, beta, a, b, c, saved,
-                                        write=True)
-                rows, cols, d = locate(s, cells, old, new, n)
-                first_loc = (rows, cols, d)
-                attempts.append(f"cells:{len(cells[0])}")
+                repaired = 0
+                if cells is not None:
+                    old, new = ck.recompute(cells[0], cells[1], alpha, beta, a, b, c, saved,
+                                            write=True)
+                    rows, cols, d = locate(s, cells, old, new, n)
+                    first_loc = (rows, cols, d)
+                    attempts.append(f"cells:{len(cells[0])}")
+                    repaired += len(cells[0])
+                if fixed is not None:
+                    cv = fixed.judge(a, b, c, alpha, beta, saved, True)
+                    attempts.append(f"elementwise:{cv.flagged}")
+                    repaired += cv.flagged
+                    if first_loc is None:
+                        first_loc = (v.rows, v.cols, None)
             elif step <= 2:
                 step = 2
                 kind = "recompute"
@@ -845,11 +884,11 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
                 hooks.corrupt(gd, c, kind)
             ck.result(c, alpha, beta, c_dev, by_lane)
             s = ck.read()
-            v = ck.verdict(s, c_dev)
+            v = by_cells(ck.verdict(s, c_dev))
             if v.ok:
                 v.corrected = kind == "cells"
                 v.recomputed = kind == "recompute"
-                v.repaired_elements = len(cells[0]) if kind == "cells" else 0
+                v.repaired_elements = repaired if kind == "cells" else 0
     v.attempts = attempts
     v.detected = detected
     v.delta_estimate = first.delta_estimate

@@ -9,8 +9,11 @@ contract (exact, check=True, rel_tol), numpy or device arrays, clgemm.matmul or 
 alpha, beta (beta != 0: a C_old is given). A check=True call is injected with a fault with
 probability fault_rate: one of the guard campaign's fault models in turn, its size measured
 on a host replica of the clean product; the guard's stated floor is a change of more than
-FLOOR_REL max|C| (or a non-finite entry): a fault above it that the guard lets through is a
-miss; below it, it is counted apart.
+FLOOR_REL max|C| (or a non-finite entry), and on the products it judges cell by cell (tiny
+ones, guard/elementwise.py) also more than the cell's float32 error bound (K + 4) u S_ij, a
+change a correct float32 product may make (this soak's verification accepts it): a fault
+above the floor that the guard lets through is a miss; below it, it is counted apart (faults
+over FLOOR_REL max|C| but within their cell's bound are counted as within_cell_bound).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from ..errors import ClgemmError, FaultError, UsageError
 from . import soak_telemetry as tel
 from . import soak_workload as wl
+from ..guard import elementwise as EW
 from .guard_campaign import FAULT_MODELS, fault_delta, make_fault
 
 SCHEMA = "clgemm.soak/1"
@@ -110,6 +114,7 @@ class Log:
         self.missed_by_product: dict[str, int] = {}  # ... and by product
         self.unrepaired_by_product: dict[str, int] = {}
         self.below_floor_escapes = 0
+        self.within_cell_bound = 0  # faults over FLOOR_REL max|C| within their cell's bound
         self.unrepaired = 0  # faults found but left above the floor in the returned result
         self.fault_errors = 0
 
@@ -141,7 +146,8 @@ class Draw:
 
     def describe(self) -> dict:
         p = self.product
-        return {"product": p.name, "shape": [p.m, p.n, p.k], "trans": [p.trans_a, p.trans_b],
+        return {"product": p.name, "shape": [p.m, p.n, p.k], "batch": p.batch,
+                "trans": [p.trans_a, p.trans_b],
                 "contract": self.contract, "rel_tol": self.rel_tol, "device_arrays": self.on_device,
                 "plan": self.via_plan, "alpha": self.alpha, "beta": self.beta}
 
@@ -240,7 +246,8 @@ class Soak:
         t0 = time.perf_counter()
         if d.via_plan:
             plan = self.clgemm.plan(p.m, p.n, p.k, trans_a=p.trans_a, trans_b=p.trans_b,
-                                    rel_tol=d.rel_tol, check=check, device=self.dev)
+                                    rel_tol=d.rel_tol, check=check, device=self.dev,
+                                    batch=p.batch if p.batch > 1 else None)
             got = plan(A, B, C, alpha=d.alpha, beta=d.beta, return_info=want_info)
         else:
             got = self.clgemm.matmul(A, B, C=C, alpha=d.alpha, beta=d.beta, trans_a=p.trans_a,
@@ -252,7 +259,7 @@ class Soak:
         seconds = time.perf_counter() - t0
         return (out.get() if d.on_device else out), info, seconds
 
-    def _clean_product(self, d: Draw, ops: wl.Operands) -> np.ndarray:
+    def _clean_product(self, d: Draw, ops: "wl.Operands | wl.Batch") -> np.ndarray:
         p = d.product
         return self.clgemm.matmul(ops.A, ops.B, C=ops.C0.copy() if d.beta != 0.0 else None,
                                   alpha=d.alpha, beta=d.beta, trans_a=p.trans_a,
@@ -262,25 +269,28 @@ class Soak:
         d = self.draw()
         ops = self.source.get(d.product)
         w, log = self.window, self.log
-        fault = None
+        injected = None  # the fault of each product of the call (a batch: each has it)
         try:
             if d.inject:
-                fault = self._fault(d, ops)
+                injected = self._fault(d, ops)
             A, B, C = self._operands(d, ops)
-            if fault is None:
+            if injected is None:
                 out, info, seconds = self._call(d, A, B, C)
             else:
                 from ..guard import faults
 
-                with faults.inject(**fault["hook"]) as hooks:
+                with faults.inject(**injected[0]["hook"]) as hooks:
                     try:
                         out, info, seconds = self._call(d, A, B, C)
                     except FaultError:
                         # the guard refused to return a result it could not repair: found
                         log.fault_errors += 1
-                        self._fault_outcome(d, fault, detected=True, applied=True)
+                        for fault in injected:
+                            self._fault_outcome(d, fault, detected=True, applied=True)
                         return
-                    fault["applied"] = hooks.applied
+                # the products of a batch are checked in turn, each corrupted once
+                for fault in injected:
+                    fault["applied"] = hooks.applied - fault["index"]
         except (KeyboardInterrupt, Terminated):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is counted, the soak goes on
@@ -290,17 +300,21 @@ class Soak:
             log.case("errors", {**d.describe(), "type": name, "message": str(exc)[:300],
                                 "clgemm_error": isinstance(exc, ClgemmError)})
             return
-        detected = bool(info.extra.get("abft", {}).get("detected")) if info is not None else False
-        checks = self._verify(d, ops, out)
+        found = self._detected(info, d.product.batch)
+        outs = list(out) if d.product.batch > 1 else [out]
+        per = self._verify(d, ops, outs)
+        checks = [c for each in per for c in each]
         # the call and its verification are counted together, after it: an interrupt during
         # the verification leaves neither counted (the artifact's counts stay consistent)
         self._count(d, seconds, len(checks))
         ok = all(c.ok for c in checks)
-        if fault is not None:
-            self._fault_outcome(d, fault, detected, self._applied(fault, out, detected))
-            if not ok:
-                self._fault_left(d, fault, out, info, detected)
+        if injected is not None:
+            for fault, o, each, detected in zip(injected, outs, per, found):
+                self._fault_outcome(d, fault, detected, self._applied(fault, o, detected))
+                if not all(c.ok for c in each):
+                    self._fault_left(d, fault, o, info, detected)
             return
+        detected = any(found)
         if d.contract == "check":
             w.clean_checked += 1
             if detected:
@@ -347,14 +361,31 @@ class Soak:
             log.below_floor_escapes += 1  # what is left is below the guard's floor
             log.case("below_floor_escapes", case)
 
-    def _verify(self, d: Draw, ops: wl.Operands, out: np.ndarray) -> list[wl.Check]:
-        checks = [wl.verify_probe(ops, out, d.alpha, d.beta, d.rel_tol)]
-        if d.rows_check:
-            checks.append(wl.verify_rows(ops, out, d.alpha, d.beta, d.rel_tol, self.rng))
-        for c in checks:
-            if math.isfinite(c.ratio) and not d.inject:  # the bounds' use by clean results
-                self.log.ratio(d.contract, c.how, c.ratio)
-        return checks
+    @staticmethod
+    def _detected(info, batch: int) -> list[bool]:
+        """Whether the guard saw a fault, per product of the call (a batch's products are
+        checked one by one: plan records each one's verdict)."""
+        abft = (info.extra.get("abft") or {}) if info is not None else {}
+        each = info.extra.get("abft_each") if info is not None else None
+        if batch > 1 and each is not None:
+            return [bool(x) for x in each]
+        return [bool(abft.get("detected"))] * batch
+
+    def _verify(self, d: Draw, ops: "wl.Operands | wl.Batch",
+                outs: list[np.ndarray]) -> list[list[wl.Check]]:
+        """The checks of each product of the call (a batch's one by one, each against its
+        own float64 reference)."""
+        items = ops.items if isinstance(ops, wl.Batch) else [ops]
+        per = []
+        for item, out in zip(items, outs):
+            checks = [wl.verify_probe(item, out, d.alpha, d.beta, d.rel_tol)]
+            if d.rows_check:
+                checks.append(wl.verify_rows(item, out, d.alpha, d.beta, d.rel_tol, self.rng))
+            for c in checks:
+                if math.isfinite(c.ratio) and not d.inject:  # the bounds' use by clean results
+                    self.log.ratio(d.contract, c.how, c.ratio)
+            per.append(checks)
+        return per
 
     def _wrong(self, d: Draw, checks: list[wl.Check], when: str) -> None:
         self.window.wrong_results += 1
@@ -362,23 +393,45 @@ class Soak:
                                         "checks": [c.detail for c in checks if not c.ok]})
 
     # ---- faults ------------------------------------------------------------------------
-    def _fault(self, d: Draw, ops: wl.Operands) -> dict:
+    def _fault(self, d: Draw, ops: "wl.Operands | wl.Batch") -> list[dict]:
         """The fault for this call: model in turn, cell at random, its size on the clean
-        product (computed first, unchecked, from numpy operands)."""
+        product (computed first, unchecked, from numpy operands). One per product: the hook
+        corrupts the same cell of every product of a batch, each judged on its own."""
         p = d.product
         model = self.opts.fault_models[self.fault_count % len(self.opts.fault_models)]
         self.fault_count += 1
         clean = self._clean_product(d, ops)
         hook, (fi, fj) = make_fault(self.rng, model, clean, p.m, p.n)
-        acc = None
-        if "cells" not in hook:  # the accumulator holds op(A) op(B) before alpha and beta
-            c0 = float(ops.C0[fi, fj]) if d.beta != 0.0 else 0.0
-            acc = (float(clean[fi, fj]) - d.beta * c0) / d.alpha
-        delta = fault_delta(model, hook, clean, fi, fj, d.alpha, acc)
-        big = float(np.abs(clean).max()) or 1.0
-        rel = delta / big if math.isfinite(delta) else math.inf
-        return {"model": model, "hook": hook, "cell": (fi, fj), "clean": clean, "delta": delta,
-                "rel_size": rel, "significant": bool(rel > FLOOR_REL), "applied": 0}
+        items = ops.items if isinstance(ops, wl.Batch) else [ops]
+        out = []
+        for t, (item, one) in enumerate(zip(items, list(clean) if p.batch > 1 else [clean])):
+            acc = None
+            if "cells" not in hook:  # the accumulator holds op(A) op(B) before alpha and beta
+                c0 = float(item.C0[fi, fj]) if d.beta != 0.0 else 0.0
+                acc = (float(one[fi, fj]) - d.beta * c0) / d.alpha
+            delta = fault_delta(model, hook, one, fi, fj, d.alpha, acc)
+            big = float(np.abs(one).max()) or 1.0
+            rel = delta / big if math.isfinite(delta) else math.inf
+            within = rel > FLOOR_REL and delta <= self._cell_bound(d, item, fi, fj)
+            self.log.within_cell_bound += within
+            out.append({"model": model, "hook": hook, "cell": (fi, fj), "clean": one,
+                        "delta": delta, "rel_size": rel,
+                        "significant": bool(rel > FLOOR_REL and not within), "applied": 0,
+                        "index": t})
+        return out
+
+    @staticmethod
+    def _cell_bound(d: Draw, ops: wl.Operands, i: int, j: int) -> float:
+        """The float32 error bound the guard judges cell (i, j) of a tiny product by, (K + 4)
+        u S_ij (guard/elementwise.py); 0 where the product is not judged cell by cell."""
+        p = d.product
+        if not EW.applies(p.m, p.n, p.k):
+            return 0.0
+        opa, opb = ops.op()
+        mag = abs(d.alpha) * float(np.abs(opa[i].astype(np.float64)) @ np.abs(opb[:, j]))
+        if d.beta != 0.0:
+            mag += abs(d.beta) * abs(float(ops.C0[i, j]))
+        return EW.gamma(p.k, True) * mag
 
     @staticmethod
     def _applied(fault: dict, out: np.ndarray, detected: bool) -> bool:
@@ -474,6 +527,7 @@ class Soak:
                        "missed_above_floor_by_product": log.missed_by_product,
                        "fault_errors": log.fault_errors,
                        "below_floor_escapes": log.below_floor_escapes,
+                       "within_cell_bound": log.within_cell_bound,
                        "unrepaired_above_floor": log.unrepaired,
                        "unrepaired_by_product": log.unrepaired_by_product,
                        "unrepaired_cases": log.cases["unrepaired"],
@@ -513,13 +567,17 @@ class Soak:
                 "contracts": dict(CONTRACTS), "rel_tols": list(REL_TOLS),
                 "plan_share": PLAN_SHARE, "device_share": DEVICE_SHARE, "kinds": list(wl.KINDS),
                 "floor_rel": FLOOR_REL,
+                "floor": (f"{FLOOR_REL:g} max|C|; on products judged cell by cell (m n k <= "
+                          f"{EW.TINY_WORK} or m n <= {EW.TINY_CELLS}) also the cell's float32 "
+                          "error bound (K + 4) 2^-24 S_ij"),
                 "verification": {"probes": wl.PROBES, "sample_rows": wl.SAMPLE_ROWS,
                                  "rows_every": wl.FULL_EVERY, "fresh_limit": wl.FRESH_LIMIT,
                                  "exact_gamma": f"{wl.EXACT_GAMMA_FACTOR} (K + 16) 2^-24",
                                  "rel_tol_margin": wl.REL_TOL_MARGIN}},
             "setup_s": setup_s,
             "telemetry": {"host_rss": "VmRSS of /proc/self/status",
-                          "device_memory": "the runtime pool (managed_bytes); NVML memory.used "
+                          "device_memory": "clgemm's pools, the runtime's and the guard's "
+                                           "(managed_bytes, summed); NVML memory.used "
                                            "on NVIDIA",
                           "gpu_source": self.gpu.source, "gpu_reason": self.gpu.reason,
                           "gpu_period_s": o.smi_period_s},

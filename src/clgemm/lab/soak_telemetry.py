@@ -1,4 +1,4 @@
-"""What the soak watches besides the products: host RSS, the runtime's device memory pool, and
+"""What the soak watches besides the products: host RSS, clgemm's device memory pools, and
 on an NVIDIA card the clocks, temperature, power, throttle reasons and memory that NVML
 reports (pynvml when importable, else `nvidia-smi` polled in a thread, else nothing, with
 the reason written down)."""
@@ -50,14 +50,31 @@ def host_load() -> dict:
     return {"loadavg_1m": load, "cpu_mhz_mean": sum(mhz) / len(mhz) if mhz else None}
 
 
-def pool_bytes(rt) -> dict:
-    """The runtime's output/staging pool: bytes it holds from the device (managed), in use
-    (active), and blocks held for reuse; None where this pyopencl does not say."""
-    pool = getattr(rt, "pool", None)
+POOL_FIELDS = ("managed_bytes", "active_bytes", "held_blocks", "active_blocks")
+
+
+def _pool_figures(pool) -> dict:
     out = {}
-    for name in ("managed_bytes", "active_bytes", "held_blocks", "active_blocks"):
+    for name in POOL_FIELDS:
         value = getattr(pool, name, None)
         out[name] = int(value) if isinstance(value, (int, float)) else None
+    return out
+
+
+def pool_bytes(rt) -> dict:
+    """The device memory clgemm's pools hold: the runtime's (outputs, staging) and the
+    guard's (C_old copies), summed: bytes held from the device (managed), in use (active),
+    blocks held for reuse and in use; each pool's own figures under "pools". None where this
+    pyopencl does not say."""
+    from ..guard.device import guard_device
+
+    pools = {"runtime": _pool_figures(getattr(rt, "pool", None)),
+             "guard": _pool_figures(guard_device(rt).pool)}
+    out: dict = {}
+    for name in POOL_FIELDS:
+        values = [p[name] for p in pools.values()]
+        out[name] = None if any(v is None for v in values) else sum(values)
+    out["pools"] = pools
     return out
 
 

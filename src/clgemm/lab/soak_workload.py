@@ -28,7 +28,7 @@ Verification of every product, in float64, with Gaussian probe vectors X (n x P)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,14 +64,20 @@ class Product:
     k: int
     trans_a: bool
     trans_b: bool
+    batch: int = 1  # a trace's batched product: `batch` products in one call (3-D operands)
 
     @property
     def flops(self) -> float:
-        return 2.0 * self.m * self.n * self.k
+        return 2.0 * self.m * self.n * self.k * self.batch
 
     @property
     def elements(self) -> int:
-        return self.m * self.k + self.k * self.n + self.m * self.n
+        return (self.m * self.k + self.k * self.n + self.m * self.n) * self.batch
+
+    @property
+    def lead(self) -> tuple[int, ...]:
+        """The operands' leading dimension: (batch,) for a batch, () for one product."""
+        return (self.batch,) if self.batch > 1 else ()
 
 
 def default_traces(device) -> list[Path]:
@@ -94,7 +100,8 @@ def products(device, traces: list[Path], seed: int) -> list[Product]:
     for path in traces:
         stem = Path(path).stem
         for c in trace_calls(path):
-            out.append(Product(f"{stem}:{c.name or 'call'}", c.m, c.n, c.k, c.trans_a, c.trans_b))
+            out.append(Product(f"{stem}:{c.name or 'call'}", c.m, c.n, c.k, c.trans_a, c.trans_b,
+                               max(int(c.batch), 1)))
     gpu = device.type == "GPU"
     for i, c in enumerate(suite_cases("kpi", scale=1.0 if gpu else CPU_KPI_SCALE)):
         out.append(Product(f"kpi:{c.m}", c.m, c.n, c.k, bool(i % 2), bool(i // 2 % 2)))
@@ -107,7 +114,7 @@ def products(device, traces: list[Path], seed: int) -> list[Product]:
         out.append(Product(f"odd:{m}x{n}x{k}", m, n, k, ta, tb))
     seen, unique = set(), []
     for p in out:
-        key = (p.m, p.n, p.k, p.trans_a, p.trans_b)
+        key = (p.m, p.n, p.k, p.trans_a, p.trans_b, p.batch)
         if key not in seen:
             seen.add(key)
             unique.append(p)
@@ -135,6 +142,19 @@ class Operands:
         return (self.A.T if p.trans_a else self.A), (self.B.T if p.trans_b else self.B)
 
 
+class Batch:
+    """Operands of a batched product: the 3-D arrays the call takes and one Operands per
+    product of the batch (views of them, with their own probes), each product verified on
+    its own against float64 as a single one is."""
+
+    def __init__(self, p: Product, A: np.ndarray, B: np.ndarray, C0: np.ndarray,
+                 items: list[Operands], kind: str) -> None:
+        self.product, self.kind = p, kind
+        self.A, self.B, self.C0 = A, B, C0
+        self.items = items
+        self.device: tuple | None = None
+
+
 def probes_of(rng: np.random.Generator, opb: np.ndarray) -> tuple:
     """Fresh Gaussian probes X for op(B) (k x n) and op(B) X, |op(B)| |X| in float64."""
     X = rng.standard_normal((opb.shape[1], PROBES))
@@ -153,7 +173,7 @@ class OperandSource:
         self._probes: dict[tuple[int, bool], tuple] = {}  # (id of B, trans_b) -> probes
         self._kept: dict[Product, Operands] = {}
 
-    def _matrix(self, shape: tuple[int, int]) -> np.ndarray:
+    def _matrix(self, shape: tuple[int, ...]) -> np.ndarray:
         """A reused matrix: normal or uniform, drawn in float32 directly (the campaign's
         generator draws float64 and casts: seconds per GiB that a GPU soak's setup, which
         draws several GiB, cannot spare)."""
@@ -164,10 +184,12 @@ class OperandSource:
                 self._mats[shape] = self.rng.standard_normal(shape, dtype=np.float32)
         return self._mats[shape]
 
-    def get(self, p: Product) -> Operands:
+    def get(self, p: Product) -> "Operands | Batch":
         kind = KINDS[int(self.rng.integers(len(KINDS)))]
         a_shape = (p.k, p.m) if p.trans_a else (p.m, p.k)
         b_shape = (p.n, p.k) if p.trans_b else (p.k, p.n)
+        if p.batch > 1:
+            return self._batch(p, kind, a_shape, b_shape)
         if p.elements <= FRESH_LIMIT:
             A, B = gen(self.rng, kind, a_shape), gen(self.rng, kind, b_shape)
             C0 = gen(self.rng, kind, (p.m, p.n))
@@ -181,7 +203,30 @@ class OperandSource:
                                      "reused")
         return self._kept[p]
 
-    def kept(self) -> list[Operands]:
+    def _batch(self, p: Product, kind: str, a_shape, b_shape) -> Batch:
+        """A batch's operands: fresh of one kind for every call where small, else drawn once
+        (as a single product's)."""
+        if p.elements > FRESH_LIMIT and p in self._kept:
+            return self._kept[p]
+        if p.elements <= FRESH_LIMIT:
+            def draw(shape):
+                return np.stack([gen(self.rng, kind, shape) for _ in range(p.batch)])
+        else:
+            kind = "reused"
+
+            def draw(shape):
+                return self._matrix((p.batch,) + shape)
+        A, B, C0 = draw(a_shape), draw(b_shape), draw((p.m, p.n))
+        one = replace(p, batch=1)
+        items = [Operands(one, A[t], B[t], C0[t],
+                          probes_of(self.rng, B[t].T if p.trans_b else B[t]), kind)
+                 for t in range(p.batch)]
+        got = Batch(p, A, B, C0, items, kind)
+        if kind == "reused":
+            self._kept[p] = got
+        return got
+
+    def kept(self) -> list["Operands | Batch"]:
         return list(self._kept.values())
 
     def prepare(self, products: list[Product]) -> int:

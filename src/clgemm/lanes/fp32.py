@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pyopencl as cl
+import pyopencl.tools as cltools
 
 from ..errors import ShapeError
 from ..kernels.gemm import KERNEL_NAME, Layout, render, source_lines
@@ -41,25 +42,58 @@ def search_space(rt: Runtime) -> SearchSpace:
 class BoundArgs:
     """A kernel's arguments as last set: a launch sets only those that changed (a call in
     a chain of products changes its buffers, rarely its sizes). Held under the kernel's
-    lock from `bind` to the enqueue."""
+    lock from `bind` to the enqueue.
+
+    Nothing here may keep a block of the memory pool in use: blocks pinned as the last
+    arguments of every kernel could not serve the next call of their size, so the pool
+    allocated more of their size class as the kernels that pinned them changed (the CPU
+    soak's pool grew 12% after warm-up: records/cpu-pocl-amd-epyc/2026-12-06-soak). A pooled
+    buffer is remembered by its handle: clgemm's pools never give a block back to OpenCL
+    (no free_held), so an equal handle is the same cl_mem the kernel holds. Any other buffer
+    is kept alive while bound (that is what makes its equal handle the same buffer), on the
+    hot path only (`keep`: device arrays on the user queue, where a chain of calls passes
+    the same buffers); the waiting paths stage new buffers every call and keep none."""
 
     def __init__(self, kernel: "cl.Kernel", types: list) -> None:
         self.kernel = kernel
         self.types = types
         self.values: list = [_UNSET] * len(types)
+        self.buffers = [i for i, t in enumerate(types) if t is None]
 
-    def bind(self, args) -> None:
+    def bind(self, args, keep: bool = True) -> None:
         values = self.values
-        if args == values:  # all the same (a buffer compares by its handle)
+        if values == args:  # all the same (a buffer compares by its handle; stored first)
             return
         types, kernel = self.types, self.kernel
         for i, x in enumerate(args):
             old = values[i]
-            if x is old or (type(x) is type(old) and x == old):
+            if x is old or (type(x) is type(old) and x == old) or (
+                    type(old) is _Pooled and old == x):
                 continue
             t = types[i]
             kernel.set_arg(i, x if t is None else t(x))
-            values[i] = x  # a buffer kept here stays alive (and unreused) while bound
+            values[i] = _Pooled(x.int_ptr) if type(x) is _POOLED else x
+        if not keep:
+            for i in self.buffers:  # set again next time: nothing pinned
+                if type(values[i]) is not _Pooled:
+                    values[i] = _UNSET
+
+
+_POOLED = cltools.PooledBuffer
+
+
+class _Pooled:
+    """A bound pooled buffer, by its handle (BoundArgs): equal to a buffer of that handle."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr: int) -> None:
+        self.ptr = ptr
+
+    def __eq__(self, other) -> bool:
+        return type(other) is _POOLED and other.int_ptr == self.ptr
+
+    __hash__ = None
 
 
 _UNSET = object()
@@ -121,7 +155,7 @@ class GemmKernel:
                wait_for=None) -> "cl.Event":
         """The launch with arguments already checked (a plan's hot path)."""
         with self._lock:
-            self._args.bind(args)
+            self._args.bind(args, keep=queue is self.rt.user_queue)
             return cl.enqueue_nd_range_kernel(queue, self._args.kernel, global_size,
                                               self.local_size, wait_for=wait_for)
 

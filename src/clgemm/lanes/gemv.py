@@ -115,7 +115,8 @@ class GemvLane:
             items = -(-cols // (s.cols_per_item(bucket) * VECTOR_GROUP)) * VECTOR_GROUP
             with self._lock:
                 kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                           y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides))
+                           y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides),
+                          keep=queue is self.rt.user_queue)
                 return cl.enqueue_nd_range_kernel(queue, kern.kernel, (items, 1, batch),
                                                   (VECTOR_GROUP, 1, 1))
         b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
@@ -130,7 +131,7 @@ class GemvLane:
         with self._lock:
             kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
                        y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides,
-                       scratch, per_split))
+                       scratch, per_split), keep=self._keeps(queue, partial))
             event = cl.enqueue_nd_range_kernel(
                 queue, kern.kernel, (col_groups * lanes, splits * groups, batch),
                 (lanes, groups, 1))
@@ -148,7 +149,7 @@ class GemvLane:
         with self._lock:
             kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
                        y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns, *strides,
-                       scratch, per_split))
+                       scratch, per_split), keep=self._keeps(queue, partial))
             event = cl.enqueue_nd_range_kernel(
                 queue, kern.kernel, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
                 (s.axpy_cols, s.axpy_slices, 1))
@@ -166,6 +167,11 @@ class GemvLane:
         per_split = -(-per_split // step) * step
         return (-(-k // per_split) if k else 1), per_split
 
+
+    def _keeps(self, queue, partial) -> bool:
+        """Whether a launch keeps its bound buffers (fp32.BoundArgs): on the hot path, and
+        a split's partial sums, which nothing else holds while the kernels run."""
+        return queue is self.rt.user_queue or partial is not None
 
     def _partials(self, batch: int, splits: int, rows: int, cols: int, c: Operand):
         """(the pooled partial sums, None with one split; the buffer the kernel is given:
@@ -185,6 +191,6 @@ class GemvLane:
         c, c_rs, c_ns, c_bs = out
         red = self._kernel("gemv_reduce", bucket, False, False)
         red.bind((rows, cols, splits, alpha, beta, partial, c.buffer, c.offset, c_rs, c_ns,
-                  c_bs))
+                  c_bs), keep=True)
         return cl.enqueue_nd_range_kernel(queue, red.kernel, (-(-cols // 64) * 64, rows, batch),
                                           (64, 1, 1))

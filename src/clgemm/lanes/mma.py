@@ -97,7 +97,8 @@ class TcKernel:
             # an empty C: one idle group
             gsize = self._sizes[(m, n, k)] = max(self.global_size(m, n), self.schedule.threads)
         with self._lock:
-            self._args.bind(args)
+            # buffers pinned on the hot path only (fp32.BoundArgs)
+            self._args.bind(args, keep=queue is self.rt.user_queue)
             return cl.enqueue_nd_range_kernel(queue or self.rt.queue, self._args.kernel,
                                               (gsize,), (self.schedule.threads,),
                                               wait_for=wait_for)

@@ -39,8 +39,12 @@ def soak_blocks(soaks: list[tuple[str, dict]], link, fmt, Link) -> list[tuple]:
         B.append(("h", 3, f"{dev}: {a['options']['minutes']:g} min, {a['status']}"))
         B.append(("table", ["bar", "figure", "met"], [
             ["missed faults above the floor", (f"{f['missed_above_floor']} of {f['injected']} "
-             f"injected ({f['found']} found; floor {a['workload']['floor_rel']:g} max|C|)"),
+             f"injected ({f['found']} found; floor "
+             f"{a['workload'].get('floor') or str(a['workload']['floor_rel']) + ' max|C|'})"),
              v["bars"]["missed_above_floor"]],
+            [f"faults over {a['workload']['floor_rel']:g} max|C| within their cell's float32 "
+             "error bound (tiny products)",
+             f.get("within_cell_bound", "—"), "reported"],
             ["found faults left above the floor", f.get("unrepaired_above_floor", 0),
              v["bars"].get("unrepaired_above_floor")],
             ["false positives", (f"{a['false_positives']['count']} of "
@@ -52,7 +56,8 @@ def soak_blocks(soaks: list[tuple[str, dict]], link, fmt, Link) -> list[tuple]:
              v["bars"]["errors"]],
             ["host RSS growth after warm-up", _growth(mem.get("rss")),
              v["bars"].get("rss_growth_under_1pct")],
-            ["device pool growth after warm-up", _growth(mem.get("pool_managed")),
+            ["device pools' growth after warm-up (runtime + guard)",
+             _growth(mem.get("pool_managed")),
              v["bars"].get("pool_managed_growth_under_1pct")],
             ["GPU memory.used growth after warm-up", _growth(mem.get("gpu_used")),
              v["bars"].get("gpu_used_growth_under_1pct")],
