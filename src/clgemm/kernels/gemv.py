@@ -111,8 +111,12 @@ class GemvSchedule:
 
 
 def default_schedule(device_type: str) -> GemvSchedule:
-    """The lane's schedule for a device without a measured one: the work-group form on GPUs
-    (the fastest over the H100's decode products), the vector form on CPUs. On PoCL, in the
+    """The lane's schedule for a device without a measured one: the work-group form on GPUs,
+    the vector form on CPUs. On GPUs, per row bucket, the fastest of 54 schedules over the
+    H100's decode products (records/nvidia-h100/2026-12-06-plan-campaign-3, plan-2.json):
+    one row 64 lanes x 2 columns, 1.01-1.04x torch; 4 to 16 rows 16 lanes x 2 columns with A
+    staged and K split to ~4 work-groups per compute unit, 0.94x at 4 rows, 1.16x at 8 and
+    0.80-1.04x at 16 (the earlier default 0.17-0.25x there). On PoCL, in the
     LLaMA-7B decode trace (records/cpu-pocl-amd-epyc/2026-12-06-model-traces), the
     work-group form ran 1x4096x4096 in 22.6 ms and 16x4096x4096 in 181, the vector form with
     four columns a work-item 4.4 and 69 (numpy 1.7 and 10.8); four columns were the fastest
