@@ -10,6 +10,7 @@ elements; otherwise as a dense copy.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -74,27 +75,37 @@ def batch_shape(A, B, C, trans_a: bool, trans_b: bool) -> BatchShape:
     return BatchShape(batch, m, n, k)
 
 
-def _batch_stride(x, name: str) -> int:
+def _batch_stride(shape: tuple, strides: tuple, name: str) -> int:
     """Elements between a 3-D operand's consecutive matrices (0 for a 2-D one or a batch of
     one: broadcast)."""
-    if len(x.shape) == 2 or x.shape[0] == 1:
+    if len(shape) == 2 or shape[0] == 1:
         return 0
-    stride = x.strides[0]
+    stride = strides[0]
     if stride < 0 or stride % 4:
         raise ShapeError(f"{name} has batch stride {stride} bytes: clgemm needs a non-negative "
                          "whole number of float32 elements; make it contiguous first")
     return stride // 4
 
 
-def device_operand(name: str, x: cla.Array, trans: bool) -> BatchedOperand:
-    """A device array (2-D or 3-D) as the batch's operand, used in place."""
-    layout = storage(x.shape[-2:], x.strides[-2:])
-    if layout is None or x.offset % 4:
-        raise ShapeError(f"{name} has strides {x.strides}: clgemm needs unit stride along the "
+@functools.lru_cache(maxsize=4096)
+def _device_layout(name: str, shape: tuple, strides: tuple, trans: bool) -> tuple[int, bool, int]:
+    """(ld, transposed, batch stride) of a device operand of this shape and strides (every
+    batched call on device arrays asks three times: memoized, as operands.storage is)."""
+    layout = storage(shape[-2:], strides[-2:])
+    if layout is None:
+        raise ShapeError(f"{name} has strides {strides}: clgemm needs unit stride along the "
                          "rows or columns of each matrix; make it contiguous first")
     stored_t, ld = layout
-    return BatchedOperand(Operand(x.base_data, x.offset // 4, ld, stored_t != trans),
-                          _batch_stride(x, name))
+    return ld, stored_t != trans, _batch_stride(shape, strides, name)
+
+
+def device_operand(name: str, x: cla.Array, trans: bool) -> BatchedOperand:
+    """A device array (2-D or 3-D) as the batch's operand, used in place."""
+    if x.offset % 4:
+        raise ShapeError(f"{name} starts {x.offset} bytes into its buffer: clgemm needs a "
+                         "whole number of float32 elements; make it contiguous first")
+    ld, transposed, stride = _device_layout(name, x.shape, x.strides, trans)
+    return BatchedOperand(Operand(x.base_data, x.offset // 4, ld, transposed), stride)
 
 
 def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> BatchedOperand:

@@ -214,13 +214,13 @@ class Plan:
         station, product by product through the plan of one of them."""
         rt = self.rt
         k = self.key
-        info = Info(method="exact", schedule=self.fallback.schedule.key(), device=self.device,
-                    shape=(k.m, k.n, k.k))
-        info.extra["batch"] = k.batch
         on_device = type(A) is cla.Array
         if on_device and self.station == "exact" and not return_info and _on(
                 rt.user_queue, A, B, C):
             return self._batch_on(rt.user_queue, A, B, C, alpha, beta, None)
+        info = Info(method="exact", schedule=self.fallback.schedule.key(), device=self.device,
+                    shape=(k.m, k.n, k.k))
+        info.extra["batch"] = k.batch
         if on_device:
             _finish_foreign(rt, A, B, C)
         if self.matrix_plan is not None:

@@ -57,7 +57,10 @@ def check_array(name: str, x, on_device: bool) -> None:
 def check_scalar(name: str, value) -> float:
     """alpha or beta: a real, finite number. Strings and booleans are refused (float("2")
     would pass, and True as 1.0 is almost always a misplaced flag)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    kind = type(value)
+    if kind is not float and kind is not int and (
+            isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
+        # (a plain float or int skips the isinstance tests: every call asks, twice)
         raise ArgumentError(f"{name} must be a real number (int or float), got "
                             f"{type(value).__name__} {value!r}")
     f = float(value)
