@@ -46,18 +46,26 @@ def is_batched(A, B, C=None) -> bool:
 
 def batch_shape(A, B, C, trans_a: bool, trans_b: bool) -> BatchShape:
     """(batch, m, n, k) of a batched call, its operands' shapes checked."""
+    return _batch_shape(tuple(A.shape), tuple(B.shape),
+                        None if C is None else tuple(C.shape), trans_a, trans_b)
+
+
+@functools.lru_cache(maxsize=4096)
+def _batch_shape(A: tuple, B: tuple, C: "tuple | None", trans_a: bool,
+                 trans_b: bool) -> BatchShape:
+    """batch_shape on the operands' shapes (memoized: every batched call asks)."""
     for name, x in (("A", A), ("B", B), ("C", C)):
-        if x is not None and len(x.shape) not in (2, 3):
+        if x is not None and len(x) not in (2, 3):
             raise ShapeError(
-                f"{name} has {len(x.shape)} dimensions: clgemm takes matrices (2-D) and "
+                f"{name} has {len(x)} dimensions: clgemm takes matrices (2-D) and "
                 f"batches of matrices (3-D); reshape {name} to (batch, rows, columns)")
-    if len(A.shape) == 2 and len(B.shape) == 2:
+    if len(A) == 2 and len(B) == 2:
         raise ShapeError("C is 3-D but A and B are matrices: pass C of shape (m, n) or "
                          "batched operands")
 
     def parts(x, trans):
-        rows, cols = x.shape[-2:]
-        return (x.shape[0] if len(x.shape) == 3 else None), ((cols, rows) if trans else (rows, cols))
+        rows, cols = x[-2:]
+        return (x[0] if len(x) == 3 else None), ((cols, rows) if trans else (rows, cols))
 
     ba, (m, k) = parts(A, trans_a)
     bb, (k2, n) = parts(B, trans_b)
@@ -69,8 +77,8 @@ def batch_shape(A, B, C, trans_a: bool, trans_b: bool) -> BatchShape:
         raise ShapeError(f"batch sizes differ: A has {ba} matrices and B {bb}; they must be "
                          "equal, or one of them 1 (or a 2-D operand), which serves every product")
     batch = sizes.pop() if sizes else 1
-    if C is not None and tuple(C.shape) != (batch, m, n):
-        raise ShapeError(f"C has shape {tuple(C.shape)} but the batched product is "
+    if C is not None and C != (batch, m, n):
+        raise ShapeError(f"C has shape {C} but the batched product is "
                          f"({batch}, {m}, {n})")
     return BatchShape(batch, m, n, k)
 
