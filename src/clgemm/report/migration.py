@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from .migration_text import GPU_PLACEHOLDER, ROCM_ON_PAPER
 from .records import Record, load_records
 from .render import Link, _fmt, _html, _md
 
-PIPELINE_SUFFIX = "-pipeline"
+# <date>-pipeline, or <date>-pipeline-<n> for a re-run that supersedes one of the same day
+PIPELINE_ID = re.compile(r"-pipeline(-\d+)?$")
 # The bars of issue 22, checked on the artifacts.
 TUNED_OVER_DEFAULT = 2.0
 BEST_OVER_NUMPY = 0.8
@@ -72,8 +74,8 @@ def pipeline_runs(records: list[Record]) -> list[ImplRun]:
     """The latest current pipeline record of each device folder, CPUs after GPUs."""
     latest: dict[str, Record] = {}
     for r in records:
-        if r.current and r.id.endswith(PIPELINE_SUFFIX):
-            if r.slug not in latest or r.date > latest[r.slug].date:
+        if r.current and PIPELINE_ID.search(r.id):
+            if r.slug not in latest or (r.date, r.id) > (latest[r.slug].date, latest[r.slug].id):
                 latest[r.slug] = r
     runs = []
     for slug in sorted(latest, key=lambda s: (not s.startswith("nvidia"), s)):
