@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     names = [n for n in KEEP if (args.out / n).exists()]
     # the model trace, the seeding rounds, and an earlier pass kept as evidence (unseeded-*)
+    # and what bounds the kernels there (llvmpipe_probe.py, where run)
     for pattern in ("tune-*.json", "tune-*.log", "model-*.json", "model-*.log", "seed-*",
-                    "unseeded-*"):
+                    "unseeded-*", "probe*.json"):
         names += sorted(p.name for p in args.out.glob(pattern))
     db = args.out / "tune.sqlite"
     if db.exists() and db.stat().st_size <= MAX_DB_BYTES:

@@ -248,9 +248,13 @@ def _speed_blocks(runs, link) -> list[tuple]:
                    "GEMM, it reads below the tuned GEMM, and then bounds nothing; a share over "
                    "100% says so), numpy (OpenBLAS) beside."]),
             ("p", ["Kernel figures come from OpenCL event profiling, call figures from the wall "
-                   "clock with the queue drained. Where the two disagree (Rusticl: its event and "
-                   "wall figures differ by up to 2.7x either way, and matmul's Info.kernel_s read "
-                   "1e-9 s there), trust the call column."]),
+                   "clock with the queue drained. Where a device's event clock is implausible "
+                   "(Rusticl on llvmpipe reads 1 ns for every launch), the kernel figures are "
+                   "the wall clock of one launch too (the artifact's protocol.timer says wall): "
+                   "the two columns are then two passes at different moments, and on shared "
+                   "cores they can differ more than the schedules do (2.7x in Rusticl's first "
+                   "record); there the record's chained.json, the table and the default timed "
+                   "in interleaved rounds of chained launches, is the fairer ratio."]),
             ("table", ["implementation", "size", "tuned", "untuned default", "tuned / default",
                        "same, call times", "FMA peak", "tuned % of peak", "numpy",
                        "tuned call / numpy", "source"], rows)]
@@ -352,7 +356,8 @@ def _unseeded_blocks(runs, link) -> list[tuple]:
                    "(the forest strategy). Its table, measured in one run beside the untuned "
                    "default and the other implementations' tables: the best foreign schedule "
                    "beat it, so tune.sh now seeds the search with every shipped table of the "
-                   "device type (the tables above come from that seeded pass)."]),
+                   "device type (the tables above come from seeded passes; Rusticl's re-run "
+                   "searched greedily around the seeds, as tune.sh now does)."]),
             ("table", ["implementation", "size", "unseeded table", "untuned default",
                        "best other table's schedule", "its GFLOPS", "over the unseeded table",
                        "source"], rows)]
