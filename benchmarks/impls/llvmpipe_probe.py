@@ -25,6 +25,18 @@ from clgemm.runtime import get_runtime
 CHAINS = 16  # independent multiply-add chains per work-item (latency hidden)
 
 SOURCE = """
+#define LOAD_RATE(NAME, TABLE, PROLOGUE) \\
+__kernel void NAME(__global const float* restrict t, __global float* out, const int n) { \\
+  PROLOGUE \\
+  const int g = get_global_id(0); \\
+  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f; \\
+  for (int i = 0; i < n; i++) { \\
+    const int b = (g * 17 + i * 4) & 4092; \\
+    s0 += TABLE[b]; s1 += TABLE[b + 1]; s2 += TABLE[b + 2]; s3 += TABLE[b + 3]; \\
+  } \\
+  out[g] = s0 + s1 + s2 + s3; \\
+}
+
 __kernel void fma_rate(__global float* out, const int n, const float x, const float y) {
   float a[CHAINS];
   for (int j = 0; j < CHAINS; j++) a[j] = get_global_id(0) * 1e-6f + j;
@@ -38,28 +50,11 @@ __kernel void fma_rate(__global float* out, const int n, const float x, const fl
 }
 
 /* 4 loads a step from a 16 KB table (cache resident): the load's cost, not memory's */
-__kernel void global_load_rate(__global const float* restrict t, __global float* out, const int n) {
-  const int g = get_global_id(0);
-  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-  for (int i = 0; i < n; i++) {
-    const int b = (g * 17 + i * 4) & 4092;
-    s0 += t[b]; s1 += t[b + 1]; s2 += t[b + 2]; s3 += t[b + 3];
-  }
-  out[g] = s0 + s1 + s2 + s3;
-}
-
-__kernel void local_load_rate(__global const float* restrict t, __global float* out, const int n) {
+LOAD_RATE(global_load_rate, t, )
+LOAD_RATE(local_load_rate, l,
   __local float l[4096];
   for (int i = get_local_id(0); i < 4096; i += get_local_size(0)) l[i] = t[i];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  const int g = get_global_id(0);
-  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-  for (int i = 0; i < n; i++) {
-    const int b = (g * 17 + i * 4) & 4092;
-    s0 += l[b]; s1 += l[b + 1]; s2 += l[b + 2]; s3 += l[b + 3];
-  }
-  out[g] = s0 + s1 + s2 + s3;
-}
+  barrier(CLK_LOCAL_MEM_FENCE);)
 """.replace("CHAINS", str(CHAINS))
 
 

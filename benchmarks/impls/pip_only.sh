@@ -10,12 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-out/impls/pip-only}; VENV=${VENV:-/tmp/clgemm-pip-venv}
 mkdir -p "$OUT"
-if [ "${REUSE_VENV:-0}" != 1 ] || [ ! -x "$VENV/bin/clgemm" ]; then
-  rm -rf "$VENV" /tmp/clgemm-pip-src && mkdir -p /tmp/clgemm-pip-src
-  git archive HEAD | tar -x -C /tmp/clgemm-pip-src
-  python3 -m venv "$VENV"
-  (cd /tmp/clgemm-pip-src && nice "$VENV/bin/pip" install -q '.[intel]') 2>&1 | tail -n 5
-fi
+source benchmarks/impls/venv.sh
+fresh_venv "$VENV" intel
 cd "$OUT"  # not the repository root: the venv's installed package must be the one that runs
 env -u CLGEMM_DEVICE -u PYTHONPATH -u OCL_ICD_VENDORS -u OPENCL_VENDOR_PATH -u LD_LIBRARY_PATH \
   -u RUSTICL_ENABLE CLGEMM_CACHE_DIR="$(mktemp -d)" \
