@@ -47,24 +47,17 @@ def register(prefix: str | Path = sys.prefix, system: Path = SYSTEM_VENDORS,
     OpenCL call of the process: the loader reads its folder once."""
     if env.get("OCL_ICD_VENDORS") or env.get("OPENCL_VENDOR_PATH"):
         return None
-    libs = pip_runtimes(prefix)
-    system_icds = sorted(system.glob("*.icd")) if system.is_dir() else []
-    listed = set()
-    for icd in system_icds:
-        try:
-            listed.add(icd.read_text().strip())
-        except OSError:
-            continue
-    libs = [lib for lib in libs if str(lib) not in listed]  # the system registers it already
-    if not libs:
-        return None
-    folder = folder or _vendors_folder(Path(prefix))
-    wanted = {}
-    for icd in system_icds:
+    wanted = {}  # file name -> text: the system's .icd files as they are
+    for icd in sorted(system.glob("*.icd")) if system.is_dir() else []:
         try:
             wanted[icd.name] = icd.read_text()
         except OSError:
             continue
+    listed = {text.strip() for text in wanted.values()}
+    libs = [lib for lib in pip_runtimes(prefix) if str(lib) not in listed]  # else registered
+    if not libs:
+        return None
+    folder = folder or _vendors_folder(Path(prefix))
     for lib in libs:
         wanted[f"{_OWN_PREFIX}{lib.name.split('.')[0]}.icd"] = f"{lib}\n"
     folder.mkdir(parents=True, exist_ok=True)
