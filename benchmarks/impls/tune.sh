@@ -6,10 +6,10 @@
 # tune on Intel's runtime alone found a table 7.9x slower there than PoCL's table, and on
 # Rusticl one slower than the default. The tune then searches around the best of what is known:
 # a local search (greedy: every one-step neighbour of the best, moving on to any faster one),
-# where a forest spent its budget on random first picks; and a candidate whose checking run is
-# 3x the fastest so far is not timed further (--give-up). On Rusticl the forest made 4
-# evaluations in 129 s, none near the seeds; greedy made 19 in 194 s and found the best seed's
-# neighbour out_m 16 (records/cpu-rusticl-llvmpipe/2026-12-06-pipeline-2). IMPL (see env.sh);
+# where a forest spent its budget on random first picks; and a candidate whose first run after
+# its check is 3x the fastest so far is not timed further (--give-up). On Rusticl the forest
+# made 4 evaluations in 129 s, none near the seeds; greedy made 19 in 194 s and found the best
+# seed's neighbour out_m 16 (records/cpu-rusticl-llvmpipe/2026-12-06-pipeline-2). IMPL (see env.sh);
 # SIZES tuned (default 1024); BUDGET per size (default 120s); STRATEGY (default greedy); OUT.
 # PoCL resumes from its record's database (the direct-form exploration of 2026-11-25).
 set -euo pipefail

@@ -29,8 +29,9 @@ def register(sub) -> None:
                    help="compile processes (default: CPU cores - 1)")
     p.add_argument("--repeats", type=a.positive_int, default=5)
     p.add_argument("--give-up", type=a.real(1.0, open_low=True), default=None, metavar="F",
-                   help="time no further a candidate whose checking run took more than F "
-                        "times the fastest so far (its one run is its time); for slow devices")
+                   help="time no further a candidate whose first run after its check took "
+                        "more than F times the fastest so far (that run is its time); for "
+                        "slow devices")
     p.add_argument("--trans-a", action="store_true")
     p.add_argument("--trans-b", action="store_true")
     p.add_argument("--transfer", action="store_true",

@@ -43,8 +43,8 @@ class TuneConfig:
     # "auto" turns it on exactly when such measurements exist.
     transfer: bool = False
     options: dict = field(default_factory=dict)  # strategy options (engine keywords)
-    # A candidate whose checking run is this many times the fastest so far is timed no
-    # further (Bench.measure); None times every candidate fully.
+    # A candidate whose first run after its check is this many times the fastest such run
+    # so far is timed no further (Bench.measure); None times every candidate fully.
     give_up: float | None = None
 
 
