@@ -19,7 +19,6 @@ import pyopencl as cl
 
 from clgemm.lanes.fp32 import get_kernel
 from clgemm.runtime import get_runtime
-from clgemm.schedule import Schedule
 from clgemm.select.table import DEFAULT_CPU, DEFAULT_GPU, load_table
 from clgemm.tune.measure import Bench, Problem
 

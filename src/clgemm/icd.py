@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import MutableMapping
 
 from .atomic import write_text
 
