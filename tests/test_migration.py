@@ -26,10 +26,11 @@ def entry(method, size, gflops, call=None, family="clgemm", ratio=0.8):
             "build": {"cold_s": 1.5, "warm_s": 0.01}}
 
 
-def write_record(root, impl, tuned, default, numpy, other_gflops, separate=False):
+def write_record(root, impl, tuned, default, numpy, other_gflops, separate=False,
+                 name="2026-12-06-pipeline", supersedes=(), status="current"):
     """A pipeline record; `separate`: the other table measured in transfer.json at 1024 only
     (beside a second measurement of the own table), not in the KPI run."""
-    folder = root / f"cpu-{impl}" / "2026-12-06-pipeline"
+    folder = root / f"cpu-{impl}" / name
     folder.mkdir(parents=True)
     other = "pocl" if impl == "rusticl" else "rusticl"
     results = []
@@ -56,7 +57,7 @@ def write_record(root, impl, tuned, default, numpy, other_gflops, separate=False
     record = {"what": f"{impl} pipeline", "claim": "synthetic figures for a test",
               "command": "a test", "commit": "unknown", "device": dev["name"],
               "date": "2026-12-06", "feature": "kpi", "artifacts": artifacts,
-              "supersedes": [], "status": "current"}
+              "supersedes": list(supersedes), "status": status}
     (folder / "record.json").write_text(json.dumps(record))
 
 
@@ -93,3 +94,17 @@ def test_without_pipeline_records_the_report_says_so(tmp_path):
     root.mkdir()
     assert main(["report", "--migration", "--records", str(root), "-o", str(tmp_path)]) == 0
     assert "No pipeline record found" in (tmp_path / "report.md").read_text()
+
+
+def test_a_same_day_rerun_supersedes_the_pipeline_record(tmp_path):
+    """<date>-pipeline-2, superseding <date>-pipeline, is the implementation's run."""
+    root = tmp_path / "records"
+    write_record(root, "rusticl", tuned=3.0, default=2.0, numpy=70.0, other_gflops=1.0,
+                 status="superseded")
+    write_record(root, "rusticl", tuned=5.0, default=2.0, numpy=70.0, other_gflops=1.0,
+                 name="2026-12-06-pipeline-2",
+                 supersedes=["cpu-rusticl/2026-12-06-pipeline"])
+    (run,) = pipeline_runs(load_records(root))
+    assert run.record.id == "cpu-rusticl/2026-12-06-pipeline-2"
+    ((what, met, figs), _) = bars([run])
+    assert met is True and "2.50x" in figs

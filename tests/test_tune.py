@@ -156,7 +156,7 @@ class SyntheticBench:
     def __init__(self, rt, problem, repeats=5, warmup=1, input_sets=2, seed=None):
         self.problem, self.repeats, self.warmup, self.sets = problem, repeats, warmup, [0, 1]
 
-    def measure(self, schedule, compile_s=None, max_error_ratio=2.0):
+    def measure(self, schedule, compile_s=None, max_error_ratio=2.0, give_up=None):
         type(self).calls.append(schedule)
         t = landscape(schedule)
         if t is None:
@@ -310,6 +310,27 @@ def test_compile_errors_and_wrong_results_are_recorded(rt, tmp_path, monkeypatch
     healthy = [row for key, row in rows.items() if key not in (broken.key(), wrong.key())]
     assert len(healthy) == 2 and all(row.time_s > 0 and row.error is None for row in healthy)
     assert r.best is not None and r.best.key() in {row.schedule for row in healthy}
+
+
+def test_give_up_times_a_slow_candidate_once(rt, tight_space):
+    """A candidate whose first run after its check is more than `give_up` times the fastest
+    such run so far keeps that one run as its time; the others are timed in full, and only
+    they lower the bar."""
+    from clgemm.tune.measure import Bench
+
+    bench = Bench(rt, TINY, repeats=3, seed=3)
+    fast, slow = sample_valid(tight_space, 2, seed=4)
+    first = bench.measure(fast, give_up=3.0)  # nothing to compare with yet: timed in full
+    assert first.ok and first.error is None and len(first.times_s) == 3
+    assert bench.fastest_first_s == bench.first_s > 0
+    bench.fastest_first_s = bench.first_s * 1e-6  # any real run is now far slower
+    bar = bench.fastest_first_s
+    gave_up = bench.measure(slow, give_up=3.0)
+    assert gave_up.ok and gave_up.times_s == [gave_up.time_s] == [bench.first_s]
+    assert gave_up.error.startswith("abandoned after one run") and gave_up.rel_error < 1e-5
+    assert bench.fastest_first_s == bar  # an abandoned run never sets the bar
+    full = bench.measure(slow)  # without give_up every candidate is timed in full
+    assert full.error is None and len(full.times_s) == 3
 
 
 # ---- strategies on a recorded space --------------------------------------------------

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Stage 2 of the per-implementation pipeline, after tune.sh has written every implementation's
 # table: the KPI suite (scaled to the CPU there: --scale 0.5, 700, 1024, 1536) with, in the
-# same run, the untuned default, numpy as the peer; at the middle size, the other
+# same run, the untuned default, numpy as the peer; at the middle size, the table's choice and
+# the untuned default by the wall clock over chained launches, numpy beside, in interleaved
+# rounds (chained.json: the KPI run times one launch at a time, its arms one after another,
+# and on shared cores they meet different loads); at the middle size, the other
 # implementations' tuned defaults on the same hardware beside this one's table (the cost of
 # moving a table); the FMA peak (roofline --quick);
 # the model suite on the tiny trace; the capability probe. IMPL (see env.sh); OUT folder
@@ -34,6 +37,8 @@ uptime > "$OUT/load.txt"
   -o "$OUT/kpi.json" 2>&1 | tee "$OUT/kpi.log"
 # (SUSTAINED: the continuous run's seconds, default the harness's: 60 on a GPU, 2 otherwise)
 # (ONLY=transfer: this step alone, after another implementation's table changed)
+[ "${ONLY:-}" = transfer ] || nice python3 benchmarks/impls/chained.py --size $MIDDLE \
+  --rounds 5 --chain 3 -o "$OUT/chained.json" 2>&1 | tee "$OUT/chained.log"
 # moving a table: the other implementations' tuned defaults beside this one's own table and
 # the untuned default, in one run at the middle KPI size
 ARGS=(--schedule "$DEFAULT_KEY")

@@ -16,12 +16,8 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-out/impls/no-pocl}; VENV=${VENV:-/tmp/clgemm-fresh-venv}
 INTEL_OCL=${INTEL_OCL:-/tmp/clgemm-intel-ocl}
 mkdir -p "$OUT"
-if [ "${REUSE_VENV:-0}" != 1 ] || [ ! -x "$VENV/bin/clgemm" ]; then
-  rm -rf "$VENV" /tmp/clgemm-fresh-src && mkdir -p /tmp/clgemm-fresh-src
-  git archive HEAD | tar -x -C /tmp/clgemm-fresh-src
-  python3 -m venv "$VENV"
-  (cd /tmp/clgemm-fresh-src && nice "$VENV/bin/pip" install -q '.[pocl]') 2>&1 | tail -n 5
-fi
+source benchmarks/impls/venv.sh
+fresh_venv "$VENV" pocl
 cd "$OUT"  # not the repository root: the venv's installed package must be the one that runs
 # the ICD loader reads one vendors folder: the system's (Rusticl, Clover), plus Intel's where asked
 rm -rf vendors && mkdir vendors && cp /etc/OpenCL/vendors/*.icd vendors/

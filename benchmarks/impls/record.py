@@ -15,7 +15,7 @@ from clgemm.report.migration import (_default_method, _entry, _gflops, _sizes, b
                                       pipeline_runs)
 
 # What a pipeline record keeps of $OUT (the tuning database only where small).
-KEEP = ("distill.log", "kpi.json", "kpi.log",
+KEEP = ("distill.log", "kpi.json", "kpi.log", "chained.json", "chained.log",
         "roofline.json", "roofline.png", "roofline.log", "capabilities.json",
         "capabilities.log", "load.txt", "transfer.json", "transfer.log")
 MAX_DB_BYTES = 8 << 20
@@ -40,14 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--table", required=True)
     ap.add_argument("--records", required=True, type=Path, help="records/<device slug>")
+    ap.add_argument("--name", default="pipeline",
+                    help="the folder's <what> (pipeline-2: a re-run of the same day)")
+    ap.add_argument("--supersedes", nargs="*", default=[],
+                    help="record ids (<slug>/<folder>) this one replaces: marked superseded")
+    ap.add_argument("--note", default="",
+                    help="a sentence the figures cannot say (why a bar is missed), at the "
+                         "claim's end")
     args = ap.parse_args(argv)
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    folder = args.records / f"{today}-pipeline"
+    folder = args.records / f"{today}-{args.name}"
     folder.mkdir(parents=True, exist_ok=True)
     names = [n for n in KEEP if (args.out / n).exists()]
     # the model trace, the seeding rounds, and an earlier pass kept as evidence (unseeded-*)
+    # and what bounds the kernels there (llvmpipe_probe.py, where run)
     for pattern in ("tune-*.json", "tune-*.log", "model-*.json", "model-*.log", "seed-*",
-                    "unseeded-*"):
+                    "unseeded-*", "probe*.json"):
         names += sorted(p.name for p in args.out.glob(pattern))
     db = args.out / "tune.sqlite"
     if db.exists() and db.stat().st_size <= MAX_DB_BYTES:
@@ -73,10 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         "date": today,
         "feature": "kpi",
         "artifacts": sorted(set(names)),
-        "supersedes": [],
+        "supersedes": list(args.supersedes),
         "status": "current",
     }
     (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    for old in args.supersedes:
+        path = args.records.parent / old / "record.json"
+        data = json.loads(path.read_text())
+        data["status"] = "superseded"
+        path.write_text(json.dumps(data, indent=1) + "\n")
     # the claim, from the same reading of the artifacts as the migration report
     from clgemm.report.records import load_records
 
@@ -94,11 +107,25 @@ def main(argv: list[str] | None = None) -> int:
         default = _gflops(_entry(run.kpi, _default_method(run.kpi), size)) if size else None
         parts.append(f"at {size}: table {tuned or 0:.1f} GFLOPS, untuned default "
                      f"{default or 0:.1f}")
+    chained = folder / "chained.json"
+    if chained.exists():  # the wall clock over chained launches, the rounds interleaved
+        c = json.loads(chained.read_text())
+        arms = c["arms"]
+        parts.append(f"chained wall clock at {c['size']} ({c['rounds']} rounds of "
+                     f"{c['chain']}): table {arms['table']['gflops_median']:.1f} GFLOPS, "
+                     f"default {arms['default']['gflops_median']:.1f}, numpy "
+                     f"{arms['numpy']['gflops_median']:.1f}; table/default "
+                     f"{c['table_over_default']['median']:.2f}x")
     model = (run.model or {}).get("model", {}).get("summary", {})
     if model:
         parts.append(f"tiny model trace {model['clgemm_s'] * 1e3:.1f} ms vs numpy "
                      f"{model['numpy_s'] * 1e3:.1f} ms")
-    record["claim"] = ("; ".join(parts))[:700]
+    if args.note:
+        parts.append(args.note)
+    claim = "; ".join(parts)
+    if len(claim) > 700:
+        raise SystemExit(f"the claim has {len(claim)} characters, more than 700: shorten --note")
+    record["claim"] = claim
     record["negative"] = any(met is False for _, met, _ in verdicts)
     (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {folder}/record.json: {record['claim']}")

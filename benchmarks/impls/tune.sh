@@ -4,8 +4,13 @@
 # shipped tables of the same device type (and the untuned default), timed in interleaved
 # rounds (benchmarks/tune/explore_rounds.py) and imported into the database; a 180 s forest
 # tune on Intel's runtime alone found a table 7.9x slower there than PoCL's table, and on
-# Rusticl one slower than the default. IMPL (see env.sh); SIZES tuned (default 1024); BUDGET
-# per size (default 120s); STRATEGY (default auto); OUT folder.
+# Rusticl one slower than the default. The tune then searches around the best of what is known:
+# a local search (greedy: every one-step neighbour of the best, moving on to any faster one),
+# where a forest spent its budget on random first picks; and a candidate whose first run after
+# its check is 3x the fastest so far is not timed further (--give-up). On Rusticl the forest
+# made 4 evaluations in 129 s, none near the seeds; greedy made 19 in 194 s and found the best
+# seed's neighbour out_m 16 (records/cpu-rusticl-llvmpipe/2026-12-06-pipeline-2). IMPL (see env.sh);
+# SIZES tuned (default 1024); BUDGET per size (default 120s); STRATEGY (default greedy); OUT.
 # PoCL resumes from its record's database (the direct-form exploration of 2026-11-25).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,7 +42,7 @@ for size in ${SIZES:-1024}; do
     -o "$OUT/seed-$size.json" --space-out "$OUT/seed-$size.space.json" 2>&1 | tee "$OUT/seed-$size.log"
   python3 -m clgemm.cli tune-import "$OUT/seed-$size.space.json" --db "$OUT/tune.sqlite"
   nice python3 -m clgemm.cli tune --size $size --budget "${BUDGET:-120s}" --repeats 3 --workers 1 \
-    --strategy "${STRATEGY:-auto}" --db "$OUT/tune.sqlite" --json "$OUT/tune-$size.json" \
+    --strategy "${STRATEGY:-greedy}" --give-up 3 --db "$OUT/tune.sqlite" --json "$OUT/tune-$size.json" \
     2>&1 | tee "$OUT/tune-$size.log"
 done
 nice python3 -m clgemm.cli distill --db "$OUT/tune.sqlite" --sessions 2 --top-k 3 \

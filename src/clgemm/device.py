@@ -145,6 +145,9 @@ def _describe(cl, index: int, platform, dev) -> DeviceInfo:
 
 @functools.lru_cache(maxsize=1)
 def _discover() -> tuple[tuple[DeviceInfo, object], ...]:
+    from .icd import register
+
+    register()  # runtimes pip installed (the [intel] extra), before the loader reads its folder
     cl = _cl()
     try:
         platforms = cl.get_platforms()

@@ -28,6 +28,10 @@ def register(sub) -> None:
     p.add_argument("--workers", type=a.positive_int, default=None,
                    help="compile processes (default: CPU cores - 1)")
     p.add_argument("--repeats", type=a.positive_int, default=5)
+    p.add_argument("--give-up", type=a.real(1.0, open_low=True), default=None, metavar="F",
+                   help="time no further a candidate whose first run after its check took "
+                        "more than F times the fastest so far (that run is its time); for "
+                        "slow devices")
     p.add_argument("--trans-a", action="store_true")
     p.add_argument("--trans-b", action="store_true")
     p.add_argument("--transfer", action="store_true",
@@ -69,7 +73,8 @@ def _tune(args) -> int:
             problem = dataclasses.replace(Problem(*shape), trans_a=args.trans_a,
                                           trans_b=args.trans_b)
             config = TuneConfig(problem, args.strategy, evals, seconds, args.seed, workers,
-                                args.repeats, transfer=args.transfer)
+                                args.repeats, transfer=args.transfer,
+                                give_up=args.give_up)
             r = tune(config, db, device=args.device)
             gf = f"{r.best_gflops:,.1f} GFLOPS" if r.best_gflops else "nothing valid"
             print(f"{problem.m}x{problem.n}x{problem.k} ({r.strategy}"

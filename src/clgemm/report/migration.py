@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from .migration_text import GPU_PLACEHOLDER, ROCM_ON_PAPER
 from .records import Record, load_records
 from .render import Link, _fmt, _html, _md
 
-PIPELINE_SUFFIX = "-pipeline"
+# <date>-pipeline, or <date>-pipeline-<n> for a re-run that supersedes one of the same day
+PIPELINE_ID = re.compile(r"-pipeline(-\d+)?$")
 # The bars of issue 22, checked on the artifacts.
 TUNED_OVER_DEFAULT = 2.0
 BEST_OVER_NUMPY = 0.8
@@ -72,8 +74,8 @@ def pipeline_runs(records: list[Record]) -> list[ImplRun]:
     """The latest current pipeline record of each device folder, CPUs after GPUs."""
     latest: dict[str, Record] = {}
     for r in records:
-        if r.current and r.id.endswith(PIPELINE_SUFFIX):
-            if r.slug not in latest or r.date > latest[r.slug].date:
+        if r.current and PIPELINE_ID.search(r.id):
+            if r.slug not in latest or (r.date, r.id) > (latest[r.slug].date, latest[r.slug].id):
                 latest[r.slug] = r
     runs = []
     for slug in sorted(latest, key=lambda s: (not s.startswith("nvidia"), s)):
@@ -246,9 +248,13 @@ def _speed_blocks(runs, link) -> list[tuple]:
                    "GEMM, it reads below the tuned GEMM, and then bounds nothing; a share over "
                    "100% says so), numpy (OpenBLAS) beside."]),
             ("p", ["Kernel figures come from OpenCL event profiling, call figures from the wall "
-                   "clock with the queue drained. Where the two disagree (Rusticl: its event and "
-                   "wall figures differ by up to 2.7x either way, and matmul's Info.kernel_s read "
-                   "1e-9 s there), trust the call column."]),
+                   "clock with the queue drained. Where a device's event clock is implausible "
+                   "(Rusticl on llvmpipe reads 1 ns for every launch), the kernel figures are "
+                   "the wall clock of one launch too (the artifact's protocol.timer says wall): "
+                   "the two columns are then two passes at different moments, and on shared "
+                   "cores they can differ more than the schedules do (2.7x in Rusticl's first "
+                   "record); there the record's chained.json, the table and the default timed "
+                   "in interleaved rounds of chained launches, is the fairer ratio."]),
             ("table", ["implementation", "size", "tuned", "untuned default", "tuned / default",
                        "same, call times", "FMA peak", "tuned % of peak", "numpy",
                        "tuned call / numpy", "source"], rows)]
@@ -350,7 +356,8 @@ def _unseeded_blocks(runs, link) -> list[tuple]:
                    "(the forest strategy). Its table, measured in one run beside the untuned "
                    "default and the other implementations' tables: the best foreign schedule "
                    "beat it, so tune.sh now seeds the search with every shipped table of the "
-                   "device type (the tables above come from that seeded pass)."]),
+                   "device type (the tables above come from seeded passes; Rusticl's re-run "
+                   "searched greedily around the seeds, as tune.sh now does)."]),
             ("table", ["implementation", "size", "unseeded table", "untuned default",
                        "best other table's schedule", "its GFLOPS", "over the unseeded table",
                        "source"], rows)]

@@ -43,6 +43,9 @@ class TuneConfig:
     # "auto" turns it on exactly when such measurements exist.
     transfer: bool = False
     options: dict = field(default_factory=dict)  # strategy options (engine keywords)
+    # A candidate whose first run after its check is this many times the fastest such run
+    # so far is timed no further (Bench.measure); None times every candidate fully.
+    give_up: float | None = None
 
 
 @dataclass
@@ -158,7 +161,8 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
               f"interrupted ({', '.join(gone)})", file=log)
     db.start_run(run_id, fp, config.problem, config.strategy, config.seed,
                  {"budget_evals": config.budget_evals, "budget_seconds": config.budget_seconds,
-                  "repeats": config.repeats, "options": dict(config.options)})
+                  "repeats": config.repeats, "options": dict(config.options),
+                  "give_up": config.give_up})
     prior = (db.observations(rt.device.name, exclude=config.problem)
              if config.strategy == "model" and config.transfer else None)
     search = Proposer(config, space, rt.device.local_mem_bytes,
@@ -194,7 +198,7 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
                 if error is not None:
                     m = Measurement(schedule, None, compile_s, error)
                 else:
-                    m = bench.measure(schedule, compile_s)
+                    m = bench.measure(schedule, compile_s, give_up=config.give_up)
                 db.record(fp, rt.device.name, config.problem, m, protocol, run_id)
                 search.tell(schedule, m.time_s)
                 evals += 1

@@ -174,6 +174,10 @@ class Bench:
         self.c_buf = cl.Buffer(rt.context, mf.READ_WRITE, size=4 * p.m * p.n)
         self.c = Operand(self.c_buf, 0, p.n, False)
         self.poison = np.full((p.m, p.n), np.nan, np.float32)
+        # The first run after the check of each candidate timed in full: the fastest so far
+        # is what `measure(give_up=...)` compares with.
+        self.fastest_first_s: float | None = None
+        self.first_s: float | None = None  # the last candidate's first run after its check
 
     def check(self, kernel) -> float:
         """Relative Frobenius error of the kernel's result on input set 0 (C poisoned first)."""
@@ -189,18 +193,31 @@ class Bench:
             return float("inf")
         return float(np.linalg.norm(out - self.ref) / np.linalg.norm(self.ref))
 
-    def time(self, kernel) -> list[float]:
+    def time(self, kernel, stop_above: float | None = None) -> list[float]:
+        """The timed runs (after the warm-up ones); `stop_above`: when the first run (a
+        warm-up run where there is one) takes longer, nothing more is run and [] is returned
+        (the run's time is left in `first_s` either way)."""
         p = self.problem
         times = []
         for i in range(self.warmup + self.repeats):
             a, b = self.operands[i % len(self.operands)]
             t = self.rt.timed(lambda: kernel.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c))
+            if i == 0:
+                self.first_s = t
+                if stop_above is not None and t > stop_above:
+                    return []
             if i >= self.warmup:
                 times.append(t)
         return times
 
     def measure(self, schedule: Schedule, compile_s: float | None = None,
-                max_error_ratio: float = 2.0) -> Measurement:
+                max_error_ratio: float = 2.0, give_up: float | None = None) -> Measurement:
+        """Check, then time. `give_up`: a candidate whose first run after the check takes
+        more than this many times the fastest such run so far is not timed further; that run
+        is its time (the error field says so). On a slow device most of a tuning budget
+        otherwise goes to repeating candidates several times slower than the best (llvmpipe:
+        a 0.3 GFLOPS schedule costs 5 runs of 7 s at 1024). Not the checking run: on Rusticl
+        it includes the driver's compile of the kernel (seconds for a large tile)."""
         from ..errors import ClgemmError
         from ..lanes.fp32 import get_kernel
 
@@ -214,7 +231,16 @@ class Bench:
                 return Measurement(schedule, None, compile_s,
                                    f"wrong: rel error {err:.3e} vs numpy {self.numpy_error:.3e}",
                                    rel_error=err)
-            times = self.time(kernel)
+            fastest = self.fastest_first_s
+            limit = (give_up * fastest if give_up and fastest is not None
+                     and err <= max_error_ratio * self.numpy_error else None)
+            times = self.time(kernel, limit)
+            if not times:
+                return Measurement(schedule, self.first_s, compile_s,
+                                   f"abandoned after one run: {self.first_s:.3g} s > {give_up:g}"
+                                   f" x the fastest first run {fastest:.3g} s", err,
+                                   [self.first_s])
+            self.fastest_first_s = self.first_s if fastest is None else min(self.first_s, fastest)
         except Exception as exc:  # launch failures (out of resources, ...) are results
             return Measurement(schedule, None, compile_s, f"launch: {type(exc).__name__}: {exc}"[:300])
         median = float(np.median(times))
