@@ -177,6 +177,11 @@ def migration_blocks(runs: list[ImplRun], link) -> list[tuple]:
     B += _unseeded_blocks(runs, link)
     B += _model_blocks(runs, link)
     B += _bar_blocks(runs)
+    # each record's own claim: what its figures leave out (a missing implementation, a
+    # reason for a missed bar) is said there
+    B += [("h", 2, "What each record says")] + [
+        ("p", [f"{r.name}: {r.record.claim} ", Link("record", link(r.artifact("record.json")))])
+        for r in runs]
     if not any(r.record.slug.startswith("nvidia") for r in runs):
         B += [("h", 2, "NVIDIA GPU (to be filled from a GPU run)"), ("p", [GPU_PLACEHOLDER])]
     B += [("h", 2, "ROCm/AMD on paper")] + [("p", [para]) for para in ROCM_ON_PAPER]
