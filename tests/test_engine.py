@@ -384,7 +384,7 @@ def test_telemetry_thread_samples_on_the_monotonic_clock():
 
 def kernel_tuner_like_cache(seed: int = 0) -> dict:
     """A synthetic Kernel Tuner cache with the structure of the public evaluation set's
-    convolution spaces (records/cpu-simulated/2026-12-06-public-spaces/manifest.json; their
+    convolution spaces (records/cpu-simulated/2026-12-06-public-spaces-2/manifest.json; their
     data is not shipped): block and tile sizes, a string-valued parameter, configurations
     the restriction removes absent, some that fail to compile recorded as failures, one best
     configuration."""
@@ -413,7 +413,7 @@ def kernel_tuner_like_cache(seed: int = 0) -> dict:
             "tune_params_keys": list(params), "tune_params": params, "cache": cache}
 
 
-PUBLIC_SPACES = Path(__file__).resolve().parent.parent / "records/cpu-simulated/2026-12-06-public-spaces"
+PUBLIC_SPACES = Path(__file__).resolve().parent.parent / "records/cpu-simulated/2026-12-06-public-spaces-2"
 SMALLEST_PUBLIC = "convolution15_MI50"  # 864 records, the evaluation set's smallest
 
 
