@@ -1,6 +1,6 @@
 //! Evaluations to 95% of the best for one strategy on many recorded spaces (no Python):
 //! `cargo run --release --example evalset -- STRATEGY SEEDS BUDGET SPACE.json...`, options in
-//! OPTS="name=value,...", THREADS (default 1). One JSON line per space on stdout: its name,
+//! OPTS="name=value,...", THREADS (default 1), SEED0 (first seed, default 0). One JSON line per space on stdout: its name,
 //! record count and each seed's evaluations to 95% (budget + 1 when it never got there).
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,6 +20,7 @@ fn main() {
         .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
         .collect();
     let threads = std::env::var("THREADS").map_or(1, |s| s.parse().unwrap());
+    let seed0: u64 = std::env::var("SEED0").map_or(0, |s| s.parse().unwrap());
     for path in &args[4..] {
         let rec = Recorded::load(path).expect("load");
         let n = rec.time.len();
@@ -27,7 +28,7 @@ fn main() {
         let cfg = SimConfig {
             strategy: strategy.clone(),
             options: options.clone(),
-            seeds: (0..seeds).collect(),
+            seeds: (seed0..seed0 + seeds).collect(),
             budget,
             threads,
             scores: None,
