@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 # The evaluation set: sources, pinned commits, sha256 (an artifact of its record).
-MANIFEST = ROOT / "records/cpu-simulated/2026-12-06-public-spaces/manifest.json"
+MANIFEST = ROOT / "records/cpu-simulated/2026-12-06-public-spaces-2/manifest.json"
 
 
 def _blob(entry: dict, mirrors: dict[str, str]) -> bytes:

@@ -23,6 +23,9 @@ use serde_json::Value;
 
 use crate::space::{Param, Space};
 
+/// Kernel Tuner's legacy failure sentinel, 1e20 ms, in seconds.
+const LEGACY_FAILED_S: f64 = 1e17;
+
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub space: Arc<Space>,
@@ -300,7 +303,10 @@ fn load_kernel_tuner(doc: &Value) -> Result<Recorded, String> {
             }
         }
         let ms = |field: &str| entry.get(field).and_then(Value::as_f64).map(|x| x / 1000.0);
-        let time = ms("time");
+        // Older Kernel Tuner caches mark a failed configuration with the time 1e20 ms; read
+        // as a time it would be a measurement of 3 billion years (convolution 15x15 MI50:
+        // 450 of 864 records).
+        let time = ms("time").filter(|&s| s < LEGACY_FAILED_S);
         let run = ms("benchmark_time").or(time).unwrap_or(0.0);
         let cost = ms("compile_time").unwrap_or(0.0) + run;
         rows.push(Row { values, time, cost });
@@ -347,11 +353,12 @@ mod tests {
               "16,0.5,a":{"block_size_x":16,"time":2.0,"compile_time":100.0,"benchmark_time":14.0},
               "32,1.0,b":{"time":"CompilationFailedConfig","compile_time":50.0},
               "32,0.5,a":{"time":1.0,"compile_time":120.0},
-              "64,0.5,a":{"time":1.0}
+              "64,0.5,a":{"time":1.0},
+              "16,1.0,b":{"time":1e20}
             }}"#;
         let r = Recorded::load_str(text).unwrap();
         assert_eq!(r.format, "kernel_tuner");
-        assert_eq!(r.space.valid_count(), Some(3));
+        assert_eq!(r.space.valid_count(), Some(4));
         assert_eq!(r.labels[1], vec!["0.5", "1.0"]);
         assert_eq!(r.space.params()[2].values, vec![0, 1]);
         assert_eq!(r.skipped.len(), 1);
@@ -366,6 +373,10 @@ mod tests {
         let p = r.space.point_from_values(&[16, 0, 0]).unwrap();
         let row = r.space.valid_rank(r.space.index_of(&p)).unwrap();
         assert!((r.cost[row] - 0.114).abs() < 1e-12);
+        // The legacy sentinel is a failure, its cost nothing known.
+        let p = r.space.point_from_values(&[16, 1, 1]).unwrap();
+        let row = r.space.valid_rank(r.space.index_of(&p)).unwrap();
+        assert!(r.time[row].is_nan() && r.cost[row] == 0.0);
     }
 
     #[test]

@@ -215,8 +215,8 @@ class Strategy:
     """One search: `ask(n)` candidates, `tell(candidate, seconds | None)`, `best()`.
 
     Names: random, greedy (local search, one parameter one step), genetic (evolutionary),
-    annealing (sa), sqa (quantum: simulated quantum annealing), forest (surrogate: randomised
-    trees fitted on its own measurements), model (ranks by `set_scores` predictions,
+    annealing (sa), sqa (quantum: simulated quantum annealing), forest (surrogate: a random
+    forest fitted on its own measurements), model (ranks by `set_scores` predictions,
     epsilon-greedy). Options are keyword numbers (e.g. `t0=0.5`, `tau=300`,
     `population=20`, `replicas=6`, `epsilon=0.1`); no strategy takes a budget, and an unknown
     option raises EngineError listing the known ones.

@@ -1,17 +1,20 @@
 //! Model-guided search without a prior: an online surrogate fitted only on the points this
 //! search has measured (and been charged for).
 //!
-//! The surrogate is an ensemble of randomised regression trees (extremely randomised trees:
-//! each split takes the best of one random threshold per parameter) on the parameters'
-//! positions in their domains, predicting ln(seconds). A failed point is learnt as the
-//! slowest time seen, so the model steers away from regions that fail. The ensemble's mean
-//! and spread give each candidate an expected improvement over the best measured time; the
-//! candidate with the largest one is measured next.
+//! The surrogate is a random forest of regression trees on the parameters' positions in
+//! their domains, predicting ln(seconds): each tree is grown on a bootstrap sample of the
+//! measurements, each split the best threshold of `mtry` (a share, default all) of the
+//! parameters drawn at random. A failed point is learnt as the slowest time seen, so the
+//! model steers away from regions that fail. The ensemble's mean and spread give each
+//! candidate an expected improvement over the best measured time; the candidate with the
+//! largest one is measured next.
 //!
 //! Candidates each round (`local`, the default): the unmeasured neighbours one parameter one
 //! step from the current point, tried in the model's order, the search moving to any
-//! faster point it measures (a local search whose order the model sets). At a local optimum
-//! (no unmeasured neighbour left), or with `local=0` always: every unmeasured point one
+//! faster point it measures (a local search whose order the model sets). When none is left
+//! the neighbourhood widens to any other value of one parameter (a parameter such as a
+//! method number has no meaningful order: its best value may lie beyond a slow one). At a
+//! local optimum of that too, or with `local=0` always: every unmeasured point one
 //! parameter away (any value) from the few best measured points plus a fresh uniform sample
 //! of the space, so it can jump to a region the model believes in. Before `init` successes,
 //! and with probability `epsilon` after, it measures a random point. Nothing depends on a
@@ -65,6 +68,9 @@ struct Fit<'a> {
     dims: usize,
     min_leaf: usize,
     max_depth: usize,
+    /// Parameters tried per split (drawn at random) and each one's domain size.
+    mtry: usize,
+    card: &'a [u32],
 }
 
 impl Fit<'_> {
@@ -87,35 +93,41 @@ impl Fit<'_> {
         }
         let total: f64 = rows.iter().map(|&r| self.y[r as usize]).sum();
         let n = rows.len() as f64;
-        // Best of one random threshold per parameter, by the reduction of squared error
-        // (sum_l^2/n_l + sum_r^2/n_r is all that varies between splits).
+        // The best threshold of `mtry` random parameters, by the reduction of squared error
+        // (sum_l^2/n_l + sum_r^2/n_r is all that varies between splits), from each value's
+        // count and sum in the node.
         let mut best: Option<(f64, usize, u32)> = None;
-        for d in 0..self.dims {
-            let (mut lo, mut hi) = (u32::MAX, 0u32);
+        let mut dims: Vec<usize> = (0..self.dims).filter(|&d| self.card[d] > 1).collect();
+        let take = self.mtry.min(dims.len());
+        for k in 0..take {
+            let j = k + rng.index(dims.len() - k);
+            dims.swap(k, j);
+        }
+        let (mut cnt, mut sum) = (Vec::new(), Vec::new());
+        for &d in &dims[..take] {
+            let c = self.card[d] as usize;
+            cnt.clear();
+            cnt.resize(c, 0usize);
+            sum.clear();
+            sum.resize(c, 0.0f64);
             for &r in rows.iter() {
-                let v = self.x[r as usize * self.dims + d];
-                lo = lo.min(v);
-                hi = hi.max(v);
+                let v = self.x[r as usize * self.dims + d] as usize;
+                cnt[v] += 1;
+                sum[v] += self.y[r as usize];
             }
-            if lo >= hi {
-                continue;
-            }
-            let th = lo + rng.index((hi - lo) as usize) as u32;
             let (mut nl, mut sl) = (0usize, 0.0);
-            for &r in rows.iter() {
-                if self.x[r as usize * self.dims + d] <= th {
-                    nl += 1;
-                    sl += self.y[r as usize];
+            for th in 0..c - 1 {
+                nl += cnt[th];
+                sl += sum[th];
+                let nr = rows.len() - nl;
+                if cnt[th] == 0 || nl < self.min_leaf || nr < self.min_leaf {
+                    continue; // no new split, or a leaf too small
                 }
-            }
-            let nr = rows.len() - nl;
-            if nl < self.min_leaf || nr < self.min_leaf {
-                continue;
-            }
-            let sr = total - sl;
-            let gain = sl * sl / nl as f64 + sr * sr / nr as f64 - total * total / n;
-            if best.is_none_or(|(g, _, _)| gain > g) {
-                best = Some((gain, d, th));
+                let sr = total - sl;
+                let gain = sl * sl / nl as f64 + sr * sr / nr as f64 - total * total / n;
+                if best.is_none_or(|(g, _, _)| gain > g + 1e-12) {
+                    best = Some((gain, d, th as u32));
+                }
             }
         }
         let Some((gain, d, th)) = best else {
@@ -157,6 +169,9 @@ pub struct Forest {
     x: Vec<u32>,
     y: Vec<f64>,
     trees: Vec<Tree>,
+    /// Share of the parameters each split tries, and the domain sizes.
+    mtry: f64,
+    card: Vec<u32>,
     /// Measurements the ensemble was last fitted on. It is refitted after every new one
     /// while they are few, then after every 2% more (a fit costs O(n log n) per tree).
     fitted_at: Option<usize>,
@@ -182,6 +197,11 @@ pub struct Forest {
 
 impl Forest {
     pub fn new(space: Arc<Space>, rng: Rng, opts: &mut Options) -> Forest {
+        let card = space
+            .params()
+            .iter()
+            .map(|p| p.values.len() as u32)
+            .collect();
         Forest {
             mem: Memory::new(&space),
             space,
@@ -189,6 +209,8 @@ impl Forest {
             x: Vec::new(),
             y: Vec::new(),
             trees: Vec::new(),
+            mtry: opts.get("mtry", 1.0).clamp(0.0, 1.0),
+            card,
             fitted_at: None,
             n_trees: opts.get("trees", 24.0).clamp(1.0, 512.0) as usize,
             init: opts.get("init", 10.0).max(1.0) as usize,
@@ -221,18 +243,22 @@ impl Forest {
         self.targets.clear();
         self.targets
             .extend(self.y.iter().map(|&v| if v.is_nan() { worst } else { v }));
+        let used = self.card.iter().filter(|&&c| c > 1).count();
         let fit = Fit {
             x: &self.x,
             y: &self.targets,
-            dims: self.space.dims(),
+            dims: self.card.len(),
             min_leaf: self.min_leaf,
             max_depth: 24,
+            mtry: ((used as f64 * self.mtry).ceil() as usize).max(1),
+            card: &self.card,
         };
         self.trees.resize_with(self.n_trees, Tree::default);
         for tree in &mut self.trees {
             tree.nodes.clear();
             self.rows.clear();
-            self.rows.extend(0..self.y.len() as u32);
+            // A bootstrap sample: the trees differ, and their spread is the uncertainty.
+            self.rows.extend((0..n).map(|_| self.rng.index(n) as u32));
             fit.grow(tree, &mut self.rows, 0, &mut self.rng);
         }
         self.fitted_at = Some(n);
@@ -268,6 +294,13 @@ impl Forest {
                 self.space.adjacent(index, &mut self.candidates);
                 let mem = &self.mem;
                 self.candidates.retain(|&q| !mem.known(q));
+                if self.candidates.is_empty() {
+                    let mut point = Vec::new();
+                    self.space.point_into(index, &mut point);
+                    hamming(&self.space, index, &point, &mut self.candidates);
+                    let mem = &self.mem;
+                    self.candidates.retain(|&q| !mem.known(q));
+                }
                 if !self.candidates.is_empty() {
                     return e;
                 }
@@ -285,19 +318,10 @@ impl Forest {
         let mut point = Vec::new();
         for &(_, index) in order.iter().take(self.top) {
             self.space.point_into(index, &mut point);
-            for (d, &here) in point.iter().enumerate() {
-                let stride = self.space.stride(d);
-                for to in 0..self.space.params()[d].values.len() as u32 {
-                    if to == here {
-                        continue;
-                    }
-                    let q = index - u64::from(here) * stride + u64::from(to) * stride;
-                    if !self.mem.known(q) && self.space.is_valid_index(q) {
-                        self.candidates.push(q);
-                    }
-                }
-            }
+            hamming(&self.space, index, &point, &mut self.candidates);
         }
+        let mem = &self.mem;
+        self.candidates.retain(|&q| !mem.known(q));
         let mut drawn = FastSet::default();
         for _ in 0..self.pool {
             match fresh_random(&self.space, &mut self.rng, &self.mem) {
@@ -376,6 +400,21 @@ impl Strategy for Forest {
 
     fn space(&self) -> &Space {
         &self.space
+    }
+}
+
+/// Append every valid point that differs from `point` (full-space `index`) in one parameter.
+fn hamming(space: &Space, index: u64, point: &[u32], out: &mut Vec<u64>) {
+    for (d, &here) in point.iter().enumerate() {
+        let stride = space.stride(d);
+        for to in 0..space.params()[d].values.len() as u32 {
+            if to != here {
+                let q = index - u64::from(here) * stride + u64::from(to) * stride;
+                if space.is_valid_index(q) {
+                    out.push(q);
+                }
+            }
+        }
     }
 }
 

@@ -282,7 +282,7 @@ pub fn make(
         "sa" | "simulated_annealing" => "annealing",
         "quantum" | "simulated_quantum_annealing" => "sqa",
         "model_guided" | "model-guided" => "model",
-        "surrogate" | "extra_trees" => "forest",
+        "surrogate" | "random_forest" => "forest",
         "ils" | "local_search" => "greedy",
         other => other,
     };

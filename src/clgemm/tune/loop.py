@@ -26,7 +26,7 @@ class TuneConfig:
     problem: Problem
     # "auto": the model strategy with the transfer prior when the database holds this device's
     # measurements of other shapes (records/nvidia-h100/2026-12-02-strategies), else "forest",
-    # which learns only from what it measures (records/cpu-simulated/2026-12-06-public-spaces).
+    # which learns only from what it measures (records/cpu-simulated/2026-12-06-public-spaces-2).
     strategy: str = "auto"
     budget_evals: int | None = 100  # total evaluations for this problem in the database
     budget_seconds: float | None = None  # wall seconds of this invocation
