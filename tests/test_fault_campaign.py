@@ -86,6 +86,7 @@ BAD = {
     "an integer >= 1": NOT_NUMBERS + ["0", "-3", "1.5"],
     "a number": NOT_NUMBERS + ["nan", "inf", "-inf"],
     "a number > 0": NOT_NUMBERS + ["nan", "inf", "0", "-1"],
+    "a number > 1": NOT_NUMBERS + ["nan", "inf", "1", "0.5", "-2"],
     "a number >= 0": NOT_NUMBERS + ["nan", "-1e-9"],
     "a number > 0 and < 1": NOT_NUMBERS + ["nan", "0", "1", "-0.5", "2"],
     "a number >= 0 and <= 1": NOT_NUMBERS + ["nan", "-0.1", "1.5"],
