@@ -20,6 +20,7 @@ from ..runtime import BuildInfo, Runtime
 from ..schedule import DeviceLimits, Schedule, SearchSpace
 from ..select import table as tables
 from ..select.table import DEFAULT_CPU, DEFAULT_GPU
+from . import pack
 
 _ARG_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int32]
@@ -196,6 +197,8 @@ class Fp32Lane:
         self._vec = (schedule.vec_a, schedule.vec_b, schedule.vec_c)
         self._kernels: dict[tuple, GemmKernel] = {}
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # global size per (m, n)
+        # the direct form runs a transposed operand from a plain copy (lanes/pack.py)
+        self._pack = bool(schedule.direct)
 
     def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False,
                    slot: int = 0, batch_strides: "tuple[int, int, int] | None" = None
@@ -220,16 +223,39 @@ class Fp32Lane:
                         queue: "cl.CommandQueue") -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (a stride of 0 broadcasts that operand)."""
+        if self._pack and (a.transposed or b.transposed):
+            with pack.scratch(self.rt, queue).lock:
+                a, b, strides = self._packed(m, n, k, a, b, strides, queue, batch)
+                return self.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides,
+                                            queue)
         kernel = self.kernel_for(a, b, c, batch_strides=strides)
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset, *strides]
         return kernel.launch(args, kernel.global_size(m, n) + (batch,), queue)
+
+    def _packed(self, m: int, n: int, k: int, a: Operand, b: Operand,
+                strides: tuple[int, int, int], queue, batch: int = 1
+                ) -> tuple[Operand, Operand, tuple[int, int, int]]:
+        """a and b with each transposed one replaced by its plain copy in scratch (the
+        copies enqueued on `queue`; the caller holds the scratch lock until the product
+        that reads them is enqueued)."""
+        space = pack.scratch(self.rt, queue)
+        sa, sb, sc = strides
+        if a.transposed:
+            a, sa = pack.pack(space, "A", a, m, k, queue, batch, sa)
+        if b.transposed:
+            b, sb = pack.pack(space, "B", b, k, n, queue, batch, sb)
+        return a, b, (sa, sb, sc)
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None,
                 gate: "tuple[cl.Buffer, cl.Buffer] | None" = None, slot: int = 0) -> "cl.Event":
         """The product; `gate` runs the gated kernel (computes only where gate[0] is raised);
         `slot` picks one of several kernel objects (a gate pair stays bound to each)."""
+        if self._pack and (a.transposed or b.transposed):
+            with pack.scratch(self.rt, queue).lock:
+                a, b, _ = self._packed(m, n, k, a, b, (0, 0, 0), queue)
+                return self.enqueue(m, n, k, alpha, beta, a, b, c, queue, info, gate, slot)
         if info is not None:
             t0 = time.perf_counter()
             kernel = self.kernel_for(a, b, c, gate is not None, slot)

@@ -1,0 +1,110 @@
+"""The direct form's pre-pass: a transposed operand copied into row-major scratch first.
+
+The float32 family's direct (CPU-shaped) kernel reads a row of op(B) as one vector per K
+step; with B stored transposed that row is a gather of `out_n` elements, each from another
+stored row (and page), and with A stored transposed each K step of a work-item's rows lands
+on another page. On PoCL (records/cpu-pocl-amd-epyc/2026-12-06-model-traces-2) the product
+with B transposed took 2-5x the time of the same product stored plainly (1024 x 3072 x 768:
+60 ms against 31; 32 x 1000 x 2048: 7.2 ms against 1.3), while copying B^T into plain
+storage costs one pass over B (n k elements; the product reads B m / tile_m times over).
+So a direct-form product copies a transposed operand into scratch (its transpose, row-major)
+and runs the plain kernel on it. The work-group form stages its tiles through local memory,
+where the layout costs little: it keeps its operands as they are.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyopencl as cl
+
+from ..operands import Operand
+from ..runtime import Runtime
+
+_BLOCK = 16  # a work-item copies a 16 x 16 block: 16 stored rows read, 16 output rows written
+
+_TRANSPOSE_C = f"""
+#define BL {_BLOCK}
+__kernel void clgemm_pack_transpose(const int R, const int Cn,
+    __global const float* restrict X, const int ldx, const int x_off, const long x_bs,
+    __global float* restrict Y, const int ldy, const long y_bs)
+{{
+  // Y (Cn x R, leading dimension ldy) = X^T for X (R x Cn, leading dimension ldx), one
+  // matrix of the batch per index of dimension 2. A work-item writes BL whole rows of Y
+  // (contiguous stores) from BL columns of X; the BL rows of X it reads stay in cache.
+  const long bi = get_global_id(2);
+  X += x_off + bi * x_bs;
+  Y += bi * y_bs;
+  const int c0 = get_global_id(0) * BL, r0 = get_global_id(1) * BL;
+  if (c0 >= Cn || r0 >= R) return;
+  if (r0 + BL <= R && c0 + BL <= Cn) {{
+    for (int j = 0; j < BL; j++) {{
+      __global float* y = Y + (long)(c0 + j) * ldy + r0;
+      __global const float* x = X + (long)r0 * ldx + c0 + j;
+      #pragma unroll
+      for (int i = 0; i < BL; i++) y[i] = x[(long)i * ldx];
+    }}
+  }} else {{
+    const int rn = min(R, r0 + BL), cn = min(Cn, c0 + BL);
+    for (int j = c0; j < cn; j++)
+      for (int i = r0; i < rn; i++) Y[(long)j * ldy + i] = X[(long)i * ldx + j];
+  }}
+}}
+"""
+
+_ARG_TYPES = [np.int32, np.int32, None, np.int32, np.int32, np.int64, None, np.int32, np.int64]
+
+
+class Scratch:
+    """One queue's packed operands: a buffer per operand, grown on demand and reused by the
+    next call (the queue is in order, so the next pack runs after the product that read the
+    last one), and the lock held from a pack's enqueue to its product's, so that two
+    threads on one queue cannot swap each other's packed operands."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.lock = threading.RLock()
+        self._buffers: dict[str, "cl.Buffer"] = {}
+        self._kernels: dict = {}  # operand name -> fp32.BoundArgs
+
+    def buffer(self, name: str, nbytes: int) -> "cl.Buffer":
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < nbytes:
+            self._buffers.pop(name, None)  # released before its larger successor is made
+            buf = self._buffers[name] = self.rt.buffer(nbytes, what=f"the packed {name}")
+        return buf
+
+    def kernel(self, name: str):
+        """The transpose kernel of one operand (its own object: its arguments stay bound
+        between calls of a chain of products of one shape)."""
+        kern = self._kernels.get(name)
+        if kern is None:
+            from .fp32 import BoundArgs  # noqa: PLC0415 - fp32 imports this module
+
+            program = self.rt.build(_TRANSPOSE_C)
+            kern = self._kernels[name] = BoundArgs(
+                program.kernel("clgemm_pack_transpose"), _ARG_TYPES)
+        return kern
+
+
+def scratch(rt: Runtime, queue: "cl.CommandQueue") -> Scratch:
+    return rt.cached(("pack scratch", queue.int_ptr), lambda: Scratch(rt))
+
+
+def pack(space: Scratch, name: str, x: Operand, rows: int, cols: int, queue,
+         batch: int = 1, stride: int = 0) -> tuple[Operand, int]:
+    """x (a transposed operand: rows x cols logically, stored cols x rows) copied as its
+    logical matrix into row-major scratch; with `batch`, each of `batch` matrices `stride`
+    elements apart (0: one matrix, broadcast). Returns the packed operand and its batch
+    stride. The caller holds `space.lock` until the product that reads it is enqueued."""
+    count = batch if stride else 1
+    ld = max(cols, 1)
+    size = max(rows, 1) * ld
+    buf = space.buffer(name, 4 * size * count)
+    kern = space.kernel(name)
+    # stored: cols x rows (leading dimension x.ld); wanted: rows x cols = stored^T
+    kern.bind([cols, rows, x.buffer, x.ld, x.offset, stride, buf, ld, size])
+    sizes = (-(-rows // _BLOCK), -(-cols // _BLOCK), count)
+    cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
+    return Operand(buf, 0, ld, False), (size if stride else 0)
