@@ -66,6 +66,11 @@ class GemvSchedule:
     # streams, no local memory or barriers, which a CPU runtime runs as loops)
     dot_form: str = "lanes"
     vector: int = 8
+    # Products of at least this many rows (0: none) run on the float32 family's direct
+    # (CPU-shaped) kernel, the rows as its N, one float-vector of them a K step (lanes/gemv.py
+    # `_direct`): from a few rows on, a CPU computes more than it streams, and that kernel
+    # keeps its accumulators in registers where the dot kernels spill them.
+    direct_rows: int = 0
 
     def key(self) -> str:
         staged = f"s{''.join(map(str, self.stage))}" if any(self.stage) else ""
@@ -77,8 +82,9 @@ class GemvSchedule:
             dot = f"d{lanes[0]}x{self.dot_items // lanes[0]}"
         else:
             dot = f"d{'.'.join(map(str, lanes))}i{self.dot_items}"
+        direct = f"-r{self.direct_rows}" if self.direct_rows else ""
         return (f"gemv-{dot}c{''.join(map(str, self.cpw))}{staged}"
-                f"-a{self.axpy_cols}x{self.axpy_slices}f{self.axpy_fill}")
+                f"-a{self.axpy_cols}x{self.axpy_slices}f{self.axpy_fill}{direct}")
 
     def lanes(self, rows: int) -> int:
         return self.dot_lanes[ROW_BUCKETS.index(row_bucket(rows))]
@@ -122,10 +128,12 @@ def default_schedule(device_type: str) -> GemvSchedule:
     four columns a work-item 4.4 and 69 (numpy 1.7 and 10.8); four columns were the fastest
     of 1, 2, 4 and 8 in a quick timing on this host."""
     if device_type == "CPU":
-        return GemvSchedule(dot_form="vector", cpw=(4, 4, 4, 4, 4))
+        return GemvSchedule(dot_form="vector", cpw=(4, 4, 4, 4, 4), direct_rows=DIRECT_ROWS_CPU)
     return GemvSchedule(dot_lanes=(64, 64, 16, 16, 16), cpw=(2, 2, 2, 2, 2),
                         stage=(0, 0, 1, 1, 1), dot_fill=(0, 0, 4, 4, 4))
 
+
+DIRECT_ROWS_CPU = 2
 
 ROW_CHUNK = 4  # rows folded per pass of gemv_dot's reduction (bounds its local memory)
 STAGE_STEPS = 4  # float4 words of K per lane in one staged chunk of A

@@ -16,7 +16,9 @@ from ..kernels.gemv import (MAX_ROWS, STAGE_STEPS, GemvSchedule, default_schedul
                              row_bucket)
 from ..operands import Operand
 from ..runtime import BuildInfo, Runtime
-from .fp32 import BoundArgs
+from ..schedule import Schedule
+from . import pack
+from .fp32 import BoundArgs, Fp32Lane, choose_schedule, search_space
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
@@ -32,6 +34,22 @@ _TYPES = {"gemv_dot": _SPLIT_TYPES, "gemv_dotv": _DOT_TYPES, "gemv_axpy": _SPLIT
 # stack; left to PoCL, a batch of 16-row products got groups that overflowed it (a crash).
 VECTOR_GROUP = 8
 MIN_K_PER_SPLIT = 256  # rows of B a split of gemv_axpy reads at least (its partials cost N R)
+
+
+def _rows_schedule(rows: int) -> Schedule:
+    """The direct kernel for a few rows as its N: all of them one vector (their bucket),
+    one work-item across, six rows of the large operand a work-item. K is summed in blocks
+    of 16: numpy's float32 error on such products is small (with B transposed, 2-3x below
+    its error on the same product stored plainly at 13 x 77 x 129 and 4 x 90 x 70), and
+    blocks of 128 erred up to 2.9x numpy's there, blocks of 32 up to 1.7x, of 16 up to 1.4x
+    (6 inputs of each of 8 odd shapes and 4 layouts, PoCL)."""
+    return Schedule(wg_m=4, wg_n=1, out_m=6, out_n=row_bucket(rows), tile_k=16, vec_a=1,
+                    vec_b=1, vec_c=1, stage_a=0, stage_b=0, unroll_k=1, double_buffer=0,
+                    strided=0, local_pad=0, acc_chunk=16, direct=1)
+
+
+def _fp32_lane(rt: Runtime, schedule: Schedule) -> Fp32Lane:
+    return rt.cached(("fp32 lane", schedule), lambda: Fp32Lane(rt, schedule))
 
 
 def _strides(x: Operand) -> tuple[int, int]:
@@ -85,6 +103,10 @@ class GemvLane:
                         queue: "cl.CommandQueue") -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (0 broadcasts that operand)."""
+        if self.schedule.direct_rows and min(m, n) >= self.schedule.direct_rows:
+            direct = self._direct(batch, m, n, k, alpha, beta, a, b, c, strides, queue)
+            if direct is not None:
+                return direct
         (a_rs, a_ks), (b_ks, b_ns), (c_rs, c_ns) = _strides(a), _strides(b), _strides(c)
         rows, cols = m, n
         A, B = (a, a_rs, a_ks), (b, b_ks, b_ns)
@@ -105,6 +127,41 @@ class GemvLane:
                              (y, y_ns), (c, c_rs, c_ns), batch_strides, queue)
         return self._axpy(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
                           (c, c_rs, c_ns), batch_strides, queue)
+
+    def _direct(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
+                a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
+                queue) -> "cl.Event | None":
+        """A few rows on the float32 family's direct kernel (None where its schedule does
+        not fit the device: the dot kernels serve). That kernel copies an operand stored
+        transposed into plain storage first (lanes/pack.py), which the large operand must
+        not need: where it is stored transposed (B stored N x K, a Linear layer's weight)
+        the product runs swapped, C^T = op(B)^T op(A)^T, into scratch, transposed out into
+        C. Where the few rows are the kernel's N (its B, read a row of `out_n` a K step)
+        they are one vector (out_n: their bucket); as its M, the table's schedule serves."""
+        small_m = m <= n
+        swap = b.transposed if small_m else a.transposed
+        km, kn = (n, m) if swap else (m, n)
+        if kn <= km:
+            schedule = _rows_schedule(kn)
+            if not search_space(self.rt).is_valid(schedule):
+                return None
+        else:
+            schedule = choose_schedule(self.rt, km, kn, k)
+        fp32 = _fp32_lane(self.rt, schedule)
+        if not swap:
+            return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue) if batch == 1 else
+                    fp32.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides, queue))
+        # C^T (n x m) = op(B)^T op(A)^T into scratch, then C = (C^T)^T + beta C
+        space = pack.scratch(self.rt, queue)
+        sa, sb, sc = strides
+        with space.lock:
+            out = Operand(space.buffer("C^T", 4 * batch * n * m), 0, m, False)
+            if batch == 1:
+                fp32.enqueue(n, m, k, alpha, 0.0, b.flipped(), a.flipped(), out, queue)
+            else:
+                fp32.enqueue_batched(batch, n, m, k, alpha, 0.0, b.flipped(), a.flipped(),
+                                     out, (sb, sa, n * m), queue)
+            return pack.unpack(space, out, c, m, n, beta, queue, batch, n * m, sc)
 
     def _dot(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
              queue) -> "cl.Event":

@@ -53,7 +53,34 @@ __kernel void clgemm_pack_transpose(const int R, const int Cn,
 }}
 """
 
+_UNPACK_C = f"""
+#define BL {_BLOCK}
+__kernel void clgemm_unpack_transpose(const int R, const int Cn,
+    __global const float* restrict X, const int ldx, const long x_bs,
+    __global float* Y, const int ldy, const int y_off, const long y_bs, const float beta)
+{{
+  // Y = X^T + beta * Y (Y is Cn x R; not read when beta == 0, so a NaN there does not
+  // propagate), one matrix of the batch per index of dimension 2: a product computed
+  // transposed into scratch, stored into its C
+  const long bi = get_global_id(2);
+  X += bi * x_bs;
+  Y += y_off + bi * y_bs;
+  const int c0 = get_global_id(0) * BL, r0 = get_global_id(1) * BL;
+  const int rn = min(R, r0 + BL), cn = min(Cn, c0 + BL);
+  for (int j = c0; j < cn; j++) {{
+    __global float* y = Y + (long)j * ldy;
+    for (int i = r0; i < rn; i++) {{
+      float v = X[(long)i * ldx + j];
+      if (beta != 0.0f) v = beta * y[i] + v;
+      y[i] = v;
+    }}
+  }}
+}}
+"""
+
 _ARG_TYPES = [np.int32, np.int32, None, np.int32, np.int32, np.int64, None, np.int32, np.int64]
+_UNPACK_TYPES = [np.int32, np.int32, None, np.int32, np.int64, None, np.int32, np.int32,
+                 np.int64, np.float32]
 
 
 class Scratch:
@@ -75,16 +102,18 @@ class Scratch:
             buf = self._buffers[name] = self.rt.buffer(nbytes, what=f"the packed {name}")
         return buf
 
-    def kernel(self, name: str):
-        """The transpose kernel of one operand (its own object: its arguments stay bound
-        between calls of a chain of products of one shape)."""
+    def kernel(self, name: str, unpack: bool = False):
+        """The transpose kernel of one operand, or (`unpack`) of a transposed product into
+        its C: each its own object, its arguments bound between calls of a chain of
+        products of one shape."""
         kern = self._kernels.get(name)
         if kern is None:
             from .fp32 import BoundArgs  # noqa: PLC0415 - fp32 imports this module
 
-            program = self.rt.build(_TRANSPOSE_C)
-            kern = self._kernels[name] = BoundArgs(
-                program.kernel("clgemm_pack_transpose"), _ARG_TYPES)
+            source, entry, types = ((_UNPACK_C, "clgemm_unpack_transpose", _UNPACK_TYPES)
+                                    if unpack else
+                                    (_TRANSPOSE_C, "clgemm_pack_transpose", _ARG_TYPES))
+            kern = self._kernels[name] = BoundArgs(self.rt.build(source).kernel(entry), types)
         return kern
 
 
@@ -108,3 +137,13 @@ def pack(space: Scratch, name: str, x: Operand, rows: int, cols: int, queue,
     sizes = (-(-rows // _BLOCK), -(-cols // _BLOCK), count)
     cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
     return Operand(buf, 0, ld, False), (size if stride else 0)
+
+
+def unpack(space: Scratch, x: Operand, c: Operand, m: int, n: int, beta: float, queue,
+           batch: int = 1, x_stride: int = 0, c_stride: int = 0) -> "cl.Event":
+    """C = X^T + beta C for X (n x m, row-major scratch: a product computed as its
+    transpose) and C (m x n, row-major), each of `batch` matrices its stride apart."""
+    kern = space.kernel("C", unpack=True)
+    kern.bind([n, m, x.buffer, x.ld, x_stride, c.buffer, c.ld, c.offset, c_stride, beta])
+    sizes = (-(-m // _BLOCK), -(-n // _BLOCK), batch)
+    return cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
