@@ -196,11 +196,13 @@ def test_the_gpu_default_schedule_on_this_device(rows, rng):
 
 @pytest.mark.parametrize("m,n,ta,tb", [(5, 300, False, True), (300, 5, True, False),
                                        (16, 300, False, False), (300, 16, False, True),
-                                       (7, 9, True, True)])
+                                       (7, 9, True, True), (1, 300, False, False),
+                                       (300, 1, True, False)])
 def test_few_rows_on_the_direct_kernel_pack_only_the_few(m, n, ta, tb, rng, monkeypatch):
     """On a CPU (the lane's direct_rows), a few rows run on the float32 family's direct
-    kernel, swapped where the large operand is stored transposed, so that only the few rows
-    are ever copied (a copy of the large operand costs as much as the product)."""
+    kernel (a single row too where the large operand is not stored along K), swapped where
+    the large operand is stored transposed, so that only the few rows are ever copied (a
+    copy of the large operand costs as much as the product)."""
     from clgemm.lanes import pack
 
     lane = clgemm.plan(m, n, 129, trans_a=ta, trans_b=tb).lane

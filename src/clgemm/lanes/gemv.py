@@ -18,7 +18,7 @@ from ..operands import Operand
 from ..runtime import BuildInfo, Runtime
 from ..schedule import Schedule
 from . import pack
-from .fp32 import BoundArgs, Fp32Lane, choose_schedule, search_space
+from .fp32 import BoundArgs, Fp32Lane, search_space
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
@@ -46,6 +46,21 @@ def _rows_schedule(rows: int) -> Schedule:
     return Schedule(wg_m=4, wg_n=1, out_m=6, out_n=row_bucket(rows), tile_k=16, vec_a=1,
                     vec_b=1, vec_c=1, stage_a=0, stage_b=0, unroll_k=1, double_buffer=0,
                     strided=0, local_pad=0, acc_chunk=16, direct=1)
+
+
+def _wide_schedule(rows: int) -> Schedule:
+    """The direct kernel for a few rows as its M, the large operand its B read a row of 16
+    a K step (an axpy: each row of the large operand meets every row of the few): up to
+    four rows a work-item (four float16 accumulators), no rows computed past the few."""
+    return Schedule(wg_m=1, wg_n=4, out_m=min(row_bucket(rows), 4), out_n=16, tile_k=16,
+                    vec_a=1, vec_b=1, vec_c=1, stage_a=0, stage_b=0, unroll_k=1,
+                    double_buffer=0, strided=0, local_pad=0, acc_chunk=16, direct=1)
+
+
+def _large_along_k(m: int, n: int, a: Operand, b: Operand) -> bool:
+    """Whether the large operand of a product with few rows (or columns) is stored along K
+    (a Linear layer's weight N x K; A stored M x K): the dot kernels read it so."""
+    return b.transposed if m <= n else not a.transposed
 
 
 def _fp32_lane(rt: Runtime, schedule: Schedule) -> Fp32Lane:
@@ -103,7 +118,8 @@ class GemvLane:
                         queue: "cl.CommandQueue") -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (0 broadcasts that operand)."""
-        if self.schedule.direct_rows and min(m, n) >= self.schedule.direct_rows:
+        if self.schedule.direct_rows and (min(m, n) >= self.schedule.direct_rows
+                                          or not _large_along_k(m, n, a, b)):
             direct = self._direct(batch, m, n, k, alpha, beta, a, b, c, strides, queue)
             if direct is not None:
                 return direct
@@ -137,16 +153,17 @@ class GemvLane:
         not need: where it is stored transposed (B stored N x K, a Linear layer's weight)
         the product runs swapped, C^T = op(B)^T op(A)^T, into scratch, transposed out into
         C. Where the few rows are the kernel's N (its B, read a row of `out_n` a K step)
-        they are one vector (out_n: their bucket); as its M, the table's schedule serves."""
-        small_m = m <= n
-        swap = b.transposed if small_m else a.transposed
+        they are one vector (out_n: their bucket); as its M, up to four a work-item."""
+        swap = b.transposed if m <= n else a.transposed
         km, kn = (n, m) if swap else (m, n)
         if kn <= km:
             schedule = _rows_schedule(kn)
             if not search_space(self.rt).is_valid(schedule):
                 return None
         else:
-            schedule = choose_schedule(self.rt, km, kn, k)
+            schedule = _wide_schedule(km)
+            if not search_space(self.rt).is_valid(schedule):
+                return None
         fp32 = _fp32_lane(self.rt, schedule)
         if not swap:
             return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue) if batch == 1 else
