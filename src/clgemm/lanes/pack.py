@@ -14,13 +14,12 @@ where the layout costs little: it keeps its operands as they are.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pyopencl as cl
 
 from ..operands import Operand
 from ..runtime import Runtime
+from .scratch import Scratch
 
 _BLOCK = 16  # a work-item copies a 16 x 16 block: 16 stored rows read, 16 output rows written
 
@@ -83,24 +82,12 @@ _UNPACK_TYPES = [np.int32, np.int32, None, np.int32, np.int64, None, np.int32, n
                  np.int64, np.float32]
 
 
-class Scratch:
-    """One queue's packed operands: a buffer per operand, grown on demand and reused by the
-    next call (the queue is in order, so the next pack runs after the product that read the
-    last one), and the lock held from a pack's enqueue to its product's, so that two
-    threads on one queue cannot swap each other's packed operands."""
+class PackScratch(Scratch):
+    """One queue's packed operands (lanes/scratch.py) and the kernels that pack them."""
 
     def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.lock = threading.RLock()
-        self._buffers: dict[str, "cl.Buffer"] = {}
+        super().__init__(rt, "packed")
         self._kernels: dict = {}  # operand name -> fp32.BoundArgs
-
-    def buffer(self, name: str, nbytes: int) -> "cl.Buffer":
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < nbytes:
-            self._buffers.pop(name, None)  # released before its larger successor is made
-            buf = self._buffers[name] = self.rt.buffer(nbytes, what=f"the packed {name}")
-        return buf
 
     def kernel(self, name: str, unpack: bool = False):
         """The transpose kernel of one operand, or (`unpack`) of a transposed product into
@@ -117,11 +104,11 @@ class Scratch:
         return kern
 
 
-def scratch(rt: Runtime, queue: "cl.CommandQueue") -> Scratch:
-    return rt.cached(("pack scratch", queue.int_ptr), lambda: Scratch(rt))
+def scratch(rt: Runtime, queue: "cl.CommandQueue") -> PackScratch:
+    return rt.cached(("pack scratch", queue.int_ptr), lambda: PackScratch(rt))
 
 
-def pack(space: Scratch, name: str, x: Operand, rows: int, cols: int, queue,
+def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
          batch: int = 1, stride: int = 0) -> tuple[Operand, int]:
     """x (a transposed operand: rows x cols logically, stored cols x rows) copied as its
     logical matrix into row-major scratch; with `batch`, each of `batch` matrices `stride`
@@ -139,7 +126,7 @@ def pack(space: Scratch, name: str, x: Operand, rows: int, cols: int, queue,
     return Operand(buf, 0, ld, False), (size if stride else 0)
 
 
-def unpack(space: Scratch, x: Operand, c: Operand, m: int, n: int, beta: float, queue,
+def unpack(space: PackScratch, x: Operand, c: Operand, m: int, n: int, beta: float, queue,
            batch: int = 1, x_stride: int = 0, c_stride: int = 0) -> "cl.Event":
     """C = X^T + beta C for X (n x m, row-major scratch: a product computed as its
     transpose) and C (m x n, row-major), each of `batch` matrices its stride apart."""
