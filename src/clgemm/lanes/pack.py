@@ -120,7 +120,8 @@ def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
     buf = space.buffer(name, 4 * size * count)
     kern = space.kernel(name)
     # stored: cols x rows (leading dimension x.ld); wanted: rows x cols = stored^T
-    kern.bind([cols, rows, x.buffer, x.ld, x.offset, stride, buf, ld, size])
+    kern.bind([cols, rows, x.buffer, x.ld, x.offset, stride, buf, ld, size],
+              keep=queue is space.rt.user_queue)  # the waiting paths pin nothing (BoundArgs)
     sizes = (-(-rows // _BLOCK), -(-cols // _BLOCK), count)
     cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
     return Operand(buf, 0, ld, False), (size if stride else 0)
@@ -131,6 +132,7 @@ def unpack(space: PackScratch, x: Operand, c: Operand, m: int, n: int, beta: flo
     """C = X^T + beta C for X (n x m, row-major scratch: a product computed as its
     transpose) and C (m x n, row-major), each of `batch` matrices its stride apart."""
     kern = space.kernel("C", unpack=True)
-    kern.bind([n, m, x.buffer, x.ld, x_stride, c.buffer, c.ld, c.offset, c_stride, beta])
+    kern.bind([n, m, x.buffer, x.ld, x_stride, c.buffer, c.ld, c.offset, c_stride, beta],
+              keep=queue is space.rt.user_queue)
     sizes = (-(-m // _BLOCK), -(-n // _BLOCK), batch)
     return cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
