@@ -144,6 +144,18 @@ class GemvLane:
         return self._axpy(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
                           (c, c_rs, c_ns), batch_strides, queue)
 
+    def kernel_note(self, m: int, n: int, trans_a: bool, trans_b: bool) -> str:
+        """What serves a product of this shape and layout (C row-major), for its plan's
+        printout: "" for the dot kernels."""
+        few = min(m, n)
+        s = self.schedule
+        if not s.direct_rows or (few < s.direct_rows and (trans_b if m <= n else not trans_a)):
+            return ""
+        swap = trans_b if m <= n else trans_a
+        return (" (the float32 family's direct kernel, the few as its "
+                f"{'N' if (n, m)[swap] <= (m, n)[swap] else 'M'}"
+                f"{', swapped and transposed out' if swap else ''})")
+
     def _direct(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
                 a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
                 queue) -> "cl.Event | None":
