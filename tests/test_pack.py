@@ -122,3 +122,30 @@ def test_the_work_group_form_keeps_its_layouts():
                       local_pad=1)
     require_valid(staged)
     assert not Fp32Lane(rt, staged)._pack
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+def test_plain_b_whose_rows_share_cache_sets_is_copied_padded(rng, batch, monkeypatch):
+    """B stored plainly with rows 512 floats apart (a view of a wider array) is copied into
+    rows of padded_ld first, where enough rows of C read it; fewer rows read it in place."""
+    require_valid(DIRECT)
+    packed = []
+    real = pack.pack
+    monkeypatch.setattr(pack, "pack", lambda *a, **kw: packed.append(a[1]) or real(*a, **kw))
+    m, n, k = 45, 70, 37
+    lead = (batch,) if batch else ()
+    A, wide = rand(rng, lead + (m, k)), rand(rng, lead + (k, 512))
+    B = wide[..., :n]
+    got = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(wide)[..., :n],
+                        schedule=DIRECT).get()
+    for i in range(batch or 1):
+        ref, np_err = reference(A[i] if batch else A, B[i] if batch else B)
+        assert_close_to_reference(got[i] if batch else got, ref, np_err)
+    assert packed == ["B"]
+    assert pack.padded_ld(n) % 32 == 16  # an odd number of 64-byte lines
+    packed.clear()
+    few = clgemm.matmul(clgemm.to_device(A[..., :5, :]), clgemm.to_device(wide)[..., :n],
+                        schedule=DIRECT).get()
+    assert packed == []
+    ref, np_err = reference(A[0, :5] if batch else A[:5], B[0] if batch else B)
+    assert_close_to_reference(few[0] if batch else few, ref, np_err)
