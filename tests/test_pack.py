@@ -149,3 +149,31 @@ def test_plain_b_whose_rows_share_cache_sets_is_copied_padded(rng, batch, monkey
     assert packed == []
     ref, np_err = reference(A[0, :5] if batch else A[:5], B[0] if batch else B)
     assert_close_to_reference(few[0] if batch else few, ref, np_err)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_long_k_runs_in_slices_added_into_c(rng, ta, tb, monkeypatch):
+    """K over fp32.K_CHUNK: products over slices of K added into C (beta on the first only),
+    every layout, alpha and beta, a batch with a broadcast operand; beta == 0 reads no C."""
+    require_valid(DIRECT)
+    from clgemm.lanes import fp32
+
+    monkeypatch.setattr(fp32, "K_CHUNK", 100)  # 3 slices of 77 and the layouts' offsets
+    m, n, k = 37, 41, 231
+    A = rand(rng, (k, m) if ta else (m, k))
+    B = rand(rng, (n, k) if tb else (k, n))
+    C0 = rand(rng, (m, n))
+    out = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-1.25, trans_a=ta, trans_b=tb,
+                        schedule=DIRECT)
+    ref, np_err = reference(A, B, C0, 0.5, -1.25, ta, tb)
+    assert_close_to_reference(out, ref, np_err)
+    out = clgemm.matmul(A, B, C=np.full((m, n), np.nan, np.float32), trans_a=ta, trans_b=tb,
+                        schedule=DIRECT)
+    ref, np_err = reference(A, B, trans_a=ta, trans_b=tb)
+    assert_close_to_reference(out, ref, np_err)
+    As = rand(rng, (3,) + A.shape)
+    got = clgemm.matmul(clgemm.to_device(As), clgemm.to_device(B), trans_a=ta, trans_b=tb,
+                        schedule=DIRECT).get()
+    for i in range(3):
+        ref, np_err = reference(As[i], B, trans_a=ta, trans_b=tb)
+        assert_close_to_reference(got[i], ref, np_err, f"product {i}")
