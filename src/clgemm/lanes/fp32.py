@@ -208,7 +208,8 @@ class Fp32Lane:
         self._vec = (schedule.vec_a, schedule.vec_b, schedule.vec_c)
         self._kernels: dict[tuple, GemmKernel] = {}
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # global size per (m, n)
-        # the direct form runs a transposed operand from a plain copy (lanes/pack.py)
+        # the direct form: a transposed operand (or a B whose rows share cache sets) runs
+        # from a plain, padded copy (lanes/pack.py), a K over K_CHUNK in slices
         self._pack = bool(schedule.direct)
 
     def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False,
