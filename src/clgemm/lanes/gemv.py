@@ -168,14 +168,9 @@ class GemvLane:
         they are one vector (out_n: their bucket); as its M, up to four a work-item."""
         swap = b.transposed if m <= n else a.transposed
         km, kn = (n, m) if swap else (m, n)
-        if kn <= km:
-            schedule = _rows_schedule(kn)
-            if not search_space(self.rt).is_valid(schedule):
-                return None
-        else:
-            schedule = _wide_schedule(km)
-            if not search_space(self.rt).is_valid(schedule):
-                return None
+        schedule = _rows_schedule(kn) if kn <= km else _wide_schedule(km)
+        if not search_space(self.rt).is_valid(schedule):
+            return None
         fp32 = _fp32_lane(self.rt, schedule)
         if not swap:
             return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue) if batch == 1 else

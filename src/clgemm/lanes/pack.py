@@ -1,4 +1,6 @@
-"""The direct form's pre-pass: a transposed operand copied into row-major scratch first.
+"""The direct form's pre-passes: an operand copied into padded row-major scratch before the
+product (transposed where it is stored transposed; `padded_ld`, `bad_ld`), and a product
+computed as its transpose copied out into its C (`unpack`).
 
 The float32 family's direct (CPU-shaped) kernel reads a row of op(B) as one vector per K
 step; with B stored transposed that row is a gather of `out_n` elements, each from another
