@@ -11,10 +11,11 @@ them, everything else of the table (its other classes, its tensor-core section) 
 
     python benchmarks/plan/tune_classes.py --out-dir $OUT --budget 20 --minutes 5
 
-On a CPU (PoCL, 2 shared cores) the classes were tuned in their plain layout, the small ones:
+On PoCL (2 shared cores; records/cpu-pocl-amd-epyc/2026-12-06-model-traces-2) BERT's classes
+were tuned in their plain layout, with the pipeline's database as the prior:
 
-    python benchmarks/plan/tune_classes.py --out-dir $OUT --budget 6 --minutes 12 \
-        --top-k 1 --sessions 1 --plain-layout --max-gflop 8 --traces traces/models/{bert,...}
+    python benchmarks/plan/tune_classes.py --out-dir $OUT --budget 3 --minutes 15 --top-k 2 \
+        --sessions 1 --plain-layout --max-gflop 5 --traces traces/models/bert-base-train.jsonl
 """
 
 from __future__ import annotations
