@@ -192,3 +192,62 @@ def test_the_gpu_default_schedule_on_this_device(rows, rng):
                      Operand(c.base_data, 0, n, False), rt.user_queue)
         ref, np_err = reference(A, B, C0, 0.5, -2.0, trans_b=tb)
         assert_close_to_reference(c.get(), ref, np_err)
+
+
+@pytest.mark.parametrize("m,n,ta,tb", [(5, 300, False, True), (300, 5, True, False),
+                                       (16, 300, False, False), (300, 16, False, True),
+                                       (7, 9, True, True), (1, 300, False, False),
+                                       (300, 1, True, False)])
+def test_few_rows_on_the_direct_kernel_pack_only_the_few(m, n, ta, tb, rng, monkeypatch):
+    """On a CPU (the lane's direct_rows), a few rows run on the float32 family's direct
+    kernel (a single row too where the large operand is not stored along K), swapped where
+    the large operand is stored transposed, so that only the few rows are ever copied (a
+    copy of the large operand costs as much as the product)."""
+    from clgemm.lanes import pack
+
+    lane = clgemm.plan(m, n, 129, trans_a=ta, trans_b=tb).lane
+    if not lane.schedule.direct_rows:
+        pytest.skip("this device's small-rows lane keeps its dot kernels")
+    packed, unpacked = [], []
+    real_pack, real_unpack = pack.pack, pack.unpack
+    monkeypatch.setattr(pack, "pack", lambda *a, **kw: packed.append(a[3:5]) or real_pack(*a, **kw))
+    monkeypatch.setattr(pack, "unpack",
+                        lambda *a, **kw: unpacked.append(a[3:5]) or real_unpack(*a, **kw))
+    k = 129
+    A = rand(rng, (k, m) if ta else (m, k))
+    B = rand(rng, (n, k) if tb else (k, n))
+    C0 = rand(rng, (m, n))
+    out = clgemm.matmul(A, B, C=C0.copy(), alpha=-0.75, beta=0.5, trans_a=ta, trans_b=tb)
+    ref, np_err = reference(A, B, C0, -0.75, 0.5, ta, tb)
+    assert_close_to_reference(out, ref, np_err)
+    few = min(m, n)
+    assert all(few in shape for shape in packed), packed  # (rows, cols) of each copy
+    large_transposed = tb if m <= n else ta
+    assert unpacked == ([(m, n)] if large_transposed else [])
+
+
+@pytest.mark.parametrize("rows", [1, 5, 16])
+def test_vector_form_kernels_for_several_rows(rows, rng):
+    """The vector form's kernels (gemv_dotv, and gemv_axpy for B stored K x N) at every
+    row count, where the direct kernel does not take the rows (direct_rows=0)."""
+    import pyopencl.array as cla
+
+    from clgemm.kernels.gemv import GemvSchedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    lane = GemvLane(rt, GemvSchedule(dot_form="vector", cpw=(4,) * 5))
+    k, n = 1027, 77
+    A = rand(rng, (rows, k))
+    a = clgemm.to_device(A)
+    for tb in (True, False):
+        W = rand(rng, (n, k) if tb else (k, n))
+        c = cla.empty(rt.user_queue, (rows, n), np.float32)
+        c.fill(np.float32(np.nan))
+        lane.enqueue(rows, n, k, 1.0, 0.0, Operand(a.base_data, 0, k, False),
+                     Operand(clgemm.to_device(W).base_data, 0, W.shape[1], tb),
+                     Operand(c.base_data, 0, n, False), rt.user_queue)
+        ref, np_err = reference(A, W, trans_b=tb)
+        assert_close_to_reference(c.get(), ref, np_err, f"B transposed={tb}")

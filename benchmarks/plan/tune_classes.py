@@ -10,6 +10,12 @@ separate sessions and picks a cover; the classes it tuned replace the table's en
 them, everything else of the table (its other classes, its tensor-core section) is kept.
 
     python benchmarks/plan/tune_classes.py --out-dir $OUT --budget 20 --minutes 5
+
+On PoCL (2 shared cores; records/cpu-pocl-amd-epyc/2026-12-06-model-traces-2) BERT's classes
+were tuned in their plain layout, with the pipeline's database as the prior:
+
+    python benchmarks/plan/tune_classes.py --out-dir $OUT --budget 3 --minutes 15 --top-k 2 \
+        --sessions 1 --plain-layout --max-gflop 5 --traces traces/models/bert-base-train.jsonl
 """
 
 from __future__ import annotations
@@ -59,10 +65,19 @@ def main(argv=None) -> int:
     ap.add_argument("--traces", nargs="*", default=[str(p) for p in TRACES])
     ap.add_argument("--install", action="store_true",
                     help="also write the merged table into the package's tables folder")
+    ap.add_argument("--plain-layout", action="store_true",
+                    help="tune every class with its operands stored plainly: the direct "
+                         "(CPU-shaped) form runs a transposed operand from a plain copy "
+                         "(lanes/pack.py), so its kernels only meet that layout")
+    ap.add_argument("--max-gflop", type=float, default=None,
+                    help="leave out classes whose representative product (one, not its "
+                         "batch) is larger: a slow device's time goes to the many")
     args = ap.parse_args(argv)
     out = Path(args.out_dir)
     db_path = out / "tune.sqlite"
     reps = representatives(args.traces)
+    if args.max_gflop is not None:
+        reps = [c for c in reps if 2.0 * c.m * c.n * c.k <= args.max_gflop * 1e9]
     print(f"{len(reps)} classes to tune", flush=True)
     t0 = time.perf_counter()
     tuned = []
@@ -72,7 +87,8 @@ def main(argv=None) -> int:
             break
         cmd = [sys.executable, "-m", "clgemm.cli", "tune", "--size", f"{c.m}x{c.n}x{c.k}",
                "--budget", str(args.budget), "--db", str(db_path), "--seed", "1"]
-        cmd += ["--trans-a"] * c.trans_a + ["--trans-b"] * c.trans_b
+        if not args.plain_layout:
+            cmd += ["--trans-a"] * c.trans_a + ["--trans-b"] * c.trans_b
         t1 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         print(f"{shape_class(c.m, c.n, c.k)} {c.m}x{c.n}x{c.k} ta={int(c.trans_a)} "
@@ -95,6 +111,7 @@ def main(argv=None) -> int:
     evidence["update_2026_12_06_classes"] = {
         "command": sys.argv, "classes": sorted(fresh.entries),
         "budget_per_class": args.budget, "replay_sessions": args.sessions,
+        "plain_layout": args.plain_layout, "max_gflop": args.max_gflop,
         "top_k": args.top_k, "tuned": [f"{c.m}x{c.n}x{c.k}" for c in tuned],
         "distilled": fresh.evidence}
     alternates = tuple(dict.fromkeys((old.alternates if own_table else ()) + fresh.alternates))

@@ -50,7 +50,8 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
              and 0 < min(m, n) <= MAX_ROWS)
     if small and fits(rt, default_schedule(rt.device.type)):
         exact = rt.cached("gemv lane", lambda: GemvLane(rt))
-        why = (f"gemv: {min(m, n)} row(s) or column(s), the large operand streamed once; the "
+        why = (f"gemv: {min(m, n)} row(s) or column(s), the large operand streamed once"
+               f"{exact.kernel_note(m, n, key.trans_a, key.trans_b)}; the "
                f"float32 family ({chosen.key()}) backs the stations")
     elif key.schedule is None and key.selector == "static":
         tc = exact_lane(rt, m, n, k, fp32)
@@ -60,6 +61,8 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
             since = f", from {promoted.min_flops:.3g} flops" if promoted is not None else ""
             why = (f"{tc.name}: the exact lane {table_note} promoted through the gate{since}; "
                    f"the float32 family ({chosen.key()}) recomputes a non-finite output")
+    if exact is fp32 and chosen.direct and (key.trans_a or key.trans_b):
+        why += "; an operand stored transposed is copied plainly first (the direct form)"
     if contract.check:
         station = "abft"
         why += "; checked by ABFT checksums (check=True)"

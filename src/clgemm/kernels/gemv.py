@@ -66,6 +66,11 @@ class GemvSchedule:
     # streams, no local memory or barriers, which a CPU runtime runs as loops)
     dot_form: str = "lanes"
     vector: int = 8
+    # Products of at least this many rows (0: none) run on the float32 family's direct
+    # (CPU-shaped) kernel, the rows as its N, one float-vector of them a K step (lanes/gemv.py
+    # `_direct`): from a few rows on, a CPU computes more than it streams, and that kernel
+    # keeps its accumulators in registers where the dot kernels spill them.
+    direct_rows: int = 0
 
     def key(self) -> str:
         staged = f"s{''.join(map(str, self.stage))}" if any(self.stage) else ""
@@ -77,8 +82,9 @@ class GemvSchedule:
             dot = f"d{lanes[0]}x{self.dot_items // lanes[0]}"
         else:
             dot = f"d{'.'.join(map(str, lanes))}i{self.dot_items}"
+        direct = f"-r{self.direct_rows}" if self.direct_rows else ""
         return (f"gemv-{dot}c{''.join(map(str, self.cpw))}{staged}"
-                f"-a{self.axpy_cols}x{self.axpy_slices}f{self.axpy_fill}")
+                f"-a{self.axpy_cols}x{self.axpy_slices}f{self.axpy_fill}{direct}")
 
     def lanes(self, rows: int) -> int:
         return self.dot_lanes[ROW_BUCKETS.index(row_bucket(rows))]
@@ -119,16 +125,27 @@ def default_schedule(device_type: str) -> GemvSchedule:
     0.80-1.04x at 16 (the earlier default 0.17-0.25x there). On PoCL, in the
     LLaMA-7B decode trace (records/cpu-pocl-amd-epyc/2026-12-06-model-traces), the
     work-group form ran 1x4096x4096 in 22.6 ms and 16x4096x4096 in 181, the vector form with
-    four columns a work-item 4.4 and 69 (numpy 1.7 and 10.8); four columns were the fastest
-    of 1, 2, 4 and 8 in a quick timing on this host."""
+    four columns a work-item 4.4 and 69 (numpy 1.7 and 10.8). Since then (the same host,
+    shared, process CPU time, best of 7): from 2 rows the direct GEMM kernel serves
+    (`direct_rows`; 16x4096x4096 in 13 ms CPU against the vector form's 58), and a single
+    row reads eight columns a work-item (4096x4096: 4.5 ms CPU against four columns' 6.0;
+    11008x4096: 11.5-11.9 against 13.8; 32000x4096: 32.7 against 38.0)."""
     if device_type == "CPU":
-        return GemvSchedule(dot_form="vector", cpw=(4, 4, 4, 4, 4))
+        return GemvSchedule(dot_form="vector", cpw=(8, 4, 4, 4, 4),
+                            direct_rows=DIRECT_ROWS_CPU)
     return GemvSchedule(dot_lanes=(64, 64, 16, 16, 16), cpw=(2, 2, 2, 2, 2),
                         stage=(0, 0, 1, 1, 1), dot_fill=(0, 0, 4, 4, 4))
 
 
+DIRECT_ROWS_CPU = 2
+
 ROW_CHUNK = 4  # rows folded per pass of gemv_dot's reduction (bounds its local memory)
 STAGE_STEPS = 4  # float4 words of K per lane in one staged chunk of A
+
+
+def _words(width: int, element: str) -> str:
+    """A float`width` vector of `element` (a format with one {} for the lane's index)."""
+    return f"((float{width})(" + ", ".join(element.format(i) for i in range(width)) + "))"
 
 
 def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
@@ -137,6 +154,7 @@ def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
     contiguous along K, offset and row stride multiples of 4); the tail of K element by
     element."""
     cpw = s.cols_per_item(rows)
+    fold = " ".join(f"sum += p.s{i:x};" for i in range(s.vector))  # the lanes, in order
     return f"""
 #define RB {rows}
 #define LANES {s.lanes(rows)}
@@ -151,7 +169,11 @@ def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
 #define SLICES {s.axpy_slices}
 #define V {s.vector}
 #define floatV float{s.vector}
-#define vloadV vload{s.vector}
+// A float V word read as V scalar loads, which the compiler merges into one vector load:
+// PoCL does not inline vloadN, and its call in the K loop spills the accumulators
+// (kernels/gemm.py's _vload says the same of the GEMM kernel)
+#define LOADV(p) {_words(s.vector, "(p)[{}]")}
+#define GATHERV(p, st) {_words(s.vector, "(p)[{} * (st)]")}
 
 // A batch runs along the launch's third dimension: each operand moves by its batch stride
 // (elements; 0 broadcasts it), in 64 bits. The global id, not the group's: gemv_dotv leaves
@@ -322,18 +344,12 @@ __kernel void gemv_dotv(const int R, const int N, const int K, const float alpha
   for (int q = 0; q < kv; q++) {{
     floatV b[CPW];
     #pragma unroll
-    for (int c = 0; c < CPW; c++) b[c] = vloadV(q, bc[c]);
+    for (int c = 0; c < CPW; c++) b[c] = LOADV(bc[c] + q * V);
     #pragma unroll
     for (int r = 0; r < RB; r++) {{
       if (r < R) {{
         __global const float* ar = A + a_off + (long)r * a_rs + (long)(q * V) * a_ks;
-        floatV a;
-        if (a_ks == 1) a = vloadV(0, ar);
-        else {{
-          float t[V];
-          for (int e = 0; e < V; e++) t[e] = ar[(long)e * a_ks];
-          a = vloadV(0, t);
-        }}
+        const floatV a = a_ks == 1 ? LOADV(ar) : GATHERV(ar, a_ks);
         #pragma unroll
         for (int c = 0; c < CPW; c++) acc[r][c] = fma(a, b[c], acc[r][c]);
       }}
@@ -342,10 +358,9 @@ __kernel void gemv_dotv(const int R, const int N, const int K, const float alpha
   for (int r = 0; r < R; r++) {{
     __global const float* ar = A + a_off + (long)r * a_rs;
     for (int c = 0; c < CPW && j0 + c < N; c++) {{
-      float parts[V];
-      vstore{s.vector}(acc[r][c], 0, parts);
+      const floatV p = acc[r][c];
       float sum = 0.0f;
-      for (int e = 0; e < V; e++) sum += parts[e];
+      {fold}
       for (int k = kv * V; k < K; k++) sum = fma(ar[(long)k * a_ks], bc[c][k], sum);
       STORE(C[c_off + (long)r * c_rs + (long)(j0 + c) * c_ns], sum);
     }}

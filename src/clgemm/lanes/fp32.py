@@ -20,6 +20,7 @@ from ..runtime import BuildInfo, Runtime
 from ..schedule import DeviceLimits, Schedule, SearchSpace
 from ..select import table as tables
 from ..select.table import DEFAULT_CPU, DEFAULT_GPU
+from . import pack
 
 _ARG_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int32]
@@ -183,6 +184,17 @@ def get_kernel(rt: Runtime, schedule: Schedule, layout: Layout,
                      lambda: GemmKernel(rt, schedule, layout, fault_injection, gated))
 
 
+# Rows of C from which the direct form copies a plainly stored B whose rows share cache sets
+# (pack.bad_ld): the copy reads and writes B once, the product reads it about m / tile_m
+# times (64 x 4096 x 1024 on PoCL: 17.0 ms as stored, 8.9 from rows padded).
+PAD_MIN_ROWS = 32
+# The longest K the direct form runs in one launch: a longer K runs as products over slices of
+# it added into C. The direct kernel walks all of K for its tile, and past ~1k its operand
+# panels leave the caches (PoCL, loaded, best of 4: 1024x768x3072 149 ms in one launch, 55-58
+# in slices of 768-1536; 512x4096x4096 654 in one, 331 in slices of 1024, 716 of 2048).
+K_CHUNK = 1024
+
+
 class Fp32Lane:
     """The float32 family with one schedule: its kernels per operand layout, looked up by a
     tuple (a Layout object per call cost more than the lookup)."""
@@ -196,6 +208,9 @@ class Fp32Lane:
         self._vec = (schedule.vec_a, schedule.vec_b, schedule.vec_c)
         self._kernels: dict[tuple, GemmKernel] = {}
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # global size per (m, n)
+        # the direct form: a transposed operand (or a B whose rows share cache sets) runs
+        # from a plain, padded copy (lanes/pack.py), a K over K_CHUNK in slices
+        self._pack = bool(schedule.direct)
 
     def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False,
                    slot: int = 0, batch_strides: "tuple[int, int, int] | None" = None
@@ -220,16 +235,70 @@ class Fp32Lane:
                         queue: "cl.CommandQueue") -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (a stride of 0 broadcasts that operand)."""
+        if self._pack and k > K_CHUNK:
+            return self._chunked(m, n, k, alpha, beta, a, b, lambda kk, al, be, aa, bb:
+                                 self.enqueue_batched(batch, m, n, kk, al, be, aa, bb, c,
+                                                      strides, queue))
+        if self._pack and (a.transposed or b.transposed or self._pads(m, b)):
+            with pack.scratch(self.rt, queue).lock:
+                a, b, strides = self._packed(m, n, k, a, b, strides, queue, batch)
+                return self.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides,
+                                            queue)
         kernel = self.kernel_for(a, b, c, batch_strides=strides)
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset, *strides]
         return kernel.launch(args, kernel.global_size(m, n) + (batch,), queue)
+
+    def _packed(self, m: int, n: int, k: int, a: Operand, b: Operand,
+                strides: tuple[int, int, int], queue, batch: int = 1
+                ) -> tuple[Operand, Operand, tuple[int, int, int]]:
+        """a and b with each transposed one replaced by its plain copy in scratch (the
+        copies enqueued on `queue`; the caller holds the scratch lock until the product
+        that reads them is enqueued)."""
+        space = pack.scratch(self.rt, queue)
+        sa, sb, sc = strides
+        if a.transposed:
+            a, sa = pack.pack(space, "A", a, m, k, queue, batch, sa)
+        if b.transposed or self._pads(m, b):
+            b, sb = pack.pack(space, "B", b, k, n, queue, batch, sb)
+        return a, b, (sa, sb, sc)
+
+    @staticmethod
+    def _chunked(m: int, n: int, k: int, alpha: float, beta: float, a: Operand, b: Operand,
+                 launch) -> "cl.Event":
+        """The product as consecutive products over slices of K of at most K_CHUNK, each
+        added into C (beta only on the first: C is read from the second on, where it holds
+        the first slices' sum); `launch(k, alpha, beta, a, b)` enqueues one. Returns the
+        last one's event (the queue is in order)."""
+        pieces = -(-k // K_CHUNK)
+        step = -(-k // pieces)
+        event = None
+        for k0 in range(0, k, step):
+            kk = min(step, k - k0)
+            a_k = a._replace(offset=a.offset + (k0 * a.ld if a.transposed else k0))
+            b_k = b._replace(offset=b.offset + (k0 if b.transposed else k0 * b.ld))
+            event = launch(kk, alpha, beta if k0 == 0 else 1.0, a_k, b_k)
+        return event
+
+    @staticmethod
+    def _pads(m: int, b: Operand) -> bool:
+        """Whether B, stored plainly, is copied with padded rows first: its rows share cache
+        sets (pack.bad_ld), and enough rows of C read each of them to pay for the copy."""
+        return m >= PAD_MIN_ROWS and pack.bad_ld(b)
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None,
                 gate: "tuple[cl.Buffer, cl.Buffer] | None" = None, slot: int = 0) -> "cl.Event":
         """The product; `gate` runs the gated kernel (computes only where gate[0] is raised);
         `slot` picks one of several kernel objects (a gate pair stays bound to each)."""
+        if self._pack and k > K_CHUNK:
+            return self._chunked(m, n, k, alpha, beta, a, b, lambda kk, al, be, aa, bb:
+                                 self.enqueue(m, n, kk, al, be, aa, bb, c, queue, info, gate,
+                                              slot))
+        if self._pack and (a.transposed or b.transposed or self._pads(m, b)):
+            with pack.scratch(self.rt, queue).lock:
+                a, b, _ = self._packed(m, n, k, a, b, (0, 0, 0), queue)
+                return self.enqueue(m, n, k, alpha, beta, a, b, c, queue, info, gate, slot)
         if info is not None:
             t0 = time.perf_counter()
             kernel = self.kernel_for(a, b, c, gate is not None, slot)

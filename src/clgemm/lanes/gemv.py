@@ -16,7 +16,9 @@ from ..kernels.gemv import (MAX_ROWS, STAGE_STEPS, GemvSchedule, default_schedul
                              row_bucket)
 from ..operands import Operand
 from ..runtime import BuildInfo, Runtime
-from .fp32 import BoundArgs
+from ..schedule import Schedule
+from . import pack
+from .fp32 import BoundArgs, Fp32Lane, search_space
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
@@ -32,6 +34,37 @@ _TYPES = {"gemv_dot": _SPLIT_TYPES, "gemv_dotv": _DOT_TYPES, "gemv_axpy": _SPLIT
 # stack; left to PoCL, a batch of 16-row products got groups that overflowed it (a crash).
 VECTOR_GROUP = 8
 MIN_K_PER_SPLIT = 256  # rows of B a split of gemv_axpy reads at least (its partials cost N R)
+
+
+def _rows_schedule(rows: int) -> Schedule:
+    """The direct kernel for a few rows as its N: all of them one vector (their bucket),
+    one work-item across, six rows of the large operand a work-item. K is summed in blocks
+    of 16: numpy's float32 error on such products is small (with B transposed, 2-3x below
+    its error on the same product stored plainly at 13 x 77 x 129 and 4 x 90 x 70), and
+    blocks of 128 erred up to 2.9x numpy's there, blocks of 32 up to 1.7x, of 16 up to 1.4x
+    (6 inputs of each of 8 odd shapes and 4 layouts, PoCL)."""
+    return Schedule(wg_m=4, wg_n=1, out_m=6, out_n=row_bucket(rows), tile_k=16, vec_a=1,
+                    vec_b=1, vec_c=1, stage_a=0, stage_b=0, unroll_k=1, double_buffer=0,
+                    strided=0, local_pad=0, acc_chunk=16, direct=1)
+
+
+def _wide_schedule(rows: int) -> Schedule:
+    """The direct kernel for a few rows as its M, the large operand its B read a row of 16
+    a K step (an axpy: each row of the large operand meets every row of the few): up to
+    four rows a work-item (four float16 accumulators), no rows computed past the few."""
+    return Schedule(wg_m=1, wg_n=4, out_m=min(row_bucket(rows), 4), out_n=16, tile_k=16,
+                    vec_a=1, vec_b=1, vec_c=1, stage_a=0, stage_b=0, unroll_k=1,
+                    double_buffer=0, strided=0, local_pad=0, acc_chunk=16, direct=1)
+
+
+def _large_along_k(m: int, n: int, a: Operand, b: Operand) -> bool:
+    """Whether the large operand of a product with few rows (or columns) is stored along K
+    (a Linear layer's weight N x K; A stored M x K): the dot kernels read it so."""
+    return b.transposed if m <= n else not a.transposed
+
+
+def _fp32_lane(rt: Runtime, schedule: Schedule) -> Fp32Lane:
+    return rt.cached(("fp32 lane", schedule), lambda: Fp32Lane(rt, schedule))
 
 
 def _strides(x: Operand) -> tuple[int, int]:
@@ -85,6 +118,11 @@ class GemvLane:
                         queue: "cl.CommandQueue") -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (0 broadcasts that operand)."""
+        if self.schedule.direct_rows and (min(m, n) >= self.schedule.direct_rows
+                                          or not _large_along_k(m, n, a, b)):
+            direct = self._direct(batch, m, n, k, alpha, beta, a, b, c, strides, queue)
+            if direct is not None:
+                return direct
         (a_rs, a_ks), (b_ks, b_ns), (c_rs, c_ns) = _strides(a), _strides(b), _strides(c)
         rows, cols = m, n
         A, B = (a, a_rs, a_ks), (b, b_ks, b_ns)
@@ -105,6 +143,49 @@ class GemvLane:
                              (y, y_ns), (c, c_rs, c_ns), batch_strides, queue)
         return self._axpy(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
                           (c, c_rs, c_ns), batch_strides, queue)
+
+    def kernel_note(self, m: int, n: int, trans_a: bool, trans_b: bool) -> str:
+        """What serves a product of this shape and layout (C row-major), for its plan's
+        printout: "" for the dot kernels."""
+        few = min(m, n)
+        s = self.schedule
+        if not s.direct_rows or (few < s.direct_rows and (trans_b if m <= n else not trans_a)):
+            return ""
+        swap = trans_b if m <= n else trans_a
+        return (" (the float32 family's direct kernel, the few as its "
+                f"{'N' if (n, m)[swap] <= (m, n)[swap] else 'M'}"
+                f"{', swapped and transposed out' if swap else ''})")
+
+    def _direct(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
+                a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
+                queue) -> "cl.Event | None":
+        """A few rows on the float32 family's direct kernel (None where its schedule does
+        not fit the device: the dot kernels serve). That kernel copies an operand stored
+        transposed into plain storage first (lanes/pack.py), which the large operand must
+        not need: where it is stored transposed (B stored N x K, a Linear layer's weight)
+        the product runs swapped, C^T = op(B)^T op(A)^T, into scratch, transposed out into
+        C. Where the few rows are the kernel's N (its B, read a row of `out_n` a K step)
+        they are one vector (out_n: their bucket); as its M, up to four a work-item."""
+        swap = b.transposed if m <= n else a.transposed
+        km, kn = (n, m) if swap else (m, n)
+        schedule = _rows_schedule(kn) if kn <= km else _wide_schedule(km)
+        if not search_space(self.rt).is_valid(schedule):
+            return None
+        fp32 = _fp32_lane(self.rt, schedule)
+        if not swap:
+            return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue) if batch == 1 else
+                    fp32.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides, queue))
+        # C^T (n x m) = op(B)^T op(A)^T into scratch, then C = (C^T)^T + beta C
+        space = pack.scratch(self.rt, queue)
+        sa, sb, sc = strides
+        with space.lock:
+            out = Operand(space.buffer("C^T", 4 * batch * n * m), 0, m, False)
+            if batch == 1:
+                fp32.enqueue(n, m, k, alpha, 0.0, b.flipped(), a.flipped(), out, queue)
+            else:
+                fp32.enqueue_batched(batch, n, m, k, alpha, 0.0, b.flipped(), a.flipped(),
+                                     out, (sb, sa, n * m), queue)
+            return pack.unpack(space, out, c, m, n, beta, queue, batch, n * m, sc)
 
     def _dot(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
              queue) -> "cl.Event":

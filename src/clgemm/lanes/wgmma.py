@@ -16,6 +16,7 @@ from ..operands import Operand, check_index_range
 from ..runtime import BuildInfo, Runtime
 from .fp32 import BoundArgs
 from .mma import nonfinite_flag
+from .scratch import Scratch
 
 _TRANSPOSE_C = """
 __kernel __attribute__((reqd_work_group_size(32, 8, 1)))
@@ -150,27 +151,8 @@ def _helper_kernel(rt: Runtime, name: str, arg_types: list, slot: str = "") -> B
                      lambda: BoundArgs(rt.build(_TRANSPOSE_C).kernel(name), arg_types))
 
 
-class Scratch:
-    """The pre-passes' scratch buffers of one runtime and queue, grown on demand and reused
-    by the next call (the queue is in order), and the lock held from a pre-pass's enqueue
-    to the enqueue of the product that reads its output, so that two threads' products
-    cannot read each other's operands."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.lock = threading.RLock()
-        self._buffers: dict[str, "cl.Buffer"] = {}
-
-    def buffer(self, key: str, nbytes: int) -> "cl.Buffer":
-        buf = self._buffers.get(key)
-        if buf is None or buf.size < nbytes:
-            self._buffers.pop(key, None)  # released before its larger successor is made
-            buf = self._buffers[key] = self.rt.buffer(nbytes, what=f"the wgmma {key} scratch")
-        return buf
-
-
 def scratch(rt: Runtime, queue: "cl.CommandQueue") -> Scratch:
-    return rt.cached(("wgmma scratch", queue.int_ptr), lambda: Scratch(rt))
+    return rt.cached(("wgmma scratch", queue.int_ptr), lambda: Scratch(rt, "wgmma"))
 
 
 Launch = Callable[[], cl.Event]  # an enqueue whose kernel arguments are already set

@@ -1,0 +1,177 @@
+"""The direct form's pre-passes: an operand copied into padded row-major scratch before the
+product (transposed where it is stored transposed; `padded_ld`, `bad_ld`), and a product
+computed as its transpose copied out into its C (`unpack`).
+
+The float32 family's direct (CPU-shaped) kernel reads a row of op(B) as one vector per K
+step; with B stored transposed that row is a gather of `out_n` elements, each from another
+stored row (and page), and with A stored transposed each K step of a work-item's rows lands
+on another page. On PoCL (records/cpu-pocl-amd-epyc/2026-12-06-model-traces-2) the product
+with B transposed took 2-5x the time of the same product stored plainly (1024 x 3072 x 768:
+60 ms against 31; 32 x 1000 x 2048: 7.2 ms against 1.3), while copying B^T into plain
+storage costs one pass over B (n k elements; the product reads B m / tile_m times over).
+So a direct-form product copies a transposed operand into scratch (its transpose, row-major)
+and runs the plain kernel on it. The work-group form stages its tiles through local memory,
+where the layout costs little: it keeps its operands as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyopencl as cl
+
+from ..operands import Operand
+from ..runtime import Runtime
+from .scratch import Scratch
+
+_BLOCK = 16  # a work-item copies a 16 x 16 block: 16 stored rows read, 16 output rows written
+
+_TRANSPOSE_C = f"""
+#define BL {_BLOCK}
+__kernel void clgemm_pack_transpose(const int R, const int Cn,
+    __global const float* restrict X, const int ldx, const int x_off, const long x_bs,
+    __global float* restrict Y, const int ldy, const long y_bs)
+{{
+  // Y (Cn x R, leading dimension ldy) = X^T for X (R x Cn, leading dimension ldx), one
+  // matrix of the batch per index of dimension 2. A work-item copies a BL x BL block: each
+  // row of X read whole (one cache line, used once), scattered over BL rows of Y, whose
+  // lines fill in cache (ldy is padded: they fall in different cache sets).
+  const long bi = get_global_id(2);
+  X += x_off + bi * x_bs;
+  Y += bi * y_bs;
+  const int c0 = get_global_id(0) * BL, r0 = get_global_id(1) * BL;
+  if (c0 >= Cn || r0 >= R) return;
+  if (r0 + BL <= R && c0 + BL <= Cn) {{
+    for (int i = 0; i < BL; i++) {{
+      __global const float* x = X + (long)(r0 + i) * ldx + c0;
+      __global float* y = Y + (long)c0 * ldy + r0 + i;
+      #pragma unroll
+      for (int j = 0; j < BL; j++) y[(long)j * ldy] = x[j];
+    }}
+  }} else {{
+    const int rn = min(R, r0 + BL), cn = min(Cn, c0 + BL);
+    for (int j = c0; j < cn; j++)
+      for (int i = r0; i < rn; i++) Y[(long)j * ldy + i] = X[(long)i * ldx + j];
+  }}
+}}
+
+__kernel void clgemm_pack_copy(const int R, const int Cn,
+    __global const float* restrict X, const int ldx, const int x_off, const long x_bs,
+    __global float* restrict Y, const int ldy, const long y_bs)
+{{
+  // Y = X (R x Cn) into rows ldy apart, a BL x BL block a work-item
+  const long bi = get_global_id(2);
+  X += x_off + bi * x_bs;
+  Y += bi * y_bs;
+  const int c0 = get_global_id(0) * BL, r0 = get_global_id(1) * BL;
+  const int rn = min(R, r0 + BL), cn = min(Cn, c0 + BL);
+  for (int i = r0; i < rn; i++)
+    for (int j = c0; j < cn; j++) Y[(long)i * ldy + j] = X[(long)i * ldx + j];
+}}
+"""
+
+_UNPACK_C = f"""
+#define BL {_BLOCK}
+__kernel void clgemm_unpack_transpose(const int R, const int Cn,
+    __global const float* restrict X, const int ldx, const long x_bs,
+    __global float* Y, const int ldy, const int y_off, const long y_bs, const float beta)
+{{
+  // Y = X^T + beta * Y (Y is Cn x R; not read when beta == 0, so a NaN there does not
+  // propagate), one matrix of the batch per index of dimension 2: a product computed
+  // transposed into scratch, stored into its C
+  const long bi = get_global_id(2);
+  X += bi * x_bs;
+  Y += y_off + bi * y_bs;
+  const int c0 = get_global_id(0) * BL, r0 = get_global_id(1) * BL;
+  const int rn = min(R, r0 + BL), cn = min(Cn, c0 + BL);
+  for (int j = c0; j < cn; j++) {{
+    __global float* y = Y + (long)j * ldy;
+    for (int i = r0; i < rn; i++) {{
+      float v = X[(long)i * ldx + j];
+      if (beta != 0.0f) v = beta * y[i] + v;
+      y[i] = v;
+    }}
+  }}
+}}
+"""
+
+_ARG_TYPES = [np.int32, np.int32, None, np.int32, np.int32, np.int64, None, np.int32, np.int64]
+_UNPACK_TYPES = [np.int32, np.int32, None, np.int32, np.int64, None, np.int32, np.int32,
+                 np.int64, np.float32]
+
+
+class PackScratch(Scratch):
+    """One queue's packed operands (lanes/scratch.py) and the kernels that pack them."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt, "packed")
+        self._kernels: dict = {}  # (operand name, kernel name) -> fp32.BoundArgs
+
+    def kernel(self, name: str, entry: str):
+        """The kernel `entry` for one operand (each its own object: its arguments stay bound
+        between calls of a chain of products of one shape)."""
+        kern = self._kernels.get((name, entry))
+        if kern is None:
+            from .fp32 import BoundArgs  # noqa: PLC0415 - fp32 imports this module
+
+            source, types = ((_UNPACK_C, _UNPACK_TYPES) if entry == "clgemm_unpack_transpose"
+                             else (_TRANSPOSE_C, _ARG_TYPES))
+            kern = self._kernels[(name, entry)] = BoundArgs(
+                self.rt.build(source).kernel(entry), types)
+        return kern
+
+
+def padded_ld(cols: int) -> int:
+    """The leading dimension of a packed operand: whole 64-byte lines, an odd number of
+    them. The direct kernel reads a row of B per K step; rows a power of two of lines
+    apart all fall in one cache set (4 KiB apart: one of L1's 64) and evict each other:
+    512 x 2048 x 2048 on PoCL took 121 ms with B's rows 2048 floats apart, 70 with 2064."""
+    lines = -(-max(cols, 1) // 16)
+    return 16 * (lines + 1 - lines % 2)
+
+
+def scratch(rt: Runtime, queue: "cl.CommandQueue") -> PackScratch:
+    return rt.cached(("pack scratch", queue.int_ptr), lambda: PackScratch(rt))
+
+
+def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
+         batch: int = 1, stride: int = 0) -> tuple[Operand, int]:
+    """x (rows x cols logically) copied as its logical matrix into row-major scratch, rows
+    `padded_ld` apart: transposed where x is stored transposed, else as it is (an operand
+    whose rows fall in one cache set, `bad_ld`). With `batch`, each of `batch` matrices
+    `stride` elements apart (0: one matrix, broadcast). Returns the packed operand and its
+    batch stride. The caller holds `space.lock` until the product that reads it is
+    enqueued."""
+    count = batch if stride else 1
+    ld = padded_ld(cols)
+    size = max(rows, 1) * ld
+    buf = space.buffer(name, 4 * size * count)
+    keep = queue is space.rt.user_queue  # the waiting paths pin nothing (BoundArgs)
+    if x.transposed:  # stored: cols x rows; wanted: rows x cols = stored^T
+        kern = space.kernel(name, "clgemm_pack_transpose")
+        kern.bind([cols, rows, x.buffer, x.ld, x.offset, stride, buf, ld, size], keep=keep)
+        sizes = (-(-rows // _BLOCK), -(-cols // _BLOCK), count)
+    else:
+        kern = space.kernel(name, "clgemm_pack_copy")
+        kern.bind([rows, cols, x.buffer, x.ld, x.offset, stride, buf, ld, size], keep=keep)
+        sizes = (-(-cols // _BLOCK), -(-rows // _BLOCK), count)
+    cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
+    return Operand(buf, 0, ld, False), (size if stride else 0)
+
+
+def bad_ld(x: Operand) -> bool:
+    """Whether the rows of a plainly stored operand are a multiple of 2 KiB apart: a K step's
+    rows then fall in one or two of L1's 64 sets (8 ways) and evict each other (PoCL, B's
+    rows 3072 floats apart: 1024 x 3072 x 768 in 81.5 ms, 3088 apart 54.9; 64 x 4096 x 1024:
+    17.0 and 8.9)."""
+    return not x.transposed and x.ld % 512 == 0
+
+
+def unpack(space: PackScratch, x: Operand, c: Operand, m: int, n: int, beta: float, queue,
+           batch: int = 1, x_stride: int = 0, c_stride: int = 0) -> "cl.Event":
+    """C = X^T + beta C for X (n x m, row-major scratch: a product computed as its
+    transpose) and C (m x n, row-major), each of `batch` matrices its stride apart."""
+    kern = space.kernel("C", "clgemm_unpack_transpose")
+    kern.bind([n, m, x.buffer, x.ld, x_stride, c.buffer, c.ld, c.offset, c_stride, beta],
+              keep=queue is space.rt.user_queue)
+    sizes = (-(-m // _BLOCK), -(-n // _BLOCK), batch)
+    return cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
