@@ -306,9 +306,13 @@ def test_a_gpu_soaks_the_full_model_traces_and_the_kpi_squares():
     traces = wl.default_traces(Gpu())
     assert {Path(t).stem for t in traces} >= {"bert-base-train", "llama-7b-decode",
                                               "llama-7b-prefill", "resnet50-im2col"}
-    names = {p.name for p in wl.products(Gpu(), traces, 0)}
+    products = wl.products(Gpu(), traces, 0)
+    names = {p.name for p in products}
     assert {"kpi:1400", "kpi:2048", "kpi:3072", "llama-7b-prefill:prefill.lm_head",
             "odd:1399x1401x1403"} <= names
+    # the traces' batched products (attention) are soaked as the batches they are
+    batched = {(p.name, p.batch) for p in products if p.batch > 1}
+    assert ("llama-7b-prefill:prefill-attn.scores", 32) in batched and len(batched) >= 10
 
 
 BATCHED = ('{"name": "t.b", "m": 13, "n": 9, "k": 7, "trans_a": false, "trans_b": true, '
