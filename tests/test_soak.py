@@ -362,3 +362,25 @@ def test_a_batched_trace_entry_runs_as_a_batch_each_product_verified(tmp_path):
     outs[2][4, 5] += 1e-2 * np.abs(C).max()
     per = soak._verify(d, ops, outs)
     assert all(c.ok for c in per[0] + per[1]) and not all(c.ok for c in per[2])
+
+
+def test_a_row_fault_on_an_all_zero_product_is_below_the_floor(tmp_path, trace):
+    """The row model adds max|C| 1e-3 (1 + noise) to a row: on a product whose clean result
+    is all zeros it changes nothing, and is no miss above the floor."""
+    soak = S.Soak(_opts(tmp_path, trace, fault_models=("row",)), ["test"])
+    p = soak.products[0]
+    real = soak.source.get
+
+    def zeros(prod):
+        ops = real(prod)
+        return wl.Operands(prod, np.zeros_like(ops.A), ops.B, np.zeros_like(ops.C0),
+                           wl.probes_of(np.random.default_rng(0), ops.op()[1]), "zeros")
+
+    soak.source.get = zeros
+    d = S.Draw(p, "check", None, False, False, 1.0, 0.0, True, False)
+    soak.draw = lambda: d
+    for _ in range(3):
+        soak.step()
+    w = soak.window
+    assert w.calls == 3 and w.missed_above_floor == 0 and w.errors == 0
+    assert w.missed_below_floor + w.found == w.injected == 3
