@@ -269,11 +269,13 @@ def test_a_window_longer_than_the_run_is_a_usage_error(tmp_path, capsys):
 
 def test_the_warmup_covers_every_product_contract_and_array_kind_first(tmp_path, trace):
     soak = S.Soak(_opts(tmp_path, trace), ["test"])
-    n = len(soak.products) * len(S.CONTRACTS) * 2
+    variants = [(c, None) for c, _ in S.CONTRACTS if c != "rel_tol"] + [
+        ("rel_tol", t) for t in S.REL_TOLS]
+    n = len(soak.products) * len(variants) * 2 * 2
     first = [soak.draw() for _ in range(n)]
-    assert {(d.product, d.contract, d.on_device) for d in first} == {
-        (p, c, dev) for p in soak.products for c, _ in S.CONTRACTS for dev in (False, True)}
-    assert all(d.beta != 0.0 for d in first)  # the C_old copies are allocated too
+    assert {(d.product, d.contract, d.rel_tol, d.on_device, d.beta != 0.0) for d in first} == {
+        (p, c, t, dev, old) for p in soak.products for c, t in variants
+        for dev in (False, True) for old in (False, True)}
     later = [soak.draw() for _ in range(3 * len(soak.products))]
     assert any(d.beta == 0.0 for d in later) and len({d.on_device for d in later}) == 2
 
