@@ -90,3 +90,24 @@ def test_waiting_calls_pin_nothing_and_the_pool_stops_growing(rng):
             assert rt.pool.active_blocks == before
         held.append(rt.pool.managed_bytes)
     assert held[-1] == held[0], held
+
+
+def test_a_block_the_pool_frees_cannot_alias_a_bound_handle():
+    """pyopencl's pool gives its held blocks back to OpenCL when an allocation fails: the
+    bound cl_mem stays retained, so no new buffer takes its handle and skips a set_arg."""
+    import pyopencl.tools as cltools
+
+    rt = get_runtime()
+    pool = cltools.MemoryPool(cltools.ImmediateAllocator(rt.queue))
+    k = _Kernel()
+    args = BoundArgs(k, [None])
+    buf = pool.allocate(8192)
+    handle = buf.int_ptr
+    args.bind([buf], keep=True)
+    del buf
+    pool.free_held()
+    fresh = [pool.allocate(8192) for _ in range(4)]
+    assert all(b.int_ptr != handle for b in fresh)
+    k.sets.clear()
+    args.bind([fresh[0]], keep=True)
+    assert k.sets == [0]

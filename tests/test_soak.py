@@ -269,11 +269,13 @@ def test_a_window_longer_than_the_run_is_a_usage_error(tmp_path, capsys):
 
 def test_the_warmup_covers_every_product_contract_and_array_kind_first(tmp_path, trace):
     soak = S.Soak(_opts(tmp_path, trace), ["test"])
-    n = len(soak.products) * len(S.CONTRACTS) * 2
+    variants = [(c, None) for c, _ in S.CONTRACTS if c != "rel_tol"] + [
+        ("rel_tol", t) for t in S.REL_TOLS]
+    n = len(soak.products) * len(variants) * 2 * 2
     first = [soak.draw() for _ in range(n)]
-    assert {(d.product, d.contract, d.on_device) for d in first} == {
-        (p, c, dev) for p in soak.products for c, _ in S.CONTRACTS for dev in (False, True)}
-    assert all(d.beta != 0.0 for d in first)  # the C_old copies are allocated too
+    assert {(d.product, d.contract, d.rel_tol, d.on_device, d.beta != 0.0) for d in first} == {
+        (p, c, t, dev, old) for p in soak.products for c, t in variants
+        for dev in (False, True) for old in (False, True)}
     later = [soak.draw() for _ in range(3 * len(soak.products))]
     assert any(d.beta == 0.0 for d in later) and len({d.on_device for d in later}) == 2
 
@@ -306,9 +308,13 @@ def test_a_gpu_soaks_the_full_model_traces_and_the_kpi_squares():
     traces = wl.default_traces(Gpu())
     assert {Path(t).stem for t in traces} >= {"bert-base-train", "llama-7b-decode",
                                               "llama-7b-prefill", "resnet50-im2col"}
-    names = {p.name for p in wl.products(Gpu(), traces, 0)}
+    products = wl.products(Gpu(), traces, 0)
+    names = {p.name for p in products}
     assert {"kpi:1400", "kpi:2048", "kpi:3072", "llama-7b-prefill:prefill.lm_head",
             "odd:1399x1401x1403"} <= names
+    # the traces' batched products (attention) are soaked as the batches they are
+    batched = {(p.name, p.batch) for p in products if p.batch > 1}
+    assert ("llama-7b-prefill:prefill-attn.scores", 32) in batched and len(batched) >= 10
 
 
 BATCHED = ('{"name": "t.b", "m": 13, "n": 9, "k": 7, "trans_a": false, "trans_b": true, '
@@ -358,3 +364,25 @@ def test_a_batched_trace_entry_runs_as_a_batch_each_product_verified(tmp_path):
     outs[2][4, 5] += 1e-2 * np.abs(C).max()
     per = soak._verify(d, ops, outs)
     assert all(c.ok for c in per[0] + per[1]) and not all(c.ok for c in per[2])
+
+
+def test_a_row_fault_on_an_all_zero_product_is_below_the_floor(tmp_path, trace):
+    """The row model adds max|C| 1e-3 (1 + noise) to a row: on a product whose clean result
+    is all zeros it changes nothing, and is no miss above the floor."""
+    soak = S.Soak(_opts(tmp_path, trace, fault_models=("row",)), ["test"])
+    p = soak.products[0]
+    real = soak.source.get
+
+    def zeros(prod):
+        ops = real(prod)
+        return wl.Operands(prod, np.zeros_like(ops.A), ops.B, np.zeros_like(ops.C0),
+                           wl.probes_of(np.random.default_rng(0), ops.op()[1]), "zeros")
+
+    soak.source.get = zeros
+    d = S.Draw(p, "check", None, False, False, 1.0, 0.0, True, False)
+    soak.draw = lambda: d
+    for _ in range(3):
+        soak.step()
+    w = soak.window
+    assert w.calls == 3 and w.missed_above_floor == 0 and w.errors == 0
+    assert w.missed_below_floor + w.found == w.injected == 3

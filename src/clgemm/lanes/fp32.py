@@ -49,10 +49,12 @@ class BoundArgs:
     arguments of every kernel could not serve the next call of their size, so the pool
     allocated more of their size class as the kernels that pinned them changed (the CPU
     soak's pool grew 12% after warm-up: records/cpu-pocl-amd-epyc/2026-12-06-soak). A pooled
-    buffer is remembered by its handle: clgemm's pools never give a block back to OpenCL
-    (no free_held), so an equal handle is the same cl_mem the kernel holds. Any other buffer
-    is kept alive while bound (that is what makes its equal handle the same buffer), on the
-    hot path only (`keep`: device arrays on the user queue, where a chain of calls passes
+    buffer is remembered by a retained reference to its cl_mem, not by the pool's block: the
+    pool hands the block out again, and should the pool ever give it back to OpenCL
+    (pyopencl frees held blocks when an allocation fails) the retain keeps its handle from
+    being reused by another cl_mem, so an equal handle is the cl_mem the kernel holds. Any
+    other buffer is kept alive while bound (what makes its equal handle the same buffer), on
+    the hot path only (`keep`: device arrays on the user queue, where a chain of calls passes
     the same buffers); the waiting paths stage new buffers every call and keep none."""
 
     def __init__(self, kernel: "cl.Kernel", types: list) -> None:
@@ -73,7 +75,7 @@ class BoundArgs:
                 continue
             t = types[i]
             kernel.set_arg(i, x if t is None else t(x))
-            values[i] = _Pooled(x.int_ptr) if type(x) is _POOLED else x
+            values[i] = _Pooled(x) if type(x) is _POOLED and keep else x
         if not keep:
             for i in self.buffers:  # set again next time: nothing pinned
                 if type(values[i]) is not _Pooled:
@@ -84,12 +86,14 @@ _POOLED = cltools.PooledBuffer
 
 
 class _Pooled:
-    """A bound pooled buffer, by its handle (BoundArgs): equal to a buffer of that handle."""
+    """A bound pooled buffer (BoundArgs): its cl_mem retained (the pool's block is free to
+    serve the next call), equal to a pooled buffer of that handle."""
 
-    __slots__ = ("ptr",)
+    __slots__ = ("ptr", "mem")
 
-    def __init__(self, ptr: int) -> None:
-        self.ptr = ptr
+    def __init__(self, buf) -> None:
+        self.ptr = buf.int_ptr
+        self.mem = cl.Buffer.from_int_ptr(self.ptr, retain=True)
 
     def __eq__(self, other) -> bool:
         return type(other) is _POOLED and other.int_ptr == self.ptr
