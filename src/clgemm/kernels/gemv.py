@@ -180,6 +180,11 @@ def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
 // its local size to the runtime, which may group several products.
 #define BATCH_OFFSETS {{ const long bi = get_global_id(2); A += bi * a_bs; B += bi * b_bs; C += bi * c_bs; }}
 
+// ACC += the dot product of float4 words A and B, term by term in order (one chain: the
+// staged and unstaged loops of gemv_dot sum alike)
+#define FMA4(ACC, A, B) do {{ float s_ = (ACC); s_ = fma((A).x, (B).x, s_); \
+  s_ = fma((A).y, (B).y, s_); s_ = fma((A).z, (B).z, s_); (ACC) = fma((A).w, (B).w, s_); }} while (0)
+
 // Store alpha * sum + beta * C (C unread when beta == 0: a NaN there does not propagate).
 #define STORE(p, v) do {{ float _o = alpha * (v); if (beta != 0.0f) _o += beta * (p); (p) = _o; }} while (0)
 
@@ -245,13 +250,7 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
           if (r < R) {{
             const float4 a = as[r][st * LANES + t];
             #pragma unroll
-            for (int c = 0; c < CPW; c++) {{
-              float s = acc[r][c];
-              s = fma(a.x, b[c].x, s);
-              s = fma(a.y, b[c].y, s);
-              s = fma(a.z, b[c].z, s);
-              acc[r][c] = fma(a.w, b[c].w, s);
-            }}
+            for (int c = 0; c < CPW; c++) FMA4(acc[r][c], a, b[c]);
           }}
         }}
       }}
@@ -274,13 +273,7 @@ void gemv_dot(const int R, const int N, const int K, const float alpha, const fl
         const float4 a = (float4)(ar[0], ar[a_ks], ar[2 * a_ks], ar[3 * a_ks]);
 #endif
         #pragma unroll
-        for (int c = 0; c < CPW; c++) {{
-          float s = acc[r][c];
-          s = fma(a.x, b[c].x, s);
-          s = fma(a.y, b[c].y, s);
-          s = fma(a.z, b[c].z, s);
-          acc[r][c] = fma(a.w, b[c].w, s);
-        }}
+        for (int c = 0; c < CPW; c++) FMA4(acc[r][c], a, b[c]);
       }}
     }}
   }}

@@ -208,16 +208,10 @@ class GemvLane:
         # a split reads whole staged chunks (or whole float4 words a lane) of K
         step = 4 * lanes * (STAGE_STEPS if s.staged(bucket) else 1)
         splits, per_split = self.splits(s.fill(bucket), batch * col_groups, k, step)
-        partial, scratch = self._partials(batch, splits, rows, cols, c)
-        with self._lock:
-            kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                       y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides,
-                       scratch, per_split), keep=self._keeps(queue, partial))
-            event = cl.enqueue_nd_range_kernel(
-                queue, kern.kernel, (col_groups * lanes, splits * groups, batch),
-                (lanes, groups, 1))
-            return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha,
-                                beta, (c, c_rs, c_ns, strides[2]), queue)
+        return self._split_launch(
+            kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
+                   y.offset, y_ns), (c, c_rs, c_ns, strides), batch, splits, per_split,
+            bucket, (col_groups * lanes, splits * groups, batch), (lanes, groups, 1), queue)
 
     def _axpy(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
               queue) -> "cl.Event":
@@ -226,14 +220,26 @@ class GemvLane:
         col_groups = -(-cols // (4 * s.axpy_cols))
         splits, per_split = self.splits(s.axpy_fill, batch * col_groups, k, 1)
         kern = self._kernel("gemv_axpy", bucket, _vec(y, y_ks) and strides[1] % 4 == 0, False)
+        return self._split_launch(
+            kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
+                   y.offset, y_ks), (c, c_rs, c_ns, strides), batch, splits, per_split,
+            bucket, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
+            (s.axpy_cols, s.axpy_slices, 1), queue)
+
+    def _split_launch(self, kern, head: tuple, out: tuple, batch: int, splits: int,
+                      per_split: int, bucket: int, global_size: tuple, local_size: tuple,
+                      queue) -> "cl.Event":
+        """A kernel whose K may be split over work-groups (gemv_dot, gemv_axpy): `head` its
+        arguments up to B's, `out` = (c, C's row and column strides, the batch strides);
+        with several splits the partial sums go to pooled scratch and gemv_reduce adds them
+        into C."""
+        rows, cols, _, alpha, beta = head[:5]
+        c, c_rs, c_ns, strides = out
         partial, scratch = self._partials(batch, splits, rows, cols, c)
         with self._lock:
-            kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
-                       y.buffer, y.offset, y_ks, c.buffer, c.offset, c_rs, c_ns, *strides,
-                       scratch, per_split), keep=self._keeps(queue, partial))
-            event = cl.enqueue_nd_range_kernel(
-                queue, kern.kernel, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
-                (s.axpy_cols, s.axpy_slices, 1))
+            kern.bind(head + (c.buffer, c.offset, c_rs, c_ns, *strides, scratch, per_split),
+                      keep=self._keeps(queue, partial))
+            event = cl.enqueue_nd_range_kernel(queue, kern.kernel, global_size, local_size)
             return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha,
                                 beta, (c, c_rs, c_ns, strides[2]), queue)
 
