@@ -587,3 +587,43 @@ def test_faults_in_data_of_large_magnitude_are_found(rng):
             bad[i, j] += np.float32(1e-3 * np.abs(C).max())
             v = clgemm.abft.verify(A, B, bad)
             assert not v.ok and i in v.rows and j in v.cols, (m, n, k, v.threshold, v.max_ratio)
+
+
+@pytest.mark.parametrize("m", [1, 16])
+def test_a_fault_over_the_only_block_row_is_found(rng, m):
+    # A decode product has one block row: a fault spread over all of it lifts the robust
+    # level KAPPA p75 (its own residuals) far above the floor, and no block-column stands
+    # out; the guard computes it again and the fault is gone (the soak on an H100 let five
+    # such row faults through, 2026-12-06)
+    n, k = 257, 4100
+    A, B = rand(rng, (m, k)), rand(rng, (k, n))
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    big = float(np.abs(ref).max())
+    noise = np.random.default_rng(5)
+
+    def spread(v):
+        return v + np.float32(big * 1e-3) * (1 + noise.standard_normal(v.shape)).astype(np.float32)
+
+    with faults.inject(result=spread, cells=[(m - 1, j) for j in range(n)]) as hooks:
+        out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    assert hooks.applied == 1
+    ab = info.extra["abft"]
+    assert ab["detected"]
+    if m == 1:  # the only block row (with 16 rows, blocks of fewer rows flag it directly)
+        assert ab["recomputed"] and ab["attempts"] == ["confirm"]
+    assert np.abs(out - ref).max() <= 1e-5 * big  # the fault is not in what came back
+
+
+def test_constant_data_lifts_t_without_a_fault(monkeypatch):
+    # constant data's systematic roundoff lifts T too (to ~5-25 scale units here, under the
+    # trigger): with the trigger lowered the confirming product runs, finds the same level,
+    # and nothing is reported
+    from clgemm.guard import abft
+
+    monkeypatch.setattr(abft, "LIFT_T", 1.0)
+    monkeypatch.setattr(abft, "LIFT_OVER_FLOOR", 1.0)
+    A, B = np.full((1, 9000), 0.3, np.float32), np.full((9000, 300), 0.7, np.float32)
+    out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    ab = info.extra["abft"]
+    assert ab["attempts"] == ["confirm"] and not ab["detected"] and not ab["recomputed"]
+    assert np.abs(out - 0.21 * 9000).max() <= 9000 * 2**-24 * 0.21 * 9000

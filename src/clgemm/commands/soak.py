@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--trace", type=a.trace_file, action="append", default=None,
                    help="a model trace (repeatable); default: traces/tiny/model_tiny.jsonl on "
                         "a CPU, every traces/models/*.jsonl on a GPU")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="judge the guard uncalibrated where the device has no stored "
+                        "calibration (default: calibrate it at setup, as abft-calibrate)")
     p.add_argument("--quiet", action="store_true", help="no line per window on stderr")
     p.set_defaults(func=_soak)
 
@@ -36,7 +39,8 @@ def _soak(args) -> int:
                          f"({60.0 * args.minutes:g} s): give a window of at most the run")
     opts = SoakOptions(minutes=args.minutes, out=args.out, device=args.device,
                        fault_rate=args.fault_rate, window_s=args.window_seconds, seed=args.seed,
-                       traces=tuple(args.trace or ()), quiet=args.quiet)
+                       traces=tuple(args.trace or ()), quiet=args.quiet,
+                       calibrate=args.calibrate)
     data = Soak(opts, ["clgemm", *sys.argv[1:]]).run()
     v = data["verdict"]
     failed = [name for name, ok in v["bars"].items() if not ok]

@@ -297,6 +297,21 @@ def floor_min(c_dev: float, k: int) -> float:
     large (there a fault of 1e-5 max|C| is within a few times the roundoff); not at all
     below K = 512, where faults stand far above the floor."""
     return c_dev / FLOOR_MARGIN if k_octave(k) >= DEEP_FROM else c_dev
+# A robust level KAPPA p75 above LIFT_T scale units and LIFT_OVER_FLOOR times the device's
+# floor is confirmed by the same product again (checked_core). On PoCL (2026-12-06) the clean
+# products of every data kind of the guard campaign had T = c_dev, but constant data (T up to
+# 12 c_dev, ~50 scale units, rising with sqrt K); a whole-row fault of 1e-3 max|C| in a 1 x
+# 2048 x 5632 product lifted T to 8600.
+LIFT_T = 200.0
+LIFT_OVER_FLOOR = 8.0
+LIFT_DROP = 4.0  # the second product's T this many times lower: the first was faulty
+
+
+def lifted(v: "Verdict", c_dev: float) -> bool:
+    """Whether v's T was lifted by its own residuals beyond what clean data give."""
+    return math.isfinite(v.threshold) and v.threshold > max(LIFT_T, LIFT_OVER_FLOOR * c_dev)
+
+
 MIN_SIDE = 8  # fewer checkable block sums: judged against the rigorous bound only
 # The centred rule (abft_kernels.CW) judges the products of tensor-core lanes, whose roundoff
 # is correlated (check=True on a lane); the float32 family's needs none (11 of 12 kinds of
@@ -842,6 +857,28 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
         detected = not v.ok
         first = v
         first_loc = None
+        if v.ok and lifted(v, c_dev):
+            # The robust level rose far above the device's floor: every block-column's
+            # residual is large. Systematic roundoff of structured data does that, and so does
+            # a fault spread over the only block row of a product of few rows (a corrupted row
+            # of a decode product: its own residuals then set T). The same kernel again tells
+            # them apart: the data's roundoff comes back, a transient fault does not.
+            if saved is not None:
+                _copy_span(rt, c, saved)
+            again = _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a, b, c, info,
+                                     -1)
+            again.wait()
+            attempts.append("confirm")
+            if hooks:
+                hooks.corrupt(gd, c, "confirm")
+            ck.result(c, alpha, beta, c_dev, by_lane)
+            s = ck.read()
+            v = by_cells(ck.verdict(s, c_dev))
+            if not v.ok or v.threshold * LIFT_DROP < first.threshold:
+                detected = True  # the second product differs: the first carried a fault
+                first.rows = first.rows or list(range(min(m, ck.bs)))
+                if v.ok:
+                    v.recomputed = True
         step = 0
         while not v.ok:
             step += 1

@@ -40,6 +40,7 @@ PLAN_SHARE = 0.25  # calls made through clgemm.plan(...) rather than clgemm.matm
 DEVICE_SHARE = 0.5  # calls on device arrays (clgemm.to_device) rather than numpy
 WARMUP_SHARE = 0.2  # windows of warm-up (kernel builds, pools filling) before memory is judged
 MEMORY_BAR_PCT = 1.0
+CALIBRATE_MAX_K = 8192  # the largest K octave calibrated at setup (13: K 8192-16383)
 CASES_KEPT = 20  # examples kept per kind of failure (the counts are complete)
 
 
@@ -63,6 +64,11 @@ class SoakOptions:
     fault_models: tuple[str, ...] = FAULT_MODELS
     smi_period_s: float = 1.0
     quiet: bool = False
+    # calibrate the guard's floors at setup where the device has none stored: the floor
+    # FLOOR_REL is stated for a calibrated device (guard/abft.py); uncalibrated, T is
+    # DEFAULT_C, up to 4x the calibrated one from K = 512 up (an uncalibrated H100 soak let
+    # 35 faults of 1.01e-5 max|C| through at K 1403-4096, 2026-12-06)
+    calibrate: bool = True
 
 
 class Terminated(BaseException):
@@ -497,13 +503,16 @@ class Soak:
                 index_s += secs
         self.key_stats.clear()
         wall = t1 - t0
+        rss_raw = tel.host_rss_bytes()
+        settled = tel.settle_host_heap()
         record = {
             "index": len(self.windows), "t_start_s": t0 - start, "t_end_s": t1 - start,
             **asdict(w),
             "gflops": w.flops / w.call_s / 1e9 if w.call_s > 0 else None,
             "products_per_s": w.calls / wall if wall > 0 else None,
             "mix_index": index_num / index_s if index_s > 0 else None,
-            "rss_bytes": tel.host_rss_bytes(),
+            "rss_raw_bytes": rss_raw,
+            "rss_bytes": tel.host_rss_bytes() if settled else rss_raw,
             "pool": tel.pool_bytes(self.rt),
             "host": tel.host_load(),
             "gpu": self.gpu.window(t0, t1),
@@ -585,7 +594,8 @@ class Soak:
                                  "exact_gamma": f"{wl.EXACT_GAMMA_FACTOR} (K + 16) 2^-24",
                                  "rel_tol_margin": wl.REL_TOL_MARGIN}},
             "setup_s": setup_s,
-            "telemetry": {"host_rss": "VmRSS of /proc/self/status",
+            "telemetry": {"host_rss": "VmRSS of /proc/self/status after gc and glibc's "
+                                      "malloc_trim(0) (rss_bytes; rss_raw_bytes before)",
                           "device_memory": "clgemm's pools, the runtime's and the guard's "
                                            "(managed_bytes, summed); NVML memory.used "
                                            "on NVIDIA",
@@ -593,6 +603,30 @@ class Soak:
                           "gpu_period_s": o.smi_period_s},
             "warmup_share": WARMUP_SHARE, "memory_bar_pct": MEMORY_BAR_PCT,
         }
+
+    def calibration(self) -> dict:
+        """The guard's calibration this soak is judged under: the device's stored one, or one
+        measured now (abft-calibrate's defaults, K octaves up to the workload's largest K)
+        where none is stored and opts.calibrate is on; else the uncalibrated default, said."""
+        from ..guard import abft
+        from . import guard_campaign
+
+        stored = abft.calibration_entry(self.rt)
+        if stored:
+            return {"source": "stored", "path": str(abft.calibration_path()), "c": stored.get("c"),
+                    "floors": stored.get("floors")}
+        if not self.opts.calibrate:
+            return {"source": "none", "c": abft.DEFAULT_C, "floors": None}
+        max_k = min(CALIBRATE_MAX_K, max(p.k for p in self.products))
+        if not self.opts.quiet:
+            print(f"soak: no guard calibration stored for {self.dev.name}: calibrating "
+                  f"(K up to {max_k}; clgemm abft-calibrate)", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        r = guard_campaign.calibrate(device=self.opts.device, max_dim=256,
+                                     max_k=max_k)
+        return {"source": "calibrated at setup", "path": str(abft.calibration_path()),
+                "seconds": time.perf_counter() - t, "c": r["c"], "floors": r["floors"],
+                "max_k": r["max_k"]}
 
     def run(self) -> dict:
         o = self.opts
@@ -608,6 +642,8 @@ class Soak:
         start = t0 = time.monotonic()
         try:
             t_setup = time.perf_counter()
+            self.data["guard_calibration"] = self.calibration()
+            self.write()
             self.data["workload"]["reused_operands"] = self.source.prepare(self.products)
             self.upload_reused()
             self.data["setup_s"] = time.perf_counter() - t_setup
@@ -670,19 +706,29 @@ def _slope(xs: list[float], ys: list[float]) -> float | None:
     return float((dx * (y - y.mean())).sum() / den) if den > 0 else None
 
 
+GROWTH_SPAN = 3  # windows whose median is the baseline (the first) and the end (the last)
+
+
 def _growth(values: list, warm: int) -> dict | None:
-    """Growth after warm-up: the last value and the peak against the value at the end of
-    the warm-up, in percent."""
+    """Growth after warm-up in percent: the median of the last GROWTH_SPAN windows against
+    the median of the first GROWTH_SPAN from the end of the warm-up on (a leak shows as a
+    trend across the run; one window's sample is noise of the moment it was taken), with
+    the slope of a line through them all and the peak beside it."""
     vals = list(values)
     if len(vals) <= warm or any(v is None for v in vals[warm - 1:]):
         return None
-    base = float(vals[warm - 1])
+    judged = [float(v) for v in vals[warm - 1:]]
+    span = max(1, min(GROWTH_SPAN, len(judged) // 2))
+    base = float(np.median(judged[:span]))
     if base <= 0:
         return None
-    after = [float(v) for v in vals[warm:]]
-    return {"baseline": base, "last": after[-1], "peak": max(after),
-            "growth_pct": 100.0 * (after[-1] - base) / base,
-            "peak_growth_pct": 100.0 * (max(after) - base) / base}
+    end = float(np.median(judged[-span:]))
+    slope = _slope(list(range(len(judged))), judged)
+    return {"baseline": base, "last": end, "peak": max(judged[1:]), "span_windows": span,
+            "first_sample": judged[0], "last_sample": judged[-1],
+            "growth_pct": 100.0 * (end - base) / base,
+            "trend_pct": None if slope is None else 100.0 * slope * (len(judged) - 1) / base,
+            "peak_growth_pct": 100.0 * (max(judged[1:]) - base) / base}
 
 
 def _gpu_mean(window: dict, name: str):
