@@ -609,7 +609,11 @@ def test_a_fault_over_the_only_block_row_is_found(rng, m):
     assert hooks.applied == 1
     ab = info.extra["abft"]
     assert ab["detected"]
-    if m == 1:  # the only block row (with 16 rows, blocks of fewer rows flag it directly)
+    if m == 1:
+        bad = out.copy()
+        bad[0] = spread(bad[0])
+        assert clgemm.abft.verify(A, B, bad).lifted  # verify cannot recompute: it says so
+        assert not clgemm.abft.verify(A, B, out).lifted  # the only block row (with 16 rows, blocks of fewer rows flag it directly)
         assert ab["recomputed"] and ab["attempts"] == ["confirm"]
     assert np.abs(out - ref).max() <= 1e-5 * big  # the fault is not in what came back
 

@@ -46,6 +46,13 @@ Tolerance of a block-column, K the inner dimension, u = 2^-24, len the rows of t
     small fault, and a lane that accumulates in blocks makes less of it.
 A block-column is flagged when |r| > tau (or, under the centred rule, |r - m_b scale| >
 T_c scale) or r is not finite while the expected sum is finite.
+A T lifted far above the floor by the product's own residuals (KAPPA p75 over LIFT_T scale
+units and LIFT_OVER_FLOOR c_dev) is ambiguous: structured data's roundoff does it, and so
+does a fault spread over the only block row of a product of few rows (a decode product),
+which then sets its own T. A checked product is then computed again by the same kernel and
+checked: the data's roundoff comes back (same T), a transient fault does not (T drops by
+LIFT_DROP or more: detected, and the second result returned). `verify` cannot recompute: it
+says `lifted` instead.
 Tiny products (m n k <= 2^20, or at most 64 cells; guard/elementwise.py) are also judged
 cell by cell against each cell's float32 error bound, recomputed in double: there the block
 sums hold too few rows, columns or terms to resolve a fault of 1e-5 max|C|. They are computed
@@ -123,6 +130,7 @@ class Verdict:
     flagged: int = 0  # block-columns over tolerance
     cellwise: bool = False  # also judged cell by cell (a tiny product, guard/elementwise.py)
     cells_off: int = 0  # cells off their float32 error bound (cellwise)
+    lifted: bool = False  # T set by the product's own residuals far over the floor (ambiguous)
 
     def add_cells(self, cv: "EW.CellVerdict", n: int) -> "Verdict":
         """Fold in the cell-by-cell judgement of a tiny product: either rule flags."""
@@ -509,6 +517,7 @@ class BlockCheck:
                     threshold=T, threshold_centred=s["threshold_centred"], calibration=c_dev,
                     unverifiable=s["unverifiable"])
         v.detected = not v.ok
+        v.lifted = lifted(v, c_dev)
         v.block = self.bs
         v.flagged = s["flagged"]
         if s["flagged"] == 1 and np.isfinite(s["r"][0]):
@@ -707,7 +716,10 @@ def verify(A, B, C, *, alpha: float = 1.0, beta: float = 0.0, C_old=None,
     """Check that C == alpha op(A) op(B) + beta C_old up to float32 roundoff.
 
     Works on any product (numpy arrays, or clgemm device arrays), including one computed
-    elsewhere; nothing is repaired. C_old is needed when beta != 0."""
+    elsewhere; nothing is repaired. C_old is needed when beta != 0. A verdict with `lifted`
+    set passed under a T its own residuals raised far over the floor: a fault spread over a
+    whole block row (a product of few rows) looks so too; compute the product again and
+    compare to tell."""
     if beta != 0.0 and C_old is None:
         raise ShapeError("beta != 0: pass C_old, the C before the product was accumulated")
     rt = runtime_of(A, device) if isinstance(A, cla.Array) else get_runtime(device)
