@@ -77,8 +77,11 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated space names (default: all)")
+    ap.add_argument("--manifest", default=str(MANIFEST),
+                    help="the spaces to compare (default: the evaluation set; the held-out check "
+                         "has its own, written by heldout.py)")
     args = ap.parse_args()
-    manifest = json.loads(MANIFEST.read_text())
+    manifest = json.loads(Path(args.manifest).read_text())
     only = set(args.only.split(",")) if args.only else None
     out_path = Path(args.out)
     doc = json.loads(out_path.read_text()) if out_path.exists() else {}
