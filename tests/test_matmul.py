@@ -63,6 +63,22 @@ def test_transposes(rng, trans_a, trans_b, m, n, k, direct):
     assert_close_to_reference(out, ref, np_err, f"trans={trans_a},{trans_b}")
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["table", "direct"])
+@pytest.mark.parametrize("m,n,k", [(33, 20, 150), (40, 30, 60), (37, 29, 45)])
+def test_small_k_with_b_transposed_holds_the_exact_contract(rng, m, n, k, direct):
+    # numpy sums a small product with B stored transposed dot-style, 2-3x more accurately
+    # than stored plainly; one chunk of acc_chunk (a running sum) landed at 2.1-2.7x its
+    # error here. The chunk is now at most an eighth of K.
+    if direct:
+        require_valid(_direct_schedule())
+    for _ in range(6):
+        A, B = _operands(rng, m, n, k, False, True)
+        out = clgemm.matmul(A, B, C=_poisoned(m, n), trans_b=True,
+                            schedule=_direct_schedule() if direct else None)
+        ref, np_err = reference(A, B, trans_b=True)
+        assert_close_to_reference(out, ref, np_err, f"{m}x{n}x{k} NT")
+
+
 @pytest.mark.parametrize("alpha,beta", [(0.5, 0.0), (1.7, -0.3), (0.0, 1.0), (-2.0, 2.5)])
 def test_alpha_beta(rng, alpha, beta):
     m, n, k = 45, 77, 93
