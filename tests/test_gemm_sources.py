@@ -4,7 +4,9 @@
 `kernels/gemm.py` rendered at commit `rendered_at` (before the direct form existed) for every
 layout (transposes x alignment, fault injection on the unaligned ones); the keys are the
 defaults, the shipped tables' schedules, test_matmul's schedules and 200 random valid ones.
-`data/make_gemm_sources_head.py` is the script that wrote it.
+`data/make_gemm_sources_head.py` is the script that wrote it. A change meant to alter every
+kernel re-renders the same keys (its `re_rendered` note says which change): once, for the
+accumulation chunk of at most K / 8 (the exact contract at small K).
 """
 
 from __future__ import annotations
