@@ -386,3 +386,16 @@ def test_a_row_fault_on_an_all_zero_product_is_below_the_floor(tmp_path, trace):
     w = soak.window
     assert w.calls == 3 and w.missed_above_floor == 0 and w.errors == 0
     assert w.missed_below_floor + w.found == w.injected == 3
+
+
+def test_a_missed_fault_keeps_what_the_guard_judged_it_by(rng):
+    # a miss is read later from the artifact alone: T, the floor, the block rows, the lane
+    import clgemm
+
+    A = rng.standard_normal((70, 90)).astype(np.float32)
+    B = rng.standard_normal((90, 50)).astype(np.float32)
+    _, info = clgemm.matmul(A, B, check=True, return_info=True)
+    g = S.Soak._guard_view(info)["guard"]
+    assert g["threshold"] > 0 and g["calibration"] > 0 and g["block"] >= 1
+    assert g["lane"] == "fp32" and g["schedule"] == info.schedule
+    assert S.Soak._guard_view(None) == {}

@@ -322,7 +322,8 @@ class Soak:
         ok = all(c.ok for c in checks)
         if injected is not None:
             for fault, o, each, detected in zip(injected, outs, per, found):
-                self._fault_outcome(d, fault, detected, self._applied(fault, o, detected))
+                self._fault_outcome(d, fault, detected, self._applied(fault, o, detected),
+                                    info)
                 if not all(c.ok for c in each):
                     self._fault_left(d, fault, o, info, detected)
             return
@@ -462,7 +463,20 @@ class Soak:
         moved = abs(float(out[fi, fj]) - float(fault["clean"][fi, fj]))
         return not math.isfinite(moved) or moved >= 0.5 * fault["delta"]
 
-    def _fault_outcome(self, d: Draw, fault: dict, detected: bool, applied: bool) -> None:
+    @staticmethod
+    def _guard_view(info) -> dict:
+        """What the guard judged a call by (kept with a missed fault: its T against the
+        device's floor, the block rows, the lane), so that a miss can be read without a rerun."""
+        if info is None:
+            return {}
+        v = info.extra.get("abft") or {}
+        keep = ("threshold", "threshold_centred", "calibration", "block", "max_ratio",
+                "max_rigorous_ratio", "lifted", "attempts")
+        return {"guard": {**{k: v.get(k) for k in keep}, "lane": info.extra.get("lane", "fp32"),
+                          "schedule": info.schedule}}
+
+    def _fault_outcome(self, d: Draw, fault: dict, detected: bool, applied: bool,
+                       info=None) -> None:
         w = self.window
         m = self.log.faults_by_model.setdefault(fault["model"], {
             "injected": 0, "found": 0, "missed_above_floor": 0, "missed_below_floor": 0,
@@ -485,7 +499,8 @@ class Soak:
             self.log.missed_by_product[name] = self.log.missed_by_product.get(name, 0) + 1
             self.log.case("missed_faults", {**d.describe(), "model": fault["model"],
                                             "cell": list(fault["cell"]),
-                                            "rel_size": fault["rel_size"]})
+                                            "rel_size": fault["rel_size"],
+                                            **self._guard_view(info)})
         else:
             w.missed_below_floor += 1
             m["missed_below_floor"] += 1
