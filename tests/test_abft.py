@@ -243,6 +243,8 @@ def test_calibration_roundtrip(tmp_path, monkeypatch, one_build_per_kernel):
     assert all(f >= clgemm.abft.DEFAULT_C for o, f in floors.items() if int(o) < 9)
     # from K = 512 up: margin x the largest |r|/scale seen in the octave
     assert floors["9"] == pytest.approx(r["margin"] * r["max_z"]["fp32:9"])
+    top = r["max_z_product"]["fp32:9"]  # the product that set it, to read a high floor by
+    assert top["kind"] in campaign.KINDS and 512 <= top["mnk"][2] < 1024
     # the stored table answers per lane and K: the octave at or below K, else the lowest
     assert clgemm.abft.calibration_for(rt, "fp32", 600) == pytest.approx(floors["9"])
     assert clgemm.abft.calibration_for(rt, "fp32", 9000) == pytest.approx(floors["10"])

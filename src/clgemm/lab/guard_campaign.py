@@ -174,9 +174,12 @@ def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=No
     tail: dict[tuple[str, int], float] = {}
     over99: dict[tuple[str, int], float] = {}
     seen: dict[tuple[str, int], int] = {}
+    # which data kind set each octave's largest |r| / scale (and the product's shape): the
+    # deep floors follow one product's tail, so a floor far above its neighbours' reads here
+    setter: dict[tuple[str, int], dict] = {}
 
     def record(case) -> None:
-        A, B, C0, alpha, beta, ta, tb, _kind = case
+        A, B, C0, alpha, beta, ta, tb, kind = case
         k = A.shape[0] if ta else A.shape[1]
         o = abft.k_octave(k)
         for lane in lanes:
@@ -185,6 +188,9 @@ def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=No
             if got is None:
                 continue
             need[(lane, o)] = max(need.get((lane, o), 0.0), got[0])
+            if got[1] > tail.get((lane, o), 0.0):
+                setter[(lane, o)] = {"kind": kind, "mnk": [C.shape[0], C.shape[1], k],
+                                  "trans": [ta, tb], "beta": beta, "covered": got[0] == 0.0}
             tail[(lane, o)] = max(tail.get((lane, o), 0.0), got[1])
             over99[(lane, o)] = max(over99.get((lane, o), 0.0), got[2])
             seen[(lane, o)] = seen.get((lane, o), 0) + 1
@@ -203,6 +209,7 @@ def calibrate(count: int = 300, seed: int = 12345, max_dim: int = 200, device=No
     result = {"c": c, "floors": floors, "max_uncovered_z": top,
               "uncovered_z": {f"{lane}:{o}": z for (lane, o), z in sorted(need.items())},
               "max_z": {f"{lane}:{o}": z for (lane, o), z in sorted(tail.items())},
+              "max_z_product": {f"{lane}:{o}": p for (lane, o), p in sorted(setter.items())},
               # must stay below KAPPA99 (with room): the tail over the 99th percentile
               "max_over_p99": {f"{lane}:{o}": z for (lane, o), z in sorted(over99.items())},
               "kappa99": abft.KAPPA99,
