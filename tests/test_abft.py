@@ -633,3 +633,20 @@ def test_constant_data_lifts_t_without_a_fault(monkeypatch):
     ab = info.extra["abft"]
     assert ab["attempts"] == ["confirm"] and not ab["detected"] and not ab["recomputed"]
     assert np.abs(out - 0.21 * 9000).max() <= 9000 * 2**-24 * 0.21 * 9000
+
+
+@pytest.mark.parametrize("m,n,k", [(300, 250, 700), (1, 900, 2100), (96, 64, 4100)])
+def test_a_fault_over_the_stated_floor_is_always_found(rng, m, n, k):
+    # Info's floor_abs is a promise: a change of any one entry by more than it is found
+    # (twice the largest block-column tolerance: the clean residual it adds to is within one)
+    A, B = rand(rng, (m, k)), rand(rng, (k, n))
+    _, info = clgemm.matmul(A, B, check=True, return_info=True)
+    floor = info.extra["abft"]["floor_abs"]
+    assert 0 < floor < np.inf
+    cells = np.random.default_rng(11)
+    for _ in range(8):
+        i, j = int(cells.integers(m)), int(cells.integers(n))
+        sign = float(cells.choice([-1.0, 1.0]))
+        with faults.inject(result=faults.add(sign * 1.02 * floor), cells=[(i, j)]):
+            _, got = clgemm.matmul(A, B, check=True, return_info=True)
+        assert got.extra["abft"]["detected"], (i, j, floor)

@@ -401,3 +401,26 @@ def test_a_missed_fault_keeps_what_the_guard_judged_it_by(rng):
     assert g["threshold"] > 0 and g["calibration"] > 0 and g["block"] >= 1
     assert g["lane"] == "fp32" and g["schedule"] == info.schedule
     assert S.Soak._guard_view(None) == {}
+
+
+def test_a_miss_within_the_calls_stated_floor_is_counted_apart(tmp_path, trace):
+    from clgemm.info import Info
+
+    soak = S.Soak(_opts(tmp_path, trace), ["test"])
+    d = S.Draw(soak.products[0], "check", None, False, False, 1.0, 0.0, True, False)
+    fault = {"model": "rel_1e-5", "cell": (0, 0), "delta": 1.0, "rel_size": 2e-5,
+             "significant": True}
+
+    def info(floor):
+        i = Info(method="exact", schedule="s", device="d", shape=(37, 29, 45))
+        i.extra["abft"] = {"floor_abs": floor, "threshold": 1.0}
+        return i
+
+    soak._fault_outcome(d, fault, False, True, info(2.0))  # within the call's floor
+    soak._fault_outcome(d, fault, False, True, info(0.5))  # over it: a miss
+    soak._fault_outcome(d, fault, False, True, None)  # no floor stated: over FLOOR_REL counts
+    w = soak.window
+    assert (w.injected, w.missed_above_floor, w.missed_below_floor) == (3, 2, 1)
+    assert w.missed_under_stated_floor == 1
+    case = soak.log.cases["under_stated_floor"][0]
+    assert case["guard"]["floor_abs"] == 2.0

@@ -131,6 +131,10 @@ class Verdict:
     cellwise: bool = False  # also judged cell by cell (a tiny product, guard/elementwise.py)
     cells_off: int = 0  # cells off their float32 error bound (cellwise)
     lifted: bool = False  # T set by the product's own residuals far over the floor (ambiguous)
+    # The stated floor of this check: a change of one entry of C by more than this is found
+    # wherever it falls (twice the largest block-column tolerance: the clean residual it adds
+    # to is within one); infinite where nothing was checkable.
+    floor_abs: float = float("inf")
 
     def add_cells(self, cv: "EW.CellVerdict", n: int) -> "Verdict":
         """Fold in the cell-by-cell judgement of a tiny product: either rule flags."""
@@ -503,6 +507,7 @@ class BlockCheck:
         return {"flagged": flagged, "unverifiable": head[1], "checkable": head[2],
                 "max_ratio": f[3], "max_z": f[4], "max_rig": f[5], "nonfinite": bool(head[6]),
                 "threshold": f[7], "threshold_centred": f[8], "centred_zero": head[9],
+                "max_tau": f[10],
                 "idx": idx, "r": r, "hist": h[AK.HEAD:AK.CENTRED].copy(),
                 "hist_centred": h[AK.CENTRED:AK.ENTRIES].copy()}
 
@@ -518,6 +523,8 @@ class BlockCheck:
                     unverifiable=s["unverifiable"])
         v.detected = not v.ok
         v.lifted = lifted(v, c_dev)
+        if s["checkable"]:
+            v.floor_abs = 2.0 * float(s["max_tau"])
         v.block = self.bs
         v.flagged = s["flagged"]
         if s["flagged"] == 1 and np.isfinite(s["r"][0]):
@@ -941,6 +948,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     v.attempts = attempts
     v.detected = detected
     v.delta_estimate = first.delta_estimate
+    v.floor_abs = first.floor_abs  # the check that judged the product as it came
     if first_loc is not None:
         first.rows, first.cols = first_loc[0], first_loc[1]
         if v.delta_estimate is None:

@@ -31,7 +31,7 @@ if os.environ.get("CLGEMM_ABFT_EXPECT"):
 # so the same bits).
 NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48 (a multiple of 64)
 CAP = 1024  # flagged block-columns listed in the summary
-HEAD = 10  # summary header words
+HEAD = 11  # summary header words
 # The summary: HEAD words, the histogram of |r| / scale (NH), that of the centred ratios
 # (NH), then CAP flagged entries of 4 words.
 CENTRED = HEAD + NH
@@ -310,7 +310,9 @@ void abft_flush_max(__local uint* lm, __global uint* g) { if (*lm) atomic_max(g,
 // Residual, tolerances and the histogram of z = |r| / scale.  global (N, NB), local (JW, 1)
 // sum[0] flagged, [1] unverifiable, [2] checkable, [3] max ratio, [4] max z,
 // [5] max rigorous ratio, [6] non-finite flagged, [7] T (judge2), [8] T_c of the centred
-// rule (judge2), [9] centred ratios exactly zero (abft_centre); [HEAD, CENTRED) histogram of
+// rule (judge2), [9] centred ratios exactly zero (abft_centre), [10] the largest tolerance
+// tau of any block-column (judge2: a fault of twice it is found wherever it falls); [HEAD,
+// CENTRED) histogram of
 // |r| / scale, [CENTRED, ENTRIES) that of the centred ratios (abft_centre), then CAP entries
 // of 4 words: index b*N+j, 0, residual (real as 2 words, or float + 0).
 __kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
@@ -577,7 +579,7 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
     __global const real* RG, __global const float* MC, __global uint* sum)
 {
   __local float T_, Tc_;
-  __local uint mx[2];  // max ratio, max rigorous ratio (bits)
+  __local uint mx[3];  // max ratio, max rigorous ratio, max tau (bits)
   __local uint part[JW];  // histogram counts per chunk of NH / JW bins
   __local uint partc[JW];  // the same of the centred ratios' histogram
   const int lid = get_local_id(0);
@@ -647,7 +649,7 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
       sum[7] = as_uint(T);
       sum[8] = as_uint(Tc);
     }
-    mx[0] = 0u; mx[1] = 0u;
+    mx[0] = 0u; mx[1] = 0u; mx[2] = 0u;
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   const int j = get_global_id(0), b = get_global_id(1);
@@ -668,6 +670,8 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
     if (!(rr <= 3.0e38f)) rr = INFINITY;
     atomic_max(&mx[0], abft_bits(ratio));
     atomic_max(&mx[1], abft_bits(rr));
+    const float ft = (float)tau;
+    if (ft <= 3.0e38f) atomic_max(&mx[2], abft_bits(ft));
     if (!(ar <= tau) || !(ratio <= 1.0f)) {
       const uint pos = atomic_inc(&sum[0]);
       if (!isfinite(r)) sum[6] = 1u;
@@ -683,7 +687,10 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
     }
   }
   barrier(CLK_LOCAL_MEM_FENCE);
-  if (lid == 0) { abft_flush_max(&mx[0], &sum[3]); abft_flush_max(&mx[1], &sum[5]); }
+  if (lid == 0) {
+    abft_flush_max(&mx[0], &sum[3]); abft_flush_max(&mx[1], &sum[5]);
+    abft_flush_max(&mx[2], &sum[10]);
+  }
 }
 
 // Listed cells: new = alpha * sum_k opA[i,k] opB[k,j] (in real) + beta * Cold[i,j]; the old

@@ -13,7 +13,11 @@ FLOOR_REL max|C| (or a non-finite entry), and on the products it judges cell by 
 ones, guard/elementwise.py) also more than the cell's float32 error bound (K + 4) u S_ij, a
 change a correct float32 product may make (this soak's verification accepts it): a fault
 above the floor that the guard lets through is a miss; below it, it is counted apart (faults
-over FLOOR_REL max|C| but within their cell's bound are counted as within_cell_bound).
+over FLOOR_REL max|C| but within their cell's bound are counted as within_cell_bound). Each
+checked call also states its own floor (Info.extra["abft"]["floor_abs"]: twice its largest
+block-column tolerance, a change a check is sure to find): where a big product of large K
+states it above FLOOR_REL max|C| (its blocks sum more roundoff than such a fault), a miss
+within it counts as below the floor and, apart, as missed_under_stated_floor.
 """
 
 from __future__ import annotations
@@ -94,6 +98,10 @@ class Tally:
     found: int = 0
     missed_above_floor: int = 0
     missed_below_floor: int = 0
+    # of those below: over FLOOR_REL max|C| but within the call's own stated floor (twice its
+    # largest block-column tolerance, Info.extra["abft"]["floor_abs"]), which a big product
+    # of large K states above FLOOR_REL
+    missed_under_stated_floor: int = 0
     not_applied: int = 0
 
     def add(self, other: Tally) -> None:
@@ -114,6 +122,7 @@ class Log:
         self.faults_by_model: dict[str, dict[str, int]] = {}
         self.cases: dict[str, list] = {"errors": [], "wrong_results": [], "false_positives": [],
                                        "missed_faults": [], "below_floor_escapes": [],
+                                       "under_stated_floor": [],
                                        "unrepaired": []}
         self.worst_ratio: dict[str, float] = {}  # verification: worst error / bound per contract
         self.missed_by_size: dict[str, int] = {}  # misses above the floor, by decade of size
@@ -464,6 +473,15 @@ class Soak:
         return not math.isfinite(moved) or moved >= 0.5 * fault["delta"]
 
     @staticmethod
+    def _stated_floor(info) -> float:
+        """The call's stated floor (absolute): 0 where the call reports none (every fault
+        over FLOOR_REL max|C| then counts)."""
+        if info is None:
+            return 0.0
+        floor = (info.extra.get("abft") or {}).get("floor_abs")
+        return float(floor) if floor is not None and math.isfinite(floor) else 0.0
+
+    @staticmethod
     def _guard_view(info) -> dict:
         """What the guard judged a call by (kept with a missed fault: its T against the
         device's floor, the block rows, the lane), so that a miss can be read without a rerun."""
@@ -471,7 +489,7 @@ class Soak:
             return {}
         v = info.extra.get("abft") or {}
         keep = ("threshold", "threshold_centred", "calibration", "block", "max_ratio",
-                "max_rigorous_ratio", "lifted", "attempts")
+                "max_rigorous_ratio", "lifted", "attempts", "floor_abs")
         return {"guard": {**{k: v.get(k) for k in keep}, "lane": info.extra.get("lane", "fp32"),
                           "schedule": info.schedule}}
 
@@ -490,6 +508,15 @@ class Soak:
         if detected:
             w.found += 1
             m["found"] += 1
+        elif fault["significant"] and fault["delta"] <= self._stated_floor(info):
+            w.missed_below_floor += 1
+            w.missed_under_stated_floor += 1
+            m["missed_below_floor"] += 1
+            m["missed_under_stated_floor"] = m.get("missed_under_stated_floor", 0) + 1
+            self.log.case("under_stated_floor", {**d.describe(), "model": fault["model"],
+                                                 "cell": list(fault["cell"]),
+                                                 "rel_size": fault["rel_size"],
+                                                 **self._guard_view(info)})
         elif fault["significant"]:
             w.missed_above_floor += 1
             m["missed_above_floor"] += 1
@@ -557,6 +584,8 @@ class Soak:
                        "missed": t.missed_above_floor + t.missed_below_floor,
                        "missed_above_floor": t.missed_above_floor,
                        "missed_below_floor": t.missed_below_floor, "not_applied": t.not_applied,
+                       "missed_under_stated_floor": t.missed_under_stated_floor,
+                       "under_stated_floor_cases": log.cases["under_stated_floor"],
                        "missed_above_floor_by_size": log.missed_by_size,
                        "missed_above_floor_by_product": log.missed_by_product,
                        "fault_errors": log.fault_errors,
@@ -601,9 +630,12 @@ class Soak:
                 "contracts": dict(CONTRACTS), "rel_tols": list(REL_TOLS),
                 "plan_share": PLAN_SHARE, "device_share": DEVICE_SHARE, "kinds": list(wl.KINDS),
                 "floor_rel": FLOOR_REL,
-                "floor": (f"{FLOOR_REL:g} max|C|; on products judged cell by cell (m n k <= "
-                          f"{EW.TINY_WORK} or m n <= {EW.TINY_CELLS}) also the cell's float32 "
-                          "error bound (K + 4) 2^-24 S_ij"),
+                "floor": (f"{FLOOR_REL:g} max|C| or the call's stated floor (Info abft "
+                          "floor_abs: twice its largest block-column tolerance), the larger; on "
+                          f"products judged cell by cell (m n k <= {EW.TINY_WORK} or m n <= "
+                          f"{EW.TINY_CELLS}) also the cell's float32 error bound (K + 4) 2^-24 "
+                          "S_ij; misses over FLOOR_REL but within the stated floor are "
+                          "counted apart (missed_under_stated_floor)"),
                 "verification": {"probes": wl.PROBES, "sample_rows": wl.SAMPLE_ROWS,
                                  "rows_every": wl.FULL_EVERY, "fresh_limit": wl.FRESH_LIMIT,
                                  "exact_gamma": f"{wl.EXACT_GAMMA_FACTOR} (K + 16) 2^-24",

@@ -45,6 +45,9 @@ def soak_blocks(soaks: list[tuple[str, dict]], link, fmt, Link) -> list[tuple]:
             [f"faults over {a['workload']['floor_rel']:g} max|C| within their cell's float32 "
              "error bound (tiny products)",
              f.get("within_cell_bound", "—"), "reported"],
+            [f"faults over {a['workload']['floor_rel']:g} max|C| missed within their call's "
+             "stated floor (big products of large K)",
+             f.get("missed_under_stated_floor", "—"), "reported"],
             ["found faults left above the floor", f.get("unrepaired_above_floor", 0),
              v["bars"].get("unrepaired_above_floor")],
             ["false positives", (f"{a['false_positives']['count']} of "
