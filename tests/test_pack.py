@@ -177,3 +177,21 @@ def test_long_k_runs_in_slices_added_into_c(rng, ta, tb, monkeypatch):
     for i in range(3):
         ref, np_err = reference(As[i], B, trans_a=ta, trans_b=tb)
         assert_close_to_reference(got[i], ref, np_err, f"product {i}")
+
+
+def test_info_counts_the_copies_and_k_slices_in_kernel_time(rng):
+    # a reported call whose lane runs a plain copy of each transposed operand and K slices
+    # (K over lanes.fp32.K_CHUNK) lists every kernel, and its kernel time is their sum
+    require_valid(DIRECT)
+    from clgemm.lanes.fp32 import K_CHUNK
+
+    m, n, k = 40, 56, 2 * K_CHUNK + 37
+    A, B = _operands(rng, m, n, k, True, True)
+    out, info = clgemm.matmul(A, B, trans_a=True, trans_b=True, schedule=DIRECT,
+                              return_info=True)
+    ref, np_err = reference(A, B, trans_a=True, trans_b=True)
+    assert_close_to_reference(out, ref, np_err, "packed, sliced")
+    rt = get_runtime()
+    assert len(info.events) == 3 * 3  # per slice of K: A's copy, B's copy, the product
+    assert info.kernel_s == pytest.approx(sum(rt.seconds(e) for e in info.events))
+    assert info.kernel_s > rt.seconds(info.events[-1])

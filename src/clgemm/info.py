@@ -14,7 +14,11 @@ class Info:
     schedule: str  # Schedule.key() of the kernel that ran
     device: str
     shape: tuple[int, int, int]
-    kernel_s: float = 0.0  # device time of the GEMM kernel (OpenCL event profiling)
+    # device time of the product's kernels (OpenCL event profiling): where the float32 family
+    # runs several (a plain copy of a transposed or badly strided operand first, K slices)
+    # their intervals summed; the small-rows lane's split form counts its last (the sum of
+    # the partials) only
+    kernel_s: float = 0.0
     h2d_s: float = 0.0  # host-to-device copies (wall)
     d2h_s: float = 0.0  # device-to-host copy (wall)
     total_s: float = 0.0  # the whole call (wall)
@@ -24,6 +28,9 @@ class Info:
     fell_back: bool = False  # an approximate method gave way to exact
     checked: bool = False  # ABFT verified the result
     extra: dict[str, Any] = field(default_factory=dict)
+    # the events of the kernels a lane ran for this call (filled where a lane runs several;
+    # kernel_s sums them)
+    events: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def gflops(self) -> float:

@@ -254,17 +254,17 @@ class Fp32Lane:
         return kernel.launch(args, kernel.global_size(m, n) + (batch,), queue)
 
     def _packed(self, m: int, n: int, k: int, a: Operand, b: Operand,
-                strides: tuple[int, int, int], queue, batch: int = 1
-                ) -> tuple[Operand, Operand, tuple[int, int, int]]:
+                strides: tuple[int, int, int], queue, batch: int = 1,
+                events: list | None = None) -> tuple[Operand, Operand, tuple[int, int, int]]:
         """a and b with each transposed one replaced by its plain copy in scratch (the
         copies enqueued on `queue`; the caller holds the scratch lock until the product
         that reads them is enqueued)."""
         space = pack.scratch(self.rt, queue)
         sa, sb, sc = strides
         if a.transposed:
-            a, sa = pack.pack(space, "A", a, m, k, queue, batch, sa)
+            a, sa = pack.pack(space, "A", a, m, k, queue, batch, sa, events)
         if b.transposed or self._pads(m, b):
-            b, sb = pack.pack(space, "B", b, k, n, queue, batch, sb)
+            b, sb = pack.pack(space, "B", b, k, n, queue, batch, sb, events)
         return a, b, (sa, sb, sc)
 
     @staticmethod
@@ -301,7 +301,8 @@ class Fp32Lane:
                                               slot))
         if self._pack and (a.transposed or b.transposed or self._pads(m, b)):
             with pack.scratch(self.rt, queue).lock:
-                a, b, _ = self._packed(m, n, k, a, b, (0, 0, 0), queue)
+                a, b, _ = self._packed(m, n, k, a, b, (0, 0, 0), queue,
+                                       events=None if info is None else info.events)
                 return self.enqueue(m, n, k, alpha, beta, a, b, c, queue, info, gate, slot)
         if info is not None:
             t0 = time.perf_counter()
@@ -317,7 +318,10 @@ class Fp32Lane:
         size = self._sizes.get((m, n))
         if size is None:
             size = self._sizes[(m, n)] = kernel.global_size(m, n)
-        return kernel.launch(args, size, queue)
+        event = kernel.launch(args, size, queue)
+        if info is not None:
+            info.events.append(event)
+        return event
 
 
 # The last resort when neither the table's nor the default schedule fits a device:

@@ -134,13 +134,13 @@ def scratch(rt: Runtime, queue: "cl.CommandQueue") -> PackScratch:
 
 
 def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
-         batch: int = 1, stride: int = 0) -> tuple[Operand, int]:
+         batch: int = 1, stride: int = 0, events: list | None = None) -> tuple[Operand, int]:
     """x (rows x cols logically) copied as its logical matrix into row-major scratch, rows
     `padded_ld` apart: transposed where x is stored transposed, else as it is (an operand
     whose rows fall in one cache set, `bad_ld`). With `batch`, each of `batch` matrices
     `stride` elements apart (0: one matrix, broadcast). Returns the packed operand and its
-    batch stride. The caller holds `space.lock` until the product that reads it is
-    enqueued."""
+    batch stride (the copy's event appended to `events` where given). The caller holds
+    `space.lock` until the product that reads it is enqueued."""
     count = batch if stride else 1
     ld = padded_ld(cols)
     size = max(rows, 1) * ld
@@ -154,7 +154,9 @@ def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
         kern = space.kernel(name, "clgemm_pack_copy")
         kern.bind([rows, cols, x.buffer, x.ld, x.offset, stride, buf, ld, size], keep=keep)
         sizes = (-(-cols // _BLOCK), -(-rows // _BLOCK), count)
-    cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
+    event = cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
+    if events is not None:
+        events.append(event)
     return Operand(buf, 0, ld, False), (size if stride else 0)
 
 
