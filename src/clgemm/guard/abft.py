@@ -309,6 +309,8 @@ def floor_min(c_dev: float, k: int) -> float:
     large (there a fault of 1e-5 max|C| is within a few times the roundoff); not at all
     below K = 512, where faults stand far above the floor."""
     return c_dev / FLOOR_MARGIN if k_octave(k) >= DEEP_FROM else c_dev
+
+
 # A robust level KAPPA p75 above LIFT_T scale units and LIFT_OVER_FLOOR times the device's
 # floor is confirmed by the same product again (checked_core). On PoCL (2026-12-06) the clean
 # products of every data kind of the guard campaign had T = c_dev, but constant data (T up to
