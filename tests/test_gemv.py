@@ -251,3 +251,31 @@ def test_vector_form_kernels_for_several_rows(rows, rng):
                      Operand(c.base_data, 0, n, False), rt.user_queue)
         ref, np_err = reference(A, W, trans_b=tb)
         assert_close_to_reference(c.get(), ref, np_err, f"B transposed={tb}")
+
+
+def test_a_reported_split_call_lists_both_kernels(rng):
+    # K split over work-groups is two kernels (partial sums, their reduction): a reported
+    # call lists both, so that Info.kernel_s (their sum) is the product's device time
+    from clgemm.info import Info
+    from clgemm.kernels.gemv import GemvSchedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    lane = GemvLane(rt, GemvSchedule(dot_lanes=(8,) * 5, dot_items=32, cpw=(1,) * 5,
+                                     stage=(0,) * 5, dot_fill=(64,) * 5))
+    m, n, k = 3, 77, 1030
+    assert lane.splits(64, -(-n // 4), k, 32)[0] > 1  # K is split on this device
+    A, W = rand(rng, (m, k)), rand(rng, (n, k))
+    a, w = clgemm.to_device(A), clgemm.to_device(W)
+    c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+    info = Info(method="exact", schedule=lane.schedule.key(), device=rt.device.name,
+                shape=(m, n, k))
+    last = lane.enqueue(m, n, k, 1.0, 0.0, Operand(a.base_data, 0, k, False),
+                        Operand(w.base_data, 0, k, True), Operand(c.base_data, 0, n, False),
+                        rt.queue, info)
+    last.wait()
+    assert len(info.events) == 2 and info.events[-1] is last
+    ref, np_err = reference(A, W, trans_b=True)
+    assert_close_to_reference(c.get(), ref, np_err, "split, reported")

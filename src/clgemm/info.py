@@ -14,10 +14,9 @@ class Info:
     schedule: str  # Schedule.key() of the kernel that ran
     device: str
     shape: tuple[int, int, int]
-    # device time of the product's kernels (OpenCL event profiling): where the float32 family
-    # runs several (a plain copy of a transposed or badly strided operand first, K slices)
-    # their intervals summed; the small-rows lane's split form counts its last (the sum of
-    # the partials) only
+    # device time of the product's kernels (OpenCL event profiling): where a lane runs several
+    # (a plain copy of a transposed or badly strided operand first, K slices, a split's
+    # partial sums and their reduction, a transpose out) their intervals summed
     kernel_s: float = 0.0
     h2d_s: float = 0.0  # host-to-device copies (wall)
     d2h_s: float = 0.0  # device-to-host copy (wall)

@@ -111,16 +111,20 @@ class GemvLane:
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
-        return self.enqueue_batched(1, m, n, k, alpha, beta, a, b, c, (0, 0, 0), queue)
+        event = self.enqueue_batched(1, m, n, k, alpha, beta, a, b, c, (0, 0, 0), queue, info)
+        if info is not None and not (info.events and info.events[-1] is event):
+            info.events.append(event)  # every kernel of the call is listed (Info.kernel_s)
+        return event
 
     def enqueue_batched(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
                         a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
-                        queue: "cl.CommandQueue") -> "cl.Event":
+                        queue: "cl.CommandQueue", info=None) -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
-        a, b and c (0 broadcasts that operand)."""
+        a, b and c (0 broadcasts that operand); `info`: a reported call, whose Info.events
+        get the kernels before the last."""
         if self.schedule.direct_rows and (min(m, n) >= self.schedule.direct_rows
                                           or not _large_along_k(m, n, a, b)):
-            direct = self._direct(batch, m, n, k, alpha, beta, a, b, c, strides, queue)
+            direct = self._direct(batch, m, n, k, alpha, beta, a, b, c, strides, queue, info)
             if direct is not None:
                 return direct
         (a_rs, a_ks), (b_ks, b_ns), (c_rs, c_ns) = _strides(a), _strides(b), _strides(c)
@@ -138,11 +142,12 @@ class GemvLane:
         (x, x_rs, x_ks), (y, y_ks, y_ns) = A, B
         bucket = row_bucket(rows)
         batch_strides = (a_bs, b_bs, c_bs)
+        events = None if info is None else info.events
         if y_ks == 1:
             return self._dot(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks),
-                             (y, y_ns), (c, c_rs, c_ns), batch_strides, queue)
+                             (y, y_ns), (c, c_rs, c_ns), batch_strides, queue, events)
         return self._axpy(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
-                          (c, c_rs, c_ns), batch_strides, queue)
+                          (c, c_rs, c_ns), batch_strides, queue, events)
 
     def kernel_note(self, m: int, n: int, trans_a: bool, trans_b: bool) -> str:
         """What serves a product of this shape and layout (C row-major), for its plan's
@@ -158,7 +163,7 @@ class GemvLane:
 
     def _direct(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
                 a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
-                queue) -> "cl.Event | None":
+                queue, info=None) -> "cl.Event | None":
         """A few rows on the float32 family's direct kernel (None where its schedule does
         not fit the device: the dot kernels serve). That kernel copies an operand stored
         transposed into plain storage first (lanes/pack.py), which the large operand must
@@ -173,7 +178,7 @@ class GemvLane:
             return None
         fp32 = _fp32_lane(self.rt, schedule)
         if not swap:
-            return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue) if batch == 1 else
+            return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue, info) if batch == 1 else
                     fp32.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides, queue))
         # C^T (n x m) = op(B)^T op(A)^T into scratch, then C = (C^T)^T + beta C
         space = pack.scratch(self.rt, queue)
@@ -181,14 +186,14 @@ class GemvLane:
         with space.lock:
             out = Operand(space.buffer("C^T", 4 * batch * n * m), 0, m, False)
             if batch == 1:
-                fp32.enqueue(n, m, k, alpha, 0.0, b.flipped(), a.flipped(), out, queue)
+                fp32.enqueue(n, m, k, alpha, 0.0, b.flipped(), a.flipped(), out, queue, info)
             else:
                 fp32.enqueue_batched(batch, n, m, k, alpha, 0.0, b.flipped(), a.flipped(),
                                      out, (sb, sa, n * m), queue)
             return pack.unpack(space, out, c, m, n, beta, queue, batch, n * m, sc)
 
     def _dot(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
-             queue) -> "cl.Event":
+             queue, events=None) -> "cl.Event":
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ns), (c, c_rs, c_ns) = A, B, C
         if s.dot_form == "vector":
@@ -211,10 +216,11 @@ class GemvLane:
         return self._split_launch(
             kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
                    y.offset, y_ns), (c, c_rs, c_ns, strides), batch, splits, per_split,
-            bucket, (col_groups * lanes, splits * groups, batch), (lanes, groups, 1), queue)
+            bucket, (col_groups * lanes, splits * groups, batch), (lanes, groups, 1), queue,
+            events)
 
     def _axpy(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
-              queue) -> "cl.Event":
+              queue, events=None) -> "cl.Event":
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ks), (c, c_rs, c_ns) = A, B, C
         col_groups = -(-cols // (4 * s.axpy_cols))
@@ -224,11 +230,11 @@ class GemvLane:
             kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
                    y.offset, y_ks), (c, c_rs, c_ns, strides), batch, splits, per_split,
             bucket, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
-            (s.axpy_cols, s.axpy_slices, 1), queue)
+            (s.axpy_cols, s.axpy_slices, 1), queue, events)
 
     def _split_launch(self, kern, head: tuple, out: tuple, batch: int, splits: int,
                       per_split: int, bucket: int, global_size: tuple, local_size: tuple,
-                      queue) -> "cl.Event":
+                      queue, events: list | None = None) -> "cl.Event":
         """A kernel whose K may be split over work-groups (gemv_dot, gemv_axpy): `head` its
         arguments up to B's, `out` = (c, C's row and column strides, the batch strides);
         with several splits the partial sums go to pooled scratch and gemv_reduce adds them
@@ -240,6 +246,8 @@ class GemvLane:
             kern.bind(head + (c.buffer, c.offset, c_rs, c_ns, *strides, scratch, per_split),
                       keep=self._keeps(queue, partial))
             event = cl.enqueue_nd_range_kernel(queue, kern.kernel, global_size, local_size)
+            if events is not None and partial is not None:
+                events.append(event)  # the reduction's event is the call's last
             return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha,
                                 beta, (c, c_rs, c_ns, strides[2]), queue)
 
