@@ -33,6 +33,7 @@ from clgemm.tune.model import CostModel, prior_time
 from clgemm.tune.record import sample_valid
 
 import clgemm
+from conftest import require_valid
 
 SRC = Path(clgemm.__file__).resolve().parent.parent  # subprocesses import the clgemm tested
 TINY = Problem(64, 64, 64)
@@ -643,3 +644,23 @@ def test_transfer_prior_reads_no_replay_session(tmp_path):
     db.close()
     prior = transfer_groups([tmp_path / "t.sqlite"], "dev", exclude=Problem(64, 64, 64))
     assert prior.groups == [([tuned], [2e-3])] and prior.samples == 1
+
+
+def test_a_direct_schedule_is_timed_as_the_call_runs_it(rt, monkeypatch):
+    """A direct (CPU-shaped) schedule with K over K_CHUNK runs in K slices in the public call
+    (lanes/fp32): the tuner checks and times those launches, their intervals summed, not one
+    unsliced launch the call never makes."""
+    from clgemm.tune.measure import Bench
+
+    direct = Schedule.from_key("wm4-wn8-om6-on16-tk16-va1-vb1-vc1-sa0-sb0-uk1-db0-st0-lp0-"
+                               "ac128-dr1")
+    require_valid(direct)
+    monkeypatch.setattr(fp32, "K_CHUNK", 64)
+    bench = Bench(rt, Problem(37, 45, 150), repeats=2, seed=5)
+    kernel = fp32.get_kernel(rt, direct, bench.problem.layout(direct))
+    a, b = bench.operands[0]
+    events = bench.launches(kernel, a, b)
+    assert len(events) == 3  # 150 in three slices of at most 64
+    m = bench.measure(direct)
+    assert m.ok and m.error is None and m.rel_error < 2 * bench.numpy_error
+    assert rt.timed(lambda: bench.launches(kernel, a, b)) > 0

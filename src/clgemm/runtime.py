@@ -259,15 +259,17 @@ class Runtime:
         return (event.profile.end - event.profile.start) * 1e-9
 
     def timed(self, enqueue) -> float:
-        """Seconds of the kernel that `enqueue()` launches (its event returned), waited for:
-        its profiling interval, or where the device's profiling clock is implausible the
-        host's wall time from enqueue to completion (launch latency included)."""
+        """Seconds of the kernel that `enqueue()` launches (its event returned, or a list of
+        the events of several on this in-order queue, the last last), waited for: its
+        profiling interval (their sum), or where the device's profiling clock is implausible
+        the host's wall time from enqueue to completion (launch latency included)."""
         t0 = time.perf_counter()
-        ev = enqueue()
-        ev.wait()
+        got = enqueue()
+        events = got if isinstance(got, list) else [got]
+        events[-1].wait()
         wall = time.perf_counter() - t0
         if self.profiling_ok:
-            return (ev.profile.end - ev.profile.start) * 1e-9
+            return sum((ev.profile.end - ev.profile.start) * 1e-9 for ev in events)
         return wall
 
     # ---- building -------------------------------------------------------------------
