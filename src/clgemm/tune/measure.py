@@ -178,6 +178,7 @@ class Bench:
         # is what `measure(give_up=...)` compares with.
         self.fastest_first_s: float | None = None
         self.first_s: float | None = None  # the last candidate's first run after its check
+        self._lanes: dict = {}  # direct schedules run through their lane (launches)
 
     def check(self, kernel) -> float:
         """Relative Frobenius error of the kernel's result on input set 0 (C poisoned first)."""
@@ -194,24 +195,25 @@ class Bench:
         return float(np.linalg.norm(out - self.ref) / np.linalg.norm(self.ref))
 
     def launches(self, kernel, a, b) -> list:
-        """The kernel's launches as the float32 lane makes them, their events: a direct
-        (CPU-shaped) schedule's K over K_CHUNK in slices, each added into C
-        (Fp32Lane._chunked). Timed as one unsliced launch, the tuner ranked schedules by a
-        launch the call never makes (PoCL, 512 x 4096 x 4096: its pick, 90 GFLOPS unsliced,
-        was the slowest of five through the call)."""
-        from ..lanes.fp32 import K_CHUNK, Fp32Lane
-
+        """The kernel's launches as the float32 lane makes them, their events. A direct
+        (CPU-shaped) schedule runs through the lane itself: a transposed operand, or a B
+        whose rows share cache sets, from a plain padded copy, a K over K_CHUNK in slices
+        (lanes/fp32.Fp32Lane). Timed as one bare launch, the tuner ranked schedules by a
+        launch the call never makes (PoCL, 512 x 4096 x 4096 with B's rows 16 KiB apart: its
+        pick, 90 GFLOPS bare, was the slowest of five through the call)."""
         p = self.problem
-        if not kernel.schedule.direct or p.k <= K_CHUNK:
+        if not kernel.schedule.direct:
             return [kernel.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c)]
-        events: list = []
+        from ..info import Info
+        from ..lanes.fp32 import Fp32Lane
 
-        def launch(kk, alpha, beta, a_k, b_k):
-            events.append(kernel.enqueue(p.m, p.n, kk, alpha, beta, a_k, b_k, self.c))
-            return events[-1]
-
-        Fp32Lane._chunked(p.m, p.n, p.k, 1.0, 0.0, a, b, launch)
-        return events
+        lane = self._lanes.get(kernel.schedule)
+        if lane is None:
+            lane = self._lanes[kernel.schedule] = Fp32Lane(self.rt, kernel.schedule)
+        info = Info(method="exact", schedule=kernel.schedule.key(), device="",
+                    shape=(p.m, p.n, p.k))
+        last = lane.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c, self.rt.queue, info)
+        return info.events or [last]
 
     def time(self, kernel, stop_above: float | None = None) -> list[float]:
         """The timed runs (after the warm-up ones); `stop_above`: when the first run (a
