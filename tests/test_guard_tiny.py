@@ -129,3 +129,24 @@ def test_tiny_nonfinite_operands_not_flagged(rng):
     assert not info.extra["abft"]["cells_off"]
     assert np.array_equal(np.isnan(out), np.isnan(ref))
     assert np.array_equal(np.isinf(out), np.isinf(ref))
+
+
+def test_verify_judges_a_tiny_product_cell_by_cell(rng):
+    """clgemm.abft.verify, on a product computed elsewhere, applies the same cell-by-cell
+    rule as check=True: a cell moved past its float32 bound (and 1e-5 max|C|) is flagged,
+    the clean product is not."""
+    flagged = 0
+    for m, n, k in [(5, 7, 9), (13, 3, 11), (9, 15, 1), (1, 11, 13)]:
+        A, B, C0, alpha, beta, ta, tb, ref, mag = _case(rng, m, n, k)
+        big = float(np.abs(ref).max())
+        C = ref.astype(np.float32)
+        kw = dict(alpha=alpha, beta=beta, C_old=C0, trans_a=ta, trans_b=tb)
+        assert clgemm.abft.verify(A, B, C, **kw).ok, (m, n, k)
+        i, j = int(rng.integers(m)), int(rng.integers(n))
+        floor = max(1e-5 * big, EW.gamma(k, True) * mag[i, j])
+        bad = C.copy()
+        bad[i, j] = np.float32(ref[i, j] + 3.0 * floor)
+        v = clgemm.abft.verify(A, B, bad, **kw)
+        assert not v.ok and v.cellwise and (i, j) in {(r, c) for r in v.rows for c in v.cols}
+        flagged += 1
+    assert flagged == 4

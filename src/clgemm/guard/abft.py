@@ -725,7 +725,9 @@ def verify(A, B, C, *, alpha: float = 1.0, beta: float = 0.0, C_old=None,
     """Check that C == alpha op(A) op(B) + beta C_old up to float32 roundoff.
 
     Works on any product (numpy arrays, or clgemm device arrays), including one computed
-    elsewhere; nothing is repaired. C_old is needed when beta != 0. A verdict with `lifted`
+    elsewhere; nothing is repaired. C_old is needed when beta != 0. A tiny product (m n k <=
+    2^20, or at most 64 cells) is also judged cell by cell against each cell's float32 error
+    bound, as check=True judges it. A verdict with `lifted`
     set passed under a T its own residuals raised far over the floor: a fault spread over a
     whole block row (a product of few rows) looks so too; compute the product again and
     compare to tell."""
@@ -744,6 +746,12 @@ def verify(A, B, C, *, alpha: float = 1.0, beta: float = 0.0, C_old=None,
     # lane None: a product computed elsewhere gets the largest floor of any lane of the device
     v, _ = check_views(rt, a, b, c, float(alpha), float(beta), o,
                        calibration_for(rt, None, a.cols))
+    if EW.applies(a.rows, b.cols, a.cols):
+        # a tiny product: its cells against their float32 error bound too, as check=True
+        # judges it (its block sums cannot resolve a fault of 1e-5 max|C|)
+        cells = EW.elementwise(guard_device(rt)).judge(a, b, c, float(alpha), float(beta), o,
+                                                       False)
+        v = v.add_cells(cells, b.cols)
     v.check_s = time.perf_counter() - t0
     return v
 
