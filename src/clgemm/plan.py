@@ -28,7 +28,7 @@ from .errors import ShapeError
 from .guard import abft
 from .info import Info
 from .lanes import Lane
-from .lanes.fp32 import Fp32Lane
+from .lanes.fp32 import Fp32Lane, lane_for
 from .lanes.tc_exact import TcExactLane
 from .operands import (Operand, check_index_range, device_operand, output_buffer, read_back,
                        refuse_overlap, run_product, scale_empty_product, transposed_c)
@@ -327,8 +327,7 @@ class Plan:
         k = self.key
         selector = get_selector(self.rt)
         decision = selector.choose(k.m, k.n, k.k, k.trans_a, k.trans_b)
-        lane = self.rt.cached(("fp32 lane", decision.schedule),
-                              lambda: Fp32Lane(self.rt, decision.schedule))
+        lane = lane_for(self.rt, decision.schedule)
         info.schedule = decision.schedule.key()
         result = self.exact_product(A, B, C, alpha, beta, info, lane)
         if info.kernel_s > 0:

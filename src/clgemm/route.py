@@ -14,7 +14,7 @@ import os
 from .kernels import wgmma
 from .kernels.gemv import MAX_ROWS, default_schedule
 from .kernels.tensorcore import TcSchedule
-from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule
+from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule, lane_for
 from .lanes.gemv import GemvLane, fits
 from .lanes.probe import tensorcore_available, wgmma_support
 from .lanes.tc import schedule_for, wgmma_3x_schedule
@@ -43,7 +43,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
         chosen, why = choose_schedule(rt, m, n, k, key.schedule), "schedule= given by the caller"
     else:
         chosen, why = choose_schedule(rt, m, n, k), f"float32 family from {table_note}"
-    fp32 = rt.cached(("fp32 lane", chosen), lambda: Fp32Lane(rt, chosen))
+    fp32 = lane_for(rt, chosen)
     exact = fp32
     # (a checked product keeps the float32 family: the guard recomputes with its kernels)
     small = (key.schedule is None and key.selector == "static" and not contract.check

@@ -493,6 +493,11 @@ class Soak:
         return {"guard": {**{k: v.get(k) for k in keep}, "lane": info.extra.get("lane", "fp32"),
                           "schedule": info.schedule}}
 
+    def _miss_case(self, d: Draw, fault: dict, info) -> dict:
+        """A missed fault as kept in the artifact: the call, the fault, what the guard saw."""
+        return {**d.describe(), "model": fault["model"], "cell": list(fault["cell"]),
+                "rel_size": fault["rel_size"], **self._guard_view(info)}
+
     def _fault_outcome(self, d: Draw, fault: dict, detected: bool, applied: bool,
                        info=None) -> None:
         w = self.window
@@ -513,10 +518,7 @@ class Soak:
             w.missed_under_stated_floor += 1
             m["missed_below_floor"] += 1
             m["missed_under_stated_floor"] = m.get("missed_under_stated_floor", 0) + 1
-            self.log.case("under_stated_floor", {**d.describe(), "model": fault["model"],
-                                                 "cell": list(fault["cell"]),
-                                                 "rel_size": fault["rel_size"],
-                                                 **self._guard_view(info)})
+            self.log.case("under_stated_floor", self._miss_case(d, fault, info))
         elif fault["significant"]:
             w.missed_above_floor += 1
             m["missed_above_floor"] += 1
@@ -524,10 +526,7 @@ class Soak:
             self.log.missed_by_size[size] = self.log.missed_by_size.get(size, 0) + 1
             name = d.product.name
             self.log.missed_by_product[name] = self.log.missed_by_product.get(name, 0) + 1
-            self.log.case("missed_faults", {**d.describe(), "model": fault["model"],
-                                            "cell": list(fault["cell"]),
-                                            "rel_size": fault["rel_size"],
-                                            **self._guard_view(info)})
+            self.log.case("missed_faults", self._miss_case(d, fault, info))
         else:
             w.missed_below_floor += 1
             m["missed_below_floor"] += 1

@@ -324,6 +324,12 @@ class Fp32Lane:
         return event
 
 
+
+def lane_for(rt: Runtime, schedule: Schedule) -> Fp32Lane:
+    """The runtime's float32 lane of one schedule (built once: its kernels per layout, its
+    global sizes and bound arguments are kept for the next call)."""
+    return rt.cached(("fp32 lane", schedule), lambda: Fp32Lane(rt, schedule))
+
 # The last resort when neither the table's nor the default schedule fits a device:
 # 64 work-items, no vector loads, small local tiles.
 SAFE_SCHEDULE = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=2, tile_k=8, vec_a=1, vec_b=1,

@@ -18,7 +18,7 @@ from ..operands import Operand
 from ..runtime import BuildInfo, Runtime
 from ..schedule import Schedule
 from . import pack
-from .fp32 import BoundArgs, Fp32Lane, search_space
+from .fp32 import BoundArgs, lane_for, search_space
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
@@ -61,10 +61,6 @@ def _large_along_k(m: int, n: int, a: Operand, b: Operand) -> bool:
     """Whether the large operand of a product with few rows (or columns) is stored along K
     (a Linear layer's weight N x K; A stored M x K): the dot kernels read it so."""
     return b.transposed if m <= n else not a.transposed
-
-
-def _fp32_lane(rt: Runtime, schedule: Schedule) -> Fp32Lane:
-    return rt.cached(("fp32 lane", schedule), lambda: Fp32Lane(rt, schedule))
 
 
 def _strides(x: Operand) -> tuple[int, int]:
@@ -176,7 +172,7 @@ class GemvLane:
         schedule = _rows_schedule(kn) if kn <= km else _wide_schedule(km)
         if not search_space(self.rt).is_valid(schedule):
             return None
-        fp32 = _fp32_lane(self.rt, schedule)
+        fp32 = lane_for(self.rt, schedule)
         if not swap:
             return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue, info) if batch == 1 else
                     fp32.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides, queue))

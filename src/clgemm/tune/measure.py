@@ -178,7 +178,6 @@ class Bench:
         # is what `measure(give_up=...)` compares with.
         self.fastest_first_s: float | None = None
         self.first_s: float | None = None  # the last candidate's first run after its check
-        self._lanes: dict = {}  # direct schedules run through their lane (launches)
 
     def check(self, kernel) -> float:
         """Relative Frobenius error of the kernel's result on input set 0 (C poisoned first)."""
@@ -205,11 +204,9 @@ class Bench:
         if not kernel.schedule.direct:
             return [kernel.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c)]
         from ..info import Info
-        from ..lanes.fp32 import Fp32Lane
+        from ..lanes.fp32 import lane_for
 
-        lane = self._lanes.get(kernel.schedule)
-        if lane is None:
-            lane = self._lanes[kernel.schedule] = Fp32Lane(self.rt, kernel.schedule)
+        lane = lane_for(self.rt, kernel.schedule)
         info = Info(method="exact", schedule=kernel.schedule.key(), device="",
                     shape=(p.m, p.n, p.k))
         last = lane.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c, self.rt.queue, info)
