@@ -1,7 +1,9 @@
-"""The direct form's pre-pass (lanes/pack.py): a transposed operand is copied into plain
-storage before the product. Checked where the copy could go wrong: partial 16 x 16 blocks,
-views with an offset and a leading dimension, batches (strided and broadcast), a chain of
-products on one queue reusing the scratch, and threads sharing the queue."""
+"""The direct form's pre-pass (lanes/pack.py): a transposed A is copied into plain storage,
+B (transposed, or read by enough rows) into panels before the product, a wide product in
+blocks of columns and a long K in slices. Checked where the copy could go wrong: partial
+16 x 16 blocks and partial panels, views with an offset and a leading dimension, batches
+(strided and broadcast), a chain of products on one queue reusing the scratch, and threads
+sharing the queue."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 
 import clgemm
 from clgemm import Schedule
-from clgemm.lanes import pack
+from clgemm.lanes import fp32, pack
 from clgemm.lanes.fp32 import Fp32Lane
 from clgemm.runtime import get_runtime
 from conftest import assert_close_to_reference, rand, reference, require_valid
@@ -36,7 +38,7 @@ def test_transposed_operands_are_packed_and_right(rng, m, n, k, ta, tb, monkeypa
                         trans_b=tb, schedule=DIRECT)
     ref, np_err = reference(A, B, trans_a=ta, trans_b=tb)
     assert_close_to_reference(out, ref, np_err, f"{m}x{n}x{k} trans={ta},{tb}")
-    assert packed == ["A"] * ta + ["B"] * tb
+    assert packed == ["A"] * ta + ["B"] * (tb or m >= fp32.PANEL_MIN_ROWS)
 
 
 def test_views_with_offsets_and_leading_dimensions(rng):
@@ -125,13 +127,15 @@ def test_the_work_group_form_keeps_its_layouts():
 
 
 @pytest.mark.parametrize("batch", [None, 3])
-def test_plain_b_whose_rows_share_cache_sets_is_copied_padded(rng, batch, monkeypatch):
-    """B stored plainly with rows 512 floats apart (a view of a wider array) is copied into
-    rows of padded_ld first, where enough rows of C read it; fewer rows read it in place."""
+def test_b_read_by_enough_rows_is_packed_in_panels(rng, batch, monkeypatch):
+    """B stored plainly (a view of a wider array, N not a multiple of the panel width: the
+    last panel padded with zeros) is packed into panels of out_n columns where enough rows
+    of C read it, and read in place by fewer rows; stored transposed it is packed always."""
     require_valid(DIRECT)
     packed = []
     real = pack.pack
-    monkeypatch.setattr(pack, "pack", lambda *a, **kw: packed.append(a[1]) or real(*a, **kw))
+    monkeypatch.setattr(pack, "pack", lambda *a, **kw: packed.append((a[1], kw.get("panel")))
+                        or real(*a, **kw))
     m, n, k = 45, 70, 37
     lead = (batch,) if batch else ()
     A, wide = rand(rng, lead + (m, k)), rand(rng, lead + (k, 512))
@@ -141,14 +145,43 @@ def test_plain_b_whose_rows_share_cache_sets_is_copied_padded(rng, batch, monkey
     for i in range(batch or 1):
         ref, np_err = reference(A[i] if batch else A, B[i] if batch else B)
         assert_close_to_reference(got[i] if batch else got, ref, np_err)
-    assert packed == ["B"]
-    assert pack.padded_ld(n) % 32 == 16  # an odd number of 64-byte lines
+    assert packed == [("B", DIRECT.out_n)]
     packed.clear()
     few = clgemm.matmul(clgemm.to_device(A[..., :5, :]), clgemm.to_device(wide)[..., :n],
                         schedule=DIRECT).get()
     assert packed == []
     ref, np_err = reference(A[0, :5] if batch else A[:5], B[0] if batch else B)
     assert_close_to_reference(few[0] if batch else few, ref, np_err)
+    Bt = np.ascontiguousarray(np.swapaxes(B, -1, -2))
+    few = clgemm.matmul(clgemm.to_device(A[..., :5, :]), clgemm.to_device(Bt), trans_b=True,
+                        schedule=DIRECT).get()
+    assert packed == [("B", DIRECT.out_n)]
+    assert_close_to_reference(few[0] if batch else few, ref, np_err)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+@pytest.mark.parametrize("batch", [None, 3])
+def test_wide_products_run_in_blocks_of_columns(rng, ta, tb, batch, monkeypatch):
+    """N over fp32.N_CHUNK (with B packed): products over blocks of columns, each its own
+    K slices (beta on each block's first only), alpha and beta, a batch with a broadcast B;
+    the blocks whole lines of 16 columns but the last. Every block and slice is a kernel of
+    the reported call."""
+    require_valid(DIRECT)
+    monkeypatch.setattr(fp32, "N_CHUNK", 48)
+    monkeypatch.setattr(fp32, "K_CHUNK", 100)
+    m, n, k = 37, 101, 131  # blocks of 48, 48 and 5 columns, slices of 80 and 51
+    lead = (batch,) if batch else ()
+    A = rand(rng, lead + ((k, m) if ta else (m, k)))
+    B = rand(rng, (n, k) if tb else (k, n))
+    C0 = rand(rng, lead + (m, n))
+    out, info = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-1.25, trans_a=ta,
+                              trans_b=tb, schedule=DIRECT, return_info=True)
+    for i in range(batch or 1):
+        ref, np_err = reference(A[i] if batch else A, B, C0[i] if batch else C0, 0.5, -1.25,
+                                ta, tb)
+        assert_close_to_reference(out[i] if batch else out, ref, np_err, f"product {i}")
+    if not batch:  # per block of columns and slice of K: A's copy, B's panels, the product
+        assert len(info.events) == 3 * 2 * (1 + ta + 1)
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
@@ -195,3 +228,31 @@ def test_info_counts_the_copies_and_k_slices_in_kernel_time(rng):
     assert len(info.events) == 3 * 3  # per slice of K: A's copy, B's copy, the product
     assert info.kernel_s == pytest.approx(sum(rt.seconds(e) for e in info.events))
     assert info.kernel_s > rt.seconds(info.events[-1])
+
+
+@pytest.mark.parametrize("key", ["wm4-wn8-om4-on4-tk8-va1-vb1-vc1-sa0-sb0-uk1-db0-st0-lp0-ac64-dr1",
+                                 "wm8-wn4-om2-on1-tk4-va1-vb1-vc1-sa0-sb0-uk2-db0-st0-lp0-ac64-dr1"])
+@pytest.mark.parametrize("tb", [False, True])
+def test_panels_of_every_width(rng, key, tb):
+    """Panels as wide as the schedule's out_n (4 and 1 here; 16 above), N not a multiple of
+    it, B stored either way, alpha and beta."""
+    schedule = Schedule.from_key(key)
+    require_valid(schedule)
+    m, n, k = 39, 23, 45
+    A = rand(rng, (m, k))
+    B = rand(rng, (n, k) if tb else (k, n))
+    C0 = rand(rng, (m, n))
+    out = clgemm.matmul(A, B, C=C0.copy(), alpha=-0.5, beta=0.75, trans_b=tb, schedule=schedule)
+    ref, np_err = reference(A, B, C0, -0.5, 0.75, False, tb)
+    assert_close_to_reference(out, ref, np_err)
+
+
+def test_panels_are_a_direct_form_layout_of_a_plain_b():
+    from clgemm.kernels.gemm import Layout, render
+
+    render(DIRECT, Layout(panel_b=True))
+    staged = Schedule.from_key("wm8-wn8-om2-on2-tk8-va1-vb1-vc1-sa1-sb1-uk1-db0-st1-lp0-ac64")
+    for schedule, layout in ((staged, Layout(panel_b=True)),
+                             (DIRECT, Layout(trans_b=True, panel_b=True))):
+        with pytest.raises(ValueError, match="clgemm bug"):
+            render(schedule, layout)

@@ -30,6 +30,9 @@ class Operand(NamedTuple):
     offset: int  # elements
     ld: int  # elements between consecutive stored rows
     transposed: bool
+    # 0: row-major as above; w > 0: packed in panels of w columns (lanes/pack.py), `ld`
+    # elements between panels
+    panel: int = 0
 
     def flipped(self) -> "Operand":
         """The same storage read as the transpose."""

@@ -25,6 +25,10 @@ class Layout:
     aligned_b: bool = False
     aligned_c: bool = False  # ldc and C's offset are multiples of vec_c
     batched: bool = False  # a batch of products along the launch's third dimension
+    # B packed in panels (direct form only; lanes/pack.py): panel p holds columns
+    # p*out_n .. p*out_n + out_n - 1 of op(B) as its K rows of out_n floats, one after the
+    # other (zeros past N), panels ldb elements apart
+    panel_b: bool = False
 
 
 def _vtype(width: int) -> str:
@@ -113,6 +117,8 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False,
     flag arguments: the kernel computes only where `gate[0]` is nonzero (the tensor-core
     lane's non-finite fallback, decided on the device) and clears `gate_clear[0]` (the flag
     the next call's lane raises)."""
+    if layout.panel_b and (not s.direct or layout.trans_b):
+        raise ValueError("B in panels is a direct-form layout of a plain B; this is a clgemm bug")
     source = _render_direct(s, layout, fault_injection) if s.direct else \
         _render_tiled(s, layout, fault_injection)
     return _gate(source) if gated else source
@@ -397,7 +403,10 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
         for r in range(om):
             row = f"min(gm0 + {r}, M - 1)" if edge else f"gm0 + {r}"
             out.append(f"    __global const float* a{r} = A + " + (f"({row});" if layout.trans_a else f"({row}) * lda;"))
-        if layout.trans_b or edge:
+        if layout.panel_b:
+            # the work-item's panel: contiguous K x ON, zeros past N (no column clamp)
+            out.append("    __global const float* brow = B + (long)(gn0 / ON) * ldb;")
+        elif layout.trans_b or edge:
             for c in range(on):
                 col = f"min(gn0 + {c}, N - 1)" if edge else f"gn0 + {c}"
                 out.append(f"    __global const float* b{c} = B + " + (f"({col}) * ldb;" if layout.trans_b else f"({col});"))
@@ -405,14 +414,17 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
             out.append("    __global const float* brow = B + gn0;")
 
         def step(k: str) -> list[str]:
-            if layout.trans_b:
+            if layout.panel_b:
+                elems = None
+            elif layout.trans_b:
                 elems = [f"b{c}[{k}]" for c in range(on)]
             elif edge:
                 elems = [f"b{c}[({k}) * ldb]" for c in range(on)]
             else:
                 elems = None
+            row = "ON" if layout.panel_b else "ldb"  # floats between B's rows
             if elems is None:
-                load = "brow[(" + k + ") * ldb]" if on == 1 else _vload(on, f"brow + ({k}) * ldb")
+                load = f"brow[({k}) * {row}]" if on == 1 else _vload(on, f"brow + ({k}) * {row}")
             else:
                 load = elems[0] if on == 1 else f"({vt})(" + ", ".join(elems) + ")"
             lines = [f"        {{ const {vt} b = {load};"]
@@ -480,9 +492,9 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
 
 
 def _layout_text(layout: Layout) -> str:
-    """The layout as a kernel's first line names it: `batched` only where set, so that an
-    unbatched kernel's source (and its cache key) stays what earlier releases made."""
-    return repr(layout).replace(", batched=False", "")
+    """The layout as a kernel's first line names it: `batched` and `panel_b` only where set,
+    so that other kernels' sources (and their cache keys) stay what earlier releases made."""
+    return repr(layout).replace(", batched=False", "").replace(", panel_b=False", "")
 
 
 def _signature(fault_injection: bool, batched: bool = False) -> str:

@@ -188,15 +188,22 @@ def get_kernel(rt: Runtime, schedule: Schedule, layout: Layout,
                      lambda: GemmKernel(rt, schedule, layout, fault_injection, gated))
 
 
-# Rows of C from which the direct form copies a plainly stored B whose rows share cache sets
-# (pack.bad_ld): the copy reads and writes B once, the product reads it about m / tile_m
-# times (64 x 4096 x 1024 on PoCL: 17.0 ms as stored, 8.9 from rows padded).
-PAD_MIN_ROWS = 32
+# Rows of C from which the direct form packs a plainly stored B into panels (pack.pack's
+# `panel`; a transposed B is packed whatever the rows): the copy reads and writes B once,
+# the product reads it about m / tile_m times, each work-item's K x out_n panel then in one
+# run instead of a line per K step on another page (PoCL, 576 x 4096 x 1024: 29.5 ms from
+# rows 4112 floats apart, 23.9 from panels; 576 x 4096 x 4096 in one launch 239 and 102).
+PANEL_MIN_ROWS = 32
 # The longest K the direct form runs in one launch: a longer K runs as products over slices of
 # it added into C. The direct kernel walks all of K for its tile, and past ~1k its operand
 # panels leave the caches (PoCL, loaded, best of 4: 1024x768x3072 149 ms in one launch, 55-58
 # in slices of 768-1536; 512x4096x4096 654 in one, 331 in slices of 1024, 716 of 2048).
 K_CHUNK = 1024
+# The widest block of columns the direct form packs B for at a time: a wider product runs as
+# products over blocks of its columns, each packing only its own panels, which are then still
+# in the caches when its product reads them (PoCL, 512 x 11008 x 4096 with B transposed:
+# 309 ms packing each K slice's whole width, 258 in blocks of 1024 columns).
+N_CHUNK = 1024
 
 
 class Fp32Lane:
@@ -212,8 +219,8 @@ class Fp32Lane:
         self._vec = (schedule.vec_a, schedule.vec_b, schedule.vec_c)
         self._kernels: dict[tuple, GemmKernel] = {}
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # global size per (m, n)
-        # the direct form: a transposed operand (or a B whose rows share cache sets) runs
-        # from a plain, padded copy (lanes/pack.py), a K over K_CHUNK in slices
+        # the direct form: a transposed A runs from a plain, padded copy, B from panels
+        # (`_packs_b`; lanes/pack.py), a K over K_CHUNK in slices
         self._pack = bool(schedule.direct)
 
     def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False,
@@ -227,10 +234,10 @@ class Fp32Lane:
                va > 1 and a.ld % va == 0 and a.offset % va == 0 and sa % va == 0,
                vb > 1 and b.ld % vb == 0 and b.offset % vb == 0 and sb % vb == 0,
                vc > 1 and c.ld % vc == 0 and c.offset % vc == 0 and sc % vc == 0,
-               batch_strides is not None, gated, slot)
+               batch_strides is not None, b.panel > 0, gated, slot)
         kernel = self._kernels.get(key)
         if kernel is None:
-            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:6]), gated=gated, slot=slot)
+            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:7]), gated=gated, slot=slot)
             kernel = self._kernels.setdefault(key, kernel)
         return kernel
 
@@ -239,11 +246,11 @@ class Fp32Lane:
                         queue: "cl.CommandQueue") -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (a stride of 0 broadcasts that operand)."""
-        if self._pack and k > K_CHUNK:
-            return self._chunked(m, n, k, alpha, beta, a, b, lambda kk, al, be, aa, bb:
-                                 self.enqueue_batched(batch, m, n, kk, al, be, aa, bb, c,
+        if self._pack and (k > K_CHUNK or (n > N_CHUNK and self._packs_b(m, b))):
+            return self._blocked(m, n, k, alpha, beta, a, b, c, lambda nn, kk, al, be, aa, bb, cc:
+                                 self.enqueue_batched(batch, m, nn, kk, al, be, aa, bb, cc,
                                                       strides, queue))
-        if self._pack and (a.transposed or b.transposed or self._pads(m, b)):
+        if self._pack and (a.transposed or self._packs_b(m, b)):
             with pack.scratch(self.rt, queue).lock:
                 a, b, strides = self._packed(m, n, k, a, b, strides, queue, batch)
                 return self.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides,
@@ -256,50 +263,63 @@ class Fp32Lane:
     def _packed(self, m: int, n: int, k: int, a: Operand, b: Operand,
                 strides: tuple[int, int, int], queue, batch: int = 1,
                 events: list | None = None) -> tuple[Operand, Operand, tuple[int, int, int]]:
-        """a and b with each transposed one replaced by its plain copy in scratch (the
-        copies enqueued on `queue`; the caller holds the scratch lock until the product
-        that reads them is enqueued)."""
+        """a replaced by its plain copy where stored transposed, b by its panels where
+        `_packs_b` (the copies enqueued on `queue`, in scratch; the caller holds the scratch
+        lock until the product that reads them is enqueued)."""
         space = pack.scratch(self.rt, queue)
         sa, sb, sc = strides
         if a.transposed:
             a, sa = pack.pack(space, "A", a, m, k, queue, batch, sa, events)
-        if b.transposed or self._pads(m, b):
-            b, sb = pack.pack(space, "B", b, k, n, queue, batch, sb, events)
+        if self._packs_b(m, b):
+            b, sb = pack.pack(space, "B", b, k, n, queue, batch, sb, events,
+                              panel=self.schedule.out_n)
         return a, b, (sa, sb, sc)
 
-    @staticmethod
-    def _chunked(m: int, n: int, k: int, alpha: float, beta: float, a: Operand, b: Operand,
-                 launch) -> "cl.Event":
-        """The product as consecutive products over slices of K of at most K_CHUNK, each
-        added into C (beta only on the first: C is read from the second on, where it holds
-        the first slices' sum); `launch(k, alpha, beta, a, b)` enqueues one. Returns the
-        last one's event (the queue is in order)."""
-        pieces = -(-k // K_CHUNK)
-        step = -(-k // pieces)
+    def _blocked(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand, b: Operand,
+                 c: Operand, launch) -> "cl.Event":
+        """The product as products over blocks of at most N_CHUNK columns (where B is
+        packed: `_packs_b`), each as consecutive products over slices of K of at most
+        K_CHUNK added into its block of C (beta only on the first slice: C is read from the
+        second on, where it holds the first slices' sum); `launch(n, k, alpha, beta, a, b,
+        c)` enqueues one. Returns the last one's event (the queue is in order)."""
+        def even(total: int, most: int) -> int:
+            # equal pieces of at most `most`, whole lines of 16 floats (a slice starting
+            # inside a line reads B^T misaligned: 512 x 4096 x 11008, its pack 1.4 ms a
+            # block in slices of 1001 against 0.5 at 1024)
+            step = -(-total // -(-total // most))
+            return min(most, -(-step // 16) * 16)
+
+        n_step = even(n, N_CHUNK) if self._packs_b(m, b) else n
+        k_step = even(k, K_CHUNK)
         event = None
-        for k0 in range(0, k, step):
-            kk = min(step, k - k0)
-            a_k = a._replace(offset=a.offset + (k0 * a.ld if a.transposed else k0))
-            b_k = b._replace(offset=b.offset + (k0 if b.transposed else k0 * b.ld))
-            event = launch(kk, alpha, beta if k0 == 0 else 1.0, a_k, b_k)
+        for n0 in range(0, n, n_step):
+            nn = min(n_step, n - n0)
+            b_n = b._replace(offset=b.offset + (n0 * b.ld if b.transposed else n0))
+            c_n = c._replace(offset=c.offset + (n0 * c.ld if c.transposed else n0))
+            for k0 in range(0, k, k_step):
+                kk = min(k_step, k - k0)
+                a_k = a._replace(offset=a.offset + (k0 * a.ld if a.transposed else k0))
+                b_k = b_n._replace(offset=b_n.offset + (k0 if b.transposed else k0 * b.ld))
+                event = launch(nn, kk, alpha, beta if k0 == 0 else 1.0, a_k, b_k, c_n)
         return event
 
     @staticmethod
-    def _pads(m: int, b: Operand) -> bool:
-        """Whether B, stored plainly, is copied with padded rows first: its rows share cache
-        sets (pack.bad_ld), and enough rows of C read each of them to pay for the copy."""
-        return m >= PAD_MIN_ROWS and pack.bad_ld(b)
+    def _packs_b(m: int, b: Operand) -> bool:
+        """Whether B is packed into panels first: stored transposed (each K step of a
+        work-item would gather out_n elements from as many stored rows), or read by enough
+        rows of C to pay for the copy. Not again once packed."""
+        return not b.panel and (b.transposed or m >= PANEL_MIN_ROWS)
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None,
                 gate: "tuple[cl.Buffer, cl.Buffer] | None" = None, slot: int = 0) -> "cl.Event":
         """The product; `gate` runs the gated kernel (computes only where gate[0] is raised);
         `slot` picks one of several kernel objects (a gate pair stays bound to each)."""
-        if self._pack and k > K_CHUNK:
-            return self._chunked(m, n, k, alpha, beta, a, b, lambda kk, al, be, aa, bb:
-                                 self.enqueue(m, n, kk, al, be, aa, bb, c, queue, info, gate,
+        if self._pack and (k > K_CHUNK or (n > N_CHUNK and self._packs_b(m, b))):
+            return self._blocked(m, n, k, alpha, beta, a, b, c, lambda nn, kk, al, be, aa, bb, cc:
+                                 self.enqueue(m, nn, kk, al, be, aa, bb, cc, queue, info, gate,
                                               slot))
-        if self._pack and (a.transposed or b.transposed or self._pads(m, b)):
+        if self._pack and (a.transposed or self._packs_b(m, b)):
             with pack.scratch(self.rt, queue).lock:
                 a, b, _ = self._packed(m, n, k, a, b, (0, 0, 0), queue,
                                        events=None if info is None else info.events)

@@ -1,17 +1,19 @@
-"""The direct form's pre-passes: an operand copied into padded row-major scratch before the
-product (transposed where it is stored transposed; `padded_ld`, `bad_ld`), and a product
-computed as its transpose copied out into its C (`unpack`).
+"""The direct form's pre-passes: a transposed A copied into padded row-major scratch, B
+packed into panels before the product (`pack`), and a product computed as its transpose
+copied out into its C (`unpack`).
 
 The float32 family's direct (CPU-shaped) kernel reads a row of op(B) as one vector per K
-step; with B stored transposed that row is a gather of `out_n` elements, each from another
-stored row (and page), and with A stored transposed each K step of a work-item's rows lands
-on another page. On PoCL (records/cpu-pocl-amd-epyc/2026-12-06-model-traces-2) the product
-with B transposed took 2-5x the time of the same product stored plainly (1024 x 3072 x 768:
-60 ms against 31; 32 x 1000 x 2048: 7.2 ms against 1.3), while copying B^T into plain
-storage costs one pass over B (n k elements; the product reads B m / tile_m times over).
-So a direct-form product copies a transposed operand into scratch (its transpose, row-major)
-and runs the plain kernel on it. The work-group form stages its tiles through local memory,
-where the layout costs little: it keeps its operands as they are.
+step. Read in place, each K step of a work-item lands on another stored row (and page), and
+with B stored transposed the row is a gather of `out_n` elements from as many stored rows:
+on PoCL (records/cpu-pocl-amd-epyc/2026-12-06-model-traces-2) the product with B transposed
+took 2-5x the time of the same product stored plainly. Packed in panels of `out_n` columns
+(panel p: its K rows of out_n floats one after the other), a work-item's whole walk over K
+is one run of memory, whatever B's storage: 576 x 4096 x 1024 in 23.9 ms against 29.5 from
+plain rows, 576 x 4096 x 4096 in 102 against 239. The copy costs one pass over B, which the
+product reads about m / tile_m times. With A stored transposed each K step of a work-item's
+rows lands on another page too: A is copied into plain storage (its transpose, row-major).
+The work-group form stages its tiles through local memory, where the layout costs little:
+it keeps its operands as they are.
 """
 
 from __future__ import annotations
@@ -94,6 +96,44 @@ __kernel void clgemm_unpack_transpose(const int R, const int Cn,
 }}
 """
 
+def _panels_source(width: int) -> str:
+    """The kernel that packs a K x N operand (stored plainly, or transposed: N x K) into
+    panels of `width` columns for the direct kernel's B (kernels/gemm.py, Layout.panel_b):
+    Y[p][k][w] = op(X)[k][p * width + w], zeros past N, each panel ldy elements after the
+    last. A work-item writes one row of one panel (`width` floats). PoCL runs dimension 0
+    as its vector lanes: from transposed storage consecutive work-items take consecutive
+    rows (each stored row then read as whole lines: 1.7 ms for a 1024 x 4096 B^T against 3.3
+    from 16 x 16 blocks a work-item), from plain storage consecutive panels (0.8 ms for a
+    plain 1024 x 4096 B against 1.7 by rows)."""
+    return "".join(_panels_kernel(width, trans) for trans in (False, True))
+
+
+def _panels_kernel(width: int, trans: bool) -> str:
+    # op(X)[k][c] is X[c * ldx + k] (transposed storage) or X[k * ldx + c]; two kernels, not
+    # one with a flag: PoCL vectorises across work-items only where it sees which index
+    # dimension 0 moves (a flag choosing it at run time cost 2-3x)
+    k_dim, p_dim = (0, 1) if trans else (1, 0)
+    at, step = ("(long)c0 * ldx + k", "(long)w * ldx") if trans else ("(long)k * ldx + c0", "w")
+    return f"""
+__kernel void clgemm_pack_panels{width}{"t" if trans else ""}(const int R, const int Cn,
+    __global const float* restrict X, const int ldx, const int x_off, const long x_bs,
+    __global float* restrict Y, const int ldy, const long y_bs)
+{{
+  const long bi = get_global_id(2);
+  const int k = get_global_id({k_dim}), p = get_global_id({p_dim}), c0 = p * {width};
+  if (k >= R) return;
+  __global const float* x = X + x_off + bi * x_bs + {at};
+  __global float* y = Y + bi * y_bs + (long)p * ldy + (long)k * {width};
+  if (c0 + {width} <= Cn) {{
+    #pragma unroll
+    for (int w = 0; w < {width}; w++) y[w] = x[{step}];
+  }} else {{
+    for (int w = 0; w < {width}; w++) y[w] = c0 + w < Cn ? x[{step}] : 0.0f;
+  }}
+}}
+"""
+
+
 _ARG_TYPES = [np.int32, np.int32, None, np.int32, np.int32, np.int64, None, np.int32, np.int64]
 _UNPACK_TYPES = [np.int32, np.int32, None, np.int32, np.int64, None, np.int32, np.int32,
                  np.int64, np.float32]
@@ -113,8 +153,12 @@ class PackScratch(Scratch):
         if kern is None:
             from .fp32 import BoundArgs  # noqa: PLC0415 - fp32 imports this module
 
-            source, types = ((_UNPACK_C, _UNPACK_TYPES) if entry == "clgemm_unpack_transpose"
-                             else (_TRANSPOSE_C, _ARG_TYPES))
+            if entry == "clgemm_unpack_transpose":
+                source, types = _UNPACK_C, _UNPACK_TYPES
+            elif entry.startswith("clgemm_pack_panels"):
+                source, types = _panels_source(int(entry[18:].rstrip("t"))), _ARG_TYPES
+            else:
+                source, types = _TRANSPOSE_C, _ARG_TYPES
             kern = self._kernels[(name, entry)] = BoundArgs(
                 self.rt.build(source).kernel(entry), types)
         return kern
@@ -134,18 +178,31 @@ def scratch(rt: Runtime, queue: "cl.CommandQueue") -> PackScratch:
 
 
 def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
-         batch: int = 1, stride: int = 0, events: list | None = None) -> tuple[Operand, int]:
-    """x (rows x cols logically) copied as its logical matrix into row-major scratch, rows
-    `padded_ld` apart: transposed where x is stored transposed, else as it is (an operand
-    whose rows fall in one cache set, `bad_ld`). With `batch`, each of `batch` matrices
-    `stride` elements apart (0: one matrix, broadcast). Returns the packed operand and its
-    batch stride (the copy's event appended to `events` where given). The caller holds
-    `space.lock` until the product that reads it is enqueued."""
+         batch: int = 1, stride: int = 0, events: list | None = None,
+         panel: int = 0) -> tuple[Operand, int]:
+    """x (rows x cols logically) copied as its logical matrix into scratch: row-major, rows
+    `padded_ld` apart (transposed where x is stored transposed), or with `panel` in panels
+    of that many columns (the direct kernel's B: `_panels_source`). With `batch`, each of
+    `batch` matrices `stride` elements apart (0: one matrix, broadcast). Returns the packed
+    operand and its batch stride (the copy's event appended to `events` where given). The
+    caller holds `space.lock` until the product that reads it is enqueued."""
     count = batch if stride else 1
+    keep = queue is space.rt.user_queue  # the waiting paths pin nothing (BoundArgs)
+    if panel:
+        ld = max(rows, 1) * panel  # between panels
+        size = -(-cols // panel) * ld
+        buf = space.buffer(name, 4 * size * count)
+        kern = space.kernel(name, f"clgemm_pack_panels{panel}{'t' if x.transposed else ''}")
+        kern.bind([rows, cols, x.buffer, x.ld, x.offset, stride, buf, ld, size], keep=keep)
+        rows_panels = (max(rows, 1), -(-cols // panel))
+        sizes = rows_panels if x.transposed else rows_panels[::-1]  # the kernel's dimension 0
+        event = cl.enqueue_nd_range_kernel(queue, kern.kernel, (*sizes, count), None)
+        if events is not None:
+            events.append(event)
+        return Operand(buf, 0, ld, False, panel), (size if stride else 0)
     ld = padded_ld(cols)
     size = max(rows, 1) * ld
     buf = space.buffer(name, 4 * size * count)
-    keep = queue is space.rt.user_queue  # the waiting paths pin nothing (BoundArgs)
     if x.transposed:  # stored: cols x rows; wanted: rows x cols = stored^T
         kern = space.kernel(name, "clgemm_pack_transpose")
         kern.bind([cols, rows, x.buffer, x.ld, x.offset, stride, buf, ld, size], keep=keep)
@@ -158,14 +215,6 @@ def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
     if events is not None:
         events.append(event)
     return Operand(buf, 0, ld, False), (size if stride else 0)
-
-
-def bad_ld(x: Operand) -> bool:
-    """Whether the rows of a plainly stored operand are a multiple of 2 KiB apart: a K step's
-    rows then fall in one or two of L1's 64 sets (8 ways) and evict each other (PoCL, B's
-    rows 3072 floats apart: 1024 x 3072 x 768 in 81.5 ms, 3088 apart 54.9; 64 x 4096 x 1024:
-    17.0 and 8.9)."""
-    return not x.transposed and x.ld % 512 == 0
 
 
 def unpack(space: PackScratch, x: Operand, c: Operand, m: int, n: int, beta: float, queue,
