@@ -47,3 +47,21 @@ def test_model_suite_on_the_tiny_trace(tmp_path, capsys):
 def test_model_suite_refuses_bad_arguments(argv, message, capsys, tmp_path):
     assert main(["bench", *argv, "-o", str(tmp_path / "x.json")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_each_product_takes_the_best_of_several_final_batches():
+    """A product whose first batch already lasts min_shape_s is timed FINAL_BATCHES times
+    (not once), and the best batch is its figure."""
+    from clgemm.bench import model
+
+    calls, slow = [], iter([0.03, 0.01, 0.02])
+
+    def run_once():
+        calls.append(1)
+        if len(calls) > 1:  # the warm-up call costs nothing
+            import time
+            time.sleep(next(slow))
+
+    best = model._loop_seconds(run_once, lambda: None, 0.005)
+    assert len(calls) == 1 + model.FINAL_BATCHES == 4
+    assert 0.01 <= best < 0.02

@@ -38,7 +38,10 @@ def test_transposed_operands_are_packed_and_right(rng, m, n, k, ta, tb, monkeypa
                         trans_b=tb, schedule=DIRECT)
     ref, np_err = reference(A, B, trans_a=ta, trans_b=tb)
     assert_close_to_reference(out, ref, np_err, f"{m}x{n}x{k} trans={ta},{tb}")
-    assert packed == ["A"] * ta + ["B"] * (tb or m >= fp32.PANEL_MIN_ROWS)
+    if tb and m < n:  # run swapped: op(A)^T is the kernel's B, B as stored its A
+        assert packed == ["B"] * (not ta or n >= fp32.PANEL_MIN_ROWS)
+    else:
+        assert packed == ["A"] * ta + ["B"] * (tb or m >= fp32.PANEL_MIN_ROWS)
 
 
 def test_views_with_offsets_and_leading_dimensions(rng):
@@ -169,7 +172,9 @@ def test_wide_products_run_in_blocks_of_columns(rng, ta, tb, batch, monkeypatch)
     require_valid(DIRECT)
     monkeypatch.setattr(fp32, "N_CHUNK", 48)
     monkeypatch.setattr(fp32, "K_CHUNK", 100)
-    m, n, k = 37, 101, 131  # blocks of 48, 48 and 5 columns, slices of 80 and 51
+    # blocks of 48, 48 and 5 columns, slices of 80 and 51; more rows than columns (else a
+    # transposed B runs swapped)
+    m, n, k = 113, 101, 131
     lead = (batch,) if batch else ()
     A = rand(rng, lead + ((k, m) if ta else (m, k)))
     B = rand(rng, (n, k) if tb else (k, n))
@@ -218,7 +223,7 @@ def test_info_counts_the_copies_and_k_slices_in_kernel_time(rng):
     require_valid(DIRECT)
     from clgemm.lanes.fp32 import K_CHUNK
 
-    m, n, k = 40, 56, 2 * K_CHUNK + 37
+    m, n, k = 60, 56, 2 * K_CHUNK + 37  # m > n: not swapped
     A, B = _operands(rng, m, n, k, True, True)
     out, info = clgemm.matmul(A, B, trans_a=True, trans_b=True, schedule=DIRECT,
                               return_info=True)
@@ -256,3 +261,67 @@ def test_panels_are_a_direct_form_layout_of_a_plain_b():
                              (DIRECT, Layout(trans_b=True, panel_b=True))):
         with pytest.raises(ValueError, match="clgemm bug"):
             render(schedule, layout)
+
+
+def test_the_benchmark_times_the_product_as_the_lane_runs_it(rng):
+    """The KPI harness's kernel time of a direct schedule is the lane's: B's panels and the
+    product (every kernel's event), its result right, its build figures of the product
+    kernel that reads the panels."""
+    require_valid(DIRECT)
+    from clgemm.bench.harness import DeviceProblem
+    from clgemm.bench.inputs import InputSets
+    from clgemm.bench.suites import Case
+
+    rt = get_runtime()
+    case = Case(45, 70, 37, "test")
+    inputs = InputSets(*case.shape, 2, rng)
+    prob = DeviceProblem(rt, case, inputs, DIRECT)
+    assert prob.kernel.layout.panel_b
+    assert len(prob.enqueue(0)) == 2  # the panels' copy, the product
+    times = prob.kernel_times(1, 3, 5.0)
+    assert len(times) == 3 and min(times) > 0
+    a, b = inputs.sets[0]
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.abs(prob.checked_result() - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("batch", [None, (3, 3), (3, 1), (1, 3)])
+def test_b_stored_transposed_with_fewer_rows_runs_swapped(rng, ta, batch, monkeypatch):
+    """B stored transposed and m < n: C^T = op(B)^T op(A)^T into scratch, transposed out into
+    C (beta applied there, C not read where beta is 0), B never copied; alpha, beta, odd
+    sizes, batches strided and broadcast. With m >= n the product runs as it is."""
+    require_valid(DIRECT)
+    packed, unpacked = [], []
+    real_pack, real_unpack = pack.pack, pack.unpack
+    monkeypatch.setattr(pack, "pack", lambda *a, **kw: packed.append(a[2].transposed)
+                        or real_pack(*a, **kw))
+    monkeypatch.setattr(pack, "unpack", lambda *a, **kw: unpacked.append(a[3:5])
+                        or real_unpack(*a, **kw))
+    m, n, k = 37, 85, 43
+    la, lb = ((batch[0],), (batch[1],)) if batch else ((), ())
+    A = rand(rng, la + ((k, m) if ta else (m, k)))
+    B = rand(rng, lb + (n, k))
+    lc = (max(batch),) if batch else ()
+    C0 = rand(rng, lc + (m, n))
+    dev = clgemm.to_device
+    got, info = clgemm.matmul(dev(A), dev(B), C=dev(C0), alpha=-0.5, beta=0.75, trans_a=ta,
+                              trans_b=True, schedule=DIRECT, return_info=True)
+    got = got.get()
+    for i in range(max(batch) if batch else 1):
+        a = A[min(i, A.shape[0] - 1)] if batch else A
+        b = B[min(i, B.shape[0] - 1)] if batch else B
+        ref, np_err = reference(a, b, C0[i] if batch else C0, -0.5, 0.75, ta, True)
+        assert_close_to_reference(got[i] if batch else got, ref, np_err, f"product {i}")
+    assert unpacked == [(m, n)]
+    assert packed == [not ta]  # op(A)^T into panels (stored transposed where A is plain)
+    if not batch:
+        assert len(info.events) == 3  # op(A)^T's panels, the product, C's transpose out
+    nan = np.full(lc + (m, n), np.nan, np.float32)
+    out = clgemm.matmul(A, B, C=nan, trans_a=ta, trans_b=True, schedule=DIRECT)
+    assert np.isfinite(out).all()
+    unpacked.clear()
+    clgemm.matmul(dev(B[..., :30, :]), dev(np.swapaxes(B, -1, -2).copy()), schedule=DIRECT)
+    wide = clgemm.matmul(rand(rng, (90, k)), B[0] if batch else B, trans_b=True,
+                         schedule=DIRECT)
+    assert unpacked == [] and wide.shape == (90, n)

@@ -648,8 +648,9 @@ def test_transfer_prior_reads_no_replay_session(tmp_path):
 
 def test_a_direct_schedule_is_timed_as_the_call_runs_it(rt, monkeypatch):
     """A direct (CPU-shaped) schedule runs in the public call through its lane (lanes/fp32:
-    a transposed operand from a plain copy, K over K_CHUNK in slices): the tuner checks and
-    times those launches, their intervals summed, not one bare launch the call never makes."""
+    B's panels, K over K_CHUNK in slices, a transposed B with fewer rows than columns
+    swapped): the tuner checks and times those launches, their intervals summed, not one bare
+    launch the call never makes."""
     from clgemm.tune.measure import Bench
 
     direct = Schedule.from_key("wm4-wn8-om6-on16-tk16-va1-vb1-vc1-sa0-sb0-uk1-db0-st0-lp0-"
@@ -660,7 +661,8 @@ def test_a_direct_schedule_is_timed_as_the_call_runs_it(rt, monkeypatch):
     kernel = fp32.get_kernel(rt, direct, bench.problem.layout(direct))
     a, b = bench.operands[0]
     events = bench.launches(kernel, a, b)
-    assert len(events) == 3 * 2  # 150 in three slices of at most 64, B copied plain in each
+    # swapped (37 < 45): 150 in three slices of at most 64, op(A)^T's panels in each, C^T out
+    assert len(events) == 3 * 2 + 1
     m = bench.measure(direct)
     assert m.ok and m.error is None and m.rel_error < 2 * bench.numpy_error
     assert rt.timed(lambda: bench.launches(kernel, a, b)) > 0

@@ -388,11 +388,15 @@ def _schedule_and_layout(rt, key: str, m: int, n: int, k: int):
 
 
 def _layout_of(rt, schedule: Schedule, m: int, n: int, k: int):
-    from ..lanes.fp32 import layout_for
+    """The layout of the product kernel the lane launches (a direct schedule's reads its
+    packed B: harness.DeviceProblem)."""
+    from ..lanes.fp32 import lane_for, layout_for
     from ..operands import Operand
 
-    return layout_for(schedule, Operand(None, 0, k, False), Operand(None, 0, n, False),
-                      Operand(None, 0, n, False))
+    a, b, c = Operand(None, 0, k, False), Operand(None, 0, n, False), Operand(None, 0, n, False)
+    if schedule.direct:
+        return lane_for(rt, schedule).product_kernel(m, n, k, a, b, c).layout
+    return layout_for(schedule, a, b, c)
 
 
 def _family(name: str) -> str:
