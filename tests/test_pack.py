@@ -325,3 +325,20 @@ def test_b_stored_transposed_with_fewer_rows_runs_swapped(rng, ta, batch, monkey
     wide = clgemm.matmul(rand(rng, (90, k)), B[0] if batch else B, trans_b=True,
                          schedule=DIRECT)
     assert unpacked == [] and wide.shape == (90, n)
+
+
+def test_a_plan_says_what_the_direct_form_does():
+    """The plan's `why` names the direct form's copies, blocks and slices, or its swap."""
+    def why(*shape, **layout):
+        plan = clgemm.plan(*shape, **layout)
+        if not (plan.lane is plan.fallback and plan.lane.schedule.direct):
+            pytest.skip("this device's plan does not run the direct form")
+        return plan.why
+
+    assert "C^T = op(B)^T op(A)^T" in why(512, 4096, 4096, trans_b=True)
+    plain = why(600, 2048, 1500, trans_a=True)
+    assert "A stored transposed copied plainly" in plain
+    assert f"panels of {clgemm.plan(600, 2048, 1500).lane.schedule.out_n} columns" in plain
+    assert f"blocks of at most {fp32.N_CHUNK} columns" in plain
+    assert f"K in slices of at most {fp32.K_CHUNK}" in plain
+    assert "C^T" not in why(600, 300, 200, trans_b=True)

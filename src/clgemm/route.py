@@ -61,8 +61,9 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
             since = f", from {promoted.min_flops:.3g} flops" if promoted is not None else ""
             why = (f"{tc.name}: the exact lane {table_note} promoted through the gate{since}; "
                    f"the float32 family ({chosen.key()}) recomputes a non-finite output")
-    if exact is fp32 and chosen.direct and (key.trans_a or key.trans_b):
-        why += "; an operand stored transposed is copied plainly first (the direct form)"
+    note = fp32.note(m, n, k, key.trans_a, key.trans_b) if exact is fp32 else ""
+    if note:
+        why += "; " + note
     if contract.check:
         station = "abft"
         why += "; checked by ABFT checksums (check=True)"

@@ -242,6 +242,24 @@ class Fp32Lane:
             kernel = self._kernels.setdefault(key, kernel)
         return kernel
 
+    def note(self, m: int, n: int, k: int, trans_a: bool, trans_b: bool) -> str:
+        """What the direct form does around the kernel for this product ("" for the
+        work-group form, which reads its operands as they are): a plan's `why`."""
+        if not self._pack:
+            return ""
+        dummy = Operand(None, 0, 1, trans_b)
+        if self._swaps(m, n, dummy, Operand(None, 0, 1, False)):
+            return ("B stored transposed, fewer rows than columns: run as C^T = op(B)^T "
+                    "op(A)^T (B read as stored, op(A) packed into panels), C^T transposed "
+                    "out (the direct form)")
+        steps = ["A stored transposed copied plainly"] if trans_a else []
+        if self._packs_b(m, dummy):
+            steps.append(f"B packed into panels of {self.schedule.out_n} columns"
+                         + (f", in blocks of at most {N_CHUNK} columns" if n > N_CHUNK else ""))
+        if k > K_CHUNK:
+            steps.append(f"K in slices of at most {K_CHUNK}")
+        return "; ".join(steps) + " (the direct form)" if steps else ""
+
     def product_kernel(self, m: int, n: int, k: int, a: Operand, b: Operand,
                        c: Operand) -> GemmKernel:
         """The kernel `enqueue` launches for the product itself on these operands, after its
