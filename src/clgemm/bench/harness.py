@@ -15,7 +15,6 @@ import numpy as np
 import pyopencl as cl
 
 from ..api import matmul
-
 from ..info import Info
 from ..lanes.fp32 import choose_schedule, get_kernel, lane_for, layout_for
 from ..operands import Operand

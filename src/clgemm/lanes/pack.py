@@ -96,6 +96,7 @@ __kernel void clgemm_unpack_transpose(const int R, const int Cn,
 }}
 """
 
+
 def _panels_source(width: int) -> str:
     """The kernels that pack a K x N operand into panels of `width` columns for the direct
     kernel's B (kernels/gemm.py, Layout.panel_b): Y[p][k][w] = op(X)[k][p * width + w],
@@ -158,7 +159,7 @@ __kernel void clgemm_pack_panels{w}t(const int R, const int Cn,
       for (int i = 0; i < kn; i++) y[i * {w} + c] = c0 + c < Cn ? x[(long)c * ldx + i] : 0.0f;
   }}
 }}
-""".replace("LANES", "r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]")
+""".replace("LANES", ", ".join(f"r[{i}]" for i in range(16)))
 
 
 _ARG_TYPES = [np.int32, np.int32, None, np.int32, np.int32, np.int64, None, np.int32, np.int64]
