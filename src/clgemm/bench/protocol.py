@@ -24,7 +24,9 @@ class Protocol:
     sessions: int = 1  # separate processes merged into this artifact
     seed: int | None = None  # input generator seed (None: fresh entropy, recorded)
     poison: str = "nan"  # C is filled with this before each checked call
-    timing_kernel: str = "OpenCL event profiling (end - start) of the GEMM kernel alone"
+    timing_kernel: str = ("OpenCL event profiling (end - start) of the product's kernels as "
+                          "the call launches them, summed (a direct schedule's operand "
+                          "copies and slices included; the work-group form's one kernel)")
     timing_call: str = "wall time per call, enqueue to queue drained (clFinish)"
     peak: str = "best of the timed repeats"
     typical: str = "median of the timed repeats"
