@@ -16,6 +16,7 @@ import clgemm
 from clgemm import Schedule
 from clgemm.lanes import fp32, pack
 from clgemm.lanes.fp32 import Fp32Lane
+from clgemm.operands import Operand
 from clgemm.runtime import get_runtime
 from conftest import assert_close_to_reference, rand, reference, require_valid
 
@@ -288,9 +289,9 @@ def test_the_benchmark_times_the_product_as_the_lane_runs_it(rng):
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("batch", [None, (3, 3), (3, 1), (1, 3)])
 def test_b_stored_transposed_with_fewer_rows_runs_swapped(rng, ta, batch, monkeypatch):
-    """B stored transposed and m < n: C^T = op(B)^T op(A)^T into scratch, transposed out into
-    C (beta applied there, C not read where beta is 0), B never copied; alpha, beta, odd
-    sizes, batches strided and broadcast. With m >= n the product runs as it is."""
+    """B stored transposed and m < n: C^T = op(B)^T op(A)^T, written into C transposed by
+    the kernel (C not read where beta is 0), B never copied, nothing transposed out; alpha,
+    beta, odd sizes, batches strided and broadcast. With m >= n the product runs as it is."""
     require_valid(DIRECT)
     packed, unpacked = [], []
     real_pack, real_unpack = pack.pack, pack.unpack
@@ -313,14 +314,17 @@ def test_b_stored_transposed_with_fewer_rows_runs_swapped(rng, ta, batch, monkey
         b = B[min(i, B.shape[0] - 1)] if batch else B
         ref, np_err = reference(a, b, C0[i] if batch else C0, -0.5, 0.75, ta, True)
         assert_close_to_reference(got[i] if batch else got, ref, np_err, f"product {i}")
-    assert unpacked == [(m, n)]
+    assert unpacked == []
     assert packed == [not ta]  # op(A)^T into panels (stored transposed where A is plain)
     if not batch:
-        assert len(info.events) == 3  # op(A)^T's panels, the product, C's transpose out
+        assert len(info.events) == 2  # op(A)^T's panels, the product
+        assert "trans_c=True" in clgemm.plan(m, n, k, trans_a=ta, trans_b=True,
+                                              schedule=DIRECT).lane.product_kernel(
+            m, n, k, *(Operand(None, 0, x, t) for x, t in ((k, ta), (k, True), (n, False)))
+        ).source.splitlines()[0]
     nan = np.full(lc + (m, n), np.nan, np.float32)
     out = clgemm.matmul(A, B, C=nan, trans_a=ta, trans_b=True, schedule=DIRECT)
     assert np.isfinite(out).all()
-    unpacked.clear()
     clgemm.matmul(dev(B[..., :30, :]), dev(np.swapaxes(B, -1, -2).copy()), schedule=DIRECT)
     wide = clgemm.matmul(rand(rng, (90, k)), B[0] if batch else B, trans_b=True,
                          schedule=DIRECT)

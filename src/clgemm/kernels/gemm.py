@@ -29,6 +29,9 @@ class Layout:
     # p*out_n .. p*out_n + out_n - 1 of op(B) as its K rows of out_n floats, one after the
     # other (zeros past N), panels ldb elements apart
     panel_b: bool = False
+    # C stored transposed (direct form only): the kernel's output element (i, j) goes to
+    # C[j * ldc + i] (a product computed as its transpose, written straight into its C)
+    trans_c: bool = False
 
 
 def _vtype(width: int) -> str:
@@ -119,6 +122,8 @@ def render(s: Schedule, layout: Layout, fault_injection: bool = False,
     the next call's lane raises)."""
     if layout.panel_b and (not s.direct or layout.trans_b):
         raise ValueError("B in panels is a direct-form layout of a plain B; this is a clgemm bug")
+    if layout.trans_c and not s.direct:
+        raise ValueError("a transposed C is a direct-form layout; this is a clgemm bug")
     source = _render_direct(s, layout, fault_injection) if s.direct else \
         _render_tiled(s, layout, fault_injection)
     return _gate(source) if gated else source
@@ -469,6 +474,9 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
         emit("  }")
 
     # Epilogue: C = alpha * total + beta * C; C is not read when beta == 0 (BLAS semantics).
+    if layout.trans_c:
+        parts.extend(_store_transposed(om, lanes))
+        return "\n".join(parts) + "\n"
     emit("  if (inside) {")
     for r in range(om):
         emit(f"    {{ __global float* crow = C + (gm0 + {r}) * ldc + gn0;")
@@ -491,10 +499,36 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _store_transposed(om: int, lanes: list[str]) -> list[str]:
+    """The direct form's epilogue into a C stored transposed: output (gm0 + r, gn0 + c) to
+    C[(gn0 + c) * ldc + gm0 + r], each of the work-item's out_n columns a run of out_m floats
+    of one stored row (beside its neighbours' runs, which the same group writes next)."""
+    out = ["  if (inside) {"]
+    for c, lane in enumerate(lanes):
+        out.append(f"    {{ __global float* ccol = C + (long)(gn0 + {c}) * ldc + gm0;")
+        for r in range(om):
+            out.append(f"      {{ float v = alpha * t{r}{lane}; if (beta != 0.0f) v = beta * ccol[{r}] + v;"
+                       f" ccol[{r}] = v; }}")
+        out.append("    }")
+    out.append("  } else {")
+    for c, lane in enumerate(lanes):
+        out.append(f"    if (gn0 + {c} < N) {{ __global float* ccol = C + (long)(gn0 + {c}) * ldc + gm0;")
+        for r in range(om):
+            out.append(f"      if (gm0 + {r} < M) {{ float v = alpha * t{r}{lane};"
+                       f" if (beta != 0.0f) v = beta * ccol[{r}] + v; ccol[{r}] = v; }}")
+        out.append("    }")
+    out += ["  }", "}"]
+    return out
+
+
 def _layout_text(layout: Layout) -> str:
-    """The layout as a kernel's first line names it: `batched` and `panel_b` only where set,
-    so that other kernels' sources (and their cache keys) stay what earlier releases made."""
-    return repr(layout).replace(", batched=False", "").replace(", panel_b=False", "")
+    """The layout as a kernel's first line names it: `batched`, `panel_b` and `trans_c` only
+    where set, so that other kernels' sources (and their cache keys) stay what earlier
+    releases made."""
+    text = repr(layout)
+    for later in (", batched=False", ", panel_b=False", ", trans_c=False"):
+        text = text.replace(later, "")
+    return text
 
 
 def _signature(fault_injection: bool, batched: bool = False) -> str:

@@ -235,10 +235,10 @@ class Fp32Lane:
                va > 1 and a.ld % va == 0 and a.offset % va == 0 and sa % va == 0,
                vb > 1 and b.ld % vb == 0 and b.offset % vb == 0 and sb % vb == 0,
                vc > 1 and c.ld % vc == 0 and c.offset % vc == 0 and sc % vc == 0,
-               batch_strides is not None, b.panel > 0, gated, slot)
+               batch_strides is not None, b.panel > 0, c.transposed, gated, slot)
         kernel = self._kernels.get(key)
         if kernel is None:
-            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:7]), gated=gated, slot=slot)
+            kernel = get_kernel(self.rt, self.schedule, Layout(*key[:8]), gated=gated, slot=slot)
             kernel = self._kernels.setdefault(key, kernel)
         return kernel
 
@@ -250,8 +250,8 @@ class Fp32Lane:
         dummy = Operand(None, 0, 1, trans_b)
         if self._swaps(m, n, dummy, Operand(None, 0, 1, False)):
             return ("B stored transposed, fewer rows than columns: run as C^T = op(B)^T "
-                    "op(A)^T (B read as stored, op(A) packed into panels), C^T transposed "
-                    "out (the direct form)")
+                    "op(A)^T (B read as stored, op(A) packed into panels), written into C "
+                    "transposed (the direct form)")
         steps = ["A stored transposed copied plainly"] if trans_a else []
         if self._packs_b(m, dummy):
             steps.append(f"B packed into panels of {self.schedule.out_n} columns"
@@ -265,7 +265,7 @@ class Fp32Lane:
         """The kernel `enqueue` launches for the product itself on these operands, after its
         copies (the benchmark's build and code-cost figures name it)."""
         if self._swaps(m, n, b, c):
-            return self.product_kernel(n, m, k, b.flipped(), a.flipped(), c)
+            return self.product_kernel(n, m, k, b.flipped(), a.flipped(), c.flipped())
         if self._pack and a.transposed:
             a = a._replace(offset=0, ld=pack.padded_ld(min(k, K_CHUNK)), transposed=False)
         if self._pack and self._packs_b(m, b):
@@ -280,10 +280,8 @@ class Fp32Lane:
         a, b and c (a stride of 0 broadcasts that operand)."""
         if self._swaps(m, n, b, c):
             sa, sb, sc = strides
-            return self._transposed_out(m, n, c, beta, queue, None, batch, sc, lambda out:
-                                        self.enqueue_batched(batch, n, m, k, alpha, 0.0,
-                                                             b.flipped(), a.flipped(), out,
-                                                             (sb, sa, n * m), queue))
+            return self.enqueue_batched(batch, n, m, k, alpha, beta, b.flipped(), a.flipped(),
+                                        c.flipped(), (sb, sa, sc), queue)
         if self._pack and (k > K_CHUNK or (n > N_CHUNK and self._packs_b(m, b))):
             return self._blocked(m, n, k, alpha, beta, a, b, c, lambda nn, kk, al, be, aa, bb, cc:
                                  self.enqueue_batched(batch, m, nn, kk, al, be, aa, bb, cc,
@@ -342,27 +340,13 @@ class Fp32Lane:
         return event
 
     def _swaps(self, m: int, n: int, b: Operand, c: Operand) -> bool:
-        """Whether the direct form runs the product as its transpose, C^T = op(B)^T op(A)^T
-        into scratch, transposed out into C (`_transposed_out`): with B stored transposed (a
+        """Whether the direct form runs the product as its transpose, C^T = op(B)^T op(A)^T,
+        its kernel writing C^T straight into C (Layout.trans_c): with B stored transposed (a
         Linear layer's weight) and fewer rows than columns. op(B)^T is then B as stored,
-        read in place as the kernel's A, and the copies are of op(A) (m k floats, into
-        panels) and of C (m n) instead of B's panels (n k): PoCL, 512 x 4096 x 4096 with B
-        transposed 113 ms against 84 swapped (numpy 91), 64 x 4096 x 1024 7.1 against 2.9."""
+        read in place as the kernel's A, and the copy is of op(A) (m k floats, into panels)
+        instead of B's panels (n k): PoCL, 512 x 4096 x 4096 with B transposed 113 ms against
+        84 swapped (numpy 91), 64 x 4096 x 1024 7.1 against 2.9."""
         return self._pack and b.transposed and m < n and not c.transposed
-
-    def _transposed_out(self, m: int, n: int, c: Operand, beta: float, queue, info,
-                        batch: int, c_stride: int, launch) -> "cl.Event":
-        """C = (C^T)^T + beta C, C^T (n x m, each of `batch` products n m floats apart) made
-        in scratch by `launch(out)` (beta 0: C^T is not read), transposed out into C (not
-        read where beta is 0)."""
-        space = pack.scratch(self.rt, queue)
-        with space.lock:  # from the product that writes the scratch to the copy that reads it
-            out = Operand(space.buffer("product^T", 4 * batch * n * m), 0, m, False)
-            launch(out)
-            event = pack.unpack(space, out, c, m, n, beta, queue, batch, n * m, c_stride)
-        if info is not None:
-            info.events.append(event)
-        return event
 
     @staticmethod
     def _packs_b(m: int, b: Operand) -> bool:
@@ -377,9 +361,8 @@ class Fp32Lane:
         """The product; `gate` runs the gated kernel (computes only where gate[0] is raised);
         `slot` picks one of several kernel objects (a gate pair stays bound to each)."""
         if gate is None and self._swaps(m, n, b, c):
-            return self._transposed_out(m, n, c, beta, queue, info, 1, 0, lambda out:
-                                        self.enqueue(n, m, k, alpha, 0.0, b.flipped(),
-                                                     a.flipped(), out, queue, info))
+            return self.enqueue(n, m, k, alpha, beta, b.flipped(), a.flipped(), c.flipped(),
+                                queue, info)
         if self._pack and (k > K_CHUNK or (n > N_CHUNK and self._packs_b(m, b))):
             return self._blocked(m, n, k, alpha, beta, a, b, c, lambda nn, kk, al, be, aa, bb, cc:
                                  self.enqueue(m, nn, kk, al, be, aa, bb, cc, queue, info, gate,
