@@ -346,3 +346,4 @@ def test_a_plan_says_what_the_direct_form_does():
     assert f"blocks of at most {fp32.N_CHUNK} columns" in plain
     assert f"K in slices of at most {fp32.K_CHUNK}" in plain
     assert "C^T" not in why(600, 300, 200, trans_b=True)
+    assert "C^T = op(B)^T op(A)^T" in why(100, 300, 200, trans_b=True, batch=4)

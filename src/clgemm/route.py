@@ -93,6 +93,10 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
                 else "the float32 family's batched kernel")
         why = (f"a batch of {key.batch}: one launch of {what} ({lane.schedule.key()}, "
                f"as one product of the batch from {_table_note(rt)})")
+        note = (lane.note(key.m, key.n, key.k, key.trans_a, key.trans_b)
+                if lane is one.fallback else "")
+        if note:
+            why += "; " + note
     else:
         station, matrix_plan = "each", one
         why = (f"a batch of {key.batch} under the {one.station} station: product by product "
