@@ -347,3 +347,21 @@ def test_a_plan_says_what_the_direct_form_does():
     assert f"K in slices of at most {fp32.K_CHUNK}" in plain
     assert "C^T" not in why(600, 300, 200, trans_b=True)
     assert "C^T = op(B)^T op(A)^T" in why(100, 300, 200, trans_b=True, batch=4)
+
+
+def test_a_checked_product_runs_as_the_call_runs_it(rng, monkeypatch):
+    """check=True computes the product through the lane (B's panels, K slices), not a bare
+    launch of the kernel the call never makes; the result is right and verified."""
+    require_valid(DIRECT)
+    monkeypatch.setattr(fp32, "K_CHUNK", 64)
+    packed = []
+    real = pack.pack
+    monkeypatch.setattr(pack, "pack", lambda *a, **kw: packed.append(kw.get("panel"))
+                        or real(*a, **kw))
+    m, n, k = 70, 45, 150  # more rows than columns: not swapped; three slices of K
+    A, B = _operands(rng, m, n, k, False, True)
+    out, info = clgemm.matmul(A, B, trans_b=True, check=True, schedule=DIRECT,
+                              return_info=True)
+    ref, np_err = reference(A, B, trans_b=True)
+    assert_close_to_reference(out, ref, np_err)
+    assert info.checked and packed == [DIRECT.out_n] * 3

@@ -15,8 +15,7 @@ import numpy as np
 import pyopencl as cl
 
 from ..api import matmul
-from ..info import Info
-from ..lanes.fp32 import choose_schedule, get_kernel, lane_for, layout_for
+from ..lanes.fp32 import choose_schedule, enqueue_product, get_kernel, lane_for, layout_for
 from ..operands import Operand
 from ..schedule import Schedule
 from .protocol import cv, gflops, median, summarize_times
@@ -55,9 +54,7 @@ class DeviceProblem:
         a, b = Operand(a, 0, k, False), Operand(b, 0, n, False)
         if self.lane is None:
             return [self.kernel.enqueue(m, n, k, 1.0, 0.0, a, b, self.c)]
-        info = Info(method="exact", schedule=self.schedule.key(), device="", shape=(m, n, k))
-        last = self.lane.enqueue(m, n, k, 1.0, 0.0, a, b, self.c, self.rt.queue, info)
-        return info.events or [last]
+        return enqueue_product(self.rt, self.schedule, m, n, k, 1.0, 0.0, a, b, self.c)
 
     def kernel_times(self, warmup: int, repeats: int, max_s: float) -> list[float]:
         for i in range(warmup):

@@ -398,6 +398,22 @@ def lane_for(rt: Runtime, schedule: Schedule) -> Fp32Lane:
     global sizes and bound arguments are kept for the next call)."""
     return rt.cached(("fp32 lane", schedule), lambda: Fp32Lane(rt, schedule))
 
+
+def enqueue_product(rt: Runtime, schedule: Schedule, m: int, n: int, k: int, alpha: float,
+                    beta: float, a: Operand, b: Operand, c: Operand, queue=None) -> list:
+    """One float32-family product as the call runs it (the lane: a direct schedule's copies,
+    blocks, slices or swap included), on `queue` (default: the runtime's waiting queue);
+    its kernels' events, the last last. The road for the product's users outside a plan:
+    the guard's checked product and recompute, the replay, the benchmarks, the tuner. (A
+    bare kernel launch there ran, on a CPU, a product the call never makes: B read in place
+    where the call packs it, all of K where it slices.)"""
+    from ..info import Info  # noqa: PLC0415 - info is light, but lanes load before it
+
+    info = Info(method="exact", schedule=schedule.key(), device="", shape=(m, n, k))
+    last = lane_for(rt, schedule).enqueue(m, n, k, alpha, beta, a, b, c, queue or rt.queue,
+                                          info)
+    return info.events or [last]
+
 # The last resort when neither the table's nor the default schedule fits a device:
 # 64 work-items, no vector loads, small local tiles.
 SAFE_SCHEDULE = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=2, tile_k=8, vec_a=1, vec_b=1,

@@ -27,7 +27,7 @@ from ..kernels.tensorcore import KERNEL_NAME as TC_NAME
 from ..kernels.tensorcore import render_tc
 from ..operands import Operand
 from ..schedule import Schedule
-from .fp32 import GemmKernel, get_kernel, layout_for, search_space
+from .fp32 import enqueue_product, search_space
 from .mma import default_dialect
 
 # (schedule key, sustained TFLOP/s on 3072^3 on the H100) of validated schedules by tile.
@@ -219,5 +219,4 @@ def get_splitk(rt, schedule: Schedule, layout) -> SplitK:
 
 
 def launch_plain(rt, schedule: Schedule, m, n, k, alpha, beta, a, b, c) -> None:
-    kernel: GemmKernel = get_kernel(rt, schedule, layout_for(schedule, a, b, c))
-    kernel.enqueue(m, n, k, alpha, beta, a, b, c)
+    enqueue_product(rt, schedule, m, n, k, alpha, beta, a, b, c)

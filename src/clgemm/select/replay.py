@@ -246,10 +246,12 @@ class OpenCLBackend:
         self._problems[key] = p
         return p
 
-    def _kernel(self, schedule: Schedule, p: dict):
-        from ..lanes.fp32 import get_kernel, layout_for
+    def _product(self, schedule: Schedule, p: dict, call: Call) -> list:
+        """The product on this call's operands as the public call runs it (its events)."""
+        from ..lanes.fp32 import enqueue_product
 
-        return get_kernel(self.rt, schedule, layout_for(schedule, p["a"], p["b"], p["c"]))
+        return enqueue_product(self.rt, schedule, call.m, call.n, call.k, 1.0, 0.0, p["a"],
+                               p["b"], p["c"])
 
     def validate(self, schedule: Schedule, call: Call) -> tuple[bool, str]:
         """Compare the kernel's result with float64 on sampled rows of C (C poisoned first)."""
@@ -260,10 +262,9 @@ class OpenCLBackend:
         p = self._problem(call)
         m, n, k = call.m, call.n, call.k
         try:
-            kernel = self._kernel(schedule, p)
             poison = np.full((m, n), np.nan, np.float32)
             cl.enqueue_copy(self.rt.queue, p["c_buf"], poison, is_blocking=True)
-            kernel.enqueue(m, n, k, 1.0, 0.0, p["a"], p["b"], p["c"]).wait()
+            self._product(schedule, p, call)[-1].wait()
             out = np.empty((m, n), np.float32)
             cl.enqueue_copy(self.rt.queue, out, p["c_buf"], is_blocking=True)
         except (ClgemmError, cl.Error) as exc:
@@ -294,9 +295,7 @@ class OpenCLBackend:
 
     def run(self, schedule: Schedule, call: Call) -> float:
         p = self._problem(call)
-        kernel = self._kernel(schedule, p)
-        return self.rt.timed(lambda: kernel.enqueue(call.m, call.n, call.k, 1.0, 0.0,
-                                                    p["a"], p["b"], p["c"]))
+        return self.rt.timed(lambda: self._product(schedule, p, call))
 
     def set_load(self, on: bool) -> None:
         if self.load_size is None:

@@ -203,14 +203,9 @@ class Bench:
         p = self.problem
         if not kernel.schedule.direct:
             return [kernel.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c)]
-        from ..info import Info
-        from ..lanes.fp32 import lane_for
+        from ..lanes.fp32 import enqueue_product
 
-        lane = lane_for(self.rt, kernel.schedule)
-        info = Info(method="exact", schedule=kernel.schedule.key(), device="",
-                    shape=(p.m, p.n, p.k))
-        last = lane.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c, self.rt.queue, info)
-        return info.events or [last]
+        return enqueue_product(self.rt, kernel.schedule, p.m, p.n, p.k, 1.0, 0.0, a, b, self.c)
 
     def time(self, kernel, stop_above: float | None = None) -> list[float]:
         """The timed runs (after the warm-up ones); `stop_above`: when the first run (a
