@@ -502,23 +502,21 @@ def _render_direct(s: Schedule, layout: Layout, fault_injection: bool) -> str:
 def _store_transposed(om: int, lanes: list[str]) -> list[str]:
     """The direct form's epilogue into a C stored transposed: output (gm0 + r, gn0 + c) to
     C[(gn0 + c) * ldc + gm0 + r], each of the work-item's out_n columns a run of out_m floats
-    of one stored row (beside its neighbours' runs, which the same group writes next)."""
-    out = ["  if (inside) {"]
-    for c, lane in enumerate(lanes):
-        out.append(f"    {{ __global float* ccol = C + (long)(gn0 + {c}) * ldc + gm0;")
-        for r in range(om):
-            out.append(f"      {{ float v = alpha * t{r}{lane}; if (beta != 0.0f) v = beta * ccol[{r}] + v;"
-                       f" ccol[{r}] = v; }}")
-        out.append("    }")
-    out.append("  } else {")
-    for c, lane in enumerate(lanes):
-        out.append(f"    if (gn0 + {c} < N) {{ __global float* ccol = C + (long)(gn0 + {c}) * ldc + gm0;")
-        for r in range(om):
-            out.append(f"      if (gm0 + {r} < M) {{ float v = alpha * t{r}{lane};"
-                       f" if (beta != 0.0f) v = beta * ccol[{r}] + v; ccol[{r}] = v; }}")
-        out.append("    }")
-    out += ["  }", "}"]
-    return out
+    of one stored row (beside its neighbours' runs, which the same group writes next). A
+    border work-item checks each column and row against N and M."""
+    def columns(edge: bool) -> list[str]:
+        out = []
+        for c, lane in enumerate(lanes):
+            head = f"if (gn0 + {c} < N) " if edge else ""
+            out.append(f"    {head}{{ __global float* ccol = C + (long)(gn0 + {c}) * ldc + gm0;")
+            for r in range(om):
+                check = f"if (gm0 + {r} < M) " if edge else ""
+                out.append(f"      {check}{{ float v = alpha * t{r}{lane};"
+                           f" if (beta != 0.0f) v = beta * ccol[{r}] + v; ccol[{r}] = v; }}")
+            out.append("    }")
+        return out
+
+    return ["  if (inside) {", *columns(False), "  } else {", *columns(True), "  }", "}"]
 
 
 def _layout_text(layout: Layout) -> str:
