@@ -39,8 +39,10 @@ def test_transposed_operands_are_packed_and_right(rng, m, n, k, ta, tb, monkeypa
                         trans_b=tb, schedule=DIRECT)
     ref, np_err = reference(A, B, trans_a=ta, trans_b=tb)
     assert_close_to_reference(out, ref, np_err, f"{m}x{n}x{k} trans={ta},{tb}")
-    if tb and m < n:  # run swapped: op(A)^T is the kernel's B, B as stored its A
-        assert packed == ["B"] * (not ta or n >= fp32.PANEL_MIN_ROWS)
+    lane = fp32.lane_for(get_runtime(), DIRECT)
+    a_op, b_op, c_op = (Operand(None, 0, 1, t) for t in (ta, tb, False))
+    if lane._swaps(m, n, a_op, b_op, c_op):  # op(B)^T is the kernel's A, op(A)^T its B
+        assert packed == ["A"] * (not tb) + ["B"] * (not ta or n >= fp32.PANEL_MIN_ROWS)
     else:
         assert packed == ["A"] * ta + ["B"] * (tb or m >= fp32.PANEL_MIN_ROWS)
 
@@ -163,7 +165,7 @@ def test_b_read_by_enough_rows_is_packed_in_panels(rng, batch, monkeypatch):
     assert_close_to_reference(few[0] if batch else few, ref, np_err)
 
 
-@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False)])
 @pytest.mark.parametrize("batch", [None, 3])
 def test_wide_products_run_in_blocks_of_columns(rng, ta, tb, batch, monkeypatch):
     """N over fp32.N_CHUNK (with B packed): products over blocks of columns, each its own
@@ -173,9 +175,9 @@ def test_wide_products_run_in_blocks_of_columns(rng, ta, tb, batch, monkeypatch)
     require_valid(DIRECT)
     monkeypatch.setattr(fp32, "N_CHUNK", 48)
     monkeypatch.setattr(fp32, "K_CHUNK", 100)
-    # blocks of 48, 48 and 5 columns, slices of 80 and 51; more rows than columns (else a
-    # transposed B runs swapped)
-    m, n, k = 113, 101, 131
+    # blocks of 48, 48 and 5 columns, slices of 80 and 51; fewer rows than columns (else A
+    # stored transposed runs swapped)
+    m, n, k = 37, 101, 131
     lead = (batch,) if batch else ()
     A = rand(rng, lead + ((k, m) if ta else (m, k)))
     B = rand(rng, (n, k) if tb else (k, n))
@@ -186,8 +188,10 @@ def test_wide_products_run_in_blocks_of_columns(rng, ta, tb, batch, monkeypatch)
         ref, np_err = reference(A[i] if batch else A, B, C0[i] if batch else C0, 0.5, -1.25,
                                 ta, tb)
         assert_close_to_reference(out[i] if batch else out, ref, np_err, f"product {i}")
-    if not batch:  # per block of columns and slice of K: A's copy, B's panels, the product
-        assert len(info.events) == 3 * 2 * (1 + ta + 1)
+    if not batch:  # per block of columns and slice of K: A's copy, B's panels, the product;
+        # with A transposed the last block (5 columns) runs swapped: its B^T copied plainly
+        # costs less than A's transposing copy, and op(A)^T is read as stored
+        assert len(info.events) == (2 * 2 * 3 + 2 * 2 if ta else 3 * 2 * 2)
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
@@ -224,14 +228,13 @@ def test_info_counts_the_copies_and_k_slices_in_kernel_time(rng):
     require_valid(DIRECT)
     from clgemm.lanes.fp32 import K_CHUNK
 
-    m, n, k = 60, 56, 2 * K_CHUNK + 37  # m > n: not swapped
-    A, B = _operands(rng, m, n, k, True, True)
-    out, info = clgemm.matmul(A, B, trans_a=True, trans_b=True, schedule=DIRECT,
-                              return_info=True)
-    ref, np_err = reference(A, B, trans_a=True, trans_b=True)
+    m, n, k = 40, 56, 2 * K_CHUNK + 37  # A transposed, m < n: not swapped
+    A, B = _operands(rng, m, n, k, True, False)
+    out, info = clgemm.matmul(A, B, trans_a=True, schedule=DIRECT, return_info=True)
+    ref, np_err = reference(A, B, trans_a=True)
     assert_close_to_reference(out, ref, np_err, "packed, sliced")
     rt = get_runtime()
-    assert len(info.events) == 3 * 3  # per slice of K: A's copy, B's copy, the product
+    assert len(info.events) == 3 * 3  # per slice of K: A's copy, B's panels, the product
     assert info.kernel_s == pytest.approx(sum(rt.seconds(e) for e in info.events))
     assert info.kernel_s > rt.seconds(info.events[-1])
 
@@ -341,7 +344,7 @@ def test_a_plan_says_what_the_direct_form_does():
 
     assert "C^T = op(B)^T op(A)^T" in why(512, 4096, 4096, trans_b=True)
     plain = why(600, 2048, 1500, trans_a=True)
-    assert "A stored transposed copied plainly" in plain
+    assert "C^T" not in plain and "A copied plainly" in plain
     assert f"panels of {clgemm.plan(600, 2048, 1500).lane.schedule.out_n} columns" in plain
     assert f"blocks of at most {fp32.N_CHUNK} columns" in plain
     assert f"K in slices of at most {fp32.K_CHUNK}" in plain
@@ -365,3 +368,25 @@ def test_a_checked_product_runs_as_the_call_runs_it(rng, monkeypatch):
     ref, np_err = reference(A, B, trans_b=True)
     assert_close_to_reference(out, ref, np_err)
     assert info.checked and packed == [DIRECT.out_n] * 3
+
+
+def test_a_transposed_with_more_rows_than_columns_runs_swapped(rng, monkeypatch):
+    """A stored transposed, B plainly, m > n: swapped, the small op(B)^T (n x k) is the one
+    copied plainly and A, as stored, packed into panels; alpha, beta, C poisoned for beta 0."""
+    require_valid(DIRECT)
+    packed = []
+    real = pack.pack
+    monkeypatch.setattr(pack, "pack", lambda *a, **kw: packed.append((a[1], a[3], a[4]))
+                        or real(*a, **kw))
+    m, n, k = 85, 37, 43
+    A, B = _operands(rng, m, n, k, True, False)
+    C0 = rand(rng, (m, n))
+    out = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-0.25, trans_a=True,
+                        schedule=DIRECT)
+    ref, np_err = reference(A, B, C0, 0.5, -0.25, True, False)
+    assert_close_to_reference(out, ref, np_err)
+    assert packed == [("A", n, k), ("B", k, m)]
+    out = clgemm.matmul(A, B, C=np.full((m, n), np.nan, np.float32), trans_a=True,
+                        schedule=DIRECT)
+    ref, np_err = reference(A, B, trans_a=True)
+    assert_close_to_reference(out, ref, np_err)

@@ -247,14 +247,18 @@ class Fp32Lane:
         work-group form, which reads its operands as they are): a plan's `why`."""
         if not self._pack:
             return ""
-        dummy = Operand(None, 0, 1, trans_b)
-        if self._swaps(m, n, dummy, Operand(None, 0, 1, False)):
-            return ("B stored transposed, fewer rows than columns: run as C^T = op(B)^T "
-                    "op(A)^T (B read as stored, op(A) packed into panels), written into C "
-                    "transposed (the direct form)")
-        steps = ["A stored transposed copied plainly"] if trans_a else []
-        if self._packs_b(m, dummy):
-            steps.append(f"B packed into panels of {self.schedule.out_n} columns"
+        a, b = Operand(None, 0, 1, trans_a), Operand(None, 0, 1, trans_b)
+        steps = []
+        if self._swaps(m, n, a, b, Operand(None, 0, 1, False)):
+            m, n, a, b = n, m, b.flipped(), a.flipped()
+            steps.append("run as C^T = op(B)^T op(A)^T, written into C transposed")
+            names = ("op(B)^T", "op(A)^T")
+        else:
+            names = ("A", "B")
+        if a.transposed:
+            steps.append(f"{names[0]} copied plainly")
+        if self._packs_b(m, b):
+            steps.append(f"{names[1]} packed into panels of {self.schedule.out_n} columns"
                          + (f", in blocks of at most {N_CHUNK} columns" if n > N_CHUNK else ""))
         if k > K_CHUNK:
             steps.append(f"K in slices of at most {K_CHUNK}")
@@ -264,7 +268,7 @@ class Fp32Lane:
                        c: Operand) -> GemmKernel:
         """The kernel `enqueue` launches for the product itself on these operands, after its
         copies (the benchmark's build and code-cost figures name it)."""
-        if self._swaps(m, n, b, c):
+        if self._swaps(m, n, a, b, c):
             return self.product_kernel(n, m, k, b.flipped(), a.flipped(), c.flipped())
         if self._pack and a.transposed:
             a = a._replace(offset=0, ld=pack.padded_ld(min(k, K_CHUNK)), transposed=False)
@@ -278,7 +282,7 @@ class Fp32Lane:
                         queue: "cl.CommandQueue") -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (a stride of 0 broadcasts that operand)."""
-        if self._swaps(m, n, b, c):
+        if self._swaps(m, n, a, b, c):
             sa, sb, sc = strides
             return self.enqueue_batched(batch, n, m, k, alpha, beta, b.flipped(), a.flipped(),
                                         c.flipped(), (sb, sa, sc), queue)
@@ -339,14 +343,23 @@ class Fp32Lane:
                 event = launch(nn, kk, alpha, beta if k0 == 0 else 1.0, a_k, b_k, c_n)
         return event
 
-    def _swaps(self, m: int, n: int, b: Operand, c: Operand) -> bool:
+    def _swaps(self, m: int, n: int, a: Operand, b: Operand, c: Operand) -> bool:
         """Whether the direct form runs the product as its transpose, C^T = op(B)^T op(A)^T,
-        its kernel writing C^T straight into C (Layout.trans_c): with B stored transposed (a
-        Linear layer's weight) and fewer rows than columns. op(B)^T is then B as stored,
-        read in place as the kernel's A, and the copy is of op(A) (m k floats, into panels)
-        instead of B's panels (n k): PoCL, 512 x 4096 x 4096 with B transposed 113 ms against
-        84 swapped (numpy 91), 64 x 4096 x 1024 7.1 against 2.9."""
-        return self._pack and b.transposed and m < n and not c.transposed
+        its kernel writing C^T straight into C (Layout.trans_c): where that copies less
+        before the product (`_copied`). B stored transposed (a Linear layer's weight) with
+        fewer rows than columns is read as stored, and op(A) (m k floats) packed instead of
+        B (n k): PoCL, 512 x 4096 x 4096 with B transposed 113 ms against 84 swapped (numpy
+        91), 64 x 4096 x 1024 7.1 against 2.9. With both stored transposed neither is then
+        transposed by a copy."""
+        if not self._pack or c.transposed or b.panel:
+            return False
+        return self._copied(n, m, b.flipped(), a.flipped()) < self._copied(m, n, a, b)
+
+    def _copied(self, m: int, n: int, a: Operand, b: Operand) -> int:
+        """Floats the direct form copies before the product, per unit of K, a transposing
+        copy counted twice (A's plain copy from transposed storage ran at a quarter of the
+        panels' rate on PoCL: 24 x 512 x 512 in 5.5 ms)."""
+        return (2 * m if a.transposed else 0) + (n if self._packs_b(m, b) else 0)
 
     @staticmethod
     def _packs_b(m: int, b: Operand) -> bool:
@@ -360,7 +373,7 @@ class Fp32Lane:
                 gate: "tuple[cl.Buffer, cl.Buffer] | None" = None, slot: int = 0) -> "cl.Event":
         """The product; `gate` runs the gated kernel (computes only where gate[0] is raised);
         `slot` picks one of several kernel objects (a gate pair stays bound to each)."""
-        if gate is None and self._swaps(m, n, b, c):
+        if gate is None and self._swaps(m, n, a, b, c):
             return self.enqueue(n, m, k, alpha, beta, b.flipped(), a.flipped(), c.flipped(),
                                 queue, info)
         if self._pack and (k > K_CHUNK or (n > N_CHUNK and self._packs_b(m, b))):
