@@ -390,3 +390,21 @@ def test_a_transposed_with_more_rows_than_columns_runs_swapped(rng, monkeypatch)
                         schedule=DIRECT)
     ref, np_err = reference(A, B, trans_a=True)
     assert_close_to_reference(out, ref, np_err)
+
+
+@pytest.mark.parametrize("tb", [False, True])
+def test_a_swapped_product_in_blocks_and_slices(rng, tb, monkeypatch):
+    """A swapped product (A stored transposed, more rows than columns; or both transposed)
+    whose transpose is wider than N_CHUNK and deeper than K_CHUNK: blocks of C's rows and
+    slices of K, all written into C transposed, beta on each block's first slice only."""
+    require_valid(DIRECT)
+    monkeypatch.setattr(fp32, "N_CHUNK", 48)
+    monkeypatch.setattr(fp32, "K_CHUNK", 100)
+    m, n, k = 101, 37, 131
+    A, B = _operands(rng, m, n, k, True, tb)
+    C0 = rand(rng, (m, n))
+    out, info = clgemm.matmul(A, B, C=C0.copy(), alpha=-1.5, beta=0.5, trans_a=True,
+                              trans_b=tb, schedule=DIRECT, return_info=True)
+    ref, np_err = reference(A, B, C0, -1.5, 0.5, True, tb)
+    assert_close_to_reference(out, ref, np_err)
+    assert len(info.events) >= 3 * 2 * 2  # 3 blocks x 2 slices x (a copy, the product)
