@@ -17,7 +17,6 @@ from ..kernels.gemv import (MAX_ROWS, STAGE_STEPS, GemvSchedule, default_schedul
 from ..operands import Operand
 from ..runtime import BuildInfo, Runtime
 from ..schedule import Schedule
-from . import pack
 from .fp32 import BoundArgs, lane_for, search_space
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
@@ -155,7 +154,7 @@ class GemvLane:
         swap = trans_b if m <= n else trans_a
         return (" (the float32 family's direct kernel, the few as its "
                 f"{'N' if (n, m)[swap] <= (m, n)[swap] else 'M'}"
-                f"{', swapped and transposed out' if swap else ''})")
+                f"{', swapped, written into C transposed' if swap else ''})")
 
     def _direct(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
                 a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
@@ -164,29 +163,21 @@ class GemvLane:
         not fit the device: the dot kernels serve). That kernel copies an operand stored
         transposed into plain storage first (lanes/pack.py), which the large operand must
         not need: where it is stored transposed (B stored N x K, a Linear layer's weight)
-        the product runs swapped, C^T = op(B)^T op(A)^T, into scratch, transposed out into
-        C. Where the few rows are the kernel's N (its B, read a row of `out_n` a K step)
-        they are one vector (out_n: their bucket); as its M, up to four a work-item."""
+        the product runs swapped, C^T = op(B)^T op(A)^T, the kernel writing C^T into C
+        transposed (Layout.trans_c). Where the few rows are the kernel's N (its B, read a
+        row of `out_n` a K step) they are one vector (out_n: their bucket); as its M, up to
+        four a work-item."""
         swap = b.transposed if m <= n else a.transposed
         km, kn = (n, m) if swap else (m, n)
         schedule = _rows_schedule(kn) if kn <= km else _wide_schedule(km)
         if not search_space(self.rt).is_valid(schedule):
             return None
         fp32 = lane_for(self.rt, schedule)
-        if not swap:
-            return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue, info) if batch == 1 else
-                    fp32.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides, queue))
-        # C^T (n x m) = op(B)^T op(A)^T into scratch, then C = (C^T)^T + beta C
-        space = pack.scratch(self.rt, queue)
-        sa, sb, sc = strides
-        with space.lock:
-            out = Operand(space.buffer("C^T", 4 * batch * n * m), 0, m, False)
-            if batch == 1:
-                fp32.enqueue(n, m, k, alpha, 0.0, b.flipped(), a.flipped(), out, queue, info)
-            else:
-                fp32.enqueue_batched(batch, n, m, k, alpha, 0.0, b.flipped(), a.flipped(),
-                                     out, (sb, sa, n * m), queue)
-            return pack.unpack(space, out, c, m, n, beta, queue, batch, n * m, sc)
+        if swap:  # C^T = op(B)^T op(A)^T, written into C transposed
+            sa, sb, sc = strides
+            m, n, a, b, c, strides = n, m, b.flipped(), a.flipped(), c.flipped(), (sb, sa, sc)
+        return (fp32.enqueue(m, n, k, alpha, beta, a, b, c, queue, info) if batch == 1 else
+                fp32.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides, queue))
 
     def _dot(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
              queue, events=None) -> "cl.Event":

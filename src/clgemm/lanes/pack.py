@@ -1,6 +1,5 @@
-"""The direct form's pre-passes: a transposed A copied into padded row-major scratch, B
-packed into panels before the product (`pack`), and a product computed as its transpose
-copied out into its C (`unpack`).
+"""The direct form's pre-passes: a transposed A copied into padded row-major scratch, and B
+packed into panels, before the product (`pack`).
 
 The float32 family's direct (CPU-shaped) kernel reads a row of op(B) as one vector per K
 step. Read in place, each K step of a work-item lands on another stored row (and page), and
@@ -71,32 +70,6 @@ __kernel void clgemm_pack_copy(const int R, const int Cn,
 }}
 """
 
-_UNPACK_C = f"""
-#define BL {_BLOCK}
-__kernel void clgemm_unpack_transpose(const int R, const int Cn,
-    __global const float* restrict X, const int ldx, const long x_bs,
-    __global float* Y, const int ldy, const int y_off, const long y_bs, const float beta)
-{{
-  // Y = X^T + beta * Y (Y is Cn x R; not read when beta == 0, so a NaN there does not
-  // propagate), one matrix of the batch per index of dimension 2: a product computed
-  // transposed into scratch, stored into its C
-  const long bi = get_global_id(2);
-  X += bi * x_bs;
-  Y += y_off + bi * y_bs;
-  const int c0 = get_global_id(0) * BL, r0 = get_global_id(1) * BL;
-  const int rn = min(R, r0 + BL), cn = min(Cn, c0 + BL);
-  for (int j = c0; j < cn; j++) {{
-    __global float* y = Y + (long)j * ldy;
-    for (int i = r0; i < rn; i++) {{
-      float v = X[(long)i * ldx + j];
-      if (beta != 0.0f) v = beta * y[i] + v;
-      y[i] = v;
-    }}
-  }}
-}}
-"""
-
-
 def _panels_source(width: int) -> str:
     """The kernels that pack a K x N operand into panels of `width` columns for the direct
     kernel's B (kernels/gemm.py, Layout.panel_b): Y[p][k][w] = op(X)[k][p * width + w],
@@ -163,8 +136,6 @@ __kernel void clgemm_pack_panels{w}t(const int R, const int Cn,
 
 
 _ARG_TYPES = [np.int32, np.int32, None, np.int32, np.int32, np.int64, None, np.int32, np.int64]
-_UNPACK_TYPES = [np.int32, np.int32, None, np.int32, np.int64, None, np.int32, np.int32,
-                 np.int64, np.float32]
 
 
 class PackScratch(Scratch):
@@ -181,9 +152,7 @@ class PackScratch(Scratch):
         if kern is None:
             from .fp32 import BoundArgs  # noqa: PLC0415 - fp32 imports this module
 
-            if entry == "clgemm_unpack_transpose":
-                source, types = _UNPACK_C, _UNPACK_TYPES
-            elif entry.startswith("clgemm_pack_panels"):
+            if entry.startswith("clgemm_pack_panels"):
                 source, types = _panels_source(int(entry[18:].rstrip("t"))), _ARG_TYPES
             else:
                 source, types = _TRANSPOSE_C, _ARG_TYPES
@@ -243,14 +212,3 @@ def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
     if events is not None:
         events.append(event)
     return Operand(buf, 0, ld, False), (size if stride else 0)
-
-
-def unpack(space: PackScratch, x: Operand, c: Operand, m: int, n: int, beta: float, queue,
-           batch: int = 1, x_stride: int = 0, c_stride: int = 0) -> "cl.Event":
-    """C = X^T + beta C for X (n x m, row-major scratch: a product computed as its
-    transpose) and C (m x n, row-major), each of `batch` matrices its stride apart."""
-    kern = space.kernel("C", "clgemm_unpack_transpose")
-    kern.bind([n, m, x.buffer, x.ld, x_stride, c.buffer, c.ld, c.offset, c_stride, beta],
-              keep=queue is space.rt.user_queue)
-    sizes = (-(-m // _BLOCK), -(-n // _BLOCK), batch)
-    return cl.enqueue_nd_range_kernel(queue, kern.kernel, sizes, None)
