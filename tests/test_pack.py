@@ -158,11 +158,16 @@ def test_b_read_by_enough_rows_is_packed_in_panels(rng, batch, monkeypatch):
     assert packed == []
     ref, np_err = reference(A[0, :5] if batch else A[:5], B[0] if batch else B)
     assert_close_to_reference(few[0] if batch else few, ref, np_err)
-    Bt = np.ascontiguousarray(np.swapaxes(B, -1, -2))
-    few = clgemm.matmul(clgemm.to_device(A[..., :5, :]), clgemm.to_device(Bt), trans_b=True,
-                        schedule=DIRECT).get()
+    # stored transposed, B is packed from fewer rows too (20 rows, 10 columns: not swapped,
+    # which would pack op(A)^T, 20 floats a step, instead of B's 10)
+    narrow = np.ascontiguousarray(np.swapaxes(B[..., :10], -1, -2))
+    packed.clear()
+    few = clgemm.matmul(clgemm.to_device(A[..., :20, :]), clgemm.to_device(narrow),
+                        trans_b=True, schedule=DIRECT).get()
     assert packed == [("B", DIRECT.out_n)]
+    ref, np_err = reference(A[0, :20] if batch else A[:20], B[0, :, :10] if batch else B[:, :10])
     assert_close_to_reference(few[0] if batch else few, ref, np_err)
+    assert pack.padded_ld(n) % 32 == 16  # A's plain copies: an odd number of 64-byte lines
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False)])

@@ -15,8 +15,8 @@ class Info:
     device: str
     shape: tuple[int, int, int]
     # device time of the product's kernels (OpenCL event profiling): where a lane runs several
-    # (a plain copy of a transposed or badly strided operand first, K slices, a split's
-    # partial sums and their reduction, a transpose out) their intervals summed
+    # (a plain copy of a transposed A and B's panels first, blocks and K slices, a split's
+    # partial sums and their reduction) their intervals summed
     kernel_s: float = 0.0
     h2d_s: float = 0.0  # host-to-device copies (wall)
     d2h_s: float = 0.0  # device-to-host copy (wall)

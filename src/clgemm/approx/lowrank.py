@@ -27,7 +27,7 @@ import pyopencl.tools as cltools
 from ..guard.device import guard_device
 from ..staging import pinned_host
 from ..lanes import splitk
-from ..lanes.fp32 import choose_schedule, layout_for
+from ..lanes.fp32 import choose_schedule, enqueue_product, layout_for
 from ..lanes.mma import DEFAULT_SCHEDULES, nonfinite_flag, valid_for
 from ..lanes.mma import get_kernel as tc_kernel
 from ..lanes.mma import layout_for as tc_layout_for
@@ -140,7 +140,7 @@ class Products:
         plan = self._plan(m, n, k, beta == 0.0 and c.ld == n)
         self.launches += 1
         if plan.slices <= 1:
-            splitk.launch_plain(self.rt, plan.schedule, m, n, k, alpha, beta, a, b, c)
+            enqueue_product(self.rt, plan.schedule, m, n, k, alpha, beta, a, b, c, self.queue)
             return
         stride = splitk.slab_stride(m, n)
         part = self.gd.raw(4 * stride * plan.slices)

@@ -727,10 +727,9 @@ def verify(A, B, C, *, alpha: float = 1.0, beta: float = 0.0, C_old=None,
     Works on any product (numpy arrays, or clgemm device arrays), including one computed
     elsewhere; nothing is repaired. C_old is needed when beta != 0. A tiny product (m n k <=
     2^20, or at most 64 cells) is also judged cell by cell against each cell's float32 error
-    bound, as check=True judges it. A verdict with `lifted`
-    set passed under a T its own residuals raised far over the floor: a fault spread over a
-    whole block row (a product of few rows) looks so too; compute the product again and
-    compare to tell."""
+    bound, as check=True judges it. A verdict with `lifted` set passed under a T its own
+    residuals raised far over the floor: a fault spread over a whole block row (a product of
+    few rows) looks so too; compute the product again and compare to tell."""
     if beta != 0.0 and C_old is None:
         raise ShapeError("beta != 0: pass C_old, the C before the product was accumulated")
     rt = runtime_of(A, device) if isinstance(A, cla.Array) else get_runtime(device)

@@ -312,9 +312,9 @@ void abft_flush_max(__local uint* lm, __global uint* g) { if (*lm) atomic_max(g,
 // [5] max rigorous ratio, [6] non-finite flagged, [7] T (judge2), [8] T_c of the centred
 // rule (judge2), [9] centred ratios exactly zero (abft_centre), [10] the largest tolerance
 // tau of any block-column (judge2: a fault of twice it is found wherever it falls); [HEAD,
-// CENTRED) histogram of
-// |r| / scale, [CENTRED, ENTRIES) that of the centred ratios (abft_centre), then CAP entries
-// of 4 words: index b*N+j, 0, residual (real as 2 words, or float + 0).
+// CENTRED) histogram of |r| / scale, [CENTRED, ENTRIES) that of the centred ratios
+// (abft_centre), then CAP entries of 4 words: index b*N+j, 0, residual (real as 2 words, or
+// float + 0).
 __kernel __attribute__((reqd_work_group_size(JW, 1, 1)))
 void abft_judge1(const int N, const int NB, const int M, const int Bs,
     const int Kd, const int NS, const float alpha, const float beta, const int has_old,

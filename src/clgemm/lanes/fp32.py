@@ -286,7 +286,7 @@ class Fp32Lane:
             sa, sb, sc = strides
             return self.enqueue_batched(batch, n, m, k, alpha, beta, b.flipped(), a.flipped(),
                                         c.flipped(), (sb, sa, sc), queue)
-        if self._pack and (k > K_CHUNK or (n > N_CHUNK and self._packs_b(m, b))):
+        if self._splits(m, n, k, b):
             return self._blocked(m, n, k, alpha, beta, a, b, c, lambda nn, kk, al, be, aa, bb, cc:
                                  self.enqueue_batched(batch, m, nn, kk, al, be, aa, bb, cc,
                                                       strides, queue))
@@ -314,6 +314,11 @@ class Fp32Lane:
             b, sb = pack.pack(space, "B", b, k, n, queue, batch, sb, events,
                               panel=self.schedule.out_n)
         return a, b, (sa, sb, sc)
+
+    def _splits(self, m: int, n: int, k: int, b: Operand) -> bool:
+        """Whether the direct form runs the product in pieces (`_blocked`): a K over K_CHUNK,
+        or a packed B wider than N_CHUNK."""
+        return self._pack and (k > K_CHUNK or (n > N_CHUNK and self._packs_b(m, b)))
 
     def _blocked(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand, b: Operand,
                  c: Operand, launch) -> "cl.Event":
@@ -377,7 +382,7 @@ class Fp32Lane:
         if gate is None and self._swaps(m, n, a, b, c):
             return self.enqueue(n, m, k, alpha, beta, b.flipped(), a.flipped(), c.flipped(),
                                 queue, info)
-        if self._pack and (k > K_CHUNK or (n > N_CHUNK and self._packs_b(m, b))):
+        if self._splits(m, n, k, b):
             return self._blocked(m, n, k, alpha, beta, a, b, c, lambda nn, kk, al, be, aa, bb, cc:
                                  self.enqueue(m, nn, kk, al, be, aa, bb, cc, queue, info, gate,
                                               slot))
@@ -406,7 +411,6 @@ class Fp32Lane:
         return event
 
 
-
 def lane_for(rt: Runtime, schedule: Schedule) -> Fp32Lane:
     """The runtime's float32 lane of one schedule (built once: its kernels per layout, its
     global sizes and bound arguments are kept for the next call)."""
@@ -427,6 +431,7 @@ def enqueue_product(rt: Runtime, schedule: Schedule, m: int, n: int, k: int, alp
     last = lane_for(rt, schedule).enqueue(m, n, k, alpha, beta, a, b, c, queue or rt.queue,
                                           info)
     return info.events or [last]
+
 
 # The last resort when neither the table's nor the default schedule fits a device:
 # 64 work-items, no vector loads, small local tiles.

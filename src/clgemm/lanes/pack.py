@@ -186,12 +186,12 @@ def pack(space: PackScratch, name: str, x: Operand, rows: int, cols: int, queue,
     count = batch if stride else 1
     keep = queue is space.rt.user_queue  # the waiting paths pin nothing (BoundArgs)
     if panel:
+        panels = -(-cols // panel)
         ld = max(rows, 1) * panel  # between panels
-        size = -(-cols // panel) * ld
+        size = panels * ld
         buf = space.buffer(name, 4 * size * count)
         kern = space.kernel(name, f"clgemm_pack_panels{panel}{'t' if x.transposed else ''}")
         kern.bind([rows, cols, x.buffer, x.ld, x.offset, stride, buf, ld, size], keep=keep)
-        panels = -(-cols // panel)
         sizes = (-(-max(rows, 1) // 16), panels) if x.transposed else (panels, max(rows, 1))
         event = cl.enqueue_nd_range_kernel(queue, kern.kernel, (*sizes, count), None)
         if events is not None:

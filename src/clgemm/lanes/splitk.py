@@ -27,7 +27,7 @@ from ..kernels.tensorcore import KERNEL_NAME as TC_NAME
 from ..kernels.tensorcore import render_tc
 from ..operands import Operand
 from ..schedule import Schedule
-from .fp32 import enqueue_product, search_space
+from .fp32 import search_space
 from .mma import default_dialect
 
 # (schedule key, sustained TFLOP/s on 3072^3 on the H100) of validated schedules by tile.
@@ -216,7 +216,3 @@ def slab_stride(m: int, n: int) -> int:
 
 def get_splitk(rt, schedule: Schedule, layout) -> SplitK:
     return rt.cached(("splitk", schedule, layout), lambda: SplitK(rt, schedule, layout))
-
-
-def launch_plain(rt, schedule: Schedule, m, n, k, alpha, beta, a, b, c) -> None:
-    enqueue_product(rt, schedule, m, n, k, alpha, beta, a, b, c)

@@ -198,8 +198,9 @@ class Bench:
         (CPU-shaped) schedule runs through the lane itself: a transposed A from a plain
         copy, B from panels, a wide N in blocks and a long K in slices, a transposed B with
         fewer rows than columns swapped (lanes/fp32.Fp32Lane). Timed as one bare launch, the
-        tuner ranked schedules by a launch the call never makes (PoCL, 512 x 4096 x 4096 with B's rows 16 KiB apart: its
-        pick, 90 GFLOPS bare, was the slowest of five through the call)."""
+        tuner ranked schedules by a launch the call never makes (PoCL, 512 x 4096 x 4096 with
+        B's rows 16 KiB apart: its pick, 90 GFLOPS bare, was the slowest of five through the
+        call)."""
         p = self.problem
         if not kernel.schedule.direct:
             return [kernel.enqueue(p.m, p.n, p.k, 1.0, 0.0, a, b, self.c)]
