@@ -663,3 +663,43 @@ def test_a_fault_over_the_stated_floor_is_always_found(rng, m, n, k):
         with faults.inject(result=faults.add(sign * 1.02 * floor), cells=[(i, j)]):
             _, got = clgemm.matmul(A, B, check=True, return_info=True)
         assert got.extra["abft"]["detected"], (i, j, floor)
+
+
+def test_checked_kernel_time_counts_every_command_of_the_product(rng, monkeypatch):
+    """A product of several commands (the direct form's packs and column blocks, on a CPU
+    device) reports, checked, the time of all of them, as the unchecked call does: the
+    guard once counted only the last (a quarter of the product at 2048 on PoCL)."""
+    from clgemm.guard import abft as G
+
+    seen = []
+    real = G.enqueue_product
+
+    def spy(*args, **kw):
+        events = real(*args, **kw)
+        seen.append(events)
+        return events
+
+    monkeypatch.setattr(G, "enqueue_product", spy)
+    A, B = rand(rng, (40, 24)), rand(rng, (24, 1100))  # over N_CHUNK = 1024 columns
+    out, info = clgemm.matmul(A, B, check=True, return_info=True)
+    assert_close_to_reference(out, *reference(A, B))
+    rt = get_runtime()
+    if not seen or rt.device.type == "GPU":
+        pytest.skip("the device's float32 product is one kernel here")
+    assert len(seen) == 1 and len(seen[0]) > 1, seen
+    assert info.kernel_s == sum(rt.seconds(e) for e in seen[0])
+
+
+def test_runtime_finish_waits_for_the_user_queue():
+    """Benchmarks wait on `Runtime.finish()`: a call on device arrays runs on the user queue,
+    which `rt.queue.finish()` alone does not wait for."""
+    import pyopencl as cl
+
+    rt = get_runtime()
+    gate = cl.UserEvent(rt.context)
+    held = cl.enqueue_marker(rt.user_queue, wait_for=[gate])
+    rt.queue.finish()
+    assert held.command_execution_status != cl.command_execution_status.COMPLETE
+    gate.set_status(cl.command_execution_status.COMPLETE)
+    rt.finish()
+    assert held.command_execution_status == cl.command_execution_status.COMPLETE

@@ -363,7 +363,9 @@ def test_a_batched_trace_entry_runs_as_a_batch_each_product_verified(tmp_path):
     d = S.Draw(soak.products[0], "exact", None, False, False, 1.0, 0.0, False, True)
     assert all(c.ok for each in soak._verify(d, ops, outs) for c in each)
     outs[2] = outs[2].copy()
-    outs[2][4, 5] += 1e-2 * np.abs(C).max()
+    # sparse operands with K = 7 leave the whole batch zero about 1 seed in 500 (CI drew one):
+    # the fault's size then has a floor of its own
+    outs[2][4, 5] += 1e-2 * max(np.abs(C).max(), 1.0)
     per = soak._verify(d, ops, outs)
     assert all(c.ok for c in per[0] + per[1]) and not all(c.ok for c in per[2])
 

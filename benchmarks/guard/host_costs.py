@@ -57,12 +57,12 @@ def main() -> None:
     for name, (a, kw) in cases.items():
         for _ in range(2):
             clgemm.matmul(a, dB, C=dC, device=rt.device, **kw)
-        rt.queue.finish()
+        rt.finish()
         pr = cProfile.Profile()
         pr.enable()
         for _ in range(5):
             clgemm.matmul(a, dB, C=dC, device=rt.device, **kw)
-            rt.queue.finish()
+            rt.finish()
         pr.disable()
         print(f"==== {name} (5 calls)")
         pstats.Stats(pr).sort_stats(order).print_stats(28)

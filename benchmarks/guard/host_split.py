@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     result: dict = {"n": n, "device": rt.device.name}
     for mode in (False, True, False, True):
         abft.READ_BY_EVENT = mode
-        t_plain, t_check = campaign._interleaved_walls((plain, checked), 30, rt.queue)
+        t_plain, t_check = campaign._interleaved_walls((plain, checked), 30, rt)
         key = "read_by_event" if mode else "blocking_read"
         result.setdefault(key, []).append({"plain_us": t_plain * 1e6, "checked_us": t_check * 1e6,
                                            "overhead": (t_check - t_plain) / t_plain})
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     rows = []
     for _ in range(40):
         marks.clear()
-        rt.queue.finish()
+        rt.finish()
         t0 = time.perf_counter()
         checked()
         t1 = time.perf_counter()

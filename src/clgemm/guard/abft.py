@@ -396,7 +396,7 @@ class BlockCheck:
         self.has_old = False
         self.events: list | None = None  # a list: guard kernels' events are kept (profiling)
         self.side_done: "cl.Event | None" = None  # the expected sums on the side queue
-        self.product_event: "cl.Event | None" = None  # the last checked product's kernel
+        self.product_events: list = []  # the last checked product's commands
         kern = _abft_kernels(gd)
         self.k_u, self.k_e, self.k_c = kern["abft_ublock"], kern["abft_expect"], kern["abft_cblock"]
         self.k_j1, self.k_j2, self.k_cells = kern["abft_judge1"], kern["abft_judge2"], kern["abft_cells"]
@@ -476,14 +476,15 @@ class BlockCheck:
         with the product or not."""
         return sum((e.profile.end - e.profile.start) * 1e-9 for e in (self.events or []))
 
-    def span_extra_seconds(self, product: "cl.Event") -> float:
+    def span_extra_seconds(self, product: list) -> float:
         """What the recorded guard commands add to the product's own device time: the span
-        from the first start to the last end of them and the product, less the product's
-        duration (commands run beside it on the side queue add nothing)."""
-        evs = list(self.events or []) + [product]
+        from the first start to the last end of them and the product's commands, less the
+        product's busy time (commands run beside it on the side queue add nothing)."""
+        evs = list(self.events or []) + list(product)
         start = min(e.profile.start for e in evs)
         end = max(e.profile.end for e in evs)
-        return max(end - start - (product.profile.end - product.profile.start), 0) * 1e-9
+        busy = sum(e.profile.end - e.profile.start for e in product)
+        return max(end - start - busy, 0) * 1e-9
 
     def read(self) -> dict:
         if READ_BY_EVENT:
@@ -765,7 +766,7 @@ def _launch(rt, schedule, m, n, k, alpha, beta, a: View, b: View, c: View, info,
     else:  # as the call runs it (a direct schedule's copies and slices included)
         events = enqueue_product(rt, schedule, m, n, k, alpha, beta, ao, bo, co)
     if not wait:
-        return events[-1]
+        return events
     events[-1].wait()
     return sum(rt.seconds(event) for event in events)
 
@@ -778,13 +779,14 @@ def _copy_span(rt: Runtime, dst: View, src: View) -> None:
 
 
 def _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a: View, b: View, c: View,
-                     info, fault_at: int):
-    """The product's kernel, not waited for: the tensor-core lane's where the call has one
-    (the default exact product of a promoted device), else the float32 family's."""
+                     info, fault_at: int) -> list:
+    """The product's commands' events in order, not waited for: the tensor-core lane's
+    kernel where the call has one (the default exact product of a promoted device), else the
+    float32 family's (a direct schedule's copies, blocks and slices: several)."""
     if lane is not None:
         info.extra["lane"] = lane.schedule.mode
-        return lane.product(m, n, k, alpha, beta, a.operand(), b.operand(), c.operand(),
-                            rt.queue, nonfinite_flag(rt).scratch)
+        return [lane.product(m, n, k, alpha, beta, a.operand(), b.operand(), c.operand(),
+                             rt.queue, nonfinite_flag(rt).scratch)]
     return _launch(rt, schedule, m, n, k, alpha, beta, a, b, c, info, fault_at, wait=False)
 
 
@@ -845,7 +847,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
         saved = View(buf, 0, c.ld, c.transposed, m, n)
         _copy_span(rt, saved, c)
     ready = cl.enqueue_marker(rt.queue) if not hooks and _apart(c, a, b) else None
-    event = _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a, b, c, info, fault_at)
+    events = _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a, b, c, info, fault_at)
     rt.queue.flush()  # the device starts now, not at the summary's blocking read
     gd = guard_device(rt)
     c_dev = calibration_for(rt, "fp32" if lane is None else lane.schedule.mode, k)
@@ -856,17 +858,17 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
         # a tiny product: its cells against their bound too (nothing written)
         return v if ew is None else v.add_cells(ew.judge(a, b, c, alpha, beta, saved, False), n)
     with ck.lock:
-        ck.product_event = event  # for span_extra_seconds (the campaign's device cost)
+        ck.product_events = events  # for span_extra_seconds (the campaign's device cost)
         # the main queue runs C_old's sums after the product: they read the copy
         ck.old(saved)
         ck.expected(a, b, ready)  # beside the product, or after it on the main queue
         if hooks:
-            event.wait()
+            events[-1].wait()
             hooks.corrupt(gd, c, "gemm")
         by_lane = lane is not None  # C is the lane's: its roundoff is correlated
         ck.result(c, alpha, beta, c_dev, by_lane)
         s = ck.read()
-        info.kernel_s = (event.profile.end - event.profile.start) * 1e-9
+        info.kernel_s = sum(rt.seconds(e) for e in events)
         v = by_cells(ck.verdict(s, c_dev))
         if lane is not None and v.unverifiable:
             # Inf/NaN operands: the float32 family's IEEE result, checked as any other.
@@ -896,7 +898,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
                 _copy_span(rt, c, saved)
             again = _enqueue_product(rt, schedule, lane, m, n, k, alpha, beta, a, b, c, info,
                                      -1)
-            again.wait()
+            again[-1].wait()
             attempts.append("confirm")
             if hooks:
                 hooks.corrupt(gd, c, "confirm")

@@ -364,19 +364,21 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
 
 
 # ---- timings --------------------------------------------------------------------------------
-def _interleaved_walls(fns, reps: int, queue) -> list[float]:
+def _interleaved_walls(fns, reps: int, rt) -> list[float]:
     """Median wall of each function, the functions timed in turn within every repetition:
-    the host's drift (this machine's Python runs 2-5x slower at times) hits all alike."""
+    the host's drift (this machine's Python runs 2-5x slower at times) hits all alike. Each
+    is waited for on both of the runtime's queues (a call on device arrays without
+    return_info runs on the user queue and returns before its product has run)."""
     for fn in fns:
         fn()
-    queue.finish()
+    rt.finish()
     times = [[] for _ in fns]
     for _ in range(reps):
         for fn, got in zip(fns, times):
-            queue.finish()
+            rt.finish()
             t = time.perf_counter()
             fn()
-            queue.finish()
+            rt.finish()
             got.append(time.perf_counter() - t)
     return [float(np.median(t)) for t in times]
 
@@ -421,7 +423,7 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
         clgemm.matmul(A, B, C=C, beta=0.5, check=True, device=rt.device)
 
     t_plain, t_check, t_plain_beta, t_check_beta = _interleaved_walls(
-        (plain, checked, plain_beta, checked_beta), reps, rt.queue)
+        (plain, checked, plain_beta, checked_beta), reps, rt)
     # Device time of the guard's own commands (OpenCL events), per checked call.
     ck = abft.block_check(guard_device(rt), n, n, n)
     ck.events = []
@@ -429,7 +431,7 @@ def abft_overhead(n: int = 3072, reps: int = 10, device=None, seed: int = 0) -> 
     for _ in range(reps):
         ck.events.clear()
         checked()
-        guard_dev.append(ck.span_extra_seconds(ck.product_event))
+        guard_dev.append(ck.span_extra_seconds(ck.product_events))
         guard_busy.append(ck.device_seconds())
     n_commands = len(ck.events)
     ck.events = None
@@ -572,7 +574,7 @@ def approx_timing(n: int = 3072, budget: float = 1e-2, reps: int = 5, device=Non
                                     return_info=True)
             infos.append(info)
 
-        t_exact, t_approx = _interleaved_walls((exact, approx), reps, rt.queue)
+        t_exact, t_approx = _interleaved_walls((exact, approx), reps, rt)
         ref = A.astype(np.float64) @ B.astype(np.float64)
         err = float(np.linalg.norm(dC.get() - ref) / np.linalg.norm(ref))
         last = infos[-1]
