@@ -370,17 +370,26 @@ class BlockCheck:
         self.nb = -(-m // bs)
         self.z_top = gaussian_top(self.nb * n, k, bs)
         # K slices of the expected sums: enough work-groups to fill the device about six
-        # times over, each slice at least 128 deep (the partial sums cost ns x the output).
-        tiles = -(-self.nb // AK.EB) * -(-n // (AK.EJ * AK.EW))
-        fill = -(-6 * max(gd.rt.device.compute_units, 1) // tiles)
+        # times over (the rows form: work-items, 16 per compute unit), each slice at least
+        # 128 deep (the partial sums cost ns x the output).
+        self.rows = gd.rows_form
+        units = max(gd.rt.device.compute_units, 1)
+        if self.rows:
+            tiles = -(-self.nb // AK.RB) * -(-n // AK.RJ)
+            fill = -(-16 * units // tiles)
+        else:
+            tiles = -(-self.nb // AK.EB) * -(-n // (AK.EJ * AK.EW))
+            fill = -(-6 * units // tiles)
         self.ns = max(1, min(32, -(-k // 128), fill))
         self.kc = -(-max(k, 1) // self.ns)
-        self.expect_groups = tiles * self.ns
+        self.expect_tiles = tiles
         rs = gd.rsize
         nbn = self.nb * n
         raw = gd.rt.buffer
         self.U = raw(rs * max(self.nb * k, 1), what="abft U")
         self.Ua = raw(rs * max(self.nb * k, 1), what="abft Ua")
+        # the rows form makes U and Ua with the block-sums kernel, whose sums of |x| land here
+        self.Usa = raw(rs * max(self.nb * k, 1), what="abft U") if self.rows else None
         self.Ep = raw(rs * self.ns * nbn, what="abft E")
         self.Bq = raw(rs * self.ns * n, what="abft Bq")
         self.Aq = raw(rs * self.ns * self.nb, what="abft Aq")
@@ -398,7 +407,12 @@ class BlockCheck:
         self.side_done: "cl.Event | None" = None  # the expected sums on the side queue
         self.product_events: list = []  # the last checked product's commands
         kern = _abft_kernels(gd)
-        self.k_u, self.k_e, self.k_c = kern["abft_ublock"], kern["abft_expect"], kern["abft_cblock"]
+        if self.rows:
+            self.k_u, self.k_e = kern["abft_cblock_rows"], kern["abft_expect_rows"]
+            self.k_c = kern["abft_cblock_rows"]
+        else:
+            self.k_u, self.k_e = kern["abft_ublock"], kern["abft_expect"]
+            self.k_c = kern["abft_cblock"]
         self.k_j1, self.k_j2, self.k_cells = kern["abft_judge1"], kern["abft_judge2"], kern["abft_cells"]
         self.k_centre = kern["abft_centre"]
         self.g64 = -(-n // 64) * 64
@@ -413,15 +427,23 @@ class BlockCheck:
         q = self.gd.side_queue if beside else self.gd.queue
         after = [ready] if beside else None
         if self.k > 0:
-            self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset, int(a.transposed),
-                              self.U, self.Ua)
-            self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, (self.k, self.nb), None,
-                                                wait_for=after))
+            if self.rows:  # U, Ua: op(A)'s block sums (an m x k matrix's, as C's are taken)
+                self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset,
+                                  int(a.transposed), self.U, self.Ua, self.Usa, self.sum, 0)
+                grid = (-(-self.k // AK.RJ), self.nb)
+            else:
+                self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset,
+                                  int(a.transposed), self.U, self.Ua)
+                grid = (self.k, self.nb)
+            self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, grid, None, wait_for=after))
             after = None
         self.k_e.set_args(self.k, self.n, self.nb, self.kc, self.U, self.Ua, b.buffer, b.ld,
                           b.offset, int(b.transposed), self.Ep, self.Bq, self.Aq)
-        done = cl.enqueue_nd_range_kernel(q, self.k_e, (self.expect_groups * AK.EW,),
-                                          (AK.EW,), wait_for=after)
+        if self.rows:
+            grid, local = (self.expect_tiles, self.ns), None
+        else:
+            grid, local = (self.expect_tiles * self.ns * AK.EW,), (AK.EW,)
+        done = cl.enqueue_nd_range_kernel(q, self.k_e, grid, local, wait_for=after)
         self._ev(done)
         self.side_done = done if beside else None
         if beside:
@@ -430,8 +452,9 @@ class BlockCheck:
     def _cblock(self, v: View, S, Q, Sa, zero_summary: bool = False) -> None:
         self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),
                           S, Q, Sa, self.sum, int(zero_summary))
-        self._ev(cl.enqueue_nd_range_kernel(self.gd.queue, self.k_c, (self.g64, self.nb),
-                                            (64, 1)))
+        grid, local = ((-(-self.n // AK.RJ), self.nb), None) if self.rows else (
+            (self.g64, self.nb), (64, 1))
+        self._ev(cl.enqueue_nd_range_kernel(self.gd.queue, self.k_c, grid, local))
 
     def old(self, o: View | None) -> None:
         self.has_old = o is not None
@@ -642,6 +665,9 @@ def _build_abft_kernels(gd: GuardDevice) -> dict:
             "abft_expect": [i32, i32, i32, i32, None, None, None, i32, i32, i32, None, None,
                             None],
             "abft_cblock": [i32, i32, i32, None, i32, i32, i32, None, None, None, None, i32],
+            "abft_cblock_rows": [i32, i32, i32, None, i32, i32, i32, None, None, None, None, i32],
+            "abft_expect_rows": [i32, i32, i32, i32, None, None, None, i32, i32, i32, None, None,
+                                 None],
             "abft_judge1": [i32, i32, i32, i32, i32, i32, f32, f32, i32] + [None] * 12,
             "abft_centre": [i32, i32, None, None, None, None, None],
             "abft_judge2": [i32, i32, f32, f32, f32, f32, i32, f32, f32, i32, None, None, None,
@@ -651,6 +677,8 @@ def _build_abft_kernels(gd: GuardDevice) -> dict:
         }
         ks = {}
         for name, dt in sig.items():
+            if name.endswith("_rows") and not gd.fp64:
+                continue  # the rows form sums in double only
             kern = built.kernel(name)
             kern.set_scalar_arg_dtypes(dt)
             ks[name] = kern

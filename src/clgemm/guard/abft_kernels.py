@@ -29,6 +29,11 @@ if os.environ.get("CLGEMM_ABFT_EXPECT"):
 # The column-sum loops are unrolled (8 rows, 4 k) so that each thread keeps several loads in
 # flight: one dependent add chain per thread was latency-bound (the same order of additions,
 # so the same bits).
+# The rows form of the block sums and expected sums (abft_cblock_rows, abft_expect_rows; a CPU
+# device with double sums): columns per work-item (RJ, one 16-float vector load) and blocks per
+# work-item of the expected sums, from a sweep on PoCL (2 EPYC cores) at 512-2048.
+RJ = 16
+RB = 4
 NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48 (a multiple of 64)
 CAP = 1024  # flagged block-columns listed in the summary
 HEAD = 11  # summary header words
@@ -298,6 +303,128 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
   S[t] = s; Q[t] = big * sqrt(ssq); Sa[t] = a;
 #endif
 }
+
+#if %(FP64)d
+// The rows form (GuardDevice.rows_form: a CPU device with double sums). The two kernels above
+// give each work-item one column (abft_cblock) or a register tile in a work-group of 64 with
+// local-memory stages (abft_expect): shapes for a GPU's many threads. On a CPU a work-group is
+// a loop, each a few microseconds of overhead, and a work-item's strided column walk is not
+// vectorised: on PoCL at 512 the check's block sums took 5.7 ms and its expected sums 7.1
+// against a 2 ms product. Here a work-item walks its rows RJ columns at a time, one vector
+// load of a row per step, in double (the same sums; their order within a sum differs).
+#define RJ 16
+#define RB 4
+// Vectors of 4 (RJ = 4 x 4): PoCL 3.0-rc2 on an AVX2 host stores a program whose builtins
+// take 8- or 16-wide vectors in its kernel cache without its kernels (a second build of the
+// same source, in another process, finds none: INVALID_KERNEL_NAME).
+
+// S, Q (sum of squares) and Sa (sum of |x|) of RJ columns of one row block of the M x N
+// matrix X (row-major, or stored transposed: tx). Also serves abft_ublock's U and Ua (X =
+// op(A), N = K, Sa a scratch).  global (ceil(N / RJ), NB)
+__kernel void abft_cblock_rows(const int M, const int N, const int Bs,
+    __global const float* X, const int ld, const int off, const int tx,
+    __global real* S, __global real* Q, __global real* Sa,
+    __global uint* sum, const int zero_sum)
+{
+  if (zero_sum && get_global_id(0) == 0 && get_global_id(1) == 0)
+    for (int w = 0; w < ENTRIES; w++) sum[w] = 0u;
+  const int j0 = get_global_id(0) * RJ, b = get_global_id(1);
+  if (j0 >= N) return;
+  const int i0 = b * Bs, i1 = min(M, i0 + Bs);
+  const long t = (long)b * N + j0;
+  if (!tx && j0 + RJ <= N) {
+    double4 s[4], q[4], a[4];
+    for (int v = 0; v < 4; v++) { s[v] = 0; q[v] = 0; a[v] = 0; }
+    for (int i = i0; i < i1; i++) {
+      __global const float* row = X + off + (long)i * ld + j0;
+      for (int v = 0; v < 4; v++) {
+        const double4 x = convert_double4(vload4(v, row));
+        s[v] += x; q[v] += x * x; a[v] += fabs(x);
+      }
+    }
+    for (int v = 0; v < 4; v++) {
+      vstore4(s[v], v, S + t); vstore4(q[v], v, Q + t); vstore4(a[v], v, Sa + t);
+    }
+    return;
+  }
+  const int nc = min(RJ, N - j0);  // a strip at the edge, or X transposed: column by column
+  for (int c = 0; c < nc; c++) {
+    double s = 0, q = 0, a = 0;
+    for (int i = i0; i < i1; i++) {
+      const double x = (double)X[off + (tx ? (long)(j0 + c) * ld + i : (long)i * ld + j0 + c)];
+      s += x; q += x * x; a += fabs(x);
+    }
+    S[t + c] = s; Q[t + c] = q; Sa[t + c] = a;
+  }
+}
+
+// Ep, Bq and Aq as abft_expect writes them, for RB blocks x RJ columns per work-item over
+// one K slice: per k one row of op(B) (vector loads where it is row-major and whole) feeds
+// RB x RJ multiply-adds.  global (NG * NJ, NS), the block group g fastest
+__kernel void abft_expect_rows(const int Kd, const int N, const int NB, const int kc,
+    __global const real* U, __global const real* Ua,
+    __global const float* B, const int ld, const int off, const int tb,
+    __global real* Ep, __global real* Bq, __global real* Aq)
+{
+  const int ng = (NB + RB - 1) / RB;
+  const int g = get_global_id(0) %% ng, jt = get_global_id(0) / ng, s = get_global_id(1);
+  const int b0 = g * RB, j0 = jt * RJ;
+  if (j0 >= N) return;
+  const int nb = min(RB, NB - b0), nc = min(RJ, N - j0);
+  const int k0 = s * kc, k1 = min(Kd, k0 + kc);
+  const int vec = !tb && nc == RJ;
+  // RB == 4, the accumulators named (an array indexed under a bound nb was kept in memory):
+  // a group's missing blocks (past NB) read the last block's U and are not written
+  __global const real* u0 = U + (long)b0 * Kd;
+  __global const real* u1 = U + (long)min(b0 + 1, NB - 1) * Kd;
+  __global const real* u2 = U + (long)min(b0 + 2, NB - 1) * Kd;
+  __global const real* u3 = U + (long)min(b0 + 3, NB - 1) * Kd;
+  double4 a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+  double4 a20 = 0, a21 = 0, a22 = 0, a23 = 0, a30 = 0, a31 = 0, a32 = 0, a33 = 0;
+  double4 q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+  for (int k = k0; k < k1; k++) {
+    double4 x0, x1, x2, x3;
+    if (vec) {
+      __global const float* row = B + off + (long)k * ld + j0;
+      x0 = convert_double4(vload4(0, row)); x1 = convert_double4(vload4(1, row));
+      x2 = convert_double4(vload4(2, row)); x3 = convert_double4(vload4(3, row));
+    } else {
+      float e[RJ];
+      for (int c = 0; c < RJ; c++)
+        e[c] = c < nc ? (tb ? B[off + (long)(j0 + c) * ld + k] : B[off + (long)k * ld + j0 + c])
+                      : 0.0f;
+      x0 = convert_double4(vload4(0, e)); x1 = convert_double4(vload4(1, e));
+      x2 = convert_double4(vload4(2, e)); x3 = convert_double4(vload4(3, e));
+    }
+    const double v0 = u0[k], v1 = u1[k], v2 = u2[k], v3 = u3[k];
+    a00 += v0 * x0; a01 += v0 * x1; a02 += v0 * x2; a03 += v0 * x3;
+    a10 += v1 * x0; a11 += v1 * x1; a12 += v1 * x2; a13 += v1 * x3;
+    a20 += v2 * x0; a21 += v2 * x1; a22 += v2 * x2; a23 += v2 * x3;
+    a30 += v3 * x0; a31 += v3 * x1; a32 += v3 * x2; a33 += v3 * x3;
+    if (g == 0) { q0 += x0 * x0; q1 += x1 * x1; q2 += x2 * x2; q3 += x3 * x3; }
+  }
+  if (jt == 0) {
+    for (int r = 0; r < nb; r++) {
+      double aq = 0;
+      for (int k = k0; k < k1; k++) aq += Ua[(long)(b0 + r) * Kd + k];
+      Aq[(long)s * NB + b0 + r] = aq;
+    }
+  }
+  const long base = (long)s * NB * N;
+  double w[RJ];
+#define ABFT_PUT(r, p0, p1, p2, p3) if (r < nb) { \
+    vstore4(p0, 0, w); vstore4(p1, 1, w); vstore4(p2, 2, w); vstore4(p3, 3, w); \
+    for (int c = 0; c < nc; c++) Ep[base + (long)(b0 + r) * N + j0 + c] = w[c]; }
+  ABFT_PUT(0, a00, a01, a02, a03)
+  ABFT_PUT(1, a10, a11, a12, a13)
+  ABFT_PUT(2, a20, a21, a22, a23)
+  ABFT_PUT(3, a30, a31, a32, a33)
+  if (g == 0) {
+    vstore4(q0, 0, w); vstore4(q1, 1, w); vstore4(q2, 2, w); vstore4(q3, 3, w);
+    for (int c = 0; c < nc; c++) Bq[(long)s * N + j0 + c] = w[c];
+  }
+}
+#endif
 
 uint abft_bits(float x) { return as_uint(x); }
 

@@ -3,6 +3,7 @@ the low-rank path's small kernels."""
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -55,6 +56,14 @@ class GuardDevice:
         self.fp64 = "cl_khr_fp64" in (getattr(rt.device, "extensions", ()) or ())
         self.rdtype = np.float64 if self.fp64 else np.float32
         self.rsize = 8 if self.fp64 else 4
+        # The check's block sums and expected sums in the rows form (abft_kernels: a
+        # work-item walks rows with vector loads) on a CPU device with double sums; a GPU, and
+        # a device with float sums (whose calibration and tails were measured with the
+        # work-group kernels: Rusticl), keep the work-group form. $CLGEMM_ABFT_FORM = rows or
+        # groups forces one (A/B campaigns).
+        forced = os.environ.get("CLGEMM_ABFT_FORM", "")
+        self.rows_form = (forced == "rows" and self.fp64) or (
+            forced != "groups" and self.fp64 and getattr(rt.device, "type", "") == "CPU")
         self._side: "cl.CommandQueue | None" = None
 
     @property
