@@ -316,7 +316,11 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
 #define RB 4
 // Vectors of 4 (RJ = 4 x 4): PoCL 3.0-rc2 on an AVX2 host stores a program whose builtins
 // take 8- or 16-wide vectors in its kernel cache without its kernels (a second build of the
-// same source, in another process, finds none: INVALID_KERNEL_NAME).
+// same source, in another process, finds none: INVALID_KERNEL_NAME). Loads are written as
+// scalar loads (the compiler merges them): PoCL does not inline vloadN and convert_*, and a
+// call inside a loop spills every accumulator (kernels/gemm.py's _vload says the same).
+#define LOAD4D(p) ((double4)((double)(p)[0], (double)(p)[1], (double)(p)[2], (double)(p)[3]))
+#define ABS4D(x) ((x) * select((double4)1.0, (double4)-1.0, (x) < (double4)0.0))
 
 // S, Q (sum of squares) and Sa (sum of |x|) of RJ columns of one row block of the M x N
 // matrix X (row-major, or stored transposed: tx). Also serves abft_ublock's U and Ua (X =
@@ -338,8 +342,8 @@ __kernel void abft_cblock_rows(const int M, const int N, const int Bs,
     for (int i = i0; i < i1; i++) {
       __global const float* row = X + off + (long)i * ld + j0;
       for (int v = 0; v < 4; v++) {
-        const double4 x = convert_double4(vload4(v, row));
-        s[v] += x; q[v] += x * x; a[v] += fabs(x);
+        const double4 x = LOAD4D(row + 4 * v);
+        s[v] += x; q[v] += x * x; a[v] += ABS4D(x);
       }
     }
     for (int v = 0; v < 4; v++) {
@@ -386,15 +390,13 @@ __kernel void abft_expect_rows(const int Kd, const int N, const int NB, const in
     double4 x0, x1, x2, x3;
     if (vec) {
       __global const float* row = B + off + (long)k * ld + j0;
-      x0 = convert_double4(vload4(0, row)); x1 = convert_double4(vload4(1, row));
-      x2 = convert_double4(vload4(2, row)); x3 = convert_double4(vload4(3, row));
+      x0 = LOAD4D(row); x1 = LOAD4D(row + 4); x2 = LOAD4D(row + 8); x3 = LOAD4D(row + 12);
     } else {
       float e[RJ];
       for (int c = 0; c < RJ; c++)
         e[c] = c < nc ? (tb ? B[off + (long)(j0 + c) * ld + k] : B[off + (long)k * ld + j0 + c])
                       : 0.0f;
-      x0 = convert_double4(vload4(0, e)); x1 = convert_double4(vload4(1, e));
-      x2 = convert_double4(vload4(2, e)); x3 = convert_double4(vload4(3, e));
+      x0 = LOAD4D(e); x1 = LOAD4D(e + 4); x2 = LOAD4D(e + 8); x3 = LOAD4D(e + 12);
     }
     const double v0 = u0[k], v1 = u1[k], v2 = u2[k], v3 = u3[k];
     a00 += v0 * x0; a01 += v0 * x1; a02 += v0 * x2; a03 += v0 * x3;
