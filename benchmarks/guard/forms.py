@@ -6,8 +6,11 @@ kernels (a GPU's) against the rows form (a CPU device's with double sums).
 Per size and form, in turn within each round (the host's drift hits both alike):
 - `commands`: device time of each of the check's commands alone (no product beside them),
   the best of 5 checks of a clean product;
-- `overhead`: campaign.abft_overhead (matmul on device arrays, check=True against the plain
-  call, interleaved, medians of 9), in a fresh process with $CLGEMM_ABFT_FORM set.
+- `calls`: the best of 10 walls of matmul on device arrays, plain and check=True (each waited
+  for; profile_commands.profile, every command's device time recorded), the plain call's
+  and the checked call's in turn, 5 each, twice;
+- `overhead`: campaign.abft_overhead (the same two calls interleaved, medians of 9);
+each in a fresh process with $CLGEMM_ABFT_FORM set.
 Writes OUT/forms.jsonl, a line per (round, form, size, part).
 """
 
@@ -58,6 +61,29 @@ def commands(n: int) -> dict:
     return {"block_rows": bs, "rows_form": ck.rows, **best}
 
 
+def calls(n: int) -> dict:
+    import clgemm
+    from clgemm.runtime import get_runtime
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from profile_commands import profile
+
+    rt = get_runtime()
+    rng = np.random.default_rng(n)
+    a, b, c = (clgemm.to_device(rng.standard_normal((n, n), np.float32), rt.device)
+               for _ in range(3))
+    out = {}
+    for _ in range(2):  # in turn, twice: the best of each
+        for name, kw in (("plain", {}), ("checked", {"check": True})):
+            got = profile(lambda: clgemm.matmul(a, b, C=c, device=rt.device, return_info=True,
+                                                **kw), rt)
+            if name not in out or got["wall_s"] < out[name]["wall_s"]:
+                out[name] = {"wall_s": got["wall_s"], "busy_s": got["busy_s"],
+                             "by_name": got["by_name"]}
+    out["overhead_vs_plain_wall"] = out["checked"]["wall_s"] / out["plain"]["wall_s"] - 1
+    return out
+
+
 def _kernels(ck) -> list:
     """The kernels of one check in the order it enqueues them (no C_old: beta = 0)."""
     return [("U", ck.k_u), ("E", ck.k_e), ("S", ck.k_c), ("judge1", ck.k_j1),
@@ -69,6 +95,8 @@ def main(argv: list[str]) -> int:
         part, n = argv[1], int(argv[2])
         if part == "commands":
             print(json.dumps(commands(n)))
+        elif part == "calls":
+            print(json.dumps(calls(n)))
         else:
             from clgemm.lab import guard_campaign as campaign
 
@@ -82,7 +110,7 @@ def main(argv: list[str]) -> int:
         for r in range(rounds):
             for form in FORMS:
                 for n in sizes:
-                    for part in ("commands", "overhead"):
+                    for part in ("commands", "calls", "overhead"):
                         env = dict(os.environ, CLGEMM_ABFT_FORM=form)
                         got = subprocess.run([sys.executable, __file__, "--one", part, str(n)],
                                              env=env, capture_output=True, text=True, check=True)
@@ -99,6 +127,10 @@ def _line(row: dict) -> str:
     if row["part"] == "commands":
         each = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in row["by_command"].items())
         return f"{head} commands {row['total_s'] * 1e3:.2f} ms ({each}) ok={row['ok']}"
+    if row["part"] == "calls":
+        return (f"{head} calls, best of 10: plain {row['plain']['wall_s'] * 1e3:.2f} ms, "
+                f"checked {row['checked']['wall_s'] * 1e3:.2f} ms: "
+                f"+{row['overhead_vs_plain_wall']:.0%}")
     return (f"{head} plain {row['plain_wall_s'] * 1e3:.2f} ms, checked "
             f"{row['checked_wall_s'] * 1e3:.2f} ms: +{row['overhead_vs_plain_wall']:.0%}")
 

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# One device call of docs/gpu-campaigns.md, its stages in the order given, from the
+# repository root on the lent machine:
+#
+#     source .carry/gpu-env.sh && bash scripts/gpu-call.sh suite plan
+#
+# Stages (each writes /tmp/gpu-call/<stage>/, packed into $OUT/<stage>.tgz after each of its
+# steps, so that a call cut short by the device's 10 minutes still brings back what finished;
+# a call brings back 8 files at most):
+#   suite   the tests that compile and run the kernels changed since the last GPU run, on the
+#           card; a failure stops the stages after it
+#   plan    benchmarks/plan/campaign.py: floor, gemv, batched, exact_lanes (issues 16, 17)
+#   traces  the five model traces through matmul beside PyTorch (issues 16 and 17)
+#   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
+#   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
+# DEVICE (default NVIDIA) picks the device; QUICK=1 shrinks every stage (a dry run on a CPU
+# device: DEVICE=pthread QUICK=1 OUT=/tmp/out bash scripts/gpu-call.sh suite plan).
+set -uo pipefail
+OUT=${OUT:?set OUT}
+DEVICE=${DEVICE:-NVIDIA}
+QUICK=${QUICK:-0}
+W=/tmp/gpu-call
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}  # this checkout's clgemm
+export CLGEMM_DEVICE=$DEVICE
+mkdir -p "$W" "$OUT"
+
+header() {  # what ran where: the commit, the card, the driver
+    {
+        # the device's copy of the tree has no git history: commit.txt, where the caller
+        # wrote one (git rev-parse HEAD > commit.txt before the call), names it
+        echo "commit $(git rev-parse HEAD 2>/dev/null || cat commit.txt 2>/dev/null || echo unknown)"
+        echo "date $(date -u +%FT%TZ)"
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+        python3 -c "from clgemm.runtime import get_runtime; d = get_runtime().device; print(d.name, '|', d.platform, '|', d.driver_version)"
+    } > "$1/header.txt" 2>&1
+}
+
+pack() {  # stage: bring back what it wrote
+    tar czf "$OUT/$1.tgz" -C "$W" "$1"
+}
+
+stage_suite() {
+    local d=$W/suite
+    timeout $([ "$QUICK" = 1 ] && echo 600 || echo 300) python3 -m pytest -q -x -p no:cacheprovider \
+        tests/test_matmul.py tests/test_plan.py tests/test_tensorcore.py tests/test_wgmma.py \
+        tests/test_abft.py tests/test_guard_tiny.py tests/test_batched.py tests/test_gemv.py \
+        > "$d/tests.txt" 2>&1
+    local rc=$?
+    tail -3 "$d/tests.txt"
+    return $rc
+}
+
+stage_plan() {
+    local d=$W/plan quick=() parts=floor,gemv,batched,exact_lanes
+    [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,batched,exact_lanes; }
+    timeout 300 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
+        "${quick[@]}" > "$d/plan.log" 2>&1
+    echo "plan rc=$?"
+}
+
+stage_traces() {
+    local d=$W/traces repeats=3 peers=(--peers torch) t file
+    [ "$QUICK" = 1 ] && { repeats=1; peers=(); }
+    for t in llama-7b-decode bert-base-train tinyllama-1.1b llama-7b-prefill resnet50-im2col; do
+        file=traces/models/$t.jsonl
+        [ "$QUICK" = 1 ] && file=traces/tiny/model_tiny.jsonl
+        timeout 150 python3 -m clgemm.cli bench --suite model --trace "$file" "${peers[@]}" \
+            --repeats "$repeats" --quiet -o "$d/model-$t.json" > "$d/model-$t.log" 2>&1
+        echo "model $t rc=$?"
+        pack traces
+        [ "$QUICK" = 1 ] && break
+    done
+    return 0
+}
+
+stage_soak() {
+    local d=$W/soak run=${SOAK_RUN:-1} minutes=8
+    [ "$QUICK" = 1 ] && minutes=0.5
+    export CLGEMM_STATE_DIR=$PWD/.soak-state
+    timeout -s TERM $(python3 -c "print(int($minutes * 60 + 90))") python3 -m clgemm.cli soak \
+        --device "$DEVICE" --minutes "$minutes" --window-seconds 30 --fault-rate 0.2 --seed 0 \
+        --out "$d/soak-$run.json" 2> "$d/soak-$run.log"
+    echo "soak rc=$? (0 passed, 1 failed, 143 stopped by the timeout: the artifact is valid)"
+    cp "$CLGEMM_STATE_DIR/abft_calibration.json" "$d/" 2>/dev/null
+    return 0
+}
+
+stage_abft() {
+    local d=$W/abft clean=2000 faults=2000
+    [ "$QUICK" = 1 ] && { clean=40; faults=40; }
+    timeout 540 python3 -m clgemm.cli abft-campaign --clean "$clean" --faults "$faults" \
+        --device "$DEVICE" -o "$d/abft.json" > "$d/abft.log" 2>&1
+    echo "abft rc=$?"
+    return 0
+}
+
+for stage in "$@"; do
+    case "$stage" in
+        suite|plan|traces|soak|abft) ;;
+        *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft)" >&2; exit 2 ;;
+    esac
+    mkdir -p "$W/$stage"
+    header "$W/$stage"
+    t0=$(date +%s)
+    "stage_$stage"
+    rc=$?
+    echo "$stage: rc=$rc, $(( $(date +%s) - t0 )) s" | tee -a "$W/$stage/header.txt"
+    pack "$stage"
+    if [ "$stage" = suite ] && [ $rc -ne 0 ]; then
+        echo "gpu-call: the suite failed on the card; the stages after it are not run" >&2
+        exit 1
+    fi
+done
