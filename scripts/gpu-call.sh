@@ -14,7 +14,9 @@
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
 #   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
 # DEVICE (default NVIDIA) picks the device; QUICK=1 shrinks every stage (a dry run on a CPU
-# device: DEVICE=pthread QUICK=1 OUT=/tmp/out bash scripts/gpu-call.sh suite plan).
+# device, 2 minutes on 2 cores: DEVICE=pthread QUICK=1 OUT=/tmp/out bash scripts/gpu-call.sh
+# suite plan traces soak abft; its half-minute soak fails its verdict by design: one window
+# judges no memory growth).
 set -uo pipefail
 OUT=${OUT:?set OUT}
 DEVICE=${DEVICE:-NVIDIA}
