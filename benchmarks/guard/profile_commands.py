@@ -133,6 +133,7 @@ def main() -> None:
 
     same = choose_schedule(rt, n, n, n)
     res: dict = {"n": n, "device": rt.device.name}
+
     def call(a, b, **kw):
         return clgemm.matmul(a, b, C=dC, device=rt.device, return_info=True, **kw)
 

@@ -30,8 +30,11 @@ if os.environ.get("CLGEMM_ABFT_EXPECT"):
 # flight: one dependent add chain per thread was latency-bound (the same order of additions,
 # so the same bits).
 # The rows form of the block sums and expected sums (abft_cblock_rows, abft_expect_rows; a CPU
-# device with double sums): columns per work-item (RJ, one 16-float vector load) and blocks per
-# work-item of the expected sums, from a sweep on PoCL (2 EPYC cores) at 512-2048.
+# device with double sums): columns per work-item (RJ) and blocks per work-item of the expected
+# sums (RB). On PoCL (2 EPYC cores), in a sweep of the kernels' first version, RB = 4 was the
+# fastest of 1, 2, 4, 8 at 2048 (8 a little faster at 512), and 16 columns were as fast as 8
+# or a little faster at 512-2048. The kernels spell out their 4 x 4 vectors of accumulators:
+# these are the kernels' shape, not parameters to change alone.
 RJ = 16
 RB = 4
 NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48 (a multiple of 64)
