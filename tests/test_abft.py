@@ -264,18 +264,34 @@ def abft_form(request, monkeypatch):
     from clgemm.guard.device import guard_device
 
     gd = guard_device(get_runtime())
-    if request.param == "rows" and not gd.fp64:
-        pytest.skip("the rows form sums in double: no cl_khr_fp64 here")
+    if request.param == "rows" and not gd.rows_built:
+        pytest.skip("the rows form is built for a CPU device with double sums")
     monkeypatch.setattr(gd, "rows_form", request.param == "rows")
     return gd
 
 
 def test_the_sums_form_follows_the_device():
+    """The rows form on a CPU device with double sums; elsewhere its kernels are not even in
+    the program (a GPU compiles none of them)."""
+    import pyopencl as cl
+
+    from clgemm.guard import abft_kernels as AK
     from clgemm.guard.device import guard_device
 
+    import os
+
+    if os.environ.get("CLGEMM_ABFT_FORM"):
+        pytest.skip("$CLGEMM_ABFT_FORM forces a form")
     rt = get_runtime()
     gd = guard_device(rt)
-    assert gd.rows_form == (gd.fp64 and rt.device.type == "CPU")
+    assert gd.rows_form == gd.rows_built == (gd.fp64 and rt.device.type == "CPU")
+
+    def names(rows: bool) -> str:
+        program = rt.build(AK.source(gd.fp64, rows)).program
+        return program.get_info(cl.program_info.KERNEL_NAMES)
+
+    assert "abft_expect_rows" not in names(False) and "abft_expect" in names(False)
+    assert ("abft_expect_rows" in names(True)) == gd.fp64
 
 
 @pytest.mark.parametrize("m,n,k,bs,ta,tb", [

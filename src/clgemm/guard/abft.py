@@ -658,7 +658,7 @@ def _abft_kernels(gd: GuardDevice) -> dict:
 
 def _build_abft_kernels(gd: GuardDevice) -> dict:
     if True:
-        built = gd.rt.build(AK.source(gd.fp64), options="")
+        built = gd.rt.build(AK.source(gd.fp64, gd.rows_built), options="")
         i32, f32 = np.int32, np.float32
         sig = {
             "abft_ublock": [i32, i32, i32, None, i32, i32, i32, None, None],
@@ -677,8 +677,8 @@ def _build_abft_kernels(gd: GuardDevice) -> dict:
         }
         ks = {}
         for name, dt in sig.items():
-            if name.endswith("_rows") and not gd.fp64:
-                continue  # the rows form sums in double only
+            if name.endswith("_rows") and not gd.rows_built:
+                continue  # a GPU's, or a float-sum device's, program has no rows form
             kern = built.kernel(name)
             kern.set_scalar_arg_dtypes(dt)
             ks[name] = kern

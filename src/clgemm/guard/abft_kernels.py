@@ -307,8 +307,8 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
 #endif
 }
 
-#if %(FP64)d
-// The rows form (GuardDevice.rows_form: a CPU device with double sums). The two kernels above
+#if %(ROWS)d
+// The rows form (GuardDevice.rows_form: a CPU device with double sums; built only there). The two kernels above
 // give each work-item one column (abft_cblock) or a register tile in a work-group of 64 with
 // local-memory stages (abft_expect): shapes for a GPU's many threads. On a CPU a work-group is
 // a loop, each a few microseconds of overhead, and a work-item's strided column walk is not
@@ -854,8 +854,9 @@ __kernel void abft_cells(const int n_items, __global const int* rows,
 """
 
 
-def source(fp64: bool) -> str:
-    return SOURCE % {"FP64": int(fp64), "EB": EB, "EJ": EJ, "EK": EK, "EW": EW, "EP": EP, "NH": NH,
+def source(fp64: bool, rows: bool = False) -> str:
+    """The guard's program; `rows`: with the rows form's kernels (double sums only)."""
+    return SOURCE % {"FP64": int(fp64), "ROWS": int(rows and fp64), "EB": EB, "EJ": EJ, "EK": EK, "EW": EW, "EP": EP, "NH": NH,
                      "CAP": CAP, "HEAD": HEAD, "CENTRED": CENTRED, "ENTRIES": ENTRIES,
                      "CW": CW, "CW_FINE": CW_FINE, "GAUSS_MIN": GAUSS_MIN_SUMS,
                      "CENTRE_MIN_SIGMA": CENTRE_MIN_SIGMA, "GAUSS_TOP3": GAUSS_TOP3}

@@ -59,11 +59,13 @@ class GuardDevice:
         # The check's block sums and expected sums in the rows form (abft_kernels: a
         # work-item walks rows with vector loads) on a CPU device with double sums; a GPU, and
         # a device with float sums (whose calibration and tails were measured with the
-        # work-group kernels: Rusticl), keep the work-group form. $CLGEMM_ABFT_FORM = rows or
-        # groups forces one (A/B campaigns).
+        # work-group kernels: Rusticl), keep the work-group form, and a GPU's program does not
+        # hold the rows form's kernels. $CLGEMM_ABFT_FORM = rows or groups forces one (A/B
+        # campaigns).
         forced = os.environ.get("CLGEMM_ABFT_FORM", "")
-        self.rows_form = (forced == "rows" and self.fp64) or (
-            forced != "groups" and self.fp64 and getattr(rt.device, "type", "") == "CPU")
+        on_cpu = getattr(rt.device, "type", "") == "CPU"
+        self.rows_built = self.fp64 and (on_cpu or forced == "rows")
+        self.rows_form = self.rows_built and forced != "groups"
         self._side: "cl.CommandQueue | None" = None
 
     @property
