@@ -273,12 +273,12 @@ def abft_form(request, monkeypatch):
 def test_the_sums_form_follows_the_device():
     """The rows form on a CPU device with double sums; elsewhere its kernels are not even in
     the program (a GPU compiles none of them)."""
+    import os
+
     import pyopencl as cl
 
     from clgemm.guard import abft_kernels as AK
     from clgemm.guard.device import guard_device
-
-    import os
 
     if os.environ.get("CLGEMM_ABFT_FORM"):
         pytest.skip("$CLGEMM_ABFT_FORM forces a form")

@@ -308,13 +308,14 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
 }
 
 #if %(ROWS)d
-// The rows form (GuardDevice.rows_form: a CPU device with double sums; built only there). The two kernels above
-// give each work-item one column (abft_cblock) or a register tile in a work-group of 64 with
-// local-memory stages (abft_expect): shapes for a GPU's many threads. On a CPU a work-group is
-// a loop, each a few microseconds of overhead, and a work-item's strided column walk is not
-// vectorised: on PoCL at 512 the check's block sums took 5.7 ms and its expected sums 7.1
-// against a 2 ms product. Here a work-item walks its rows RJ columns at a time, one vector
-// load of a row per step, in double (the same sums; their order within a sum differs).
+// The rows form (GuardDevice.rows_form: a CPU device with double sums; built only there).
+// The two kernels above give each work-item one column (abft_cblock) or a register tile in a
+// work-group of 64 with local-memory stages (abft_expect): shapes for a GPU's many threads.
+// On a CPU a work-group is a loop, each a few microseconds of overhead, and a work-item's
+// strided column walk is not vectorised: on PoCL at 512 the check's block sums took 5.7 ms
+// and its expected sums 7.1 against a 2 ms product. Here a work-item walks its rows RJ
+// columns at a time, a row per step, in double (the same sums; their order within a sum
+// differs).
 #define RJ 16
 #define RB 4
 // Vectors of 4 (RJ = 4 x 4): PoCL 3.0-rc2 on an AVX2 host stores a program whose builtins
@@ -856,7 +857,8 @@ __kernel void abft_cells(const int n_items, __global const int* rows,
 
 def source(fp64: bool, rows: bool = False) -> str:
     """The guard's program; `rows`: with the rows form's kernels (double sums only)."""
-    return SOURCE % {"FP64": int(fp64), "ROWS": int(rows and fp64), "EB": EB, "EJ": EJ, "EK": EK, "EW": EW, "EP": EP, "NH": NH,
-                     "CAP": CAP, "HEAD": HEAD, "CENTRED": CENTRED, "ENTRIES": ENTRIES,
-                     "CW": CW, "CW_FINE": CW_FINE, "GAUSS_MIN": GAUSS_MIN_SUMS,
-                     "CENTRE_MIN_SIGMA": CENTRE_MIN_SIGMA, "GAUSS_TOP3": GAUSS_TOP3}
+    return SOURCE % {"FP64": int(fp64), "ROWS": int(rows and fp64), "EB": EB, "EJ": EJ,
+                     "EK": EK, "EW": EW, "EP": EP, "NH": NH, "CAP": CAP, "HEAD": HEAD,
+                     "CENTRED": CENTRED, "ENTRIES": ENTRIES, "CW": CW, "CW_FINE": CW_FINE,
+                     "GAUSS_MIN": GAUSS_MIN_SUMS, "CENTRE_MIN_SIGMA": CENTRE_MIN_SIGMA,
+                     "GAUSS_TOP3": GAUSS_TOP3}
