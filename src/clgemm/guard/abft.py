@@ -382,7 +382,6 @@ class BlockCheck:
             fill = -(-6 * units // tiles)
         self.ns = max(1, min(32, -(-k // 128), fill))
         self.kc = -(-max(k, 1) // self.ns)
-        self.expect_tiles = tiles
         rs = gd.rsize
         nbn = self.nb * n
         raw = gd.rt.buffer
@@ -407,15 +406,25 @@ class BlockCheck:
         self.side_done: "cl.Event | None" = None  # the expected sums on the side queue
         self.product_events: list = []  # the last checked product's commands
         kern = _abft_kernels(gd)
+        self.g64 = -(-n // 64) * 64
+        # the form's kernels and launch shapes (grid, local), decided once per shape
         if self.rows:
             self.k_u, self.k_e = kern["abft_cblock_rows"], kern["abft_expect_rows"]
             self.k_c = kern["abft_cblock_rows"]
+            # U and Ua are op(A)'s block sums (an m x k matrix's, as C's are taken)
+            self.u_args = (self.Usa, self.sum, 0)
+            self.u_launch = ((-(-k // AK.RJ), self.nb), None)
+            self.e_launch = ((tiles, self.ns), None)
+            self.c_launch = ((-(-n // AK.RJ), self.nb), None)
         else:
             self.k_u, self.k_e = kern["abft_ublock"], kern["abft_expect"]
             self.k_c = kern["abft_cblock"]
+            self.u_args = ()
+            self.u_launch = ((k, self.nb), None)
+            self.e_launch = ((tiles * self.ns * AK.EW,), (AK.EW,))
+            self.c_launch = ((self.g64, self.nb), (64, 1))
         self.k_j1, self.k_j2, self.k_cells = kern["abft_judge1"], kern["abft_judge2"], kern["abft_cells"]
         self.k_centre = kern["abft_centre"]
-        self.g64 = -(-n // 64) * 64
 
     # -- enqueue (no host wait) --
     def expected(self, a: View, b: View, ready: "cl.Event | None" = None) -> None:
@@ -427,23 +436,13 @@ class BlockCheck:
         q = self.gd.side_queue if beside else self.gd.queue
         after = [ready] if beside else None
         if self.k > 0:
-            if self.rows:  # U, Ua: op(A)'s block sums (an m x k matrix's, as C's are taken)
-                self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset,
-                                  int(a.transposed), self.U, self.Ua, self.Usa, self.sum, 0)
-                grid = (-(-self.k // AK.RJ), self.nb)
-            else:
-                self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset,
-                                  int(a.transposed), self.U, self.Ua)
-                grid = (self.k, self.nb)
-            self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, grid, None, wait_for=after))
+            self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset,
+                              int(a.transposed), self.U, self.Ua, *self.u_args)
+            self._ev(cl.enqueue_nd_range_kernel(q, self.k_u, *self.u_launch, wait_for=after))
             after = None
         self.k_e.set_args(self.k, self.n, self.nb, self.kc, self.U, self.Ua, b.buffer, b.ld,
                           b.offset, int(b.transposed), self.Ep, self.Bq, self.Aq)
-        if self.rows:
-            grid, local = (self.expect_tiles, self.ns), None
-        else:
-            grid, local = (self.expect_tiles * self.ns * AK.EW,), (AK.EW,)
-        done = cl.enqueue_nd_range_kernel(q, self.k_e, grid, local, wait_for=after)
+        done = cl.enqueue_nd_range_kernel(q, self.k_e, *self.e_launch, wait_for=after)
         self._ev(done)
         self.side_done = done if beside else None
         if beside:
@@ -452,9 +451,7 @@ class BlockCheck:
     def _cblock(self, v: View, S, Q, Sa, zero_summary: bool = False) -> None:
         self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),
                           S, Q, Sa, self.sum, int(zero_summary))
-        grid, local = ((-(-self.n // AK.RJ), self.nb), None) if self.rows else (
-            (self.g64, self.nb), (64, 1))
-        self._ev(cl.enqueue_nd_range_kernel(self.gd.queue, self.k_c, grid, local))
+        self._ev(cl.enqueue_nd_range_kernel(self.gd.queue, self.k_c, *self.c_launch))
 
     def old(self, o: View | None) -> None:
         self.has_old = o is not None
