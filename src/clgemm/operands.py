@@ -63,6 +63,19 @@ def logical_shape(x, trans: bool) -> tuple[int, int]:
     return (c, r) if trans else (r, c)
 
 
+def host_pair(A, B, trans_a: bool, trans_b: bool) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """Two host operands as contiguous float32 arrays, and (m, n, k) of op(A) op(B): the
+    entry of the lanes' host-array helpers (tests and benchmarks; the public door checks
+    more, validate.check_operands)."""
+    A = np.ascontiguousarray(A, np.float32)
+    B = np.ascontiguousarray(B, np.float32)
+    m, k = logical_shape(A, trans_a)
+    k2, n = logical_shape(B, trans_b)
+    if k != k2:
+        raise ShapeError(f"inner dimensions differ: op(A) is {m}x{k} and op(B) is {k2}x{n}")
+    return A, B, m, n, k
+
+
 @functools.lru_cache(maxsize=4096)
 def storage(shape: tuple[int, int], strides: tuple[int, int], itemsize: int = 4):
     """(stored_transposed, ld) when rows or columns are unit-stride, else None (memoized:

@@ -24,7 +24,7 @@ import pyopencl as cl
 from ..errors import ClgemmError, ShapeError
 from ..kernels.ozaki import (KERNEL_PRODUCT, KERNEL_SCALE, KERNEL_SPLIT, SPLIT_TILE, OzDialect,
                             OzSchedule, check, render_product, render_split)
-from ..operands import Operand, check_index_range, transposed_c
+from ..operands import Operand, check_index_range, host_pair, transposed_c
 from ..runtime import Runtime, get_runtime
 from .probe import ptx_blocker
 
@@ -275,12 +275,7 @@ def ozaki_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None,
     dialect = dialect or default_dialect()
     if check_support and not dialect.emulate and not ozaki_support(rt).available:
         raise ClgemmError(f"no Ozaki int8 lane on {rt.device.name!r}: {ozaki_support(rt).reason}")
-    A = np.ascontiguousarray(A, np.float32)
-    B = np.ascontiguousarray(B, np.float32)
-    m, k = (A.shape[1], A.shape[0]) if trans_a else A.shape
-    k2, n = (B.shape[1], B.shape[0]) if trans_b else B.shape
-    if k != k2:
-        raise ShapeError(f"inner dimensions differ: {k} and {k2}")
+    A, B, m, n, k = host_pair(A, B, trans_a, trans_b)
     s = schedule or DEFAULT_SCHEDULE
     C_old = None if (C is None or beta == 0.0) else np.ascontiguousarray(C, np.float32).copy()
     out = C_old.copy() if C_old is not None else np.empty((m, n), np.float32)

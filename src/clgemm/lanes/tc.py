@@ -10,10 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pyopencl as cl
 
-from ..errors import ClgemmError, ShapeError
+from ..errors import ClgemmError
 from ..kernels import wgmma
 from ..kernels.tensorcore import TcSchedule
-from ..operands import Operand, transposed_c
+from ..operands import Operand, host_pair, transposed_c
 from ..runtime import LruMemo, Runtime, get_runtime
 from ..select import table as tables
 from ..select.table import TcLane
@@ -133,12 +133,7 @@ def tc_matmul(A: np.ndarray, B: np.ndarray, *, C: np.ndarray | None = None, alph
     if not tensorcore_available(rt):
         raise ClgemmError(f"no tensor-core lane on {rt.device.name!r}: "
                           f"{tensorcore_support(rt).reason}")
-    A = np.ascontiguousarray(A, np.float32)
-    B = np.ascontiguousarray(B, np.float32)
-    m, k = (A.shape[1], A.shape[0]) if trans_a else A.shape
-    k2, n = (B.shape[1], B.shape[0]) if trans_b else B.shape
-    if k != k2:
-        raise ShapeError(f"inner dimensions differ: {k} and {k2}")
+    A, B, m, n, k = host_pair(A, B, trans_a, trans_b)
     mf = cl.mem_flags
     a = Operand(cl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=A), 0,
                 max(A.shape[1], 1), trans_a)
