@@ -213,74 +213,65 @@ def test_tensor_core_fallback_keeps_old_c_and_reports(monkeypatch, rng, tb):
         assert ("lane_fallback" in info.extra) == bad, info.extra
 
 
-def _spin(rt, seconds: float):
-    """A kernel on the user queue that keeps the device busy about `seconds` (a dependent
-    chain of multiply-adds, its length calibrated here), and its event."""
-    kern = rt.build(SPIN_SOURCE).kernel("clgemm_test_spin")
-    buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, 4 * 1024)
-    cl.enqueue_fill_buffer(rt.user_queue, buf, np.float32(1.0), 0, 4 * 1024)
-    kern.set_args(buf, np.int32(1))  # the first launch loads the kernel: not timed
-    cl.enqueue_nd_range_kernel(rt.user_queue, kern, (1024,), None).wait()
-    n = 1 << 12
-    while True:
-        kern.set_args(buf, np.int32(n))
-        t0 = time.perf_counter()
-        cl.enqueue_nd_range_kernel(rt.user_queue, kern, (1024,), None).wait()
-        took = time.perf_counter() - t0
-        if took >= 0.05 or n >= 1 << 30:
-            break
-        n *= 4
-    kern.set_args(buf, np.int32(min(int(n * seconds / max(took, 1e-6)), 2**31 - 1)))
-    return cl.enqueue_nd_range_kernel(rt.user_queue, kern, (1024,), None)
-
-
-SPIN_SOURCE = """
-__kernel void clgemm_test_spin(__global float* x, const int n) {
-  float a = x[get_global_id(0)];
-  for (int i = 0; i < n; i++) a = a * 0.999999f + 1e-7f;
-  x[get_global_id(0)] = a;
-}
-"""
-
-
 def test_hot_path_does_not_wait_on_the_device(rng):
     """Chained calls on device arrays (C given, or allocated by the call) enqueued behind a
-    kernel that keeps the device busy for seconds all return before that kernel ends: none
-    of them waited for the device. Their results are right once the queue drains."""
+    command that cannot start until the test lets it (it waits for a user event) all return
+    while it still waits: none of them waited for the device. Their results are right once
+    the queue drains. (A kernel made to spin for seconds told this less surely: on the H100
+    one calibration in a run came out a thousand times short, and the device was free before
+    the calls began.)"""
     rt = get_runtime()
     A, B = rand(rng, (31, 26)), rand(rng, (26, 29))
     a, b = clgemm.to_device(A), clgemm.to_device(B)
     c = clgemm.to_device(np.full((31, 29), np.nan, np.float32))
-    clgemm.matmul(a, b, C=c)  # plan decided and kernel built before the device is held
+    clgemm.matmul(a, b, C=c)  # plan decided and kernel built before the queue is held
     # Outputs of this size made once and freed: the pool then holds their buffers. (A new
     # buffer's first use waits for the queue on NVIDIA's OpenCL: a call that needs one pays
     # that once per size, which this test does not measure.)
     warm = [clgemm.matmul(a, b) for _ in range(3)]
     del warm
     rt.user_queue.finish()
-    _spin(rt, 0.1)  # built and calibrated once: compile time is not holding the device
-    rt.user_queue.finish()
-    t0 = time.perf_counter()
-    _spin(rt, 3.0)
-    rt.user_queue.finish()
-    if time.perf_counter() - t0 < 1.0:  # seen on NVIDIA's OpenCL: cause not isolated
-        pytest.skip("a spin kernel did not hold this device busy: the test cannot tell")
-    busy = _spin(rt, 3.0)
+    gate = _Gate(rt, deadline_s=20.0)
     t0 = time.perf_counter()
     last = None
     for _ in range(5):
         clgemm.matmul(a, b, C=c, alpha=0.5)
         last = clgemm.matmul(a, b)
     calls_s = time.perf_counter() - t0
-    still_busy = busy.command_execution_status != cl.command_execution_status.COMPLETE
-    t0 = time.perf_counter()
+    opened_by_deadline = not gate.open()
     rt.user_queue.finish()
-    held_s = time.perf_counter() - t0
-    assert still_busy, (f"the calls on device arrays took {calls_s:.3f} s and returned after "
-                        f"the device was free (it stayed busy {held_s:.3f} s more)")
+    assert not opened_by_deadline, (
+        f"the calls on device arrays took {calls_s:.1f} s: one of them waited for the queue, "
+        "which only the test's deadline let go")
     ref, np_err = reference(A, B)
     assert_close_to_reference(last.get(), ref, np_err)
     assert_close_to_reference(c.get(), 0.5 * ref, np_err)
+
+
+class _Gate:
+    """A marker on the user queue that waits for a user event: every command enqueued after
+    it waits until open() (or the deadline, should a call wait for the queue, which would
+    otherwise never return)."""
+
+    def __init__(self, rt, deadline_s: float) -> None:
+        self._event = cl.UserEvent(rt.context)
+        self._lock = threading.Lock()
+        self._opened = False
+        cl.enqueue_marker(rt.user_queue, wait_for=[self._event])
+        rt.user_queue.flush()
+        self._timer = threading.Timer(deadline_s, self.open)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def open(self) -> bool:
+        """Let the queue go; False where it had been let go already (by the deadline)."""
+        with self._lock:
+            if self._opened:
+                return False
+            self._opened = True
+        self._timer.cancel()
+        self._event.set_status(cl.command_execution_status.COMPLETE)
+        return True
 
 
 def test_one_plan_serves_many_threads(rng):
