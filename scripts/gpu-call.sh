@@ -8,7 +8,7 @@
 # steps, so that a call cut short by the device's 10 minutes still brings back what finished;
 # a call brings back 8 files at most):
 #   suite   the tests that compile and run the kernels changed since the last GPU run, on the
-#           card; a failure stops the stages after it
+#           card (all of them, 48 s on the H100); a failure stops the stages after it
 #   plan    benchmarks/plan/campaign.py: floor, gemv, batched, exact_lanes (issues 16, 17)
 #   traces  the five model traces through matmul beside PyTorch (issues 16 and 17)
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
@@ -24,13 +24,21 @@ QUICK=${QUICK:-0}
 W=/tmp/gpu-call
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}  # this checkout's clgemm
 export CLGEMM_DEVICE=$DEVICE
+# the commit the artifacts name (clgemm.bench.env.code_version): the caller's, written before
+# the call with `git rev-parse HEAD > commit.txt`; git's answer only where there is no file
+if [ -s commit.txt ]; then
+    export CLGEMM_CODE_COMMIT=$(cat commit.txt)
+else
+    export CLGEMM_CODE_COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+    echo "gpu-call: no commit.txt: the artifacts name git's HEAD ($CLGEMM_CODE_COMMIT)" >&2
+fi
 mkdir -p "$W" "$OUT"
 
 header() {  # what ran where: the commit, the card, the driver
     {
-        # the device's copy of the tree has no git history: commit.txt, where the caller
-        # wrote one (git rev-parse HEAD > commit.txt before the call), names it
-        echo "commit $(git rev-parse HEAD 2>/dev/null || cat commit.txt 2>/dev/null || echo unknown)"
+        # the device's copy of the tree carries no git history of its own (a .git found there
+        # was a stale one: bc14e7f in the 2026-12-07 call): commit.txt names it
+        echo "commit ${CLGEMM_CODE_COMMIT:-unknown}"
         echo "date $(date -u +%FT%TZ)"
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
         python3 -c "from clgemm.runtime import get_runtime; d = get_runtime().device; print(d.name, '|', d.platform, '|', d.driver_version)"
@@ -43,7 +51,7 @@ pack() {  # stage: bring back what it wrote
 
 stage_suite() {
     local d=$W/suite
-    timeout $([ "$QUICK" = 1 ] && echo 600 || echo 300) python3 -m pytest -q -x -p no:cacheprovider \
+    timeout $([ "$QUICK" = 1 ] && echo 600 || echo 300) python3 -m pytest -q -p no:cacheprovider \
         tests/test_matmul.py tests/test_plan.py tests/test_tensorcore.py tests/test_wgmma.py \
         tests/test_abft.py tests/test_guard_tiny.py tests/test_batched.py tests/test_gemv.py \
         > "$d/tests.txt" 2>&1

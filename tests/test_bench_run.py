@@ -113,3 +113,18 @@ def test_report_and_roofline_from_the_run(run, tmp_path):
     assert "shapes.json#results[0]" in md and "](../" in md  # claims link to the artifact
     assert page.count("data:image/png;base64,") >= 3
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.md"]
+
+
+def test_a_stated_commit_names_the_code_where_git_cannot(monkeypatch):
+    """The lent GPU machine's copy of the tree has a stale .git (its HEAD was an old commit
+    in the 2026-12-07 call): CLGEMM_CODE_COMMIT, which scripts/gpu-call.sh sets from
+    commit.txt, is the commit an artifact names; without it, git's answer."""
+    from clgemm.bench.env import code_version
+
+    monkeypatch.delenv("CLGEMM_CODE_COMMIT", raising=False)
+    from_git = code_version()
+    monkeypatch.setenv("CLGEMM_CODE_COMMIT", "0123456789abcdef0123456789abcdef01234567")
+    stated = code_version()
+    assert stated["commit"] == "0123456789abcdef0123456789abcdef01234567"
+    assert stated["source"] == "stated" and stated["dirty"] is None
+    assert from_git.get("source") != "stated"

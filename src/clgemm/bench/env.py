@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import os
 import platform
 import shutil
 import socket
@@ -30,7 +31,14 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 def code_version() -> dict:
     """git commit, describe and dirty flag of the source tree this package runs from; for an
-    installed (non-editable) package, of the checkout it is run from (`source: "cwd"`)."""
+    installed (non-editable) package, of the checkout it is run from (`source: "cwd"`).
+    CLGEMM_CODE_COMMIT names the commit of a copy whose git metadata is missing or stale (the
+    lent GPU machine's copy of the tree: scripts/gpu-call.sh sets it from commit.txt); its
+    dirty flag is then unknown."""
+    stated = os.environ.get("CLGEMM_CODE_COMMIT", "").strip()
+    if stated:
+        return {"commit": stated, "describe": stated[:12], "dirty": None,
+                "package_version": _own_version(), "source": "stated"}
     here = Path(__file__).resolve().parent
     commit = _git(["rev-parse", "HEAD"], here)
     source = "package"
