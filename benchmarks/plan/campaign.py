@@ -382,6 +382,65 @@ def exact_lanes(rt, sizes, rng) -> list[dict]:
     return rows
 
 
+# Products of the model traces whose float32 grid leaves most of the H100's units idle
+# (records/nvidia-h100/2026-12-07-plan-traces): ResNet-50's classifier (16 tiles, 4.19x
+# torch) and TinyLlama's K/V projections at prefill (64 tiles, 2.95x), then wider and deeper.
+SKINNY = ((32, 1000, 2048), (512, 256, 2048), (64, 1000, 4096), (128, 512, 8192),
+          (256, 256, 11008))
+
+
+def skinny(rt, rng, quick: bool = False) -> list[dict]:
+    """The split-K lane (lanes/splitk.SplitKLane) against the float32 family's plain launch
+    on underfilled products, B stored transposed as a Linear weight, chained wall per call
+    on the user queue, beside torch.matmul: the cost model's slices and 2 / 4 / 8 forced.
+    The evidence CLGEMM_SPLITK waits for."""
+    from clgemm.lanes import splitk
+    from clgemm.lanes.fp32 import choose_schedule, lane_for
+    from clgemm.operands import Operand
+
+    rows = []
+    for m, n, k in ((16, 40, 600), (8, 64, 1024)) if quick else SKINNY:
+        A = rng.standard_normal((m, k), np.float32)
+        W = rng.standard_normal((n, k), np.float32)
+        a, w = clgemm.to_device(A), clgemm.to_device(W)
+        c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+        ops = (Operand(a.base_data, 0, k, False), Operand(w.base_data, 0, k, True),
+               Operand(c.base_data, 0, n, False))
+        chosen = choose_schedule(rt, m, n, k)
+        model = splitk.plan(rt, m, n, k, chosen)
+        lanes = {"fp32": lane_for(rt, chosen),
+                 f"splitk-model-s{model.slices}": splitk.SplitKLane(rt, model)}
+        for sl in (2, 4, 8):
+            lanes[f"splitk-s{sl}"] = splitk.SplitKLane(rt, splitk.Plan(model.schedule, sl))
+        ref = A.astype(np.float64) @ W.T.astype(np.float64)
+        row = {"m": m, "n": n, "k": k, "table_schedule": chosen.key(),
+               "model_schedule": model.schedule.key(), "model_slices": model.slices,
+               "underfilled": splitk.underfilled(rt, chosen, m, n)}
+        for name, lane in lanes.items():
+            launch = lambda: lane.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
+            for _ in range(3):
+                launch()
+            rt.user_queue.finish()
+            row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
+            got = c.get().astype(np.float64)
+            row[name + "_rel_error"] = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+        try:
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = False
+            ta, tw = torch.from_numpy(A).cuda(), torch.from_numpy(W).cuda()
+            out = torch.empty((m, n), device="cuda")
+            for _ in range(3):
+                torch.matmul(ta, tw.T, out=out)
+            torch.cuda.synchronize()
+            row["torch_s"] = med(rounds(lambda: torch.matmul(ta, tw.T, out=out),
+                                        torch.cuda.synchronize, 20))
+        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+            row["torch"] = f"absent: {type(exc).__name__}"
+        rows.append(row)
+    return rows
+
+
 def tc_epilogue(rt, sizes, rng) -> list[dict]:
     """The 3xTF32 kernel with its IEEE fallback inside (one launch a call) against the
     flag-only kernel followed by the gated float32 kernel (two launches): kernel time from
@@ -558,7 +617,7 @@ def batched(rt, rng, quick: bool = False) -> list[dict]:
 PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
-         "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched")
+         "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny")
 
 
 def main(argv=None) -> int:
@@ -607,6 +666,7 @@ def main(argv=None) -> int:
         step("gemv", lambda: gemv(rt, rng))
         step("gemv_dot", lambda: gemv(rt, rng, dot_only=True))
     step("batched", lambda: batched(rt, rng, args.quick))
+    step("skinny", lambda: skinny(rt, rng, args.quick))
     return 0
 
 

@@ -146,7 +146,7 @@ class Products:
         part = self.gd.raw(4 * stride * plan.slices)
         po = Operand(part, 0, n, False)
         sk = splitk.get_splitk(self.rt, plan.schedule, layout_for(plan.schedule, a, b, po))
-        used, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, plan.slices)
+        used, _, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, plan.slices)
         self.gd.sum_slabs(part, m * n, used, stride, c.buffer, c.offset)
         self.launches += 1
 

@@ -1,6 +1,8 @@
-"""Skinny products for the guard: the library's generated GEMM kernels, launched with split K
-(one launch, a third grid dimension over K slices, partial products summed by one small
-kernel), and a schedule chosen for the shape (small tiles where the output is thin).
+"""Skinny products: the library's generated GEMM kernels, launched with split K (one launch,
+a third grid dimension over K slices, partial products summed by one small kernel), and a
+schedule chosen for the shape (small tiles where the output is thin). The guard's and the
+low-rank path's products use them, and `SplitKLane` serves the exact contract where the
+float32 family's grid would leave most compute units idle (opt-in until measured on a GPU).
 
 The production table holds square-ish shape classes only; a 3072 x 64 x 3072 product with the
 table's 128 x 128 tile runs 24 work-groups on a 132-unit GPU. Products of the low-rank path
@@ -15,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +28,9 @@ import pyopencl as cl
 from ..kernels.gemm import KERNEL_NAME, render
 from ..kernels.tensorcore import KERNEL_NAME as TC_NAME
 from ..kernels.tensorcore import render_tc
-from ..operands import Operand
+from ..operands import Operand, transposed_c
 from ..schedule import Schedule
-from .fp32 import search_space
+from .fp32 import layout_for, search_space
 from .mma import default_dialect
 
 # (schedule key, sustained TFLOP/s on 3072^3 on the H100) of validated schedules by tile.
@@ -149,6 +152,8 @@ class SplitK:
         self.lock = threading.Lock()
 
     def enqueue(self, queue, m, n, k, alpha, a: Operand, b: Operand, part, slices: int):
+        """alpha op(A)[:, slice] op(B)[slice, :] into slab s of `part` for each K slice:
+        (slices used, K per slice, the launch's event)."""
         s = self.schedule
         kc = -(-k // slices)
         kc = -(-kc // 16) * 16  # keeps vector alignment of the slices' offsets
@@ -158,9 +163,9 @@ class SplitK:
         with self.lock:
             self.kernel.set_args(m, n, k, alpha, 0.0, a.buffer, a.ld, a.offset, b.buffer, b.ld,
                                  b.offset, part, n, 0, kc, slab_stride(m, n))
-            cl.enqueue_nd_range_kernel(queue, self.kernel, (gx, gy, slices),
-                                       (s.wg_n, s.wg_m, 1))
-        return slices, kc
+            event = cl.enqueue_nd_range_kernel(queue, self.kernel, (gx, gy, slices),
+                                               (s.wg_n, s.wg_m, 1))
+        return slices, kc, event
 
 
 class TcSplitK:
@@ -216,3 +221,93 @@ def slab_stride(m: int, n: int) -> int:
 
 def get_splitk(rt, schedule: Schedule, layout) -> SplitK:
     return rt.cached(("splitk", schedule, layout), lambda: SplitK(rt, schedule, layout))
+
+
+# ---- the exact contract on products whose output has too few tiles ----------------------
+SUM_SOURCE = r"""
+// C = (the sum of NB slabs of M x N partial products, in order) + beta C, C row-major with
+// leading dimension ldc; C is not read where beta = 0 (a NaN there stays out).
+__kernel void clgemm_splitk_sum(const int M, const int N, const int NB, const long stride,
+    __global const float* part, const float beta, __global float* C, const int ldc,
+    const int c_off)
+{
+  const int j = get_global_id(0), i = get_global_id(1);
+  if (i >= M || j >= N) return;
+  const long t = (long)i * N + j;
+  float s = 0.0f;
+  for (int b = 0; b < NB; b++) s += part[(long)b * stride + t];
+  __global float* c = C + c_off + (long)i * ldc + j;
+  *c = beta == 0.0f ? s : s + beta * *c;
+}
+"""
+SUM_TYPES = [np.int32, np.int32, np.int32, np.int64, None, np.float32, None, np.int32, np.int32]
+UNDERFILLED = 0.5  # output tiles per compute unit below which a product may be split over K
+
+
+def underfilled(rt, schedule: Schedule, m: int, n: int) -> bool:
+    """Whether the float32 family's grid for this output leaves most compute units idle:
+    fewer output tiles than UNDERFILLED per unit (a classifier's 32 x 1000 x 2048 on the
+    H100's table schedule: 16 tiles of 32 x 64 for 132 units)."""
+    tiles = -(-m // schedule.tile_m) * -(-n // schedule.tile_n)
+    return tiles < UNDERFILLED * max(getattr(rt.device, "compute_units", 1), 1)
+
+
+class _SumKernel:
+    """clgemm_splitk_sum of one runtime, its arguments set under a lock."""
+
+    def __init__(self, rt) -> None:
+        self.kernel = rt.build(SUM_SOURCE).kernel("clgemm_splitk_sum")
+        self.kernel.set_scalar_arg_dtypes(SUM_TYPES)
+        self.lock = threading.Lock()
+
+    def enqueue(self, queue, m: int, n: int, slabs: int, stride: int, part, beta: float,
+                c: Operand) -> "cl.Event":
+        with self.lock:
+            self.kernel.set_args(m, n, slabs, stride, part, beta, c.buffer, c.ld, c.offset)
+            return cl.enqueue_nd_range_kernel(queue, self.kernel, (-(-n // 64) * 64, m),
+                                              (64, 1))
+
+
+class SplitKLane:
+    """The exact contract on a product whose output has too few tiles to fill the device:
+    a generated float32 kernel over K slices, each into its own slab of pooled scratch
+    (alpha applied), then one small kernel that sums the slabs in order into C (+ beta C).
+    Same interface as the float32 lane (lanes/fp32.Fp32Lane.enqueue); the plan's float32
+    lane backs the stations."""
+
+    name = "fp32-splitk"
+
+    def __init__(self, rt, chosen: Plan) -> None:
+        self.rt = rt
+        self.schedule = chosen.schedule
+        self.slices = chosen.slices
+        self._sum = rt.cached("splitk sum", lambda: _SumKernel(rt))
+
+    def note(self, m: int, n: int, k: int, trans_a: bool, trans_b: bool) -> str:
+        return f"K in {self.slices} slices over {self.schedule.key()}"
+
+    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
+        a, b, c, m, n = transposed_c(a, b, c, m, n)
+        stride = slab_stride(m, n)
+        slices = max(1, min(self.slices, k // MIN_SLICE))
+        part = self.rt.pooled(4 * stride * slices, what="split-K partial products")
+        layout = layout_for(self.schedule, a, b, Operand(part, 0, n, False))
+        used, _, first = get_splitk(self.rt, self.schedule, layout).enqueue(
+            queue, m, n, k, alpha, a, b, part, slices)
+        last = self._sum.enqueue(queue, m, n, used, stride, part, beta, c)
+        if info is not None:
+            info.events += [first, last]
+        return last
+
+
+def splitk_plan(rt, schedule: Schedule, m: int, n: int, k: int) -> Plan | None:
+    """The split-K plan for a product the float32 family's `schedule` would run underfilled
+    (work-group form only: the direct CPU form slices K itself), or None. Off unless
+    CLGEMM_SPLITK=1 until the lane is measured on a GPU against the plain launch."""
+    if os.environ.get("CLGEMM_SPLITK", "") != "1" or schedule.direct:
+        return None
+    if min(m, n, k) == 0 or not underfilled(rt, schedule, m, n):
+        return None
+    chosen = plan(rt, m, n, k, schedule)
+    return chosen if chosen.slices > 1 else None
