@@ -9,7 +9,8 @@
 # a call brings back 8 files at most):
 #   suite   the tests that compile and run the kernels changed since the last GPU run, on the
 #           card (all of them, 48 s on the H100); a failure stops the stages after it
-#   plan    benchmarks/plan/campaign.py: floor, gemv, batched, exact_lanes, skinny (issues 16, 17)
+#   plan    benchmarks/plan/campaign.py: floor, gemv, batched, exact_lanes, skinny, trace_lanes
+#           (issues 16, 17)
 #   traces  the five model traces through matmul beside PyTorch (issues 16 and 17)
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
 #   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
@@ -61,7 +62,7 @@ stage_suite() {
 }
 
 stage_plan() {
-    local d=$W/plan quick=() parts=floor,gemv,batched,exact_lanes,skinny
+    local d=$W/plan quick=() parts=floor,gemv,batched,exact_lanes,skinny,trace_lanes
     [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,batched,exact_lanes,skinny; }
     timeout 300 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
         "${quick[@]}" > "$d/plan.log" 2>&1

@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pyopencl as cl
@@ -441,6 +442,54 @@ def skinny(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
+def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
+    """The exact contract's two lanes on every distinct product of the model traces between
+    `lo` and `hi` flops (the float32 family's table schedule, and the 3xTF32 lane's schedule
+    for the shape, forced whatever min_flops and the tiles rule say), chained wall per call
+    on the user queue, operands as the trace lays them out: the evidence for the table's
+    min_flops and the route's tiles rule on shapes that are not squares (exact_lanes times
+    squares only)."""
+    from clgemm.bench.model import trace_calls
+    from clgemm.lanes.fp32 import choose_schedule, lane_for
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.lanes.tc import schedule_for
+    from clgemm.lanes.tc_exact import TcExactLane
+    from clgemm.operands import Operand
+
+    if not tensorcore_available(rt):
+        return [{"skipped": "no tensor-core lane on this device"}]
+    seen, rows = set(), []
+    for path in sorted(Path("traces/models").glob("*.jsonl")):
+        for call in trace_calls(path):
+            m, n, k, ta, tb = call.shape
+            flops = 2.0 * m * n * k
+            if call.batch != 1 or not lo <= flops <= hi or call.shape in seen:
+                continue
+            seen.add(call.shape)
+            A = rng.standard_normal((k, m) if ta else (m, k), np.float32)
+            B = rng.standard_normal((n, k) if tb else (k, n), np.float32)
+            a, b = clgemm.to_device(A), clgemm.to_device(B)
+            c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+            ops = (Operand(a.base_data, 0, m if ta else k, ta),
+                   Operand(b.base_data, 0, k if tb else n, tb), Operand(c.base_data, 0, n, False))
+            fp32 = lane_for(rt, choose_schedule(rt, m, n, k))
+            tc_s = schedule_for(rt, "3xtf32", m, n, k)
+            lanes = {"fp32": fp32, "3xtf32": TcExactLane(rt, tc_s, fp32)}
+            row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
+                   "trans_a": ta, "trans_b": tb, "flops": flops,
+                   "tc_tiles": -(-m // tc_s.block_m) * -(-n // tc_s.block_n),
+                   "compute_units": rt.device.compute_units}
+            for name, lane in lanes.items():
+                launch = lambda: lane.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
+                for _ in range(3):
+                    launch()
+                rt.user_queue.finish()
+                row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 10))
+            row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32_s"]
+            rows.append(row)
+    return rows
+
+
 def tc_epilogue(rt, sizes, rng) -> list[dict]:
     """The 3xTF32 kernel with its IEEE fallback inside (one launch a call) against the
     flag-only kernel followed by the gated float32 kernel (two launches): kernel time from
@@ -617,7 +666,8 @@ def batched(rt, rng, quick: bool = False) -> list[dict]:
 PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
-         "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny")
+         "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
+         "trace_lanes")
 
 
 def main(argv=None) -> int:
@@ -667,6 +717,7 @@ def main(argv=None) -> int:
         step("gemv_dot", lambda: gemv(rt, rng, dot_only=True))
     step("batched", lambda: batched(rt, rng, args.quick))
     step("skinny", lambda: skinny(rt, rng, args.quick))
+    step("trace_lanes", lambda: trace_lanes(rt, rng))
     return 0
 
 
