@@ -14,6 +14,9 @@
 #   traces  the five model traces through matmul beside PyTorch (issues 16 and 17)
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
 #   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
+#   tune    clgemm tune at 2048 without a prior (forest) and with the transfer prior (the
+#           H100's 1400 and 3072 measurements of records/nvidia-h100/2026-11-25-tune-campaign),
+#           then CLBlast's own tuner in the same session (issue 21's re-run of issue 5)
 # DEVICE (default NVIDIA) picks the device; QUICK=1 shrinks every stage (a dry run on a CPU
 # device, 2 minutes on 2 cores: DEVICE=pthread QUICK=1 OUT=/tmp/out bash scripts/gpu-call.sh
 # suite plan traces soak abft; its half-minute soak fails its verdict by design: one window
@@ -105,10 +108,39 @@ stage_abft() {
     return 0
 }
 
+stage_tune() {
+    local d=$W/tune budget=${TUNE_BUDGET:-254} size=2048 arm strategy db
+    [ "$QUICK" = 1 ] && { budget=6; size=256; }
+    # the prior: the H100's earlier measurements, its 2048 rows taken out (the target)
+    python3 - "$d/prior.sqlite" <<'PY'
+import shutil, sqlite3, sys
+shutil.copy("records/nvidia-h100/2026-11-25-tune-campaign/tune.sqlite", sys.argv[1])
+with sqlite3.connect(sys.argv[1]) as db:
+    db.execute("DELETE FROM measurements WHERE m = 2048 AND n = 2048 AND k = 2048")
+PY
+    for arm in forest transfer; do
+        db=$d/$arm.sqlite strategy=forest
+        [ $arm = transfer ] && { cp "$d/prior.sqlite" "$db"; strategy=auto; }
+        timeout 200 python3 -m clgemm.cli tune --size "$size" --strategy $strategy \
+            --budget "$budget" --seed 0 --db "$db" --json "$d/$arm.json" > "$d/$arm.log" 2>&1
+        echo "tune $arm rc=$? ($(tail -1 "$d/$arm.log"))"
+        pack tune
+    done
+    [ "$QUICK" = 1 ] && return 0
+    # CLBlast's own Xgemm tuner at 2048, built from source (.carry/clblast-src), its loader
+    # made to see NVIDIA's driver alone (benchmarks/tune/vs_clblast_tuner.sh)
+    mkdir -p "$d/clb"
+    LD_LIBRARY_PATH=/tmp/oclroot/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+        OUT=$d/clb timeout 330 bash .carry/clblast-src/clblast-tune.sh 2048 "${CLB_SECONDS:-240}" \
+        > "$d/clblast.log" 2>&1
+    echo "clblast tuner rc=$?"
+    return 0
+}
+
 for stage in "$@"; do
     case "$stage" in
-        suite|plan|traces|soak|abft) ;;
-        *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft)" >&2; exit 2 ;;
+        suite|plan|traces|soak|abft|tune) ;;
+        *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft, tune)" >&2; exit 2 ;;
     esac
     mkdir -p "$W/$stage"
     header "$W/$stage"

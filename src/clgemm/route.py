@@ -4,8 +4,8 @@
 runtime: the exact contract's lane (the small-rows lane for products with m or n up to
 MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, the float32 family
 split over K where its grid would leave most compute units idle (opt-in: CLGEMM_SPLITK=1),
-else the float32 family), the station the call passes (ABFT for check=True, the approximate methods under
-rel_tol, the online selector), and why.
+else the float32 family), the station the call passes (ABFT for check=True, the approximate
+methods under rel_tol, the online selector), and why.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .kernels.tensorcore import TcSchedule
 from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule, lane_for
 from .lanes.gemv import GemvLane, fits
 from .lanes.probe import tensorcore_available, wgmma_support
-from .lanes.splitk import UNDERFILLED, SplitKLane, splitk_plan
+from .lanes.splitk import SplitKLane, splitk_plan
 from .lanes.tc import schedule_for, wgmma_3x_schedule
 from .lanes.tc_exact import TcExactLane
 from .plan import Contract, Plan, PlanKey
@@ -66,8 +66,8 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
                    f"the float32 family ({chosen.key()}) recomputes a non-finite output")
         elif split is not None:
             exact = rt.cached(("splitk lane", split), lambda: SplitKLane(rt, split))
-            why = (f"{exact.name}: the float32 family ({chosen.key()}, {table_note}) would run "
-                   f"{m}x{n} as fewer than {UNDERFILLED:g} tiles a compute unit; "
+            why = (f"{exact.name}: the float32 family ({chosen.key()}, {table_note}) would "
+                   f"leave most compute units idle on {m}x{n}; "
                    f"{exact.note(m, n, k, key.trans_a, key.trans_b)} (CLGEMM_SPLITK=1)")
     note = fp32.note(m, n, k, key.trans_a, key.trans_b) if exact is fp32 else ""
     if note:
