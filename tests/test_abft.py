@@ -777,3 +777,23 @@ def test_result_block_sums_match_float64(rng, abft_form, m, n, bs, tx):
                                squares if gd.fp64 else np.sqrt(squares), rtol=rel * bs)
     np.testing.assert_allclose(got["Sa"].reshape(ck.nb, n),
                                np.add.reduceat(np.abs(x), starts, axis=0), rtol=rel * bs)
+
+
+def test_the_campaign_artifacts_name_their_environment(tmp_path, monkeypatch):
+    """abft-campaign and approx-campaign artifacts carry the harness's environment (device,
+    driver, the code's commit, the command line), as every other artifact does: the GPU
+    campaigns' records had only the device's name."""
+    import json
+
+    from clgemm.cli import main
+
+    monkeypatch.setenv("CLGEMM_CODE_COMMIT", "feedc0de" * 5)
+    out = tmp_path / "abft.json"
+    assert main(["abft-campaign", "--clean", "2", "--faults", "0", "--max-dim", "48",
+                 "-o", str(out)]) == 0
+    env = json.loads(out.read_text())["env"]
+    assert env["code"]["commit"] == "feedc0de" * 5 and env["device"]["name"]
+    out = tmp_path / "approx.json"
+    assert main(["approx-campaign", "--sizes", "64", "--budgets", "0.1", "--reps", "1",
+                 "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["env"]["code"]["commit"] == "feedc0de" * 5

@@ -60,6 +60,17 @@ def _emit(data: dict, out: str | None) -> None:
         print(text)
 
 
+def _env(device) -> dict:
+    """The artifact's environment (device, driver, clocks, the code's commit, libraries, the
+    command line), as every harness artifact has it."""
+    import sys
+
+    from ..bench.env import fingerprint
+    from ..runtime import get_runtime
+
+    return fingerprint(get_runtime(device).device, sys.argv)
+
+
 def _device_summary(device) -> dict:
     from ..runtime import get_runtime
 
@@ -75,6 +86,7 @@ def _abft_campaign(args) -> int:
 
     rt = get_runtime(args.device)
     data = {"schema": "clgemm.abft-campaign/1", "device": _device_summary(args.device),
+            "env": _env(args.device),
             "calibration": abft.calibration_entry(rt) or {"c": abft.DEFAULT_C}}
     if args.clean:
         data["clean"] = campaign.clean_campaign(args.clean, seed=args.seed,
@@ -102,7 +114,8 @@ def _abft_calibrate(args) -> int:
 def _approx_campaign(args) -> int:
     from ..lab import guard_campaign as campaign
 
-    data = {"schema": "clgemm.approx-campaign/1", "device": _device_summary(args.device)}
+    data = {"schema": "clgemm.approx-campaign/1", "device": _device_summary(args.device),
+            "env": _env(args.device)}
     sizes, budgets = args.sizes, args.budgets
     if sizes:
         data["errors"] = campaign.approx_campaign(sizes, budgets, reps=args.reps,
