@@ -350,6 +350,16 @@ def nonfinite_fallback(rt, rng) -> dict:
                       and r["rel_error"] <= 2 * r["numpy_rel_error"] for r in results)}
 
 
+def lane_wall(rt, lane, m: int, n: int, k: int, ops, reps: int) -> float:
+    """Median seconds per call of a lane's launch (alpha 1, beta 0) chained on the user
+    queue, after three warm-up calls."""
+    launch = lambda: lane.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
+    for _ in range(3):
+        launch()
+    rt.user_queue.finish()
+    return med(rounds(launch, rt.user_queue.finish, reps))
+
+
 def exact_lanes(rt, sizes, rng) -> list[dict]:
     """The exact contract's two lanes through the hot path's launch (chained wall per call,
     the 3xTF32 lane with its gated fallback), beside torch.mm: where 3xTF32 starts to win
@@ -372,11 +382,7 @@ def exact_lanes(rt, sizes, rng) -> list[dict]:
         lanes = {"fp32": fp32, "3xtf32-mma": tc}
         row = {"n": n, "flops": 2.0 * n ** 3}
         for name, lane in lanes.items():
-            launch = lambda: lane.enqueue(n, n, n, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
-            for _ in range(3):
-                launch()
-            rt.user_queue.finish()
-            row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
+            row[name + "_s"] = lane_wall(rt, lane, n, n, n, ops, 20)
         row["torch_s"], _ = torch_mm(n, A, 20)
         row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32-mma_s"]
         rows.append(row)
@@ -418,11 +424,7 @@ def skinny(rt, rng, quick: bool = False) -> list[dict]:
                "model_schedule": model.schedule.key(), "model_slices": model.slices,
                "underfilled": splitk.underfilled(rt, chosen, m, n)}
         for name, lane in lanes.items():
-            launch = lambda: lane.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
-            for _ in range(3):
-                launch()
-            rt.user_queue.finish()
-            row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
+            row[name + "_s"] = lane_wall(rt, lane, m, n, k, ops, 20)
             got = c.get().astype(np.float64)
             row[name + "_rel_error"] = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
         try:
@@ -480,11 +482,7 @@ def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
                    "tc_tiles": -(-m // tc_s.block_m) * -(-n // tc_s.block_n),
                    "compute_units": rt.device.compute_units}
             for name, lane in lanes.items():
-                launch = lambda: lane.enqueue(m, n, k, 1.0, 0.0, *ops, rt.user_queue)  # noqa: E731
-                for _ in range(3):
-                    launch()
-                rt.user_queue.finish()
-                row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 10))
+                row[name + "_s"] = lane_wall(rt, lane, m, n, k, ops, 10)
             row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32_s"]
             rows.append(row)
     return rows
