@@ -219,7 +219,7 @@ class Fp32Lane:
         self.schedule = schedule
         self._vec = (schedule.vec_a, schedule.vec_b, schedule.vec_c)
         self._kernels: dict[tuple, GemmKernel] = {}
-        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # global size per (m, n)
+        self._sizes: dict[tuple, tuple] = {}  # global size per (m, n), or (m, n, batch)
         # the direct form: a transposed A runs from a plain, padded copy, B from panels
         # (`_packs_b`; lanes/pack.py), a K over K_CHUNK in slices
         self._pack = bool(schedule.direct)
@@ -282,23 +282,27 @@ class Fp32Lane:
                         queue: "cl.CommandQueue") -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (a stride of 0 broadcasts that operand)."""
-        if self._swaps(m, n, a, b, c):
-            sa, sb, sc = strides
-            return self.enqueue_batched(batch, n, m, k, alpha, beta, b.flipped(), a.flipped(),
-                                        c.flipped(), (sb, sa, sc), queue)
-        if self._splits(m, n, k, b):
-            return self._blocked(m, n, k, alpha, beta, a, b, c, lambda nn, kk, al, be, aa, bb, cc:
-                                 self.enqueue_batched(batch, m, nn, kk, al, be, aa, bb, cc,
-                                                      strides, queue))
-        if self._pack and (a.transposed or self._packs_b(m, b)):
-            with pack.scratch(self.rt, queue).lock:
-                a, b, strides = self._packed(m, n, k, a, b, strides, queue, batch)
-                return self.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides,
-                                            queue)
+        if self._pack:  # the direct form's swap, blocks and packs (none in the work-group form)
+            if self._swaps(m, n, a, b, c):
+                sa, sb, sc = strides
+                return self.enqueue_batched(batch, n, m, k, alpha, beta, b.flipped(),
+                                            a.flipped(), c.flipped(), (sb, sa, sc), queue)
+            if self._splits(m, n, k, b):
+                return self._blocked(m, n, k, alpha, beta, a, b, c,
+                                     lambda nn, kk, al, be, aa, bb, cc: self.enqueue_batched(
+                                         batch, m, nn, kk, al, be, aa, bb, cc, strides, queue))
+            if a.transposed or self._packs_b(m, b):
+                with pack.scratch(self.rt, queue).lock:
+                    a, b, strides = self._packed(m, n, k, a, b, strides, queue, batch)
+                    return self.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides,
+                                                queue)
         kernel = self.kernel_for(a, b, c, batch_strides=strides)
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset, *strides]
-        return kernel.launch(args, kernel.global_size(m, n) + (batch,), queue)
+        size = self._sizes.get((m, n, batch))
+        if size is None:
+            size = self._sizes[(m, n, batch)] = kernel.global_size(m, n) + (batch,)
+        return kernel.launch(args, size, queue)
 
     def _packed(self, m: int, n: int, k: int, a: Operand, b: Operand,
                 strides: tuple[int, int, int], queue, batch: int = 1,
@@ -379,18 +383,19 @@ class Fp32Lane:
                 gate: "tuple[cl.Buffer, cl.Buffer] | None" = None, slot: int = 0) -> "cl.Event":
         """The product; `gate` runs the gated kernel (computes only where gate[0] is raised);
         `slot` picks one of several kernel objects (a gate pair stays bound to each)."""
-        if gate is None and self._swaps(m, n, a, b, c):
-            return self.enqueue(n, m, k, alpha, beta, b.flipped(), a.flipped(), c.flipped(),
-                                queue, info)
-        if self._splits(m, n, k, b):
-            return self._blocked(m, n, k, alpha, beta, a, b, c, lambda nn, kk, al, be, aa, bb, cc:
-                                 self.enqueue(m, nn, kk, al, be, aa, bb, cc, queue, info, gate,
-                                              slot))
-        if self._pack and (a.transposed or self._packs_b(m, b)):
-            with pack.scratch(self.rt, queue).lock:
-                a, b, _ = self._packed(m, n, k, a, b, (0, 0, 0), queue,
-                                       events=None if info is None else info.events)
-                return self.enqueue(m, n, k, alpha, beta, a, b, c, queue, info, gate, slot)
+        if self._pack:  # the direct form's swap, blocks and packs (none in the work-group form)
+            if gate is None and self._swaps(m, n, a, b, c):
+                return self.enqueue(n, m, k, alpha, beta, b.flipped(), a.flipped(), c.flipped(),
+                                    queue, info)
+            if self._splits(m, n, k, b):
+                return self._blocked(m, n, k, alpha, beta, a, b, c,
+                                     lambda nn, kk, al, be, aa, bb, cc: self.enqueue(
+                                         m, nn, kk, al, be, aa, bb, cc, queue, info, gate, slot))
+            if a.transposed or self._packs_b(m, b):
+                with pack.scratch(self.rt, queue).lock:
+                    a, b, _ = self._packed(m, n, k, a, b, (0, 0, 0), queue,
+                                           events=None if info is None else info.events)
+                    return self.enqueue(m, n, k, alpha, beta, a, b, c, queue, info, gate, slot)
         if info is not None:
             t0 = time.perf_counter()
             kernel = self.kernel_for(a, b, c, gate is not None, slot)
