@@ -226,9 +226,8 @@ def test_tensor_core_split_k_products(tc_lane, small_tc_tiles, rng, mode, ta, tb
     over K summed, against float64, at odd shapes where K does not divide into the slices."""
     import pyopencl as cl
 
-    from clgemm.guard.device import guard_device
     from clgemm.lanes import mma, splitk
-    from clgemm.operands import upload
+    from clgemm.operands import Operand, upload
     from clgemm.runtime import get_runtime
 
     rt = get_runtime()
@@ -246,7 +245,7 @@ def test_tensor_core_split_k_products(tc_lane, small_tc_tiles, rng, mode, ta, tb
     used, kc = sk.enqueue(rt.queue, m, n, k, 0.5, a, b, part, slices,
                           mma.nonfinite_flag(rt).scratch)
     assert used == 3 and kc % s.block_k == 0
-    guard_device(rt).sum_slabs(part, m * n, used, stride, out, 0)
+    splitk.sum_slabs(rt, rt.queue, m, n, used, stride, part, 0.0, Operand(out, 0, n, False))
     got = np.empty(m * n, np.float32)
     cl.enqueue_copy(rt.queue, got, out)
     ref = 0.5 * (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)

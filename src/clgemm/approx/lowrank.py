@@ -147,7 +147,7 @@ class Products:
         po = Operand(part, 0, n, False)
         sk = splitk.get_splitk(self.rt, plan.schedule, layout_for(plan.schedule, a, b, po))
         used, _, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, plan.slices)
-        self.gd.sum_slabs(part, m * n, used, stride, c.buffer, c.offset)
+        splitk.sum_slabs(self.rt, self.queue, m, n, used, stride, part, 0.0, c)
         self.launches += 1
 
     def _tc(self, lane, m, n, k, alpha, beta, a, b, c) -> bool:
@@ -168,7 +168,7 @@ class Products:
         part = self.gd.raw(4 * stride * slices)
         sk = splitk.get_tc_splitk(self.rt, s, layout)
         used, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, slices, flag)
-        self.gd.sum_slabs(part, m * n, used, stride, c.buffer, c.offset)
+        splitk.sum_slabs(self.rt, self.queue, m, n, used, stride, part, 0.0, c)
         self.launches += 1
         return True
 

@@ -103,14 +103,6 @@ class GuardDevice:
             cl.enqueue_nd_range_kernel(self.queue, kern, (-(-((n + 1) // 2) // local) * local,),
                                        (local,))
 
-    def sum_slabs(self, part, L: int, nb: int, stride: int, out_buf, out_off: int) -> None:
-        kern = self.kernel("guard_sum_slabs")
-        local = 128
-        with self._lock:
-            kern.set_args(np.int32(L), np.int32(nb), np.int32(stride), part, out_buf,
-                          np.int32(out_off))
-            cl.enqueue_nd_range_kernel(self.queue, kern, (-(-L // local) * local,), (local,))
-
 
 def guard_device(rt: Runtime) -> GuardDevice:
     return rt.cached("guard device", lambda: GuardDevice(rt))

@@ -1,20 +1,10 @@
-"""Small OpenCL kernels of the guard's low-rank path: the sum of split-K slabs and Gaussian
-draws on the device. The checksum kernels of check=True are in abft_kernels.py."""
+"""Small OpenCL kernels of the guard's low-rank path: Gaussian draws on the device (split-K
+slabs are summed by lanes/splitk.sum_slabs). The checksum kernels of check=True are in
+abft_kernels.py."""
 
 from __future__ import annotations
 
 SOURCE = r"""
-// Sum of NB float slabs of L elements (split-K partial products): out[i] = sum_b part[b][i].
-__kernel void guard_sum_slabs(const int L, const int NB, const int stride,
-    __global const float* part, __global float* out, const int out_off)
-{
-  const int i = get_global_id(0);
-  if (i >= L) return;
-  float s = 0.0f;
-  for (int b = 0; b < NB; b++) s += part[(long)b * stride + i];
-  out[out_off + i] = s;
-}
-
 uint guard_hash(uint x) {
   x ^= x >> 16; x *= 0x7feb352dU; x ^= x >> 15; x *= 0x846ca68bU; x ^= x >> 16;
   return x;

@@ -268,6 +268,15 @@ class _SumKernel:
                                               (64, 1))
 
 
+def sum_slabs(rt, queue, m: int, n: int, slabs: int, stride: int, part, beta: float,
+              c: Operand) -> "cl.Event":
+    """C = the sum of `slabs` split-K partial products in `part` (`stride` floats apart), in
+    order, + beta C (C unread where beta = 0): the one reduction of every split-K product
+    (this lane's, the low-rank path's)."""
+    kern = rt.cached("splitk sum", lambda: _SumKernel(rt))
+    return kern.enqueue(queue, m, n, slabs, stride, part, beta, c)
+
+
 class SplitKLane:
     """The exact contract on a product whose output has too few tiles to fill the device:
     a generated float32 kernel over K slices, each into its own slab of pooled scratch
@@ -281,7 +290,6 @@ class SplitKLane:
         self.rt = rt
         self.schedule = chosen.schedule
         self.slices = chosen.slices
-        self._sum = rt.cached("splitk sum", lambda: _SumKernel(rt))
 
     def note(self, m: int, n: int, k: int, trans_a: bool, trans_b: bool) -> str:
         return f"K in {self.slices} slices over {self.schedule.key()}"
@@ -295,7 +303,7 @@ class SplitKLane:
         layout = layout_for(self.schedule, a, b, Operand(part, 0, n, False))
         used, _, first = get_splitk(self.rt, self.schedule, layout).enqueue(
             queue, m, n, k, alpha, a, b, part, slices)
-        last = self._sum.enqueue(queue, m, n, used, stride, part, beta, c)
+        last = sum_slabs(self.rt, queue, m, n, used, stride, part, beta, c)
         if info is not None:
             info.events += [first, last]
         return last
