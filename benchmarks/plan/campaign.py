@@ -51,6 +51,17 @@ def rounds(call, sync, reps: int, count: int = 5, host_only: bool = False) -> li
     return out
 
 
+def torch_wall(x, y, reps: int) -> float:
+    """Median seconds per call of torch.matmul(x, y) on CUDA tensors, chained, after three
+    warm-up calls (TF32 is switched off by the part that made x and y)."""
+    import torch
+
+    for _ in range(3):
+        torch.matmul(x, y)
+    torch.cuda.synchronize()
+    return med(rounds(lambda: torch.matmul(x, y), torch.cuda.synchronize, reps))
+
+
 def host_floor(rt) -> dict:
     """A bare enqueue of an empty kernel with bound arguments: plain and profiling queue."""
     k = cl.Program(rt.context, "__kernel void e(__global float* x) {}").build().e
@@ -431,13 +442,8 @@ def skinny(rt, rng, quick: bool = False) -> list[dict]:
             import torch
 
             torch.backends.cuda.matmul.allow_tf32 = False
-            ta, tw = torch.from_numpy(A).cuda(), torch.from_numpy(W).cuda()
-            out = torch.empty((m, n), device="cuda")
-            for _ in range(3):
-                torch.matmul(ta, tw.T, out=out)
-            torch.cuda.synchronize()
-            row["torch_s"] = med(rounds(lambda: torch.matmul(ta, tw.T, out=out),
-                                        torch.cuda.synchronize, 20))
+            row["torch_s"] = torch_wall(torch.from_numpy(A).cuda(),
+                                        torch.from_numpy(W).cuda().T, 20)
         except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
             row["torch"] = f"absent: {type(exc).__name__}"
         rows.append(row)
@@ -589,11 +595,7 @@ def gemv(rt, rng, dot_only: bool = False) -> dict:
         rt.user_queue.finish()
         ours = med(rounds(call, rt.user_queue.finish, 20))
         ta_, tb_ = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
-        opb = tb_.T if tb else tb_
-        for _ in range(3):
-            torch.matmul(ta_, opb)
-        torch.cuda.synchronize()
-        theirs = med(rounds(lambda: torch.matmul(ta_, opb), torch.cuda.synchronize, 20))
+        theirs = torch_wall(ta_, tb_.T if tb else tb_, 20)
         moved = 4.0 * (m * k + n * k + m * n)
         variants = {}
         c = clgemm.to_device(np.zeros((m, n), np.float32))
@@ -650,12 +652,8 @@ def batched(rt, rng, quick: bool = False) -> list[dict]:
                    "plan": clgemm.plan(m, n, k, batch=batch, trans_a=ta, trans_b=tb).why}
             if not quick:
                 ta_, tb_ = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
-                x = ta_.transpose(1, 2) if ta else ta_
-                y = tb_.transpose(1, 2) if tb else tb_
-                for _ in range(3):
-                    torch.matmul(x, y)
-                torch.cuda.synchronize()
-                theirs = med(rounds(lambda: torch.matmul(x, y), torch.cuda.synchronize, 30))
+                theirs = torch_wall(ta_.transpose(1, 2) if ta else ta_,
+                                    tb_.transpose(1, 2) if tb else tb_, 30)
                 row.update(torch_s=theirs, speed_vs_torch=theirs / ours)
             rows.append(row)
     return rows
