@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 
 import numpy as np
+import pyopencl as cl
 import pytest
 
 # Tests run on PoCL (the CPU OpenCL device) unless told otherwise.
@@ -173,3 +175,29 @@ def assert_close_to_reference(result, ref, numpy_error, context=""):
         bound = (ref.k + 2) * _U * ref.magnitude * 1.0001 + 1e-300
         excess = np.abs(np.asarray(result, np.float64) - ref64) / bound
         assert excess.max() <= 1.0, f"worst-case roundoff bound exceeded x{excess.max():.2f} {context}"
+
+
+class QueueGate:
+    """A marker on the user queue that waits for a user event: every command enqueued after
+    it waits until open() (or the deadline, should a call wait for the queue, which would
+    otherwise never return)."""
+
+    def __init__(self, rt, deadline_s: float) -> None:
+        self._event = cl.UserEvent(rt.context)
+        self._lock = threading.Lock()
+        self._opened = False
+        cl.enqueue_marker(rt.user_queue, wait_for=[self._event])
+        rt.user_queue.flush()
+        self._timer = threading.Timer(deadline_s, self.open)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def open(self) -> bool:
+        """Let the queue go; False where it had been let go already (by the deadline)."""
+        with self._lock:
+            if self._opened:
+                return False
+            self._opened = True
+        self._timer.cancel()
+        self._event.set_status(cl.command_execution_status.COMPLETE)
+        return True

@@ -204,13 +204,13 @@ def test_tf32_serves_loose_budgets(tc_lane, small_tc_tiles, rng):
 
 def test_tf32_bad_result_falls_back(tc_lane, small_tc_tiles, rng, monkeypatch):
     """A TF32 result far off the product must be caught by the estimate: exact comes back."""
-    from clgemm.approx import tf32
+    from clgemm.approx import judged
 
-    real = tf32.tc_product
+    real = judged.tc_product
 
     def poisoned(rt, mode, m, n, k, alpha, *args, **kw):  # a 10% wrong TF32 product
         return real(rt, mode, m, n, k, alpha * 1.1, *args, **kw)
-    monkeypatch.setattr(tf32, "tc_product", poisoned)
+    monkeypatch.setattr(judged, "tc_product", poisoned)
     A = rng.standard_normal((50, 60)).astype(np.float32)  # same layout as above: one compile
     B = rng.standard_normal((50, 40)).astype(np.float32)
     out, info = clgemm.matmul(A, B, trans_a=True, rel_tol=1e-2, return_info=True)
@@ -329,3 +329,116 @@ def test_planner_remembers_that_low_rank_lost(no_tc_lane, rng):
     costs.lowrank_s, costs.exact_s = 1e-3, 1.0  # low rank won
     _, info = clgemm.matmul(A, B, rel_tol=1e-3, return_info=True)
     assert info.method == "lowrank"
+
+
+# ---- TF32 judged on the device (approx/judged.py) ------------------------------------------
+def _operands(rng, m, n, k, ta, tb):
+    A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    return A, B, C0
+
+
+def _ref(A, B, C0, alpha, beta, ta, tb):
+    a = (A.T if ta else A).astype(np.float64)
+    b = (B.T if tb else B).astype(np.float64)
+    return alpha * (a @ b) + beta * C0.astype(np.float64)
+
+
+def _poison_tf32(monkeypatch, factor=1.1):
+    """Every TF32 product of the judged path `factor` times the true one (10% off)."""
+    from clgemm.approx import judged
+
+    real = judged.tc_product
+
+    def poisoned(rt, mode, m, n, k, alpha, *args, **kw):
+        return real(rt, mode, m, n, k, alpha * factor, *args, **kw)
+    monkeypatch.setattr(judged, "tc_product", poisoned)
+
+
+@pytest.mark.parametrize("ta,tb,beta,given", [(False, False, 0.0, False), (True, False, -0.25, True),
+                                              (False, True, 0.5, True), (True, True, 0.0, True)])
+def test_judged_tf32_on_device_arrays(tc_lane, small_tc_tiles, rng, ta, tb, beta, given):
+    """rel_tol on device arrays with nothing reported takes the plan's judged path: the TF32
+    product is kept (its error really TF32's, within the budget), C given or not."""
+    m, n, k = 70, 52, 90
+    A, B, C0 = _operands(rng, m, n, k, ta, tb)
+    assert clgemm.plan(m, n, k, trans_a=ta, trans_b=tb, rel_tol=2e-2).judged
+    a, b = clgemm.to_device(A), clgemm.to_device(B)
+    c = clgemm.to_device(np.full((m, n), np.nan, np.float32) if beta == 0.0 else C0)
+    out = clgemm.matmul(a, b, C=c if given else None, alpha=0.5, beta=beta, trans_a=ta,
+                        trans_b=tb, rel_tol=2e-2)
+    assert (out is c) == given
+    err = _rel(out.get(), _ref(A, B, C0, 0.5, beta, ta, tb))
+    assert 1e-6 < err <= 2e-2
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.75])
+def test_judged_path_replaces_a_bad_tf32_product_with_exact(tc_lane, small_tc_tiles, rng,
+                                                            monkeypatch, beta):
+    """A TF32 product 10% off: the device's verdict raises the gate, C's old content comes
+    back (beta != 0) and the float32 family's exact product replaces it; the next, sound,
+    product is TF32 again (the gate is the verdict of each call, not left raised)."""
+    m, n, k = 61, 45, 77
+    A, B, C0 = _operands(rng, m, n, k, False, True)
+    a, b, c = clgemm.to_device(A), clgemm.to_device(B), clgemm.to_device(C0)
+    ref = _ref(A, B, C0, 0.5, beta, False, True)
+    with monkeypatch.context() as patch:
+        _poison_tf32(patch)
+        out = clgemm.matmul(a, b, C=c, alpha=0.5, beta=beta, trans_b=True, rel_tol=1e-2)
+        assert _rel(out.get(), ref) < 1e-5  # 10% off had the TF32 product been kept
+    c.set(C0)
+    out = clgemm.matmul(a, b, C=c, alpha=0.5, beta=beta, trans_b=True, rel_tol=1e-2)
+    assert 1e-6 < _rel(out.get(), ref) <= 1e-2
+
+
+def test_judged_reported_call_says_what_the_device_decided(tc_lane, small_tc_tiles, rng,
+                                                           monkeypatch):
+    """A reported call reads the verdict: the estimate, and the fallback where it missed."""
+    m, n, k = 48, 40, 64
+    A, B, C0 = _operands(rng, m, n, k, False, False)
+    a, b = clgemm.to_device(A), clgemm.to_device(B)
+    out, info = clgemm.matmul(a, b, rel_tol=1e-2, return_info=True)
+    tc = info.extra["approx"]["tensor_core"]
+    assert info.method == "tf32" and not info.fell_back and tc["judged_on_device"]
+    assert 0 < info.error_estimate <= 1e-2 and tc["device_s"] > 0
+    _poison_tf32(monkeypatch)
+    out, info = clgemm.matmul(A, B, rel_tol=1e-2, return_info=True)
+    assert info.method == "exact" and info.fell_back
+    assert info.error_estimate > 1e-2 and "rejected" in info.extra["approx"]["tensor_core"]
+    assert _rel(out, _ref(A, B, C0, 1.0, 0.0, False, False)) < 1e-5
+
+
+def test_judged_path_propagates_a_nan_operand_exactly(tc_lane, small_tc_tiles, rng):
+    """A NaN operand makes the estimate NaN: the gate rises and the float32 family's product
+    propagates it as IEEE arithmetic does (its row NaN, every other entry exact)."""
+    m, n, k = 40, 33, 50
+    A, B, _ = _operands(rng, m, n, k, False, False)
+    A[7, 3] = np.nan
+    out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), rel_tol=1e-2).get()
+    ref = _ref(A, B, np.zeros((m, n), np.float32), 1.0, 0.0, False, False)
+    assert np.array_equal(np.isnan(out), np.isnan(ref)) and np.isnan(out[7]).all()
+    keep = ~np.isnan(ref)
+    assert np.abs(out[keep] - ref[keep]).max() <= 1e-5 * np.abs(ref[keep]).max()
+
+
+def test_judged_calls_do_not_wait_for_the_device(tc_lane, small_tc_tiles, rng):
+    """Chained rel_tol calls on device arrays return while the queue is held shut."""
+    from conftest import QueueGate
+
+    m, n, k = 64, 48, 80
+    A, B, C0 = _operands(rng, m, n, k, False, False)
+    a, b, c = clgemm.to_device(A), clgemm.to_device(B), clgemm.to_device(C0)
+    rt = get_runtime()
+    for _ in range(2):  # first calls build kernels and map the verdict's host memory
+        clgemm.matmul(a, b, C=c, beta=0.5, rel_tol=1e-2)
+        clgemm.matmul(a, b, rel_tol=1e-2)
+    rt.user_queue.finish()
+    c.set(C0)
+    gate = QueueGate(rt, deadline_s=20.0)
+    clgemm.matmul(a, b, C=c, beta=0.5, rel_tol=1e-2)
+    last = clgemm.matmul(a, b, rel_tol=1e-2)
+    opened_by_deadline = not gate.open()
+    assert not opened_by_deadline, "a judged call waited for the queue"
+    assert _rel(last.get(), _ref(A, B, C0, 1.0, 0.0, False, False)) <= 1e-2
+    assert _rel(c.get(), _ref(A, B, C0, 1.0, 0.5, False, False)) <= 1e-2

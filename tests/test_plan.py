@@ -17,7 +17,8 @@ import pytest
 import clgemm
 from clgemm.errors import ShapeError
 from clgemm.runtime import get_runtime
-from conftest import assert_close_to_reference, emulate_tensor_cores, rand, reference
+from conftest import (QueueGate, assert_close_to_reference, emulate_tensor_cores, rand,
+                      reference)
 
 SRC = Path(clgemm.__file__).parent
 
@@ -231,7 +232,7 @@ def test_hot_path_does_not_wait_on_the_device(rng):
     warm = [clgemm.matmul(a, b) for _ in range(3)]
     del warm
     rt.user_queue.finish()
-    gate = _Gate(rt, deadline_s=20.0)
+    gate = QueueGate(rt, deadline_s=20.0)
     t0 = time.perf_counter()
     last = None
     for _ in range(5):
@@ -246,32 +247,6 @@ def test_hot_path_does_not_wait_on_the_device(rng):
     ref, np_err = reference(A, B)
     assert_close_to_reference(last.get(), ref, np_err)
     assert_close_to_reference(c.get(), 0.5 * ref, np_err)
-
-
-class _Gate:
-    """A marker on the user queue that waits for a user event: every command enqueued after
-    it waits until open() (or the deadline, should a call wait for the queue, which would
-    otherwise never return)."""
-
-    def __init__(self, rt, deadline_s: float) -> None:
-        self._event = cl.UserEvent(rt.context)
-        self._lock = threading.Lock()
-        self._opened = False
-        cl.enqueue_marker(rt.user_queue, wait_for=[self._event])
-        rt.user_queue.flush()
-        self._timer = threading.Timer(deadline_s, self.open)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def open(self) -> bool:
-        """Let the queue go; False where it had been let go already (by the deadline)."""
-        with self._lock:
-            if self._opened:
-                return False
-            self._opened = True
-        self._timer.cancel()
-        self._event.set_status(cl.command_execution_status.COMPLETE)
-        return True
 
 
 def test_one_plan_serves_many_threads(rng):

@@ -95,7 +95,9 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
 
     On device arrays with the exact contract and no Info asked for, the call returns as
     soon as its kernels are enqueued (reading the result, or the next call that waits,
-    synchronises); every other call returns with its work done.
+    synchronises); so does a rel_tol call that TF32 serves (its estimate judged, and an
+    exact product put in its place where it misses, on the device: approx/judged.py);
+    every other call returns with its work done.
     """
     start = time.perf_counter()
     contract = _contract(rel_tol, check, nonfinite)

@@ -7,9 +7,11 @@ A call on device arrays with the exact contract is the hot path: no kernel argum
 that is already bound, the output (when C is not given) from the runtime's memory pool, one
 enqueue per kernel on a queue without profiling, and no wait on the device (one exception,
 the driver's: on NVIDIA's OpenCL the first use of a newly allocated buffer waits for the
-queue, so a call whose output size the pool has not held yet waits once). Everything else
-(numpy arrays, `return_info`, check=True, rel_tol, the online selector) passes a station
-that waits for its answer, on the runtime's profiling queue.
+queue, so a call whose output size the pool has not held yet waits once). So is a rel_tol
+call on device arrays that TF32 serves (`Plan.judged`: approx/judged.py, the verdict and
+the exact fallback on the device). Everything else (numpy arrays, `return_info`,
+check=True, the other approximate methods, the online selector) passes a station that
+waits for its answer, on the runtime's profiling queue.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pyopencl.array as cla
 
 from . import batched
 from .approx import contract as approx
+from .approx import judged
 from .errors import ShapeError
 from .guard import abft
 from .info import Info
@@ -78,6 +81,9 @@ class Plan:
     # a batch under a station (check, rel_tol, the online selector): the plan of one of its
     # products, which serves them one at a time
     matrix_plan: "Plan | None" = field(default=None, repr=False)
+    # rel_tol served first by TF32 judged on the device (approx/judged.py): a call on device
+    # arrays that reports nothing then waits for nothing
+    judged: bool = False
 
     def __post_init__(self) -> None:
         check_index_range(self.key.m, self.key.n, self.key.k)
@@ -147,6 +153,9 @@ class Plan:
         if (self.station == "exact" and not return_info and type(A) is cla.Array
                 and _on(rt.user_queue, A, B, C)):
             return self._hot(A, B, C, alpha, beta)
+        if (self.judged and not return_info and type(A) is cla.Array
+                and _on(rt.user_queue, A, B, C)):
+            return self._hot_judged(A, B, C, alpha, beta)
         k = self.key
         info = Info(method="exact", schedule=self.lane.schedule.key(), device=self.device,
                     shape=(k.m, k.n, k.k))
@@ -163,7 +172,7 @@ class Plan:
                 result, info = approx.approximate_matmul(
                     rt, A, B, C=C, alpha=alpha, beta=beta, trans_a=k.trans_a,
                     trans_b=k.trans_b, rel_tol=float(k.contract.rel_tol),
-                    exact=self.exact_product, info=info)
+                    exact=self.exact_product, fallback=self.fallback, info=info)
             elif self.station == "online":
                 result = self._online(A, B, C, alpha, beta, info)
             else:
@@ -191,6 +200,29 @@ class Plan:
         if c.transposed:
             a, b, c, m, n = transposed_c(a, b, c, m, n)
         self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
+        return out
+
+    def _hot_judged(self, A, B, C, alpha: float, beta: float):
+        """Device arrays under rel_tol, nothing reported: TF32 with its estimate, its verdict
+        and the exact fallback all enqueued on the user queue (approx/judged.py); no wait."""
+        rt = self.rt
+        k = self.key
+        if C is None:
+            out = rt.empty(k.m, k.n)
+        else:
+            refuse_overlap(C, A, B)
+            out = C
+        if k.m == 0 or k.n == 0:
+            return out
+        if k.k == 0:
+            return scale_empty_product(out, beta, rt.user_queue)
+        a = device_operand(None, "A", A, k.trans_a)
+        b = device_operand(None, "B", B, k.trans_b)
+        c = device_operand(None, "C", out, False)
+        judge = judged.judge_for(rt, rt.user_queue)
+        with judge.lock:
+            judge.enqueue(k.m, k.n, k.k, alpha, beta, a, b, c, float(k.contract.rel_tol),
+                          self.fallback)
         return out
 
     def exact_product(self, A, B, C, alpha: float, beta: float, info: Info,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from .approx.contract import tensor_cores_serve
 from .kernels import wgmma
 from .kernels.gemv import MAX_ROWS, default_schedule
 from .kernels.tensorcore import TcSchedule
@@ -72,19 +73,25 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
     note = fp32.note(m, n, k, key.trans_a, key.trans_b) if exact is fp32 else ""
     if note:
         why += "; " + note
+    judged = False
     if contract.check:
         station = "abft"
         why += "; checked by ABFT checksums (check=True)"
     elif contract.rel_tol is not None:
         station = "approx"
         why += f"; approximate methods under rel_tol={contract.rel_tol:g}, exact as fallback"
+        judged = (tensor_cores_serve(rt, contract.rel_tol)
+                  and fits(rt, default_schedule(rt.device.type)))
+        if judged:
+            why += ("; TF32 first, judged on the device (16 Gaussian probes): where its "
+                    "estimate misses the budget the float32 family's product replaces it there")
     elif key.selector == "online":
         station = "online"
         why = "the online selector picks among the table's schedules on each call"
     else:
         station = "exact"
     return Plan(key=key, device=rt.device.name, station=station, lane=exact, fallback=fp32,
-                alternative=alternative_schedule(rt, chosen), why=why, rt=rt)
+                alternative=alternative_schedule(rt, chosen), why=why, rt=rt, judged=judged)
 
 
 def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:

@@ -4,7 +4,9 @@
 
 Planner, in order of cost:
   1. TF32 on the tensor cores (budgets >= TC_MIN_BUDGET, where the device has the lane:
-     `tensor_cores_serve`), kept when its probe estimate meets the budget;
+     `tensor_cores_serve`), judged on the device (approx/judged.py): kept when its probe
+     estimate meets the budget, else replaced there by the exact float32 product (not by
+     the methods below); on device arrays with no Info asked the call does not wait;
   2. randomized low rank (guard/lowrank.py) when the shape can pay for it: one sketch
      op(A) op(B) [Omega | probes] of l + 16 columns (l ~ min(m, n) / 24, capped so that the
      sketch costs about WASTE_FRAC of the exact product's flops); a product whose probes stand
@@ -28,10 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyopencl.array as cla
 
+from ..info import Info
+from ..lanes.fp32 import Fp32Lane
 from ..lanes.probe import tensorcore_available
+from ..lanes.tc import tf32_schedule
+from ..operands import Operand, run_product, transposed_c
 from ..runtime import Runtime
-from . import lowrank
-from .tf32 import tf32_product
+from . import judged, lowrank
 
 MIN_DIM = 96  # below this in m, n or k a low-rank product cannot pay for its sketches
 WASTE_FRAC = 0.12  # flops spent on sketches before giving up, relative to the exact product
@@ -39,7 +44,6 @@ MAX_RANK_FRAC = 0.25  # never beyond this fraction of min(m, n, k)
 
 
 TC_MIN_BUDGET = 5e-3  # TF32 (10-bit mantissa products) serves budgets from here on
-TC_PROBES = 16  # Gaussian probes of the a-posteriori estimate of a TF32 result
 
 
 def tensor_cores_serve(rt: Runtime, budget: float) -> bool:
@@ -161,60 +165,59 @@ def _to_device(rt: Runtime, x):
     return cla.to_device(rt.queue, np.ascontiguousarray(x))
 
 
-def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, info, extra):
-    """TF32 on the tensor cores, kept when its a-posteriori estimate (TC_PROBES Gaussian
-    probes in float64, times the safety factor of lowrank.confidence) meets the budget; None
-    (and the next method) otherwise."""
+def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, info, extra,
+                 fallback: Fp32Lane, seed: int | None):
+    """TF32 on the tensor cores, judged on the device (approx/judged.py): its estimate
+    (PROBES Gaussian probes, times the safety factor of lowrank.confidence) kept where it
+    meets the budget, else the exact float32 product computed there in its place. One wait:
+    the verdict's read, this reported call's."""
     t0 = time.perf_counter()
-    # Everything on the device: the TF32 product and its probe estimate (tf32_product);
-    # when the estimate rejects it, C's old content is restored for the next method.
-    saved = _keep_c(rt, C) if (C is not None and beta != 0.0) else None
-    got = tf32_product(rt, A, B, C, alpha, beta, trans_a, trans_b, info, TC_PROBES,
-                          seed=int(_SEEDS.integers(2**31)))
-    raw = got.estimate
-    safety = lowrank.safety_for(TC_PROBES)
-    est = raw * safety
-    x = {"mode": "tf32", "kernel_s": got.kernel_s, "schedule": got.schedule}
-    extra["tensor_core"] = {"mode": x.get("mode"), "estimate": est, "estimate_raw": raw,
-                            "safety": safety, "kernel_s": x.get("kernel_s"),
-                            "schedule": x.get("schedule"),
+    judge = judged.judge_for(rt, rt.queue)
+    probe_info = Info(method="", schedule="", device="", shape=info.shape)
+    box: dict = {}
+
+    def compute(a: Operand, b: Operand, c: Operand, m: int, n: int) -> None:
+        with judge.lock:
+            done = judge.enqueue(m, n, info.shape[2], alpha, beta, a, b, c, budget, fallback,
+                                 seed, info=probe_info)
+            box["verdict"] = judge.read()
+        box["product_s"] = rt.seconds(done.product)
+        box["fallback_s"] = rt.seconds(done.last)
+        a2, b2, _, m2, n2 = transposed_c(a, b, c, m, n)
+        box["schedule"] = tf32_schedule(rt, a2, b2, m2, n2, info.shape[2]).key()
+
+    result = run_product(rt, A, B, C, beta, trans_a, trans_b, info, compute)
+    verdict: judged.Judgement = box["verdict"]
+    safety = judge.safety
+    extra["tensor_core"] = {"mode": "tf32", "estimate": verdict.estimate,
+                            "estimate_raw": verdict.estimate / safety, "safety": safety,
+                            "kernel_s": box["product_s"], "schedule": box["schedule"],
+                            "judged_on_device": True,
+                            "device_s": sum(rt.seconds(e) for e in probe_info.events),
                             "seconds": time.perf_counter() - t0}
-    if not (est <= budget):
-        extra["tensor_core"]["rejected"] = f"estimate {est:.3g} > budget {budget:.3g}"
+    info.error_estimate = verdict.estimate
+    if verdict.fell_back:
+        extra["tensor_core"]["rejected"] = f"estimate {verdict.estimate:.3g} > budget {budget:.3g}"
+        extra["exact_reason"] = "the TF32 estimate missed the budget: exact computed on the device"
+        info.method = "exact"
         info.fell_back = True
-        if saved is not None:
-            _restore_c(rt, C, saved)
-        return None
+        info.schedule = fallback.schedule.key()
+        info.kernel_s = box["fallback_s"]
+        return result
     info.method = "tf32"
-    info.schedule = x.get("schedule") or "tf32"
-    info.kernel_s = float(x.get("kernel_s") or 0.0)
-    info.error_estimate = est
+    info.schedule = box["schedule"]
+    info.kernel_s = box["product_s"]
     info.fell_back = False
-    extra["confidence"] = lowrank.confidence(TC_PROBES, safety)
-    return got.result
-
-
-_SEEDS = np.random.default_rng()  # probe seeds: one OS-entropy draw per process, not per call
-
-
-def _keep_c(rt: Runtime, C):
-    """A copy of C's old content (beta != 0), for the method after a rejected TF32 try
-    (device arrays: copied on the stations' queue, which every product here uses)."""
-    return C.copy(queue=rt.queue) if isinstance(C, cla.Array) else np.array(C, copy=True)
-
-
-def _restore_c(rt: Runtime, C, saved) -> None:
-    if isinstance(C, cla.Array):
-        C.set(saved.get(queue=rt.queue), queue=rt.queue)  # rare: a rejected estimate
-    else:
-        C[...] = saved
+    extra["confidence"] = lowrank.confidence(judged.PROBES, safety)
+    return result
 
 
 def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
                        trans_a: bool = False, trans_b: bool = False, rel_tol: float,
-                       exact, info, seed: int | None = None):
+                       exact, fallback: Fp32Lane, info, seed: int | None = None):
     """The product within `rel_tol` by the cheapest method that holds it; `exact(A, B, C,
-    alpha, beta, info)` is the exact product the call falls back to (the plan's)."""
+    alpha, beta, info)` is the exact product the call falls back to (the plan's), `fallback`
+    the float32 family's lane that replaces a rejected TF32 product on the device."""
     m, n, k = info.shape
     on_device = isinstance(A, cla.Array)
     methods, skipped = plan(rt, m, n, k, rel_tol)
@@ -227,20 +230,17 @@ def approximate_matmul(rt: Runtime, A, B, *, C=None, alpha: float = 1.0, beta: f
         info.method = "exact"
         return exact(A, B, C, alpha, beta, info)
 
-    if "tensor_core" in methods and m and n:
-        got = _tensor_core(rt, A, B, C, alpha, beta, trans_a, trans_b, rel_tol, info, extra)
-        if got is not None:
-            return got, info
+    if "tensor_core" in methods and m and n and k:
+        return _tensor_core(rt, A, B, C, alpha, beta, trans_a, trans_b, rel_tol, info, extra,
+                            fallback, seed), info
 
     if "lowrank" not in methods or m == 0 or n == 0:
-        info.fell_back = "tensor_core" in extra  # tried, and its estimate said no
         return exact_fallback("planner: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())), info
 
     lane = lowrank_lane(rt, rel_tol)
     costs = method_costs(rt, m, n, k, lane, rel_tol)
     turn = lowrank_turn(costs)
     if turn is not None:
-        info.fell_back = "tensor_core" in extra
         t1 = time.perf_counter()
         got = exact_fallback(f"planner: {turn}")  # waits for its kernel: a measured wall
         costs.exact_s = time.perf_counter() - t1

@@ -93,15 +93,19 @@ class GuardDevice:
 
     # ---- small helpers of the low-rank path --------------------------------------------
     def randn(self, out: cla.Array, seed: int) -> None:
-        n = out.size
+        self.randn_into(out.base_data, out.offset // 4, out.size, seed)
+
+    def randn_into(self, buffer: "cl.Buffer", offset: int, n: int, seed: int,
+                   queue: "cl.CommandQueue | None" = None) -> "cl.Event":
+        """n standard normal variates into `buffer` from element `offset`, on `queue` (the
+        guard's by default)."""
         kern = self.kernel("guard_randn")
         local = 128
         with self._lock:
             kern.set_args(np.int32(n), np.uint32(seed & 0xFFFFFFFF),
-                          np.uint32((seed >> 32) & 0xFFFFFFFF), out.base_data,
-                          np.int32(out.offset // 4))
-            cl.enqueue_nd_range_kernel(self.queue, kern, (-(-((n + 1) // 2) // local) * local,),
-                                       (local,))
+                          np.uint32((seed >> 32) & 0xFFFFFFFF), buffer, np.int32(offset))
+            return cl.enqueue_nd_range_kernel(queue or self.queue, kern,
+                                              (-(-((n + 1) // 2) // local) * local,), (local,))
 
 
 def guard_device(rt: Runtime) -> GuardDevice:
