@@ -802,3 +802,48 @@ def test_the_campaign_artifacts_name_their_environment(tmp_path, monkeypatch):
     assert main(["approx-campaign", "--sizes", "64", "--budgets", "0.1", "--reps", "1",
                  "-o", str(out)]) == 0
     assert json.loads(out.read_text())["env"]["code"]["commit"] == "feedc0de" * 5
+
+
+def test_centres_and_their_zeros_counted_once(rng, monkeypatch):
+    """abft_centre: each block row's centre sits in the fine sub-bin of its ratios' median
+    (within 1e-3 of it), the count of centred ratios exactly zero is the number equal to
+    their row's centre, and every other finite ratio is in the centred histogram. (PoCL ran
+    the kernel's last one-work-item block on all 256 after its branch barriers and counted
+    each row's zeros 256 times.)"""
+    import pyopencl as cl
+
+    from clgemm.guard import abft
+
+    monkeypatch.setenv("CLGEMM_ABFT_BLOCK", "128")
+    monkeypatch.setattr(abft, "GAUSS_ON_FLOAT_SUMS", True)  # the rule on float-sum devices too
+    m, n, k = 512, 600, 520
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    C = (A @ B).astype(np.float32)  # numpy's own float32 roundoff, not ours
+    rt = get_runtime()
+    keep: list = []
+    views = [abft._as_view(rt, name, x, False, keep) for name, x in (("A", A), ("B", B), ("C", C))]
+    _, s = abft.check_views(rt, *views, 1.0, 0.0, None, 4.0, locate_cells=False, centred=True)
+    ck = abft.block_check(guard_device(rt), m, n, k)
+
+    def read(buf, count, dtype):
+        out = np.empty(count, dtype)
+        cl.enqueue_copy(rt.queue, out, buf, is_blocking=True)
+        return out
+
+    rd = guard_device(rt).rdtype
+    R, SC, RG = (read(x, ck.nb * n, rd).reshape(ck.nb, n) for x in (ck.R, ck.SC, ck.RG))
+    centres = read(ck.MC, ck.nb, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(R == 0, 0.0, R / SC).astype(np.float32)
+    z[~np.isfinite(RG) | ~(np.abs(z) <= 3.0e38)] = np.nan
+    assert ck.nb == 4 and np.isfinite(centres).all()
+    zeros = 0
+    for b in range(ck.nb):
+        row = np.sort(z[b][np.isfinite(z[b])])
+        median = row[(row.size + 1) // 2 - 1]
+        assert abs(centres[b] - median) <= 1e-3 * abs(median), (b, centres[b], median)
+        zeros += int((row == centres[b]).sum())
+    # a centre alone in its sub-bin is that ratio: almost every row has such a zero
+    assert s["centred_zero"] == zeros >= 1
+    assert int(s["hist_centred"].sum()) + zeros == int(np.isfinite(z).sum())

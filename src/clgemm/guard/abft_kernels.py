@@ -82,8 +82,8 @@ GAUSS_TOP3 = float(os.environ.get("CLGEMM_ABFT_GAUSS_TOP3", "1.75"))
 # ratio is exactly zero (constant data) the rule stays off: a handful of sums that differ
 # from all the others may be a fault or a column of other data, and nothing in the residuals
 # tells which.
-CW = 256  # work-items per block row in abft_centre
-CW_FINE = 256  # linear sub-bins of the median's bin
+CW = 256  # work-items per block row in abft_centre (a power of two: its tree sums)
+CW_FINE = CW  # linear sub-bins of the median's bin (one a work-item in its prefix sums)
 CENTRE_MIN_COLS = 32  # fewer checkable sums in a block row: no centre for it
 # The centred ratios' sigma below which the rule is off: the typical |r| / scale of random
 # roundoff is 0.01-0.06 (p75 over the campaign kinds, sparse to normal); a spread far below
@@ -585,11 +585,28 @@ int abft_signed_bin(const float z)
   return z < 0.0f ? NH - 1 - bin : NH + 1 + bin;
 }
 
+// Inclusive prefix sums of s[0, CW) in place, by every work-item of the group.
+#define ABFT_SCAN(s)                                          \
+  for (int off_ = 1; off_ < CW; off_ <<= 1) {                 \
+    const uint add_ = lid >= off_ ? (s)[lid - off_] : 0u;     \
+    barrier(CLK_LOCAL_MEM_FENCE);                             \
+    (s)[lid] += add_;                                         \
+    barrier(CLK_LOCAL_MEM_FENCE);                             \
+  }
+
 // The centre of each block row's signed ratios: the median, found in a histogram of signed
 // bins, then in CW_FINE linear sub-bins of its bin, refined as the mean of the ratios in
 // the median's sub-bin (exact where they are all equal); MC[b] = NaN with fewer than
 // min_cols checkable sums. Then the histogram of the non-zero |z - m| (sum[CENTRED..]) and
 // the count of zero ones (sum[9]). One work-group of CW per block row: global (CW * NB).
+// Every count, rank search and sum is shared by the work-group (prefix sums, tree sums):
+// one work-item walking the 513 bins and CW partial sums alone was most of the kernel's
+// 37-51 us on the H100 (records/nvidia-h100/2026-12-06-plan-campaign-2, check_profile).
+// Every barrier is at the kernel's top level, each phase's condition inside it: PoCL ran
+// code past barriers inside a branch (uniform, as OpenCL allows) on every work-item, the
+// last `lid == 0` block included, adding each block row's count of zeros 256 times (and
+// crashed on a variant of it).
+#define SB_PER ((SB + CW - 1) / CW)
 __kernel __attribute__((reqd_work_group_size(CW, 1, 1)))
 void abft_centre(const int N, const int min_cols, __global const real* R,
     __global const real* SC, __global const real* RG, __global float* MC, __global uint* sum)
@@ -599,69 +616,60 @@ void abft_centre(const int N, const int min_cols, __global const real* R,
   __local uint pn[CW];
   __local int sel_, fsel_;
   __local uint need_;
-  __local float lo_, w_, m_;
   const int lid = get_local_id(0), b = get_group_id(0);
   const long row = (long)b * N;
   for (int q = lid; q < SB; q += CW) h[q] = 0u;
+  if (lid == 0) { sel_ = -1; need_ = 0u; fsel_ = CW_FINE - 1; }
   barrier(CLK_LOCAL_MEM_FENCE);
-  uint mine = 0u;
   for (int j = lid; j < N; j += CW) {
     const float z = abft_ratio(R, SC, RG, row + j);
-    if (isfinite(z)) { atomic_inc(&h[abft_signed_bin(z)]); mine++; }
+    if (isfinite(z)) atomic_inc(&h[abft_signed_bin(z)]);
   }
-  pn[lid] = mine;
   barrier(CLK_LOCAL_MEM_FENCE);
-  if (lid == 0) {
-    uint tot = 0u;
-    for (int q = 0; q < CW; q++) tot += pn[q];
-    int sel = -1;
-    uint need = 0u;
-    if (tot >= (uint)min_cols) {
-      need = (tot + 1u) / 2u;  // the median's rank
-      uint c = 0u;
-      for (int q = 0; q < SB; q++) {
-        if (c + h[q] >= need) { sel = q; break; }
+  // the checkable count and the median's bin: chunks of SB_PER bins, their prefix sums
+  const int q0 = lid * SB_PER, q1 = min(SB, q0 + SB_PER);
+  uint chunk = 0u;
+  for (int q = q0; q < q1; q++) chunk += h[q];
+  pn[lid] = chunk;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  ABFT_SCAN(pn)
+  const uint tot = pn[CW - 1];
+  if (tot >= (uint)min_cols) {
+    const uint need = (tot + 1u) / 2u;  // the median's rank
+    uint c = lid ? pn[lid - 1] : 0u;
+    if (c < need && need <= pn[lid]) {  // it falls in this work-item's chunk
+      for (int q = q0; q < q1; q++) {
+        if (c + h[q] >= need) { sel_ = q; need_ = need - c; break; }  // its rank in the bin
         c += h[q];
       }
-      need -= c;  // its rank within the bin
-    }
-    sel_ = sel; need_ = need; m_ = 0.0f;
-    if (sel >= 0 && sel != NH) {
-      const int p = sel > NH ? sel - NH - 1 : NH - 1 - sel;
-      const float e0 = exp2((float)p * 0.25f - 48.0f), e1 = exp2((float)(p + 1) * 0.25f - 48.0f);
-      lo_ = sel > NH ? e0 : -e1;
-      w_ = e1 - e0;
     }
   }
   barrier(CLK_LOCAL_MEM_FENCE);
-  const int sel = sel_;
-  if (sel < 0) {  // uniform across the work-group
-    if (lid == 0) MC[b] = NAN;
-    return;
-  }
-  if (sel != NH) {  // the median is not an exact zero: refine it
-    const float lo = lo_, w = w_;
-    for (int q = lid; q < SB; q += CW) h[q] = 0u;
-    barrier(CLK_LOCAL_MEM_FENCE);
+  const int sel = sel_;  // uniform; < 0: too few checkable sums, no centre
+  const bool refine = sel >= 0 && sel != NH;  // the median is not an exact zero
+  const int p = sel > NH ? sel - NH - 1 : NH - 1 - sel;
+  const float e0 = exp2((float)p * 0.25f - 48.0f), e1 = exp2((float)(p + 1) * 0.25f - 48.0f);
+  const float lo = sel > NH ? e0 : -e1, w = e1 - e0;
+  for (int q = lid; q < CW_FINE; q += CW) h[q] = 0u;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (refine) {
     for (int j = lid; j < N; j += CW) {
       const float z = abft_ratio(R, SC, RG, row + j);
       if (isfinite(z) && abft_signed_bin(z) == sel)
         atomic_inc(&h[clamp((int)((z - lo) / w * (float)CW_FINE), 0, CW_FINE - 1)]);
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) {
-      uint c = 0u;
-      int f = CW_FINE - 1;
-      for (int q = 0; q < CW_FINE; q++) {
-        if (c + h[q] >= need_) { f = q; break; }
-        c += h[q];
-      }
-      fsel_ = f;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int fsel = fsel_;
-    real s = 0;
-    uint cnt = 0u;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  pn[lid] = h[lid];  // one sub-bin a work-item (CW_FINE == CW)
+  barrier(CLK_LOCAL_MEM_FENCE);
+  ABFT_SCAN(pn)
+  const uint need = need_;
+  if (refine && (lid ? pn[lid - 1] : 0u) < need && need <= pn[lid]) fsel_ = lid;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const int fsel = fsel_;
+  real s = 0;
+  uint cnt = 0u;
+  if (refine) {
     for (int j = lid; j < N; j += CW) {
       const float z = abft_ratio(R, SC, RG, row + j);
       if (isfinite(z) && abft_signed_bin(z) == sel &&
@@ -669,34 +677,38 @@ void abft_centre(const int N, const int min_cols, __global const real* R,
         s += (real)z; cnt++;
       }
     }
-    ps[lid] = s; pn[lid] = cnt;
+  }
+  ps[lid] = s;
+  pn[lid] = cnt;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int st = CW / 2; st > 0; st >>= 1) {
+    if (lid < st) { ps[lid] += ps[lid + st]; pn[lid] += pn[lid + st]; }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) {
-      real st = 0;
-      uint ct = 0u;
-      for (int q = 0; q < CW; q++) { st += ps[q]; ct += pn[q]; }
-      m_ = (float)(st / (real)max(ct, 1u));
+  }
+  const float m = refine ? (float)(ps[0] / (real)max(pn[0], 1u)) : 0.0f;
+  for (int q = lid; q < NH; q += CW) h[q] = 0u;
+  barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read the sums before pn is reused
+  uint zeros = 0u;
+  if (sel >= 0) {
+    for (int j = lid; j < N; j += CW) {
+      const float z = abft_ratio(R, SC, RG, row + j);
+      if (!isfinite(z)) continue;
+      const float d = fabs(z - m);
+      if (d == 0.0f) zeros++;
+      else atomic_inc(&h[clamp((int)floor((log2(d) + 48.0f) * 4.0f), 0, NH - 1)]);
     }
   }
+  pn[lid] = zeros;
   barrier(CLK_LOCAL_MEM_FENCE);
-  const float m = m_;
-  for (int q = lid; q < NH; q += CW) h[q] = 0u;
-  if (lid == 0) pn[0] = 0u;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  uint zeros = 0u;
-  for (int j = lid; j < N; j += CW) {
-    const float z = abft_ratio(R, SC, RG, row + j);
-    if (!isfinite(z)) continue;
-    const float d = fabs(z - m);
-    if (d == 0.0f) zeros++;
-    else atomic_inc(&h[clamp((int)floor((log2(d) + 48.0f) * 4.0f), 0, NH - 1)]);
+  for (int st = CW / 2; st > 0; st >>= 1) {
+    if (lid < st) pn[lid] += pn[lid + st];
+    barrier(CLK_LOCAL_MEM_FENCE);
   }
-  if (zeros) atomic_add(&pn[0], zeros);
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int q = lid; q < NH; q += CW) if (h[q]) atomic_add(&sum[CENTRED + q], h[q]);
+  if (sel >= 0)
+    for (int q = lid; q < NH; q += CW) if (h[q]) atomic_add(&sum[CENTRED + q], h[q]);
   if (lid == 0) {
-    if (pn[0]) atomic_add(&sum[9], pn[0]);
-    MC[b] = m;
+    if (sel >= 0 && pn[0]) atomic_add(&sum[9], pn[0]);
+    MC[b] = sel >= 0 ? m : NAN;
   }
 }
 
