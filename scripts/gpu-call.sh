@@ -9,8 +9,9 @@
 # a call brings back 8 files at most):
 #   suite   the tests that compile and run the kernels changed since the last GPU run, on the
 #           card (all of them, 48 s on the H100); a failure stops the stages after it
-#   plan    benchmarks/plan/campaign.py: floor, gemv, batched, exact_lanes, skinny, trace_lanes
-#           (issues 16, 17)
+#   plan    benchmarks/plan/campaign.py: floor, check (+ host phases), check_profile, approx
+#           (judged TF32, chained), approx_profile, gemv, batched, exact_lanes, skinny,
+#           trace_lanes (issues 16, 17)
 #   traces  the five model traces through matmul beside PyTorch (issues 16 and 17)
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
 #   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
@@ -58,15 +59,15 @@ stage_suite() {
     timeout $([ "$QUICK" = 1 ] && echo 600 || echo 300) python3 -m pytest -q -p no:cacheprovider \
         tests/test_matmul.py tests/test_plan.py tests/test_tensorcore.py tests/test_wgmma.py \
         tests/test_abft.py tests/test_guard_tiny.py tests/test_batched.py tests/test_gemv.py \
-        > "$d/tests.txt" 2>&1
+        tests/test_approx.py tests/test_splitk_lane.py > "$d/tests.txt" 2>&1
     local rc=$?
     tail -3 "$d/tests.txt"
     return $rc
 }
 
 stage_plan() {
-    local d=$W/plan quick=() parts=floor,gemv,batched,exact_lanes,skinny,trace_lanes
-    [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,batched,exact_lanes,skinny; }
+    local d=$W/plan quick=() parts=floor,check,check_profile,approx,approx_profile,gemv,batched,exact_lanes,skinny,trace_lanes
+    [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,check,approx,batched,exact_lanes,skinny; }
     timeout 300 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
         "${quick[@]}" > "$d/plan.log" 2>&1
     echo "plan rc=$?"

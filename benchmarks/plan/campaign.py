@@ -178,6 +178,16 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                 rt.user_queue.finish()
                 per.append((time.perf_counter() - t0) / 10)
             out[label + "_s"] = med(per)
+        # where a checked call's time goes on the host (guard/abft.checked_core): from its
+        # entry to the guard's last enqueue, the summary's read (the wait), and after it;
+        # `outside_core_s`: the call's wall outside checked_core (plan, station, operands)
+        phases = []
+        for _ in range(7):
+            _, info = clgemm.matmul(a, b, C=c, check=True, return_info=True)
+            host = dict(info.extra["abft"]["host"])
+            host["outside_core_s"] = info.total_s - sum(host.values())
+            phases.append(host)
+        out["checked_host"] = {key: med([p[key] for p in phases]) for key in phases[0]}
         out["n"] = n
         out["overhead_vs_chained"] = out["checked_s"] / out["unchecked_chained_s"] - 1
         out["overhead_vs_waited"] = out["checked_s"] / out["unchecked_waited_s"] - 1

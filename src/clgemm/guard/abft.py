@@ -892,7 +892,9 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
             hooks.corrupt(gd, c, "gemm")
         by_lane = lane is not None  # C is the lane's: its roundoff is correlated
         ck.result(c, alpha, beta, c_dev, by_lane)
+        t_enqueued = time.perf_counter()
         s = ck.read()
+        t_read = time.perf_counter()
         info.kernel_s = sum(rt.seconds(e) for e in events)
         v = by_cells(ck.verdict(s, c_dev))
         if lane is not None and v.unverifiable:
@@ -993,6 +995,10 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
     v.check_s = max(time.perf_counter() - t0 - info.kernel_s, 0.0)  # wall, less the GEMM
     info.checked = True
     info.extra["abft"] = v.as_dict()
+    # the host's share of the call, for the campaigns (on a GPU the product runs while the
+    # guard's commands are enqueued; the read waits for both; then the verdict's own work)
+    info.extra["abft"]["host"] = {"enqueue_s": t_enqueued - t0, "read_s": t_read - t_enqueued,
+                                  "after_read_s": time.perf_counter() - t_read}
     if detected:
         info.extra["abft"]["first"] = {"rows": first.rows[:32], "cols": first.cols[:32],
                                        "max_ratio": first.max_ratio,
