@@ -70,7 +70,8 @@ def _device_view(rng, shape, order, pad):
 # Every transpose on the float32 family; the emulated tensor-core lane on one (each layout
 # is a kernel of its own, and an emulated 3xTF32 kernel takes PoCL minutes to compile).
 LANE_CASES = [("fp32", False, False), ("fp32", True, False), ("fp32", False, True),
-              ("fp32", True, True), ("3xtf32-mma (emulated)", True, False)]
+              ("fp32", True, True), ("3xtf32-mma (emulated)", True, False),
+              ("3xtf32-splitk (emulated)", False, True)]
 
 
 @pytest.fixture
@@ -89,8 +90,23 @@ def lane(request, monkeypatch):
     small = replace(DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
                     warps_m=2, warps_n=1)
     emulate_tensor_cores(monkeypatch, rt)
+    if request.param.startswith("3xtf32-splitk"):
+        _split_tc_lane(monkeypatch, rt, small)
+        return "3xtf32-splitk"
     monkeypatch.setattr(route, "exact_schedule", lambda rt, m, n, k: small)
     return "3xtf32-mma"
+
+
+def _split_tc_lane(monkeypatch, rt, schedule, slices: int = 3) -> None:
+    """The 3xTF32 split-K lane for every product (slices of K from 16 deep: the tests' K
+    is small)."""
+    from clgemm import route
+    from clgemm.lanes import splitk
+
+    monkeypatch.setattr(splitk, "MIN_SLICE", 16)
+    monkeypatch.setattr(route, "exact_schedule", lambda rt, m, n, k: None)
+    monkeypatch.setattr(route, "tc_splitk_lane",
+                        lambda rt_, m, n, k: splitk.TcSplitKLane(rt, schedule, slices))
 
 
 @pytest.mark.parametrize("lane,ta,tb", LANE_CASES, indirect=["lane"])
@@ -147,6 +163,44 @@ def test_tensor_core_lane_falls_back_on_the_device(monkeypatch, rng):
             ref32 = A @ B
         assert np.array_equal(np.isnan(out), np.isnan(ref32)), step
         assert np.array_equal(np.isinf(out), np.isinf(ref32)), step
+        fin = np.isfinite(ref32)
+        ref = A.astype(np.float64) @ B.astype(np.float64)
+        err = np.linalg.norm(out[fin] - ref[fin]) / np.linalg.norm(ref[fin])
+        np_err = np.linalg.norm(ref32[fin] - ref[fin]) / np.linalg.norm(ref[fin])
+        assert err <= 2.0 * np_err + 1e-7, (step, err, np_err)
+
+
+def test_split_tensor_core_lane_propagates_inf_and_nan(monkeypatch, rng):
+    """3xTF32 over K slices: a slab's tile with a non-finite output is recomputed in float32
+    over its slice inside the kernel, so Inf and NaN reach C as numpy's float32 makes them,
+    every finite entry at float32-level accuracy; the product is two launches (the slabs,
+    their sum), none waited for."""
+    from dataclasses import replace
+
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+
+    rt = get_runtime()
+    small = replace(DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
+                    warps_m=2, warps_n=1)
+    emulate_tensor_cores(monkeypatch, rt)
+    _split_tc_lane(monkeypatch, rt, small)
+    m, n, k = 33, 18, 70
+    assert clgemm.plan(m, n, k).lane.name == "3xtf32-splitk"
+    for step, bad in enumerate([False, True, True, False]):
+        A, B = rand(rng, (m, k)), rand(rng, (k, n))
+        if bad:
+            A[step % m, 3 + 40 * (step == 2)] = np.inf  # in the first slice, then the last
+            A[(step + 5) % m, 50] = np.nan
+        a, b = clgemm.to_device(A), clgemm.to_device(B)
+        with counting_launches() as launches:
+            out = clgemm.matmul(a, b)
+        assert launches == [2], launches
+        out = out.get()
+        with np.errstate(invalid="ignore", over="ignore"):
+            ref32 = A @ B
+        assert np.array_equal(np.isnan(out), np.isnan(ref32)), step
+        assert np.array_equal(np.isinf(out), np.isinf(ref32)), step
+        assert np.array_equal(np.signbit(out[np.isinf(out)]), np.signbit(ref32[np.isinf(ref32)]))
         fin = np.isfinite(ref32)
         ref = A.astype(np.float64) @ B.astype(np.float64)
         err = np.linalg.norm(out[fin] - ref[fin]) / np.linalg.norm(ref[fin])

@@ -440,6 +440,8 @@ def skinny(rt, rng, quick: bool = False) -> list[dict]:
     The evidence CLGEMM_SPLITK waits for."""
     from clgemm.lanes import splitk
     from clgemm.lanes.fp32 import choose_schedule, lane_for
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.lanes.tc import schedule_for
     from clgemm.operands import Operand
 
     rows = []
@@ -456,6 +458,11 @@ def skinny(rt, rng, quick: bool = False) -> list[dict]:
                  f"splitk-model-s{model.slices}": splitk.SplitKLane(rt, model)}
         for sl in (2, 4, 8):
             lanes[f"splitk-s{sl}"] = splitk.SplitKLane(rt, splitk.Plan(model.schedule, sl))
+        if tensorcore_available(rt):  # 3xTF32 over K (the route's TcSplitKLane)
+            tc_s = schedule_for(rt, "3xtf32", m, n, k)
+            sl = splitk.tc_slices(rt, tc_s, m, n, k)
+            if sl > 1:
+                lanes[f"3xtf32-splitk-s{sl}"] = splitk.TcSplitKLane(rt, tc_s, sl)
         ref = A.astype(np.float64) @ W.T.astype(np.float64)
         row = {"m": m, "n": n, "k": k, "table_schedule": chosen.key(),
                "model_schedule": model.schedule.key(), "model_slices": model.slices,
@@ -477,13 +484,15 @@ def skinny(rt, rng, quick: bool = False) -> list[dict]:
 
 
 def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
-    """The exact contract's two lanes on every distinct product of the model traces between
+    """The exact contract's lanes on every distinct product of the model traces between
     `lo` and `hi` flops (the float32 family's table schedule, and the 3xTF32 lane's schedule
-    for the shape, forced whatever min_flops and the tiles rule say), chained wall per call
-    on the user queue, operands as the trace lays them out: the evidence for the table's
-    min_flops and the route's tiles rule on shapes that are not squares (exact_lanes times
-    squares only)."""
+    for the shape, forced whatever min_flops and the tiles rule say, and that schedule split
+    over K where tc_slices would split it), chained wall per call on the user queue, operands
+    as the trace lays them out, each result's error against float64, torch.matmul beside:
+    the evidence for the table's min_flops, the route's tiles rule and CLGEMM_SPLITK on
+    shapes that are not squares (exact_lanes times squares only)."""
     from clgemm.bench.model import trace_calls
+    from clgemm.lanes import splitk
     from clgemm.lanes.fp32 import choose_schedule, lane_for
     from clgemm.lanes.probe import tensorcore_available
     from clgemm.lanes.tc import schedule_for
@@ -509,13 +518,27 @@ def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
             fp32 = lane_for(rt, choose_schedule(rt, m, n, k))
             tc_s = schedule_for(rt, "3xtf32", m, n, k)
             lanes = {"fp32": fp32, "3xtf32": TcExactLane(rt, tc_s, fp32)}
+            slices = splitk.tc_slices(rt, tc_s, m, n, k)
+            if slices > 1:  # the split-K 3xTF32 lane (CLGEMM_SPLITK) where it would split
+                lanes["3xtf32-splitk"] = splitk.TcSplitKLane(rt, tc_s, slices)
             row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
                    "trans_a": ta, "trans_b": tb, "flops": flops,
                    "tc_tiles": -(-m // tc_s.block_m) * -(-n // tc_s.block_n),
-                   "compute_units": rt.device.compute_units}
+                   "tc_slices": slices, "compute_units": rt.device.compute_units}
+            ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
             for name, lane in lanes.items():
                 row[name + "_s"] = lane_wall(rt, lane, m, n, k, ops, 10)
+                got = c.get().astype(np.float64)
+                row[name + "_rel_error"] = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
             row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32_s"]
+            try:
+                import torch
+
+                torch.backends.cuda.matmul.allow_tf32 = False
+                x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+                row["torch_s"] = torch_wall(x.T if ta else x, y.T if tb else y, 10)
+            except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+                row["torch"] = f"absent: {type(exc).__name__}"
             rows.append(row)
     return rows
 

@@ -2,9 +2,9 @@
 
 `plan()` decides once per (shape, layout, contract, device) and returns a `Plan`, kept by the
 runtime: the exact contract's lane (the small-rows lane for products with m or n up to
-MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, the float32 family
-split over K where its grid would leave most compute units idle (opt-in: CLGEMM_SPLITK=1),
-else the float32 family), the station the call passes (ABFT for check=True, the approximate
+MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, split over K where
+its one launch or the float32 family's grid would leave most compute units idle (opt-in:
+CLGEMM_SPLITK=1), else the float32 family), the station the call passes (ABFT for check=True, the approximate
 methods under rel_tol, the online selector), and why.
 """
 
@@ -19,7 +19,7 @@ from .kernels.tensorcore import TcSchedule
 from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule, lane_for
 from .lanes.gemv import GemvLane, fits
 from .lanes.probe import tensorcore_available, wgmma_support
-from .lanes.splitk import SplitKLane, splitk_plan
+from .lanes.splitk import SplitKLane, TcSplitKLane, splitk_plan, tc_slices
 from .lanes.tc import schedule_for, wgmma_3x_schedule
 from .lanes.tc_exact import TcExactLane
 from .plan import Contract, Plan, PlanKey
@@ -58,8 +58,15 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
                f"float32 family ({chosen.key()}) backs the stations")
     elif key.schedule is None and key.selector == "static":
         tc = exact_lane(rt, m, n, k, fp32)
-        split = splitk_plan(rt, chosen, m, n, k) if tc is None else None
-        if tc is not None:
+        tc_split = tc_splitk_lane(rt, m, n, k) if tc is None else None
+        split = splitk_plan(rt, chosen, m, n, k) if tc is None and tc_split is None else None
+        if tc_split is not None:
+            exact = tc_split
+            why = (f"{exact.name}: the exact lane {table_note} promoted (3xTF32) would leave "
+                   f"most compute units idle on {m}x{n}; "
+                   f"{exact.note(m, n, k, key.trans_a, key.trans_b)}; the float32 family "
+                   f"({chosen.key()}) backs the stations (CLGEMM_SPLITK=1)")
+        elif tc is not None:
             exact = tc
             promoted = tables.load_table(rt.device).tensorcore
             since = f", from {promoted.min_flops:.3g} flops" if promoted is not None else ""
@@ -127,6 +134,18 @@ def _table_note(rt: Runtime) -> str:
 
 
 # ---- the tensor-core lanes --------------------------------------------------------------
+def _promoted_3x(rt: Runtime):
+    """The device table's tensor-core lane where 3xTF32 serves the exact contract there and
+    may here (promoted by the gate, not switched off by CLGEMM_EXACT_LANE=fp32, the probe
+    passed), else None."""
+    if os.environ.get("CLGEMM_EXACT_LANE", "").lower() == "fp32":
+        return None
+    lane = tables.load_table(rt.device).tensorcore
+    if lane is None or lane.exact != "3xtf32" or not tensorcore_available(rt):
+        return None
+    return lane
+
+
 def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.WgSchedule | None":
     """The 3xTF32 schedule that serves the exact contract (rel_tol=None) on this device, or
     None: the float32 family serves. 3xTF32 serves only where the device table says the gate
@@ -134,14 +153,10 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
     the capability probe passes and CLGEMM_EXACT_LANE is not "fp32" (the switch back to the
     float32 family). The wgmma 3xTF32 kernel serves instead where the table names it
     (`exact_kernel`, set where the gate promoted it over mma.sync) and its own probe passes."""
-    if os.environ.get("CLGEMM_EXACT_LANE", "").lower() == "fp32":
+    if min(m, n, k) == 0 or 2.0 * m * n * k < _min_flops(rt):
         return None
-    lane = tables.load_table(rt.device).tensorcore
-    if lane is None or lane.exact != "3xtf32" or min(m, n, k) == 0:
-        return None
-    if 2.0 * m * n * k < lane.min_flops:
-        return None
-    if not tensorcore_available(rt):
+    lane = _promoted_3x(rt)
+    if lane is None:
         return None
     wg = wgmma_exact_schedule(rt, m, n) if lane.exact_kernel == "wgmma" else None
     s = wg or schedule_for(rt, "3xtf32", m, n, k)
@@ -159,6 +174,36 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
 # 512x5632x2048 (176) 309 against 385. Per-class tables (the tuner's shape classes) are to
 # replace this rule.
 MIN_TILES_PER_UNIT = 0.5
+
+
+def _min_flops(rt: Runtime) -> float:
+    lane = tables.load_table(rt.device).tensorcore
+    return lane.min_flops if lane is not None else float("inf")
+
+
+# Split over K, 3xTF32 serves products from here on where its one launch would leave most
+# units idle (the tile rule above), below the table's min_flops too: that floor was set on
+# squares, whose one launch filled the device. A guess until the plan campaign's `skinny`
+# and `trace_lanes` parts time it (CLGEMM_SPLITK=1 switches the lane on).
+TC_SPLITK_MIN_FLOPS = 1e9
+
+
+def tc_splitk_lane(rt: Runtime, m: int, n: int, k: int) -> "TcSplitKLane | None":
+    """3xTF32 over K slices for a product the one-launch lane would leave underfilled, where
+    CLGEMM_SPLITK=1, the device promoted 3xTF32 and the product has at least
+    TC_SPLITK_MIN_FLOPS; None otherwise."""
+    if os.environ.get("CLGEMM_SPLITK", "") != "1" or min(m, n, k) == 0:
+        return None
+    if 2.0 * m * n * k < TC_SPLITK_MIN_FLOPS or _promoted_3x(rt) is None:
+        return None
+    s = schedule_for(rt, "3xtf32", m, n, k)
+    tiles = (-(-m // s.block_m)) * (-(-n // s.block_n))
+    if tiles >= MIN_TILES_PER_UNIT * rt.device.compute_units:
+        return None
+    slices = tc_slices(rt, s, m, n, k)
+    if slices <= 1:
+        return None
+    return rt.cached(("3xtf32 splitk lane", s, slices), lambda: TcSplitKLane(rt, s, slices))
 
 
 def exact_lane(rt: Runtime, m: int, n: int, k: int, fallback: Fp32Lane) -> TcExactLane | None:

@@ -167,7 +167,7 @@ class Products:
         stride = splitk.slab_stride(m, n)
         part = self.gd.raw(4 * stride * slices)
         sk = splitk.get_tc_splitk(self.rt, s, layout)
-        used, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, slices, flag)
+        used, _, _ = sk.enqueue(self.queue, m, n, k, alpha, a, b, part, slices, flag)
         splitk.sum_slabs(self.rt, self.queue, m, n, used, stride, part, 0.0, c)
         self.launches += 1
         return True

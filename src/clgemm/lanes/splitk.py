@@ -31,7 +31,8 @@ from ..kernels.tensorcore import render_tc
 from ..operands import Operand, transposed_c
 from ..schedule import Schedule
 from .fp32 import layout_for, search_space
-from .mma import default_dialect
+from .mma import default_dialect, fitting_schedule, nonfinite_flag
+from .mma import layout_for as tc_layout_for
 
 # (schedule key, sustained TFLOP/s on 3072^3 on the H100) of validated schedules by tile.
 CANDIDATES = (
@@ -174,8 +175,12 @@ class TcSplitK:
     products (3072 x 128 x 3072) have 24 output tiles of 128 x 128: without slices they would
     occupy 24 of 132 units."""
 
-    def __init__(self, rt, schedule, layout, dialect=None) -> None:
-        src = split_source(render_tc(schedule, layout, dialect or default_dialect()), TC_NAME,
+    def __init__(self, rt, schedule, layout, dialect=None, ieee_fallback: bool = False) -> None:
+        # ieee_fallback: a tile of a slab with a non-finite output is recomputed over that
+        # slice of K in float32 dot products inside the kernel (render_tc), so the sum of
+        # the slabs propagates Inf and NaN as the float32 family does (the exact lane's)
+        src = split_source(render_tc(schedule, layout, dialect or default_dialect(),
+                                     ieee_fallback=ieee_fallback), TC_NAME,
                            "guard_tc_splitk", "__global int* nonfinite)", layout, 1)
         self.schedule = schedule
         self.layout = layout
@@ -187,7 +192,9 @@ class TcSplitK:
         self.lock = threading.Lock()
 
     def enqueue(self, queue, m, n, k, alpha, a: Operand, b: Operand, part, slices: int,
-                flag) -> tuple[int, int]:
+                flag) -> tuple[int, int, "cl.Event"]:
+        """alpha op(A)[:, slice] op(B)[slice, :] into slab s of `part` for each K slice:
+        (slices used, K per slice, the launch's event)."""
         s = self.schedule
         kc = -(-k // slices)
         kc = -(-kc // s.block_k) * s.block_k  # slices start on k-tiles (16-byte aligned)
@@ -196,8 +203,9 @@ class TcSplitK:
         with self.lock:
             self.kernel.set_args(m, n, k, alpha, 0.0, a.buffer, a.ld, a.offset, b.buffer, b.ld,
                                  b.offset, part, n, 0, flag, kc, slab_stride(m, n))
-            cl.enqueue_nd_range_kernel(queue, self.kernel, (gx, slices), (s.threads, 1))
-        return slices, kc
+            event = cl.enqueue_nd_range_kernel(queue, self.kernel, (gx, slices),
+                                               (s.threads, 1))
+        return slices, kc, event
 
 
 def tc_slices(rt, schedule, m: int, n: int, k: int) -> int:
@@ -209,10 +217,10 @@ def tc_slices(rt, schedule, m: int, n: int, k: int) -> int:
     return max(1, min(want, k // MIN_SLICE, 48))
 
 
-def get_tc_splitk(rt, schedule, layout) -> TcSplitK:
+def get_tc_splitk(rt, schedule, layout, ieee_fallback: bool = False) -> TcSplitK:
     dialect = default_dialect()
-    return rt.cached(("tc splitk", schedule, layout, dialect),
-                     lambda: TcSplitK(rt, schedule, layout, dialect))
+    return rt.cached(("tc splitk", schedule, layout, dialect, ieee_fallback),
+                     lambda: TcSplitK(rt, schedule, layout, dialect, ieee_fallback))
 
 
 def slab_stride(m: int, n: int) -> int:
@@ -319,3 +327,39 @@ def splitk_plan(rt, schedule: Schedule, m: int, n: int, k: int) -> Plan | None:
         return None
     chosen = plan(rt, m, n, k, schedule)
     return chosen if chosen.slices > 1 else None
+
+
+class TcSplitKLane:
+    """The exact contract on 3xTF32 (mma.sync) for a product whose output has too few of the
+    lane's tiles to fill the device (BERT's 1024 x 768 outputs, a prefill's 512 x 2048: 48
+    and 64 tiles of 128 x 128 for 132 units): the kernel over K slices, each slab's tile
+    recomputed in float32 where its output is not finite, then the slabs summed in order into
+    C (+ beta C). Same interface as the float32 lane; the plan's float32 lane backs the
+    stations. Opt-in (CLGEMM_SPLITK=1) until measured on a GPU."""
+
+    name = "3xtf32-splitk"
+
+    def __init__(self, rt, schedule, slices: int) -> None:
+        self.rt = rt
+        self.schedule = schedule
+        self.slices = slices
+
+    def note(self, m: int, n: int, k: int, trans_a: bool, trans_b: bool) -> str:
+        return f"K in {self.slices} slices over 3xTF32 {self.schedule.key()}"
+
+    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
+        a, b, c, m, n = transposed_c(a, b, c, m, n)
+        layout = tc_layout_for(a, b)
+        schedule = fitting_schedule(self.rt, self.schedule, layout)
+        stride = slab_stride(m, n)
+        slices = max(1, min(self.slices, k // MIN_SLICE))
+        part = self.rt.pooled(4 * stride * slices, what="split-K partial products")
+        kernel = get_tc_splitk(self.rt, schedule, layout, ieee_fallback=True)
+        used, _, first = kernel.enqueue(queue, m, n, k, alpha, a, b, part, slices,
+                                        nonfinite_flag(self.rt).scratch)
+        last = sum_slabs(self.rt, queue, m, n, used, stride, part, beta, c)
+        if info is not None:
+            info.extra["lane"] = self.name
+            info.events += [first, last]
+        return last
