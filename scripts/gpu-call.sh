@@ -66,7 +66,7 @@ stage_suite() {
 }
 
 stage_plan() {
-    local d=$W/plan quick=() parts=floor,check,check_profile,approx,approx_profile,host_path,gemv,batched,exact_lanes,skinny,trace_lanes
+    local d=$W/plan quick=() parts=floor,check,check_profile,approx,approx_profile,host_path,gemv,batched,exact_lanes,skinny,trace_lanes,batched_lanes
     [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,check,approx,batched,exact_lanes,skinny; }
     timeout 420 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
         "${quick[@]}" > "$d/plan.log" 2>&1

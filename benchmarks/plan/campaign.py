@@ -708,11 +708,75 @@ def batched(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
+def batched_lanes(rt, rng) -> list[dict]:
+    """Every distinct batched product of the model traces (attention: decode's 1-16 query
+    rows, prefill's 512) on each lane that can run it in one launch, chained wall per call
+    on the user queue, beside torch.matmul: the route's choice through matmul, the small-rows
+    lane (m or n at most 16) and the float32 family's batched kernel; each result's error
+    against float64. Decode attention ran 2.2-4.3x torch's time on the small-rows lane
+    (records/nvidia-h100/2026-12-07-plan-traces): the evidence for that rule."""
+    from clgemm.bench.model import trace_calls
+    from clgemm.kernels.gemv import MAX_ROWS
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+
+    seen, rows = set(), []
+    for path in sorted(Path("traces/models").glob("*.jsonl")):
+        for call in trace_calls(path):
+            m, n, k, ta, tb = call.shape
+            if call.batch == 1 or (call.shape, call.batch) in seen:
+                continue
+            seen.add((call.shape, call.batch))
+            nb = call.batch
+            A = rng.standard_normal((nb, k, m) if ta else (nb, m, k), np.float32)
+            B = rng.standard_normal((nb, n, k) if tb else (nb, k, n), np.float32)
+            a, b = clgemm.to_device(A), clgemm.to_device(B)
+            c = clgemm.to_device(np.full((nb, m, n), np.nan, np.float32))
+            ref = np.matmul((np.swapaxes(A, 1, 2) if ta else A).astype(np.float64),
+                            (np.swapaxes(B, 1, 2) if tb else B).astype(np.float64))
+            p = clgemm.plan(m, n, k, batch=nb, trans_a=ta, trans_b=tb)
+            row = {"trace": path.stem, "name": call.name, "batch": nb, "m": m, "n": n, "k": k,
+                   "trans_a": ta, "trans_b": tb, "route": p.lane.name, "why": p.why}
+
+            def err() -> float:
+                got = c.get().astype(np.float64)
+                return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+            call_ = lambda: clgemm.matmul(a, b, C=c, trans_a=ta, trans_b=tb)  # noqa: E731
+            call_()
+            row["matmul_s"] = med(rounds(call_, rt.user_queue.finish, 20))
+            row["matmul_error"] = err()
+            ops = (Operand(a.base_data, 0, m if ta else k, ta),
+                   Operand(b.base_data, 0, k if tb else n, tb),
+                   Operand(c.base_data, 0, n, False))
+            strides = (m * k, k * n, m * n)
+            lanes = {"fp32-batched": p.fallback}
+            if min(m, n) <= MAX_ROWS:
+                lanes["gemv"] = rt.cached("gemv lane", lambda: GemvLane(rt))
+            for name, lane in lanes.items():
+                launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
+                    nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
+                launch()
+                row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
+                row[name + "_error"] = err()
+            try:
+                import torch
+
+                torch.backends.cuda.matmul.allow_tf32 = False
+                x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+                row["torch_s"] = torch_wall(x.transpose(1, 2) if ta else x,
+                                            y.transpose(1, 2) if tb else y, 20)
+            except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+                row["torch"] = f"absent: {type(exc).__name__}"
+            rows.append(row)
+    return rows
+
+
 PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
-         "trace_lanes")
+         "trace_lanes", "batched_lanes")
 
 
 def main(argv=None) -> int:
@@ -763,6 +827,8 @@ def main(argv=None) -> int:
     step("batched", lambda: batched(rt, rng, args.quick))
     step("skinny", lambda: skinny(rt, rng, args.quick))
     step("trace_lanes", lambda: trace_lanes(rt, rng))
+    if not args.quick:
+        step("batched_lanes", lambda: batched_lanes(rt, rng))
     return 0
 
 
