@@ -4,8 +4,9 @@
 runtime: the exact contract's lane (the small-rows lane for products with m or n up to
 MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, split over K where
 its one launch or the float32 family's grid would leave most compute units idle (opt-in:
-CLGEMM_SPLITK=1), else the float32 family), the station the call passes (ABFT for check=True, the approximate
-methods under rel_tol, the online selector), and why.
+CLGEMM_SPLITK=1), else the float32 family), the station the call passes (ABFT for
+check=True, the approximate methods under rel_tol, TF32 judged on the device first where it
+serves the budget, the online selector), and why.
 """
 
 from __future__ import annotations

@@ -195,8 +195,7 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
                             "judged_on_device": True,
                             "device_s": sum(rt.seconds(e) for e in probe_info.events),
                             "seconds": time.perf_counter() - t0}
-    info.error_estimate = verdict.estimate
-    if verdict.fell_back:
+    if verdict.fell_back:  # the exact product was returned: no estimate to report for it
         extra["tensor_core"]["rejected"] = f"estimate {verdict.estimate:.3g} > budget {budget:.3g}"
         extra["exact_reason"] = "the TF32 estimate missed the budget: exact computed on the device"
         info.method = "exact"
@@ -205,6 +204,7 @@ def _tensor_core(rt: Runtime, A, B, C, alpha, beta, trans_a, trans_b, budget, in
         info.kernel_s = box["fallback_s"]
         return result
     info.method = "tf32"
+    info.error_estimate = verdict.estimate
     info.schedule = box["schedule"]
     info.kernel_s = box["product_s"]
     info.fell_back = False
