@@ -119,6 +119,16 @@ typedef float real;
 #define NORM_OF(q) (q)
 #endif
 #define TINY_F 1.1754943508222875e-38
+// the percentiles abft_judge2 reads (indices of its per-percentile arrays)
+#define Q_P75 0
+#define Q_P99 1
+#define Q_TOP10 2
+#define Q_TOP3 3
+#define Q_C75 4
+#define Q_CTOP10 5
+#define Q_CTOPQ 6
+#define Q_CTOP3 7
+#define NQ 8
 
 // U[b, k] = sum_{i in block b} op(A)[i, k], Ua[b, k] = sum op(A)[i, k]^2 (both real).
 // op(A)[i, k] = A[off + (TA ? k * ld + i : i * ld + k)].  global (K, NB)
@@ -524,47 +534,6 @@ void abft_judge1(const int N, const int NB, const int M, const int Bs,
   }
 }
 
-float abft_percentile_level(__global const uint* hist, __local const uint* part,
-                            const uint need)
-{
-  // the upper edge of the histogram bin holding the need-th smallest ratio
-  const int per = NH / JW;
-  uint c = 0; int bin = NH - 1;
-  for (int q = 0; q < JW; q++) {
-    if (c + part[q] >= need) {
-      for (int h = q * per; h < q * per + per; h++) {
-        c += hist[h];
-        if (c >= need) { bin = h; break; }
-      }
-      break;
-    }
-    c += part[q];
-  }
-  return exp2((float)(bin + 1) * 0.25f - 48.0f);
-}
-
-float abft_percentile_interp(__global const uint* hist, __local const uint* part,
-                             const uint need)
-{
-  // the need-th smallest ratio, interpolated within its bin (log-uniform there): the upper
-  // edge alone overstates a level by up to 2^(1/4)
-  const int per = NH / JW;
-  uint c = 0;
-  for (int q = 0; q < JW; q++) {
-    if (c + part[q] >= need) {
-      for (int h = q * per; h < q * per + per; h++) {
-        const uint in_bin = hist[h];
-        if (c + in_bin >= need)
-          return exp2(((float)h + (float)(need - c) / (float)in_bin) * 0.25f - 48.0f);
-        c += in_bin;
-      }
-      break;
-    }
-    c += part[q];
-  }
-  return exp2((float)NH * 0.25f - 48.0f);
-}
-
 // z = r / scale of a checkable block sum, NaN where it is unverifiable or not finite
 float abft_ratio(__global const real* R, __global const real* SC, __global const real* RG,
                  const long t)
@@ -725,8 +694,10 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
 {
   __local float T_, Tc_;
   __local uint mx[3];  // max ratio, max rigorous ratio, max tau (bits)
-  __local uint part[JW];  // histogram counts per chunk of NH / JW bins
+  __local uint part[JW];  // histogram counts per chunk of NH / JW bins (then their prefix sums)
   __local uint partc[JW];  // the same of the centred ratios' histogram
+  __local int qsel[NQ];  // each percentile's chunk
+  __local float qlevel[NQ], qinterp[NQ];  // each percentile's bin edge, and interpolated
   const int lid = get_local_id(0);
   const int per = NH / JW;
   uint own = 0u, ownc = 0u;
@@ -734,12 +705,65 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
     own += sum[HEAD + lid * per + h];
     ownc += sum[CENTRED + lid * per + h];
   }
-  part[lid] = own;  // the chunks are read in parallel; one serial walk over JW sums
+  part[lid] = own;
   partc[lid] = ownc;
+  if (lid < NQ) qsel[lid] = -1;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  // Prefix sums of the chunks, then each percentile's chunk found by the work-item whose
+  // chunk holds its rank, and its bin within the chunk by one work-item a percentile: one
+  // work-item walking JW chunk sums and, per percentile, the bins of global memory was most
+  // of this kernel's 12-23 us on the H100 (every work-group did it, in parallel).
+  for (int off = 1; off < JW; off <<= 1) {
+    const uint add = lid >= off ? part[lid - off] : 0u;
+    const uint addc = lid >= off ? partc[lid - off] : 0u;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    part[lid] += add;
+    partc[lid] += addc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const uint tot = part[JW - 1];  // the non-zero residuals (the histogram's population)
+  const uint totc = partc[JW - 1];
+  const uint qn = (uint)clamp(NB, 1, 10);
+  // the ranks asked for: Q_P75, Q_P99, Q_TOP10, Q_TOP3 of |r| / scale; Q_C75, Q_CTOP10,
+  // Q_CTOPQ, Q_CTOP3 of the centred ratios (a rank past the population: no bin, the top)
+  uint need[NQ];
+  need[Q_P75] = (uint)ceil(0.75f * (float)tot);
+  need[Q_P99] = (uint)ceil(0.99f * (float)tot);
+  need[Q_TOP10] = tot - 9u;
+  need[Q_TOP3] = tot - 2u;
+  need[Q_C75] = (uint)ceil(0.75f * (float)totc);
+  need[Q_CTOP10] = totc - 9u;
+  need[Q_CTOPQ] = totc + 1u - qn;
+  need[Q_CTOP3] = totc - 2u;
+  for (int qi = 0; qi < NQ; qi++) {
+    __local const uint* inc = qi < Q_C75 ? part : partc;
+    // the first chunk whose running count reaches the rank (the serial walk's)
+    if (inc[lid] >= need[qi] && (lid == 0 || inc[lid - 1] < need[qi])) qsel[qi] = lid;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (lid < NQ) {
+    // within its chunk: the bin's upper edge (level) and the rank interpolated in the bin
+    __global const uint* hist = sum + (lid < Q_C75 ? HEAD : CENTRED);
+    __local const uint* inc = lid < Q_C75 ? part : partc;
+    const int q = qsel[lid];
+    float level = exp2((float)NH * 0.25f - 48.0f), interp = level;
+    if (q >= 0) {
+      uint c = q ? inc[q - 1] : 0u;
+      for (int h = q * per; h < q * per + per; h++) {
+        const uint in_bin = hist[h];
+        if (c + in_bin >= need[lid]) {
+          level = exp2((float)(h + 1) * 0.25f - 48.0f);
+          interp = exp2(((float)h + (float)(need[lid] - c) / (float)in_bin) * 0.25f - 48.0f);
+          break;
+        }
+        c += in_bin;
+      }
+    }
+    qlevel[lid] = level;
+    qinterp[lid] = interp;
+  }
   barrier(CLK_LOCAL_MEM_FENCE);
   if (lid == 0) {
-    uint tot = 0u;  // the non-zero residuals (the histogram's population)
-    for (int q = 0; q < JW; q++) tot += part[q];
     float T = INFINITY;
     if (sum[2] >= (uint)min_side) {
       // T = max(kappa p75, min(c_dev, max(kappa99 p99, c_min))): the floor c_dev covers the
@@ -747,8 +771,8 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
       // below it gets a lower T, never below c_min (the largest clean |r| / scale seen in
       // calibration: where all but a few sums are near-exact, p99 says nothing of the few).
       // Never above max(kappa p75, c_dev); one faulty sum cannot lower it.
-      const float p75 = abft_percentile_level(sum + HEAD, part, (uint)ceil(0.75f * (float)tot));
-      const float p99 = abft_percentile_level(sum + HEAD, part, (uint)ceil(0.99f * (float)tot));
+      const float p75 = qlevel[Q_P75];
+      const float p99 = qlevel[Q_P99];
       T = fmax(kappa * p75, fmin(c_dev, fmax(kappa99 * p99, c_min)));
       // Fewer than 1 in 100 checkable sums carry any roundoff (exact data: integers):
       // their percentiles describe the few, which may be the faults themselves (one faulty
@@ -760,10 +784,9 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
       if (z_top > 0.0f && tot >= %(GAUSS_MIN)d) {
         // one faulty sum moves neither the 75th percentile nor the 10th largest much; a
         // whole faulty row (n sums) lifts the 10th largest and the branch stays off
-        const float sigma =
-            abft_percentile_interp(sum + HEAD, part, (uint)ceil(0.75f * (float)tot)) / 1.1503f;
-        const float top10 = abft_percentile_interp(sum + HEAD, part, tot - 9u);
-        const float top3 = abft_percentile_interp(sum + HEAD, part, tot - 2u);
+        const float sigma = qinterp[Q_P75] / 1.1503f;
+        const float top10 = qinterp[Q_TOP10];
+        const float top3 = qinterp[Q_TOP3];
         if (top10 <= z_top * sigma)
           T = fmin(T, fmax(fmax(gauss_z * sigma, 1.5f * top10), %(GAUSS_TOP3).8ef * top3));
       }
@@ -772,18 +795,14 @@ void abft_judge2(const int N, const int NB, const float c_dev, const float c_min
     // least GAUSS_MIN centred sums of which at least 1 in 100 non-zero.
     float Tc = INFINITY;
     if (centred && z_top > 0.0f) {
-      uint totc = 0u;
-      for (int q = 0; q < JW; q++) totc += partc[q];
       const uint popc = totc + sum[9];
       if (popc >= %(GAUSS_MIN)du && totc >= 10u && totc * 100u >= popc) {
-        const float sigma = abft_percentile_interp(
-            sum + CENTRED, partc, (uint)ceil(0.75f * (float)totc)) / 1.1503f;
-        const float top10 = abft_percentile_interp(sum + CENTRED, partc, totc - 9u);
+        const float sigma = qinterp[Q_C75] / 1.1503f;
+        const float top10 = qinterp[Q_CTOP10];
         // a whole column of block sums (NB of them) may differ from the rest by its data:
         // with fewer than 10 block rows T_c stays above the NB-th largest, not the 10th
-        const uint q = (uint)clamp(NB, 1, 10);
-        const float topq = abft_percentile_interp(sum + CENTRED, partc, totc + 1u - q);
-        const float top3 = abft_percentile_interp(sum + CENTRED, partc, totc - 2u);
+        const float topq = qinterp[Q_CTOPQ];
+        const float top3 = qinterp[Q_CTOP3];
         if (top10 <= z_top * sigma && sigma >= %(CENTRE_MIN_SIGMA).8ef)
           Tc = fmax(fmax(gauss_z * sigma, 1.5f * fmax(top10, topq)), %(GAUSS_TOP3).8ef * top3);
       }
