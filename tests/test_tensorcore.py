@@ -261,6 +261,69 @@ def test_nvidia_3xtf32_wide_exponents(rng):
     assert err <= 2.0 * np_err
 
 
+@pytest.mark.parametrize("shape,ta,tb", [((1000, 1003, 777), False, False),
+                                         ((2048, 1536, 3000), False, True)])
+def test_nvidia_rel_tol_judged_on_the_device(shape, ta, tb, rng):
+    """rel_tol=1e-2 on the card's TF32 (mma.sync, and wgmma where it routes) through the
+    plan's judged path: device arrays reporting nothing (no wait), then a reported call;
+    TF32's error, within the budget, and the verdict read back."""
+    import clgemm
+
+    rt = _nvidia_runtime()
+    m, n, k = shape
+    A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    ref = 0.5 * ((A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64))
+    a, b, c = (clgemm.to_device(x, device=rt.device) for x in (A, B, C0))
+    assert clgemm.plan(m, n, k, trans_a=ta, trans_b=tb, rel_tol=1e-2, device=rt.device).judged
+    out = clgemm.matmul(a, b, C=c, alpha=0.5, beta=-1.0, trans_a=ta, trans_b=tb, rel_tol=1e-2)
+    want = ref - C0.astype(np.float64)
+    err = np.linalg.norm(out.get() - want) / np.linalg.norm(want)
+    assert 1e-6 < err <= 1e-2
+    got, info = clgemm.matmul(a, b, alpha=0.5, trans_a=ta, trans_b=tb, rel_tol=1e-2,
+                              return_info=True)
+    assert info.method == "tf32" and 0 < info.error_estimate <= 1e-2, info.extra
+    err = np.linalg.norm(got.get() - ref) / np.linalg.norm(ref)
+    assert err <= info.error_estimate  # the estimate carries its safety factor
+
+
+@pytest.mark.parametrize("shape,tb", [((512, 2048, 2048), True), ((1000, 700, 3001), False)])
+def test_nvidia_split_3xtf32_lane(shape, tb, rng):
+    """The 3xTF32 split-K lane's real PTX: within 2x numpy float32's error, with alpha and
+    beta; an Inf operand propagates as numpy's float32 does."""
+    from clgemm.lanes.splitk import TcSplitKLane, tc_slices
+    from clgemm.lanes.tc import schedule_for
+
+    rt = _nvidia_runtime()
+    m, n, k = shape
+    s = schedule_for(rt, "3xtf32", m, n, k)
+    lane = TcSplitKLane(rt, s, max(2, tc_slices(rt, s, m, n, k)))
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    for poisoned in (False, True):
+        if poisoned:
+            A[3, k - 5] = np.inf
+        bufs = [cl.Buffer(rt.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
+                          hostbuf=x) for x in (A, B, C0)]
+        ops = (Operand(bufs[0], 0, k, False), Operand(bufs[1], 0, k if tb else n, tb),
+               Operand(bufs[2], 0, n, False))
+        lane.enqueue(m, n, k, 1.5, 0.5, *ops, rt.queue).wait()
+        out = np.empty((m, n), np.float32)
+        cl.enqueue_copy(rt.queue, out, bufs[2], is_blocking=True)
+        opB = B.T if tb else B
+        with np.errstate(invalid="ignore", over="ignore"):
+            ref32 = np.float32(1.5) * (A @ opB) + np.float32(0.5) * C0
+        assert np.array_equal(np.isnan(out), np.isnan(ref32))
+        assert np.array_equal(np.isinf(out), np.isinf(ref32))
+        fin = np.isfinite(ref32)
+        ref = 1.5 * (A.astype(np.float64) @ opB.astype(np.float64)) + 0.5 * C0
+        err = np.linalg.norm(out[fin] - ref[fin]) / np.linalg.norm(ref[fin])
+        np_err = np.linalg.norm(ref32[fin] - ref[fin]) / np.linalg.norm(ref[fin])
+        assert err <= 2.0 * np_err, (poisoned, err, np_err)
+
+
 # ---- the exact lane through matmul (emulated on PoCL) ----------------------------------------
 @pytest.fixture
 def promoted_lane(monkeypatch):
