@@ -148,9 +148,10 @@ class _Binary:
 
 def test_a_failed_cache_write_leaves_no_temporary(rt, tmp_path):
     program = _Binary(rt.build(SRC_X, "-DNOCACHE_PROBE=1", use_disk_cache=False).program)
-    assert len(program.binaries[0]) > 1024
+    size = len(program.binaries[0])  # 824 bytes on Rusticl, several KiB elsewhere
+    assert size > 64
     path = tmp_path / "k.bin"
-    with disk_full(1024):
+    with disk_full(size // 2):  # the write fails halfway
         rt._store(path, program)  # fails quietly: a cache that cannot be written costs a compile
     assert os.listdir(tmp_path) == []
 
