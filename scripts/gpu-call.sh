@@ -18,6 +18,9 @@
 #   tune    clgemm tune at 2048 without a prior (forest) and with the transfer prior (the
 #           H100's 1400 and 3072 measurements of records/nvidia-h100/2026-11-25-tune-campaign),
 #           then CLBlast's own tuner in the same session (issue 21's re-run of issue 5)
+#   sass    the float32 family's PTX at 1400/2048/3072 through ptxas -v and cuobjdump (the
+#           hottest loop's FFMA share), launched through CUDA beside cuBLAS, under ncu
+#           (issue 18's "known only from the SASS"; benchmarks/kpi/fp32_sass.py)
 # DEVICE (default NVIDIA) picks the device; QUICK=1 shrinks every stage (a dry run on a CPU
 # device, 2 minutes on 2 cores: DEVICE=pthread QUICK=1 OUT=/tmp/out bash scripts/gpu-call.sh
 # suite plan traces soak abft; its half-minute soak fails its verdict by design: one window
@@ -138,10 +141,32 @@ PY
     return 0
 }
 
+stage_sass() {
+    # the float32 family's machine code at the KPI sizes (issue 18): ptxas -v, the hottest
+    # loop's instruction mix, the kernel through CUDA beside cuBLAS, and ncu's counters of both
+    local d=$W/sass n sizes=(1400 2048 3072) tool=benchmarks/kpi/fp32_sass.py
+    [ "$QUICK" = 1 ] && sizes=(96)
+    timeout 120 python3 $tool dump "$d" "${sizes[@]}" > "$d/dump.log" 2>&1
+    echo "dump rc=$?"
+    [ "$QUICK" = 1 ] && return 0
+    timeout 120 python3 $tool sass "$d" > "$d/sass.log" 2>&1
+    echo "sass rc=$?"
+    pack sass
+    for n in "${sizes[@]}"; do
+        timeout 60 python3 $tool launch "$d" "$n" >> "$d/launch.log" 2>&1
+        echo "launch $n rc=$?"
+    done
+    pack sass
+    timeout 240 ncu --clock-control none --csv --page raw --metrics "$(python3 $tool metrics)" \
+        -k regex:"clgemm|gemm" python3 $tool launch "$d" 2048 1 > "$d/ncu.csv" 2> "$d/ncu.err"
+    echo "ncu rc=$?"
+    return 0
+}
+
 for stage in "$@"; do
     case "$stage" in
-        suite|plan|traces|soak|abft|tune) ;;
-        *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft, tune)" >&2; exit 2 ;;
+        suite|plan|traces|soak|abft|tune|sass) ;;
+        *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft, tune, sass)" >&2; exit 2 ;;
     esac
     mkdir -p "$W/$stage"
     header "$W/$stage"
