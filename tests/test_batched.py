@@ -153,3 +153,91 @@ def test_a_batch_of_sixteen_row_products_at_decode_attention_size(rng):
     for i in (0, 31):
         ref, np_err = reference(A[i], B[i], trans_b=True)
         assert_close_to_reference(got[i], ref, np_err)
+
+
+# ---- 3xTF32's batched kernel (lanes/tc_batched.py; emulated PTX on the CPU devices) ---------
+@pytest.fixture
+def tc_batched(monkeypatch):
+    """3xTF32's batched lane for every batch that is not the small-rows lane's, its PTX
+    emulated in plain OpenCL C, small tiles (PoCL compiles the emulated 128 x 128 kernels
+    for minutes)."""
+    from dataclasses import replace
+
+    from clgemm import route
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+    from clgemm.lanes.tc_batched import TcBatchedLane
+    from clgemm.runtime import get_runtime
+    from conftest import emulate_tensor_cores
+
+    rt = get_runtime()
+    small = replace(DEFAULT_SCHEDULES["3xtf32"], block_m=32, block_n=16, block_k=16,
+                    warps_m=2, warps_n=1)
+    emulate_tensor_cores(monkeypatch, rt)
+    monkeypatch.setattr(route, "tc_batched_lane",
+                        lambda rt_, batch, m, n, k: TcBatchedLane(rt, small))
+    return small
+
+
+@pytest.mark.parametrize("ta,tb,ba,bb", [(False, False, 5, 5), (True, False, 5, None),
+                                         (False, True, 1, 5), (True, True, 5, 1)])
+def test_tensor_core_batches_every_layout_and_broadcast(tc_batched, ta, tb, ba, bb, rng):
+    """Odd shapes, each transpose, broadcast operands (2-D, or a batch of one), alpha and
+    beta, numpy and device arrays (C poisoned where beta == 0), within the exact contract."""
+    m, n, k = 37, 45, 29
+    assert clgemm.plan(m, n, k, batch=5, trans_a=ta, trans_b=tb).lane.name == "3xtf32-batched"
+    A, B = _operand(rng, ba, m, k, ta), _operand(rng, bb, k, n, tb)
+    C0 = rand(rng, (5, m, n))
+    got = clgemm.matmul(A, B, C=C0.copy(), alpha=0.75, beta=-1.5, trans_a=ta, trans_b=tb)
+    _check(got, A, B, C0, 0.75, -1.5, ta, tb)
+    c = clgemm.to_device(np.full((5, m, n), np.nan, np.float32))
+    out = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), C=c, trans_a=ta, trans_b=tb)
+    assert out is c
+    _check(out.get(), A, B, None, 1.0, 0.0, ta, tb)
+
+
+def test_tensor_core_batches_strided_column_major_and_nonfinite(tc_batched, rng):
+    """Every other matrix of a larger array, a column-major C, and an Inf and a NaN in one
+    product of the batch: they propagate there as numpy's float32 does, the other products
+    stay finite and accurate (the kernel's in-tile float32 fallback)."""
+    assert clgemm.plan(21, 17, 33, batch=4).lane.name == "3xtf32-batched"
+    big_a = rand(rng, (8, 21, 40))
+    big_b = rand(rng, (4, 33, 17))
+    big_a[2, 5, 7] = np.inf  # product 1 of the batch (every other matrix)
+    big_a[2, 9, 30] = np.nan
+    a = clgemm.to_device(big_a)[::2, :, :33]
+    b = clgemm.to_device(big_b)
+    c_store = clgemm.to_device(np.full((4, 17, 21), np.nan, np.float32))
+    c = c_store.transpose((0, 2, 1))
+    assert clgemm.matmul(a, b, C=c) is c
+    got = c_store.get().transpose((0, 2, 1))
+    A = big_a[::2, :, :33]
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref32 = np.matmul(A, big_b)
+    assert np.array_equal(np.isnan(got), np.isnan(ref32))
+    assert np.array_equal(np.isinf(got), np.isinf(ref32)) and np.isinf(got[1]).any()
+    keep = [0, 2, 3]
+    _check(got[keep], A[keep], big_b[keep], None, 1.0, 0.0, False, False)
+
+
+def test_the_route_takes_3xtf32_batches_only_where_asked(monkeypatch):
+    """route.tc_batched_lane: a prefill's attention batch (32 x 512 x 512 x 128) on a device
+    that promoted 3xTF32, with CLGEMM_TC_BATCH=1; not a batch under TC_BATCH_MIN_FLOPS, nor
+    without the switch or a promoted lane."""
+    from types import SimpleNamespace
+
+    from clgemm import route
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+
+    rt = SimpleNamespace(device=SimpleNamespace(compute_units=132),
+                         cached=lambda key, build: build())
+    monkeypatch.setattr(route, "schedule_for", lambda rt, mode, m, n, k: DEFAULT_SCHEDULES[mode])
+    monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
+    monkeypatch.setenv("CLGEMM_TC_BATCH", "1")
+    lane = route.tc_batched_lane(rt, 32, 512, 512, 128)
+    assert lane is not None and lane.name == "3xtf32-batched"
+    assert route.tc_batched_lane(rt, 8, 64, 64, 64) is None  # 4e6 flops
+    monkeypatch.setattr(route, "_promoted_3x", lambda rt: None)
+    assert route.tc_batched_lane(rt, 32, 512, 512, 128) is None
+    monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
+    monkeypatch.delenv("CLGEMM_TC_BATCH")
+    assert route.tc_batched_lane(rt, 32, 512, 512, 128) is None

@@ -324,6 +324,32 @@ def test_nvidia_split_3xtf32_lane(shape, tb, rng):
         assert err <= 2.0 * np_err, (poisoned, err, np_err)
 
 
+def test_nvidia_batched_3xtf32_lane(rng):
+    """3xTF32's batched kernel (real PTX): a prefill attention-shaped batch, B stored
+    transposed and broadcast, alpha and beta, within 2x numpy float32's error per product."""
+    from clgemm.lanes.tc import schedule_for
+    from clgemm.lanes.tc_batched import TcBatchedLane
+
+    rt = _nvidia_runtime()
+    batch, m, n, k = 6, 509, 511, 131
+    lane = TcBatchedLane(rt, schedule_for(rt, "3xtf32", m, n, k))
+    A = rng.standard_normal((batch, m, k)).astype(np.float32)
+    B = rng.standard_normal((n, k)).astype(np.float32)  # one B^T for every product
+    C0 = rng.standard_normal((batch, m, n)).astype(np.float32)
+    bufs = [cl.Buffer(rt.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
+                      hostbuf=x) for x in (A, B, C0)]
+    ops = (Operand(bufs[0], 0, k, False), Operand(bufs[1], 0, k, True),
+           Operand(bufs[2], 0, n, False))
+    lane.enqueue_batched(batch, m, n, k, -0.5, 2.0, *ops, (m * k, 0, m * n), rt.queue).wait()
+    out = np.empty_like(C0)
+    cl.enqueue_copy(rt.queue, out, bufs[2], is_blocking=True)
+    for i in range(batch):
+        ref = -0.5 * (A[i].astype(np.float64) @ B.T.astype(np.float64)) + 2.0 * C0[i]
+        ref32 = np.float32(-0.5) * (A[i] @ B.T) + np.float32(2.0) * C0[i]
+        err = np.linalg.norm(out[i] - ref) / np.linalg.norm(ref)
+        assert err <= 2.0 * np.linalg.norm(ref32 - ref) / np.linalg.norm(ref), i
+
+
 # ---- the exact lane through matmul (emulated on PoCL) ----------------------------------------
 @pytest.fixture
 def promoted_lane(monkeypatch):

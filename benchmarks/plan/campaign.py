@@ -712,12 +712,15 @@ def batched_lanes(rt, rng) -> list[dict]:
     """Every distinct batched product of the model traces (attention: decode's 1-16 query
     rows, prefill's 512) on each lane that can run it in one launch, chained wall per call
     on the user queue, beside torch.matmul: the route's choice through matmul, the small-rows
-    lane (m or n at most 16) and the float32 family's batched kernel; each result's error
-    against float64. Decode attention ran 2.2-4.3x torch's time on the small-rows lane
+    lane (m or n at most 16), the float32 family's batched kernel and 3xTF32's (where the
+    device has tensor cores); each result's error against float64. Decode attention ran 2.2-4.3x torch's time on the small-rows lane
     (records/nvidia-h100/2026-12-07-plan-traces): the evidence for that rule."""
     from clgemm.bench.model import trace_calls
     from clgemm.kernels.gemv import MAX_ROWS
     from clgemm.lanes.gemv import GemvLane
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.lanes.tc import schedule_for
+    from clgemm.lanes.tc_batched import TcBatchedLane
     from clgemm.operands import Operand
 
     seen, rows = set(), []
@@ -753,6 +756,8 @@ def batched_lanes(rt, rng) -> list[dict]:
             lanes = {"fp32-batched": p.fallback}
             if min(m, n) <= MAX_ROWS:
                 lanes["gemv"] = rt.cached("gemv lane", lambda: GemvLane(rt))
+            if tensorcore_available(rt):  # 3xTF32's batched kernel (CLGEMM_TC_BATCH)
+                lanes["3xtf32-batched"] = TcBatchedLane(rt, schedule_for(rt, "3xtf32", m, n, k))
             for name, lane in lanes.items():
                 launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
                     nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)

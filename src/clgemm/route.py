@@ -22,6 +22,7 @@ from .lanes.gemv import GemvLane, fits
 from .lanes.probe import tensorcore_available, wgmma_support
 from .lanes.splitk import SplitKLane, TcSplitKLane, splitk_plan, tc_slices
 from .lanes.tc import schedule_for, wgmma_3x_schedule
+from .lanes.tc_batched import TcBatchedLane
 from .lanes.tc_exact import TcExactLane
 from .plan import Contract, Plan, PlanKey
 from .runtime import Runtime
@@ -103,16 +104,22 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
 
 
 def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
-    """A batch: the exact contract runs the float32 family's batched kernel, one launch for
-    every product; a station (check=True, rel_tol, the online selector) takes the products
-    one at a time through the plan of one of them."""
+    """A batch: the exact contract runs one launch for every product (the small-rows lane's
+    kernel, 3xTF32's batched kernel where tc_batched_lane says so, else the float32
+    family's); a station (check=True, rel_tol, the online selector) takes the products one
+    at a time through the plan of one of them."""
     one = plan(rt, key._replace(batch=None))
-    # the small-rows lane batches as it is; the tensor-core lanes have no batched kernel yet,
-    # so a batch of products they would serve runs the float32 family's
+    # the small-rows lane batches as it is; 3xTF32 has a batched kernel (opt-in until
+    # measured: tc_batched_lane); the other tensor-core lanes have none, so a batch of
+    # products they would serve runs the float32 family's
     lane = one.lane if isinstance(one.lane, GemvLane) else one.fallback
     if key.contract == Contract() and key.selector == "static":
         station, matrix_plan = "exact", None
+        tc = (tc_batched_lane(rt, key.batch, key.m, key.n, key.k)
+              if lane is one.fallback and key.schedule is None else None)
+        lane = tc or lane
         what = ("the small-rows lane" if lane is one.lane and lane is not one.fallback
+                else "3xTF32's batched kernel (CLGEMM_TC_BATCH=1)" if tc is not None
                 else "the float32 family's batched kernel")
         why = (f"a batch of {key.batch}: one launch of {what} ({lane.schedule.key()}, "
                f"as one product of the batch from {_table_note(rt)})")
@@ -205,6 +212,23 @@ def tc_splitk_lane(rt: Runtime, m: int, n: int, k: int) -> "TcSplitKLane | None"
     if slices <= 1:
         return None
     return rt.cached(("3xtf32 splitk lane", s, slices), lambda: TcSplitKLane(rt, s, slices))
+
+
+# A batch from here on (its products' flops together) may take 3xTF32's batched kernel: a
+# guess until the plan campaign's `batched_lanes` part times it (CLGEMM_TC_BATCH=1).
+TC_BATCH_MIN_FLOPS = 1e9
+
+
+def tc_batched_lane(rt: Runtime, batch: int, m: int, n: int, k: int) -> "TcBatchedLane | None":
+    """3xTF32's batched lane for a batch of products where CLGEMM_TC_BATCH=1, the device
+    promoted 3xTF32 and the batch has at least TC_BATCH_MIN_FLOPS; None otherwise (the small
+    rows lane, or the float32 family's batched kernel, serves)."""
+    if os.environ.get("CLGEMM_TC_BATCH", "") != "1" or min(batch, m, n, k) == 0:
+        return None
+    if 2.0 * batch * m * n * k < TC_BATCH_MIN_FLOPS or _promoted_3x(rt) is None:
+        return None
+    s = schedule_for(rt, "3xtf32", m, n, k)
+    return rt.cached(("3xtf32 batched lane", s), lambda: TcBatchedLane(rt, s))
 
 
 def exact_lane(rt: Runtime, m: int, n: int, k: int, fallback: Fp32Lane) -> TcExactLane | None:

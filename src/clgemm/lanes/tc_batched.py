@@ -1,0 +1,97 @@
+"""3xTF32 on the tensor cores for a batch of products in one launch: the mma.sync kernel
+(render_tc, with its in-kernel IEEE fallback: a tile with a non-finite output is recomputed in
+float32) given a second grid dimension over the batch, each work-group's operands and output
+offset by the batch strides (a stride of 0 broadcasts that operand).
+
+The batched exact lane where the device table promoted 3xTF32, for batches the small-rows
+lane does not take (attention: prefill's 512 x 512 x 128 products, 32 heads, ran 1.45-1.68x
+torch's time on the float32 family's batched kernel, records/nvidia-h100/2026-12-07-plan-traces).
+Opt-in (CLGEMM_TC_BATCH=1: clgemm.route) until the plan campaign's `batched_lanes` part has
+timed it on a GPU.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyopencl as cl
+
+from ..kernels.tensorcore import KERNEL_NAME, TcLayout, TcSchedule, render_tc
+from ..operands import Operand
+from ..runtime import Runtime
+from .fp32 import BoundArgs
+from .mma import _ARG_TYPES, default_dialect, fitting_schedule, nonfinite_flag
+
+BATCHED_NAME = "clgemm_tc_batched"
+
+
+def batched_source(src: str) -> str:
+    """A tensor-core kernel's source made batched: grid dimension 1 picks the product, whose
+    A, B and C start `sa`, `sb`, `sc` elements further per index. The generator keeps the
+    three lines this rewrites stable (asserted, as lanes/splitk.split_source does)."""
+    head = f"__kernel void {KERNEL_NAME}(const int M,"
+    last = "__global int* nonfinite)"
+    body = "  A += a_off; B += b_off; C += c_off;"
+    for part in (head, last, body):
+        assert part in src, "generated tensor-core kernel changed: " + part
+    src = src.replace(head, f"__kernel void {BATCHED_NAME}(const int M,", 1)
+    src = src.replace(last, "__global int* nonfinite, const long sa, const long sb, "
+                            "const long sc)", 1)
+    return src.replace(body, "  const long bt_ = get_group_id(1);\n"
+                             "  A += a_off + bt_ * sa; B += b_off + bt_ * sb; "
+                             "C += c_off + bt_ * sc;", 1)
+
+
+class TcBatchedKernel:
+    """One compiled batched 3xTF32 kernel (schedule + layout), its arguments kept bound."""
+
+    def __init__(self, rt: Runtime, schedule: TcSchedule, layout: TcLayout) -> None:
+        self.rt, self.schedule, self.layout = rt, schedule, layout
+        source = batched_source(render_tc(schedule, layout, default_dialect(),
+                                          ieee_fallback=True))
+        built = rt.build(source, options="-cl-mad-enable")
+        self._args = BoundArgs(built.kernel(BATCHED_NAME), _ARG_TYPES + [np.int64] * 3)
+        self._lock = threading.Lock()
+
+    def enqueue(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
+                a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
+                queue) -> "cl.Event":
+        s = self.schedule
+        tiles = (-(-m // s.block_m)) * (-(-n // s.block_n))
+        args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
+                c.buffer, c.ld, c.offset, nonfinite_flag(self.rt).scratch, *strides]
+        with self._lock:
+            self._args.bind(args, keep=queue is self.rt.user_queue)
+            return cl.enqueue_nd_range_kernel(queue, self._args.kernel,
+                                              (max(tiles, 1) * s.threads, batch),
+                                              (s.threads, 1))
+
+
+class TcBatchedLane:
+    """The exact contract on 3xTF32 for batches (enqueue_batched, the batched lanes'
+    interface), C row-major (the plan maps a column-major C first)."""
+
+    name = "3xtf32-batched"
+
+    def __init__(self, rt: Runtime, schedule: TcSchedule) -> None:
+        self.rt = rt
+        self.schedule = schedule
+
+    def _kernel(self, layout: TcLayout) -> TcBatchedKernel:
+        s = fitting_schedule(self.rt, self.schedule, layout)
+        return self.rt.cached(("tc batched", s, layout, default_dialect()),
+                              lambda: TcBatchedKernel(self.rt, s, layout))
+
+    def enqueue_batched(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
+                        a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
+                        queue) -> "cl.Event":
+        sa, sb, _ = strides
+
+        def aligned(x: Operand, stride: int) -> bool:  # float4 loads in every matrix
+            return x.ld % 4 == 0 and x.offset % 4 == 0 and stride % 4 == 0
+
+        layout = TcLayout(trans_a=a.transposed, trans_b=b.transposed,
+                          aligned_a=aligned(a, sa), aligned_b=aligned(b, sb))
+        return self._kernel(layout).enqueue(batch, m, n, k, alpha, beta, a, b, c, strides,
+                                            queue)
