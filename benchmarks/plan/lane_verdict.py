@@ -1,0 +1,137 @@
+"""The verdict on the opt-in lanes from one plan campaign (benchmarks/plan/campaign.py): for
+each, on the products where its route rule would send it, its chained wall per call against
+what serves them now, with the promotion gate's bars (lab/gate.py's spirit, applied to a
+route rule): a geometric-mean gain of at least 10% over those products, none slower by more
+than 5%, and every result within twice the error of the lane it replaces (plus float32's
+rounding of the output, 1e-7).
+
+    python benchmarks/plan/lane_verdict.py plan.json [--json verdict.json]
+
+Lanes judged: the float32 family split over K (`skinny`: splitk-model-s* against fp32), 3xTF32
+split over K (`skinny` and `trace_lanes`: 3xtf32-splitk* against the faster of the two
+one-launch lanes, the better the route could do today), 3xTF32's batched kernel
+(`batched_lanes`: against the route's own lane through matmul). Each verdict names its shapes;
+the switch (CLGEMM_SPLITK, CLGEMM_TC_BATCH) becomes the default only where it says promote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+
+GAIN = 1.10  # geometric-mean speed over the products the rule sends to the lane
+WORST = 0.95  # no product slower than this fraction of its current speed
+ERROR_FACTOR = 2.0  # every result within this factor of the replaced lane's error
+ERROR_FLOOR = 1e-7
+
+
+@dataclass
+class Verdict:
+    lane: str
+    shapes: list = field(default_factory=list)  # (shape, current s, lane s, speedup)
+    geomean: float | None = None
+    worst: float | None = None
+    errors_ok: bool = True
+    decision: str = "no data"
+    why: str = ""
+
+
+def _judge(v: Verdict, rows: list[tuple[str, float, float, float, float]]) -> Verdict:
+    """rows: (shape, current seconds, lane seconds, current error, lane error)."""
+    if not rows:
+        v.why = "no product of the campaign takes this lane"
+        return v
+    speed = [cur / new for _, cur, new, _, _ in rows]
+    v.shapes = [(s, cur, new, cur / new) for s, cur, new, _, _ in rows]
+    v.geomean = math.exp(sum(math.log(x) for x in speed) / len(speed))
+    v.worst = min(speed)
+    bad = [s for s, _, _, e0, e1 in rows
+           if not e1 <= ERROR_FACTOR * e0 + ERROR_FLOOR]
+    v.errors_ok = not bad
+    if bad:
+        v.decision, v.why = "reject", f"error beyond {ERROR_FACTOR}x the replaced lane's on {bad}"
+    elif v.geomean < GAIN:
+        v.decision, v.why = "reject", f"geometric-mean speed {v.geomean:.3f}x < {GAIN}x"
+    elif v.worst < WORST:
+        v.decision, v.why = "reject", f"a product at {v.worst:.3f}x of its current speed"
+    else:
+        v.decision = "promote"
+        v.why = f"{v.geomean:.3f}x over {len(rows)} products, worst {v.worst:.3f}x"
+    return v
+
+
+def _rows(part) -> list[dict]:
+    return [r for r in part if isinstance(r, dict) and "skipped" not in r] \
+        if isinstance(part, list) else []
+
+
+def fp32_splitk(plan: dict) -> Verdict:
+    rows = []
+    for r in _rows(plan.get("skinny")):
+        key = next((k[:-2] for k in r if k.startswith("splitk-model-s") and k.endswith("_s")),
+                   None)
+        if key is None or not r.get("underfilled") or key.endswith("-s1"):
+            continue  # the rule splits only an underfilled grid into more than one slice
+        rows.append((f"{r['m']}x{r['n']}x{r['k']}", r["fp32_s"], r[key + "_s"],
+                     r["fp32_rel_error"], r[key + "_rel_error"]))
+    return _judge(Verdict("fp32-splitk (CLGEMM_SPLITK)"), rows)
+
+
+def tc_splitk(plan: dict) -> Verdict:
+    rows = []
+    for r in _rows(plan.get("trace_lanes")):
+        if "3xtf32-splitk_s" not in r or r["tc_tiles"] >= 0.5 * r["compute_units"]:
+            continue  # the route splits only what one launch leaves underfilled
+        one = min(("fp32", "3xtf32"), key=lambda x: r[x + "_s"])
+        rows.append((f"{r['m']}x{r['n']}x{r['k']}", r[one + "_s"], r["3xtf32-splitk_s"],
+                     r[one + "_rel_error"], r["3xtf32-splitk_rel_error"]))
+    for r in _rows(plan.get("skinny")):
+        key = next((k[:-2] for k in r if k.startswith("3xtf32-splitk") and k.endswith("_s")),
+                   None)
+        if key is not None and 2.0 * r["m"] * r["n"] * r["k"] >= 1e9:  # TC_SPLITK_MIN_FLOPS
+            rows.append((f"{r['m']}x{r['n']}x{r['k']}", r["fp32_s"], r[key + "_s"],
+                         r["fp32_rel_error"], r[key + "_rel_error"]))
+    return _judge(Verdict("3xtf32-splitk (CLGEMM_SPLITK)"), rows)
+
+
+def tc_batched(plan: dict) -> Verdict:
+    rows = []
+    for r in _rows(plan.get("batched_lanes")):
+        if "3xtf32-batched_s" not in r or r.get("route") == "gemv":
+            continue  # the rule leaves the small-rows lane's batches alone
+        flops = 2.0 * r["batch"] * r["m"] * r["n"] * r["k"]
+        if flops < 1e9:  # route.TC_BATCH_MIN_FLOPS
+            continue
+        rows.append((f"{r['batch']}x{r['m']}x{r['n']}x{r['k']}", r["matmul_s"],
+                     r["3xtf32-batched_s"], r["matmul_error"], r["3xtf32-batched_error"]))
+    return _judge(Verdict("3xtf32-batched (CLGEMM_TC_BATCH)"), rows)
+
+
+def verdicts(plan: dict) -> list[Verdict]:
+    return [fp32_splitk(plan), tc_splitk(plan), tc_batched(plan)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plan")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    with open(args.plan) as fh:
+        plan = json.load(fh)
+    out = verdicts(plan)
+    for v in out:
+        print(f"{v.lane}: {v.decision} ({v.why})")
+        for shape, cur, new, speed in v.shapes:
+            print(f"    {shape:>20s} {cur * 1e6:9.1f} -> {new * 1e6:9.1f} us  {speed:.3f}x")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([asdict(v) for v in out], fh, indent=1)
+            fh.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

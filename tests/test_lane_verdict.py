@@ -1,0 +1,55 @@
+"""benchmarks/plan/lane_verdict.py: the gate's bars applied to the opt-in lanes, on made-up
+campaign rows (the campaign itself needs the card)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SPEC = importlib.util.spec_from_file_location(
+    "lane_verdict", Path(__file__).resolve().parents[1] / "benchmarks" / "plan" / "lane_verdict.py")
+lv = importlib.util.module_from_spec(SPEC)
+sys.modules[SPEC.name] = lv  # its dataclasses look their module up
+SPEC.loader.exec_module(lv)
+
+
+def _trace(m, n, k, fp32, tc, split, tiles=48, err=1e-7):
+    return {"m": m, "n": n, "k": k, "tc_tiles": tiles, "compute_units": 132,
+            "fp32_s": fp32, "3xtf32_s": tc, "3xtf32-splitk_s": split,
+            "fp32_rel_error": err, "3xtf32_rel_error": err, "3xtf32-splitk_rel_error": err}
+
+
+def test_a_lane_that_wins_everywhere_is_promoted_one_that_loses_one_is_not():
+    plan = {"trace_lanes": [_trace(1024, 768, 3072, 218e-6, 240e-6, 120e-6),
+                            _trace(512, 2048, 5632, 407e-6, 477e-6, 230e-6, tiles=64),
+                            _trace(4096, 4096, 512, 1e-3, 0.8e-3, 0.1e-3, tiles=1024)]}
+    v = lv.tc_splitk(plan)
+    assert v.decision == "promote" and len(v.shapes) == 2  # the 1024-tile product is not split
+    assert abs(v.shapes[0][3] - 218 / 120) < 1e-9  # against the faster one-launch lane
+    plan["trace_lanes"].append(_trace(1568, 512, 4608, 283e-6, 388e-6, 300e-6, tiles=52))
+    v = lv.tc_splitk(plan)
+    assert v.decision == "reject" and "0.943" in v.why  # 283 / 300 under the 0.95 floor
+
+
+def test_a_faster_lane_with_a_worse_error_is_rejected_and_no_data_says_so():
+    plan = {"trace_lanes": [_trace(1024, 768, 3072, 218e-6, 240e-6, 100e-6)]}
+    plan["trace_lanes"][0]["3xtf32-splitk_rel_error"] = 5e-7  # 5x the float32 family's
+    assert lv.tc_splitk(plan).decision == "reject"
+    assert lv.tc_batched({}).decision == "no data"
+    batch = {"batch": 32, "m": 512, "n": 512, "k": 128, "route": "fp32", "matmul_s": 97e-6,
+             "3xtf32-batched_s": 60e-6, "matmul_error": 1e-7, "3xtf32-batched_error": 1.2e-7}
+    small = dict(batch, route="gemv", m=16)
+    v = lv.tc_batched({"batched_lanes": [batch, small]})
+    assert v.decision == "promote" and len(v.shapes) == 1
+
+
+def test_the_float32_split_judges_only_underfilled_splits():
+    rows = [{"m": 32, "n": 1000, "k": 2048, "underfilled": True, "fp32_s": 40e-6,
+             "fp32_rel_error": 1e-7, "splitk-model-s8_s": 15e-6,
+             "splitk-model-s8_rel_error": 1e-7},
+            {"m": 256, "n": 256, "k": 11008, "underfilled": False, "fp32_s": 80e-6,
+             "fp32_rel_error": 1e-7, "splitk-model-s4_s": 200e-6,
+             "splitk-model-s4_rel_error": 1e-7}]
+    v = lv.fp32_splitk({"skinny": rows})
+    assert v.decision == "promote" and [s[0] for s in v.shapes] == ["32x1000x2048"]
