@@ -68,15 +68,23 @@ def _rows(part) -> list[dict]:
         if isinstance(part, list) else []
 
 
-def fp32_splitk(plan: dict) -> Verdict:
+def _skinny(plan: dict, prefix: str, takes) -> list[tuple]:
+    """The `skinny` part's rows of the lane whose timing keys start with `prefix` (one
+    slice count a row), against the float32 family's plain launch, where `takes(row, key)`
+    says the route would send the product to it."""
     rows = []
     for r in _rows(plan.get("skinny")):
-        key = next((k[:-2] for k in r if k.startswith("splitk-model-s") and k.endswith("_s")),
-                   None)
-        if key is None or not r.get("underfilled") or key.endswith("-s1"):
-            continue  # the rule splits only an underfilled grid into more than one slice
-        rows.append((f"{r['m']}x{r['n']}x{r['k']}", r["fp32_s"], r[key + "_s"],
-                     r["fp32_rel_error"], r[key + "_rel_error"]))
+        key = next((k[:-2] for k in r if k.startswith(prefix) and k.endswith("_s")), None)
+        if key is not None and takes(r, key):
+            rows.append((f"{r['m']}x{r['n']}x{r['k']}", r["fp32_s"], r[key + "_s"],
+                         r["fp32_rel_error"], r[key + "_rel_error"]))
+    return rows
+
+
+def fp32_splitk(plan: dict) -> Verdict:
+    # the rule splits only an underfilled grid, into more than one slice
+    rows = _skinny(plan, "splitk-model-s",
+                   lambda r, key: r.get("underfilled") and not key.endswith("-s1"))
     return _judge(Verdict("fp32-splitk (CLGEMM_SPLITK)"), rows)
 
 
@@ -88,12 +96,8 @@ def tc_splitk(plan: dict) -> Verdict:
         one = min(("fp32", "3xtf32"), key=lambda x: r[x + "_s"])
         rows.append((f"{r['m']}x{r['n']}x{r['k']}", r[one + "_s"], r["3xtf32-splitk_s"],
                      r[one + "_rel_error"], r["3xtf32-splitk_rel_error"]))
-    for r in _rows(plan.get("skinny")):
-        key = next((k[:-2] for k in r if k.startswith("3xtf32-splitk") and k.endswith("_s")),
-                   None)
-        if key is not None and 2.0 * r["m"] * r["n"] * r["k"] >= 1e9:  # TC_SPLITK_MIN_FLOPS
-            rows.append((f"{r['m']}x{r['n']}x{r['k']}", r["fp32_s"], r[key + "_s"],
-                         r["fp32_rel_error"], r[key + "_rel_error"]))
+    # from route.TC_SPLITK_MIN_FLOPS
+    rows += _skinny(plan, "3xtf32-splitk", lambda r, key: 2.0 * r["m"] * r["n"] * r["k"] >= 1e9)
     return _judge(Verdict("3xtf32-splitk (CLGEMM_SPLITK)"), rows)
 
 

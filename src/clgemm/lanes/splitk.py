@@ -285,7 +285,39 @@ def sum_slabs(rt, queue, m: int, n: int, slabs: int, stride: int, part, beta: fl
     return kern.enqueue(queue, m, n, slabs, stride, part, beta, c)
 
 
-class SplitKLane:
+class _SlicedLane:
+    """What the split-K lanes share (the interface of the float32 lane, Fp32Lane.enqueue):
+    C row-major (a column-major C is mapped first), K in `slices` slices, their partial
+    products in slabs of pooled scratch (`_slabs` launches the product over them), then
+    one small kernel that sums the slabs in order into C (+ beta C)."""
+
+    name = ""
+
+    def __init__(self, rt, schedule, slices: int) -> None:
+        self.rt = rt
+        self.schedule = schedule
+        self.slices = slices
+
+    def _slabs(self, queue, m: int, n: int, k: int, alpha: float, a: Operand, b: Operand,
+               part, slices: int) -> tuple[int, "cl.Event"]:
+        """Launch the product over the slices into `part`: (slices used, its event)."""
+        raise NotImplementedError
+
+    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
+        a, b, c, m, n = transposed_c(a, b, c, m, n)
+        stride = slab_stride(m, n)
+        slices = max(1, min(self.slices, k // MIN_SLICE))
+        part = self.rt.pooled(4 * stride * slices, what="split-K partial products")
+        used, first = self._slabs(queue, m, n, k, alpha, a, b, part, slices)
+        last = sum_slabs(self.rt, queue, m, n, used, stride, part, beta, c)
+        if info is not None:
+            info.extra["lane"] = self.name
+            info.events += [first, last]
+        return last
+
+
+class SplitKLane(_SlicedLane):
     """The exact contract on a product whose output has too few tiles to fill the device:
     a generated float32 kernel over K slices, each into its own slab of pooled scratch
     (alpha applied), then one small kernel that sums the slabs in order into C (+ beta C).
@@ -295,26 +327,16 @@ class SplitKLane:
     name = "fp32-splitk"
 
     def __init__(self, rt, chosen: Plan) -> None:
-        self.rt = rt
-        self.schedule = chosen.schedule
-        self.slices = chosen.slices
+        super().__init__(rt, chosen.schedule, chosen.slices)
 
     def note(self, m: int, n: int, k: int, trans_a: bool, trans_b: bool) -> str:
         return f"K in {self.slices} slices over {self.schedule.key()}"
 
-    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
-                b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
-        a, b, c, m, n = transposed_c(a, b, c, m, n)
-        stride = slab_stride(m, n)
-        slices = max(1, min(self.slices, k // MIN_SLICE))
-        part = self.rt.pooled(4 * stride * slices, what="split-K partial products")
+    def _slabs(self, queue, m, n, k, alpha, a, b, part, slices):
         layout = layout_for(self.schedule, a, b, Operand(part, 0, n, False))
         used, _, first = get_splitk(self.rt, self.schedule, layout).enqueue(
             queue, m, n, k, alpha, a, b, part, slices)
-        last = sum_slabs(self.rt, queue, m, n, used, stride, part, beta, c)
-        if info is not None:
-            info.events += [first, last]
-        return last
+        return used, first
 
 
 def splitk_plan(rt, schedule: Schedule, m: int, n: int, k: int) -> Plan | None:
@@ -329,7 +351,7 @@ def splitk_plan(rt, schedule: Schedule, m: int, n: int, k: int) -> Plan | None:
     return chosen if chosen.slices > 1 else None
 
 
-class TcSplitKLane:
+class TcSplitKLane(_SlicedLane):
     """The exact contract on 3xTF32 (mma.sync) for a product whose output has too few of the
     lane's tiles to fill the device (BERT's 1024 x 768 outputs, a prefill's 512 x 2048: 48
     and 64 tiles of 128 x 128 for 132 units): the kernel over K slices, each slab's tile
@@ -339,27 +361,13 @@ class TcSplitKLane:
 
     name = "3xtf32-splitk"
 
-    def __init__(self, rt, schedule, slices: int) -> None:
-        self.rt = rt
-        self.schedule = schedule
-        self.slices = slices
-
     def note(self, m: int, n: int, k: int, trans_a: bool, trans_b: bool) -> str:
         return f"K in {self.slices} slices over 3xTF32 {self.schedule.key()}"
 
-    def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
-                b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
-        a, b, c, m, n = transposed_c(a, b, c, m, n)
+    def _slabs(self, queue, m, n, k, alpha, a, b, part, slices):
         layout = tc_layout_for(a, b)
-        schedule = fitting_schedule(self.rt, self.schedule, layout)
-        stride = slab_stride(m, n)
-        slices = max(1, min(self.slices, k // MIN_SLICE))
-        part = self.rt.pooled(4 * stride * slices, what="split-K partial products")
-        kernel = get_tc_splitk(self.rt, schedule, layout, ieee_fallback=True)
+        kernel = get_tc_splitk(self.rt, fitting_schedule(self.rt, self.schedule, layout),
+                               layout, ieee_fallback=True)
         used, _, first = kernel.enqueue(queue, m, n, k, alpha, a, b, part, slices,
                                         nonfinite_flag(self.rt).scratch)
-        last = sum_slabs(self.rt, queue, m, n, used, stride, part, beta, c)
-        if info is not None:
-            info.extra["lane"] = self.name
-            info.events += [first, last]
-        return last
+        return used, first
