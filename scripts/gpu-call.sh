@@ -9,9 +9,11 @@
 # a call brings back 8 files at most):
 #   suite   the tests that compile and run the kernels changed since the last GPU run, on the
 #           card (all of them, 48 s on the H100); a failure stops the stages after it
-#   plan    benchmarks/plan/campaign.py: floor, check (+ host phases), check_profile, approx
-#           (judged TF32, chained), approx_profile, gemv, batched, exact_lanes, skinny,
-#           trace_lanes (issues 16, 17)
+#   plan    benchmarks/plan/campaign.py, its parts in this order (a cut call keeps the first):
+#           floor, trace_lanes, skinny, batched_lanes (the opt-in lanes' evidence: read it
+#           with benchmarks/plan/lane_verdict.py), approx (judged TF32, chained), check (+ host
+#           phases), check_profile, approx_profile, host_path, batched, exact_lanes, gemv
+#           (issues 16, 17)
 #   traces  the five model traces through matmul beside PyTorch (issues 16 and 17)
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
 #   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
@@ -69,7 +71,7 @@ stage_suite() {
 }
 
 stage_plan() {
-    local d=$W/plan quick=() parts=floor,check,check_profile,approx,approx_profile,host_path,gemv,batched,exact_lanes,skinny,trace_lanes,batched_lanes
+    local d=$W/plan quick=() parts=floor,trace_lanes,skinny,batched_lanes,approx,check,check_profile,approx_profile,host_path,batched,exact_lanes,gemv
     [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,check,approx,batched,exact_lanes,skinny; }
     timeout 420 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
         "${quick[@]}" > "$d/plan.log" 2>&1

@@ -789,51 +789,57 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes (a CPU device)")
-    ap.add_argument("--parts", default=",".join(PARTS), help="which parts to run")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="which parts to run, in this order")
     args = ap.parse_args(argv)
-    parts = set(args.parts.split(","))
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        ap.error(f"unknown parts {unknown}; the parts: {', '.join(PARTS)}")
     rt = get_runtime(args.device)
     rng = np.random.default_rng(7)
     big = (256, 512) if args.quick else (256, 512, 1024, 2048, 4096)
     kpi = (96, 160) if args.quick else (1400, 2048, 3072, 4096)
     data = {"command": sys.argv, "env": fingerprint(rt.device, sys.argv)}
 
-    def step(name, fn):
-        if name not in parts:
-            return
+    # the parts, each a thunk; those of GPU only (torch peers, big sweeps) absent in --quick
+    table = {
+        "floor": lambda: host_floor(rt),
+        "host_costs": lambda: host_costs(rt, big, rng),
+        "kpi_public": lambda: kpi_public(rt, kpi, rng),
+        "check": lambda: check_costs(rt, kpi[1:], rng),
+        "check_profile": lambda: call_profile(rt, kpi[1:], rng, check=True),
+        "approx_profile": lambda: call_profile(rt, kpi, rng, rel_tol=1e-2),
+        "approx": lambda: approx_costs(rt, kpi, rng),
+        "host_path": lambda: host_path(rt, kpi, rng),
+        "exact_lanes": lambda: exact_lanes(rt, (64,) if args.quick
+                                           else (1024, 1400, 1600, 1800, 2048), rng),
+        "batched": lambda: batched(rt, rng, args.quick),
+        "skinny": lambda: skinny(rt, rng, args.quick),
+        "trace_lanes": lambda: trace_lanes(rt, rng),
+    }
+    if not args.quick:
+        table.update({
+            "transfers": lambda: transfers(rt, kpi, rng),
+            "nonfinite_fallback": lambda: nonfinite_fallback(rt, rng),
+            "tc_epilogue": lambda: tc_epilogue(rt, kpi, rng),
+            "gemv": lambda: gemv(rt, rng),
+            "gemv_dot": lambda: gemv(rt, rng, dot_only=True),
+            "batched_lanes": lambda: batched_lanes(rt, rng),
+        })
+    # in the order asked: a call cut short by the device's limit keeps the first parts
+    for name in parts:
+        if name not in table:
+            continue
         t0 = time.perf_counter()
         try:
-            data[name] = fn()
+            data[name] = table[name]()
         except Exception as exc:  # noqa: BLE001 - one failed part must not lose the others
             data[name] = {"error": f"{type(exc).__name__}: {exc}"}
         print(f"[{name}] {time.perf_counter() - t0:.1f} s: {json.dumps(data[name])[:2000]}",
               flush=True)
         with open(args.out, "w") as fh:
             json.dump(data, fh, indent=1)
-
-    step("floor", lambda: host_floor(rt))
-    step("host_costs", lambda: host_costs(rt, big, rng))
-    step("kpi_public", lambda: kpi_public(rt, kpi, rng))
-    step("check", lambda: check_costs(rt, kpi[1:], rng))
-    step("check_profile", lambda: call_profile(rt, kpi[1:], rng, check=True))
-    step("approx_profile", lambda: call_profile(rt, kpi, rng, rel_tol=1e-2))
-    step("approx", lambda: approx_costs(rt, kpi, rng))
-    step("host_path", lambda: host_path(rt, kpi, rng))
-    if not args.quick:
-        step("transfers", lambda: transfers(rt, kpi, rng))
-    if not args.quick:
-        step("nonfinite_fallback", lambda: nonfinite_fallback(rt, rng))
-        step("tc_epilogue", lambda: tc_epilogue(rt, kpi, rng))
-    step("exact_lanes", lambda: exact_lanes(rt, (1024, 1400, 1600, 1800, 2048) if not args.quick
-                                            else (64,), rng))
-    if not args.quick:
-        step("gemv", lambda: gemv(rt, rng))
-        step("gemv_dot", lambda: gemv(rt, rng, dot_only=True))
-    step("batched", lambda: batched(rt, rng, args.quick))
-    step("skinny", lambda: skinny(rt, rng, args.quick))
-    step("trace_lanes", lambda: trace_lanes(rt, rng))
-    if not args.quick:
-        step("batched_lanes", lambda: batched_lanes(rt, rng))
     return 0
 
 
