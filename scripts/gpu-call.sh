@@ -76,6 +76,9 @@ stage_plan() {
     timeout 420 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
         "${quick[@]}" > "$d/plan.log" 2>&1
     echo "plan rc=$?"
+    python3 benchmarks/plan/lane_verdict.py "$d/plan.json" --json "$d/verdict.json" \
+        > "$d/verdict.txt" 2>&1
+    head -3 "$d/verdict.txt"
 }
 
 stage_traces() {
