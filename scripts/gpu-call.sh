@@ -14,7 +14,8 @@
 #           with benchmarks/plan/lane_verdict.py), approx (judged TF32, chained), check (+ host
 #           phases), check_profile, approx_profile, host_path, batched, exact_lanes, gemv
 #           (issues 16, 17)
-#   traces  the five model traces through matmul beside PyTorch (issues 16 and 17)
+#   traces  the five model traces through matmul beside PyTorch (issues 16 and 17); OPTIN=1
+#           with the opt-in lanes on (files -optin)
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
 #   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
 #   tune    clgemm tune at 2048 without a prior (forest) and with the transfer prior (the
@@ -82,13 +83,16 @@ stage_plan() {
 }
 
 stage_traces() {
-    local d=$W/traces repeats=3 peers=(--peers torch) t file
+    # OPTIN=1: with the opt-in lanes switched on (CLGEMM_SPLITK, CLGEMM_TC_BATCH), files
+    # named -optin: the whole traces' answer to what lane_verdict judges product by product
+    local d=$W/traces repeats=3 peers=(--peers torch) t file tag=""
     [ "$QUICK" = 1 ] && { repeats=1; peers=(); }
+    [ "${OPTIN:-0}" = 1 ] && { export CLGEMM_SPLITK=1 CLGEMM_TC_BATCH=1; tag=-optin; }
     for t in llama-7b-decode bert-base-train tinyllama-1.1b llama-7b-prefill resnet50-im2col; do
         file=traces/models/$t.jsonl
         [ "$QUICK" = 1 ] && file=traces/tiny/model_tiny.jsonl
         timeout 150 python3 -m clgemm.cli bench --suite model --trace "$file" "${peers[@]}" \
-            --repeats "$repeats" --quiet -o "$d/model-$t.json" > "$d/model-$t.log" 2>&1
+            --repeats "$repeats" --quiet -o "$d/model-$t$tag.json" > "$d/model-$t$tag.log" 2>&1
         echo "model $t rc=$?"
         pack traces
         [ "$QUICK" = 1 ] && break
