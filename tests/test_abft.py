@@ -469,8 +469,8 @@ def _noisy_product(rng, m, n, k, noise):
 def test_gaussian_residuals_lower_T_to_find_a_10_sigma_fault(rng, monkeypatch):
     """Gaussian residuals (128-row block sums of Gaussian noise): T falls from kappa p75
     (11.5 sigma) to about 6.5-7 sigma; the clean product passes and a fault of 10 block sigmas
-    (which the old T misses about 14 times in 15) is flagged. With a heavy tail (Student t, 2
-    degrees of freedom) the branch stays off.
+    (which the old T would miss about 14 times in 15, by the normal tail) is flagged. With a
+    heavy tail (Student t, 2 degrees of freedom) the branch stays off.
 
     Why 10 and not 9 sigma: the fault's block sum carries the block's own noise, so a 9-sigma
     fault falls under a T of 7 sigma about once in 80 (5 of 400 missed over seeds 0-39 on
