@@ -150,12 +150,9 @@ class Plan:
         rt = self.rt
         if self.key.batch is not None:
             return self._batched(A, B, C, alpha, beta, return_info, start)
-        if (self.station == "exact" and not return_info and type(A) is cla.Array
-                and _on(rt.user_queue, A, B, C)):
+        if ((self.station == "exact" or self.judged) and not return_info
+                and type(A) is cla.Array and _on(rt.user_queue, A, B, C)):
             return self._hot(A, B, C, alpha, beta)
-        if (self.judged and not return_info and type(A) is cla.Array
-                and _on(rt.user_queue, A, B, C)):
-            return self._hot_judged(A, B, C, alpha, beta)
         k = self.key
         info = Info(method="exact", schedule=self.lane.schedule.key(), device=self.device,
                     shape=(k.m, k.n, k.k))
@@ -181,7 +178,9 @@ class Plan:
         return (result, info) if return_info else result
 
     def _hot(self, A, B, C, alpha: float, beta: float):
-        """Device arrays, the exact contract, nothing reported: launch and return."""
+        """Device arrays, nothing reported: launch and return. The exact contract's lane, or
+        under rel_tol TF32 with its estimate, its verdict and the exact fallback
+        (approx/judged.py), all enqueued on the user queue; no wait."""
         rt = self.rt
         k = self.key
         m, n = k.m, k.n
@@ -199,29 +198,12 @@ class Plan:
         c = device_operand(None, "C", out, False)
         if c.transposed:
             a, b, c, m, n = transposed_c(a, b, c, m, n)
-        self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
-        return out
-
-    def _hot_judged(self, A, B, C, alpha: float, beta: float):
-        """Device arrays under rel_tol, nothing reported: TF32 with its estimate, its verdict
-        and the exact fallback all enqueued on the user queue (approx/judged.py); no wait."""
-        rt = self.rt
-        k = self.key
-        if C is None:
-            out = rt.empty(k.m, k.n)
-        else:
-            refuse_overlap(C, A, B)
-            out = C
-        if k.m == 0 or k.n == 0:
+        if not self.judged:
+            self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
             return out
-        if k.k == 0:
-            return scale_empty_product(out, beta, rt.user_queue)
-        a = device_operand(None, "A", A, k.trans_a)
-        b = device_operand(None, "B", B, k.trans_b)
-        c = device_operand(None, "C", out, False)
         judge = judged.judge_for(rt, rt.user_queue)
         with judge.lock:
-            judge.enqueue(k.m, k.n, k.k, alpha, beta, a, b, c, float(k.contract.rel_tol),
+            judge.enqueue(m, n, k.k, alpha, beta, a, b, c, float(k.contract.rel_tol),
                           self.fallback)
         return out
 

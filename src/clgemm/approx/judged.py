@@ -33,9 +33,11 @@ import pyopencl as cl
 from ..guard.device import guard_device
 from ..lanes.fp32 import BoundArgs, Fp32Lane
 from ..lanes.gemv import GemvLane
+from ..lanes.scratch import Scratch
 from ..lanes.tc import tc_product
 from ..operands import Operand, transposed_c
 from ..runtime import Runtime
+from ..staging import pinned_host
 from . import lowrank
 
 PROBES = 16  # Gaussian probe columns (safety_for(16) = 3)
@@ -115,7 +117,8 @@ class Enqueued:
 
 class BudgetJudge:
     """The judged TF32 product of one runtime on one queue: its kernels (arguments kept
-    bound), the probes' scratch (grown to the largest product seen) and the verdict buffer.
+    bound), the probes' scratch (lanes/scratch: grown to the largest product seen) and the
+    verdict buffer.
     `lock` is held from `enqueue` to `read` where the verdict is read: the next product on
     this queue writes the same buffers."""
 
@@ -133,23 +136,11 @@ class BudgetJudge:
         self._sink = rt.buffer(4, "budget gate sink", hostbuf=np.zeros(1, np.int32))
         # the read lands in page-locked memory: a small read into pageable memory went
         # through a staging copy (~100 us a call on NVIDIA's OpenCL; lanes.mma.NonfiniteFlag)
-        mf = cl.mem_flags
-        self._host_buffer = cl.Buffer(rt.context, mf.READ_WRITE | mf.ALLOC_HOST_PTR, size=8)
-        self._host, _ = cl.enqueue_map_buffer(queue, self._host_buffer,
-                                              cl.map_flags.READ | cl.map_flags.WRITE, 0, (2,),
-                                              np.int32, is_blocking=True)
-        self._scratch: dict[str, "cl.Buffer"] = {}
-        self._sizes: dict[str, int] = {}
+        self._host, self._host_buffer = pinned_host(rt, (2,), np.int32)
+        self._scratch = Scratch(rt, "probe")  # this queue's W, op(B) W, X and R W
         self._saved = None  # C's old content of the last product with beta != 0
         self._seeds = np.random.default_rng()  # fresh probes every call (OS entropy once)
         self.lock = threading.Lock()
-
-    def _ws(self, name: str, floats: int) -> "cl.Buffer":
-        """A scratch buffer of at least `floats` floats, kept (so bound once) and grown."""
-        if self._sizes.get(name, 0) < floats:
-            self._scratch[name] = self.rt.buffer(4 * floats, f"probe scratch ({name})")
-            self._sizes[name] = floats
-        return self._scratch[name]
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, budget: float, fallback: Fp32Lane,
@@ -169,10 +160,11 @@ class BudgetJudge:
         product = tc_product(rt, "tf32", m, n, k, alpha, beta, a, b, c, queue=q)
         events.append(product)
         q.flush()  # the device starts the product while the estimate's launches are issued
-        w = Operand(self._ws("w", n * PROBES), 0, PROBES, False)
-        y = Operand(self._ws("y", k * PROBES), 0, PROBES, False)
-        x = Operand(self._ws("x", m * PROBES), 0, PROBES, False)
-        rw = Operand(self._ws("rw", m * PROBES), 0, PROBES, False)
+        ws = self._scratch.buffer  # kept and grown: bound once for a chain of one shape
+        w = Operand(ws("w", 4 * n * PROBES), 0, PROBES, False)
+        y = Operand(ws("y", 4 * k * PROBES), 0, PROBES, False)
+        x = Operand(ws("x", 4 * m * PROBES), 0, PROBES, False)
+        rw = Operand(ws("rw", 4 * m * PROBES), 0, PROBES, False)
         draw = int(self._seeds.integers(1, 2**62)) if seed is None else seed
         events.append(self.gd.randn_into(w.buffer, 0, n * PROBES, draw, q))
         gemv = self.gemv.enqueue
