@@ -49,8 +49,9 @@ def layout_for(a: Operand, b: Operand) -> TcLayout:
                     aligned_b=b.ld % 4 == 0 and b.offset % 4 == 0)
 
 
-_ARG_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
-              None, np.int32, np.int32, None, np.int32, np.int32, None]
+# the tensor-core kernel's arguments, its flag last (lanes/tc_batched.py adds batch strides)
+ARG_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
+             None, np.int32, np.int32, None, np.int32, np.int32, None]
 
 
 class TcKernel:
@@ -71,7 +72,7 @@ class TcKernel:
         built = rt.build(self.source, options="-cl-mad-enable")
         self.build_info: BuildInfo = built.info
         self.program = built.program
-        self._args = BoundArgs(built.kernel(KERNEL_NAME), _ARG_TYPES)
+        self._args = BoundArgs(built.kernel(KERNEL_NAME), ARG_TYPES)
         self._lock = threading.Lock()
         self._sizes: dict[tuple[int, int, int], int] = {}  # global size per (m, n, k), checked
 

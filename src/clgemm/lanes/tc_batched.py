@@ -21,7 +21,7 @@ from ..kernels.tensorcore import KERNEL_NAME, TcLayout, TcSchedule, render_tc
 from ..operands import Operand
 from ..runtime import Runtime
 from .fp32 import BoundArgs
-from .mma import _ARG_TYPES, default_dialect, fitting_schedule, nonfinite_flag
+from .mma import ARG_TYPES, default_dialect, fitting_schedule, nonfinite_flag
 
 BATCHED_NAME = "clgemm_tc_batched"
 
@@ -51,7 +51,7 @@ class TcBatchedKernel:
         source = batched_source(render_tc(schedule, layout, default_dialect(),
                                           ieee_fallback=True))
         built = rt.build(source, options="-cl-mad-enable")
-        self._args = BoundArgs(built.kernel(BATCHED_NAME), _ARG_TYPES + [np.int64] * 3)
+        self._args = BoundArgs(built.kernel(BATCHED_NAME), ARG_TYPES + [np.int64] * 3)
         self._lock = threading.Lock()
 
     def enqueue(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
