@@ -8,7 +8,7 @@
 # steps, so that a call cut short by the device's 10 minutes still brings back what finished;
 # a call brings back 8 files at most):
 #   suite   the tests that compile and run the kernels changed since the last GPU run, on the
-#           card (all of them, 48 s on the H100); a failure stops the stages after it
+#           card (all of them, 48 s on the H100); a failure is reported, the stages after it run
 #   plan    benchmarks/plan/campaign.py, its parts in this order (a cut call keeps the first):
 #           floor, trace_lanes, skinny, batched_lanes (the opt-in lanes' evidence: read it
 #           with benchmarks/plan/lane_verdict.py), approx (judged TF32, chained), check (+ host
@@ -185,7 +185,8 @@ for stage in "$@"; do
     echo "$stage: rc=$rc, $(( $(date +%s) - t0 )) s" | tee -a "$W/$stage/header.txt"
     pack "$stage"
     if [ "$stage" = suite ] && [ $rc -ne 0 ]; then
-        echo "gpu-call: the suite failed on the card; the stages after it are not run" >&2
-        exit 1
+        # the later stages still run: a call is a third of a session's device time, and each
+        # campaign part catches its own failure and checks its own products against float64
+        echo "gpu-call: the suite failed on the card (suite/tests.txt); the stages after it run" >&2
     fi
 done
