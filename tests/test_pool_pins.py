@@ -56,27 +56,28 @@ def test_pooled_buffers_are_bound_by_handle_not_pinned():
     k = _Kernel()
     args = BoundArgs(k, [np.int32, None])
     before = rt.pool.active_blocks
-    buf = rt.pooled(4096)
+    buf = rt.pooled(4096, "scratch", rt.user_queue)
     handle = buf.int_ptr
     args.bind([1, buf], keep=True)
     del buf
     assert rt.pool.active_blocks == before  # not pinned
-    again = rt.pooled(4096)  # the same block, from the pool
+    again = rt.pooled(4096, "scratch", rt.user_queue)  # the same block, from the pool
     assert again.int_ptr == handle
     k.sets.clear()
     args.bind([1, again], keep=True)
     assert k.sets == []
-    other = rt.pooled(4096)
+    other = rt.pooled(4096, "scratch", rt.user_queue)
     args.bind([1, other], keep=True)
     assert k.sets == [1]
 
 
 def test_waiting_calls_pin_nothing_and_the_pool_stops_growing(rng):
     """Numpy operands (the waiting path) of 24 shapes in shuffled rounds: no block stays in
-    use after a call, and the pool holds no more after the first round than after five."""
+    use after a call, and the pool holds no more after the first round than after five
+    (numpy operands are staged for the stations' queue, from its pool)."""
     rt = get_runtime()
     shapes = [tuple(int(x) for x in rng.integers(1, 90, 3)) for _ in range(24)]
-    before = rt.pool.active_blocks
+    before = rt.station_pool.active_blocks
     held = []
     for _ in range(5):
         for i in rng.permutation(len(shapes)):
@@ -87,8 +88,8 @@ def test_waiting_calls_pin_nothing_and_the_pool_stops_growing(rng):
             out = clgemm.matmul(A, B, trans_a=ta, trans_b=tb)
             ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B)
             assert np.abs(out - ref).max() <= 1e-5 * max(np.abs(ref).max(), 1.0) * k
-            assert rt.pool.active_blocks == before
-        held.append(rt.pool.managed_bytes)
+            assert rt.station_pool.active_blocks == before
+        held.append(rt.station_pool.managed_bytes)
     assert held[-1] == held[0], held
 
 
@@ -111,3 +112,19 @@ def test_a_block_the_pool_frees_cannot_alias_a_bound_handle():
     k.sets.clear()
     args.bind([fresh[0]], keep=True)
     assert k.sets == [0]
+
+
+def test_a_block_dropped_on_one_queue_is_not_handed_to_the_other():
+    """The hot path drops its scratch while its kernels are still queued on the user queue;
+    only work queued behind them (the same in-order queue) may get that block, never a
+    station's queue, which another thread could be writing at the same time."""
+    rt = get_runtime()
+    hot = rt.pooled(4096, "scratch", rt.user_queue)
+    handle = hot.int_ptr
+    del hot  # back to the user queue's pool, its kernels perhaps still queued
+    station = rt.pooled(4096, "scratch", rt.queue)
+    assert station.int_ptr != handle
+    assert rt.pooled(4096, "scratch", rt.user_queue).int_ptr == handle  # reused behind them
+    station_handle = station.int_ptr
+    del station
+    assert rt.pooled(4096, "scratch", rt.user_queue).int_ptr != station_handle

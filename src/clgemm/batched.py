@@ -120,11 +120,11 @@ def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> BatchedOperand
     """A host operand staged once for the whole batch (a dense copy where its strides do
     not fit the kernels)."""
     if x.size == 0:
-        return BatchedOperand(Operand(rt.pooled(4, what=name), 0, max(x.shape[-1], 1), trans), 0)
+        return BatchedOperand(Operand(rt.pooled(4, name, rt.queue), 0, max(x.shape[-1], 1), trans), 0)
     if len(x.shape) == 3 and x.shape[0] == 1:
         x = x[0]
     dense = x if x.flags.c_contiguous else np.ascontiguousarray(x)
-    buf = rt.pooled(dense.nbytes, what=name)
+    buf = rt.pooled(dense.nbytes, name, rt.queue)
     staging.write(rt, rt.queue, buf, dense)
     rows, cols = dense.shape[-2:]
     stride = rows * cols if len(dense.shape) == 3 else 0

@@ -99,7 +99,7 @@ def storage(shape: tuple[int, int], strides: tuple[int, int], itemsize: int = 4)
 def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand, int]:
     """Copy a host matrix to the device without repacking when its layout allows."""
     if x.size == 0:
-        return Operand(rt.pooled(4, what=name), 0, max(x.shape[1], 1), trans), 0
+        return Operand(rt.pooled(4, name, rt.queue), 0, max(x.shape[1], 1), trans), 0
     layout = storage(x.shape, x.strides)
     if layout is None:
         x = np.ascontiguousarray(x)
@@ -110,7 +110,7 @@ def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand,
     n_elems = (outer - 1) * ld + inner
     # The stored span from the first to the last element, leading-dimension gaps included.
     span = np.lib.stride_tricks.as_strided(x, shape=(n_elems,), strides=(4,))
-    buf = rt.pooled(span.nbytes, what=name)
+    buf = rt.pooled(span.nbytes, name, rt.queue)
     staging.write(rt, rt.queue, buf, np.ascontiguousarray(span))
     return Operand(buf, 0, ld, stored_t != trans), span.nbytes
 
@@ -211,7 +211,7 @@ def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool,
 def output_buffer(rt: Runtime, C, beta: float, count: int) -> "cl.Buffer":
     """A device buffer of `count` floats for a host call's result, holding C's old content
     where beta != 0 (C unread otherwise)."""
-    buf = rt.pooled(4 * count, what="C")
+    buf = rt.pooled(4 * count, "C", rt.queue)
     if C is not None and beta != 0.0:
         staging.write(rt, rt.queue, buf, np.ascontiguousarray(C))
     return buf

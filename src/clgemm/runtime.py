@@ -162,9 +162,15 @@ class Runtime:
         # immediate allocator writes to each new buffer on the queue, and on NVIDIA's OpenCL
         # that write waited for the queue's earlier kernels (a call without C then waited
         # for the device: tests/test_plan.py's hot-path test caught it on the H100).
+        # One pool per queue: a block dropped while the kernels that use it are still queued
+        # goes back to its pool at once, which is safe only if the next user of the block
+        # enqueues behind them, on the same in-order queue. The hot path drops its scratch
+        # unwaited on the user queue; a station (`queue`) called from another thread in
+        # between could otherwise be handed that block and write it beside those kernels.
         with warnings.catch_warnings():  # pyopencl warns that a deferred allocator's
             warnings.simplefilter("ignore", UserWarning)  # out-of-memory shows at first use
             self.pool = cltools.MemoryPool(cltools.DeferredAllocator(self.context))
+            self.station_pool = cltools.MemoryPool(cltools.DeferredAllocator(self.context))
         self._pool_lock = threading.Lock()  # allocations from several threads, one at a time
         # The plans of this device's products (clgemm.route decides them, matmul looks
         # them up): a workload rarely has more distinct products than this.
@@ -402,13 +408,22 @@ class Runtime:
                 "split the product into blocks or use a device with more memory"
             )
 
-    def pooled(self, nbytes: int, what: str = "buffer") -> "cltools.PooledBuffer":
-        """Device memory from the runtime's pool (returned to it when dropped): staging of
-        numpy operands, call after call, allocates nothing new."""
+    def pool_of(self, queue: "cl.CommandQueue") -> "cltools.MemoryPool":
+        """The pool whose blocks serve work on `queue`: the user queue's (outputs, the hot
+        path's scratch) or the stations' (every other queue of the runtime's: staging of
+        numpy operands, reported calls), so that a block still in use by queued kernels is
+        only ever handed to work queued behind them."""
+        return self.pool if queue is self.user_queue else self.station_pool
+
+    def pooled(self, nbytes: int, what: str, queue: "cl.CommandQueue"
+               ) -> "cltools.PooledBuffer":
+        """Device memory for work on `queue`, from that queue's pool (returned to it when
+        dropped): staging of numpy operands, call after call, allocates nothing new."""
         self.check_alloc(max(nbytes, 4), what)
+        pool = self.pool_of(queue)
         try:
             with self._pool_lock:
-                return self.pool.allocate(max(nbytes, 4))
+                return pool.allocate(max(nbytes, 4))
         except cl.MemoryError as exc:
             raise OutOfDeviceMemoryError(
                 f"could not allocate {nbytes / 2**20:.1f} MiB for {what} on "

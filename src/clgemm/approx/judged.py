@@ -154,7 +154,7 @@ class BudgetJudge:
         saved = None
         span = (m - 1) * c.ld + n
         if beta != 0.0:
-            saved = rt.pooled(4 * span, what="C kept for the exact fallback")
+            saved = rt.pooled(4 * span, "C kept for the exact fallback", q)
             events.append(cl.enqueue_copy(q, saved, c.buffer, byte_count=4 * span,
                                           src_offset=4 * c.offset))
         product = tc_product(rt, "tf32", m, n, k, alpha, beta, a, b, c, queue=q)

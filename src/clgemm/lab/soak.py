@@ -642,7 +642,7 @@ class Soak:
             "setup_s": setup_s,
             "telemetry": {"host_rss": "VmRSS of /proc/self/status after gc and glibc's "
                                       "malloc_trim(0) (rss_bytes; rss_raw_bytes before)",
-                          "device_memory": "clgemm's pools, the runtime's and the guard's "
+                          "device_memory": "clgemm's pools, the runtime's two and the guard's "
                                            "(managed_bytes, summed); NVML memory.used "
                                            "on NVIDIA",
                           "gpu_source": self.gpu.source, "gpu_reason": self.gpu.reason,

@@ -91,13 +91,15 @@ def _pool_figures(pool) -> dict:
 
 
 def pool_bytes(rt) -> dict:
-    """The device memory clgemm's pools hold: the runtime's (outputs, staging) and the
-    guard's (C_old copies), summed: bytes held from the device (managed), in use (active),
-    blocks held for reuse and in use; each pool's own figures under "pools". None where this
-    pyopencl does not say."""
+    """The device memory clgemm's pools hold: the runtime's two (the user queue's: outputs
+    and the hot path's scratch; the stations' queue's: staging, reported calls' scratch) and
+    the guard's (C_old copies), summed: bytes held from the device (managed), in use
+    (active), blocks held for reuse and in use; each pool's own figures under "pools". None
+    where this pyopencl does not say."""
     from ..guard.device import guard_device
 
     pools = {"runtime": _pool_figures(getattr(rt, "pool", None)),
+             "station": _pool_figures(getattr(rt, "station_pool", None)),
              "guard": _pool_figures(guard_device(rt).pool)}
     out: dict = {}
     for name in POOL_FIELDS:

@@ -228,7 +228,7 @@ class GemvLane:
         into C."""
         rows, cols, _, alpha, beta = head[:5]
         c, c_rs, c_ns, strides = out
-        partial, scratch = self._partials(batch, splits, rows, cols, c)
+        partial, scratch = self._partials(batch, splits, rows, cols, c, queue)
         with self._lock:
             kern.bind(head + (c.buffer, c.offset, c_rs, c_ns, *strides, scratch, per_split),
                       keep=self._keeps(queue, partial))
@@ -255,13 +255,13 @@ class GemvLane:
         a split's partial sums, which nothing else holds while the kernels run."""
         return queue is self.rt.user_queue or partial is not None
 
-    def _partials(self, batch: int, splits: int, rows: int, cols: int, c: Operand):
+    def _partials(self, batch: int, splits: int, rows: int, cols: int, c: Operand, queue):
         """(the pooled partial sums, None with one split; the buffer the kernel is given:
         C's own where it writes C itself)."""
         if splits == 1:
             return None, c.buffer
         partial = self.rt.pooled(4 * batch * splits * rows * cols,
-                                 what="gemv split partial sums")
+                                 "gemv split partial sums", queue)
         return partial, partial
 
     def _reduce(self, event, partial, batch, splits, bucket, rows, cols, alpha, beta, out,

@@ -308,7 +308,7 @@ class _SlicedLane:
         a, b, c, m, n = transposed_c(a, b, c, m, n)
         stride = slab_stride(m, n)
         slices = max(1, min(self.slices, k // MIN_SLICE))
-        part = self.rt.pooled(4 * stride * slices, what="split-K partial products")
+        part = self.rt.pooled(4 * stride * slices, "split-K partial products", queue)
         used, first = self._slabs(queue, m, n, k, alpha, a, b, part, slices)
         last = sum_slabs(self.rt, queue, m, n, used, stride, part, beta, c)
         if info is not None:

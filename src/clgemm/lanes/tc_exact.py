@@ -98,7 +98,7 @@ class TcExactLane:
         if info is not None:
             info.extra["lane"] = "3xtf32"
         span = (m - 1) * c.ld + n  # C's elements from its offset, in floats
-        saved = (rt.pooled(4 * span, what="C (kept for a float32 recompute)")
+        saved = (rt.pooled(4 * span, "C (kept for a float32 recompute)", queue)
                  if beta != 0.0 else None)
         if saved is not None:
             cl.enqueue_copy(queue, saved, c.buffer, byte_count=4 * span,

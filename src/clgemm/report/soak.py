@@ -59,7 +59,7 @@ def soak_blocks(soaks: list[tuple[str, dict]], link, fmt, Link) -> list[tuple]:
              v["bars"]["errors"]],
             ["host RSS growth after warm-up", _growth(mem.get("rss")),
              v["bars"].get("rss_growth_under_1pct")],
-            ["device pools' growth after warm-up (runtime + guard)",
+            ["device pools' growth after warm-up (runtime queues + guard)",
              _growth(mem.get("pool_managed")),
              v["bars"].get("pool_managed_growth_under_1pct")],
             ["GPU memory.used growth after warm-up", _growth(mem.get("gpu_used")),
