@@ -192,21 +192,26 @@ class TableDevice:
     platform: str = ""  # the OpenCL implementation, e.g. "Portable Computing Language"
     vendor: str = ""  # canonical_vendor() of the device's vendor string
     type: str = ""  # "CPU", "GPU", ...
+    arch: str = ""  # the instruction set the kernels compile to where known, e.g. "sm_90"
 
     @classmethod
     def of(cls, device: DeviceInfo) -> "TableDevice":
-        return cls(device.name, device.platform, canonical_vendor(device.vendor), device.type)
+        cc = device.capabilities.nv_compute_capability if device.capabilities else None
+        arch = f"sm_{cc[0]}{cc[1]}" if cc else ""
+        return cls(device.name, device.platform, canonical_vendor(device.vendor), device.type,
+                   arch)
 
     def to_json(self) -> dict:
         out = {"name": self.name}
         out.update({k: v for k, v in (("platform", self.platform), ("vendor", self.vendor),
-                                      ("type", self.type)) if v})
+                                      ("type", self.type), ("arch", self.arch)) if v})
         return out
 
     @classmethod
     def from_json(cls, data: dict) -> "TableDevice":
         return cls(str(data["name"]), str(data.get("platform", "")),
-                   str(data.get("vendor", "")), str(data.get("type", "")))
+                   str(data.get("vendor", "")), str(data.get("type", "")),
+                   str(data.get("arch", "")))
 
 
 @dataclass
@@ -347,7 +352,10 @@ def closest_table(want: TableDevice, tables: list[Table]) -> Table | None:
     else the first table (by file name) of the closest fallback level, carrying as alternates
     the schedules of the other tables of the level and of the type, and the built-in defaults:
     a fallback must offer the online selector and `clgemm replay` several arms. A fallback
-    carries no tensor-core lane: that lane is promoted per device by `clgemm gate`."""
+    carries the tensor-core lane only from a table of the same implementation and the same
+    architecture (`arch`, e.g. sm_90: the same tensor-core instructions, compiled by the same
+    driver); elsewhere that lane waits for `clgemm gate` on the device itself. The device's
+    own capability probe still decides whether the lane runs."""
     for t in tables:
         d = t.device or TableDevice(t.device_name)
         if d.name == want.name and (not d.platform or d.platform == want.platform):
@@ -356,6 +364,8 @@ def closest_table(want: TableDevice, tables: list[Table]) -> Table | None:
         near = [t for t in tables if t.device and _level_matches(level, t.device, want)]
         if not near:
             continue
+        if level == "implementation" and want.arch:  # a table of the same architecture first
+            near.sort(key=lambda t: t.device.arch != want.arch)
         first = near[0]
         # The level's tables first, then every table of the type, then the built-in defaults
         # (the type's first): even a lone table whose schedule is the default gives two arms.
@@ -364,9 +374,17 @@ def closest_table(want: TableDevice, tables: list[Table]) -> Table | None:
         pool = [s for t in near + wider for s in t.candidates()] + builtins
         own = set(first.candidates())
         alternates = tuple(dict.fromkeys(s for s in pool if s not in own))
+        # Why the lane may travel: the H200 met the H100's table without it (both sm_90
+        # through NVIDIA's OpenCL; records/nvidia-h200/2026-12-07-plan-traces): 3xTF32 ran
+        # 1.24-1.47x the float32 family from 1400 to 2048 there, while the traces' prefill
+        # products took 1.5-1.65x torch's time on the float32 family alone.
+        same_arch = (level == "implementation" and bool(want.arch)
+                     and first.device.arch == want.arch)
+        words = _LEVEL_WORDS[level] + (f", architecture {want.arch}" if same_arch else "")
         return dataclasses.replace(
-            first, source=f"{first.source} (fallback: same {_LEVEL_WORDS[level]})",
-            tensorcore=None, alternates=first.alternates + alternates, match=level)
+            first, source=f"{first.source} (fallback: same {words})",
+            tensorcore=first.tensorcore if same_arch else None,
+            alternates=first.alternates + alternates, match=level)
     return None
 
 
