@@ -83,11 +83,11 @@ stage_plan() {
 }
 
 stage_traces() {
-    # OPTIN=1: with the opt-in lanes switched on (CLGEMM_SPLITK, CLGEMM_TC_BATCH), files
+    # OPTIN=1: with the opt-in lanes switched on (CLGEMM_TC_SPLITK, CLGEMM_TC_BATCH), files
     # named -optin: the whole traces' answer to what lane_verdict judges product by product
     local d=$W/traces repeats=3 peers=(--peers torch) t file tag=""
     [ "$QUICK" = 1 ] && { repeats=1; peers=(); }
-    [ "${OPTIN:-0}" = 1 ] && { export CLGEMM_SPLITK=1 CLGEMM_TC_BATCH=1; tag=-optin; }
+    [ "${OPTIN:-0}" = 1 ] && { export CLGEMM_TC_SPLITK=1 CLGEMM_TC_BATCH=1; tag=-optin; }
     for t in llama-7b-decode bert-base-train tinyllama-1.1b llama-7b-prefill resnet50-im2col; do
         file=traces/models/$t.jsonl
         [ "$QUICK" = 1 ] && file=traces/tiny/model_tiny.jsonl

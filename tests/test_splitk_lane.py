@@ -1,6 +1,7 @@
 """The exact contract's split-K lane (lanes/splitk.SplitKLane): a generated float32 kernel over
 K slices into slabs, summed in order into C by one small kernel. On a GPU it serves products
-whose output would leave most compute units idle (opt-in, CLGEMM_SPLITK=1); here its work-group
+whose output would leave most compute units idle (CLGEMM_SPLITK=0 switches it off); here its
+work-group
 kernels run on the CPU device, against float64, at odd shapes, every transpose, alpha and beta,
 a C with a leading dimension wider than its rows, and through the plan where the route takes it."""
 
@@ -72,11 +73,11 @@ def test_split_k_lane_writes_a_strided_c_and_leaves_the_rest(rng):
 
 def test_the_route_takes_the_split_k_lane_where_asked_and_the_grid_is_underfilled(
         rng, monkeypatch):
-    """With CLGEMM_SPLITK=1 and the float32 family's schedule a work-group one whose grid is
+    """By default, with the float32 family's schedule a work-group one whose grid is
     underfilled (here: every grid, the threshold raised) and the cost model asking for
     slices, the plan's lane is the split-K lane,
-    and matmul through it is right on numpy and device arrays; without the switch, or with K
-    too short to split, the float32 family serves."""
+    and matmul through it is right on numpy and device arrays; with CLGEMM_SPLITK=0, or with
+    K too short to split, the float32 family serves."""
     rt = get_runtime()
     wg = _work_group_schedule(rt)
     monkeypatch.setattr(rt, "plans", LruMemo(64))
@@ -86,9 +87,9 @@ def test_the_route_takes_the_split_k_lane_where_asked_and_the_grid_is_underfille
     monkeypatch.setattr(splitk, "plan", lambda rt, m, n, k, s=None, allow_split=True:
                         splitk.Plan(wg, max(1, min(4, k // splitk.MIN_SLICE))))
     m, n, k = 32, 100, 2048
-    monkeypatch.delenv("CLGEMM_SPLITK", raising=False)
+    monkeypatch.setenv("CLGEMM_SPLITK", "0")
     assert not isinstance(clgemm.plan(m, n, k).lane, splitk.SplitKLane)
-    monkeypatch.setenv("CLGEMM_SPLITK", "1")
+    monkeypatch.delenv("CLGEMM_SPLITK")
     monkeypatch.setattr(rt, "plans", LruMemo(64))
     p = clgemm.plan(m, n, k, trans_b=True)
     assert isinstance(p.lane, splitk.SplitKLane), p.why
@@ -108,7 +109,7 @@ def test_the_route_splits_3xtf32_only_where_it_would_leave_units_idle(monkeypatc
     """route.tc_splitk_lane on a 132-unit device that promoted 3xTF32 (128 x 128 tiles):
     a prefill's 512 x 2048 output (64 tiles) and BERT's 1024 x 768 (48) split over K, a
     4096 square (1024 tiles) and a product under TC_SPLITK_MIN_FLOPS do not, nor anything
-    without CLGEMM_SPLITK=1 or without a promoted lane."""
+    without CLGEMM_TC_SPLITK=1 or without a promoted lane."""
     from types import SimpleNamespace
 
     from clgemm import route
@@ -118,7 +119,7 @@ def test_the_route_splits_3xtf32_only_where_it_would_leave_units_idle(monkeypatc
                          cached=lambda key, build: build())
     monkeypatch.setattr(route, "schedule_for", lambda rt, mode, m, n, k: DEFAULT_SCHEDULES[mode])
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
-    monkeypatch.setenv("CLGEMM_SPLITK", "1")
+    monkeypatch.setenv("CLGEMM_TC_SPLITK", "1")
     for m, n, k in ((512, 2048, 5632), (1024, 768, 3072), (1568, 512, 4608)):
         lane = route.tc_splitk_lane(rt, m, n, k)
         tiles = -(-m // 128) * -(-n // 128)
@@ -129,5 +130,5 @@ def test_the_route_splits_3xtf32_only_where_it_would_leave_units_idle(monkeypatc
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: None)
     assert route.tc_splitk_lane(rt, 512, 2048, 5632) is None
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
-    monkeypatch.delenv("CLGEMM_SPLITK")
+    monkeypatch.delenv("CLGEMM_TC_SPLITK")
     assert route.tc_splitk_lane(rt, 512, 2048, 5632) is None

@@ -11,7 +11,8 @@ Lanes judged: the float32 family split over K (`skinny`: splitk-model-s* against
 split over K (`skinny` and `trace_lanes`: 3xtf32-splitk* against the faster of the two
 one-launch lanes, the better the route could do today), 3xTF32's batched kernel
 (`batched_lanes`: against the route's own lane through matmul). Each verdict names its shapes;
-the switch (CLGEMM_SPLITK, CLGEMM_TC_BATCH) becomes the default only where it says promote.
+the switch (CLGEMM_SPLITK, now on by default; CLGEMM_TC_SPLITK, CLGEMM_TC_BATCH) becomes the
+default only where it says promote.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def tc_splitk(plan: dict) -> Verdict:
                      r[one + "_rel_error"], r["3xtf32-splitk_rel_error"]))
     # from route.TC_SPLITK_MIN_FLOPS
     rows += _skinny(plan, "3xtf32-splitk", lambda r, key: 2.0 * r["m"] * r["n"] * r["k"] >= 1e9)
-    return _judge(Verdict("3xtf32-splitk (CLGEMM_SPLITK)"), rows)
+    return _judge(Verdict("3xtf32-splitk (CLGEMM_TC_SPLITK)"), rows)
 
 
 def tc_batched(plan: dict) -> Verdict:

@@ -2,9 +2,9 @@
 
 `plan()` decides once per (shape, layout, contract, device) and returns a `Plan`, kept by the
 runtime: the exact contract's lane (the small-rows lane for products with m or n up to
-MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, split over K where
-its one launch or the float32 family's grid would leave most compute units idle (opt-in:
-CLGEMM_SPLITK=1), else the float32 family), the station the call passes (ABFT for
+MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, the float32 family
+split over K where its grid would leave most compute units idle (CLGEMM_SPLITK=0 switches it
+off; 3xTF32 split over K is opt-in: CLGEMM_TC_SPLITK=1), else the float32 family), the station the call passes (ABFT for
 check=True, the approximate methods under rel_tol, TF32 judged on the device first where it
 serves the budget, the online selector), and why.
 """
@@ -67,7 +67,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
             why = (f"{exact.name}: the exact lane {table_note} promoted (3xTF32) would leave "
                    f"most compute units idle on {m}x{n}; "
                    f"{exact.note(m, n, k, key.trans_a, key.trans_b)}; the float32 family "
-                   f"({chosen.key()}) backs the stations (CLGEMM_SPLITK=1)")
+                   f"({chosen.key()}) backs the stations (CLGEMM_TC_SPLITK=1)")
         elif tc is not None:
             exact = tc
             promoted = tables.load_table(rt.device).tensorcore
@@ -78,7 +78,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
             exact = rt.cached(("splitk lane", split), lambda: SplitKLane(rt, split))
             why = (f"{exact.name}: the float32 family ({chosen.key()}, {table_note}) would "
                    f"leave most compute units idle on {m}x{n}; "
-                   f"{exact.note(m, n, k, key.trans_a, key.trans_b)} (CLGEMM_SPLITK=1)")
+                   f"{exact.note(m, n, k, key.trans_a, key.trans_b)}")
     note = fp32.note(m, n, k, key.trans_a, key.trans_b) if exact is fp32 else ""
     if note:
         why += "; " + note
@@ -192,15 +192,17 @@ def _min_flops(rt: Runtime) -> float:
 # Split over K, 3xTF32 serves products from here on where its one launch would leave most
 # units idle (the tile rule above), below the table's min_flops too: that floor was set on
 # squares, whose one launch filled the device. A guess until the plan campaign's `skinny`
-# and `trace_lanes` parts time it (CLGEMM_SPLITK=1 switches the lane on).
+# and `trace_lanes` parts time it (CLGEMM_TC_SPLITK=1 switches the lane on). Not promoted:
+# on the H200 (records/nvidia-h200/2026-12-07-plan-traces, lane_verdict) it ran 1.16-6.25x
+# the one-launch lanes on 13 trace products but 0.75-0.99x on BERT's 1024 x 768 outputs.
 TC_SPLITK_MIN_FLOPS = 1e9
 
 
 def tc_splitk_lane(rt: Runtime, m: int, n: int, k: int) -> "TcSplitKLane | None":
     """3xTF32 over K slices for a product the one-launch lane would leave underfilled, where
-    CLGEMM_SPLITK=1, the device promoted 3xTF32 and the product has at least
+    CLGEMM_TC_SPLITK=1, the device promoted 3xTF32 and the product has at least
     TC_SPLITK_MIN_FLOPS; None otherwise."""
-    if os.environ.get("CLGEMM_SPLITK", "") != "1" or min(m, n, k) == 0:
+    if os.environ.get("CLGEMM_TC_SPLITK", "") != "1" or min(m, n, k) == 0:
         return None
     if 2.0 * m * n * k < TC_SPLITK_MIN_FLOPS or _promoted_3x(rt) is None:
         return None
