@@ -167,7 +167,7 @@ stage_sass() {
     done
     pack sass
     timeout 240 ncu --clock-control none --csv --page raw --metrics "$(python3 $tool metrics)" \
-        -k regex:"clgemm|gemm" python3 $tool launch "$d" 2048 1 > "$d/ncu.csv" 2> "$d/ncu.err"
+        -k regex:"clgemm|gemm|nvjet" python3 $tool launch "$d" 2048 1 > "$d/ncu.csv" 2> "$d/ncu.err"
     echo "ncu rc=$?"
     return 0
 }

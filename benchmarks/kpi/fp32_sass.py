@@ -10,10 +10,11 @@ can read its counters beside cuBLAS's own SGEMM (NVIDIA's OpenCL hides its kerne
     python3 benchmarks/kpi/fp32_sass.py sass DIR                   # ptxas -v, cuobjdump, the mix
     python3 benchmarks/kpi/fp32_sass.py launch DIR 2048            # CUDA: time and check each
     ncu --clock-control none --csv --page raw --metrics $(python3 benchmarks/kpi/fp32_sass.py \
-        metrics) -k regex:"clgemm|gemm" python3 benchmarks/kpi/fp32_sass.py launch DIR 2048 1
+        metrics) -k regex:"clgemm|gemm|nvjet" python3 benchmarks/kpi/fp32_sass.py launch DIR 2048 1
 
 `launch` also runs torch.matmul (cuBLAS SGEMM, TF32 off) on the same operands, so that ncu's
-table holds both kernels; `sass` writes DIR/mix.json.
+table holds both kernels (cuBLAS's Hopper kernels may be named nvjet_*, not *gemm*); `sass`
+writes DIR/mix.json.
 """
 
 from __future__ import annotations
@@ -170,10 +171,13 @@ def launch(out_dir: str, n: int, reps: int = 5) -> None:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     rng = np.random.default_rng(0)
-    a = cp.asarray(rng.standard_normal((n, n)).astype(np.float32))
-    b = cp.asarray(rng.standard_normal((n, n)).astype(np.float32))
+    a_host = rng.standard_normal((n, n)).astype(np.float32)
+    b_host = rng.standard_normal((n, n)).astype(np.float32)
+    a, b = cp.asarray(a_host), cp.asarray(b_host)
     c = cp.empty((n, n), cp.float32)
-    ref = a.astype(cp.float64) @ b.astype(cp.float64)
+    # the float64 reference on the host: on the card it was a GEMM of its own, which ncu's
+    # kernel filter took for cuBLAS's (records/nvidia-h200/2026-12-07-fp32-sass)
+    ref = a_host.astype(np.float64) @ b_host.astype(np.float64)
     with open(os.path.join(out_dir, f"{n}.json")) as f:
         meta = json.load(f)
     with open(os.path.join(out_dir, f"{n}.ptx")) as f:
@@ -201,7 +205,7 @@ def launch(out_dir: str, n: int, reps: int = 5) -> None:
         end.record()
         end.synchronize()
         times.append(cp.cuda.get_elapsed_time(start, end) * 1e-3)
-    err = float(cp.linalg.norm(c.astype(cp.float64) - ref) / cp.linalg.norm(ref))
+    err = float(np.linalg.norm(cp.asnumpy(c).astype(np.float64) - ref) / np.linalg.norm(ref))
     t = float(np.median(times))
     x, y = torch.as_tensor(a, device="cuda"), torch.as_tensor(b, device="cuda")
     torch.matmul(x, y)
