@@ -15,7 +15,7 @@
 #           phases), check_profile, approx_profile, host_path, batched, exact_lanes, gemv
 #           (issues 16, 17)
 #   traces  the five model traces through matmul beside PyTorch (issues 16 and 17); OPTIN=1
-#           with the opt-in lanes on (files -optin)
+#           with the opt-in lanes on (files -optin, in traces-optin.tgz)
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
 #   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
 #   tune    clgemm tune at 2048 without a prior (forest) and with the transfer prior (the
@@ -85,16 +85,17 @@ stage_plan() {
 stage_traces() {
     # OPTIN=1: with the opt-in lanes switched on (CLGEMM_TC_SPLITK, CLGEMM_TC_BATCH), files
     # named -optin: the whole traces' answer to what lane_verdict judges product by product
-    local d=$W/traces repeats=3 peers=(--peers torch) t file tag=""
+    local repeats=3 peers=(--peers torch) t file tag=""
     [ "$QUICK" = 1 ] && { repeats=1; peers=(); }
     [ "${OPTIN:-0}" = 1 ] && { export CLGEMM_TC_SPLITK=1 CLGEMM_TC_BATCH=1; tag=-optin; }
+    local d=$W/traces$tag
     for t in llama-7b-decode bert-base-train tinyllama-1.1b llama-7b-prefill resnet50-im2col; do
         file=traces/models/$t.jsonl
         [ "$QUICK" = 1 ] && file=traces/tiny/model_tiny.jsonl
         timeout 150 python3 -m clgemm.cli bench --suite model --trace "$file" "${peers[@]}" \
             --repeats "$repeats" --quiet -o "$d/model-$t$tag.json" > "$d/model-$t$tag.log" 2>&1
         echo "model $t rc=$?"
-        pack traces
+        pack "traces$tag"
         [ "$QUICK" = 1 ] && break
     done
     return 0
@@ -177,13 +178,17 @@ for stage in "$@"; do
         suite|plan|traces|soak|abft|tune|sass) ;;
         *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft, tune, sass)" >&2; exit 2 ;;
     esac
-    mkdir -p "$W/$stage"
-    header "$W/$stage"
+    # the folder and archive of the stage: OPTIN=1's traces apart from the plain ones (one
+    # call's plain traces.tgz was overwritten by its opt-in run on 2026-12-07)
+    name=$stage
+    [ "$stage" = traces ] && [ "${OPTIN:-0}" = 1 ] && name=traces-optin
+    mkdir -p "$W/$name"
+    header "$W/$name"
     t0=$(date +%s)
     "stage_$stage"
     rc=$?
-    echo "$stage: rc=$rc, $(( $(date +%s) - t0 )) s" | tee -a "$W/$stage/header.txt"
-    pack "$stage"
+    echo "$stage: rc=$rc, $(( $(date +%s) - t0 )) s" | tee -a "$W/$name/header.txt"
+    pack "$name"
     if [ "$stage" = suite ] && [ $rc -ne 0 ]; then
         # the later stages still run: a call is a third of a session's device time, and each
         # campaign part catches its own failure and checks its own products against float64
