@@ -362,9 +362,11 @@ def promoted_lane(monkeypatch):
     from conftest import emulate_tensor_cores
 
     rt = get_runtime()
-    # the tests' products are small: the rule that keeps a product whose tiles leave most
-    # compute units idle off the lane (test_exact_lane_needs_tiles_for_the_units) is off
+    # the tests' products are small and odd: the rules that keep a product whose tiles leave
+    # most compute units idle, or are mostly padding, off the lane
+    # (test_exact_lane_needs_tiles_for_the_units, test_exact_lane_needs_full_tiles) are off
     monkeypatch.setattr(route, "MIN_TILES_PER_UNIT", 0.0)
+    monkeypatch.setattr(route, "MIN_TILE_FILL", 0.0)
     base = table_mod.load_table(rt.device)
     s = replace(SMALL, mode="3xtf32", fold=1)
     lane = table_mod.TcLane({}, {"3xtf32": s}, exact="3xtf32",
@@ -429,6 +431,28 @@ def test_exact_lane_needs_tiles_for_the_units(promoted_lane, rng, monkeypatch):
     monkeypatch.setattr(route, "MIN_TILES_PER_UNIT", tiles / rt.device.compute_units)
     fresh_routes(monkeypatch, rt)
     assert clgemm.plan(m, n, k).lane.name == "3xtf32-mma"
+
+
+def test_exact_lane_needs_full_tiles(monkeypatch):
+    """route.exact_schedule on a 132-unit device that promoted 3xTF32 (128 x 128 tiles):
+    outputs 64 wide (ResNet-50's early im2col products: half of each tile padding) go to the
+    float32 family, outputs that fill the tiles (or 7/8 of them) take the lane."""
+    from types import SimpleNamespace
+
+    from clgemm import route
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+
+    rt = SimpleNamespace(device=SimpleNamespace(compute_units=132))
+    monkeypatch.setattr(route, "_min_flops", lambda rt: 5e9)
+    monkeypatch.setattr(route, "_promoted_3x", lambda rt: SimpleNamespace(exact_kernel=""))
+    monkeypatch.setattr(route, "schedule_for", lambda rt, mode, m, n, k: DEFAULT_SCHEDULES[mode])
+    assert DEFAULT_SCHEDULES["3xtf32"].block_n == 128
+    assert route.exact_schedule(rt, 401408, 64, 147) is None
+    assert route.exact_schedule(rt, 100352, 64, 576) is None
+    assert route.exact_schedule(rt, 25088, 128, 1152) is not None
+    assert route.exact_schedule(rt, 512, 4096, 4096) is not None
+    assert route.exact_schedule(rt, 1400, 1400, 1400) is not None  # 11 x 11 tiles, 99% full
+    assert route.exact_schedule(rt, 25088, 112, 4096) is not None  # 7/8 of each tile
 
 
 @pytest.mark.parametrize("bad", ["inf", "nan-all-ones"])

@@ -171,6 +171,8 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
     tiles = (-(-m // s.block_m)) * (-(-n // s.block_n))
     if tiles < MIN_TILES_PER_UNIT * rt.device.compute_units:
         return None
+    if m * n < MIN_TILE_FILL * tiles * s.block_m * s.block_n:
+        return None
     return s
 
 
@@ -182,6 +184,14 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
 # 512x5632x2048 (176) 309 against 385. Per-class tables (the tuner's shape classes) are to
 # replace this rule.
 MIN_TILES_PER_UNIT = 0.5
+
+# ... and only where its tiles are mostly output, not padding: an output 64 wide fills half of
+# each 128-wide tile, and there the float32 family's narrower tiles won on the H200
+# (records/nvidia-h200/2026-12-07-plan-traces, trace_lanes: ResNet-50's 401408 x 64 x 147
+# at 0.72x and 100352 x 64 x 576 at 0.87x the float32 family's speed, while every product the
+# tiles filled ran 1.19-1.60x); on the H100 the same two products ran 3xTF32 at 1.91x and
+# 1.58x torch's time (records/nvidia-h100/2026-12-07-plan-traces).
+MIN_TILE_FILL = 0.75
 
 
 def _min_flops(rt: Runtime) -> float:
