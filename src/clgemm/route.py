@@ -4,9 +4,9 @@
 runtime: the exact contract's lane (the small-rows lane for products with m or n up to
 MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, the float32 family
 split over K where its grid would leave most compute units idle (CLGEMM_SPLITK=0 switches it
-off; 3xTF32 split over K is opt-in: CLGEMM_TC_SPLITK=1), else the float32 family), the station the call passes (ABFT for
-check=True, the approximate methods under rel_tol, TF32 judged on the device first where it
-serves the budget, the online selector), and why.
+off; 3xTF32 split over K is opt-in: CLGEMM_TC_SPLITK=1), else the float32 family), the
+station the call passes (ABFT for check=True, the approximate methods under rel_tol, TF32
+judged on the device first where it serves the budget, the online selector), and why.
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ def _min_flops(rt: Runtime) -> float:
 # squares, whose one launch filled the device. A guess until the plan campaign's `skinny`
 # and `trace_lanes` parts time it (CLGEMM_TC_SPLITK=1 switches the lane on). Not promoted:
 # on the H200 (records/nvidia-h200/2026-12-07-plan-traces, lane_verdict) it ran 1.16-6.25x
-# the one-launch lanes on 13 trace products but 0.75-0.99x on BERT's 1024 x 768 outputs.
+# the one-launch lanes on 10 of 13 trace products but 0.75-0.99x on BERT's 1024 x 768 and
+# 768 x 768 outputs.
 TC_SPLITK_MIN_FLOPS = 1e9
 
 
