@@ -23,6 +23,9 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field
 
+# the route's own rules, so that a verdict judges the products the route would send
+from clgemm.route import MIN_TILES_PER_UNIT, TC_BATCH_MIN_FLOPS, TC_SPLITK_MIN_FLOPS
+
 GAIN = 1.10  # geometric-mean speed over the products the rule sends to the lane
 WORST = 0.95  # no product slower than this fraction of its current speed
 ERROR_FACTOR = 2.0  # every result within this factor of the replaced lane's error
@@ -92,13 +95,13 @@ def fp32_splitk(plan: dict) -> Verdict:
 def tc_splitk(plan: dict) -> Verdict:
     rows = []
     for r in _rows(plan.get("trace_lanes")):
-        if "3xtf32-splitk_s" not in r or r["tc_tiles"] >= 0.5 * r["compute_units"]:
+        if "3xtf32-splitk_s" not in r or r["tc_tiles"] >= MIN_TILES_PER_UNIT * r["compute_units"]:
             continue  # the route splits only what one launch leaves underfilled
         one = min(("fp32", "3xtf32"), key=lambda x: r[x + "_s"])
         rows.append((f"{r['m']}x{r['n']}x{r['k']}", r[one + "_s"], r["3xtf32-splitk_s"],
                      r[one + "_rel_error"], r["3xtf32-splitk_rel_error"]))
-    # from route.TC_SPLITK_MIN_FLOPS
-    rows += _skinny(plan, "3xtf32-splitk", lambda r, key: 2.0 * r["m"] * r["n"] * r["k"] >= 1e9)
+    rows += _skinny(plan, "3xtf32-splitk",
+                    lambda r, key: 2.0 * r["m"] * r["n"] * r["k"] >= TC_SPLITK_MIN_FLOPS)
     return _judge(Verdict("3xtf32-splitk (CLGEMM_TC_SPLITK)"), rows)
 
 
@@ -108,7 +111,7 @@ def tc_batched(plan: dict) -> Verdict:
         if "3xtf32-batched_s" not in r or r.get("route") == "gemv":
             continue  # the rule leaves the small-rows lane's batches alone
         flops = 2.0 * r["batch"] * r["m"] * r["n"] * r["k"]
-        if flops < 1e9:  # route.TC_BATCH_MIN_FLOPS
+        if flops < TC_BATCH_MIN_FLOPS:
             continue
         rows.append((f"{r['batch']}x{r['m']}x{r['n']}x{r['k']}", r["matmul_s"],
                      r["3xtf32-batched_s"], r["matmul_error"], r["3xtf32-batched_error"]))

@@ -43,10 +43,13 @@ def search_space(rt: Runtime) -> TcSearchSpace:
     return TcSearchSpace(local_mem_bytes=d.local_mem_bytes, max_work_group_size=d.max_work_group_size)
 
 
-def layout_for(a: Operand, b: Operand) -> TcLayout:
+def layout_for(a: Operand, b: Operand, batch_strides: tuple[int, int] = (0, 0)) -> TcLayout:
+    """The operands' storage facts: an operand is aligned (16-byte chunk loads) where its
+    leading dimension, offset and, in a batch, its stride between matrices are multiples of 4."""
+    sa, sb = batch_strides
     return TcLayout(trans_a=a.transposed, trans_b=b.transposed,
-                    aligned_a=a.ld % 4 == 0 and a.offset % 4 == 0,
-                    aligned_b=b.ld % 4 == 0 and b.offset % 4 == 0)
+                    aligned_a=a.ld % 4 == 0 and a.offset % 4 == 0 and sa % 4 == 0,
+                    aligned_b=b.ld % 4 == 0 and b.offset % 4 == 0 and sb % 4 == 0)
 
 
 # the tensor-core kernel's arguments, its flag last (lanes/tc_batched.py adds batch strides)

@@ -6,8 +6,9 @@ offset by the batch strides (a stride of 0 broadcasts that operand).
 The batched exact lane where the device table promoted 3xTF32, for batches the small-rows
 lane does not take (attention: prefill's 512 x 512 x 128 products, 32 heads, ran 1.45-1.68x
 torch's time on the float32 family's batched kernel, records/nvidia-h100/2026-12-07-plan-traces).
-Opt-in (CLGEMM_TC_BATCH=1: clgemm.route) until the plan campaign's `batched_lanes` part has
-timed it on a GPU.
+Opt-in (CLGEMM_TC_BATCH=1: clgemm.route): the plan campaign's `batched_lanes` part timed it on
+an H200 at 0.84-1.48x the route's lane on attention batches, and the lane verdict rejected it
+(records/nvidia-h200/2026-12-07-plan-traces).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..kernels.tensorcore import KERNEL_NAME, TcLayout, TcSchedule, render_tc
 from ..operands import Operand
 from ..runtime import Runtime
 from .fp32 import BoundArgs
-from .mma import ARG_TYPES, default_dialect, fitting_schedule, nonfinite_flag
+from .mma import ARG_TYPES, default_dialect, fitting_schedule, layout_for, nonfinite_flag
 
 BATCHED_NAME = "clgemm_tc_batched"
 
@@ -86,12 +87,6 @@ class TcBatchedLane:
     def enqueue_batched(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
                         a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
                         queue) -> "cl.Event":
-        sa, sb, _ = strides
-
-        def aligned(x: Operand, stride: int) -> bool:  # float4 loads in every matrix
-            return x.ld % 4 == 0 and x.offset % 4 == 0 and stride % 4 == 0
-
-        layout = TcLayout(trans_a=a.transposed, trans_b=b.transposed,
-                          aligned_a=aligned(a, sa), aligned_b=aligned(b, sb))
+        layout = layout_for(a, b, strides[:2])  # float4 loads in every matrix of the batch
         return self._kernel(layout).enqueue(batch, m, n, k, alpha, beta, a, b, c, strides,
                                             queue)
