@@ -271,12 +271,12 @@ def host_path(rt, sizes, rng) -> list[dict]:
 
 
 def call_profile(rt, sizes, rng, **contract) -> list[dict]:
-    """Where a call's time goes (check=True, rel_tol=...): every kernel and copy it enqueues, captured by
-    wrapping pyopencl's enqueue functions for one call, with its device time (the stations'
-    queue profiles), against the call's wall and the unchecked kernel. The call asks for its
-    info: a rel_tol call that reports nothing runs on the user queue, which has no profiling
-    (every event's time was a RuntimeError on the H200, records/nvidia-h200/2026-12-07-plan-
-    traces); a reported one runs the same kernels on the stations' queue."""
+    """Where a call's time goes (check=True, rel_tol=...): every kernel and copy it enqueues,
+    captured by wrapping pyopencl's enqueue functions for one call, with its device time (the
+    stations' queue profiles), against the call's wall and the unchecked kernel. The call asks
+    for its info: a rel_tol call that reports nothing runs on the user queue, which has no
+    profiling (every event's time was a RuntimeError on the H200, records/nvidia-h200/
+    2026-12-07-plan-traces); a reported one runs the same kernels on the stations' queue."""
     rows = []
     for n in sizes:
         A = rng.standard_normal((n, n), np.float32)
@@ -440,7 +440,7 @@ def skinny(rt, rng, quick: bool = False) -> list[dict]:
     """The split-K lane (lanes/splitk.SplitKLane) against the float32 family's plain launch
     on underfilled products, B stored transposed as a Linear weight, chained wall per call
     on the user queue, beside torch.matmul: the cost model's slices and 2 / 4 / 8 forced.
-    The evidence CLGEMM_SPLITK waits for."""
+    The evidence that made CLGEMM_SPLITK the default (the lane verdict, H200)."""
     from clgemm.lanes import splitk
     from clgemm.lanes.fp32 import choose_schedule, lane_for
     from clgemm.lanes.probe import tensorcore_available
@@ -492,7 +492,7 @@ def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
     for the shape, forced whatever min_flops and the tiles rule say, and that schedule split
     over K where tc_slices would split it), chained wall per call on the user queue, operands
     as the trace lays them out, each result's error against float64, torch.matmul beside:
-    the evidence for the table's min_flops, the route's tiles rule and CLGEMM_SPLITK on
+    the evidence for the table's min_flops, the route's tiles rule and CLGEMM_TC_SPLITK on
     shapes that are not squares (exact_lanes times squares only)."""
     from clgemm.bench.model import trace_calls
     from clgemm.lanes import splitk
@@ -522,7 +522,7 @@ def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
             tc_s = schedule_for(rt, "3xtf32", m, n, k)
             lanes = {"fp32": fp32, "3xtf32": TcExactLane(rt, tc_s, fp32)}
             slices = splitk.tc_slices(rt, tc_s, m, n, k)
-            if slices > 1:  # the split-K 3xTF32 lane (CLGEMM_SPLITK) where it would split
+            if slices > 1:  # the split-K 3xTF32 lane (CLGEMM_TC_SPLITK) where it would split
                 lanes["3xtf32-splitk"] = splitk.TcSplitKLane(rt, tc_s, slices)
             row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
                    "trans_a": ta, "trans_b": tb, "flops": flops,
@@ -716,8 +716,9 @@ def batched_lanes(rt, rng) -> list[dict]:
     rows, prefill's 512) on each lane that can run it in one launch, chained wall per call
     on the user queue, beside torch.matmul: the route's choice through matmul, the small-rows
     lane (m or n at most 16), the float32 family's batched kernel and 3xTF32's (where the
-    device has tensor cores); each result's error against float64. Decode attention ran 2.2-4.3x torch's time on the small-rows lane
-    (records/nvidia-h100/2026-12-07-plan-traces): the evidence for that rule."""
+    device has tensor cores); each result's error against float64. Decode attention ran
+    2.2-4.3x torch's time on the small-rows lane (records/nvidia-h100/2026-12-07-plan-traces):
+    the evidence for that rule."""
     from clgemm.bench.model import trace_calls
     from clgemm.kernels.gemv import MAX_ROWS
     from clgemm.lanes.gemv import GemvLane

@@ -109,9 +109,9 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
     family's); a station (check=True, rel_tol, the online selector) takes the products one
     at a time through the plan of one of them."""
     one = plan(rt, key._replace(batch=None))
-    # the small-rows lane batches as it is; 3xTF32 has a batched kernel (opt-in until
-    # measured: tc_batched_lane); the other tensor-core lanes have none, so a batch of
-    # products they would serve runs the float32 family's
+    # the small-rows lane batches as it is; 3xTF32 has a batched kernel (opt-in, rejected by
+    # the H200's lane verdict: tc_batched_lane); the other tensor-core lanes have none, so a
+    # batch of products they would serve runs the float32 family's
     lane = one.lane if isinstance(one.lane, GemvLane) else one.fallback
     if key.contract == Contract() and key.selector == "static":
         station, matrix_plan = "exact", None
@@ -201,11 +201,11 @@ def _min_flops(rt: Runtime) -> float:
 
 # Split over K, 3xTF32 serves products from here on where its one launch would leave most
 # units idle (the tile rule above), below the table's min_flops too: that floor was set on
-# squares, whose one launch filled the device. A guess until the plan campaign's `skinny`
-# and `trace_lanes` parts time it (CLGEMM_TC_SPLITK=1 switches the lane on). Not promoted:
-# on the H200 (records/nvidia-h200/2026-12-07-plan-traces, lane_verdict) it ran 1.16-6.25x
-# the one-launch lanes on 10 of 13 trace products but 0.75-0.99x on BERT's 1024 x 768 and
-# 768 x 768 outputs.
+# squares, whose one launch filled the device. A guess (CLGEMM_TC_SPLITK=1 switches the lane
+# on), and the lane is not promoted: on the H200 the plan campaign's `skinny` and
+# `trace_lanes` parts (records/nvidia-h200/2026-12-07-plan-traces, lane_verdict) timed it at
+# 1.16-6.25x the one-launch lanes on 10 of 13 trace products but 0.75-0.99x on BERT's
+# 1024 x 768 and 768 x 768 outputs.
 TC_SPLITK_MIN_FLOPS = 1e9
 
 
@@ -227,8 +227,9 @@ def tc_splitk_lane(rt: Runtime, m: int, n: int, k: int) -> "TcSplitKLane | None"
     return rt.cached(("3xtf32 splitk lane", s, slices), lambda: TcSplitKLane(rt, s, slices))
 
 
-# A batch from here on (its products' flops together) may take 3xTF32's batched kernel: a
-# guess until the plan campaign's `batched_lanes` part times it (CLGEMM_TC_BATCH=1).
+# A batch from here on (its products' flops together) may take 3xTF32's batched kernel (a
+# guess; CLGEMM_TC_BATCH=1): the H200's `batched_lanes` part timed the lane and its verdict
+# kept it off (0.84x the route's lane on a 32 x 512 x 64 x 512 batch).
 TC_BATCH_MIN_FLOPS = 1e9
 
 

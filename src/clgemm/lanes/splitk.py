@@ -2,7 +2,8 @@
 a third grid dimension over K slices, partial products summed by one small kernel), and a
 schedule chosen for the shape (small tiles where the output is thin). The guard's and the
 low-rank path's products use them, and `SplitKLane` serves the exact contract where the
-float32 family's grid would leave most compute units idle (opt-in until measured on a GPU).
+float32 family's grid would leave most compute units idle (on by default since the H200's
+lane verdict; CLGEMM_SPLITK=0 switches it off).
 
 The production table holds square-ish shape classes only; a 3072 x 64 x 3072 product with the
 table's 128 x 128 tile runs 24 work-groups on a 132-unit GPU. Products of the low-rank path
