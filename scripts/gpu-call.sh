@@ -83,11 +83,12 @@ stage_plan() {
 }
 
 stage_traces() {
-    # OPTIN=1: with the opt-in lanes switched on (CLGEMM_TC_SPLITK, CLGEMM_TC_BATCH), files
-    # named -optin: the whole traces' answer to what lane_verdict judges product by product
+    # OPTIN=1: with the opt-in lane switched on (CLGEMM_TC_BATCH; 3xTF32 split over K is on
+    # by default since the H200's verdict), files named -optin: the whole traces' answer to
+    # what lane_verdict judges product by product
     local repeats=3 peers=(--peers torch) t file tag=""
     [ "$QUICK" = 1 ] && { repeats=1; peers=(); }
-    [ "${OPTIN:-0}" = 1 ] && { export CLGEMM_TC_SPLITK=1 CLGEMM_TC_BATCH=1; tag=-optin; }
+    [ "${OPTIN:-0}" = 1 ] && { export CLGEMM_TC_BATCH=1; tag=-optin; }
     local d=$W/traces$tag
     for t in llama-7b-decode bert-base-train tinyllama-1.1b llama-7b-prefill resnet50-im2col; do
         file=traces/models/$t.jsonl

@@ -32,6 +32,17 @@ def test_a_lane_that_wins_everywhere_is_promoted_one_that_loses_one_is_not():
     assert v.decision == "reject" and "0.943" in v.why  # 283 / 300 under the 0.95 floor
 
 
+def test_the_3xtf32_split_is_judged_only_from_the_routes_k():
+    """A product with K under route.TC_SPLITK_MIN_K is not the lane's (the H200 verdict's
+    BERT 1024 x 768 x 768 at 0.75x): it does not sink a rule that never sends it there."""
+    loser = _trace(1024, 768, 768, 52e-6, 60e-6, 70e-6)
+    plan = {"trace_lanes": [_trace(1024, 768, 3072, 218e-6, 240e-6, 150e-6), loser]}
+    v = lv.tc_splitk(plan)
+    assert v.decision == "promote" and [s[0] for s in v.shapes] == ["1024x768x3072"]
+    loser["k"] = lv.TC_SPLITK_MIN_K
+    assert lv.tc_splitk(plan).decision == "reject"
+
+
 def test_a_faster_lane_with_a_worse_error_is_rejected_and_no_data_says_so():
     plan = {"trace_lanes": [_trace(1024, 768, 3072, 218e-6, 240e-6, 100e-6)]}
     plan["trace_lanes"][0]["3xtf32-splitk_rel_error"] = 5e-7  # 5x the float32 family's

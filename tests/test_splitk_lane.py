@@ -107,9 +107,10 @@ def test_the_route_takes_the_split_k_lane_where_asked_and_the_grid_is_underfille
 
 def test_the_route_splits_3xtf32_only_where_it_would_leave_units_idle(monkeypatch):
     """route.tc_splitk_lane on a 132-unit device that promoted 3xTF32 (128 x 128 tiles):
-    a prefill's 512 x 2048 output (64 tiles) and BERT's 1024 x 768 (48) split over K, a
-    4096 square (1024 tiles) and a product under TC_SPLITK_MIN_FLOPS do not, nor anything
-    without CLGEMM_TC_SPLITK=1 or without a promoted lane."""
+    a prefill's 512 x 2048 output (64 tiles) and BERT's 1024 x 768 (48) split over K where K
+    is 2048 or more; not BERT's 1024 x 768 x 768 (1.2e9 flops, K under TC_SPLITK_MIN_K), a
+    4096 square (1024 tiles), a product under TC_SPLITK_MIN_FLOPS, anything with
+    CLGEMM_TC_SPLITK=0 or without a promoted lane."""
     from types import SimpleNamespace
 
     from clgemm import route
@@ -119,16 +120,18 @@ def test_the_route_splits_3xtf32_only_where_it_would_leave_units_idle(monkeypatc
                          cached=lambda key, build: build())
     monkeypatch.setattr(route, "schedule_for", lambda rt, mode, m, n, k: DEFAULT_SCHEDULES[mode])
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
-    monkeypatch.setenv("CLGEMM_TC_SPLITK", "1")
-    for m, n, k in ((512, 2048, 5632), (1024, 768, 3072), (1568, 512, 4608)):
+    monkeypatch.delenv("CLGEMM_TC_SPLITK", raising=False)  # on by default
+    for m, n, k in ((512, 2048, 5632), (1024, 768, 3072), (1568, 512, 4608), (1024, 768, 2048)):
         lane = route.tc_splitk_lane(rt, m, n, k)
         tiles = -(-m // 128) * -(-n // 128)
         assert lane is not None and lane.name == "3xtf32-splitk", (m, n, k)
         assert lane.slices >= 2 and tiles * lane.slices >= 132, (m, n, k, lane.slices)
+    assert route.tc_splitk_lane(rt, 1024, 768, 768) is None  # K under TC_SPLITK_MIN_K
+    assert route.tc_splitk_lane(rt, 1024, 768, 2047) is None
     assert route.tc_splitk_lane(rt, 4096, 4096, 4096) is None
-    assert route.tc_splitk_lane(rt, 512, 256, 1024) is None  # 2.7e8 flops
+    assert route.tc_splitk_lane(rt, 64, 256, 4096) is None  # 1.3e8 flops
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: None)
     assert route.tc_splitk_lane(rt, 512, 2048, 5632) is None
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
-    monkeypatch.delenv("CLGEMM_TC_SPLITK")
+    monkeypatch.setenv("CLGEMM_TC_SPLITK", "0")
     assert route.tc_splitk_lane(rt, 512, 2048, 5632) is None

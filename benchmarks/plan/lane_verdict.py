@@ -11,8 +11,8 @@ Lanes judged: the float32 family split over K (`skinny`: splitk-model-s* against
 split over K (`skinny` and `trace_lanes`: 3xtf32-splitk* against the faster of the two
 one-launch lanes, the better the route could do today), 3xTF32's batched kernel
 (`batched_lanes`: against the route's own lane through matmul). Each verdict names its shapes;
-the switch (CLGEMM_SPLITK, now on by default; CLGEMM_TC_SPLITK, CLGEMM_TC_BATCH) becomes the
-default only where it says promote.
+the switch (CLGEMM_SPLITK and CLGEMM_TC_SPLITK, on by default: 0 switches them off;
+CLGEMM_TC_BATCH=1, opt-in) is the default only where it says promote.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 # the route's own rules, so that a verdict judges the products the route would send
-from clgemm.route import MIN_TILES_PER_UNIT, TC_BATCH_MIN_FLOPS, TC_SPLITK_MIN_FLOPS
+from clgemm.route import (MIN_TILES_PER_UNIT, TC_BATCH_MIN_FLOPS, TC_SPLITK_MIN_FLOPS,
+                          TC_SPLITK_MIN_K)
 
 GAIN = 1.10  # geometric-mean speed over the products the rule sends to the lane
 WORST = 0.95  # no product slower than this fraction of its current speed
@@ -97,11 +98,14 @@ def tc_splitk(plan: dict) -> Verdict:
     for r in _rows(plan.get("trace_lanes")):
         if "3xtf32-splitk_s" not in r or r["tc_tiles"] >= MIN_TILES_PER_UNIT * r["compute_units"]:
             continue  # the route splits only what one launch leaves underfilled
+        if r["k"] < TC_SPLITK_MIN_K:
+            continue  # ... from this K on
         one = min(("fp32", "3xtf32"), key=lambda x: r[x + "_s"])
         rows.append((f"{r['m']}x{r['n']}x{r['k']}", r[one + "_s"], r["3xtf32-splitk_s"],
                      r[one + "_rel_error"], r["3xtf32-splitk_rel_error"]))
     rows += _skinny(plan, "3xtf32-splitk",
-                    lambda r, key: 2.0 * r["m"] * r["n"] * r["k"] >= TC_SPLITK_MIN_FLOPS)
+                    lambda r, key: (2.0 * r["m"] * r["n"] * r["k"] >= TC_SPLITK_MIN_FLOPS
+                                    and r["k"] >= TC_SPLITK_MIN_K))
     return _judge(Verdict("3xtf32-splitk (CLGEMM_TC_SPLITK)"), rows)
 
 

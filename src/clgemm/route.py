@@ -4,7 +4,8 @@
 runtime: the exact contract's lane (the small-rows lane for products with m or n up to
 MAX_ROWS, 3xTF32 on the tensor cores where the device table promoted it, the float32 family
 split over K where its grid would leave most compute units idle (CLGEMM_SPLITK=0 switches it
-off; 3xTF32 split over K is opt-in: CLGEMM_TC_SPLITK=1), else the float32 family), the
+off; 3xTF32 split over K from K = TC_SPLITK_MIN_K where one launch of the promoted 3xTF32
+lane would leave them idle, CLGEMM_TC_SPLITK=0 switches it off), else the float32 family), the
 station the call passes (ABFT for check=True, the approximate methods under rel_tol, TF32
 judged on the device first where it serves the budget, the online selector), and why.
 """
@@ -67,7 +68,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
             why = (f"{exact.name}: the exact lane {table_note} promoted (3xTF32) would leave "
                    f"most compute units idle on {m}x{n}; "
                    f"{exact.note(m, n, k, key.trans_a, key.trans_b)}; the float32 family "
-                   f"({chosen.key()}) backs the stations (CLGEMM_TC_SPLITK=1)")
+                   f"({chosen.key()}) backs the stations (CLGEMM_TC_SPLITK=0 switches it off)")
         elif tc is not None:
             exact = tc
             promoted = tables.load_table(rt.device).tensorcore
@@ -201,19 +202,24 @@ def _min_flops(rt: Runtime) -> float:
 
 # Split over K, 3xTF32 serves products from here on where its one launch would leave most
 # units idle (the tile rule above), below the table's min_flops too: that floor was set on
-# squares, whose one launch filled the device. A guess (CLGEMM_TC_SPLITK=1 switches the lane
-# on), and the lane is not promoted: on the H200 the plan campaign's `skinny` and
-# `trace_lanes` parts (records/nvidia-h200/2026-12-07-plan-traces, lane_verdict) timed it at
-# 1.16-6.25x the one-launch lanes on 10 of 13 trace products but 0.75-0.99x on BERT's
-# 1024 x 768 and 768 x 768 outputs.
+# squares, whose one launch filled the device.
 TC_SPLITK_MIN_FLOPS = 1e9
+
+# ... and only from this K on. The H200's lane verdict (records/nvidia-h200/2026-12-07-plan-
+# traces, verdict.txt: 3xTF32 split over K against the faster one-launch lane, chained wall)
+# rejected the lane as a whole for BERT's 1024 x 768 x 768 (0.75x and 0.85x) and 768 x 768 x
+# 1024 (0.99x), where K holds two slices at most; every product with K from 2048 up gained,
+# 1.16x (1024 x 768 x 2304) to 6.25x (256 x 256 x 11008), on 10 of 10. On by default from
+# that split (CLGEMM_TC_SPLITK=0 switches it off); the plan campaign's verdict re-judges the
+# rule on every card it runs on (benchmarks/plan/lane_verdict.py reads this constant).
+TC_SPLITK_MIN_K = 2048
 
 
 def tc_splitk_lane(rt: Runtime, m: int, n: int, k: int) -> "TcSplitKLane | None":
     """3xTF32 over K slices for a product the one-launch lane would leave underfilled, where
-    CLGEMM_TC_SPLITK=1, the device promoted 3xTF32 and the product has at least
-    TC_SPLITK_MIN_FLOPS; None otherwise."""
-    if os.environ.get("CLGEMM_TC_SPLITK", "") != "1" or min(m, n, k) == 0:
+    the device promoted 3xTF32, the product has at least TC_SPLITK_MIN_FLOPS and K at least
+    TC_SPLITK_MIN_K, and CLGEMM_TC_SPLITK is not 0; None otherwise."""
+    if os.environ.get("CLGEMM_TC_SPLITK", "") == "0" or min(m, n) == 0 or k < TC_SPLITK_MIN_K:
         return None
     if 2.0 * m * n * k < TC_SPLITK_MIN_FLOPS or _promoted_3x(rt) is None:
         return None

@@ -360,8 +360,9 @@ class TcSplitKLane(_SlicedLane):
     and 64 tiles of 128 x 128 for 132 units): the kernel over K slices, each slab's tile
     recomputed in float32 where its output is not finite, then the slabs summed in order into
     C (+ beta C). Same interface as the float32 lane; the plan's float32 lane backs the
-    stations. Opt-in (CLGEMM_TC_SPLITK=1): the plan campaign's lane verdict rejected it on
-    the H200 (0.75x the one-launch lane on a 1024 x 768 output)."""
+    stations. The route sends it products with K from route.TC_SPLITK_MIN_K (2048) on: the
+    H200's lane verdict timed it 0.75-0.99x the one-launch lanes where K was 768-1024 and
+    1.16-6.25x on the ten products with K from 2048 (CLGEMM_TC_SPLITK=0 switches it off)."""
 
     name = "3xtf32-splitk"
 
