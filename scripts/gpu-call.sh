@@ -24,6 +24,9 @@
 #   sass    the float32 family's PTX at 1400/2048/3072 through ptxas -v and cuobjdump (the
 #           hottest loop's FFMA share), launched through CUDA beside cuBLAS, under ncu
 #           (issue 18's "known only from the SASS"; benchmarks/kpi/fp32_sass.py)
+#   accuracy  3xTF32 (mma.sync and wgmma) and the float32 family against float64 on every
+#           data kind of the guard campaign at 1400 and 3072, as ratios to numpy float32's
+#           error (issue 18; benchmarks/tc/accuracy_kinds.py)
 # DEVICE (default NVIDIA) picks the device; QUICK=1 shrinks every stage (a dry run on a CPU
 # device, 2 minutes on 2 cores: DEVICE=pthread QUICK=1 OUT=/tmp/out bash scripts/gpu-call.sh
 # suite plan traces soak abft; its half-minute soak fails its verdict by design: one window
@@ -114,6 +117,15 @@ stage_soak() {
     return 0
 }
 
+stage_accuracy() {
+    local d=$W/accuracy sizes=(1400 3072)
+    [ "$QUICK" = 1 ] && sizes=(96)
+    PYTHONPATH=src:benchmarks/tc timeout 240 python3 benchmarks/tc/accuracy_kinds.py "$d" \
+        "${sizes[@]}" > "$d/accuracy.log" 2>&1
+    echo "accuracy rc=$?"
+    return 0
+}
+
 stage_abft() {
     local d=$W/abft clean=2000 faults=2000
     [ "$QUICK" = 1 ] && { clean=40; faults=40; }
@@ -176,8 +188,8 @@ stage_sass() {
 
 for stage in "$@"; do
     case "$stage" in
-        suite|plan|traces|soak|abft|tune|sass) ;;
-        *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft, tune, sass)" >&2; exit 2 ;;
+        suite|plan|traces|soak|abft|tune|sass|accuracy) ;;
+        *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft, tune, sass, accuracy)" >&2; exit 2 ;;
     esac
     # the folder and archive of the stage: OPTIN=1's traces apart from the plain ones (one
     # call's plain traces.tgz was overwritten by its opt-in run on 2026-12-07)
