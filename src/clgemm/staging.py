@@ -8,19 +8,83 @@ overlapping the device copy of the one before. Off unless CLGEMM_STAGING=1: on t
 faster than from pageable memory, but numpy's copy into the mapped memory runs at ~13 GB/s,
 no faster than the driver's own staging, so the staged numpy call took 1.36x/1.42x the
 pageable one at 1400/2048 and 0.92x/0.95x at 3072/4096.
+
+Since then the host copies are split across a small thread pool of the Staging object
+(COPY_THREADS, $CLGEMM_STAGING_THREADS overrides; numpy's copy releases the GIL): each chunk's
+copy runs as pieces in parallel, the workers copy chunk i+1 into page-locked memory while
+the device copies chunk i (upload), or copy chunk i out while later chunks' device reads run
+(download); the threaded path flushes the queue after enqueueing, so a chunk's device copy
+starts at once. With one thread the copies run in the calling thread, as before, and a
+failed copy now waits for the device copies already enqueued before its buffer goes back
+(either path). The threaded copy is not measured on a GPU yet: the default stays off until
+the campaign times it against the pageable path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import threading
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 
 import numpy as np
 import pyopencl as cl
 
 MIN_BYTES = 1 << 20  # smaller copies go direct: one driver call is cheaper than the chunks
+# 4 MiB chunks: a 2048^2 float32 operand (16 MiB) moves in 4, so only a quarter of it (the
+# first chunk's host copy, the last chunk's device copy) is not overlapped, while a chunk is
+# still large against the per-chunk costs (an enqueue, an event, the pool's hand-offs).
 CHUNK_BYTES = 4 << 20
 MAX_KEPT = 4  # staging buffers kept per runtime (the largest seen)
+# Host-copy threads per Staging object: 8 pieces of a 4 MiB chunk are 512 KiB each; beyond
+# ~8 threads one socket's memory bandwidth, not the thread count, bounds a copy.
+COPY_THREADS = min(8, os.cpu_count() or 1)
+# A piece is at least 256 KiB: ~20 us of copying at a single thread's 13 GB/s, against a few
+# us to hand it to a worker and collect it; smaller chunks get fewer pieces.
+MIN_PIECE_BYTES = 256 << 10
+PIECE_ALIGN = 64  # piece boundaries fall on cache lines (relative to the chunk's start)
+
+
+def copy_threads() -> int:
+    """Threads for host copies: $CLGEMM_STAGING_THREADS, else COPY_THREADS (at least 1)."""
+    env = os.environ.get("CLGEMM_STAGING_THREADS")
+    return max(1, int(env) if env else COPY_THREADS)
+
+
+def pieces(start: int, end: int, threads: int) -> list[tuple[int, int]]:
+    """[start, end) as up to `threads` pieces of about MIN_PIECE_BYTES or more (one piece
+    where the span is small), inner boundaries rounded down to PIECE_ALIGN from `start`, the
+    last piece taking the rest; they tile the span exactly, in order."""
+    size = end - start
+    n = max(1, min(threads, size // max(MIN_PIECE_BYTES, 1)))
+    align = max(PIECE_ALIGN, 1)
+    cuts = [start] + [start + (k * size // n) // align * align for k in range(1, n)] + [end]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+def _copy(dst: np.ndarray, src: np.ndarray) -> None:
+    """One piece of a host copy (a worker's task; the GIL is released while it copies)."""
+    np.copyto(dst, src)
+
+
+def _settle(futures: list[Future]) -> None:
+    """Wait for every future, then raise the first failure among them, if any: no worker
+    still touches the staging memory when this returns or raises."""
+    wait_futures(futures)
+    for f in futures:
+        f.result()
+
+
+def _quiet_settle(futures: list[Future], events: list) -> None:
+    """On the way out of a failed copy: let every piece and device copy end, raising
+    nothing (the first failure is already on its way)."""
+    wait_futures(futures)
+    for event in events:
+        with contextlib.suppress(Exception):  # the failure being raised matters, not this
+            event.wait()
 
 
 def pinned_host(rt, shape, dtype) -> tuple[np.ndarray, "cl.Buffer"]:
@@ -37,12 +101,16 @@ def pinned_host(rt, shape, dtype) -> tuple[np.ndarray, "cl.Buffer"]:
 
 
 class Staging:
-    """The runtime's page-locked staging buffers (bytes), lent one call at a time."""
+    """The runtime's page-locked staging buffers (bytes), lent one call at a time, and the
+    threads that copy into and out of them. Safe to use from several threads at once: each
+    call has a buffer of its own, and the pool (made on first need) is shared."""
 
     def __init__(self, rt) -> None:
         self.rt = rt
         self._free: list[tuple[np.ndarray, "cl.Buffer"]] = []
         self._lock = threading.Lock()
+        self._threads: int | None = None  # fixed on the first copy
+        self._pool: ThreadPoolExecutor | None = None
 
     def wanted(self, nbytes: int) -> bool:
         return os.environ.get("CLGEMM_STAGING", "") == "1" and nbytes >= MIN_BYTES
@@ -61,36 +129,90 @@ class Staging:
             self._free.sort(key=lambda x: -x[0].nbytes)
             del self._free[MAX_KEPT:]
 
+    def _workers(self) -> ThreadPoolExecutor | None:
+        """The copy pool, None for one thread; made once (under the lock), shut down when
+        this object goes."""
+        with self._lock:
+            if self._threads is None:
+                self._threads = copy_threads()
+                if self._threads > 1:
+                    self._pool = ThreadPoolExecutor(self._threads,
+                                                    thread_name_prefix="clgemm-staging")
+                    weakref.finalize(self, self._pool.shutdown, wait=False)
+            return self._pool
+
+    def _submit(self, pool: ThreadPoolExecutor, dst: np.ndarray, src: np.ndarray,
+                start: int, end: int) -> list[Future]:
+        return [pool.submit(_copy, dst[a:b], src[a:b])
+                for a, b in pieces(start, end, self._threads or 1)]
+
     def upload(self, queue, dst: "cl.Buffer", src: np.ndarray, dst_offset: int = 0) -> None:
         """Copy a contiguous host array into `dst` (at byte `dst_offset`), done on return."""
         raw = src.reshape(-1).view(np.uint8)
+        pool = self._workers()
         item = self._take(raw.nbytes)
         pinned = item[0]
-        events = []
+        spans = [(s, min(s + CHUNK_BYTES, raw.nbytes))
+                 for s in range(0, raw.nbytes, CHUNK_BYTES)]
+        events: list = []
+        futures: list[Future] = []
+        ok = False
         try:
-            for start in range(0, raw.nbytes, CHUNK_BYTES):
-                end = min(start + CHUNK_BYTES, raw.nbytes)
-                np.copyto(pinned[start:end], raw[start:end])
-                events.append(cl.enqueue_copy(queue, dst, pinned[start:end],
-                                              dst_offset=dst_offset + start, is_blocking=False))
-            cl.wait_for_events(events)
+            if pool is None:
+                for start, end in spans:
+                    np.copyto(pinned[start:end], raw[start:end])
+                    events.append(cl.enqueue_copy(queue, dst, pinned[start:end],
+                                                  dst_offset=dst_offset + start,
+                                                  is_blocking=False))
+            else:
+                futures = self._submit(pool, pinned, raw, *spans[0]) if spans else []
+                for i, (start, end) in enumerate(spans):
+                    _settle(futures)
+                    # The workers start on chunk i+1 before chunk i is enqueued: the enqueue
+                    # and the device copy of chunk i overlap its successor's host copy.
+                    futures = (self._submit(pool, pinned, raw, *spans[i + 1])
+                               if i + 1 < len(spans) else [])
+                    events.append(cl.enqueue_copy(queue, dst, pinned[start:end],
+                                                  dst_offset=dst_offset + start,
+                                                  is_blocking=False))
+                    queue.flush()  # the device copy starts now, not at the next wait
+            if events:
+                cl.wait_for_events(events)
+            ok = True
         finally:
+            if not ok:  # nothing may still read or write the buffer when it goes back
+                _quiet_settle(futures, events)
             self._give(item)
 
     def download(self, queue, dst: np.ndarray, src: "cl.Buffer", src_offset: int = 0) -> None:
         """Copy `src` (from byte `src_offset`) into a contiguous host array, done on return."""
         raw = dst.reshape(-1).view(np.uint8)
+        pool = self._workers()
         item = self._take(raw.nbytes)
         pinned = item[0]
+        spans = [(s, min(s + CHUNK_BYTES, raw.nbytes))
+                 for s in range(0, raw.nbytes, CHUNK_BYTES)]
+        events: list = []
+        futures: list[Future] = []
+        ok = False
         try:
-            spans = [(s, min(s + CHUNK_BYTES, raw.nbytes))
-                     for s in range(0, raw.nbytes, CHUNK_BYTES)]
-            events = [cl.enqueue_copy(queue, pinned[s:e], src, src_offset=src_offset + s,
-                                      is_blocking=False) for s, e in spans]
-            for (s, e), event in zip(spans, events):
-                event.wait()
-                np.copyto(raw[s:e], pinned[s:e])
+            for s, e in spans:  # one by one: a failed enqueue still waits for the earlier
+                events.append(cl.enqueue_copy(queue, pinned[s:e], src,
+                                              src_offset=src_offset + s, is_blocking=False))
+            if pool is None:
+                for (s, e), event in zip(spans, events):
+                    event.wait()
+                    np.copyto(raw[s:e], pinned[s:e])
+            else:
+                queue.flush()
+                for (s, e), event in zip(spans, events):
+                    event.wait()  # the workers copy earlier chunks out meanwhile
+                    futures += self._submit(pool, raw, pinned, s, e)
+                _settle(futures)
+            ok = True
         finally:
+            if not ok:
+                _quiet_settle(futures, events)
             self._give(item)
 
 
