@@ -14,8 +14,8 @@
 #           with benchmarks/plan/lane_verdict.py), approx (judged TF32, chained), check (+ host
 #           phases), check_profile, approx_profile, host_path, batched, exact_lanes, gemv
 #           (issues 16, 17)
-#   traces  the five model traces through matmul beside PyTorch (issues 16 and 17); OPTIN=1
-#           with the opt-in lanes on (files -optin, in traces-optin.tgz)
+#   traces  the five model traces through matmul beside PyTorch (issues 16 and 17); LANES_OFF=1
+#           with the promoted split-K and batched lanes off (files -off, in traces-off.tgz)
 #   soak    clgemm soak, 8 minutes (issue 23); SOAK_RUN=2 names the second run's files
 #   abft    clgemm abft-campaign, 2,000 clean products and 2,000 faults (issue 18)
 #   tune    clgemm tune at 2048 without a prior (forest) and with the transfer prior (the
@@ -86,12 +86,13 @@ stage_plan() {
 }
 
 stage_traces() {
-    # OPTIN=1: with the opt-in lane switched on (CLGEMM_TC_BATCH; 3xTF32 split over K is on
-    # by default since the H200's verdict), files named -optin: the whole traces' answer to
+    # LANES_OFF=1: with the lanes the lane verdicts promoted switched off (CLGEMM_SPLITK,
+    # CLGEMM_TC_SPLITK, CLGEMM_TC_BATCH = 0), files named -off: the whole traces' answer to
     # what lane_verdict judges product by product
     local repeats=3 peers=(--peers torch) t file tag=""
     [ "$QUICK" = 1 ] && { repeats=1; peers=(); }
-    [ "${OPTIN:-0}" = 1 ] && { export CLGEMM_TC_BATCH=1; tag=-optin; }
+    [ "${LANES_OFF:-0}" = 1 ] && {
+        export CLGEMM_SPLITK=0 CLGEMM_TC_SPLITK=0 CLGEMM_TC_BATCH=0; tag=-off; }
     local d=$W/traces$tag
     for t in llama-7b-decode bert-base-train tinyllama-1.1b llama-7b-prefill resnet50-im2col; do
         file=traces/models/$t.jsonl
@@ -191,10 +192,10 @@ for stage in "$@"; do
         suite|plan|traces|soak|abft|tune|sass|accuracy) ;;
         *) echo "gpu-call: unknown stage '$stage' (suite, plan, traces, soak, abft, tune, sass, accuracy)" >&2; exit 2 ;;
     esac
-    # the folder and archive of the stage: OPTIN=1's traces apart from the plain ones (one
+    # the folder and archive of the stage: LANES_OFF=1's traces apart from the plain ones (one
     # call's plain traces.tgz was overwritten by its opt-in run on 2026-12-07)
     name=$stage
-    [ "$stage" = traces ] && [ "${OPTIN:-0}" = 1 ] && name=traces-optin
+    [ "$stage" = traces ] && [ "${LANES_OFF:-0}" = 1 ] && name=traces-off
     mkdir -p "$W/$name"
     header "$W/$name"
     t0=$(date +%s)

@@ -219,10 +219,11 @@ def test_tensor_core_batches_strided_column_major_and_nonfinite(tc_batched, rng)
     _check(got[keep], A[keep], big_b[keep], None, 1.0, 0.0, False, False)
 
 
-def test_the_route_takes_3xtf32_batches_only_where_asked(monkeypatch):
-    """route.tc_batched_lane: a prefill's attention batch (32 x 512 x 512 x 128) on a device
-    that promoted 3xTF32, with CLGEMM_TC_BATCH=1; not a batch under TC_BATCH_MIN_FLOPS, nor
-    without the switch or a promoted lane."""
+def test_the_route_takes_3xtf32_batches_only_where_they_fill_its_tiles(monkeypatch):
+    """route.tc_batched_lane: a prefill's attention batches (32 x 512 x 512 x 128 and
+    32 x 512 x 128 x 512) on a device that promoted 3xTF32; not those with a dimension of 64
+    (the two cards' verdicts: 0.84-1.06x), not a batch under TC_BATCH_MIN_FLOPS, nor with
+    CLGEMM_TC_BATCH=0 or without a promoted lane."""
     from types import SimpleNamespace
 
     from clgemm import route
@@ -232,12 +233,15 @@ def test_the_route_takes_3xtf32_batches_only_where_asked(monkeypatch):
                          cached=lambda key, build: build())
     monkeypatch.setattr(route, "schedule_for", lambda rt, mode, m, n, k: DEFAULT_SCHEDULES[mode])
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
-    monkeypatch.setenv("CLGEMM_TC_BATCH", "1")
-    lane = route.tc_batched_lane(rt, 32, 512, 512, 128)
-    assert lane is not None and lane.name == "3xtf32-batched"
-    assert route.tc_batched_lane(rt, 8, 64, 64, 64) is None  # 4e6 flops
+    monkeypatch.delenv("CLGEMM_TC_BATCH", raising=False)  # on by default
+    for shape in ((32, 512, 512, 128), (32, 512, 128, 512), (8, 128, 128, 4096)):
+        lane = route.tc_batched_lane(rt, *shape)
+        assert lane is not None and lane.name == "3xtf32-batched", shape
+    for shape in ((32, 512, 512, 64), (32, 512, 64, 512), (64, 64, 512, 512),
+                  (8, 512, 512, 127), (8, 128, 128, 128)):  # the last: 3.4e7 flops
+        assert route.tc_batched_lane(rt, *shape) is None, shape
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: None)
     assert route.tc_batched_lane(rt, 32, 512, 512, 128) is None
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
-    monkeypatch.delenv("CLGEMM_TC_BATCH")
+    monkeypatch.setenv("CLGEMM_TC_BATCH", "0")
     assert route.tc_batched_lane(rt, 32, 512, 512, 128) is None

@@ -51,8 +51,11 @@ def test_a_faster_lane_with_a_worse_error_is_rejected_and_no_data_says_so():
     batch = {"batch": 32, "m": 512, "n": 512, "k": 128, "route": "fp32", "matmul_s": 97e-6,
              "3xtf32-batched_s": 60e-6, "matmul_error": 1e-7, "3xtf32-batched_error": 1.2e-7}
     small = dict(batch, route="gemv", m=16)
-    v = lv.tc_batched({"batched_lanes": [batch, small]})
+    narrow = dict(batch, n=64, k=512, **{"3xtf32-batched_s": 120e-6})  # under TC_BATCH_MIN_DIM
+    v = lv.tc_batched({"batched_lanes": [batch, small, narrow]})
     assert v.decision == "promote" and len(v.shapes) == 1
+    narrow["n"] = lv.TC_BATCH_MIN_DIM
+    assert lv.tc_batched({"batched_lanes": [batch, narrow]}).decision == "reject"
 
 
 def test_the_float32_split_judges_only_underfilled_splits():

@@ -11,8 +11,8 @@ Lanes judged: the float32 family split over K (`skinny`: splitk-model-s* against
 split over K (`skinny` and `trace_lanes`: 3xtf32-splitk* against the faster of the two
 one-launch lanes, the better the route could do today), 3xTF32's batched kernel
 (`batched_lanes`: against the route's own lane through matmul). Each verdict names its shapes;
-the switch (CLGEMM_SPLITK and CLGEMM_TC_SPLITK, on by default: 0 switches them off;
-CLGEMM_TC_BATCH=1, opt-in) is the default only where it says promote.
+the switch (CLGEMM_SPLITK, CLGEMM_TC_SPLITK and CLGEMM_TC_BATCH, on by default: 0 switches
+each off) is the default only where it says promote.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 # the route's own rules, so that a verdict judges the products the route would send
-from clgemm.route import (MIN_TILES_PER_UNIT, TC_BATCH_MIN_FLOPS, TC_SPLITK_MIN_FLOPS,
-                          TC_SPLITK_MIN_K)
+from clgemm.route import (MIN_TILES_PER_UNIT, TC_BATCH_MIN_DIM, TC_BATCH_MIN_FLOPS,
+                          TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K)
 
 GAIN = 1.10  # geometric-mean speed over the products the rule sends to the lane
 WORST = 0.95  # no product slower than this fraction of its current speed
@@ -115,7 +115,7 @@ def tc_batched(plan: dict) -> Verdict:
         if "3xtf32-batched_s" not in r or r.get("route") == "gemv":
             continue  # the rule leaves the small-rows lane's batches alone
         flops = 2.0 * r["batch"] * r["m"] * r["n"] * r["k"]
-        if flops < TC_BATCH_MIN_FLOPS:
+        if flops < TC_BATCH_MIN_FLOPS or min(r["m"], r["n"], r["k"]) < TC_BATCH_MIN_DIM:
             continue
         rows.append((f"{r['batch']}x{r['m']}x{r['n']}x{r['k']}", r["matmul_s"],
                      r["3xtf32-batched_s"], r["matmul_error"], r["3xtf32-batched_error"]))

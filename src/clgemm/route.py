@@ -110,9 +110,9 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
     family's); a station (check=True, rel_tol, the online selector) takes the products one
     at a time through the plan of one of them."""
     one = plan(rt, key._replace(batch=None))
-    # the small-rows lane batches as it is; 3xTF32 has a batched kernel (opt-in, rejected by
-    # the H200's lane verdict: tc_batched_lane); the other tensor-core lanes have none, so a
-    # batch of products they would serve runs the float32 family's
+    # the small-rows lane batches as it is; 3xTF32 has a batched kernel (where
+    # tc_batched_lane takes the batch); the other tensor-core lanes have none, so a batch of
+    # products they would serve runs the float32 family's
     lane = one.lane if isinstance(one.lane, GemvLane) else one.fallback
     if key.contract == Contract() and key.selector == "static":
         station, matrix_plan = "exact", None
@@ -120,7 +120,7 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
               if lane is one.fallback and key.schedule is None else None)
         lane = tc or lane
         what = ("the small-rows lane" if lane is one.lane and lane is not one.fallback
-                else "3xTF32's batched kernel (CLGEMM_TC_BATCH=1)" if tc is not None
+                else "3xTF32's batched kernel" if tc is not None
                 else "the float32 family's batched kernel")
         why = (f"a batch of {key.batch}: one launch of {what} ({lane.schedule.key()}, "
                f"as one product of the batch from {_table_note(rt)})")
@@ -233,17 +233,26 @@ def tc_splitk_lane(rt: Runtime, m: int, n: int, k: int) -> "TcSplitKLane | None"
     return rt.cached(("3xtf32 splitk lane", s, slices), lambda: TcSplitKLane(rt, s, slices))
 
 
-# A batch from here on (its products' flops together) may take 3xTF32's batched kernel (a
-# guess; CLGEMM_TC_BATCH=1): the H200's `batched_lanes` part timed the lane and its verdict
-# kept it off (0.84x the route's lane on a 32 x 512 x 64 x 512 batch).
+# A batch from here on (its products' flops together) may take 3xTF32's batched kernel,
 TC_BATCH_MIN_FLOPS = 1e9
+
+# ... where every dimension of its products is at least this: the lane verdicts of two cards
+# (records/nvidia-h200/2026-12-07-plan-traces and records/nvidia-h100/2026-12-07-plan-traces-2,
+# `batched_lanes`: 3xTF32's batched kernel against the route's lane, attention batches of 32)
+# timed it 1.38-1.48x on 512 x 512 x 128 and 512 x 128 x 512, 1.00-1.06x on 512 x 512 x 64 and
+# 0.84x on 512 x 64 x 512: a dimension of 64 half fills its 128-wide tiles (or its K pipeline).
+# On by default from that split (CLGEMM_TC_BATCH=0 switches it off); the verdict re-judges it.
+TC_BATCH_MIN_DIM = 128
 
 
 def tc_batched_lane(rt: Runtime, batch: int, m: int, n: int, k: int) -> "TcBatchedLane | None":
-    """3xTF32's batched lane for a batch of products where CLGEMM_TC_BATCH=1, the device
-    promoted 3xTF32 and the batch has at least TC_BATCH_MIN_FLOPS; None otherwise (the small
-    rows lane, or the float32 family's batched kernel, serves)."""
-    if os.environ.get("CLGEMM_TC_BATCH", "") != "1" or min(batch, m, n, k) == 0:
+    """3xTF32's batched lane for a batch of products where the device promoted 3xTF32, the
+    batch has at least TC_BATCH_MIN_FLOPS, every dimension is at least TC_BATCH_MIN_DIM and
+    CLGEMM_TC_BATCH is not 0; None otherwise (the small-rows lane, or the float32 family's
+    batched kernel, serves)."""
+    if os.environ.get("CLGEMM_TC_BATCH", "") == "0" or batch == 0:
+        return None
+    if min(m, n, k) < TC_BATCH_MIN_DIM:
         return None
     if 2.0 * batch * m * n * k < TC_BATCH_MIN_FLOPS or _promoted_3x(rt) is None:
         return None

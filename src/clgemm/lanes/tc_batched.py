@@ -6,9 +6,11 @@ offset by the batch strides (a stride of 0 broadcasts that operand).
 The batched exact lane where the device table promoted 3xTF32, for batches the small-rows
 lane does not take (attention: prefill's 512 x 512 x 128 products, 32 heads, ran 1.45-1.68x
 torch's time on the float32 family's batched kernel, records/nvidia-h100/2026-12-07-plan-traces).
-Opt-in (CLGEMM_TC_BATCH=1: clgemm.route): the plan campaign's `batched_lanes` part timed it on
-an H200 at 0.84-1.48x the route's lane on attention batches, and the lane verdict rejected it
-(records/nvidia-h200/2026-12-07-plan-traces).
+The route (route.tc_batched_lane) sends it batches whose dimensions are all at least 128: the
+plan campaign's `batched_lanes` part timed it at 1.38-1.48x the route's lane on attention
+batches of 512 x 512 x 128 and 512 x 128 x 512 on an H200 and an H100, and 0.84-1.06x where
+one dimension was 64 (records/nvidia-h200/2026-12-07-plan-traces, records/nvidia-h100/
+2026-12-07-plan-traces-2); CLGEMM_TC_BATCH=0 switches it off.
 """
 
 from __future__ import annotations
