@@ -443,3 +443,45 @@ def test_judged_calls_do_not_wait_for_the_device(tc_lane, small_tc_tiles, rng):
     assert not opened_by_deadline, "a judged call waited for the queue"
     assert _rel(last.get(), _ref(A, B, C0, 1.0, 0.0, False, False)) <= 1e-2
     assert _rel(c.get(), _ref(A, B, C0, 1.0, 0.5, False, False)) <= 1e-2
+
+
+@pytest.mark.parametrize("m,beta", [(70, 0.0), (12, 0.0), (70, 0.5)])
+def test_judged_estimate_reads_split_partial_sums(tc_lane, small_tc_tiles, rng, monkeypatch,
+                                                  m, beta):
+    """With the GPU's small-rows schedule (K split over work-groups), X (beta 0) and R W reach
+    the judge as unreduced partial sums, swapped (m over 16) or not: a sound TF32 product is
+    kept with a small estimate, one 10% off is replaced by the exact product. A judge that
+    paired the slabs' entries wrongly, or dropped alpha, would reject the sound one."""
+    from clgemm.kernels.gemv import default_schedule
+    from clgemm.lanes import gemv as gemv_lane
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    monkeypatch.setattr(gemv_lane, "default_schedule", lambda kind: default_schedule("GPU"))
+    for key in ("gemv lane", ("budget judge", "user"), ("budget judge", "station")):
+        monkeypatch.delitem(rt._memo, key, raising=False)
+    seen = []
+    real = gemv_lane.GemvLane.enqueue_partials
+
+    def spy(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        seen.append(out)
+        return out
+    monkeypatch.setattr(gemv_lane.GemvLane, "enqueue_partials", spy)
+    n, k = 600, 530  # K of both estimate products over 2 x MIN_K_PER_SPLIT: they split
+    A, B, C0 = _operands(rng, m, n, k, False, True)
+    a, b, c = clgemm.to_device(A), clgemm.to_device(B), clgemm.to_device(C0)
+    ref = _ref(A, B, C0, 0.5, beta, False, True)
+    out, info = clgemm.matmul(a, b, C=c, alpha=0.5, beta=beta, trans_b=True, rel_tol=1e-2,
+                              return_info=True)
+    parts = [p for p in seen if isinstance(p, gemv_lane.Partials)]
+    assert len(parts) == (2 if beta == 0.0 else 1) and all(p.splits >= 2 for p in parts)
+    assert all(p.swapped == (m > 16) for p in parts)
+    assert info.method == "tf32" and not info.fell_back, info.extra["approx"]
+    assert 1e-6 < info.error_estimate <= 1e-2
+    assert 1e-6 < _rel(out.get(), ref) <= 1e-2
+    c.set(C0)
+    with monkeypatch.context() as patch:
+        _poison_tf32(patch)
+        out = clgemm.matmul(a, b, C=c, alpha=0.5, beta=beta, trans_b=True, rel_tol=1e-2)
+        assert _rel(out.get(), ref) < 1e-5  # 10% off had the TF32 product been kept
