@@ -96,10 +96,8 @@ def storage(shape: tuple[int, int], strides: tuple[int, int], itemsize: int = 4)
     return None
 
 
-def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool,
-           pending: list | None = None) -> tuple[Operand, int]:
-    """Copy a host matrix to the device without repacking when its layout allows; with
-    `pending` (a list) the copy may still run on return, its event appended there."""
+def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool) -> tuple[Operand, int]:
+    """Copy a host matrix to the device without repacking when its layout allows."""
     if x.size == 0:
         return Operand(rt.pooled(4, name, rt.queue), 0, max(x.shape[1], 1), trans), 0
     layout = storage(x.shape, x.strides)
@@ -113,10 +111,7 @@ def upload(rt: Runtime, name: str, x: np.ndarray, trans: bool,
     # The stored span from the first to the last element, leading-dimension gaps included.
     span = np.lib.stride_tricks.as_strided(x, shape=(n_elems,), strides=(4,))
     buf = rt.pooled(span.nbytes, name, rt.queue)
-    event = staging.write(rt, rt.queue, buf, np.ascontiguousarray(span),
-                          blocking=pending is None)
-    if pending is not None and event is not None:
-        pending.append(event)
+    staging.write(rt, rt.queue, buf, np.ascontiguousarray(span))
     return Operand(buf, 0, ld, stored_t != trans), span.nbytes
 
 
@@ -202,16 +197,8 @@ def run_product(rt: Runtime, A, B, C, beta: float, trans_a: bool, trans_b: bool,
             f"has {rt.device.global_mem_bytes / 2**30:.2f} GiB; split it into blocks"
         )
     t0 = time.perf_counter()
-    # A's and B's copies are both issued before either is waited for: from pageable memory
-    # the driver stages one while the other crosses the bus (the wait below ends both before
-    # the caller's arrays could change, and h2d_s still spans them).
-    pending: list = []
-    try:
-        a, _ = upload(rt, "A", A, trans_a, pending)
-        b, _ = upload(rt, "B", B, trans_b, pending)
-    finally:
-        if pending:
-            cl.wait_for_events(pending)
+    a, _ = upload(rt, "A", A, trans_a)
+    b, _ = upload(rt, "B", B, trans_b)
     c_buf = output_buffer(rt, C, beta, m * n)
     info.h2d_s = time.perf_counter() - t0
     compute(a, b, Operand(c_buf, 0, n, False), m, n)

@@ -220,16 +220,12 @@ def staging(rt) -> Staging:
     return rt.cached("host staging", lambda: Staging(rt))
 
 
-def write(rt, queue, dst: "cl.Buffer", src: np.ndarray,
-          blocking: bool = True) -> "cl.Event | None":
-    """A contiguous host array into `dst`, done on return (staged where that pays), or with
-    `blocking=False` an unstaged copy left running: the caller waits for the event it gets
-    before it lets `src` change, or returns (the event keeps `src` alive); a staged copy is
-    always done on return (None)."""
+def write(rt, queue, dst: "cl.Buffer", src: np.ndarray) -> None:
+    """A contiguous host array into `dst`, done on return: staged where that pays."""
     if staging(rt).wanted(src.nbytes):
         staging(rt).upload(queue, dst, src)
-        return None
-    return cl.enqueue_copy(queue, dst, src, is_blocking=blocking)
+    else:
+        cl.enqueue_copy(queue, dst, src, is_blocking=True)
 
 
 def read(rt, queue, dst: np.ndarray, src: "cl.Buffer") -> None:
