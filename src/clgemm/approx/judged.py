@@ -7,8 +7,7 @@ call's queue, in order:
   2. the TF32 product into C;
   3. the estimate: Gaussian probes W (n x PROBES, drawn on the device), X = alpha op(A)
      (op(B) W) (+ beta C_old W) and R W, by the small-rows lane (each product reads its large
-     operand once; where it splits K, X (beta 0) and R W stay as partial sums, which the
-     judge adds itself: two launches of gemv_reduce fewer on the host's path);
+     operand once);
   4. `budget_judge`: ||R W - X||_F / ||X||_F times the safety factor of PROBES probes, written
      with a gate that is raised where the estimate exceeds the budget or is not a number
      (a non-finite operand, or sums of squares past float range, go exact);
@@ -33,7 +32,7 @@ import pyopencl as cl
 
 from ..guard.device import guard_device
 from ..lanes.fp32 import BoundArgs, Fp32Lane
-from ..lanes.gemv import GemvLane, Partials
+from ..lanes.gemv import GemvLane
 from ..lanes.scratch import Scratch
 from ..lanes.tc import tc_product
 from ..operands import Operand, transposed_c
@@ -53,33 +52,19 @@ typedef double acc_t;
 typedef float acc_t;
 #endif
 
-// Entry e (output row e / P, probe e % P) of an estimate operand: scale times the sum of its
-// `splits` slabs of `count` floats at e / P * si + e % P * sp (one slab, si = P, sp = 1: the
-// operand itself, m x P row-major; several: the small-rows lane's partial sums, unreduced).
-inline float probe_entry(__global const float* v, const int splits, const int si,
-                         const int sp, const float scale, const int count, const int e)
-{
-  const int at = (e / P) * si + (e % P) * sp;
-  float s = 0.0f;
-  for (int k = 0; k < splits; k++) s += v[(long)k * count + at];
-  return scale * s;
-}
-
 // verdict[0]: the gate (1: the exact product replaces the TF32 one), verdict[1]: the
 // estimate's bits (float, safety factor applied)
 __kernel void budget_judge(const int count, const float budget, const float safety,
-                           __global const float* x, const int x_splits, const int x_si,
-                           const int x_sp, const float x_scale,
-                           __global const float* r, const int r_splits, const int r_si,
-                           const int r_sp, const float r_scale, __global int* verdict)
+                           __global const float* x, __global const float* r,
+                           __global int* verdict)
 {
   __local acc_t dd[GROUP];
   __local acc_t xx[GROUP];
   const int lid = get_local_id(0);
   acc_t d2 = 0, x2 = 0;
   for (int i = lid; i < count; i += GROUP) {
-    const acc_t xv = probe_entry(x, x_splits, x_si, x_sp, x_scale, count, i);
-    const acc_t d = (acc_t)probe_entry(r, r_splits, r_si, r_sp, r_scale, count, i) - xv;
+    const acc_t xv = x[i];
+    const acc_t d = (acc_t)r[i] - xv;
     d2 += d * d;
     x2 += xv * xv;
   }
@@ -110,8 +95,7 @@ __kernel void budget_restore(const long span, __global const int* verdict,
 }
 """
 
-_JUDGE_TYPES = [np.int32, np.float32, np.float32, None, np.int32, np.int32, np.int32,
-                np.float32, None, np.int32, np.int32, np.int32, np.float32, None]
+_JUDGE_TYPES = [np.int32, np.float32, np.float32, None, None, None]
 _RESTORE_TYPES = [np.int64, None, None, None, np.int64]
 
 
@@ -142,8 +126,7 @@ class BudgetJudge:
         self.rt = rt
         self.queue = queue
         self.gd = guard_device(rt)
-        options = (f"-DGROUP={GROUP} -DP={PROBES}"
-                   + (" -DJUDGE_DOUBLE" if self.gd.fp64 else ""))
+        options = f"-DGROUP={GROUP}" + (" -DJUDGE_DOUBLE" if self.gd.fp64 else "")
         built = rt.build(_SOURCE, options=options)
         self._judge = BoundArgs(built.kernel("budget_judge"), _JUDGE_TYPES)
         self._restore = BoundArgs(built.kernel("budget_restore"), _RESTORE_TYPES)
@@ -184,26 +167,22 @@ class BudgetJudge:
         rw = Operand(ws("rw", 4 * m * PROBES), 0, PROBES, False)
         draw = int(self._seeds.integers(1, 2**62)) if seed is None else seed
         events.append(self.gd.randn_into(w.buffer, 0, n * PROBES, draw, q))
-        gemv = self.gemv
+        gemv = self.gemv.enqueue
         # (the lanes list their own commands' events in `info`)
-        gemv.enqueue(k, PROBES, n, 1.0, 0.0, b, w, y, q, info)  # op(B) W
-        if saved is None:  # alpha op(A) (op(B) W), its partial sums kept where K splits
-            xs = gemv.enqueue_partials(m, PROBES, k, alpha, a, y, x, q, info)
-        else:  # + beta C_old W, added into X: X is reduced first
-            gemv.enqueue(m, PROBES, k, alpha, 0.0, a, y, x, q, info)
-            xs = gemv.enqueue(m, PROBES, n, beta, 1.0, Operand(saved, 0, c.ld, False), w, x,
-                              q, info)
-        rws = gemv.enqueue_partials(m, PROBES, n, 1.0, c, w, rw, q, info)  # R W
+        gemv(k, PROBES, n, 1.0, 0.0, b, w, y, q, info)  # op(B) W
+        gemv(m, PROBES, k, alpha, 0.0, a, y, x, q, info)  # alpha op(A) (op(B) W)
+        if saved is not None:  # + beta C_old W
+            gemv(m, PROBES, n, beta, 1.0, Operand(saved, 0, c.ld, False), w, x, q, info)
+        gemv(m, PROBES, n, 1.0, 0.0, c, w, rw, q, info)  # R W
         keep = q is rt.user_queue
-        self._judge.bind((m * PROBES, budget, self.safety, *_estimate_args(xs, x, alpha),
-                          *_estimate_args(rws, rw, 1.0), self.verdict), keep=keep)
+        self._judge.bind((m * PROBES, budget, self.safety, x.buffer, rw.buffer, self.verdict),
+                         keep=keep)
         events.append(cl.enqueue_nd_range_kernel(q, self._judge.kernel, (GROUP,), (GROUP,)))
         if saved is not None:
             self._restore.bind((span, self.verdict, saved, c.buffer, c.offset), keep=keep)
             events.append(cl.enqueue_nd_range_kernel(q, self._restore.kernel,
                                                      (-(-span // 256) * 256,), (256,)))
         self._saved = saved  # held until the next product: the restore may not have run yet
-        # the partial sums' pooled blocks go back once the judge that reads them is queued
         last = fallback.enqueue(m, n, k, alpha, beta, a, b, c, q, info,
                                 gate=(self.verdict, self._sink), slot=GATE_SLOT)
         return Enqueued(product, last)
@@ -213,17 +192,6 @@ class BudgetJudge:
         cl.enqueue_copy(self.queue, self._host, self.verdict, is_blocking=True)
         gate, bits = self._host
         return Judgement(float(np.int32(bits).view(np.float32)), bool(gate))
-
-
-def _estimate_args(out, operand: Operand, alpha: float) -> tuple:
-    """budget_judge's arguments for one estimate operand: (buffer, splits, row stride, probe
-    stride, scale) of the small-rows lane's partial sums where it left them unreduced (alpha
-    not yet applied), else of the m x PROBES operand it wrote."""
-    if isinstance(out, Partials):
-        # P[split][r][j]: r the probe and j the output row where the product ran swapped
-        si, sp = (1, out.cols) if out.swapped else (out.cols, 1)
-        return out.buffer, out.splits, si, sp, alpha
-    return operand.buffer, 1, PROBES, 1, 1.0
 
 
 def judge_for(rt: Runtime, queue: "cl.CommandQueue") -> BudgetJudge:

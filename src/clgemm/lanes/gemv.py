@@ -8,7 +8,6 @@ number of rows R. Batches of such products run in one launch (the third dimensio
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import pyopencl as cl
@@ -75,22 +74,6 @@ def fits(rt: Runtime, s: GemvSchedule) -> bool:
     return items <= d.max_work_group_size and s.local_bytes() <= d.local_mem_bytes
 
 
-@dataclass(frozen=True)
-class Partials:
-    """A split product's partial sums, not yet added into C (GemvLane.enqueue_partials):
-    `splits` slabs of rows x cols floats, P[split][r][j] (r the few rows, j the columns the
-    kernel ran; `swapped`: the product ran as its transpose, r over C's columns), without
-    alpha. The buffer is pooled on the queue that computed it: its holder keeps it until the
-    commands that read it are enqueued there."""
-
-    event: "cl.Event"
-    buffer: "cl.Buffer"
-    splits: int
-    rows: int
-    cols: int
-    swapped: bool
-
-
 def _vec(x: Operand, stride: int) -> bool:
     """Whether float4 words of x along its unit stride start 16-byte aligned."""
     return x.offset % 4 == 0 and stride % 4 == 0
@@ -128,30 +111,12 @@ class GemvLane:
             info.events.append(event)  # every kernel of the call is listed (Info.kernel_s)
         return event
 
-    def enqueue_partials(self, m: int, n: int, k: int, alpha: float, a: Operand,
-                         b: Operand, c: Operand, queue: "cl.CommandQueue",
-                         info=None) -> "cl.Event | Partials":
-        """C = alpha op(A) op(B) (beta 0), except that where the launch splits K the partial
-        sums are handed back unreduced (a Partials) and C is not written: a consumer that
-        adds them itself (approx/judged.py's judge) saves gemv_reduce's launch."""
-        out = self.enqueue_batched(1, m, n, k, alpha, 0.0, a, b, c, (0, 0, 0), queue, info,
-                                   reduce=False)
-        event = out.event if isinstance(out, Partials) else out
-        if info is not None and not (info.events and info.events[-1] is event):
-            info.events.append(event)
-        if isinstance(out, Partials):
-            return Partials(out.event, out.buffer, out.splits, out.rows, out.cols,
-                            swapped=m > MAX_ROWS)
-        return out
-
     def enqueue_batched(self, batch: int, m: int, n: int, k: int, alpha: float, beta: float,
                         a: Operand, b: Operand, c: Operand, strides: tuple[int, int, int],
-                        queue: "cl.CommandQueue", info=None,
-                        reduce: bool = True) -> "cl.Event | Partials":
+                        queue: "cl.CommandQueue", info=None) -> "cl.Event":
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (0 broadcasts that operand); `info`: a reported call, whose Info.events
-        get the kernels before the last. `reduce=False`: a split launch's partial sums come
-        back unreduced (enqueue_partials)."""
+        get the kernels before the last."""
         if self.schedule.direct_rows and (min(m, n) >= self.schedule.direct_rows
                                           or not _large_along_k(m, n, a, b)):
             direct = self._direct(batch, m, n, k, alpha, beta, a, b, c, strides, queue, info)
@@ -175,9 +140,9 @@ class GemvLane:
         events = None if info is None else info.events
         if y_ks == 1:
             return self._dot(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks),
-                             (y, y_ns), (c, c_rs, c_ns), batch_strides, queue, events, reduce)
+                             (y, y_ns), (c, c_rs, c_ns), batch_strides, queue, events)
         return self._axpy(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
-                          (c, c_rs, c_ns), batch_strides, queue, events, reduce)
+                          (c, c_rs, c_ns), batch_strides, queue, events)
 
     def kernel_note(self, m: int, n: int, trans_a: bool, trans_b: bool) -> str:
         """What serves a product of this shape and layout (C row-major), for its plan's
@@ -215,7 +180,7 @@ class GemvLane:
                 fp32.enqueue_batched(batch, m, n, k, alpha, beta, a, b, c, strides, queue))
 
     def _dot(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
-             queue, events=None, reduce=True) -> "cl.Event | Partials":
+             queue, events=None) -> "cl.Event":
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ns), (c, c_rs, c_ns) = A, B, C
         if s.dot_form == "vector":
@@ -239,10 +204,10 @@ class GemvLane:
             kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
                    y.offset, y_ns), (c, c_rs, c_ns, strides), batch, splits, per_split,
             bucket, (col_groups * lanes, splits * groups, batch), (lanes, groups, 1), queue,
-            events, reduce)
+            events)
 
     def _axpy(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
-              queue, events=None, reduce=True) -> "cl.Event | Partials":
+              queue, events=None) -> "cl.Event":
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ks), (c, c_rs, c_ns) = A, B, C
         col_groups = -(-cols // (4 * s.axpy_cols))
@@ -252,16 +217,15 @@ class GemvLane:
             kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
                    y.offset, y_ks), (c, c_rs, c_ns, strides), batch, splits, per_split,
             bucket, (col_groups * s.axpy_cols, splits * s.axpy_slices, batch),
-            (s.axpy_cols, s.axpy_slices, 1), queue, events, reduce)
+            (s.axpy_cols, s.axpy_slices, 1), queue, events)
 
     def _split_launch(self, kern, head: tuple, out: tuple, batch: int, splits: int,
                       per_split: int, bucket: int, global_size: tuple, local_size: tuple,
-                      queue, events: list | None = None,
-                      reduce: bool = True) -> "cl.Event | Partials":
+                      queue, events: list | None = None) -> "cl.Event":
         """A kernel whose K may be split over work-groups (gemv_dot, gemv_axpy): `head` its
         arguments up to B's, `out` = (c, C's row and column strides, the batch strides);
         with several splits the partial sums go to pooled scratch and gemv_reduce adds them
-        into C (`reduce=False`: they are handed back, a Partials)."""
+        into C."""
         rows, cols, _, alpha, beta = head[:5]
         c, c_rs, c_ns, strides = out
         partial, scratch = self._partials(batch, splits, rows, cols, c, queue)
@@ -269,8 +233,6 @@ class GemvLane:
             kern.bind(head + (c.buffer, c.offset, c_rs, c_ns, *strides, scratch, per_split),
                       keep=self._keeps(queue, partial))
             event = cl.enqueue_nd_range_kernel(queue, kern.kernel, global_size, local_size)
-            if not reduce and partial is not None:
-                return Partials(event, partial, splits, rows, cols, swapped=False)
             if events is not None and partial is not None:
                 events.append(event)  # the reduction's event is the call's last
             return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha,
