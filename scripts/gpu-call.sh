@@ -64,18 +64,21 @@ pack() {  # stage: bring back what it wrote
 }
 
 stage_suite() {
-    local d=$W/suite
+    # SUITE_TESTS: a subset of the test files (a short call re-checking what changed)
+    local d=$W/suite tests=${SUITE_TESTS:-tests/test_matmul.py tests/test_plan.py \
+        tests/test_tensorcore.py tests/test_wgmma.py tests/test_abft.py tests/test_guard_tiny.py \
+        tests/test_batched.py tests/test_gemv.py tests/test_approx.py tests/test_splitk_lane.py}
+    # shellcheck disable=SC2086 # a list of files
     timeout $([ "$QUICK" = 1 ] && echo 600 || echo 300) python3 -m pytest -q -p no:cacheprovider \
-        tests/test_matmul.py tests/test_plan.py tests/test_tensorcore.py tests/test_wgmma.py \
-        tests/test_abft.py tests/test_guard_tiny.py tests/test_batched.py tests/test_gemv.py \
-        tests/test_approx.py tests/test_splitk_lane.py > "$d/tests.txt" 2>&1
+        $tests > "$d/tests.txt" 2>&1
     local rc=$?
     tail -3 "$d/tests.txt"
     return $rc
 }
 
 stage_plan() {
-    local d=$W/plan quick=() parts=floor,trace_lanes,skinny,batched_lanes,approx,check,check_profile,approx_profile,host_path,batched,exact_lanes,gemv
+    # PLAN_PARTS: a subset of the parts (a short call re-measuring what changed)
+    local d=$W/plan quick=() parts=${PLAN_PARTS:-floor,trace_lanes,skinny,batched_lanes,approx,check,check_profile,approx_profile,host_path,batched,exact_lanes,gemv}
     [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,check,approx,batched,exact_lanes,skinny; }
     timeout 420 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
         "${quick[@]}" > "$d/plan.log" 2>&1
