@@ -245,3 +245,34 @@ def test_the_route_takes_3xtf32_batches_only_where_they_fill_its_tiles(monkeypat
     monkeypatch.setattr(route, "_promoted_3x", lambda rt: object())
     monkeypatch.setenv("CLGEMM_TC_BATCH", "0")
     assert route.tc_batched_lane(rt, 32, 512, 512, 128) is None
+
+
+def test_sixteen_row_batches_leave_the_small_rows_dot_kernels(monkeypatch):
+    """With the GPU's small-rows form (dot kernels), a batch of 16-row products (decode
+    attention) runs the float32 family's batched kernel (route.BATCH_ROWS_FP32), a batch of
+    single rows keeps the small-rows lane; with a CPU's form (the direct kernel from 2 rows)
+    the lane keeps both. The 16-row batch is still right against float64."""
+    from clgemm import route
+    from clgemm.kernels.gemv import default_schedule
+    from clgemm.lanes import gemv as gemv_lane
+    from clgemm.runtime import get_runtime
+
+    from clgemm.runtime import LruMemo
+
+    rt = get_runtime()
+    assert rt.device.type == "CPU"
+    cpu = clgemm.plan(16, 128, 300, batch=4)
+    assert isinstance(cpu.lane, gemv_lane.GemvLane) and cpu.lane.schedule.direct_rows
+    monkeypatch.setattr(gemv_lane, "default_schedule", lambda kind: default_schedule("GPU"))
+    monkeypatch.delitem(rt._memo, "gemv lane", raising=False)
+    monkeypatch.setattr(rt, "plans", LruMemo(16))  # plans decided afresh
+    sixteen = clgemm.plan(route.BATCH_ROWS_FP32, 128, 300, batch=4)
+    one = clgemm.plan(1, 128, 300, batch=4)
+    assert not isinstance(sixteen.lane, gemv_lane.GemvLane) and sixteen.lane is sixteen.fallback
+    assert isinstance(one.lane, gemv_lane.GemvLane)
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((4, 16, 300)).astype(np.float32)
+    B = rng.standard_normal((4, 300, 128)).astype(np.float32)
+    got = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B)).get()
+    ref = np.matmul(A.astype(np.float64), B.astype(np.float64))
+    assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-5

@@ -48,8 +48,9 @@ def test_a_faster_lane_with_a_worse_error_is_rejected_and_no_data_says_so():
     plan["trace_lanes"][0]["3xtf32-splitk_rel_error"] = 5e-7  # 5x the float32 family's
     assert lv.tc_splitk(plan).decision == "reject"
     assert lv.tc_batched({}).decision == "no data"
-    batch = {"batch": 32, "m": 512, "n": 512, "k": 128, "route": "fp32", "matmul_s": 97e-6,
-             "3xtf32-batched_s": 60e-6, "matmul_error": 1e-7, "3xtf32-batched_error": 1.2e-7}
+    batch = {"batch": 32, "m": 512, "n": 512, "k": 128, "route": "3xtf32-batched",
+             "matmul_s": 61e-6, "fp32-batched_s": 97e-6, "3xtf32-batched_s": 60e-6,
+             "matmul_error": 1.2e-7, "fp32-batched_error": 1e-7, "3xtf32-batched_error": 1.2e-7}
     small = dict(batch, route="gemv", m=16)
     narrow = dict(batch, n=64, k=512, **{"3xtf32-batched_s": 120e-6})  # under TC_BATCH_MIN_DIM
     v = lv.tc_batched({"batched_lanes": [batch, small, narrow]})
@@ -67,3 +68,26 @@ def test_the_float32_split_judges_only_underfilled_splits():
              "splitk-model-s4_rel_error": 1e-7}]
     v = lv.fp32_splitk({"skinny": rows})
     assert v.decision == "promote" and [s[0] for s in v.shapes] == ["32x1000x2048"]
+
+
+def test_the_3xtf32_batches_are_judged_against_the_float32_familys_kernel():
+    """Once the route sends a batch to 3xTF32, its matmul time is the lane's own: the verdict
+    compares the lane with the float32 family's batched kernel, not with itself."""
+    row = {"batch": 32, "m": 512, "n": 512, "k": 128, "route": "3xtf32-batched",
+           "matmul_s": 74e-6, "fp32-batched_s": 101e-6, "3xtf32-batched_s": 74e-6,
+           "matmul_error": 1e-7, "fp32-batched_error": 1e-7, "3xtf32-batched_error": 1e-7}
+    v = lv.tc_batched({"batched_lanes": [row]})
+    assert v.decision == "promote" and abs(v.shapes[0][3] - 101 / 74) < 1e-9
+
+
+def test_sixteen_row_batches_are_judged_on_the_float32_familys_kernel():
+    """batch_rows: the float32 family's batched kernel against the small-rows lane on batches
+    of route.BATCH_ROWS_FP32 rows; single rows are not the rule's."""
+    def row(m, gemv, fp32):
+        return {"batch": 32, "m": m, "n": 128, "k": 1024, "route": "gemv", "gemv_s": gemv,
+                "fp32-batched_s": fp32, "gemv_error": 1e-7, "fp32-batched_error": 1e-7}
+    plan = {"batched_lanes": [row(16, 58e-6, 40e-6), row(1, 23e-6, 41e-6)]}
+    v = lv.batch_rows(plan)
+    assert v.decision == "promote" and [s[0] for s in v.shapes] == ["32x16x128x1024"]
+    plan["batched_lanes"].append(row(lv.BATCH_ROWS_FP32, 30e-6, 40e-6))
+    assert lv.batch_rows(plan).decision == "reject"

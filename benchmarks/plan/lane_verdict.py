@@ -24,8 +24,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 # the route's own rules, so that a verdict judges the products the route would send
-from clgemm.route import (MIN_TILES_PER_UNIT, TC_BATCH_MIN_DIM, TC_BATCH_MIN_FLOPS,
-                          TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K)
+from clgemm.route import (BATCH_ROWS_FP32, MIN_TILES_PER_UNIT, TC_BATCH_MIN_DIM,
+                          TC_BATCH_MIN_FLOPS, TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K)
 
 GAIN = 1.10  # geometric-mean speed over the products the rule sends to the lane
 WORST = 0.95  # no product slower than this fraction of its current speed
@@ -117,13 +117,26 @@ def tc_batched(plan: dict) -> Verdict:
         flops = 2.0 * r["batch"] * r["m"] * r["n"] * r["k"]
         if flops < TC_BATCH_MIN_FLOPS or min(r["m"], r["n"], r["k"]) < TC_BATCH_MIN_DIM:
             continue
-        rows.append((f"{r['batch']}x{r['m']}x{r['n']}x{r['k']}", r["matmul_s"],
-                     r["3xtf32-batched_s"], r["matmul_error"], r["3xtf32-batched_error"]))
+        # against the float32 family's batched kernel, launch against launch: what serves
+        # the batch with the switch off (the route's own lane is this one once it is on)
+        rows.append((f"{r['batch']}x{r['m']}x{r['n']}x{r['k']}", r["fp32-batched_s"],
+                     r["3xtf32-batched_s"], r["fp32-batched_error"], r["3xtf32-batched_error"]))
     return _judge(Verdict("3xtf32-batched (CLGEMM_TC_BATCH)"), rows)
 
 
+def batch_rows(plan: dict) -> Verdict:
+    """Batches of BATCH_ROWS_FP32 rows or more on the float32 family's batched kernel
+    against the small-rows lane (route.BATCH_ROWS_FP32), launch against launch."""
+    rows = []
+    for r in _rows(plan.get("batched_lanes")):
+        if "gemv_s" in r and min(r["m"], r["n"]) >= BATCH_ROWS_FP32:
+            rows.append((f"{r['batch']}x{r['m']}x{r['n']}x{r['k']}", r["gemv_s"],
+                         r["fp32-batched_s"], r["gemv_error"], r["fp32-batched_error"]))
+    return _judge(Verdict("fp32-batched over small rows (route.BATCH_ROWS_FP32)"), rows)
+
+
 def verdicts(plan: dict) -> list[Verdict]:
-    return [fp32_splitk(plan), tc_splitk(plan), tc_batched(plan)]
+    return [fp32_splitk(plan), tc_splitk(plan), tc_batched(plan), batch_rows(plan)]
 
 
 def main(argv=None) -> int:

@@ -110,10 +110,11 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
     family's); a station (check=True, rel_tol, the online selector) takes the products one
     at a time through the plan of one of them."""
     one = plan(rt, key._replace(batch=None))
-    # the small-rows lane batches as it is; 3xTF32 has a batched kernel (where
-    # tc_batched_lane takes the batch); the other tensor-core lanes have none, so a batch of
-    # products they would serve runs the float32 family's
-    lane = one.lane if isinstance(one.lane, GemvLane) else one.fallback
+    # the small-rows lane batches as it is (but see BATCH_ROWS_FP32); 3xTF32 has a batched
+    # kernel (where tc_batched_lane takes the batch); the other tensor-core lanes have none, so
+    # a batch of products they would serve runs the float32 family's
+    lane = (one.lane if isinstance(one.lane, GemvLane)
+            and not _rows_batch_to_fp32(one.lane, key.m, key.n) else one.fallback)
     if key.contract == Contract() and key.selector == "static":
         station, matrix_plan = "exact", None
         tc = (tc_batched_lane(rt, key.batch, key.m, key.n, key.k)
@@ -135,6 +136,22 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
     return Plan(key=key, device=rt.device.name, station=station, lane=lane,
                 fallback=one.fallback, alternative=one.alternative, why=why, rt=rt,
                 matrix_plan=matrix_plan)
+
+
+# A batch of products with this many rows (or columns) runs the float32 family's batched
+# kernel, not the small-rows lane's dot kernels (the GPU form; a CPU's small-rows lane runs the
+# float32 family's direct kernel from 2 rows anyway). The plan campaign's `batched_lanes`
+# (records/nvidia-h200/2026-12-07-plan-traces, records/nvidia-h100/2026-12-07-plan-traces-2
+# and the H100's later run): decode attention, 32 heads of 16 x 1024 x 128 / 64 and
+# 16 x 128 / 64 x 1024, ran 11.1-17.0 us on the float32 family's batched kernel against
+# 29.2-32.1 on the small-rows lane, and 39.6-39.9 against 58.0-58.8; single rows stay (the
+# small-rows lane 22.7-30.5 us against 40.4-41.3 where B is stored K x N). Rows from 2 to 15
+# were not measured: they keep the small-rows lane.
+BATCH_ROWS_FP32 = 16
+
+
+def _rows_batch_to_fp32(lane: GemvLane, m: int, n: int) -> bool:
+    return not lane.schedule.direct_rows and min(m, n) >= BATCH_ROWS_FP32
 
 
 def _table_note(rt: Runtime) -> str:
