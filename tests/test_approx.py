@@ -443,3 +443,35 @@ def test_judged_calls_do_not_wait_for_the_device(tc_lane, small_tc_tiles, rng):
     assert not opened_by_deadline, "a judged call waited for the queue"
     assert _rel(last.get(), _ref(A, B, C0, 1.0, 0.0, False, False)) <= 1e-2
     assert _rel(c.get(), _ref(A, B, C0, 1.0, 0.5, False, False)) <= 1e-2
+
+
+def test_judge_probe_split_cap_keeps_the_estimate(tc_lane, small_tc_tiles, rng, monkeypatch):
+    """CLGEMM_JUDGE_PROBE_SPLITS=1 (the plan campaign's approx_probe_nosplit experiment): the
+    judge's own small-rows lane (the GPU's dot form here) never splits K, and a sound TF32
+    product is still kept, a 10%-off one still replaced by the exact product."""
+    from clgemm.approx import judged
+    from clgemm.kernels.gemv import default_schedule
+    from clgemm.lanes import gemv as gemv_lane
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    monkeypatch.setattr(gemv_lane, "default_schedule", lambda kind: default_schedule("GPU"))
+    monkeypatch.setenv("CLGEMM_JUDGE_PROBE_SPLITS", "1")
+    for key in ("gemv lane", ("budget judge", "user"), ("budget judge", "station")):
+        monkeypatch.delitem(rt._memo, key, raising=False)
+    judge = judged.judge_for(rt, rt.user_queue)
+    assert judge.gemv.max_splits == 1
+    assert judge.gemv.splits(4, 1, 4096) == (1, 4096)
+    assert gemv_lane.GemvLane(rt).splits(4, 1, 4096)[0] > 1  # the lane itself splits
+    m, n, k = 70, 600, 530
+    A, B, C0 = _operands(rng, m, n, k, False, True)
+    a, b, c = clgemm.to_device(A), clgemm.to_device(B), clgemm.to_device(C0)
+    ref = _ref(A, B, C0, 0.5, 0.0, False, True)
+    out = clgemm.matmul(a, b, C=c, alpha=0.5, trans_b=True, rel_tol=1e-2)
+    assert 1e-6 < _rel(out.get(), ref) <= 1e-2
+    with monkeypatch.context() as patch:
+        _poison_tf32(patch)
+        out = clgemm.matmul(a, b, C=c, alpha=0.5, trans_b=True, rel_tol=1e-2)
+        assert _rel(out.get(), ref) < 1e-5
+    for key in (("budget judge", "user"), ("budget judge", "station")):
+        rt.forget(key)  # not left to later tests with the cap

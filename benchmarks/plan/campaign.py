@@ -195,6 +195,25 @@ def check_costs(rt, sizes, rng) -> list[dict]:
     return rows
 
 
+def approx_probe_nosplit(rt, sizes, rng) -> list[dict]:
+    """approx_costs with the judge's probe products unsplit (CLGEMM_JUDGE_PROBE_SPLITS=1:
+    three gemv_reduce launches fewer, fewer work-groups): does the host's shorter path win
+    where the chained judged call is host-bound (1400 on the H100: 213 us against 175 us of
+    kernels, records/nvidia-h100/2026-12-07-plan-traces-2)?"""
+    import os
+
+    keys = (("budget judge", "user"), ("budget judge", "station"))
+    os.environ["CLGEMM_JUDGE_PROBE_SPLITS"] = "1"
+    try:
+        for key in keys:
+            rt.forget(key)
+        return approx_costs(rt, sizes, rng)
+    finally:
+        os.environ.pop("CLGEMM_JUDGE_PROBE_SPLITS", None)
+        for key in keys:
+            rt.forget(key)
+
+
 def approx_costs(rt, sizes, rng) -> list[dict]:
     """rel_tol=1e-2 on device arrays: a reported call (its wall, the TF32 kernel's and every
     kernel's device time, the verdict read back) and chained calls that report nothing (the
@@ -782,6 +801,7 @@ def batched_lanes(rt, rng) -> list[dict]:
 
 
 PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
+         "approx_probe_nosplit",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
@@ -815,6 +835,7 @@ def main(argv=None) -> int:
         "check_profile": lambda: call_profile(rt, kpi[1:], rng, check=True),
         "approx_profile": lambda: call_profile(rt, kpi, rng, rel_tol=1e-2),
         "approx": lambda: approx_costs(rt, kpi, rng),
+        "approx_probe_nosplit": lambda: approx_probe_nosplit(rt, kpi, rng),
         "host_path": lambda: host_path(rt, kpi, rng),
         "exact_lanes": lambda: exact_lanes(rt, (64,) if args.quick
                                            else (1024, 1400, 1600, 1800, 2048), rng),

@@ -24,6 +24,7 @@ another approximate method.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -130,7 +131,13 @@ class BudgetJudge:
         built = rt.build(_SOURCE, options=options)
         self._judge = BoundArgs(built.kernel("budget_judge"), _JUDGE_TYPES)
         self._restore = BoundArgs(built.kernel("budget_restore"), _RESTORE_TYPES)
-        self.gemv = rt.cached("gemv lane", lambda: GemvLane(rt))
+        # $CLGEMM_JUDGE_PROBE_SPLITS caps the K splits of the probe products (an experiment:
+        # a cap of 1 drops their three gemv_reduce launches from the call's host path, at
+        # the price of fewer work-groups; the plan campaign's approx_probe_nosplit part times
+        # it beside the default, which splits as the small-rows lane does)
+        cap = os.environ.get("CLGEMM_JUDGE_PROBE_SPLITS")
+        self.gemv = (GemvLane(rt, max_splits=int(cap)) if cap
+                     else rt.cached("gemv lane", lambda: GemvLane(rt)))
         self.safety = lowrank.safety_for(PROBES)
         self.verdict = rt.buffer(8, "budget verdict", hostbuf=np.zeros(2, np.int32))
         self._sink = rt.buffer(4, "budget gate sink", hostbuf=np.zeros(1, np.int32))

@@ -84,9 +84,11 @@ class GemvLane:
 
     name = "gemv"
 
-    def __init__(self, rt: Runtime, schedule: GemvSchedule | None = None) -> None:
+    def __init__(self, rt: Runtime, schedule: GemvSchedule | None = None,
+                 max_splits: int | None = None) -> None:
         self.rt = rt
         self.schedule = schedule or default_schedule(rt.device.type)
+        self.max_splits = max_splits  # at most this many splits of K (None: as many as fill)
         self._kernels: dict[tuple, BoundArgs] = {}
         self._lock = threading.Lock()
         self.build_info: BuildInfo | None = None  # the last program built (or loaded)
@@ -244,7 +246,7 @@ class GemvLane:
         times the batch; fill 0: none), each reading MIN_K_PER_SPLIT of K at least, K per
         split a multiple of `step`."""
         want = -(-fill * self.rt.device.compute_units // groups) if fill else 1
-        splits = max(1, min(want, k // MIN_K_PER_SPLIT))
+        splits = max(1, min(want, k // MIN_K_PER_SPLIT, self.max_splits or want))
         per_split = -(-k // splits)
         per_split = -(-per_split // step) * step
         return (-(-k // per_split) if k else 1), per_split
