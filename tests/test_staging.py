@@ -318,3 +318,24 @@ def test_threaded_staging_of_numpy_products(rng, monkeypatch, threaded):
         assert sum(n for _, n in calls) == A.nbytes + B.nbytes + 2 * C0.nbytes
     finally:
         rt.forget("host staging")
+
+
+def test_by_default_only_a_gpus_large_reads_are_staged(monkeypatch):
+    """No CLGEMM_STAGING: a GPU's reads of READ_STAGED_FROM bytes and more are staged (the
+    H100's downloads from 3072 ran 2.3x faster staged), writes and smaller reads are not, nor
+    anything on a CPU device; CLGEMM_STAGING=1 stages every copy from MIN_BYTES, =0 none."""
+    from types import SimpleNamespace
+
+    def wanted(kind, nbytes, reading):
+        rt = SimpleNamespace(device=SimpleNamespace(type=kind))
+        return staging.Staging(rt).wanted(nbytes, reading=reading)
+
+    big = staging.READ_STAGED_FROM
+    monkeypatch.delenv("CLGEMM_STAGING", raising=False)
+    assert wanted("GPU", big, True) and not wanted("GPU", big - 1, True)
+    assert not wanted("GPU", 4 * big, False) and not wanted("CPU", 4 * big, True)
+    monkeypatch.setenv("CLGEMM_STAGING", "0")
+    assert not wanted("GPU", 4 * big, True)
+    monkeypatch.setenv("CLGEMM_STAGING", "1")
+    assert wanted("CPU", staging.MIN_BYTES, False)
+    assert not wanted("GPU", staging.MIN_BYTES - 1, True)

@@ -1,9 +1,10 @@
-"""Host arrays to and from the device through page-locked staging memory (opt-in).
+"""Host arrays to and from the device through page-locked staging memory (a GPU's large
+reads by default; every copy with CLGEMM_STAGING=1).
 
 A copy from pageable numpy memory makes the driver stage it through page-locked memory of
 its own. Here the staging memory is the runtime's: a few mapped ALLOC_HOST_PTR buffers, kept
 for the next call, and a large array moves in chunks, the host copy of one chunk
-overlapping the device copy of the one before. Off unless CLGEMM_STAGING=1: on the H100
+overlapping the device copy of the one before. It was first opt-in: on the H100
 (records/nvidia-h100/2026-12-06-plan-campaign-2) a device copy from page-locked memory runs 3.4x
 faster than from pageable memory, but numpy's copy into the mapped memory runs at ~13 GB/s,
 no faster than the driver's own staging, so the staged numpy call took 1.36x/1.42x the
@@ -16,8 +17,18 @@ the device copies chunk i (upload), or copy chunk i out while later chunks' devi
 (download); the threaded path flushes the queue after enqueueing, so a chunk's device copy
 starts at once. With one thread the copies run in the calling thread, as before, and a
 failed copy now waits for the device copies already enqueued before its buffer goes back
-(either path). The threaded copy is not measured on a GPU yet: the default stays off until
-the campaign times it against the pageable path.
+(either path).
+
+On an H100 (records/nvidia-h100/2026-12-07-plan-traces-2 and -3, two runs of the plan
+campaign's host_path) the threaded upload still lost to the driver's own pageable copy at
+every size (1400-4096: 2.45-2.87 against 1.13-1.17 ms at 1400, 22.9-23.4 against 13.9-16.4 at
+4096), and the download won from 3072 (4.6-4.7 against 10.8-11.6 ms, 7.0-7.7 against
+16.3-17.1 at 4096) while it lost at 1400-2048. The likely cause, not measured apart: a result
+of 32 MiB or more lands in fresh pages (glibc maps allocations past its largest mmap
+threshold, 32 MiB, anew each time), which a pageable read faults in one by one inside the
+driver's copy, and the staged read's threads fault in parallel. So by default a GPU's reads
+of READ_STAGED_FROM bytes and more are staged, nothing else; CLGEMM_STAGING=1 stages every
+copy from MIN_BYTES, CLGEMM_STAGING=0 none.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import numpy as np
 import pyopencl as cl
 
 MIN_BYTES = 1 << 20  # smaller copies go direct: one driver call is cheaper than the chunks
+READ_STAGED_FROM = 32 << 20  # a GPU's reads from here on are staged by default (above)
 # 4 MiB chunks: a 2048^2 float32 operand (16 MiB) moves in 4, so only a quarter of it (the
 # first chunk's host copy, the last chunk's device copy) is not overlapped, while a chunk is
 # still large against the per-chunk costs (an enqueue, an event, the pool's hand-offs).
@@ -112,8 +124,13 @@ class Staging:
         self._threads: int | None = None  # fixed on the first copy
         self._pool: ThreadPoolExecutor | None = None
 
-    def wanted(self, nbytes: int) -> bool:
-        return os.environ.get("CLGEMM_STAGING", "") == "1" and nbytes >= MIN_BYTES
+    def wanted(self, nbytes: int, reading: bool = False) -> bool:
+        """Whether a copy of `nbytes` (a read from the device where `reading`) is staged."""
+        switch = os.environ.get("CLGEMM_STAGING", "")
+        if switch in ("0", "1"):
+            return switch == "1" and nbytes >= MIN_BYTES
+        # measured on GPUs only: a CPU runtime's "device" copy is itself a host memcpy
+        return reading and nbytes >= READ_STAGED_FROM and self.rt.device.type != "CPU"
 
     def _take(self, nbytes: int) -> tuple[np.ndarray, "cl.Buffer"]:
         with self._lock:
@@ -230,7 +247,7 @@ def write(rt, queue, dst: "cl.Buffer", src: np.ndarray) -> None:
 
 def read(rt, queue, dst: np.ndarray, src: "cl.Buffer") -> None:
     """`src` into a contiguous host array, done on return: staged where that pays."""
-    if staging(rt).wanted(dst.nbytes):
+    if staging(rt).wanted(dst.nbytes, reading=True):
         staging(rt).download(queue, dst, src)
     else:
         cl.enqueue_copy(queue, dst, src, is_blocking=True)
