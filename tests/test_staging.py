@@ -78,6 +78,13 @@ def data(rng, shape):
     return (sign * rng.uniform(0.5, 2.0, size=shape)).astype(np.float32)
 
 
+def on_device(rng, shape):
+    """(runtime, random host data, a device buffer of its size)."""
+    rt = get_runtime()
+    host = data(rng, shape)
+    return rt, host, cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, host.nbytes)
+
+
 def same_bits(got, want):
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
@@ -152,9 +159,7 @@ def test_threaded_copies_round_trip_exactly(rng, monkeypatch, threaded, align, s
 
 @pytest.mark.parametrize("direction", ["upload", "download"])
 def test_pieces_run_in_parallel(rng, monkeypatch, threaded, direction):
-    rt = get_runtime()
-    host = data(rng, (3, CHUNK // 4))
-    buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, host.nbytes)
+    rt, host, buf = on_device(rng, (3, CHUNK // 4))
     cl.enqueue_copy(rt.queue, buf, host, is_blocking=True)
     real = staging._copy
     lock = threading.Lock()
@@ -182,9 +187,7 @@ def test_pieces_run_in_parallel(rng, monkeypatch, threaded, direction):
 
 def test_one_copy_thread_uses_no_pool(rng, monkeypatch, threaded):
     calls = recorded_copies(monkeypatch)
-    rt = get_runtime()
-    host = data(rng, (151, 203))
-    buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, host.nbytes)
+    rt, host, buf = on_device(rng, (151, 203))
     for threads, env, pooled in [(1, None, False), (4, "1", False), (1, "2", True)]:
         monkeypatch.setattr(staging, "COPY_THREADS", threads)
         if env is None:
@@ -203,9 +206,7 @@ def test_one_copy_thread_uses_no_pool(rng, monkeypatch, threaded):
 
 @pytest.mark.parametrize("direction", ["upload", "download"])
 def test_a_failing_piece_raises_and_returns_the_buffer(rng, monkeypatch, threaded, direction):
-    rt = get_runtime()
-    host = data(rng, (151, 203))
-    buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, host.nbytes)
+    rt, host, buf = on_device(rng, (151, 203))
     threaded.upload(rt.queue, buf, host)  # the staging buffer exists and is free
     (kept,) = threaded._free
     real = staging._copy
@@ -242,9 +243,7 @@ def test_a_failing_piece_raises_and_returns_the_buffer(rng, monkeypatch, threade
 
 
 def test_a_failing_enqueue_waits_for_the_workers(rng, monkeypatch, threaded):
-    rt = get_runtime()
-    host = data(rng, (151, 203))
-    buf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, host.nbytes)
+    rt, host, buf = on_device(rng, (151, 203))
     threaded.upload(rt.queue, buf, host)
     (kept,) = threaded._free
     real_copy, real_enqueue = staging._copy, cl.enqueue_copy
