@@ -10,7 +10,9 @@ rounding of the output, 1e-7).
 Lanes judged: the float32 family split over K (`skinny`: splitk-model-s* against fp32), 3xTF32
 split over K (`skinny` and `trace_lanes`: 3xtf32-splitk* against the faster of the two
 one-launch lanes, the better the route could do today), 3xTF32's batched kernel
-(`batched_lanes`: against the route's own lane through matmul). Each verdict names its shapes;
+(`batched_lanes`: against the float32 family's batched kernel, launch against launch), and
+the float32 family's batched kernel for batches of route.BATCH_ROWS_FP32 rows (`batched_lanes`:
+against the small-rows lane). Each verdict names its shapes;
 the switch (CLGEMM_SPLITK, CLGEMM_TC_SPLITK and CLGEMM_TC_BATCH, on by default: 0 switches
 each off) is the default only where it says promote.
 """
