@@ -164,12 +164,15 @@ def test_pieces_run_in_parallel(rng, monkeypatch, threaded, direction):
     real = staging._copy
     lock = threading.Lock()
     state = {"active": 0, "most": 0}
+    # every piece waits until three are copying at once (9 pieces: three full meetings); run
+    # one after another they would never meet, and the barrier's timeout fails the test
+    meet = threading.Barrier(3, timeout=10)
 
     def copy(dst, src):
         with lock:
             state["active"] += 1
             state["most"] = max(state["most"], state["active"])
-        time.sleep(0.02)
+        meet.wait()
         real(dst, src)
         with lock:
             state["active"] -= 1
@@ -253,7 +256,7 @@ def test_a_failing_enqueue_waits_for_the_workers(rng, monkeypatch, threaded):
     def copy(dst, src):
         with lock:
             state["active"] += 1
-        time.sleep(0.02)  # still copying when the enqueue fails
+        time.sleep(0.1)  # still copying when the enqueue fails (a wide margin: CI is busy)
         real_copy(dst, src)
         with lock:
             state["active"] -= 1
