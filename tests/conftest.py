@@ -118,6 +118,27 @@ def require_valid(schedule) -> None:
                     + ", ".join(space.violations(schedule)))
 
 
+def run_in_threads(work, count: int) -> None:
+    """`work(i)` for i in range(count), each in a thread of its own, all started before any
+    is joined; the first exception a thread raised is raised here (left alone, a failure in
+    a thread only prints)."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - raised again by the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 def rand(rng, shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 

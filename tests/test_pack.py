@@ -7,8 +7,6 @@ sharing the queue."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -18,7 +16,8 @@ from clgemm.lanes import fp32, pack
 from clgemm.lanes.fp32 import Fp32Lane
 from clgemm.operands import Operand
 from clgemm.runtime import get_runtime
-from conftest import assert_close_to_reference, rand, reference, require_valid
+from conftest import (assert_close_to_reference, rand, reference, require_valid,
+                      run_in_threads)
 
 DIRECT = Schedule.from_key("wm4-wn8-om6-on16-tk16-va1-vb1-vc1-sa0-sb0-uk1-db0-st0-lp0-ac128-dr1")
 
@@ -100,24 +99,15 @@ def test_threads_sharing_the_queue(rng):
     # pack; noted in records/cpu-pocl-amd-epyc/2026-12-06-model-traces-2)
     cases = [_operands(rng, 47 + 7 * i, 35 + 5 * i, 63 + 3 * i, False, True) for i in range(4)]
     results: dict[int, np.ndarray] = {}
-    errors = []
 
     def work(i: int) -> None:
-        try:
-            a, b = cases[i]
-            for _ in range(5):
-                out = clgemm.matmul(clgemm.to_device(a), clgemm.to_device(b), trans_b=True,
-                                    schedule=DIRECT)
-            results[i] = out.get()
-        except Exception as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
+        a, b = cases[i]
+        for _ in range(5):
+            out = clgemm.matmul(clgemm.to_device(a), clgemm.to_device(b), trans_b=True,
+                                schedule=DIRECT)
+        results[i] = out.get()
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_in_threads(work, len(cases))
     for i, (a, b) in enumerate(cases):
         ref, np_err = reference(a, b, trans_b=True)
         assert_close_to_reference(results[i], ref, np_err, f"thread {i}")

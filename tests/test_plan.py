@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import threading
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import clgemm
 from clgemm.errors import ShapeError
 from clgemm.runtime import get_runtime
 from conftest import (QueueGate, assert_close_to_reference, emulate_tensor_cores, rand,
-                      reference)
+                      reference, run_in_threads)
 
 SRC = Path(clgemm.__file__).parent
 
@@ -318,11 +317,7 @@ def test_one_plan_serves_many_threads(rng):
             out = p(a, b)
         results[i] = out.get()
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(devs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, len(devs))
     for i, (A, B) in enumerate(cases):
         ref, np_err = reference(A, B)
         assert_close_to_reference(results[i], ref, np_err)

@@ -14,7 +14,7 @@ import pytest
 import clgemm
 from clgemm import staging
 from clgemm.runtime import get_runtime
-from conftest import assert_close_to_reference, rand, reference
+from conftest import assert_close_to_reference, rand, reference, run_in_threads
 
 
 def test_staged_numpy_products_in_chunks(rng, monkeypatch):
@@ -284,26 +284,17 @@ def test_concurrent_threads_share_one_staging(rng, threaded):
     hosts = [data(rng, s) for s in shapes]
     bufs = [cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, h.nbytes) for h in hosts]
     start = threading.Barrier(len(shapes))
-    errors: list[BaseException] = []
 
     def work(i):
-        try:
-            start.wait()
-            for rep in range(15):
-                host = hosts[i] * np.float32(rep + 1)  # a different content each round
-                back = np.full_like(host, np.nan)
-                threaded.upload(rt.queue, bufs[i], host)
-                threaded.download(rt.queue, back, bufs[i])
-                same_bits(back, host)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
+        start.wait()
+        for rep in range(15):
+            host = hosts[i] * np.float32(rep + 1)  # a different content each round
+            back = np.full_like(host, np.nan)
+            threaded.upload(rt.queue, bufs[i], host)
+            threaded.download(rt.queue, back, bufs[i])
+            same_bits(back, host)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(shapes))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_in_threads(work, len(shapes))
     assert threaded._threads == 3
     assert 1 <= len(threaded._free) <= staging.MAX_KEPT
 
