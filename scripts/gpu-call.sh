@@ -132,9 +132,13 @@ stage_accuracy() {
 }
 
 stage_abft() {
-    local d=$W/abft clean=2000 faults=2000
+    # ABFT_CLEAN, ABFT_FAULTS, ABFT_MAX_DIM, ABFT_FAULT_MAX_DIM (products large enough for the
+    # tensor-core lane: 4096) and ABFT_TIMEOUT override the defaults
+    local d=$W/abft clean=${ABFT_CLEAN:-2000} faults=${ABFT_FAULTS:-2000}
     [ "$QUICK" = 1 ] && { clean=40; faults=40; }
-    timeout 540 python3 -m clgemm.cli abft-campaign --clean "$clean" --faults "$faults" \
+    timeout "${ABFT_TIMEOUT:-540}" python3 -m clgemm.cli abft-campaign --clean "$clean" \
+        --faults "$faults" --max-dim "${ABFT_MAX_DIM:-512}" \
+        --fault-max-dim "${ABFT_FAULT_MAX_DIM:-384}" \
         --device "$DEVICE" -o "$d/abft.json" > "$d/abft.log" 2>&1
     echo "abft rc=$?"
     return 0

@@ -35,6 +35,9 @@ def test_clean_products_never_flagged(one_build_per_kernel):
 def test_clean_device_arrays_and_transposes(rng, one_build_per_kernel):
     r = campaign.clean_campaign(40, seed=int(rng.integers(2**31)), max_dim=96, on_device=True)
     assert r["false_positives"] == 0, r["false_positive_cases"]
+    # every product is counted under the kernel family that computed it (here: no tensor
+    # cores, so the float32 family)
+    assert r["served_by"] == {"fp32": 40}
 
 
 def test_check_result_matches_exact(rng):

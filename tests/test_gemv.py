@@ -168,6 +168,83 @@ def test_split_dot_schedule_on_a_batch(rng):
         assert_close_to_reference(got[i], ref, np_err)
 
 
+@pytest.mark.parametrize("rows,k", [(1, 128), (1, 61), (2, 200), (5, 64), (16, 130),
+                                    (16, 9)])
+def test_short_k_dot_schedule_with_fewer_lanes(rows, k, rng):
+    """A K too short for the GPU form's lanes (decode attention's scores: K = 64 or 128)
+    runs gemv_dot with fewer lanes a column (GemvSchedule.for_k): a batch of 3 against B
+    stored N x K, odd K, alpha/beta, C poisoned, against float64 (the GPU's form, run
+    here)."""
+    import pyopencl.array as cla
+
+    from clgemm.kernels.gemv import MIN_LANES, SHORT_WORDS, default_schedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    gpu = default_schedule("GPU")
+    short = gpu.for_k(k)
+    assert short.lanes(rows) == gpu.lanes(rows) or (
+        MIN_LANES <= short.lanes(rows) < gpu.lanes(rows)
+        and (4 * SHORT_WORDS * short.lanes(rows) <= k or short.lanes(rows) == MIN_LANES))
+    assert gpu.for_k(4096) == gpu  # long rows keep the measured schedule
+    lane = GemvLane(rt, gpu)
+    batch, n = 3, 203
+    A, W = rand(rng, (batch, rows, k)), rand(rng, (batch, n, k))
+    C0 = rand(rng, (batch, rows, n))
+    for alpha, beta in ((1.0, 0.0), (0.5, -1.25)):
+        c = cla.empty(rt.user_queue, (batch, rows, n), np.float32)
+        if beta == 0.0:
+            c.fill(np.float32(np.nan))
+        else:
+            c.set(C0)
+        a, w = clgemm.to_device(A), clgemm.to_device(W)
+        lane.enqueue_batched(batch, rows, n, k, alpha, beta, Operand(a.base_data, 0, k, False),
+                             Operand(w.base_data, 0, k, True), Operand(c.base_data, 0, n, False),
+                             (rows * k, n * k, rows * n), rt.user_queue)
+        got = c.get()
+        for i in range(batch):
+            ref, np_err = reference(A[i], W[i], C0[i] if beta else None, alpha, beta,
+                                    trans_b=True)
+            assert_close_to_reference(got[i], ref, np_err)
+
+
+@pytest.mark.parametrize("rows,k,batch", [(1, 1029, 3), (3, 517, 1), (16, 2053, 2)])
+def test_axpy_unrolled_rows_of_b_stored_k_by_n(rows, k, batch, rng):
+    """gemv_axpy's unrolled loop (AXPY_UNROLL rows of B in flight, float4 columns: N a
+    multiple of 4) and its tail, split and unsplit over K, a batch with A and C strided and
+    B broadcast, with alpha/beta and C poisoned where beta is 0, against float64 (the GPU's
+    form, run here)."""
+    import pyopencl.array as cla
+
+    from clgemm.kernels.gemv import default_schedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    lane = GemvLane(rt, default_schedule("GPU"))
+    n = 132
+    A, B = rand(rng, (batch, rows, k)), rand(rng, (k, n))
+    C0 = rand(rng, (batch, rows, n))
+    for alpha, beta in ((1.0, 0.0), (-0.75, 1.5)):
+        a, b = clgemm.to_device(A), clgemm.to_device(B)
+        c = cla.empty(rt.user_queue, (batch, rows, n), np.float32)
+        if beta == 0.0:
+            c.fill(np.float32(np.nan))
+        else:
+            c.set(C0)
+        lane.enqueue_batched(batch, rows, n, k, alpha, beta, Operand(a.base_data, 0, k, False),
+                             Operand(b.base_data, 0, n, False),
+                             Operand(c.base_data, 0, n, False), (rows * k, 0, rows * n),
+                             rt.user_queue)
+        got = c.get()
+        for i in range(batch):
+            ref, np_err = reference(A[i], B, C0[i] if beta else None, alpha, beta)
+            assert_close_to_reference(got[i], ref, np_err)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 5, 16])
 def test_the_gpu_default_schedule_on_this_device(rows, rng):
     """The GPU default (a column-group shape, columns per work-item, staging and K split per

@@ -19,7 +19,9 @@ class Info:
     # partial sums and their reduction) their intervals summed
     kernel_s: float = 0.0
     h2d_s: float = 0.0  # host-to-device copies (wall)
-    d2h_s: float = 0.0  # device-to-host copy (wall)
+    # device-to-host copy (wall); on the exact path of numpy operands the read is enqueued
+    # behind the kernels without a host wait of its own, so this includes their tail
+    d2h_s: float = 0.0
     total_s: float = 0.0  # the whole call (wall)
     build_s: float = 0.0  # compile or cache load paid in this call (0 when already built)
     build_from_cache: bool | None = None

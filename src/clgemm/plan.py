@@ -214,15 +214,22 @@ class Plan:
         return to. `lane` replaces the plan's (the online selector's choice)."""
         lane = lane or self.lane
         k = self.key
+        launched: list = []  # (the lane's last event, where its kernels start in info.events)
 
         def compute(a: Operand, b: Operand, c: Operand, m: int, n: int) -> None:
+            # not waited for here: on numpy operands the blocking read that follows on the
+            # same in-order queue waits for it (one wake-up of the host per call, not two)
             first = len(info.events)
-            event = lane.enqueue(m, n, k.k, alpha, beta, a, b, c, self.rt.queue, info)
-            event.wait()
+            launched.append((lane.enqueue(m, n, k.k, alpha, beta, a, b, c, self.rt.queue,
+                                          info), first))
+
+        result = run_product(self.rt, A, B, C, beta, k.trans_a, k.trans_b, info, compute)
+        if launched:
+            event, first = launched[-1]
+            event.wait()  # done already after a read; device arrays wait here
             ran = info.events[first:]  # a lane that runs several kernels lists them all
             info.kernel_s = sum(map(self.rt.seconds, ran)) if ran else self.rt.seconds(event)
-
-        return run_product(self.rt, A, B, C, beta, k.trans_a, k.trans_b, info, compute)
+        return result
 
     # ---- batches ------------------------------------------------------------------------
     def _batched(self, A, B, C, alpha: float, beta: float, return_info: bool, start: float):

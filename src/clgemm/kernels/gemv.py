@@ -24,7 +24,7 @@ Each takes a batch along the launch's third dimension (one product: a batch of o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MAX_ROWS = 16
 ROW_BUCKETS = (1, 2, 4, 8, 16)
@@ -89,6 +89,17 @@ class GemvSchedule:
     def lanes(self, rows: int) -> int:
         return self.dot_lanes[ROW_BUCKETS.index(row_bucket(rows))]
 
+    def for_k(self, k: int) -> "GemvSchedule":
+        """This schedule for a K that leaves lanes idle: where a column group's lanes would
+        read fewer than SHORT_WORDS float4 words each, fewer lanes (a power of two, at least
+        MIN_LANES) and so more column groups a work-group. A decode step's attention scores
+        (K = 64 or 128, one row) had 64 lanes a column, half of them reading nothing."""
+        if self.dot_form != "lanes":
+            return self
+        want = max(MIN_LANES, 1 << max(0, (k // (4 * SHORT_WORDS)).bit_length() - 1))
+        lanes = tuple(min(n, want) for n in self.dot_lanes)
+        return self if lanes == self.dot_lanes else replace(self, dot_lanes=lanes)
+
     def groups(self, rows: int) -> int:
         return self.dot_items // self.lanes(rows)
 
@@ -141,6 +152,9 @@ DIRECT_ROWS_CPU = 2
 
 ROW_CHUNK = 4  # rows folded per pass of gemv_dot's reduction (bounds its local memory)
 STAGE_STEPS = 4  # float4 words of K per lane in one staged chunk of A
+AXPY_UNROLL = 4  # rows of B a gemv_axpy work-item loads before using them
+SHORT_WORDS = 4  # float4 words of K a lane of gemv_dot reads at least (GemvSchedule.for_k)
+MIN_LANES = 4
 
 
 def _words(width: int, element: str) -> str:
@@ -163,6 +177,7 @@ def render(s: GemvSchedule, rows: int, b_vec: bool, a_vec: bool) -> str:
 #define BVEC {int(b_vec)}
 #define AVEC {int(a_vec)}
 #define RCH {min(ROW_CHUNK, rows)}
+#define AXPY_UNROLL {AXPY_UNROLL}
 #define STAGE {s.staged(rows)}
 #define STEPS {STAGE_STEPS}
 #define COLS {s.axpy_cols}
@@ -383,7 +398,25 @@ void gemv_axpy(const int R, const int N, const int K, const float alpha, const f
   for (int r = 0; r < RB; r++) acc[r] = (float4)(0.0f);
   if (j < N) {{
     const bool whole = BVEC && j + 4 <= N;
-    for (int k = k_begin + ty; k < k_end; k += SLICES) {{
+    int k = k_begin + ty;
+    if (whole) {{
+      // AXPY_UNROLL rows of B loaded before any is used: one load in flight a work-item
+      // left a short split latency-bound (the same FMAs in the same order: the same bits)
+      for (; k + (AXPY_UNROLL - 1) * SLICES < k_end; k += AXPY_UNROLL * SLICES) {{
+        float4 b[AXPY_UNROLL];
+        #pragma unroll
+        for (int u = 0; u < AXPY_UNROLL; u++)
+          b[u] = *(__global const float4*)(B + b_off + (long)(k + u * SLICES) * b_ks + j);
+        #pragma unroll
+        for (int u = 0; u < AXPY_UNROLL; u++) {{
+          __global const float* ak = A + a_off + (long)(k + u * SLICES) * a_ks;
+          #pragma unroll
+          for (int r = 0; r < RB; r++)
+            if (r < R) acc[r] = fma((float4)(ak[(long)r * a_rs]), b[u], acc[r]);
+        }}
+      }}
+    }}
+    for (; k < k_end; k += SLICES) {{
       __global const float* bk = B + b_off + (long)k * b_ks + j;
       float4 b;
       if (whole) b = *(__global const float4*)bk;

@@ -78,6 +78,7 @@ def clean_campaign(count: int, seed: int = 0, max_dim: int = 256, device=None,
     rng = np.random.default_rng(seed)
     false_pos, ratios, worst = [], [], None
     per_kind: dict[str, int] = {}
+    served: dict[str, int] = {}  # products per kernel family that computed them
     t0 = time.perf_counter()
     for t in range(count):
         A, B, C0, alpha, beta, ta, tb, kind = random_case(rng, max_dim, kinds)
@@ -89,6 +90,7 @@ def clean_campaign(count: int, seed: int = 0, max_dim: int = 256, device=None,
                                 trans_a=ta, trans_b=tb, check=True, device=device,
                                 return_info=True)
         v = info.extra["abft"]
+        served[_served_by(info)] = served.get(_served_by(info), 0) + 1
         ratios.append(v["max_ratio"])
         if v["detected"]:
             false_pos.append({"case": t, "kind": kind, "shape": v["shape"],
@@ -101,8 +103,16 @@ def clean_campaign(count: int, seed: int = 0, max_dim: int = 256, device=None,
         "products": count, "false_positives": len(false_pos), "false_positive_cases": false_pos[:20],
         "max_ratio": float(r.max()) if r.size else 0.0,
         "p99_ratio": float(np.percentile(r, 99)) if r.size else 0.0,
-        "worst": worst, "kinds": per_kind, "seconds": time.perf_counter() - t0,
+        "worst": worst, "kinds": per_kind, "served_by": served,
+        "seconds": time.perf_counter() - t0,
     }
+
+
+def _served_by(info) -> str:
+    """The kernel family a checked product ran on, from its schedule's key: "tc" (the
+    tensor-core exact lane), "wg" (warpgroup MMA) or "fp32" (the float32 family)."""
+    head = info.schedule.split("-", 1)[0]
+    return head if head in ("tc", "wg") else "fp32"
 
 
 DEEP_FROM = abft.DEEP_FROM  # K octaves from here up are calibrated with their own products
@@ -317,7 +327,8 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
         s = stats.setdefault(model, {"injected": 0, "significant": 0, "detected": 0,
                                      "detected_significant": 0, "localised": 0,
                                      "corrected": 0, "recomputed": 0, "fault_error": 0,
-                                     "wrong_result": 0, "rel_sizes_missed": []})
+                                     "wrong_result": 0, "rel_sizes_missed": [],
+                                     "served_by": {}})
         s["injected"] += 1
         s["significant"] += significant
         with faults.inject(**hook):
@@ -329,6 +340,7 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
                 s["detected_significant"] += significant
                 continue
         v = info.extra["abft"]
+        s["served_by"][_served_by(info)] = s["served_by"].get(_served_by(info), 0) + 1
         if v["detected"]:
             s["detected"] += 1
             s["detected_significant"] += significant
@@ -488,6 +500,7 @@ def clean_large(n: int = 3072, count: int = 12, seed: int = 21, device=None,
         _, info = clgemm.matmul(A, B, C=C, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb,
                                 check=True, device=rt.device, return_info=True)
         v = info.extra["abft"]
+        served[_served_by(info)] = served.get(_served_by(info), 0) + 1
         ratios.append(v["max_ratio"])
         per.append({"kind": kind, "max_ratio": v["max_ratio"], "threshold": v["threshold"],
                     "block": v["block"]})

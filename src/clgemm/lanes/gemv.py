@@ -15,7 +15,7 @@ import pyopencl as cl
 from ..kernels.gemv import (MAX_ROWS, STAGE_STEPS, GemvSchedule, default_schedule, render,
                              row_bucket)
 from ..operands import Operand
-from ..runtime import BuildInfo, Runtime
+from ..runtime import BuildInfo, LruMemo, Runtime
 from ..schedule import Schedule
 from .fp32 import BoundArgs, lane_for, search_space
 
@@ -90,17 +90,21 @@ class GemvLane:
         self.schedule = schedule or default_schedule(rt.device.type)
         self.max_splits = max_splits  # at most this many splits of K (None: as many as fill)
         self._kernels: dict[tuple, BoundArgs] = {}
+        self._dot_launches = LruMemo(256)  # gemv_dot's launch per shape (_dot_launch)
         self._lock = threading.Lock()
         self.build_info: BuildInfo | None = None  # the last program built (or loaded)
         self._kernel("gemv_axpy", 1, False, False)  # a compile error shows when the lane is made
 
-    def _kernel(self, name: str, rows: int, b_vec: bool, a_vec: bool) -> BoundArgs:
+    def _kernel(self, name: str, rows: int, b_vec: bool, a_vec: bool,
+                schedule: GemvSchedule | None = None) -> BoundArgs:
         """The kernel `name` of the program for a row bucket and operand alignment (each
-        built once), with its arguments as last bound (a call sets only those that change)."""
-        key = (name, rows, b_vec, a_vec)
+        built once), with its arguments as last bound (a call sets only those that change);
+        `schedule`: the lane's own, or its form for a short K (GemvSchedule.for_k)."""
+        schedule = schedule or self.schedule
+        key = (name, rows, b_vec, a_vec, schedule.lanes(rows))
         kern = self._kernels.get(key)
         if kern is None:
-            built = self.rt.build(render(self.schedule, rows, b_vec, a_vec),
+            built = self.rt.build(render(schedule, rows, b_vec, a_vec),
                                   options="-cl-mad-enable")
             self.build_info = built.info
             kern = self._kernels.setdefault(key, BoundArgs(built.kernel(name), _TYPES[name]))
@@ -196,17 +200,30 @@ class GemvLane:
                                                   (VECTOR_GROUP, 1, 1))
         b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
         a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
-        kern = self._kernel("gemv_dot", bucket, b_vec, a_vec)
+        key = (batch, bucket, cols, k, b_vec, a_vec)
+        launch = self._dot_launches.get(key)
+        if launch is None:
+            launch = self._dot_launches.put(key, self._dot_launch(*key))
+        kern, splits, per_split, global_size, local_size = launch
+        return self._split_launch(
+            kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
+                   y.offset, y_ns), (c, c_rs, c_ns, strides), batch, splits, per_split,
+            bucket, global_size, local_size, queue, events)
+
+    def _dot_launch(self, batch: int, bucket: int, cols: int, k: int, b_vec: bool,
+                    a_vec: bool) -> tuple:
+        """gemv_dot's launch for a shape, decided once (a decode step repeats its shapes
+        every token; this arithmetic cost microseconds a call on the host): (kernel, splits,
+        K per split, global size, local size)."""
+        s = self.schedule.for_k(k)
+        kern = self._kernel("gemv_dot", bucket, b_vec, a_vec, s)
         lanes, groups = s.lanes(bucket), s.groups(bucket)
         col_groups = -(-cols // (groups * s.cols_per_item(bucket)))
         # a split reads whole staged chunks (or whole float4 words a lane) of K
         step = 4 * lanes * (STAGE_STEPS if s.staged(bucket) else 1)
         splits, per_split = self.splits(s.fill(bucket), batch * col_groups, k, step)
-        return self._split_launch(
-            kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
-                   y.offset, y_ns), (c, c_rs, c_ns, strides), batch, splits, per_split,
-            bucket, (col_groups * lanes, splits * groups, batch), (lanes, groups, 1), queue,
-            events)
+        return (kern, splits, per_split, (col_groups * lanes, splits * groups, batch),
+                (lanes, groups, 1))
 
     def _axpy(self, batch, bucket, rows, cols, k, alpha, beta, A, B, C, strides,
               queue, events=None) -> "cl.Event":
