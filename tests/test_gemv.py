@@ -210,12 +210,13 @@ def test_short_k_dot_schedule_with_fewer_lanes(rows, k, rng):
             assert_close_to_reference(got[i], ref, np_err)
 
 
-@pytest.mark.parametrize("rows,k,batch", [(1, 1029, 3), (3, 517, 1), (16, 2053, 2)])
+@pytest.mark.parametrize("rows,k,batch", [(1, 1029, 3), (3, 517, 1), (16, 2053, 2),
+                                          (16, 1024, 2), (2, 2052, 3)])
 def test_axpy_unrolled_rows_of_b_stored_k_by_n(rows, k, batch, rng):
-    """gemv_axpy's unrolled loop (AXPY_UNROLL rows of B in flight, float4 columns: N a
-    multiple of 4) and its tail, split and unsplit over K, a batch with A and C strided and
-    B broadcast, with alpha/beta and C poisoned where beta is 0, against float64 (the GPU's
-    form, run here)."""
+    """gemv_axpy's runs (AXPY_UNROLL rows of B in flight, float4 columns: N a multiple of 4;
+    A read as float4 words where K is one too) and the rest of each split, split and unsplit
+    over K, a batch with A and C strided and B broadcast, with alpha/beta and C poisoned
+    where beta is 0, against float64 (the GPU's form, run here)."""
     import pyopencl.array as cla
 
     from clgemm.kernels.gemv import default_schedule

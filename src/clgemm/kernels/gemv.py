@@ -400,21 +400,35 @@ void gemv_axpy(const int R, const int N, const int K, const float alpha, const f
     const bool whole = BVEC && j + 4 <= N;
     int k = k_begin + ty;
     if (whole) {{
-      // AXPY_UNROLL rows of B loaded before any is used: one load in flight a work-item
-      // left a short split latency-bound (the same FMAs in the same order: the same bits)
-      for (; k + (AXPY_UNROLL - 1) * SLICES < k_end; k += AXPY_UNROLL * SLICES) {{
+      // A work-item takes AXPY_UNROLL consecutive rows of B a step (the slices interleave
+      // by such runs), all loaded before any is used: with one row a step, one load was in
+      // flight a work-item (a short split latency-bound), and each row of B cost R scalar
+      // loads of A; a run reads A's rows as one float4 where A is contiguous along K (AVEC)
+      const int run = AXPY_UNROLL * SLICES;
+      const int k_runs = k_begin + (k_end - k_begin) / run * run;
+      for (int k0 = k_begin + ty * AXPY_UNROLL; k0 < k_runs; k0 += run) {{
         float4 b[AXPY_UNROLL];
         #pragma unroll
         for (int u = 0; u < AXPY_UNROLL; u++)
-          b[u] = *(__global const float4*)(B + b_off + (long)(k + u * SLICES) * b_ks + j);
+          b[u] = *(__global const float4*)(B + b_off + (long)(k0 + u) * b_ks + j);
         #pragma unroll
-        for (int u = 0; u < AXPY_UNROLL; u++) {{
-          __global const float* ak = A + a_off + (long)(k + u * SLICES) * a_ks;
-          #pragma unroll
-          for (int r = 0; r < RB; r++)
-            if (r < R) acc[r] = fma((float4)(ak[(long)r * a_rs]), b[u], acc[r]);
+        for (int r = 0; r < RB; r++) {{
+          if (r < R) {{
+            __global const float* ar = A + a_off + (long)r * a_rs + (long)k0 * a_ks;
+#if AVEC && AXPY_UNROLL == 4
+            const float4 a = *(__global const float4*)ar;
+            const float av[4] = {{a.x, a.y, a.z, a.w}};
+#else
+            float av[AXPY_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < AXPY_UNROLL; u++) av[u] = ar[(long)u * a_ks];
+#endif
+            #pragma unroll
+            for (int u = 0; u < AXPY_UNROLL; u++) acc[r] = fma((float4)(av[u]), b[u], acc[r]);
+          }}
         }}
       }}
+      k = k_runs + ty;  // the rest of the split, a row a slice
     }}
     for (; k < k_end; k += SLICES) {{
       __global const float* bk = B + b_off + (long)k * b_ks + j;

@@ -12,8 +12,8 @@ import threading
 import numpy as np
 import pyopencl as cl
 
-from ..kernels.gemv import (MAX_ROWS, STAGE_STEPS, GemvSchedule, default_schedule, render,
-                             row_bucket)
+from ..kernels.gemv import (AXPY_UNROLL, MAX_ROWS, STAGE_STEPS, GemvSchedule,
+                             default_schedule, render, row_bucket)
 from ..operands import Operand
 from ..runtime import BuildInfo, LruMemo, Runtime
 from ..schedule import Schedule
@@ -230,8 +230,11 @@ class GemvLane:
         s = self.schedule
         (x, x_rs, x_ks), (y, y_ks), (c, c_rs, c_ns) = A, B, C
         col_groups = -(-cols // (4 * s.axpy_cols))
-        splits, per_split = self.splits(s.axpy_fill, batch * col_groups, k, 1)
-        kern = self._kernel("gemv_axpy", bucket, _vec(y, y_ks) and strides[1] % 4 == 0, False)
+        # splits of whole runs of AXPY_UNROLL rows: A's float4 words stay aligned
+        splits, per_split = self.splits(s.axpy_fill, batch * col_groups, k, AXPY_UNROLL)
+        b_vec = _vec(y, y_ks) and strides[1] % 4 == 0
+        a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
+        kern = self._kernel("gemv_axpy", bucket, b_vec, a_vec)
         return self._split_launch(
             kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
                    y.offset, y_ks), (c, c_rs, c_ns, strides), batch, splits, per_split,
