@@ -76,7 +76,9 @@ def test_a_bad_table_file_is_skipped_and_named(tables_folder, rt, rng, content):
     with pytest.warns(RuntimeWarning, match="aaa-torn.json"):
         t = load_table(rt.device)
     shipped = [n for n in os.listdir(tables_folder) if n != "aaa-torn.json"]
-    assert t.source in shipped or t.source == "builtin default"
+    # a shipped table of this device, or of its implementation and type (a fallback names
+    # its file first: a host whose CPU has no table of its own), or the built-in default
+    assert t.source.split(" (fallback")[0] in shipped or t.source == "builtin default"
     a = rng.standard_normal((7, 5)).astype(np.float32)
     b = rng.standard_normal((5, 3)).astype(np.float32)
     assert np.allclose(clgemm.matmul(a, b), a.astype(np.float64) @ b, atol=1e-5)
