@@ -128,3 +128,38 @@ def test_a_block_dropped_on_one_queue_is_not_handed_to_the_other():
     station_handle = station.int_ptr
     del station
     assert rt.pooled(4096, "scratch", rt.user_queue).int_ptr != station_handle
+
+
+def test_a_chain_of_argument_sets_rebinds_nothing_once_each_has_an_instance():
+    """On the hot path a kernel keeps instances of its own (CLONES): a chain alternating
+    among a few products' arguments (a model's q, k, v projections on one kernel) sets no
+    argument once each set has an instance; one set more than the instances evicts the least
+    recently used; the waiting path (keep=False) pins nothing, in whichever instance."""
+    from clgemm.lanes.fp32 import CLONES
+
+    made: list[_Kernel] = []
+
+    def clone() -> _Kernel:
+        made.append(_Kernel())
+        return made[-1]
+
+    first = _Kernel()
+    args = BoundArgs(first, [np.int32, None], clone=clone)
+    sets = [[i, _Buf(i)] for i in range(CLONES)]
+    for s in sets:
+        args.bind(s, keep=True)
+        assert args.values == s and args.kernel.sets == [0, 1]
+    assert len(made) == CLONES - 1
+    for k in [first, *made]:
+        k.sets.clear()
+    for _ in range(3):
+        for s in reversed(sets):  # any order: each set finds its instance
+            args.bind(s, keep=True)
+            assert args.values == s
+    assert all(not k.sets for k in [first, *made])
+    used_least = args._slots[-1][0]  # sets[-1]'s instance: bound first in the last round
+    args.bind([99, _Buf(99)], keep=True)  # a set more: the least recently used goes
+    assert args.kernel is used_least and used_least.sets == [0, 1]
+    assert len(made) == CLONES - 1
+    args.bind([98, _Buf(98)], keep=False)
+    assert args.values[1] is _UNSET  # nothing pinned on the waiting path

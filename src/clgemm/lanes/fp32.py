@@ -57,16 +57,36 @@ class BoundArgs:
     the hot path only (`keep`: device arrays on the user queue, where a chain of calls passes
     the same buffers); the waiting paths stage new buffers every call and keep none."""
 
-    def __init__(self, kernel: "cl.Kernel", types: list) -> None:
+    def __init__(self, kernel: "cl.Kernel", types: list, clone=None) -> None:
         self.kernel = kernel
         self.types = types
         self.values: list = [_UNSET] * len(types)
         self.buffers = [i for i, t in enumerate(types) if t is None]
+        # Instances of the kernel, each with its own arguments (most recently used first):
+        # a chain of several products on one kernel (a model's trace: the same kernel for
+        # its q, k, v and o projections) rebound every argument of every call, which cost
+        # more host time than the launch (the traces' passes ran 15-33 us a call over their
+        # products' own loops on the H100, records/nvidia-h100/2026-12-07-plan-traces-4).
+        # On the hot path (`keep`) a call takes the instance already holding its arguments,
+        # or the least recently used one; `clone` makes another (None: another cl.Kernel of
+        # the same program and function, where the kernel is one).
+        if clone is None and isinstance(kernel, cl.Kernel):
+            clone = _kernel_cloner(kernel)
+        self._clone = clone
+        self._slots: list[list] = [[kernel, self.values]]
 
     def bind(self, args, keep: bool = True) -> None:
-        values = self.values
-        if values == args:  # all the same (a buffer compares by its handle; stored first)
+        """Set the arguments that differ from those last set (the caller then launches
+        `self.kernel`, under the lock it holds)."""
+        if type(args) is not list:
+            args = list(args)
+        if self.values == args:  # all the same (a buffer compares by its handle; stored first)
             return
+        if keep and self._clone is not None:
+            self._take_slot(args)
+            if self.values == args:
+                return
+        values = self.values
         types, kernel = self.types, self.kernel
         for i, x in enumerate(args):
             old = values[i]
@@ -80,6 +100,31 @@ class BoundArgs:
             for i in self.buffers:  # set again next time: nothing pinned
                 if type(values[i]) is not _Pooled:
                     values[i] = _UNSET
+
+    def _take_slot(self, args: list) -> None:
+        """Make current the instance that holds `args`, else a new one (up to CLONES), else
+        the least recently used (its arguments then set by `bind`)."""
+        slots = self._slots
+        for i, slot in enumerate(slots):
+            if slot[1] == args:
+                break
+        else:
+            if len(slots) < CLONES:
+                slots.append([self._clone(), [_UNSET] * len(self.types)])
+            i = len(slots) - 1
+        slot = slots.pop(i)
+        slots.insert(0, slot)
+        self.kernel, self.values = slot
+
+
+CLONES = 8  # kernel instances a BoundArgs keeps bound on the hot path
+
+
+def _kernel_cloner(kernel: "cl.Kernel"):
+    """A function that makes another instance of `kernel` (arguments unset)."""
+    program = kernel.get_info(cl.kernel_info.PROGRAM)
+    name = kernel.get_info(cl.kernel_info.FUNCTION_NAME)
+    return lambda: cl.Kernel(program, name)
 
 
 _POOLED = cltools.PooledBuffer
