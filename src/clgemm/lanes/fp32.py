@@ -64,12 +64,14 @@ class BoundArgs:
         self.buffers = [i for i, t in enumerate(types) if t is None]
         # Instances of the kernel, each with its own arguments (most recently used first):
         # a chain of several products on one kernel (a model's trace: the same kernel for
-        # its q, k, v and o projections) rebound every argument of every call, which cost
-        # more host time than the launch (the traces' passes ran 15-33 us a call over their
-        # products' own loops on the H100, records/nvidia-h100/2026-12-07-plan-traces-4).
-        # On the hot path (`keep`) a call takes the instance already holding its arguments,
-        # or the least recently used one; `clone` makes another (None: another cl.Kernel of
-        # the same program and function, where the kernel is one).
+        # its q, k, v and o projections) rebound every argument of every call: 17-21 us a
+        # bind on PoCL's host for gemv_dot's 21 arguments alternating among five products,
+        # 2.2-3.2 us with instances. On the H100 the traces' passes ran 15-33 us a call over
+        # their products' own loops (records/nvidia-h100/2026-12-07-plan-traces-4), which
+        # this is meant to close (not yet measured there). On the hot path (`keep`) a call
+        # takes the instance already holding its arguments, or the least recently used one
+        # (which holds its buffers until then); `clone` makes another (None: another
+        # cl.Kernel of the same program and function, where the kernel is one).
         if clone is None and isinstance(kernel, cl.Kernel):
             clone = _kernel_cloner(kernel)
         self._clone = clone
