@@ -40,6 +40,14 @@ def test_clean_device_arrays_and_transposes(rng, one_build_per_kernel):
     assert r["served_by"] == {"fp32": 40}
 
 
+def test_clean_large_counts_its_products(one_build_per_kernel):
+    """clean_large (the GPU campaigns' large clean products), small here: no false positive,
+    each product counted under the kernel family that computed it."""
+    r = campaign.clean_large(96, 3)
+    assert r["false_positives"] == 0 and r["products"] == 3
+    assert r["served_by"] == {"fp32": 3}
+
+
 def test_check_result_matches_exact(rng):
     A, B, C0 = rand(rng, (70, 50)), rand(rng, (90, 50)), rand(rng, (70, 90))
     out, info = clgemm.matmul(A, B, C=C0.copy(), alpha=0.5, beta=-1.5, trans_b=True,

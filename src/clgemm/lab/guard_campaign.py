@@ -489,6 +489,7 @@ def clean_large(n: int = 3072, count: int = 12, seed: int = 21, device=None,
     rt = get_runtime(device)
     rng = np.random.default_rng(seed)
     fps, ratios, per = [], [], []
+    served: dict[str, int] = {}  # products per kernel family that computed them
     for t in range(count):
         kind = kinds[t % len(kinds)]
         ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
@@ -508,7 +509,8 @@ def clean_large(n: int = 3072, count: int = 12, seed: int = 21, device=None,
             fps.append({"case": t, "kind": kind, "max_ratio": v["max_ratio"],
                         "attempts": v["attempts"]})
     return {"n": n, "products": count, "false_positives": len(fps), "false_positive_cases": fps,
-            "max_ratio": float(max(ratios)) if ratios else 0.0, "cases": per}
+            "max_ratio": float(max(ratios)) if ratios else 0.0, "cases": per,
+            "served_by": served}
 
 
 def approx_campaign(sizes=(384, 512), budgets=(1e-1, 1e-2, 1e-3, 1e-4), reps: int = 3,
