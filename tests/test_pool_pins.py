@@ -163,3 +163,25 @@ def test_a_chain_of_argument_sets_rebinds_nothing_once_each_has_an_instance():
     assert len(made) == CLONES - 1
     args.bind([98, _Buf(98)], keep=False)
     assert args.values[1] is _UNSET  # nothing pinned on the waiting path
+
+
+def test_one_shape_on_fresh_buffers_keeps_one_instance():
+    """A loop of one shape on new arrays every call (a training step's activations) takes
+    the instance that holds its sizes and sets only the buffers: it holds one call's buffers,
+    not CLONES calls' (the instances keep what they are bound to alive)."""
+    made: list[_Kernel] = []
+
+    def clone() -> _Kernel:
+        made.append(_Kernel())
+        return made[-1]
+
+    first = _Kernel()
+    args = BoundArgs(first, [np.int32, None, np.int32, None], clone=clone)
+    args.bind([5, _Buf(0), 7, _Buf(1)], keep=True)
+    args.bind([6, _Buf(2), 7, _Buf(3)], keep=True)  # another shape: an instance of its own
+    assert len(made) == 1
+    first.sets.clear()
+    for i in range(2, 20):
+        args.bind([5, _Buf(10 * i), 7, _Buf(10 * i + 1)], keep=True)
+        assert args.kernel is first and args.values[1] == _Buf(10 * i)
+    assert len(made) == 1 and first.sets == [1, 3] * 18

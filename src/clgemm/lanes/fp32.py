@@ -62,6 +62,7 @@ class BoundArgs:
         self.types = types
         self.values: list = [_UNSET] * len(types)
         self.buffers = [i for i, t in enumerate(types) if t is None]
+        self._sizes = [i for i, t in enumerate(types) if t is not None]  # the scalars
         # Instances of the kernel, each with its own arguments (most recently used first):
         # a chain of several products on one kernel (a model's trace: the same kernel for
         # its q, k, v and o projections) rebound every argument of every call: 17-21 us a
@@ -69,9 +70,11 @@ class BoundArgs:
         # 2.2-3.2 us with instances. On the H100 the traces' passes ran 15-33 us a call over
         # their products' own loops (records/nvidia-h100/2026-12-07-plan-traces-4), which
         # this is meant to close (not yet measured there). On the hot path (`keep`) a call
-        # takes the instance already holding its arguments, or the least recently used one
-        # (which holds its buffers until then); `clone` makes another (None: another
-        # cl.Kernel of the same program and function, where the kernel is one).
+        # takes the instance already holding its arguments, else one holding its sizes (one
+        # instance a shape: an instance keeps its buffers alive until it is rebound, so a
+        # shape's loop on fresh arrays holds one call's, not CLONES calls'), else a new one or
+        # the least recently used; `clone` makes another (None: another cl.Kernel of the
+        # same program and function, where the kernel is one).
         if clone is None and isinstance(kernel, cl.Kernel):
             clone = _kernel_cloner(kernel)
         self._clone = clone
@@ -104,16 +107,24 @@ class BoundArgs:
                     values[i] = _UNSET
 
     def _take_slot(self, args: list) -> None:
-        """Make current the instance that holds `args`, else a new one (up to CLONES), else
-        the least recently used (its arguments then set by `bind`)."""
+        """Make current the instance that holds `args`; else one that holds its sizes (its
+        buffers then set by `bind`: a loop of one shape on fresh arrays keeps one instance,
+        so it holds one call's buffers, not CLONES calls'); else a new one (up to CLONES),
+        else the least recently used."""
         slots = self._slots
         for i, slot in enumerate(slots):
             if slot[1] == args:
                 break
         else:
-            if len(slots) < CLONES:
-                slots.append([self._clone(), [_UNSET] * len(self.types)])
-            i = len(slots) - 1
+            sizes = self._sizes
+            for i, slot in enumerate(slots):
+                held = slot[1]  # (an instance never bound holds any sizes)
+                if all(held[j] is _UNSET or held[j] == args[j] for j in sizes):
+                    break
+            else:
+                if len(slots) < CLONES:
+                    slots.append([self._clone(), [_UNSET] * len(self.types)])
+                i = len(slots) - 1
         slot = slots.pop(i)
         slots.insert(0, slot)
         self.kernel, self.values = slot
