@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def clean_campaign(count: int, seed: int = 0, max_dim: int = 256, device=None,
     rng = np.random.default_rng(seed)
     false_pos, ratios, worst = [], [], None
     per_kind: dict[str, int] = {}
-    served: dict[str, int] = {}  # products per kernel family that computed them
+    served: Counter[str] = Counter()  # products per kernel family that computed them
     t0 = time.perf_counter()
     for t in range(count):
         A, B, C0, alpha, beta, ta, tb, kind = random_case(rng, max_dim, kinds)
@@ -90,7 +91,7 @@ def clean_campaign(count: int, seed: int = 0, max_dim: int = 256, device=None,
                                 trans_a=ta, trans_b=tb, check=True, device=device,
                                 return_info=True)
         v = info.extra["abft"]
-        served[_served_by(info)] = served.get(_served_by(info), 0) + 1
+        served[_served_by(info)] += 1
         ratios.append(v["max_ratio"])
         if v["detected"]:
             false_pos.append({"case": t, "kind": kind, "shape": v["shape"],
@@ -103,7 +104,7 @@ def clean_campaign(count: int, seed: int = 0, max_dim: int = 256, device=None,
         "products": count, "false_positives": len(false_pos), "false_positive_cases": false_pos[:20],
         "max_ratio": float(r.max()) if r.size else 0.0,
         "p99_ratio": float(np.percentile(r, 99)) if r.size else 0.0,
-        "worst": worst, "kinds": per_kind, "served_by": served,
+        "worst": worst, "kinds": per_kind, "served_by": dict(served),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -328,7 +329,7 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
                                      "detected_significant": 0, "localised": 0,
                                      "corrected": 0, "recomputed": 0, "fault_error": 0,
                                      "wrong_result": 0, "rel_sizes_missed": [],
-                                     "served_by": {}})
+                                     "served_by": Counter()})
         s["injected"] += 1
         s["significant"] += significant
         with faults.inject(**hook):
@@ -340,7 +341,7 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
                 s["detected_significant"] += significant
                 continue
         v = info.extra["abft"]
-        s["served_by"][_served_by(info)] = s["served_by"].get(_served_by(info), 0) + 1
+        s["served_by"][_served_by(info)] += 1
         if v["detected"]:
             s["detected"] += 1
             s["detected_significant"] += significant
@@ -362,7 +363,8 @@ def fault_campaign(count: int, seed: int = 1, max_dim: int = 192, device=None,
         sig = max(s["significant"], 1)
         det = max(s["detected"], 1)
         summary[model] = {
-            **{k: v for k, v in s.items() if k != "rel_sizes_missed"},
+            **{k: v for k, v in s.items() if k not in ("rel_sizes_missed", "served_by")},
+            "served_by": dict(s["served_by"]),
             "detection_rate_significant": s["detected_significant"] / sig,
             "localisation_rate": s["localised"] / det,
             "correction_rate": (s["corrected"] + s["recomputed"]) / det,
@@ -489,7 +491,7 @@ def clean_large(n: int = 3072, count: int = 12, seed: int = 21, device=None,
     rt = get_runtime(device)
     rng = np.random.default_rng(seed)
     fps, ratios, per = [], [], []
-    served: dict[str, int] = {}  # products per kernel family that computed them
+    served: Counter[str] = Counter()  # products per kernel family that computed them
     for t in range(count):
         kind = kinds[t % len(kinds)]
         ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
@@ -501,7 +503,7 @@ def clean_large(n: int = 3072, count: int = 12, seed: int = 21, device=None,
         _, info = clgemm.matmul(A, B, C=C, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb,
                                 check=True, device=rt.device, return_info=True)
         v = info.extra["abft"]
-        served[_served_by(info)] = served.get(_served_by(info), 0) + 1
+        served[_served_by(info)] += 1
         ratios.append(v["max_ratio"])
         per.append({"kind": kind, "max_ratio": v["max_ratio"], "threshold": v["threshold"],
                     "block": v["block"]})
@@ -510,7 +512,7 @@ def clean_large(n: int = 3072, count: int = 12, seed: int = 21, device=None,
                         "attempts": v["attempts"]})
     return {"n": n, "products": count, "false_positives": len(fps), "false_positive_cases": fps,
             "max_ratio": float(max(ratios)) if ratios else 0.0, "cases": per,
-            "served_by": served}
+            "served_by": dict(served)}
 
 
 def approx_campaign(sizes=(384, 512), budgets=(1e-1, 1e-2, 1e-3, 1e-4), reps: int = 3,
