@@ -91,3 +91,23 @@ def test_sixteen_row_batches_are_judged_on_the_float32_familys_kernel():
     assert v.decision == "promote" and [s[0] for s in v.shapes] == ["32x16x128x1024"]
     plan["batched_lanes"].append(row(lv.BATCH_ROWS_FP32, 30e-6, 40e-6))
     assert lv.batch_rows(plan).decision == "reject"
+
+
+def test_the_one_launch_3xtf32_is_judged_on_what_the_tile_and_k_rules_admit():
+    """tc_one_launch: products with tiles for half the units, full tiles and K from
+    route.TC_MIN_K are judged (3xTF32 against the float32 family); a short K, a half-empty
+    tile or too few tiles are not the lane's and do not sink it."""
+    admitted = [_trace(6272, 1024, 256, 119.6e-6, 81.3e-6, None, tiles=392),
+                _trace(25088, 512, 128, 127.7e-6, 107.4e-6, None, tiles=784)]
+    short_k = _trace(100352, 256, 64, 148.3e-6, 165.0e-6, None, tiles=1568)
+    narrow = _trace(100352, 64, 576, 230.7e-6, 266.4e-6, None, tiles=784)
+    few = _trace(1024, 768, 768, 59.8e-6, 79.2e-6, None, tiles=48)
+    plan = {"trace_lanes": admitted + [short_k, narrow, few]}
+    v = lv.tc_one_launch(plan)
+    assert v.decision == "promote" and [s[0] for s in v.shapes] == ["6272x1024x256",
+                                                                    "25088x512x128"]
+    short_k["k"] = lv.TC_MIN_K  # now the rule would send it there: 148.3 / 165.0 = 0.899x
+    v = lv.tc_one_launch(plan)
+    assert v.decision == "reject" and "0.899" in v.why
+    # a floor judges what lies over it only: the 6.6 GFLOP loser alone from 4 GFLOP up
+    assert [s[0] for s in lv.tc_one_launch(plan, min_flops=4e9).shapes] == ["100352x256x128"]

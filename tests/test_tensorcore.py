@@ -364,9 +364,11 @@ def promoted_lane(monkeypatch):
     rt = get_runtime()
     # the tests' products are small and odd: the rules that keep a product whose tiles leave
     # most compute units idle, or are mostly padding, off the lane
-    # (test_exact_lane_needs_tiles_for_the_units, test_exact_lane_needs_full_tiles) are off
+    # (test_exact_lane_needs_tiles_for_the_units, test_exact_lane_needs_full_tiles), and the
+    # one that keeps a short K off it (test_exact_lane_needs_a_k_for_its_pipeline), are off
     monkeypatch.setattr(route, "MIN_TILES_PER_UNIT", 0.0)
     monkeypatch.setattr(route, "MIN_TILE_FILL", 0.0)
+    monkeypatch.setattr(route, "TC_MIN_K", 0)
     base = table_mod.load_table(rt.device)
     s = replace(SMALL, mode="3xtf32", fold=1)
     lane = table_mod.TcLane({}, {"3xtf32": s}, exact="3xtf32",
@@ -453,6 +455,28 @@ def test_exact_lane_needs_full_tiles(monkeypatch):
     assert route.exact_schedule(rt, 512, 4096, 4096) is not None
     assert route.exact_schedule(rt, 1400, 1400, 1400) is not None  # 11 x 11 tiles, 99% full
     assert route.exact_schedule(rt, 25088, 112, 4096) is not None  # 7/8 of each tile
+
+
+def test_exact_lane_needs_a_k_for_its_pipeline(monkeypatch):
+    """route.exact_schedule on a 132-unit device whose table floor is 3 GFLOP: ResNet-50's
+    100352 x 256 x 64 (tiles full, K = 64) goes to the float32 family, 25088 x 512 x 128 (the
+    same flops, K = route.TC_MIN_K) and 6272 x 1024 x 256 take the lane; under the floor the
+    float32 family serves whatever the tiles."""
+    from types import SimpleNamespace
+
+    from clgemm import route
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+
+    rt = SimpleNamespace(device=SimpleNamespace(compute_units=132))
+    monkeypatch.setattr(route, "_min_flops", lambda rt: 3e9)
+    monkeypatch.setattr(route, "_promoted_3x", lambda rt: SimpleNamespace(exact_kernel=""))
+    monkeypatch.setattr(route, "schedule_for", lambda rt, mode, m, n, k: DEFAULT_SCHEDULES[mode])
+    assert route.TC_MIN_K == 128
+    assert route.exact_schedule(rt, 100352, 256, 64) is None
+    assert route.exact_schedule(rt, 25088, 512, 128) is not None
+    assert route.exact_schedule(rt, 6272, 1024, 256) is not None
+    assert route.exact_schedule(rt, 1024, 1024, 1024) is None  # 64 tiles: under half the units
+    assert route.exact_schedule(rt, 2048, 1024, 512) is None  # 2.1 GFLOP: under the floor
 
 
 @pytest.mark.parametrize("bad", ["inf", "nan-all-ones"])

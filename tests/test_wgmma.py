@@ -337,6 +337,7 @@ def test_nvidia_wgmma_3xtf32_flags_nonfinite_and_serves_exact_lane(rng, monkeypa
     # lane is off, and the routes are decided anew after each change of the table
     monkeypatch.setattr(route, "MIN_TILES_PER_UNIT", 0.0)
     monkeypatch.setattr(route, "MIN_TILE_FILL", 0.0)
+    monkeypatch.setattr(route, "TC_MIN_K", 0)
     base = table_mod.load_table(rt.device)
     lane = table_mod.TcLane({}, {}, exact="3xtf32", evidence={"gate": "test"},
                             exact_kernel="wgmma")

@@ -551,7 +551,8 @@ def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
             row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
                    "trans_a": ta, "trans_b": tb, "flops": flops,
                    "tc_tiles": -(-m // tc_s.block_m) * -(-n // tc_s.block_n),
-                   "tc_slices": slices, "compute_units": rt.device.compute_units}
+                   "tc_block": [tc_s.block_m, tc_s.block_n], "tc_slices": slices,
+                   "compute_units": rt.device.compute_units}
             ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
             for name, lane in lanes.items():
                 row[name + "_s"] = lane_wall(rt, lane, m, n, k, ops, 10)

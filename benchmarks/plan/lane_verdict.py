@@ -26,8 +26,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 # the route's own rules, so that a verdict judges the products the route would send
-from clgemm.route import (BATCH_ROWS_FP32, MIN_TILES_PER_UNIT, TC_BATCH_MIN_DIM,
-                          TC_BATCH_MIN_FLOPS, TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K)
+from clgemm.route import (BATCH_ROWS_FP32, MIN_TILE_FILL, MIN_TILES_PER_UNIT, TC_BATCH_MIN_DIM,
+                          TC_BATCH_MIN_FLOPS, TC_MIN_K, TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K)
 
 GAIN = 1.10  # geometric-mean speed over the products the rule sends to the lane
 WORST = 0.95  # no product slower than this fraction of its current speed
@@ -111,6 +111,28 @@ def tc_splitk(plan: dict) -> Verdict:
     return _judge(Verdict("3xtf32-splitk (CLGEMM_TC_SPLITK)"), rows)
 
 
+# a campaign row from before trace_lanes named its schedule's tile: the table's default one
+DEFAULT_TC_BLOCK = (128, 128)
+
+
+def tc_one_launch(plan: dict, min_flops: float = 0.0) -> Verdict:
+    """3xTF32's one launch against the float32 family on the traces' products the route's
+    tile rules (MIN_TILES_PER_UNIT, MIN_TILE_FILL) and TC_MIN_K admit, from `min_flops` up:
+    the evidence for the table's `tensorcore.min_flops` on shapes that are not squares."""
+    rows = []
+    for r in _rows(plan.get("trace_lanes")):
+        if "3xtf32_s" not in r or 2.0 * r["m"] * r["n"] * r["k"] < min_flops:
+            continue
+        bm, bn = r.get("tc_block", DEFAULT_TC_BLOCK)
+        if r["tc_tiles"] < MIN_TILES_PER_UNIT * r["compute_units"] or r["k"] < TC_MIN_K:
+            continue
+        if r["m"] * r["n"] < MIN_TILE_FILL * r["tc_tiles"] * bm * bn:
+            continue
+        rows.append((f"{r['m']}x{r['n']}x{r['k']}", r["fp32_s"], r["3xtf32_s"],
+                     r["fp32_rel_error"], r["3xtf32_rel_error"]))
+    return _judge(Verdict("3xtf32 one launch (table min_flops, route tile and K rules)"), rows)
+
+
 def tc_batched(plan: dict) -> Verdict:
     rows = []
     for r in _rows(plan.get("batched_lanes")):
@@ -138,7 +160,8 @@ def batch_rows(plan: dict) -> Verdict:
 
 
 def verdicts(plan: dict) -> list[Verdict]:
-    return [fp32_splitk(plan), tc_splitk(plan), tc_batched(plan), batch_rows(plan)]
+    return [fp32_splitk(plan), tc_splitk(plan), tc_one_launch(plan), tc_batched(plan),
+            batch_rows(plan)]
 
 
 def main(argv=None) -> int:

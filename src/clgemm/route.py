@@ -191,6 +191,8 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
         return None
     if m * n < MIN_TILE_FILL * tiles * s.block_m * s.block_n:
         return None
+    if k < TC_MIN_K:
+        return None
     return s
 
 
@@ -210,6 +212,14 @@ MIN_TILES_PER_UNIT = 0.5
 # tiles filled ran 1.19-1.60x); on the H100 the same two products ran 3xTF32 at 1.91x and
 # 1.58x torch's time (records/nvidia-h100/2026-12-07-plan-traces).
 MIN_TILE_FILL = 0.75
+
+
+# ... and only from this K on: the lane's K pipeline (16 deep, two stages) barely starts on a
+# shorter one. On the H100 (records/nvidia-h100/2026-12-07-plan-traces-4, trace_lanes, chained
+# wall) 100352 x 256 x 64 ran 3xTF32 at 0.90x the float32 family's speed, 25088 x 512 x 128 at
+# 1.19x; between 3.3 and 4.8 GFLOP every product the tile rules admit with K from 128 won
+# 1.11-1.47x (benchmarks/plan/lane_verdict.py, `tc_one_launch`).
+TC_MIN_K = 128
 
 
 def _min_flops(rt: Runtime) -> float:
