@@ -571,6 +571,94 @@ def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
     return rows
 
 
+# 3xTF32 schedules the traces' shape classes may take instead of the table's two (the
+# squares' 128 x 128 and 96 x 128 tiles): narrower and shorter tiles whose grids fill a
+# mid-sized product's waves, each kept correct by an earlier round of benchmarks/tc/run_tc.py.
+TC_CLASS_CANDIDATES = (
+    "tc-3xtf32-b128x128x16-w2x2-s2-f3-a1-r1",
+    "tc-3xtf32-b128x128x16-w2x2-s2-f3-a1-r4",
+    "tc-3xtf32-b96x128x16-w2x2-s2-f3-a1-r4",
+    "tc-3xtf32-b128x64x16-w2x2-s2-f3-a1-r4",
+    "tc-3xtf32-b64x128x16-w2x2-s2-f3-a1-r4",
+    "tc-3xtf32-b128x64x16-w2x2-s3-f3-a1-r4",
+    "tc-3xtf32-b64x64x32-w2x1-s2-f3-a1-r4",
+    "tc-3xtf32-b128x128x16-w2x4-s2-f3-a1-r4",
+)
+
+
+def tc_classes(rt, rng, lo: float = 1e9, hi: float = 2e10,
+               keys: tuple[str, ...] = TC_CLASS_CANDIDATES) -> list[dict]:
+    """Every distinct product of the model traces between `lo` and `hi` flops (not the
+    small-rows lane's), through the route's lane and through 3xTF32 with each candidate
+    schedule: one launch, and split over K where the route's tile rule would split it
+    (tc_slices); chained wall per call on the user queue, operands as the trace lays them
+    out, each result's error against float64: the evidence for per-class entries of the
+    table's 3xTF32 lane (benchmarks/plan/tc_classes.py distills them)."""
+    from clgemm.bench.model import trace_calls
+    from clgemm.kernels.gemv import MAX_ROWS
+    from clgemm.kernels.tensorcore import TcSchedule
+    from clgemm.lanes import splitk
+    from clgemm.lanes.fp32 import choose_schedule, lane_for
+    from clgemm.lanes.mma import layout_for, valid_for
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.lanes.tc_exact import TcExactLane
+    from clgemm.operands import Operand
+    from clgemm.route import MIN_TILES_PER_UNIT
+
+    if not tensorcore_available(rt):
+        return [{"skipped": "no tensor-core lane on this device"}]
+    schedules = [TcSchedule.from_key(k) for k in keys]
+    units = rt.device.compute_units
+    seen, rows = set(), []
+    for path in sorted(Path("traces/models").glob("*.jsonl")):
+        for call in trace_calls(path):
+            m, n, k, ta, tb = call.shape
+            flops = 2.0 * m * n * k
+            if (call.batch != 1 or not lo <= flops <= hi or call.shape in seen
+                    or min(m, n) <= MAX_ROWS):
+                continue
+            seen.add(call.shape)
+            A = rng.standard_normal((k, m) if ta else (m, k), np.float32)
+            B = rng.standard_normal((n, k) if tb else (k, n), np.float32)
+            a, b = clgemm.to_device(A), clgemm.to_device(B)
+            c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+            ops = (Operand(a.base_data, 0, m if ta else k, ta),
+                   Operand(b.base_data, 0, k if tb else n, tb), Operand(c.base_data, 0, n, False))
+            ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+
+            def timed(lane) -> tuple[float, float]:
+                c.set(np.full((m, n), np.nan, np.float32))  # poisoned before each lane
+                t = lane_wall(rt, lane, m, n, k, ops, 10)
+                got = c.get().astype(np.float64)
+                return t, float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+
+            route = clgemm.plan(m, n, k, trans_a=ta, trans_b=tb)
+            fp32 = lane_for(rt, choose_schedule(rt, m, n, k))
+            row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
+                   "trans_a": ta, "trans_b": tb, "flops": flops, "compute_units": units,
+                   "route_lane": route.lane.name, "route_schedule": route.lane.schedule.key(),
+                   "candidates": {}}
+            row["route_s"], row["route_rel_error"] = timed(route.lane)
+            layout = layout_for(ops[0], ops[1])
+            for s in schedules:
+                cand = {"tiles": -(-m // s.block_m) * -(-n // s.block_n)}
+                if not valid_for(rt, s, layout):
+                    cand["skipped"] = "does not fit this layout"
+                else:
+                    try:
+                        cand["s"], cand["rel_error"] = timed(TcExactLane(rt, s, fp32))
+                        slices = splitk.tc_slices(rt, s, m, n, k)
+                        if cand["tiles"] < MIN_TILES_PER_UNIT * units and slices > 1:
+                            cand["slices"] = slices
+                            cand["split_s"], cand["split_rel_error"] = timed(
+                                splitk.TcSplitKLane(rt, s, slices))
+                    except Exception as exc:  # noqa: BLE001 - one candidate must not end the part
+                        cand["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                row["candidates"][s.key()] = cand
+            rows.append(row)
+    return rows
+
+
 def tc_epilogue(rt, sizes, rng) -> list[dict]:
     """The 3xTF32 kernel with its IEEE fallback inside (one launch a call) against the
     flag-only kernel followed by the gated float32 kernel (two launches): kernel time from
@@ -811,7 +899,7 @@ PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx"
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
-         "trace_lanes", "batched_lanes")
+         "trace_lanes", "batched_lanes", "tc_classes")
 
 
 def main(argv=None) -> int:
@@ -848,6 +936,7 @@ def main(argv=None) -> int:
         "batched": lambda: batched(rt, rng, args.quick),
         "skinny": lambda: skinny(rt, rng, args.quick),
         "trace_lanes": lambda: trace_lanes(rt, rng),
+        "tc_classes": lambda: tc_classes(rt, rng, *((1e5, 1e7) if args.quick else ())),
     }
     if not args.quick:
         table.update({
