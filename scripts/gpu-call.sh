@@ -155,11 +155,17 @@ shutil.copy("records/nvidia-h100/2026-11-25-tune-campaign/tune.sqlite", sys.argv
 with sqlite3.connect(sys.argv[1]) as db:
     db.execute("DELETE FROM measurements WHERE m = 2048 AND n = 2048 AND k = 2048")
 PY
+    # the prior's card by name: on another card of the architecture the transfer arm borrows
+    # it (--prior-device; without it an H200 found no rows of its own and ran prior-free)
+    local prior_dev
+    prior_dev=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT device_name FROM measurements LIMIT 1').fetchone()[0])" "$d/prior.sqlite")
     for arm in forest transfer; do
-        db=$d/$arm.sqlite strategy=forest
-        [ $arm = transfer ] && { cp "$d/prior.sqlite" "$db"; strategy=auto; }
+        db=$d/$arm.sqlite strategy=forest prior=()
+        [ $arm = transfer ] && { cp "$d/prior.sqlite" "$db"; strategy=auto;
+                                 prior=(--prior-device "$prior_dev"); }
         timeout 200 python3 -m clgemm.cli tune --size "$size" --strategy $strategy \
-            --budget "$budget" --seed 0 --db "$db" --json "$d/$arm.json" > "$d/$arm.log" 2>&1
+            --budget "$budget" --seed 0 --db "$db" "${prior[@]}" --json "$d/$arm.json" \
+            > "$d/$arm.log" 2>&1
         echo "tune $arm rc=$? ($(tail -1 "$d/$arm.log"))"
         pack tune
     done

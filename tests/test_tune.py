@@ -467,6 +467,27 @@ def test_auto_takes_the_transfer_prior_only_where_the_device_has_one(tmp_path, m
     assert "transfer prior: " in log.getvalue()
 
 
+def test_a_card_the_database_does_not_know_borrows_another_cards_prior(tmp_path, monkeypatch):
+    """prior_device: auto on a device with no measurements of its own takes the transfer prior
+    from the named device's measurements (another card of the architecture); unnamed, it runs
+    the prior-free forest."""
+    monkeypatch.setattr(loop, "Bench", SyntheticBench)
+    monkeypatch.setattr(loop, "CompilePool", NoCompilePool)
+    log = io.StringIO()
+    with TuningDB(tmp_path / "borrow.sqlite") as db:
+        tune(TuneConfig(Problem(96, 96, 96), "random", budget_evals=12, workers=1, seed=1), db)
+        here = db.devices()[0][1]
+        # the rows now belong to "another card": renamed, this device has none of its own
+        db._conn.execute("UPDATE measurements SET device_name = 'sibling card'")
+        r = tune(TuneConfig(TINY, budget_evals=4, workers=1, seed=2), db, log=log)
+        assert (r.strategy, r.transfer) == ("forest", False)
+        r = tune(TuneConfig(TINY, budget_evals=8, workers=1, seed=2, model_pool=200,
+                            prior_device="sibling card"), db, log=log)
+        assert (r.strategy, r.transfer) == ("model", True)
+    assert here != "sibling card" and "transfer prior: " in log.getvalue()
+    assert loop.prior_name(TuneConfig(TINY), "this") == "this"
+
+
 # ---- distillation --------------------------------------------------------------------
 A, B, C, D = (Schedule(wg_m=8, wg_n=8, out_m=m, out_n=n).key()
               for m, n in ((4, 4), (4, 8), (8, 4), (2, 2)))

@@ -37,6 +37,10 @@ def register(sub) -> None:
     p.add_argument("--transfer", action="store_true",
                    help="model strategy: pretrain the cost model on this device's measurements of "
                         "other shapes in the database (no random warm-up)")
+    p.add_argument("--prior-device", metavar="NAME", default=None,
+                   help="the transfer prior (--transfer, or auto) from this device's "
+                        "measurements instead, by name as the database records it: another "
+                        "card of the same architecture, for a card the database does not know")
     p.add_argument("--json", type=a.output_file, help="write the run summary here")
     p.set_defaults(func=_tune)
 
@@ -74,7 +78,7 @@ def _tune(args) -> int:
                                           trans_b=args.trans_b)
             config = TuneConfig(problem, args.strategy, evals, seconds, args.seed, workers,
                                 args.repeats, transfer=args.transfer,
-                                give_up=args.give_up)
+                                give_up=args.give_up, prior_device=args.prior_device)
             r = tune(config, db, device=args.device)
             gf = f"{r.best_gflops:,.1f} GFLOPS" if r.best_gflops else "nothing valid"
             print(f"{problem.m}x{problem.n}x{problem.k} ({r.strategy}"

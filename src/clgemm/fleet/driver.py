@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 from ..errors import StateError, UsageError
 from ..schedule import Schedule
 from ..tune.db import TuningDB
-from ..tune.loop import Proposer, TuneConfig, resolve_strategy
+from ..tune.loop import Proposer, TuneConfig, prior_name, resolve_strategy
 from ..tune.measure import Measurement, Problem, tune_protocol
 from .lease import ItemKey, Lease, LeaseBook, LeaseCounts
 from .tasks import Answer, DeviceInfo, SimTiming
@@ -229,7 +229,7 @@ class FleetDriver:
                               {"budget_evals": c.budget_evals, "budget_seconds": c.budget_seconds,
                                "repeats": c.repeats, "options": dict(c.options),
                                "fleet": {"batch": c.batch, "lease_s": c.lease_s}})
-            prior = (self.db.observations(info.name, exclude=problem)
+            prior = (self.db.observations(prior_name(config, info.name), exclude=problem)
                      if config.strategy == "model" and config.transfer else None)
             proposer = Proposer(config, space, info.local_mem_bytes,
                                 done=self.db.measured(info.fingerprint, problem), prior=prior)

@@ -42,6 +42,12 @@ class TuneConfig:
     # the database (matched by device name); with such a prior there is no random warm-up.
     # "auto" turns it on exactly when such measurements exist.
     transfer: bool = False
+    # The device (by name, as the database records it) whose measurements are the transfer
+    # prior; None: this device's own. A card with no measurements yet may borrow those of
+    # another card of its architecture (the H200's tune found no H200 rows in the H100's
+    # database and ran without a prior: records/nvidia-h200/2026-12-07-tune-vs-clblast-3);
+    # the rank fit (tune/model.py) learns the order of schedules, not their times.
+    prior_device: str | None = None
     options: dict = field(default_factory=dict)  # strategy options (engine keywords)
     # A candidate whose first run after its check is this many times the fastest such run
     # so far is timed no further (Bench.measure); None times every candidate fully.
@@ -79,12 +85,18 @@ def _random_pool(space: Space, size: int, rng: random.Random) -> list:
     return [(s, rng.random()) for s in space.sample_valid(size, rng)]
 
 
+def prior_name(config: TuneConfig, device_name: str) -> str:
+    """Whose measurements are the transfer prior: `config.prior_device`, else this device's."""
+    return config.prior_device or device_name
+
+
 def resolve_strategy(config: TuneConfig, db: TuningDB, device_name: str) -> TuneConfig:
-    """Settle "auto": the transfer prior where the database has this device's measurements
-    of other shapes, else the prior-free "forest"."""
+    """Settle "auto": the transfer prior where the database has measurements of other shapes
+    on the prior's device (this one unless `prior_device` names another), else the
+    prior-free "forest"."""
     if config.strategy != "auto":
         return config
-    prior = db.observations(device_name, exclude=config.problem)
+    prior = db.observations(prior_name(config, device_name), exclude=config.problem)
     if any(prior.values()):
         return replace(config, strategy="model", transfer=True)
     return replace(config, strategy="forest", transfer=False)
@@ -163,7 +175,7 @@ def tune(config: TuneConfig, db: TuningDB, device=None, log=sys.stderr) -> TuneR
                  {"budget_evals": config.budget_evals, "budget_seconds": config.budget_seconds,
                   "repeats": config.repeats, "options": dict(config.options),
                   "give_up": config.give_up})
-    prior = (db.observations(rt.device.name, exclude=config.problem)
+    prior = (db.observations(prior_name(config, rt.device.name), exclude=config.problem)
              if config.strategy == "model" and config.transfer else None)
     search = Proposer(config, space, rt.device.local_mem_bytes,
                       done=db.measured(fp, config.problem), prior=prior)
