@@ -10,7 +10,7 @@
 #   suite   the tests that compile and run the kernels changed since the last GPU run, on the
 #           card (all of them, 48 s on the H100); a failure is reported, the stages after it run
 #   plan    benchmarks/plan/campaign.py, its parts in this order (a cut call keeps the first):
-#           floor, trace_lanes, tc_classes, skinny, batched_lanes (the lanes' evidence:
+#           floor, trace_lanes, tc_classes, trace_host, skinny, batched_lanes (the lanes' evidence:
 #           read it with benchmarks/plan/lane_verdict.py; tc_classes with
 #           benchmarks/plan/tc_classes.py), approx (judged TF32, chained) and
 #           approx_probe_nosplit (the same, the probe products unsplit), check (+ host
@@ -80,7 +80,7 @@ stage_suite() {
 
 stage_plan() {
     # PLAN_PARTS: a subset of the parts (a short call re-measuring what changed)
-    local d=$W/plan quick=() parts=${PLAN_PARTS:-floor,trace_lanes,tc_classes,skinny,batched_lanes,approx,approx_probe_nosplit,check,check_profile,approx_profile,host_path,batched,exact_lanes,gemv}
+    local d=$W/plan quick=() parts=${PLAN_PARTS:-floor,trace_lanes,tc_classes,trace_host,skinny,batched_lanes,approx,approx_probe_nosplit,check,check_profile,approx_profile,host_path,batched,exact_lanes,gemv}
     [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,check,approx,batched,exact_lanes,skinny; }
     timeout 420 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
         "${quick[@]}" > "$d/plan.log" 2>&1

@@ -659,6 +659,51 @@ def tc_classes(rt, rng, lo: float = 1e9, hi: float = 2e10,
     return rows
 
 
+def trace_host(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinyllama-1.1b"),
+               passes: int = 5) -> list[dict]:
+    """Whether a trace's pass through matmul is bound by the host: for each trace, passes
+    of every call in order (device arrays, outputs allocated by the call, as the model suite
+    times them), each call's own host time (perf_counter around the call, nothing waited),
+    the host's time to the last call's return and the pass's wall to the queue's finish;
+    torch's the same way beside. A pass whose host time nears its wall is host-bound: the
+    products' own loops hid the host behind the device, the pass cannot (the traces' passes
+    ran 13% over their products' loops on the H200, torch's 3%: records/nvidia-h200/
+    2026-12-07-plan-traces-5)."""
+    from clgemm.bench.model import _Clgemm, _Operands, _Torch, trace_calls
+
+    rows = []
+    for name in traces:
+        calls = trace_calls(Path("traces/models") / f"{name}.jsonl")
+        ops = _Operands(calls, 0)
+        sides = [_Clgemm(ops, rt.device)]
+        try:
+            sides.append(_Torch(ops))
+        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+            rows.append({"trace": name, "torch": f"absent: {type(exc).__name__}"})
+        for side in sides:
+            for _ in range(2):  # warm: plans, kernels, pools
+                for c in calls:
+                    side.call(c)
+                side.sync()
+            walls, hosts, per_call = [], [], [[] for _ in calls]
+            for _ in range(passes):
+                t0 = time.perf_counter()
+                for i, c in enumerate(calls):
+                    t = time.perf_counter()
+                    side.call(c)
+                    per_call[i].append(time.perf_counter() - t)
+                hosts.append(time.perf_counter() - t0)
+                side.sync()
+                walls.append(time.perf_counter() - t0)
+            rows.append({"trace": name, "side": side.name, "calls": len(calls),
+                         "pass_wall_s": med(walls), "pass_host_s": med(hosts),
+                         "host_share": med(hosts) / med(walls),
+                         "per_call": [{"name": c.name, "m": c.m, "n": c.n, "k": c.k,
+                                       "batch": c.batch, "host_s": med(x)}
+                                      for c, x in zip(calls, per_call)]})
+    return rows
+
+
 def tc_epilogue(rt, sizes, rng) -> list[dict]:
     """The 3xTF32 kernel with its IEEE fallback inside (one launch a call) against the
     flag-only kernel followed by the gated float32 kernel (two launches): kernel time from
@@ -899,7 +944,7 @@ PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx"
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
-         "trace_lanes", "batched_lanes", "tc_classes")
+         "trace_lanes", "batched_lanes", "tc_classes", "trace_host")
 
 
 def main(argv=None) -> int:
@@ -937,6 +982,8 @@ def main(argv=None) -> int:
         "skinny": lambda: skinny(rt, rng, args.quick),
         "trace_lanes": lambda: trace_lanes(rt, rng),
         "tc_classes": lambda: tc_classes(rt, rng, *((1e5, 1e7) if args.quick else ())),
+        "trace_host": lambda: (trace_host(rt, rng, ("tinyllama-1.1b",), passes=2) if args.quick
+                               else trace_host(rt, rng)),
     }
     if not args.quick:
         table.update({
