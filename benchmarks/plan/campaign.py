@@ -510,30 +510,19 @@ def skinny(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
-def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
-    """The exact contract's lanes on every distinct product of the model traces between
-    `lo` and `hi` flops (the float32 family's table schedule, and the 3xTF32 lane's schedule
-    for the shape, forced whatever min_flops and the tiles rule say, and that schedule split
-    over K where tc_slices would split it), chained wall per call on the user queue, operands
-    as the trace lays them out, each result's error against float64, torch.matmul beside:
-    the evidence for the table's min_flops, the route's tiles rule and CLGEMM_TC_SPLITK on
-    shapes that are not squares (exact_lanes times squares only)."""
+def _trace_products(rng, lo: float, hi: float, min_rows: int = 0):
+    """Each distinct unbatched product of the model traces between `lo` and `hi` flops whose
+    m and n are at least `min_rows`, once: (trace path, call, A, B, C poisoned with NaN, the
+    three operands as the trace lays them out)."""
     from clgemm.bench.model import trace_calls
-    from clgemm.lanes import splitk
-    from clgemm.lanes.fp32 import choose_schedule, lane_for
-    from clgemm.lanes.probe import tensorcore_available
-    from clgemm.lanes.tc import schedule_for
-    from clgemm.lanes.tc_exact import TcExactLane
     from clgemm.operands import Operand
 
-    if not tensorcore_available(rt):
-        return [{"skipped": "no tensor-core lane on this device"}]
-    seen, rows = set(), []
+    seen = set()
     for path in sorted(Path("traces/models").glob("*.jsonl")):
         for call in trace_calls(path):
             m, n, k, ta, tb = call.shape
-            flops = 2.0 * m * n * k
-            if call.batch != 1 or not lo <= flops <= hi or call.shape in seen:
+            if (call.batch != 1 or not lo <= 2.0 * m * n * k <= hi or call.shape in seen
+                    or min(m, n) < min_rows):
                 continue
             seen.add(call.shape)
             A = rng.standard_normal((k, m) if ta else (m, k), np.float32)
@@ -542,32 +531,56 @@ def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
             c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
             ops = (Operand(a.base_data, 0, m if ta else k, ta),
                    Operand(b.base_data, 0, k if tb else n, tb), Operand(c.base_data, 0, n, False))
-            fp32 = lane_for(rt, choose_schedule(rt, m, n, k))
-            tc_s = schedule_for(rt, "3xtf32", m, n, k)
-            lanes = {"fp32": fp32, "3xtf32": TcExactLane(rt, tc_s, fp32)}
-            slices = splitk.tc_slices(rt, tc_s, m, n, k)
-            if slices > 1:  # the split-K 3xTF32 lane (CLGEMM_TC_SPLITK) where it would split
-                lanes["3xtf32-splitk"] = splitk.TcSplitKLane(rt, tc_s, slices)
-            row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
-                   "trans_a": ta, "trans_b": tb, "flops": flops,
-                   "tc_tiles": -(-m // tc_s.block_m) * -(-n // tc_s.block_n),
-                   "tc_block": [tc_s.block_m, tc_s.block_n], "tc_slices": slices,
-                   "compute_units": rt.device.compute_units}
-            ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
-            for name, lane in lanes.items():
-                row[name + "_s"] = lane_wall(rt, lane, m, n, k, ops, 10)
-                got = c.get().astype(np.float64)
-                row[name + "_rel_error"] = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
-            row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32_s"]
-            try:
-                import torch
+            yield path, call, A, B, c, ops
 
-                torch.backends.cuda.matmul.allow_tf32 = False
-                x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
-                row["torch_s"] = torch_wall(x.T if ta else x, y.T if tb else y, 10)
-            except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
-                row["torch"] = f"absent: {type(exc).__name__}"
-            rows.append(row)
+
+def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
+    """The exact contract's lanes on every distinct product of the model traces between
+    `lo` and `hi` flops (the float32 family's table schedule, and the 3xTF32 lane's schedule
+    for the shape, forced whatever min_flops and the tiles rule say, and that schedule split
+    over K where tc_slices would split it), chained wall per call on the user queue, operands
+    as the trace lays them out, each result's error against float64, torch.matmul beside:
+    the evidence for the table's min_flops, the route's tiles rule and CLGEMM_TC_SPLITK on
+    shapes that are not squares (exact_lanes times squares only)."""
+    from clgemm.lanes import splitk
+    from clgemm.lanes.fp32 import choose_schedule, lane_for
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.lanes.tc import schedule_for
+    from clgemm.lanes.tc_exact import TcExactLane
+
+    if not tensorcore_available(rt):
+        return [{"skipped": "no tensor-core lane on this device"}]
+    rows = []
+    for path, call, A, B, c, ops in _trace_products(rng, lo, hi):
+        m, n, k, ta, tb = call.shape
+        flops = 2.0 * m * n * k
+        fp32 = lane_for(rt, choose_schedule(rt, m, n, k))
+        tc_s = schedule_for(rt, "3xtf32", m, n, k)
+        lanes = {"fp32": fp32, "3xtf32": TcExactLane(rt, tc_s, fp32)}
+        slices = splitk.tc_slices(rt, tc_s, m, n, k)
+        if slices > 1:  # the split-K 3xTF32 lane (CLGEMM_TC_SPLITK) where it would split
+            lanes["3xtf32-splitk"] = splitk.TcSplitKLane(rt, tc_s, slices)
+        row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
+               "trans_a": ta, "trans_b": tb, "flops": flops,
+               "tc_tiles": -(-m // tc_s.block_m) * -(-n // tc_s.block_n),
+               "tc_block": [tc_s.block_m, tc_s.block_n], "tc_slices": slices,
+               "compute_units": rt.device.compute_units}
+        ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+        for name, lane in lanes.items():
+            c.set(np.full((m, n), np.nan, np.float32))  # poisoned before each lane
+            row[name + "_s"] = lane_wall(rt, lane, m, n, k, ops, 10)
+            got = c.get().astype(np.float64)
+            row[name + "_rel_error"] = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+        row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32_s"]
+        try:
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = False
+            x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+            row["torch_s"] = torch_wall(x.T if ta else x, y.T if tb else y, 10)
+        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+            row["torch"] = f"absent: {type(exc).__name__}"
+        rows.append(row)
     return rows
 
 
@@ -594,7 +607,6 @@ def tc_classes(rt, rng, lo: float = 1e9, hi: float = 2e10,
     (tc_slices); chained wall per call on the user queue, operands as the trace lays them
     out, each result's error against float64: the evidence for per-class entries of the
     table's 3xTF32 lane (benchmarks/plan/tc_classes.py distills them)."""
-    from clgemm.bench.model import trace_calls
     from clgemm.kernels.gemv import MAX_ROWS
     from clgemm.kernels.tensorcore import TcSchedule
     from clgemm.lanes import splitk
@@ -602,60 +614,48 @@ def tc_classes(rt, rng, lo: float = 1e9, hi: float = 2e10,
     from clgemm.lanes.mma import layout_for, valid_for
     from clgemm.lanes.probe import tensorcore_available
     from clgemm.lanes.tc_exact import TcExactLane
-    from clgemm.operands import Operand
     from clgemm.route import MIN_TILES_PER_UNIT
 
     if not tensorcore_available(rt):
         return [{"skipped": "no tensor-core lane on this device"}]
     schedules = [TcSchedule.from_key(k) for k in keys]
     units = rt.device.compute_units
-    seen, rows = set(), []
-    for path in sorted(Path("traces/models").glob("*.jsonl")):
-        for call in trace_calls(path):
-            m, n, k, ta, tb = call.shape
-            flops = 2.0 * m * n * k
-            if (call.batch != 1 or not lo <= flops <= hi or call.shape in seen
-                    or min(m, n) <= MAX_ROWS):
-                continue
-            seen.add(call.shape)
-            A = rng.standard_normal((k, m) if ta else (m, k), np.float32)
-            B = rng.standard_normal((n, k) if tb else (k, n), np.float32)
-            a, b = clgemm.to_device(A), clgemm.to_device(B)
-            c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
-            ops = (Operand(a.base_data, 0, m if ta else k, ta),
-                   Operand(b.base_data, 0, k if tb else n, tb), Operand(c.base_data, 0, n, False))
-            ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+    rows = []
+    for path, call, A, B, c, ops in _trace_products(rng, lo, hi, min_rows=MAX_ROWS + 1):
+        m, n, k, ta, tb = call.shape
+        flops = 2.0 * m * n * k
+        ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
 
-            def timed(lane) -> tuple[float, float]:
-                c.set(np.full((m, n), np.nan, np.float32))  # poisoned before each lane
-                t = lane_wall(rt, lane, m, n, k, ops, 10)
-                got = c.get().astype(np.float64)
-                return t, float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+        def timed(lane) -> tuple[float, float]:
+            c.set(np.full((m, n), np.nan, np.float32))  # poisoned before each lane
+            t = lane_wall(rt, lane, m, n, k, ops, 10)
+            got = c.get().astype(np.float64)
+            return t, float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
 
-            route = clgemm.plan(m, n, k, trans_a=ta, trans_b=tb)
-            fp32 = lane_for(rt, choose_schedule(rt, m, n, k))
-            row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
-                   "trans_a": ta, "trans_b": tb, "flops": flops, "compute_units": units,
-                   "route_lane": route.lane.name, "route_schedule": route.lane.schedule.key(),
-                   "candidates": {}}
-            row["route_s"], row["route_rel_error"] = timed(route.lane)
-            layout = layout_for(ops[0], ops[1])
-            for s in schedules:
-                cand = {"tiles": -(-m // s.block_m) * -(-n // s.block_n)}
-                if not valid_for(rt, s, layout):
-                    cand["skipped"] = "does not fit this layout"
-                else:
-                    try:
-                        cand["s"], cand["rel_error"] = timed(TcExactLane(rt, s, fp32))
-                        slices = splitk.tc_slices(rt, s, m, n, k)
-                        if cand["tiles"] < MIN_TILES_PER_UNIT * units and slices > 1:
-                            cand["slices"] = slices
-                            cand["split_s"], cand["split_rel_error"] = timed(
-                                splitk.TcSplitKLane(rt, s, slices))
-                    except Exception as exc:  # noqa: BLE001 - one candidate must not end the part
-                        cand["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-                row["candidates"][s.key()] = cand
-            rows.append(row)
+        route = clgemm.plan(m, n, k, trans_a=ta, trans_b=tb)
+        fp32 = lane_for(rt, choose_schedule(rt, m, n, k))
+        row = {"trace": path.stem, "name": call.name, "m": m, "n": n, "k": k,
+               "trans_a": ta, "trans_b": tb, "flops": flops, "compute_units": units,
+               "route_lane": route.lane.name, "route_schedule": route.lane.schedule.key(),
+               "candidates": {}}
+        row["route_s"], row["route_rel_error"] = timed(route.lane)
+        layout = layout_for(ops[0], ops[1])
+        for s in schedules:
+            cand = {"tiles": -(-m // s.block_m) * -(-n // s.block_n)}
+            if not valid_for(rt, s, layout):
+                cand["skipped"] = "does not fit this layout"
+            else:
+                try:
+                    cand["s"], cand["rel_error"] = timed(TcExactLane(rt, s, fp32))
+                    slices = splitk.tc_slices(rt, s, m, n, k)
+                    if cand["tiles"] < MIN_TILES_PER_UNIT * units and slices > 1:
+                        cand["slices"] = slices
+                        cand["split_s"], cand["split_rel_error"] = timed(
+                            splitk.TcSplitKLane(rt, s, slices))
+                except Exception as exc:  # noqa: BLE001 - one candidate must not end the part
+                    cand["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            row["candidates"][s.key()] = cand
+        rows.append(row)
     return rows
 
 
