@@ -139,7 +139,7 @@ GOOD = {
     "output_file": "{out_file}", "output_dir": "{out_dir}", "existing_file": "{text}",
     "shape": "64", "a number > 0": "1",
 }
-FREE_TEXT = {"--device", "--label", "--candidate-method", "--baseline-method"}
+FREE_TEXT = {"--device", "--prior-device", "--label", "--candidate-method", "--baseline-method"}
 
 
 def kind_of(action: argparse.Action) -> str | None:
