@@ -218,7 +218,7 @@ MIN_TILE_FILL = 0.75
 # shorter one. On the H100 (records/nvidia-h100/2026-12-07-plan-traces-4, trace_lanes, chained
 # wall) 100352 x 256 x 64 ran 3xTF32 at 0.90x the float32 family's speed, 25088 x 512 x 128 at
 # 1.19x; between 3.3 and 4.8 GFLOP every product the tile rules admit with K from 128 won
-# 1.11-1.47x (benchmarks/plan/lane_verdict.py, `tc_one_launch`).
+# 1.08-1.47x (benchmarks/plan/lane_verdict.py, `tc_one_launch`).
 TC_MIN_K = 128
 
 
