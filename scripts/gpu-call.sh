@@ -88,6 +88,9 @@ stage_plan() {
     python3 benchmarks/plan/lane_verdict.py "$d/plan.json" --json "$d/verdict.json" \
         > "$d/verdict.txt" 2>&1
     head -3 "$d/verdict.txt"
+    # the per-class 3xTF32 schedules tc_classes timed, judged against this card's table
+    python3 benchmarks/plan/tc_classes.py "$d/plan.json" --table auto --json "$d/classes.json" \
+        > "$d/classes.txt" 2>&1
 }
 
 stage_traces() {

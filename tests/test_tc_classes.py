@@ -91,3 +91,12 @@ def test_writing_keeps_measured_classes_explicit_and_names_the_evidence(tmp_path
     assert entries["m3n4k3"][0]["schedule"] == NARROW
     assert entries["m3n3k3"][0]["schedule"] == WIDE  # kept: the table's default, explicit
     assert entries["m4n4k4"][0]["schedule"] == WIDE and lane["evidence"]["classes"] == "records/x"
+
+
+def test_a_table_without_a_tensor_core_lane_has_no_class_to_judge(tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"tc_classes": [{"skipped": "no tensor-core lane"}]}))
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps({"default": {}}))
+    assert tcc.main([str(plan), "--table", str(table)]) == 0
+    assert "no tensor-core lane" in capsys.readouterr().out

@@ -10,6 +10,9 @@ nearest-class lookup of unmeasured shapes does not move for it.
 
     python benchmarks/plan/tc_classes.py plan.json --table TABLE.json [--write] [--json out.json]
 
+--table auto: the shipped table this machine's default device loads (scripts/gpu-call.sh's plan
+stage reports the classes so on the card).
+
 --write puts the classes into the table's tensorcore.modes["3xtf32"].entries, with `evidence`
 naming the campaign (--evidence).
 """
@@ -141,16 +144,36 @@ def write_table(path: Path, choices: list[ClassChoice], evidence: str) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
+def device_table() -> Path:
+    """The shipped table file the default device loads (a fallback's too)."""
+    from clgemm.runtime import get_runtime
+    from clgemm.select.table import load_table
+
+    source = load_table(get_runtime().device).source
+    path = Path(__file__).resolve().parents[2] / "src" / "clgemm" / "data" / "tables" / \
+        source.split(" ")[0]
+    if not path.is_file():
+        raise SystemExit(f"tc_classes: this device's table is {source!r}, not a shipped file: "
+                         "give --table")
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan")
-    ap.add_argument("--table", required=True, help="the device table the campaign ran under")
+    ap.add_argument("--table", required=True,
+                    help="the device table the campaign ran under (auto: this device's)")
     ap.add_argument("--write", action="store_true", help="write the classes into --table")
     ap.add_argument("--evidence", default="", help="what the table's evidence names")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     plan = json.loads(Path(args.plan).read_text())
+    if args.table == "auto":
+        args.table = str(device_table())
     table = json.loads(Path(args.table).read_text())
+    if not table.get("tensorcore"):
+        print(f"{args.table} has no tensor-core lane: no class to judge")
+        return 0
     min_flops = float(table["tensorcore"].get("min_flops", 0.0))
     choices = choose(plan.get("tc_classes") or [], min_flops)
     for c in choices:
