@@ -26,8 +26,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 # the route's own rules, so that a verdict judges the products the route would send
-from clgemm.route import (BATCH_ROWS_FP32, MIN_TILE_FILL, MIN_TILES_PER_UNIT, TC_BATCH_MIN_DIM,
-                          TC_BATCH_MIN_FLOPS, TC_MIN_K, TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K)
+from clgemm.route import (BATCH_ROWS_FP32, MIN_TILES_PER_UNIT, TC_BATCH_MIN_DIM,
+                          TC_BATCH_MIN_FLOPS, TC_MIN_K, TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K,
+                          one_launch_fits)
 
 GAIN = 1.10  # geometric-mean speed over the products the rule sends to the lane
 WORST = 0.95  # no product slower than this fraction of its current speed
@@ -124,9 +125,7 @@ def tc_one_launch(plan: dict, min_flops: float = 0.0) -> Verdict:
         if "3xtf32_s" not in r or 2.0 * r["m"] * r["n"] * r["k"] < min_flops:
             continue
         bm, bn = r.get("tc_block", DEFAULT_TC_BLOCK)
-        if r["tc_tiles"] < MIN_TILES_PER_UNIT * r["compute_units"] or r["k"] < TC_MIN_K:
-            continue
-        if r["m"] * r["n"] < MIN_TILE_FILL * r["tc_tiles"] * bm * bn:
+        if not one_launch_fits(r["m"], r["n"], r["k"], bm, bn, r["compute_units"]):
             continue
         rows.append((f"{r['m']}x{r['n']}x{r['k']}", r["fp32_s"], r["3xtf32_s"],
                      r["fp32_rel_error"], r["3xtf32_rel_error"]))

@@ -24,12 +24,13 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from clgemm.kernels.tensorcore import TcSchedule
 from clgemm.lanes.mma import DEFAULT_SCHEDULES
-from clgemm.route import (MIN_TILE_FILL, MIN_TILES_PER_UNIT, TC_MIN_K, TC_SPLITK_MIN_FLOPS,
-                          TC_SPLITK_MIN_K)
+from clgemm.route import (MIN_TILES_PER_UNIT, TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K,
+                          one_launch_fits)
 from clgemm.select.table import shape_class
 
 GAIN = 1.10
@@ -63,15 +64,16 @@ def routed_seconds(row: dict, key: str, cand: dict, min_flops: float) -> tuple[f
         cand = row["candidates"].get(DEFAULT_SCHEDULES["3xtf32"].key(), {})
         if "s" not in cand:
             return None
+    # the route's rules judge the class's schedule (its tiles), whatever kernel then runs
     s = TcSchedule.from_key(key)
-    tiles = cand.get("tiles", -(-m // s.block_m) * -(-n // s.block_n))
+    tiles = -(-m // s.block_m) * -(-n // s.block_n)
     flops = 2.0 * m * n * k
     units = row["compute_units"]
-    full = m * n >= MIN_TILE_FILL * tiles * s.block_m * s.block_n
-    if tiles >= MIN_TILES_PER_UNIT * units:
-        if full and k >= TC_MIN_K and flops >= min_flops:
+    if one_launch_fits(m, n, k, s.block_m, s.block_n, units):
+        if flops >= min_flops:
             return cand["s"], cand["rel_error"]
-    elif k >= TC_SPLITK_MIN_K and flops >= TC_SPLITK_MIN_FLOPS and "split_s" in cand:
+    elif (tiles < MIN_TILES_PER_UNIT * units and k >= TC_SPLITK_MIN_K
+          and flops >= TC_SPLITK_MIN_FLOPS and "split_s" in cand):
         return cand["split_s"], cand["split_rel_error"]
     if row["route_lane"] in ("fp32", "fp32-splitk"):
         return row["route_s"], row["route_rel_error"]  # the float32 family serves it as now
@@ -150,8 +152,7 @@ def device_table() -> Path:
     from clgemm.select.table import load_table
 
     source = load_table(get_runtime().device).source
-    path = Path(__file__).resolve().parents[2] / "src" / "clgemm" / "data" / "tables" / \
-        source.split(" ")[0]
+    path = Path(str(resources.files("clgemm") / "data" / "tables" / source.split(" ")[0]))
     if not path.is_file():
         raise SystemExit(f"tc_classes: this device's table is {source!r}, not a shipped file: "
                          "give --table")

@@ -186,14 +186,17 @@ def exact_schedule(rt: Runtime, m: int, n: int, k: int) -> "TcSchedule | wgmma.W
         return None
     wg = wgmma_exact_schedule(rt, m, n) if lane.exact_kernel == "wgmma" else None
     s = wg or schedule_for(rt, "3xtf32", m, n, k)
-    tiles = (-(-m // s.block_m)) * (-(-n // s.block_n))
-    if tiles < MIN_TILES_PER_UNIT * rt.device.compute_units:
-        return None
-    if m * n < MIN_TILE_FILL * tiles * s.block_m * s.block_n:
-        return None
-    if k < TC_MIN_K:
-        return None
-    return s
+    return s if one_launch_fits(m, n, k, s.block_m, s.block_n, rt.device.compute_units) else None
+
+
+def one_launch_fits(m: int, n: int, k: int, block_m: int, block_n: int,
+                    compute_units: int) -> bool:
+    """The tile rules of 3xTF32's one launch with block_m x block_n tiles (the three rules
+    below): tiles for at least MIN_TILES_PER_UNIT of the units, mostly output, and a K of at
+    least TC_MIN_K. The campaigns' verdicts (benchmarks/plan) judge with this same test."""
+    tiles = (-(-m // block_m)) * (-(-n // block_n))
+    return (tiles >= MIN_TILES_PER_UNIT * compute_units
+            and m * n >= MIN_TILE_FILL * tiles * block_m * block_n and k >= TC_MIN_K)
 
 
 # The 3xTF32 lane takes a product only where its output tiles number at least half the
