@@ -939,12 +939,112 @@ def batched_lanes(rt, rng) -> list[dict]:
     return rows
 
 
+def _axpy_variants(rt, quick: bool) -> list:
+    """gemv_axpy's launch shapes a sweep tries: work-groups of 4 x `cols` columns and `slices`
+    slices of K (at most the device's work-group size), K split until about `fill` work-groups
+    a compute unit run (0: never split)."""
+    from clgemm.kernels.gemv import GemvSchedule
+
+    cols = (8, 32) if quick else (16, 32)
+    slices = (2, 8) if quick else (4, 8, 16, 32)
+    fills = (0, 4) if quick else (0, 1, 2, 4, 8)
+    most = rt.device.max_work_group_size
+    return [GemvSchedule(axpy_cols=c, axpy_slices=s, axpy_fill=f)
+            for c in cols for s in slices for f in fills if c * s <= most]
+
+
+def gemv_axpy(rt, rng, quick: bool = False) -> list[dict]:
+    """The small-rows lane's axpy kernel (B stored K x N, the few rows against it: a decode
+    step's attention context, P V) over launch shapes: every distinct such product of the
+    model traces, batched as the trace has it, and a plain one of each row count, on the
+    route's lane through matmul, the small-rows lane under each shape of _axpy_variants (one
+    launch of the batch; wall per call, chained), the float32 family's batched kernel, and
+    torch.matmul; each result checked against float64 (C poisoned with NaN before the
+    lanes). The context products ran 2.3-3.0x torch's time on the H200
+    (records/nvidia-h200/2026-12-07-plan-traces-5: 16 x 128 x 1024 batch 32 in 39.5 against
+    13.3 us), and the shapes the lane runs there were never swept on a GPU."""
+    from clgemm.bench.model import trace_calls
+    from clgemm.kernels.gemv import MAX_ROWS
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+
+    shapes = []
+    for path in sorted(Path("traces/models").glob("*.jsonl")):
+        for call in trace_calls(path):
+            m, n, k, ta, tb = call.shape
+            few_m = m <= MAX_ROWS and not tb and not ta
+            if few_m and (call.shape, call.batch) not in [(s[:5], s[5]) for s in shapes]:
+                shapes.append((m, n, k, ta, tb, call.batch))
+    shapes += [(1, 128, 1024, False, False, 1), (16, 128, 1024, False, False, 1),
+               (1, 4096, 4096, False, False, 1), (16, 4096, 4096, False, False, 1)]
+    if quick:
+        shapes = [(m, min(n, 64), min(k, 128), ta, tb, min(nb, 4))
+                  for m, n, k, ta, tb, nb in shapes[:2]]
+    variants = _axpy_variants(rt, quick)
+    rows = []
+    for m, n, k, ta, tb, nb in shapes:
+        A = rng.standard_normal((nb, m, k), np.float32)
+        B = rng.standard_normal((nb, k, n), np.float32)
+        a, b = clgemm.to_device(A), clgemm.to_device(B)
+        c = clgemm.to_device(np.full((nb, m, n), np.nan, np.float32))
+        ref = np.matmul(A.astype(np.float64), B.astype(np.float64))
+        batch = nb if nb > 1 else None
+        p = clgemm.plan(m, n, k, batch=batch)
+        row = {"m": m, "n": n, "k": k, "batch": nb, "route": p.lane.name,
+               "route_schedule": p.lane.schedule.key(), "variants": {}}
+
+        def err() -> float:
+            got = c.get().astype(np.float64)
+            return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+        def poison() -> None:
+            c.fill(np.float32(np.nan))
+
+        aa, bb = (a, b) if nb > 1 else (a.reshape(m, k), b.reshape(k, n))
+        cc = c if nb > 1 else c.reshape(m, n)
+        call_ = lambda: clgemm.matmul(aa, bb, C=cc)  # noqa: E731
+        poison()
+        call_()
+        row["matmul_error"] = err()
+        row["matmul_s"] = med(rounds(call_, rt.user_queue.finish, 20))
+        ops = (Operand(a.base_data, 0, k, False), Operand(b.base_data, 0, n, False),
+               Operand(c.base_data, 0, n, False))
+        strides = (m * k, k * n, m * n)
+        lanes = [("fp32-batched", p.fallback)] + [(s.key(), GemvLane(rt, s)) for s in variants]
+        for name, lane in lanes:
+            launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
+                nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
+            try:
+                poison()
+                launch()
+                e = err()
+                row["variants"][name] = {"s": med(rounds(launch, rt.user_queue.finish, 20)),
+                                         "max_rel_error": e}
+            except Exception as exc:  # noqa: BLE001 - a shape the device refuses
+                row["variants"][name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        timed = {name: v["s"] for name, v in row["variants"].items()
+                 if "s" in v and v["max_rel_error"] < 1e-5}
+        if timed:
+            row["best"] = min(timed, key=timed.get)
+            row["best_s"] = timed[row["best"]]
+        try:
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = False
+            x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+            row["torch_s"] = torch_wall(x, y, 20)
+        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+            row["torch"] = f"absent: {type(exc).__name__}"
+        rows.append(row)
+    return rows
+
+
 PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
          "approx_probe_nosplit",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
-         "trace_lanes", "batched_lanes", "tc_classes", "trace_host")
+         "trace_lanes", "batched_lanes", "tc_classes", "trace_host", "gemv_axpy")
 
 
 def main(argv=None) -> int:
@@ -982,6 +1082,7 @@ def main(argv=None) -> int:
         "skinny": lambda: skinny(rt, rng, args.quick),
         "trace_lanes": lambda: trace_lanes(rt, rng),
         "tc_classes": lambda: tc_classes(rt, rng, *((1e5, 1e7) if args.quick else ())),
+        "gemv_axpy": lambda: gemv_axpy(rt, rng, args.quick),
         "trace_host": lambda: (trace_host(rt, rng, ("tinyllama-1.1b",), passes=2) if args.quick
                                else trace_host(rt, rng)),
     }
