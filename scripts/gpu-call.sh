@@ -79,10 +79,11 @@ stage_suite() {
 }
 
 stage_plan() {
-    # PLAN_PARTS: a subset of the parts (a short call re-measuring what changed)
+    # PLAN_PARTS: a subset of the parts (a short call re-measuring what changed); PLAN_TIMEOUT:
+    # its seconds (420), a call that runs other stages first leaves it what is left of 10 min
     local d=$W/plan quick=() parts=${PLAN_PARTS:-floor,trace_lanes,tc_classes,trace_host,skinny,batched_lanes,approx,approx_probe_nosplit,check,check_profile,approx_profile,host_path,batched,exact_lanes,gemv}
     [ "$QUICK" = 1 ] && { quick=(--quick); parts=floor,check,approx,batched,exact_lanes,skinny; }
-    timeout 420 python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
+    timeout "${PLAN_TIMEOUT:-420}" python3 benchmarks/plan/campaign.py --out "$d/plan.json" --parts "$parts" \
         "${quick[@]}" > "$d/plan.log" 2>&1
     echo "plan rc=$?"
     python3 benchmarks/plan/lane_verdict.py "$d/plan.json" --json "$d/verdict.json" \
