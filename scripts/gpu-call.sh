@@ -69,7 +69,8 @@ stage_suite() {
     # SUITE_TESTS: a subset of the test files (a short call re-checking what changed)
     local d=$W/suite tests=${SUITE_TESTS:-tests/test_matmul.py tests/test_plan.py \
         tests/test_tensorcore.py tests/test_wgmma.py tests/test_abft.py tests/test_guard_tiny.py \
-        tests/test_batched.py tests/test_gemv.py tests/test_approx.py tests/test_splitk_lane.py}
+        tests/test_batched.py tests/test_gemv.py tests/test_approx.py tests/test_splitk_lane.py \
+        tests/test_check_deferred.py}
     # shellcheck disable=SC2086 # a list of files
     timeout $([ "$QUICK" = 1 ] && echo 600 || echo 300) python3 -m pytest -q -p no:cacheprovider \
         $tests > "$d/tests.txt" 2>&1

@@ -1,6 +1,6 @@
 """clgemm: fast, validated, self-tuning float32 GEMM on any OpenCL device."""
 
-from .api import Plan, matmul, plan, to_device
+from .api import Plan, matmul, plan, settle, to_device
 from .info import Info
 from .device import Capabilities, DeviceInfo, devices, get_device
 from .errors import (
@@ -27,5 +27,5 @@ __all__ = [
     "DeviceInfo", "EngineError", "FaultError", "Info", "NoDeviceError", "NonFiniteError",
     "OutOfDeviceMemoryError", "OutOfHostMemoryError", "Plan", "Schedule", "ScheduleError",
     "SearchSpace", "ShapeError", "StateError", "UsageError",
-    "abft", "devices", "get_device", "matmul", "plan", "to_device", "__version__",
+    "abft", "devices", "get_device", "matmul", "plan", "settle", "to_device", "__version__",
 ]

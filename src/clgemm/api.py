@@ -78,6 +78,16 @@ def to_device(x: np.ndarray, device: "DeviceInfo | int | str | None" = None) -> 
     return get_runtime(device).to_device(np.ascontiguousarray(x))
 
 
+def settle(device: "DeviceInfo | int | str | None" = None) -> list:
+    """Settle every check=True call on `device` whose verdict is still open (calls on device
+    arrays return before their check is read: guard/deferred.py) and return the verdicts
+    (abft.Verdict) settled since the last settle(), oldest first: those settled here and
+    those clgemm settled on its own before a call used their result. A fault the recheck
+    could not repair raises FaultError here. Read a checked result you must trust after it."""
+    rt = get_runtime(device)
+    return [] if rt.checks_open is None else rt.checks_open.settle()
+
+
 def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
            trans_a: bool = False, trans_b: bool = False, rel_tol: float | None = None,
            check: bool = False, device: "DeviceInfo | int | str | None" = None,
@@ -98,8 +108,12 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
     On device arrays with the exact contract and no Info asked for, the call returns as
     soon as its kernels are enqueued (reading the result, or the next call that waits,
     synchronises); so does a rel_tol call that TF32 serves (its estimate judged, and an
-    exact product put in its place where it misses, on the device: approx/judged.py);
-    every other call returns with its work done.
+    exact product put in its place where it misses, on the device: approx/judged.py), and
+    a check=True call with beta = 0, whose checksums are judged on the device and read
+    later: before any later clgemm call uses its C (or writes its A or B), and at
+    `clgemm.settle()`, which returns the verdicts and raises FaultError for a fault the
+    recheck could not repair (guard/deferred.py; CLGEMM_CHECK_DEFER=0 makes it wait).
+    Every other call returns with its work done.
     """
     start = time.perf_counter()
     contract = _contract(rel_tol, check, nonfinite)

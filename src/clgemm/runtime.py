@@ -175,6 +175,9 @@ class Runtime:
         # The plans of this device's products (clgemm.route decides them, matmul looks
         # them up): a workload rarely has more distinct products than this.
         self.plans = LruMemo(PLAN_CACHE_SIZE)
+        # check=True calls whose verdicts are still to be read (guard/deferred.py: made on the
+        # first such call; every call looks here first, so it is an attribute, not a memo)
+        self.checks_open = None
         self._programs: dict[str, Built] = {}
         self._lock = threading.Lock()
         self._memo: dict = {}

@@ -401,6 +401,9 @@ class BlockCheck:
         self.sum = raw(4 * self.words, what="abft summary")
         self.host, self._host_buffer = pinned_host(gd.rt, (self.words,), np.uint32)
         self.lock = threading.Lock()
+        # the queue of the main commands: the guard's (profiling) queue, or the user queue for
+        # a check whose verdict is read later (guard/deferred.py); set under `lock`
+        self.queue: "cl.CommandQueue" = gd.queue
         self.has_old = False
         self.events: list | None = None  # a list: guard kernels' events are kept (profiling)
         self.side_done: "cl.Event | None" = None  # the expected sums on the side queue
@@ -433,7 +436,7 @@ class BlockCheck:
         in flight), on the side queue after it, so that it runs while the product runs; the
         judge then waits for it. Only where the product does not write A's or B's memory."""
         beside = ready is not None
-        q = self.gd.side_queue if beside else self.gd.queue
+        q = self.gd.side_queue if beside else self.queue
         after = [ready] if beside else None
         if self.k > 0:
             self.k_u.set_args(self.m, self.k, self.bs, a.buffer, a.ld, a.offset,
@@ -451,7 +454,7 @@ class BlockCheck:
     def _cblock(self, v: View, S, Q, Sa, zero_summary: bool = False) -> None:
         self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),
                           S, Q, Sa, self.sum, int(zero_summary))
-        self._ev(cl.enqueue_nd_range_kernel(self.gd.queue, self.k_c, *self.c_launch))
+        self._ev(cl.enqueue_nd_range_kernel(self.queue, self.k_c, *self.c_launch))
 
     def old(self, o: View | None) -> None:
         self.has_old = o is not None
@@ -462,7 +465,7 @@ class BlockCheck:
                centred: bool = False) -> None:
         """C's block sums and the judges; `centred`: the product is a tensor-core lane's
         (correlated roundoff), judged by the centred rule too (centred_rule)."""
-        q = self.gd.queue
+        q = self.queue
         self._cblock(c, self.Sc, self.Qc, self.Sac, zero_summary=True)
         g = (self.g64, self.nb)
         self.k_j1.set_args(self.n, self.nb, self.m, self.bs, self.k, self.ns, alpha, beta,
@@ -514,25 +517,18 @@ class BlockCheck:
         else:
             self._ev(cl.enqueue_copy(self.gd.queue, self.host, self.sum, is_blocking=True))
         h = self.host
-        head = h[:AK.HEAD].tolist()  # plain ints: the clean path does no numpy work
-        f = h[:AK.HEAD].view(np.float32).tolist()
-        flagged = head[0]
-        if flagged:
-            nl = min(flagged, AK.CAP)
+        s = summary_head(h)
+        if s["flagged"]:
+            nl = min(s["flagged"], AK.CAP)
             ent = h[AK.ENTRIES:AK.ENTRIES + 4 * nl].reshape(nl, 4)
-            idx = ent[:, 0].astype(np.int64)
+            s["idx"] = ent[:, 0].astype(np.int64)
             if self.gd.fp64:
-                r = np.ascontiguousarray(ent[:, 2:4]).view(np.float64).ravel()
+                s["r"] = np.ascontiguousarray(ent[:, 2:4]).view(np.float64).ravel()
             else:
-                r = ent[:, 2].copy().view(np.float32).astype(np.float64)
-        else:
-            idx, r = _NO_IDX, _NO_R
-        return {"flagged": flagged, "unverifiable": head[1], "checkable": head[2],
-                "max_ratio": f[3], "max_z": f[4], "max_rig": f[5], "nonfinite": bool(head[6]),
-                "threshold": f[7], "threshold_centred": f[8], "centred_zero": head[9],
-                "max_tau": f[10],
-                "idx": idx, "r": r, "hist": h[AK.HEAD:AK.CENTRED].copy(),
-                "hist_centred": h[AK.CENTRED:AK.ENTRIES].copy()}
+                s["r"] = ent[:, 2].copy().view(np.float32).astype(np.float64)
+        s["hist"] = h[AK.HEAD:AK.CENTRED].copy()
+        s["hist_centred"] = h[AK.CENTRED:AK.ENTRIES].copy()
+        return s
 
     def verdict(self, s: dict, c_dev: float) -> Verdict:
         T = s["threshold"]  # as abft_judge2 computed it on the device (abft.py docstring)
@@ -550,7 +546,7 @@ class BlockCheck:
             v.floor_abs = 2.0 * float(s["max_tau"])
         v.block = self.bs
         v.flagged = s["flagged"]
-        if s["flagged"] == 1 and np.isfinite(s["r"][0]):
+        if s["flagged"] == 1 and len(s["r"]) and np.isfinite(s["r"][0]):  # listed: read()
             v.delta_estimate = float(s["r"][0])
         return v
 
@@ -612,6 +608,17 @@ class BlockCheck:
 
 _NO_IDX = np.zeros(0, np.int64)
 _NO_R = np.zeros(0, np.float64)
+
+
+def summary_head(h: np.ndarray) -> dict:
+    """The summary's header words (AK.HEAD of them, as abft_judge2 leaves them) as the
+    verdict reads them; no flagged entries listed (BlockCheck.read adds them)."""
+    head = h[:AK.HEAD].tolist()  # plain ints: the clean path does no numpy work
+    f = h[:AK.HEAD].view(np.float32).tolist()
+    return {"flagged": head[0], "unverifiable": head[1], "checkable": head[2],
+            "max_ratio": f[3], "max_z": f[4], "max_rig": f[5], "nonfinite": bool(head[6]),
+            "threshold": f[7], "threshold_centred": f[8], "centred_zero": head[9],
+            "max_tau": f[10], "idx": _NO_IDX, "r": _NO_R}
 
 
 def summary_level(s: dict, q: float = 0.75) -> float:

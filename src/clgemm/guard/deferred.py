@@ -1,0 +1,252 @@
+"""check=True on device arrays without a wait per call: the verdict is read later.
+
+A checked call on device arrays of the user queue (beta = 0, no Info asked for) enqueues its
+product and the blocked check of guard/abft.py (the same kernels, judged on the device as
+ever) on the user queue, then a copy of the judges' header words into page-locked memory,
+and returns. Its verdict settles later:
+  * before any later clgemm call that reads that C (by its buffer): clgemm computes nothing
+    from a checked result whose check is open;
+  * at `clgemm.settle()`, which settles every open check of the device and returns the
+    verdicts settled since the last settle() (implicit ones included);
+  * when DEPTH checks are open, the oldest (the device finished it long before).
+A clean header settles with no device work and no wait. Anything else (a block-column over
+its tolerance, a T lifted far over the device's floor, a non-finite operand under the
+tensor-core lane) runs the product again through the waiting check (abft.checked_core: its
+recheck, repair and fallbacks), which leaves C right or raises FaultError from the call that
+settles it; the verdict says `detected` where the first product was off. A later call that
+overwrites the C, A or B of an open check does not wait for it either: the check is marked
+superseded (a recheck could not see what the product saw) and judged by its header alone
+when it settles, a fault then raising FaultError (nothing to repair: that C is gone).
+Until then C holds what the product wrote: read a checked result you must trust (C.get(), a
+kernel of your own) after clgemm.settle(). The waiting check stays where this cannot serve:
+beta != 0 (C's old values are gone once overwritten), tiny products (judged cell by cell),
+fault-injection campaigns, C sharing a buffer with A or B, reported calls.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+
+from ..errors import FaultError
+from ..lanes.mma import nonfinite_flag
+from ..operands import Operand
+from ..runtime import Runtime
+from ..schedule import Schedule
+from ..staging import pinned_host
+from . import abft
+from . import abft_kernels as AK
+from . import elementwise as EW
+from . import faults
+from .device import View, guard_device
+
+# CLGEMM_CHECK_DEFER=0: every check=True call waits for its verdict (A/B campaigns)
+ENABLED = os.environ.get("CLGEMM_CHECK_DEFER", "1") != "0"
+DEPTH = 8  # open checks at most: page-locked header slots per runtime
+KEEP = 1024  # settled verdicts kept for settle() (the oldest dropped first, and counted)
+
+
+@dataclass
+class OpenCheck:
+    """One checked product whose verdict has not been read."""
+
+    a: View
+    b: View
+    c: View
+    alpha: float
+    schedule: Schedule  # the float32 family's (the plan's fallback): the recheck's kernel
+    lane: object  # the tensor-core lane that computed it (lanes.tc_exact), or None
+    alternative: Schedule | None
+    c_dev: float
+    check: "abft.BlockCheck"
+    slot: int
+    event: "cl.Event"  # the header's copy
+    written: int = 0  # C's buffer (int_ptr)
+    read: tuple[int, ...] = field(default=())  # A's and B's buffers
+    superseded: bool = False  # a later call overwrote C, A or B before the verdict was read
+
+    @property
+    def buffers(self) -> tuple[int, ...]:
+        return (self.written, *self.read)
+
+
+class OpenChecks:
+    """A runtime's open checks, oldest first, and the verdicts settled since the last
+    settle(). Thread-safe: calls of several threads may add and settle."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.lock = threading.RLock()  # settling runs a waiting check, which may settle
+        self.open: deque[OpenCheck] = deque()
+        self.host, self._host_buffer = pinned_host(rt, (DEPTH, AK.HEAD), np.uint32)
+        self.free = list(range(DEPTH))
+        self.settled: list[abft.Verdict] = []
+        self.dropped = 0  # verdicts dropped from `settled` (more than KEEP unread)
+
+    def __bool__(self) -> bool:
+        return bool(self.open)
+
+    def touching(self, read: tuple[int, ...], written: int | None) -> bool:
+        """Whether a call reading buffers `read` and writing `written` meets an open check."""
+        with self.lock:
+            return any(p.written in read or (written is not None and written in p.buffers)
+                       for p in self.open)
+
+    def before_call(self, read: tuple[int, ...], written: int | None) -> None:
+        """A call is about to read `read` and write `written`: settle, oldest first, up to
+        the last open check whose C it reads; an open check whose C, A or B it overwrites is
+        marked superseded (its recheck could not run on what the product saw: it is judged
+        by its header alone, and no call waits for it here)."""
+        with self.lock:
+            last = -1
+            for i, p in enumerate(self.open):
+                if p.written in read:
+                    last = i
+                if written is not None and written in p.buffers:
+                    p.superseded = True
+            for _ in range(last + 1):
+                self._settle_one()
+
+    def settle(self) -> list[abft.Verdict]:
+        """Settle every open check; the verdicts settled since the last call, oldest first."""
+        with self.lock:
+            while self.open:
+                self._settle_one()
+            out, self.settled = self.settled, []
+            self.dropped = 0
+            return out
+
+    def take_slot(self) -> int:
+        with self.lock:
+            if not self.free:
+                self._settle_one()
+            return self.free.pop()
+
+    def add(self, p: OpenCheck) -> None:
+        with self.lock:
+            self.open.append(p)
+
+    def _settle_one(self) -> None:
+        p = self.open.popleft()
+        try:
+            p.event.wait()
+            head = abft.summary_head(self.host[p.slot])
+        finally:
+            self.free.append(p.slot)
+        v = self._verdict(p, head)
+        self.settled.append(v)
+        if len(self.settled) > KEEP:
+            self.settled.pop(0)
+            self.dropped += 1
+        if not v.ok:
+            m, n, k = v.shape
+            raise FaultError(
+                f"ABFT: a checked {m}x{n}x{k} product failed its checksums (max residual/"
+                f"tolerance {v.max_ratio:.3g}, {v.flagged} block-columns), and a later call "
+                "overwrote its C, A or B before the check was read, so it was not repaired; "
+                "whatever read that C outside clgemm before then is suspect. Call "
+                "clgemm.settle() before reading a checked result; the device may be faulty")
+
+    def _verdict(self, p: OpenCheck, head: dict) -> abft.Verdict:
+        first = p.check.verdict(head, p.c_dev)
+        if first.ok and not first.lifted and not first.unverifiable:
+            first.attempts = ["deferred"]
+            return first
+        if p.superseded:
+            # What the product saw is gone: a fault (or a lifted T) stands as found; a
+            # non-finite operand under the lane is not a fault, but its result was the lane's
+            first.attempts = ["deferred", "superseded"]
+            first.detected = not first.ok
+            if first.unverifiable and first.ok:
+                first.attempts.append("unverifiable")
+            return first
+        # Not clean: compute it again through the waiting check (its recheck of a lifted T,
+        # its repair, its float32 recompute of a non-finite operand under the lane). C's
+        # product is the one the check judged; nothing of it survives in the guard's buffers,
+        # which later checks of the shape reuse.
+        from ..info import Info
+
+        m, n, k = p.c.rows, p.c.cols, p.a.cols
+        info = Info(method="exact", schedule=p.schedule.key(), device=self.rt.device.name,
+                    shape=(m, n, k))
+        with self.rt.station():
+            v = abft.checked_core(self.rt, p.a, p.b, p.c, p.alpha, 0.0, p.schedule, info,
+                                  p.lane, p.alternative)  # FaultError where it persists
+        # a lifted T came back under the same kernel: the data's roundoff (as abft's confirm)
+        fault = not first.ok or (first.lifted and
+                                 v.threshold * abft.LIFT_DROP < first.threshold)
+        v.detected = v.detected or fault
+        if fault and not (v.corrected or v.recomputed):
+            v.recomputed = True  # the second product replaced the first
+        v.attempts = ["deferred", "recheck"] + list(v.attempts)
+        if "lane_fallback" in info.extra:
+            v.attempts.append("lane_fallback")
+        return v
+
+
+def open_checks(rt: Runtime) -> OpenChecks:
+    """The runtime's open checks (made on the first deferred check; Runtime.checks_open then
+    holds them, which every call looks at)."""
+    found = rt.cached("open checks", lambda: OpenChecks(rt))
+    rt.checks_open = found
+    return found
+
+
+def settle_for(rt: Runtime, A, B, C) -> None:
+    """Before a call on these operands (device arrays or not): settle the open checks whose
+    C it reads, mark superseded those whose C, A or B it writes (OpenChecks.before_call)."""
+    read = tuple(x.base_data.int_ptr for x in (A, B) if isinstance(x, cla.Array))
+    written = C.base_data.int_ptr if isinstance(C, cla.Array) else None
+    pend = rt.checks_open
+    if pend is not None and pend.touching(read, written):
+        pend.before_call(read, written)
+
+
+def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: int, k: int,
+            alpha: float) -> bool:
+    """The checked product C = alpha op(A) op(B) on the user queue, its verdict left open
+    (module docstring); False where the call must take the waiting check instead."""
+    from ..lanes.tc_exact import TcExactLane
+
+    if (k == 0 or faults.active() is not None or EW.applies(m, n, k)
+            or c.buffer.int_ptr in (a.buffer.int_ptr, b.buffer.int_ptr)):
+        return False
+    lane = plan.lane if isinstance(plan.lane, TcExactLane) else None
+    gd = guard_device(rt)
+    c_dev = abft.calibration_for(rt, "fp32" if lane is None else lane.schedule.mode, k)
+    ck = abft.block_check(gd, m, n, k)
+    pend = open_checks(rt)
+    slot = pend.take_slot()
+    q = rt.user_queue
+    av, bv, cv = View.of(a, m, k), View.of(b, k, n), View.of(c, m, n)
+    try:
+        with ck.lock:
+            ck.queue = q
+            try:
+                ready = cl.enqueue_marker(q)  # after it the expected sums may run beside
+                if lane is not None:
+                    lane.product(m, n, k, alpha, 0.0, a, b, c, q, nonfinite_flag(rt).scratch)
+                else:
+                    plan.fallback.enqueue(m, n, k, alpha, 0.0, a, b, c, q)
+                q.flush()  # the device starts on the product now
+                ck.old(None)
+                ck.expected(av, bv, ready)
+                ck.result(cv, alpha, 0.0, c_dev, lane is not None)
+                # the header words only (the slot's size): a clean verdict needs no more
+                event = cl.enqueue_copy(q, pend.host[slot], ck.sum, is_blocking=False)
+            finally:
+                ck.queue = gd.queue
+    except BaseException:
+        with pend.lock:
+            pend.free.append(slot)
+        raise
+    pend.add(OpenCheck(av, bv, cv, alpha, plan.fallback.schedule, lane, plan.alternative,
+                       c_dev, ck, slot, event, c.buffer.int_ptr,
+                       (a.buffer.int_ptr, b.buffer.int_ptr)))
+    return True
