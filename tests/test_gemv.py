@@ -357,3 +357,46 @@ def test_a_reported_split_call_lists_both_kernels(rng):
     assert len(info.events) == 2 and info.events[-1] is last
     ref, np_err = reference(A, W, trans_b=True)
     assert_close_to_reference(c.get(), ref, np_err, "split, reported")
+
+
+def test_a_table_names_the_lanes_measured_launch_shapes(rng, monkeypatch):
+    """A device table's `gemv` fields replace the device type's default schedule's (the
+    campaign's sweeps write them); a field the schedule lacks is refused when read."""
+    import dataclasses
+
+    from clgemm.errors import ScheduleError
+    from clgemm.kernels.gemv import default_schedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.runtime import get_runtime
+    from clgemm.select import table as tables
+
+    rt = get_runtime()
+    shipped = tables.load_table(rt.device)
+    fields = {"axpy_cols": 8, "axpy_slices": 2, "axpy_fill": 0, "direct_rows": 0}
+    measured = dataclasses.replace(shipped, gemv=fields)
+    data = measured.to_json()
+    assert data["gemv"] == fields
+    again = tables.Table.from_json(data, "test")
+    assert again.gemv == measured.gemv
+    want = dataclasses.replace(default_schedule(rt.device.type), **fields)
+    assert again.gemv_schedule(default_schedule(rt.device.type)) == want
+    monkeypatch.setattr(tables, "load_table", lambda device, path=None: again)
+    lane = GemvLane(rt)
+    assert lane.schedule == want
+    # B stored K x N: the axpy kernel (direct_rows 0: not the CPU's direct one), unsplit
+    m, n, k, batch = 3, 70, 300, 5
+    A, B = rand(rng, (batch, m, k)), rand(rng, (batch, k, n))
+    a, b = clgemm.to_device(A), clgemm.to_device(B)
+    c = clgemm.to_device(np.full((batch, m, n), np.nan, np.float32))
+    from clgemm.operands import Operand
+
+    lane.enqueue_batched(batch, m, n, k, 1.0, 0.0, Operand(a.base_data, 0, k, False),
+                         Operand(b.base_data, 0, n, False), Operand(c.base_data, 0, n, False),
+                         (m * k, k * n, m * n), rt.user_queue)
+    got = c.get()
+    for i in range(batch):
+        ref, np_err = reference(A[i], B[i])
+        assert_close_to_reference(got[i], ref, np_err)
+    data["gemv"] = {"axpy_colums": 8}
+    with pytest.raises(ScheduleError, match="axpy_colums"):
+        tables.Table.from_json(data, "test")

@@ -16,10 +16,10 @@ import os
 
 from .approx.contract import tensor_cores_serve
 from .kernels import wgmma
-from .kernels.gemv import MAX_ROWS, default_schedule
+from .kernels.gemv import MAX_ROWS
 from .kernels.tensorcore import TcSchedule
 from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule, lane_for
-from .lanes.gemv import GemvLane, fits
+from .lanes.gemv import GemvLane, device_schedule, fits
 from .lanes.probe import tensorcore_available, wgmma_support
 from .lanes.splitk import SplitKLane, TcSplitKLane, splitk_plan, tc_slices
 from .lanes.tc import schedule_for, wgmma_3x_schedule
@@ -54,7 +54,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
     # (a checked product keeps the float32 family: the guard recomputes with its kernels)
     small = (key.schedule is None and key.selector == "static" and not contract.check
              and 0 < min(m, n) <= MAX_ROWS)
-    if small and fits(rt, default_schedule(rt.device.type)):
+    if small and fits(rt, device_schedule(rt)):
         exact = rt.cached("gemv lane", lambda: GemvLane(rt))
         why = (f"gemv: {min(m, n)} row(s) or column(s), the large operand streamed once"
                f"{exact.kernel_note(m, n, key.trans_a, key.trans_b)}; the "
@@ -91,7 +91,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
         station = "approx"
         why += f"; approximate methods under rel_tol={contract.rel_tol:g}, exact as fallback"
         judged = (tensor_cores_serve(rt, contract.rel_tol)
-                  and fits(rt, default_schedule(rt.device.type)))
+                  and fits(rt, device_schedule(rt)))
         if judged:
             why += ("; TF32 first, judged on the device (16 Gaussian probes): where its "
                     "estimate misses the budget the float32 family's product replaces it there")

@@ -67,6 +67,14 @@ def _strides(x: Operand) -> tuple[int, int]:
     return (1, x.ld) if x.transposed else (x.ld, 1)
 
 
+def device_schedule(rt: Runtime) -> GemvSchedule:
+    """The lane's schedule on this device: its table's measured fields over the device
+    type's default (select/table.Table.gemv)."""
+    from ..select import table as tables
+
+    return tables.load_table(rt.device).gemv_schedule(default_schedule(rt.device.type))
+
+
 def fits(rt: Runtime, s: GemvSchedule) -> bool:
     """Whether the device launches the lane's work-groups and holds its local memory."""
     d = rt.device
@@ -87,7 +95,7 @@ class GemvLane:
     def __init__(self, rt: Runtime, schedule: GemvSchedule | None = None,
                  max_splits: int | None = None) -> None:
         self.rt = rt
-        self.schedule = schedule or default_schedule(rt.device.type)
+        self.schedule = schedule or device_schedule(rt)
         self.max_splits = max_splits  # at most this many splits of K (None: as many as fill)
         self._kernels: dict[tuple, BoundArgs] = {}
         self._dot_launches = LruMemo(256)  # gemv_dot's launch per shape (_dot_launch)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..device import DeviceInfo
 from ..errors import ScheduleError
+from ..kernels.gemv import GemvSchedule
 from ..kernels.tensorcore import MODES as TC_MODES
 from ..kernels.tensorcore import TcSchedule
 from ..schedule import Schedule
@@ -222,6 +223,10 @@ class Table:
     source: str  # where it came from (file name, or "builtin default")
     evidence: dict = field(default_factory=dict)
     tensorcore: TcLane | None = None
+    # The small-rows lane's launch shapes measured on this device (fields of GemvSchedule
+    # over its default for the device type: benchmarks/plan campaign's gemv and gemv_axpy
+    # sweeps); empty: the default
+    gemv: dict = field(default_factory=dict)
     # Further validated schedules (near-best in distillation's replay, or other tables' on a
     # fallback): arms for the online selector and `clgemm replay`, never chosen statically.
     alternates: tuple[Schedule, ...] = ()
@@ -255,7 +260,17 @@ class Table:
             data["alternates"] = [s.as_dict() for s in self.alternates]
         if self.tensorcore is not None:
             data["tensorcore"] = self.tensorcore.to_json()
+        if self.gemv:
+            data["gemv"] = dict(self.gemv)
         return data
+
+    def gemv_schedule(self, default: GemvSchedule) -> GemvSchedule:
+        """The small-rows lane's schedule: `default` (the device type's) with this table's
+        measured fields over it."""
+        if not self.gemv:
+            return default
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in self.gemv.items()}
+        return dataclasses.replace(default, **fields)
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> "Table":
@@ -272,7 +287,19 @@ class Table:
                         if data.get("tensorcore") else None),
             alternates=tuple(Schedule.from_dict(s) for s in data.get("alternates", [])),
             device=device,
+            gemv=_gemv_fields(data.get("gemv", {}), source),
         )
+
+
+def _gemv_fields(data: dict, source: str) -> dict:
+    """A table's small-rows lane fields, each a field of GemvSchedule (a misspelt one would
+    otherwise be dropped silently, or fail on first use)."""
+    known = {f.name for f in dataclasses.fields(GemvSchedule)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ScheduleError(f"{source}: the gemv entry names no field {unknown} of the "
+                            f"small-rows lane's schedule (fields: {', '.join(sorted(known))})")
+    return dict(data)
 
 
 def _shipped_tables() -> list[tuple[str, dict]]:
@@ -384,6 +411,7 @@ def closest_table(want: TableDevice, tables: list[Table]) -> Table | None:
         return dataclasses.replace(
             first, source=f"{first.source} (fallback: same {words})",
             tensorcore=first.tensorcore if same_arch else None,
+            gemv=first.gemv if same_arch else {},
             alternates=first.alternates + alternates, match=level)
     return None
 
