@@ -425,7 +425,8 @@ class BlockCheck:
             self.u_args = ()
             self.u_launch = ((k, self.nb), None)
             self.e_launch = ((tiles * self.ns * AK.EW,), (AK.EW,))
-            self.c_launch = ((self.g64, self.nb), (64, 1))
+            cs = AK.CS if gd.fp64 else 1  # work-items sharing a block's rows
+            self.c_launch = ((self.g64, self.nb * cs), (64, cs))
         self.k_j1, self.k_j2, self.k_cells = kern["abft_judge1"], kern["abft_judge2"], kern["abft_cells"]
         self.k_centre = kern["abft_centre"]
 
