@@ -423,7 +423,8 @@ class BlockCheck:
             self.k_u, self.k_e = kern["abft_ublock"], kern["abft_expect"]
             self.k_c = kern["abft_cblock"]
             self.u_args = ()
-            self.u_launch = ((k, self.nb), None)
+            self.u_launch = (((-(-k // 64) * 64, self.nb * AK.CS), (64, AK.CS)) if gd.fp64
+                             else ((k, self.nb), None))
             self.e_launch = ((tiles * self.ns * AK.EW,), (AK.EW,))
             cs = AK.CS if gd.fp64 else 1  # work-items sharing a block's rows
             self.c_launch = ((self.g64, self.nb * cs), (64, cs))

@@ -135,12 +135,35 @@ typedef float real;
 #define NQ 8
 
 // U[b, k] = sum_{i in block b} op(A)[i, k], Ua[b, k] = sum op(A)[i, k]^2 (both real).
-// op(A)[i, k] = A[off + (TA ? k * ld + i : i * ld + k)].  global (K, NB)
-// Two interleaved chains per sum: one dependent double add per row was latency-bound.
+// op(A)[i, k] = A[off + (TA ? k * ld + i : i * ld + k)].  global (K, NB), with double sums
+// (K rounded up to 64, NB CS), local (64, CS)
+// Float sums: two interleaved chains per sum (one dependent add per row was latency-bound).
 __kernel void abft_ublock(const int M, const int Kd, const int Bs,
     __global const float* A, const int ld, const int off, const int ta,
     __global real* U, __global real* Ua)
 {
+#if %(FP64)d
+  // CS work-items share a block's rows (local size (64, CS)), folded in local memory, as
+  // abft_cblock's: the same latency-bound walk, run beside the product
+  __local real ls[CS][64], lq[CS][64];
+  const int k = get_global_id(0), b = get_group_id(1), r = get_local_id(1);
+  const int lx = get_local_id(0);
+  const int i0 = b * Bs, i1 = min(M, i0 + Bs);
+  real s = 0, q = 0;
+  if (k < Kd) {
+    #pragma unroll 8
+    for (int i = i0 + r; i < i1; i += CS) {
+      const real x = (real)(ta ? A[off + (long)k * ld + i] : A[off + (long)i * ld + k]);
+      s += x; q += x * x;
+    }
+  }
+  ls[r][lx] = s; lq[r][lx] = q;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (r != 0 || k >= Kd) return;
+  for (int p = 1; p < CS; p++) { s += ls[p][lx]; q += lq[p][lx]; }
+  U[(long)b * Kd + k] = s;
+  Ua[(long)b * Kd + k] = q;
+#else
   const int k = get_global_id(0), b = get_global_id(1);
   if (k >= Kd) return;
   const int i0 = b * Bs, i1 = min(M, i0 + Bs);
@@ -158,6 +181,7 @@ __kernel void abft_ublock(const int M, const int Kd, const int Bs,
   }
   U[(long)b * Kd + k] = s0 + s1;
   Ua[(long)b * Kd + k] = q0 + q1;
+#endif
 }
 
 // Partial expected sums over K slices: Ep[s][b][j] = sum_{k in slice s} U[b,k] op(B)[k,j];
