@@ -248,10 +248,12 @@ def test_the_route_takes_3xtf32_batches_only_where_they_fill_its_tiles(monkeypat
 
 
 def test_sixteen_row_batches_leave_the_small_rows_dot_kernels(monkeypatch):
-    """With the GPU's small-rows form (dot kernels), a batch of 16-row products (decode
-    attention) runs the float32 family's batched kernel (route.BATCH_ROWS_FP32), a batch of
-    single rows keeps the small-rows lane; with a CPU's form (the direct kernel from 2 rows)
-    the lane keeps both. The 16-row batch is still right against float64."""
+    """With the GPU's small-rows form (dot kernels), a batch of 16-row products whose large
+    operand is stored along K (decode attention's scores, Q K^T) runs the float32 family's
+    batched kernel (route.BATCH_ROWS_FP32); a batch of single rows, and 16 rows against B
+    stored K x N (the context, P V: the axpy kernel), keep the small-rows lane; with a CPU's
+    form (the direct kernel from 2 rows) the lane keeps all. The batches are still right
+    against float64."""
     from clgemm import route
     from clgemm.kernels.gemv import default_schedule
     from clgemm.lanes import gemv as gemv_lane
@@ -269,13 +271,17 @@ def test_sixteen_row_batches_leave_the_small_rows_dot_kernels(monkeypatch):
                             lambda kind: default_schedule("GPU"))
         monkeypatch.delitem(rt._memo, "gemv lane", raising=False)
         monkeypatch.setattr(rt, "plans", LruMemo(16))  # plans decided afresh
-    sixteen = clgemm.plan(route.BATCH_ROWS_FP32, 128, 300, batch=4)
-    one = clgemm.plan(1, 128, 300, batch=4)
+    sixteen = clgemm.plan(route.BATCH_ROWS_FP32, 128, 300, batch=4, trans_b=True)
+    context = clgemm.plan(route.BATCH_ROWS_FP32, 128, 300, batch=4)
+    one = clgemm.plan(1, 128, 300, batch=4, trans_b=True)
     assert not isinstance(sixteen.lane, gemv_lane.GemvLane) and sixteen.lane is sixteen.fallback
     assert isinstance(one.lane, gemv_lane.GemvLane)
+    assert isinstance(context.lane, gemv_lane.GemvLane)
     rng = np.random.default_rng(3)
     A = rng.standard_normal((4, 16, 300)).astype(np.float32)
-    B = rng.standard_normal((4, 300, 128)).astype(np.float32)
-    got = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B)).get()
-    ref = np.matmul(A.astype(np.float64), B.astype(np.float64))
-    assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-5
+    for tb in (True, False):
+        B = rng.standard_normal((4, 128, 300) if tb else (4, 300, 128)).astype(np.float32)
+        got = clgemm.matmul(clgemm.to_device(A), clgemm.to_device(B), trans_b=tb).get()
+        ref = np.matmul(A.astype(np.float64),
+                        np.swapaxes(B, 1, 2).astype(np.float64) if tb else B.astype(np.float64))
+        assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-5

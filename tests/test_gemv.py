@@ -73,7 +73,7 @@ def test_every_row_bucket_on_aligned_and_split_paths(rows, rng):
     assert_close_to_reference(got, ref, np_err)
     lane = clgemm.plan(rows, 133, 2 * k).lane
     groups = -(-133 // (4 * lane.schedule.axpy_cols))
-    assert lane.splits(lane.schedule.axpy_fill, groups, 2 * k)[0] > 1
+    assert lane.splits(lane.schedule.axpy_fill_for(rows), groups, 2 * k)[0] > 1
     A2, B2 = rand(rng, (rows, 2 * k)), rand(rng, (2 * k, 133))
     got = clgemm.matmul(A2, B2, C=C0.copy(), alpha=-0.5, beta=2.0)
     ref, np_err = reference(A2, B2, C0, -0.5, 2.0)

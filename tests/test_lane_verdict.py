@@ -82,11 +82,14 @@ def test_the_3xtf32_batches_are_judged_against_the_float32_familys_kernel():
 
 def test_sixteen_row_batches_are_judged_on_the_float32_familys_kernel():
     """batch_rows: the float32 family's batched kernel against the small-rows lane on batches
-    of route.BATCH_ROWS_FP32 rows; single rows are not the rule's."""
-    def row(m, gemv, fp32):
-        return {"batch": 32, "m": m, "n": 128, "k": 1024, "route": "gemv", "gemv_s": gemv,
-                "fp32-batched_s": fp32, "gemv_error": 1e-7, "fp32-batched_error": 1e-7}
-    plan = {"batched_lanes": [row(16, 58e-6, 40e-6), row(1, 23e-6, 41e-6)]}
+    of route.BATCH_ROWS_FP32 rows whose large operand is stored along K; single rows, and B
+    stored K x N (the axpy kernel's layout), are not the rule's."""
+    def row(m, gemv, fp32, trans_b=True):
+        return {"batch": 32, "m": m, "n": 128, "k": 1024, "trans_a": False, "trans_b": trans_b,
+                "route": "gemv", "gemv_s": gemv, "fp32-batched_s": fp32, "gemv_error": 1e-7,
+                "fp32-batched_error": 1e-7}
+    plan = {"batched_lanes": [row(16, 58e-6, 40e-6), row(1, 23e-6, 41e-6),
+                              row(16, 20e-6, 40e-6, trans_b=False)]}
     v = lv.batch_rows(plan)
     assert v.decision == "promote" and [s[0] for s in v.shapes] == ["32x16x128x1024"]
     plan["batched_lanes"].append(row(lv.BATCH_ROWS_FP32, 30e-6, 40e-6))

@@ -148,11 +148,13 @@ def tc_batched(plan: dict) -> Verdict:
 
 
 def batch_rows(plan: dict) -> Verdict:
-    """Batches of BATCH_ROWS_FP32 rows or more on the float32 family's batched kernel
-    against the small-rows lane (route.BATCH_ROWS_FP32), launch against launch."""
+    """Batches of BATCH_ROWS_FP32 rows or more whose large operand is stored along K (the
+    rule's layout) on the float32 family's batched kernel against the small-rows lane
+    (route.BATCH_ROWS_FP32), launch against launch."""
     rows = []
     for r in _rows(plan.get("batched_lanes")):
-        if "gemv_s" in r and min(r["m"], r["n"]) >= BATCH_ROWS_FP32:
+        along_k = r["trans_b"] if r["m"] <= r["n"] else not r["trans_a"]
+        if "gemv_s" in r and min(r["m"], r["n"]) >= BATCH_ROWS_FP32 and along_k:
             rows.append((f"{r['batch']}x{r['m']}x{r['n']}x{r['k']}", r["gemv_s"],
                          r["fp32-batched_s"], r["gemv_error"], r["fp32-batched_error"]))
     return _judge(Verdict("fp32-batched over small rows (route.BATCH_ROWS_FP32)"), rows)

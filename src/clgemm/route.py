@@ -114,7 +114,8 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
     # kernel (where tc_batched_lane takes the batch); the other tensor-core lanes have none, so
     # a batch of products they would serve runs the float32 family's
     lane = (one.lane if isinstance(one.lane, GemvLane)
-            and not _rows_batch_to_fp32(one.lane, key.m, key.n) else one.fallback)
+            and not _rows_batch_to_fp32(one.lane, key.m, key.n, key.trans_a, key.trans_b)
+            else one.fallback)
     if key.contract == Contract() and key.selector == "static":
         station, matrix_plan = "exact", None
         tc = (tc_batched_lane(rt, key.batch, key.m, key.n, key.k)
@@ -140,18 +141,25 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
 
 # A batch of products with this many rows (or columns) runs the float32 family's batched
 # kernel, not the small-rows lane's dot kernels (the GPU form; a CPU's small-rows lane runs the
-# float32 family's direct kernel from 2 rows anyway). The plan campaign's `batched_lanes`
+# float32 family's direct kernel from 2 rows anyway), where the large operand is stored along
+# K (the dot kernels' layout: attention's scores, Q K^T). The plan campaign's `batched_lanes`
 # (records/nvidia-h200/2026-12-07-plan-traces, records/nvidia-h100/2026-12-07-plan-traces-2
 # and the H100's later run): decode attention, 32 heads of 16 x 1024 x 128 / 64 and
 # 16 x 128 / 64 x 1024, ran 11.1-17.0 us on the float32 family's batched kernel against
 # 29.2-32.1 on the small-rows lane, and 39.6-39.9 against 58.0-58.8; single rows stay (the
-# small-rows lane 22.7-30.5 us against 40.4-41.3 where B is stored K x N). Rows from 2 to 15
-# were not measured: they keep the small-rows lane.
+# small-rows lane 22.7-30.5 us against 40.4-41.3 where B is stored K x N). Since then the
+# dot kernels caught up on the scores (16.7 against 18.0 us at 16 x 1024 x 128, 12.1 against
+# 13.4 at 16 x 1024 x 64: the rule still holds there), and with the axpy kernel's measured
+# launch shapes (the H100 table's gemv fields) the context, P V with V stored K x N, runs
+# 33.2-34.7 us on the small-rows lane against 40.0-40.4 on the float32 family's
+# (records/nvidia-h100/2026-12-07-gemv-axpy): that layout keeps the small-rows lane. Rows
+# from 2 to 15 were not measured: they keep the small-rows lane.
 BATCH_ROWS_FP32 = 16
 
 
-def _rows_batch_to_fp32(lane: GemvLane, m: int, n: int) -> bool:
-    return not lane.schedule.direct_rows and min(m, n) >= BATCH_ROWS_FP32
+def _rows_batch_to_fp32(lane: GemvLane, m: int, n: int, trans_a: bool, trans_b: bool) -> bool:
+    along_k = trans_b if m <= n else not trans_a  # the large operand stored along K
+    return not lane.schedule.direct_rows and min(m, n) >= BATCH_ROWS_FP32 and along_k
 
 
 def _table_note(rt: Runtime) -> str:

@@ -60,7 +60,10 @@ class GemvSchedule:
     dot_fill: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     axpy_cols: int = 32
     axpy_slices: int = 8
-    axpy_fill: int = 4
+    # one fill for every bucket, or one a bucket (a single row streams B at its bandwidth
+    # unsplit, where the split's second launch costs more than it gains; 16 rows compute
+    # more and gain from the split: records/nvidia-h100/2026-12-07-gemv-axpy)
+    axpy_fill: int | tuple[int, int, int, int, int] = 4
     # "lanes": gemv_dot, the work-group form above (GPUs); "vector": gemv_dotv, a work-item
     # per `cpw` columns walking K in float`vector` words (CPUs: explicit SIMD, contiguous
     # streams, no local memory or barriers, which a CPU runtime runs as loops)
@@ -83,8 +86,11 @@ class GemvSchedule:
         else:
             dot = f"d{'.'.join(map(str, lanes))}i{self.dot_items}"
         direct = f"-r{self.direct_rows}" if self.direct_rows else ""
+        fills = self.axpy_fill
+        axpy_fill = (fills if isinstance(fills, int)
+                     else fills[0] if len(set(fills)) == 1 else "".join(map(str, fills)))
         return (f"gemv-{dot}c{''.join(map(str, self.cpw))}{staged}"
-                f"-a{self.axpy_cols}x{self.axpy_slices}f{self.axpy_fill}{direct}")
+                f"-a{self.axpy_cols}x{self.axpy_slices}f{axpy_fill}{direct}")
 
     def lanes(self, rows: int) -> int:
         return self.dot_lanes[ROW_BUCKETS.index(row_bucket(rows))]
@@ -108,6 +114,11 @@ class GemvSchedule:
 
     def staged(self, rows: int) -> int:
         return self.stage[ROW_BUCKETS.index(row_bucket(rows))]
+
+    def axpy_fill_for(self, rows: int) -> int:
+        """gemv_axpy's fill for products of `rows` rows (their bucket's, where one a bucket)."""
+        fills = self.axpy_fill
+        return fills if isinstance(fills, int) else fills[ROW_BUCKETS.index(row_bucket(rows))]
 
     def fill(self, rows: int) -> int:
         return self.dot_fill[ROW_BUCKETS.index(row_bucket(rows))]

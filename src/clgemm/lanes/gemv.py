@@ -239,7 +239,8 @@ class GemvLane:
         (x, x_rs, x_ks), (y, y_ks), (c, c_rs, c_ns) = A, B, C
         col_groups = -(-cols // (4 * s.axpy_cols))
         # splits of whole runs of AXPY_UNROLL rows: A's float4 words stay aligned
-        splits, per_split = self.splits(s.axpy_fill, batch * col_groups, k, AXPY_UNROLL)
+        splits, per_split = self.splits(s.axpy_fill_for(rows), batch * col_groups, k,
+                                        AXPY_UNROLL)
         b_vec = _vec(y, y_ks) and strides[1] % 4 == 0
         a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
         kern = self._kernel("gemv_axpy", bucket, b_vec, a_vec)
