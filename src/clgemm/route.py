@@ -152,7 +152,7 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
 # 13.4 at 16 x 1024 x 64: the rule still holds there), and with the axpy kernel's measured
 # launch shapes (the H100 table's gemv fields) the context, P V with V stored K x N, runs
 # 33.2-34.7 us on the small-rows lane against 40.0-40.4 on the float32 family's
-# (records/nvidia-h100/2026-12-07-gemv-axpy): that layout keeps the small-rows lane. Rows
+# (records/nvidia-h100/2026-12-07-plan-traces-6): that layout keeps the small-rows lane. Rows
 # from 2 to 15 were not measured: they keep the small-rows lane.
 BATCH_ROWS_FP32 = 16
 

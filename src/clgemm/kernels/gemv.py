@@ -62,7 +62,7 @@ class GemvSchedule:
     axpy_slices: int = 8
     # one fill for every bucket, or one a bucket (a single row streams B at its bandwidth
     # unsplit, where the split's second launch costs more than it gains; 16 rows compute
-    # more and gain from the split: records/nvidia-h100/2026-12-07-gemv-axpy)
+    # more and gain from the split: records/nvidia-h100/2026-12-07-plan-traces-6)
     axpy_fill: int | tuple[int, int, int, int, int] = 4
     # "lanes": gemv_dot, the work-group form above (GPUs); "vector": gemv_dotv, a work-item
     # per `cpw` columns walking K in float`vector` words (CPUs: explicit SIMD, contiguous
