@@ -1060,12 +1060,74 @@ def gemv_axpy(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
+def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
+    """Every distinct batched product of the model traces that the route gives the float32
+    family's batched kernel, launched (chained wall per batch on the user queue) under each
+    schedule the device table ships (Table.candidates: its classes' entries and default);
+    each result against float64, C poisoned with NaN first. The table's entry for such a
+    class was distilled from plain products of the class, not batches: BERT's attention
+    batches ran 1.2-1.5x torch.bmm's time on it (records/nvidia-h100/2026-12-07-plan-traces-6)."""
+    from clgemm.bench.model import trace_calls
+    from clgemm.lanes.fp32 import lane_for
+    from clgemm.operands import Operand
+    from clgemm.select import table as tables
+
+    candidates = tables.load_table(rt.device).candidates()
+    seen, rows = set(), []
+    for path in sorted(Path("traces/models").glob("*.jsonl")):
+        for call in trace_calls(path):
+            m, n, k, ta, tb = call.shape
+            nb = call.batch
+            if nb == 1 or (call.shape, nb) in seen:
+                continue
+            seen.add((call.shape, nb))
+            p = clgemm.plan(m, n, k, batch=nb, trans_a=ta, trans_b=tb)
+            if p.lane is not p.fallback:
+                continue  # not the float32 family's batched kernel
+            if quick:
+                m, n, k, nb = min(m, 48), min(n, 40), min(k, 36), min(nb, 3)
+            A = rng.standard_normal((nb, k, m) if ta else (nb, m, k), np.float32)
+            B = rng.standard_normal((nb, n, k) if tb else (nb, k, n), np.float32)
+            a, b = clgemm.to_device(A), clgemm.to_device(B)
+            c = clgemm.to_device(np.full((nb, m, n), np.nan, np.float32))
+            ref = np.matmul((np.swapaxes(A, 1, 2) if ta else A).astype(np.float64),
+                            (np.swapaxes(B, 1, 2) if tb else B).astype(np.float64))
+            ops = (Operand(a.base_data, 0, m if ta else k, ta),
+                   Operand(b.base_data, 0, k if tb else n, tb),
+                   Operand(c.base_data, 0, n, False))
+            strides = (m * k, k * n, m * n)
+            row = {"trace": path.stem, "name": call.name, "batch": nb, "m": m, "n": n, "k": k,
+                   "trans_a": ta, "trans_b": tb, "table": p.fallback.schedule.key(),
+                   "schedules": {}}
+            for sched in (candidates[:2] if quick else candidates):
+                lane = lane_for(rt, sched)
+                launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
+                    nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
+                try:
+                    c.fill(np.float32(np.nan))
+                    launch()
+                    got = c.get().astype(np.float64)
+                    err = float(np.abs(got - ref).max() / np.abs(ref).max())
+                    row["schedules"][sched.key()] = {
+                        "s": med(rounds(launch, rt.user_queue.finish, 20)), "max_rel_error": err}
+                except Exception as exc:  # noqa: BLE001 - a schedule this layout refuses
+                    row["schedules"][sched.key()] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            timed = {key: v["s"] for key, v in row["schedules"].items()
+                     if "s" in v and v["max_rel_error"] < 1e-5}
+            if timed:
+                row["best"] = min(timed, key=timed.get)
+                row["speed_over_table"] = timed.get(row["table"], float("nan")) / timed[row["best"]]
+            rows.append(row)
+    return rows
+
+
 PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
          "approx_probe_nosplit",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
-         "trace_lanes", "batched_lanes", "tc_classes", "trace_host", "gemv_axpy")
+         "trace_lanes", "batched_lanes", "tc_classes", "trace_host", "gemv_axpy",
+         "fp32_batch_classes")
 
 
 def main(argv=None) -> int:
@@ -1104,6 +1166,7 @@ def main(argv=None) -> int:
         "trace_lanes": lambda: trace_lanes(rt, rng),
         "tc_classes": lambda: tc_classes(rt, rng, *((1e5, 1e7) if args.quick else ())),
         "gemv_axpy": lambda: gemv_axpy(rt, rng, args.quick),
+        "fp32_batch_classes": lambda: fp32_batch_classes(rt, rng, args.quick),
         "trace_host": lambda: (trace_host(rt, rng, ("tinyllama-1.1b",), passes=2) if args.quick
                                else trace_host(rt, rng)),
     }
