@@ -4,6 +4,7 @@ is found and repaired at the settle."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 import clgemm
 from clgemm.guard import deferred
+from clgemm.guard.device import guard_device
 from clgemm.lanes.fp32 import Fp32Lane
 from clgemm.runtime import get_runtime
 from conftest import QueueGate, assert_close_to_reference, rand, reference
@@ -187,3 +189,40 @@ def test_open_checks_beyond_the_depth_settle_the_oldest(rng):
     rt = get_runtime()
     assert len(rt.checks_open.open) <= deferred.DEPTH
     assert len(clgemm.settle()) == deferred.DEPTH + 3
+
+
+def test_a_loop_into_one_output_waits_for_each_check_on_the_device(rng):
+    """Checked products written one after another into the same C (each check's sums and
+    judges run on the guard's second queue, after the product): the next product waits on
+    the device until the check before it has read C, so no check judges another product's
+    output (a race would flag clean products, or pass a wrong one)."""
+    m, n, k = SHAPE
+    B = rand(rng, (k, n))
+    b = clgemm.to_device(B)
+    c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+    As = [rand(rng, (m, k)) for _ in range(deferred.DEPTH - 2)]
+    a_s = [clgemm.to_device(A) for A in As]
+    clgemm.matmul(a_s[0], b, C=c, check=True)  # the guard's buffers and queue made
+    clgemm.settle()
+    # The second queue held until every product is enqueued: without the device-side wait
+    # the products would all run first and every check would read the last one's C.
+    rt = get_runtime()
+    held = cl.UserEvent(rt.context)
+    side = guard_device(rt).side_queue
+    cl.enqueue_marker(side, wait_for=[held])
+    side.flush()
+    # a call that waited for the device would wait for ever: let go after 20 s, and fail
+    release = threading.Timer(20.0, held.set_status, (cl.command_execution_status.COMPLETE,))
+    release.start()
+    t0 = time.perf_counter()
+    for a in a_s:
+        clgemm.matmul(a, b, C=c, check=True)
+    waited = time.perf_counter() - t0
+    if release.is_alive():
+        release.cancel()
+        held.set_status(cl.command_execution_status.COMPLETE)
+    assert waited < 15.0, f"the checked calls waited for the device ({waited:.1f} s)"
+    verdicts = clgemm.settle()
+    assert len(verdicts) == len(As) and all(v.ok and not v.detected for v in verdicts)
+    ref, np_err = reference(As[-1], B)
+    assert_close_to_reference(c.get(), ref, np_err)

@@ -174,7 +174,12 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                 ("checked_chained", lambda: clgemm.matmul(a, b, C=c, check=True), False, True),
                 ("checked_waited", lambda: clgemm.matmul(a, b, C=c, check=True), True, True),
                 ("checked_blocking", lambda: clgemm.matmul(a, b, C=c, check=True), True,
-                 False)):
+                 False),
+                # outputs allocated by the call: a chain whose checks need not wait for each
+                # other (one C written again waits on the device for the check before it)
+                ("unchecked_chained_alloc", lambda: clgemm.matmul(a, b), False, True),
+                ("checked_chained_alloc", lambda: clgemm.matmul(a, b, check=True), False,
+                 True)):
             deferred.ENABLED = defer
             try:
                 call()
@@ -212,6 +217,8 @@ def check_costs(rt, sizes, rng) -> list[dict]:
         out["overhead_vs_waited"] = out["checked_waited_s"] / out["unchecked_waited_s"] - 1
         out["blocking_overhead_vs_chained"] = (out["checked_blocking_s"]
                                                / out["unchecked_chained_s"] - 1)
+        out["overhead_vs_chained_alloc"] = (out["checked_chained_alloc_s"]
+                                            / out["unchecked_chained_alloc_s"] - 1)
         rows.append(out)
     return rows
 

@@ -404,6 +404,9 @@ class BlockCheck:
         # the queue of the main commands: the guard's (profiling) queue, or the user queue for
         # a check whose verdict is read later (guard/deferred.py); set under `lock`
         self.queue: "cl.CommandQueue" = gd.queue
+        # the last command of a check whose tail ran on the side queue (guard/deferred.py):
+        # a waiting check of the shape waits for it before it reuses these buffers
+        self.side_last: "cl.Event | None" = None
         self.has_old = False
         self.events: list | None = None  # a list: guard kernels' events are kept (profiling)
         self.side_done: "cl.Event | None" = None  # the expected sums on the side queue
@@ -453,10 +456,12 @@ class BlockCheck:
         if beside:
             q.flush()
 
-    def _cblock(self, v: View, S, Q, Sa, zero_summary: bool = False) -> None:
+    def _cblock(self, v: View, S, Q, Sa, zero_summary: bool = False,
+                after: list | None = None) -> None:
         self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),
                           S, Q, Sa, self.sum, int(zero_summary))
-        self._ev(cl.enqueue_nd_range_kernel(self.queue, self.k_c, *self.c_launch))
+        self._ev(cl.enqueue_nd_range_kernel(self.queue, self.k_c, *self.c_launch,
+                                            wait_for=after))
 
     def old(self, o: View | None) -> None:
         self.has_old = o is not None
@@ -464,11 +469,12 @@ class BlockCheck:
             self._cblock(o, self.So, self.Qo, self.Soa)
 
     def result(self, c: View, alpha: float, beta: float, c_dev: float,
-               centred: bool = False) -> None:
+               centred: bool = False, after: list | None = None) -> None:
         """C's block sums and the judges; `centred`: the product is a tensor-core lane's
-        (correlated roundoff), judged by the centred rule too (centred_rule)."""
+        (correlated roundoff), judged by the centred rule too (centred_rule); `after`: events
+        the first of them waits for (the product, where they run on another queue)."""
         q = self.queue
-        self._cblock(c, self.Sc, self.Qc, self.Sac, zero_summary=True)
+        self._cblock(c, self.Sc, self.Qc, self.Sac, zero_summary=True, after=after)
         g = (self.g64, self.nb)
         self.k_j1.set_args(self.n, self.nb, self.m, self.bs, self.k, self.ns, alpha, beta,
                            int(self.has_old), self.Ep, self.Bq, self.Aq, self.Sc, self.Qc,
@@ -491,6 +497,13 @@ class BlockCheck:
                            MIN_SIDE, z_top, AK.GAUSS_Z, int(centred), self.R,
                            self.SC, self.RG, self.MC, self.sum)
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_j2, g, (64, 1)))
+
+    def wait_side(self) -> None:
+        """Wait for a deferred check's commands on the side queue (they use these buffers);
+        the caller holds `lock`."""
+        if self.side_last is not None:
+            self.side_last.wait()
+            self.side_last = None
 
     def _ev(self, event) -> None:
         if self.events is not None:
@@ -725,6 +738,7 @@ def check_views(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: floa
         return Verdict(ok=True, shape=(m, n, k)), None
     ck = block_check(gd, m, n, k)
     with ck.lock:
+        ck.wait_side()
         ck.old(o if beta != 0.0 else None)
         ck.expected(a, b)
         ck.result(c, alpha, beta, c_dev, centred)
@@ -892,6 +906,7 @@ def checked_core(rt: Runtime, a: View, b: View, c: View, alpha: float, beta: flo
         # a tiny product: its cells against their bound too (nothing written)
         return v if ew is None else v.add_cells(ew.judge(a, b, c, alpha, beta, saved, False), n)
     with ck.lock:
+        ck.wait_side()
         ck.product_events = events  # for span_extra_seconds (the campaign's device cost)
         # the main queue runs C_old's sums after the product: they read the copy
         ck.old(saved)

@@ -98,18 +98,23 @@ class OpenChecks:
             return any(p.written in read or (written is not None and written in p.buffers)
                        for p in self.open)
 
-    def before_call(self, read: tuple[int, ...], written: int | None) -> None:
-        """A call is about to read `read` and write `written`: settle, oldest first, up to
-        the last open check whose C it reads; an open check whose C, A or B it overwrites is
-        marked superseded (its recheck could not run on what the product saw: it is judged
-        by its header alone, and no call waits for it here)."""
+    def before_call(self, read: tuple[int, ...], written: int | None,
+                    queue: "cl.CommandQueue") -> None:
+        """A call on `queue` is about to read `read` and write `written`: settle, oldest
+        first, up to the last open check whose C it reads; an open check whose C, A or B it
+        overwrites is marked superseded (its recheck could not run on what the product saw:
+        it is judged by its header alone) and the queue waits, on the device, for the
+        check's commands (which read them) before the call's."""
         with self.lock:
-            last = -1
+            last, wait = -1, []
             for i, p in enumerate(self.open):
                 if p.written in read:
                     last = i
                 if written is not None and written in p.buffers:
                     p.superseded = True
+                    wait.append(p.event)
+            if wait:
+                cl.enqueue_marker(queue, wait_for=wait)
             for _ in range(last + 1):
                 self._settle_one()
 
@@ -205,7 +210,7 @@ def settle_for(rt: Runtime, A, B, C) -> None:
     written = C.base_data.int_ptr if isinstance(C, cla.Array) else None
     pend = rt.checks_open
     if pend is not None and pend.touching(read, written):
-        pend.before_call(read, written)
+        pend.before_call(read, written, rt.user_queue)
 
 
 def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: int, k: int,
@@ -223,23 +228,30 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
     ck = abft.block_check(gd, m, n, k)
     pend = open_checks(rt)
     slot = pend.take_slot()
-    q = rt.user_queue
+    q, side = rt.user_queue, gd.side_queue
     av, bv, cv = View.of(a, m, k), View.of(b, k, n), View.of(c, m, n)
     try:
         with ck.lock:
-            ck.queue = q
+            # The user queue holds the product only; the check runs on the side queue: the
+            # operand sums beside the product, C's sums and the judges after it (they wait
+            # for its event) beside the next call's product, which later calls that write
+            # what the check reads wait for (settle_for).
+            ck.queue = side
             try:
                 ready = cl.enqueue_marker(q)  # after it the expected sums may run beside
                 if lane is not None:
-                    lane.product(m, n, k, alpha, 0.0, a, b, c, q, nonfinite_flag(rt).scratch)
+                    product = lane.product(m, n, k, alpha, 0.0, a, b, c, q,
+                                           nonfinite_flag(rt).scratch)
                 else:
-                    plan.fallback.enqueue(m, n, k, alpha, 0.0, a, b, c, q)
+                    product = plan.fallback.enqueue(m, n, k, alpha, 0.0, a, b, c, q)
                 q.flush()  # the device starts on the product now
                 ck.old(None)
                 ck.expected(av, bv, ready)
-                ck.result(cv, alpha, 0.0, c_dev, lane is not None)
+                ck.result(cv, alpha, 0.0, c_dev, lane is not None, after=[product])
                 # the header words only (the slot's size): a clean verdict needs no more
-                event = cl.enqueue_copy(q, pend.host[slot], ck.sum, is_blocking=False)
+                event = cl.enqueue_copy(side, pend.host[slot], ck.sum, is_blocking=False)
+                side.flush()
+                ck.side_last = event
             finally:
                 ck.queue = gd.queue
     except BaseException:
