@@ -426,11 +426,11 @@ class BlockCheck:
             self.k_u, self.k_e = kern["abft_ublock"], kern["abft_expect"]
             self.k_c = kern["abft_cblock"]
             self.u_args = ()
-            self.u_launch = (((-(-k // 64) * 64, self.nb * AK.CS), (64, AK.CS)) if gd.fp64
+            split = AK.CS if gd.fp64 and AK.CS > 1 else 1  # work-items sharing a block
+            self.u_launch = (((-(-k // 64) * 64, self.nb * split), (64, split)) if split > 1
                              else ((k, self.nb), None))
             self.e_launch = ((tiles * self.ns * AK.EW,), (AK.EW,))
-            cs = AK.CS if gd.fp64 else 1  # work-items sharing a block's rows
-            self.c_launch = ((self.g64, self.nb * cs), (64, cs))
+            self.c_launch = ((self.g64, self.nb * split), (64, split))
         self.k_j1, self.k_j2, self.k_cells = kern["abft_judge1"], kern["abft_judge2"], kern["abft_cells"]
         self.k_centre = kern["abft_centre"]
 

@@ -37,9 +37,12 @@ if os.environ.get("CLGEMM_ABFT_EXPECT"):
 # these are the kernels' shape, not parameters to change alone.
 RJ = 16
 RB = 4
-# Work-items a block's rows are shared by in abft_cblock (double sums; float sums keep one a
-# column, the order their calibration was measured with)
-CS = 4
+# Work-items a block's rows are shared by in abft_cblock and abft_ublock (double sums; float
+# sums keep one a column, the order their calibration was measured with; 1: the kernels of
+# one a column, no local memory). One a column was latency-bound: eight warps a unit at 2048.
+# $CLGEMM_ABFT_SPLIT_ROWS overrides it (A/B campaigns: whether the local memory keeps the
+# operand sums from running beside the product).
+CS = int(os.environ.get("CLGEMM_ABFT_SPLIT_ROWS", "4"))
 NH = 256  # histogram bins of log2(|r| / scale), 4 per octave, from 2^-48 (a multiple of 64)
 CAP = 1024  # flagged block-columns listed in the summary
 HEAD = 11  # summary header words
@@ -135,14 +138,14 @@ typedef float real;
 #define NQ 8
 
 // U[b, k] = sum_{i in block b} op(A)[i, k], Ua[b, k] = sum op(A)[i, k]^2 (both real).
-// op(A)[i, k] = A[off + (TA ? k * ld + i : i * ld + k)].  global (K, NB), with double sums
-// (K rounded up to 64, NB CS), local (64, CS)
-// Float sums: two interleaved chains per sum (one dependent add per row was latency-bound).
+// op(A)[i, k] = A[off + (TA ? k * ld + i : i * ld + k)].  global (K, NB); double sums with
+// CS > 1: (K rounded up to 64, NB x CS), local (64, CS). Otherwise two interleaved chains per
+// sum (one dependent add per row was latency-bound).
 __kernel void abft_ublock(const int M, const int Kd, const int Bs,
     __global const float* A, const int ld, const int off, const int ta,
     __global real* U, __global real* Ua)
 {
-#if %(FP64)d
+#if %(FP64)d && CS > 1
   // CS work-items share a block's rows (local size (64, CS)), folded in local memory, as
   // abft_cblock's: the same latency-bound walk, run beside the product
   __local real ls[CS][64], lq[CS][64];
@@ -311,7 +314,7 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
     for (int w = get_local_id(1) * get_local_size(0) + get_local_id(0); w < ENTRIES; w += lsz)
       sum[w] = 0u;
   }
-#if %(FP64)d
+#if %(FP64)d && CS > 1
   // CS work-items share a block's rows (local size (64, CS)), folded in local memory: one
   // work-item a column summed 128 rows in three dependent chains, eight warps a unit at
   // 2048, latency-bound (13.6 us for C's 16 MiB on the H200: 1.2 TB/s)
@@ -338,6 +341,15 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
   if (j >= N) return;
   const int i0 = b * Bs, i1 = min(M, i0 + Bs);
   const long t = (long)b * N + j;
+#if %(FP64)d
+  real s = 0, q = 0, a = 0;
+  #pragma unroll 8
+  for (int i = i0; i < i1; i++) {
+    const real x = (real)X[off + (tx ? (long)j * ld + i : (long)i * ld + j)];
+    s += x; q += x * x; a += fabs(x);
+  }
+  S[t] = s; Q[t] = q; Sa[t] = a;
+#else
   float s = 0, a = 0, big = 0, ssq = 0;  // norm = big sqrt(ssq), big the largest |x| so far
   __global const float* col = X + off + (tx ? (long)j * ld : (long)j);
   const long step = tx ? 1 : ld;
@@ -356,6 +368,7 @@ __kernel void abft_cblock(const int M, const int N, const int Bs,
     }
   }
   S[t] = s; Q[t] = big * sqrt(ssq); Sa[t] = a;
+#endif
 #endif
 }
 
@@ -931,7 +944,8 @@ __kernel void abft_cells(const int n_items, __global const int* rows,
 def source(fp64: bool, rows: bool = False) -> str:
     """The guard's program; `rows`: with the rows form's kernels (double sums only)."""
     return SOURCE % {"FP64": int(fp64), "ROWS": int(rows and fp64), "EB": EB, "EJ": EJ,
-                     "EK": EK, "EW": EW, "EP": EP, "CS": CS if fp64 else 1, "NH": NH, "CAP": CAP, "HEAD": HEAD,
+                     "EK": EK, "EW": EW, "EP": EP, "CS": CS if fp64 else 1, "NH": NH,
+                     "CAP": CAP, "HEAD": HEAD,
                      "CENTRED": CENTRED, "ENTRIES": ENTRIES, "CW": CW, "CW_FINE": CW_FINE,
                      "GAUSS_MIN": GAUSS_MIN_SUMS, "CENTRE_MIN_SIGMA": CENTRE_MIN_SIGMA,
                      "GAUSS_TOP3": GAUSS_TOP3}
