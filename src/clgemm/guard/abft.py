@@ -407,6 +407,7 @@ class BlockCheck:
         # the last command of a check whose tail ran on the side queue (guard/deferred.py):
         # a waiting check of the shape waits for it before it reuses these buffers
         self.side_last: "cl.Event | None" = None
+        self.c_read: "cl.Event | None" = None  # the last block sums' kernel (it reads C)
         self.has_old = False
         self.events: list | None = None  # a list: guard kernels' events are kept (profiling)
         self.side_done: "cl.Event | None" = None  # the expected sums on the side queue
@@ -460,8 +461,9 @@ class BlockCheck:
                 after: list | None = None) -> None:
         self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),
                           S, Q, Sa, self.sum, int(zero_summary))
-        self._ev(cl.enqueue_nd_range_kernel(self.queue, self.k_c, *self.c_launch,
-                                            wait_for=after))
+        self.c_read = cl.enqueue_nd_range_kernel(self.queue, self.k_c, *self.c_launch,
+                                                 wait_for=after)  # the last read of v
+        self._ev(self.c_read)
 
     def old(self, o: View | None) -> None:
         self.has_old = o is not None

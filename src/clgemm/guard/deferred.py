@@ -67,6 +67,8 @@ class OpenCheck:
     check: "abft.BlockCheck"
     slot: int
     event: "cl.Event"  # the header's copy
+    c_read: "cl.Event"  # the last of the check's commands that read C (its block sums)
+    ab_read: "cl.Event"  # the last that read A or B (the expected sums)
     written: int = 0  # C's buffer (int_ptr)
     read: tuple[int, ...] = field(default=())  # A's and B's buffers
     superseded: bool = False  # a later call overwrote C, A or B before the verdict was read
@@ -104,7 +106,7 @@ class OpenChecks:
         first, up to the last open check whose C it reads; an open check whose C, A or B it
         overwrites is marked superseded (its recheck could not run on what the product saw:
         it is judged by its header alone) and the queue waits, on the device, for the
-        check's commands (which read them) before the call's."""
+        check's commands that read it (not for the judges after them) before the call's."""
         with self.lock:
             last, wait = -1, []
             for i, p in enumerate(self.open):
@@ -112,7 +114,12 @@ class OpenChecks:
                     last = i
                 if written is not None and written in p.buffers:
                     p.superseded = True
-                    wait.append(p.event)
+                    # only the commands that read what the call writes: C's block sums
+                    # (right after the product), or the operands' (beside it)
+                    if written == p.written:
+                        wait.append(p.c_read)
+                    if written in p.read:
+                        wait.append(p.ab_read)
             if wait:
                 cl.enqueue_marker(queue, wait_for=wait)
             for _ in range(last + 1):
@@ -252,6 +259,7 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
                 event = cl.enqueue_copy(side, pend.host[slot], ck.sum, is_blocking=False)
                 side.flush()
                 ck.side_last = event
+                c_read, ab_read = ck.c_read, ck.side_done
             finally:
                 ck.queue = gd.queue
     except BaseException:
@@ -259,6 +267,6 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
             pend.free.append(slot)
         raise
     pend.add(OpenCheck(av, bv, cv, alpha, plan.fallback.schedule, lane, plan.alternative,
-                       c_dev, ck, slot, event, c.buffer.int_ptr,
+                       c_dev, ck, slot, event, c_read, ab_read, c.buffer.int_ptr,
                        (a.buffer.int_ptr, b.buffer.int_ptr)))
     return True
