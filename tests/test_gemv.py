@@ -400,3 +400,60 @@ def test_a_table_names_the_lanes_measured_launch_shapes(rng, monkeypatch):
     data["gemv"] = {"axpy_colums": 8}
     with pytest.raises(ScheduleError, match="axpy_colums"):
         tables.Table.from_json(data, "test")
+
+
+@pytest.mark.parametrize("m,n,k,ta,tb", [
+    (32, 211, 300, False, True),   # a classifier: 32 rows against W stored N x K
+    (20, 150, 97, False, False),   # a block of 16 and 4 rows more, B stored K x N
+    (170, 24, 130, True, False),   # the few are C's columns, A stored transposed
+    (133, 31, 64, False, True),
+])
+def test_stacked_rows_run_as_blocks_of_the_lanes_rows(m, n, k, ta, tb, rng):
+    """A schedule with stack_rows serves 17 to stack_rows rows (or columns) as blocks of
+    MAX_ROWS in one batched launch, the rest as one more product; odd shapes, both layouts,
+    alpha and beta, against float64 (C poisoned where beta is 0)."""
+    import dataclasses
+
+    from clgemm.kernels.gemv import default_schedule
+    from clgemm.lanes.gemv import GemvLane
+    from clgemm.operands import Operand
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    # the GPU's form (the dot and axpy kernels), with stacking on
+    schedule = dataclasses.replace(default_schedule("GPU"), stack_rows=32)
+    lane = GemvLane(rt, schedule)
+    A = rand(rng, (k, m) if ta else (m, k))
+    B = rand(rng, (n, k) if tb else (k, n))
+    for alpha, beta in ((1.0, 0.0), (-0.5, 0.75)):
+        C0 = rand(rng, (m, n)) if beta else np.full((m, n), np.nan, np.float32)
+        a, b, c = clgemm.to_device(A), clgemm.to_device(B), clgemm.to_device(C0)
+        lane.enqueue(m, n, k, alpha, beta, Operand(a.base_data, 0, m if ta else k, ta),
+                     Operand(b.base_data, 0, k if tb else n, tb), Operand(c.base_data, 0, n, False),
+                     rt.user_queue)
+        ref, np_err = reference(A, B, C0 if beta else None, alpha, beta, ta, tb)
+        assert_close_to_reference(c.get(), ref, np_err, f"alpha {alpha} beta {beta}")
+
+
+def test_the_route_stacks_rows_only_where_the_table_says(monkeypatch):
+    """MAX_ROWS + 1 to stack_rows rows go to the small-rows lane only under a schedule whose
+    stack_rows covers them (a table's gemv fields); a batch of them runs the float32
+    family's batched kernel (the stacked form is a batch of its own)."""
+    import dataclasses
+
+    from clgemm import route
+    from clgemm.lanes import gemv as gemv_lane
+    from clgemm.runtime import LruMemo, get_runtime
+
+    rt = get_runtime()
+    assert not isinstance(clgemm.plan(32, 1000, 2048, trans_b=True).lane, gemv_lane.GemvLane)
+    stacked = dataclasses.replace(gemv_lane.device_schedule(rt), stack_rows=32)
+    monkeypatch.setattr(route, "device_schedule", lambda rt: stacked)
+    monkeypatch.setattr(gemv_lane, "device_schedule", lambda rt: stacked)
+    monkeypatch.delitem(rt._memo, "gemv lane", raising=False)
+    monkeypatch.setattr(rt, "plans", LruMemo(16))
+    p = clgemm.plan(32, 1000, 2048, trans_b=True)
+    assert isinstance(p.lane, gemv_lane.GemvLane) and "blocks of" in p.why
+    assert not isinstance(clgemm.plan(33, 1000, 2048, trans_b=True).lane, gemv_lane.GemvLane)
+    batch = clgemm.plan(32, 1000, 2048, trans_b=True, batch=3)
+    assert batch.lane is batch.fallback

@@ -1128,13 +1128,64 @@ def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
+def stacked_rows(rt, rng, quick: bool = False) -> list[dict]:
+    """Products of 17 to 32 rows against a large operand (ResNet-50's classifier, 32 x 1000
+    x 2048 against its weight stored N x K, ran 1.75-2.0x torch's time on the float32
+    family split over K: records/nvidia-h100/2026-12-07-plan-traces-8) on the small-rows
+    lane as blocks of 16 rows (GemvSchedule.stack_rows: one batched launch, the large
+    operand shared), beside the route's lane and torch.matmul; chained wall per launch on
+    the user queue, each result against float64 (C poisoned with NaN first)."""
+    import dataclasses
+
+    from clgemm.lanes.gemv import GemvLane, device_schedule
+    from clgemm.operands import Operand
+
+    stacked = GemvLane(rt, dataclasses.replace(device_schedule(rt), stack_rows=32))
+    shapes = [(32, 1000, 2048, True), (32, 4096, 4096, True), (24, 4096, 4096, True),
+              (32, 11008, 4096, True), (32, 4096, 4096, False)]
+    if quick:
+        shapes = [(20, 70, 64, True)]
+    rows = []
+    for m, n, k, tb in shapes:
+        A = rng.standard_normal((m, k), np.float32)
+        B = rng.standard_normal((n, k) if tb else (k, n), np.float32)
+        a, b = clgemm.to_device(A), clgemm.to_device(B)
+        c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+        ref = A.astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+        p = clgemm.plan(m, n, k, trans_b=tb)
+        ops = (Operand(a.base_data, 0, k, False), Operand(b.base_data, 0, k if tb else n, tb),
+               Operand(c.base_data, 0, n, False))
+        row = {"m": m, "n": n, "k": k, "trans_b": tb, "route": p.lane.name,
+               "route_schedule": p.lane.schedule.key()}
+        for name, lane in (("route", p.lane), ("stacked", stacked)):
+            launch = lambda lane=lane: lane.enqueue(m, n, k, 1.0, 0.0, *ops,  # noqa: E731
+                                                    rt.user_queue)
+            c.fill(np.float32(np.nan))
+            launch()
+            got = c.get().astype(np.float64)
+            row[name + "_error"] = float(np.abs(got - ref).max() / np.abs(ref).max())
+            row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
+        call = lambda: clgemm.matmul(a, b, C=c, trans_b=tb)  # noqa: E731
+        row["matmul_s"] = med(rounds(call, rt.user_queue.finish, 20))
+        try:
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = False
+            x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+            row["torch_s"] = torch_wall(x, y.T if tb else y, 20)
+        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+            row["torch"] = f"absent: {type(exc).__name__}"
+        rows.append(row)
+    return rows
+
+
 PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
          "approx_probe_nosplit",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
          "trace_lanes", "batched_lanes", "tc_classes", "trace_host", "gemv_axpy",
-         "fp32_batch_classes")
+         "fp32_batch_classes", "stacked_rows")
 
 
 def main(argv=None) -> int:
@@ -1174,6 +1225,7 @@ def main(argv=None) -> int:
         "tc_classes": lambda: tc_classes(rt, rng, *((1e5, 1e7) if args.quick else ())),
         "gemv_axpy": lambda: gemv_axpy(rt, rng, args.quick),
         "fp32_batch_classes": lambda: fp32_batch_classes(rt, rng, args.quick),
+        "stacked_rows": lambda: stacked_rows(rt, rng, args.quick),
         "trace_host": lambda: (trace_host(rt, rng, ("tinyllama-1.1b",), passes=2) if args.quick
                                else trace_host(rt, rng)),
     }

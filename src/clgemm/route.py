@@ -52,11 +52,14 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
     fp32 = lane_for(rt, chosen)
     exact = fp32
     # (a checked product keeps the float32 family: the guard recomputes with its kernels)
+    rows = device_schedule(rt)
     small = (key.schedule is None and key.selector == "static" and not contract.check
-             and 0 < min(m, n) <= MAX_ROWS)
-    if small and fits(rt, device_schedule(rt)):
+             and 0 < min(m, n) <= max(MAX_ROWS, rows.stack_rows))
+    if small and fits(rt, rows):
         exact = rt.cached("gemv lane", lambda: GemvLane(rt))
-        why = (f"gemv: {min(m, n)} row(s) or column(s), the large operand streamed once"
+        stacked = (f" in blocks of {MAX_ROWS} (one launch, the large operand shared)"
+                   if min(m, n) > MAX_ROWS else "")
+        why = (f"gemv: {min(m, n)} row(s) or column(s){stacked}, the large operand streamed once"
                f"{exact.kernel_note(m, n, key.trans_a, key.trans_b)}; the "
                f"float32 family ({chosen.key()}) backs the stations")
     elif key.schedule is None and key.selector == "static":
@@ -113,9 +116,9 @@ def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
     # the small-rows lane batches as it is (but see BATCH_ROWS_FP32); 3xTF32 has a batched
     # kernel (where tc_batched_lane takes the batch); the other tensor-core lanes have none, so
     # a batch of products they would serve runs the float32 family's
-    lane = (one.lane if isinstance(one.lane, GemvLane)
+    lane = (one.lane if isinstance(one.lane, GemvLane) and min(key.m, key.n) <= MAX_ROWS
             and not _rows_batch_to_fp32(one.lane, key.m, key.n, key.trans_a, key.trans_b)
-            else one.fallback)
+            else one.fallback)  # (a stacked product of more rows is a batch of its own)
     if key.contract == Contract() and key.selector == "static":
         station, matrix_plan = "exact", None
         tc = (tc_batched_lane(rt, key.batch, key.m, key.n, key.k)

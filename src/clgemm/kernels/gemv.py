@@ -74,6 +74,11 @@ class GemvSchedule:
     # `_direct`): from a few rows on, a CPU computes more than it streams, and that kernel
     # keeps its accumulators in registers where the dot kernels spill them.
     direct_rows: int = 0
+    # Products of up to this many rows (or columns) over MAX_ROWS (0: none) run on the lane as
+    # blocks of MAX_ROWS rows, one launch of a batch whose large operand every block shares
+    # (lanes/gemv.py `_stacked`): a classifier's 32 rows against its weight. Off unless a
+    # device's table measured it.
+    stack_rows: int = 0
 
     def key(self) -> str:
         staged = f"s{''.join(map(str, self.stage))}" if any(self.stage) else ""
@@ -86,6 +91,7 @@ class GemvSchedule:
         else:
             dot = f"d{'.'.join(map(str, lanes))}i{self.dot_items}"
         direct = f"-r{self.direct_rows}" if self.direct_rows else ""
+        direct += f"-x{self.stack_rows}" if self.stack_rows else ""
         fills = self.axpy_fill
         axpy_fill = (fills if isinstance(fills, int)
                      else fills[0] if len(set(fills)) == 1 else "".join(map(str, fills)))

@@ -120,6 +120,8 @@ class GemvLane:
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
+        if min(m, n) > MAX_ROWS:
+            return self._stacked(m, n, k, alpha, beta, a, b, c, queue, info)
         event = self.enqueue_batched(1, m, n, k, alpha, beta, a, b, c, (0, 0, 0), queue, info)
         if info is not None and not (info.events and info.events[-1] is event):
             info.events.append(event)  # every kernel of the call is listed (Info.kernel_s)
@@ -157,6 +159,42 @@ class GemvLane:
                              (y, y_ns), (c, c_rs, c_ns), batch_strides, queue, events)
         return self._axpy(batch, bucket, rows, cols, k, alpha, beta, (x, x_rs, x_ks), (y, y_ks),
                           (c, c_rs, c_ns), batch_strides, queue, events)
+
+    def _stacked(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
+                 b: Operand, c: Operand, queue, info=None) -> "cl.Event":
+        """A product of MAX_ROWS to stack_rows rows (or columns): its whole blocks of
+        MAX_ROWS as one batched launch, the large operand shared (batch stride 0: read once
+        from memory, again from cache), and the rest, if any, as one more product."""
+        if min(m, n) > self.schedule.stack_rows:
+            raise ValueError(f"the gemv lane stacks at most {self.schedule.stack_rows} rows or "
+                             f"columns, not {m}x{n}; this is a clgemm bug")
+        rows = m <= n  # the few are C's rows (else its columns)
+        few = m if rows else n
+        whole, rest = divmod(few, MAX_ROWS)
+        (a_rs, a_ks), (b_ks, b_ns), (c_rs, c_ns) = _strides(a), _strides(b), _strides(c)
+        step_x, step_c = (a_rs, c_rs) if rows else (b_ns, c_ns)  # one row (or column) on
+        strides = ((MAX_ROWS * step_x, 0, MAX_ROWS * step_c) if rows
+                   else (0, MAX_ROWS * step_x, MAX_ROWS * step_c))
+        bm, bn = (MAX_ROWS, n) if rows else (m, MAX_ROWS)
+        event = self.enqueue_batched(whole, bm, bn, k, alpha, beta, a, b, c, strides, queue,
+                                     info)
+        if info is not None:
+            info.events.append(event)
+        if rest:
+            done = whole * MAX_ROWS
+
+            def past(x: Operand, step: int) -> Operand:
+                return x._replace(offset=x.offset + done * step)
+
+            if rows:
+                a, c, m = past(a, a_rs), past(c, c_rs), rest
+            else:
+                b, c, n = past(b, b_ns), past(c, c_ns), rest
+            event = self.enqueue_batched(1, m, n, k, alpha, beta, a, b, c, (0, 0, 0), queue,
+                                         info)
+            if info is not None:
+                info.events.append(event)
+        return event
 
     def kernel_note(self, m: int, n: int, trans_a: bool, trans_b: bool) -> str:
         """What serves a product of this shape and layout (C row-major), for its plan's
