@@ -897,6 +897,18 @@ def batched(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
+def _batch_operands(rng, nb: int, m: int, n: int, k: int, ta: bool, tb: bool):
+    """A batch's random operands as the trace lays them out, on the host and the device, C
+    poisoned with NaN, and the float64 result: (A, B, a, b, c, ref)."""
+    A = rng.standard_normal((nb, k, m) if ta else (nb, m, k), np.float32)
+    B = rng.standard_normal((nb, n, k) if tb else (nb, k, n), np.float32)
+    a, b = clgemm.to_device(A), clgemm.to_device(B)
+    c = clgemm.to_device(np.full((nb, m, n), np.nan, np.float32))
+    ref = np.matmul((np.swapaxes(A, 1, 2) if ta else A).astype(np.float64),
+                    (np.swapaxes(B, 1, 2) if tb else B).astype(np.float64))
+    return A, B, a, b, c, ref
+
+
 def batched_lanes(rt, rng) -> list[dict]:
     """Every distinct batched product of the model traces (attention: decode's 1-16 query
     rows, prefill's 512) on each lane that can run it in one launch, chained wall per call
@@ -921,12 +933,7 @@ def batched_lanes(rt, rng) -> list[dict]:
                 continue
             seen.add((call.shape, call.batch))
             nb = call.batch
-            A = rng.standard_normal((nb, k, m) if ta else (nb, m, k), np.float32)
-            B = rng.standard_normal((nb, n, k) if tb else (nb, k, n), np.float32)
-            a, b = clgemm.to_device(A), clgemm.to_device(B)
-            c = clgemm.to_device(np.full((nb, m, n), np.nan, np.float32))
-            ref = np.matmul((np.swapaxes(A, 1, 2) if ta else A).astype(np.float64),
-                            (np.swapaxes(B, 1, 2) if tb else B).astype(np.float64))
+            A, B, a, b, c, ref = _batch_operands(rng, nb, m, n, k, ta, tb)
             p = clgemm.plan(m, n, k, batch=nb, trans_a=ta, trans_b=tb)
             row = {"trace": path.stem, "name": call.name, "batch": nb, "m": m, "n": n, "k": k,
                    "trans_a": ta, "trans_b": tb, "route": p.lane.name, "why": p.why}
@@ -1093,12 +1100,7 @@ def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
                 continue  # not the float32 family's batched kernel
             if quick:
                 m, n, k, nb = min(m, 48), min(n, 40), min(k, 36), min(nb, 3)
-            A = rng.standard_normal((nb, k, m) if ta else (nb, m, k), np.float32)
-            B = rng.standard_normal((nb, n, k) if tb else (nb, k, n), np.float32)
-            a, b = clgemm.to_device(A), clgemm.to_device(B)
-            c = clgemm.to_device(np.full((nb, m, n), np.nan, np.float32))
-            ref = np.matmul((np.swapaxes(A, 1, 2) if ta else A).astype(np.float64),
-                            (np.swapaxes(B, 1, 2) if tb else B).astype(np.float64))
+            A, B, a, b, c, ref = _batch_operands(rng, nb, m, n, k, ta, tb)
             ops = (Operand(a.base_data, 0, m if ta else k, ta),
                    Operand(b.base_data, 0, k if tb else n, tb),
                    Operand(c.base_data, 0, n, False))

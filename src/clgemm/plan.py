@@ -189,21 +189,12 @@ class Plan:
         (approx/judged.py), all enqueued on the user queue; no wait."""
         rt = self.rt
         k = self.key
-        m, n = k.m, k.n
-        if C is None:
-            out = rt.empty(m, n)
-        else:
-            refuse_overlap(C, A, B)
-            out = C
-        if m == 0 or n == 0:
+        out = self._output(A, B, C)
+        if k.m == 0 or k.n == 0:
             return out
         if k.k == 0:
             return scale_empty_product(out, beta, rt.user_queue)
-        a = device_operand(None, "A", A, k.trans_a)  # on the user queue: in rt's context
-        b = device_operand(None, "B", B, k.trans_b)
-        c = device_operand(None, "C", out, False)
-        if c.transposed:
-            a, b, c, m, n = transposed_c(a, b, c, m, n)
+        a, b, c, m, n = self._hot_operands(A, B, out)
         if not self.judged:
             self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
             return out
@@ -217,21 +208,32 @@ class Plan:
         """check=True on device arrays, beta 0, nothing reported: the product and its check
         enqueued on the user queue, the verdict read later (guard/deferred.py). (done, C):
         not done where the waiting check must serve (C then the output to give it)."""
-        rt = self.rt
         k = self.key
-        m, n = k.m, k.n
-        if C is None:
-            C = rt.empty(m, n)
-        else:
-            refuse_overlap(C, A, B)
-        if m == 0 or n == 0 or k.k == 0:
+        C = self._output(A, B, C)
+        if k.m == 0 or k.n == 0 or k.k == 0:
             return False, C
+        a, b, c, m, n = self._hot_operands(A, B, C)
+        return deferred.enqueue(self.rt, self, a, b, c, m, n, k.k, alpha), C
+
+    def _output(self, A, B, C):
+        """C, or an output from the runtime's pool; an output that overlaps an operand is
+        refused."""
+        if C is None:
+            return self.rt.empty(self.key.m, self.key.n)
+        refuse_overlap(C, A, B)
+        return C
+
+    def _hot_operands(self, A, B, out):
+        """(a, b, c, m, n) of a call on device arrays of the user queue (so in the runtime's
+        context); a C stored transposed runs as the transposed product."""
+        k = self.key
         a = device_operand(None, "A", A, k.trans_a)
         b = device_operand(None, "B", B, k.trans_b)
-        c = device_operand(None, "C", C, False)
+        c = device_operand(None, "C", out, False)
+        m, n = k.m, k.n
         if c.transposed:
             a, b, c, m, n = transposed_c(a, b, c, m, n)
-        return deferred.enqueue(rt, self, a, b, c, m, n, k.k, alpha), C
+        return a, b, c, m, n
 
     def exact_product(self, A, B, C, alpha: float, beta: float, info: Info,
                       lane: "Lane | None" = None):
