@@ -205,9 +205,10 @@ class Plan:
         return out
 
     def _hot_checked(self, A, B, C, alpha: float):
-        """check=True on device arrays, beta 0, nothing reported: the product and its check
-        enqueued on the user queue, the verdict read later (guard/deferred.py). (done, C):
-        not done where the waiting check must serve (C then the output to give it)."""
+        """check=True on device arrays, beta 0, nothing reported: the product enqueued on the
+        user queue, its check on the guard's second queue, the verdict read later
+        (guard/deferred.py). (done, C): not done where the waiting check must serve (C then
+        the output to give it)."""
         k = self.key
         C = self._output(A, B, C)
         if k.m == 0 or k.n == 0 or k.k == 0:

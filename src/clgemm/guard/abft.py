@@ -401,7 +401,7 @@ class BlockCheck:
         self.sum = raw(4 * self.words, what="abft summary")
         self.host, self._host_buffer = pinned_host(gd.rt, (self.words,), np.uint32)
         self.lock = threading.Lock()
-        # the queue of the main commands: the guard's (profiling) queue, or the user queue for
+        # the queue of the main commands: the guard's (profiling) queue, or its side queue for
         # a check whose verdict is read later (guard/deferred.py); set under `lock`
         self.queue: "cl.CommandQueue" = gd.queue
         # the last command of a check whose tail ran on the side queue (guard/deferred.py):

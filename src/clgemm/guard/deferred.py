@@ -1,9 +1,10 @@
 """check=True on device arrays without a wait per call: the verdict is read later.
 
 A checked call on device arrays of the user queue (beta = 0, no Info asked for) enqueues its
-product and the blocked check of guard/abft.py (the same kernels, judged on the device as
-ever) on the user queue, then a copy of the judges' header words into page-locked memory,
-and returns. Its verdict settles later:
+product on the user queue and the blocked check of guard/abft.py (the same kernels, judged on
+the device as ever) on the guard's second queue: the operand sums beside the product, C's
+block sums and the judges after it (beside the next call's product), then a copy of the
+judges' header words into page-locked memory; and returns. Its verdict settles later:
   * before any later clgemm call that reads that C (by its buffer): clgemm computes nothing
     from a checked result whose check is open;
   * at `clgemm.settle()`, which settles every open check of the device and returns the
@@ -16,7 +17,8 @@ recheck, repair and fallbacks), which leaves C right or raises FaultError from t
 settles it; the verdict says `detected` where the first product was off. A later call that
 overwrites the C, A or B of an open check does not wait for it either: the check is marked
 superseded (a recheck could not see what the product saw) and judged by its header alone
-when it settles, a fault then raising FaultError (nothing to repair: that C is gone).
+when it settles, a fault then raising FaultError (nothing to repair: that C is gone); that
+call's queue waits, on the device, for the check's commands that read what it overwrites.
 Until then C holds what the product wrote: read a checked result you must trust (C.get(), a
 kernel of your own) after clgemm.settle(). The waiting check stays where this cannot serve:
 beta != 0 (C's old values are gone once overwritten), tiny products (judged cell by cell),
