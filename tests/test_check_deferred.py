@@ -257,3 +257,41 @@ def _side_queue_held(deadline_s: float = 20.0):
             release.cancel()
             held.set_status(cl.command_execution_status.COMPLETE)
     assert waited < deadline_s * 0.75, f"a call waited for the device ({waited:.1f} s)"
+
+
+def test_a_fault_left_open_at_exit_is_reported(tmp_path):
+    """A program that ends with a faulty check still open (no settle()) is told on the way
+    out: a RuntimeWarning names it (nothing can be raised to the program any more)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "open_fault.py"
+    script.write_text(f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import numpy as np
+import pyopencl as cl
+import clgemm
+from clgemm.lanes.fp32 import Fp32Lane
+from clgemm.runtime import get_runtime
+
+launch = Fp32Lane.enqueue
+def enqueue(self, m, n, k, alpha, beta, a, b, c, queue, *rest, **kw):
+    event = launch(self, m, n, k, alpha, beta, a, b, c, queue, *rest, **kw)
+    if not rest and not kw and queue is get_runtime().user_queue:
+        event = cl.enqueue_copy(queue, c.buffer, np.array([1e3], np.float32),
+                                dst_offset=4 * (c.offset + 5), is_blocking=False)
+    return event
+Fp32Lane.enqueue = enqueue
+rng = np.random.default_rng(0)
+a = clgemm.to_device(rng.standard_normal((131, 93)).astype(np.float32))
+b = clgemm.to_device(rng.standard_normal((93, 117)).astype(np.float32))
+c = clgemm.matmul(a, b, check=True)
+print("returned")
+""")
+    done = subprocess.run([sys.executable, "-W", "always", str(script)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "returned" in done.stdout
+    assert "at exit, 1 checked product(s)" in done.stderr, done.stderr[-2000:]

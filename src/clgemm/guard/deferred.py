@@ -9,7 +9,8 @@ judges' header words into page-locked memory; and returns. Its verdict settles l
     from a checked result whose check is open;
   * at `clgemm.settle()`, which settles every open check of the device and returns the
     verdicts settled since the last settle() (implicit ones included);
-  * when DEPTH checks are open, the oldest (the device finished it long before).
+  * when DEPTH checks are open, the oldest (the device finished it long before);
+  * at the interpreter's exit, where a fault can only be a RuntimeWarning.
 A clean header settles with no device work and no wait. Anything else (a block-column over
 its tolerance, a T lifted far over the device's floor, a non-finite operand under the
 tensor-core lane) runs the product again through the waiting check (abft.checked_core: its
@@ -27,8 +28,11 @@ fault-injection campaigns, C sharing a buffer with A or B, reported calls.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import warnings
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -207,9 +211,39 @@ class OpenChecks:
 def open_checks(rt: Runtime) -> OpenChecks:
     """The runtime's open checks (made on the first deferred check; Runtime.checks_open then
     holds them, which every call looks at)."""
-    found = rt.cached("open checks", lambda: OpenChecks(rt))
+    found = rt.cached("open checks", lambda: _made(OpenChecks(rt)))
     rt.checks_open = found
     return found
+
+
+def _made(checks: OpenChecks) -> OpenChecks:
+    # registered after pyopencl's own exit hooks, so it runs before them (last in, first out)
+    atexit.register(_settle_at_exit, weakref.ref(checks))
+    return checks
+
+
+def _settle_at_exit(ref: "weakref.ref[OpenChecks]") -> None:
+    """At interpreter exit: settle what is still open, so that a fault is not lost silently
+    (a warning: nothing can be raised to the program any more)."""
+    checks = ref()
+    if checks is None or not checks.open:
+        return
+    try:
+        verdicts = checks.settle()
+    except FaultError as exc:
+        warnings.warn(f"clgemm: at exit, {exc}", RuntimeWarning, stacklevel=1)
+        return
+    except Exception as exc:  # noqa: BLE001 - the device may be gone by now
+        warnings.warn(f"clgemm: at exit, checks still open could not be read ({exc})",
+                      RuntimeWarning, stacklevel=1)
+        return
+    found = [v for v in verdicts if v.detected]
+    if found:
+        m, n, k = found[0].shape
+        warnings.warn(f"clgemm: at exit, {len(found)} checked product(s) (the first "
+                      f"{m}x{n}x{k}) had failed their checksums and were computed again; "
+                      "call clgemm.settle() to see verdicts before the program ends",
+                      RuntimeWarning, stacklevel=1)
 
 
 def settle_for(rt: Runtime, A, B, C) -> None:
