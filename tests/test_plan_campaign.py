@@ -1,0 +1,62 @@
+"""benchmarks/plan/campaign.py's parts of this session's lanes, run small on the CPU device:
+each times its lanes, checks every result against float64 and writes what the GPU campaign's
+readers (the table distillations, lane_verdict) look for. The figures come from the card."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = importlib.util.spec_from_file_location("plan_campaign",
+                                              ROOT / "benchmarks" / "plan" / "campaign.py")
+campaign = importlib.util.module_from_spec(SPEC)
+sys.modules["plan_campaign"] = campaign
+SPEC.loader.exec_module(campaign)
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the parts read traces/models
+
+    def parts(*names: str) -> dict:
+        out = tmp_path / "plan.json"
+        assert campaign.main(["--out", str(out), "--quick", "--parts", ",".join(names)]) == 0
+        data = json.loads(out.read_text())
+        for name in names:
+            assert "error" not in data[name], data[name]
+        return data
+    return parts
+
+
+def test_the_lane_sweeps_time_every_shape_and_check_it(run):
+    data = run("gemv_axpy", "fp32_batch_classes", "stacked_rows")
+    for row in data["gemv_axpy"]:
+        timed = [v for v in row["variants"].values() if "s" in v]
+        assert timed and all(v["max_rel_error"] < 1e-5 for v in timed)
+        assert row["best"] in row["variants"] and row["matmul_error"] < 1e-5
+    for row in data["fp32_batch_classes"]:
+        assert row["table"] and row["best"] in row["schedules"]
+    (row,) = data["stacked_rows"]
+    assert row["stacked_error"] < 1e-5 and row["route_error"] < 1e-5
+
+
+def test_the_batch_search_tells_the_strategy_and_keeps_the_best(run):
+    (row,) = run("fp32_batch_search")["fp32_batch_search"]
+    assert row["evaluations"] >= 3 and row["best"] in row["tried"]
+    assert row["best_s"] == min(t for t in row["tried"].values() if t is not None)
+    assert row["table_entry"] in row["tried"]
+
+
+def test_the_check_part_times_the_deferred_and_the_waiting_check(run):
+    rows = run("check")["check"]
+    assert rows
+    for row in rows:
+        for key in ("checked_chained_s", "checked_blocking_s", "checked_chained_alloc_s",
+                    "unchecked_chained_alloc_s"):
+            assert row[key] > 0
+        assert "verdicts_not_clean" not in row
