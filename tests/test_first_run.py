@@ -80,3 +80,20 @@ def test_pocl_failing_to_compile_gives_another_device_and_one_notice(tmp_path):
     assert notices[0].endswith("(CLGEMM_DEVICE chooses a device)"), notices  # one line
     assert dev["platform"] in notices[0] and "Portable Computing Language" in notices[0]
     assert "its compiler fails" in notices[0]
+
+
+def test_a_cpu_without_a_table_of_its_own_ranks_by_its_implementations():
+    """The default device's ranking takes a table of the same implementation measured on
+    another CPU (PoCL's came from an EPYC host): on a Xeon the exact match alone left PoCL at
+    0 GFLOPS, behind Rusticl's llvmpipe with a table of its own, 10-80x slower."""
+    import dataclasses
+
+    from clgemm import device as dev
+    from clgemm.select import table as tables
+
+    pocl = [d for d in clgemm.devices() if "Portable" in d.platform]
+    if not pocl:
+        pytest.skip("no PoCL device here")
+    other_cpu = dataclasses.replace(pocl[0], name="pthread-Some Other CPU 9999")
+    assert tables.load_table(other_cpu).match == "implementation"
+    assert dev._tuned_gflops(other_cpu) > 0

@@ -259,10 +259,14 @@ def _default_device(found: list[DeviceInfo]) -> DeviceInfo:
 
 
 def _tuned_gflops(info: DeviceInfo) -> float:
+    """What the device's shipped table measured, where the table is its own or its
+    implementation's on another device of the type (PoCL's table came from an EPYC host: on a
+    Xeon the exact match alone left PoCL at 0 and put Rusticl's llvmpipe, with a table of its
+    own, first); 0 for a vendor-level, type-level or built-in table."""
     from .select.table import load_table, tuned_gflops
 
     table = load_table(info)
-    return tuned_gflops(table) if table.match == "exact" else 0.0
+    return tuned_gflops(table) if table.match in ("exact", "implementation") else 0.0
 
 
 @functools.lru_cache(maxsize=None)
