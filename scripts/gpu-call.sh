@@ -93,6 +93,9 @@ stage_plan() {
     # the per-class 3xTF32 schedules tc_classes timed, judged against this card's table
     python3 benchmarks/plan/tc_classes.py "$d/plan.json" --table auto --json "$d/classes.json" \
         > "$d/classes.txt" 2>&1
+    # the float32 schedules fp32_batch_search / fp32_batch_classes found for batched classes
+    python3 benchmarks/plan/batch_classes.py "$d/plan.json" --table auto \
+        --json "$d/batch-classes.json" > "$d/batch-classes.txt" 2>&1
 }
 
 stage_traces() {

@@ -1224,7 +1224,7 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
     for cls, products in (list(classes.items())[:1] if quick else classes.items()):
         def cost(schedule) -> float | None:
             lane = lane_for(rt, schedule)
-            times = []
+            times = per_product.setdefault(schedule.key(), [])
             for pr in products:
                 m, n, k, nb = pr["m"], pr["n"], pr["k"], pr["batch"]
                 strides = (m * k, k * n, m * n)
@@ -1244,6 +1244,7 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
 
         entry = table.lookup(products[0]["m"], products[0]["n"], products[0]["k"])
         strategy = Strategy("forest", space, seed=0)
+        per_product: dict[str, list[float]] = {}  # a candidate's seconds, product by product
         tried: dict[str, float | None] = {}
         for schedule in table.candidates()[:2 if quick else None]:
             if schedule.key() in tried or not search_space(rt).is_valid(schedule):
@@ -1268,7 +1269,8 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
             "speed_over_entry": (tried[entry.key()] / timed[best]
                                  if best and tried.get(entry.key()) else None),
             "evaluations": len(tried), "failures": sum(t is None for t in tried.values()),
-            "search_s": time.perf_counter() - t0, "tried": tried})
+            "search_s": time.perf_counter() - t0, "tried": tried,
+            "per_product": {key: per_product[key] for key in timed}})
     return out
 
 
