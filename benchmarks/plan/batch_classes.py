@@ -13,11 +13,10 @@ adopted classes into the table's entries, with `evidence` naming the campaign.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GAIN = 1.10
@@ -131,27 +130,13 @@ def write_table(path: Path, choices: list[BatchChoice], evidence: str) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("plan")
-    ap.add_argument("--table", required=True,
-                    help="the device table the campaign ran under (auto: this device's)")
-    ap.add_argument("--write", action="store_true", help="write the classes into --table")
-    ap.add_argument("--evidence", default="", help="what the table's evidence names")
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
-    plan = json.loads(Path(args.plan).read_text())
-    if args.table == "auto":
-        from tc_classes import device_table
+    from tc_classes import save_choices, table_arguments  # this folder: run as a script
 
-        args.table = str(device_table())
+    args, plan = table_arguments(__doc__.splitlines()[0], argv)
     choices = choose(candidates(plan))
     for c in choices:
         print(f"{c.shape_class}: {c.decision} {c.schedule or c.entry} ({c.why})")
-    if args.json:
-        Path(args.json).write_text(json.dumps([asdict(c) for c in choices], indent=1) + "\n")
-    if args.write:
-        write_table(Path(args.table), choices, args.evidence or args.plan)
-    return 0
+    return save_choices(args, choices, write_table)
 
 
 if __name__ == "__main__":

@@ -1074,20 +1074,15 @@ def gemv_axpy(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
-def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
-    """Every distinct batched product of the model traces that the route gives the float32
-    family's batched kernel, launched (chained wall per batch on the user queue) under each
-    schedule the device table ships (Table.candidates: its classes' entries and default);
-    each result against float64, C poisoned with NaN first. The table's entry for such a
-    class was distilled from plain products of the class, not batches: BERT's attention
-    batches ran 1.2-1.5x torch.bmm's time on it (records/nvidia-h100/2026-12-07-plan-traces-6)."""
+def _fp32_batches(rng, quick: bool):
+    """The distinct batched products of the model traces that the route gives the float32
+    family's batched kernel, with operands (small with `quick`): (trace path, call, plan,
+    product) where product holds name, batch, m, n, k, trans_a, trans_b, the launch's
+    operands `ops` and `strides`, C (`c`, poisoned) and the float64 result `ref`."""
     from clgemm.bench.model import trace_calls
-    from clgemm.lanes.fp32 import lane_for
     from clgemm.operands import Operand
-    from clgemm.select import table as tables
 
-    candidates = tables.load_table(rt.device).candidates()
-    seen, rows = set(), []
+    seen = set()
     for path in sorted(Path("traces/models").glob("*.jsonl")):
         for call in trace_calls(path):
             m, n, k, ta, tb = call.shape
@@ -1100,33 +1095,52 @@ def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
                 continue  # not the float32 family's batched kernel
             if quick:
                 m, n, k, nb = min(m, 48), min(n, 40), min(k, 36), min(nb, 3)
-            A, B, a, b, c, ref = _batch_operands(rng, nb, m, n, k, ta, tb)
+            _, _, a, b, c, ref = _batch_operands(rng, nb, m, n, k, ta, tb)
             ops = (Operand(a.base_data, 0, m if ta else k, ta),
                    Operand(b.base_data, 0, k if tb else n, tb),
                    Operand(c.base_data, 0, n, False))
-            strides = (m * k, k * n, m * n)
-            row = {"trace": path.stem, "name": call.name, "batch": nb, "m": m, "n": n, "k": k,
-                   "trans_a": ta, "trans_b": tb, "table": p.fallback.schedule.key(),
-                   "schedules": {}}
-            for sched in (candidates[:2] if quick else candidates):
-                lane = lane_for(rt, sched)
-                launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
-                    nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
-                try:
-                    c.fill(np.float32(np.nan))
-                    launch()
-                    got = c.get().astype(np.float64)
-                    err = float(np.abs(got - ref).max() / np.abs(ref).max())
-                    row["schedules"][sched.key()] = {
-                        "s": med(rounds(launch, rt.user_queue.finish, 20)), "max_rel_error": err}
-                except Exception as exc:  # noqa: BLE001 - a schedule this layout refuses
-                    row["schedules"][sched.key()] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-            timed = {key: v["s"] for key, v in row["schedules"].items()
-                     if "s" in v and v["max_rel_error"] < 1e-5}
-            if timed:
-                row["best"] = min(timed, key=timed.get)
-                row["speed_over_table"] = timed.get(row["table"], float("nan")) / timed[row["best"]]
-            rows.append(row)
+            yield path, call, p, {"name": call.name, "batch": nb, "m": m, "n": n, "k": k,
+                                  "trans_a": ta, "trans_b": tb, "ops": ops,
+                                  "strides": (m * k, k * n, m * n), "c": c, "ref": ref}
+
+
+def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
+    """Every distinct batched product of the model traces that the route gives the float32
+    family's batched kernel, launched (chained wall per batch on the user queue) under each
+    schedule the device table ships (Table.candidates: its classes' entries and default);
+    each result against float64, C poisoned with NaN first. The table's entry for such a
+    class was distilled from plain products of the class, not batches: BERT's attention
+    batches ran 1.2-1.5x torch.bmm's time on it (records/nvidia-h100/2026-12-07-plan-traces-6)."""
+    from clgemm.lanes.fp32 import lane_for
+    from clgemm.select import table as tables
+
+    candidates = tables.load_table(rt.device).candidates()
+    rows = []
+    for path, call, p, pr in _fp32_batches(rng, quick):
+        m, n, k, nb = pr["m"], pr["n"], pr["k"], pr["batch"]
+        ops, strides, c, ref = pr["ops"], pr["strides"], pr["c"], pr["ref"]
+        row = {"trace": path.stem, "name": call.name, "batch": nb, "m": m, "n": n, "k": k,
+               "trans_a": pr["trans_a"], "trans_b": pr["trans_b"],
+               "table": p.fallback.schedule.key(), "schedules": {}}
+        for sched in (candidates[:2] if quick else candidates):
+            lane = lane_for(rt, sched)
+            launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
+                nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
+            try:
+                c.fill(np.float32(np.nan))
+                launch()
+                got = c.get().astype(np.float64)
+                err = float(np.abs(got - ref).max() / np.abs(ref).max())
+                row["schedules"][sched.key()] = {
+                    "s": med(rounds(launch, rt.user_queue.finish, 20)), "max_rel_error": err}
+            except Exception as exc:  # noqa: BLE001 - a schedule this layout refuses
+                row["schedules"][sched.key()] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        timed = {key: v["s"] for key, v in row["schedules"].items()
+                 if "s" in v and v["max_rel_error"] < 1e-5}
+        if timed:
+            row["best"] = min(timed, key=timed.get)
+            row["speed_over_table"] = timed.get(row["table"], float("nan")) / timed[row["best"]]
+        rows.append(row)
     return rows
 
 
@@ -1190,35 +1204,14 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
     first) a failure. BERT's and TinyLlama's attention contexts (512 x 64 x 512, NN and TN)
     ran 0.73-0.85x torch.bmm on the table's entry (records/nvidia-h100/
     2026-12-07-plan-traces-8), no other schedule of the table beat it by 1.1x."""
-    from clgemm.bench.model import trace_calls
     from clgemm.engine import Space, Strategy
     from clgemm.lanes.fp32 import lane_for, search_space
-    from clgemm.operands import Operand
     from clgemm.select import table as tables
 
     table = tables.load_table(rt.device)
     classes: dict[str, list] = {}
-    seen = set()
-    for path in sorted(Path("traces/models").glob("*.jsonl")):
-        for call in trace_calls(path):
-            m, n, k, ta, tb = call.shape
-            nb = call.batch
-            if nb == 1 or (call.shape, nb) in seen:
-                continue
-            seen.add((call.shape, nb))
-            p = clgemm.plan(m, n, k, batch=nb, trans_a=ta, trans_b=tb)
-            if p.lane is not p.fallback:
-                continue
-            if quick:
-                m, n, k, nb = min(m, 48), min(n, 40), min(k, 36), min(nb, 3)
-            A, B, a, b, c, ref = _batch_operands(rng, nb, m, n, k, ta, tb)
-            ops = (Operand(a.base_data, 0, m if ta else k, ta),
-                   Operand(b.base_data, 0, k if tb else n, tb),
-                   Operand(c.base_data, 0, n, False))
-            cls = tables.shape_class(*call.shape[:3])
-            classes.setdefault(cls, []).append(
-                {"name": call.name, "batch": nb, "m": m, "n": n, "k": k, "trans_a": ta,
-                 "trans_b": tb, "ops": ops, "c": c, "ref": ref})
+    for _, call, _, pr in _fp32_batches(rng, quick):
+        classes.setdefault(tables.shape_class(*call.shape[:3]), []).append(pr)
     space = Space.from_search_space(search_space(rt))
     out = []
     for cls, products in (list(classes.items())[:1] if quick else classes.items()):
@@ -1227,9 +1220,8 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
             times = per_product.setdefault(schedule.key(), [])
             for pr in products:
                 m, n, k, nb = pr["m"], pr["n"], pr["k"], pr["batch"]
-                strides = (m * k, k * n, m * n)
                 launch = lambda: lane.enqueue_batched(  # noqa: E731
-                    nb, m, n, k, 1.0, 0.0, *pr["ops"], strides, rt.user_queue)
+                    nb, m, n, k, 1.0, 0.0, *pr["ops"], pr["strides"], rt.user_queue)
                 try:
                     pr["c"].fill(np.float32(np.nan))
                     launch()
@@ -1263,7 +1255,8 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
         best = min(timed, key=timed.get) if timed else None
         out.append({
             "class": cls, "products": [{k: v for k, v in pr.items()
-                                        if k not in ("ops", "c", "ref")} for pr in products],
+                                        if k not in ("ops", "strides", "c", "ref")}
+                                       for pr in products],
             "table_entry": entry.key(), "table_entry_s": tried.get(entry.key()),
             "best": best, "best_s": timed.get(best) if best else None,
             "speed_over_entry": (tried[entry.key()] / timed[best]

@@ -159,8 +159,10 @@ def device_table() -> Path:
     return path
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def table_arguments(description: str, argv=None) -> tuple[argparse.Namespace, dict]:
+    """The command line of a distillation into a device table (this one, batch_classes.py):
+    (arguments, the campaign's plan.json); --table auto resolved to this device's file."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("plan")
     ap.add_argument("--table", required=True,
                     help="the device table the campaign ran under (auto: this device's)")
@@ -168,9 +170,13 @@ def main(argv=None) -> int:
     ap.add_argument("--evidence", default="", help="what the table's evidence names")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    plan = json.loads(Path(args.plan).read_text())
     if args.table == "auto":
         args.table = str(device_table())
+    return args, json.loads(Path(args.plan).read_text())
+
+
+def main(argv=None) -> int:
+    args, plan = table_arguments(__doc__.splitlines()[0], argv)
     table = json.loads(Path(args.table).read_text())
     if not table.get("tensorcore"):
         print(f"{args.table} has no tensor-core lane: no class to judge")
@@ -181,10 +187,15 @@ def main(argv=None) -> int:
         print(f"{c.shape_class}: {c.decision} {c.schedule} ({c.why})")
         for shape, cur, new, speed in c.products:
             print(f"    {shape:>22s} {cur * 1e6:8.1f} -> {new * 1e6:8.1f} us  {speed:.3f}x")
+    return save_choices(args, choices, write_table)
+
+
+def save_choices(args: argparse.Namespace, choices: list, write) -> int:
+    """--json (the choices) and --write (`write(table path, choices, evidence)`)."""
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(c) for c in choices], indent=1) + "\n")
     if args.write:
-        write_table(Path(args.table), choices, args.evidence or args.plan)
+        write(Path(args.table), choices, args.evidence or args.plan)
     return 0
 
 
