@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from clgemm.route import (BATCH_ROWS_FP32, MIN_TILES_PER_UNIT, TC_BATCH_MIN_DIM,
                           TC_BATCH_MIN_FLOPS, TC_MIN_K, TC_SPLITK_MIN_FLOPS, TC_SPLITK_MIN_K,
                           one_launch_fits)
+from clgemm.lanes.gemv import large_along_k
 
 GAIN = 1.10  # geometric-mean speed over the products the rule sends to the lane
 WORST = 0.95  # no product slower than this fraction of its current speed
@@ -153,8 +154,8 @@ def batch_rows(plan: dict) -> Verdict:
     (route.BATCH_ROWS_FP32), launch against launch."""
     rows = []
     for r in _rows(plan.get("batched_lanes")):
-        along_k = r["trans_b"] if r["m"] <= r["n"] else not r["trans_a"]
-        if "gemv_s" in r and min(r["m"], r["n"]) >= BATCH_ROWS_FP32 and along_k:
+        if ("gemv_s" in r and min(r["m"], r["n"]) >= BATCH_ROWS_FP32
+                and large_along_k(r["m"], r["n"], r["trans_a"], r["trans_b"])):
             rows.append((f"{r['batch']}x{r['m']}x{r['n']}x{r['k']}", r["gemv_s"],
                          r["fp32-batched_s"], r["gemv_error"], r["fp32-batched_error"]))
     return _judge(Verdict("fp32-batched over small rows (route.BATCH_ROWS_FP32)"), rows)

@@ -110,7 +110,8 @@ def matmul(A, B, *, C=None, alpha: float = 1.0, beta: float = 0.0,
     synchronises); so does a rel_tol call that TF32 serves (its estimate judged, and an
     exact product put in its place where it misses, on the device: approx/judged.py), and
     a check=True call with beta = 0, whose checksums are judged on the device and read
-    later: before any later clgemm call uses its C (or writes its A or B), and at
+    later: before any later clgemm call reads its C (one that overwrites its C, A or B waits
+    on the device for the check's reads instead, and the verdict stands on the checksums), at
     `clgemm.settle()`, which returns the verdicts and raises FaultError for a fault the
     recheck could not repair (guard/deferred.py; CLGEMM_CHECK_DEFER=0 makes it wait).
     Every other call returns with its work done.

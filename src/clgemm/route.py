@@ -19,7 +19,7 @@ from .kernels import wgmma
 from .kernels.gemv import MAX_ROWS
 from .kernels.tensorcore import TcSchedule
 from .lanes.fp32 import Fp32Lane, alternative_schedule, choose_schedule, lane_for
-from .lanes.gemv import GemvLane, device_schedule, fits
+from .lanes.gemv import GemvLane, device_schedule, fits, large_along_k
 from .lanes.probe import tensorcore_available, wgmma_support
 from .lanes.splitk import SplitKLane, TcSplitKLane, splitk_plan, tc_slices
 from .lanes.tc import schedule_for, wgmma_3x_schedule
@@ -93,8 +93,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
     elif contract.rel_tol is not None:
         station = "approx"
         why += f"; approximate methods under rel_tol={contract.rel_tol:g}, exact as fallback"
-        judged = (tensor_cores_serve(rt, contract.rel_tol)
-                  and fits(rt, device_schedule(rt)))
+        judged = tensor_cores_serve(rt, contract.rel_tol) and fits(rt, rows)
         if judged:
             why += ("; TF32 first, judged on the device (16 Gaussian probes): where its "
                     "estimate misses the budget the float32 family's product replaces it there")
@@ -161,8 +160,8 @@ BATCH_ROWS_FP32 = 16
 
 
 def _rows_batch_to_fp32(lane: GemvLane, m: int, n: int, trans_a: bool, trans_b: bool) -> bool:
-    along_k = trans_b if m <= n else not trans_a  # the large operand stored along K
-    return not lane.schedule.direct_rows and min(m, n) >= BATCH_ROWS_FP32 and along_k
+    return (not lane.schedule.direct_rows and min(m, n) >= BATCH_ROWS_FP32
+            and large_along_k(m, n, trans_a, trans_b))
 
 
 def _table_note(rt: Runtime) -> str:

@@ -100,12 +100,6 @@ class OpenChecks:
     def __bool__(self) -> bool:
         return bool(self.open)
 
-    def touching(self, read: tuple[int, ...], written: int | None) -> bool:
-        """Whether a call reading buffers `read` and writing `written` meets an open check."""
-        with self.lock:
-            return any(p.written in read or (written is not None and written in p.buffers)
-                       for p in self.open)
-
     def before_call(self, read: tuple[int, ...], written: int | None,
                     queue: "cl.CommandQueue") -> None:
         """A call on `queue` is about to read `read` and write `written`: settle, oldest
@@ -252,7 +246,7 @@ def settle_for(rt: Runtime, A, B, C) -> None:
     read = tuple(x.base_data.int_ptr for x in (A, B) if isinstance(x, cla.Array))
     written = C.base_data.int_ptr if isinstance(C, cla.Array) else None
     pend = rt.checks_open
-    if pend is not None and pend.touching(read, written):
+    if pend is not None:
         pend.before_call(read, written, rt.user_queue)
 
 

@@ -56,10 +56,10 @@ def _wide_schedule(rows: int) -> Schedule:
                     double_buffer=0, strided=0, local_pad=0, acc_chunk=16, direct=1)
 
 
-def _large_along_k(m: int, n: int, a: Operand, b: Operand) -> bool:
+def large_along_k(m: int, n: int, trans_a: bool, trans_b: bool) -> bool:
     """Whether the large operand of a product with few rows (or columns) is stored along K
     (a Linear layer's weight N x K; A stored M x K): the dot kernels read it so."""
-    return b.transposed if m <= n else not a.transposed
+    return trans_b if m <= n else not trans_a
 
 
 def _strides(x: Operand) -> tuple[int, int]:
@@ -133,8 +133,9 @@ class GemvLane:
         """`batch` products in one launch, the i-th operands `strides[...] * i` elements past
         a, b and c (0 broadcasts that operand); `info`: a reported call, whose Info.events
         get the kernels before the last."""
-        if self.schedule.direct_rows and (min(m, n) >= self.schedule.direct_rows
-                                          or not _large_along_k(m, n, a, b)):
+        direct_rows = self.schedule.direct_rows
+        if direct_rows and (min(m, n) >= direct_rows
+                            or not large_along_k(m, n, a.transposed, b.transposed)):
             direct = self._direct(batch, m, n, k, alpha, beta, a, b, c, strides, queue, info)
             if direct is not None:
                 return direct
@@ -201,7 +202,7 @@ class GemvLane:
         printout: "" for the dot kernels."""
         few = min(m, n)
         s = self.schedule
-        if not s.direct_rows or (few < s.direct_rows and (trans_b if m <= n else not trans_a)):
+        if not s.direct_rows or (few < s.direct_rows and large_along_k(m, n, trans_a, trans_b)):
             return ""
         swap = trans_b if m <= n else trans_a
         return (" (the float32 family's direct kernel, the few as its "
