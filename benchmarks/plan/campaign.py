@@ -63,6 +63,30 @@ def torch_wall(x, y, reps: int) -> float:
     return med(rounds(lambda: torch.matmul(x, y), torch.cuda.synchronize, reps))
 
 
+def torch_peer(row: dict, A: np.ndarray, B: np.ndarray, trans_a: bool, trans_b: bool,
+               reps: int) -> None:
+    """torch.matmul of op(A) op(B) on CUDA tensors (fp32, TF32 off) beside a part's row:
+    row["torch_s"], or row["torch"] saying why there is none (no torch, no CUDA)."""
+    try:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+        row["torch_s"] = torch_wall(x.transpose(-2, -1) if trans_a else x,
+                                    y.transpose(-2, -1) if trans_b else y, reps)
+    except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+        row["torch"] = f"absent: {type(exc).__name__}"
+
+
+def poisoned_error(launch, c, ref) -> float:
+    """C filled with NaN, `launch()` once, then its max relative error against float64 `ref`
+    (a kernel that writes nothing shows as NaN, not as an earlier lane's result)."""
+    c.fill(np.float32(np.nan))
+    launch()
+    got = c.get().astype(np.float64)
+    return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
 def host_floor(rt) -> dict:
     """A bare enqueue of an empty kernel with bound arguments: plain and profiling queue."""
     k = cl.Program(rt.context, "__kernel void e(__global float* x) {}").build().e
@@ -600,14 +624,7 @@ def trace_lanes(rt, rng, lo: float = 1e9, hi: float = 2e10) -> list[dict]:
             got = c.get().astype(np.float64)
             row[name + "_rel_error"] = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
         row["tc_over_fp32"] = row["fp32_s"] / row["3xtf32_s"]
-        try:
-            import torch
-
-            torch.backends.cuda.matmul.allow_tf32 = False
-            x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
-            row["torch_s"] = torch_wall(x.T if ta else x, y.T if tb else y, 10)
-        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
-            row["torch"] = f"absent: {type(exc).__name__}"
+        torch_peer(row, A, B, ta, tb, 10)
         rows.append(row)
     return rows
 
@@ -917,60 +934,42 @@ def batched_lanes(rt, rng) -> list[dict]:
     device has tensor cores); each result's error against float64. Decode attention ran
     2.2-4.3x torch's time on the small-rows lane (records/nvidia-h100/2026-12-07-plan-traces):
     the evidence for that rule."""
-    from clgemm.bench.model import trace_calls
     from clgemm.kernels.gemv import MAX_ROWS
     from clgemm.lanes.gemv import GemvLane
     from clgemm.lanes.probe import tensorcore_available
     from clgemm.lanes.tc import schedule_for
     from clgemm.lanes.tc_batched import TcBatchedLane
-    from clgemm.operands import Operand
 
-    seen, rows = set(), []
-    for path in sorted(Path("traces/models").glob("*.jsonl")):
-        for call in trace_calls(path):
-            m, n, k, ta, tb = call.shape
-            if call.batch == 1 or (call.shape, call.batch) in seen:
-                continue
-            seen.add((call.shape, call.batch))
-            nb = call.batch
-            A, B, a, b, c, ref = _batch_operands(rng, nb, m, n, k, ta, tb)
-            p = clgemm.plan(m, n, k, batch=nb, trans_a=ta, trans_b=tb)
-            row = {"trace": path.stem, "name": call.name, "batch": nb, "m": m, "n": n, "k": k,
-                   "trans_a": ta, "trans_b": tb, "route": p.lane.name, "why": p.why}
+    rows = []
+    for path, call, p, pr in _trace_batches(rng):
+        m, n, k, ta, tb = call.shape
+        nb = call.batch
+        A, B, c, ref = pr["A"], pr["B"], pr["c"], pr["ref"]
+        a, b, ops, strides = pr["a"], pr["b"], pr["ops"], pr["strides"]
+        row = {"trace": path.stem, "name": call.name, "batch": nb, "m": m, "n": n, "k": k,
+               "trans_a": ta, "trans_b": tb, "route": p.lane.name, "why": p.why}
 
-            def err() -> float:
-                got = c.get().astype(np.float64)
-                return float(np.abs(got - ref).max() / np.abs(ref).max())
+        def err() -> float:
+            got = c.get().astype(np.float64)
+            return float(np.abs(got - ref).max() / np.abs(ref).max())
 
-            call_ = lambda: clgemm.matmul(a, b, C=c, trans_a=ta, trans_b=tb)  # noqa: E731
-            call_()
-            row["matmul_s"] = med(rounds(call_, rt.user_queue.finish, 20))
-            row["matmul_error"] = err()
-            ops = (Operand(a.base_data, 0, m if ta else k, ta),
-                   Operand(b.base_data, 0, k if tb else n, tb),
-                   Operand(c.base_data, 0, n, False))
-            strides = (m * k, k * n, m * n)
-            lanes = {"fp32-batched": p.fallback}
-            if min(m, n) <= MAX_ROWS:
-                lanes["gemv"] = rt.cached("gemv lane", lambda: GemvLane(rt))
-            if tensorcore_available(rt):  # 3xTF32's batched kernel (CLGEMM_TC_BATCH)
-                lanes["3xtf32-batched"] = TcBatchedLane(rt, schedule_for(rt, "3xtf32", m, n, k))
-            for name, lane in lanes.items():
-                launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
-                    nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
-                launch()
-                row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
-                row[name + "_error"] = err()
-            try:
-                import torch
-
-                torch.backends.cuda.matmul.allow_tf32 = False
-                x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
-                row["torch_s"] = torch_wall(x.transpose(1, 2) if ta else x,
-                                            y.transpose(1, 2) if tb else y, 20)
-            except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
-                row["torch"] = f"absent: {type(exc).__name__}"
-            rows.append(row)
+        call_ = lambda: clgemm.matmul(a, b, C=c, trans_a=ta, trans_b=tb)  # noqa: E731
+        call_()
+        row["matmul_s"] = med(rounds(call_, rt.user_queue.finish, 20))
+        row["matmul_error"] = err()
+        lanes = {"fp32-batched": p.fallback}
+        if min(m, n) <= MAX_ROWS:
+            lanes["gemv"] = rt.cached("gemv lane", lambda: GemvLane(rt))
+        if tensorcore_available(rt):  # 3xTF32's batched kernel (CLGEMM_TC_BATCH)
+            lanes["3xtf32-batched"] = TcBatchedLane(rt, schedule_for(rt, "3xtf32", m, n, k))
+        for name, lane in lanes.items():
+            launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
+                nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
+            launch()
+            row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
+            row[name + "_error"] = err()
+        torch_peer(row, A, B, ta, tb, 20)
+        rows.append(row)
     return rows
 
 
@@ -1007,9 +1006,9 @@ def gemv_axpy(rt, rng, quick: bool = False) -> list[dict]:
     for path in sorted(Path("traces/models").glob("*.jsonl")):
         for call in trace_calls(path):
             m, n, k, ta, tb = call.shape
-            few_m = m <= MAX_ROWS and not tb and not ta
-            if few_m and (call.shape, call.batch) not in [(s[:5], s[5]) for s in shapes]:
-                shapes.append((m, n, k, ta, tb, call.batch))
+            shape = (m, n, k, ta, tb, call.batch)
+            if m <= MAX_ROWS and not tb and not ta and shape not in shapes:
+                shapes.append(shape)
     shapes += [(1, 128, 1024, False, False, 1), (16, 128, 1024, False, False, 1),
                (1, 4096, 4096, False, False, 1), (16, 4096, 4096, False, False, 1)]
     if quick:
@@ -1028,19 +1027,10 @@ def gemv_axpy(rt, rng, quick: bool = False) -> list[dict]:
         row = {"m": m, "n": n, "k": k, "batch": nb, "route": p.lane.name,
                "route_schedule": p.lane.schedule.key(), "variants": {}}
 
-        def err() -> float:
-            got = c.get().astype(np.float64)
-            return float(np.abs(got - ref).max() / np.abs(ref).max())
-
-        def poison() -> None:
-            c.fill(np.float32(np.nan))
-
         aa, bb = (a, b) if nb > 1 else (a.reshape(m, k), b.reshape(k, n))
         cc = c if nb > 1 else c.reshape(m, n)
         call_ = lambda: clgemm.matmul(aa, bb, C=cc)  # noqa: E731
-        poison()
-        call_()
-        row["matmul_error"] = err()
+        row["matmul_error"] = poisoned_error(call_, c, ref)
         row["matmul_s"] = med(rounds(call_, rt.user_queue.finish, 20))
         ops = (Operand(a.base_data, 0, k, False), Operand(b.base_data, 0, n, False),
                Operand(c.base_data, 0, n, False))
@@ -1050,9 +1040,7 @@ def gemv_axpy(rt, rng, quick: bool = False) -> list[dict]:
             launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
                 nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
             try:
-                poison()
-                launch()
-                e = err()
+                e = poisoned_error(launch, c, ref)
                 row["variants"][name] = {"s": med(rounds(launch, rt.user_queue.finish, 20)),
                                          "max_rel_error": e}
             except Exception as exc:  # noqa: BLE001 - a shape the device refuses
@@ -1062,23 +1050,16 @@ def gemv_axpy(rt, rng, quick: bool = False) -> list[dict]:
         if timed:
             row["best"] = min(timed, key=timed.get)
             row["best_s"] = timed[row["best"]]
-        try:
-            import torch
-
-            torch.backends.cuda.matmul.allow_tf32 = False
-            x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
-            row["torch_s"] = torch_wall(x, y, 20)
-        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
-            row["torch"] = f"absent: {type(exc).__name__}"
+        torch_peer(row, A, B, False, False, 20)
         rows.append(row)
     return rows
 
 
-def _fp32_batches(rng, quick: bool):
-    """The distinct batched products of the model traces that the route gives the float32
-    family's batched kernel, with operands (small with `quick`): (trace path, call, plan,
-    product) where product holds name, batch, m, n, k, trans_a, trans_b, the launch's
-    operands `ops` and `strides`, C (`c`, poisoned) and the float64 result `ref`."""
+def _trace_batches(rng, quick: bool = False, keep=lambda plan: True):
+    """Each distinct batched product of the model traces whose plan `keep` accepts, with
+    operands (small with `quick`): (trace path, call, plan, product), product holding name,
+    batch, m, n, k, trans_a, trans_b, the host operands A and B, the device arrays a, b and c
+    (C poisoned), the launch's operands `ops` and `strides`, and the float64 result `ref`."""
     from clgemm.bench.model import trace_calls
     from clgemm.operands import Operand
 
@@ -1091,17 +1072,23 @@ def _fp32_batches(rng, quick: bool):
                 continue
             seen.add((call.shape, nb))
             p = clgemm.plan(m, n, k, batch=nb, trans_a=ta, trans_b=tb)
-            if p.lane is not p.fallback:
-                continue  # not the float32 family's batched kernel
+            if not keep(p):
+                continue
             if quick:
                 m, n, k, nb = min(m, 48), min(n, 40), min(k, 36), min(nb, 3)
-            _, _, a, b, c, ref = _batch_operands(rng, nb, m, n, k, ta, tb)
+            A, B, a, b, c, ref = _batch_operands(rng, nb, m, n, k, ta, tb)
             ops = (Operand(a.base_data, 0, m if ta else k, ta),
                    Operand(b.base_data, 0, k if tb else n, tb),
                    Operand(c.base_data, 0, n, False))
             yield path, call, p, {"name": call.name, "batch": nb, "m": m, "n": n, "k": k,
-                                  "trans_a": ta, "trans_b": tb, "ops": ops,
-                                  "strides": (m * k, k * n, m * n), "c": c, "ref": ref}
+                                  "trans_a": ta, "trans_b": tb, "A": A, "B": B, "a": a,
+                                  "b": b, "c": c, "ops": ops, "strides": (m * k, k * n, m * n),
+                                  "ref": ref}
+
+
+def _fp32_batches(rng, quick: bool):
+    """_trace_batches of the float32 family's batched kernel (the route's choice)."""
+    return _trace_batches(rng, quick, keep=lambda p: p.lane is p.fallback)
 
 
 def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
@@ -1127,10 +1114,7 @@ def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
             launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
                 nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
             try:
-                c.fill(np.float32(np.nan))
-                launch()
-                got = c.get().astype(np.float64)
-                err = float(np.abs(got - ref).max() / np.abs(ref).max())
+                err = poisoned_error(launch, c, ref)
                 row["schedules"][sched.key()] = {
                     "s": med(rounds(launch, rt.user_queue.finish, 20)), "max_rel_error": err}
             except Exception as exc:  # noqa: BLE001 - a schedule this layout refuses
@@ -1176,21 +1160,11 @@ def stacked_rows(rt, rng, quick: bool = False) -> list[dict]:
         for name, lane in (("route", p.lane), ("stacked", stacked)):
             launch = lambda lane=lane: lane.enqueue(m, n, k, 1.0, 0.0, *ops,  # noqa: E731
                                                     rt.user_queue)
-            c.fill(np.float32(np.nan))
-            launch()
-            got = c.get().astype(np.float64)
-            row[name + "_error"] = float(np.abs(got - ref).max() / np.abs(ref).max())
+            row[name + "_error"] = poisoned_error(launch, c, ref)
             row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
         call = lambda: clgemm.matmul(a, b, C=c, trans_b=tb)  # noqa: E731
         row["matmul_s"] = med(rounds(call, rt.user_queue.finish, 20))
-        try:
-            import torch
-
-            torch.backends.cuda.matmul.allow_tf32 = False
-            x, y = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
-            row["torch_s"] = torch_wall(x, y.T if tb else y, 20)
-        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
-            row["torch"] = f"absent: {type(exc).__name__}"
+        torch_peer(row, A, B, False, tb, 20)
         rows.append(row)
     return rows
 
@@ -1223,13 +1197,10 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
                 launch = lambda: lane.enqueue_batched(  # noqa: E731
                     nb, m, n, k, 1.0, 0.0, *pr["ops"], pr["strides"], rt.user_queue)
                 try:
-                    pr["c"].fill(np.float32(np.nan))
-                    launch()
-                    got = pr["c"].get().astype(np.float64)
+                    err = poisoned_error(launch, pr["c"], pr["ref"])
                 except Exception:  # noqa: BLE001 - a schedule this layout or device refuses
                     return None
-                ref = pr["ref"]
-                if not float(np.abs(got - ref).max() / np.abs(ref).max()) < 1e-5:
+                if not err < 1e-5:
                     return None
                 times.append(med(rounds(launch, rt.user_queue.finish, 10, count=3)))
             return float(np.exp(np.mean(np.log(times))))
@@ -1255,8 +1226,8 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
         best = min(timed, key=timed.get) if timed else None
         out.append({
             "class": cls, "products": [{k: v for k, v in pr.items()
-                                        if k not in ("ops", "strides", "c", "ref")}
-                                       for pr in products],
+                                        if k in ("name", "batch", "m", "n", "k", "trans_a",
+                                                 "trans_b")} for pr in products],
             "table_entry": entry.key(), "table_entry_s": tried.get(entry.key()),
             "best": best, "best_s": timed.get(best) if best else None,
             "speed_over_entry": (tried[entry.key()] / timed[best]
