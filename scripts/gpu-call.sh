@@ -12,7 +12,8 @@
 #   plan    benchmarks/plan/campaign.py, its parts in this order (a cut call keeps the first):
 #           floor, trace_lanes, tc_classes, trace_host, skinny, batched_lanes (the lanes' evidence:
 #           read it with benchmarks/plan/lane_verdict.py; tc_classes with
-#           benchmarks/plan/tc_classes.py), approx (judged TF32, chained) and
+#           benchmarks/plan/tc_classes.py, fp32_batch_search / fp32_batch_classes, asked for
+#           by PLAN_PARTS, with batch_classes.py), approx (judged TF32, chained) and
 #           approx_probe_nosplit (the same, the probe products unsplit), check (+ host
 #           phases), check_profile, approx_profile, host_path, batched, exact_lanes, gemv
 #           (issues 16, 17)
