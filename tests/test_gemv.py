@@ -437,8 +437,9 @@ def test_stacked_rows_run_as_blocks_of_the_lanes_rows(m, n, k, ta, tb, rng):
 
 def test_the_route_stacks_rows_only_where_the_table_says(monkeypatch):
     """MAX_ROWS + 1 to stack_rows rows go to the small-rows lane only under a schedule whose
-    stack_rows covers them (a table's gemv fields); a batch of them runs the float32
-    family's batched kernel (the stacked form is a batch of its own)."""
+    stack_rows covers them (a table's gemv fields), and only where the large operand is
+    stored along K (the dot kernels; stored K x N the blocks lost); a batch of them runs the
+    float32 family's batched kernel (the stacked form is a batch of its own)."""
     import dataclasses
 
     from clgemm import route
@@ -455,5 +456,9 @@ def test_the_route_stacks_rows_only_where_the_table_says(monkeypatch):
     p = clgemm.plan(32, 1000, 2048, trans_b=True)
     assert isinstance(p.lane, gemv_lane.GemvLane) and "blocks of" in p.why
     assert not isinstance(clgemm.plan(33, 1000, 2048, trans_b=True).lane, gemv_lane.GemvLane)
+    for m, n, ta, tb in ((32, 1000, False, False), (1000, 24, True, False)):
+        assert not isinstance(clgemm.plan(m, n, 2048, trans_a=ta, trans_b=tb).lane,
+                              gemv_lane.GemvLane), (m, n, ta, tb)
+    assert isinstance(clgemm.plan(1000, 24, 2048).lane, gemv_lane.GemvLane)  # A: M x K
     batch = clgemm.plan(32, 1000, 2048, trans_b=True, batch=3)
     assert batch.lane is batch.fallback

@@ -60,3 +60,11 @@ def test_the_check_part_times_the_deferred_and_the_waiting_check(run):
                     "unchecked_chained_alloc_s"):
             assert row[key] > 0
         assert "verdicts_not_clean" not in row
+
+
+def test_the_host_profile_names_the_public_call_among_its_functions(run):
+    (row,) = run("host_profile")["host_profile"]
+    names = [f["function"] for f in row["functions"]]
+    assert any(name.startswith("api.py:") and name.endswith("(matmul)") for name in names)
+    matmul = next(f for f in row["functions"] if f["function"].endswith("(matmul)"))
+    assert matmul["calls_per_call"] == 1.0 and matmul["cum_s_per_call"] > 0

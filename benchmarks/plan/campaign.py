@@ -749,6 +749,48 @@ def trace_host(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinyllama
     return rows
 
 
+def host_profile(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinyllama-1.1b"),
+                 passes: int = 20, top: int = 40) -> list[dict]:
+    """Where a trace's host time goes, function by function: cProfile over `passes` passes
+    of every call (device arrays, outputs allocated, as trace_host times them), the
+    functions by their own time per call of the trace. The CPU device's route differs from
+    a GPU's (no tensor-core lanes, PoCL's packing), so the hot path a GPU call takes is
+    profiled where it runs. cProfile adds its own cost to every Python call: compare the
+    functions with each other, not with trace_host's figures."""
+    import cProfile
+    import pstats
+
+    from clgemm.bench.model import _Clgemm, _Operands, trace_calls
+
+    rows = []
+    for name in traces:
+        calls = trace_calls(Path("traces/models") / f"{name}.jsonl")
+        side = _Clgemm(_Operands(calls, 0), rt.device)
+        for _ in range(2):  # warm: plans, kernels, pools
+            for c in calls:
+                side.call(c)
+            side.sync()
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.enable()
+        for _ in range(passes):
+            for c in calls:
+                side.call(c)
+            side.sync()
+        prof.disable()
+        wall = time.perf_counter() - t0
+        n_calls = passes * len(calls)
+        stats = pstats.Stats(prof).stats
+        funcs = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+        rows.append({
+            "trace": name, "calls": n_calls, "wall_per_call_s": wall / n_calls,
+            "functions": [{"function": f"{Path(file).name}:{line}({fn})",
+                           "calls_per_call": round(nc / n_calls, 3),
+                           "own_s_per_call": tt / n_calls, "cum_s_per_call": ct / n_calls}
+                          for (file, line, fn), (_, nc, tt, ct, _) in funcs]})
+    return rows
+
+
 def tc_epilogue(rt, sizes, rng) -> list[dict]:
     """The 3xTF32 kernel with its IEEE fallback inside (one launch a call) against the
     flag-only kernel followed by the gated float32 kernel (two launches): kernel time from
@@ -1244,7 +1286,7 @@ PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx"
          "transfers", "gemv_dot",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
          "trace_lanes", "batched_lanes", "tc_classes", "trace_host", "gemv_axpy",
-         "fp32_batch_classes", "stacked_rows", "fp32_batch_search")
+         "fp32_batch_classes", "stacked_rows", "fp32_batch_search", "host_profile")
 
 
 def main(argv=None) -> int:
@@ -1286,6 +1328,8 @@ def main(argv=None) -> int:
         "fp32_batch_classes": lambda: fp32_batch_classes(rt, rng, args.quick),
         "stacked_rows": lambda: stacked_rows(rt, rng, args.quick),
         "fp32_batch_search": lambda: fp32_batch_search(rt, rng, args.quick),
+        "host_profile": lambda: (host_profile(rt, rng, ("tinyllama-1.1b",), passes=1)
+                                 if args.quick else host_profile(rt, rng)),
         "trace_host": lambda: (trace_host(rt, rng, ("tinyllama-1.1b",), passes=2) if args.quick
                                else trace_host(rt, rng)),
     }

@@ -54,7 +54,7 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
     # (a checked product keeps the float32 family: the guard recomputes with its kernels)
     rows = device_schedule(rt)
     small = (key.schedule is None and key.selector == "static" and not contract.check
-             and 0 < min(m, n) <= max(MAX_ROWS, rows.stack_rows))
+             and 0 < min(m, n) <= max(MAX_ROWS, _stackable(rows, m, n, key)))
     if small and fits(rt, rows):
         exact = rt.cached("gemv lane", lambda: GemvLane(rt))
         stacked = (f" in blocks of {MAX_ROWS} (one launch, the large operand shared)"
@@ -104,6 +104,15 @@ def _decide(rt: Runtime, key: PlanKey) -> Plan:
         station = "exact"
     return Plan(key=key, device=rt.device.name, station=station, lane=exact, fallback=fp32,
                 alternative=alternative_schedule(rt, chosen), why=why, rt=rt, judged=judged)
+
+
+def _stackable(rows, m: int, n: int, key: PlanKey) -> int:
+    """The most rows the small-rows lane takes as blocks of MAX_ROWS (GemvSchedule.stack_rows,
+    0 unless the device's table sets it): only where the large operand is stored along K
+    (the dot kernels). Stored K x N (the axpy kernel) the blocks lost on an H200: 32 x 4096 x
+    4096 NN in 214 us against 115 on 3xTF32 split over K, where stored N x K they won 1.09-
+    4.67x (records/nvidia-h200/2026-12-07-stacked-rows)."""
+    return rows.stack_rows if large_along_k(m, n, key.trans_a, key.trans_b) else 0
 
 
 def _decide_batch(rt: Runtime, key: PlanKey) -> Plan:
