@@ -714,18 +714,26 @@ def trace_host(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinyllama
     products' own loops hid the host behind the device, the pass cannot (the traces' passes
     ran 13% over their products' loops on the H200, torch's 3%: records/nvidia-h200/
     2026-12-07-plan-traces-5)."""
+    import importlib
+
     from clgemm.bench.model import _Clgemm, _Operands, _Torch, trace_calls
 
+    plan_module = importlib.import_module("clgemm.plan")  # its REPLAY switch
     rows = []
     for name in traces:
         calls = trace_calls(Path("traces/models") / f"{name}.jsonl")
         ops = _Operands(calls, 0)
-        sides = [_Clgemm(ops, rt.device)]
+        # clgemm with its hot calls launched from recordings (lanes/recording.py), and
+        # without (CLGEMM_REPLAY=0's path), in one process
+        sides = [(_Clgemm(ops, rt.device), "clgemm", True),
+                 (_Clgemm(ops, rt.device), "clgemm-no-replay", False)]
         try:
-            sides.append(_Torch(ops))
+            sides.append((_Torch(ops), "torch", None))
         except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
             rows.append({"trace": name, "torch": f"absent: {type(exc).__name__}"})
-        for side in sides:
+        for side, side_name, replay in sides:
+            if replay is not None:
+                plan_module.REPLAY = replay
             for _ in range(2):  # warm: plans, kernels, pools
                 for c in calls:
                     side.call(c)
@@ -740,7 +748,8 @@ def trace_host(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinyllama
                 hosts.append(time.perf_counter() - t0)
                 side.sync()
                 walls.append(time.perf_counter() - t0)
-            rows.append({"trace": name, "side": side.name, "calls": len(calls),
+            plan_module.REPLAY = True
+            rows.append({"trace": name, "side": side_name, "calls": len(calls),
                          "pass_wall_s": med(walls), "pass_host_s": med(hosts),
                          "host_share": med(hosts) / med(walls),
                          "per_call": [{"name": c.name, "m": c.m, "n": c.n, "k": c.k,

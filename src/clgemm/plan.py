@@ -16,6 +16,7 @@ waits for its answer, on the runtime's profiling queue.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -32,13 +33,21 @@ from .guard import abft, deferred
 from .info import Info
 from .lanes import Lane
 from .lanes.fp32 import Fp32Lane, lane_for
+from .lanes.recording import Recorder
 from .lanes.tc_exact import TcExactLane
 from .operands import (Operand, check_index_range, device_operand, output_buffer, read_back,
                        refuse_overlap, run_product, scale_empty_product, transposed_c)
-from .runtime import Runtime
+from .runtime import LruMemo, Runtime
 from .schedule import Schedule
 from .validate import (check_batched_call, check_call, check_host_memory, check_nonfinite,
                        is_device_array)
+
+
+# A hot call on device arrays is launched again from the recording of an earlier call of the
+# same geometry (lanes/recording.py); CLGEMM_REPLAY=0 runs the lane's own path every call
+# (a module attribute, read per call: campaigns time both in one process).
+REPLAY = os.environ.get("CLGEMM_REPLAY", "1") != "0"
+REPLAYS = 8  # recordings a plan keeps (geometries of its operands, alpha and beta)
 
 
 class Contract(NamedTuple):
@@ -84,9 +93,13 @@ class Plan:
     # rel_tol served first by TF32 judged on the device (approx/judged.py): a call on device
     # arrays that reports nothing then waits for nothing
     judged: bool = False
+    # recordings of hot calls by their operands' geometry (None: the lane is not replayable)
+    replays: "LruMemo | None" = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_index_range(self.key.m, self.key.n, self.key.k)
+        if getattr(self.lane, "replayable", False) and self.replays is None:
+            object.__setattr__(self, "replays", LruMemo(REPLAYS))
 
     def __str__(self) -> str:
         k = self.key
@@ -194,15 +207,40 @@ class Plan:
             return out
         if k.k == 0:
             return scale_empty_product(out, beta, rt.user_queue)
-        a, b, c, m, n = self._hot_operands(A, B, out)
         if not self.judged:
+            if self.replays is not None and REPLAY:
+                self._replay(A, B, out, alpha, beta, (A.offset, A.strides, B.offset,
+                                                      B.strides, out.offset, out.strides))
+                return out
+            a, b, c, m, n = self._hot_operands(A, B, out)
             self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
             return out
+        a, b, c, m, n = self._hot_operands(A, B, out)
         judge = judged.judge_for(rt, rt.user_queue)
         with judge.lock:
             judge.enqueue(m, n, k.k, alpha, beta, a, b, c, float(k.contract.rel_tol),
                           self.fallback)
         return out
+
+    def _replay(self, A, B, out, alpha: float, beta: float, geometry: tuple) -> None:
+        """The hot call from the recording of an earlier one of this geometry (A and B one
+        buffer or two, alpha, beta), else the lane's own path, recorded for the next."""
+        buffers = (A.base_data, B.base_data, out.base_data)
+        key = geometry + (buffers[0] is buffers[1], alpha, beta)
+        recording = self.replays.get(key)
+        if recording is not None:
+            recording.launch(self.rt.user_queue, buffers)
+            return
+        with Recorder(buffers) as recorder:
+            if self.key.batch is None:
+                a, b, c, m, n = self._hot_operands(A, B, out)
+                self.lane.enqueue(m, n, self.key.k, alpha, beta, a, b, c, self.rt.user_queue)
+            else:
+                self._launch_batch(self._batch_operands(A, B, out), alpha, beta,
+                                   self.rt.user_queue)
+        recording = recorder.recording()
+        if recording is not None:
+            self.replays.put(key, recording)
 
     def _hot_checked(self, A, B, C, alpha: float):
         """check=True on device arrays, beta 0, nothing reported: the product enqueued on the
@@ -299,16 +337,25 @@ class Plan:
             return out
         if k.k == 0:
             return scale_empty_product(out, beta, queue)
+        if info is None and queue is self.rt.user_queue and self.replays is not None and REPLAY:
+            self._replay(A, B, out, alpha, beta, (A.offset, A.shape, A.strides, B.offset,
+                                                  B.shape, B.strides, out.offset, out.strides))
+            return out
+        event = self._launch_batch(self._batch_operands(A, B, out), alpha, beta, queue)
+        if info is not None:
+            event.wait()
+            info.kernel_s = self.rt.seconds(event)
+        return out
+
+    def _batch_operands(self, A, B, out) -> tuple:
+        """The batch's operands on the device (A, B, C as batched.BatchedOperand)."""
+        k = self.key
         ops = (batched.device_operand("A", A, k.trans_a), batched.device_operand("B", B, k.trans_b),
                batched.device_operand("C", out, False))
         if ops[2].stride == 0 and k.batch > 1:
             raise ShapeError("C's matrices share memory (batch stride 0); pass a C that holds "
                              "each product's result")
-        event = self._launch_batch(ops, alpha, beta, queue)
-        if info is not None:
-            event.wait()
-            info.kernel_s = self.rt.seconds(event)
-        return out
+        return ops
 
     def _launch_batch(self, ops, alpha: float, beta: float, queue) -> "cl.Event":
         k = self.key

@@ -21,6 +21,10 @@ from ..operands import Operand
 class Lane(Protocol):
     name: str  # "fp32", "3xtf32-mma", "3xtf32-wgmma"
     schedule: object  # the kernel's schedule (Schedule, TcSchedule or WgSchedule)
+    # whether a hot call's launches may be recorded and launched again on other operands of
+    # the same geometry (lanes/recording.py): every command of its hot call a kernel enqueued
+    # through recording.launch, no scratch shared with other calls; absent: False
+    replayable: bool
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue",

@@ -21,6 +21,7 @@ from ..schedule import DeviceLimits, Schedule, SearchSpace
 from ..select import table as tables
 from ..select.table import DEFAULT_CPU, DEFAULT_GPU
 from . import pack
+from .recording import launch
 
 _ARG_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int32]
@@ -217,10 +218,8 @@ class GemmKernel:
     def launch(self, args: list, global_size: tuple[int, int], queue,
                wait_for=None) -> "cl.Event":
         """The launch with arguments already checked (a plan's hot path)."""
-        with self._lock:
-            self._args.bind(args, keep=queue is self.rt.user_queue)
-            return cl.enqueue_nd_range_kernel(queue, self._args.kernel, global_size,
-                                              self.local_size, wait_for=wait_for)
+        return launch(self._args, self._lock, queue, args, global_size, self.local_size,
+                      keep=queue is self.rt.user_queue, wait_for=wait_for)
 
 
 def layout_for(schedule: Schedule, a: Operand, b: Operand, c: Operand) -> Layout:
@@ -281,6 +280,9 @@ class Fp32Lane:
         # the direct form: a transposed A runs from a plain, padded copy, B from panels
         # (`_packs_b`; lanes/pack.py), a K over K_CHUNK in slices
         self._pack = bool(schedule.direct)
+        # a hot call may be recorded and launched again (lanes/recording.py): not the direct
+        # form, whose packs go to scratch shared with other calls under a lock of its own
+        self.replayable = not self._pack
 
     def kernel_for(self, a: Operand, b: Operand, c: Operand, gated: bool = False,
                    slot: int = 0, batch_strides: "tuple[int, int, int] | None" = None

@@ -18,6 +18,7 @@ from ..operands import Operand
 from ..runtime import BuildInfo, LruMemo, Runtime
 from ..schedule import Schedule
 from .fp32 import BoundArgs, lane_for, search_space
+from .recording import launch
 
 _DOT_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int64, np.int64, np.int64, None, np.int64, np.int64,
@@ -100,6 +101,9 @@ class GemvLane:
         self._kernels: dict[tuple, BoundArgs] = {}
         self._dot_launches = LruMemo(256)  # gemv_dot's launch per shape (_dot_launch)
         self._lock = threading.Lock()
+        # a hot call may be recorded and launched again (lanes/recording.py): not where the
+        # float32 family's direct form serves some rows (its packs: Fp32Lane.replayable)
+        self.replayable = not self.schedule.direct_rows
         self.build_info: BuildInfo | None = None  # the last program built (or loaded)
         self._kernel("gemv_axpy", 1, False, False)  # a compile error shows when the lane is made
 
@@ -239,19 +243,18 @@ class GemvLane:
         if s.dot_form == "vector":
             kern = self._kernel("gemv_dotv", bucket, False, False)
             items = -(-cols // (s.cols_per_item(bucket) * VECTOR_GROUP)) * VECTOR_GROUP
-            with self._lock:
-                kern.bind((rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
+            return launch(kern, self._lock, queue,
+                          (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks,
                            y.buffer, y.offset, y_ns, c.buffer, c.offset, c_rs, c_ns, *strides),
+                          (items, 1, batch), (VECTOR_GROUP, 1, 1),
                           keep=queue is self.rt.user_queue)
-                return cl.enqueue_nd_range_kernel(queue, kern.kernel, (items, 1, batch),
-                                                  (VECTOR_GROUP, 1, 1))
         b_vec = _vec(y, y_ns) and strides[1] % 4 == 0
         a_vec = b_vec and x_ks == 1 and _vec(x, x_rs) and strides[0] % 4 == 0
         key = (batch, bucket, cols, k, b_vec, a_vec)
-        launch = self._dot_launches.get(key)
-        if launch is None:
-            launch = self._dot_launches.put(key, self._dot_launch(*key))
-        kern, splits, per_split, global_size, local_size = launch
+        shape = self._dot_launches.get(key)
+        if shape is None:
+            shape = self._dot_launches.put(key, self._dot_launch(*key))
+        kern, splits, per_split, global_size, local_size = shape
         return self._split_launch(
             kern, (rows, cols, k, alpha, beta, x.buffer, x.offset, x_rs, x_ks, y.buffer,
                    y.offset, y_ns), (c, c_rs, c_ns, strides), batch, splits, per_split,
@@ -299,14 +302,13 @@ class GemvLane:
         rows, cols, _, alpha, beta = head[:5]
         c, c_rs, c_ns, strides = out
         partial, scratch = self._partials(batch, splits, rows, cols, c, queue)
-        with self._lock:
-            kern.bind(head + (c.buffer, c.offset, c_rs, c_ns, *strides, scratch, per_split),
-                      keep=self._keeps(queue, partial))
-            event = cl.enqueue_nd_range_kernel(queue, kern.kernel, global_size, local_size)
-            if events is not None and partial is not None:
-                events.append(event)  # the reduction's event is the call's last
-            return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha,
-                                beta, (c, c_rs, c_ns, strides[2]), queue)
+        event = launch(kern, self._lock, queue,
+                       head + (c.buffer, c.offset, c_rs, c_ns, *strides, scratch, per_split),
+                       global_size, local_size, keep=self._keeps(queue, partial))
+        if events is not None and partial is not None:
+            events.append(event)  # the reduction's event is the call's last
+        return self._reduce(event, partial, batch, splits, bucket, rows, cols, alpha, beta,
+                            (c, c_rs, c_ns, strides[2]), queue)
 
     def splits(self, fill: int, groups: int, k: int, step: int = 1) -> tuple[int, int]:
         """(splits of K over work-groups, K per split): enough splits to give the device
@@ -337,12 +339,11 @@ class GemvLane:
     def _reduce(self, event, partial, batch, splits, bucket, rows, cols, alpha, beta, out,
                 queue) -> "cl.Event":
         """After a split launch, gemv_reduce adds the partial sums in order into C, `out`
-        = (c, its row stride, column stride, batch stride); the caller holds the lock."""
+        = (c, its row stride, column stride, batch stride)."""
         if partial is None:
             return event
         c, c_rs, c_ns, c_bs = out
         red = self._kernel("gemv_reduce", bucket, False, False)
-        red.bind((rows, cols, splits, alpha, beta, partial, c.buffer, c.offset, c_rs, c_ns,
-                  c_bs), keep=True)
-        return cl.enqueue_nd_range_kernel(queue, red.kernel, (-(-cols // 64) * 64, rows, batch),
-                                          (64, 1, 1))
+        return launch(red, self._lock, queue,
+                      (rows, cols, splits, alpha, beta, partial, c.buffer, c.offset, c_rs, c_ns,
+                       c_bs), (-(-cols // 64) * 64, rows, batch), (64, 1, 1), keep=True)

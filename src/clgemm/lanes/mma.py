@@ -23,6 +23,7 @@ from ..kernels.tensorcore import (KERNEL_NAME, Dialect, TcLayout, TcSchedule, Tc
 from ..operands import Operand, check_index_range
 from ..runtime import BuildInfo, Runtime
 from .fp32 import BoundArgs
+from .recording import launch
 
 # Defaults until a device table says otherwise (H100 measurements: benchmarks/tc/).
 DEFAULT_SCHEDULES = {
@@ -100,12 +101,10 @@ class TcKernel:
             check_index_range(m, n, k)
             # an empty C: one idle group
             gsize = self._sizes[(m, n, k)] = max(self.global_size(m, n), self.schedule.threads)
-        with self._lock:
-            # buffers pinned on the hot path only (fp32.BoundArgs)
-            self._args.bind(args, keep=queue is self.rt.user_queue)
-            return cl.enqueue_nd_range_kernel(queue or self.rt.queue, self._args.kernel,
-                                              (gsize,), (self.schedule.threads,),
-                                              wait_for=wait_for)
+        # buffers pinned on the hot path only (fp32.BoundArgs)
+        return launch(self._args, self._lock, queue or self.rt.queue, args, (gsize,),
+                      (self.schedule.threads,), keep=queue is self.rt.user_queue,
+                      wait_for=wait_for)
 
 
 class NonfiniteFlag:

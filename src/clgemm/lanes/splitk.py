@@ -33,6 +33,7 @@ from ..operands import Operand, transposed_c
 from ..schedule import Schedule
 from .fp32 import layout_for, search_space
 from .mma import default_dialect, fitting_schedule, nonfinite_flag
+from .recording import AllArgs, launch
 from .mma import layout_for as tc_layout_for
 
 # (schedule key, sustained TFLOP/s on 3072^3 on the H100) of validated schedules by tile.
@@ -152,6 +153,7 @@ class SplitK:
             [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
              None, np.int32, np.int32, None, np.int32, np.int32, np.int32, np.int64])
         self.lock = threading.Lock()
+        self.bound = AllArgs(self.kernel)  # recording.launch's form
 
     def enqueue(self, queue, m, n, k, alpha, a: Operand, b: Operand, part, slices: int):
         """alpha op(A)[:, slice] op(B)[slice, :] into slab s of `part` for each K slice:
@@ -162,11 +164,10 @@ class SplitK:
         slices = -(-k // kc)
         gx = -(-n // s.tile_n) * s.wg_n
         gy = -(-m // s.tile_m) * s.wg_m
-        with self.lock:
-            self.kernel.set_args(m, n, k, alpha, 0.0, a.buffer, a.ld, a.offset, b.buffer, b.ld,
-                                 b.offset, part, n, 0, kc, slab_stride(m, n))
-            event = cl.enqueue_nd_range_kernel(queue, self.kernel, (gx, gy, slices),
-                                               (s.wg_n, s.wg_m, 1))
+        event = launch(self.bound, self.lock, queue,
+                       (m, n, k, alpha, 0.0, a.buffer, a.ld, a.offset, b.buffer, b.ld,
+                        b.offset, part, n, 0, kc, slab_stride(m, n)),
+                       (gx, gy, slices), (s.wg_n, s.wg_m, 1))
         return slices, kc, event
 
 
@@ -191,6 +192,7 @@ class TcSplitK:
             [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
              None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int64])
         self.lock = threading.Lock()
+        self.bound = AllArgs(self.kernel)  # recording.launch's form
 
     def enqueue(self, queue, m, n, k, alpha, a: Operand, b: Operand, part, slices: int,
                 flag) -> tuple[int, int, "cl.Event"]:
@@ -201,11 +203,10 @@ class TcSplitK:
         kc = -(-kc // s.block_k) * s.block_k  # slices start on k-tiles (16-byte aligned)
         slices = -(-k // kc)
         gx = -(-m // s.block_m) * -(-n // s.block_n) * s.threads
-        with self.lock:
-            self.kernel.set_args(m, n, k, alpha, 0.0, a.buffer, a.ld, a.offset, b.buffer, b.ld,
-                                 b.offset, part, n, 0, flag, kc, slab_stride(m, n))
-            event = cl.enqueue_nd_range_kernel(queue, self.kernel, (gx, slices),
-                                               (s.threads, 1))
+        event = launch(self.bound, self.lock, queue,
+                       (m, n, k, alpha, 0.0, a.buffer, a.ld, a.offset, b.buffer, b.ld,
+                        b.offset, part, n, 0, flag, kc, slab_stride(m, n)),
+                       (gx, slices), (s.threads, 1))
         return slices, kc, event
 
 
@@ -268,13 +269,13 @@ class _SumKernel:
         self.kernel = rt.build(SUM_SOURCE).kernel("clgemm_splitk_sum")
         self.kernel.set_scalar_arg_dtypes(SUM_TYPES)
         self.lock = threading.Lock()
+        self.bound = AllArgs(self.kernel)  # recording.launch's form
 
     def enqueue(self, queue, m: int, n: int, slabs: int, stride: int, part, beta: float,
                 c: Operand) -> "cl.Event":
-        with self.lock:
-            self.kernel.set_args(m, n, slabs, stride, part, beta, c.buffer, c.ld, c.offset)
-            return cl.enqueue_nd_range_kernel(queue, self.kernel, (-(-n // 64) * 64, m),
-                                              (64, 1))
+        return launch(self.bound, self.lock, queue,
+                      (m, n, slabs, stride, part, beta, c.buffer, c.ld, c.offset),
+                      (-(-n // 64) * 64, m), (64, 1))
 
 
 def sum_slabs(rt, queue, m: int, n: int, slabs: int, stride: int, part, beta: float,
@@ -293,6 +294,9 @@ class _SlicedLane:
     one small kernel that sums the slabs in order into C (+ beta C)."""
 
     name = ""
+    # pooled slabs, then their sum: recorded and launched again with the slabs kept
+    # (lanes/recording.py)
+    replayable = True
 
     def __init__(self, rt, schedule, slices: int) -> None:
         self.rt = rt

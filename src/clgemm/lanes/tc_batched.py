@@ -24,6 +24,7 @@ from ..kernels.tensorcore import KERNEL_NAME, TcLayout, TcSchedule, render_tc
 from ..operands import Operand
 from ..runtime import Runtime
 from .fp32 import BoundArgs
+from .recording import launch
 from .mma import ARG_TYPES, default_dialect, fitting_schedule, layout_for, nonfinite_flag
 
 BATCHED_NAME = "clgemm_tc_batched"
@@ -64,11 +65,8 @@ class TcBatchedKernel:
         tiles = (-(-m // s.block_m)) * (-(-n // s.block_n))
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset, nonfinite_flag(self.rt).scratch, *strides]
-        with self._lock:
-            self._args.bind(args, keep=queue is self.rt.user_queue)
-            return cl.enqueue_nd_range_kernel(queue, self._args.kernel,
-                                              (max(tiles, 1) * s.threads, batch),
-                                              (s.threads, 1))
+        return launch(self._args, self._lock, queue, args, (max(tiles, 1) * s.threads, batch),
+                      (s.threads, 1), keep=queue is self.rt.user_queue)
 
 
 class TcBatchedLane:
@@ -76,6 +74,7 @@ class TcBatchedLane:
     interface), C row-major (the plan maps a column-major C first)."""
 
     name = "3xtf32-batched"
+    replayable = True  # one launch (lanes/recording.py)
 
     def __init__(self, rt: Runtime, schedule: TcSchedule) -> None:
         self.rt = rt

@@ -37,6 +37,9 @@ class TcExactLane:
         self.name = "3xtf32-wgmma" if self.wgmma else "3xtf32-mma"
         self.flag = nonfinite_flag(rt)
         self._kernels: dict[tuple, TcKernel] = {}  # mma.sync kernels per operand layout
+        # a hot call may be recorded and launched again (lanes/recording.py): mma.sync's one
+        # launch; wgmma's hot call turns a pair of gates each call
+        self.replayable = not self.wgmma
 
     def _mma_kernel(self, a: Operand, b: Operand, slot: int) -> TcKernel:
         key = (a.transposed, b.transposed, a.ld % 4 == 0 and a.offset % 4 == 0,
