@@ -68,7 +68,8 @@ def _record_then_replay(rt, lane_call, shapes, rng, ta, tb, alpha=1.0, beta=0.0)
             assert recording is not None
             recordings.append(recording)
         else:
-            recordings[0].launch(rt.user_queue, buffers)
+            recordings[0].launch(rt.user_queue, buffers,
+                                 lambda nbytes: rt.pooled(nbytes, "test", rt.user_queue))
         ref, np_err = reference(A, B, C0 if beta else None, alpha, beta, ta, tb)
         assert_close_to_reference(dC.get(), ref, np_err, f"attempt {attempt}")
     return recordings[0]
@@ -89,8 +90,8 @@ def test_the_small_rows_lane_replays_right(gpu_rows, rng, m, n, k, ta, tb):
         lane.enqueue(m, n, k, alpha, beta, a, b, c, gpu_rows.user_queue)
 
     rec = _record_then_replay(gpu_rows, call, (m, n, k), rng, ta, tb, alpha=0.75, beta=-0.5)
-    if m == 3:  # the split's partial sums are the recording's own from now on
-        assert len(rec.steps) == 2
+    if m == 3:  # the split's partial sums: scratch each launch takes from the pool anew
+        assert len(rec.steps) == 2 and len(rec.scratch_sizes) == 1
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
@@ -162,9 +163,9 @@ def test_batches_replay_right(gpu_rows, rng):
 
 
 def test_threads_replaying_one_recording_keep_their_own_results(gpu_rows, rng, monkeypatch):
-    """Threads on one plan whose recording reuses its split's partial sums: each result
-    right (the recording's launches go to the queue together; a pause after each launch
-    lets the other threads in between, where they could come)."""
+    """Threads on one plan whose recording splits K: each result right (each launch of the
+    recording takes its own partial sums; a pause after each kernel lets the other threads
+    in between)."""
     import time
 
     from clgemm.lanes import recording

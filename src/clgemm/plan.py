@@ -5,7 +5,8 @@
 
 A call on device arrays with the exact contract is the hot path: no kernel argument set
 that is already bound, the output (when C is not given) from the runtime's memory pool, one
-enqueue per kernel on a queue without profiling, and no wait on the device (one exception,
+enqueue per kernel on a queue without profiling (launched from the recording of the plan's
+first call of the same operand geometry: lanes/recording.py), and no wait on the device (one exception,
 the driver's: on NVIDIA's OpenCL the first use of a newly allocated buffer waits for the
 queue, so a call whose output size the pool has not held yet waits once). So is a rel_tol
 call on device arrays that TF32 serves (`Plan.judged`: approx/judged.py, the verdict and
@@ -229,7 +230,7 @@ class Plan:
         key = geometry + (buffers[0] is buffers[1], alpha, beta)
         recording = self.replays.get(key)
         if recording is not None:
-            recording.launch(self.rt.user_queue, buffers)
+            recording.launch(self.rt.user_queue, buffers, self._scratch)
             return
         with Recorder(buffers) as recorder:
             if self.key.batch is None:
@@ -241,6 +242,10 @@ class Plan:
         recording = recorder.recording()
         if recording is not None:
             self.replays.put(key, recording)
+
+    def _scratch(self, nbytes: int):
+        """Scratch of a replayed call (a split's partial sums), from the user queue's pool."""
+        return self.rt.pooled(nbytes, "the scratch of a replayed call", self.rt.user_queue)
 
     def _hot_checked(self, A, B, C, alpha: float):
         """check=True on device arrays, beta 0, nothing reported: the product enqueued on the

@@ -10,20 +10,22 @@ vector alignment, splits of K, scratch sizes, kernel lookups), which cost most o
 call's host time: 11.7 us a call of a decode product with the GPU's small-rows form on this
 project's CI host, enqueues stubbed out, of which the lane's decisions took ~5.
 
-A recording holds what the call used besides its operands: kernels, constant scratch, and
-any pooled scratch (the partial sums of a split K), kept out of the pool from then on and
-reused call after call; the hot path's queue is in order, so one call's scratch is free
-again when the next call's kernels run. A call whose lane enqueues anything but kernels
-through `launch` (a copy, a fill, a wait on an event) cannot be recorded: lanes say so with
-`replayable` (lanes/__init__.Lane), and a launch with events to wait for spoils a recording.
+A recording holds what the call used besides its operands: kernels and constant buffers.
+A pooled buffer among a launch's arguments (not an operand) is the call's scratch (the
+partial sums of a split K, taken from the pool per call): a launch again takes its own of
+the same size from the pool, the one buffer in every launch that used it, so calls on other
+threads never share it. A call whose lane enqueues anything but kernels through `launch` (a
+copy, a fill, a wait on an event) cannot be recorded: lanes say so with `replayable`
+(lanes/__init__.Lane), and a launch with events to wait for spoils a recording.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyopencl as cl
+import pyopencl.tools as cltools
 
 
 class AllArgs:
@@ -64,6 +66,7 @@ class Step:
     lock: object
     template: tuple
     slots: tuple  # (argument index, operand index) of each operand buffer
+    scratch: tuple  # (argument index, scratch index) of each buffer of the call's scratch
     global_size: tuple
     local_size: tuple | None
     keep: bool
@@ -77,6 +80,7 @@ class Recorder:
         self.buffers = buffers
         self.steps: list[Step] = []
         self.spoiled = False
+        self._scratch: list = []  # the call's pooled scratch buffers, in order met
 
     def __enter__(self) -> "Recorder":
         if getattr(_active, "recorder", None) is not None:
@@ -95,15 +99,22 @@ class Recorder:
             self.spoiled = True  # an event to wait for belongs to this call alone
             return
         template = list(args)
-        slots = []
+        slots, scratch = [], []
         for i, x in enumerate(template):
             for j, buf in enumerate(self.buffers):
                 if x is buf:
                     slots.append((i, j))
                     template[i] = None  # the recording holds no operand of the call
                     break
-        self.steps.append(Step(bound, lock, tuple(template), tuple(slots), global_size,
-                               local_size, keep))
+            else:
+                if type(x) is cltools.PooledBuffer:
+                    known = [s for s, y in enumerate(self._scratch) if y is x]
+                    if not known:
+                        self._scratch.append(x)
+                    scratch.append((i, known[0] if known else len(self._scratch) - 1))
+                    template[i] = None  # nor its scratch
+        self.steps.append(Step(bound, lock, tuple(template), tuple(slots), tuple(scratch),
+                               global_size, local_size, keep))
 
     def recording(self) -> "Recording | None":
         """The call as a Recording (None where it cannot be launched again): every operand
@@ -119,7 +130,7 @@ class Recorder:
         for s in self.steps:
             if any(x is not None and _handle(x) in handles for x in s.template):
                 return None
-        return Recording(tuple(self.steps))
+        return Recording(tuple(self.steps), tuple(x.size for x in self._scratch))
 
 
 def _handle(x) -> int | None:
@@ -129,21 +140,22 @@ def _handle(x) -> int | None:
 
 @dataclass(frozen=True)
 class Recording:
-    """A recorded call: `launch(queue, buffers)` enqueues its kernels again with `buffers`
-    (A, B, C of the same geometry) in the operands' places; returns the last event. Its
-    launches are enqueued together under its own lock: two threads replaying it share its
-    scratch, which the in-order queue then hands from one call to the next whole."""
+    """A recorded call: `launch(queue, buffers, allocate)` enqueues its kernels again with
+    `buffers` (A, B, C of the same geometry) in the operands' places and scratch of the
+    recorded sizes from `allocate(nbytes)` (the queue's pool) in its places; returns the
+    last event."""
 
     steps: tuple
-    lock: object = field(default_factory=threading.Lock, compare=False)
+    scratch_sizes: tuple  # bytes of each buffer of the call's scratch
 
-    def launch(self, queue: "cl.CommandQueue", buffers: tuple) -> "cl.Event":
+    def launch(self, queue: "cl.CommandQueue", buffers: tuple, allocate) -> "cl.Event":
+        scratch = [allocate(size) for size in self.scratch_sizes]
         event = None
-        with self.lock:
-            for s in self.steps:
-                args = list(s.template)
-                for i, j in s.slots:
-                    args[i] = buffers[j]
-                event = launch(s.bound, s.lock, queue, args, s.global_size, s.local_size,
-                               s.keep)
+        for s in self.steps:
+            args = list(s.template)
+            for i, j in s.slots:
+                args[i] = buffers[j]
+            for i, j in s.scratch:
+                args[i] = scratch[j]
+            event = launch(s.bound, s.lock, queue, args, s.global_size, s.local_size, s.keep)
         return event
