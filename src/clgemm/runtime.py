@@ -181,6 +181,7 @@ class Runtime:
         self._programs: dict[str, Built] = {}
         self._lock = threading.Lock()
         self._memo: dict = {}
+        self._templates = LruMemo(256)  # empty()'s array fields per output shape
         self._memo_lock = threading.Lock()
         self._inline_ptx: bool | None = None
         self._profiling_ok: bool | None = None
@@ -210,7 +211,7 @@ class Runtime:
         buffer: pyopencl's Array() spends ~50 us in numpy checks of the shape (measured on
         this project's CI host), the copy a few. Where a pyopencl release stores other fields
         than the template expects, the ordinary constructor serves."""
-        templates = self.cached("output templates", lambda: LruMemo(256))
+        templates = self._templates
         fields = templates.get(shape)
         if fields is None:
             with self._pool_lock:
