@@ -6,11 +6,11 @@
 A call on device arrays with the exact contract is the hot path: no kernel argument set
 that is already bound, the output (when C is not given) from the runtime's memory pool, one
 enqueue per kernel on a queue without profiling (launched from the recording of the plan's
-first call of the same operand geometry: lanes/recording.py), and no wait on the device (one exception,
-the driver's: on NVIDIA's OpenCL the first use of a newly allocated buffer waits for the
-queue, so a call whose output size the pool has not held yet waits once). So is a rel_tol
-call on device arrays that TF32 serves (`Plan.judged`: approx/judged.py, the verdict and
-the exact fallback on the device). Everything else (numpy arrays, `return_info`,
+first call of the same operand geometry: lanes/recording.py), and no wait on the device
+(one exception, the driver's: on NVIDIA's OpenCL the first use of a newly allocated buffer
+waits for the queue, so a call whose output size the pool has not held yet waits once). So
+is a rel_tol call on device arrays that TF32 serves (`Plan.judged`: approx/judged.py, the
+verdict and the exact fallback on the device). Everything else (numpy arrays, `return_info`,
 check=True, the other approximate methods, the online selector) passes a station that
 waits for its answer, on the runtime's profiling queue.
 """

@@ -2,8 +2,9 @@
 
 `plan()` decides once per (shape, layout, contract, device) and returns a `Plan`, kept by the
 runtime: the exact contract's lane (the small-rows lane for products with m or n up to
-MAX_ROWS, or to the table's stack_rows where the large operand is stored along K, 3xTF32 on the tensor cores where the device table promoted it, the float32 family
-split over K where its grid would leave most compute units idle (CLGEMM_SPLITK=0 switches it
+MAX_ROWS, or to the table's stack_rows where the large operand is stored along K, 3xTF32
+on the tensor cores where the device table promoted it, the float32 family split over K
+where its grid would leave most compute units idle (CLGEMM_SPLITK=0 switches it
 off; 3xTF32 split over K from K = TC_SPLITK_MIN_K where one launch of the promoted 3xTF32
 lane would leave them idle, CLGEMM_TC_SPLITK=0 switches it off), else the float32 family), the
 station the call passes (ABFT for check=True, the approximate methods under rel_tol, TF32

@@ -33,8 +33,8 @@ from ..operands import Operand, transposed_c
 from ..schedule import Schedule
 from .fp32 import layout_for, search_space
 from .mma import default_dialect, fitting_schedule, nonfinite_flag
-from .recording import AllArgs, launch
 from .mma import layout_for as tc_layout_for
+from .recording import AllArgs, launch
 
 # (schedule key, sustained TFLOP/s on 3072^3 on the H100) of validated schedules by tile.
 CANDIDATES = (
