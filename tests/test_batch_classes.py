@@ -60,3 +60,15 @@ def test_the_per_product_part_is_read_when_the_search_did_not_run_and_the_table_
     data = json.loads(table.read_text())
     assert data["entries"]["m3n3k1"]["wg_n"] == 32
     assert data["evidence"]["batch_classes"] == "records/x"
+
+
+def test_the_search_confirmation_rules_over_its_single_samples():
+    """The search's best and the entry timed again in turns (`confirm`): a lead the search's
+    one sample showed and the turns do not bear out is kept out."""
+    row = _search("m0n3k1", {ENTRY: [21.7e-6, 22.0e-6], FAST: [14.1e-6, 14.3e-6]})
+    row["confirm"] = {ENTRY: [14.5e-6, 14.6e-6], FAST: [18.2e-6, 18.0e-6]}
+    (c,) = bc.choose(bc.candidates({"fp32_batch_search": [row]}), members=lambda cls: [])
+    assert c.decision == "keep"
+    row["confirm"] = {ENTRY: [21.5e-6, 22.1e-6], FAST: [14.2e-6, 14.4e-6]}
+    (c,) = bc.choose(bc.candidates({"fp32_batch_search": [row]}), members=lambda cls: [])
+    assert c.decision == "adopt" and c.schedule == FAST

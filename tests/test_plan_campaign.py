@@ -50,6 +50,9 @@ def test_the_batch_search_tells_the_strategy_and_keeps_the_best(run):
     assert row["evaluations"] >= 3 and row["best"] in row["tried"]
     assert row["best_s"] == min(t for t in row["tried"].values() if t is not None)
     assert row["table_entry"] in row["tried"]
+    if row["best"] != row["table_entry"]:  # both timed again in turns, product by product
+        assert set(row["confirm"]) == {row["best"], row["table_entry"]}
+        assert row["confirmed_speed_over_entry"] > 0
 
 
 def test_the_check_part_times_the_deferred_and_the_waiting_check(run):
@@ -68,3 +71,20 @@ def test_the_host_profile_names_the_public_call_among_its_functions(run):
     assert any(name.startswith("api.py:") and name.endswith("(matmul)") for name in names)
     matmul = next(f for f in row["functions"] if f["function"].endswith("(matmul)"))
     assert matmul["calls_per_call"] == 1.0 and matmul["cum_s_per_call"] > 0
+
+
+def test_the_confirmation_times_both_schedules_on_every_product(monkeypatch):
+    """fp32_batch_search's confirmation: the entry and the search's best timed again in turns,
+    a median per product for each."""
+    import numpy as np
+
+    from clgemm.runtime import get_runtime
+    from clgemm.select import table as tables
+
+    monkeypatch.chdir(ROOT)
+    rt = get_runtime()
+    products = [pr for *_, pr in campaign._fp32_batches(np.random.default_rng(0), True)][:2]
+    schedules = tables.load_table(rt.device).candidates()[:2]
+    got = campaign._confirm(rt, products, schedules, 2)
+    assert set(got) == {s.key() for s in schedules}
+    assert all(len(v) == len(products) and min(v) > 0 for v in got.values())

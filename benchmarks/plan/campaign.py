@@ -1231,6 +1231,7 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
     2026-12-07-plan-traces-8), no other schedule of the table beat it by 1.1x."""
     from clgemm.engine import Space, Strategy
     from clgemm.lanes.fp32 import lane_for, search_space
+    from clgemm.schedule import Schedule
     from clgemm.select import table as tables
 
     table = tables.load_table(rt.device)
@@ -1275,6 +1276,8 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
             strategy.tell(schedule, tried[schedule.key()])
         timed = {key: t for key, t in tried.items() if t is not None}
         best = min(timed, key=timed.get) if timed else None
+        confirm = (_confirm(rt, products, (entry, Schedule.from_key(best)), 1 if quick else 5)
+                   if best and best != entry.key() and entry.key() in timed else {})
         out.append({
             "class": cls, "products": [{k: v for k, v in pr.items()
                                         if k in ("name", "batch", "m", "n", "k", "trans_a",
@@ -1285,7 +1288,34 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
                                  if best and tried.get(entry.key()) else None),
             "evaluations": len(tried), "failures": sum(t is None for t in tried.values()),
             "search_s": time.perf_counter() - t0, "tried": tried,
-            "per_product": {key: per_product[key] for key in timed}})
+            "per_product": {key: per_product[key] for key in timed},
+            "confirm": confirm,
+            "confirmed_speed_over_entry": (
+                float(np.exp(np.mean(np.log(confirm[entry.key()]))
+                             - np.mean(np.log(confirm[best])))) if confirm else None)})
+    return out
+
+
+def _confirm(rt, products, schedules, turns: int) -> dict[str, list[float]]:
+    """Each schedule's seconds per product, timed again in `turns` alternations (the median
+    of its turns): the search ranks a candidate by one sample, which on launch-bound
+    products of 14-22 us is noise (records/nvidia-h200/2026-12-07-stacked-rows)."""
+    from clgemm.lanes.fp32 import lane_for
+
+    out: dict[str, list[float]] = {}
+    for s in schedules:
+        out[s.key()] = []
+    for pr in products:
+        samples: dict[str, list[float]] = {s.key(): [] for s in schedules}
+        for _ in range(turns):
+            for s in schedules:
+                lane = lane_for(rt, s)
+                launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
+                    pr["batch"], pr["m"], pr["n"], pr["k"], 1.0, 0.0, *pr["ops"],
+                    pr["strides"], rt.user_queue)
+                samples[s.key()].append(med(rounds(launch, rt.user_queue.finish, 10, count=3)))
+        for key, xs in samples.items():
+            out[key].append(med(xs))
     return out
 
 
