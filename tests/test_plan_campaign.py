@@ -88,3 +88,11 @@ def test_the_confirmation_times_both_schedules_on_every_product(monkeypatch):
     got = campaign._confirm(rt, products, schedules, 2)
     assert set(got) == {s.key() for s in schedules}
     assert all(len(v) == len(products) and min(v) > 0 for v in got.values())
+
+
+def test_trace_host_times_clgemm_with_and_without_replay_and_leaves_it_on(run):
+    import importlib
+
+    rows = [r for r in run("trace_host")["trace_host"] if "side" in r]
+    assert {r["side"] for r in rows} >= {"clgemm", "clgemm-no-replay"}
+    assert importlib.import_module("clgemm.plan").REPLAY is True

@@ -716,45 +716,53 @@ def trace_host(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinyllama
     2026-12-07-plan-traces-5)."""
     import importlib
 
-    from clgemm.bench.model import _Clgemm, _Operands, _Torch, trace_calls
-
     plan_module = importlib.import_module("clgemm.plan")  # its REPLAY switch
     rows = []
-    for name in traces:
-        calls = trace_calls(Path("traces/models") / f"{name}.jsonl")
-        ops = _Operands(calls, 0)
-        # clgemm with its hot calls launched from recordings (lanes/recording.py), and
-        # without (CLGEMM_REPLAY=0's path), in one process
-        sides = [(_Clgemm(ops, rt.device), "clgemm", True),
-                 (_Clgemm(ops, rt.device), "clgemm-no-replay", False)]
-        try:
-            sides.append((_Torch(ops), "torch", None))
-        except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
-            rows.append({"trace": name, "torch": f"absent: {type(exc).__name__}"})
-        for side, side_name, replay in sides:
-            if replay is not None:
-                plan_module.REPLAY = replay
-            for _ in range(2):  # warm: plans, kernels, pools
-                for c in calls:
-                    side.call(c)
-                side.sync()
-            walls, hosts, per_call = [], [], [[] for _ in calls]
-            for _ in range(passes):
-                t0 = time.perf_counter()
-                for i, c in enumerate(calls):
-                    t = time.perf_counter()
-                    side.call(c)
-                    per_call[i].append(time.perf_counter() - t)
-                hosts.append(time.perf_counter() - t0)
-                side.sync()
-                walls.append(time.perf_counter() - t0)
-            plan_module.REPLAY = True
-            rows.append({"trace": name, "side": side_name, "calls": len(calls),
-                         "pass_wall_s": med(walls), "pass_host_s": med(hosts),
-                         "host_share": med(hosts) / med(walls),
-                         "per_call": [{"name": c.name, "m": c.m, "n": c.n, "k": c.k,
-                                       "batch": c.batch, "host_s": med(x)}
-                                      for c, x in zip(calls, per_call)]})
+    try:
+        for name in traces:
+            rows += _trace_host_rows(rt, name, passes, plan_module)
+    finally:
+        plan_module.REPLAY = True  # the parts after this one replay, whatever happened
+    return rows
+
+
+def _trace_host_rows(rt, name: str, passes: int, plan_module) -> list[dict]:
+    """trace_host's rows of one trace: clgemm with its hot calls launched from recordings
+    (lanes/recording.py) and without (CLGEMM_REPLAY=0's path), in one process, and torch."""
+    from clgemm.bench.model import _Clgemm, _Operands, _Torch, trace_calls
+
+    rows = []
+    calls = trace_calls(Path("traces/models") / f"{name}.jsonl")
+    ops = _Operands(calls, 0)
+    sides = [(_Clgemm(ops, rt.device), "clgemm", True),
+             (_Clgemm(ops, rt.device), "clgemm-no-replay", False)]
+    try:
+        sides.append((_Torch(ops), "torch", None))
+    except Exception as exc:  # noqa: BLE001 - no torch or no CUDA here
+        rows.append({"trace": name, "torch": f"absent: {type(exc).__name__}"})
+    for side, side_name, replay in sides:
+        if replay is not None:
+            plan_module.REPLAY = replay
+        for _ in range(2):  # warm: plans, kernels, pools
+            for c in calls:
+                side.call(c)
+            side.sync()
+        walls, hosts, per_call = [], [], [[] for _ in calls]
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            for i, c in enumerate(calls):
+                t = time.perf_counter()
+                side.call(c)
+                per_call[i].append(time.perf_counter() - t)
+            hosts.append(time.perf_counter() - t0)
+            side.sync()
+            walls.append(time.perf_counter() - t0)
+        rows.append({"trace": name, "side": side_name, "calls": len(calls),
+                     "pass_wall_s": med(walls), "pass_host_s": med(hosts),
+                     "host_share": med(hosts) / med(walls),
+                     "per_call": [{"name": c.name, "m": c.m, "n": c.n, "k": c.k,
+                                   "batch": c.batch, "host_s": med(x)}
+                                  for c, x in zip(calls, per_call)]})
     return rows
 
 
@@ -1302,9 +1310,7 @@ def _confirm(rt, products, schedules, turns: int) -> dict[str, list[float]]:
     products of 14-22 us is noise (records/nvidia-h200/2026-12-07-stacked-rows)."""
     from clgemm.lanes.fp32 import lane_for
 
-    out: dict[str, list[float]] = {}
-    for s in schedules:
-        out[s.key()] = []
+    out: dict[str, list[float]] = {s.key(): [] for s in schedules}
     for pr in products:
         samples: dict[str, list[float]] = {s.key(): [] for s in schedules}
         for _ in range(turns):
