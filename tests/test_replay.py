@@ -33,6 +33,12 @@ WORK_GROUP = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=2, tile_k=8, vec_a=1, vec_b
                       local_pad=1)
 
 
+@pytest.fixture(autouse=True)
+def _replay_on(monkeypatch):
+    """These tests are about the replay: on, whatever CLGEMM_REPLAY says."""
+    monkeypatch.setattr(plan_module, "REPLAY", True)
+
+
 @pytest.fixture
 def gpu_rows(monkeypatch):
     """The small-rows lane in the GPU's form (dot and axpy kernels, K split over work-groups
