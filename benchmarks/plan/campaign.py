@@ -743,10 +743,7 @@ def _trace_host_rows(rt, name: str, passes: int, plan_module) -> list[dict]:
     for side, side_name, replay in sides:
         if replay is not None:
             plan_module.REPLAY = replay
-        for _ in range(2):  # warm: plans, kernels, pools
-            for c in calls:
-                side.call(c)
-            side.sync()
+        _passes(side, calls, 2)  # warm: plans, kernels, pools
         walls, hosts, per_call = [], [], [[] for _ in calls]
         for _ in range(passes):
             t0 = time.perf_counter()
@@ -783,17 +780,11 @@ def host_profile(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinylla
     for name in traces:
         calls = trace_calls(Path("traces/models") / f"{name}.jsonl")
         side = _Clgemm(_Operands(calls, 0), rt.device)
-        for _ in range(2):  # warm: plans, kernels, pools
-            for c in calls:
-                side.call(c)
-            side.sync()
+        _passes(side, calls, 2)  # warm: plans, kernels, pools
         prof = cProfile.Profile()
         t0 = time.perf_counter()
         prof.enable()
-        for _ in range(passes):
-            for c in calls:
-                side.call(c)
-            side.sync()
+        _passes(side, calls, passes)
         prof.disable()
         wall = time.perf_counter() - t0
         n_calls = passes * len(calls)
@@ -806,6 +797,14 @@ def host_profile(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinylla
                            "own_s_per_call": tt / n_calls, "cum_s_per_call": ct / n_calls}
                           for (file, line, fn), (_, nc, tt, ct, _) in funcs]})
     return rows
+
+
+def _passes(side, calls, passes: int) -> None:
+    """`passes` passes of a trace's calls on one side (clgemm, torch), each waited for."""
+    for _ in range(passes):
+        for c in calls:
+            side.call(c)
+        side.sync()
 
 
 def tc_epilogue(rt, sizes, rng) -> list[dict]:

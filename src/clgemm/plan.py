@@ -210,8 +210,7 @@ class Plan:
             return scale_empty_product(out, beta, rt.user_queue)
         if not self.judged:
             if self.replays is not None and REPLAY:
-                self._replay(A, B, out, alpha, beta, (A.offset, A.strides, B.offset,
-                                                      B.strides, out.offset, out.strides))
+                self._replay(A, B, out, alpha, beta)
                 return out
             a, b, c, m, n = self._hot_operands(A, B, out)
             self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
@@ -223,11 +222,13 @@ class Plan:
                           self.fallback)
         return out
 
-    def _replay(self, A, B, out, alpha: float, beta: float, geometry: tuple) -> None:
-        """The hot call from the recording of an earlier one of this geometry (A and B one
-        buffer or two, alpha, beta), else the lane's own path, recorded for the next."""
+    def _replay(self, A, B, out, alpha: float, beta: float) -> None:
+        """The hot call from the recording of an earlier one of this geometry (the operands'
+        offsets, shapes and strides (a batch's 2-D operand is broadcast), A and B one buffer
+        or two, alpha, beta), else the lane's own path, recorded for the next."""
         buffers = (A.base_data, B.base_data, out.base_data)
-        key = geometry + (buffers[0] is buffers[1], alpha, beta)
+        key = (A.offset, A.shape, A.strides, B.offset, B.shape, B.strides, out.offset,
+               out.strides, buffers[0] is buffers[1], alpha, beta)
         recording = self.replays.get(key)
         if recording is not None:
             recording.launch(self.rt.user_queue, buffers, self._scratch)
@@ -343,8 +344,7 @@ class Plan:
         if k.k == 0:
             return scale_empty_product(out, beta, queue)
         if info is None and queue is self.rt.user_queue and self.replays is not None and REPLAY:
-            self._replay(A, B, out, alpha, beta, (A.offset, A.shape, A.strides, B.offset,
-                                                  B.shape, B.strides, out.offset, out.strides))
+            self._replay(A, B, out, alpha, beta)
             return out
         event = self._launch_batch(self._batch_operands(A, B, out), alpha, beta, queue)
         if info is not None:
