@@ -346,9 +346,14 @@ def _ref(A, B, C0, alpha, beta, ta, tb):
 
 
 def _poison_tf32(monkeypatch, factor=1.1):
-    """Every TF32 product of the judged path `factor` times the true one (10% off)."""
+    """Every TF32 product of the judged path `factor` times the true one (10% off); calls
+    are not replayed meanwhile (a recording holds the kernel launched, not this stand-in,
+    and one made meanwhile would hold the stand-in's arguments)."""
+    from importlib import import_module
+
     from clgemm.approx import judged
 
+    monkeypatch.setattr(import_module("clgemm.plan"), "REPLAY", False)
     real = judged.tc_product
 
     def poisoned(rt, mode, m, n, k, alpha, *args, **kw):

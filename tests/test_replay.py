@@ -246,3 +246,105 @@ def test_a_recording_refuses_what_it_cannot_launch_again(rng):
         lane.enqueue(8, 8, 8, 1.0, 0.0, a._replace(buffer=alias), b, c, rt.user_queue)
     assert r.recording() is None
     rt.user_queue.finish()
+
+
+def test_a_spoiled_call_gives_no_recording(rng):
+    """A path that enqueues what a recording does not hold says so (`spoil`): no recording."""
+    from clgemm.lanes import recording
+
+    rt = get_runtime()
+    lane = Fp32Lane(rt, WORK_GROUP)
+    A, B, C = (clgemm.to_device(rand(rng, (8, 8))) for _ in range(3))
+    a, b, c = (device_operand(rt, "X", x, False) for x in (A, B, C))
+    buffers = (A.base_data, B.base_data, C.base_data)
+    for spoiled in (False, True):
+        with Recorder(buffers) as r:
+            lane.enqueue(8, 8, 8, 1.0, 0.0, a, b, c, rt.user_queue)
+            recording.flush(rt.user_queue)
+            if spoiled:
+                recording.spoil()
+        assert (r.recording() is None) == spoiled
+    rt.user_queue.finish()
+
+
+# ---- rel_tol's judged path (approx/judged.py) replayed -------------------------------------
+@pytest.fixture
+def judged_gpu_form(gpu_rows, monkeypatch):
+    """rel_tol's judged path as on an NVIDIA card: tensor cores (their PTX emulated, small
+    tiles), the probes on the small-rows lane's GPU form, and (plans made with
+    `schedule=WORK_GROUP`) the float32 family's work-group form as the exact fallback."""
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+    from conftest import emulate_tensor_cores
+
+    for key in (("budget judge", "user"), ("budget judge", "station")):
+        gpu_rows._memo.pop(key, None)  # (gpu_rows' copy of the memos): judges of this form
+    emulate_tensor_cores(monkeypatch, gpu_rows)
+    for mode, s in list(DEFAULT_SCHEDULES.items()):
+        monkeypatch.setitem(DEFAULT_SCHEDULES, mode, dataclasses.replace(
+            s, block_m=32, block_n=16, block_k=16, warps_m=2, warps_n=1))
+    return gpu_rows
+
+
+def _rel(got, ref) -> float:
+    return float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+
+
+def _judged_call(dA, dB, **kw):
+    return clgemm.matmul(dA, dB, trans_b=True, rel_tol=2e-2, schedule=WORK_GROUP, **kw)
+
+
+def test_a_judged_call_replays_with_fresh_probes_and_its_own_verdict(judged_gpu_form, rng):
+    """A rel_tol call that TF32 serves, on device arrays: recorded once, then launched again
+    on fresh operands (C poisoned); each launch draws probes of its own, and its verdict is
+    its own: operands where TF32 misses the budget (a difference of nearly equal terms)
+    get the exact product, from the same recording."""
+    import pyopencl as cl
+
+    from clgemm.approx import judged
+    from clgemm.lanes.recording import Recording
+
+    rt = judged_gpu_form
+    m, n, k = 45, 40, 96
+    p = clgemm.plan(m, n, k, trans_b=True, rel_tol=2e-2, schedule=WORK_GROUP)
+    assert p.judged and p.replays is not None
+    judge = judged.judge_for(rt, rt.user_queue)
+    probes = []
+    for _ in range(3):
+        A, B = rand(rng, (m, k)), rand(rng, (n, k))
+        C = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+        got = _judged_call(clgemm.to_device(A), clgemm.to_device(B), C=C).get()
+        ref = A.astype(np.float64) @ B.T.astype(np.float64)
+        assert 1e-6 < _rel(got, ref) <= 2e-2  # TF32's error, kept
+        w = judge._scratch.buffer("w", 4 * n * judged.PROBES)
+        probes.append(np.empty(n * judged.PROBES, np.float32))
+        cl.enqueue_copy(rt.user_queue, probes[-1], w)
+    (recorded,) = p.replays.values()
+    assert isinstance(recorded, Recording)
+    assert not np.array_equal(probes[1], probes[2])  # fresh probes at each launch
+    # X [Y; -Y'] with Y' = Y (1 + 1e-3) rounded: TF32 rounds Y and Y' a part in 2^11, so
+    # its result is off by about as much as the result itself
+    half = k // 2
+    X, Y = rand(rng, (m, half)), rand(rng, (n, half))
+    A = np.concatenate([X, X], axis=1)
+    B = np.concatenate([Y, -(Y * np.float32(1.001))], axis=1)
+    got = _judged_call(clgemm.to_device(A), clgemm.to_device(B)).get()
+    ref = A.astype(np.float64) @ B.T.astype(np.float64)
+    assert _rel(got, ref) < 1e-3  # the exact product (TF32's would be ~1 off)
+    assert len(p.replays) == 1
+
+
+def test_a_judged_call_with_beta_is_not_recorded(judged_gpu_form, rng):
+    """beta != 0 copies C aside (not a kernel): the geometry is remembered as one that
+    cannot be recorded, and each call runs the judge's own path, right."""
+    from clgemm.lanes.recording import Recording
+
+    m, n, k = 33, 28, 64
+    p = clgemm.plan(m, n, k, trans_b=True, rel_tol=2e-2, schedule=WORK_GROUP)
+    for _ in range(2):
+        A, B, C0 = rand(rng, (m, k)), rand(rng, (n, k)), rand(rng, (m, n))
+        C = clgemm.to_device(C0)
+        got = _judged_call(clgemm.to_device(A), clgemm.to_device(B), C=C, beta=0.5).get()
+        ref = A.astype(np.float64) @ B.T.astype(np.float64) + 0.5 * C0
+        assert 1e-6 < _rel(got, ref) <= 2e-2
+    assert len(p.replays) == 1
+    assert not any(isinstance(x, Recording) for x in p.replays.values())

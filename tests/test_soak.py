@@ -212,7 +212,7 @@ def test_the_bounds_pass_clean_products_and_catch_a_wrong_cell(rng):
 
 
 def _spawn(tmp_path, trace, out: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONFAULTHANDLER="1", PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen([sys.executable, "-m", "clgemm.cli", "soak", "--minutes", "5",
                              "--window-seconds", "0.5", "--out", str(out), "--trace", trace,
                              "--fault-rate", "0.3", "--quiet"],
@@ -240,7 +240,12 @@ def test_an_interrupt_leaves_a_valid_partial_artifact(tmp_path, trace, sig, code
     proc = _spawn(tmp_path, trace, out)
     _wait_for_window(proc, out)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # where it hangs: its threads' stacks (faulthandler)
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"the soak had not exited 60 s after {sig!r}; its stderr:\n{err[-8000:]}")
     assert proc.returncode == code, err
     data = json.loads(out.read_text())
     _valid(data)
@@ -251,6 +256,35 @@ def test_an_interrupt_leaves_a_valid_partial_artifact(tmp_path, trace, sig, code
     if name:
         assert "wrote" in err and data["finished_utc"]
     assert not list(tmp_path.glob(".partial.json.*"))  # no temporary file left behind
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_dropped_in_a_finalizer_still_stops_the_soak(tmp_path, trace, monkeypatch):
+    """Python prints and drops an exception raised while a finalizer runs (a pooled buffer's
+    __del__, a weakref callback): a SIGINT handled there must still stop the soak, at its
+    next step, with its artifact marked interrupted (it ran to its end before)."""
+    soak = S.Soak(_opts(tmp_path, trace, minutes=0.5), ["test"])
+    steps: list[int] = []
+    real = soak.step
+
+    class SignalledInFinalizer:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: in here
+            time.sleep(0.01)
+
+    def step() -> None:
+        steps.append(1)
+        if len(steps) == 3:
+            SignalledInFinalizer()  # dropped at once: its __del__ runs now
+        real()
+
+    monkeypatch.setattr(soak, "step", step)
+    t = time.monotonic()
+    data = soak.run()
+    assert data["interrupted"] == "SIGINT" and data["status"] == "interrupted"
+    assert len(steps) == 3 and time.monotonic() - t < 20.0
+    _valid(data)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def _one_line(code: int, err: str, expect: int) -> None:

@@ -17,6 +17,7 @@ plan and the hot path). One process, one card, every figure with its peer in the
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import sys
@@ -285,7 +286,18 @@ def approx_costs(rt, sizes, rng) -> list[dict]:
         tc = [i.extra.get("approx", {}).get("tensor_core", {}) for i in infos]
         device = med([t.get("device_s", 0.0) for t in tc]) if tc[-1] else None
         reps = max(10, min(60, int(0.03 / max(total, 1e-6))))
-        chained = med(rounds(lambda: clgemm.matmul(a, b, C=c, rel_tol=1e-2), rt.finish, reps))
+        # chained with and without the replay (lanes/recording.py), in alternating rounds
+        plan_module = importlib.import_module("clgemm.plan")
+        sides: dict[bool, list[float]] = {True: [], False: []}
+        try:
+            for turn in range(4):
+                for replay in ((True, False) if turn % 2 == 0 else (False, True)):
+                    plan_module.REPLAY = replay
+                    sides[replay] += rounds(lambda: clgemm.matmul(a, b, C=c, rel_tol=1e-2),
+                                            rt.finish, reps)
+        finally:
+            plan_module.REPLAY = True
+        chained, unreplayed = med(sides[True]), med(sides[False])
         rows.append({"n": n, "method": infos[-1].method, "total_s": total, "kernel_s": kern,
                      "outside_fraction": 1 - kern / total if total > 0 else None,
                      "tflops": 2.0 * n ** 3 / total / 1e12,
@@ -294,6 +306,9 @@ def approx_costs(rt, sizes, rng) -> list[dict]:
                      "reported_outside_all": (1 - device / total) if device else None,
                      "chained_s": chained,
                      "chained_outside_all": (1 - device / chained) if device else None,
+                     "chained_no_replay_s": unreplayed,
+                     "chained_no_replay_outside_all": ((1 - device / unreplayed) if device
+                                                       else None),
                      "chained_outside_product": 1 - kern / chained,
                      "chained_tflops": 2.0 * n ** 3 / chained / 1e12})
     return rows
@@ -714,7 +729,6 @@ def trace_host(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinyllama
     products' own loops hid the host behind the device, the pass cannot (the traces' passes
     ran 13% over their products' loops on the H200, torch's 3%: records/nvidia-h200/
     2026-12-07-plan-traces-5)."""
-    import importlib
 
     plan_module = importlib.import_module("clgemm.plan")  # its REPLAY switch
     rows = []

@@ -49,6 +49,9 @@ from .validate import (check_batched_call, check_call, check_host_memory, check_
 # (a module attribute, read per call: campaigns time both in one process).
 REPLAY = os.environ.get("CLGEMM_REPLAY", "1") != "0"
 REPLAYS = 8  # recordings a plan keeps (geometries of its operands, alpha and beta)
+# kept in a plan's replays for a geometry whose hot call cannot be recorded (a judged call
+# with beta != 0, or on the wgmma kernel): not recorded again at every call
+_UNRECORDABLE = object()
 
 
 class Contract(NamedTuple):
@@ -99,7 +102,10 @@ class Plan:
 
     def __post_init__(self) -> None:
         check_index_range(self.key.m, self.key.n, self.key.k)
-        if getattr(self.lane, "replayable", False) and self.replays is None:
+        # a judged call is recorded where its judge says its launches can be (beta 0, the
+        # product by mma.sync, the replayable forms): approx/judged.BudgetJudge.recordable
+        if ((getattr(self.lane, "replayable", False) or self.judged)
+                and self.replays is None):
             object.__setattr__(self, "replays", LruMemo(REPLAYS))
 
     def __str__(self) -> str:
@@ -212,37 +218,49 @@ class Plan:
             if self.replays is not None and REPLAY:
                 self._replay(A, B, out, alpha, beta)
                 return out
-            a, b, c, m, n = self._hot_operands(A, B, out)
-            self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
+            self._enqueue_hot(A, B, out, alpha, beta)
             return out
-        a, b, c, m, n = self._hot_operands(A, B, out)
         judge = judged.judge_for(rt, rt.user_queue)
-        with judge.lock:
-            judge.enqueue(m, n, k.k, alpha, beta, a, b, c, float(k.contract.rel_tol),
-                          self.fallback)
+        with judge.lock:  # the judge's scratch and verdict: one call's at a time
+            if REPLAY:
+                self._replay(A, B, out, alpha, beta)
+            else:
+                self._enqueue_hot(A, B, out, alpha, beta)
         return out
+
+    def _enqueue_hot(self, A, B, out, alpha: float, beta: float) -> None:
+        """The hot call through the lane's own path (or the judge's, under rel_tol; its
+        caller holds the judge's lock): every decision made again."""
+        rt, k = self.rt, self.key
+        if k.batch is not None:
+            self._launch_batch(self._batch_operands(A, B, out), alpha, beta, rt.user_queue)
+            return
+        a, b, c, m, n = self._hot_operands(A, B, out)
+        if self.judged:
+            judged.judge_for(rt, rt.user_queue).enqueue(
+                m, n, k.k, alpha, beta, a, b, c, float(k.contract.rel_tol), self.fallback)
+        else:
+            self.lane.enqueue(m, n, k.k, alpha, beta, a, b, c, rt.user_queue)
 
     def _replay(self, A, B, out, alpha: float, beta: float) -> None:
         """The hot call from the recording of an earlier one of this geometry (the operands'
         offsets, shapes and strides (a batch's 2-D operand is broadcast), A and B one buffer
-        or two, alpha, beta), else the lane's own path, recorded for the next."""
+        or two, alpha, beta), else the lane's own path, recorded for the next (a geometry
+        whose call cannot be recorded is remembered as such)."""
         buffers = (A.base_data, B.base_data, out.base_data)
         key = (A.offset, A.shape, A.strides, B.offset, B.shape, B.strides, out.offset,
                out.strides, buffers[0] is buffers[1], alpha, beta)
         recording = self.replays.get(key)
+        if recording is _UNRECORDABLE:
+            self._enqueue_hot(A, B, out, alpha, beta)
+            return
         if recording is not None:
             recording.launch(self.rt.user_queue, buffers, self._scratch)
             return
         with Recorder(buffers) as recorder:
-            if self.key.batch is None:
-                a, b, c, m, n = self._hot_operands(A, B, out)
-                self.lane.enqueue(m, n, self.key.k, alpha, beta, a, b, c, self.rt.user_queue)
-            else:
-                self._launch_batch(self._batch_operands(A, B, out), alpha, beta,
-                                   self.rt.user_queue)
+            self._enqueue_hot(A, B, out, alpha, beta)
         recording = recorder.recording()
-        if recording is not None:
-            self.replays.put(key, recording)
+        self.replays.put(key, _UNRECORDABLE if recording is None else recording)
 
     def _scratch(self, nbytes: int):
         """Scratch of a replayed call (a split's partial sums), from the user queue's pool."""

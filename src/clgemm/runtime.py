@@ -84,6 +84,9 @@ class LruMemo:
     def __len__(self) -> int:
         return len(self._items)
 
+    def values(self) -> list:
+        return list(self._items.values())
+
 
 _SEAL = b"clgemm-bin/2\n"
 

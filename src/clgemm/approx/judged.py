@@ -19,7 +19,11 @@ The host learns the outcome only when it asks (`BudgetJudge.read`, one 8-byte re
 reported call asks; a call on device arrays that reports nothing returns after its enqueues,
 as the exact contract's hot path does, and the result it hands back is, in queue order, the
 TF32 product or the exact one. A rejected TF32 result is replaced by the exact product, not by
-another approximate method.
+another approximate method. Such a hot call with beta 0 is recorded by its plan and launched
+again (lanes/recording.py: every launch of it draws a fresh seed for the probes) where each of
+its kernels goes through `recording.launch`: the mma.sync TF32 kernel, the small-rows lane's
+GPU form, the float32 family's work-group form (`BudgetJudge.recordable`); a call with beta
+!= 0 (C's copy aside) or on the wgmma kernel is not.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ import numpy as np
 import pyopencl as cl
 
 from ..guard.device import guard_device
+from ..lanes import recording
 from ..lanes.fp32 import BoundArgs, Fp32Lane
 from ..lanes.gemv import GemvLane
 from ..lanes.scratch import Scratch
-from ..lanes.tc import tc_product
+from ..lanes.tc import tc_product, wgmma_route
 from ..operands import Operand, transposed_c
 from ..runtime import Runtime
 from ..staging import pinned_host
@@ -148,6 +153,9 @@ class BudgetJudge:
         self._saved = None  # C's old content of the last product with beta != 0
         self._seeds = np.random.default_rng()  # fresh probes every call (OS entropy once)
         self.lock = threading.Lock()
+        # held while the judge's own kernels are bound and enqueued (recording.launch): the
+        # callers hold `lock` around the whole call
+        self._bind_lock = threading.Lock()
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, budget: float, fallback: Fp32Lane,
@@ -164,16 +172,20 @@ class BudgetJudge:
             saved = rt.pooled(4 * span, "C kept for the exact fallback", q)
             events.append(cl.enqueue_copy(q, saved, c.buffer, byte_count=4 * span,
                                           src_offset=4 * c.offset))
+        if saved is not None or not self.recordable(m, n, k, a, b, fallback):
+            recording.spoil()  # (a copy, or a kernel not launched through recording.launch)
         product = tc_product(rt, "tf32", m, n, k, alpha, beta, a, b, c, queue=q)
         events.append(product)
-        q.flush()  # the device starts the product while the estimate's launches are issued
+        recording.flush(q)  # the device starts the product while the estimate is enqueued
         ws = self._scratch.buffer  # kept and grown: bound once for a chain of one shape
         w = Operand(ws("w", 4 * n * PROBES), 0, PROBES, False)
         y = Operand(ws("y", 4 * k * PROBES), 0, PROBES, False)
         x = Operand(ws("x", 4 * m * PROBES), 0, PROBES, False)
         rw = Operand(ws("rw", 4 * m * PROBES), 0, PROBES, False)
-        draw = int(self._seeds.integers(1, 2**62)) if seed is None else seed
-        events.append(self.gd.randn_into(w.buffer, 0, n * PROBES, draw, q))
+        draw = self._draw() if seed is None else seed
+        # a recording of this call draws fresh probes at each of its launches
+        events.append(self.gd.randn_into(w.buffer, 0, n * PROBES, draw, q,
+                                         reseed=self._draw if seed is None else None))
         gemv = self.gemv.enqueue
         # (the lanes list their own commands' events in `info`)
         gemv(k, PROBES, n, 1.0, 0.0, b, w, y, q, info)  # op(B) W
@@ -182,17 +194,33 @@ class BudgetJudge:
             gemv(m, PROBES, n, beta, 1.0, Operand(saved, 0, c.ld, False), w, x, q, info)
         gemv(m, PROBES, n, 1.0, 0.0, c, w, rw, q, info)  # R W
         keep = q is rt.user_queue
-        self._judge.bind((m * PROBES, budget, self.safety, x.buffer, rw.buffer, self.verdict),
-                         keep=keep)
-        events.append(cl.enqueue_nd_range_kernel(q, self._judge.kernel, (GROUP,), (GROUP,)))
+        events.append(recording.launch(
+            self._judge, self._bind_lock, q,
+            (m * PROBES, budget, self.safety, x.buffer, rw.buffer, self.verdict),
+            (GROUP,), (GROUP,), keep=keep))
         if saved is not None:
-            self._restore.bind((span, self.verdict, saved, c.buffer, c.offset), keep=keep)
-            events.append(cl.enqueue_nd_range_kernel(q, self._restore.kernel,
-                                                     (-(-span // 256) * 256,), (256,)))
+            events.append(recording.launch(
+                self._restore, self._bind_lock, q,
+                (span, self.verdict, saved, c.buffer, c.offset), (-(-span // 256) * 256,),
+                (256,), keep=keep))
         self._saved = saved  # held until the next product: the restore may not have run yet
         last = fallback.enqueue(m, n, k, alpha, beta, a, b, c, q, info,
                                 gate=(self.verdict, self._sink), slot=GATE_SLOT)
         return Enqueued(product, last)
+
+    def recordable(self, m: int, n: int, k: int, a: Operand, b: Operand,
+                   fallback: Fp32Lane) -> bool:
+        """Whether a call of these (C-transposed) operands with beta 0 launches only kernels
+        that a recording holds (lanes/recording.py): the TF32 product by mma.sync (the wgmma
+        kernel is not launched through `recording.launch`), the small-rows lane's and the
+        fallback's forms that can be replayed."""
+        return (self.gemv.replayable and fallback.replayable
+                and not wgmma_route(self.rt, a, b, m, n, k))
+
+    def _draw(self) -> int:
+        """A fresh seed for the probes (the caller holds `lock`: the generator is not safe to
+        share between threads)."""
+        return int(self._seeds.integers(1, 2**62))
 
     def read(self) -> Judgement:
         """The last product's verdict (waits for it); the caller holds `lock`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ import pyopencl.array as cla
 import pyopencl.tools as cltools
 
 from ..lanes.fp32 import BoundArgs
+from ..lanes.recording import Fresh, launch
 from ..operands import Operand
 from ..runtime import Runtime
 from . import kernels as K
@@ -100,21 +102,28 @@ class GuardDevice:
         self.randn_into(out.base_data, out.offset // 4, out.size, seed)
 
     def randn_into(self, buffer: "cl.Buffer", offset: int, n: int, seed: int,
-                   queue: "cl.CommandQueue | None" = None) -> "cl.Event":
+                   queue: "cl.CommandQueue | None" = None,
+                   reseed: "Callable[[], int] | None" = None) -> "cl.Event":
         """n standard normal variates into `buffer` from element `offset`, on `queue` (the
-        guard's by default)."""
+        guard's by default). `reseed`: where this launch is recorded (lanes/recording.py), the
+        recording's launches draw their seed from it (fresh variates every call)."""
         queue = queue or self.queue
         kern = self.kernel("guard_randn") if self._randn is None else None  # takes the lock
         with self._lock:
             if self._randn is None:
                 self._randn = BoundArgs(kern, _RANDN_TYPES)
-            # only the seed changes in a chain of one shape (the judge's probes): the
-            # other arguments stay bound on the hot path (the user queue)
-            self._randn.bind((n, seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF, buffer, offset),
-                             keep=queue is self.rt.user_queue)
-            local = 128
-            return cl.enqueue_nd_range_kernel(queue, self._randn.kernel,
-                                              (-(-((n + 1) // 2) // local) * local,), (local,))
+        local = 128
+        fresh = None if reseed is None else Fresh((1, 2), lambda: _seed_words(reseed()))
+        # only the seed changes in a chain of one shape (the judge's probes): the other
+        # arguments stay bound on the hot path (the user queue)
+        return launch(self._randn, self._lock, queue, (n, *_seed_words(seed), buffer, offset),
+                      (-(-((n + 1) // 2) // local) * local,), (local,),
+                      keep=queue is self.rt.user_queue, fresh=fresh)
+
+
+def _seed_words(seed: int) -> tuple[int, int]:
+    """A 64-bit seed as the kernel's two 32-bit words (low, high)."""
+    return seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF
 
 
 def guard_device(rt: Runtime) -> GuardDevice:

@@ -678,11 +678,24 @@ class Soak:
         o = self.opts
         status, why = "interrupted", None
         previous = signal.getsignal(signal.SIGTERM)
+        previous_int = signal.getsignal(signal.SIGINT)
+        received: list[int] = []
 
-        def on_term(signum, frame):
-            raise Terminated()
+        def on_signal(signum, frame):
+            # Raised where the main thread is, and also noted: an exception raised while it
+            # runs a finalizer (a pooled buffer's __del__, a weakref callback) is printed and
+            # dropped by Python, and the soak would go on to its end; the loop below stops at
+            # its next step on the note.
+            received.append(signum)
+            raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
-        signal.signal(signal.SIGTERM, on_term)
+        def stop_if_signalled() -> None:
+            if received:
+                raise KeyboardInterrupt() if received[0] == signal.SIGINT else Terminated()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        if previous_int is signal.default_int_handler:  # not where SIGINT is ignored
+            signal.signal(signal.SIGINT, on_signal)
         self.header(None, None)
         self.write()  # a valid artifact from the start, also if setup is cut off
         start = t0 = time.monotonic()
@@ -697,6 +710,7 @@ class Soak:
             start = t0 = time.monotonic()
             end = start + 60.0 * o.minutes
             while True:
+                stop_if_signalled()
                 now = time.monotonic()
                 if now >= min(t0 + o.window_s, end):
                     self.close_window(t0, now, start)
@@ -712,7 +726,7 @@ class Soak:
             why = "SIGTERM"
         finally:
             # no second signal may tear the last write (the file on disk stays valid anyway)
-            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
                 self.gpu.stop()
@@ -722,7 +736,7 @@ class Soak:
                         self.close_window(t0, now, start)  # the partial window counts too
                 self.write(status, why)
             finally:
-                signal.signal(signal.SIGINT, old_int)
+                signal.signal(signal.SIGINT, previous_int)
                 signal.signal(signal.SIGTERM, previous)
         return self.data
 

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pyopencl as cl
-import pyopencl.tools as cltools
 
 from ..errors import ShapeError
 from ..kernels.gemm import KERNEL_NAME, Layout, render, source_lines
@@ -21,7 +20,7 @@ from ..schedule import DeviceLimits, Schedule, SearchSpace
 from ..select import table as tables
 from ..select.table import DEFAULT_CPU, DEFAULT_GPU
 from . import pack
-from .recording import launch
+from .recording import POOLED, HeldPooled, kernel_cloner, launch, set_arg
 
 _ARG_TYPES = [np.int32, np.int32, np.int32, np.float32, np.float32,
               None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int32]
@@ -77,7 +76,7 @@ class BoundArgs:
         # the least recently used; `clone` makes another (None: another cl.Kernel of the
         # same program and function, where the kernel is one).
         if clone is None and isinstance(kernel, cl.Kernel):
-            clone = _kernel_cloner(kernel)
+            clone = kernel_cloner(kernel)
         self._clone = clone
         self._slots: list[list] = [[kernel, self.values]]
 
@@ -97,14 +96,13 @@ class BoundArgs:
         for i, x in enumerate(args):
             old = values[i]
             if x is old or (type(x) is type(old) and x == old) or (
-                    type(old) is _Pooled and old == x):
+                    type(old) is HeldPooled and old == x):
                 continue
-            t = types[i]
-            kernel.set_arg(i, x if t is None else t(x))
-            values[i] = _Pooled(x) if type(x) is _POOLED and keep else x
+            set_arg(kernel, i, x, types[i])
+            values[i] = HeldPooled(x) if type(x) is POOLED and keep else x
         if not keep:
             for i in self.buffers:  # set again next time: nothing pinned
-                if type(values[i]) is not _Pooled:
+                if type(values[i]) is not HeldPooled:
                     values[i] = _UNSET
 
     def _take_slot(self, args: list) -> None:
@@ -132,32 +130,6 @@ class BoundArgs:
 
 
 CLONES = 8  # kernel instances a BoundArgs keeps bound on the hot path
-
-
-def _kernel_cloner(kernel: "cl.Kernel"):
-    """A function that makes another instance of `kernel` (arguments unset)."""
-    program = kernel.get_info(cl.kernel_info.PROGRAM)
-    name = kernel.get_info(cl.kernel_info.FUNCTION_NAME)
-    return lambda: cl.Kernel(program, name)
-
-
-_POOLED = cltools.PooledBuffer
-
-
-class _Pooled:
-    """A bound pooled buffer (BoundArgs): its cl_mem retained (the pool's block is free to
-    serve the next call), equal to a pooled buffer of that handle."""
-
-    __slots__ = ("ptr", "mem")
-
-    def __init__(self, buf) -> None:
-        self.ptr = buf.int_ptr
-        self.mem = cl.Buffer.from_int_ptr(self.ptr, retain=True)
-
-    def __eq__(self, other) -> bool:
-        return type(other) is _POOLED and other.int_ptr == self.ptr
-
-    __hash__ = None
 
 
 _UNSET = object()

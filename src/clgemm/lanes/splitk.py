@@ -149,11 +149,11 @@ class SplitK:
         self.layout = layout
         built = rt.build(src, options="-cl-mad-enable")
         self.kernel = built.kernel("guard_splitk")
-        self.kernel.set_scalar_arg_dtypes(
-            [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
-             None, np.int32, np.int32, None, np.int32, np.int32, np.int32, np.int64])
         self.lock = threading.Lock()
-        self.bound = AllArgs(self.kernel)  # recording.launch's form
+        # recording.launch's form (the scalar types also set on the kernel)
+        self.bound = AllArgs(self.kernel, [
+            np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
+            None, np.int32, np.int32, None, np.int32, np.int32, np.int32, np.int64])
 
     def enqueue(self, queue, m, n, k, alpha, a: Operand, b: Operand, part, slices: int):
         """alpha op(A)[:, slice] op(B)[slice, :] into slab s of `part` for each K slice:
@@ -188,11 +188,11 @@ class TcSplitK:
         self.layout = layout
         built = rt.build(src, options="-cl-mad-enable")
         self.kernel = built.kernel("guard_tc_splitk")
-        self.kernel.set_scalar_arg_dtypes(
-            [np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
-             None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int64])
         self.lock = threading.Lock()
-        self.bound = AllArgs(self.kernel)  # recording.launch's form
+        # recording.launch's form (the scalar types also set on the kernel)
+        self.bound = AllArgs(self.kernel, [
+            np.int32, np.int32, np.int32, np.float32, np.float32, None, np.int32, np.int32,
+            None, np.int32, np.int32, None, np.int32, np.int32, None, np.int32, np.int64])
 
     def enqueue(self, queue, m, n, k, alpha, a: Operand, b: Operand, part, slices: int,
                 flag) -> tuple[int, int, "cl.Event"]:
@@ -267,9 +267,9 @@ class _SumKernel:
 
     def __init__(self, rt) -> None:
         self.kernel = rt.build(SUM_SOURCE).kernel("clgemm_splitk_sum")
-        self.kernel.set_scalar_arg_dtypes(SUM_TYPES)
         self.lock = threading.Lock()
-        self.bound = AllArgs(self.kernel)  # recording.launch's form
+        # recording.launch's form (the scalar types also set on the kernel)
+        self.bound = AllArgs(self.kernel, SUM_TYPES)
 
     def enqueue(self, queue, m: int, n: int, slabs: int, stride: int, part, beta: float,
                 c: Operand) -> "cl.Event":
