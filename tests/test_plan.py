@@ -147,6 +147,7 @@ def test_tensor_core_lane_falls_back_on_the_device(monkeypatch, rng):
                     warps_m=2, warps_n=1)
     emulate_tensor_cores(monkeypatch, rt)
     monkeypatch.setattr(route, "exact_schedule", lambda rt, m, n, k: small)
+    monkeypatch.setattr(route, "_stackable", lambda *args: 0)  # (a GPU table stacks 18 rows)
     m, n, k = 33, 18, 40
     assert clgemm.plan(m, n, k).lane.name == "3xtf32-mma"
     for step, bad in enumerate([False, True, False, False, True, True, False]):
@@ -176,6 +177,7 @@ def test_split_tensor_core_lane_propagates_inf_and_nan(monkeypatch, rng):
     their sum), none waited for."""
     from dataclasses import replace
 
+    from clgemm import route
     from clgemm.lanes.mma import DEFAULT_SCHEDULES
 
     rt = get_runtime()
@@ -183,6 +185,7 @@ def test_split_tensor_core_lane_propagates_inf_and_nan(monkeypatch, rng):
                     warps_m=2, warps_n=1)
     emulate_tensor_cores(monkeypatch, rt)
     _split_tc_lane(monkeypatch, rt, small)
+    monkeypatch.setattr(route, "_stackable", lambda *args: 0)  # (a GPU table stacks 18 rows)
     m, n, k = 33, 18, 70
     assert clgemm.plan(m, n, k).lane.name == "3xtf32-splitk"
     for step, bad in enumerate([False, True, True, False]):

@@ -25,7 +25,7 @@ from clgemm.lanes.recording import Recorder, launch
 from clgemm.operands import device_operand
 from clgemm.runtime import LruMemo, get_runtime
 from clgemm.schedule import Schedule
-from conftest import assert_close_to_reference, rand, reference
+from conftest import assert_close_to_reference, rand, reference, require_valid
 
 # a work-group (GPU) form of the float32 family, valid on the CPU device
 WORK_GROUP = Schedule(wg_m=8, wg_n=8, out_m=2, out_n=2, tile_k=8, vec_a=1, vec_b=1, vec_c=1,
@@ -118,6 +118,7 @@ def test_the_direct_form_is_not_replayed():
     """The CPU's direct form packs operands into scratch other calls share: not recorded."""
     rt = get_runtime()
     direct = Schedule.from_key("wm8-wn4-om2-on4-tk4-va1-vb1-vc1-sa0-sb0-uk1-db0-st0-lp0-ac64-dr1")
+    require_valid(direct)  # (a CPU device's form)
     assert not Fp32Lane(rt, direct).replayable
     assert clgemm.plan(40, 50, 60, schedule=direct).replays is None
 
@@ -290,7 +291,9 @@ def _rel(got, ref) -> float:
 
 
 def _judged_call(dA, dB, **kw):
-    return clgemm.matmul(dA, dB, trans_b=True, rel_tol=2e-2, schedule=WORK_GROUP, **kw)
+    """B stored K x N: on an sm_90 card a small TF32 product of that layout takes mma.sync,
+    which a recording holds (stored N x K it would take wgmma, which none does)."""
+    return clgemm.matmul(dA, dB, rel_tol=2e-2, schedule=WORK_GROUP, **kw)
 
 
 def test_a_judged_call_replays_with_fresh_probes_and_its_own_verdict(judged_gpu_form, rng):
@@ -305,15 +308,15 @@ def test_a_judged_call_replays_with_fresh_probes_and_its_own_verdict(judged_gpu_
 
     rt = judged_gpu_form
     m, n, k = 45, 40, 96
-    p = clgemm.plan(m, n, k, trans_b=True, rel_tol=2e-2, schedule=WORK_GROUP)
+    p = clgemm.plan(m, n, k, rel_tol=2e-2, schedule=WORK_GROUP)
     assert p.judged and p.replays is not None
     judge = judged.judge_for(rt, rt.user_queue)
     probes = []
     for _ in range(3):
-        A, B = rand(rng, (m, k)), rand(rng, (n, k))
+        A, B = rand(rng, (m, k)), rand(rng, (k, n))
         C = clgemm.to_device(np.full((m, n), np.nan, np.float32))
         got = _judged_call(clgemm.to_device(A), clgemm.to_device(B), C=C).get()
-        ref = A.astype(np.float64) @ B.T.astype(np.float64)
+        ref = A.astype(np.float64) @ B.astype(np.float64)
         assert 1e-6 < _rel(got, ref) <= 2e-2  # TF32's error, kept
         w = judge._scratch.buffer("w", 4 * n * judged.PROBES)
         probes.append(np.empty(n * judged.PROBES, np.float32))
@@ -326,9 +329,9 @@ def test_a_judged_call_replays_with_fresh_probes_and_its_own_verdict(judged_gpu_
     half = k // 2
     X, Y = rand(rng, (m, half)), rand(rng, (n, half))
     A = np.concatenate([X, X], axis=1)
-    B = np.concatenate([Y, -(Y * np.float32(1.001))], axis=1)
+    B = np.ascontiguousarray(np.concatenate([Y, -(Y * np.float32(1.001))], axis=1).T)
     got = _judged_call(clgemm.to_device(A), clgemm.to_device(B)).get()
-    ref = A.astype(np.float64) @ B.T.astype(np.float64)
+    ref = A.astype(np.float64) @ B.astype(np.float64)
     assert _rel(got, ref) < 1e-3  # the exact product (TF32's would be ~1 off)
     assert len(p.replays) == 1
 
@@ -339,12 +342,12 @@ def test_a_judged_call_with_beta_is_not_recorded(judged_gpu_form, rng):
     from clgemm.lanes.recording import Recording
 
     m, n, k = 33, 28, 64
-    p = clgemm.plan(m, n, k, trans_b=True, rel_tol=2e-2, schedule=WORK_GROUP)
+    p = clgemm.plan(m, n, k, rel_tol=2e-2, schedule=WORK_GROUP)
     for _ in range(2):
-        A, B, C0 = rand(rng, (m, k)), rand(rng, (n, k)), rand(rng, (m, n))
+        A, B, C0 = rand(rng, (m, k)), rand(rng, (k, n)), rand(rng, (m, n))
         C = clgemm.to_device(C0)
         got = _judged_call(clgemm.to_device(A), clgemm.to_device(B), C=C, beta=0.5).get()
-        ref = A.astype(np.float64) @ B.T.astype(np.float64) + 0.5 * C0
+        ref = A.astype(np.float64) @ B.astype(np.float64) + 0.5 * C0
         assert 1e-6 < _rel(got, ref) <= 2e-2
     assert len(p.replays) == 1
     assert not any(isinstance(x, Recording) for x in p.replays.values())
