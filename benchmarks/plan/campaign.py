@@ -998,6 +998,13 @@ def _batch_operands(rng, nb: int, m: int, n: int, k: int, ta: bool, tb: bool):
     return A, B, a, b, c, ref
 
 
+# 3xTF32 tiles 64 wide (the H100 table's for ResNet-50's 64-wide outputs, 1.187-1.264x there:
+# records/nvidia-h100/2026-12-07-tc-classes), tried on batches of 64-wide products (attention's
+# contexts, 512 x 64 x 512: the float32 family's batched kernel 0.73-0.85x torch.bmm, 3xTF32's
+# 128 x 128 tiles 0.84x the route's lane)
+NARROW_3X = "tc-3xtf32-b128x64x16-w2x2-s3-f3-a1-r4"
+
+
 def batched_lanes(rt, rng) -> list[dict]:
     """Every distinct batched product of the model traces (attention: decode's 1-16 query
     rows, prefill's 512) on each lane that can run it in one launch, chained wall per call
@@ -1007,6 +1014,7 @@ def batched_lanes(rt, rng) -> list[dict]:
     2.2-4.3x torch's time on the small-rows lane (records/nvidia-h100/2026-12-07-plan-traces):
     the evidence for that rule."""
     from clgemm.kernels.gemv import MAX_ROWS
+    from clgemm.kernels.tensorcore import TcSchedule
     from clgemm.lanes.gemv import GemvLane
     from clgemm.lanes.probe import tensorcore_available
     from clgemm.lanes.tc import schedule_for
@@ -1034,6 +1042,8 @@ def batched_lanes(rt, rng) -> list[dict]:
             lanes["gemv"] = rt.cached("gemv lane", lambda: GemvLane(rt))
         if tensorcore_available(rt):  # 3xTF32's batched kernel (CLGEMM_TC_BATCH)
             lanes["3xtf32-batched"] = TcBatchedLane(rt, schedule_for(rt, "3xtf32", m, n, k))
+            if n <= 64:  # (attention's contexts, 64 wide): the H100 table's 64-wide tiles
+                lanes["3xtf32-batched-n64"] = TcBatchedLane(rt, TcSchedule.from_key(NARROW_3X))
         for name, lane in lanes.items():
             launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
                 nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
