@@ -176,7 +176,7 @@ class GemvLane:
         rows = m <= n  # the few are C's rows (else its columns)
         few = m if rows else n
         whole, rest = divmod(few, MAX_ROWS)
-        (a_rs, a_ks), (b_ks, b_ns), (c_rs, c_ns) = _strides(a), _strides(b), _strides(c)
+        (a_rs, _), (_, b_ns), (c_rs, c_ns) = _strides(a), _strides(b), _strides(c)
         step_x, step_c = (a_rs, c_rs) if rows else (b_ns, c_ns)  # one row (or column) on
         strides = ((MAX_ROWS * step_x, 0, MAX_ROWS * step_c) if rows
                    else (0, MAX_ROWS * step_x, MAX_ROWS * step_c))
