@@ -50,7 +50,8 @@ from .validate import (check_batched_call, check_call, check_host_memory, check_
 REPLAY = os.environ.get("CLGEMM_REPLAY", "1") != "0"
 REPLAYS = 8  # recordings a plan keeps (geometries of its operands, alpha and beta)
 # kept in a plan's replays for a geometry whose hot call cannot be recorded (a judged call
-# with beta != 0, or on the wgmma kernel): not recorded again at every call
+# with beta != 0 or on the wgmma kernel; a call whose recording was refused: Recorder.
+# recording): not recorded again at every call
 _UNRECORDABLE = object()
 
 

@@ -59,9 +59,10 @@ def set_arg(kernel: "cl.Kernel", index: int, value, dtype) -> None:
     """kernel.set_arg(index, value); `dtype` the scalar's numpy type (None: a buffer).
     pyopencl's Kernel.set_arg tries each kind of argument in turn (buffer, SVM, sampler, ...)
     before the bytes of a scalar: 9-13 us a scalar on this project's CI host (PoCL's and
-    Intel's runtimes alike), against 0.2 us for a buffer, or for a scalar's packed bytes
-    through the setter pyopencl's own invokers use (set_scalar_arg_dtypes), taken where the
-    kernel has it."""
+    Intel's runtimes alike) and 9.4-17.6 us on an H100's host (NVIDIA's), against 0.2-1.5 us
+    for a buffer, or for a scalar's packed bytes through the setter pyopencl's own invokers
+    use (set_scalar_arg_dtypes), taken where the kernel has it
+    (records/nvidia-h100/2026-12-07-judged-replay)."""
     if dtype is None:
         kernel.set_arg(index, value)
         return
@@ -205,8 +206,8 @@ class _StepKernel:
     at each launch only the places that change call by call (operands, scratch, fresh
     values), each set only where it differs from this instance's last (a buffer by identity,
     a pooled one by its handle). Its own instance: the lane's kernels serve other calls and
-    other recordings, which bind them otherwise (a decode call's three probe products on one
-    kernel rebound some 20 arguments each, ~5 us a launch on this project's CI host)."""
+    other recordings, which bind them otherwise (a rel_tol call's three probe products on one
+    gemv kernel rebound some 20 arguments each, ~5 us a launch on this project's CI host)."""
 
     __slots__ = ("kernel", "types", "last")
 
