@@ -89,6 +89,14 @@ class OzEvents:
                 "split": dur(self.scale) + dur(self.split)}
 
 
+_I32, _BUF = np.int32, None
+# the kernels' arguments (kernels/ozaki.py), None for a buffer
+_SCALE_TYPES = [_I32] * 4 + [_BUF] + [_I32] * 4 + [_BUF] + [_I32] * 4 + [_BUF] * 3
+_SPLIT_TYPES = [_I32] * 6 + [_BUF] + [_I32] * 4 + [_BUF] + [_I32] * 4 + [_BUF] * 6
+_PRODUCT_TYPES = ([_I32] * 3 + [np.float32] * 2 + [_BUF, np.int64, _BUF, np.int64]
+                  + [_BUF] * 3 + [_I32] * 2 + [_BUF])
+
+
 class OzKernel:
     """The three kernels of one schedule and operand layout, compiled as one program."""
 
@@ -112,6 +120,12 @@ class OzKernel:
         self._scale = built.kernel(KERNEL_SCALE)
         self._split = built.kernel(KERNEL_SPLIT)
         self._product = built.kernel(KERNEL_PRODUCT)
+        # the scalar types set once: set_args then packs the scalars, where without them
+        # pyopencl's set_arg tries each kind of argument first (~10 us a scalar:
+        # lanes/recording.set_arg), some 40 scalars a K chunk here
+        for kernel, types in ((self._scale, _SCALE_TYPES), (self._split, _SPLIT_TYPES),
+                              (self._product, _PRODUCT_TYPES)):
+            kernel.set_scalar_arg_dtypes(types)
         self._lock = threading.Lock()
         self._ws: Workspace | None = None
         self._flag: cl.Buffer | None = None
