@@ -106,6 +106,21 @@ def emulate_tensor_cores(monkeypatch, rt) -> None:
     fresh_routes(monkeypatch, rt)
 
 
+def small_tc_tiles(monkeypatch) -> dict:
+    """Small tensor-core schedules for every mode, for this test only: PoCL compiles the
+    emulated 128 x 128 kernels for minutes, and Rusticl on llvmpipe has too little local
+    memory for them."""
+    from dataclasses import replace
+
+    from clgemm.lanes.mma import DEFAULT_SCHEDULES
+
+    small = {mode: replace(s, block_m=32, block_n=16, block_k=16, warps_m=2, warps_n=1)
+             for mode, s in DEFAULT_SCHEDULES.items()}
+    for mode, s in small.items():  # the one dict every module reads
+        monkeypatch.setitem(DEFAULT_SCHEDULES, mode, s)
+    return small
+
+
 def require_valid(schedule) -> None:
     """Skip, with the reason, where the device's search space rejects the schedule (the
     direct form exists on CPU devices only): the suite also runs on the GPU machine."""

@@ -167,17 +167,10 @@ def tc_lane(monkeypatch):
 
 @pytest.fixture
 def small_tc_tiles(monkeypatch):
-    """Small tensor-core schedules: PoCL compiles the emulated 128 x 128 kernels for minutes,
-    and Rusticl on llvmpipe has too little local memory for them."""
-    from dataclasses import replace
+    """Small tensor-core schedules (conftest.small_tc_tiles)."""
+    from conftest import small_tc_tiles as small
 
-    from clgemm.lanes.mma import DEFAULT_SCHEDULES
-
-    small = {mode: replace(s, block_m=32, block_n=16, block_k=16, warps_m=2, warps_n=1)
-             for mode, s in DEFAULT_SCHEDULES.items()}
-    for mode, s in small.items():  # the one dict every module reads
-        monkeypatch.setitem(DEFAULT_SCHEDULES, mode, s)
-    return small
+    return small(monkeypatch)
 
 
 def test_tf32_serves_loose_budgets(tc_lane, small_tc_tiles, rng):

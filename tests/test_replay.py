@@ -274,15 +274,12 @@ def judged_gpu_form(gpu_rows, monkeypatch):
     """rel_tol's judged path as on an NVIDIA card: tensor cores (their PTX emulated, small
     tiles), the probes on the small-rows lane's GPU form, and (plans made with
     `schedule=WORK_GROUP`) the float32 family's work-group form as the exact fallback."""
-    from clgemm.lanes.mma import DEFAULT_SCHEDULES
-    from conftest import emulate_tensor_cores
+    from conftest import emulate_tensor_cores, small_tc_tiles
 
     for key in (("budget judge", "user"), ("budget judge", "station")):
         gpu_rows._memo.pop(key, None)  # (gpu_rows' copy of the memos): judges of this form
     emulate_tensor_cores(monkeypatch, gpu_rows)
-    for mode, s in list(DEFAULT_SCHEDULES.items()):
-        monkeypatch.setitem(DEFAULT_SCHEDULES, mode, dataclasses.replace(
-            s, block_m=32, block_n=16, block_k=16, warps_m=2, warps_n=1))
+    small_tc_tiles(monkeypatch)
     return gpu_rows
 
 

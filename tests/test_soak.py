@@ -212,7 +212,8 @@ def test_the_bounds_pass_clean_products_and_catch_a_wrong_cell(rng):
 
 
 def _spawn(tmp_path, trace, out: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONFAULTHANDLER="1", PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONFAULTHANDLER="1",
+               PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen([sys.executable, "-m", "clgemm.cli", "soak", "--minutes", "5",
                              "--window-seconds", "0.5", "--out", str(out), "--trace", trace,
                              "--fault-rate", "0.3", "--quiet"],

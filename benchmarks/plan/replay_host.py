@@ -58,7 +58,8 @@ PRODUCTS = [
 
 
 def gpu_form(rt) -> None:
-    """The small-rows lane in its GPU form behind the route, on a device of 132 units."""
+    """The small-rows lane in its GPU form behind the route, on a device of 132 units, and
+    tensor cores claimed (their PTX emulated, small tiles)."""
     schedule = dataclasses.replace(default_schedule("GPU"), direct_rows=0)
     route.device_schedule = lambda rt: schedule
     gemv_lane.device_schedule = lambda rt: schedule

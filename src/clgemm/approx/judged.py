@@ -172,7 +172,8 @@ class BudgetJudge:
             saved = rt.pooled(4 * span, "C kept for the exact fallback", q)
             events.append(cl.enqueue_copy(q, saved, c.buffer, byte_count=4 * span,
                                           src_offset=4 * c.offset))
-        if saved is not None or not self.recordable(m, n, k, a, b, fallback):
+        if recording.active() and (saved is not None
+                                   or not self.recordable(m, n, k, a, b, fallback)):
             recording.spoil()  # (a copy, or a kernel not launched through recording.launch)
         product = tc_product(rt, "tf32", m, n, k, alpha, beta, a, b, c, queue=q)
         events.append(product)

@@ -95,7 +95,7 @@ def launch(bound, lock, queue: "cl.CommandQueue", args, global_size: tuple,
                                            wait_for=wait_for)
     recorder = getattr(_active, "recorder", None)
     if recorder is not None:
-        recorder.note(bound, lock, args, global_size, local_size, keep, wait_for, fresh)
+        recorder.note(bound, args, global_size, local_size, wait_for, fresh)
     return event
 
 
@@ -105,6 +105,11 @@ def flush(queue: "cl.CommandQueue") -> None:
     recorder = getattr(_active, "recorder", None)
     if recorder is not None:
         recorder.steps.append(FLUSH)
+
+
+def active() -> bool:
+    """Whether a call is being recorded on this thread."""
+    return getattr(_active, "recorder", None) is not None
 
 
 def spoil() -> None:
@@ -120,18 +125,16 @@ def spoil() -> None:
 class Step:
     """One launch of a recording: its arguments with the operands' places open."""
 
-    bound: object
-    lock: object
+    bound: object  # the lane's kernel (its types; the recording launches a clone of it)
     template: tuple
     slots: tuple  # (argument index, operand index) of each operand buffer
     scratch: tuple  # (argument index, scratch index) of each buffer of the call's scratch
     global_size: tuple
     local_size: tuple | None
-    keep: bool
     fresh: "Fresh | None" = None
 
 
-FLUSH = Step(None, None, (), (), (), (), None, False)  # queue.flush() at this place
+FLUSH = Step(None, (), (), (), (), None)  # queue.flush() at this place
 
 
 class Recorder:
@@ -156,7 +159,7 @@ class Recorder:
         if exc[0] is not None:
             self.spoiled = True
 
-    def note(self, bound, lock, args, global_size, local_size, keep, wait_for,
+    def note(self, bound, args, global_size, local_size, wait_for,
              fresh: "Fresh | None" = None) -> None:
         if wait_for:
             self.spoiled = True  # an event to wait for belongs to this call alone
@@ -176,8 +179,8 @@ class Recorder:
                         self._scratch.append(x)
                     scratch.append((i, known[0] if known else len(self._scratch) - 1))
                     template[i] = None  # nor its scratch
-        self.steps.append(Step(bound, lock, tuple(template), tuple(slots), tuple(scratch),
-                               global_size, local_size, keep, fresh))
+        self.steps.append(Step(bound, tuple(template), tuple(slots), tuple(scratch),
+                               global_size, local_size, fresh))
 
     def recording(self) -> "Recording | None":
         """The call as a Recording (None where it cannot be launched again): every operand
