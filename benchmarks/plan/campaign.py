@@ -204,8 +204,16 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                 # other (one C written again waits on the device for the check before it)
                 ("unchecked_chained_alloc", lambda: clgemm.matmul(a, b), False, True),
                 ("checked_chained_alloc", lambda: clgemm.matmul(a, b, check=True), False,
+                 True),
+                # C's block sums on the side queue after the product's event (the placement
+                # before 2026-12-08, CLGEMM_CHECK_CSUMS=side), for an A/B in one process
+                ("checked_chained_side", lambda: clgemm.matmul(a, b, C=c, check=True), False,
+                 True),
+                ("checked_chained_alloc_side", lambda: clgemm.matmul(a, b, check=True), False,
                  True)):
             deferred.ENABLED = defer
+            placement = deferred.C_SUMS_AFTER_PRODUCT
+            deferred.C_SUMS_AFTER_PRODUCT = placement and not label.endswith("_side")
             try:
                 call()
                 clgemm.settle()
@@ -224,6 +232,7 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                         out.setdefault("verdicts_not_clean", []).append(bad[0].as_dict())
             finally:
                 deferred.ENABLED = True
+                deferred.C_SUMS_AFTER_PRODUCT = placement
             out[label + "_s"] = med(per)
         out["checked_s"] = out["checked_blocking_s"]  # the name of earlier records
         # where a checked call's time goes on the host (guard/abft.checked_core): from its
@@ -244,6 +253,10 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                                                / out["unchecked_chained_s"] - 1)
         out["overhead_vs_chained_alloc"] = (out["checked_chained_alloc_s"]
                                             / out["unchecked_chained_alloc_s"] - 1)
+        out["side_overhead_vs_chained"] = (out["checked_chained_side_s"]
+                                           / out["unchecked_chained_s"] - 1)
+        out["side_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_side_s"]
+                                                 / out["unchecked_chained_alloc_s"] - 1)
         rows.append(out)
     return rows
 
@@ -358,6 +371,73 @@ def host_path(rt, sizes, rng) -> list[dict]:
         row["staged_ratio_to_torch"] = row["clgemm_staged_s"] / row["torch_s"]
         row["pageable_ratio_to_torch"] = row["clgemm_pageable_s"] / row["torch_s"]
         rows.append(row)
+    return rows
+
+
+def check_chain_profile(rt, sizes, rng, calls: int = 4) -> list[dict]:
+    """A chain of checked calls into one C (the deferred check, guard/deferred.py) with the
+    user queue swapped for a profiling one: every command's device interval on both queues,
+    with C's block sums after the product on its queue and on the side queue (A/B), and
+    the unchecked chain's products beside: where the checked chain's extra time goes."""
+    from clgemm.guard import deferred
+
+    rows = []
+    plain = rt.user_queue
+    for n in sizes:
+        A = rng.standard_normal((n, n), np.float32)
+        a, b, c = clgemm.to_device(A), clgemm.to_device(A), clgemm.to_device(A)
+        for label, check, after_product in (("unchecked", False, True),
+                                            ("checked", True, True),
+                                            ("checked_side", True, False)):
+            placement = deferred.C_SUMS_AFTER_PRODUCT
+            rt.user_queue = cl.CommandQueue(
+                rt.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
+            deferred.C_SUMS_AFTER_PRODUCT = after_product
+            # the hot path takes arrays bound to the user queue (plan._on)
+            qa, qb, qc = (x.with_queue(rt.user_queue) for x in (a, b, c))
+            seen = []
+            real_kernel, real_copy = cl.enqueue_nd_range_kernel, cl.enqueue_copy
+
+            def kernel(queue, k, *args, **kwargs):
+                ev = real_kernel(queue, k, *args, **kwargs)
+                seen.append((k.function_name, ev, queue is rt.user_queue))
+                return ev
+
+            try:
+                for _ in range(2):  # the plan, the guard's buffers and queue made
+                    clgemm.matmul(qa, qb, C=qc, check=check)
+                clgemm.settle()
+                rt.finish()
+                cl.enqueue_nd_range_kernel, cl.enqueue_copy = kernel, real_copy
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    clgemm.matmul(qa, qb, C=qc, check=check)
+                verdicts = clgemm.settle()
+                rt.finish()
+                wall = time.perf_counter() - t0
+            finally:
+                cl.enqueue_nd_range_kernel, cl.enqueue_copy = real_kernel, real_copy
+                rt.user_queue.finish()
+                rt.user_queue = plain
+                deferred.C_SUMS_AFTER_PRODUCT = placement
+            items = []
+            for name, ev, on_user in seen:
+                try:
+                    ev.wait()
+                    items.append({"name": name, "user_queue": on_user,
+                                  "start_ns": ev.profile.start, "end_ns": ev.profile.end})
+                except Exception as exc:  # noqa: BLE001 - a queue without profiling
+                    items.append({"name": name, "error": type(exc).__name__})
+            timed = [i for i in items if "start_ns" in i]
+            t_0 = min((i["start_ns"] for i in timed), default=0)
+            for i in timed:
+                i["start_us"] = (i["start_ns"] - t_0) * 1e-3
+                i["us"] = (i["end_ns"] - i["start_ns"]) * 1e-3
+            span = (max(i["end_ns"] for i in timed) - t_0) * 1e-9 if timed else None
+            rows.append({"n": n, "case": label, "calls": calls, "wall_s": wall,
+                         "device_span_s": span,
+                         "verdicts_clean": all(v.ok and not v.detected for v in verdicts),
+                         "items": items})
     return rows
 
 
@@ -1348,7 +1428,8 @@ def _confirm(rt, products, schedules, turns: int) -> dict[str, list[float]]:
     return out
 
 
-PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "approx",
+PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "check_chain_profile",
+         "approx",
          "approx_probe_nosplit",
          "approx_profile", "host_path",
          "transfers", "gemv_dot",
@@ -1382,6 +1463,7 @@ def main(argv=None) -> int:
         "kpi_public": lambda: kpi_public(rt, kpi, rng),
         "check": lambda: check_costs(rt, kpi[1:], rng),
         "check_profile": lambda: call_profile(rt, kpi[1:], rng, check=True),
+        "check_chain_profile": lambda: check_chain_profile(rt, kpi[1:3], rng),
         "approx_profile": lambda: call_profile(rt, kpi, rng, rel_tol=1e-2),
         "approx": lambda: approx_costs(rt, kpi, rng),
         "approx_probe_nosplit": lambda: approx_probe_nosplit(rt, kpi, rng),

@@ -458,10 +458,10 @@ class BlockCheck:
             q.flush()
 
     def _cblock(self, v: View, S, Q, Sa, zero_summary: bool = False,
-                after: list | None = None) -> None:
+                after: list | None = None, queue: "cl.CommandQueue | None" = None) -> None:
         self.k_c.set_args(self.m, self.n, self.bs, v.buffer, v.ld, v.offset, int(v.transposed),
                           S, Q, Sa, self.sum, int(zero_summary))
-        self.c_read = cl.enqueue_nd_range_kernel(self.queue, self.k_c, *self.c_launch,
+        self.c_read = cl.enqueue_nd_range_kernel(queue or self.queue, self.k_c, *self.c_launch,
                                                  wait_for=after)  # the last read of v
         self._ev(self.c_read)
 
@@ -471,18 +471,24 @@ class BlockCheck:
             self._cblock(o, self.So, self.Qo, self.Soa)
 
     def result(self, c: View, alpha: float, beta: float, c_dev: float,
-               centred: bool = False, after: list | None = None) -> None:
+               centred: bool = False, after: list | None = None,
+               c_queue: "cl.CommandQueue | None" = None) -> None:
         """C's block sums and the judges; `centred`: the product is a tensor-core lane's
         (correlated roundoff), judged by the centred rule too (centred_rule); `after`: events
-        the first of them waits for (the product, where they run on another queue)."""
+        the first of them waits for (the product, where they run on another queue);
+        `c_queue`: the queue of C's block sums where not the judges' (the product's own, in
+        order after it: a later product that overwrites C then waits for nothing)."""
         q = self.queue
-        self._cblock(c, self.Sc, self.Qc, self.Sac, zero_summary=True, after=after)
+        self._cblock(c, self.Sc, self.Qc, self.Sac, zero_summary=True, after=after,
+                     queue=c_queue)
         g = (self.g64, self.nb)
         self.k_j1.set_args(self.n, self.nb, self.m, self.bs, self.k, self.ns, alpha, beta,
                            int(self.has_old), self.Ep, self.Bq, self.Aq, self.Sc, self.Qc,
                            self.So, self.Qo, self.Soa, self.R, self.SC, self.RG, self.sum)
-        side = [self.side_done] if self.side_done is not None else None
-        self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1), wait_for=side))
+        side = [self.side_done] if self.side_done is not None else []
+        if c_queue is not None and c_queue is not q:
+            side.append(self.c_read)
+        self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1), wait_for=side or None))
         # Where the check's sums are float (no cl_khr_fp64) half of every residual is their
         # own rounding, whose tail follows the data's structure, not a Gaussian: on Rusticl
         # 2 of 3,000 clean products at K 512-8191 (lowrank, colscaled) had a sum 7.7 sigma

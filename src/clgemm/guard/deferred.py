@@ -1,10 +1,10 @@
 """check=True on device arrays without a wait per call: the verdict is read later.
 
 A checked call on device arrays of the user queue (beta = 0, no Info asked for) enqueues its
-product on the user queue and the blocked check of guard/abft.py (the same kernels, judged on
-the device as ever) on the guard's second queue: the operand sums beside the product, C's
-block sums and the judges after it (beside the next call's product), then a copy of the
-judges' header words into page-locked memory; and returns. Its verdict settles later:
+product and C's block sums on the user queue and the rest of the blocked check of
+guard/abft.py (the same kernels, judged on the device as ever) on the guard's second queue:
+the operand sums beside the product, the judges after C's sums (beside the next call's
+product), then a copy of the judges' header words into page-locked memory; and returns. Its verdict settles later:
   * before any later clgemm call that reads that C (by its buffer): clgemm computes nothing
     from a checked result whose check is open;
   * at `clgemm.settle()`, which settles every open check of the device and returns the
@@ -54,6 +54,10 @@ from .device import View, guard_device
 
 # CLGEMM_CHECK_DEFER=0: every check=True call waits for its verdict (A/B campaigns)
 ENABLED = os.environ.get("CLGEMM_CHECK_DEFER", "1") != "0"
+# C's block sums on the product's queue, in order after it (a later call that writes the same
+# C then waits for nothing of another queue); CLGEMM_CHECK_CSUMS=side puts them on the side
+# queue after the product's event, as before (A/B campaigns)
+C_SUMS_AFTER_PRODUCT = os.environ.get("CLGEMM_CHECK_CSUMS", "") != "side"
 DEPTH = 8  # open checks at most: page-locked header slots per runtime
 KEEP = 1024  # settled verdicts kept for settle() (the oldest dropped first, and counted)
 
@@ -78,6 +82,7 @@ class OpenCheck:
     written: int = 0  # C's buffer (int_ptr)
     read: tuple[int, ...] = field(default=())  # A's and B's buffers
     superseded: bool = False  # a later call overwrote C, A or B before the verdict was read
+    c_read_in_order: bool = False  # C's block sums ran on the user queue, after the product
 
     @property
     def buffers(self) -> tuple[int, ...]:
@@ -115,8 +120,9 @@ class OpenChecks:
                 if written is not None and written in p.buffers:
                     p.superseded = True
                     # only the commands that read what the call writes: C's block sums
-                    # (right after the product), or the operands' (beside it)
-                    if written == p.written:
+                    # (right after the product; none on the call's own queue, in order), or
+                    # the operands' (beside it)
+                    if written == p.written and not p.c_read_in_order:
                         wait.append(p.c_read)
                     if written in p.read:
                         wait.append(p.ab_read)
@@ -269,10 +275,11 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
     av, bv, cv = View.of(a, m, k), View.of(b, k, n), View.of(c, m, n)
     try:
         with ck.lock:
-            # The user queue holds the product only; the check runs on the side queue: the
-            # operand sums beside the product, C's sums and the judges after it (they wait
-            # for its event) beside the next call's product, which later calls that write
-            # what the check reads wait for (settle_for).
+            # The user queue holds the product and C's block sums (C_SUMS_AFTER_PRODUCT);
+            # the rest of the check runs on the side queue: the operand sums beside the
+            # product, the judges after C's sums (they wait for its event) beside the next
+            # call's product, which later calls that write what the check reads wait for
+            # (settle_for).
             ck.queue = side
             try:
                 ready = cl.enqueue_marker(q)  # after it the expected sums may run beside
@@ -283,8 +290,15 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
                     product = plan.fallback.enqueue(m, n, k, alpha, 0.0, a, b, c, q)
                 q.flush()  # the device starts on the product now
                 ck.old(None)
+                # the judges of this shape's last check (side queue) read what C's block
+                # sums overwrite: where those run on the user queue, they wait for its end
+                before = ck.side_last
                 ck.expected(av, bv, ready)
-                ck.result(cv, alpha, 0.0, c_dev, lane is not None, after=[product])
+                if C_SUMS_AFTER_PRODUCT:
+                    ck.result(cv, alpha, 0.0, c_dev, lane is not None,
+                              after=[before] if before is not None else None, c_queue=q)
+                else:
+                    ck.result(cv, alpha, 0.0, c_dev, lane is not None, after=[product])
                 # the header words only (the slot's size): a clean verdict needs no more
                 event = cl.enqueue_copy(side, pend.host[slot], ck.sum, is_blocking=False)
                 side.flush()
@@ -298,5 +312,6 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
         raise
     pend.add(OpenCheck(av, bv, cv, alpha, plan.fallback.schedule, lane, plan.alternative,
                        c_dev, ck, slot, event, c_read, ab_read, c.buffer.int_ptr,
-                       (a.buffer.int_ptr, b.buffer.int_ptr)))
+                       (a.buffer.int_ptr, b.buffer.int_ptr),
+                       c_read_in_order=C_SUMS_AFTER_PRODUCT))
     return True
