@@ -956,7 +956,14 @@ def tc_epilogue(rt, sizes, rng) -> list[dict]:
     return rows
 
 
-def gemv(rt, rng, dot_only: bool = False) -> dict:
+# TinyLlama-1.1B's decode products (B stored N x K), whose one-row 2048 x 2048 ran 1.86x
+# torch on the H100 (records/nvidia-h100/2026-12-07-replay-traces): the small-rows lane's
+# dot variants (K split or not) at its hidden size
+TINY_DECODE = ((1, 2048, 2048, True), (1, 256, 2048, True), (1, 5632, 2048, True),
+               (1, 2048, 5632, True), (16, 2048, 2048, True), (16, 256, 2048, True))
+
+
+def gemv(rt, rng, dot_only: bool = False, shapes: tuple | None = None) -> dict:
     """Decode products (the small-rows lane) through the hot path, chained, beside torch
     (fp32), and the bytes they must move over the card's copy bandwidth."""
     import torch
@@ -983,7 +990,7 @@ def gemv(rt, rng, dot_only: bool = False) -> dict:
     axpy_variants = [GemvSchedule(axpy_cols=c, axpy_slices=s, axpy_fill=f)
                      for c, s, f in ((32, 8, 4), (64, 4, 4), (16, 16, 4), (32, 8, 8),
                                      (32, 8, 2), (64, 4, 8))]
-    for m, n, k, tb in ((1, 11008, 4096, True), (16, 11008, 4096, True), (1, 4096, 11008, True),
+    for m, n, k, tb in shapes or ((1, 11008, 4096, True), (16, 11008, 4096, True), (1, 4096, 11008, True),
                         (16, 4096, 11008, True), (1, 32000, 4096, True), (16, 32000, 4096, True),
                         (1, 4096, 4096, True), (16, 4096, 4096, True),
                         (4, 4096, 4096, True), (8, 4096, 4096, True),
@@ -1001,6 +1008,7 @@ def gemv(rt, rng, dot_only: bool = False) -> dict:
             call()
         rt.user_queue.finish()
         ours = med(rounds(call, rt.user_queue.finish, 20))
+        host = min(rounds(call, rt.user_queue.finish, 20, host_only=True))
         ta_, tb_ = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
         theirs = torch_wall(ta_, tb_.T if tb else tb_, 20)
         moved = 4.0 * (m * k + n * k + m * n)
@@ -1021,7 +1029,7 @@ def gemv(rt, rng, dot_only: bool = False) -> dict:
                 variants[schedule.key()] = {"s": med(rounds(launch, rt.user_queue.finish, 20)),
                                             "max_rel_error": err}
         rows.append({"m": m, "n": n, "k": k, "trans_b": tb, "lane": lane.name,
-                     "schedule": lane.schedule.key(), "clgemm_s": ours,
+                     "schedule": lane.schedule.key(), "clgemm_s": ours, "clgemm_host_s": host,
                      "torch_s": theirs, "speed_vs_torch": theirs / ours,
                      "bandwidth_Bps": moved / ours, "of_copy_bandwidth": moved / ours / copy_bw,
                      "variants": variants})
@@ -1432,7 +1440,7 @@ PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "check_c
          "approx",
          "approx_probe_nosplit",
          "approx_profile", "host_path",
-         "transfers", "gemv_dot",
+         "transfers", "gemv_dot", "gemv_tiny",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
          "trace_lanes", "batched_lanes", "tc_classes", "trace_host", "gemv_axpy",
          "fp32_batch_classes", "stacked_rows", "fp32_batch_search", "host_profile")
@@ -1490,6 +1498,7 @@ def main(argv=None) -> int:
             "tc_epilogue": lambda: tc_epilogue(rt, kpi, rng),
             "gemv": lambda: gemv(rt, rng),
             "gemv_dot": lambda: gemv(rt, rng, dot_only=True),
+            "gemv_tiny": lambda: gemv(rt, rng, shapes=TINY_DECODE),
             "batched_lanes": lambda: batched_lanes(rt, rng),
         })
     # in the order asked: a call cut short by the device's limit keeps the first parts
