@@ -1225,8 +1225,9 @@ def gemv_axpy(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
-def _trace_batches(rng, quick: bool = False, keep=lambda plan: True):
-    """Each distinct batched product of the model traces whose plan `keep` accepts, with
+def _trace_batches(rng, quick: bool = False, keep=lambda plan: True, singles: bool = False):
+    """Each distinct batched product (with `singles`, each product of one matrix) of the
+    model traces whose plan `keep` accepts, with
     operands (small with `quick`): (trace path, call, plan, product), product holding name,
     batch, m, n, k, trans_a, trans_b, the host operands A and B, the device arrays a, b and c
     (C poisoned), the launch's operands `ops` and `strides`, and the float64 result `ref`."""
@@ -1238,7 +1239,7 @@ def _trace_batches(rng, quick: bool = False, keep=lambda plan: True):
         for call in trace_calls(path):
             m, n, k, ta, tb = call.shape
             nb = call.batch
-            if nb == 1 or (call.shape, nb) in seen:
+            if (nb == 1) != singles or (call.shape, nb) in seen:
                 continue
             seen.add((call.shape, nb))
             p = clgemm.plan(m, n, k, batch=nb, trans_a=ta, trans_b=tb)
@@ -1259,6 +1260,27 @@ def _trace_batches(rng, quick: bool = False, keep=lambda plan: True):
 def _fp32_batches(rng, quick: bool):
     """_trace_batches of the float32 family's batched kernel (the route's choice)."""
     return _trace_batches(rng, quick, keep=lambda p: p.lane is p.fallback)
+
+
+def _fp32_singles(rng, quick: bool):
+    """The traces' products of one matrix that the route gives the float32 family's plain
+    launch, from 1e9 flops (BERT's 768 x 768 x 1024 class ran 1.4-1.7x torch there on the
+    H100: records/nvidia-h100/2026-12-07-replay-traces)."""
+    def keep(p) -> bool:
+        k = p.key
+        return p.lane is p.fallback and 2.0 * k.m * k.n * k.k >= 1e9
+
+    return _trace_batches(rng, quick, keep=keep, singles=True)
+
+
+def _launch_on(rt, lane, pr):
+    """A thunk launching `pr` (a _trace_batches product) on `lane`: its batched kernel, or
+    the plain launch for a product of one matrix (as the route runs it)."""
+    if pr["batch"] == 1:
+        return lambda: lane.enqueue(pr["m"], pr["n"], pr["k"], 1.0, 0.0, *pr["ops"],
+                                    rt.user_queue)
+    return lambda: lane.enqueue_batched(pr["batch"], pr["m"], pr["n"], pr["k"], 1.0, 0.0,
+                                        *pr["ops"], pr["strides"], rt.user_queue)
 
 
 def fp32_batch_classes(rt, rng, quick: bool = False) -> list[dict]:
@@ -1339,7 +1361,8 @@ def stacked_rows(rt, rng, quick: bool = False) -> list[dict]:
     return rows
 
 
-def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[dict]:
+def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40,
+                      singles: bool = False) -> list[dict]:
     """The float32 family's schedule space searched for each shape class of the traces'
     batches that its batched kernel serves (fp32_batch_classes timed only the table's own
     schedules): the engine's prior-free `forest` strategy, told the table's schedules first,
@@ -1347,7 +1370,8 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
     the chained wall per launch (rounds of 10), a wrong result (against float64, C poisoned
     first) a failure. BERT's and TinyLlama's attention contexts (512 x 64 x 512, NN and TN)
     ran 0.73-0.85x torch.bmm on the table's entry (records/nvidia-h100/
-    2026-12-07-plan-traces-8), no other schedule of the table beat it by 1.1x."""
+    2026-12-07-plan-traces-8), no other schedule of the table beat it by 1.1x. With
+    `singles`, the traces' products of one matrix on the float32 family (_fp32_singles)."""
     from clgemm.engine import Space, Strategy
     from clgemm.lanes.fp32 import lane_for, search_space
     from clgemm.schedule import Schedule
@@ -1355,7 +1379,7 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
 
     table = tables.load_table(rt.device)
     classes: dict[str, list] = {}
-    for _, call, _, pr in _fp32_batches(rng, quick):
+    for _, call, _, pr in (_fp32_singles if singles else _fp32_batches)(rng, quick):
         classes.setdefault(tables.shape_class(*call.shape[:3]), []).append(pr)
     space = Space.from_search_space(search_space(rt))
     out = []
@@ -1364,9 +1388,7 @@ def fp32_batch_search(rt, rng, quick: bool = False, budget: int = 40) -> list[di
             lane = lane_for(rt, schedule)
             times = per_product.setdefault(schedule.key(), [])
             for pr in products:
-                m, n, k, nb = pr["m"], pr["n"], pr["k"], pr["batch"]
-                launch = lambda: lane.enqueue_batched(  # noqa: E731
-                    nb, m, n, k, 1.0, 0.0, *pr["ops"], pr["strides"], rt.user_queue)
+                launch = _launch_on(rt, lane, pr)
                 try:
                     err = poisoned_error(launch, pr["c"], pr["ref"])
                 except Exception:  # noqa: BLE001 - a schedule this layout or device refuses
@@ -1426,10 +1448,7 @@ def _confirm(rt, products, schedules, turns: int) -> dict[str, list[float]]:
         samples: dict[str, list[float]] = {s.key(): [] for s in schedules}
         for _ in range(turns):
             for s in schedules:
-                lane = lane_for(rt, s)
-                launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
-                    pr["batch"], pr["m"], pr["n"], pr["k"], 1.0, 0.0, *pr["ops"],
-                    pr["strides"], rt.user_queue)
+                launch = _launch_on(rt, lane_for(rt, s), pr)
                 samples[s.key()].append(med(rounds(launch, rt.user_queue.finish, 10, count=3)))
         for key, xs in samples.items():
             out[key].append(med(xs))
@@ -1443,7 +1462,8 @@ PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "check_c
          "transfers", "gemv_dot", "gemv_tiny",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
          "trace_lanes", "batched_lanes", "tc_classes", "trace_host", "gemv_axpy",
-         "fp32_batch_classes", "stacked_rows", "fp32_batch_search", "host_profile")
+         "fp32_batch_classes", "stacked_rows", "fp32_batch_search", "fp32_single_search",
+         "host_profile")
 
 
 def main(argv=None) -> int:
@@ -1486,6 +1506,7 @@ def main(argv=None) -> int:
         "fp32_batch_classes": lambda: fp32_batch_classes(rt, rng, args.quick),
         "stacked_rows": lambda: stacked_rows(rt, rng, args.quick),
         "fp32_batch_search": lambda: fp32_batch_search(rt, rng, args.quick),
+        "fp32_single_search": lambda: fp32_batch_search(rt, rng, args.quick, singles=True),
         "host_profile": lambda: (host_profile(rt, rng, ("tinyllama-1.1b",), passes=1)
                                  if args.quick else host_profile(rt, rng)),
         "trace_host": lambda: (trace_host(rt, rng, ("tinyllama-1.1b",), passes=2) if args.quick
