@@ -819,6 +819,100 @@ def tc_classes(rt, rng, lo: float = 1e9, hi: float = 2e10,
     return rows
 
 
+# 3xTF32 on tiles of 16 rows (one mma row of tiles: m16n8k8) for decode's 16-row products,
+# which the small-rows lane streams at a third to a half of the card's copy bandwidth
+# (16 x 11008 x 4096 NT: 132.5 us, torch 102, on the H200: records/nvidia-h200/
+# 2026-12-07-plan-traces-5): the tensor cores take the 16 FMAs per weight that bound it
+TC_ROWS_CANDIDATES = (
+    "tc-3xtf32-b16x128x32-w1x4-s3-f3-a1-r1",
+    "tc-3xtf32-b16x128x32-w1x4-s3-f1-a1-r1",
+    "tc-3xtf32-b16x64x32-w1x2-s3-f3-a1-r1",
+    "tc-3xtf32-b16x64x32-w1x4-s4-f3-a1-r1",
+    "tc-3xtf32-b16x256x32-w1x4-s3-f3-a1-r1",
+    "tc-3xtf32-b16x128x32-w1x2-s4-f3-a1-r1",
+    "tc-3xtf32-b32x128x32-w2x2-s3-f3-a1-r1",
+)
+TC_ROWS_SHAPES = ((16, 4096, 4096, True), (16, 11008, 4096, True), (16, 4096, 11008, True),
+                  (16, 32000, 4096, True), (16, 2048, 2048, True), (16, 256, 2048, True),
+                  (16, 5632, 2048, True), (16, 2048, 5632, True), (16, 4096, 4096, False),
+                  (32, 4096, 4096, True), (1, 11008, 4096, True), (8, 4096, 4096, True))
+
+
+def tc_rows(rt, rng, quick: bool = False) -> list[dict]:
+    """Decode's products of 1-32 rows on 3xTF32 with 16- and 32-row tiles, K split in
+    tc_slices' slices and twice that (TcSplitKLane: the slabs then one sum), against the
+    route's lane (the small-rows lane) and torch.matmul, chained wall per call on the user
+    queue; each result poisoned first and judged against float64 as a ratio to numpy
+    float32's error (the exact contract: at most 2)."""
+    from clgemm.kernels.tensorcore import TcSchedule
+    from clgemm.lanes import splitk
+    from clgemm.lanes.mma import layout_for, valid_for
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.operands import Operand
+
+    if not quick and not tensorcore_available(rt):
+        return [{"skipped": "no tensor-core lane on this device"}]
+    shapes = ((16, 40, 300, True), (5, 70, 260, False)) if quick else TC_ROWS_SHAPES
+    keys = TC_ROWS_CANDIDATES[:2] if quick else TC_ROWS_CANDIDATES
+    rows = []
+    for m, n, k, tb in shapes:
+        A = rng.standard_normal((m, k), np.float32)
+        B = rng.standard_normal((n, k) if tb else (k, n), np.float32)
+        opB = B.T if tb else B
+        ref = A.astype(np.float64) @ opB.astype(np.float64)
+        np_err = float(np.linalg.norm(A @ opB - ref) / np.linalg.norm(ref))
+        a, b = clgemm.to_device(A), clgemm.to_device(B)
+        c = clgemm.to_device(np.full((m, n), np.nan, np.float32))
+        ops = (Operand(a.base_data, 0, k, False), Operand(b.base_data, 0, k if tb else n, tb),
+               Operand(c.base_data, 0, n, False))
+
+        def timed(lane) -> tuple[float, float]:
+            c.set(np.full((m, n), np.nan, np.float32))
+            t = lane_wall(rt, lane, m, n, k, ops, 20)
+            got = c.get().astype(np.float64)
+            return t, float(np.linalg.norm(got - ref) / np.linalg.norm(ref)) / np_err
+
+        route = clgemm.plan(m, n, k, trans_b=tb)
+        row = {"m": m, "n": n, "k": k, "trans_b": tb, "route_lane": route.lane.name,
+               "route_schedule": route.lane.schedule.key(), "bytes": 4.0 * (m * k + n * k + m * n),
+               "candidates": {}}
+        row["route_s"], row["route_error_vs_numpy"] = timed(route.lane)
+        if not quick:
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = False
+            ta_, tb_ = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+            row["torch_s"] = torch_wall(ta_, tb_.T if tb else tb_, 20)
+        layout = layout_for(ops[0], ops[1])
+        for key in keys:
+            s = TcSchedule.from_key(key)
+            cand: dict = {}
+            if not valid_for(rt, s, layout):
+                cand["skipped"] = "does not fit this layout"
+            else:
+                base = splitk.tc_slices(rt, s, m, n, k)
+                for slices in sorted({base, 2 * base}):
+                    if slices > k // splitk.MIN_SLICE:
+                        continue
+                    try:
+                        t, err = timed(splitk.TcSplitKLane(rt, s, slices))
+                        cand[str(slices)] = {"s": t, "error_vs_numpy": err}
+                    except Exception as exc:  # noqa: BLE001 - one must not end the part
+                        cand[str(slices)] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            row["candidates"][key] = cand
+        timed_ = {(key, sl): v["s"] for key, cand in row["candidates"].items()
+                  for sl, v in cand.items() if isinstance(v, dict) and "s" in v
+                  and v["error_vs_numpy"] <= 2.0}
+        if timed_:
+            (key, sl) = min(timed_, key=timed_.get)
+            row["best"] = {"schedule": key, "slices": int(sl), "s": timed_[(key, sl)],
+                           "speed_over_route": row["route_s"] / timed_[(key, sl)]}
+            if "torch_s" in row:
+                row["best"]["speed_over_torch"] = row["torch_s"] / timed_[(key, sl)]
+        rows.append(row)
+    return rows
+
+
 def trace_host(rt, rng, traces: tuple[str, ...] = ("llama-7b-decode", "tinyllama-1.1b"),
                passes: int = 5) -> list[dict]:
     """Whether a trace's pass through matmul is bound by the host: for each trace, passes
@@ -1481,7 +1575,7 @@ PARTS = ("floor", "host_costs", "kpi_public", "check", "check_profile", "check_c
          "approx_profile", "host_path",
          "transfers", "gemv_dot", "gemv_tiny",
          "nonfinite_fallback", "exact_lanes", "tc_epilogue", "gemv", "batched", "skinny",
-         "trace_lanes", "batched_lanes", "tc_classes", "trace_host", "gemv_axpy",
+         "trace_lanes", "batched_lanes", "tc_classes", "tc_rows", "trace_host", "gemv_axpy",
          "fp32_batch_classes", "stacked_rows", "fp32_batch_search", "fp32_single_search",
          "host_profile")
 
@@ -1521,6 +1615,7 @@ def main(argv=None) -> int:
         "batched": lambda: batched(rt, rng, args.quick),
         "skinny": lambda: skinny(rt, rng, args.quick),
         "trace_lanes": lambda: trace_lanes(rt, rng),
+        "tc_rows": lambda: tc_rows(rt, rng, args.quick),
         "tc_classes": lambda: tc_classes(rt, rng, *((1e5, 1e7) if args.quick else ())),
         "gemv_axpy": lambda: gemv_axpy(rt, rng, args.quick),
         "fp32_batch_classes": lambda: fp32_batch_classes(rt, rng, args.quick),
