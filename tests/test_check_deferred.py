@@ -193,13 +193,16 @@ def test_open_checks_beyond_the_depth_settle_the_oldest(rng):
     assert len(clgemm.settle()) == deferred.DEPTH + 3
 
 
-def test_a_loop_into_one_output_waits_for_each_check_on_the_device(rng):
+@pytest.mark.parametrize("placement", ["given", "side"])
+def test_a_loop_into_one_output_waits_for_each_check_on_the_device(rng, monkeypatch,
+                                                                   placement):
     """Checked products written one after another into the same C: C's block sums follow
     each product on its queue and wait on the device for the judges of the check before
-    (guard's second queue), which read the sums they overwrite (CLGEMM_CHECK_CSUMS=side: the
-    sums and judges on the second queue, and the next product waits until they have read
-    C), so no check judges another product's output (a race would flag clean products, or
-    pass a wrong one)."""
+    (guard's second queue), which read the sums they overwrite (placement "side": the sums
+    and judges on the second queue, and the next product waits until they have read C), so
+    no check judges another product's output (a race would flag clean products, or pass a
+    wrong one)."""
+    monkeypatch.setattr(deferred, "C_SUMS", placement)
     m, n, k = SHAPE
     B = rand(rng, (k, n))
     b = clgemm.to_device(B)

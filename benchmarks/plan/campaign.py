@@ -210,11 +210,12 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                 ("unchecked_chained_alloc", lambda: clgemm.matmul(a, b), False, True),
                 ("checked_chained_alloc", lambda: clgemm.matmul(a, b, check=True), False,
                  True),
-                # C's block sums on the side queue after the product's event (the placement
-                # before 2026-12-08, CLGEMM_CHECK_CSUMS=side), for an A/B in one process
+                # C's block sums on the side queue after the product's event for a C given
+                # (CLGEMM_CHECK_CSUMS=side), and in order on the user queue for a C allocated
+                # (=user): the placements the default does not take, for an A/B in one process
                 ("checked_chained_side", lambda: clgemm.matmul(a, b, C=c, check=True), False,
                  True),
-                ("checked_chained_alloc_side", lambda: clgemm.matmul(a, b, check=True), False,
+                ("checked_chained_alloc_user", lambda: clgemm.matmul(a, b, check=True), False,
                  True),
                 # the check's side queue at low priority (cl_khr_priority_hints), where the
                 # device has it: the product's pending work-groups start first
@@ -225,8 +226,9 @@ def check_costs(rt, sizes, rng) -> list[dict]:
             if label.endswith("_low") and low_side is None:
                 continue
             deferred.ENABLED = defer
-            placement = deferred.C_SUMS_AFTER_PRODUCT
-            deferred.C_SUMS_AFTER_PRODUCT = placement and not label.endswith("_side")
+            placement = deferred.C_SUMS
+            deferred.C_SUMS = ("side" if label.endswith("_side") else
+                               "user" if label.endswith("_user") else placement)
             gd._side = low_side if label.endswith("_low") else normal_side
             try:
                 call()
@@ -246,7 +248,7 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                         out.setdefault("verdicts_not_clean", []).append(bad[0].as_dict())
             finally:
                 deferred.ENABLED = True
-                deferred.C_SUMS_AFTER_PRODUCT = placement
+                deferred.C_SUMS = placement
                 gd._side = normal_side
             out[label + "_s"] = med(per)
         out["checked_s"] = out["checked_blocking_s"]  # the name of earlier records
@@ -270,7 +272,7 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                                             / out["unchecked_chained_alloc_s"] - 1)
         out["side_overhead_vs_chained"] = (out["checked_chained_side_s"]
                                            / out["unchecked_chained_s"] - 1)
-        out["side_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_side_s"]
+        out["user_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_user_s"]
                                                  / out["unchecked_chained_alloc_s"] - 1)
         if low_side is not None:
             out["low_overhead_vs_chained"] = (out["checked_chained_low_s"]
@@ -406,13 +408,13 @@ def check_chain_profile(rt, sizes, rng, calls: int = 4) -> list[dict]:
     for n in sizes:
         A = rng.standard_normal((n, n), np.float32)
         a, b, c = clgemm.to_device(A), clgemm.to_device(A), clgemm.to_device(A)
-        for label, check, after_product in (("unchecked", False, True),
-                                            ("checked", True, True),
-                                            ("checked_side", True, False)):
-            placement = deferred.C_SUMS_AFTER_PRODUCT
+        for label, check, where in (("unchecked", False, "given"),
+                                    ("checked", True, "given"),
+                                    ("checked_side", True, "side")):
+            placement = deferred.C_SUMS
             rt.user_queue = cl.CommandQueue(
                 rt.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
-            deferred.C_SUMS_AFTER_PRODUCT = after_product
+            deferred.C_SUMS = where
             # the hot path takes arrays bound to the user queue (plan._on)
             qa, qb, qc = (x.with_queue(rt.user_queue) for x in (a, b, c))
             seen = []
@@ -439,7 +441,7 @@ def check_chain_profile(rt, sizes, rng, calls: int = 4) -> list[dict]:
                 cl.enqueue_nd_range_kernel, cl.enqueue_copy = real_kernel, real_copy
                 rt.user_queue.finish()
                 rt.user_queue = plain
-                deferred.C_SUMS_AFTER_PRODUCT = placement
+                deferred.C_SUMS = placement
             items = []
             for name, ev, on_user in seen:
                 try:

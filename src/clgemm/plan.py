@@ -273,11 +273,12 @@ class Plan:
         (guard/deferred.py). (done, C): not done where the waiting check must serve (C then
         the output to give it)."""
         k = self.key
+        given = C is not None
         C = self._output(A, B, C)
         if k.m == 0 or k.n == 0 or k.k == 0:
             return False, C
         a, b, c, m, n = self._hot_operands(A, B, C)
-        return deferred.enqueue(self.rt, self, a, b, c, m, n, k.k, alpha), C
+        return deferred.enqueue(self.rt, self, a, b, c, m, n, k.k, alpha, given), C
 
     def _output(self, A, B, C):
         """C, or an output from the runtime's pool; an output that overlaps an operand is

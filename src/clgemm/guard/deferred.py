@@ -1,10 +1,11 @@
 """check=True on device arrays without a wait per call: the verdict is read later.
 
 A checked call on device arrays of the user queue (beta = 0, no Info asked for) enqueues its
-product and C's block sums on the user queue and the rest of the blocked check of
-guard/abft.py (the same kernels, judged on the device as ever) on the guard's second queue:
-the operand sums beside the product, the judges after C's sums (beside the next call's
-product), then a copy of the judges' header words into page-locked memory; and returns. Its verdict settles later:
+product on the user queue and the blocked check of guard/abft.py (the same kernels, judged on
+the device as ever) on the guard's second queue: the operand sums beside the product, C's
+block sums after it (on the user queue, in order, where the caller gave C: C_SUMS), the
+judges after those (beside the next call's product), then a copy of the judges' header words
+into page-locked memory; and returns. Its verdict settles later:
   * before any later clgemm call that reads that C (by its buffer): clgemm computes nothing
     from a checked result whose check is open;
   * at `clgemm.settle()`, which settles every open check of the device and returns the
@@ -54,10 +55,20 @@ from .device import View, guard_device
 
 # CLGEMM_CHECK_DEFER=0: every check=True call waits for its verdict (A/B campaigns)
 ENABLED = os.environ.get("CLGEMM_CHECK_DEFER", "1") != "0"
-# C's block sums on the product's queue, in order after it (a later call that writes the same
-# C then waits for nothing of another queue); CLGEMM_CHECK_CSUMS=side puts them on the side
-# queue after the product's event, as before (A/B campaigns)
-C_SUMS_AFTER_PRODUCT = os.environ.get("CLGEMM_CHECK_CSUMS", "") != "side"
+# Where C's block sums run. "given" (the default): on the product's queue, in order after it,
+# where the caller gave C (a loop into one output: the next product then waits for nothing of
+# another queue), on the side queue after the product's event where the call allocated C
+# (the next product writes another buffer: the sums stay off its path). On an H100
+# (records/nvidia-h100/2026-12-07-check-placement) chains into one C ran 9.0/5.6/6.7% over
+# unchecked ones at 2048/3072/4096 with the sums in order, 10.9/6.0/7.8% on the side queue;
+# chains into allocated outputs 9.7/6.7/-1.4% in order, 7.0/3.7/-4.4% on the side.
+# CLGEMM_CHECK_CSUMS = side or user forces one placement (A/B campaigns).
+C_SUMS = os.environ.get("CLGEMM_CHECK_CSUMS", "given")
+
+
+def c_sums_in_order(c_given: bool) -> bool:
+    """Whether C's block sums follow the product on its queue (C_SUMS)."""
+    return C_SUMS == "user" or (C_SUMS != "side" and c_given)
 DEPTH = 8  # open checks at most: page-locked header slots per runtime
 KEEP = 1024  # settled verdicts kept for settle() (the oldest dropped first, and counted)
 
@@ -257,9 +268,10 @@ def settle_for(rt: Runtime, A, B, C) -> None:
 
 
 def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: int, k: int,
-            alpha: float) -> bool:
+            alpha: float, c_given: bool = True) -> bool:
     """The checked product C = alpha op(A) op(B) on the user queue, its verdict left open
-    (module docstring); False where the call must take the waiting check instead."""
+    (module docstring); False where the call must take the waiting check instead. `c_given`:
+    the caller gave C (not an output the call allocated; c_sums_in_order)."""
     from ..lanes.tc_exact import TcExactLane
 
     if (k == 0 or faults.active() is not None or EW.applies(m, n, k)
@@ -273,12 +285,13 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
     slot = pend.take_slot()
     q, side = rt.user_queue, gd.side_queue
     av, bv, cv = View.of(a, m, k), View.of(b, k, n), View.of(c, m, n)
+    in_order = c_sums_in_order(c_given)
     try:
         with ck.lock:
-            # The user queue holds the product and C's block sums (C_SUMS_AFTER_PRODUCT);
-            # the rest of the check runs on the side queue: the operand sums beside the
-            # product, the judges after C's sums (they wait for its event) beside the next
-            # call's product, which later calls that write what the check reads wait for
+            # The user queue holds the product, and C's block sums where `in_order`; the
+            # rest of the check runs on the side queue: the operand sums beside the product,
+            # the judges after C's sums (they wait for its event) beside the next call's
+            # product, which later calls that write what the check reads wait for
             # (settle_for).
             ck.queue = side
             try:
@@ -294,7 +307,7 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
                 # sums overwrite: where those run on the user queue, they wait for its end
                 before = ck.side_last
                 ck.expected(av, bv, ready)
-                if C_SUMS_AFTER_PRODUCT:
+                if in_order:
                     ck.result(cv, alpha, 0.0, c_dev, lane is not None,
                               after=[before] if before is not None else None, c_queue=q)
                 else:
@@ -313,5 +326,5 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
     pend.add(OpenCheck(av, bv, cv, alpha, plan.fallback.schedule, lane, plan.alternative,
                        c_dev, ck, slot, event, c_read, ab_read, c.buffer.int_ptr,
                        (a.buffer.int_ptr, b.buffer.int_ptr),
-                       c_read_in_order=C_SUMS_AFTER_PRODUCT))
+                       c_read_in_order=in_order))
     return True

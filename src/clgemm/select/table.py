@@ -78,6 +78,43 @@ def wave_efficiency(tiles: int, slots: int) -> float:
     return tiles / (waves * slots)
 
 
+@dataclass(frozen=True)
+class TcRows:
+    """3xTF32 for products of few rows against a large operand (decode's 16-32 token rows
+    against a weight): `schedule` (tiles of 16 rows, the mma's own height) over K slices,
+    where min_rows <= m <= max_rows, op(A) is stored row-major (rows along K) and n k is at
+    least min_weights; the small-rows lane below that. Distilled from a plan campaign's
+    `tc_rows` part by benchmarks/plan/tc_rows.py, its `evidence` naming the campaign."""
+
+    schedule: TcSchedule
+    min_rows: int
+    max_rows: int
+    min_weights: int
+    evidence: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def serves(self, m: int, n: int, k: int, trans_a: bool) -> bool:
+        return (not trans_a and self.min_rows <= m <= self.max_rows
+                and n * k >= self.min_weights)
+
+    def to_json(self) -> dict:
+        return {"schedule": self.schedule.key(), "min_rows": self.min_rows,
+                "max_rows": self.max_rows, "min_weights": self.min_weights,
+                "evidence": self.evidence}
+
+    @classmethod
+    def from_json(cls, data: dict, source: str) -> "TcRows":
+        try:
+            out = cls(TcSchedule.from_key(data["schedule"]), int(data["min_rows"]),
+                      int(data["max_rows"]), int(data["min_weights"]),
+                      dict(data.get("evidence", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ScheduleError(f"{source}: tensorcore.rows needs schedule, min_rows, max_rows "
+                                f"and min_weights ({exc})") from exc
+        if not 1 <= out.min_rows <= out.max_rows:
+            raise ScheduleError(f"{source}: tensorcore.rows needs 1 <= min_rows <= max_rows")
+        return out
+
+
 @dataclass
 class TcLane:
     """The tensor-core kernels a device table ships: per mode and shape class, candidates in
@@ -101,6 +138,8 @@ class TcLane:
     # "wgmma" (kernels/wgmma.py, sm_90 only) where `clgemm gate` promoted it over mma.sync on
     # this device.
     exact_kernel: str = "mma.sync"
+    # 3xTF32 for decode's few-row products (TcRows), where the device's campaign found it
+    rows: TcRows | None = None
 
     MIN_WAVE_EFFICIENCY = 0.85
 
@@ -129,8 +168,11 @@ class TcLane:
                 "entries": {c: [{"schedule": x.schedule.key(), "groups_per_cu": x.groups_per_cu}
                                 for x in lst] for c, lst in sorted(self.modes.get(mode, {}).items())},
             }
-        return {"exact": self.exact, "exact_kernel": self.exact_kernel,
+        data = {"exact": self.exact, "exact_kernel": self.exact_kernel,
                 "min_flops": self.min_flops, "evidence": self.evidence, "modes": out}
+        if self.rows is not None:
+            data["rows"] = self.rows.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> "TcLane":
@@ -150,8 +192,9 @@ class TcLane:
         kernel = data.get("exact_kernel", "mma.sync")
         if kernel not in ("mma.sync", "wgmma"):
             raise ScheduleError(f"{source}: exact_kernel is mma.sync or wgmma, not {kernel!r}")
+        rows = TcRows.from_json(data["rows"], source) if data.get("rows") else None
         return cls(modes, defaults, exact, data.get("evidence", {}),
-                   float(data.get("min_flops", 0.0)), kernel)
+                   float(data.get("min_flops", 0.0)), kernel, rows)
 
 
 def tuned_gflops(table: "Table") -> float:
