@@ -78,9 +78,12 @@ def test_the_route_takes_the_split_k_lane_where_asked_and_the_grid_is_underfille
     slices, the plan's lane is the split-K lane,
     and matmul through it is right on numpy and device arrays; with CLGEMM_SPLITK=0, or with
     K too short to split, the float32 family serves."""
+    from clgemm import route
+
     rt = get_runtime()
     wg = _work_group_schedule(rt)
     monkeypatch.setattr(rt, "plans", LruMemo(64))
+    monkeypatch.setattr(route, "_stackable", lambda *args: 0)  # (a GPU table stacks 32 rows)
     monkeypatch.setattr("clgemm.route.choose_schedule", lambda rt, m, n, k, s=None: s or wg)
     monkeypatch.setattr(splitk, "UNDERFILLED", 1e9)
     # the cost model's slices as on a GPU of many units (on two CPU cores it wants none)
