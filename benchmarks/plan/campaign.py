@@ -1358,7 +1358,9 @@ def _trace_batches(rng, quick: bool = False, keep=lambda plan: True, singles: bo
             if (nb == 1) != singles or (call.shape, nb) in seen:
                 continue
             seen.add((call.shape, nb))
-            p = clgemm.plan(m, n, k, batch=nb, trans_a=ta, trans_b=tb)
+            # a product of one matrix is planned as matmul plans it (no batch: a batch of
+            # one takes the batched route)
+            p = clgemm.plan(m, n, k, batch=None if singles else nb, trans_a=ta, trans_b=tb)
             if not keep(p):
                 continue
             if quick:
