@@ -5,7 +5,6 @@ is found and repaired at the settle."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
 
@@ -15,7 +14,7 @@ import pytest
 
 import clgemm
 from clgemm.guard import deferred
-from clgemm.guard.device import PRIORITY_HINTS, guard_device, side_queue_for
+from clgemm.guard.device import guard_device
 from clgemm.lanes.fp32 import Fp32Lane
 from clgemm.runtime import get_runtime
 from conftest import QueueGate, assert_close_to_reference, rand, reference
@@ -302,27 +301,3 @@ print("returned")
     assert "returned" in done.stdout
     assert "at exit, 1 checked product(s)" in done.stderr, done.stderr[-2000:]
 
-
-@pytest.mark.parametrize("hinted", [False, True])
-def test_a_side_queue_at_low_priority_serves_the_check(rng, monkeypatch, hinted):
-    """The check's side queue made at low priority (CLGEMM_SIDE_PRIORITY=low): where the device
-    lists the hints it is asked for (a driver that refuses gets the default queue), where not
-    the default; either way a profiling queue on which deferred checks run and settle clean."""
-    rt = get_runtime()
-    if hinted and PRIORITY_HINTS not in rt.device.extensions:
-        monkeypatch.setattr(rt, "device", dataclasses.replace(
-            rt.device, extensions=rt.device.extensions + (PRIORITY_HINTS,)))
-    side = side_queue_for(rt, "low")
-    event = cl.enqueue_marker(side)
-    side.finish()
-    assert event.profile.end >= event.profile.start
-    gd = guard_device(rt)
-    gd.side_queue  # made first: the monkeypatch restores it after the test
-    monkeypatch.setattr(gd, "_side", side)
-    m, n, k = SHAPE
-    A, B, a, b = _operands(rng, m, n, k)
-    out = [clgemm.matmul(a, b, check=True) for _ in range(3)]
-    verdicts = clgemm.settle()
-    assert len(verdicts) == 3 and all(v.ok and not v.detected for v in verdicts)
-    ref, np_err = reference(A, B)
-    assert_close_to_reference(out[-1].get(), ref, np_err)

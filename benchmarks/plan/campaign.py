@@ -187,17 +187,12 @@ def check_costs(rt, sizes, rng) -> list[dict]:
     which reads every verdict), waited (a wait after each call), and the check that waits
     for its verdict in every call (CLGEMM_CHECK_DEFER=0's path, `checked_blocking`)."""
     from clgemm.guard import deferred
-    from clgemm.guard.device import PRIORITY_HINTS, guard_device, side_queue_for
 
-    gd = guard_device(rt)
-    normal_side = gd.side_queue
-    hints = PRIORITY_HINTS in rt.device.extensions
-    low_side = side_queue_for(rt, "low") if hints else None
     rows = []
     for n in sizes:
         A = rng.standard_normal((n, n), np.float32)
         a, b, c = clgemm.to_device(A), clgemm.to_device(A), clgemm.to_device(A)
-        out = {"priority_hints": hints}
+        out = {}
         for label, call, sync, defer in (
                 ("unchecked_chained", lambda: clgemm.matmul(a, b, C=c), False, True),
                 ("unchecked_waited", lambda: clgemm.matmul(a, b, C=c), True, True),
@@ -216,20 +211,11 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                 ("checked_chained_side", lambda: clgemm.matmul(a, b, C=c, check=True), False,
                  True),
                 ("checked_chained_alloc_user", lambda: clgemm.matmul(a, b, check=True), False,
-                 True),
-                # the check's side queue at low priority (cl_khr_priority_hints), where the
-                # device has it: the product's pending work-groups start first
-                ("checked_chained_low", lambda: clgemm.matmul(a, b, C=c, check=True), False,
-                 True),
-                ("checked_chained_alloc_low", lambda: clgemm.matmul(a, b, check=True), False,
                  True)):
-            if label.endswith("_low") and low_side is None:
-                continue
             deferred.ENABLED = defer
             placement = deferred.C_SUMS
             deferred.C_SUMS = ("side" if label.endswith("_side") else
                                "user" if label.endswith("_user") else placement)
-            gd._side = low_side if label.endswith("_low") else normal_side
             try:
                 call()
                 clgemm.settle()
@@ -249,7 +235,6 @@ def check_costs(rt, sizes, rng) -> list[dict]:
             finally:
                 deferred.ENABLED = True
                 deferred.C_SUMS = placement
-                gd._side = normal_side
             out[label + "_s"] = med(per)
         out["checked_s"] = out["checked_blocking_s"]  # the name of earlier records
         # where a checked call's time goes on the host (guard/abft.checked_core): from its
@@ -274,11 +259,7 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                                            / out["unchecked_chained_s"] - 1)
         out["user_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_user_s"]
                                                  / out["unchecked_chained_alloc_s"] - 1)
-        if low_side is not None:
-            out["low_overhead_vs_chained"] = (out["checked_chained_low_s"]
-                                              / out["unchecked_chained_s"] - 1)
-            out["low_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_low_s"]
-                                                    / out["unchecked_chained_alloc_s"] - 1)
+
         rows.append(out)
     return rows
 

@@ -296,8 +296,8 @@ def tc_splitk_lane(rt: Runtime, m: int, n: int, k: int) -> "TcSplitKLane | None"
 def tc_rows_lane(rt: Runtime, m: int, n: int, k: int, trans_a: bool) -> "TcSplitKLane | None":
     """3xTF32 over K slices for a product of few rows against a large operand, where the
     device promoted 3xTF32 and its table's tensorcore.rows serves the shape (TcRows: on an
-    H100, 16 x 11008 x 4096 ran 1.44x the small-rows lane's speed and 1.15x torch's) and
-    CLGEMM_TC_ROWS is not 0; None otherwise."""
+    H100, 16 x 11008 x 4096 ran 1.52x the small-rows lane's speed and 1.22x torch's,
+    records/nvidia-h100/2026-12-07-tc-rows) and CLGEMM_TC_ROWS is not 0; None otherwise."""
     lane = _promoted_3x(rt) if os.environ.get("CLGEMM_TC_ROWS", "") != "0" else None
     rule = lane.rows if lane is not None else None
     if rule is None or not rule.serves(m, n, k, trans_a):

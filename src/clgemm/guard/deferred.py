@@ -55,13 +55,16 @@ from .device import View, guard_device
 
 # CLGEMM_CHECK_DEFER=0: every check=True call waits for its verdict (A/B campaigns)
 ENABLED = os.environ.get("CLGEMM_CHECK_DEFER", "1") != "0"
+DEPTH = 8  # open checks at most: page-locked header slots per runtime
+KEEP = 1024  # settled verdicts kept for settle() (the oldest dropped first, and counted)
 # Where C's block sums run. "given" (the default): on the product's queue, in order after it,
 # where the caller gave C (a loop into one output: the next product then waits for nothing of
 # another queue), on the side queue after the product's event where the call allocated C
 # (the next product writes another buffer: the sums stay off its path). On an H100
 # (records/nvidia-h100/2026-12-07-check-placement) chains into one C ran 9.0/5.6/6.7% over
-# unchecked ones at 2048/3072/4096 with the sums in order, 10.9/6.0/7.8% on the side queue;
-# chains into allocated outputs 9.7/6.7/-1.4% in order, 7.0/3.7/-4.4% on the side.
+# unchecked ones at 2048/3072/4096 with the sums in order, 10.9/6.0/7.8% on the side queue
+# (a second run: 9.4/6.1/5.2 and 9.1/9.6/7.3%); chains into allocated outputs 9.7/6.7/-1.4%
+# in order, 7.0/3.7/-4.4% on the side (12.7/6.9/-6.7 and 6.6/6.4/-5.4%).
 # CLGEMM_CHECK_CSUMS = side or user forces one placement (A/B campaigns).
 C_SUMS = os.environ.get("CLGEMM_CHECK_CSUMS", "given")
 
@@ -69,8 +72,6 @@ C_SUMS = os.environ.get("CLGEMM_CHECK_CSUMS", "given")
 def c_sums_in_order(c_given: bool) -> bool:
     """Whether C's block sums follow the product on its queue (C_SUMS)."""
     return C_SUMS == "user" or (C_SUMS != "side" and c_given)
-DEPTH = 8  # open checks at most: page-locked header slots per runtime
-KEEP = 1024  # settled verdicts kept for settle() (the oldest dropped first, and counted)
 
 
 @dataclass

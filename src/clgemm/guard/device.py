@@ -21,28 +21,6 @@ from . import kernels as K
 
 _RANDN_TYPES = [np.int32, np.uint32, np.uint32, None, np.int32]
 
-# The side queue's priority (cl_khr_priority_hints) where the device has the extension:
-# $CLGEMM_SIDE_PRIORITY = low, med or high; unset or anything else, the driver's default. A
-# low priority asks the device to start the product's pending work-groups before the check's
-# (the check then fills the product's last wave instead of slowing its first ones).
-PRIORITY_HINTS = "cl_khr_priority_hints"
-_QUEUE_PROPERTIES, _QUEUE_PRIORITY = 0x1093, 0x1096  # CL_QUEUE_PROPERTIES, _PRIORITY_KHR
-PRIORITIES = {"high": 1 << 0, "med": 1 << 1, "low": 1 << 2}  # CL_QUEUE_PRIORITY_*_KHR
-
-
-def side_queue_for(rt: Runtime, priority: str | None = None) -> "cl.CommandQueue":
-    """A profiling in-order queue of the runtime's context at `priority` (PRIORITIES; None:
-    $CLGEMM_SIDE_PRIORITY) where the device takes priority hints, else at the default."""
-    profiling = cl.command_queue_properties.PROFILING_ENABLE
-    level = PRIORITIES.get(priority or os.environ.get("CLGEMM_SIDE_PRIORITY", ""))
-    if level is not None and PRIORITY_HINTS in (getattr(rt.device, "extensions", ()) or ()):
-        try:
-            return cl.CommandQueue(rt.context, properties=[
-                _QUEUE_PROPERTIES, int(profiling), _QUEUE_PRIORITY, level])
-        except cl.Error:
-            pass  # a driver that lists the extension and refuses the hint: the default
-    return cl.CommandQueue(rt.context, properties=profiling)
-
 
 @dataclass(frozen=True)
 class View:
@@ -103,7 +81,8 @@ class GuardDevice:
         pipes it does not use (the expected sums run in double)."""
         with self._lock:
             if self._side is None:
-                self._side = side_queue_for(self.rt)
+                self._side = cl.CommandQueue(
+                    self.rt.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
             return self._side
 
     def raw(self, nbytes: int):
