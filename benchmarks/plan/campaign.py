@@ -1229,10 +1229,18 @@ def batched_lanes(rt, rng) -> list[dict]:
             lanes["3xtf32-batched"] = TcBatchedLane(rt, schedule_for(rt, "3xtf32", m, n, k))
             if n <= 64:  # (attention's contexts, 64 wide): the H100 table's 64-wide tiles
                 lanes["3xtf32-batched-n64"] = TcBatchedLane(rt, TcSchedule.from_key(NARROW_3X))
+            if m <= 32:  # decode's 1-16 query rows: tiles of 16 rows (the tc_rows part's)
+                for key in ("tc-3xtf32-b16x64x32-w1x4-s4-f3-a1-r1",
+                            "tc-3xtf32-b16x64x32-w1x2-s3-f3-a1-r1"):
+                    lanes["3xtf32-batched-" + key] = TcBatchedLane(rt, TcSchedule.from_key(key))
         for name, lane in lanes.items():
             launch = lambda lane=lane: lane.enqueue_batched(  # noqa: E731
                 nb, m, n, k, 1.0, 0.0, *ops, strides, rt.user_queue)
-            launch()
+            try:
+                launch()
+            except Exception as exc:  # noqa: BLE001 - a schedule this layout refuses
+                row[name + "_failed"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                continue
             row[name + "_s"] = med(rounds(launch, rt.user_queue.finish, 20))
             row[name + "_error"] = err()
         torch_peer(row, A, B, ta, tb, 20)
