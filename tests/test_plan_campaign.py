@@ -96,3 +96,35 @@ def test_trace_host_times_clgemm_with_and_without_replay_and_leaves_it_on(run):
     rows = [r for r in run("trace_host")["trace_host"] if "side" in r]
     assert {r["side"] for r in rows} >= {"clgemm", "clgemm-no-replay"}
     assert importlib.import_module("clgemm.plan").REPLAY is True
+
+
+def test_the_rows_part_times_its_candidates_at_the_routes_slices(run, monkeypatch):
+    """tc_rows on the CPU device (the PTX emulated): each shape's route, each candidate at
+    tc_slices' count (and twice it where K holds that many), every result within the exact
+    contract against float64."""
+    monkeypatch.setenv("CLGEMM_TC_EMULATE", "1")
+    rows = run("tc_rows")["tc_rows"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["route_s"] > 0 and row["route_error_vs_numpy"] <= 2.0
+        (cand,) = row["candidates"].values()
+        timed = {int(sl): v for sl, v in cand.items()}
+        assert timed and all(v["s"] > 0 and v["error_vs_numpy"] <= 2.0 for v in timed.values())
+
+
+def test_the_chain_profile_puts_cs_sums_where_each_placement_asks(run):
+    """check_chain_profile: a chain into one C, unchecked and checked with C's block sums on
+    the user queue (the default for a C given) and on the side queue; clean verdicts."""
+    rows = {r["case"]: r for r in run("check_chain_profile")["check_chain_profile"]}
+    assert set(rows) == {"unchecked", "checked", "checked_side"}
+    assert all(r["verdicts_clean"] and r["wall_s"] > 0 for r in rows.values())
+
+    def on_user_queue(case: str) -> int:
+        # (a CPU device's rows form also takes the operand sums with a block-sums kernel,
+        # on the side queue)
+        return sum(i["user_queue"] for i in rows[case]["items"]
+                   if i["name"].startswith("abft_cblock"))
+
+    calls = rows["checked"]["calls"]
+    assert on_user_queue("checked") == calls and on_user_queue("checked_side") == 0
+    assert not any(i["name"].startswith("abft") for i in rows["unchecked"]["items"])
