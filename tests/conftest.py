@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +239,30 @@ class QueueGate:
         self._timer.cancel()
         self._event.set_status(cl.command_execution_status.COMPLETE)
         return True
+
+
+@contextlib.contextmanager
+def side_queue_held(deadline_s: float = 20.0):
+    """The guard's second queue holds every command enqueued on it inside the block; the
+    block's calls must not wait for the device (a wait would last until the deadline, and
+    fail)."""
+    from clgemm.guard.device import guard_device
+    from clgemm.runtime import get_runtime
+
+    rt = get_runtime()
+    held = cl.UserEvent(rt.context)
+    side = guard_device(rt).side_queue
+    cl.enqueue_marker(side, wait_for=[held])
+    side.flush()
+    release = threading.Timer(deadline_s, held.set_status,
+                              (cl.command_execution_status.COMPLETE,))
+    release.start()
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        waited = time.perf_counter() - t0
+        if release.is_alive():
+            release.cancel()
+            held.set_status(cl.command_execution_status.COMPLETE)
+    assert waited < deadline_s * 0.75, f"a call waited for the device ({waited:.1f} s)"

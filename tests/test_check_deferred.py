@@ -4,8 +4,6 @@ is found and repaired at the settle."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 
 import numpy as np
@@ -14,10 +12,9 @@ import pytest
 
 import clgemm
 from clgemm.guard import deferred
-from clgemm.guard.device import guard_device
 from clgemm.lanes.fp32 import Fp32Lane
 from clgemm.runtime import get_runtime
-from conftest import QueueGate, assert_close_to_reference, rand, reference
+from conftest import QueueGate, assert_close_to_reference, rand, reference, side_queue_held
 
 # Not tiny (m n k > 2^20: tiny products are judged cell by cell, by the waiting check), odd
 SHAPE = (131, 117, 93)
@@ -212,7 +209,7 @@ def test_a_loop_into_one_output_waits_for_each_check_on_the_device(rng, monkeypa
     clgemm.settle()
     # The second queue held until every product is enqueued: without the device-side wait
     # the products would all run first and every check would read the last one's C.
-    with _side_queue_held():
+    with side_queue_held():
         for a in a_s:
             clgemm.matmul(a, b, C=c, check=True)
     verdicts = clgemm.settle()
@@ -231,37 +228,13 @@ def test_a_product_into_an_open_checks_operand_waits_for_its_sums(rng):
     clgemm.settle()
     X, Y = rand(rng, (m, 40)), rand(rng, (40, k))
     x, y = clgemm.to_device(X), clgemm.to_device(Y)
-    with _side_queue_held():
+    with side_queue_held():
         c = clgemm.matmul(a, b, check=True)
         clgemm.matmul(x, y, C=a)  # overwrites A while the check has not read it
     (v,) = clgemm.settle()
     assert v.ok and not v.detected and "superseded" not in v.attempts[1:], v.as_dict()
     ref, np_err = reference(A, B)
     assert_close_to_reference(c.get(), ref, np_err)
-
-
-@contextlib.contextmanager
-def _side_queue_held(deadline_s: float = 20.0):
-    """The guard's second queue holds every command enqueued on it inside the block; the
-    block's calls must not wait for the device (a wait would last until the deadline, and
-    fail)."""
-    rt = get_runtime()
-    held = cl.UserEvent(rt.context)
-    side = guard_device(rt).side_queue
-    cl.enqueue_marker(side, wait_for=[held])
-    side.flush()
-    release = threading.Timer(deadline_s, held.set_status,
-                              (cl.command_execution_status.COMPLETE,))
-    release.start()
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        waited = time.perf_counter() - t0
-        if release.is_alive():
-            release.cancel()
-            held.set_status(cl.command_execution_status.COMPLETE)
-    assert waited < deadline_s * 0.75, f"a call waited for the device ({waited:.1f} s)"
 
 
 def test_a_fault_left_open_at_exit_is_reported(tmp_path):

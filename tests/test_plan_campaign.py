@@ -116,7 +116,7 @@ def test_the_chain_profile_puts_cs_sums_where_each_placement_asks(run):
     """check_chain_profile: a chain into one C, unchecked and checked with C's block sums on
     the user queue (the default for a C given) and on the side queue; clean verdicts."""
     rows = {r["case"]: r for r in run("check_chain_profile")["check_chain_profile"]}
-    assert set(rows) == {"unchecked", "checked", "checked_side"}
+    assert set(rows) == {"unchecked", "checked", "checked_side", "checked_fused"}
     assert all(r["verdicts_clean"] and r["wall_s"] > 0 for r in rows.values())
 
     def on_user_queue(case: str) -> int:

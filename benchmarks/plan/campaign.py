@@ -211,8 +211,16 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                 ("checked_chained_side", lambda: clgemm.matmul(a, b, C=c, check=True), False,
                  True),
                 ("checked_chained_alloc_user", lambda: clgemm.matmul(a, b, check=True), False,
+                 True),
+                # C's block sums taken inside the 3xTF32 product where its tiles are the
+                # check's blocks (CLGEMM_CHECK_FUSED_SUMS=1)
+                ("checked_chained_fused", lambda: clgemm.matmul(a, b, C=c, check=True), False,
+                 True),
+                ("checked_chained_alloc_fused", lambda: clgemm.matmul(a, b, check=True), False,
                  True)):
             deferred.ENABLED = defer
+            fused = deferred.FUSED_SUMS
+            deferred.FUSED_SUMS = fused or label.endswith("_fused")
             placement = deferred.C_SUMS
             deferred.C_SUMS = ("side" if label.endswith("_side") else
                                "user" if label.endswith("_user") else placement)
@@ -235,6 +243,7 @@ def check_costs(rt, sizes, rng) -> list[dict]:
             finally:
                 deferred.ENABLED = True
                 deferred.C_SUMS = placement
+                deferred.FUSED_SUMS = fused
             out[label + "_s"] = med(per)
         out["checked_s"] = out["checked_blocking_s"]  # the name of earlier records
         # where a checked call's time goes on the host (guard/abft.checked_core): from its
@@ -259,6 +268,10 @@ def check_costs(rt, sizes, rng) -> list[dict]:
                                            / out["unchecked_chained_s"] - 1)
         out["user_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_user_s"]
                                                  / out["unchecked_chained_alloc_s"] - 1)
+        out["fused_overhead_vs_chained"] = (out["checked_chained_fused_s"]
+                                            / out["unchecked_chained_s"] - 1)
+        out["fused_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_fused_s"]
+                                                  / out["unchecked_chained_alloc_s"] - 1)
 
         rows.append(out)
     return rows
@@ -380,8 +393,9 @@ def host_path(rt, sizes, rng) -> list[dict]:
 def check_chain_profile(rt, sizes, rng, calls: int = 4) -> list[dict]:
     """A chain of checked calls into one C (the deferred check, guard/deferred.py) with the
     user queue swapped for a profiling one: every command's device interval on both queues,
-    with C's block sums after the product on its queue and on the side queue (A/B), and
-    the unchecked chain's products beside: where the checked chain's extra time goes."""
+    with C's block sums after the product on its queue, on the side queue, and taken inside
+    the product (FUSED_SUMS, where the lane's tiles are the check's blocks), and the
+    unchecked chain's products beside: where the checked chain's extra time goes."""
     from clgemm.guard import deferred
 
     rows = []
@@ -391,8 +405,10 @@ def check_chain_profile(rt, sizes, rng, calls: int = 4) -> list[dict]:
         a, b, c = clgemm.to_device(A), clgemm.to_device(A), clgemm.to_device(A)
         for label, check, where in (("unchecked", False, "given"),
                                     ("checked", True, "given"),
-                                    ("checked_side", True, "side")):
-            placement = deferred.C_SUMS
+                                    ("checked_side", True, "side"),
+                                    ("checked_fused", True, "given")):
+            placement, fused = deferred.C_SUMS, deferred.FUSED_SUMS
+            deferred.FUSED_SUMS = label == "checked_fused"
             rt.user_queue = cl.CommandQueue(
                 rt.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
             deferred.C_SUMS = where
@@ -422,7 +438,7 @@ def check_chain_profile(rt, sizes, rng, calls: int = 4) -> list[dict]:
                 cl.enqueue_nd_range_kernel, cl.enqueue_copy = real_kernel, real_copy
                 rt.user_queue.finish()
                 rt.user_queue = plain
-                deferred.C_SUMS = placement
+                deferred.C_SUMS, deferred.FUSED_SUMS = placement, fused
             items = []
             for name, ev, on_user in seen:
                 try:

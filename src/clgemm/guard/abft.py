@@ -393,6 +393,11 @@ class BlockCheck:
         self.Bq = raw(rs * self.ns * n, what="abft Bq")
         self.Aq = raw(rs * self.ns * self.nb, what="abft Aq")
         self.Sc, self.Qc, self.Sac = (raw(rs * nbn, what="abft S") for _ in range(3))
+        # C's block sums taken inside the product (fused_sums): two sets, the next product
+        # writing one while the last check's judges read the other; each set's last use
+        self._fused: list[tuple] = []
+        self.fused_last: list["cl.Event | None"] = [None, None]
+        self.fused_parity = 0
         self.So, self.Qo, self.Soa = (raw(rs * nbn, what="abft O") for _ in range(3))
         self.R, self.SC, self.RG = (raw(rs * nbn, what="abft R") for _ in range(3))
         self.words = AK.WORDS
@@ -465,6 +470,18 @@ class BlockCheck:
                                                  wait_for=after)  # the last read of v
         self._ev(self.c_read)
 
+    def fused_sums(self) -> tuple[int, tuple, "cl.Event | None"]:
+        """The next set of buffers for C's block sums taken inside the product (S, Q, Sa in
+        double): (its parity, the buffers, the last command of the check that used it
+        before, which the product must wait for). The caller holds `lock`."""
+        if not self._fused:
+            nbn = self.nb * self.n
+            self._fused = [tuple(self.gd.rt.buffer(8 * nbn, what="abft fused S")
+                                 for _ in range(3)) for _ in range(2)]
+        parity = self.fused_parity
+        self.fused_parity ^= 1
+        return parity, self._fused[parity], self.fused_last[parity]
+
     def old(self, o: View | None) -> None:
         self.has_old = o is not None
         if o is not None:
@@ -472,21 +489,28 @@ class BlockCheck:
 
     def result(self, c: View, alpha: float, beta: float, c_dev: float,
                centred: bool = False, after: list | None = None,
-               c_queue: "cl.CommandQueue | None" = None) -> None:
+               c_queue: "cl.CommandQueue | None" = None, taken: tuple | None = None) -> None:
         """C's block sums and the judges; `centred`: the product is a tensor-core lane's
         (correlated roundoff), judged by the centred rule too (centred_rule); `after`: events
         the first of them waits for (the product, where they run on another queue);
         `c_queue`: the queue of C's block sums where not the judges' (the product's own, in
-        order after it: a later product that overwrites C then waits for nothing)."""
+        order after it: a later product that overwrites C then waits for nothing); `taken`:
+        (S, Q, event), C's block sums taken inside the product (fused_sums) when `event`
+        completes: no block-sums kernel, the judges' summary cleared by a fill instead."""
         q = self.queue
-        self._cblock(c, self.Sc, self.Qc, self.Sac, zero_summary=True, after=after,
-                     queue=c_queue)
+        if taken is None:
+            self._cblock(c, self.Sc, self.Qc, self.Sac, zero_summary=True, after=after,
+                         queue=c_queue)
+            sums = (self.Sc, self.Qc)
+        else:
+            sums, self.c_read = taken[:2], taken[2]
+            self._ev(cl.enqueue_fill_buffer(q, self.sum, np.uint32(0), 0, 4 * AK.ENTRIES))
         g = (self.g64, self.nb)
         self.k_j1.set_args(self.n, self.nb, self.m, self.bs, self.k, self.ns, alpha, beta,
-                           int(self.has_old), self.Ep, self.Bq, self.Aq, self.Sc, self.Qc,
+                           int(self.has_old), self.Ep, self.Bq, self.Aq, *sums,
                            self.So, self.Qo, self.Soa, self.R, self.SC, self.RG, self.sum)
         side = [self.side_done] if self.side_done is not None else []
-        if c_queue is not None and c_queue is not q:
+        if taken is not None or (c_queue is not None and c_queue is not q):
             side.append(self.c_read)
         self._ev(cl.enqueue_nd_range_kernel(q, self.k_j1, g, (64, 1), wait_for=side or None))
         # Where the check's sums are float (no cl_khr_fp64) half of every residual is their

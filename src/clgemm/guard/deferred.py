@@ -3,9 +3,10 @@
 A checked call on device arrays of the user queue (beta = 0, no Info asked for) enqueues its
 product on the user queue and the blocked check of guard/abft.py (the same kernels, judged on
 the device as ever) on the guard's second queue: the operand sums beside the product, C's
-block sums after it (on the user queue, in order, where the caller gave C: C_SUMS), the
-judges after those (beside the next call's product), then a copy of the judges' header words
-into page-locked memory; and returns. Its verdict settles later:
+block sums after it (on the user queue, in order, where the caller gave C: C_SUMS; or taken
+inside a 3xTF32 product whose tiles are the check's blocks: FUSED_SUMS), the judges after
+those (beside the next call's product), then a copy of the judges' header words into
+page-locked memory; and returns. Its verdict settles later:
   * before any later clgemm call that reads that C (by its buffer): clgemm computes nothing
     from a checked result whose check is open;
   * at `clgemm.settle()`, which settles every open check of the device and returns the
@@ -67,6 +68,10 @@ KEEP = 1024  # settled verdicts kept for settle() (the oldest dropped first, and
 # in order, 7.0/3.7/-4.4% on the side (12.7/6.9/-6.7 and 6.6/6.4/-5.4%).
 # CLGEMM_CHECK_CSUMS = side or user forces one placement (A/B campaigns).
 C_SUMS = os.environ.get("CLGEMM_CHECK_CSUMS", "given")
+# C's block sums taken inside a 3xTF32 product whose tiles are the check's blocks (render_tc's
+# block_sums): no block-sums kernel and no gap for it between chained products. Off until a
+# card has timed it (CLGEMM_CHECK_FUSED_SUMS=1 turns it on).
+FUSED_SUMS = os.environ.get("CLGEMM_CHECK_FUSED_SUMS", "0") == "1"
 
 
 def c_sums_in_order(c_given: bool) -> bool:
@@ -297,7 +302,18 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
             ck.queue = side
             try:
                 ready = cl.enqueue_marker(q)  # after it the expected sums may run beside
-                if lane is not None:
+                fused = (lane.block_sums_kernel(a, b, c, ck.bs) if lane is not None
+                         and FUSED_SUMS and gd.fp64 else None)
+                taken = parity = None
+                if fused is not None:
+                    # the set of sums the check before last read: the product waits for its
+                    # judges (long done: they ran beside the last product)
+                    parity, sums, last = ck.fused_sums()
+                    product = fused.enqueue(m, n, k, alpha, 0.0, a, b, c, queue=q,
+                                            wait_for=[last] if last is not None else None,
+                                            flag=nonfinite_flag(rt).scratch, sums=sums)
+                    taken = (sums[0], sums[1], product)
+                elif lane is not None:
                     product = lane.product(m, n, k, alpha, 0.0, a, b, c, q,
                                            nonfinite_flag(rt).scratch)
                 else:
@@ -308,7 +324,9 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
                 # sums overwrite: where those run on the user queue, they wait for its end
                 before = ck.side_last
                 ck.expected(av, bv, ready)
-                if in_order:
+                if taken is not None:
+                    ck.result(cv, alpha, 0.0, c_dev, True, taken=taken)
+                elif in_order:
                     ck.result(cv, alpha, 0.0, c_dev, lane is not None,
                               after=[before] if before is not None else None, c_queue=q)
                 else:
@@ -317,6 +335,8 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
                 event = cl.enqueue_copy(side, pend.host[slot], ck.sum, is_blocking=False)
                 side.flush()
                 ck.side_last = event
+                if parity is not None:
+                    ck.fused_last[parity] = event
                 c_read, ab_read = ck.c_read, ck.side_done
             finally:
                 ck.queue = gd.queue
@@ -327,5 +347,5 @@ def enqueue(rt: Runtime, plan, a: Operand, b: Operand, c: Operand, m: int, n: in
     pend.add(OpenCheck(av, bv, cv, alpha, plan.fallback.schedule, lane, plan.alternative,
                        c_dev, ck, slot, event, c_read, ab_read, c.buffer.int_ptr,
                        (a.buffer.int_ptr, b.buffer.int_ptr),
-                       c_read_in_order=in_order))
+                       c_read_in_order=in_order or taken is not None))
     return True

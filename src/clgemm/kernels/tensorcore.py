@@ -386,7 +386,7 @@ class Dialect:
 
 
 def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect(),
-              ieee_fallback: bool = False) -> str:
+              ieee_fallback: bool = False, block_sums: bool = False) -> str:
     """OpenCL C source of one tensor-core kernel.
 
     The generator fixes every size at compile time and writes the loops over mma tiles, k8
@@ -396,15 +396,26 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect(),
 
     `ieee_fallback`: a work-group whose tile has a non-finite output recomputes that tile
     with plain float32 dot products before anything of it is stored (C_old still intact), so
-    the product keeps IEEE propagation in one launch; the flag then says a tile fell back."""
+    the product keeps IEEE propagation in one launch; the flag then says a tile fell back.
+
+    `block_sums` (with `ieee_fallback`; needs cl_khr_fp64): the work-group also writes its
+    tile's column sums of C as stored, in double, for the check of check=True whose blocks
+    are the kernel's BM rows (guard/abft.py's abft_cblock, taken inside the product): the sum,
+    the sum of squares and the sum of |x| of column j over rows [m0, m0 + BM) at
+    (m0 / BM) * N + j of S, Q and Sa, read back from C after the stores."""
     TcSearchSpace(local_mem_bytes=1 << 30, max_work_group_size=1 << 20).check(s, layout)
+    if block_sums and not ieee_fallback:
+        raise ValueError("block_sums is a variant of the IEEE-fallback epilogue")
     ta, tb = layout.trans_a, layout.trans_b
     three = s.splits == 3
     copy = _CopyPlan(s, layout)
 
     out: list[str] = []
     emit = out.append
-    emit(f"// clgemm tensor-core kernel {s.key()} {layout}")
+    emit(f"// clgemm tensor-core kernel {s.key()} {layout}"
+         + (" with C's block sums" if block_sums else ""))
+    if block_sums:
+        emit("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
     emit('#define CLOBBER : "memory"' if dialect.memory_clobber else "#define CLOBBER")
     emit(_PRELUDE_EMULATED if dialect.emulate else _PRELUDE_PTX)
     consts = {
@@ -451,7 +462,9 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect(),
          "    __global const float* restrict A, const int lda, const int a_off,\n"
          "    __global const float* restrict B, const int ldb, const int b_off,\n"
          "    __global float* C, const int ldc, const int c_off,\n"
-         "    __global int* nonfinite)\n{")
+         "    __global int* nonfinite"
+         + (",\n    __global double* S, __global double* Q, __global double* Sa"
+            if block_sums else "") + ")\n{")
     emit("  __local float As[STAGES * STA] __attribute__((aligned(16)));")
     emit("  __local float Bs[STAGES * STB] __attribute__((aligned(16)));")
     if ieee_fallback:
@@ -532,7 +545,7 @@ def render_tc(s: TcSchedule, layout: TcLayout, dialect: Dialect = Dialect(),
     # turns an Inf operand into NaN (Inf - Inf), so the caller recomputes such products with
     # the float32 family to keep IEEE propagation.
     if ieee_fallback:
-        emit(_epilogue_with_fallback(total, ta, tb))
+        emit(_epilogue_with_fallback(total, ta, tb, _BLOCK_SUMS if block_sums else ""))
     else:
         emit(_EPILOGUE_FLAG.replace("TOTAL", total))
     return "\n".join(out) + "\n"
@@ -570,11 +583,34 @@ _EPILOGUE_FLAG = ("""  const int crow = m0 + wm * WARP_M + g, ccol = n0 + wn * W
 }""")
 
 
-def _epilogue_with_fallback(total: str, ta: bool, tb: bool) -> str:
+# C's block sums of the tile as stored (render_tc's block_sums): after a barrier on global
+# memory (the work-group's own stores are then visible to it), one work-item a column re-reads
+# the tile's rows of C, in double.
+_BLOCK_SUMS = """  barrier(CLK_GLOBAL_MEM_FENCE);
+  {
+    const int r1 = min(M, m0 + BM);
+    for (int col = tid; col < BN; col += NT) {
+      const int cc = n0 + col;
+      if (cc < N) {
+        double s_ = 0.0, q_ = 0.0, a_ = 0.0;
+        for (int r = m0; r < r1; r++) {
+          const double x_ = (double)C[(long)r * ldc + cc];
+          s_ += x_; q_ += x_ * x_; a_ += fabs(x_);
+        }
+        const long at_ = (long)(m0 / BM) * N + cc;
+        S[at_] = s_; Q[at_] = q_; Sa[at_] = a_;
+      }
+    }
+  }
+"""
+
+
+def _epilogue_with_fallback(total: str, ta: bool, tb: bool, sums: str = "") -> str:
     """The epilogue of render_tc(ieee_fallback=True): the work-group first asks whether any
     of its outputs is non-finite (alpha times the accumulator: the split's Inf - Inf shows
     there; a non-finite beta C_old propagates through the fma as in the float32 family), and
-    only then stores, the tensor-core result or, for that tile alone, plain dot products."""
+    only then stores, the tensor-core result or, for that tile alone, plain dot products;
+    `sums` (C's block sums) runs after either store."""
     a_at = "A[(long)kk * lda + r]" if ta else "A[(long)r * lda + kk]"
     b_at = "B[(long)cc * ldb + kk]" if tb else "B[(long)kk * ldb + cc]"
     check = _STORE_LOOP.replace("        __global float* cp = C + (long)r * ldc;\n", "").replace(
@@ -601,10 +637,10 @@ def _epilogue_with_fallback(total: str, ta: bool, tb: bool) -> str:
         C[(long)r * ldc + cc] = v;
       }}
     }}
-    return;
+{sums}    return;
   }}
 {store}
-}}"""
+{sums}}}"""
 
 
 def _compute(s: TcSchedule, stage: str) -> str:

@@ -65,18 +65,20 @@ class TcKernel:
     propagation; the flag then only reports that it happened."""
 
     def __init__(self, rt: Runtime, schedule: TcSchedule, layout: TcLayout,
-                 dialect: Dialect | None = None, ieee_fallback: bool = False) -> None:
+                 dialect: Dialect | None = None, ieee_fallback: bool = False,
+                 block_sums: bool = False) -> None:
         dialect = dialect or default_dialect()
         space = search_space(rt) if not dialect.emulate else TcSearchSpace(
             rt.device.local_mem_bytes, rt.device.max_work_group_size)
         space.check(schedule, layout)
         self.rt, self.schedule, self.layout, self.dialect = rt, schedule, layout, dialect
-        self.ieee_fallback = ieee_fallback
-        self.source = render_tc(schedule, layout, dialect, ieee_fallback)
+        self.ieee_fallback, self.block_sums = ieee_fallback, block_sums
+        self.source = render_tc(schedule, layout, dialect, ieee_fallback, block_sums)
         built = rt.build(self.source, options="-cl-mad-enable")
         self.build_info: BuildInfo = built.info
         self.program = built.program
-        self._args = BoundArgs(built.kernel(KERNEL_NAME), ARG_TYPES)
+        types = ARG_TYPES + [None, None, None] if block_sums else ARG_TYPES
+        self._args = BoundArgs(built.kernel(KERNEL_NAME), types)
         self._lock = threading.Lock()
         self._sizes: dict[tuple[int, int, int], int] = {}  # global size per (m, n, k), checked
 
@@ -86,16 +88,19 @@ class TcKernel:
 
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float,
                 a: Operand, b: Operand, c: Operand, queue=None, wait_for=None,
-                flag: "cl.Buffer | None" = None) -> "cl.Event":
+                flag: "cl.Buffer | None" = None, sums: tuple = ()) -> "cl.Event":
         """`flag` (an int32 buffer, zero before) becomes nonzero when an output is not
-        finite; without one, a scratch flag that nobody reads is used."""
+        finite; without one, a scratch flag that nobody reads is used. `sums`: the three
+        double buffers of C's block sums (S, Q, Sa) a block_sums kernel writes."""
+        if bool(sums) != self.block_sums:
+            raise ValueError("C's block sums go with a block_sums kernel; this is a clgemm bug")
         if a.transposed != self.layout.trans_a or b.transposed != self.layout.trans_b:
             raise ShapeError("operand layout does not match the kernel's; this is a clgemm bug")
         if c.transposed:
             raise ShapeError("the tensor-core kernel writes row-major C; map column-major C first")
         args = [m, n, k, alpha, beta, a.buffer, a.ld, a.offset, b.buffer, b.ld, b.offset,
                 c.buffer, c.ld, c.offset,
-                flag if flag is not None else nonfinite_flag(self.rt).scratch]
+                flag if flag is not None else nonfinite_flag(self.rt).scratch, *sums]
         gsize = self._sizes.get((m, n, k))
         if gsize is None:
             check_index_range(m, n, k)
@@ -160,12 +165,14 @@ def nonfinite_flag(rt: Runtime) -> NonfiniteFlag:
 
 def get_kernel(rt: Runtime, schedule: TcSchedule, layout: TcLayout,
                dialect: Dialect | None = None, slot: int = 0,
-               ieee_fallback: bool = False) -> TcKernel:
+               ieee_fallback: bool = False, block_sums: bool = False) -> TcKernel:
     """The kernel, built once per runtime; `slot`: another kernel object of the same program
     (its own bound arguments)."""
     dialect = dialect or default_dialect()
-    return rt.cached(("tc", schedule, layout, dialect, slot, ieee_fallback),
-                     lambda: TcKernel(rt, schedule, layout, dialect, ieee_fallback))
+    key = ("tc", schedule, layout, dialect, slot, ieee_fallback) + (
+        ("block sums",) if block_sums else ())
+    return rt.cached(key, lambda: TcKernel(rt, schedule, layout, dialect, ieee_fallback,
+                                           block_sums))
 
 
 def fitting_schedule(rt: Runtime, s: TcSchedule, layout: TcLayout) -> TcSchedule:

@@ -63,6 +63,20 @@ class TcExactLane:
         return self._mma_kernel(a, b, slot).enqueue(m, n, k, alpha, beta, a, b, c,
                                                     queue=queue, flag=flag)
 
+    def block_sums_kernel(self, a: Operand, b: Operand, c: Operand,
+                          rows_per_block: int) -> "TcKernel | None":
+        """The kernel of this product (IEEE fallback inside, as the hot call's) that also
+        writes C's block sums over `rows_per_block` rows (render_tc's block_sums; its
+        `enqueue(..., sums=(S, Q, Sa))`), or None where this lane cannot: wgmma, a
+        column-major C, or tiles not that many rows high."""
+        if self.wgmma or c.transposed:
+            return None
+        layout = layout_for(a, b)
+        schedule = fitting_schedule(self.rt, self.schedule, layout)
+        if schedule.block_m != rows_per_block:
+            return None
+        return get_kernel(self.rt, schedule, layout, ieee_fallback=True, block_sums=True)
+
     def enqueue(self, m: int, n: int, k: int, alpha: float, beta: float, a: Operand,
                 b: Operand, c: Operand, queue: "cl.CommandQueue", info=None) -> "cl.Event":
         if not self.wgmma:
