@@ -266,3 +266,17 @@ def side_queue_held(deadline_s: float = 20.0):
             release.cancel()
             held.set_status(cl.command_execution_status.COMPLETE)
     assert waited < deadline_s * 0.75, f"a call waited for the device ({waited:.1f} s)"
+
+
+def load_script(relative: str, name: str):
+    """A benchmark script of the repository (not a package) as a module named `name`,
+    registered in sys.modules (its dataclasses look their module up)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -3,18 +3,15 @@ plan campaign's fp32_batch_search / fp32_batch_classes parts, judged with the ga
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks" / "plan"))
-SPEC = importlib.util.spec_from_file_location("batch_classes",
-                                              ROOT / "benchmarks" / "plan" / "batch_classes.py")
-bc = importlib.util.module_from_spec(SPEC)
-sys.modules["batch_classes"] = bc  # its dataclasses look their module up
-SPEC.loader.exec_module(bc)
+bc = load_script("benchmarks/plan/batch_classes.py", "batch_classes")
 
 ENTRY = "wm8-wn16-om4-on4-tk32-va4-vb4-vc2-sa1-sb1-uk2-db1-st0-lp4-ac64"
 FAST = "wm8-wn32-om8-on4-tk16-va4-vb4-vc4-sa1-sb1-uk8-db1-st0-lp0-ac256"

@@ -3,17 +3,11 @@ judged with the gate's bars at the route's slice count."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("tc_rows_distill",
-                                              ROOT / "benchmarks" / "plan" / "tc_rows.py")
-tr = importlib.util.module_from_spec(SPEC)
-sys.modules["tc_rows_distill"] = tr  # its dataclasses look their module up
-SPEC.loader.exec_module(tr)
+from conftest import load_script
+
+tr = load_script("benchmarks/plan/tc_rows.py", "tc_rows_distill")
 
 FAST = "tc-3xtf32-b16x64x32-w1x4-s4-f3-a1-r1"
 SLOW = "tc-3xtf32-b16x64x32-w1x2-s3-f3-a1-r1"
