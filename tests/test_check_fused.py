@@ -2,7 +2,8 @@
 guard/deferred.FUSED_SUMS): on the CPU device, the tensor cores' PTX emulated, with tiles of
 16 rows and checksum blocks of 16 rows. The sums equal abft_cblock's; chained checks into
 one C and into fresh outputs settle clean with right results; a fault made inside the
-product is found when the verdict settles and the result repaired."""
+product is found when the verdict settles and the result repaired; a product waits for the
+judges that read its set of sums."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def fused(monkeypatch):
         return enqueue(self, *args, **kw)
 
     monkeypatch.setattr(TcKernel, "enqueue", counted)
-    assert guard_device(rt).fp64, "the fused sums are double"
+    if not guard_device(rt).fp64:
+        pytest.skip("the fused sums are double (cl_khr_fp64)")
     return taken
 
 
