@@ -280,3 +280,18 @@ def load_script(relative: str, name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def nvidia_tc_runtime():
+    """The runtime of an NVIDIA device whose tensor-core lane probed available; skips the
+    test where there is none."""
+    from clgemm.device import devices
+    from clgemm.lanes.probe import tensorcore_available
+    from clgemm.runtime import get_runtime
+
+    for d in devices():
+        if d.is_nvidia:
+            rt = get_runtime(d)
+            if tensorcore_available(rt):
+                return rt
+    pytest.skip("no NVIDIA device with the tensor-core lane")

@@ -22,7 +22,8 @@ from clgemm.lanes.splitk import TcSplitKLane
 from clgemm.operands import Operand
 from clgemm.runtime import get_runtime
 from clgemm.select import table as tables
-from conftest import assert_close_to_reference, emulate_tensor_cores, rand, reference
+from conftest import (assert_close_to_reference, emulate_tensor_cores, nvidia_tc_runtime,
+                      rand, reference)
 
 # small tiles of 16 rows: PoCL compiles the emulated kernel in seconds
 SMALL = TcSchedule.from_key("tc-3xtf32-b16x16x16-w1x2-s2-f3-a1-r1")
@@ -139,12 +140,7 @@ def test_nvidia_rows_lane_through_matmul(rng):
     """On an NVIDIA card whose table has the rows rule: a decode product it serves, through
     matmul on device arrays, within twice numpy float32's error; an Inf in A propagates as
     numpy's float32 does."""
-    from clgemm.device import devices
-    from clgemm.lanes.probe import tensorcore_available
-
-    rt = next((get_runtime(d) for d in devices() if d.is_nvidia), None)
-    if rt is None or not tensorcore_available(rt):
-        pytest.skip("no NVIDIA device with the tensor-core lane")
+    rt = nvidia_tc_runtime()
     rule = getattr(tables.load_table(rt.device).tensorcore, "rows", None)
     if rule is None:
         pytest.skip("this card's table has no rows rule")

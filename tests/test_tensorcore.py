@@ -21,6 +21,7 @@ from clgemm.approx.tf32 import estimate_error
 from clgemm.lanes.mma import DEFAULT_SCHEDULES, get_kernel, layout_for
 from clgemm.lanes.probe import tensorcore_available, tensorcore_support
 from clgemm.lanes.tc import tc_matmul
+from conftest import nvidia_tc_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 NN = TcLayout(False, False, True, True)
@@ -221,24 +222,13 @@ def test_card_is_valid():
 
 
 # ---- NVIDIA only ------------------------------------------------------------------------
-def _nvidia_runtime():
-    from clgemm.device import devices
-
-    for d in devices():
-        if d.is_nvidia:
-            rt = get_runtime(d)
-            if tensorcore_available(rt):
-                return rt
-    pytest.skip("no NVIDIA device with the tensor-core lane")
-
-
 @pytest.mark.parametrize("mode", ["tf32", "3xtf32"])
 @pytest.mark.parametrize("shape,ta,tb", [((1000, 1003, 777), False, False),
                                          ((999, 1001, 1003), False, True),
                                          ((1001, 999, 1003), True, False),
                                          ((3, 5, 7), True, True)])
 def test_nvidia_accuracy_odd_shapes(mode, shape, ta, tb, rng):
-    rt = _nvidia_runtime()
+    rt = nvidia_tc_runtime()
     m, n, k = shape
     A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
@@ -257,7 +247,7 @@ def test_nvidia_accuracy_odd_shapes(mode, shape, ta, tb, rng):
 
 
 def test_nvidia_3xtf32_wide_exponents(rng):
-    rt = _nvidia_runtime()
+    rt = nvidia_tc_runtime()
     n = 512
     A = (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-20, 20, (n, n)))).astype(np.float32)
     B = (rng.standard_normal((n, n)) * np.exp2(rng.uniform(-20, 20, (n, n)))).astype(np.float32)
@@ -276,7 +266,7 @@ def test_nvidia_rel_tol_judged_on_the_device(shape, ta, tb, rng):
     TF32's error, within the budget, and the verdict read back."""
     import clgemm
 
-    rt = _nvidia_runtime()
+    rt = nvidia_tc_runtime()
     m, n, k = shape
     A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
@@ -302,7 +292,7 @@ def test_nvidia_split_3xtf32_lane(shape, tb, rng):
     from clgemm.lanes.splitk import TcSplitKLane, tc_slices
     from clgemm.lanes.tc import schedule_for
 
-    rt = _nvidia_runtime()
+    rt = nvidia_tc_runtime()
     m, n, k = shape
     s = schedule_for(rt, "3xtf32", m, n, k)
     lane = TcSplitKLane(rt, s, max(2, tc_slices(rt, s, m, n, k)))
@@ -337,7 +327,7 @@ def test_nvidia_batched_3xtf32_lane(rng):
     from clgemm.lanes.tc import schedule_for
     from clgemm.lanes.tc_batched import TcBatchedLane
 
-    rt = _nvidia_runtime()
+    rt = nvidia_tc_runtime()
     batch, m, n, k = 6, 509, 511, 131
     lane = TcBatchedLane(rt, schedule_for(rt, "3xtf32", m, n, k))
     A = rng.standard_normal((batch, m, k)).astype(np.float32)

@@ -17,6 +17,7 @@ plan and the hot path). One process, one card, every figure with its peer in the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import statistics
@@ -257,21 +258,20 @@ def check_costs(rt, sizes, rng) -> list[dict]:
             phases.append(host)
         out["checked_host"] = {key: med([p[key] for p in phases]) for key in phases[0]}
         out["n"] = n
-        # the bar's figure: chained checked calls against chained unchecked ones
-        out["overhead_vs_chained"] = out["checked_chained_s"] / out["unchecked_chained_s"] - 1
-        out["overhead_vs_waited"] = out["checked_waited_s"] / out["unchecked_waited_s"] - 1
-        out["blocking_overhead_vs_chained"] = (out["checked_blocking_s"]
-                                               / out["unchecked_chained_s"] - 1)
-        out["overhead_vs_chained_alloc"] = (out["checked_chained_alloc_s"]
-                                            / out["unchecked_chained_alloc_s"] - 1)
-        out["side_overhead_vs_chained"] = (out["checked_chained_side_s"]
-                                           / out["unchecked_chained_s"] - 1)
-        out["user_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_user_s"]
-                                                 / out["unchecked_chained_alloc_s"] - 1)
-        out["fused_overhead_vs_chained"] = (out["checked_chained_fused_s"]
-                                            / out["unchecked_chained_s"] - 1)
-        out["fused_overhead_vs_chained_alloc"] = (out["checked_chained_alloc_fused_s"]
-                                                  / out["unchecked_chained_alloc_s"] - 1)
+        # each checked chain over its unchecked one; the bar's figure: overhead_vs_chained
+        for key, checked, unchecked in (
+                ("overhead_vs_chained", "checked_chained", "unchecked_chained"),
+                ("overhead_vs_waited", "checked_waited", "unchecked_waited"),
+                ("blocking_overhead_vs_chained", "checked_blocking", "unchecked_chained"),
+                ("overhead_vs_chained_alloc", "checked_chained_alloc",
+                 "unchecked_chained_alloc"),
+                ("side_overhead_vs_chained", "checked_chained_side", "unchecked_chained"),
+                ("user_overhead_vs_chained_alloc", "checked_chained_alloc_user",
+                 "unchecked_chained_alloc"),
+                ("fused_overhead_vs_chained", "checked_chained_fused", "unchecked_chained"),
+                ("fused_overhead_vs_chained_alloc", "checked_chained_alloc_fused",
+                 "unchecked_chained_alloc")):
+            out[key] = out[checked + "_s"] / out[unchecked + "_s"] - 1
 
         rows.append(out)
     return rows
@@ -390,6 +390,46 @@ def host_path(rt, sizes, rng) -> list[dict]:
     return rows
 
 
+@contextlib.contextmanager
+def captured_enqueues(copies: bool = True):
+    """pyopencl's kernel enqueues (and copies) wrapped while the block runs; yields the list
+    of (kernel name or "copy", event, queue) they append, in enqueue order."""
+    seen: list[tuple] = []
+    real_kernel, real_copy = cl.enqueue_nd_range_kernel, cl.enqueue_copy
+
+    def kernel(queue, k, *args, **kwargs):
+        ev = real_kernel(queue, k, *args, **kwargs)
+        seen.append((k.function_name, ev, queue))
+        return ev
+
+    def copy(queue, *args, **kwargs):
+        ev = real_copy(queue, *args, **kwargs)
+        seen.append(("copy", ev, queue))
+        return ev
+
+    cl.enqueue_nd_range_kernel = kernel
+    if copies:
+        cl.enqueue_copy = copy
+    try:
+        yield seen
+    finally:
+        cl.enqueue_nd_range_kernel, cl.enqueue_copy = real_kernel, real_copy
+
+
+def profiled(seen: list[tuple]) -> list[dict]:
+    """Each captured command's name, queue and device interval (start_ns, end_ns), or the
+    error its event's profile raised (a queue without profiling)."""
+    items = []
+    for name, ev, queue in seen:
+        try:
+            ev.wait()
+            items.append({"name": name, "queue": queue, "start_ns": ev.profile.start,
+                          "end_ns": ev.profile.end})
+        except Exception as exc:  # noqa: BLE001 - a queue without profiling
+            items.append({"name": name, "error": type(exc).__name__})
+    return items
+
+
 def check_chain_profile(rt, sizes, rng, calls: int = 4) -> list[dict]:
     """A chain of checked calls into one C (the deferred check, guard/deferred.py) with the
     user queue swapped for a profiling one: every command's device interval on both queues,
@@ -413,40 +453,28 @@ def check_chain_profile(rt, sizes, rng, calls: int = 4) -> list[dict]:
                 rt.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
             deferred.C_SUMS = where
             # the hot path takes arrays bound to the user queue (plan._on)
-            qa, qb, qc = (x.with_queue(rt.user_queue) for x in (a, b, c))
-            seen = []
-            real_kernel, real_copy = cl.enqueue_nd_range_kernel, cl.enqueue_copy
-
-            def kernel(queue, k, *args, **kwargs):
-                ev = real_kernel(queue, k, *args, **kwargs)
-                seen.append((k.function_name, ev, queue is rt.user_queue))
-                return ev
-
+            profiling = rt.user_queue
+            qa, qb, qc = (x.with_queue(profiling) for x in (a, b, c))
             try:
                 for _ in range(2):  # the plan, the guard's buffers and queue made
                     clgemm.matmul(qa, qb, C=qc, check=check)
                 clgemm.settle()
                 rt.finish()
-                cl.enqueue_nd_range_kernel, cl.enqueue_copy = kernel, real_copy
-                t0 = time.perf_counter()
-                for _ in range(calls):
-                    clgemm.matmul(qa, qb, C=qc, check=check)
-                verdicts = clgemm.settle()
-                rt.finish()
-                wall = time.perf_counter() - t0
+                with captured_enqueues(copies=False) as seen:
+                    t0 = time.perf_counter()
+                    for _ in range(calls):
+                        clgemm.matmul(qa, qb, C=qc, check=check)
+                    verdicts = clgemm.settle()
+                    rt.finish()
+                    wall = time.perf_counter() - t0
             finally:
-                cl.enqueue_nd_range_kernel, cl.enqueue_copy = real_kernel, real_copy
                 rt.user_queue.finish()
                 rt.user_queue = plain
                 deferred.C_SUMS, deferred.FUSED_SUMS = placement, fused
-            items = []
-            for name, ev, on_user in seen:
-                try:
-                    ev.wait()
-                    items.append({"name": name, "user_queue": on_user,
-                                  "start_ns": ev.profile.start, "end_ns": ev.profile.end})
-                except Exception as exc:  # noqa: BLE001 - a queue without profiling
-                    items.append({"name": name, "error": type(exc).__name__})
+            items = profiled(seen)
+            for i in items:
+                if "error" not in i:
+                    i["user_queue"] = i.pop("queue") is profiling
             timed = [i for i in items if "start_ns" in i]
             t_0 = min((i["start_ns"] for i in timed), default=0)
             for i in timed:
@@ -474,35 +502,16 @@ def call_profile(rt, sizes, rng, **contract) -> list[dict]:
         for _ in range(3):
             clgemm.matmul(a, b, return_info=True, **contract)
         rt.finish()
-        seen = []
-        real_kernel, real_copy = cl.enqueue_nd_range_kernel, cl.enqueue_copy
-
-        def kernel(queue, k, *args, **kwargs):
-            ev = real_kernel(queue, k, *args, **kwargs)
-            seen.append((k.function_name, ev, queue))
-            return ev
-
-        def copy(queue, *args, **kwargs):
-            ev = real_copy(queue, *args, **kwargs)
-            seen.append(("copy", ev, queue))
-            return ev
-
-        cl.enqueue_nd_range_kernel, cl.enqueue_copy = kernel, copy
-        try:
+        with captured_enqueues() as seen:
             t0 = time.perf_counter()
             clgemm.matmul(a, b, return_info=True, **contract)
             rt.finish()
             wall = time.perf_counter() - t0
-        finally:
-            cl.enqueue_nd_range_kernel, cl.enqueue_copy = real_kernel, real_copy
-        items = []
-        for name, ev, queue in seen:
-            try:
-                ev.wait()
-                items.append({"name": name, "s": (ev.profile.end - ev.profile.start) * 1e-9,
-                              "start_ns": ev.profile.start, "end_ns": ev.profile.end})
-            except Exception as exc:  # noqa: BLE001 - a queue without profiling
-                items.append({"name": name, "error": f"{type(exc).__name__}"})
+        items = profiled(seen)
+        for i in items:
+            i.pop("queue", None)
+            if "error" not in i:
+                i["s"] = (i["end_ns"] - i["start_ns"]) * 1e-9
         timed = [i for i in items if "s" in i]
         span = ((max(i["end_ns"] for i in timed) - min(i["start_ns"] for i in timed)) * 1e-9
                 if timed else None)
